@@ -1,0 +1,32 @@
+# The two commands: `make run` starts the console with a demo lab; `make test` runs the whole suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/guardian_console
+
+.PHONY: run test test-sqlite test-postgres lint chromium
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(VENV)/.installed
+	CONSOLE_ENV=development $(PY) manage.py runconsole
+
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+# SQLite runs everything; PostgreSQL runs everything but the browser tests (they exercise pages, not the database).
+test: $(VENV)/.installed chromium lint test-sqlite test-postgres
+
+test-sqlite:
+	$(PYTEST) -p no:cacheprovider
+
+test-postgres:
+	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) -p no:cacheprovider -m "not e2e"

@@ -1,0 +1,88 @@
+"""Roles: viewer reads, operator runs non-destructive jobs, admin manages hosts, users and destructive jobs.
+
+Roles are Django groups holding the permissions of ConsolePermission; each role includes the one below it.
+Views check permissions (never group names) through `require`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.models import Group, Permission
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
+ROLE_NAMES = (VIEWER, OPERATOR, ADMIN)
+
+ROLE_PERMISSIONS = {
+    VIEWER: ["view_console"],
+    OPERATOR: ["view_console", "run_jobs"],
+    ADMIN: [
+        "view_console",
+        "run_jobs",
+        "run_destructive_jobs",
+        "manage_hosts",
+        "manage_users",
+        "download_vault",
+    ],
+}
+
+
+def ensure_roles(**_: Any) -> None:
+    """Create the role groups with their permissions (run after every migrate)."""
+    for role, codenames in ROLE_PERMISSIONS.items():
+        group, _created = Group.objects.get_or_create(name=role)
+        perms = Permission.objects.filter(content_type__app_label="console", codename__in=codenames)
+        group.permissions.set(perms)
+
+
+def set_role(user: Any, role: str) -> None:
+    if role not in ROLE_NAMES:
+        raise ValueError(f"unknown role {role!r}")
+    ensure_roles()
+    user.groups.set([Group.objects.get(name=role)])
+
+
+def role_of(user: Any) -> str:
+    if not user.is_authenticated:
+        return ""
+    if user.is_superuser:
+        return ADMIN
+    names = set(user.groups.values_list("name", flat=True))
+    for role in reversed(ROLE_NAMES):
+        if role in names:
+            return role
+    return ""
+
+
+def can(user: Any, codename: str) -> bool:
+    return bool(user.is_authenticated and user.has_perm(f"console.{codename}"))
+
+
+def require(codename: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """View decorator: the user needs console.<codename>, else a 403 page that says which role is missing."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not can(request.user, codename):
+                return render(request, "console/forbidden.html", {"needed": codename}, status=403)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def roles_context(request: HttpRequest) -> dict[str, Any]:
+    user = request.user
+    return {
+        "role": role_of(user),
+        "perm_run_jobs": can(user, "run_jobs"),
+        "perm_destructive": can(user, "run_destructive_jobs"),
+        "perm_manage_hosts": can(user, "manage_hosts"),
+        "perm_manage_users": can(user, "manage_users"),
+    }

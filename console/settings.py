@@ -1,0 +1,222 @@
+"""Settings of the console, read from the environment.
+
+Production is the default: it refuses to start without a real secret key and encryption keys. `make run` and the
+test suite set CONSOLE_ENV=development, where missing secrets are generated once under var/ so a fresh machine
+starts with one command.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("CONSOLE_VAR_DIR", BASE_DIR / "var"))
+
+ENV = os.environ.get("CONSOLE_ENV", "production")
+if ENV not in ("production", "development"):
+    raise ImproperlyConfigured(f"CONSOLE_ENV must be 'production' or 'development', not {ENV!r}")
+DEVELOPMENT = ENV == "development"
+
+# Values that must never protect a production console: Django's placeholder and anything we ever printed.
+KNOWN_DEFAULT_SECRETS = {"", "changeme", "secret", "django-insecure", "please-change-me"}
+
+
+def env(name: str, default: str = "") -> str:
+    """A setting from NAME, or from the file named by NAME_FILE (for container secrets)."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return os.environ.get(name, default)
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = env(name, "1" if default else "0").lower()
+    if value not in ("0", "1", "true", "false", "yes", "no"):
+        raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {value!r}")
+    return value in ("1", "true", "yes")
+
+
+def envlist(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+def development_secret(filename: str, make: str) -> str:
+    """Read or create a secret under var/ — only ever used in development."""
+    path = VAR_DIR / filename
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(make)
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def database_from_url(url: str) -> dict[str, object]:
+    """DATABASE_URL → Django DATABASES entry: postgres://user:pass@host:port/name or sqlite:///path."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path[1:]) if parts.path.startswith("//") else unquote(parts.path.lstrip("/"))
+        name = path or str(VAR_DIR / "console.sqlite3")
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name, "OPTIONS": {"timeout": 20}}
+    if parts.scheme in ("postgres", "postgresql"):
+        options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parts.path.lstrip("/")),
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "OPTIONS": options,
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+        }
+    raise ImproperlyConfigured("DATABASE_URL must start with postgres:// or sqlite://")
+
+
+SECRET_KEY = env("CONSOLE_SECRET_KEY")
+if not SECRET_KEY and DEVELOPMENT:
+    SECRET_KEY = development_secret("secret_key", secrets.token_urlsafe(50))
+if SECRET_KEY.lower() in KNOWN_DEFAULT_SECRETS or SECRET_KEY.startswith("django-insecure") or len(SECRET_KEY) < 32:
+    raise ImproperlyConfigured("CONSOLE_SECRET_KEY is missing, a default, or shorter than 32 characters")
+
+# Fernet keys (urlsafe base64, 32 bytes), newest first. Never derived from SECRET_KEY: rotating one must not
+# touch the other. See hosts/crypto.py.
+ENCRYPTION_KEYS = envlist("CONSOLE_ENCRYPTION_KEYS")
+if not ENCRYPTION_KEYS and DEVELOPMENT:
+    from cryptography.fernet import Fernet
+
+    ENCRYPTION_KEYS = [development_secret("encryption_key", Fernet.generate_key().decode())]
+if not ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("CONSOLE_ENCRYPTION_KEYS is missing: give one or more Fernet keys, newest first")
+
+DEBUG = envbool("CONSOLE_DEBUG", False)
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if DEVELOPMENT else "")
+if not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS is missing: list the host names the console is served under")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+HTTPS = envbool("CONSOLE_HTTPS", not DEVELOPMENT)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = False  # the live log page reads it for POSTs made from JavaScript
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if HTTPS and envbool("CONSOLE_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "console",
+    "hosts",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "console.urls"
+ASGI_APPLICATION = "console.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "console.roles.roles_context",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": database_from_url(env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'console.sqlite3'}"))}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("CONSOLE_TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "static"
+# The console's CSS and JS are a few small files; serving them from the ASGI app keeps deployment to one
+# process. Set CONSOLE_SERVE_STATIC=0 when a proxy serves `collectstatic` output instead.
+SERVE_STATIC = envbool("CONSOLE_SERVE_STATIC", True)
+
+REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+
+# How long the console waits on a host; a refresh of a slow host must not hold a worker for ever.
+WINRM_OPERATION_TIMEOUT = int(env("CONSOLE_WINRM_OPERATION_TIMEOUT", "20"))
+WINRM_READ_TIMEOUT = int(env("CONSOLE_WINRM_READ_TIMEOUT", "30"))
+WINRM_CONNECT_TIMEOUT = int(env("CONSOLE_WINRM_CONNECT_TIMEOUT", "5"))
+INVENTORY_REFRESH_SECONDS = int(env("CONSOLE_INVENTORY_REFRESH_SECONDS", "900"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("CONSOLE_LOG_LEVEL", "INFO")},
+    "loggers": {
+        # pypsrp and requests log message bodies at DEBUG; they may carry SecureStrings. Keep them quiet.
+        "pypsrp": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        "spnego": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,30 @@
+"""URL routes: each app owns its own; this file wires them together."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.urls import include, path, re_path
+from django.views.static import serve
+
+from . import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("audit/", views.audit_trail, name="audit"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("hosts.urls")),
+    path("", include("jobs.urls")),
+]
+
+if settings.SERVE_STATIC:
+    # Static files are public (CSS and the log viewer's JS): the login page needs them before login.
+    urlpatterns.append(
+        re_path(
+            r"^static/(?P<path>.*)$",
+            login_not_required(serve),
+            {"document_root": settings.STATICFILES_DIRS[0]},
+        )
+    )

@@ -1,0 +1,3 @@
+"""URLs of the hosts app."""
+
+urlpatterns: list = []

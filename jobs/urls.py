@@ -1,0 +1,3 @@
+"""URLs of the jobs app."""
+
+urlpatterns: list = []

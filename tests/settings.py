@@ -1,0 +1,26 @@
+"""Settings for the test suite: development mode with fixed test keys, SQLite unless DATABASE_URL says otherwise.
+
+Subprocesses the tests start (Celery worker, daphne) get the same environment, so they see the same database.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("CONSOLE_ENV", "development")
+os.environ.setdefault("CONSOLE_SECRET_KEY", "test-secret-key-that-is-long-enough-0123456789abcdef")
+# Two keys so that key rotation is exercised: the first seals, the second still opens.
+os.environ.setdefault(
+    "CONSOLE_ENCRYPTION_KEYS",
+    "ZmVybmV0LXRlc3Qta2V5LW5ld2VzdC0wMDAwMDAwMDA=,ZmVybmV0LXRlc3Qta2V5LW9sZGVyLTAwMDAwMDAwMDA=",
+)
+os.environ.setdefault("CONSOLE_VAR_DIR", os.path.join(tempfile.gettempdir(), "guardian-console-tests"))
+os.environ.setdefault("CONSOLE_HTTPS", "0")
+os.makedirs(os.environ["CONSOLE_VAR_DIR"], exist_ok=True)
+
+from console.settings import *  # noqa: E402,F403
+from console.settings import DATABASES  # noqa: E402
+
+# A file, not :memory:, so a Celery worker process started by a test sees the same SQLite test database.
+if str(DATABASES["default"]["ENGINE"]).endswith("sqlite3"):
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(os.environ["CONSOLE_VAR_DIR"], "test-console.sqlite3")}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
