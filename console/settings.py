@@ -123,6 +123,8 @@ INSTALLED_APPS = [
     "channels",
     "console",
     "hosts",
+    "hosts.inventory",
+    "hosts.vault",
     "jobs",
 ]
 

@@ -16,6 +16,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("hosts.urls")),
+    path("", include("hosts.inventory.urls")),
+    path("", include("hosts.vault.urls")),
     path("", include("jobs.urls")),
 ]
 

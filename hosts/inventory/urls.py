@@ -1,0 +1,5 @@
+"""URLs of the inventory app."""
+
+from django.urls import path
+
+urlpatterns: list = []

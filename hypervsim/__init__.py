@@ -1,0 +1,1 @@
+"""Simulated Hyper-V host speaking real WinRM/WSMan + PSRP."""
