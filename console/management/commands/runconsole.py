@@ -1,0 +1,230 @@
+"""`make run`: the console with everything it needs on one machine, and a demo lab of simulated Hyper-V hosts.
+
+Starts a private Redis (unless REDIS_URL is set), migrates, creates the admin user on first run (printing its
+password once), starts the simulated lab, registers its hosts, then runs daphne and a Celery worker (with beat)
+until Ctrl-C, which stops everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+DEMO_SCENARIOS = ["healthy", "reinstalled", "deleted-certs"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_for_port(port: int, process: subprocess.Popen[Any], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise CommandError(f"{what} exited with code {process.returncode} while starting")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise CommandError(f"{what} did not listen on port {port} within {timeout:.0f} s")
+
+
+class Command(BaseCommand):
+    help = "Start the console, a Celery worker, a private Redis and a demo lab of simulated Hyper-V hosts."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--port", type=int, default=8000, help="HTTP port of the console (default 8000)")
+        parser.add_argument("--no-lab", action="store_true", help="do not start the simulated demo lab")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.children: list[subprocess.Popen[Any]] = []
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            self.start(options["port"], with_lab=not options["no_lab"])
+            self.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop_children()
+
+    def start(self, port: int, with_lab: bool) -> None:
+        var = Path(settings.VAR_DIR)
+        var.mkdir(parents=True, exist_ok=True)
+        env = os.environ.copy()
+        env.setdefault("CONSOLE_ENV", settings.ENV)
+        env["CONSOLE_VAR_DIR"] = str(var)
+        if not os.environ.get("REDIS_URL"):
+            env["REDIS_URL"] = self.start_private_redis(var)
+        call_command("migrate", interactive=False, verbosity=0)
+        login = self.ensure_admin()
+        lab_hosts = self.start_lab(var, env) if with_lab else []
+        if not port_is_free(port):
+            port = free_port()
+        self.spawn(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "console",
+                "worker",
+                "-B",
+                "--loglevel=WARNING",
+                "--pool=threads",
+                "--concurrency=4",
+                "--schedule",
+                str(var / "celerybeat-schedule"),
+            ],
+            env,
+        )
+        daphne = self.spawn(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"], env
+        )
+        wait_for_port(port, daphne, "daphne")
+        self.refresh_demo_hosts(lab_hosts, env)
+        self.stdout.write(self.style.SUCCESS(f"\nGuardian Console is running at http://127.0.0.1:{port}/"))
+        self.stdout.write(login)
+        if lab_hosts:
+            self.stdout.write(f"Demo lab: {', '.join(lab_hosts)} (simulated Hyper-V hosts, state in {var / 'lab'})")
+        self.stdout.write("Press Ctrl-C to stop everything.\n")
+
+    def spawn(self, argv: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[Any]:
+        process = subprocess.Popen(argv, env=env, cwd=settings.BASE_DIR, **kwargs)
+        self.children.append(process)
+        return process
+
+    def start_private_redis(self, var: Path) -> str:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise CommandError("REDIS_URL is not set and redis-server is not installed (apt-get install redis-server)")
+        port = free_port()
+        data = var / "redis"
+        data.mkdir(exist_ok=True)
+        redis = self.spawn(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--logfile",
+                str(data / "redis.log"),
+            ],
+            os.environ.copy(),
+        )
+        wait_for_port(port, redis, "redis-server")
+        return f"redis://127.0.0.1:{port}/0"
+
+    def ensure_admin(self) -> str:
+        from console.roles import ADMIN, set_role
+
+        users = get_user_model()
+        if users.objects.filter(username="admin").exists():
+            return (
+                "Log in as 'admin' with the password printed on the first run "
+                "(forgotten? `.venv/bin/python manage.py changepassword admin`)."
+            )
+        password = secrets.token_urlsafe(12)
+        admin = users.objects.create_superuser("admin", password=password)
+        set_role(admin, ADMIN)
+        return f"Log in as 'admin' with password: {password}   (shown once; change it on first use)"
+
+    def start_lab(self, var: Path, env: dict[str, str]) -> list[str]:
+        argv = [
+            sys.executable,
+            "-m",
+            "hypervsim",
+            "lab",
+            "--dir",
+            str(var / "lab"),
+            "--hosts",
+            str(len(DEMO_SCENARIOS)),
+        ]
+        for scenario in DEMO_SCENARIOS:
+            argv += ["--scenario", scenario]
+        lab = self.spawn(argv, env, stdout=subprocess.PIPE, text=True)
+        assert lab.stdout is not None
+        hosts = []
+        for _ in DEMO_SCENARIOS:
+            line = lab.stdout.readline()
+            if not line:
+                raise CommandError(f"the simulated lab exited with code {lab.wait()} before it was ready")
+            hosts.append(self.register(json.loads(line)))
+        return hosts
+
+    def register(self, announced: dict[str, Any]) -> str:
+        """Register (or re-point, since ports change per run) a simulated host."""
+        from urllib.parse import urlsplit
+
+        from hosts.models import Host
+
+        url = urlsplit(announced["url"])
+        host, _created = Host.objects.get_or_create(name=announced["name"], defaults={"address": url.hostname})
+        host.address = url.hostname or "127.0.0.1"
+        host.port = url.port or 5985
+        host.transport = "https" if url.scheme == "https" else "http"
+        host.auth = "basic" if host.transport == "https" and announced.get("auth") == "basic" else "negotiate"
+        host.cert_check = "ca_bundle" if announced.get("ca_file") else "system"
+        host.ca_bundle = Path(announced["ca_file"]).read_text() if announced.get("ca_file") else ""
+        host.username = announced["user"]
+        host.set_password(announced["password"])
+        host.full_clean()
+        host.save()
+        return host.name
+
+    def refresh_demo_hosts(self, names: list[str], env: dict[str, str]) -> None:
+        if not names:
+            return
+        from jobs.services import create_job
+
+        from hosts.models import Host
+
+        create_job(None, kind="refresh_inventory", hosts=list(Host.objects.filter(name__in=names)), vms=[], params={})
+
+    def wait(self) -> None:
+        while True:
+            for process in self.children:
+                if process.poll() is not None:
+                    raise CommandError(f"{' '.join(map(str, process.args[:4]))} exited with code {process.returncode}")
+            time.sleep(0.5)
+
+    def stop_children(self) -> None:
+        for process in reversed(self.children):
+            if process.poll() is None:
+                process.terminate()
+        for process in reversed(self.children):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
