@@ -184,15 +184,24 @@ STATIC_ROOT = VAR_DIR / "static"
 SERVE_STATIC = envbool("CONSOLE_SERVE_STATIC", True)
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Several consoles (or test runs) may share one Redis: pub/sub channels, queues and cache keys carry this prefix.
+REDIS_PREFIX = env("CONSOLE_REDIS_PREFIX", "console")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX},
     }
 }
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": REDIS_PREFIX,
+    }
+}
 
 CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_PREFIX}-jobs"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -15,12 +15,19 @@ os.environ.setdefault(
 )
 os.environ.setdefault("CONSOLE_VAR_DIR", os.path.join(tempfile.gettempdir(), "guardian-console-tests"))
 os.environ.setdefault("CONSOLE_HTTPS", "0")
+# Per test run: Redis channels, Celery queue and cache keys, so concurrent runs on one Redis never cross-talk.
+# Subprocesses (worker, daphne) inherit it through the environment.
+os.environ.setdefault("CONSOLE_REDIS_PREFIX", f"test-{os.getpid()}")
 os.makedirs(os.environ["CONSOLE_VAR_DIR"], exist_ok=True)
 
 from console.settings import *  # noqa: E402,F403
 from console.settings import DATABASES  # noqa: E402
 
 # A file, not :memory:, so a Celery worker process started by a test sees the same SQLite test database.
+# Per test run as well (several runs may share a machine); the file is removed by pytest-django afterwards.
+_RUN = os.environ["CONSOLE_REDIS_PREFIX"]
 if str(DATABASES["default"]["ENGINE"]).endswith("sqlite3"):
-    DATABASES["default"]["TEST"] = {"NAME": os.path.join(os.environ["CONSOLE_VAR_DIR"], "test-console.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(os.environ["CONSOLE_VAR_DIR"], f"{_RUN}.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_guardian_console_{_RUN.replace('-', '_')}"}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
