@@ -1,1 +1,121 @@
-"""Models."""
+"""The guardian vault: escrowed PFX pairs, encrypted at rest, checked for tampering every time they are opened."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+from hosts import crypto
+from hosts.fields import EncryptedField, open_bytes, open_text, seal_bytes, seal_text
+
+from .pfx import GuardianPair, PfxError, check_pair
+
+
+class EscrowedPair(models.Model):
+    """One guardian's signing + encryption PFX and their password, as the well-known export script writes them.
+
+    Identity is the pair of thumbprints (a key protector stores certificates, not names). The three secrets are
+    sealed by hosts.crypto; `sha256` binds the thumbprints to both PFX files so a blob swapped between rows, or
+    altered in any way, is detected by `open()` and never used.
+    """
+
+    ORIGIN_ESCROW, ORIGIN_UPLOAD = "escrow", "upload"
+    ORIGINS = [(ORIGIN_ESCROW, "escrowed from a host"), (ORIGIN_UPLOAD, "uploaded")]
+
+    signing_thumbprint = models.CharField(max_length=40, db_index=True)
+    encryption_thumbprint = models.CharField(max_length=40, db_index=True)
+    guardian_name = models.CharField(max_length=200, blank=True)
+    source_host = models.ForeignKey("hosts.Host", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    source_host_name = models.CharField(max_length=200, blank=True)  # kept when the host is deleted
+    origin = models.CharField(max_length=10, choices=ORIGINS, default=ORIGIN_ESCROW)
+    signing_subject = models.CharField(max_length=400, blank=True)
+    encryption_subject = models.CharField(max_length=400, blank=True)
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField()
+    signing_pfx = EncryptedField()
+    encryption_pfx = EncryptedField()
+    pfx_password = EncryptedField()
+    sha256 = models.CharField(max_length=64)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["signing_thumbprint", "encryption_thumbprint"], name="vault_unique_pair")
+        ]
+
+    def __str__(self) -> str:
+        name = self.guardian_name or "guardian"
+        return f"{name} {self.signing_thumbprint[:8]}/{self.encryption_thumbprint[:8]}"
+
+    @staticmethod
+    def digest(signing_thumbprint: str, encryption_thumbprint: str, signing_pfx: bytes, encryption_pfx: bytes) -> str:
+        """SHA-256 over the identity and both files (length-prefixed, so parts cannot shift into each other).
+
+        The password is left out on purpose: a plain hash of a person's password would invite guessing; it is
+        bound instead by having to open both files in `open()`.
+        """
+        h = hashlib.sha256()
+        for part in (signing_thumbprint.encode(), encryption_thumbprint.encode(), signing_pfx, encryption_pfx):
+            h.update(len(part).to_bytes(8, "big"))
+            h.update(part)
+        return h.hexdigest()
+
+    @classmethod
+    def seal(
+        cls,
+        pair: GuardianPair,
+        signing_pfx: bytes,
+        encryption_pfx: bytes,
+        password: str,
+        **fields: Any,
+    ) -> EscrowedPair:
+        """An unsaved row holding a checked pair, its secrets sealed."""
+        sign, enc = pair.signing.thumbprint, pair.encryption.thumbprint
+        return cls(
+            signing_thumbprint=sign,
+            encryption_thumbprint=enc,
+            guardian_name=fields.pop("guardian_name", "") or pair.guardian_name,
+            signing_subject=pair.signing.subject,
+            encryption_subject=pair.encryption.subject,
+            not_before=pair.not_before,
+            not_after=pair.not_after,
+            signing_pfx=seal_bytes(signing_pfx),
+            encryption_pfx=seal_bytes(encryption_pfx),
+            pfx_password=seal_text(password),
+            sha256=cls.digest(sign, enc, signing_pfx, encryption_pfx),
+            **fields,
+        )
+
+    def open(self) -> tuple[bytes, bytes, str]:
+        """(signing PFX, encryption PFX, password), or TamperedSecretError / SecretError saying what is wrong."""
+        signing, encryption = open_bytes(self.signing_pfx), open_bytes(self.encryption_pfx)
+        password = open_text(self.pfx_password)
+        if self.digest(self.signing_thumbprint, self.encryption_thumbprint, signing, encryption) != self.sha256:
+            raise crypto.TamperedSecretError(f"vault entry {self} fails its SHA-256 check (damaged or tampered)")
+        try:
+            check_pair(
+                signing,
+                encryption,
+                password,
+                allow_expired=True,
+                expect_thumbprints=(self.signing_thumbprint, self.encryption_thumbprint),
+            )
+        except PfxError as exc:
+            raise crypto.TamperedSecretError(f"vault entry {self} is damaged or tampered: {exc}") from None
+        return signing, encryption, password
+
+    def expired(self) -> bool:
+        from django.utils import timezone
+
+        return self.not_after < timezone.now()
+
+
+def find_pair(signing_thumbprint: str, encryption_thumbprint: str) -> EscrowedPair | None:
+    return EscrowedPair.objects.filter(
+        signing_thumbprint=signing_thumbprint.upper(), encryption_thumbprint=encryption_thumbprint.upper()
+    ).first()

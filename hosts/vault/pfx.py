@@ -1,0 +1,209 @@
+"""Reading and checking guardian PFX pairs: what the vault accepts, and a clear reason for what it refuses.
+
+A local guardian is two self-signed certificates with private keys, exported by Windows (or by the well-known
+scripts) as `UntrustedGuardian-signing.pfx` and `UntrustedGuardian-encryption.pfx` under one password. Before the
+vault stores or hands out such a pair it proves the pair is usable: both files open with the password, each holds a
+private key matching its certificate, the signing key signs, the encryption key decrypts, and the two certificates
+were generated together. Messages never contain the password or key material.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+SIGNING_FILE = "UntrustedGuardian-signing.pfx"
+ENCRYPTION_FILE = "UntrustedGuardian-encryption.pfx"
+
+# Windows names generated certificates "Shielded VM Signing Certificate (<guardian>) (<host>)".
+WINDOWS_SUBJECT = re.compile(
+    r"^CN=Shielded VM (?P<role>Signing|Encryption) Certificate \((?P<guardian>.+)\) \((?P<host>[^()]+)\)$"
+)
+# Windows creates both certificates of a guardian in the same second; pairs found in a store are matched by this.
+SAME_GENERATION = timedelta(minutes=10)
+
+
+class PfxError(ValueError):
+    """A PFX (pair) the vault refuses; str() is a message for the person who supplied it."""
+
+
+class NotAPfx(PfxError):
+    pass
+
+
+class WrongPassword(PfxError):
+    pass
+
+
+class MissingPrivateKey(PfxError):
+    pass
+
+
+class MismatchedPair(PfxError):
+    pass
+
+
+class ExpiredPair(PfxError):
+    pass
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    """The public facts of one certificate, as Windows shows them (thumbprint = upper-case SHA-1 of the DER)."""
+
+    thumbprint: str
+    subject: str
+    not_before: datetime
+    not_after: datetime
+
+
+@dataclass(frozen=True)
+class GuardianPair:
+    """A checked pair: both certificates' facts and the guardian/host names read from Windows-style subjects."""
+
+    signing: CertificateFacts
+    encryption: CertificateFacts
+    guardian_name: str
+    host_name: str
+
+    @property
+    def not_before(self) -> datetime:
+        return max(self.signing.not_before, self.encryption.not_before)
+
+    @property
+    def not_after(self) -> datetime:
+        return min(self.signing.not_after, self.encryption.not_after)
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.not_after < (now or datetime.now(UTC))
+
+
+def thumbprint(cert: x509.Certificate) -> str:
+    # SHA-1 is what Windows calls a thumbprint; it identifies, it does not protect.
+    return cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303
+
+
+def facts(cert: x509.Certificate) -> CertificateFacts:
+    return CertificateFacts(
+        thumbprint=thumbprint(cert),
+        subject=cert.subject.rfc4514_string(),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+    )
+
+
+def looks_like_pfx(data: bytes) -> bool:
+    """The outer DER shape of PKCS#12: SEQUENCE { INTEGER 3, ... } — enough to tell a PFX from anything else."""
+    if len(data) < 8 or data[0] != 0x30:
+        return False
+    length_byte = data[1]
+    offset = 2 if length_byte < 0x80 else 2 + (length_byte & 0x7F)
+    return data[offset : offset + 3] == b"\x02\x01\x03"
+
+
+def read_pfx(data: bytes, password: str, label: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """The private key and certificate of one guardian PFX, or a PfxError naming the file (`label`)."""
+    if not looks_like_pfx(data):
+        raise NotAPfx(f"{label} is not a PFX (PKCS#12) file")
+    try:
+        key, cert, _others = pkcs12.load_key_and_certificates(data, password.encode() if password else None)
+    except ValueError:
+        raise WrongPassword(f"the password does not open {label} (wrong password, or the file is damaged)") from None
+    if cert is None and not _others:
+        raise NotAPfx(f"{label} holds no certificate")
+    if key is None or cert is None:
+        raise MissingPrivateKey(f"{label} holds no private key, so it cannot unlock a VM (export it with its key)")
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise NotAPfx(f"{label} holds a non-RSA key; Hyper-V guardians use RSA keys")
+    return key, cert
+
+
+def check_signing_key(key: rsa.RSAPrivateKey, cert: x509.Certificate, label: str) -> None:
+    probe = b"guardian console signing probe"
+    signature = key.sign(probe, padding.PKCS1v15(), hashes.SHA256())
+    public = cert.public_key()
+    try:
+        if not isinstance(public, rsa.RSAPublicKey):
+            raise InvalidSignature
+        public.verify(signature, probe, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        raise MismatchedPair(f"the private key in {label} does not belong to its certificate") from None
+
+
+def check_encryption_key(key: rsa.RSAPrivateKey, cert: x509.Certificate, label: str) -> None:
+    probe = b"guardian console encryption probe"
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    public = cert.public_key()
+    if not isinstance(public, rsa.RSAPublicKey):
+        raise MismatchedPair(f"the certificate in {label} has no RSA public key")
+    try:
+        ok = key.decrypt(public.encrypt(probe, oaep), oaep) == probe
+    except ValueError:
+        ok = False
+    if not ok:
+        raise MismatchedPair(f"the private key in {label} does not belong to its certificate")
+
+
+def windows_subject(subject: str) -> re.Match[str] | None:
+    return WINDOWS_SUBJECT.match(subject)
+
+
+def check_generated_together(signing: CertificateFacts, encryption: CertificateFacts) -> tuple[str, str]:
+    """(guardian name, host name) when the subjects follow Windows' pattern; raise when they cannot be a pair."""
+    if signing.thumbprint == encryption.thumbprint:
+        raise MismatchedPair("both files hold the same certificate; a guardian needs a signing and an encryption one")
+    sign_match, enc_match = windows_subject(signing.subject), windows_subject(encryption.subject)
+    if sign_match and sign_match["role"] == "Encryption" and enc_match and enc_match["role"] == "Signing":
+        raise MismatchedPair("the two files are swapped: the signing file holds the encryption certificate")
+    if sign_match and sign_match["role"] != "Signing":
+        raise MismatchedPair(f"the signing file holds {signing.subject}, not a signing certificate")
+    if enc_match and enc_match["role"] != "Encryption":
+        raise MismatchedPair(f"the encryption file holds {encryption.subject}, not an encryption certificate")
+    if not (sign_match and enc_match):
+        return "", ""
+    same_names = (sign_match["guardian"], sign_match["host"]) == (enc_match["guardian"], enc_match["host"])
+    same_time = abs(signing.not_before - encryption.not_before) <= SAME_GENERATION
+    if not (same_names and same_time):
+        raise MismatchedPair(
+            "the two certificates do not belong together: "
+            f"{signing.subject} (from {signing.not_before:%Y-%m-%d %H:%M}) and "
+            f"{encryption.subject} (from {encryption.not_before:%Y-%m-%d %H:%M})"
+        )
+    return sign_match["guardian"], sign_match["host"]
+
+
+def check_pair(
+    signing_pfx: bytes,
+    encryption_pfx: bytes,
+    password: str,
+    *,
+    allow_expired: bool = False,
+    expect_thumbprints: tuple[str, str] | None = None,
+    now: datetime | None = None,
+) -> GuardianPair:
+    """Prove a PFX pair is a usable guardian; return its facts or raise a PfxError with the reason."""
+    sign_key, sign_cert = read_pfx(signing_pfx, password, SIGNING_FILE)
+    enc_key, enc_cert = read_pfx(encryption_pfx, password, ENCRYPTION_FILE)
+    check_signing_key(sign_key, sign_cert, SIGNING_FILE)
+    check_encryption_key(enc_key, enc_cert, ENCRYPTION_FILE)
+    signing, encryption = facts(sign_cert), facts(enc_cert)
+    guardian_name, host_name = check_generated_together(signing, encryption)
+    pair = GuardianPair(signing, encryption, guardian_name, host_name)
+    if expect_thumbprints and (signing.thumbprint, encryption.thumbprint) != tuple(expect_thumbprints):
+        raise MismatchedPair(
+            f"the exported certificates ({signing.thumbprint} / {encryption.thumbprint}) are not the guardian's "
+            f"({expect_thumbprints[0]} / {expect_thumbprints[1]})"
+        )
+    if not allow_expired and pair.expired(now):
+        raise ExpiredPair(
+            f"the pair expired on {pair.not_after:%Y-%m-%d}; it can still unlock VMs sealed to it — "
+            "store it anyway by accepting expired certificates"
+        )
+    return pair

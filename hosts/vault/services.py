@@ -1,0 +1,114 @@
+"""Putting pairs into the vault and finding out what depends on them: the one way every caller stores a pair."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from console.models import AuditEvent
+
+from .models import EscrowedPair, find_pair
+from .pfx import check_pair
+
+
+@dataclass
+class StoreOutcome:
+    pair: EscrowedPair
+    created: bool
+
+
+def store_pair(
+    signing_pfx: bytes,
+    encryption_pfx: bytes,
+    password: str,
+    *,
+    user: Any,
+    origin: str,
+    source_host: Any = None,
+    allow_expired: bool = False,
+    expect_thumbprints: tuple[str, str] | None = None,
+    guardian_name: str = "",
+) -> StoreOutcome:
+    """Check a pair and store it once. An already escrowed pair is left as it is (escrow is idempotent).
+
+    Raises pfx.PfxError (with the reason for the person) when the pair is not usable.
+    """
+    checked = check_pair(
+        signing_pfx, encryption_pfx, password, allow_expired=allow_expired, expect_thumbprints=expect_thumbprints
+    )
+    existing = find_pair(checked.signing.thumbprint, checked.encryption.thumbprint)
+    if existing is not None:
+        return StoreOutcome(existing, created=False)
+    row = EscrowedPair.seal(
+        checked,
+        signing_pfx,
+        encryption_pfx,
+        password,
+        guardian_name=guardian_name,
+        origin=origin,
+        source_host=source_host,
+        source_host_name=str(source_host) if source_host is not None else checked.host_name,
+        created_by=user if getattr(user, "is_authenticated", False) else None,
+    )
+    try:
+        with transaction.atomic():
+            row.save()
+            AuditEvent.record(
+                user,
+                "vault.upload" if origin == EscrowedPair.ORIGIN_UPLOAD else "vault.escrow",
+                row,
+                signing_thumbprint=row.signing_thumbprint,
+                encryption_thumbprint=row.encryption_thumbprint,
+                source_host=row.source_host_name,
+            )
+    except IntegrityError:  # stored concurrently by another job or person: theirs counts
+        found = find_pair(checked.signing.thumbprint, checked.encryption.thumbprint)
+        if found is None:
+            raise
+        return StoreOutcome(found, created=False)
+    return StoreOutcome(row, created=True)
+
+
+@dataclass
+class Dependents:
+    """Where a pair is installed (hosts whose guardian has these thumbprints) and which VMs are sealed to it."""
+
+    installed: list[Any] = field(default_factory=list)  # inventory Guardian rows
+    vms: list[Any] = field(default_factory=list)  # inventory VirtualMachine rows
+    owner_of: set[int] = field(default_factory=set)  # ids of VMs whose owner is this pair
+
+
+def thumbprint_pairs(value: Any) -> list[tuple[str, str]]:
+    """Inventory stores key protector guardians as {signing, encryption} dicts (one, or a list of them)."""
+    items = value if isinstance(value, list) else [value]
+    pairs = []
+    for item in items:
+        if isinstance(item, dict) and item.get("signing") and item.get("encryption"):
+            pairs.append((str(item["signing"]).upper(), str(item["encryption"]).upper()))
+    return pairs
+
+
+def dependents(pair: EscrowedPair) -> Dependents:
+    """Ask the inventory (when it exists) who uses this pair. Lab-sized data, so VMs are scanned in Python
+    (JSON containment queries are not portable to SQLite)."""
+    from django.apps import apps
+
+    found = Dependents()
+    try:
+        guardian_model = apps.get_model("inventory", "Guardian")
+        vm_model = apps.get_model("inventory", "VirtualMachine")
+    except LookupError:
+        return found
+    key = (pair.signing_thumbprint, pair.encryption_thumbprint)
+    found.installed = list(
+        guardian_model.objects.filter(signing_thumbprint=key[0], encryption_thumbprint=key[1]).select_related("host")
+    )
+    for vm in vm_model.objects.select_related("host"):
+        owners = thumbprint_pairs(getattr(vm, "kp_owner_thumbprints", None))
+        if key in owners or key in thumbprint_pairs(getattr(vm, "kp_guardian_thumbprints", None)):
+            found.vms.append(vm)
+            if key in owners:
+                found.owner_of.add(vm.pk)
+    return found

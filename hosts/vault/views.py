@@ -1,0 +1,159 @@
+"""Pages of the vault: list, detail (who depends on a pair), upload of an existing pair, audited download."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import secrets
+import time
+import zipfile
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from console.models import AuditEvent
+from console.roles import can, require
+from hosts import crypto
+
+from .forms import UploadPairForm
+from .models import EscrowedPair
+from .pfx import ENCRYPTION_FILE, SIGNING_FILE, PfxError
+from .services import dependents, store_pair
+
+# A download link works once, for this long after the admin confirmed it.
+DOWNLOAD_TTL_SECONDS = 300
+
+
+@require("view_console")
+def vault_list(request: HttpRequest) -> HttpResponse:
+    pairs = EscrowedPair.objects.select_related("created_by")
+    return render(request, "vault/list.html", {"pairs": pairs, "can_upload": can(request.user, "run_jobs")})
+
+
+@require("view_console")
+def vault_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    pair = get_object_or_404(EscrowedPair, pk=pk)
+    integrity = ""
+    try:
+        pair.open()
+    except crypto.SecretError as exc:
+        integrity = str(exc)
+    context = {
+        "pair": pair,
+        "integrity_error": integrity,
+        "deps": dependents(pair),
+        "can_download": can(request.user, "download_vault"),
+        "can_run": can(request.user, "run_jobs"),
+    }
+    return render(request, "vault/detail.html", context)
+
+
+@require("run_jobs")
+@require_http_methods(["GET", "POST"])
+def vault_upload(request: HttpRequest) -> HttpResponse:
+    form = UploadPairForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            outcome = store_pair(
+                data["signing_pfx"],
+                data["encryption_pfx"],
+                data["password"],
+                user=request.user,
+                origin=EscrowedPair.ORIGIN_UPLOAD,
+                allow_expired=data["allow_expired"],
+                guardian_name=data["guardian_name"],
+            )
+        except PfxError as exc:
+            form.add_error(None, f"Not stored: {exc}.")
+        else:
+            if outcome.created:
+                messages.success(request, f"Stored {outcome.pair} in the vault.")
+            else:
+                messages.info(request, f"This pair is already in the vault as {outcome.pair}; nothing changed.")
+            return redirect("vault_detail", pk=outcome.pair.pk)
+    return render(request, "vault/upload.html", {"form": form})
+
+
+@never_cache
+@require("download_vault")
+@require_http_methods(["GET", "POST"])
+def vault_download(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: what the admin is about to take out. POST: audited; shows the password once and a one-time link."""
+    pair = get_object_or_404(EscrowedPair, pk=pk)
+    if request.method == "GET":
+        return render(request, "vault/download_confirm.html", {"pair": pair})
+    try:
+        _signing, _encryption, password = pair.open()
+    except crypto.SecretError as exc:
+        AuditEvent.record(request.user, "vault.download_refused", pair, reason=str(exc))
+        messages.error(request, f"Not downloaded: {exc}. The entry is not used; restore it from a backup.")
+        return redirect("vault_detail", pk=pair.pk)
+    token = secrets.token_urlsafe(24)
+    request.session[f"vault-download-{token}"] = {"pk": pair.pk, "until": time.time() + DOWNLOAD_TTL_SECONDS}
+    AuditEvent.record(request.user, "vault.download", pair, signing_thumbprint=pair.signing_thumbprint)
+    return render(request, "vault/download_ready.html", {"pair": pair, "token": token, "secret_once": password})
+
+
+@never_cache
+@require("download_vault")
+def vault_download_file(request: HttpRequest, pk: int, token: str) -> HttpResponse:
+    ticket = request.session.pop(f"vault-download-{token}", None)
+    if not ticket or ticket.get("pk") != pk or ticket.get("until", 0) < time.time():
+        messages.error(request, "That download link was used already or has expired; confirm the download again.")
+        return redirect("vault_detail", pk=pk)
+    pair = get_object_or_404(EscrowedPair, pk=pk)
+    try:
+        signing, encryption, _password = pair.open()
+    except crypto.SecretError as exc:
+        messages.error(request, f"Not downloaded: {exc}.")
+        return redirect("vault_detail", pk=pk)
+    response = HttpResponse(pair_zip(pair, signing, encryption), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="guardian-{pair.signing_thumbprint[:8]}.zip"'
+    return response
+
+
+def pair_zip(pair: EscrowedPair, signing: bytes, encryption: bytes) -> bytes:
+    """The two files exactly as the export script writes them, and a README (without the password)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(SIGNING_FILE, signing)
+        archive.writestr(ENCRYPTION_FILE, encryption)
+        archive.writestr("README.txt", readme(pair, signing, encryption))
+    return buffer.getvalue()
+
+
+def readme(pair: EscrowedPair, signing: bytes, encryption: bytes) -> str:
+    name = pair.guardian_name or "UntrustedGuardian"
+    return (
+        f"Guardian {name}, escrowed by Guardian Console\r\n"
+        f"Signing certificate    {pair.signing_thumbprint}  {pair.signing_subject}\r\n"
+        f"Encryption certificate {pair.encryption_thumbprint}  {pair.encryption_subject}\r\n"
+        f"Valid {pair.not_before:%Y-%m-%d} to {pair.not_after:%Y-%m-%d}\r\n\r\n"
+        f"SHA-256 {SIGNING_FILE}    {hashlib.sha256(signing).hexdigest().upper()}\r\n"
+        f"SHA-256 {ENCRYPTION_FILE} {hashlib.sha256(encryption).hexdigest().upper()}\r\n\r\n"
+        "The password was shown once when this archive was made; it is not in this archive.\r\n"
+        "Import on a host (elevated Windows PowerShell), as the well-known import script does:\r\n"
+        "  $pw = Read-Host -AsSecureString 'PFX password'\r\n"
+        f"  New-HgsGuardian -Name '{name}' -SigningCertificate .\\{SIGNING_FILE} -SigningCertificatePassword $pw "
+        f"-EncryptionCertificate .\\{ENCRYPTION_FILE} -EncryptionCertificatePassword $pw "
+        "-AllowExpired -AllowUntrustedRoot\r\n"
+    )
+
+
+@require_POST
+@require("view_console")
+def vault_verify(request: HttpRequest, pk: int) -> HttpResponse:
+    """Re-check one entry on demand (the detail page does it too); audited when it fails."""
+    pair = get_object_or_404(EscrowedPair, pk=pk)
+    try:
+        pair.open()
+    except crypto.SecretError as exc:
+        AuditEvent.record(request.user, "vault.tampered", pair, reason=str(exc))
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Both files open with the stored password and match the recorded thumbprints.")
+    return redirect("vault_detail", pk=pk)
