@@ -1,1 +1,245 @@
-"""Models."""
+"""Registered Hyper-V hosts: where they are, how to reach them, and the (sealed) account the console uses.
+
+Validation lives on the model (not only in the form) so every way of creating a host — the form, the demo lab,
+the tests — refuses the same bad input: a port out of range, Basic auth over plain HTTP, a CA bundle that is not
+certificates, a fingerprint that is not SHA-256.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from . import crypto
+from .fields import EncryptedField, open_text, seal_text
+
+if TYPE_CHECKING:
+    from hosts.remoting import ConnectionSpec
+
+
+class Transport(models.TextChoices):
+    HTTP = "http", "HTTP (port 5985, Negotiate message encryption — Windows' default listener)"
+    HTTPS = "https", "HTTPS (port 5986)"
+
+
+class Auth(models.TextChoices):
+    NEGOTIATE = "negotiate", "Negotiate (Kerberos, falling back to NTLM)"
+    NTLM = "ntlm", "NTLM"
+    KERBEROS = "kerberos", "Kerberos"
+    BASIC = "basic", "Basic (HTTPS only, local accounts)"
+
+
+class CertCheck(models.TextChoices):
+    SYSTEM = "system", "System CAs"
+    CA_BUNDLE = "ca_bundle", "An uploaded CA bundle"
+    FINGERPRINT = "fingerprint", "A pinned SHA-256 fingerprint"
+    NONE = "none", "DO NOT VERIFY (insecure: anyone on the path can read the credentials)"
+
+
+DEFAULT_PORTS = {"http": 5985, "https": 5986}
+
+# RFC 1123 host name: labels of letters, digits and inner hyphens, 63 characters each, 253 in all.
+HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
+
+
+def normalize_address(value: str) -> str:
+    value = value.strip().lower()
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1]  # a bracketed IPv6 literal as people paste it from URLs
+    return value.rstrip(".") if not _is_ip(value) else value
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def validate_address(value: str) -> None:
+    address = normalize_address(value)
+    if _is_ip(address):
+        return
+    message = "Enter a host name (such as hv01.lab.example) or an IP address — no scheme, port or path."
+    if not address or len(address) > 253 or not all(HOSTNAME_LABEL.match(label) for label in address.split(".")):
+        raise ValidationError(message, code="address")
+    if address.replace(".", "").isdigit():
+        raise ValidationError("That looks like an IP address but is not a valid one.", code="address")
+
+
+def normalize_fingerprint(value: str) -> str:
+    return re.sub(r"[\s:]", "", value).lower()
+
+
+def validate_fingerprint(value: str) -> None:
+    if not re.fullmatch(r"[0-9a-f]{64}", normalize_fingerprint(value)):
+        raise ValidationError(
+            "A SHA-256 fingerprint is 64 hexadecimal digits (colons and spaces are fine).", code="fingerprint"
+        )
+
+
+def validate_ca_bundle(value: str) -> None:
+    """The bundle must be one or more PEM certificates and nothing else (a private key has no business here)."""
+    kinds = set(PEM_BLOCK.findall(value))
+    if any("PRIVATE KEY" in kind for kind in kinds):
+        raise ValidationError(
+            "This text contains a private key. Paste only the CA certificate(s), never a key.", code="ca_bundle"
+        )
+    if kinds != {"CERTIFICATE"}:
+        raise ValidationError("Paste one or more PEM certificates (-----BEGIN CERTIFICATE----- …).", code="ca_bundle")
+    try:
+        x509.load_pem_x509_certificates(value.encode())
+    except ValueError:
+        raise ValidationError("The CA bundle holds a certificate that cannot be read.", code="ca_bundle") from None
+
+
+def validate_username(value: str) -> None:
+    if value != value.strip() or any(ord(char) < 32 for char in value):
+        raise ValidationError("The user name has leading/trailing spaces or control characters.", code="username")
+
+
+class Host(models.Model):
+    """A Hyper-V host the console talks to over WinRM/PSRP."""
+
+    name = models.CharField("display name", max_length=64, help_text="How the console shows this host, e.g. HV01.")
+    address = models.CharField(
+        max_length=253, validators=[validate_address], help_text="Host name or IP address the console connects to."
+    )
+    transport = models.CharField(max_length=5, choices=Transport.choices, default=Transport.HTTP)
+    port = models.PositiveIntegerField(
+        blank=True,  # blank in the form means "the transport's default"; clean() fills it in
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+        help_text="Leave empty for the default: 5985 for HTTP, 5986 for HTTPS.",
+    )
+    auth = models.CharField("authentication", max_length=9, choices=Auth.choices, default=Auth.NEGOTIATE)
+    cert_check = models.CharField(
+        "server certificate check", max_length=11, choices=CertCheck.choices, default=CertCheck.SYSTEM
+    )
+    ca_bundle = models.TextField("CA bundle (PEM)", blank=True, validators=[validate_ca_bundle])
+    fingerprint_sha256 = models.CharField(
+        "pinned SHA-256 fingerprint", max_length=95, blank=True, validators=[validate_fingerprint]
+    )
+    username = models.CharField(max_length=256, validators=[validate_username])
+    password = EncryptedField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_test_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_test_ok = models.BooleanField(null=True, editable=False)
+    last_test_message = models.TextField(blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("name"),
+                name="hosts_host_name_unique",
+                violation_error_message="A host with this name is already registered.",
+            ),
+            models.UniqueConstraint(
+                fields=["address", "port"],
+                name="hosts_host_endpoint_unique",
+                violation_error_message="A host with this address and port is already registered.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:  # the default would be fine too; this one is explicit that no secret is shown
+        return f"<Host {self.name} {self.address}:{self.port}>"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.port:  # code paths that skip clean() (get_or_create) still get the transport's default
+            self.port = DEFAULT_PORTS.get(self.transport, DEFAULT_PORTS["http"])
+        super().save(*args, **kwargs)
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.transport}://{host}:{self.port}/wsman"
+
+    @property
+    def is_https(self) -> bool:
+        return self.transport == Transport.HTTPS
+
+    @property
+    def skips_certificate_check(self) -> bool:
+        return self.is_https and self.cert_check == CertCheck.NONE
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password)
+
+    def set_password(self, plaintext: str) -> None:
+        self.password = seal_text(plaintext)
+
+    def get_password(self) -> str:
+        """The account's password; raises crypto.SecretError (naming the missing key, never the secret)."""
+        try:
+            return open_text(self.password)
+        except crypto.SecretError as error:
+            raise type(error)(f"password of host {self.name}: {error}") from None
+
+    def clean(self) -> None:
+        self.address = normalize_address(self.address)
+        self.name = self.name.strip()
+        if not self.port and self.transport in DEFAULT_PORTS:
+            self.port = DEFAULT_PORTS[self.transport]
+        errors: dict[str, Any] = {}
+        if self.auth == Auth.BASIC and self.transport != Transport.HTTPS:
+            errors["auth"] = "Basic authentication sends the password in the clear: use it only with HTTPS."
+        if self.auth == Auth.KERBEROS and _is_ip(self.address):
+            errors["address"] = "Kerberos needs the host's DNS name (its service principal), not an IP address."
+        errors.update(self._clean_certificate_check())
+        if errors:
+            raise ValidationError(errors)
+
+    def _clean_certificate_check(self) -> dict[str, str]:
+        if self.transport != Transport.HTTPS:
+            # No TLS, nothing to verify: drop leftovers so the host page does not suggest otherwise.
+            self.cert_check, self.ca_bundle, self.fingerprint_sha256 = CertCheck.SYSTEM, "", ""
+            return {}
+        self.fingerprint_sha256 = normalize_fingerprint(self.fingerprint_sha256)
+        if self.cert_check == CertCheck.CA_BUNDLE and not self.ca_bundle.strip():
+            return {"ca_bundle": "Paste or upload the CA certificate(s) that issued the host's certificate."}
+        if self.cert_check == CertCheck.FINGERPRINT and not self.fingerprint_sha256:
+            return {"fingerprint_sha256": "Enter the SHA-256 fingerprint of the host's certificate."}
+        if self.cert_check != CertCheck.CA_BUNDLE:
+            self.ca_bundle = ""
+        if self.cert_check != CertCheck.FINGERPRINT:
+            self.fingerprint_sha256 = ""
+        return {}
+
+    def connection_spec(self) -> ConnectionSpec:
+        from hosts.remoting import ConnectionSpec
+
+        return ConnectionSpec(
+            address=self.address,
+            port=self.port,
+            https=self.is_https,
+            auth=self.auth,
+            username=self.username,
+            password=self.get_password(),
+            cert_check=self.cert_check,
+            ca_bundle_pem=self.ca_bundle,
+            fingerprint_sha256=self.fingerprint_sha256,
+        )
+
+    def record_test(self, ok: bool, message: str) -> None:
+        self.last_test_at = timezone.now()
+        self.last_test_ok = ok
+        self.last_test_message = message
+        # Only the test columns: a test must not look like an edit of the host.
+        Host.objects.filter(pk=self.pk).update(
+            last_test_at=self.last_test_at, last_test_ok=ok, last_test_message=message
+        )

@@ -1,0 +1,90 @@
+"""The host registration form: the model validates, the form handles the password and the CA-bundle upload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from .models import CertCheck, Host
+
+PASSWORD_KEPT = "•••••••• stored — leave empty to keep it"  # noqa: S105 (a placeholder, not a password)
+MAX_CA_BUNDLE_BYTES = 256 * 1024
+
+
+class HostForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Register or edit a host. The stored password is never rendered back: leaving the field empty keeps it."""
+
+    password = forms.CharField(
+        strip=False,
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Password of the account above; stored encrypted and never shown again.",
+    )
+    ca_bundle_file = forms.FileField(
+        label="…or upload the CA bundle (PEM file)", required=False, help_text="Replaces the text above."
+    )
+
+    class Meta:
+        model = Host
+        fields = [
+            "name",
+            "address",
+            "transport",
+            "port",
+            "auth",
+            "cert_check",
+            "ca_bundle",
+            "fingerprint_sha256",
+            "username",
+        ]
+        widgets = {
+            "transport": forms.RadioSelect,
+            "cert_check": forms.RadioSelect,
+            "ca_bundle": forms.Textarea(attrs={"rows": 5, "class": "mono", "spellcheck": "false"}),
+            "fingerprint_sha256": forms.TextInput(attrs={"class": "mono", "spellcheck": "false"}),
+            "username": forms.TextInput(attrs={"autocomplete": "off", "placeholder": r"LAB\hvadmin"}),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.has_password:
+            self.fields["password"].widget.attrs["placeholder"] = PASSWORD_KEPT
+        else:
+            self.fields["password"].required = True
+
+    def clean_ca_bundle_file(self) -> str:
+        upload = self.cleaned_data.get("ca_bundle_file")
+        if not upload:
+            return ""
+        if upload.size > MAX_CA_BUNDLE_BYTES:
+            raise forms.ValidationError("A CA bundle is a few kilobytes; this file is too large.")
+        try:
+            return str(upload.read().decode("ascii"))
+        except UnicodeDecodeError:
+            raise forms.ValidationError("Upload the bundle in PEM form (text), not DER or PFX.") from None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("ca_bundle_file"):
+            cleaned["ca_bundle"] = cleaned["ca_bundle_file"]
+        return cleaned
+
+    def save(self, commit: bool = True) -> Host:
+        host: Host = super().save(commit=False)
+        if self.cleaned_data.get("password"):
+            host.set_password(self.cleaned_data["password"])
+        if commit:
+            host.save()
+        return host
+
+    def changed_fields(self) -> list[str]:
+        """Names of what an edit changed, for the audit trail (names only, never values)."""
+        changed = [name for name in self.changed_data if name not in ("password", "ca_bundle_file")]
+        if self.cleaned_data.get("password"):
+            changed.append("credentials")
+        return changed
+
+    @property
+    def insecure_choice(self) -> str:
+        return CertCheck.NONE.value

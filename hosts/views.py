@@ -1,0 +1,207 @@
+"""Pages of the host registry: list, detail, register/edit/delete, test connection, and how to prepare a host."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import messages
+from django.db import transaction
+from django.db.models import ProtectedError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+from django.views.decorators.http import require_http_methods, require_POST
+
+from console.models import AuditEvent
+from console.roles import require
+
+from . import crypto
+from .forms import HostForm
+from .models import Host
+
+logger = logging.getLogger(__name__)
+
+INVENTORY_PANEL = "inventory/host_panel.html"
+# Account names shown inside the copy-paste PowerShell; anything else is replaced by a placeholder, so a host's
+# user name can never smuggle text into commands an admin runs.
+SAFE_ACCOUNT = re.compile(r"[A-Za-z0-9.][A-Za-z0-9._\\@-]{0,100}")
+
+# What each failure class means for the person at the screen, and what to do about it.
+FAILURE_ADVICE = {
+    "dns": ("DNS: the host name could not be resolved", "Check the address, or use the IP address."),
+    "refused": (
+        "Connection refused: nothing listens on that port",
+        "Run Enable-PSRemoting on the host, check the firewall rule and the port (5985 HTTP, 5986 HTTPS).",
+    ),
+    "timeout": (
+        "Timeout: the host did not answer in time",
+        "A firewall may be dropping the packets, or the host is down or very busy.",
+    ),
+    "tls": (
+        "TLS verification failed: the host's certificate is not the one expected",
+        "Compare the fingerprint below with the host's (see “Prepare a host”), then upload its CA or pin it.",
+    ),
+    "auth": (
+        "401 Unauthorized: the host refused the credentials",
+        "Check the user name (DOMAIN\\user or .\\user) and the password, the authentication method, and that the "
+        "account is in Remote Management Users or Administrators.",
+    ),
+    "winrm_fault": ("WinRM fault: the WinRM service refused the request", "See the fault text below."),
+    "not_local": (
+        "Not in Local mode: the host's HGS client uses a Host Guardian Service",
+        "Guardian operations apply to standalone hosts only (Get-HgsClientConfiguration shows Mode: Local).",
+    ),
+    "dropped": ("Connection dropped by the host", "Try again; if it persists, look at the host's WinRM event log."),
+    "remote": ("The test command failed on the host", "Is the Hyper-V PowerShell module installed?"),
+    "unexpected": ("The host's answer could not be understood", "Is this really a WinRM endpoint?"),
+    "secret": ("The stored password cannot be opened", "Re-enter the password, or restore the missing key."),
+}
+
+
+@dataclass(frozen=True)
+class ConnectionTestOutcome:
+    ok: bool
+    kind: str  # "" on success, else a RemotingError kind (or "secret")
+    message: str
+
+
+def run_connection_test(host: Host) -> ConnectionTestOutcome:
+    """Open a session to the host and run the catalog's test operation; every failure becomes a plain message."""
+    from hosts.remoting import catalog, open_session
+    from hosts.remoting.errors import RemotingError
+
+    try:
+        spec = host.connection_spec()
+    except crypto.SecretError as error:
+        return _failure("secret", str(error))
+    try:
+        with open_session(spec) as session:
+            result = session.run(catalog.TestConnection())
+    except RemotingError as error:
+        return _failure(error.kind, _describe_error(error))
+    except Exception as error:  # never a 500: an unknown failure is reported by class only (no message: no secret)
+        logger.warning("connection test of host %s failed with %s", host.pk, type(error).__name__)
+        return _failure("unexpected", type(error).__name__)
+    return ConnectionTestOutcome(True, "", f"Connected: {result}")
+
+
+def _describe_error(error: Any) -> str:
+    detail = str(error)
+    seen = getattr(error, "fingerprint_seen", "")
+    if seen and seen not in detail:
+        detail = f"{detail} (the host presented a certificate with SHA-256 fingerprint {seen})"
+    return detail
+
+
+def _failure(kind: str, detail: str) -> ConnectionTestOutcome:
+    headline, advice = FAILURE_ADVICE.get(kind, FAILURE_ADVICE["unexpected"])
+    return ConnectionTestOutcome(False, kind, f"{headline}. {detail.rstrip('.')}. {advice}")
+
+
+def _inventory_panel() -> Any:
+    """C's inventory panel for the host page, when the inventory app provides one."""
+    try:
+        return get_template(INVENTORY_PANEL)
+    except TemplateDoesNotExist:
+        return None
+
+
+@require("view_console")
+def host_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "hosts/list.html", {"hosts": Host.objects.all()})
+
+
+@require("view_console")
+def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    host = get_object_or_404(Host, pk=pk)
+    return render(request, "hosts/detail.html", {"host": host, "inventory_panel": _inventory_panel()})
+
+
+@require("manage_hosts")
+@require_http_methods(["GET", "POST"])
+def host_create(request: HttpRequest) -> HttpResponse:
+    form = HostForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            host = form.save()
+            AuditEvent.record(request.user, "host.create", host, address=host.address, port=host.port)
+        messages.success(request, f"Host {host} registered. Test the connection next.")
+        return redirect("hosts:detail", pk=host.pk)
+    return render(request, "hosts/form.html", {"form": form, "host": None})
+
+
+@require("manage_hosts")
+@require_http_methods(["GET", "POST"])
+def host_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    host = get_object_or_404(Host, pk=pk)
+    form = HostForm(request.POST or None, request.FILES or None, instance=host)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            host = form.save()
+            AuditEvent.record(request.user, "host.update", host, changed=form.changed_fields())
+        messages.success(request, f"Host {host} saved.")
+        return redirect("hosts:detail", pk=host.pk)
+    return render(request, "hosts/form.html", {"form": form, "host": host})
+
+
+@require("manage_hosts")
+@require_http_methods(["GET", "POST"])
+def host_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    host = get_object_or_404(Host, pk=pk)
+    if request.method == "POST":
+        name = host.name
+        try:
+            with transaction.atomic():
+                AuditEvent.record(request.user, "host.delete", host, address=host.address, port=host.port)
+                host.delete()
+        except ProtectedError:
+            messages.error(request, f"Host {name} is still referenced (for example by jobs) and cannot be deleted.")
+            return redirect("hosts:detail", pk=pk)
+        messages.success(request, f"Host {name} deleted.")
+        return redirect("hosts:list")
+    return render(request, "hosts/confirm_delete.html", {"host": host})
+
+
+@require("run_jobs")
+@require_POST
+def host_test(request: HttpRequest, pk: int) -> HttpResponse:
+    host = get_object_or_404(Host, pk=pk)
+    outcome = run_connection_test(host)
+    host.record_test(outcome.ok, outcome.message)
+    AuditEvent.record(request.user, "host.test_connection", host, ok=outcome.ok, failure=outcome.kind)
+    if outcome.ok:
+        messages.success(request, outcome.message)
+    else:
+        messages.error(request, outcome.message)
+    return redirect("hosts:detail", pk=host.pk)
+
+
+@require("view_console")
+def prepare_host(request: HttpRequest) -> HttpResponse:
+    """The PowerShell an admin runs once on a new host, filled in with a registered host's account if given."""
+    host = None
+    if request.GET.get("host", "").isdigit():
+        host = Host.objects.filter(pk=int(request.GET["host"])).first()
+    account = host.username if host and SAFE_ACCOUNT.fullmatch(host.username) else "hvconsole"
+    dns_name = host.address if host and not host.address.replace(".", "").isdigit() and ":" not in host.address else ""
+    context = {
+        "host": host,
+        "account": account,
+        "local_account": account.split("\\")[-1].split("@")[0].lstrip("."),
+        "dns_name": dns_name or "hv01.lab.example",
+        "cmdlets": _catalog_cmdlets(),
+    }
+    return render(request, "hosts/prepare.html", context)
+
+
+def _catalog_cmdlets() -> list[str]:
+    try:
+        from hosts.remoting import catalog
+
+        return sorted(catalog.all_cmdlets())
+    except (ImportError, AttributeError):
+        return []
