@@ -1,6 +1,43 @@
+"""The jobs app: registers the job kinds (built-in, workflows, and any module named in CONSOLE_JOB_KIND_MODULES)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import pkgutil
+
 from django.apps import AppConfig
 
 
 class JobsConfig(AppConfig):
     name = "jobs"
     verbose_name = "Jobs"
+
+    def ready(self) -> None:
+        from . import inventory  # noqa: F401 - registers the inventory refresh kind
+
+        for module in workflow_modules() + extra_kind_modules():
+            try:
+                importlib.import_module(module)
+            except Exception:
+                # One broken workflow must not take the whole console down; its kind is missing and says so.
+                logging.getLogger(__name__).exception("job kinds of %s could not be loaded", module)
+
+
+def workflow_modules() -> list[str]:
+    """Every module of jobs/workflows/ registers its kinds on import."""
+    try:
+        package = importlib.import_module("jobs.workflows")
+    except ImportError:
+        return []
+    return [
+        f"jobs.workflows.{info.name}"
+        for info in pkgutil.iter_modules(package.__path__)
+        if not info.name.startswith("_")
+    ]
+
+
+def extra_kind_modules() -> list[str]:
+    """Extra kinds for a worker process (the test suite registers test-only kinds in its own modules this way)."""
+    return [name.strip() for name in os.environ.get("CONSOLE_JOB_KIND_MODULES", "").split(",") if name.strip()]

@@ -1,1 +1,156 @@
-"""Models."""
+"""Jobs: every change to a host is a Job whose log lines are saved (with a per-job sequence number) before they are
+published, so the database is the source of truth for live viewers and for readers afterwards."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class JobState(models.TextChoices):
+    QUEUED = "queued", "queued"
+    WAITING = "waiting", "waiting"
+    RUNNING = "running", "running"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+    LOST = "lost", "lost"
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST})
+ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.WAITING, JobState.RUNNING})
+
+LOG_LEVELS = ("debug", "verbose", "info", "progress", "warning", "error")
+
+
+class Job(models.Model):
+    """One run of a job kind (see jobs/kinds.py) on one or more hosts."""
+
+    kind = models.CharField(max_length=64, db_index=True)
+    hosts = models.ManyToManyField("hosts.Host", related_name="jobs", blank=True)
+    # Names as they were when the job ran: the list and the log stay readable after a host is renamed or removed.
+    host_names = models.JSONField(default=list, blank=True)
+    vms = models.JSONField(default=list, blank=True)
+    params = models.JSONField(default=dict, blank=True)  # never secrets: create_job refuses them
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED, db_index=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    requested_by_name = models.CharField(max_length=150, blank=True)
+    rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    waiting_for = models.CharField(max_length=200, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    cancelled_by_name = models.CharField(max_length=150, blank=True)
+    # "<machine>:<pid>:<token>" of the runner that holds the job, so a redelivered task can tell a dead runner.
+    runner = models.CharField(max_length=200, blank=True)
+    summary = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    results = models.JSONField(default=dict, blank=True)
+    last_seq = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.label}"
+
+    @property
+    def label(self) -> str:
+        from .kinds import label_of
+
+        return label_of(self.kind)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def hosts_display(self) -> str:
+        return ", ".join(self.host_names)
+
+    @property
+    def duration(self) -> timedelta | None:
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    def state_message(self) -> dict[str, Any]:
+        """What the websockets send when the state changes (the job page and the job list both use it)."""
+        return {
+            "type": "state",
+            "job": self.pk,
+            "state": self.state,
+            "waiting_for": self.waiting_for,
+            "summary": self.summary,
+            "error": self.error,
+            "seq": self.last_seq,
+            "cancel_requested": self.cancel_requested,
+        }
+
+
+class JobLogLine(models.Model):
+    """One line of a job's log; `seq` counts from 1 per job without gaps."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="lines")
+    seq = models.PositiveIntegerField()
+    at = models.DateTimeField()
+    level = models.CharField(max_length=10, default="info")
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["job", "seq"]
+        constraints = [models.UniqueConstraint(fields=["job", "seq"], name="jobs_line_unique_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}:{self.seq} {self.text[:60]}"
+
+    def as_message(self) -> list[Any]:
+        return line_tuple(self.seq, self.at, self.level, self.text)
+
+
+def line_tuple(seq: int, at: Any, level: str, text: str) -> list[Any]:
+    """The compact wire form of a line: [seq, epoch milliseconds, level, text]."""
+    return [seq, int(at.timestamp() * 1000), level, text]
+
+
+class StepState(models.TextChoices):
+    STARTED = "started", "started"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+
+
+class JobStep(models.Model):
+    """A named step of a job. A redelivered task finds the steps already done and never runs a destructive one twice."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="steps")
+    key = models.CharField(max_length=200)
+    destructive = models.BooleanField(default=False)
+    state = models.CharField(max_length=10, choices=StepState.choices, default=StepState.STARTED)
+    data = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "id"]
+        constraints = [models.UniqueConstraint(fields=["job", "key"], name="jobs_step_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.state})"
+
+
+class HostLock(models.Model):
+    """Held by the one mutating job running on a host; the primary key on the host makes taking it atomic."""
+
+    host = models.OneToOneField("hosts.Host", on_delete=models.CASCADE, primary_key=True, related_name="job_lock")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="locks")
+    acquired_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.host_id} held by job {self.job_id}"

@@ -1,0 +1,219 @@
+"""What a job kind is and what it may do while it runs: the `@job_kind` registry and the `JobContext` handed to it.
+
+Workflows (jobs/workflows/) are plain functions `kind(ctx) -> str` registered with `@job_kind`; the runner
+(jobs/runner.py) gives them a JobContext and owns everything around them: locks, heartbeat, log storage, sessions,
+cancellation and the final state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+
+from .models import JobStep, StepState
+
+if TYPE_CHECKING:
+    from hosts.models import Host
+
+    from .models import Job
+
+
+class JobFailed(Exception):
+    """Raise from a job kind to end the job `failed` with this message (say what went wrong and the remedy)."""
+
+
+class JobCancelled(Exception):
+    """Raised by `ctx.check_cancelled()` at a safe point once someone asked to cancel the job."""
+
+
+class UnknownJobKind(KeyError):
+    pass
+
+
+KindFunction = Callable[["JobContext"], str]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A registered kind: the function and what running it needs."""
+
+    name: str
+    label: str
+    permission: str
+    mutating: bool
+    function: KindFunction
+    refresh_inventory: bool = True  # refresh the touched hosts' inventory after the job
+
+
+KINDS: dict[str, JobKind] = {}
+
+
+def job_kind(
+    name: str,
+    *,
+    label: str,
+    permission: str = "run_jobs",
+    mutating: bool = True,
+    refresh_inventory: bool = True,
+) -> Callable[[KindFunction], KindFunction]:
+    """Register `function(ctx) -> summary` as the job kind `name`. Mutating kinds take a per-host lock."""
+
+    def register(function: KindFunction) -> KindFunction:
+        KINDS[name] = JobKind(name, label, permission, mutating, function, refresh_inventory)
+        return function
+
+    return register
+
+
+def get_kind(name: str) -> JobKind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise UnknownJobKind(name) from None
+
+
+def label_of(name: str) -> str:
+    kind = KINDS.get(name)
+    return kind.label if kind else name
+
+
+@dataclass
+class Step:
+    """Handed out by `ctx.step()`: `needed` is False when a redelivered task finds the step already done."""
+
+    title: str
+    needed: bool
+    data: dict[str, Any] = field(default_factory=dict)  # kept with the step, for a resumed job to read back
+
+
+LogFunction = Callable[[str, str], None]
+
+
+class JobContext:
+    """Everything a job kind may use while it runs. Created by the runner, one per run of a job."""
+
+    def __init__(self, job: Job, hosts: list[Host], write: LogFunction, resumed: bool = False) -> None:
+        self.job = job
+        self.params: dict[str, Any] = dict(job.params)
+        self.hosts = hosts
+        self.vms: list[str] = list(job.vms)
+        self.user = job.requested_by
+        self.resumed = resumed
+        self.touched: list[Host] = list(hosts)
+        self.steps_done: list[str] = []
+        self._write = write
+        self._cancel = threading.Event()
+        self._sessions: dict[int, Any] = {}
+        self._exit = ExitStack()
+
+    @property
+    def host(self) -> Host | None:
+        return self.hosts[0] if self.hosts else None
+
+    def log(self, text: str, level: str = "info") -> None:
+        self._write(str(text), level)
+
+    # Cancellation -------------------------------------------------------------------------------------------
+    def request_cancel(self) -> None:
+        """Called by the runner's heartbeat thread: stop the running PowerShell pipelines and mark the context."""
+        self._cancel.set()
+        for session in list(self._sessions.values()):
+            stop = getattr(session, "stop_current", None)
+            if stop is not None:
+                # A pipeline that already ended cannot be stopped; that is fine.
+                with suppress(Exception):
+                    stop()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        if self._cancel.is_set():
+            raise JobCancelled("cancelled at user request")
+
+    # Sessions ---------------------------------------------------------------------------------------------
+    def session(self, host: Host) -> Any:
+        """The HostSession for `host`, opened once per job; its streams and steps go into this job's log."""
+        if host.pk not in self._sessions:
+            self.check_cancelled()
+            from hosts.remoting import open_session
+
+            prefix = f"{host.name}: " if len(self.hosts) > 1 else ""
+            manager = open_session(
+                host.connection_spec(), log=lambda text, level="info": self.log(prefix + text, level)
+            )
+            self._sessions[host.pk] = self._exit.enter_context(manager)
+            if all(h.pk != host.pk for h in self.touched):
+                self.touched.append(host)
+        return self._sessions[host.pk]
+
+    def open_session_for(self, host: Host) -> Any | None:
+        """The session already open for `host`, if any (the after-job inventory refresh reuses it)."""
+        return self._sessions.get(host.pk)
+
+    def close_sessions(self) -> None:
+        sessions, self._sessions = self._sessions, {}
+        try:
+            self._exit.close()
+        except Exception as exc:  # noqa: BLE001 - a host that went away while closing must not fail the job
+            self.log(f"Closing the remote session failed: {exc}", "warning")
+        finally:
+            sessions.clear()
+
+    # Steps and results ------------------------------------------------------------------------------------
+    @contextmanager
+    def step(self, title: str, destructive: bool = False) -> Iterator[Step]:
+        """Record a named step; a step done by an earlier delivery of this job is not run again."""
+        self.check_cancelled()
+        record, created = JobStep.objects.get_or_create(
+            job=self.job, key=title[:200], defaults={"destructive": destructive}
+        )
+        step = Step(title=title, needed=True, data=dict(record.data))
+        if not created:
+            step.needed = self._resume_step(record, destructive)
+        if step.needed:
+            self.log(f"▶ {title}", "info")
+        try:
+            yield step
+        except BaseException:
+            if step.needed:
+                self._finish_step(record, StepState.FAILED, step.data)
+            raise
+        if step.needed:
+            self._finish_step(record, StepState.DONE, step.data)
+            self.steps_done.append(title)
+
+    def _resume_step(self, record: JobStep, destructive: bool) -> bool:
+        if record.state == StepState.DONE:
+            self.log(f"Skipping “{record.key}”: it was done before the worker restarted.", "info")
+            return False
+        if record.destructive or destructive:
+            raise JobFailed(
+                f"The step “{record.key}” was interrupted when a worker stopped, so its outcome is unknown. "
+                "It was not run again: refresh the host's inventory and check it before running this job again."
+            )
+        record.state = StepState.STARTED
+        record.started_at = timezone.now()
+        record.save(update_fields=["state", "started_at"])
+        return True
+
+    @staticmethod
+    def _finish_step(record: JobStep, state: str, data: dict[str, Any]) -> None:
+        record.state = state
+        record.data = data
+        record.finished_at = timezone.now()
+        record.save(update_fields=["state", "data", "finished_at"])
+
+    def record(self, key: str, value: Any) -> None:
+        """Keep a piece of result data on the job (JSON; never a secret)."""
+        from .services import check_no_secrets
+
+        check_no_secrets({key: value})
+        self.job.results[key] = value
+        type(self.job).objects.filter(pk=self.job.pk).update(results=self.job.results)

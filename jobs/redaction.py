@@ -1,0 +1,59 @@
+"""Keeping secrets and install paths out of job logs and error messages, whatever a host or a library writes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hosts.models import Host
+
+MASK = "********"
+
+# "password=...", "pfx_password: x", "-Password 'x'" ... whatever follows a secret-sounding word.
+SECRET_ASSIGNMENT = re.compile(
+    r"(?i)(\b[\w-]*(?:password|passwd|pwd|secret|token|passphrase)[\"']?\s*[=:]\s*|-\w*password\s+)"
+    r"(\"[^\"]*\"|'[^']*'|[^\s,;]+)"
+)
+PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S)
+# Long base64 runs are PFX bytes or keys far more often than anything a person needs to read in a log.
+BASE64_BLOB = re.compile(r"[A-Za-z0-9+/]{200,}={0,2}")
+# Install paths: absolute POSIX paths to Python files and site-packages, and Windows-style paths of the console.
+INSTALL_PATH = re.compile(
+    r"(?:/[\w.@+-]+)+/(?:site-packages|dist-packages|lib/python[\d.]+)(?:/[\w.@+-]+)*|"
+    r"(?:/[\w.@+-]+)+\.py\b"
+)
+
+
+class Redactor:
+    """Masks known secret values and secret-looking text."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so a secret containing another is masked whole. Very short values would mask noise.
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    @classmethod
+    def for_hosts(cls, hosts: Iterable[Host]) -> Redactor:
+        secrets = []
+        for host in hosts:
+            try:
+                secrets.append(host.get_password())
+            except Exception:  # noqa: BLE001,S112 - an unreadable password cannot leak either
+                continue
+        return cls(secrets)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        text = PRIVATE_KEY_BLOCK.sub("[private key removed]", text)
+        text = BASE64_BLOB.sub("[binary data removed]", text)
+        return SECRET_ASSIGNMENT.sub(lambda m: m.group(1) + MASK, text)
+
+
+def clean_exception(exc: BaseException) -> str:
+    """A one-line, path-free, secret-free message for people; the traceback stays in the worker's own log."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = INSTALL_PATH.sub("[path]", text)
+    return Redactor().redact(text)[:500]

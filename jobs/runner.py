@@ -1,0 +1,481 @@
+"""The one runner of every job kind: claim (with per-host locks), run with a heartbeat and a durable log, finish.
+
+Log lines are redacted, numbered and saved in small batches by a pump thread, then published to the group
+`job-<id>`; the same thread heartbeats and notices cancel requests. A task delivered again for a job whose runner
+died resumes it: steps recorded as done are skipped (see JobContext.step), so a destructive step never runs twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.utils import timezone
+
+from console.models import AuditEvent
+
+from .kinds import JobCancelled, JobContext, JobFailed, JobKind, UnknownJobKind, get_kind
+from .models import LOG_LEVELS, TERMINAL_STATES, HostLock, Job, JobLogLine, JobState, line_tuple
+from .redaction import Redactor, clean_exception
+from .services import JOBS_GROUP, job_group, ordered_hosts, publish, publish_state
+
+log = logging.getLogger(__name__)
+
+BATCH_LINES = 200  # a batch is written as soon as it holds this many lines ...
+BATCH_SECONDS = 0.25  # ... or when its oldest line is this old
+LINGER_SECONDS = 0.02  # a short wait after the first line so a burst becomes one batch, not many
+
+
+def jobs_setting(name: str, default: float) -> float:
+    return float(getattr(settings, name, default))
+
+
+def runner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def runner_alive(job: Job, now: datetime | None = None) -> bool:
+    """Is the runner recorded on the job still working? Dead if its heartbeat is stale or its process is gone."""
+    now = now or timezone.now()
+    lost_after = jobs_setting("JOBS_LOST_AFTER_SECONDS", 30)
+    if job.heartbeat_at is None or now - job.heartbeat_at > timedelta(seconds=lost_after):
+        return False
+    machine, _, rest = job.runner.partition(":")
+    pid = rest.partition(":")[0]
+    if machine == socket.gethostname() and pid.isdigit():
+        return pid_alive(int(pid))
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# Claiming ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Claim:
+    job: Job
+    kind: JobKind
+    token: str
+    resumed: bool
+
+
+class WaitForHost(Exception):  # noqa: N818 - an outcome, not an error
+    def __init__(self, host_name: str) -> None:
+        super().__init__(host_name)
+        self.host_name = host_name
+
+
+def claim(job_id: int) -> Claim | None:
+    """Take the job for this runner, or None when there is nothing to do. Raises WaitForHost when locked."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.state in TERMINAL_STATES:
+        return None
+    try:
+        kind = get_kind(job.kind)
+    except UnknownJobKind:
+        end_without_running(job, JobState.FAILED, error=f"Unknown job kind “{job.kind}”: this console cannot run it.")
+        return None
+    token = runner_id()
+    if job.state == JobState.RUNNING:
+        return take_over(job, kind, token)
+    if job.cancel_requested:
+        end_without_running(job, JobState.CANCELLED, summary="Cancelled before it started.")
+        return None
+    try:
+        with transaction.atomic():
+            if kind.mutating:
+                lock_hosts(job)
+            started = Job.objects.filter(
+                pk=job.pk, state__in=[JobState.QUEUED, JobState.WAITING], cancel_requested=False
+            ).update(
+                state=JobState.RUNNING,
+                runner=token,
+                started_at=timezone.now(),
+                heartbeat_at=timezone.now(),
+                waiting_for="",
+            )
+            if not started:
+                raise _NotOurs
+    except _NotOurs:
+        return None
+    except WaitForHost as wait:
+        mark_waiting(job, wait.host_name)
+        raise
+    job.refresh_from_db()
+    publish_state(job)
+    return Claim(job, kind, token, resumed=False)
+
+
+class _NotOurs(Exception):  # noqa: N818
+    pass
+
+
+def lock_hosts(job: Job) -> None:
+    """Take every host's lock or none (the surrounding transaction rolls back on WaitForHost)."""
+    for host in sorted(job.hosts.all(), key=lambda h: h.pk):
+        try:
+            with transaction.atomic():
+                HostLock.objects.create(host=host, job=job)
+        except IntegrityError:
+            holder = HostLock.objects.filter(host=host).values_list("job_id", flat=True).first()
+            if holder != job.pk:
+                raise WaitForHost(host.name) from None
+
+
+def mark_waiting(job: Job, host_name: str) -> None:
+    updated = Job.objects.filter(pk=job.pk, state__in=[JobState.QUEUED, JobState.WAITING]).update(
+        state=JobState.WAITING, waiting_for=host_name
+    )
+    if updated and (job.state != JobState.WAITING or job.waiting_for != host_name):
+        job.refresh_from_db()
+        publish_state(job)
+
+
+def take_over(job: Job, kind: JobKind, token: str) -> Claim | None:
+    """A redelivered task: resume only if the runner that had the job is dead (else it is a duplicate)."""
+    if runner_alive(job):
+        return None
+    taken = Job.objects.filter(pk=job.pk, state=JobState.RUNNING, runner=job.runner).update(
+        runner=token, heartbeat_at=timezone.now()
+    )
+    if not taken:
+        return None
+    job.refresh_from_db()
+    return Claim(job, kind, token, resumed=True)
+
+
+def end_without_running(job: Job, state: str, summary: str = "", error: str = "") -> None:
+    Job.objects.filter(pk=job.pk).exclude(state__in=TERMINAL_STATES).update(
+        state=state, summary=summary, error=error, finished_at=timezone.now(), waiting_for=""
+    )
+    job.refresh_from_db()
+    publish_state(job)
+
+
+# The log pump --------------------------------------------------------------------------------------------------
+
+
+class LogPump(threading.Thread):
+    """Saves log lines in batches, then publishes them; heartbeats; notices cancel requests and lost ownership."""
+
+    def __init__(self, job: Job, token: str, redactor: Redactor, on_cancel: Any) -> None:
+        super().__init__(name=f"job-{job.pk}-pump", daemon=True)
+        self.job_id = job.pk
+        self.token = token
+        self.redactor = redactor
+        self.on_cancel = on_cancel
+        self.seq = job.last_seq
+        self.pending: list[tuple[datetime, str, str]] = []
+        self.messages_after: list[tuple[str, dict[str, Any]]] = []
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.owned = True
+        self.cancel_seen = False
+        self.heartbeat_seconds = jobs_setting("JOBS_HEARTBEAT_SECONDS", 5)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def write(self, text: str, level: str = "info") -> None:
+        level = level if level in LOG_LEVELS else "info"
+        lines = self.redactor.redact(text).splitlines() or [""]
+        now = timezone.now()
+        with self.lock:
+            self.pending.extend((now, level, line) for line in lines)
+            count = len(self.pending)
+        if count == len(lines) or count >= BATCH_LINES:
+            self.wake.set()
+
+    def publish_after_lines(self, group: str, message: dict[str, Any]) -> None:
+        with self.lock:
+            self.messages_after.append((group, message))
+        self.wake.set()
+
+    def run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        next_beat = time.monotonic() + min(self.heartbeat_seconds, 1.0)
+        try:
+            while not self.stopping.is_set():
+                self.wake.wait(timeout=max(0.0, next_beat - time.monotonic()))
+                self.wake.clear()
+                self.linger()
+                self.flush()
+                if time.monotonic() >= next_beat:
+                    self.beat()
+                    next_beat = time.monotonic() + min(self.heartbeat_seconds, 1.0)
+            self.flush()
+        finally:
+            self.loop.close()  # channels_redis closes its connections for this loop here
+            connection.close()
+
+    def linger(self) -> None:
+        with self.lock:
+            count = len(self.pending)
+        if 0 < count < BATCH_LINES and not self.stopping.is_set():
+            time.sleep(LINGER_SECONDS)
+
+    def flush(self) -> None:
+        with self.lock:
+            pending, self.pending = self.pending, []
+            messages, self.messages_after = self.messages_after, []
+        for start in range(0, len(pending), BATCH_LINES * 5):
+            self.save_and_publish(pending[start : start + BATCH_LINES * 5])
+        for group, message in messages:
+            self.publish(group, message)
+
+    def save_and_publish(self, batch: list[tuple[datetime, str, str]]) -> None:
+        rows = []
+        for at, level, text in batch:
+            self.seq += 1
+            rows.append(JobLogLine(job_id=self.job_id, seq=self.seq, at=at, level=level, text=text))
+        with transaction.atomic():
+            JobLogLine.objects.bulk_create(rows)
+            Job.objects.filter(pk=self.job_id).update(last_seq=self.seq)
+        wire = [line_tuple(row.seq, row.at, row.level, row.text) for row in rows]
+        self.publish(job_group(self.job_id), {"type": "job.lines", "lines": wire})
+
+    def publish(self, group: str, message: dict[str, Any]) -> None:
+        layer = get_channel_layer()
+        if layer is None or self.loop is None:
+            return
+        try:
+            self.loop.run_until_complete(layer.group_send(group, message))
+        except Exception:  # noqa: BLE001 - viewers replay from the database; a Redis hiccup loses nothing
+            log.warning("publishing job %s to %s failed", self.job_id, group, exc_info=True)
+
+    def beat(self) -> None:
+        try:
+            owned = Job.objects.filter(pk=self.job_id, runner=self.token, state=JobState.RUNNING).update(
+                heartbeat_at=timezone.now()
+            )
+            cancel = Job.objects.filter(pk=self.job_id).values_list("cancel_requested", flat=True).first()
+        except Exception:  # noqa: BLE001 - a database blip; the next beat tries again
+            log.warning("heartbeat of job %s failed", self.job_id, exc_info=True)
+            return
+        self.owned = bool(owned)
+        if cancel and not self.cancel_seen:
+            self.cancel_seen = True
+            self.on_cancel()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+        self.join(timeout=30)
+
+
+# Running -------------------------------------------------------------------------------------------------------
+
+
+def execute(job_id: int) -> str:
+    """Run job `job_id` to its end. Returns the final state, "waiting:<host>" or "skipped"."""
+    close_old_connections()
+    try:
+        claimed = claim(job_id)
+    except WaitForHost as wait:
+        return f"waiting:{wait.host_name}"
+    if claimed is None:
+        return "skipped"
+    try:
+        return run_claimed(claimed)
+    finally:
+        close_old_connections()
+
+
+def run_claimed(claimed: Claim) -> str:
+    job, kind = claimed.job, claimed.kind
+    hosts = ordered_hosts(job)
+    redactor = Redactor.for_hosts(hosts)
+    ctx_holder: list[JobContext] = []
+
+    def on_cancel() -> None:
+        for ctx in ctx_holder:
+            ctx.request_cancel()
+
+    pump = LogPump(job, claimed.token, redactor, on_cancel=on_cancel)
+    ctx = JobContext(job, hosts, pump.write, resumed=claimed.resumed)
+    ctx_holder.append(ctx)
+    pump.start()
+    if job.cancel_requested:
+        ctx.request_cancel()
+    try:
+        state, summary, error = run_kind(ctx, kind, claimed.resumed)
+        if pump.owned:
+            refresh_touched_hosts(ctx, kind, state)
+    finally:
+        ctx.close_sessions()
+    return finish(ctx, pump, state, summary, error)
+
+
+def run_kind(ctx: JobContext, kind: JobKind, resumed: bool) -> tuple[str, str, str]:
+    """Call the kind's function; map how it ended to (state, summary, error)."""
+    who = ctx.job.requested_by_name or "console"
+    if resumed:
+        ctx.log(
+            "A worker stopped while running this job; another worker resumes it. Steps already done are skipped.",
+            "warning",
+        )
+    else:
+        ctx.log(f"{kind.label} requested by {who}" + (f" on {ctx.job.hosts_display}" if ctx.hosts else ""), "info")
+    try:
+        summary = kind.function(ctx) or ""
+        if ctx.cancel_requested:
+            return cancelled(ctx)
+        return JobState.SUCCEEDED, str(summary), ""
+    except JobCancelled:
+        return cancelled(ctx)
+    except JobFailed as exc:
+        if ctx.cancel_requested:
+            return cancelled(ctx)
+        ctx.log(str(exc), "error")
+        return JobState.FAILED, "", ctx_redact(ctx, str(exc))
+    except Exception as exc:  # noqa: BLE001 - any failure of a kind must end the job, never the worker
+        if ctx.cancel_requested:
+            return cancelled(ctx)  # a pipeline stopped by cancel ends with an error: that is the cancel, not a failure
+        return unexpected(ctx, exc)
+
+
+def unexpected(ctx: JobContext, exc: Exception) -> tuple[str, str, str]:
+    log.error("job %s failed unexpectedly", ctx.job.pk, exc_info=True)
+    remoting_kind = getattr(exc, "kind", None)
+    message = clean_exception(exc)
+    if not isinstance(remoting_kind, str):
+        message = f"Unexpected error ({type(exc).__name__}): {message}"
+    message = ctx_redact(ctx, message)
+    ctx.log(message, "error")
+    return JobState.FAILED, "", message
+
+
+def ctx_redact(ctx: JobContext, text: str) -> str:
+    return Redactor.for_hosts(ctx.hosts).redact(text)
+
+
+def cancelled(ctx: JobContext) -> tuple[str, str, str]:
+    who = Job.objects.filter(pk=ctx.job.pk).values_list("cancelled_by_name", flat=True).first() or "a user"
+    done = ", ".join(ctx.steps_done) if ctx.steps_done else "no step had completed"
+    ctx.log(f"Cancelled by {who}. Done before the cancel: {done}.", "warning")
+    ctx.record("steps_done_before_cancel", list(ctx.steps_done))
+    return JobState.CANCELLED, f"Cancelled by {who}; done before the cancel: {done}.", ""
+
+
+def refresh_touched_hosts(ctx: JobContext, kind: JobKind, state: str) -> None:
+    """After every job the inventory of the hosts it touched is refreshed, so pages show what the job did."""
+    if not kind.refresh_inventory or not ctx.touched:
+        return
+    try:
+        from hosts.inventory.refresh import refresh_host
+    except ImportError:
+        return
+    for host in ctx.touched:
+        ctx.log(f"Refreshing the inventory of {host.name}", "info")
+        session = ctx.open_session_for(host) if state == JobState.SUCCEEDED else None
+        try:
+            outcome = refresh_host(host, session=session, log=ctx.log)
+        except Exception as exc:  # noqa: BLE001 - the job's own outcome stands
+            ctx.log(f"Inventory refresh of {host.name} failed: {ctx_redact(ctx, clean_exception(exc))}", "warning")
+            continue
+        if not outcome.ok:
+            ctx.log(f"Inventory refresh of {host.name} failed: {outcome.error}", "warning")
+
+
+def finish(ctx: JobContext, pump: LogPump, state: str, summary: str, error: str) -> str:
+    """Save the last lines, then the final state; release the locks; publish the end; wake waiting jobs."""
+    job = ctx.job
+    ctx.log(f"Job {state}" + (f": {summary}" if summary else ""), "error" if state == JobState.FAILED else "info")
+    pump.stop()
+    if not pump.owned:
+        log.warning("job %s: another runner or the reaper took it over; leaving its state alone", job.pk)
+        return "skipped"
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk, runner=pump.token).update(
+            state=state,
+            summary=summary[:2000],
+            error=error[:4000],
+            finished_at=timezone.now(),
+            results=job.results,
+            last_seq=pump.seq,
+        )
+        released = list(HostLock.objects.filter(job=job).values_list("host_id", flat=True))
+        HostLock.objects.filter(job=job).delete()
+    job.refresh_from_db()
+    AuditEvent.record(None, f"job.{state}", job, kind=job.kind)
+    publish_state(job)
+    wake_waiting_jobs(released)
+    return state
+
+
+def wake_waiting_jobs(host_ids: list[int]) -> None:
+    """Enqueue the oldest waiting job of each released host at once, instead of waiting for its next retry."""
+    if not host_ids:
+        return
+    from .tasks import run_job
+
+    waiting = Job.objects.filter(state=JobState.WAITING, hosts__in=host_ids).order_by("pk").values_list("pk", flat=True)
+    for job_id in list(dict.fromkeys(waiting))[:5]:
+        run_job.delay(job_id)
+
+
+# Reaper --------------------------------------------------------------------------------------------------------
+
+
+def reap(now: datetime | None = None) -> list[int]:
+    """Running jobs whose runner is dead become `lost`, with an explanation; their host locks are released."""
+    now = now or timezone.now()
+    close_old_connections()
+    reaped = []
+    for job in Job.objects.filter(state=JobState.RUNNING):
+        if runner_alive(job, now):
+            continue
+        if mark_lost(job):
+            reaped.append(job.pk)
+    # Locks of jobs that ended some other way (a crash between the final save and the release) go too.
+    HostLock.objects.filter(job__state__in=TERMINAL_STATES).delete()
+    return reaped
+
+
+def mark_lost(job: Job) -> bool:
+    last = job.heartbeat_at.strftime("%H:%M:%S UTC") if job.heartbeat_at else "never"
+    explanation = (
+        f"The worker running this job stopped (last heartbeat {last}). What it did on the host up to then is in "
+        "the log; refresh the host's inventory and check it before running the job again."
+    )
+    with transaction.atomic():
+        updated = Job.objects.filter(pk=job.pk, state=JobState.RUNNING, runner=job.runner).update(
+            state=JobState.LOST, error=explanation, finished_at=timezone.now()
+        )
+        if not updated:
+            return False
+        released = list(HostLock.objects.filter(job=job).values_list("host_id", flat=True))
+        HostLock.objects.filter(job=job).delete()
+        seq = (Job.objects.filter(pk=job.pk).values_list("last_seq", flat=True).first() or 0) + 1
+        line = JobLogLine.objects.create(job=job, seq=seq, at=timezone.now(), level="error", text=explanation)
+        Job.objects.filter(pk=job.pk).update(last_seq=seq)
+    job.refresh_from_db()
+    AuditEvent.record(None, "job.lost", job, kind=job.kind)
+    publish(job_group(job.pk), {"type": "job.lines", "lines": [line.as_message()]})
+    publish_state(job)
+    wake_waiting_jobs(released)
+    return True
+
+
+__all__ = ["execute", "reap", "JOBS_GROUP"]
