@@ -1,0 +1,119 @@
+"""Test connection: the host's OS facts and HGS client mode, in one pipeline."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..errors import NotLocalMode, UnexpectedReply
+from ..operation import Cmd, Operation, PipelineResult
+from ..psobjects import flag, has_type, prop, text, timestamp
+
+LOCAL_MODE = "Local"
+
+
+@dataclass
+class HostFacts:
+    """What a host is: its name, Windows version and whether its HGS client is in Local mode."""
+
+    computer_name: str = ""
+    os_caption: str = ""
+    os_version: str = ""
+    os_build: str = ""
+    last_boot: dt.datetime | None = None
+    mode: str = ""  # Local | HostGuardianService | "" (unknown: Get-HgsClientConfiguration failed)
+    is_host_guarded: bool = False
+    attestation_status: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def local_mode(self) -> bool:
+        return self.mode == LOCAL_MODE
+
+    def require_local(self) -> None:
+        if not self.local_mode:
+            error = NotLocalMode(
+                f"{self.computer_name or 'The host'} is in {self.mode or 'an unknown'} HGS mode, not Local: "
+                "local guardian operations do not apply there."
+            )
+            error.facts = self  # type: ignore[attr-defined]
+            raise error
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "computer_name": self.computer_name,
+            "os_caption": self.os_caption,
+            "os_version": self.os_version,
+            "os_build": self.os_build,
+            "last_boot": self.last_boot.isoformat() if self.last_boot else "",
+            "mode": self.mode,
+            "is_host_guarded": self.is_host_guarded,
+            "attestation_status": self.attestation_status,
+        }
+
+    def __str__(self) -> str:
+        os_part = " ".join(p for p in (self.os_caption, self.os_version) if p)
+        return f"{self.computer_name or 'host'}: {os_part or 'Windows'}, HGS client mode {self.mode or 'unknown'}"
+
+
+def is_os(obj: Any) -> bool:
+    return has_type(obj, "Win32_OperatingSystem") or (
+        prop(obj, "BuildNumber") is not None and prop(obj, "Caption") is not None
+    )
+
+
+def is_hgs_configuration(obj: Any) -> bool:
+    return has_type(obj, "HgsClientConfiguration") or (
+        prop(obj, "Mode") is not None and prop(obj, "IsHostGuarded") is not None
+    )
+
+
+def read_os(obj: Any, facts: HostFacts) -> None:
+    facts.computer_name = text(prop(obj, "CSName", "PSComputerName", "ComputerName"))
+    facts.os_caption = text(prop(obj, "Caption"))
+    facts.os_version = text(prop(obj, "Version"))
+    facts.os_build = text(prop(obj, "BuildNumber"))
+    facts.last_boot = timestamp(prop(obj, "LastBootUpTime"))
+
+
+def read_hgs(obj: Any, facts: HostFacts) -> None:
+    facts.mode = text(prop(obj, "Mode"))
+    facts.is_host_guarded = flag(prop(obj, "IsHostGuarded"))
+    facts.attestation_status = text(prop(obj, "AttestationStatus"))
+
+
+OS_STATEMENT = [Cmd("Get-CimInstance", {"ClassName": "Win32_OperatingSystem"})]
+HGS_STATEMENT = [Cmd("Get-HgsClientConfiguration")]
+
+
+@dataclass
+class TestConnection(Operation[HostFacts]):
+    """Reach the host, authenticate, and read its OS facts and HGS client mode.
+
+    With require_local (the default) a host in HostGuardianService mode raises NotLocalMode, whose `.facts`
+    still carry what was read.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+    require_local: bool = True
+
+    name: ClassVar[str] = "Test connection"
+    read_only: ClassVar[bool] = True
+    CMDLETS: ClassVar[tuple[str, ...]] = ("Get-CimInstance", "Get-HgsClientConfiguration")
+
+    def statements(self) -> list[list[Cmd]]:
+        return [OS_STATEMENT, HGS_STATEMENT]
+
+    def parse(self, result: PipelineResult) -> HostFacts:
+        facts = HostFacts()
+        for obj in result.output:
+            if is_os(obj):
+                read_os(obj, facts)
+            elif is_hgs_configuration(obj):
+                read_hgs(obj, facts)
+        if not facts.os_caption and not facts.mode:
+            raise UnexpectedReply("The host answered, but not with the OS facts and HGS configuration asked for.")
+        if self.require_local:
+            facts.require_local()
+        return facts

@@ -1,0 +1,160 @@
+"""How the console connects to a host: a ConnectionSpec turned into a pypsrp WSMan transport.
+
+Rules kept here, in one place:
+- HTTP only with Negotiate/NTLM/Kerberos and message encryption always on; Basic only over HTTPS.
+- HTTPS verifies the server: system CAs, an uploaded CA bundle, or a pinned SHA-256 fingerprint checked during
+  the TLS handshake (urllib3 `assert_fingerprint`), so a wrong server is refused before any credential is sent.
+  "none" is possible but logged loudly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from pypsrp.wsman import WSMan
+
+from .errors import RemotingError
+
+log = logging.getLogger(__name__)
+
+AUTH_METHODS = ("negotiate", "ntlm", "kerberos", "basic")
+CERT_CHECKS = ("system", "ca_bundle", "fingerprint", "none")
+# Large enough that a refresh of a few hundred VMs comes back in one or two Receive replies and a long
+# pipeline goes out in one Command; Windows' own default limit (MaxEnvelopeSizekb) is 500 KB.
+MAX_ENVELOPE_SIZE = 500 * 1024
+
+
+class InvalidConnectionSpec(RemotingError):
+    kind = "unexpected"
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """Everything needed to reach one host. The password never appears in repr()."""
+
+    address: str
+    port: int
+    https: bool
+    auth: str
+    username: str
+    password: str = field(repr=False)
+    cert_check: str = "system"
+    ca_bundle_pem: str = field(default="", repr=False)
+    fingerprint_sha256: str = ""
+    label: str = ""  # the host's display name, for log lines ("→ Get-VM (HV01)")
+
+    @property
+    def display(self) -> str:
+        return self.label or f"{self.address}:{self.port}"
+
+    def check(self) -> None:
+        """Refuse combinations that would send credentials unprotected, with a message that says why."""
+        if self.auth not in AUTH_METHODS:
+            raise InvalidConnectionSpec(f"Unknown authentication method {self.auth!r}.")
+        if self.auth == "basic" and not self.https:
+            raise InvalidConnectionSpec("Basic authentication is only allowed over HTTPS: it has no encryption.")
+        if self.https and self.cert_check not in CERT_CHECKS:
+            raise InvalidConnectionSpec(f"Unknown server-certificate check {self.cert_check!r}.")
+        if self.https and self.cert_check == "fingerprint" and not normalise_fingerprint(self.fingerprint_sha256):
+            raise InvalidConnectionSpec("A pinned SHA-256 fingerprint (64 hex digits) is required.")
+        if self.https and self.cert_check == "ca_bundle" and "BEGIN CERTIFICATE" not in self.ca_bundle_pem:
+            raise InvalidConnectionSpec("The CA bundle must hold at least one PEM certificate.")
+
+
+def normalise_fingerprint(value: str) -> str:
+    """'AB:CD:…' or 'abcd…' → 64 lowercase hex digits, or '' if it is not a SHA-256 fingerprint."""
+    digits = re.sub(r"[\s:]", "", value or "").lower()
+    return digits if re.fullmatch(r"[0-9a-f]{64}", digits) else ""
+
+
+def peer_fingerprint(address: str, port: int, timeout: float) -> str:
+    """The SHA-256 of the certificate the server presents, fetched without trusting it (no credentials sent)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    import socket
+
+    try:
+        with (
+            socket.create_connection((address, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=address) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True) or b""
+    except (OSError, ssl.SSLError):
+        return ""
+    return hashlib.sha256(der).hexdigest() if der else ""
+
+
+class Transport:
+    """A WSMan transport for one spec, plus the temporary CA file it may need (removed on close)."""
+
+    def __init__(self, spec: ConnectionSpec) -> None:
+        spec.check()
+        self.spec = spec
+        self._ca_path = ""
+        self.wsman = self._build()
+
+    def _cert_validation(self) -> bool | str:
+        spec = self.spec
+        if not spec.https or spec.cert_check in ("fingerprint", "none"):
+            return False
+        if spec.cert_check == "ca_bundle":
+            handle, path = tempfile.mkstemp(prefix="gc-ca-", suffix=".pem")
+            with os.fdopen(handle, "w") as out:  # mkstemp creates the file 0600: private to this process' user
+                out.write(spec.ca_bundle_pem)
+            self._ca_path = path
+            return path
+        return True
+
+    def _build(self) -> WSMan:
+        spec = self.spec
+        if spec.https and spec.cert_check == "none":
+            log.warning(
+                "Server certificate of %s is NOT verified (cert_check=none): anyone in the path can "
+                "impersonate this host and read the credentials.",
+                spec.display,
+            )
+        wsman = WSMan(
+            spec.address,
+            port=spec.port,
+            ssl=spec.https,
+            auth=spec.auth,
+            username=spec.username,
+            password=spec.password,
+            cert_validation=self._cert_validation(),  # type: ignore[arg-type]  # a CA file path is accepted
+            # Message encryption on plain HTTP is mandatory; over HTTPS TLS already encrypts.
+            encryption="auto" if spec.https else "always",
+            connection_timeout=settings.WINRM_CONNECT_TIMEOUT,
+            read_timeout=settings.WINRM_READ_TIMEOUT,
+            operation_timeout=settings.WINRM_OPERATION_TIMEOUT,
+            max_envelope_size=MAX_ENVELOPE_SIZE,
+            no_proxy=True,
+        )
+        if spec.https and spec.cert_check == "fingerprint":
+            self._pin(wsman, normalise_fingerprint(spec.fingerprint_sha256))
+        return wsman
+
+    @staticmethod
+    def _pin(wsman: WSMan, fingerprint: str) -> None:
+        """Have urllib3 compare the leaf certificate's SHA-256 during the handshake of every connection."""
+        transport = wsman.transport
+        transport.session = transport._build_session()
+        adapter = transport.session.get_adapter("https://pinned.invalid/")
+        adapter.poolmanager.connection_pool_kw["assert_fingerprint"] = fingerprint  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        try:
+            self.wsman.close()
+        finally:
+            if self._ca_path:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._ca_path)
+                self._ca_path = ""

@@ -1,0 +1,124 @@
+"""Typed failures of talking to a host, each with a `.kind` the pages can name and a message safe to show.
+
+Every message is written here, from facts we choose (address, port, status code, the remote error text): never
+from a library's own message, which may quote a request (and so a credential) back at us.
+"""
+
+from __future__ import annotations
+
+
+class RemotingError(Exception):
+    """Base of every failure of the remoting layer. `str()` is safe to show a user; it never holds a password."""
+
+    kind = "unexpected"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class DnsFailure(RemotingError):
+    kind = "dns"
+
+
+class ConnectionRefused(RemotingError):
+    kind = "refused"
+
+
+class ConnectTimeout(RemotingError):
+    kind = "timeout"
+
+
+class TlsVerificationFailed(RemotingError):
+    """The server's certificate did not pass the chosen check; `.fingerprint_seen` is what it presented."""
+
+    kind = "tls"
+
+    def __init__(self, message: str, fingerprint_seen: str = "") -> None:
+        super().__init__(message)
+        self.fingerprint_seen = fingerprint_seen
+
+
+class AuthenticationFailed(RemotingError):
+    kind = "auth"
+
+
+class WinRMFault(RemotingError):
+    """The WinRM service answered with a fault (WSMan fault or an HTTP error status) instead of a result."""
+
+    kind = "winrm_fault"
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ConnectionDropped(RemotingError):
+    kind = "dropped"
+
+
+class NotLocalMode(RemotingError):
+    """The host's HGS client is in HostGuardianService mode: local guardian operations do not apply there."""
+
+    kind = "not_local"
+
+
+class UnexpectedReply(RemotingError):
+    kind = "unexpected"
+
+
+class OperationCancelled(RemotingError):
+    """The running pipeline was stopped on request (session.stop_current())."""
+
+    kind = "cancelled"
+
+
+class RemoteCommandError(RemotingError):
+    """A cmdlet on the host reported an error: its message and FullyQualifiedErrorId, as PowerShell shows them."""
+
+    kind = "remote"
+
+    def __init__(
+        self,
+        message: str,
+        fqid: str = "",
+        category: str = "",
+        target: str = "",
+        exception_type: str = "",
+        command: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.fqid = fqid
+        self.category = category
+        self.target = target
+        self.exception_type = exception_type
+        self.command = command
+
+    def __str__(self) -> str:
+        where = f"{self.command}: " if self.command else ""
+        tail = f" ({self.fqid})" if self.fqid else ""
+        return f"{where}{self.message}{tail}"
+
+    def __repr__(self) -> str:
+        return f"RemoteCommandError({self.message!r}, fqid={self.fqid!r}, category={self.category!r})"
+
+
+# Why each kind happens and what to check, for pages that explain a failed test or refresh.
+REMEDIES = {
+    "dns": "The name does not resolve: check the address, or use the host's IP address.",
+    "refused": "Nothing listens on that port: enable PowerShell remoting (Enable-PSRemoting) and check the "
+    "firewall rule and the port (5985 HTTP, 5986 HTTPS).",
+    "timeout": "The host did not answer in time: check that it is up, reachable, and that no firewall drops packets.",
+    "tls": "The server certificate did not pass the check: upload the right CA bundle or pin the fingerprint shown.",
+    "auth": "The host refused the credentials (HTTP 401): check the user name (DOMAIN\\user or .\\user), the "
+    "password, and that the account is an administrator on the host.",
+    "winrm_fault": "The WinRM service answered with a fault: check the WinRM configuration and service on the host.",
+    "dropped": "The connection was lost in the middle of the exchange: try again.",
+    "remote": "A command failed on the host; its message is shown above.",
+    "not_local": "The host's HGS client is in HostGuardianService mode: local guardian operations do not apply.",
+    "unexpected": "The host sent a reply the console cannot read.",
+    "cancelled": "The command was stopped on request.",
+}

@@ -1,0 +1,281 @@
+"""The one entry point to a host: open a PSRP runspace pool once per unit of work and run catalog operations.
+
+    with open_session(spec, log=job_log) as session:
+        facts = session.run(catalog.TestConnection())
+
+Each operation becomes one pipeline (its statements separated by add_statement), is logged as a step
+("→ Get-VM (HV01)"), has its PowerShell streams piped to `log`, and its failures mapped to typed RemotingErrors.
+Read-only operations are retried once, on a fresh pool, when the connection dropped or timed out.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+
+import requests
+from pypsrp.complex_objects import PSInvocationState
+from pypsrp.exceptions import AuthenticationError, WinRMError
+from pypsrp.messages import MessageType
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.serializer import TaggedValue
+
+from .connection import ConnectionSpec, Transport, peer_fingerprint
+from .errors import (
+    ConnectionDropped,
+    OperationCancelled,
+    RemoteCommandError,
+    RemotingError,
+    UnexpectedReply,
+)
+from .operation import Operation, PipelineResult, Secret, Switch
+from .translate import error_from_record, remoting_error
+
+T = TypeVar("T")
+LogFn = Callable[[str, str], None]
+
+RETRYABLE_KINDS = ("dropped", "timeout")
+
+
+def _no_log(text: str, level: str) -> None:
+    return None
+
+
+class _OrderedPowerShell(PowerShell):
+    """A PowerShell whose polling keeps outputs and error records in the order the host sent them, so results
+    of many statements in one pipeline can be told apart."""
+
+    def __init__(self, pool: RunspacePool) -> None:
+        super().__init__(pool)
+        self.events: list[tuple[str, Any]] = []
+
+    def poll_invoke(self, timeout: int | None = None) -> None:
+        errors_before = len(self.streams.error)
+        try:
+            responses = self.runspace_pool._receive(self.id, timeout=timeout)
+        except WinRMError as err:
+            if getattr(err, "code", None) == 2150858793:  # operation timeout: nothing yet, ask again
+                return
+            raise
+        next_error = errors_before
+        for message_type, value in responses:
+            if message_type == MessageType.PIPELINE_OUTPUT:
+                data = value.data.data
+                self.output.append(data)
+                self.events.append(("output", data))
+            elif message_type == MessageType.ERROR_RECORD and next_error < len(self.streams.error):
+                self.events.append(("error", self.streams.error[next_error]))
+                next_error += 1
+
+
+class HostSession:
+    """An open runspace pool on one host. Not shared between threads, except `stop_current()`."""
+
+    def __init__(self, spec: ConnectionSpec, log: LogFn | None = None) -> None:
+        self.spec = spec
+        self.log: LogFn = log or _no_log
+        self._transport: Transport | None = None
+        self._pool: RunspacePool | None = None
+        self._current: _OrderedPowerShell | None = None
+        self._lock = threading.Lock()
+        self._cancelled = threading.Event()
+        self.keys_exchanged = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        self._guarded(self._open)
+
+    def _open(self) -> None:
+        self._transport = Transport(self.spec)
+        self._pool = RunspacePool(self._transport.wsman)
+        self.keys_exchanged = False
+        self._pool.open()
+
+    def close(self) -> None:
+        pool, transport = self._pool, self._transport
+        self._pool, self._transport = None, None
+        if pool is not None:
+            # Closing tells the host to delete the shell; a host that is gone cannot be told, and that is fine.
+            with suppress(Exception):
+                pool.close()
+        if transport is not None:
+            with suppress(Exception):
+                transport.close()
+
+    def __enter__(self) -> HostSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def request_count(self) -> int:
+        """Not tracked by pypsrp; the simulator counts requests on its side (benchmarks use that)."""
+        return 0
+
+    # -- running operations ------------------------------------------------------------------------------------
+
+    def run(self, op: Operation[T]) -> T:
+        """Run one operation as one pipeline and return its typed result."""
+        label = f"→ {op.describe()} ({self.spec.display})"
+        self.log(label, "info")
+        attempts = 2 if op.read_only else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                result = self._guarded(lambda: self._invoke(op))
+                break
+            except RemotingError as err:
+                if attempt == attempts or err.kind not in RETRYABLE_KINDS:
+                    raise
+                self.log(f"{err} — retrying once on a new connection", "warning")
+                self.close()
+                self.open()
+        if result.errors and op.errors_are_fatal:
+            raise result.errors[0]
+        try:
+            return op.parse(result)
+        except RemotingError:
+            raise
+        except Exception as err:  # a reply of a shape the parser did not expect is the host's fault, not a crash
+            raise UnexpectedReply(f"The reply of {op.describe()} from {self.spec.display} could not be read.") from err
+
+    def stop_current(self) -> None:
+        """Stop the running pipeline (ctrl_c), from another thread: the job runner's cancel."""
+        self._cancelled.set()
+        with self._lock:
+            current = self._current
+        if current is not None and current.state == PSInvocationState.RUNNING:
+            with suppress(Exception):
+                current.stop()
+
+    def _invoke(self, op: Operation[Any]) -> PipelineResult:
+        if self._pool is None:
+            self._open()
+        assert self._pool is not None
+        if op.has_secrets() and not self.keys_exchanged:
+            # pypsrp needs the session key before it can serialize a SecureString.
+            self._pool.exchange_keys()
+            self.keys_exchanged = True
+        ps = self._build(op)
+        self._cancelled.clear()
+        with self._lock:
+            self._current = ps
+        try:
+            self._drive(ps)
+        except Exception as err:
+            if self._cancelled.is_set() and not isinstance(err, OperationCancelled):
+                raise OperationCancelled(f"Stopped on request on {self.spec.display}.") from None
+            raise
+        finally:
+            with self._lock:
+                self._current = None
+        return self._collect(ps)
+
+    def _build(self, op: Operation[Any]) -> _OrderedPowerShell:
+        assert self._pool is not None
+        ps = _OrderedPowerShell(self._pool)
+        for statement in op.statements():
+            for cmd in statement:
+                ps.add_cmdlet(cmd.name)
+                for name, value in cmd.params.items():
+                    if isinstance(value, Switch):
+                        ps.add_parameter(name)  # a switch: no value
+                    elif isinstance(value, Secret):
+                        ps.add_parameter(name, TaggedValue("SS", str(value)))
+                    else:
+                        ps.add_parameter(name, value)
+            ps.add_statement()
+        return ps
+
+    def _drive(self, ps: _OrderedPowerShell) -> None:
+        ps.begin_invoke()
+        piped = dict.fromkeys(("error", "warning", "verbose", "information", "progress"), 0)
+        while ps.state == PSInvocationState.RUNNING:
+            ps.poll_invoke()
+            self._pipe_streams(ps, piped)
+            if self._cancelled.is_set() and ps.state in (PSInvocationState.RUNNING, PSInvocationState.STOPPED):
+                raise OperationCancelled(f"Stopped on request on {self.spec.display}.")
+        self._pipe_streams(ps, piped)
+        if ps.state == PSInvocationState.STOPPED or self._cancelled.is_set():
+            raise OperationCancelled(f"Stopped on request on {self.spec.display}.")
+
+    def _pipe_streams(self, ps: PowerShell, piped: dict[str, int]) -> None:
+        for stream, level in (
+            ("error", "error"),
+            ("warning", "warning"),
+            ("verbose", "verbose"),
+            ("information", "info"),
+            ("progress", "progress"),
+        ):
+            records = getattr(ps.streams, stream)
+            for record in records[piped[stream] :]:
+                line = _stream_text(stream, record)
+                if line:
+                    self.log(line, level)
+            piped[stream] = len(records)
+
+    def _collect(self, ps: _OrderedPowerShell) -> PipelineResult:
+        result = PipelineResult(output=list(ps.output))
+        seen: set[int] = set()
+        for kind, value in ps.events:
+            if kind == "error":
+                seen.add(id(value))
+                error = error_from_record(value)
+                result.errors.append(error)
+                result.events.append(("error", error))
+            else:
+                result.events.append(("output", value))
+        # Error records that arrived in a pipeline state message (a terminating error) are not events; add them.
+        for record in ps.streams.error:
+            if id(record) not in seen:
+                error = error_from_record(record)
+                result.errors.append(error)
+                result.events.append(("error", error))
+        return result
+
+    def _guarded(self, call: Callable[[], T]) -> T:
+        """Run a pypsrp call and turn whatever it raises into a typed, user-safe RemotingError."""
+        try:
+            return call()
+        except RemotingError:
+            raise
+        except Exception as err:
+            mapped = remoting_error(err, self.spec)
+            if mapped.kind == "tls" and not getattr(mapped, "fingerprint_seen", ""):
+                mapped.fingerprint_seen = peer_fingerprint(self.spec.address, self.spec.port, 3.0)  # type: ignore[attr-defined]
+            raise mapped from None
+
+
+def _stream_text(stream: str, record: Any) -> str:
+    if stream == "error":
+        return str(error_from_record(record))
+    if stream == "progress":
+        activity = getattr(record, "activity", "") or ""
+        status = getattr(record, "description", "") or ""
+        percent = getattr(record, "percent_complete", -1)
+        shown = f" {percent}%" if isinstance(percent, int) and percent >= 0 else ""
+        return f"{activity}: {status}{shown}".strip(": ")
+    if stream == "information":
+        data = getattr(record, "message_data", None)
+        return str(getattr(data, "to_string", None) or data or "")
+    return str(getattr(record, "message", "") or "")
+
+
+@contextmanager
+def open_session(spec: ConnectionSpec, log: LogFn | None = None) -> Iterator[HostSession]:
+    """One PSRP runspace pool per unit of work, closed when the block ends (whatever happens inside)."""
+    session = HostSession(spec, log=log)
+    try:
+        session.open()
+        yield session
+    finally:
+        session.close()
+
+
+# Exceptions the mapping in translate.py understands; listed so readers of this module know what can surface.
+TRANSPORT_EXCEPTIONS = (requests.RequestException, AuthenticationError, WinRMError, socket.timeout, OSError)
+__all__ = ["HostSession", "open_session", "ConnectionDropped", "RemoteCommandError"]
