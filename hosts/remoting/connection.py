@@ -17,6 +17,7 @@ import re
 import ssl
 import tempfile
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from pypsrp.wsman import WSMan
@@ -100,6 +101,7 @@ class Transport:
         spec.check()
         self.spec = spec
         self._ca_path = ""
+        self.requests = 0
         self.wsman = self._build()
 
     def _cert_validation(self) -> bool | str:
@@ -138,17 +140,27 @@ class Transport:
             max_envelope_size=MAX_ENVELOPE_SIZE,
             no_proxy=True,
         )
+        # Build the HTTP session now (pypsrp would on first use) to count requests and pin fingerprints.
+        session = wsman.transport.session = wsman.transport._build_session()
+        for prefix in ("http://", "https://"):
+            self._count_requests(session.get_adapter(prefix + "count.invalid/"))
         if spec.https and spec.cert_check == "fingerprint":
-            self._pin(wsman, normalise_fingerprint(spec.fingerprint_sha256))
+            adapter = session.get_adapter("https://pinned.invalid/")
+            # urllib3 compares the leaf certificate's SHA-256 during the TLS handshake of every connection: a
+            # mismatch fails before any HTTP request, so no credential is ever sent to the wrong server.
+            pins = adapter.poolmanager.connection_pool_kw  # type: ignore[attr-defined]
+            pins["assert_fingerprint"] = normalise_fingerprint(spec.fingerprint_sha256)
         return wsman
 
-    @staticmethod
-    def _pin(wsman: WSMan, fingerprint: str) -> None:
-        """Have urllib3 compare the leaf certificate's SHA-256 during the handshake of every connection."""
-        transport = wsman.transport
-        transport.session = transport._build_session()
-        adapter = transport.session.get_adapter("https://pinned.invalid/")
-        adapter.poolmanager.connection_pool_kw["assert_fingerprint"] = fingerprint  # type: ignore[attr-defined]
+    def _count_requests(self, adapter: Any) -> None:
+        """Count every HTTP request, authentication round trips included (they go through adapter.send too)."""
+        send = adapter.send
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.requests += 1
+            return send(*args, **kwargs)
+
+        adapter.send = counted
 
     def close(self) -> None:
         try:

@@ -38,6 +38,7 @@ T = TypeVar("T")
 LogFn = Callable[[str, str], None]
 
 RETRYABLE_KINDS = ("dropped", "timeout")
+BROKEN_KINDS = ("dns", "refused", "timeout", "tls", "auth", "dropped", "unexpected")
 
 
 def _no_log(text: str, level: str) -> None:
@@ -83,6 +84,8 @@ class HostSession:
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
         self.keys_exchanged = False
+        self._requests_before = 0  # requests of transports closed by a retry
+        self._broken = False  # the connection failed: do not wait on it again just to say goodbye
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -90,6 +93,7 @@ class HostSession:
         self._guarded(self._open)
 
     def _open(self) -> None:
+        self._broken = False
         self._transport = Transport(self.spec)
         self._pool = RunspacePool(self._transport.wsman)
         self.keys_exchanged = False
@@ -98,13 +102,14 @@ class HostSession:
     def close(self) -> None:
         pool, transport = self._pool, self._transport
         self._pool, self._transport = None, None
-        if pool is not None:
+        if pool is not None and not self._broken:
             # Closing tells the host to delete the shell; a host that is gone cannot be told, and that is fine.
             with suppress(Exception):
                 pool.close()
         if transport is not None:
             with suppress(Exception):
                 transport.close()
+            self._requests_before += transport.requests
 
     def __enter__(self) -> HostSession:
         return self
@@ -114,8 +119,9 @@ class HostSession:
 
     @property
     def request_count(self) -> int:
-        """Not tracked by pypsrp; the simulator counts requests on its side (benchmarks use that)."""
-        return 0
+        """HTTP requests sent to the host by this session so far (authentication round trips included)."""
+        current = self._transport.requests if self._transport is not None else 0
+        return self._requests_before + current
 
     # -- running operations ------------------------------------------------------------------------------------
 
@@ -245,6 +251,7 @@ class HostSession:
             raise
         except Exception as err:
             mapped = remoting_error(err, self.spec)
+            self._broken = mapped.kind in BROKEN_KINDS
             if mapped.kind == "tls" and not getattr(mapped, "fingerprint_seen", ""):
                 mapped.fingerprint_seen = peer_fingerprint(self.spec.address, self.spec.port, 3.0)  # type: ignore[attr-defined]
             raise mapped from None
