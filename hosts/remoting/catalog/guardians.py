@@ -7,13 +7,13 @@ as a placeholder). Temporary PFX files live under C:\\Windows\\Temp with random 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from ..operation import Cmd, Operation, PipelineResult, Secret, SWITCH
+from ..operation import SWITCH, Cmd, Operation, PipelineResult, Secret
 from ..psobjects import byte_string, flag, prop, text, timestamp
+from .inventory import GuardianFacts, read_guardian
 
 STORE_PATH = "Cert:\\LocalMachine\\Shielded VM Local Certificates"
 TEMP_DIR = "C:\\Windows\\Temp"
@@ -29,39 +29,15 @@ def is_not_found(error: Any) -> bool:
     return any(hint in blob for hint in NOT_FOUND_HINTS)
 
 
-def cert_thumbprint(value: Any) -> str:
-    """A certificate's thumbprint from whatever shape remoting delivered: a DER byte array (the CIM property), an
-    X509Certificate2 with a Thumbprint property, or the thumbprint string itself."""
-    der = byte_string(value)
-    if der:
-        return hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - Windows' thumbprint is SHA-1 of the DER
-    found = text(prop(value, "Thumbprint")) if prop(value, "Thumbprint") is not None else text(value)
-    found = found.strip().upper()
-    return found if len(found) == 40 and all(c in "0123456789ABCDEF" for c in found) else ""
-
-
-# -- guardians ----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GuardianFacts:
-    name: str
-    has_private_signing_key: bool
-    signing_thumbprint: str
-    encryption_thumbprint: str
-
-    @property
-    def thumbprints(self) -> tuple[str, str]:
-        return self.signing_thumbprint, self.encryption_thumbprint
-
-
 def guardian_facts(obj: Any) -> GuardianFacts:
-    return GuardianFacts(
-        name=text(prop(obj, "Name")),
-        has_private_signing_key=flag(prop(obj, "HasPrivateSigningKey")),
-        signing_thumbprint=cert_thumbprint(prop(obj, "SigningCertificate")),
-        encryption_thumbprint=cert_thumbprint(prop(obj, "EncryptionCertificate")),
-    )
+    facts = read_guardian(obj)
+    facts.signing_thumbprint = facts.signing_thumbprint.upper()
+    facts.encryption_thumbprint = facts.encryption_thumbprint.upper()
+    return facts
+
+
+def thumbprints_of(guardian: GuardianFacts) -> tuple[str, str]:
+    return guardian.signing_thumbprint, guardian.encryption_thumbprint
 
 
 @dataclass
