@@ -53,6 +53,15 @@ class HostForm(forms.ModelForm):  # type: ignore[type-arg]
         else:
             self.fields["password"].required = True
 
+    def clean_ca_bundle(self) -> str:
+        value = str(self.cleaned_data.get("ca_bundle", ""))
+        if "PRIVATE KEY-----" in value:
+            self.data = {**self.data.dict(), "ca_bundle": ""}  # type: ignore[attr-defined]  # never echo a key back
+            raise forms.ValidationError(
+                "This text contains a private key. Paste only the CA certificate(s), never a key."
+            )
+        return value
+
     def clean_ca_bundle_file(self) -> str:
         upload = self.cleaned_data.get("ca_bundle_file")
         if not upload:
