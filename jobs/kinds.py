@@ -145,9 +145,11 @@ class JobContext:
             from hosts.remoting import open_session
 
             prefix = f"{host.name}: " if len(self.hosts) > 1 else ""
-            manager = open_session(
-                host.connection_spec(), log=lambda text, level="info": self.log(prefix + text, level)
-            )
+
+            def session_log(text: str, level: str = "info") -> None:
+                self.log(prefix + text, level)
+
+            manager = open_session(host.connection_spec(), log=session_log)
             self._sessions[host.pk] = self._exit.enter_context(manager)
             if all(h.pk != host.pk for h in self.touched):
                 self.touched.append(host)

@@ -1,1 +1,77 @@
-"""Fixtures: browser."""
+"""Fixtures: a headless Chromium page through Playwright's sync API, and logging in through the real login form.
+
+Browser tests must be plain (sync) test functions: Playwright's sync API cannot run inside a running event loop.
+On failure a screenshot of the page is saved under test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.plugins.users import PASSWORD
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def browser_page(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh Chromium context and page for one test (10 s default timeout)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        try:
+            yield page
+        finally:
+            report = getattr(request.node, "report_call", None)
+            if report is not None and report.failed:
+                ARTIFACTS.mkdir(exist_ok=True)
+                name = re.sub(r"[^\w.-]+", "_", request.node.nodeid)[-150:]
+                try:
+                    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+                except Exception:  # noqa: BLE001,S110 - a crashed page has nothing to show
+                    pass
+            context.close()
+            browser.close()
+
+
+def login(page: Any, live_console: Any, user: Any, password: str = PASSWORD) -> None:
+    """Log in through the login form as `user` (the users fixtures all share PASSWORD)."""
+    page.goto(f"{live_console.url}/login/")
+    page.fill("input[name=username]", user.get_username())
+    page.fill("input[name=password]", password)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    if "/login/" in page.url:
+        raise AssertionError(f"login as {user.get_username()} failed")
+
+
+@pytest.fixture
+def browser_login() -> Any:
+    """The `login(page, live_console, user)` helper as a fixture, for tests that prefer fixtures to imports."""
+    return login
