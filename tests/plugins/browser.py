@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Generator, Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +53,8 @@ def browser_page(request: pytest.FixtureRequest) -> Iterator[Any]:
             if report is not None and report.failed:
                 ARTIFACTS.mkdir(exist_ok=True)
                 name = re.sub(r"[^\w.-]+", "_", request.node.nodeid)[-150:]
-                try:
+                with suppress(Exception):  # a crashed page has nothing to show
                     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-                except Exception:  # noqa: BLE001,S110 - a crashed page has nothing to show
-                    pass
             context.close()
             browser.close()
 

@@ -129,12 +129,9 @@ class WorkerProcess(ConsoleProcess):
 
 
 def kind_modules(session: pytest.Session) -> str:
-    modules = {
-        item.module.__name__
-        for item in session.items
-        if getattr(getattr(item, "module", None), "WORKER_JOB_KINDS", False)
-    }
-    return ",".join(sorted(modules))
+    """Modules of this run that define test-only job kinds (they say so with WORKER_JOB_KINDS = True)."""
+    modules = {getattr(item, "module", None) for item in session.items}
+    return ",".join(sorted(m.__name__ for m in modules if m is not None and getattr(m, "WORKER_JOB_KINDS", False)))
 
 
 def start_worker(session: pytest.Session, workdir: Path, **env: str) -> WorkerProcess:
