@@ -233,6 +233,7 @@ class Host(models.Model):
             cert_check=self.cert_check,
             ca_bundle_pem=self.ca_bundle,
             fingerprint_sha256=self.fingerprint_sha256,
+            label=self.name,
         )
 
     def record_test(self, ok: bool, message: str) -> None:

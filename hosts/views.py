@@ -30,36 +30,21 @@ INVENTORY_PANEL = "inventory/host_panel.html"
 # user name can never smuggle text into commands an admin runs.
 SAFE_ACCOUNT = re.compile(r"[A-Za-z0-9.][A-Za-z0-9._\\@-]{0,100}")
 
-# What each failure class means for the person at the screen, and what to do about it.
-FAILURE_ADVICE = {
-    "dns": ("DNS: the host name could not be resolved", "Check the address, or use the IP address."),
-    "refused": (
-        "Connection refused: nothing listens on that port",
-        "Run Enable-PSRemoting on the host, check the firewall rule and the port (5985 HTTP, 5986 HTTPS).",
-    ),
-    "timeout": (
-        "Timeout: the host did not answer in time",
-        "A firewall may be dropping the packets, or the host is down or very busy.",
-    ),
-    "tls": (
-        "TLS verification failed: the host's certificate is not the one expected",
-        "Compare the fingerprint below with the host's (see “Prepare a host”), then upload its CA or pin it.",
-    ),
-    "auth": (
-        "401 Unauthorized: the host refused the credentials",
-        "Check the user name (DOMAIN\\user or .\\user) and the password, the authentication method, and that the "
-        "account is in Remote Management Users or Administrators.",
-    ),
-    "winrm_fault": ("WinRM fault: the WinRM service refused the request", "See the fault text below."),
-    "not_local": (
-        "Not in Local mode: the host's HGS client uses a Host Guardian Service",
-        "Guardian operations apply to standalone hosts only (Get-HgsClientConfiguration shows Mode: Local).",
-    ),
-    "dropped": ("Connection dropped by the host", "Try again; if it persists, look at the host's WinRM event log."),
-    "remote": ("The test command failed on the host", "Is the Hyper-V PowerShell module installed?"),
-    "unexpected": ("The host's answer could not be understood", "Is this really a WinRM endpoint?"),
-    "secret": ("The stored password cannot be opened", "Re-enter the password, or restore the missing key."),
+# The first words of a failed test name the failure class; the remedy comes from the remoting layer's REMEDIES.
+FAILURE_HEADLINES = {
+    "dns": "DNS: the host name could not be resolved",
+    "refused": "Connection refused: nothing listens on that port",
+    "timeout": "Timeout: the host did not answer in time",
+    "tls": "TLS verification failed: the host's certificate is not the one expected",
+    "auth": "401 Unauthorized: the host refused the credentials",
+    "winrm_fault": "WinRM fault: the WinRM service refused the request",
+    "not_local": "Not in Local mode: the host's HGS client uses a Host Guardian Service",
+    "dropped": "Connection dropped by the host",
+    "remote": "The test command failed on the host",
+    "unexpected": "The host's answer could not be understood",
+    "secret": "The stored password cannot be opened",
 }
+SECRET_REMEDY = "Re-enter the password on the Edit page, or add the missing key back to CONSOLE_ENCRYPTION_KEYS."  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -98,7 +83,10 @@ def _describe_error(error: Any) -> str:
 
 
 def _failure(kind: str, detail: str) -> ConnectionTestOutcome:
-    headline, advice = FAILURE_ADVICE.get(kind, FAILURE_ADVICE["unexpected"])
+    from hosts.remoting.errors import REMEDIES
+
+    headline = FAILURE_HEADLINES.get(kind, FAILURE_HEADLINES["unexpected"])
+    advice = SECRET_REMEDY if kind == "secret" else REMEDIES.get(kind, REMEDIES["unexpected"])
     return ConnectionTestOutcome(False, kind, f"{headline}. {detail.rstrip('.')}. {advice}")
 
 
