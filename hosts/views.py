@@ -140,6 +140,10 @@ def host_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def host_delete(request: HttpRequest, pk: int) -> HttpResponse:
     host = get_object_or_404(Host, pk=pk)
+    unfinished = _unfinished_jobs(host)
+    if request.method == "POST" and unfinished:
+        messages.error(request, f"{host} has {unfinished} unfinished job(s): wait for them or cancel them first.")
+        return redirect("hosts:detail", pk=pk)
     if request.method == "POST":
         name = host.name
         try:
@@ -151,7 +155,14 @@ def host_delete(request: HttpRequest, pk: int) -> HttpResponse:
             return redirect("hosts:detail", pk=pk)
         messages.success(request, f"Host {name} deleted.")
         return redirect("hosts:list")
-    return render(request, "hosts/confirm_delete.html", {"host": host})
+    return render(request, "hosts/confirm_delete.html", {"host": host, "unfinished": unfinished})
+
+
+def _unfinished_jobs(host: Host) -> int:
+    """Jobs (the jobs app's reverse relation) still queued or running on the host: deleting it would pull the
+    host from under them."""
+    jobs = getattr(host, "jobs", None)
+    return jobs.filter(finished_at__isnull=True).count() if jobs is not None else 0
 
 
 @require("run_jobs")

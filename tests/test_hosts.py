@@ -370,3 +370,17 @@ def test_the_prepare_page_fills_in_a_registered_account_but_never_odd_text(viewe
     page = viewer_client.get(f"/hosts/prepare/?host={host.pk}").content.decode()
     assert "Format-Volume" not in page
     assert viewer_client.get("/hosts/prepare/?host=abc").status_code == 200
+
+
+def test_a_host_with_an_unfinished_job_is_not_deleted_from_under_it(admin_client: Client) -> None:
+    from jobs.models import Job
+
+    register(admin_client)
+    host = Host.objects.get()
+    job = Job.objects.create(kind="refresh_inventory")
+    job.hosts.add(host)
+    assert b"have not finished" in admin_client.get(f"/hosts/{host.pk}/delete/").content
+    response = admin_client.post(f"/hosts/{host.pk}/delete/", follow=True)
+    assert b"unfinished job" in response.content
+    assert Host.objects.filter(pk=host.pk).exists()
+    assert not AuditEvent.objects.filter(action="host.delete").exists()

@@ -202,3 +202,101 @@ def test_a_password_sealed_with_a_lost_key_is_named_not_a_500(admin_client: Clie
     host, page = run_test(admin_client, host)
     assert host.last_test_message.startswith("The stored password cannot be opened")
     assert "CONSOLE_ENCRYPTION_KEYS" in page
+
+
+# -- over the simulated Hyper-V host ------------------------------------------------------------------------------
+
+
+def presented_fingerprint(sim: Any) -> str:
+    pem = ssl.get_server_certificate((sim.address, sim.port))
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+
+def test_ntlm_with_message_encryption_connects_and_goes_green(
+    operator_client: Client, sim_host: Any, registered_host: Any
+) -> None:
+    sim = sim_host(scenario="healthy", auth="ntlm")
+    host, page = run_test(operator_client, registered_host(sim))
+    assert host.last_test_ok is True, host.last_test_message
+    assert host.last_test_message.startswith("Connected:") and "Local" in host.last_test_message
+    assert "connected" in page
+    assert AuditEvent.objects.get(action="host.test_connection").detail == {"ok": True, "failure": ""}
+    assert sim.password not in page
+
+
+def test_https_with_the_lab_ca_verified_connects(admin_client: Client, sim_host: Any, registered_host: Any) -> None:
+    sim = sim_host(scenario="healthy", https=True, auth="basic")
+    host, _page = run_test(admin_client, registered_host(sim))
+    assert (host.cert_check, host.last_test_ok) == ("ca_bundle", True), host.last_test_message
+
+
+def test_a_pinned_fingerprint_that_matches_connects(admin_client: Client, sim_host: Any, registered_host: Any) -> None:
+    sim = sim_host(scenario="healthy", https=True, auth="basic")
+    seen = presented_fingerprint(sim)
+    pinned = ":".join(seen[i : i + 2] for i in range(0, 64, 2)).upper()
+    host = registered_host(sim, cert_check="fingerprint", ca_bundle="", fingerprint_sha256=pinned)
+    host, _page = run_test(admin_client, host)
+    assert host.last_test_ok is True, host.last_test_message
+
+
+def test_a_pinned_fingerprint_of_another_certificate_is_refused(
+    admin_client: Client, sim_host: Any, registered_host: Any
+) -> None:
+    sim = sim_host(scenario="healthy", https=True, auth="basic")
+    host = registered_host(sim, cert_check="fingerprint", ca_bundle="", fingerprint_sha256="0" * 64)
+    host, page = run_test(admin_client, host)
+    assert host.last_test_message.startswith("TLS verification failed")
+    assert presented_fingerprint(sim) in page
+
+
+def test_the_wrong_ca_names_tls_and_the_fingerprint_seen(
+    admin_client: Client, sim_host: Any, registered_host: Any
+) -> None:
+    sim = sim_host(scenario="healthy", https=True, auth="basic")
+    other_ca, _key = server_certificate()
+    host, page = run_test(admin_client, registered_host(sim, ca_bundle=other_ca))
+    assert host.last_test_message.startswith("TLS verification failed")
+    assert presented_fingerprint(sim) in host.last_test_message
+
+
+def test_a_wrong_password_is_a_401(admin_client: Client, sim_host: Any, registered_host: Any) -> None:
+    sim = sim_host(scenario="healthy", auth="ntlm")
+    host, page = run_test(admin_client, registered_host(sim, password="not-the-password"))
+    assert host.last_test_message.startswith("401 Unauthorized"), host.last_test_message
+    assert "not-the-password" not in page and "not-the-password" not in host.last_test_message
+
+
+def test_a_host_that_went_down_is_refused(admin_client: Client, sim_host: Any, registered_host: Any) -> None:
+    sim = sim_host(scenario="healthy", auth="ntlm")
+    host = registered_host(sim)
+    sim.down()
+    host, _page = run_test(admin_client, host)
+    assert host.last_test_message.startswith("Connection refused"), host.last_test_message
+
+
+def test_a_slow_host_times_out(admin_client: Client, sim_host: Any, registered_host: Any, settings: Any) -> None:
+    settings.WINRM_READ_TIMEOUT = 1
+    settings.WINRM_OPERATION_TIMEOUT = 1
+    sim = sim_host(scenario="healthy", auth="ntlm")
+    host = registered_host(sim)
+    sim.faults.latency = 3
+    host, _page = run_test(admin_client, host)
+    sim.faults.clear()
+    assert host.last_test_message.startswith("Timeout"), host.last_test_message
+
+
+def test_a_winrm_fault_is_named(admin_client: Client, sim_host: Any, registered_host: Any) -> None:
+    sim = sim_host(scenario="healthy", auth="ntlm")
+    host = registered_host(sim)
+    sim.faults.wsman_fault = 1
+    host, _page = run_test(admin_client, host)
+    assert host.last_test_message.startswith("WinRM fault"), host.last_test_message
+
+
+def test_a_host_in_hgs_mode_is_reported_as_not_local(admin_client: Client, sim_host: Any, registered_host: Any) -> None:
+    sim = sim_host(scenario="healthy", auth="ntlm")
+    with sim.model.changing() as model:
+        model.hgs_mode = "HostGuardianService"
+    host, _page = run_test(admin_client, registered_host(sim))
+    assert host.last_test_ok is False
+    assert host.last_test_message.startswith("Not in Local mode"), host.last_test_message

@@ -1,0 +1,62 @@
+"""In Chromium: an admin logs in, registers a simulated Hyper-V host through the form, and tests the connection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hosts.models import Host
+from tests.plugins.browser import ARTIFACTS, login
+
+pytestmark = pytest.mark.e2e
+
+
+def shoot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"register_host-{name}.png"), full_page=True)
+
+
+def test_an_admin_registers_a_simulated_host_and_the_connection_test_goes_green(
+    browser_page: Any, live_console: Any, admin: Any, sim_host: Any
+) -> None:
+    sim = sim_host(scenario="healthy", auth="ntlm")
+    page = browser_page
+    login(page, live_console, admin)
+
+    page.goto(f"{live_console.url}/hosts/")
+    page.click("text=Register a host")
+    page.fill("input[name=name]", sim.name)
+    page.fill("input[name=address]", sim.address)
+    page.check("input[name=transport][value=http]")
+    page.fill("input[name=port]", str(sim.port))
+    page.select_option("select[name=auth]", "ntlm")
+    page.fill("input[name=username]", sim.user)
+    page.fill("input[name=password]", sim.password)
+    shoot(page, "1-form")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert "/hosts/" in page.url and "registered" in page.inner_text(".messages")
+
+    with page.expect_navigation():
+        page.click("#test-connection")
+    shoot(page, "2-tested")
+    assert page.locator("#last-test .badge.ok").inner_text() == "connected"
+    assert sim.name in page.inner_text(".messages .msg-success")
+    assert sim.password not in page.content()
+    assert Host.objects.get(name=sim.name).last_test_ok is True
+
+
+def test_a_wrong_password_shows_the_401_message_in_red(
+    browser_page: Any, live_console: Any, admin: Any, sim_host: Any, registered_host: Any
+) -> None:
+    sim = sim_host(scenario="healthy", auth="ntlm")
+    host = registered_host(sim, password="not-the-password")
+    page = browser_page
+    login(page, live_console, admin)
+    page.goto(f"{live_console.url}/hosts/{host.pk}/")
+    with page.expect_navigation():
+        page.click("#test-connection")
+    shoot(page, "3-wrong-password")
+    assert "401 Unauthorized" in page.inner_text(".messages .msg-error")
+    assert page.locator("#last-test .badge.bad").inner_text() == "failed"
