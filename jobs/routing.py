@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from .consumers import JobListConsumer, JobLogConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("ws/jobs/<int:job_id>/", JobLogConsumer.as_asgi()),
+    path("ws/jobs/", JobListConsumer.as_asgi()),
+]

@@ -1,0 +1,140 @@
+"""Websockets of the jobs app: one job's live log (/ws/jobs/<id>/?after=<seq>) and the job list's states (/ws/jobs/).
+
+The log consumer joins the job's group first, then replays from the database every line after the client's last
+`seq`, then streams, dropping lines it already sent and filling any gap from the database; when the job ends it
+sends `end` with the final `seq` and state. So a viewer never misses or repeats a line, whenever it (re)connects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from console.roles import can
+
+from .models import TERMINAL_STATES, Job, JobLogLine, line_tuple
+from .services import JOBS_GROUP, job_group
+
+REPLAY_CHUNK = 5000
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+
+
+@database_sync_to_async
+def may_view(user: Any) -> bool:
+    return user is not None and can(user, "view_console")
+
+
+@database_sync_to_async
+def job_state(job_id: int) -> dict[str, Any] | None:
+    job = Job.objects.filter(pk=job_id).first()
+    return job.state_message() if job else None
+
+
+@database_sync_to_async
+def lines_after(job_id: int, after: int, upto: int | None, limit: int) -> list[list[Any]]:
+    rows = JobLogLine.objects.filter(job_id=job_id, seq__gt=after)
+    if upto is not None:
+        rows = rows.filter(seq__lte=upto)
+    values = rows.order_by("seq").values_list("seq", "at", "level", "text")[:limit]
+    return [line_tuple(seq, at, level, text) for seq, at, level, text in values]
+
+
+def after_from(query_string: bytes) -> int:
+    value = parse_qs(query_string.decode("latin-1")).get("after", ["0"])[-1]
+    return int(value) if value.isdigit() else 0
+
+
+class JobLogConsumer(AsyncJsonWebsocketConsumer):
+    """Streams one job's log and state to a viewer."""
+
+    job_id: int
+    sent_seq: int
+    ended: bool
+
+    async def connect(self) -> None:
+        if not await may_view(self.scope.get("user")):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
+        self.sent_seq = after_from(self.scope.get("query_string", b""))
+        self.ended = False
+        if await job_state(self.job_id) is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        # Join before reading the database: a line saved after the read arrives through the group.
+        await self.channel_layer.group_add(job_group(self.job_id), self.channel_name)
+        await self.accept()
+        await self.replay()
+        state = await job_state(self.job_id)
+        if state is not None:
+            await self.send_state(state)
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "job_id"):
+            await self.channel_layer.group_discard(job_group(self.job_id), self.channel_name)
+
+    async def replay(self, upto: int | None = None) -> None:
+        """Send every saved line after the last one sent (up to `upto`), in chunks."""
+        while True:
+            lines = await lines_after(self.job_id, self.sent_seq, upto, REPLAY_CHUNK)
+            if not lines:
+                return
+            await self.send_lines(lines)
+            if len(lines) < REPLAY_CHUNK:
+                return
+
+    async def send_lines(self, lines: list[list[Any]]) -> None:
+        await self.send_json({"type": "lines", "lines": lines})
+        self.sent_seq = lines[-1][0]
+
+    async def job_lines(self, event: dict[str, Any]) -> None:
+        lines = [line for line in event["lines"] if line[0] > self.sent_seq]
+        if not lines or self.ended:
+            return
+        if lines[0][0] > self.sent_seq + 1:
+            # A published batch went missing (Redis pub/sub is best effort): the database has it.
+            await self.replay(upto=lines[0][0] - 1)
+            lines = [line for line in lines if line[0] > self.sent_seq]
+        if lines:
+            await self.send_lines(lines)
+
+    async def job_state(self, event: dict[str, Any]) -> None:
+        if not self.ended:
+            await self.send_state(event["state"])
+
+    async def send_state(self, state: dict[str, Any]) -> None:
+        if state["state"] in TERMINAL_STATES:
+            await self.replay(upto=state["seq"])
+            await self.send_json({"type": "state", **state})
+            await self.send_json({"type": "end", "seq": self.sent_seq, "state": state["state"]})
+            self.ended = True
+        else:
+            await self.send_json({"type": "state", **state})
+
+
+class JobListConsumer(AsyncJsonWebsocketConsumer):
+    """Keeps state badges live on the job list and the dashboard: forwards every job's state change."""
+
+    joined = False
+
+    async def connect(self) -> None:
+        if not await may_view(self.scope.get("user")):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self.channel_layer.group_add(JOBS_GROUP, self.channel_name)
+        self.joined = True
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if self.joined:
+            await self.channel_layer.group_discard(JOBS_GROUP, self.channel_name)
+
+    async def job_state(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "state", **event["state"]})
+
+    async def job_lines(self, event: dict[str, Any]) -> None:
+        """Lines are not sent to the list."""

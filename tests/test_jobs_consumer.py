@@ -1,0 +1,157 @@
+"""The job log websocket through the real ASGI stack (session auth, Origin check) and the real Redis layer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+from django.utils import timezone
+
+from console.asgi import application
+from jobs.models import Job, JobLogLine, JobState, line_tuple
+from jobs.services import JOBS_GROUP, job_group
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def session_cookie(user: Any) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+async def communicator(path: str, user: Any | None, origin: str = "http://127.0.0.1") -> WebsocketCommunicator:
+    headers = [(b"origin", origin.encode()), (b"host", b"127.0.0.1")]
+    if user is not None:
+        cookie = await database_sync_to_async(session_cookie)(user)
+        headers.append((b"cookie", f"sessionid={cookie}".encode()))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+@database_sync_to_async
+def save_lines(job: Job, seqs: range) -> list[list[Any]]:
+    now = timezone.now()
+    rows = [JobLogLine(job=job, seq=s, at=now, level="info", text=f"line {s}") for s in seqs]
+    JobLogLine.objects.bulk_create(rows)
+    Job.objects.filter(pk=job.pk).update(last_seq=max(seqs))
+    return [line_tuple(r.seq, r.at, r.level, r.text) for r in rows]
+
+
+@database_sync_to_async
+def set_state(job: Job, state: str) -> dict[str, Any]:
+    Job.objects.filter(pk=job.pk).update(state=state)
+    job.refresh_from_db()
+    return job.state_message()
+
+
+async def receive_until(comm: WebsocketCommunicator, kind: str, timeout: float = 5) -> list[dict[str, Any]]:
+    messages = []
+    while True:
+        message = await comm.receive_json_from(timeout=timeout)
+        messages.append(message)
+        if message["type"] == kind:
+            return messages
+
+
+def seqs_of(messages: list[dict[str, Any]]) -> list[int]:
+    return [line[0] for m in messages if m["type"] == "lines" for line in m["lines"]]
+
+
+@pytest.fixture
+def running_job(db: None, operator: Any) -> Job:
+    return Job.objects.create(kind="inventory_refresh", state=JobState.RUNNING, requested_by=operator)
+
+
+async def test_a_user_without_a_role_is_refused(running_job: Job, nobody: Any) -> None:
+    comm = await communicator(f"/ws/jobs/{running_job.pk}/", nobody)
+    connected, code = await comm.connect()
+    assert not connected and code == 4403
+
+
+async def test_an_anonymous_visitor_is_refused(running_job: Job) -> None:
+    comm = await communicator(f"/ws/jobs/{running_job.pk}/", None)
+    connected, _ = await comm.connect()
+    assert not connected
+
+
+async def test_a_page_from_another_origin_is_refused(running_job: Job, viewer: Any) -> None:
+    comm = await communicator(f"/ws/jobs/{running_job.pk}/", viewer, origin="http://evil.example")
+    connected, _ = await comm.connect()
+    assert not connected
+
+
+async def test_an_unknown_job_is_refused(db: None, viewer: Any) -> None:
+    comm = await communicator("/ws/jobs/999999/", viewer)
+    connected, code = await comm.connect()
+    assert not connected and code == 4404
+
+
+async def test_viewer_gets_the_gap_then_live_lines_without_duplicates_then_the_end(
+    running_job: Job, viewer: Any
+) -> None:
+    await save_lines(running_job, range(1, 11))
+    comm = await communicator(f"/ws/jobs/{running_job.pk}/?after=4", viewer)
+    connected, _ = await comm.connect()
+    assert connected
+    first = await receive_until(comm, "state")
+    assert seqs_of(first) == [5, 6, 7, 8, 9, 10]
+    assert first[-1]["state"] == "running"
+
+    layer = get_channel_layer()
+    # A batch overlapping what was replayed: only the new lines arrive.
+    overlap = await save_lines(running_job, range(11, 13))
+    replayed = [line_tuple(9, timezone.now(), "info", "line 9"), line_tuple(10, timezone.now(), "info", "line 10")]
+    await layer.group_send(job_group(running_job.pk), {"type": "job.lines", "lines": replayed + overlap})
+    message = await comm.receive_json_from(timeout=5)
+    assert [line[0] for line in message["lines"]] == [11, 12]
+
+    # Lines 13-14 were saved but their publication was lost; 15-16 arrive: the gap is filled from the database.
+    await save_lines(running_job, range(13, 15))
+    later = await save_lines(running_job, range(15, 17))
+    await layer.group_send(job_group(running_job.pk), {"type": "job.lines", "lines": later})
+    state = await set_state(running_job, JobState.SUCCEEDED)
+    await layer.group_send(job_group(running_job.pk), {"type": "job.state", "state": state})
+    rest = await receive_until(comm, "end")
+    assert seqs_of(rest) == [13, 14, 15, 16]
+    assert rest[-1] == {"type": "end", "seq": 16, "state": "succeeded"}
+    await comm.disconnect()
+
+
+async def test_a_finished_job_replays_everything_and_ends_at_once(running_job: Job, viewer: Any) -> None:
+    await save_lines(running_job, range(1, 12001))  # more than one replay chunk
+    await set_state(running_job, JobState.FAILED)
+    comm = await communicator(f"/ws/jobs/{running_job.pk}/", viewer)
+    assert (await comm.connect())[0]
+    messages = await receive_until(comm, "end")
+    assert seqs_of(messages) == list(range(1, 12001))
+    assert messages[-1] == {"type": "end", "seq": 12000, "state": "failed"}
+    await comm.disconnect()
+
+
+async def test_a_viewer_that_has_everything_gets_no_line_again(running_job: Job, viewer: Any) -> None:
+    await save_lines(running_job, range(1, 6))
+    await set_state(running_job, JobState.SUCCEEDED)
+    comm = await communicator(f"/ws/jobs/{running_job.pk}/?after=5", viewer)
+    assert (await comm.connect())[0]
+    messages = await receive_until(comm, "end")
+    assert seqs_of(messages) == []
+    assert messages[-1]["seq"] == 5
+    await comm.disconnect()
+
+
+async def test_the_job_list_socket_forwards_state_changes(running_job: Job, viewer: Any, nobody: Any) -> None:
+    refused = await communicator("/ws/jobs/", nobody)
+    assert not (await refused.connect())[0]
+    comm = await communicator("/ws/jobs/", viewer)
+    assert (await comm.connect())[0]
+    state = await set_state(running_job, JobState.CANCELLED)
+    await asyncio.sleep(0.05)  # the subscription is confirmed asynchronously by Redis
+    await get_channel_layer().group_send(JOBS_GROUP, {"type": "job.state", "state": state})
+    message = await comm.receive_json_from(timeout=5)
+    assert message["job"] == running_job.pk and message["state"] == "cancelled"
+    await comm.disconnect()
