@@ -12,7 +12,20 @@ from .roles import require
 
 @require("view_console")
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "console/dashboard.html", {})
+    """Counts of each risk, linking to the affected objects; every host with its last refresh and health."""
+    from hosts.inventory.analysis import Inventory, risk_counts
+
+    inventory = Inventory()
+    risks = inventory.risks()
+    hosts = [(host, inventory.states.get(host.pk)) for host in inventory.hosts]
+    context = {
+        "risk_groups": risk_counts(risks),
+        "risk_total": len(risks),
+        "hosts": hosts,
+        "vm_count": len(inventory.vms),
+        "guardian_count": len(inventory.identities),
+    }
+    return render(request, "console/dashboard.html", context)
 
 
 @require("view_console")

@@ -1,0 +1,350 @@
+"""What the inventory means: guardian identities across hosts, "can VM X start on host Y?", and the risks.
+
+Rules, from domain.md:
+- A guardian's identity is its certificate pair (signing, encryption thumbprints); names are not identities.
+- In Local mode a host starts a VM when its store holds the private key of the encryption certificate of any
+  guardian the VM's key protector is sealed to.
+- A guardian without private keys is broken only when it should be able to own VMs here: `UntrustedGuardian`, or
+  the owner of a VM on this host. Imported (public-only) and HGS guardians have none by design.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.apps import apps
+from django.utils import timezone
+
+from hosts.models import Host
+
+from .models import Certificate, Guardian, HostInventory, VirtualMachine
+
+UNTRUSTED_GUARDIAN = "UntrustedGuardian"
+EXPIRY_WINDOW = dt.timedelta(days=365)
+
+Pair = tuple[str, str]
+
+
+@dataclass
+class Holding:
+    """One host's view of a guardian identity."""
+
+    host: Host
+    guardian_names: list[str] = field(default_factory=list)
+    has_private_keys: bool = False  # the store holds the private keys of both certificates
+
+
+@dataclass
+class GuardianIdentity:
+    signing: str
+    encryption: str
+    names: set[str] = field(default_factory=set)
+    subject: str = ""
+    not_after: dt.datetime | None = None
+    holdings: dict[int, Holding] = field(default_factory=dict)  # by host id
+    sealed_vms: list[VirtualMachine] = field(default_factory=list)
+    owned_vms: list[VirtualMachine] = field(default_factory=list)
+    escrowed: bool | None = None  # None: the vault is not available
+
+    @property
+    def pair(self) -> Pair:
+        return (self.signing, self.encryption)
+
+    @property
+    def key(self) -> str:
+        return f"{self.signing}-{self.encryption}"
+
+    @property
+    def display_name(self) -> str:
+        return ", ".join(sorted(n for n in self.names if n)) or "(unnamed guardian)"
+
+    @property
+    def hosts_with_keys(self) -> list[Host]:
+        return [h.host for h in self.holdings.values() if h.has_private_keys]
+
+    @property
+    def hosts_without_keys(self) -> list[Host]:
+        return [h.host for h in self.holdings.values() if not h.has_private_keys]
+
+
+@dataclass
+class Risk:
+    code: str
+    title: str
+    explanation: str
+    subject: str  # what the risk is about, e.g. "Win11-A on HV02"
+    url: str = ""
+    host: Host | None = None
+
+
+RISK_TITLES = {
+    "vm_cannot_start": "VM can start on no registered host",
+    "single_copy": "Keys on one host only, not escrowed",
+    "guardian_without_keys": "Guardian without private keys",
+    "cert_expiring": "Certificate expiring within 12 months",
+    "hgs_mode": "Host in HGS mode",
+    "stale_inventory": "Inventory out of date",
+}
+
+
+class Inventory:
+    """Every host's inventory at once, indexed for the questions the pages ask."""
+
+    def __init__(self) -> None:
+        self.hosts = list(Host.objects.order_by("name"))
+        self.states = {s.host_id: s for s in HostInventory.objects.all()}
+        self.vms = list(VirtualMachine.objects.select_related("host").order_by("name", "host__name"))
+        self.guardians = list(Guardian.objects.select_related("host"))
+        self.certificates = list(Certificate.objects.select_related("host"))
+        self.private_keys: dict[int, set[str]] = defaultdict(set)  # host id → thumbprints with a private key
+        self.store: dict[int, dict[str, Certificate]] = defaultdict(dict)
+        for cert in self.certificates:
+            self.store[cert.host_id][cert.thumbprint] = cert
+            if cert.has_private_key:
+                self.private_keys[cert.host_id].add(cert.thumbprint)
+        self.identities = self._identities()
+
+    # -- guardian identities --------------------------------------------------------------------------------------
+
+    def _identities(self) -> dict[Pair, GuardianIdentity]:
+        identities: dict[Pair, GuardianIdentity] = {}
+
+        def get(pair: Pair) -> GuardianIdentity:
+            if pair not in identities:
+                identities[pair] = GuardianIdentity(*pair)
+            return identities[pair]
+
+        for guardian in self.guardians:
+            if not guardian.signing_thumbprint and not guardian.encryption_thumbprint:
+                continue
+            identity = get(guardian.identity)
+            identity.names.add(guardian.name)
+            holding = identity.holdings.setdefault(guardian.host_id, Holding(guardian.host))
+            holding.guardian_names.append(guardian.name)
+        for vm in self.vms:
+            for pair in vm.guardian_pairs:
+                get(pair).sealed_vms.append(vm)
+            owner = vm.owner_pair
+            if owner:
+                get(owner).owned_vms.append(vm)
+        for identity in identities.values():
+            self._place_keys(identity)
+        self._mark_escrow(identities)
+        return identities
+
+    def _place_keys(self, identity: GuardianIdentity) -> None:
+        """Which hosts hold the pair's private keys, and the certificates' subject and expiry."""
+        for host in self.hosts:
+            store = self.store.get(host.pk, {})
+            signing, encryption = store.get(identity.signing), store.get(identity.encryption)
+            if signing is None and encryption is None and host.pk not in identity.holdings:
+                continue
+            holding = identity.holdings.setdefault(host.pk, Holding(host))
+            keys = self.private_keys.get(host.pk, set())
+            holding.has_private_keys = identity.signing in keys and identity.encryption in keys
+            for cert in (signing, encryption):
+                if (
+                    cert is not None
+                    and cert.not_after
+                    and (identity.not_after is None or cert.not_after < identity.not_after)
+                ):
+                    identity.not_after = cert.not_after
+            if signing is not None and not identity.subject:
+                identity.subject = signing.subject
+
+    @staticmethod
+    def _mark_escrow(identities: dict[Pair, GuardianIdentity]) -> None:
+        escrowed = escrowed_pairs()
+        for identity in identities.values():
+            identity.escrowed = None if escrowed is None else identity.pair in escrowed
+
+    def identity(self, pair: Pair) -> GuardianIdentity | None:
+        return self.identities.get(pair)
+
+    # -- can VM X start on host Y? ----------------------------------------------------------------------------------
+
+    def can_start(self, vm: VirtualMachine, host: Host) -> tuple[bool, str]:
+        state = self.states.get(host.pk)
+        if not vm.protected:
+            return True, "Yes: the VM has no vTPM key protector, so no guardian is needed."
+        if not vm.kp_readable:
+            return False, "Unknown: the key protector could not be read (no certificates found in it)."
+        if state is None or state.refreshed_at is None:
+            return False, f"Unknown: {host} has not been inventoried yet — refresh it first."
+        if state.mode and state.mode != "Local":
+            return False, f"No: {host} is in HGS mode; it starts only VMs its Host Guardian Service releases keys for."
+        keys = self.private_keys.get(host.pk, set())
+        for signing, encryption in vm.guardian_pairs:
+            if encryption in keys:
+                identity = self.identities.get((signing, encryption))
+                name = identity.display_name if identity else "a guardian"
+                return True, f"Yes: {host} holds the private key of guardian {name}, which the key protector trusts."
+        count = len(vm.guardian_pairs)
+        return False, (
+            f"No: {host} holds the private keys of none of the {count} guardian(s) the key protector is sealed to. "
+            "Import the owner's certificate pair (from the vault or a PFX backup) on this host first."
+        )
+
+    def start_answers(self, vm: VirtualMachine) -> list[tuple[Host, bool, str]]:
+        return [(host, *self.can_start(vm, host)) for host in self.hosts]
+
+    def startable_anywhere(self, vm: VirtualMachine) -> bool:
+        return any(self.can_start(vm, host)[0] for host in self.hosts)
+
+    def hosts_with_vm_keys(self, vm: VirtualMachine) -> set[int]:
+        hosts: set[int] = set()
+        for _signing, encryption in vm.guardian_pairs:
+            hosts |= {hid for hid, keys in self.private_keys.items() if encryption in keys}
+        return hosts
+
+    # -- risks -----------------------------------------------------------------------------------------------------
+
+    def risks(self) -> list[Risk]:
+        found: list[Risk] = []
+        for vm in self.vms:
+            found += self._vm_risks(vm)
+        found += self._guardian_risks()
+        found += self._expiry_risks()
+        found += self._host_risks()
+        return found
+
+    def _vm_risks(self, vm: VirtualMachine) -> list[Risk]:
+        if not vm.protected or not vm.kp_readable:
+            return []
+        url = f"/vms/{vm.pk}/"
+        subject = f"{vm.name} on {vm.host}"
+        if not self.startable_anywhere(vm):
+            return [
+                Risk(
+                    "vm_cannot_start",
+                    RISK_TITLES["vm_cannot_start"],
+                    f"{vm.name} cannot start anywhere: no registered host holds the private keys of a guardian its "
+                    'key protector is sealed to ("The key protector could not be unwrapped"). Restore the owner\'s '
+                    "certificate pair from the vault or a PFX backup onto a host.",
+                    subject,
+                    url,
+                    vm.host,
+                )
+            ]
+        holders = self.hosts_with_vm_keys(vm)
+        escrowed = [self.identities[p].escrowed for p in vm.guardian_pairs if p in self.identities]
+        if len(holders) == 1 and not any(escrowed):
+            holder = next(h for h in self.hosts if h.pk in holders)
+            return [
+                Risk(
+                    "single_copy",
+                    RISK_TITLES["single_copy"],
+                    f"{vm.name} is one reinstall away from loss: the private keys it needs exist only on "
+                    f"{holder} and are not escrowed. Escrow the guardian into the vault now.",
+                    subject,
+                    url,
+                    vm.host,
+                )
+            ]
+        return []
+
+    def _guardian_risks(self) -> list[Risk]:
+        found = []
+        owners_here: dict[int, set[Pair]] = defaultdict(set)
+        for vm in self.vms:
+            if vm.owner_pair:
+                owners_here[vm.host_id].add(vm.owner_pair)
+        for guardian in self.guardians:
+            if guardian.has_private_signing_key:
+                continue
+            should_own = guardian.name == UNTRUSTED_GUARDIAN or guardian.identity in owners_here[guardian.host_id]
+            if not should_own:
+                continue  # imported or HGS guardians have no private keys by design
+            found.append(
+                Risk(
+                    "guardian_without_keys",
+                    RISK_TITLES["guardian_without_keys"],
+                    f"Guardian {guardian.name} on {guardian.host} has no private keys: TPM changes will fail "
+                    '("does not have a private key and cannot be the owner"). A guardian reset is needed — '
+                    "escrow first anything still recoverable.",
+                    f"{guardian.name} on {guardian.host}",
+                    f"/guardians/#{guardian.signing_thumbprint}-{guardian.encryption_thumbprint}",
+                    guardian.host,
+                )
+            )
+        return found
+
+    def _expiry_risks(self) -> list[Risk]:
+        horizon = timezone.now() + EXPIRY_WINDOW
+        found = []
+        for cert in self.certificates:
+            if cert.not_after is None or cert.not_after > horizon:
+                continue
+            expired = cert.not_after <= timezone.now()
+            when = "expired on" if expired else "expires on"
+            found.append(
+                Risk(
+                    "cert_expiring",
+                    RISK_TITLES["cert_expiring"],
+                    f"Certificate {cert.subject or cert.thumbprint} on {cert.host} {when} "
+                    f"{cert.not_after:%Y-%m-%d}. New key protectors cannot use an expired guardian without "
+                    "-AllowExpired; plan a new guardian and re-grant access.",
+                    f"{cert.subject or cert.thumbprint} on {cert.host}",
+                    f"/hosts/{cert.host_id}/",
+                    cert.host,
+                )
+            )
+        return found
+
+    def _host_risks(self) -> list[Risk]:
+        found = []
+        for host in self.hosts:
+            state = self.states.get(host.pk)
+            if state is None:
+                continue
+            if state.mode and state.mode != "Local":
+                found.append(
+                    Risk(
+                        "hgs_mode",
+                        RISK_TITLES["hgs_mode"],
+                        f"{host} is in HGS mode ({state.mode}): its keys come from a Host Guardian Service, so "
+                        "local guardian operations (escrow, import, reset) do not apply.",
+                        str(host),
+                        f"/hosts/{host.pk}/",
+                        host,
+                    )
+                )
+            if state.stale:
+                found.append(
+                    Risk(
+                        "stale_inventory",
+                        RISK_TITLES["stale_inventory"],
+                        f"The last refresh of {host} failed ({state.last_error}); what is shown is from "
+                        f"{state.refreshed_at:%Y-%m-%d %H:%M} UTC."
+                        if state.refreshed_at
+                        else f"{host} has never been read successfully: {state.last_error}",
+                        str(host),
+                        f"/hosts/{host.pk}/",
+                        host,
+                    )
+                )
+        return found
+
+
+def escrowed_pairs() -> set[Pair] | None:
+    """Pairs the vault holds, or None when the vault app has no EscrowedPair model (yet)."""
+    try:
+        model = apps.get_model("vault", "EscrowedPair")
+    except LookupError:
+        return None
+    return set(model.objects.values_list("signing_thumbprint", "encryption_thumbprint"))
+
+
+def can_start(vm: VirtualMachine, host: Host) -> tuple[bool, str]:
+    """The contract's entry point: can this VM start on that host, and why (not)."""
+    return Inventory().can_start(vm, host)
+
+
+def risk_counts(risks: list[Risk]) -> list[tuple[str, str, list[Risk]]]:
+    """(code, title, risks) for every kind of risk, in a fixed order, including kinds with none."""
+    grouped: dict[str, list[Risk]] = defaultdict(list)
+    for risk in risks:
+        grouped[risk.code].append(risk)
+    return [(code, title, grouped.get(code, [])) for code, title in RISK_TITLES.items()]

@@ -1,0 +1,199 @@
+"""Refresh a host's inventory: two pipelines on one session whatever the number of VMs, saved in one transaction.
+
+An unreachable host (or one that answers garbage, or drops the connection half-way) keeps its last inventory,
+marked stale with the time and the error: nothing is half-saved, because nothing is written until every read has
+come back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from hosts.crypto import SecretError
+from hosts.models import Host
+from hosts.remoting import HostSession, catalog
+from hosts.remoting.catalog.inventory import HostInventoryFacts, VmDetails
+from hosts.remoting.errors import RemotingError
+
+from .models import Certificate, Guardian, HostInventory, VirtualMachine
+
+logger = logging.getLogger(__name__)
+LogFn = Callable[[str, str], None]
+
+
+@dataclass
+class RefreshOutcome:
+    ok: bool
+    error: str = ""
+    requests: int = 0
+    kind: str = ""  # the RemotingError kind of a failure ("" when ok)
+    host: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.host}: refreshed" if self.ok else f"{self.host}: {self.error}"
+
+
+@dataclass
+class HostReading:
+    inventory: HostInventoryFacts
+    details: dict[str, VmDetails]
+
+
+def read_host(session: HostSession) -> HostReading:
+    """The two reads of a refresh, on an open session."""
+    inventory = session.run(catalog.ReadHostInventory())
+    names = [vm.name for vm in inventory.vms if vm.name]
+    details = session.run(catalog.ReadVmDetails(names)) if names else {}
+    return HostReading(inventory, details)
+
+
+def refresh_host(host: Host, session: HostSession | None = None, log: LogFn | None = None) -> RefreshOutcome:
+    """Read the host and replace its inventory; on failure keep the last one, marked stale. Never raises for a
+    host's fault: the outcome says what happened."""
+    say: LogFn = log or (lambda text, level: None)
+    own_session = session is None
+    try:
+        if session is None:
+            session = HostSession(host.connection_spec(), log=log)
+        before = 0 if own_session else session.request_count
+        try:
+            if own_session:
+                session.open()
+            reading = read_host(session)
+        finally:
+            requests = session.request_count - before
+            if own_session:
+                session.close()
+                requests = session.request_count - before
+        save_reading(host, reading, requests)
+    except RemotingError as err:
+        return _failed(host, str(err), err.kind, say, session)
+    except SecretError as err:
+        return _failed(host, str(err), "secret", say, session)
+    except Exception as err:  # a bug or the database: still no 500 page and no half-saved inventory
+        logger.exception("Inventory refresh of %s failed", host)
+        return _failed(host, f"The refresh failed unexpectedly ({type(err).__name__}).", "unexpected", say, session)
+    say(f"Inventory of {host} refreshed: {len(reading.inventory.vms)} VMs, {requests} WinRM requests", "info")
+    return RefreshOutcome(ok=True, requests=requests, host=str(host))
+
+
+def _failed(host: Host, error: str, kind: str, say: LogFn, session: HostSession | None) -> RefreshOutcome:
+    say(f"Inventory of {host} not refreshed: {error}", "error")
+    mark_stale(host, error, kind)
+    requests = session.request_count if session is not None else 0
+    return RefreshOutcome(ok=False, error=error, requests=requests, kind=kind, host=str(host))
+
+
+def mark_stale(host: Host, error: str, kind: str = "") -> None:
+    """Keep what we knew, say it is stale, and why."""
+    now = timezone.now()
+    with transaction.atomic():
+        state, _ = HostInventory.objects.select_for_update().get_or_create(host=host)
+        state.stale = True
+        state.last_error = error[:2000]
+        state.error_kind = kind
+        state.attempted_at = now
+        state.save(update_fields=["stale", "last_error", "error_kind", "attempted_at"])
+
+
+@transaction.atomic
+def save_reading(host: Host, reading: HostReading, requests: int = 0) -> None:
+    """Replace the host's inventory rows with what was just read, all or nothing."""
+    inventory = reading.inventory
+    now = timezone.now()
+    state, _ = HostInventory.objects.select_for_update().get_or_create(host=host)
+    state.facts = {**inventory.facts.as_dict(), "store_exists": inventory.store_exists}
+    state.mode = inventory.facts.mode
+    state.refreshed_at = state.attempted_at = now
+    state.stale = False
+    state.last_error = state.error_kind = ""
+    state.problems = inventory.problems + [p for d in reading.details.values() for p in d.problems]
+    state.requests = requests
+    state.save()
+    Certificate.objects.filter(host=host).delete()
+    Guardian.objects.filter(host=host).delete()
+    VirtualMachine.objects.filter(host=host).delete()
+    private = {c.thumbprint for c in inventory.certificates if c.has_private_key}
+    Certificate.objects.bulk_create(_certificates(host, inventory))
+    Guardian.objects.bulk_create(
+        Guardian(
+            host=host,
+            name=g.name[:200],
+            signing_thumbprint=g.signing_thumbprint,
+            encryption_thumbprint=g.encryption_thumbprint,
+            signing_subject=g.signing_subject[:500],
+            encryption_subject=g.encryption_subject[:500],
+            has_private_signing_key=g.has_private_signing_key,
+            has_private_encryption_key=g.encryption_thumbprint in private,
+        )
+        for g in inventory.guardians
+    )
+    VirtualMachine.objects.bulk_create(_vm_rows(host, reading))
+
+
+def _certificates(host: Host, inventory: HostInventoryFacts) -> list[Certificate]:
+    seen: dict[str, Certificate] = {}
+    for c in inventory.certificates:
+        if c.thumbprint and c.thumbprint not in seen:
+            seen[c.thumbprint] = Certificate(
+                host=host,
+                thumbprint=c.thumbprint,
+                subject=c.subject[:500],
+                not_before=c.not_before,
+                not_after=c.not_after,
+                has_private_key=c.has_private_key,
+            )
+    return list(seen.values())
+
+
+def _vm_rows(host: Host, reading: HostReading) -> list[VirtualMachine]:
+    rows = []
+    for vm in reading.inventory.vms:
+        detail = reading.details.get(vm.name, VmDetails(vm.name))
+        kp = detail.key_protector
+        rows.append(
+            VirtualMachine(
+                host=host,
+                vm_id=vm.vm_id[:64],
+                name=vm.name[:200],
+                state=vm.state[:32],
+                generation=vm.generation,
+                path=vm.path[:500],
+                tpm_enabled=detail.tpm_enabled,
+                shielded=detail.shielded,
+                has_saved_state=vm.state.lower() == "saved",
+                checkpoint_count=detail.checkpoint_count,
+                has_key_protector=kp.present,
+                kp_readable=kp.readable,
+                kp_owner_thumbprints=kp.owner.as_dict() if kp.owner else {},
+                kp_guardian_thumbprints=[g.as_dict() for g in kp.guardians],
+                details_read=detail.security_read and detail.key_protector_read,
+                problems=detail.problems,
+            )
+        )
+    return rows
+
+
+def refresh_hosts(hosts: Iterable[Host], log: LogFn | None = None, max_workers: int = 16) -> dict[int, RefreshOutcome]:
+    """Refresh several hosts at once (remote work is I/O-bound), one thread and one session per host."""
+    targets = list(hosts)
+    if not targets:
+        return {}
+
+    def one(host: Host) -> RefreshOutcome:
+        try:
+            return refresh_host(host, log=log)
+        finally:
+            if connection.vendor != "sqlite" or not connection.in_atomic_block:
+                close_old_connections()
+                connection.close()
+
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(targets)), thread_name_prefix="refresh") as pool:
+        outcomes = list(pool.map(one, targets))
+    return {host.pk: outcome for host, outcome in zip(targets, outcomes, strict=True)}

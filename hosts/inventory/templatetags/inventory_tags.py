@@ -1,0 +1,37 @@
+"""Template tags of the inventory: the host panel that the host page includes, and small formatting helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from hosts.models import Host
+
+from ..analysis import Inventory
+
+register = template.Library()
+
+
+@register.inclusion_tag("inventory/_host_inventory.html", takes_context=True)
+def host_inventory(context: dict[str, Any], host: Host) -> dict[str, Any]:
+    """Everything the host page shows about what the host holds, with "can it start here?" per VM."""
+    inventory = Inventory()
+    vms = [(vm, *inventory.can_start(vm, host)) for vm in inventory.vms if vm.host_id == host.pk]
+    return {
+        "host": host,
+        "state": inventory.states.get(host.pk),
+        "vms": vms,
+        "guardians": [g for g in inventory.guardians if g.host_id == host.pk],
+        "certificates": [c for c in inventory.certificates if c.host_id == host.pk],
+        "risks": [r for r in inventory.risks() if r.host is not None and r.host.pk == host.pk],
+        "perm_run_jobs": context.get("perm_run_jobs", False),
+        "csrf_token": context.get("csrf_token"),
+    }
+
+
+@register.filter
+def short_thumbprint(value: str) -> str:
+    """The first and last few digits, enough to tell thumbprints apart on a page; the full one is in the title."""
+    value = value or ""
+    return f"{value[:8]}…{value[-4:]}" if len(value) > 16 else value

@@ -1,0 +1,73 @@
+"""Pages of the inventory: guardian identities across hosts, VMs with "can it start here?", and the refresh button."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from console.models import AuditEvent
+from console.roles import require
+from hosts.models import Host
+
+from .analysis import Inventory
+from .models import VirtualMachine
+from .refresh import refresh_host
+
+
+@require("run_jobs")
+@require_POST
+def refresh(request: HttpRequest, pk: int) -> HttpResponse:
+    """Refresh one host's inventory now and come back to its page with the outcome."""
+    host = get_object_or_404(Host, pk=pk)
+    outcome = refresh_host(host)
+    AuditEvent.record(request.user, "inventory.refresh", host, ok=outcome.ok, failure=outcome.kind)
+    if outcome.ok:
+        messages.success(request, f"Inventory of {host} refreshed.")
+    else:
+        kept = "The last inventory is kept, marked stale."
+        messages.error(request, f"Inventory of {host} could not be refreshed: {outcome.error} {kept}")
+    return redirect("hosts:detail", pk=host.pk)
+
+
+@require("view_console")
+def guardian_list(request: HttpRequest) -> HttpResponse:
+    inventory = Inventory()
+    identities = sorted(inventory.identities.values(), key=lambda i: (i.display_name.lower(), i.signing))
+    risks = inventory.risks()
+    return render(
+        request,
+        "inventory/guardians.html",
+        {"identities": identities, "risky": {r.url.split("#", 1)[-1] for r in risks if "#" in r.url}},
+    )
+
+
+@require("view_console")
+def vm_list(request: HttpRequest) -> HttpResponse:
+    inventory = Inventory()
+    risks_by_vm: dict[str, list[str]] = {}
+    for risk in inventory.risks():
+        if risk.url.startswith("/vms/"):
+            risks_by_vm.setdefault(risk.url, []).append(risk.title)
+    rows = [(vm, risks_by_vm.get(f"/vms/{vm.pk}/", []), inventory.startable_anywhere(vm)) for vm in inventory.vms]
+    return render(request, "inventory/vms.html", {"rows": rows})
+
+
+@require("view_console")
+def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    inventory = Inventory()
+    vm = next((v for v in inventory.vms if v.pk == pk), None)
+    if vm is None:
+        if not VirtualMachine.objects.filter(pk=pk).exists():
+            raise Http404("No such VM in the inventory.")
+        vm = get_object_or_404(VirtualMachine.objects.select_related("host"), pk=pk)
+    guardians = [(pair, inventory.identity(pair), pair == vm.owner_pair) for pair in vm.guardian_pairs]
+    context = {
+        "vm": vm,
+        "answers": inventory.start_answers(vm),
+        "guardians": guardians,
+        "risks": [r for r in inventory.risks() if r.url == f"/vms/{vm.pk}/"],
+        "state": inventory.states.get(vm.host_id),
+    }
+    return render(request, "inventory/vm_detail.html", context)
