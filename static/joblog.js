@@ -1,0 +1,317 @@
+/* The live job log and live job states. Plain JavaScript, no dependencies.
+ *
+ * A job page ([data-joblog]) opens /ws/jobs/<id>/?after=<last seq it has>. The server replays the gap from the
+ * database, then streams; lines carry a per-job seq, so a line already shown is dropped and a gap makes the page
+ * reconnect from its last seq. Only the rows in view exist in the DOM, so a 100k-line log stays responsive.
+ * Lists ([data-joblist]) open /ws/jobs/ and keep every [data-job-state] badge up to date.
+ */
+"use strict";
+
+(function () {
+  const LEVELS = { debug: 0, verbose: 1, progress: 2, info: 3, warning: 4, error: 5 };
+  const TERMINAL = new Set(["succeeded", "failed", "cancelled", "lost"]);
+  const ROW_HEIGHT = 18; // px; every row has the same height, which is what makes windowed rendering simple
+  const OVERSCAN = 20;
+
+  const STYLE = `
+    .joblog { margin-top: 1rem; }
+    .joblog-toolbar { display:flex; gap:1rem; align-items:center; flex-wrap:wrap; margin-bottom:.4rem; }
+    .joblog-toolbar label { display:inline-flex; gap:.3rem; align-items:center; margin:0; font-weight:400; }
+    .joblog-toolbar select { display:inline-block; width:auto; margin:0; }
+    .jl-view { height:60vh; min-height:300px; overflow:auto; background:#0f1722; color:#e6edf3; border-radius:6px;
+               font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size:12.5px; }
+    .jl-spacer { position:relative; min-width:100%; }
+    .jl-rows { position:absolute; top:0; left:0; min-width:100%; will-change:transform; }
+    .jl-row { height:${ROW_HEIGHT}px; line-height:${ROW_HEIGHT}px; white-space:pre; padding:0 .6rem; }
+    .jl-time { color:#7d8a9c; margin-right:.8em; }
+    .jl-hide-times .jl-time { display:none; }
+    .jl-lvl-debug, .jl-lvl-verbose { color:#8b98a9; } .jl-lvl-progress { color:#7fb4ff; }
+    .jl-lvl-warning { color:#f3c969; } .jl-lvl-error { color:#ff8a80; }
+    .ansi-b { font-weight:700; }
+    .ansi-30 { color:#6e7681; } .ansi-31 { color:#ff7b72; } .ansi-32 { color:#7ee787; } .ansi-33 { color:#f2cc60; }
+    .ansi-34 { color:#79c0ff; } .ansi-35 { color:#d2a8ff; } .ansi-36 { color:#a5f3fc; } .ansi-37 { color:#e6edf3; }
+    .ansi-90 { color:#8b949e; } .ansi-91 { color:#ffa198; } .ansi-92 { color:#56d364; } .ansi-93 { color:#e3b341; }
+    .ansi-94 { color:#a5d6ff; } .ansi-95 { color:#e2c5ff; } .ansi-96 { color:#b3f0ff; } .ansi-97 { color:#ffffff; }
+    .job-filters .filter-row { display:flex; gap:.8rem; flex-wrap:wrap; }
+    .job-filters .filter-row label { flex:1 1 150px; }
+  `;
+
+  function injectStyle() {
+    if (document.getElementById("joblog-style")) return;
+    const style = document.createElement("style");
+    style.id = "joblog-style";
+    style.textContent = STYLE;
+    document.head.appendChild(style);
+  }
+
+  function socketUrl(path) {
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+  }
+
+  function timeOf(ms) {
+    return new Date(ms).toISOString().slice(11, 23);
+  }
+
+  // ANSI SGR colours → spans. Text is always set with textContent, never parsed as HTML.
+  const ESCAPE = /\x1b\[([0-9;]*)([A-Za-z])/g;
+
+  function appendAnsi(parent, text) {
+    if (text.indexOf("\x1b") === -1) {
+      parent.appendChild(document.createTextNode(text));
+      return;
+    }
+    let colour = null;
+    let bold = false;
+    let last = 0;
+    const emit = (chunk) => {
+      if (!chunk) return;
+      if (!colour && !bold) {
+        parent.appendChild(document.createTextNode(chunk));
+        return;
+      }
+      const span = document.createElement("span");
+      span.className = (colour ? "ansi-" + colour : "") + (bold ? " ansi-b" : "");
+      span.textContent = chunk;
+      parent.appendChild(span);
+    };
+    ESCAPE.lastIndex = 0;
+    let match;
+    while ((match = ESCAPE.exec(text)) !== null) {
+      emit(text.slice(last, match.index));
+      last = ESCAPE.lastIndex;
+      if (match[2] !== "m") continue; // other control sequences are dropped
+      for (const code of (match[1] || "0").split(";").map(Number)) {
+        if (code === 0) { colour = null; bold = false; }
+        else if (code === 1) bold = true;
+        else if (code === 22) bold = false;
+        else if (code === 39) colour = null;
+        else if ((code >= 30 && code <= 37) || (code >= 90 && code <= 97)) colour = String(code);
+      }
+    }
+    emit(text.slice(last));
+  }
+
+  function updateBadges(message) {
+    const badges = document.querySelectorAll('[data-job-state="' + message.job + '"]');
+    for (const badge of badges) {
+      let text = message.state;
+      if (message.state === "waiting" && message.waiting_for) text += " for " + message.waiting_for;
+      if (message.state === "running" && message.cancel_requested) text += " · cancelling";
+      badge.textContent = text;
+      badge.className = "badge " + message.state;
+    }
+    return badges.length;
+  }
+
+  /* A websocket that reconnects with backoff until `done()` says it should stop. */
+  function reconnecting(pathFn, handlers) {
+    let retries = 0;
+    let socket = null;
+    const self = {
+      open() {
+        const ws = new WebSocket(socketUrl(pathFn()));
+        socket = ws;
+        ws.onopen = () => { retries = 0; handlers.status && handlers.status("live"); };
+        ws.onmessage = (event) => handlers.message(JSON.parse(event.data));
+        ws.onclose = (event) => {
+          if (socket !== ws) return; // replaced on purpose
+          socket = null;
+          if (handlers.done && handlers.done()) return;
+          if (event.code === 4403 || event.code === 4404) {
+            handlers.status && handlers.status(event.code === 4403 ? "not allowed" : "not found");
+            return;
+          }
+          const delay = Math.min(5000, 250 * Math.pow(2, retries++));
+          handlers.status && handlers.status("reconnecting…");
+          setTimeout(() => self.open(), delay);
+        };
+      },
+      restart() {
+        const old = socket;
+        socket = null;
+        if (old) old.close();
+        self.open();
+      },
+      close() {
+        const old = socket;
+        socket = null;
+        if (old) old.close();
+      },
+      get socket() { return socket; },
+    };
+    return self;
+  }
+
+  class JobLog {
+    constructor(root) {
+      this.root = root;
+      this.jobId = root.dataset.joblog;
+      this.state = root.dataset.state;
+      // Parallel arrays rather than one object per line: 100k lines stay small in memory.
+      this.seqs = [];
+      this.times = [];
+      this.levels = [];
+      this.texts = [];
+      this.visible = []; // indexes of lines passing the level filter
+      this.lastSeq = 0;
+      this.duplicates = 0;
+      this.gaps = 0;
+      this.connects = 0;
+      this.ended = false;
+      this.endSeq = null;
+      this.minLevel = 0;
+      this.pending = false;
+      this.view = root.querySelector(".jl-view");
+      this.spacer = root.querySelector(".jl-spacer");
+      this.rows = root.querySelector(".jl-rows");
+      this.follow = root.querySelector(".jl-follow");
+      this.times_ = root.querySelector(".jl-times");
+      this.level = root.querySelector(".jl-level");
+      this.statusEl = root.querySelector(".jl-status");
+      this.countEl = root.querySelector(".jl-count");
+      this.bindControls();
+      this.socket = reconnecting(() => "/ws/jobs/" + this.jobId + "/?after=" + this.lastSeq, {
+        message: (m) => this.onMessage(m),
+        status: (s) => this.setStatus(s),
+        done: () => this.ended,
+      });
+      const open = this.socket.open;
+      this.socket.open = () => { this.connects++; open(); };
+      this.socket.open();
+    }
+
+    bindControls() {
+      this.follow.addEventListener("change", () => this.follow.checked && this.scheduleRender());
+      this.times_.addEventListener("change", () => this.root.classList.toggle("jl-hide-times", !this.times_.checked));
+      this.level.addEventListener("change", () => this.applyFilter());
+      this.view.addEventListener("scroll", () => this.scheduleRender(), { passive: true });
+      // Reading back up the log stops following; only a person scrolls with wheel or keys.
+      this.view.addEventListener("wheel", (e) => { if (e.deltaY < 0) this.follow.checked = false; }, { passive: true });
+      this.view.addEventListener("keydown", (e) => {
+        if (["ArrowUp", "PageUp", "Home"].includes(e.key)) this.follow.checked = false;
+      });
+    }
+
+    setStatus(text) {
+      this.statusEl.textContent = this.ended ? "complete" : text;
+    }
+
+    onMessage(m) {
+      if (m.type === "lines") this.addLines(m.lines);
+      else if (m.type === "state") this.showState(m);
+      else if (m.type === "end") {
+        this.ended = true;
+        this.endSeq = m.seq;
+        this.setStatus("complete");
+        this.socket.close();
+      }
+    }
+
+    addLines(lines) {
+      for (const line of lines) {
+        const seq = line[0];
+        if (seq <= this.lastSeq) { this.duplicates++; continue; }
+        if (seq !== this.lastSeq + 1) {
+          // Should not happen (the server fills gaps); if it does, ask again from what we have.
+          this.gaps++;
+          this.socket.restart();
+          break;
+        }
+        const index = this.seqs.length;
+        this.seqs.push(seq);
+        this.times.push(line[1]);
+        this.levels.push(line[2]);
+        this.texts.push(line[3]);
+        this.lastSeq = seq;
+        if ((LEVELS[line[2]] ?? 3) >= this.minLevel) this.visible.push(index);
+      }
+      this.scheduleRender();
+    }
+
+    showState(m) {
+      this.state = m.state;
+      updateBadges(m);
+      const summary = document.getElementById("job-summary");
+      const error = document.getElementById("job-error");
+      if (summary) { summary.textContent = m.summary || ""; summary.hidden = !m.summary; }
+      if (error) { error.textContent = m.error || ""; error.hidden = !m.error; }
+      if (TERMINAL.has(m.state)) {
+        const cancel = document.getElementById("cancel-form");
+        if (cancel) cancel.remove();
+      }
+    }
+
+    applyFilter() {
+      this.minLevel = LEVELS[this.level.value] ?? 0;
+      this.visible = [];
+      for (let i = 0; i < this.levels.length; i++) {
+        if ((LEVELS[this.levels[i]] ?? 3) >= this.minLevel) this.visible.push(i);
+      }
+      this.scheduleRender();
+    }
+
+    scheduleRender() {
+      if (this.pending) return;
+      this.pending = true;
+      requestAnimationFrame(() => { this.pending = false; this.render(); });
+    }
+
+    render() {
+      const total = this.visible.length;
+      this.spacer.style.height = total * ROW_HEIGHT + "px";
+      if (this.follow.checked) this.view.scrollTop = this.view.scrollHeight;
+      const first = Math.max(0, Math.floor(this.view.scrollTop / ROW_HEIGHT) - OVERSCAN);
+      const last = Math.min(total, first + Math.ceil(this.view.clientHeight / ROW_HEIGHT) + 2 * OVERSCAN);
+      this.rows.style.transform = "translateY(" + first * ROW_HEIGHT + "px)";
+      const fragment = document.createDocumentFragment();
+      for (let v = first; v < last; v++) fragment.appendChild(this.row(this.visible[v]));
+      this.rows.replaceChildren(fragment);
+      this.countEl.textContent = this.seqs.length + " lines" + (total !== this.seqs.length ? " (" + total + " shown)" : "");
+    }
+
+    row(index) {
+      const div = document.createElement("div");
+      div.className = "jl-row jl-lvl-" + this.levels[index];
+      div.dataset.seq = this.seqs[index];
+      const time = document.createElement("span");
+      time.className = "jl-time";
+      time.textContent = timeOf(this.times[index]);
+      div.appendChild(time);
+      appendAnsi(div, this.texts[index]);
+      return div;
+    }
+
+    // For people debugging and for the browser tests: what the page holds.
+    snapshot() {
+      return {
+        count: this.seqs.length, lastSeq: this.lastSeq, firstSeq: this.seqs[0] ?? null, duplicates: this.duplicates,
+        gaps: this.gaps, ended: this.ended, endSeq: this.endSeq, state: this.state, connects: this.connects,
+        contiguous: this.seqs.every((seq, i) => seq === i + 1),
+      };
+    }
+  }
+
+  function liveList(root) {
+    const notice = root.querySelector(".jobs-new");
+    const socket = reconnecting(() => "/ws/jobs/", {
+      message: (m) => {
+        if (m.type !== "state") return;
+        if (updateBadges(m) === 0 && notice) notice.hidden = false;
+      },
+    });
+    socket.open();
+  }
+
+  function start() {
+    if (window.guardianJobsStarted) return; // the script may be included by a page and by a partial
+    window.guardianJobsStarted = true;
+    injectStyle();
+    const log = document.querySelector("[data-joblog]");
+    if (log) window.guardianJobLog = new JobLog(log);
+    const lists = document.querySelectorAll("[data-joblist]");
+    if (lists.length) lists.forEach(liveList);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
