@@ -79,7 +79,7 @@ def test_job_page_shows_state_and_the_log_downloads_as_text(viewer_client: Clien
     page = viewer_client.get(f"/jobs/{job.pk}/")
     assert page.status_code == 200
     body = page.content.decode()
-    assert "Host unreachable: connection refused" in body and 'data-joblog="%d"' % job.pk in body
+    assert "Host unreachable: connection refused" in body and f'data-joblog="{job.pk}"' in body
     assert "Cancel job" not in body and "Run again" not in body  # a viewer may watch, not act
     text = b"".join(viewer_client.get(f"/jobs/{job.pk}/log.txt").streaming_content).decode()
     assert [line.split(None, 3)[-1] for line in text.splitlines()] == ["line 1", "line 2", "line 3"]
