@@ -1,0 +1,226 @@
+"""The cmdlets the simulated host implements: one registry, PowerShell-like parameter binding, Windows' errors.
+
+`CMDLETS` is the one list of implemented cmdlets (the console's catalog is tested against it). Each entry takes an
+`Invocation` and returns the output objects; a terminating error is a raised `CmdletError`, non-terminating ones are
+appended to `invocation.errors`. Lookups are case-insensitive, as in PowerShell.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from psrpcore.types import PSSecureString
+
+from hypervsim.model import HostModel, LabContext
+from hypervsim.types import Secret
+
+__all__ = ["CMDLETS", "CmdletError", "Invocation", "LabContext", "cmdlet", "find_cmdlet"]
+
+COMMON_PARAMETERS = [
+    *("Verbose", "Debug", "ErrorAction", "WarningAction", "InformationAction", "ErrorVariable", "WarningVariable"),
+    *("InformationVariable", "OutVariable", "OutBuffer", "PipelineVariable"),
+]
+SHOULD_PROCESS_PARAMETERS = ("WhatIf", "Confirm")
+BINDING_EXCEPTION = [
+    "System.Management.Automation.ParameterBindingException",
+    "System.Management.Automation.RuntimeException",
+    "System.SystemException",
+    "System.Exception",
+]
+
+
+class CmdletError(Exception):
+    """An error record as Windows would write it. fqid without a comma gets the command's class appended."""
+
+    def __init__(
+        self,
+        message: str,
+        fqid: str,
+        category: str = "NotSpecified",
+        exception_type: list[str] | None = None,
+        target: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fqid = fqid
+        self.category = category
+        self.exception_type = exception_type or ["System.Exception"]
+        self.target = target
+
+    def qualify(self, command_class: str) -> CmdletError:
+        if "," not in self.fqid:
+            self.fqid = f"{self.fqid},{command_class}"
+        return self
+
+
+@dataclass
+class Invocation:
+    """One command of a pipeline: the host it runs on, its bound parameters and its pipeline input."""
+
+    host: HostModel
+    lab: LabContext
+    parameters: dict[str, Any] = field(default_factory=dict)
+    input: list[Any] = field(default_factory=list)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    errors: list[CmdletError] = field(default_factory=list)
+    arguments: list[Any] = field(default_factory=list)  # positional arguments, in order
+
+    def _key(self, name: str) -> str | None:
+        return next((k for k in self.parameters if k.casefold() == name.casefold()), None)
+
+    def has(self, name: str) -> bool:
+        return self._key(name) is not None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        key = self._key(name)
+        return default if key is None else self.parameters[key]
+
+    def switch(self, name: str) -> bool:
+        """A switch is on when given without a value (pypsrp sends None) or with a true value."""
+        key = self._key(name)
+        if key is None:
+            return False
+        value = self.parameters[key]
+        return value is None or bool(value)
+
+    def strings(self, name: str) -> list[str]:
+        """A [string[]] parameter: one string or an array of them."""
+        value = self.get(name)
+        if value is None:
+            return []
+        if isinstance(value, list | tuple):
+            return [str(v) for v in value]
+        return [str(value)]
+
+    def secret(self, name: str) -> str | None:
+        value = self.get(name)
+        if isinstance(value, PSSecureString):
+            return Secret(value.decrypt())
+        return None if value is None else Secret(str(value))
+
+    def require(self, *names: str) -> None:
+        missing = [n for n in names if self.get(n) is None]
+        if missing:
+            raise CmdletError(
+                f"Cannot process command because of one or more missing mandatory parameters: {' '.join(missing)}.",
+                "MissingMandatoryParameter",
+                "InvalidArgument",
+                BINDING_EXCEPTION,
+            )
+
+
+@dataclass(frozen=True)
+class CmdletSpec:
+    name: str
+    command_class: str
+    parameters: tuple[str, ...]
+    positional: tuple[str, ...]
+    body: Callable[[Invocation], list[Any]]
+    should_process: bool
+
+    def __call__(self, inv: Invocation) -> list[Any]:
+        try:
+            inv.parameters = self.bind(inv)
+            inv.arguments = []
+            output = self.body(inv)
+        except CmdletError as exc:
+            raise exc.qualify(self.command_class) from None
+        for error in inv.errors:
+            error.qualify(self.command_class)
+        if inv.errors and str(inv.get("ErrorAction", "")).casefold() == "stop":
+            raise inv.errors.pop(0)
+        return output
+
+    def bind(self, inv: Invocation) -> dict[str, Any]:
+        """Canonical parameter names, accepting any case and unambiguous prefixes, as PowerShell does."""
+        known = list(self.parameters) + COMMON_PARAMETERS
+        if self.should_process:
+            known += SHOULD_PROCESS_PARAMETERS
+        bound: dict[str, Any] = {}
+        for given, value in inv.parameters.items():
+            bound[self._canonical(given, known)] = value
+        for position, value in enumerate(inv.arguments):
+            if position >= len(self.positional) or self.positional[position] in bound:
+                raise CmdletError(
+                    f"A positional parameter cannot be found that accepts argument '{value}'.",
+                    "PositionalParameterNotFound",
+                    "InvalidArgument",
+                    BINDING_EXCEPTION,
+                )
+            bound[self.positional[position]] = value
+        return bound
+
+    def _canonical(self, given: str, known: list[str]) -> str:
+        name = given.lstrip("-")
+        exact = [k for k in known if k.casefold() == name.casefold()]
+        if exact:
+            return exact[0]
+        matches = [k for k in known if k.casefold().startswith(name.casefold())]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise CmdletError(
+                f"A parameter cannot be found that matches parameter name '{name}'.",
+                "NamedParameterNotFound",
+                "InvalidArgument",
+                BINDING_EXCEPTION,
+            )
+        options = " ".join(f"-{m}" for m in matches)
+        raise CmdletError(
+            f"Parameter cannot be processed because the parameter name '{name}' is ambiguous. "
+            f"Possible matches include: {options}.",
+            "AmbiguousParameter",
+            "InvalidArgument",
+            BINDING_EXCEPTION,
+        )
+
+
+class _CaseInsensitiveTable(dict[str, CmdletSpec]):
+    """PowerShell resolves command names case-insensitively; so does this table."""
+
+    def _canonical(self, name: object) -> object:
+        if isinstance(name, str):
+            return next((k for k in self.keys() if k.casefold() == name.casefold()), name)
+        return name
+
+    def __getitem__(self, name: str) -> CmdletSpec:
+        return super().__getitem__(str(self._canonical(name)))
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(self._canonical(name))
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(str(self._canonical(name)), default)
+
+
+CMDLETS: dict[str, Callable[[Invocation], list[Any]]] = _CaseInsensitiveTable()  # type: ignore[assignment]
+
+
+def cmdlet(
+    name: str,
+    command_class: str,
+    parameters: str = "",
+    positional: str = "",
+    should_process: bool = False,
+) -> Callable[[Callable[[Invocation], list[Any]]], CmdletSpec]:
+    """Register a cmdlet implementation under its PowerShell name with its declared parameter names."""
+
+    def register(body: Callable[[Invocation], list[Any]]) -> CmdletSpec:
+        spec = CmdletSpec(
+            name, command_class, tuple(parameters.split()), tuple(positional.split()), body, should_process
+        )
+        CMDLETS[name] = spec
+        return spec
+
+    return register
+
+
+def find_cmdlet(name: str) -> Callable[[Invocation], list[Any]] | None:
+    return CMDLETS.get(name)
+
+
+# Importing the families registers their cmdlets.
+from hypervsim.cmdlets import files, hgs, system, vms  # noqa: E402,F401

@@ -1,0 +1,316 @@
+"""HgsClient cmdlets (CDXML over ROOT/Microsoft/Windows/Hgs): client configuration, guardians, key protectors."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from typing import Any
+from xml.etree import ElementTree
+
+import defusedxml.ElementTree as SafeXml
+
+from hypervsim import keyprotector
+from hypervsim.certs import Certificate, guardian_pair
+from hypervsim.cmdlets import CmdletError, Invocation, cmdlet
+from hypervsim.cmdlets.files import _prop, certificate_object, local_path, open_pfx, path_not_found, read_host_file
+from hypervsim.model import Guardian, HostModel
+from hypervsim.types import HgsClientMode, cim_object
+
+NAMESPACE = "ROOT/Microsoft/Windows/Hgs"
+CIM = ["Microsoft.Management.Infrastructure.CimException", "System.Exception"]
+GUARDIAN_PARAMS = "Name AllowExpired AllowUntrustedRoot"
+
+
+def hgs_error(message: str, hresult: int, category: str = "NotSpecified", target: Any = None) -> CmdletError:
+    """CDXML cmdlets report the WMI provider's HRESULT as the FullyQualifiedErrorId."""
+    return CmdletError(message, f"HRESULT 0x{hresult:08x}", category, CIM, target)
+
+
+def guardian_object(host: HostModel, guardian: Guardian) -> Any:
+    """MSFT_HgsGuardian; HasPrivateSigningKey reflects what the store holds right now."""
+    signing_key = host.private_key_held(guardian.signing)
+    return cim_object(
+        f"{NAMESPACE}/MSFT_HgsGuardian",
+        [],
+        {
+            "EncryptionCertificate": certificate_object(
+                guardian.encryption, host.private_key_held(guardian.encryption), in_store=False
+            ),
+            "HasPrivateSigningKey": signing_key,
+            "Name": guardian.name,
+            "SigningCertificate": certificate_object(guardian.signing, signing_key, in_store=False),
+        },
+    )
+
+
+def _kp_guardian_object(host: HostModel, row: keyprotector.GuardianRow) -> Any:
+    """A key protector row as MSFT_HgsGuardian: named after the local guardian with those certificates, if any."""
+    match = next(
+        (g for g in host.guardians.values() if g.encryption.thumbprint == row.encryption.thumbprint),
+        Guardian("", row.signing, row.encryption),
+    )
+    return guardian_object(host, Guardian(match.name, row.signing, row.encryption))
+
+
+def key_protector_object(host: HostModel, kp: keyprotector.KeyProtector) -> Any:
+    return cim_object(
+        f"{NAMESPACE}/MSFT_HgsKeyProtector",
+        [],
+        {
+            "Guardians": [_kp_guardian_object(host, row) for row in kp.rows],
+            "Owner": _kp_guardian_object(host, kp.owner),
+            "RawData": kp.to_bytes(),
+        },
+    )
+
+
+@cmdlet("Get-HgsClientConfiguration", "Get-HgsClientConfiguration")
+def get_hgs_client_configuration(inv: Invocation) -> list[Any]:
+    return [
+        cim_object(
+            f"{NAMESPACE}/MSFT_HgsClientConfiguration",
+            [],
+            {
+                "AttestationOperationMode": "Unknown",
+                "AttestationServerUrl": "",
+                "AttestationStatus": "NotConfigured",
+                "AttestationSubstatus": "NoInformation",
+                "FallbackAttestationServerUrl": "",
+                "FallbackKeyProtectionServerUrl": "",
+                "IsFallbackInUse": False,
+                "IsHostGuarded": False,
+                "KeyProtectionServerUrl": "",
+                "Mode": HgsClientMode[inv.host.hgs_mode],
+            },
+        )
+    ]
+
+
+@cmdlet("Get-HgsGuardian", "Get-HgsGuardian", "Name", "Name")
+def get_hgs_guardian(inv: Invocation) -> list[Any]:
+    names = inv.strings("Name")
+    if not names:
+        return [guardian_object(inv.host, g) for g in inv.host.guardians.values()]
+    out = []
+    for name in names:
+        guardian = inv.host.guardian(name)
+        if guardian is None:
+            inv.errors.append(_guardian_not_found(name))
+        else:
+            out.append(guardian_object(inv.host, guardian))
+    return out
+
+
+def _guardian_not_found(name: str) -> CmdletError:
+    return CmdletError(
+        f"No MSFT_HgsGuardian objects found with property 'Name' equal to '{name}'.  "
+        "Verify the value of the property and retry.",
+        "CmdletizationQuery_NotFound_Name",
+        "ObjectNotFound",
+        CIM,
+        name,
+    )
+
+
+@cmdlet(
+    "New-HgsGuardian",
+    "New-HgsGuardian",
+    f"{GUARDIAN_PARAMS} GenerateCertificates SigningCertificate SigningCertificatePassword EncryptionCertificate "
+    "EncryptionCertificatePassword SigningCertificateThumbprint EncryptionCertificateThumbprint",
+    "Name",
+    True,
+)
+def new_hgs_guardian(inv: Invocation) -> list[Any]:
+    inv.require("Name")
+    name = str(inv.get("Name"))
+    with inv.host.changing() as host:
+        if host.guardian(name) is not None:
+            raise hgs_error(f"A guardian with the name '{name}' already exists.", 0x800700B7, "ResourceExists", name)
+        if inv.switch("GenerateCertificates"):
+            signing, encryption = guardian_pair(name, host.name)
+        elif inv.has("SigningCertificateThumbprint") or inv.has("EncryptionCertificateThumbprint"):
+            inv.require("SigningCertificateThumbprint", "EncryptionCertificateThumbprint")
+            signing = _from_store(host, str(inv.get("SigningCertificateThumbprint")))
+            encryption = _from_store(host, str(inv.get("EncryptionCertificateThumbprint")))
+        elif inv.has("SigningCertificate") or inv.has("EncryptionCertificate"):
+            inv.require("SigningCertificate", "EncryptionCertificate")
+            signing = _from_pfx(inv, "SigningCertificate")
+            encryption = _from_pfx(inv, "EncryptionCertificate")
+        else:
+            raise CmdletError(
+                "Parameter set cannot be resolved using the specified named parameters.",
+                "AmbiguousParameterSet",
+                "InvalidArgument",
+                ["System.Management.Automation.ParameterBindingException", "System.Exception"],
+            )
+        for cert in (signing, encryption):
+            _check_trust(inv, cert)
+        if host.store is None:
+            host.store = {}  # the HGS client creates its store the first time it keeps a certificate
+        for cert in (signing, encryption):
+            if cert.thumbprint not in host.store or cert.key is not None:
+                host.store[cert.thumbprint] = cert
+        guardian = Guardian(name, signing.public_only(), encryption.public_only())
+        host.guardians[name] = guardian
+        return [guardian_object(host, guardian)]
+
+
+def _from_store(host: HostModel, thumbprint: str) -> Certificate:
+    cert = (host.store or {}).get(thumbprint.upper().replace(" ", ""))
+    if cert is None:
+        raise hgs_error("Cannot find object or property.", 0x80092004, "ObjectNotFound", thumbprint)
+    return cert
+
+
+def _from_pfx(inv: Invocation, parameter: str) -> Certificate:
+    data = read_host_file(inv.host, str(inv.get(parameter)))
+    try:
+        return open_pfx(data, inv.secret(f"{parameter}Password") or "")
+    except CmdletError:
+        raise hgs_error("The specified network password is not correct.", 0x80070056, "InvalidArgument") from None
+
+
+def _check_trust(inv: Invocation, cert: Certificate) -> None:
+    """Self-signed guardian certificates need -AllowUntrustedRoot and expired ones -AllowExpired, as on Windows."""
+    now = dt.datetime.now(dt.UTC)
+    if not cert.not_before <= now <= cert.not_after and not inv.switch("AllowExpired"):
+        raise hgs_error(
+            "A required certificate is not within its validity period when verifying against the current system "
+            "clock or the timestamp in the signed file.",
+            0x800B0101,
+            "InvalidArgument",
+        )
+    if cert.subject == cert.issuer and not inv.switch("AllowUntrustedRoot"):
+        raise hgs_error(
+            "A certificate chain processed, but terminated in a root certificate which is not trusted by the "
+            "trust provider.",
+            0x800B0109,
+            "InvalidArgument",
+        )
+
+
+@cmdlet("Remove-HgsGuardian", "Remove-HgsGuardian", "Name InputObject", "Name", True)
+def remove_hgs_guardian(inv: Invocation) -> list[Any]:
+    """Removes the guardian entry only: its certificates (and private keys) stay in the store."""
+    names = inv.strings("Name") or [str(_prop(o, "Name")) for o in _as_list(inv.get("InputObject") or inv.input)]
+    if not names:
+        inv.require("Name")
+    with inv.host.changing() as host:
+        for name in names:
+            guardian = host.guardian(name)
+            if guardian is None:
+                inv.errors.append(_guardian_not_found(name))
+            else:
+                del host.guardians[guardian.name]
+    return []
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+@cmdlet("Export-HgsGuardian", "Export-HgsGuardian", "Name InputObject Path", "Name Path", True)
+def export_hgs_guardian(inv: Invocation) -> list[Any]:
+    """Writes the guardian's public certificates (no private keys) as XML for Import-HgsGuardian elsewhere."""
+    inv.require("Path")
+    source = inv.get("InputObject") or (inv.input[0] if inv.input else None)
+    name = str(inv.get("Name") or _prop(source, "Name") or "")
+    guardian = inv.host.guardian(name) if name else None
+    if guardian is None:
+        raise _guardian_not_found(name)
+    root = ElementTree.Element("Guardian", Name=guardian.name)
+    for tag, cert in (("SigningCertificate", guardian.signing), ("EncryptionCertificate", guardian.encryption)):
+        ElementTree.SubElement(root, tag).text = base64.b64encode(cert.der).decode()
+    local = local_path(inv.host, str(inv.get("Path")))
+    if not local.parent.is_dir():
+        raise path_not_found(str(inv.get("Path")))
+    local.write_bytes(b'<?xml version="1.0" encoding="utf-8"?>\r\n' + ElementTree.tostring(root))
+    return []
+
+
+@cmdlet("Import-HgsGuardian", "Import-HgsGuardian", f"{GUARDIAN_PARAMS} Path", "Path Name", True)
+def import_hgs_guardian(inv: Invocation) -> list[Any]:
+    """A guardian from another host's public metadata: no private keys here, by design."""
+    inv.require("Path", "Name")
+    name = str(inv.get("Name"))
+    data = read_host_file(inv.host, str(inv.get("Path")))
+    try:
+        root = SafeXml.fromstring(data)
+        signing = Certificate(base64.b64decode(root.findtext("SigningCertificate") or ""))
+        encryption = Certificate(base64.b64decode(root.findtext("EncryptionCertificate") or ""))
+        signing.x509, encryption.x509  # noqa: B018 - parse now so bad data fails here
+    except Exception:  # noqa: BLE001 - any malformed file is the same error to the caller
+        raise hgs_error("The data is invalid.", 0x8007000D, "InvalidData") from None
+    with inv.host.changing() as host:
+        if host.guardian(name) is not None:
+            raise hgs_error(f"A guardian with the name '{name}' already exists.", 0x800700B7, "ResourceExists", name)
+        for cert in (signing, encryption):
+            _check_trust(inv, cert)
+        guardian = Guardian(name, signing, encryption)
+        host.guardians[name] = guardian
+        return [guardian_object(host, guardian)]
+
+
+def parse_key_protector(value: Any) -> keyprotector.KeyProtector:
+    """Bytes, or an MSFT_HgsKeyProtector object carrying RawData."""
+    raw = value if isinstance(value, bytes | bytearray) else _prop(value, "RawData")
+    if isinstance(raw, list):
+        raw = bytes(int(b) for b in raw)
+    try:
+        return keyprotector.parse(bytes(raw or b""))
+    except keyprotector.KeyProtectorError:
+        raise hgs_error("The parameter is incorrect.", 0x80070057, "InvalidArgument") from None
+
+
+@cmdlet("ConvertTo-HgsKeyProtector", "ConvertTo-HgsKeyProtector", "Bytes", "Bytes")
+def convert_to_hgs_key_protector(inv: Invocation) -> list[Any]:
+    inv.require("Bytes")
+    return [key_protector_object(inv.host, parse_key_protector(inv.get("Bytes")))]
+
+
+@cmdlet(
+    "Grant-HgsKeyProtectorAccess",
+    "Grant-HgsKeyProtectorAccess",
+    "KeyProtector Guardian GuardianFriendlyName AllowExpired AllowUntrustedRoot",
+    "KeyProtector",
+    True,
+)
+def grant_hgs_key_protector_access(inv: Invocation) -> list[Any]:
+    """Adds a guardian to a key protector; needs the owner's private keys on this host."""
+    source = inv.get("KeyProtector") or (inv.input[0] if inv.input else None)
+    if source is None:
+        inv.require("KeyProtector")
+    kp = parse_key_protector(source)
+    if inv.has("GuardianFriendlyName"):
+        guardian = inv.host.guardian(str(inv.get("GuardianFriendlyName")))
+        if guardian is None:
+            raise _guardian_not_found(str(inv.get("GuardianFriendlyName")))
+    else:
+        inv.require("Guardian")
+        guardian = _guardian_from_object(inv.get("Guardian"))
+    for cert in (guardian.signing, guardian.encryption):
+        _check_trust(inv, cert)
+    try:
+        granted = kp.grant(inv.host.store or {}, guardian.signing, guardian.encryption)
+    except keyprotector.KeyProtectorError:
+        raise hgs_error(
+            "Keyset does not exist. The private signing key of the key protector's owner guardian is not available "
+            "on this host.",
+            0x80090016,
+            "InvalidOperation",
+        ) from None
+    return [key_protector_object(inv.host, granted)]
+
+
+def _guardian_from_object(value: Any) -> Guardian:
+    def cert(name: str) -> Certificate:
+        nested = _prop(value, name)
+        raw = nested if isinstance(nested, bytes) else _prop(nested, "RawData")
+        return Certificate(bytes(raw or b""))
+
+    try:
+        guardian = Guardian(str(_prop(value, "Name") or ""), cert("SigningCertificate"), cert("EncryptionCertificate"))
+        guardian.signing.x509, guardian.encryption.x509  # noqa: B018 - validate now
+    except (ValueError, TypeError):
+        raise hgs_error("The parameter is incorrect.", 0x80070057, "InvalidArgument") from None
+    return guardian

@@ -1,0 +1,657 @@
+"""Hyper-V cmdlets: VMs, their security settings and key protectors, checkpoints, export/import and migration."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import json
+import shutil
+import uuid
+from contextlib import ExitStack
+from typing import Any
+
+from hypervsim import keyprotector
+from hypervsim.certs import guardian_pair
+from hypervsim.cmdlets import CmdletError, Invocation, cmdlet
+from hypervsim.cmdlets.files import _prop, local_path, read_host_file
+from hypervsim.model import VHD_ROOT, VM_ROOT, Guardian, HostModel, VirtualMachine
+from hypervsim.types import (
+    CompatibilityOperation,
+    MigrationAuthenticationType,
+    SnapshotType,
+    VMHeartbeatStatus,
+    VMState,
+    dotnet_object,
+)
+
+NS = "Microsoft.HyperV.PowerShell"
+VIRTUALIZATION = [f"{NS}.VirtualizationException", "System.Exception"]
+LOCAL_GUARDIAN = "UntrustedGuardian"
+VMCX_FORMAT = "hypervsim-vmcx/1"
+VM_PARAMS = "VMName VM ComputerName Passthru"
+
+
+def vm_error(
+    message: str, fqid: str = "Unspecified", category: str = "NotSpecified", target: Any = None
+) -> CmdletError:
+    return CmdletError(message, fqid, category, VIRTUALIZATION, target)
+
+
+def vm_not_found(name: str) -> CmdletError:
+    return vm_error(
+        f'Hyper-V was unable to find a virtual machine with name "{name}".', "InvalidParameter", "InvalidArgument", name
+    )
+
+
+def invalid_state(vm: VirtualMachine) -> CmdletError:
+    return vm_error(
+        f"The operation cannot be performed while the virtual machine '{vm.name}' is in its current state.",
+        "InvalidState",
+        "InvalidOperation",
+        vm.name,
+    )
+
+
+# -- output shapes ------------------------------------------------------------------------------------------
+
+
+def vm_object(host: HostModel, vm: VirtualMachine) -> Any:
+    running = vm.state == "Running"
+    adapted = {
+        "ComputerName": host.name,
+        "Name": vm.name,
+        "Id": uuid.UUID(vm.id),
+        "VMId": uuid.UUID(vm.id),
+        "VMName": vm.name,
+        "State": VMState[vm.state],
+        "Generation": vm.generation,
+        "Version": "10.0",
+        "Path": vm.path,
+        "ConfigurationLocation": vm.configuration_location,
+        "CheckpointFileLocation": vm.path,
+        "SnapshotFileLocation": vm.path,
+        "IsClustered": False,
+        "CPUUsage": 3 if running else 0,
+        "MemoryAssigned": vm.memory_mb * 1024 * 1024 if running else 0,
+        "MemoryStartup": vm.memory_mb * 1024 * 1024,
+        "ProcessorCount": vm.processor_count,
+        "Uptime": dt.timedelta(hours=5) if running else dt.timedelta(0),
+        "Heartbeat": VMHeartbeatStatus.OkApplicationsHealthy if running else None,
+        "Status": "Operating normally",
+        "ParentSnapshotName": vm.checkpoints[-1].name if vm.checkpoints else None,
+        "CreationTime": dt.datetime.fromisoformat(vm.created),
+    }
+    return dotnet_object(
+        [f"{NS}.VirtualMachine", f"{NS}.VirtualMachineBase", f"{NS}.VirtualizationObject"],
+        adapted,
+        to_string=f"VirtualMachine (Name = '{vm.name}') [Id = '{vm.id}']",
+    )
+
+
+def security_object(host: HostModel, vm: VirtualMachine) -> Any:
+    return dotnet_object(
+        [f"{NS}.VMSecurity", f"{NS}.VMComponentObject", f"{NS}.VirtualizationObject"],
+        {
+            "TpmEnabled": vm.tpm_enabled,
+            "KsdEnabled": False,
+            "Shielded": False,
+            "EncryptStateAndVmMigrationTraffic": vm.tpm_enabled,
+            "VirtualizationBasedSecurityOptOut": False,
+            "BindToHostTpm": False,
+            "VMName": vm.name,
+            "VMId": uuid.UUID(vm.id),
+            "ComputerName": host.name,
+        },
+        to_string=f"{NS}.VMSecurity",
+    )
+
+
+def snapshot_object(host: HostModel, vm: VirtualMachine, index: int) -> Any:
+    checkpoint = vm.checkpoints[index]
+    return dotnet_object(
+        [f"{NS}.VMSnapshot", f"{NS}.VirtualMachineBase", f"{NS}.VirtualizationObject"],
+        {
+            "ComputerName": host.name,
+            "Name": checkpoint.name,
+            "Id": uuid.UUID(checkpoint.id),
+            "VMName": vm.name,
+            "VMId": uuid.UUID(vm.id),
+            "SnapshotType": SnapshotType.Standard,
+            "CreationTime": dt.datetime.fromisoformat(checkpoint.created),
+            "ParentSnapshotName": vm.checkpoints[index - 1].name if index else None,
+            "Path": vm.path,
+            "State": VMState.Off,
+        },
+        to_string=f"VMSnapshot (Name = '{checkpoint.name}') [VMName = '{vm.name}']",
+    )
+
+
+# -- targeting ----------------------------------------------------------------------------------------------
+
+
+def target_vms(inv: Invocation, parameter: str = "VMName") -> list[VirtualMachine]:
+    """VMs named by a [string[]] parameter (wildcards allowed) or given as VM objects / pipeline input.
+
+    An unknown name is a non-terminating error, as on Windows; the other VMs are still processed.
+    """
+    refs: list[str] = inv.strings(parameter)
+    objects = inv.get("VM") or ([] if refs else inv.input)
+    for obj in objects if isinstance(objects, list | tuple) else [objects]:
+        refs.append(str(_prop(obj, "VMId") or _prop(obj, "Id") or _prop(obj, "Name")))
+    if not refs:
+        inv.require(parameter)
+    found: list[VirtualMachine] = []
+    for ref in refs:
+        matches = _match(inv.host, ref)
+        if not matches and not _is_wildcard(ref):
+            inv.errors.append(vm_not_found(ref))
+        found += [vm for vm in matches if vm not in found]
+    return found
+
+
+def _is_wildcard(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _match(host: HostModel, ref: str) -> list[VirtualMachine]:
+    if _is_wildcard(ref):
+        return [vm for vm in host.vms.values() if fnmatch.fnmatchcase(vm.name.casefold(), ref.casefold())]
+    try:
+        return [host.vm(ref)]
+    except KeyError:
+        return []
+
+
+def _passthru(inv: Invocation, vms: list[VirtualMachine]) -> list[Any]:
+    return [vm_object(inv.host, vm) for vm in vms] if inv.switch("Passthru") else []
+
+
+# -- inventory cmdlets --------------------------------------------------------------------------------------
+
+
+@cmdlet("Get-VM", f"{NS}.Commands.GetVM", "Name Id ComputerName", "Name")
+def get_vm(inv: Invocation) -> list[Any]:
+    if not inv.has("Name") and not inv.has("Id"):
+        return [vm_object(inv.host, vm) for vm in inv.host.vms.values()]
+    vms = target_vms(inv, "Name") if inv.has("Name") else []
+    for vm_id in inv.strings("Id"):
+        vm = inv.host.vms.get(vm_id.lower())
+        if vm is None:
+            inv.errors.append(
+                vm_error(
+                    f'Hyper-V was unable to find a virtual machine with id "{vm_id}".',
+                    "InvalidParameter",
+                    "InvalidArgument",
+                    vm_id,
+                )
+            )
+        elif vm not in vms:
+            vms.append(vm)
+    return [vm_object(inv.host, vm) for vm in vms]
+
+
+@cmdlet("Get-VMSecurity", f"{NS}.Commands.GetVMSecurity", "VMName VM ComputerName", "VMName")
+def get_vm_security(inv: Invocation) -> list[Any]:
+    return [security_object(inv.host, vm) for vm in target_vms(inv)]
+
+
+@cmdlet("Get-VMKeyProtector", f"{NS}.Commands.GetVMKeyProtector", "VMName VM ComputerName", "VMName")
+def get_vm_key_protector(inv: Invocation) -> list[Any]:
+    return [vm.key_protector for vm in target_vms(inv)]
+
+
+@cmdlet("Get-VMSnapshot", f"{NS}.Commands.GetVMSnapshot", "VMName VM Name Id SnapshotType ComputerName", "VMName Name")
+def get_vm_snapshot(inv: Invocation) -> list[Any]:
+    wanted = [n.casefold() for n in inv.strings("Name")]
+    out = []
+    for vm in target_vms(inv):
+        for index, checkpoint in enumerate(vm.checkpoints):
+            if not wanted or any(fnmatch.fnmatchcase(checkpoint.name.casefold(), w) for w in wanted):
+                out.append(snapshot_object(inv.host, vm, index))
+    return out
+
+
+@cmdlet("Get-VMHost", f"{NS}.Commands.GetVMHost", "ComputerName")
+def get_vm_host(inv: Invocation) -> list[Any]:
+    host = inv.host
+    return [
+        dotnet_object(
+            [f"{NS}.VMHost", f"{NS}.VirtualizationObject"],
+            {
+                "ComputerName": host.name,
+                "Name": host.name,
+                "FullyQualifiedDomainName": host.name,
+                "LogicalProcessorCount": 16,
+                "MemoryCapacity": 68719476736,
+                "VirtualMachinePath": VM_ROOT,
+                "VirtualHardDiskPath": VHD_ROOT,
+                "VirtualMachineMigrationEnabled": host.live_migration,
+                "VirtualMachineMigrationAuthenticationType": MigrationAuthenticationType.Kerberos,
+                "MaximumVirtualMachineMigrations": 2,
+                "MaximumStorageMigrations": 2,
+                "UseAnyNetworkForMigration": False,
+            },
+            to_string=f"VMHost (Name = '{host.name}')",
+        )
+    ]
+
+
+# -- security changes ---------------------------------------------------------------------------------------
+
+
+def local_guardian(host: HostModel, vm: VirtualMachine, create: bool) -> Guardian | None:
+    """The host's UntrustedGuardian that security changes are applied with.
+
+    Hyper-V refuses any security change while that guardian exists without its private keys; with `create` it makes
+    a fresh guardian (new certificates in the store) when there is none, as the first TPM enable does.
+    """
+    guardian = host.guardian(LOCAL_GUARDIAN)
+    if guardian is not None and not (
+        host.private_key_held(guardian.signing) and host.private_key_held(guardian.encryption)
+    ):
+        raise vm_error(
+            f"An error occurred while applying security changes to '{vm.name}'.\r\n\r\n"
+            f"Guardian '{guardian.name}' does not have a private key and cannot be the owner.",
+            "Unspecified",
+            "NotSpecified",
+            vm.name,
+        )
+    if guardian is None and create:
+        signing, encryption = guardian_pair(LOCAL_GUARDIAN, host.name)
+        host.store = host.store if host.store is not None else {}
+        host.store.update({signing.thumbprint: signing, encryption.thumbprint: encryption})
+        guardian = Guardian(LOCAL_GUARDIAN, signing.public_only(), encryption.public_only())
+        host.guardians[LOCAL_GUARDIAN] = guardian
+    return guardian
+
+
+def _require_off(vm: VirtualMachine, allow_saved: bool = False) -> None:
+    if vm.state == "Running" or (vm.state == "Saved" and not allow_saved):
+        raise invalid_state(vm)
+
+
+@cmdlet(
+    "Set-VMKeyProtector",
+    f"{NS}.Commands.SetVMKeyProtector",
+    f"{VM_PARAMS} NewLocalKeyProtector KeyProtector RestoreLastKnownGoodKeyProtector",
+    "VMName",
+    True,
+)
+def set_vm_key_protector(inv: Invocation) -> list[Any]:
+    chosen = [p for p in ("NewLocalKeyProtector", "KeyProtector") if inv.has(p)]
+    if len(chosen) != 1:
+        raise CmdletError(
+            "Parameter set cannot be resolved using the specified named parameters.",
+            "AmbiguousParameterSet",
+            "InvalidArgument",
+            ["System.Management.Automation.ParameterBindingException", "System.Exception"],
+        )
+    new_bytes = None
+    if chosen == ["KeyProtector"]:
+        new_bytes = _key_protector_bytes(inv.get("KeyProtector"))
+    vms = target_vms(inv)
+    with inv.host.changing() as host:
+        for vm in vms:
+            _require_off(vm, allow_saved=True)
+            guardian = local_guardian(host, vm, create=new_bytes is None)
+            if new_bytes is None:
+                if host.hgs_mode != "Local" or guardian is None:
+                    raise vm_error("The local key protector can only be created in Local mode.", target=vm.name)
+                store = host.store or {}
+                owner = keyprotector.KeyProtector.create(
+                    store[guardian.signing.thumbprint], store[guardian.encryption.thumbprint]
+                )
+                vm.key_protector = owner.to_bytes()
+            else:
+                vm.key_protector = new_bytes
+    return _passthru(inv, vms)
+
+
+def _key_protector_bytes(value: Any) -> bytes:
+    raw = bytes(value) if isinstance(value, bytes | bytearray) else bytes(int(b) for b in value or [])
+    try:
+        keyprotector.parse(raw)
+    except keyprotector.KeyProtectorError:
+        raise vm_error("The key protector is not valid.", "InvalidParameter", "InvalidArgument") from None
+    return raw
+
+
+@cmdlet("Enable-VMTPM", f"{NS}.Commands.EnableVMTPM", VM_PARAMS, "VMName", True)
+def enable_vm_tpm(inv: Invocation) -> list[Any]:
+    vms = target_vms(inv)
+    with inv.host.changing() as host:
+        for vm in vms:
+            _require_off(vm)
+            if not keyprotector.has_key_protector(vm.key_protector):
+                raise vm_error(
+                    f"The selected security settings of virtual machine '{vm.name}' cannot be changed without a "
+                    "valid key protector configured.",
+                    "InvalidState",
+                    "InvalidOperation",
+                    vm.name,
+                )
+            local_guardian(host, vm, create=False)
+            vm.tpm_enabled = True
+    return _passthru(inv, vms)
+
+
+@cmdlet("Disable-VMTPM", f"{NS}.Commands.DisableVMTPM", VM_PARAMS, "VMName", True)
+def disable_vm_tpm(inv: Invocation) -> list[Any]:
+    vms = target_vms(inv)
+    with inv.host.changing() as host:
+        for vm in vms:
+            _require_off(vm)
+            local_guardian(host, vm, create=False)
+            vm.tpm_enabled = False
+    return _passthru(inv, vms)
+
+
+# -- power --------------------------------------------------------------------------------------------------
+
+
+def start_problem(host: HostModel, vm: VirtualMachine) -> str | None:
+    """Why the VM cannot start on this host, in Windows' words; None when it can."""
+    if vm.tpm_enabled:
+        try:
+            kp = keyprotector.parse(vm.key_protector)
+            unwrapped = kp.unwrap(host.store or {}) is not None
+        except keyprotector.KeyProtectorError:
+            unwrapped = False
+        if not unwrapped:
+            return (
+                f"'{vm.name}' failed to start.\r\n\r\nThe key protector could not be unwrapped. Details are included "
+                f"in the HostGuardianService-Client event log.\r\n\r\n'{vm.name}' failed to start. "
+                f"(Virtual machine ID {vm.id.upper()})"
+            )
+    if vm.state == "Saved" and vm.saved_state and vm.saved_state.security_digest != vm.security_digest():
+        return (
+            f"'{vm.name}' could not initialize. (Virtual machine ID {vm.id.upper()})\r\n\r\n'{vm.name}' could not "
+            "restore the saved state: The computed authentication tag did not match the input authentication tag. "
+            "(0xC000A002)"
+        )
+    return None
+
+
+@cmdlet("Start-VM", f"{NS}.Commands.StartVM", "Name VM ComputerName Passthru AsJob", "Name", True)
+def start_vm(inv: Invocation) -> list[Any]:
+    vms = target_vms(inv, "Name")
+    with inv.host.changing() as host:
+        for vm in vms:
+            if vm.state == "Running":
+                continue
+            problem = start_problem(host, vm)
+            if problem:
+                inv.errors.append(vm_error(problem, target=vm.name))
+                continue
+            vm.state, vm.saved_state = "Running", None
+    return _passthru(inv, [vm for vm in vms if vm.state == "Running"])
+
+
+@cmdlet("Stop-VM", f"{NS}.Commands.StopVM", "Name VM ComputerName Force TurnOff Save Passthru AsJob", "Name", True)
+def stop_vm(inv: Invocation) -> list[Any]:
+    from hypervsim.model import SavedState
+
+    vms = target_vms(inv, "Name")
+    with inv.host.changing():
+        for vm in vms:
+            if vm.state == "Running":
+                saving = inv.switch("Save")
+                vm.state = "Saved" if saving else "Off"
+                vm.saved_state = SavedState(vm.security_digest()) if saving else None
+            elif vm.state == "Saved" and not inv.switch("Save"):
+                if not inv.switch("TurnOff"):
+                    inv.errors.append(invalid_state(vm))
+                    continue
+                vm.state, vm.saved_state = "Off", None
+    return _passthru(inv, vms)
+
+
+@cmdlet("Remove-VMSavedState", f"{NS}.Commands.RemoveVMSavedState", VM_PARAMS, "VMName", True)
+def remove_vm_saved_state(inv: Invocation) -> list[Any]:
+    vms = target_vms(inv)
+    with inv.host.changing():
+        for vm in vms:
+            if vm.state != "Saved":
+                inv.errors.append(invalid_state(vm))
+                continue
+            vm.state, vm.saved_state = "Off", None
+    return []
+
+
+@cmdlet("Remove-VM", f"{NS}.Commands.RemoveVM", "Name VM ComputerName Force Passthru", "Name", True)
+def remove_vm(inv: Invocation) -> list[Any]:
+    """Unregisters the VM; its virtual hard disks stay on disk, as on Windows."""
+    vms = target_vms(inv, "Name")
+    with inv.host.changing() as host:
+        for vm in vms:
+            if vm.state == "Running":
+                inv.errors.append(invalid_state(vm))
+                continue
+            del host.vms[vm.id]
+    return []
+
+
+# -- export, import, migration ------------------------------------------------------------------------------
+
+
+@cmdlet(
+    "Export-VM",
+    f"{NS}.Commands.ExportVM",
+    "Name VM ComputerName Path CaptureLiveState Passthru AsJob",
+    "Name Path",
+    True,
+)
+def export_vm(inv: Invocation) -> list[Any]:
+    """Writes <Path>\\<VM>\\Virtual Machines\\<ID>.vmcx (with the key protector) and copies its disks beside it."""
+    inv.require("Path")
+    vms = target_vms(inv, "Name")
+    root = str(inv.get("Path")).rstrip("\\")
+    for vm in vms:
+        folder = local_path(inv.host, rf"{root}\{vm.name}")
+        if folder.exists() and any(folder.iterdir()):
+            inv.errors.append(
+                vm_error(
+                    f"Failed to export virtual machine '{vm.name}': the folder '{root}\\{vm.name}' already exists and "
+                    "is not empty. Cannot create a file when that file already exists. (0x800700B7)",
+                    "OperationFailed",
+                    "ResourceExists",
+                    vm.name,
+                )
+            )
+            continue
+        _write_export(inv, vm, rf"{root}\{vm.name}")
+    return _passthru(inv, vms)
+
+
+def _write_export(inv: Invocation, vm: VirtualMachine, folder: str) -> None:
+    with inv.host.lock:
+        record = vm.to_json()
+        if vm.state == "Running":  # a running VM is exported with its state captured, as Windows' default does
+            record["state"], record["saved_state"] = "Saved", {"security_digest": vm.security_digest()}
+        disks = []
+        for vhd in vm.vhd_paths:
+            name = vhd.rsplit("\\", 1)[-1]
+            target = local_path(inv.host, rf"{folder}\Virtual Hard Disks\{name}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = local_path(inv.host, vhd)
+            target.write_bytes(source.read_bytes() if source.is_file() else b"")
+            disks.append(name)
+        record["vhd_paths"] = disks
+        config = local_path(inv.host, rf"{folder}\Virtual Machines\{vm.id.upper()}.vmcx")
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps({"format": VMCX_FORMAT, "vm": record}))
+        local_path(inv.host, rf"{folder}\Snapshots").mkdir(exist_ok=True)
+
+
+def _read_vmcx(inv: Invocation, path: str) -> tuple[VirtualMachine, str]:
+    """The VM an exported configuration describes, and the export folder it lives in."""
+    data = read_host_file(inv.host, path)
+    try:
+        record = json.loads(data)
+        if record.get("format") != VMCX_FORMAT:
+            raise ValueError("not a vmcx")
+        vm = VirtualMachine.from_json(record["vm"])
+    except (ValueError, KeyError, TypeError):
+        raise vm_error(
+            f"Failed to import a virtual machine. The configuration file '{path}' is not valid.",
+            "OperationFailed",
+            "InvalidData",
+            path,
+        ) from None
+    folder = path.replace("/", "\\").rsplit("\\", 2)[0]  # ...\<VM>\Virtual Machines\<ID>.vmcx
+    return vm, folder
+
+
+def _id_conflict(host: HostModel, vm: VirtualMachine) -> str | None:
+    if vm.id in host.vms:
+        return (
+            f"The Virtual Machine Management Service failed to register the configuration for the virtual machine "
+            f"'{vm.name}' because a virtual machine with the same identifier already exists. Select a new "
+            "identifier and try the operation again."
+        )
+    return None
+
+
+def _plan_import(inv: Invocation) -> tuple[VirtualMachine, str]:
+    inv.require("Path")
+    path = str(inv.get("Path"))
+    vm, folder = _read_vmcx(inv, path)
+    if inv.switch("GenerateNewId"):
+        vm.id = str(uuid.uuid4())
+    copy = inv.switch("Copy")
+    vm.path = str(inv.get("VirtualMachinePath") or VM_ROOT) if copy else folder
+    vhd_folder = str(inv.get("VhdDestinationPath") or VHD_ROOT) if copy else rf"{folder}\Virtual Hard Disks"
+    vm.vhd_paths = [rf"{vhd_folder}\{name}" for name in vm.vhd_paths]
+    return vm, folder
+
+
+@cmdlet(
+    "Compare-VM",
+    f"{NS}.Commands.CompareVM",
+    "Path Copy GenerateNewId VhdDestinationPath VirtualMachinePath SnapshotFilePath SmartPagingFilePath Register "
+    "ComputerName Name DestinationHost",
+    "Path",
+)
+def compare_vm(inv: Invocation) -> list[Any]:
+    """The incompatibility report Import-VM would act on (here: an identifier already in use)."""
+    vm, _ = _plan_import(inv)
+    conflict = _id_conflict(inv.host, vm)
+    problems = []
+    if conflict:
+        problems.append(
+            dotnet_object(
+                [f"{NS}.VMCompatibilityError"],
+                {"Message": conflict, "MessageId": 13000, "Source": vm_object(inv.host, vm)},
+                to_string=conflict,
+            )
+        )
+    report = {
+        "VM": vm_object(inv.host, vm),
+        "OperationType": CompatibilityOperation.ImportVirtualMachine,
+        "Destination": inv.host.name,
+        "Path": str(inv.get("Path")),
+        "SnapshotPath": vm.path,
+        "VhdDestinationPath": vm.vhd_paths[0].rsplit("\\", 1)[0] if vm.vhd_paths else None,
+        "VhdSourcePath": None,
+        "Incompatibilities": problems,
+    }
+    return [dotnet_object([f"{NS}.VMCompatibilityReport"], report, to_string=f"{NS}.VMCompatibilityReport")]
+
+
+@cmdlet(
+    "Import-VM",
+    f"{NS}.Commands.ImportVM",
+    "Path Copy GenerateNewId VhdDestinationPath VirtualMachinePath SnapshotFilePath SmartPagingFilePath Register "
+    "ComputerName CompatibilityReport AsJob",
+    "Path",
+    True,
+)
+def import_vm(inv: Invocation) -> list[Any]:
+    """Registers an exported VM in place, or copies it (-Copy) into the host's folders, optionally with a new id."""
+    vm, folder = _plan_import(inv)
+    with inv.host.changing() as host:
+        conflict = _id_conflict(host, vm)
+        if conflict:
+            raise vm_error(conflict, "OperationFailed", "ResourceExists", vm.name)
+        if inv.switch("Copy"):
+            for vhd in vm.vhd_paths:
+                source = local_path(host, rf"{folder}\Virtual Hard Disks\{vhd.rsplit(chr(92), 1)[-1]}")
+                target = local_path(host, vhd)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if source.is_file():
+                    shutil.copyfile(source, target)
+        host.vms[vm.id] = vm
+    return [vm_object(inv.host, vm)]
+
+
+@cmdlet(
+    "Move-VM",
+    f"{NS}.Commands.MoveVM",
+    "Name VM ComputerName DestinationHost IncludeStorage DestinationStoragePath VirtualMachinePath Passthru AsJob",
+    "Name DestinationHost",
+    True,
+)
+def move_vm(inv: Invocation) -> list[Any]:
+    """Shared-nothing live migration to another host of the lab; both hosts must have migration enabled."""
+    inv.require("DestinationHost")
+    destination_name = str(inv.get("DestinationHost"))
+    vms = target_vms(inv, "Name")
+    destination = inv.lab.peer(destination_name)
+    for vm in vms:
+        _check_migration(inv.host, destination, destination_name, vm)
+    if destination is None or not vms:
+        return []
+    moved = []
+    with ExitStack() as stack:
+        for host in sorted([inv.host, destination], key=lambda h: h.name):
+            stack.enter_context(host.changing())  # both hosts locked in one order: no deadlock between moves
+        moved = [_migrate(inv, vm, destination) for vm in vms]
+    return [vm_object(destination, vm) for vm in moved] if inv.switch("Passthru") else []
+
+
+def _check_migration(source: HostModel, destination: HostModel | None, name: str, vm: VirtualMachine) -> None:
+    head = (
+        f"Virtual machine migration operation for '{vm.name}' failed at migration source '{source.name}'. "
+        f"(Virtual machine ID {vm.id.upper()})"
+    )
+    if destination is None or destination is source:
+        raise vm_error(
+            f"{head}\r\n\r\nThe Virtual Machine Management Service failed to establish a connection for a Virtual "
+            f"Machine migration with host '{name}': No such host is known. (0x80072AF9).",
+            target=vm.name,
+        )
+    if not source.live_migration:
+        raise vm_error(
+            f"{head}\r\n\r\nVirtual machine migration is not enabled on host '{source.name}'.", target=vm.name
+        )
+    if not destination.live_migration:
+        raise vm_error(
+            f"{head}\r\n\r\nThe Virtual Machine Management Service failed to establish a connection for a Virtual "
+            f"Machine migration with host '{destination.name}': No connection could be made because the target "
+            "machine actively refused it. (0x8007274D).",
+            target=vm.name,
+        )
+    if vm.id in destination.vms:
+        raise vm_error(f"{head}\r\n\r\n{_id_conflict(destination, vm)}", target=vm.name)
+    if vm.state == "Running" and start_problem(destination, vm):
+        raise vm_error(
+            f"Virtual machine migration operation for '{vm.name}' failed at migration destination "
+            f"'{destination.name}'. (Virtual machine ID {vm.id.upper()})\r\n\r\nThe key protector could not be "
+            "unwrapped. Details are included in the HostGuardianService-Client event log.",
+            target=vm.name,
+        )
+
+
+def _migrate(inv: Invocation, vm: VirtualMachine, destination: HostModel) -> VirtualMachine:
+    storage = str(inv.get("DestinationStoragePath") or "")
+    new_paths = []
+    for vhd in vm.vhd_paths:
+        target = rf"{storage or VHD_ROOT}\{vhd.rsplit(chr(92), 1)[-1]}"
+        source_file = local_path(inv.host, vhd)
+        destination.write_file(target, source_file.read_bytes() if source_file.is_file() else b"")
+        new_paths.append(target)
+    del inv.host.vms[vm.id]
+    vm.vhd_paths = new_paths
+    vm.path = storage or VM_ROOT
+    destination.vms[vm.id] = vm
+    return vm

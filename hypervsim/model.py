@@ -1,0 +1,307 @@
+"""The simulated host's state: OS facts, HGS client, certificate store, guardians, VMs and files, kept on disk.
+
+Everything lives in the host's state directory (host.json plus one PEM file per certificate in the store), so a
+restarted simulator finds the host as it left it. Cmdlets change the model only inside `with host.changing():`,
+which holds the host lock and saves afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypervsim.certs import Certificate
+from hypervsim.keyprotector import NO_KEY_PROTECTOR
+
+STORE_PATH = r"Cert:\LocalMachine\Shielded VM Local Certificates"
+LAB_SHARE_UNC = r"\\LAB\share"
+VM_ROOT = r"C:\ProgramData\Microsoft\Windows\Hyper-V"
+VHD_ROOT = r"C:\ProgramData\Microsoft\Windows\Virtual Hard Disks"
+HOME = r"C:\Users\labadmin\Documents"
+_BAD_COMPONENT = re.compile(r'[<>:"|?*\x00-\x1f]')
+
+
+class PathOutsideArea(ValueError):
+    """A Windows path that does not map into this host's file area or the lab share."""
+
+
+@dataclass
+class Guardian:
+    """An HGS guardian entry: a name and the public certificates; private keys live in the store, if anywhere."""
+
+    name: str
+    signing: Certificate
+    encryption: Certificate
+
+
+@dataclass
+class Checkpoint:
+    id: str
+    name: str
+    created: str  # ISO 8601 UTC
+
+
+@dataclass
+class SavedState:
+    """What a saved state was made under; it resumes only while the VM's security settings are unchanged."""
+
+    security_digest: str
+
+
+@dataclass
+class VirtualMachine:
+    id: str
+    name: str
+    generation: int = 2
+    state: str = "Off"
+    tpm_enabled: bool = False
+    key_protector: bytes = NO_KEY_PROTECTOR
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    saved_state: SavedState | None = None
+    path: str = VM_ROOT
+    vhd_paths: list[str] = field(default_factory=list)
+    memory_mb: int = 4096
+    processor_count: int = 2
+    created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+
+    @property
+    def configuration_location(self) -> str:
+        return self.path
+
+    @property
+    def config_file(self) -> str:
+        return rf"{self.path}\Virtual Machines\{self.id.upper()}.vmcx"
+
+    def security_digest(self) -> str:
+        """Identifies the security settings a saved state was made under (TPM on/off and key protector)."""
+        marker = b"tpm" if self.tpm_enabled else b"notpm"
+        return hashlib.sha256(marker + self.key_protector).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["key_protector"] = base64.b64encode(self.key_protector).decode()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VirtualMachine:
+        data = dict(data)
+        data["key_protector"] = base64.b64decode(data["key_protector"])
+        data["checkpoints"] = [Checkpoint(**c) for c in data.get("checkpoints", [])]
+        saved = data.get("saved_state")
+        data["saved_state"] = SavedState(**saved) if saved else None
+        return cls(**data)
+
+
+@dataclass
+class LabContext:
+    """What hosts of one lab share: the lab share directory, and each other by computer name (for Move-VM)."""
+
+    share: Path
+    hosts: dict[str, HostModel] = field(default_factory=dict)
+
+    def register(self, host: HostModel) -> None:
+        self.hosts[host.name.casefold()] = host
+
+    def peer(self, computer_name: str) -> HostModel | None:
+        name = computer_name.split(".")[0].casefold()  # HV02.lab.local answers as HV02
+        return self.hosts.get(name)
+
+
+class FileArea:
+    """Maps Windows paths onto directories: drives under <state>/files/<letter>, \\\\LAB\\share onto the lab share."""
+
+    def __init__(self, root: Path, share: Path | None = None) -> None:
+        self.root = root
+        self.share = share
+
+    def resolve(self, windows_path: str) -> Path:
+        """The local path for a Windows path; PathOutsideArea if it could escape or is not a path we serve."""
+        text = windows_path.replace("/", "\\").strip()
+        if text.casefold().startswith(LAB_SHARE_UNC.casefold() + "\\") or text.casefold() == LAB_SHARE_UNC.casefold():
+            if self.share is None:
+                raise PathOutsideArea(windows_path)
+            base, rest = self.share, text[len(LAB_SHARE_UNC) :]
+        elif re.match(r"^[A-Za-z]:(\\|$)", text):
+            base, rest = self.root / text[0].upper(), text[2:]
+        elif text.startswith("\\") or ":" in text:
+            raise PathOutsideArea(windows_path)
+        else:
+            return self.resolve(HOME + "\\" + text)
+        return self._walk(base, [p for p in rest.split("\\") if p not in ("", ".")], windows_path)
+
+    def _walk(self, base: Path, parts: list[str], original: str) -> Path:
+        current = base
+        for part in parts:
+            if part == ".." or _BAD_COMPONENT.search(part) or part.endswith((" ", ".")):
+                raise PathOutsideArea(original)
+            current = current / _existing_case(current, part)
+        base_real = base.resolve() if base.exists() else base
+        real = current.resolve() if current.exists() else current
+        if not real.is_relative_to(base_real):
+            raise PathOutsideArea(original)
+        return current
+
+    def windows_path(self, local: Path) -> str:
+        """The Windows spelling of a local path inside the area (inverse of resolve)."""
+        if self.share is not None and local.is_relative_to(self.share):
+            return "\\".join([LAB_SHARE_UNC, *local.relative_to(self.share).parts])
+        drive, *rest = local.relative_to(self.root).parts
+        return f"{drive}:\\" + "\\".join(rest)
+
+
+def _existing_case(directory: Path, name: str) -> str:
+    """Windows paths are case-insensitive: reuse an existing entry's spelling."""
+    if directory.is_dir():
+        for entry in directory.iterdir():
+            if entry.name.casefold() == name.casefold():
+                return entry.name
+    return name
+
+
+class HostModel:
+    """One simulated Hyper-V host (Windows Server 2022, HGS client in Local mode)."""
+
+    def __init__(self, state_dir: Path, name: str) -> None:
+        self.state_dir = state_dir
+        self.name = name
+        self.os_caption = "Microsoft Windows Server 2022 Datacenter"
+        self.os_version = "10.0.20348"
+        self.os_build = "20348"
+        self.installed = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+        self.hgs_mode = "Local"
+        self.store: dict[str, Certificate] | None = None  # None: the store was never created on this host
+        self.guardians: dict[str, Guardian] = {}
+        self.vms: dict[str, VirtualMachine] = {}
+        self.live_migration = False
+        self.lock = threading.RLock()
+        self.files = FileArea(state_dir / "files")
+
+    # -- persistence -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def load_or_create(cls, state_dir: Path, name: str, scenario: str | None = None) -> HostModel:
+        """The host saved in state_dir, or a new one seeded with the scenario (default: fresh)."""
+        host = cls(state_dir, name)
+        if (state_dir / "host.json").exists():
+            host._load()
+            return host
+        from hypervsim.scenarios import seed  # scenarios build on the model
+
+        state_dir.mkdir(parents=True, exist_ok=True)
+        seed(host, scenario or "fresh")
+        host.save()
+        return host
+
+    def attach(self, lab: LabContext) -> None:
+        """Join a lab: its share becomes reachable as \\\\LAB\\share and peers can find this host."""
+        self.files.share = lab.share
+        lab.register(self)
+
+    def save(self) -> None:
+        with self.lock:
+            self._write_store()
+            data = {
+                "name": self.name,
+                "os": [self.os_caption, self.os_version, self.os_build, self.installed],
+                "hgs_mode": self.hgs_mode,
+                "store_exists": self.store is not None,
+                "guardians": [
+                    {
+                        "name": g.name,
+                        "signing": g.signing.public_only().to_pem(),
+                        "encryption": g.encryption.public_only().to_pem(),
+                    }
+                    for g in self.guardians.values()
+                ],
+                "vms": [vm.to_json() for vm in self.vms.values()],
+                "live_migration": self.live_migration,
+            }
+            _atomic_write(self.state_dir / "host.json", json.dumps(data, indent=1))
+
+    def _write_store(self) -> None:
+        store_dir = self.state_dir / "store"
+        store_dir.mkdir(parents=True, exist_ok=True)
+        wanted = set(self.store or {})
+        for existing in store_dir.glob("*.pem"):
+            if existing.stem not in wanted:
+                existing.unlink()
+        for thumb, cert in (self.store or {}).items():
+            target = store_dir / f"{thumb}.pem"
+            if not target.exists() or (cert.key is not None) != ("PRIVATE KEY" in target.read_text()):
+                _atomic_write(target, cert.to_pem())
+
+    def _load(self) -> None:
+        data = json.loads((self.state_dir / "host.json").read_text())
+        self.name = data["name"]
+        self.os_caption, self.os_version, self.os_build, self.installed = data["os"]
+        self.hgs_mode = data["hgs_mode"]
+        self.live_migration = data["live_migration"]
+        self.store = None
+        if data["store_exists"]:
+            self.store = {}
+            for pem in sorted((self.state_dir / "store").glob("*.pem")):
+                cert = Certificate.from_pem(pem.read_text())
+                self.store[cert.thumbprint] = cert
+        self.guardians = {
+            g["name"]: Guardian(g["name"], Certificate.from_pem(g["signing"]), Certificate.from_pem(g["encryption"]))
+            for g in data["guardians"]
+        }
+        self.vms = {v["id"]: VirtualMachine.from_json(v) for v in data["vms"]}
+
+    @contextmanager
+    def changing(self) -> Iterator[HostModel]:
+        """Hold the host lock for a change and save it afterwards (also when the change failed half-way)."""
+        with self.lock:
+            try:
+                yield self
+            finally:
+                self.save()
+
+    # -- lookups ---------------------------------------------------------------------------------------------
+
+    def vm(self, name: str) -> VirtualMachine:
+        """The VM with this name (case-insensitive) or id; KeyError when there is none."""
+        for vm in self.vms.values():
+            if vm.name.casefold() == name.casefold() or vm.id == name.lower():
+                return vm
+        raise KeyError(name)
+
+    def guardian(self, name: str) -> Guardian | None:
+        return next((g for g in self.guardians.values() if g.name.casefold() == name.casefold()), None)
+
+    def private_key_held(self, cert: Certificate) -> bool:
+        held = (self.store or {}).get(cert.thumbprint)
+        return held is not None and held.key is not None
+
+    def add_vm(self, name: str, **fields: Any) -> VirtualMachine:
+        vm_id = fields.pop("id", None) or str(uuid.uuid4())
+        vm = VirtualMachine(id=vm_id, name=name, **fields)
+        if not vm.vhd_paths:
+            vm.vhd_paths = [rf"{VHD_ROOT}\{name}.vhdx"]
+        self.vms[vm.id] = vm
+        for vhd in vm.vhd_paths:
+            self.write_file(vhd, b"vhdx" + name.encode())
+        return vm
+
+    def write_file(self, windows_path: str, data: bytes) -> Path:
+        local = self.files.resolve(windows_path)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(data)
+        return local
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
