@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -73,3 +74,50 @@ def make_pair(
     sign = certificate(sign_key, "Signing", guardian, host, start, days)
     enc = certificate(enc_key, "Encryption", guardian, host, start, days)
     return pfx(sign_key, sign, password), pfx(enc_key, enc, password)
+
+
+class LogRecorder:
+    """A `log(text, level)` callable that keeps every line, so tests can look for leaked secrets."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def __call__(self, text: str, level: str = "info") -> None:
+        self.lines.append((level, text))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(text for _level, text in self.lines)
+
+
+def temp_pfx_left(sim: Any) -> list[str]:
+    """Temporary PFX files the console left in the simulated host's file area (C:\\Windows\\Temp)."""
+    root = sim.model.files.resolve("C:\\Windows\\Temp")
+    return sorted(p.name for p in root.glob("*.pfx")) if root.exists() else []
+
+
+def assert_no_secret(secret: str, *texts: str) -> None:
+    for text in texts:
+        assert secret not in text, "a secret leaked into a log line, page or audit event"
+
+
+def unreachable_host(name: str = "HV09") -> Any:
+    """A registered host nobody listens for: for pages that only read the database."""
+    from hosts.models import Host
+
+    host = Host(name=name, address="127.0.0.1", port=9, transport="http", auth="negotiate", username="labadmin")
+    host.set_password("Host-Passw0rd!")
+    host.save()
+    return host
+
+
+def _preflight_urlpatterns() -> list[Any]:
+    from django.urls import include, path
+
+    from console.urls import urlpatterns as console_patterns
+
+    return [path("", include("jobs.workflows.urls")), *console_patterns]
+
+
+# A URLconf for `pytest.mark.urls("tests.test_vault_support")`: the console plus the workflows' preflight pages.
+urlpatterns = _preflight_urlpatterns()

@@ -1,0 +1,136 @@
+"""Import a guardian from the vault over a simulated host: store created, keys usable, idempotent, faults clean."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from hosts.remoting import open_session
+from hosts.remoting.errors import RemotingError
+from hosts.vault.models import EscrowedPair
+from hosts.vault.services import store_pair
+from hypervsim.scenarios import previous_guardian_backup
+from jobs.kinds import JobFailed
+from jobs.models import Job
+from jobs.workflows.import_guardian import import_pair
+from tests.test_vault_support import (
+    PASSWORD,
+    LogRecorder,
+    assert_no_secret,
+    make_pair,
+    temp_pfx_left,
+    unreachable_host,
+)
+
+pytestmark = pytest.mark.django_db
+# The preflight pages' URLs, whether or not jobs/urls.py includes them yet.
+PREFLIGHT_URLS = pytest.mark.urls("tests.test_vault_support")
+
+
+def backup_in_vault(sim: Any) -> EscrowedPair:
+    signing, encryption, password = previous_guardian_backup(sim)
+    return store_pair(signing, encryption, password, user=None, origin="upload", allow_expired=True).pair
+
+
+def cmdlets(sim: Any) -> list[str]:
+    return [c["cmdlet"] for c in sim.command_log]
+
+
+def test_import_gives_a_reinstalled_host_its_old_guardian_once(sim_host: Any, registered_host: Any) -> None:
+    sim = sim_host("reinstalled")
+    host = registered_host(sim)
+    pair = backup_in_vault(sim)
+    log = LogRecorder()
+    with open_session(host.connection_spec(), log=log) as session:
+        name = import_pair(session, host, pair, log=log)
+        sent = len(sim.command_log)
+        assert import_pair(session, host, pair, log=log) == name
+    assert name == "UntrustedGuardian"
+    guardian = sim.model.guardian(name)
+    assert guardian is not None and guardian.signing.thumbprint == pair.signing_thumbprint
+    assert temp_pfx_left(sim) == []
+    second_run = cmdlets(sim)[sent:]
+    assert "Import-PfxCertificate" not in second_run and "New-HgsGuardian" not in second_run
+    assert "nothing changed" in log.text
+    assert_no_secret(pair.open()[2], log.text, str([c["parameters"] for c in sim.command_log]))
+
+
+def test_import_creates_the_store_on_a_fresh_host(sim_host: Any, registered_host: Any) -> None:
+    sim = sim_host("fresh")
+    host = registered_host(sim)
+    signing, encryption = make_pair(host="OLDHOST")
+    pair = store_pair(signing, encryption, PASSWORD, user=None, origin="upload").pair
+    with open_session(host.connection_spec()) as session:
+        import_pair(session, host, pair)
+    assert cmdlets(sim).index("New-Item") < cmdlets(sim).index("Import-PfxCertificate")
+    assert pair.signing_thumbprint in sim.model.store and temp_pfx_left(sim) == []
+
+
+def test_name_collision_keeps_the_existing_guardian(sim_host: Any, registered_host: Any) -> None:
+    sim = sim_host("healthy")
+    host = registered_host(sim)
+    before = sim.model.guardian("UntrustedGuardian").signing.thumbprint
+    signing, encryption = make_pair(host="OTHERHOST", slot=3)
+    pair = store_pair(signing, encryption, PASSWORD, user=None, origin="upload").pair
+    with open_session(host.connection_spec()) as session:
+        name = import_pair(session, host, pair)
+    assert name == f"UntrustedGuardian-{pair.signing_thumbprint[:8]}"
+    assert sim.model.guardian("UntrustedGuardian").signing.thumbprint == before
+    assert sim.model.guardian(name) is not None
+
+
+def test_expired_pair_is_imported_with_allow_expired(sim_host: Any, registered_host: Any) -> None:
+    sim = sim_host("fresh")
+    host = registered_host(sim)
+    signing, encryption = make_pair(host="OLDHOST", not_before=datetime(2012, 1, 1, tzinfo=UTC), days=3650)
+    pair = store_pair(signing, encryption, PASSWORD, user=None, origin="upload", allow_expired=True).pair
+    with open_session(host.connection_spec()) as session:
+        assert import_pair(session, host, pair) == "UntrustedGuardian"
+    new = next(c for c in sim.command_log if c["cmdlet"] == "New-HgsGuardian")
+    assert "AllowExpired" in new["parameters"]
+
+
+def test_connection_dropped_during_import_cleans_up_and_a_rerun_finishes(sim_host: Any, registered_host: Any) -> None:
+    sim = sim_host("reinstalled")
+    host = registered_host(sim)
+    pair = backup_in_vault(sim)
+    log = LogRecorder()
+    with open_session(host.connection_spec(), log=log) as session:
+        sim.faults.drop_on_cmdlet = "Import-PfxCertificate"
+        with pytest.raises(RemotingError):
+            import_pair(session, host, pair, log=log)
+    assert temp_pfx_left(sim) == [], log.text
+    assert EscrowedPair.objects.get().open()  # nothing lost from the vault
+    sim.faults.clear()
+    with open_session(host.connection_spec()) as session:
+        assert import_pair(session, host, pair) == "UntrustedGuardian"
+    assert temp_pfx_left(sim) == []
+
+
+def test_tampered_vault_entry_is_never_sent(sim_host: Any, registered_host: Any) -> None:
+    sim = sim_host("reinstalled")
+    host = registered_host(sim)
+    pair = backup_in_vault(sim)
+    other = store_pair(*make_pair(slot=2), PASSWORD, user=None, origin="upload").pair
+    pair.signing_pfx = other.signing_pfx
+    pair.save()
+    with open_session(host.connection_spec()) as session, pytest.raises(JobFailed, match="cannot be used"):
+        import_pair(session, host, EscrowedPair.objects.get(pk=pair.pk))
+    assert "Set-Content" not in cmdlets(sim) and temp_pfx_left(sim) == []
+    assert EscrowedPair.objects.count() == 2
+
+
+@PREFLIGHT_URLS
+def test_import_preflight_names_the_collision_and_starts_a_job(operator_client: Client) -> None:
+    host = unreachable_host()
+    signing, encryption = make_pair()
+    pair = store_pair(signing, encryption, PASSWORD, user=None, origin="upload").pair
+    page = operator_client.get(f"/jobs/new/import/?host={host.pk}&pair={pair.pk}").content.decode()
+    assert "Show PowerShell" in page and "Import-PfxCertificate" in page and "New-HgsGuardian" in page
+    assert "-AllowExpired -AllowUntrustedRoot" in page and PASSWORD not in page
+    response = operator_client.post("/jobs/new/import/", {"host": host.pk, "pair": pair.pk})
+    job = Job.objects.get()
+    assert response["Location"] == f"/jobs/{job.pk}/" and job.params == {"vault_entry": pair.pk}

@@ -1,0 +1,53 @@
+"""Restore after reinstall: the VM that would not start runs again, with the pair found in the vault."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from hosts.remoting import open_session
+from hosts.vault.services import store_pair
+from hypervsim.scenarios import previous_guardian_backup
+from jobs.kinds import JobFailed
+from jobs.workflows.restore import restore_vm
+from tests.test_vault_support import LogRecorder, assert_no_secret, temp_pfx_left, unreachable_host
+
+pytestmark = pytest.mark.django_db
+# The preflight pages' URLs, whether or not jobs/urls.py includes them yet.
+PREFLIGHT_URLS = pytest.mark.urls("tests.test_vault_support")
+
+
+def test_reinstalled_host_runs_its_vm_again(sim_host: Any, registered_host: Any) -> None:
+    sim = sim_host("reinstalled")
+    host = registered_host(sim)
+    signing, encryption, password = previous_guardian_backup(sim)
+    store_pair(signing, encryption, password, user=None, origin="upload", allow_expired=True)
+    log = LogRecorder()
+    with open_session(host.connection_spec(), log=log) as session:
+        assert restore_vm(session, host, "Win11-A", log=log) == "UntrustedGuardian"
+        restore_vm(session, host, "Win11-B", log=log)  # same guardian: only the start is new
+    assert sim.model.vm("Win11-A").state == "Running" and sim.model.vm("Win11-B").state == "Running"
+    assert [c["cmdlet"] for c in sim.command_log].count("New-HgsGuardian") == 1
+    assert temp_pfx_left(sim) == []
+    assert_no_secret(password, log.text)
+
+
+def test_restore_without_the_pair_in_the_vault_changes_nothing(sim_host: Any, registered_host: Any) -> None:
+    sim = sim_host("reinstalled")
+    host = registered_host(sim)
+    with (
+        open_session(host.connection_spec()) as session,
+        pytest.raises(JobFailed, match="none of them is in the vault"),
+    ):
+        restore_vm(session, host, "Win11-A")
+    assert sim.model.vm("Win11-A").state == "Off"
+    assert not {"Set-Content", "New-HgsGuardian", "Start-VM"} & {c["cmdlet"] for c in sim.command_log}
+
+
+@PREFLIGHT_URLS
+def test_restore_preflight_says_when_the_vault_lacks_the_pair(operator_client: Client) -> None:
+    host = unreachable_host()
+    page = operator_client.get(f"/jobs/new/restore/?host={host.pk}&vm=Win11-A").content.decode()
+    assert "none of these is in the vault" in page and "Show PowerShell" not in page
