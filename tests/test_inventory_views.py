@@ -1,0 +1,89 @@
+"""The inventory pages: guardians across hosts, VMs with "can it start here?", and who may see or refresh them."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from hosts.inventory.models import HostInventory
+from tests.test_risks import give_guardian, give_vm, make_host, thumb
+
+pytestmark = pytest.mark.django_db
+
+
+def lab() -> dict[str, object]:
+    hv01, hv02 = make_host("HV01"), make_host("HV02")
+    pair = give_guardian(hv01, "hv01")
+    healthy = give_vm(hv01, "Win11-A", pair)
+    orphan = give_vm(hv02, "Win11-Orphan", (thumb("goneS"), thumb("goneE")))
+    return {"hv01": hv01, "hv02": hv02, "pair": pair, "healthy": healthy, "orphan": orphan}
+
+
+def test_vm_page_answers_can_it_start_for_every_host(viewer_client: Client) -> None:
+    objects = lab()
+    response = viewer_client.get(f"/vms/{objects['healthy'].pk}/")  # type: ignore[attr-defined]
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert 'data-host="HV01"' in page and 'data-host="HV02"' in page
+    assert "Yes: HV01 holds the private key of guardian UntrustedGuardian" in page
+    assert "No: HV02 holds the private keys of none" in page
+    assert "one reinstall away from loss" in page
+
+
+def test_orphaned_vm_page_says_it_can_start_nowhere(viewer_client: Client) -> None:
+    objects = lab()
+    page = viewer_client.get(f"/vms/{objects['orphan'].pk}/").content.decode()  # type: ignore[attr-defined]
+    assert "VM can start on no registered host" in page
+    assert "no registered host" in page
+
+
+def test_guardian_page_lists_identities_with_hosts_vms_and_escrow(viewer_client: Client) -> None:
+    objects = lab()
+    page = viewer_client.get("/guardians/").content.decode()
+    signing, encryption = objects["pair"]  # type: ignore[misc]
+    assert f'id="{signing}-{encryption}"' in page
+    assert "Win11-A" in page and "owner" in page
+    assert "not escrowed" in page or "vault unavailable" in page
+    # the orphan's guardian exists on no host: shown with no host holding its keys
+    assert f'id="{thumb("goneS")}-{thumb("goneE")}"' in page and "none" in page
+
+
+def test_vm_list_flags_vms_that_start_nowhere(viewer_client: Client) -> None:
+    lab()
+    page = viewer_client.get("/vms/").content.decode()
+    assert "Win11-Orphan" in page and "nowhere" in page
+
+
+def test_unknown_vm_is_a_404_not_a_500(viewer_client: Client) -> None:
+    assert viewer_client.get("/vms/999999/").status_code == 404
+
+
+def test_pages_need_a_role(nobody: object) -> None:
+    client = Client()
+    client.force_login(nobody)
+    objects = lab()
+    for url in ("/guardians/", "/vms/", f"/vms/{objects['healthy'].pk}/", "/"):  # type: ignore[attr-defined]
+        assert client.get(url).status_code == 403, url
+
+
+def test_pages_need_a_login() -> None:
+    for url in ("/guardians/", "/vms/", "/"):
+        response = Client().get(url)
+        assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_viewers_cannot_refresh_and_refresh_needs_post(viewer_client: Client, operator_client: Client) -> None:
+    hv01 = make_host("HV01")
+    assert viewer_client.post(f"/hosts/{hv01.pk}/refresh/").status_code == 403
+    assert operator_client.get(f"/hosts/{hv01.pk}/refresh/").status_code == 405
+    assert operator_client.post("/hosts/999999/refresh/").status_code == 404
+
+
+def test_host_page_shows_the_inventory_panel_and_stale_state(operator_client: Client) -> None:
+    objects = lab()
+    hv02 = objects["hv02"]
+    HostInventory.objects.filter(host=hv02).update(stale=True, last_error="10.0.0.2:5985 refused the connection")
+    page = operator_client.get(f"/hosts/{hv02.pk}/").content.decode()  # type: ignore[attr-defined]
+    assert 'id="inventory"' in page and 'id="refresh-inventory"' in page
+    assert "stale" in page and "refused the connection" in page
+    assert "Win11-Orphan" in page
