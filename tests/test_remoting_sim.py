@@ -18,10 +18,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+import hypervsim
 from hosts.remoting import ConnectionSpec, open_session
 from hosts.remoting.catalog import ReadHostInventory, TestConnection
 from hosts.remoting.errors import RemoteCommandError, RemotingError, TlsVerificationFailed
 from hosts.remoting.operation import Cmd, Operation, PipelineResult
+
+if not hasattr(hypervsim, "start_host"):  # the simulator lands in parallel; until then these stories wait
+    pytest.skip("hypervsim.start_host is not there yet", allow_module_level=True)
 
 pytestmark = pytest.mark.timeout(60)
 
