@@ -1,0 +1,82 @@
+"""The guardian jobs end to end: pages create them, a real Celery worker runs them against a simulated host."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from console.models import AuditEvent
+from hosts.vault.models import EscrowedPair
+from hosts.vault.services import store_pair
+from hypervsim.scenarios import previous_guardian_backup
+from jobs.models import Job, JobLogLine, JobState
+from jobs.services import create_job
+from tests.test_vault_support import assert_no_secret, temp_pfx_left
+
+pytestmark = pytest.mark.worker
+
+
+def finished(job: Job, timeout: float = 60) -> Job:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if job.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job.pk} stayed {job.state}")
+
+
+def everything_shown(job: Job) -> str:
+    lines = " ".join(JobLogLine.objects.filter(job=job).values_list("text", flat=True))
+    audit = " ".join(str(e.detail) for e in AuditEvent.objects.all())
+    return f"{lines} {job.summary} {job.error} {job.params} {job.results} {audit}"
+
+
+def test_restore_job_brings_the_vm_back_after_reinstall(
+    celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any, operator: Any
+) -> None:
+    sim = sim_host("reinstalled")
+    host = registered_host(sim)
+    signing, encryption, password = previous_guardian_backup(sim)
+    store_pair(signing, encryption, password, user=operator, origin="upload", allow_expired=True)
+    job = finished(create_job(operator, "restore_vm", hosts=[host], vms=["Win11-A"]))
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert sim.model.vm("Win11-A").state == "Running"
+    assert temp_pfx_left(sim) == []
+    assert_no_secret(password, everything_shown(job))
+
+
+def test_escrow_job_puts_the_healthy_guardian_in_the_vault(
+    celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any, operator: Any
+) -> None:
+    sim = sim_host("healthy")
+    host = registered_host(sim)
+    guardian = sim.model.guardian("UntrustedGuardian")
+    params = {
+        "signing_thumbprint": guardian.signing.thumbprint,
+        "encryption_thumbprint": guardian.encryption.thumbprint,
+        "guardian_name": "UntrustedGuardian",
+    }
+    job = finished(create_job(operator, "escrow_guardian", hosts=[host], params=params))
+    assert job.state == JobState.SUCCEEDED, job.error
+    pair = EscrowedPair.objects.get()
+    assert job.results["vault_entry"] == pair.pk and temp_pfx_left(sim) == []
+    _signing, _encryption, password = pair.open()
+    assert_no_secret(password, everything_shown(job))
+
+
+def test_escrow_job_fails_clearly_when_the_keys_are_gone(
+    celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any, operator: Any
+) -> None:
+    sim = sim_host("deleted-certs")
+    host = registered_host(sim)
+    guardian = sim.model.guardian("UntrustedGuardian")
+    params = {
+        "signing_thumbprint": guardian.signing.thumbprint,
+        "encryption_thumbprint": guardian.encryption.thumbprint,
+    }
+    job = finished(create_job(operator, "escrow_guardian", hosts=[host], params=params))
+    assert job.state == JobState.FAILED
+    assert "cannot be escrowed" in job.error and EscrowedPair.objects.count() == 0
