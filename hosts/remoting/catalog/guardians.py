@@ -286,7 +286,8 @@ class WriteFileBytes(Operation[None]):
     CMDLETS: ClassVar[tuple[str, ...]] = ("Set-Content",)
 
     def statements(self) -> list[list[Cmd]]:
-        return [[Cmd("Set-Content", {"LiteralPath": self.path, "Value": self.data, "Encoding": "Byte"})]]
+        # -Path, not -LiteralPath: the console makes these names itself (no wildcard characters in them).
+        return [[Cmd("Set-Content", {"Path": self.path, "Value": self.data, "Encoding": "Byte"})]]
 
     def parse(self, result: PipelineResult) -> None:
         return None
