@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
 from console.roles import require
-from hosts.remoting.catalog.inventory import ReadVmDetails
+from hosts.remoting.catalog.inventory import ReadHostInventory, ReadVmDetails
 from hosts.remoting.keyprotector import GuardianRef
 from hosts.vault.models import EscrowedPair, find_pair
 from jobs.kinds import JobContext, JobFailed, job_kind
@@ -46,14 +46,14 @@ def pair_for(guardians: list[GuardianRef]) -> EscrowedPair | None:
 
 
 def vm_state(session: Any, vm_name: str) -> str:
-    from hosts.remoting.catalog import vms
-
-    return str(session.run(vms.GetVM(vm_name)).state)
+    """The VM's state as Get-VM reports it (read with the inventory's operation; '' when the VM is not there)."""
+    inventory = session.run(ReadHostInventory())
+    return next((vm.state for vm in inventory.vms if vm.name.lower() == vm_name.lower()), "")
 
 
 def restore_vm(session: Any, host: Any, vm_name: str, *, log: LogFn | None = None) -> str:
     """Import the pair the VM is sealed to from the vault, start the VM, and check that it runs."""
-    from hosts.remoting.catalog import vms
+    from hosts.remoting.catalog import vms  # type: ignore[attr-defined]  # E2's VM operations (Start-VM)
 
     log = log or _no_log
     guardians = sealed_to(session, host, vm_name)
