@@ -15,6 +15,7 @@ from django.urls import path
 from console.roles import require
 from hosts.remoting.catalog.inventory import ReadHostInventory, ReadVmDetails
 from hosts.remoting.keyprotector import GuardianRef
+from hosts.remoting.operation import quote
 from hosts.vault.models import EscrowedPair, find_pair
 from jobs.kinds import JobContext, JobFailed, job_kind
 
@@ -150,7 +151,8 @@ def restore_preflight(request: HttpRequest) -> HttpResponse:
         return preflight_page(request, **base, problem=problem)
     notes, name = host_situation(host, pair)
     ops = [ReadVmDetails([vm_name]), *import_operations(pair, name)]
-    lines = powershell_of(ops) + [f"Start-VM -Name '{vm_name}'", f"Get-VM -Name '{vm_name}'"]
+    state_read = powershell_of([ReadHostInventory()])
+    lines = powershell_of(ops) + state_read + [f"Start-VM -Name {quote(vm_name)}"] + state_read
     steps = [
         f"Read the key protector of '{vm_name}' on {host} and find its guardian in the vault ({pair}).",
         f"Import that pair to {host} (as the import job does; nothing changes if it is there already).",
