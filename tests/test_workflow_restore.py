@@ -51,3 +51,23 @@ def test_restore_preflight_says_when_the_vault_lacks_the_pair(operator_client: C
     host = unreachable_host()
     page = operator_client.get(f"/jobs/new/restore/?host={host.pk}&vm=Win11-A").content.decode()
     assert "none of these is in the vault" in page and "Show PowerShell" not in page
+
+
+@PREFLIGHT_URLS
+def test_restore_preflight_shows_the_pair_and_the_powershell(operator_client: Client) -> None:
+    from hosts.inventory.models import VirtualMachine
+    from jobs.models import Job
+    from tests.test_vault_support import PASSWORD, make_pair
+
+    host = unreachable_host()
+    pair = store_pair(*make_pair(), PASSWORD, user=None, origin="upload").pair
+    key = {"signing": pair.signing_thumbprint, "encryption": pair.encryption_thumbprint}
+    VirtualMachine.objects.create(
+        host=host, vm_id="1", name="Win11-A", state="Off", has_key_protector=True, kp_owner_thumbprints=key
+    )
+    page = operator_client.get(f"/jobs/new/restore/?host={host.pk}&vm=Win11-A").content.decode()
+    assert "Show PowerShell" in page and "Start-VM -Name &#x27;Win11-A&#x27;" in page
+    assert "Import-PfxCertificate" in page and PASSWORD not in page
+    response = operator_client.post("/jobs/new/restore/", {"host": host.pk, "vm": "Win11-A"})
+    job = Job.objects.get()
+    assert response["Location"] == f"/jobs/{job.pk}/" and job.kind == "restore_vm" and job.vms == ["Win11-A"]
