@@ -1,0 +1,188 @@
+"""Benchmark: what an inventory refresh costs in WinRM requests and wall time, next to the well-known scripts' way.
+
+The console reads a host in two pipelines on one session (a constant number of requests whatever the VM count);
+the scripts people use today open a new session per cmdlet (Invoke-Command / New-PSSession each time) and visit
+hosts one after another. Every simulated host adds 20 ms to each HTTP request, like a LAN round trip to a busy host.
+
+    .venv/bin/python benchmarks/inventory.py            # 1, 20, 200 VMs; 50 hosts in parallel
+    .venv/bin/python benchmarks/inventory.py --hosts 10 --latency 0.02
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+_TMP = tempfile.mkdtemp(prefix="gc-bench-")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+os.environ.setdefault("CONSOLE_VAR_DIR", _TMP)
+os.environ.setdefault("DATABASE_URL", f"sqlite:///{_TMP}/bench.sqlite3")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+
+from hosts.inventory.refresh import refresh_host, refresh_hosts  # noqa: E402
+from hosts.models import Host  # noqa: E402
+from hosts.remoting import Cmd, ConnectionSpec, Operation, PipelineResult, open_session  # noqa: E402
+from hosts.remoting.catalog.inventory import SHIELDED_STORE  # noqa: E402
+from hypervsim import start_host  # noqa: E402
+from hypervsim.keyprotector import KeyProtector  # noqa: E402
+
+
+@dataclass
+class OneCmdlet(Operation[int]):
+    """What the scripts send: one cmdlet per remote call."""
+
+    cmd: Cmd
+    errors_are_fatal: ClassVar[bool] = False
+
+    def statements(self) -> list[list[Cmd]]:
+        return [[self.cmd]]
+
+    def parse(self, result: PipelineResult) -> int:
+        return len(result.output)
+
+
+@dataclass
+class Measure:
+    requests: int
+    seconds: float
+
+
+def seed_vms(sim: Any, count: int) -> None:
+    """Replace the healthy scenario's VMs by `count` TPM VMs sealed to the host's UntrustedGuardian."""
+    guardian = sim.model.guardian("UntrustedGuardian")
+    signing = sim.model.store[guardian.signing.thumbprint]
+    encryption = sim.model.store[guardian.encryption.thumbprint]
+    with sim.model.changing() as model:
+        model.vms.clear()
+        for i in range(count):
+            kp = KeyProtector.create(signing, encryption).to_bytes()
+            model.add_vm(f"VM-{i:03}", tpm_enabled=True, key_protector=kp)
+
+
+def register(sim: Any) -> Host:
+    host = Host(
+        name=sim.name,
+        address=sim.address,
+        port=sim.port,
+        transport="http",
+        auth=sim.auth,
+        username=sim.user,
+    )
+    host.set_password(sim.password)
+    host.save()
+    return host
+
+
+def spec_of(sim: Any) -> ConnectionSpec:
+    return ConnectionSpec(sim.address, sim.port, False, sim.auth, sim.user, sim.password, label=sim.name)
+
+
+def console_refresh(host: Host) -> Measure:
+    started = time.perf_counter()
+    outcome = refresh_host(host)
+    elapsed = time.perf_counter() - started
+    if not outcome.ok:
+        raise SystemExit(f"refresh of {host} failed: {outcome.error}")
+    return Measure(outcome.requests, elapsed)
+
+
+def per_cmdlet_refresh(sim: Any) -> Measure:
+    """The scripts' way: a new session for every cmdlet, VMs one after another."""
+    spec = spec_of(sim)
+    calls = [
+        Cmd("Get-CimInstance", {"ClassName": "Win32_OperatingSystem"}),
+        Cmd("Get-HgsClientConfiguration"),
+        Cmd("Get-HgsGuardian"),
+        Cmd("Get-ChildItem", {"Path": SHIELDED_STORE}),
+        Cmd("Get-VM"),
+    ]
+    for name in sorted(vm.name for vm in sim.model.vms.values()):
+        calls += [Cmd(c, {"VMName": name}) for c in ("Get-VMSecurity", "Get-VMKeyProtector", "Get-VMSnapshot")]
+    requests = 0
+    started = time.perf_counter()
+    for cmd in calls:
+        with open_session(spec) as session:
+            session.run(OneCmdlet(cmd))
+        requests += session.request_count
+    return Measure(requests, time.perf_counter() - started)
+
+
+def timed(call: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latency", type=float, default=0.02, help="seconds added to every HTTP request")
+    parser.add_argument("--vms", default="1,20,200", help="VM counts of the single-host runs")
+    parser.add_argument("--hosts", type=int, default=50, help="hosts refreshed in parallel")
+    parser.add_argument("--auth", default="ntlm", help="negotiate or ntlm (message encryption either way)")
+    args = parser.parse_args()
+    call_command("migrate", verbosity=0)
+    state = Path(_TMP) / "sims"
+    sims: list[Any] = []
+    try:
+        print(f"WinRM over HTTP, {args.auth} with message encryption, +{args.latency * 1000:.0f} ms per request\n")
+        print(f"{'VMs':>5} | {'console: requests':>17} {'time':>8} | {'per-cmdlet: requests':>20} {'time':>8} | ratio")
+        for count in [int(v) for v in args.vms.split(",")]:
+            sim = start_host(
+                name=f"HV{count:03}", state_dir=state / f"single-{count}", scenario="healthy", auth=args.auth
+            )
+            sims.append(sim)
+            seed_vms(sim, count)
+            host = register(sim)
+            console_refresh(host)  # warm-up: imports, first NTLM context
+            sim.faults.latency = args.latency
+            ours = console_refresh(host)
+            theirs = per_cmdlet_refresh(sim)
+            print(
+                f"{count:>5} | {ours.requests:>17} {ours.seconds:>7.2f}s | {theirs.requests:>20} "
+                f"{theirs.seconds:>7.2f}s | {theirs.requests / ours.requests:.0f}x fewer requests"
+            )
+        fleet = [
+            start_host(name=f"HV{i + 1:02}", state_dir=state / f"fleet-{i}", scenario="healthy", auth=args.auth)
+            for i in range(args.hosts)
+        ]
+        sims += fleet
+        hosts = [register(sim) for sim in fleet]
+        for sim in fleet:
+            sim.faults.latency = args.latency
+        one = console_refresh(hosts[0])
+        before = sum(sim.request_count for sim in fleet)
+        started = time.perf_counter()
+        outcomes = refresh_hosts(hosts, max_workers=args.hosts)
+        parallel = time.perf_counter() - started
+        failed = [o for o in outcomes.values() if not o.ok]
+        served = sum(sim.request_count for sim in fleet) - before
+        print(f"\n{args.hosts} hosts (healthy scenario, 4 VMs each), +{args.latency * 1000:.0f} ms per request:")
+        print(f"  console, one host:               {one.seconds:6.2f}s  {one.requests} requests")
+        print(
+            f"  console, {args.hosts} hosts in parallel:   {parallel:6.2f}s  {served} requests "
+            f"({served / args.hosts:.1f} per host)  = {parallel / one.seconds:.1f}x one host"
+            + (f"  FAILED: {len(failed)}" if failed else "")
+        )
+        sequential = sum(per_cmdlet_refresh(sim).seconds for sim in fleet)
+        print(f"  per-cmdlet, hosts one after another: {sequential:6.2f}s  = {sequential / parallel:.0f}x slower")
+    finally:
+        for sim in sims:
+            sim.stop()
+
+
+if __name__ == "__main__":
+    main()
