@@ -29,6 +29,7 @@ LAB_SHARE_UNC = r"\\LAB\share"
 VM_ROOT = r"C:\ProgramData\Microsoft\Windows\Hyper-V"
 VHD_ROOT = r"C:\ProgramData\Microsoft\Windows\Virtual Hard Disks"
 HOME = r"C:\Users\labadmin\Documents"
+STANDARD_FOLDERS = (r"C:\Windows\Temp", HOME, VM_ROOT, VHD_ROOT)
 _BAD_COMPONENT = re.compile(r'[<>:"|?*\x00-\x1f]')
 
 
@@ -146,9 +147,8 @@ class FileArea:
             if part == ".." or _BAD_COMPONENT.search(part) or part.endswith((" ", ".")):
                 raise PathOutsideArea(original)
             current = current / _existing_case(current, part)
-        base_real = base.resolve() if base.exists() else base
-        real = current.resolve() if current.exists() else current
-        if not real.is_relative_to(base_real):
+        # resolve() follows symlinks as far as the path exists: a link pointing out of the area is caught here
+        if not current.resolve().is_relative_to(base.resolve()):
             raise PathOutsideArea(original)
         return current
 
@@ -186,6 +186,7 @@ class HostModel:
         self.live_migration = False
         self.lock = threading.RLock()
         self.files = FileArea(state_dir / "files")
+        self.lab: LabContext | None = None
 
     # -- persistence -----------------------------------------------------------------------------------------
 
@@ -193,6 +194,8 @@ class HostModel:
     def load_or_create(cls, state_dir: Path, name: str, scenario: str | None = None) -> HostModel:
         """The host saved in state_dir, or a new one seeded with the scenario (default: fresh)."""
         host = cls(state_dir, name)
+        for folder in STANDARD_FOLDERS:
+            host.files.resolve(folder).mkdir(parents=True, exist_ok=True)
         if (state_dir / "host.json").exists():
             host._load()
             return host
@@ -205,7 +208,9 @@ class HostModel:
 
     def attach(self, lab: LabContext) -> None:
         """Join a lab: its share becomes reachable as \\\\LAB\\share and peers can find this host."""
+        lab.share.mkdir(parents=True, exist_ok=True)
         self.files.share = lab.share
+        self.lab = lab
         lab.register(self)
 
     def save(self) -> None:

@@ -17,7 +17,7 @@ from psrpcore.types import PSSecureString
 from hypervsim.model import HostModel, LabContext
 from hypervsim.types import Secret
 
-__all__ = ["CMDLETS", "CmdletError", "Invocation", "LabContext", "cmdlet", "find_cmdlet"]
+__all__ = ["CMDLETS", "CmdletError", "Invocation", "LabContext", "cmdlet", "find_cmdlet", "invoke"]
 
 COMMON_PARAMETERS = [
     *("Verbose", "Debug", "ErrorAction", "WarningAction", "InformationAction", "ErrorVariable", "WarningVariable"),
@@ -220,6 +220,15 @@ def cmdlet(
 
 def find_cmdlet(name: str) -> Callable[[Invocation], list[Any]] | None:
     return CMDLETS.get(name)
+
+
+def invoke(
+    host: HostModel, name: str, parameters: dict[str, Any] | None = None, *, input: list[Any] | None = None
+) -> tuple[list[Any], list[CmdletError]]:
+    """Run one cmdlet in-process (tests, demo seeding): its output and non-terminating errors; raises CmdletError."""
+    lab = host.lab or LabContext(host.state_dir / "share")
+    inv = Invocation(host, lab, dict(parameters or {}), list(input or []))
+    return CMDLETS[name](inv), inv.errors
 
 
 # Importing the families registers their cmdlets.

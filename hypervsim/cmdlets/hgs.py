@@ -143,8 +143,9 @@ def new_hgs_guardian(inv: Invocation) -> list[Any]:
                 "InvalidArgument",
                 ["System.Management.Automation.ParameterBindingException", "System.Exception"],
             )
-        for cert in (signing, encryption):
-            _check_trust(inv, cert)
+        if not inv.switch("GenerateCertificates"):
+            for cert in (signing, encryption):
+                _check_trust(inv, cert)
         if host.store is None:
             host.store = {}  # the HGS client creates its store the first time it keeps a certificate
         for cert in (signing, encryption):

@@ -1,0 +1,366 @@
+"""The simulated host's HGS, certificate-store and file cmdlets, run in-process through the cmdlet registry."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+from psrpcore.types import serialize_clixml
+
+from hypervsim import keyprotector, scenarios
+from hypervsim.certs import Certificate, export_pfx, self_signed
+from hypervsim.cmdlets import CMDLETS, CmdletError, invoke
+from hypervsim.model import STORE_PATH, HostModel, LabContext, PathOutsideArea
+from hypervsim.types import Secret
+
+ISSUE_CMDLETS = {
+    "Get-HgsClientConfiguration", "Get-HgsGuardian", "New-HgsGuardian", "Remove-HgsGuardian", "Export-HgsGuardian",
+    "Import-HgsGuardian", "ConvertTo-HgsKeyProtector", "Grant-HgsKeyProtectorAccess", "Get-ChildItem", "Get-Item",
+    "New-Item", "Remove-Item", "Export-PfxCertificate", "Import-PfxCertificate", "Get-Content", "Set-Content",
+    "Test-Path", "Get-VM", "Get-VMSecurity", "Get-VMKeyProtector", "Set-VMKeyProtector", "Enable-VMTPM",
+    "Disable-VMTPM", "Start-VM", "Stop-VM", "Remove-VMSavedState", "Get-VMSnapshot", "Get-VMHost", "Export-VM",
+    "Compare-VM", "Import-VM", "Move-VM", "Remove-VM", "Get-CimInstance",
+}  # fmt: skip
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> LabContext:
+    return LabContext(tmp_path / "share")
+
+
+@pytest.fixture
+def make_host(tmp_path: Path, lab: LabContext):
+    def make(scenario: str = "healthy", name: str = "HV01") -> HostModel:
+        host = HostModel.load_or_create(tmp_path / name, name, scenario)
+        host.attach(lab)
+        return host
+
+    return make
+
+
+def out(host: HostModel, name: str, /, **params: object) -> list:
+    result, errors = invoke(host, name, params)
+    assert errors == []
+    return result
+
+
+def error(host: HostModel, name: str, /, **params: object) -> CmdletError:
+    """The first error, terminating or not."""
+    try:
+        _, errors = invoke(host, name, params)
+    except CmdletError as exc:
+        return exc
+    assert errors, f"{name} did not fail"
+    return errors[0]
+
+
+def local_guardian(host: HostModel):
+    return out(host, "Get-HgsGuardian", Name="UntrustedGuardian")[0]
+
+
+def test_registry_is_the_issue_list_and_resolves_names_like_powershell():
+    assert set(CMDLETS) == ISSUE_CMDLETS
+    assert "get-vm" in CMDLETS
+    assert CMDLETS.get("GET-HGSGUARDIAN") is CMDLETS["Get-HgsGuardian"]
+
+
+def test_parameters_bind_by_any_case_and_unique_prefix(make_host):
+    host = make_host("healthy")
+    assert out(host, "Get-HgsGuardian", name="UntrustedGuardian")[0].Name == "UntrustedGuardian"
+    assert [vm.Name for vm in out(host, "Get-VM", Na="Win11-A")] == ["Win11-A"]
+
+
+def test_unknown_and_ambiguous_parameters_fail_as_in_powershell(make_host):
+    host = make_host("healthy")
+    unknown = error(host, "Get-VM", Colour="red")
+    assert unknown.message == "A parameter cannot be found that matches parameter name 'Colour'."
+    assert unknown.fqid == "NamedParameterNotFound,Microsoft.HyperV.PowerShell.Commands.GetVM"
+    assert unknown.exception_type[0] == "System.Management.Automation.ParameterBindingException"
+    ambiguous = error(host, "New-HgsGuardian", Name="X", Signing="a")
+    assert "ambiguous" in ambiguous.message and ambiguous.fqid.startswith("AmbiguousParameter,")
+
+
+def test_client_configuration_is_local_mode(make_host):
+    config = out(make_host("fresh"), "Get-HgsClientConfiguration")[0]
+    assert config.Mode.name == "Local" and config.IsHostGuarded is False
+    assert config.PSTypeNames[0].endswith("ROOT/Microsoft/Windows/Hgs/MSFT_HgsClientConfiguration")
+
+
+def test_healthy_guardian_has_windows_subjects_and_private_keys(make_host):
+    guardian = local_guardian(make_host("healthy", "HV07"))
+    assert guardian.HasPrivateSigningKey is True
+    assert guardian.SigningCertificate.Subject == "CN=Shielded VM Signing Certificate (UntrustedGuardian) (HV07)"
+    assert guardian.EncryptionCertificate.Subject == "CN=Shielded VM Encryption Certificate (UntrustedGuardian) (HV07)"
+    raw = guardian.SigningCertificate.RawData
+    assert guardian.SigningCertificate.Thumbprint == hashlib.sha1(raw).hexdigest().upper()  # noqa: S324
+    years = (guardian.SigningCertificate.NotAfter - guardian.SigningCertificate.NotBefore).days / 365
+    assert 9.9 < years < 10.1
+    xml = serialize_clixml(guardian, None)
+    assert "<T>System.Security.Cryptography.X509Certificates.X509Certificate2</T>" in xml
+    assert '<BA N="RawData">' in xml and "MSFT_HgsGuardian</T>" in xml
+
+
+def test_guardian_without_certificates_reports_no_private_key(make_host):
+    assert local_guardian(make_host("deleted-certs")).HasPrivateSigningKey is False
+
+
+def test_unknown_guardian_is_a_not_found_error(make_host):
+    err = error(make_host("healthy"), "Get-HgsGuardian", Name="Nobody")
+    assert err.fqid == "CmdletizationQuery_NotFound_Name,Get-HgsGuardian"
+    assert err.category == "ObjectNotFound" and "'Nobody'" in err.message
+
+
+def test_generate_certificates_creates_the_store_and_names_both_subjects(make_host):
+    host = make_host("fresh")
+    assert out(host, "Test-Path", Path=STORE_PATH) == [False]
+    guardian = out(host, "New-HgsGuardian", Name="Lab", GenerateCertificates=None)[0]
+    assert guardian.SigningCertificate.Subject == "CN=Shielded VM Signing Certificate (Lab) (HV01)"
+    assert guardian.HasPrivateSigningKey is True
+    assert out(host, "Test-Path", Path=STORE_PATH) == [True]
+    assert len(out(host, "Get-ChildItem", Path=STORE_PATH)) == 2
+
+
+def test_guardian_by_thumbprints_needs_untrusted_root_switch_and_present_certificates(make_host):
+    host = make_host("healthy")
+    g = local_guardian(host)
+    thumbs = {"SigningCertificateThumbprint": g.SigningCertificate.Thumbprint}
+    thumbs["EncryptionCertificateThumbprint"] = g.EncryptionCertificate.Thumbprint
+    untrusted = error(host, "New-HgsGuardian", Name="Again", **thumbs)
+    assert untrusted.fqid == "HRESULT 0x800b0109,New-HgsGuardian" and "not trusted" in untrusted.message
+    again = out(host, "New-HgsGuardian", Name="Again", AllowUntrustedRoot=None, **thumbs)[0]
+    assert again.SigningCertificate.Thumbprint == g.SigningCertificate.Thumbprint
+    missing = error(
+        host,
+        "New-HgsGuardian",
+        Name="Ghost",
+        AllowUntrustedRoot=None,
+        **(thumbs | {"SigningCertificateThumbprint": "AB" * 20}),
+    )
+    assert missing.fqid == "HRESULT 0x80092004,New-HgsGuardian"
+
+
+def test_guardian_from_the_export_scripts_pfx_files_on_the_share(make_host, lab):
+    host = make_host("reinstalled")
+    scenarios.backup_files(host, lab.share / "backup")
+    _, _, password = scenarios.previous_guardian_backup(host)
+    params = {
+        "Name": "Restored", "AllowUntrustedRoot": None, "AllowExpired": None,
+        "SigningCertificate": r"\\LAB\share\backup\UntrustedGuardian-signing.pfx",
+        "EncryptionCertificate": r"\\lab\SHARE\backup\UntrustedGuardian-encryption.pfx",
+        "SigningCertificatePassword": Secret(password), "EncryptionCertificatePassword": Secret(password),
+    }  # fmt: skip
+    wrong = error(host, "New-HgsGuardian", **(params | {"EncryptionCertificatePassword": Secret("nope")}))
+    assert wrong.message == "The specified network password is not correct."
+    assert host.guardian("Restored") is None
+    guardian = out(host, "New-HgsGuardian", **params)[0]
+    assert guardian.HasPrivateSigningKey is True
+    assert guardian.SigningCertificate.Subject.endswith("(UntrustedGuardian) (HV01)")
+
+
+def test_remove_guardian_by_pipeline_object(make_host):
+    host = make_host("healthy")
+    result, errors = invoke(host, "Remove-HgsGuardian", {}, input=[local_guardian(host)])
+    assert (result, errors) == ([], [])
+    assert host.guardians == {}
+    assert error(host, "Remove-HgsGuardian", Name="UntrustedGuardian").category == "ObjectNotFound"
+
+
+def test_public_guardian_moves_between_hosts_without_private_keys(make_host):
+    source, target = make_host("healthy", "HV01"), make_host("fresh", "HV02")
+    out(target, "New-HgsGuardian", Name="UntrustedGuardian", GenerateCertificates=None)
+    out(target, "Export-HgsGuardian", Name="UntrustedGuardian", Path=r"\\LAB\share\HV02.xml")
+    imported = out(source, "Import-HgsGuardian", Path=r"\\LAB\share\HV02.xml", Name="HV02", AllowUntrustedRoot=None)[0]
+    assert imported.HasPrivateSigningKey is False
+    assert imported.EncryptionCertificate.Thumbprint == target.guardians["UntrustedGuardian"].encryption.thumbprint
+    assert "already exists" in error(source, "Import-HgsGuardian", Path=r"\\LAB\share\HV02.xml", Name="HV02").message
+    bad = error(source, "Import-HgsGuardian", Path=r"\\LAB\share\missing.xml", Name="X")
+    assert bad.fqid == "PathNotFound,Import-HgsGuardian"
+
+
+def test_convert_key_protector_names_the_owner_by_certificate(make_host):
+    host = make_host("healthy")
+    raw = out(host, "Get-VMKeyProtector", VMName="Win11-A")[0]
+    kp = out(host, "ConvertTo-HgsKeyProtector", Bytes=raw)[0]
+    assert kp.Owner.Name == "UntrustedGuardian"
+    assert [g.Name for g in kp.Guardians] == ["UntrustedGuardian"]
+    assert kp.RawData == raw
+    host.guardians.clear()  # a KP stores certificates, not names: with no matching guardian the name is empty
+    assert out(host, "ConvertTo-HgsKeyProtector", Bytes=raw)[0].Owner.Name == ""
+    assert error(host, "ConvertTo-HgsKeyProtector", Bytes=b"\x00\x00\x00\x04").fqid.startswith("HRESULT 0x80070057")
+
+
+def test_grant_access_needs_the_owners_private_signing_key(make_host):
+    host = make_host("deleted-certs")
+    raw = out(host, "Get-VMKeyProtector", VMName="Win11-A")[0]
+    out(host, "New-HgsGuardian", Name="Other", GenerateCertificates=None)
+    err = error(
+        host, "Grant-HgsKeyProtectorAccess", KeyProtector=raw, GuardianFriendlyName="Other", AllowUntrustedRoot=None
+    )
+    assert "Keyset does not exist" in err.message
+
+
+def test_embedded_certificates_let_a_client_recover_thumbprints(make_host):
+    """The console's cross-check: find the X.509 structures inside the raw key protector bytes."""
+    host = make_host("healthy")
+    raw = out(host, "Get-VMKeyProtector", VMName="Win11-B")[0]
+    found = []
+    for i in range(len(raw) - 4):
+        if raw[i] == 0x30 and raw[i + 1] == 0x82:
+            length = int.from_bytes(raw[i + 2 : i + 4], "big") + 4
+            try:
+                der = x509.load_der_x509_certificate(raw[i : i + length]).public_bytes(Encoding.DER)
+            except ValueError:
+                continue
+            found.append(hashlib.sha1(der).hexdigest().upper())  # noqa: S324
+    g = host.guardians["UntrustedGuardian"]
+    assert found == [g.signing.thumbprint, g.encryption.thumbprint]
+
+
+def test_tampered_key_protector_is_rejected(make_host):
+    raw = bytearray(out(make_host("healthy"), "Get-VMKeyProtector", VMName="Win11-A")[0])
+    raw[40] ^= 0xFF
+    with pytest.raises(keyprotector.KeyProtectorError):
+        keyprotector.parse(bytes(raw))
+
+
+def test_certificate_store_listing_and_items(make_host):
+    host = make_host("healthy")
+    certs = out(host, "Get-ChildItem", Path=STORE_PATH)
+    assert {c.HasPrivateKey for c in certs} == {True}
+    thumb = certs[0].Thumbprint
+    item = out(host, "Get-Item", Path=rf"{STORE_PATH}\{thumb.lower()}")[0]
+    assert item.Thumbprint == thumb and item.PSParentPath.endswith(r"LocalMachine\Shielded VM Local Certificates")
+    missing = error(host, "Get-Item", Path=rf"{STORE_PATH}\{'0' * 40}")
+    assert missing.message == f"Cannot find path '{STORE_PATH}\\{'0' * 40}' because it does not exist."
+    assert missing.fqid == "PathNotFound,Microsoft.PowerShell.Commands.GetItemCommand"
+    out(host, "Remove-Item", Path=rf"{STORE_PATH}\{thumb}")
+    assert out(host, "Test-Path", Path=rf"{STORE_PATH}\{thumb}") == [False]
+
+
+def test_listing_a_missing_store_is_path_not_found(make_host):
+    err = error(make_host("fresh"), "Get-ChildItem", Path=STORE_PATH)
+    assert err.fqid == "PathNotFound,Microsoft.PowerShell.Commands.GetChildItemCommand"
+    assert err.exception_type[0] == "System.Management.Automation.ItemNotFoundException"
+
+
+def test_new_item_creates_the_store_once(make_host):
+    host = make_host("fresh")
+    store = out(host, "New-Item", Path=STORE_PATH)[0]
+    assert store.Name == "Shielded VM Local Certificates"
+    assert out(host, "Get-ChildItem", Path=STORE_PATH) == []
+    assert "already exists" in error(host, "New-Item", Path=STORE_PATH).message
+
+
+def test_pfx_export_read_back_as_bytes_and_reimported(make_host):
+    host = make_host("healthy")
+    thumb = host.guardians["UntrustedGuardian"].signing.thumbprint
+    cert_path = rf"{STORE_PATH}\{thumb}"
+    file_info = out(
+        host, "Export-PfxCertificate", Cert=cert_path, FilePath=r"C:\Windows\Temp\s.pfx", Password=Secret("pw1")
+    )[0]
+    assert file_info.FullName == r"C:\Windows\Temp\s.pfx" and file_info.Length > 1000
+    data = out(host, "Get-Content", Path=r"C:\Windows\Temp\s.pfx", Encoding="Byte", Raw=None)[0]
+    key, cert, _ = pkcs12.load_key_and_certificates(data, b"pw1")
+    assert key is not None and Certificate(cert.public_bytes(Encoding.DER)).thumbprint == thumb
+    out(host, "Remove-Item", Path=cert_path)
+    wrong = error(
+        host,
+        "Import-PfxCertificate",
+        FilePath=r"C:\Windows\Temp\s.pfx",
+        CertStoreLocation=STORE_PATH,
+        Password=Secret("x"),
+    )
+    assert wrong.message.startswith("The PFX file you are trying to import requires either a different password")
+    assert (
+        wrong.fqid == "System.ComponentModel.Win32Exception,Microsoft.CertificateServices.Commands.ImportPfxCertificate"
+    )
+    imported = out(
+        host,
+        "Import-PfxCertificate",
+        FilePath=r"C:\Windows\Temp\s.pfx",
+        CertStoreLocation=STORE_PATH,
+        Password=Secret("pw1"),
+        Exportable=None,
+    )[0]
+    assert imported.Thumbprint == thumb and imported.HasPrivateKey is True
+
+
+def test_export_pfx_into_a_missing_folder_fails(make_host):
+    host = make_host("healthy")
+    thumb = host.guardians["UntrustedGuardian"].signing.thumbprint
+    err = error(
+        host, "Export-PfxCertificate", Cert=rf"{STORE_PATH}\{thumb}", FilePath=r"C:\Nope\s.pfx", Password=Secret("p")
+    )
+    assert err.category == "ObjectNotFound"
+
+
+def test_byte_content_written_then_removed(make_host):
+    host = make_host("fresh")
+    assert "already exists" in error(host, "New-Item", Path=r"C:\Windows\Temp", ItemType="Directory").message
+    out(host, "New-Item", Path=r"C:\Data", ItemType="Directory")
+    out(host, "Set-Content", Path=r"C:\Windows\Temp\blob.bin", Value=b"\x00\x01\xff", Encoding="Byte")
+    assert out(host, "Get-Content", Path=r"c:\windows\temp\BLOB.bin", Encoding="Byte", Raw=None) == [b"\x00\x01\xff"]
+    assert out(host, "Get-Content", Path=r"C:\Windows\Temp\blob.bin", Encoding="Byte") == [0, 1, 255]
+    assert out(host, "Test-Path", Path=r"C:\Windows\Temp\blob.bin", PathType="Leaf") == [True]
+    out(host, "Remove-Item", Path=r"C:\Windows\Temp\blob.bin")
+    assert out(host, "Test-Path", Path=r"C:\Windows\Temp\blob.bin") == [False]
+    assert error(host, "Remove-Item", Path=r"C:\Windows\Temp\blob.bin").fqid.startswith("PathNotFound,")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        r"C:\..\..\etc\passwd",
+        r"C:\Temp\..\..\x",
+        r"\\evil\share\x",
+        r"C:\a\b:stream",
+        "/etc/passwd",
+        r"\\LAB\share\..\x",
+    ],
+)
+def test_paths_never_escape_the_file_area(make_host, path):
+    host = make_host("fresh")
+    with pytest.raises(PathOutsideArea):
+        host.files.resolve(path)
+    assert out(host, "Test-Path", Path=path) == [False]
+    assert error(host, "Set-Content", Path=path, Value=b"x", Encoding="Byte").category == "ObjectNotFound"
+
+
+def test_symlink_out_of_the_area_is_refused(make_host, tmp_path):
+    host = make_host("fresh")
+    (tmp_path / "outside").mkdir()
+    drive = host.files.root / "C"
+    drive.mkdir(parents=True, exist_ok=True)
+    (drive / "link").symlink_to(tmp_path / "outside")
+    with pytest.raises(PathOutsideArea):
+        host.files.resolve(r"C:\link\secret.txt")
+
+
+def test_operating_system_facts(make_host):
+    os_info = out(make_host("fresh"), "Get-CimInstance", ClassName="Win32_OperatingSystem")[0]
+    assert os_info.Caption == "Microsoft Windows Server 2022 Datacenter"
+    assert (os_info.Version, os_info.BuildNumber, os_info.CSName) == ("10.0.20348", "20348", "HV01")
+    assert error(make_host("fresh", "HV02"), "Get-CimInstance", ClassName="Win32_Nope").fqid.startswith(
+        "HRESULT 0x80041010"
+    )
+
+
+def test_a_restarted_host_keeps_its_state(make_host, tmp_path):
+    host = make_host("healthy")
+    out(host, "New-HgsGuardian", Name="Second", GenerateCertificates=None)
+    out(host, "Stop-VM", Name="Win11-A", Save=None)
+    again = HostModel.load_or_create(tmp_path / "HV01", "HV01", "fresh")
+    assert set(again.guardians) == {"UntrustedGuardian", "Second"}
+    assert set(again.store) == set(host.store) and all(c.key is not None for c in again.store.values())
+    assert again.vm("Win11-A").state == "Saved"
+    assert again.vm("win11-a").key_protector == host.vm("Win11-A").key_protector
+
+
+def test_export_script_pfx_files_and_simulator_exports_load_in_cryptography():
+    cert = self_signed("Shielded VM Signing Certificate (UntrustedGuardian) (HV09)", encryption=False)
+    for legacy in (True, False):
+        key, loaded, _ = pkcs12.load_key_and_certificates(export_pfx(cert, "pw", legacy=legacy), b"pw")
+        assert key is not None and loaded is not None
