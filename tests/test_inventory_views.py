@@ -87,3 +87,16 @@ def test_host_page_shows_the_inventory_panel_and_stale_state(operator_client: Cl
     assert 'id="inventory"' in page and 'id="refresh-inventory"' in page
     assert "stale" in page and "refused the connection" in page
     assert "Win11-Orphan" in page
+
+
+def test_operators_get_the_next_step_links_and_viewers_do_not(operator_client: Client, viewer_client: Client) -> None:
+    objects = lab()
+    signing, encryption = objects["pair"]  # type: ignore[misc]
+    hv01, orphan = objects["hv01"], objects["orphan"]
+    escrow = f"/jobs/new/escrow/?host={hv01.pk}&amp;guardian={signing}:{encryption}"  # type: ignore[attr-defined]
+    restore = f"/jobs/new/restore/?host={orphan.host_id}&amp;vm=Win11-Orphan"  # type: ignore[attr-defined]
+
+    assert escrow in operator_client.get("/guardians/").content.decode()
+    assert escrow not in viewer_client.get("/guardians/").content.decode()
+    assert restore in operator_client.get(f"/vms/{orphan.pk}/").content.decode()  # type: ignore[attr-defined]
+    assert restore not in viewer_client.get(f"/vms/{orphan.pk}/").content.decode()  # type: ignore[attr-defined]

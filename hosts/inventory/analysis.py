@@ -47,6 +47,7 @@ class GuardianIdentity:
     sealed_vms: list[VirtualMachine] = field(default_factory=list)
     owned_vms: list[VirtualMachine] = field(default_factory=list)
     escrowed: bool | None = None  # None: the vault is not available
+    vault_entry: int | None = None  # pk of the vault's EscrowedPair, when escrowed
 
     @property
     def pair(self) -> Pair:
@@ -159,6 +160,7 @@ class Inventory:
         escrowed = escrowed_pairs()
         for identity in identities.values():
             identity.escrowed = None if escrowed is None else identity.pair in escrowed
+            identity.vault_entry = escrowed.get(identity.pair) if escrowed else None
 
     def identity(self, pair: Pair) -> GuardianIdentity | None:
         return self.identities.get(pair)
@@ -328,13 +330,14 @@ class Inventory:
         return found
 
 
-def escrowed_pairs() -> set[Pair] | None:
-    """Pairs the vault holds, or None when the vault app has no EscrowedPair model (yet)."""
+def escrowed_pairs() -> dict[Pair, int] | None:
+    """Pairs the vault holds (with the pk of their entry), or None when the vault app has no EscrowedPair model."""
     try:
         model = apps.get_model("vault", "EscrowedPair")
     except LookupError:
         return None
-    return set(model.objects.values_list("signing_thumbprint", "encryption_thumbprint"))
+    rows = model.objects.order_by("created_at").values_list("signing_thumbprint", "encryption_thumbprint", "pk")
+    return {(signing, encryption): pk for signing, encryption, pk in rows}
 
 
 def can_start(vm: VirtualMachine, host: Host) -> tuple[bool, str]:

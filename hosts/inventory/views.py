@@ -63,11 +63,14 @@ def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
             raise Http404("No such VM in the inventory.")
         vm = get_object_or_404(VirtualMachine.objects.select_related("host"), pk=pk)
     guardians = [(pair, inventory.identity(pair), pair == vm.owner_pair) for pair in vm.guardian_pairs]
+    entries = [identity.vault_entry for _pair, identity, _owner in guardians if identity and identity.vault_entry]
     context = {
         "vm": vm,
         "answers": inventory.start_answers(vm),
         "guardians": guardians,
         "risks": [r for r in inventory.risks() if r.url == f"/vms/{vm.pk}/"],
         "state": inventory.states.get(vm.host_id),
+        "owner_identity": inventory.identity(vm.owner_pair) if vm.owner_pair else None,
+        "vault_entry": entries[0] if entries else None,
     }
     return render(request, "inventory/vm_detail.html", context)
