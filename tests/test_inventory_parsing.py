@@ -1,0 +1,107 @@
+"""Reading many statements' answers from one pipeline: every VM gets its own security settings, key protector and
+checkpoints, even when some statements fail on the host (a VM deleted between the two reads)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pypsrp.complex_objects import GenericComplexObject
+
+from hosts.remoting.catalog.inventory import ReadHostInventory, ReadVmDetails
+from hosts.remoting.errors import RemoteCommandError
+from hosts.remoting.operation import PipelineResult
+from hypervsim import certs
+from hypervsim.keyprotector import NO_KEY_PROTECTOR, KeyProtector
+
+
+def ps_object(type_name: str, **properties: Any) -> GenericComplexObject:
+    obj = GenericComplexObject()
+    obj.types = [f"Deserialized.{type_name}", "Deserialized.System.Object"]
+    obj.adapted_properties = dict(properties)
+    return obj
+
+
+def security(vm: str, tpm: bool = True) -> GenericComplexObject:
+    return ps_object("Microsoft.HyperV.PowerShell.VMSecurity", VMName=vm, TpmEnabled=tpm, Shielded=False)
+
+
+def snapshot(vm: str) -> GenericComplexObject:
+    return ps_object("Microsoft.HyperV.PowerShell.VMSnapshot", VMName=vm, Name="cp", SnapshotType="Standard")
+
+
+def not_found(command: str, vm: str) -> RemoteCommandError:
+    return RemoteCommandError(
+        f'Hyper-V was unable to find a virtual machine with name "{vm}".',
+        fqid=f"InvalidParameter,Microsoft.HyperV.PowerShell.Commands.{command.replace('-', '')}",
+        category="InvalidArgument",
+        target=vm,
+    )
+
+
+def events(*items: Any) -> PipelineResult:
+    result = PipelineResult()
+    for item in items:
+        kind = "error" if isinstance(item, RemoteCommandError) else "output"
+        result.events.append((kind, item))
+        (result.errors if kind == "error" else result.output).append(item)
+    return result
+
+
+def kp_bytes(label: str) -> tuple[bytes, str]:
+    signing, encryption = certs.guardian_pair("UntrustedGuardian", label, key_label=f"parse/{label}")
+    return KeyProtector.create(signing, encryption).to_bytes(), signing.thumbprint
+
+
+def test_answers_of_many_vms_are_given_to_the_right_vm() -> None:
+    kp_a, owner_a = kp_bytes("A")
+    kp_c, owner_c = kp_bytes("C")
+    result = events(
+        security("A"), kp_a, snapshot("A"), snapshot("A"),
+        not_found("Get-VMSecurity", "B"), not_found("Get-VMKeyProtector", "B"), not_found("Get-VMSnapshot", "B"),
+        security("C"), kp_c,
+        security("D", tpm=False), NO_KEY_PROTECTOR,
+    )  # fmt: skip
+
+    details = ReadVmDetails(["A", "B", "C", "D"]).parse(result)
+
+    assert details["A"].key_protector.owner.signing == owner_a  # type: ignore[union-attr]
+    assert details["A"].checkpoint_count == 2
+    assert not details["B"].security_read and not details["B"].key_protector_read and len(details["B"].problems) == 3
+    assert details["C"].key_protector.owner.signing == owner_c  # type: ignore[union-attr]
+    assert details["C"].checkpoint_count == 0
+    assert details["D"].security_read and not details["D"].tpm_enabled and not details["D"].key_protector.present
+
+
+def test_unnamed_errors_keep_their_place_in_the_order() -> None:
+    kp_c, owner_c = kp_bytes("C2")
+    unnamed = RemoteCommandError("Something failed")
+    result = events(security("A"), unnamed, security("C"), kp_c)
+
+    details = ReadVmDetails(["A", "C"]).parse(result)
+
+    assert details["A"].problems == ["Something failed"] and not details["A"].key_protector_read
+    assert details["C"].key_protector.owner.signing == owner_c  # type: ignore[union-attr]
+
+
+def test_host_inventory_sorts_objects_by_type_and_notes_a_missing_store() -> None:
+    os = ps_object(
+        "Microsoft.Management.Infrastructure.CimInstance#root/cimv2/Win32_OperatingSystem",
+        CSName="HV01", Caption="Microsoft Windows Server 2022 Datacenter", Version="10.0.20348", BuildNumber="20348",
+        LastBootUpTime="2026-11-30T01:02:03.1234567+00:00",
+    )  # fmt: skip
+    hgs_type = "Microsoft.Management.Infrastructure.CimInstance#ROOT/Microsoft/Windows/Hgs/MSFT_HgsClientConfiguration"
+    hgs = ps_object(hgs_type, Mode="Local", IsHostGuarded=False)
+    vm = ps_object("Microsoft.HyperV.PowerShell.VirtualMachine", Name="Win11-A", VMId="ABC", State="Running",
+                   Generation=2)  # fmt: skip
+    missing = RemoteCommandError(
+        "Cannot find path 'Cert:\\LocalMachine\\Shielded VM Local Certificates' because it does not exist.",
+        fqid="PathNotFound,Microsoft.PowerShell.Commands.GetChildItemCommand",
+        category="ObjectNotFound",
+    )
+
+    inventory = ReadHostInventory().parse(events(os, hgs, missing, vm))
+
+    assert inventory.facts.computer_name == "HV01" and inventory.facts.mode == "Local"
+    assert inventory.facts.last_boot is not None and inventory.facts.last_boot.microsecond == 123456
+    assert inventory.store_exists is False and inventory.problems == []
+    assert [(v.name, v.vm_id, v.state, v.generation) for v in inventory.vms] == [("Win11-A", "abc", "Running", 2)]
