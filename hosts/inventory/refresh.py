@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from hosts.crypto import SecretError
@@ -190,9 +190,7 @@ def refresh_hosts(hosts: Iterable[Host], log: LogFn | None = None, max_workers: 
         try:
             return refresh_host(host, log=log)
         finally:
-            if connection.vendor != "sqlite" or not connection.in_atomic_block:
-                close_old_connections()
-                connection.close()
+            connection.close()  # each worker thread opened its own database connection
 
     with ThreadPoolExecutor(max_workers=min(max_workers, len(targets)), thread_name_prefix="refresh") as pool:
         outcomes = list(pool.map(one, targets))
