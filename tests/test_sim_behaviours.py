@@ -1,4 +1,5 @@
 """Behaviours of a Hyper-V host that the console's workflows depend on (issue 2, item 7), in-process."""
+# ruff: noqa: F811 - pytest fixtures imported from test_sim_cmdlets are parameters here
 
 from __future__ import annotations
 

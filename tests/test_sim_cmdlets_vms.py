@@ -1,4 +1,5 @@
 """The simulated host's Hyper-V cmdlets, in-process: inventory, power, export/import and live migration."""
+# ruff: noqa: F811 - pytest fixtures imported from test_sim_cmdlets are parameters here
 
 from __future__ import annotations
 
@@ -111,7 +112,7 @@ def export(host: HostModel, vm: str) -> str:
 def test_export_then_compare_reports_an_identifier_conflict_on_the_same_host(make_host):
     host = make_host("healthy")
     vmcx = export(host, "Win11-B")
-    assert out(host, "Test-Path", Path=rf"\\LAB\share\exports\Win11-B\Virtual Hard Disks\Win11-B.vhdx") == [True]
+    assert out(host, "Test-Path", Path=r"\\LAB\share\exports\Win11-B\Virtual Hard Disks\Win11-B.vhdx") == [True]
     (report,) = out(host, "Compare-VM", Path=vmcx)
     assert report.PSTypeNames[0] == "Microsoft.HyperV.PowerShell.VMCompatibilityReport"
     assert "same identifier already exists" in report.Incompatibilities[0].Message
