@@ -364,3 +364,14 @@ def test_export_script_pfx_files_and_simulator_exports_load_in_cryptography():
     for legacy in (True, False):
         key, loaded, _ = pkcs12.load_key_and_certificates(export_pfx(cert, "pw", legacy=legacy), b"pw")
         assert key is not None and loaded is not None
+
+
+def test_piped_items_and_literal_paths_work_like_paths(make_host):
+    host = make_host("healthy")
+    out(host, "Set-Content", LiteralPath=r"C:\Windows\Temp\a.bin", Value=[1, 2], Encoding="Byte")
+    items = out(host, "Get-ChildItem", Path=r"C:\Windows\Temp")
+    assert [i.Name for i in items] == ["a.bin"]
+    assert invoke(host, "Remove-Item", {}, input=items) == ([], [])
+    certs = out(host, "Get-ChildItem", Path=STORE_PATH)
+    assert invoke(host, "Remove-Item", {}, input=certs[:1]) == ([], [])
+    assert len(out(host, "Get-ChildItem", Path=STORE_PATH)) == 1

@@ -188,8 +188,11 @@ def _prop(obj: Any, name: str) -> Any:
 
 
 def _paths(inv: Invocation) -> list[str]:
+    """-Path/-LiteralPath, or the PSPath of piped items (provider-qualified paths work like plain ones)."""
     paths = inv.strings("Path") or inv.strings("LiteralPath")
-    return paths or [_prop(item, "PSPath") or str(item) for item in inv.input]
+    paths = paths or [str(_prop(item, "PSPath") or item) for item in inv.input]
+    prefix = f"{FS_PROVIDER}::".casefold()
+    return [p[len(prefix) :] if p.casefold().startswith(prefix) else p for p in paths]
 
 
 @cmdlet(
@@ -395,13 +398,15 @@ def get_content(inv: Invocation) -> list[Any]:
     True,
 )
 def set_content(inv: Invocation) -> list[Any]:
-    inv.require("Path")
+    targets = inv.strings("Path") or inv.strings("LiteralPath")
+    if not targets:
+        inv.require("Path")
     value = inv.get("Value", inv.input)
     if str(inv.get("Encoding", "")).casefold() == "byte":
         data = bytes(value) if isinstance(value, bytes | bytearray) else bytes(int(v) for v in _as_list(value))
     else:
         data = "".join(f"{v}\r\n" for v in _as_list(value)).encode()
-    for text in inv.strings("Path"):
+    for text in targets:
         local = local_path(inv.host, text)
         if not local.parent.is_dir():
             raise path_not_found(text.rsplit("\\", 1)[0])
