@@ -35,7 +35,9 @@ class JobFilterForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["kind"].choices = kind_choices()
+        kind = self.fields["kind"]
+        assert isinstance(kind, forms.ChoiceField)
+        kind.choices = kind_choices()
 
     def apply(self, jobs: QuerySet[Job]) -> QuerySet[Job]:
         if not self.is_valid():

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .kinds import JobContext, JobFailed, job_kind
 
 INVENTORY_REFRESH = "inventory_refresh"
+
+
+def host_log(ctx: JobContext, host_name: str) -> Callable[..., None]:
+    """A log callable for one host's remoting; lines name the host when the job has several."""
+    prefix = f"{host_name}: " if host_name else ""
+
+    def write(text: str, level: str = "info") -> None:
+        ctx.log(prefix + text, level)
+
+    return write
 
 
 @job_kind(INVENTORY_REFRESH, label="Refresh inventory", permission="run_jobs", mutating=False, refresh_inventory=False)
@@ -20,8 +32,7 @@ def refresh_inventory(ctx: JobContext) -> str:
         with ctx.step(f"Refresh inventory of {host.name}") as step:
             if not step.needed:
                 continue
-            prefix = f"{host.name}: " if len(ctx.hosts) > 1 else ""
-            outcome = refresh_host(host, log=lambda text, level="info", p=prefix: ctx.log(p + text, level))
+            outcome = refresh_host(host, log=host_log(ctx, host.name if len(ctx.hosts) > 1 else ""))
             if outcome.ok:
                 ctx.log(f"{host.name}: inventory refreshed ({outcome.requests} requests)", "info")
             else:

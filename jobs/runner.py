@@ -20,7 +20,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import DatabaseError, IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from console.models import AuditEvent
@@ -45,12 +45,16 @@ def runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def runner_alive(job: Job, now: datetime | None = None) -> bool:
-    """Is the runner recorded on the job still working? Dead if its heartbeat is stale or its process is gone."""
+def runner_alive(job: Job, now: datetime | None = None, check_process: bool = True) -> bool:
+    """Is the runner recorded on the job still working? Dead if its heartbeat is stale or (with `check_process`,
+    on this machine) its process is gone. The reaper only trusts the heartbeat: a task redelivered right after its
+    worker died gets the chance to resume the job first."""
     now = now or timezone.now()
     lost_after = jobs_setting("JOBS_LOST_AFTER_SECONDS", 30)
     if job.heartbeat_at is None or now - job.heartbeat_at > timedelta(seconds=lost_after):
         return False
+    if not check_process:
+        return True
     machine, _, rest = job.runner.partition(":")
     pid = rest.partition(":")[0]
     if machine == socket.gethostname() and pid.isdigit():
@@ -103,10 +107,10 @@ def claim(job_id: int) -> Claim | None:
     if job.cancel_requested:
         end_without_running(job, JobState.CANCELLED, summary="Cancelled before it started.")
         return None
+    hosts = sorted(job.hosts.all(), key=lambda h: h.pk) if kind.mutating else []
     try:
+        # The write comes first: SQLite cannot upgrade a reading transaction while another process writes.
         with transaction.atomic():
-            if kind.mutating:
-                lock_hosts(job)
             started = Job.objects.filter(
                 pk=job.pk, state__in=[JobState.QUEUED, JobState.WAITING], cancel_requested=False
             ).update(
@@ -118,6 +122,7 @@ def claim(job_id: int) -> Claim | None:
             )
             if not started:
                 raise _NotOurs
+            lock_hosts(job, hosts)
     except _NotOurs:
         return None
     except WaitForHost as wait:
@@ -132,9 +137,9 @@ class _NotOurs(Exception):  # noqa: N818
     pass
 
 
-def lock_hosts(job: Job) -> None:
+def lock_hosts(job: Job, hosts: list[Any]) -> None:
     """Take every host's lock or none (the surrounding transaction rolls back on WaitForHost)."""
-    for host in sorted(job.hosts.all(), key=lambda h: h.pk):
+    for host in hosts:
         try:
             with transaction.atomic():
                 HostLock.objects.create(host=host, job=job)
@@ -240,18 +245,30 @@ class LogPump(threading.Thread):
             pending, self.pending = self.pending, []
             messages, self.messages_after = self.messages_after, []
         for start in range(0, len(pending), BATCH_LINES * 5):
-            self.save_and_publish(pending[start : start + BATCH_LINES * 5])
+            try:
+                self.save_and_publish(pending[start : start + BATCH_LINES * 5])
+            except DatabaseError:
+                # Busy database: keep the lines (in order) for the next round rather than losing them.
+                log.warning("saving log lines of job %s failed; retrying", self.job_id, exc_info=True)
+                with self.lock:
+                    self.pending[:0] = pending[start:]
+                    self.messages_after[:0] = messages
+                time.sleep(0.2)
+                self.wake.set()
+                return
         for group, message in messages:
             self.publish(group, message)
 
     def save_and_publish(self, batch: list[tuple[datetime, str, str]]) -> None:
-        rows = []
-        for at, level, text in batch:
-            self.seq += 1
-            rows.append(JobLogLine(job_id=self.job_id, seq=self.seq, at=at, level=level, text=text))
+        first = self.seq + 1
+        rows = [
+            JobLogLine(job_id=self.job_id, seq=first + i, at=at, level=level, text=text)
+            for i, (at, level, text) in enumerate(batch)
+        ]
         with transaction.atomic():
             JobLogLine.objects.bulk_create(rows)
-            Job.objects.filter(pk=self.job_id).update(last_seq=self.seq)
+            Job.objects.filter(pk=self.job_id).update(last_seq=rows[-1].seq)
+        self.seq = rows[-1].seq
         wire = [line_tuple(row.seq, row.at, row.level, row.text) for row in rows]
         self.publish(job_group(self.job_id), {"type": "job.lines", "lines": wire})
 
@@ -444,7 +461,7 @@ def reap(now: datetime | None = None) -> list[int]:
     close_old_connections()
     reaped = []
     for job in Job.objects.filter(state=JobState.RUNNING):
-        if runner_alive(job, now):
+        if runner_alive(job, now, check_process=False):
             continue
         if mark_lost(job):
             reaped.append(job.pk)

@@ -8,6 +8,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
+from django.db import OperationalError
 
 from . import runner
 
@@ -16,7 +17,12 @@ log = logging.getLogger(__name__)
 
 @shared_task(bind=True, name="jobs.run_job", acks_late=True, max_retries=None, ignore_result=True)
 def run_job(self: Any, job_id: int) -> str:
-    outcome = runner.execute(job_id)
+    try:
+        outcome = runner.execute(job_id)
+    except OperationalError as exc:
+        # A busy or briefly unreachable database before the job started: try again rather than drop the job.
+        log.warning("job %s could not start: %s; retrying", job_id, exc)
+        raise self.retry(countdown=0.5, exc=exc) from None
     if outcome.startswith("waiting:"):
         # The host is locked by another mutating job; that job wakes us when it ends, this retry is the safety net.
         raise self.retry(countdown=float(getattr(settings, "JOBS_WAIT_RETRY_SECONDS", 2)))

@@ -120,7 +120,9 @@ class ConsoleProcess:
 
 
 class WorkerProcess(ConsoleProcess):
-    """`celery -A console worker` with an embedded beat (reaper every second in tests)."""
+    """`celery -A console worker` (threads pool). Beat runs as its own process, as in production: an embedded beat
+    is a forked child that survives a SIGKILL of the worker and keeps the dead worker's Redis socket, which then
+    swallows the next task."""
 
     def wait_ready(self, timeout: float = 60) -> None:
         wait_for(lambda: " ready." in self.output() or not self.alive(), timeout, "worker start", self.log_path)
@@ -132,6 +134,27 @@ def kind_modules(session: pytest.Session) -> str:
     """Modules of this run that define test-only job kinds (they say so with WORKER_JOB_KINDS = True)."""
     modules = {getattr(item, "module", None) for item in session.items}
     return ",".join(sorted(m.__name__ for m in modules if m is not None and getattr(m, "WORKER_JOB_KINDS", False)))
+
+
+def start_beat(workdir: Path) -> ConsoleProcess:
+    """`celery -A console beat`: sends the reaper every second (WORKER_TIMINGS) to whichever worker is alive."""
+    beat = ConsoleProcess(
+        name="beat",
+        args=[
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "console",
+            "beat",
+            f"--schedule={workdir / 'beat-schedule'}",
+            "--loglevel=INFO",
+        ],
+        env=console_env(**WORKER_TIMINGS),
+        log_path=ARTIFACTS / "logs" / f"beat-{os.getpid()}.log",
+    )
+    beat.start()
+    return beat
 
 
 def start_worker(session: pytest.Session, workdir: Path, **env: str) -> WorkerProcess:
@@ -148,8 +171,6 @@ def start_worker(session: pytest.Session, workdir: Path, **env: str) -> WorkerPr
             "worker",
             "--pool=threads",
             "--concurrency=4",
-            "-B",
-            f"--schedule={workdir / (name + '-beat')}",
             "--loglevel=INFO",
             "-n",
             f"{name}@%h",
@@ -173,8 +194,11 @@ class WorkerPool:
         self.workdir = Path(tempfile.mkdtemp(prefix="console-workers-"))
         self.current: WorkerProcess | None = None
         self.extra: list[WorkerProcess] = []
+        self.beat: ConsoleProcess | None = None
 
     def ensure(self) -> WorkerProcess:
+        if self.beat is None or not self.beat.alive():
+            self.beat = start_beat(self.workdir)
         if self.current is None or not self.current.alive():
             self.current = start_worker(self.session, self.workdir)
         return self.current
@@ -191,8 +215,9 @@ class WorkerPool:
 
     def stop_all(self) -> None:
         self.stop_extra()
-        if self.current is not None:
-            self.current.stop()
+        for process in (self.current, self.beat):
+            if process is not None:
+                process.stop()
 
 
 @pytest.fixture(scope="session")

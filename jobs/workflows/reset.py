@@ -1,0 +1,476 @@
+"""One-click reset of a broken guardian: the host's `UntrustedGuardian` (or the owner of VMs here) has lost its
+private keys, so every TPM change fails ("does not have a private key and cannot be the owner").
+
+The reset: read what is sealed to the guardian, escrow first any private key that the host still holds for those
+VMs and the vault lacks, keep the guardian's public metadata and thumbprints for an undo, `Remove-HgsGuardian`,
+then prove TPM changes work again by re-applying an Off VM's current TPM setting (a change that changes nothing).
+The undo re-creates the guardian by thumbprints, or from the kept metadata when its certificates are gone.
+
+The steps are plain functions over a session and a `run` (a JobContext, or DirectRun in tests and scripts), so
+they can be tested directly against a host and wrapped as job kinds at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path
+
+from console.roles import require
+from hosts.remoting.catalog.guardians import (
+    TEMP_DIR,
+    ExportGuardian,
+    GetGuardians,
+    ImportGuardianMetadata,
+    ListShieldedCertificates,
+    NewGuardianByThumbprints,
+    ReadFileBytes,
+    RemoveFiles,
+    RemoveGuardian,
+    WriteFileBytes,
+)
+from hosts.remoting.catalog.inventory import GuardianFacts, ReadHostInventory, ReadVmDetails
+from hosts.remoting.catalog.vms import DisableTpm, EnableTpm, GetVM
+from hosts.remoting.errors import RemoteCommandError, RemotingError
+from hosts.remoting.operation import Operation, render_powershell
+from hosts.vault.models import find_pair
+from jobs.kinds import JobContext, JobFailed, Step, job_kind
+
+UNTRUSTED_GUARDIAN = "UntrustedGuardian"
+
+
+# -- how a workflow runs outside a job --------------------------------------------------------------------------
+
+
+class DirectRun:
+    """What a workflow needs from a JobContext — log, step, record, check_cancelled, user — for running it
+    directly (tests, scripts). Lines are kept in `lines`, results in `results`."""
+
+    def __init__(self, user: Any = None) -> None:
+        self.user = user
+        self.lines: list[tuple[str, str]] = []
+        self.results: dict[str, Any] = {}
+        self.steps: list[str] = []
+
+    def log(self, text: str, level: str = "info") -> None:
+        self.lines.append((level, text))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line for _level, line in self.lines)
+
+    @contextmanager
+    def step(self, title: str, destructive: bool = False) -> Iterator[Step]:
+        self.log(f"▶ {title}")
+        yield Step(title=title, needed=True)
+        self.steps.append(title)
+
+    def record(self, key: str, value: Any) -> None:
+        self.results[key] = value
+
+    def check_cancelled(self) -> None:
+        return None
+
+
+def powershell_of(operations: list[Operation[Any]]) -> list[str]:
+    return [line for op in operations for line in render_powershell(op)]
+
+
+# -- what a reset would touch -------------------------------------------------------------------------------------
+
+
+@dataclass
+class SealedVm:
+    """A VM of the host whose key protector names the guardian being reset."""
+
+    name: str
+    state: str
+    escrowed: bool  # one of its guardians' pairs is in the vault
+    keys_here: bool  # the host holds the private keys of one of its guardians
+
+
+@dataclass
+class ResetPlan:
+    guardian: GuardianFacts | None
+    sealed: list[SealedVm] = field(default_factory=list)
+    to_escrow: list[tuple[str, str, str]] = field(default_factory=list)  # (signing, encryption, guardian name)
+    check_vm: str = ""  # an Off VM whose current TPM setting the verification re-applies
+    check_tpm_enabled: bool = False
+    problem: str = ""  # why the reset does not apply
+
+
+def _keyed(certificates: list[Any]) -> set[str]:
+    return {c.thumbprint.upper() for c in certificates if c.has_private_key}
+
+
+def is_broken(guardian: GuardianFacts, keyed: set[str]) -> bool:
+    """A guardian that lacks its private signing key, or whose encryption key is not in the store."""
+    return not guardian.has_private_signing_key or guardian.encryption_thumbprint.upper() not in keyed
+
+
+def plan_reset(session: Any, host: Any, guardian_name: str = UNTRUSTED_GUARDIAN) -> ResetPlan:
+    """Read the host live and say what a reset of `guardian_name` would do."""
+    inventory = session.run(ReadHostInventory())
+    inventory.facts.require_local()
+    guardian = next((g for g in inventory.guardians if g.name.lower() == guardian_name.lower()), None)
+    if guardian is None:
+        return ResetPlan(None, problem=f"{host} has no guardian named '{guardian_name}': there is nothing to reset.")
+    keyed = _keyed(inventory.certificates)
+    plan = ResetPlan(guardian)
+    if not is_broken(guardian, keyed):
+        plan.problem = (
+            f"Guardian '{guardian.name}' on {host} has its private keys: it is not broken, and removing it would "
+            "only cut its VMs off. Nothing to reset."
+        )
+        return plan
+    identity = (guardian.signing_thumbprint.upper(), guardian.encryption_thumbprint.upper())
+    details = session.run(ReadVmDetails([vm.name for vm in inventory.vms]))
+    wanted: dict[tuple[str, str], str] = {}
+    if set(identity) <= keyed:
+        wanted[identity] = guardian.name
+    for vm in inventory.vms:
+        kp = details[vm.name].key_protector if vm.name in details else None
+        if kp is None or not kp.present or identity not in {(g.signing, g.encryption) for g in kp.guardians}:
+            continue
+        pairs = [(g.signing, g.encryption) for g in kp.guardians]
+        escrowed = any(find_pair(*p) is not None for p in pairs)
+        here = [p for p in pairs if set(p) <= keyed]
+        plan.sealed.append(SealedVm(vm.name, vm.state, escrowed, bool(here)))
+        for pair in here:
+            wanted.setdefault(pair, guardian.name if pair == identity else "")
+    plan.check_vm, plan.check_tpm_enabled = check_candidate(inventory.vms, details)
+    plan.to_escrow = [(s, e, name) for (s, e), name in wanted.items() if find_pair(s, e) is None]
+    return plan
+
+
+def check_candidate(vms: list[Any], details: dict[str, Any]) -> tuple[str, bool]:
+    """An Off VM whose TPM setting can be re-applied as a check, preferring one whose TPM is off: re-applying
+    "off" to it changes nothing at all. ("", False) when no VM is Off."""
+    off = [details[vm.name] for vm in vms if vm.state == "Off" and vm.name in details]
+    readable = [d for d in off if d.security_read]
+    chosen = next((d for d in readable if not d.tpm_enabled), readable[0] if readable else None)
+    return (chosen.name, chosen.tpm_enabled) if chosen else ("", False)
+
+
+# -- the reset ------------------------------------------------------------------------------------------------------
+
+
+def escrow_before_reset(run: Any, session: Any, host: Any, plan: ResetPlan) -> int:
+    """Escrow every pair the host still holds keys for and the vault lacks; stop the reset if one fails."""
+    from .escrow import escrow_pair
+
+    for signing, encryption, name in plan.to_escrow:
+        with run.step(f"Escrow {name or 'guardian'} {signing[:8]}/{encryption[:8]} from {host} before the reset"):
+            try:
+                escrow_pair(session, host, signing, encryption, guardian_name=name, user=run.user, log=run.log)
+            except (JobFailed, RemotingError) as exc:
+                raise JobFailed(
+                    f"Could not escrow {signing[:8]}/{encryption[:8]} first, so the guardian was NOT removed and "
+                    f"nothing changed on {host}: {exc}"
+                ) from None
+    return len(plan.to_escrow)
+
+
+def keep_metadata(session: Any, guardian_name: str) -> str:
+    """The guardian's public metadata (Export-HgsGuardian XML, no private key), base64, for the undo."""
+    temp = f"{TEMP_DIR}\\gc-{secrets.token_hex(8)}-guardian.xml"
+    try:
+        session.run(ExportGuardian(guardian_name, temp))
+        return base64.b64encode(session.run(ReadFileBytes(temp))).decode()
+    finally:
+        session.run(RemoveFiles([temp]))
+
+
+def remove_guardian(run: Any, session: Any, host: Any, guardian: GuardianFacts) -> None:
+    undo = {
+        "host": host.name,
+        "guardian_name": guardian.name,
+        "signing_thumbprint": guardian.signing_thumbprint.upper(),
+        "encryption_thumbprint": guardian.encryption_thumbprint.upper(),
+    }
+    with run.step(f"Keep guardian '{guardian.name}' of {host} for an undo"):
+        undo["metadata_xml"] = keep_metadata(session, guardian.name)
+        run.record("removed_guardian", undo)
+        run.log(
+            f"Recorded for the undo: '{guardian.name}' signing {undo['signing_thumbprint']}, "
+            f"encryption {undo['encryption_thumbprint']}"
+        )
+    with run.step(f"Remove-HgsGuardian '{guardian.name}' on {host}", destructive=True) as step:
+        if step.needed:
+            session.run(RemoveGuardian(guardian.name))
+            run.log(f"Removed guardian '{guardian.name}' from {host}; its certificates stay in the store")
+
+
+def verify_tpm_changes(run: Any, session: Any, host: Any, plan: ResetPlan) -> str:
+    """Re-apply an Off VM's current TPM setting: it changes nothing, and fails while a broken guardian is there."""
+    with run.step(f"Check that TPM changes work on {host}"):
+        remaining = [g for g in session.run(GetGuardians()) if plan.guardian and g.name == plan.guardian.name]
+        if remaining:
+            raise JobFailed(f"Guardian '{remaining[0].name}' is still on {host} after Remove-HgsGuardian.")
+        if not plan.check_vm:
+            run.log(
+                f"No VM on {host} is Off, so no TPM setting could be re-applied as a check. The broken guardian is "
+                "gone; the next TPM change will create a fresh UntrustedGuardian with private keys.",
+                "warning",
+            )
+            return "guardian removed (no Off VM to check a TPM change with)"
+        vm = session.run(GetVM(plan.check_vm))
+        if vm is None or vm.state != "Off":
+            return f"guardian removed; VM '{plan.check_vm}' is no longer Off, so the check was skipped"
+        op = EnableTpm(plan.check_vm) if plan.check_tpm_enabled else DisableTpm(plan.check_vm)
+        try:
+            session.run(op)
+        except RemoteCommandError as exc:
+            raise JobFailed(
+                f"The guardian was removed, but re-applying the TPM setting of '{plan.check_vm}' still fails: "
+                f"{exc.message}. Look at Get-HgsGuardian on {host} for another guardian without private keys."
+            ) from None
+        setting = "on" if plan.check_tpm_enabled else "off"
+        run.log(f"TPM changes work again on {host}: re-applied “TPM {setting}” to '{plan.check_vm}' (no change)")
+        return f"TPM changes work again (checked on '{plan.check_vm}')"
+
+
+def reset_guardian(run: Any, session: Any, host: Any, guardian_name: str = UNTRUSTED_GUARDIAN) -> str:
+    """The whole reset; returns a one-line summary. Raises JobFailed with what is left when a step fails."""
+    with run.step(f"Read what is sealed to '{guardian_name}' on {host}"):
+        plan = plan_reset(session, host, guardian_name)
+        if plan.problem:
+            raise JobFailed(plan.problem)
+        describe_plan(run, host, plan)
+    assert plan.guardian is not None
+    escrowed = escrow_before_reset(run, session, host, plan)
+    run.check_cancelled()
+    remove_guardian(run, session, host, plan.guardian)
+    checked = verify_tpm_changes(run, session, host, plan)
+    run.record("sealed_vms", [vm.name for vm in plan.sealed])
+    return f"Removed '{plan.guardian.name}' from {host} ({escrowed} pair(s) escrowed first); {checked}"
+
+
+def describe_plan(run: Any, host: Any, plan: ResetPlan) -> None:
+    if not plan.sealed:
+        run.log(f"No VM on {host} is sealed to this guardian")
+    for vm in plan.sealed:
+        where = "escrowed in the vault" if vm.escrowed else "NOT escrowed anywhere"
+        keys = "its keys are on this host" if vm.keys_here else "no private key for it on this host"
+        level = "info" if vm.escrowed or vm.keys_here else "warning"
+        run.log(f"VM '{vm.name}' ({vm.state}) is sealed to it: {where}; {keys}", level)
+    run.log(f"{len(plan.to_escrow)} pair(s) to escrow before removing the guardian")
+
+
+# -- undo -------------------------------------------------------------------------------------------------------
+
+
+def undo_reset(run: Any, session: Any, host: Any, removed: dict[str, Any]) -> str:
+    """Re-create the removed guardian: by thumbprints when its certificates are in the store, else from the
+    metadata kept before the reset (its public certificates, as it was)."""
+    name = removed["guardian_name"]
+    key = (removed["signing_thumbprint"], removed["encryption_thumbprint"])
+    with run.step(f"Check that '{name}' can come back on {host}"):
+        existing = next((g for g in session.run(GetGuardians()) if g.name.lower() == name.lower()), None)
+        if existing is not None:
+            if (existing.signing_thumbprint.upper(), existing.encryption_thumbprint.upper()) == key:
+                return f"'{name}' is already on {host} with the same certificates; nothing to undo"
+            raise JobFailed(
+                f"{host} has a new guardian named '{name}' now (signing {existing.signing_thumbprint}), made after "
+                "the reset — enabling a TPM creates one. The undo would have to remove it, and VMs sealed since then "
+                f"would lose their owner, so nothing was changed. If you are sure: Remove-HgsGuardian -Name '{name}' "
+                "on the host, then run the undo again."
+            )
+        store = session.run(ListShieldedCertificates())
+    with run.step(f"Re-create guardian '{name}' on {host}", destructive=True) as step:
+        if not step.needed:
+            return f"'{name}' re-created on {host}"
+        if store.exists and store.find(key[0]) and store.find(key[1]):
+            session.run(NewGuardianByThumbprints(name, *key))
+            how = "by thumbprints"
+        else:
+            restore_from_metadata(session, name, removed.get("metadata_xml", ""))
+            how = "from its metadata kept before the reset (its certificates are no longer in the store)"
+        run.log(f"Re-created '{name}' on {host} {how}")
+    return f"'{name}' re-created on {host} {how.split(' (')[0]}"
+
+
+def restore_from_metadata(session: Any, name: str, metadata_b64: str) -> None:
+    if not metadata_b64:
+        raise JobFailed(
+            f"The certificates of '{name}' are no longer in the store and the reset kept no metadata: it cannot be "
+            "re-created. (It had already lost its private keys, so no VM lost access through the reset.)"
+        )
+    temp = f"{TEMP_DIR}\\gc-{secrets.token_hex(8)}-guardian.xml"
+    try:
+        session.run(WriteFileBytes(temp, base64.b64decode(metadata_b64)))
+        session.run(ImportGuardianMetadata(temp, name))
+    finally:
+        session.run(RemoveFiles([temp]))
+
+
+# -- job kinds --------------------------------------------------------------------------------------------------------
+
+
+@job_kind("reset_guardian", label="Reset a broken guardian", permission="run_destructive_jobs", mutating=True)
+def reset_guardian_job(ctx: JobContext) -> str:
+    """params: guardian_name (default UntrustedGuardian)."""
+    host = ctx.host
+    if host is None:
+        raise JobFailed("No host given: choose the host whose guardian lost its private keys.")
+    summary = reset_guardian(ctx, ctx.session(host), host, ctx.params.get("guardian_name") or UNTRUSTED_GUARDIAN)
+    ctx.log(f"To undo: /jobs/new/reset/undo/?job={ctx.job.pk}")
+    return summary
+
+
+@job_kind("undo_guardian_reset", label="Undo a guardian reset", permission="run_destructive_jobs", mutating=True)
+def undo_reset_job(ctx: JobContext) -> str:
+    """params: reset_job (id of the finished reset job whose removed guardian comes back)."""
+    host = ctx.host
+    removed = removed_guardian_of(ctx.params.get("reset_job"))
+    if host is None or removed is None:
+        raise JobFailed("That reset job recorded no removed guardian: there is nothing to undo.")
+    return undo_reset(ctx, ctx.session(host), host, removed)
+
+
+def removed_guardian_of(job_id: Any) -> dict[str, Any] | None:
+    from jobs.models import Job
+
+    if not str(job_id).isdigit():
+        return None
+    job = Job.objects.filter(pk=int(job_id), kind="reset_guardian").first()
+    removed = job.results.get("removed_guardian") if job is not None else None
+    return removed if isinstance(removed, dict) else None
+
+
+# -- pages ------------------------------------------------------------------------------------------------------------
+
+
+def broken_guardians() -> list[Any]:
+    """Guardians that the last inventory shows without private keys and that should own VMs here."""
+    from hosts.inventory.models import Guardian, VirtualMachine
+
+    found = []
+    for guardian in Guardian.objects.select_related("host").filter(has_private_signing_key=False):
+        owners = {
+            vm.owner_pair for vm in VirtualMachine.objects.filter(host=guardian.host) if vm.owner_pair is not None
+        }
+        if guardian.name == UNTRUSTED_GUARDIAN or guardian.identity in owners:
+            found.append(guardian)
+    return found
+
+
+def sealed_from_inventory(guardian: Any) -> list[dict[str, Any]]:
+    from hosts.inventory.models import VirtualMachine
+
+    rows = []
+    for vm in VirtualMachine.objects.filter(host=guardian.host):
+        if guardian.identity not in vm.guardian_pairs:
+            continue
+        escrowed = [p for p in vm.guardian_pairs if find_pair(*p) is not None]
+        rows.append({"name": vm.name, "state": vm.state, "escrowed": bool(escrowed)})
+    return rows
+
+
+def reset_operations(guardian_name: str, guardian: Any) -> list[Operation[Any]]:
+    temp = f"{TEMP_DIR}\\gc-<random>-guardian.xml"
+    return [
+        ReadHostInventory(),
+        ReadVmDetails(["<each VM>"]),
+        ExportGuardian(guardian_name, temp),
+        ReadFileBytes(temp),
+        RemoveFiles([temp]),
+        RemoveGuardian(guardian_name),
+        GetGuardians(),
+        DisableTpm("<an Off VM whose TPM is off: re-applied, no change>"),
+    ]
+
+
+RESET_RISKS = [
+    "A VM sealed only to this guardian, whose pair is not in the vault, stays unable to start: the reset does not "
+    "make that worse (the private keys are already gone), but only a backup of the pair can bring it back.",
+    "If any private key the host still holds for those VMs cannot be escrowed first, the job stops before removing "
+    "anything.",
+    "Enabling a TPM afterwards creates a new UntrustedGuardian; once a VM is sealed to it, the undo will refuse to "
+    "replace it.",
+]
+
+
+@require("run_destructive_jobs")
+def reset_preflight(request: HttpRequest) -> HttpResponse:
+    from hosts.inventory.models import Guardian
+    from hosts.models import Host
+
+    host_id = request.POST.get("host") or request.GET.get("host") or ""
+    name = request.POST.get("guardian") or request.GET.get("guardian") or UNTRUSTED_GUARDIAN
+    host = Host.objects.filter(pk=int(host_id)).first() if host_id.isdigit() else None
+    context: dict[str, Any] = {"offers": broken_guardians(), "host": host, "guardian_name": name}
+    if host is None:
+        return render(request, "workflows/reset.html", context)
+    if request.method == "POST":
+        return start(request, "reset_guardian", host, {"guardian_name": name})
+    guardian = Guardian.objects.filter(host=host, name=name).first()
+    context["guardian"] = guardian
+    context["sealed"] = sealed_from_inventory(guardian) if guardian else []
+    context["powershell"] = powershell_of(reset_operations(name, guardian))
+    context["risks"] = RESET_RISKS
+    context["undoable"] = past_resets(host)
+    if guardian is not None and guardian.has_private_signing_key:
+        context["problem"] = f"The last inventory shows '{name}' on {host} with its private keys: it is not broken."
+    return render(request, "workflows/reset.html", context)
+
+
+def past_resets(host: Any) -> list[Any]:
+    from jobs.models import Job
+
+    jobs = Job.objects.filter(kind="reset_guardian", hosts=host).order_by("-pk")[:10]
+    return [job for job in jobs if isinstance(job.results.get("removed_guardian"), dict)]
+
+
+@require("run_destructive_jobs")
+def undo_preflight(request: HttpRequest) -> HttpResponse:
+    from jobs.models import Job
+    from jobs.services import ordered_hosts
+
+    job_id = request.POST.get("job") or request.GET.get("job") or ""
+    removed = removed_guardian_of(job_id)
+    if removed is None:
+        return render(request, "workflows/reset_undo.html", {"problem": "Choose a reset job that removed a guardian."})
+    job = Job.objects.get(pk=int(job_id))
+    hosts = ordered_hosts(job)
+    if not hosts:
+        return render(request, "workflows/reset_undo.html", {"problem": "The host of that reset is not registered."})
+    if request.method == "POST":
+        return start(request, "undo_guardian_reset", hosts[0], {"reset_job": job.pk})
+    ops: list[Operation[Any]] = [
+        GetGuardians(),
+        ListShieldedCertificates(),
+        NewGuardianByThumbprints(
+            removed["guardian_name"], removed["signing_thumbprint"], removed["encryption_thumbprint"]
+        ),
+    ]
+    temp = f"{TEMP_DIR}\\gc-<random>-guardian.xml"
+    fallback: list[Operation[Any]] = [WriteFileBytes(temp, b""), ImportGuardianMetadata(temp, removed["guardian_name"]), RemoveFiles([temp])]
+    context = {"job": job, "host": hosts[0], "removed": removed, "powershell": powershell_of(ops)}
+    context["fallback_powershell"] = powershell_of(fallback)
+    return render(request, "workflows/reset_undo.html", context)
+
+
+def start(request: HttpRequest, kind: str, host: Any, params: dict[str, Any], vms: list[str] | None = None) -> Any:
+    from django.core.exceptions import PermissionDenied
+
+    from jobs.services import create_job
+
+    try:
+        job = create_job(request.user, kind, hosts=[host], vms=vms or [], params=params)
+    except PermissionDenied as exc:
+        return render(request, "console/forbidden.html", {"needed": str(exc)}, status=403)
+    return redirect(f"/jobs/{job.pk}/")
+
+
+urlpatterns = [
+    path("jobs/new/reset/", reset_preflight, name="reset_preflight"),
+    path("jobs/new/reset/undo/", undo_preflight, name="reset_undo_preflight"),
+]
