@@ -128,8 +128,9 @@ class CmdletSpec:
             output = self.body(inv)
         except CmdletError as exc:
             raise exc.qualify(self.command_class) from None
-        for error in inv.errors:
-            error.qualify(self.command_class)
+        finally:
+            for error in inv.errors:
+                error.qualify(self.command_class)
         if inv.errors and str(inv.get("ErrorAction", "")).casefold() == "stop":
             raise inv.errors.pop(0)
         return output

@@ -1,0 +1,198 @@
+"""The simulated host's cmdlets as the console meets them: unmodified pypsrp over real sockets (NTLM + encryption).
+
+One story per cmdlet family and per host behaviour the workflows rely on; the full matrix runs in-process in
+test_sim_cmdlets*.py and test_sim_behaviours.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.serialization import pkcs12
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.serializer import TaggedValue
+from pypsrp.wsman import WSMan
+
+from hypervsim import scenarios
+from hypervsim.certs import thumbprint
+from hypervsim.model import STORE_PATH
+
+pytestmark = pytest.mark.timeout(60)
+UNWRAP = "The key protector could not be unwrapped"
+
+
+@contextmanager
+def session(h: Any, secrets: bool = False) -> Iterator[RunspacePool]:
+    wsman = WSMan(
+        h.address, port=h.port, username=h.user, password=h.password, ssl=False, auth="negotiate", operation_timeout=5
+    )
+    with wsman, RunspacePool(wsman) as pool:
+        if secrets:
+            pool.exchange_keys()  # SecureString parameters need the session key (client RSA key: slow-ish)
+        yield pool
+
+
+def run(pool: RunspacePool, *statements: tuple[str, dict[str, Any]]) -> PowerShell:
+    """Commands of one pipeline; a name starting with '|' pipes into the previous command."""
+    ps = PowerShell(pool)
+    for index, (name, params) in enumerate(statements):
+        if index and not name.startswith("|"):
+            ps.add_statement()
+        ps.add_cmdlet(name.lstrip("|"))
+        for key, value in params.items():
+            ps.add_parameter(key, value)
+    ps.invoke()
+    return ps
+
+
+def ok(pool: RunspacePool, name: str, /, **params: Any) -> list[Any]:
+    ps = run(pool, (name, params))
+    assert not ps.had_errors and not ps.streams.error, [str(e) for e in ps.streams.error]
+    return ps.output
+
+
+def fails(pool: RunspacePool, name: str, /, **params: Any) -> Any:
+    ps = run(pool, (name, params))
+    assert ps.streams.error, f"{name} did not fail"
+    return ps.streams.error[0]
+
+
+def secure(text: str) -> TaggedValue:
+    return TaggedValue("SS", text)
+
+
+def prop(obj: Any, name: str) -> Any:
+    return obj.adapted_properties.get(name, obj.extended_properties.get(name))
+
+
+def test_inventory_cmdlets_arrive_with_windows_types(sim_host):
+    h = sim_host("healthy")
+    with session(h) as pool:
+        vms = ok(pool, "Get-VM")
+        assert vms[0].types[0] == "Microsoft.HyperV.PowerShell.VirtualMachine"
+        assert [(prop(v, "Name"), str(prop(v, "State"))) for v in vms][:3] == [
+            ("Win11-A", "Running"),
+            ("Win11-B", "Off"),
+            ("Win11-C", "Saved"),
+        ]
+        (security,) = ok(pool, "Get-VMSecurity", VMName="Win11-B")
+        assert prop(security, "TpmEnabled") is True
+        (snapshot,) = ok(pool, "Get-VMSnapshot", VMName="Win11-B")
+        assert prop(snapshot, "Name") == "Before update"
+        (vm_host,) = ok(pool, "Get-VMHost")
+        assert prop(vm_host, "VirtualMachineMigrationEnabled") is False
+        (os_info,) = ok(pool, "Get-CimInstance", ClassName="Win32_OperatingSystem")
+        assert prop(os_info, "Caption") == "Microsoft Windows Server 2022 Datacenter"
+        (config,) = ok(pool, "Get-HgsClientConfiguration")
+        assert str(prop(config, "Mode")) == "Local"
+
+
+def test_guardian_certificates_and_key_protector_bytes_travel_intact(sim_host):
+    h = sim_host("healthy")
+    with session(h) as pool:
+        (guardian,) = ok(pool, "Get-HgsGuardian", Name="UntrustedGuardian")
+        signing = prop(guardian, "SigningCertificate")
+        raw = prop(signing, "RawData")
+        assert prop(signing, "Thumbprint") == thumbprint(raw)
+        assert prop(signing, "Subject") == "CN=Shielded VM Signing Certificate (UntrustedGuardian) (HV01)"
+        (kp_bytes,) = ok(pool, "Get-VMKeyProtector", VMName="Win11-A")
+        assert isinstance(kp_bytes, bytes) and raw in kp_bytes
+        (kp,) = ok(pool, "ConvertTo-HgsKeyProtector", Bytes=kp_bytes)
+        assert prop(prop(kp, "Owner"), "Name") == "UntrustedGuardian"
+        bad = fails(pool, "Get-HgsGuardian", Name="Nobody")
+        assert bad.fq_error == "CmdletizationQuery_NotFound_Name,Get-HgsGuardian"
+
+
+def test_pfx_export_and_download_as_bytes(sim_host):
+    h = sim_host("healthy")
+    with session(h, secrets=True) as pool:
+        certs = ok(pool, "Get-ChildItem", Path=STORE_PATH)
+        thumb = prop(certs[0], "Thumbprint")
+        target = r"C:\Windows\Temp\gc-signing.pfx"
+        ok(pool, "Export-PfxCertificate", Cert=rf"{STORE_PATH}\{thumb}", FilePath=target, Password=secure("pw-1"))
+        (data,) = ok(pool, "Get-Content", Path=target, Encoding="Byte", Raw=None)
+        key, cert, _ = pkcs12.load_key_and_certificates(data, b"pw-1")
+        assert key is not None and cert is not None
+        ok(pool, "Remove-Item", Path=target)
+        assert ok(pool, "Test-Path", Path=target) == [False]
+    parameters = [entry["parameters"] for entry in h.command_log if entry["cmdlet"] == "Export-PfxCertificate"]
+    assert parameters and parameters[0]["Password"] == "********"
+
+
+def test_reinstalled_host_starts_its_vm_after_the_backup_pair_is_uploaded_and_imported(sim_host):
+    h = sim_host("reinstalled")
+    signing_pfx, encryption_pfx, password = scenarios.previous_guardian_backup(h)
+    with session(h, secrets=True) as pool:
+        err = fails(pool, "Start-VM", Name="Win11-A")
+        assert UNWRAP in str(err) and err.fq_error == "Unspecified,Microsoft.HyperV.PowerShell.Commands.StartVM"
+        for name, blob in (("signing", signing_pfx), ("encryption", encryption_pfx)):
+            ok(pool, "Set-Content", Path=rf"C:\Windows\Temp\{name}.pfx", Value=blob, Encoding="Byte")
+        pfx = r"C:\Windows\Temp\encryption.pfx"
+        missing = fails(
+            pool, "Import-PfxCertificate", FilePath=pfx, CertStoreLocation=STORE_PATH, Password=secure(password)
+        )
+        assert str(missing) == f"Cannot find path '{STORE_PATH}' because it does not exist."
+        ok(pool, "New-Item", Path=STORE_PATH)
+        wrong = fails(pool, "Import-PfxCertificate", FilePath=pfx, CertStoreLocation=STORE_PATH, Password=secure("x"))
+        assert "requires either a different password" in str(wrong)
+        ok(pool, "New-HgsGuardian", Name="Restored", AllowUntrustedRoot=None, AllowExpired=None,
+           SigningCertificate=r"C:\Windows\Temp\signing.pfx", SigningCertificatePassword=secure(password),
+           EncryptionCertificate=pfx, EncryptionCertificatePassword=secure(password))  # fmt: skip
+        duplicate = fails(pool, "New-HgsGuardian", Name="Restored", GenerateCertificates=None)
+        assert "already exists" in str(duplicate)
+        ok(pool, "Start-VM", Name="Win11-A")
+    assert h.model.vm("Win11-A").state == "Running"
+
+
+def test_deleted_certificates_block_tpm_changes_until_the_guardian_is_reset(sim_host):
+    h = sim_host("deleted-certs")
+    with session(h) as pool:
+        err = fails(pool, "Disable-VMTPM", VMName="Win11-B")
+        assert "An error occurred while applying security changes" in str(err)
+        assert "does not have a private key and cannot be the owner" in str(err)
+        ps = run(pool, ("Get-HgsGuardian", {"Name": "UntrustedGuardian"}), ("|Remove-HgsGuardian", {}))
+        assert not ps.had_errors and ok(pool, "Get-HgsGuardian") == []
+        ok(pool, "Set-VMKeyProtector", VMName="Srv-Plain", NewLocalKeyProtector=None)
+        ok(pool, "Enable-VMTPM", VMName="Srv-Plain")
+        ok(pool, "Start-VM", Name="Srv-Plain")
+    assert h.model.vm("Srv-Plain").tpm_enabled and h.model.vm("Srv-Plain").state == "Running"
+
+
+def test_tpm_changes_need_the_vm_off_and_stale_saved_state_must_be_removed(sim_host):
+    h = sim_host("healthy")
+    with session(h) as pool:
+        assert fails(pool, "Enable-VMTPM", VMName="Win11-A").fq_error.startswith("InvalidState,")
+        ok(pool, "Set-VMKeyProtector", VMName="Win11-C", NewLocalKeyProtector=None)
+        stale = fails(pool, "Start-VM", Name="Win11-C")
+        assert "computed authentication tag did not match" in str(stale)
+        ok(pool, "Remove-VMSavedState", VMName="Win11-C")
+        (vm,) = ok(pool, "Start-VM", Name="Win11-C", Passthru=None)
+        assert str(prop(vm, "State")) == "Running"
+
+
+def test_unknown_parameter_is_a_binding_error(sim_host):
+    h = sim_host("fresh")
+    with session(h) as pool:
+        err = fails(pool, "Get-VM", Colour="red")
+        assert err.fq_error == "NamedParameterNotFound,Microsoft.HyperV.PowerShell.Commands.GetVM"
+
+
+def test_vm_moves_between_lab_hosts_by_migration_and_by_export_import(sim_lab):
+    lab = sim_lab(hosts=2, scenarios=["migration"])
+    source, target = lab.hosts
+    with session(source) as pool:
+        ok(pool, "Move-VM", Name="Win11-B", DestinationHost=target.name, IncludeStorage=None)
+        ok(pool, "Export-VM", Name="Srv-Plain", Path=r"\\LAB\share\exports")
+        vm_id = source.model.vm("Srv-Plain").id.upper()
+    with session(target) as pool:
+        assert [prop(v, "Name") for v in ok(pool, "Get-VM")] == ["Win11-B"]
+        vmcx = rf"\\LAB\share\exports\Srv-Plain\Virtual Machines\{vm_id}.vmcx"
+        (report,) = ok(pool, "Compare-VM", Path=vmcx, Copy=None, GenerateNewId=None)
+        assert prop(report, "Incompatibilities") == []
+        (vm,) = ok(pool, "Import-VM", Path=vmcx, Copy=None, GenerateNewId=None)
+        assert prop(vm, "Name") == "Srv-Plain"
+        ok(pool, "Remove-VM", Name="Srv-Plain", Force=None)
+        assert UNWRAP in str(fails(pool, "Start-VM", Name="Win11-B"))  # its guardian's keys stayed on HV01
