@@ -32,17 +32,17 @@ SAFE_ACCOUNT = re.compile(r"[A-Za-z0-9.][A-Za-z0-9._\\@-]{0,100}")
 
 # The first words of a failed test name the failure class; the remedy comes from the remoting layer's REMEDIES.
 FAILURE_HEADLINES = {
-    "dns": "DNS: the host name could not be resolved",
-    "refused": "Connection refused: nothing listens on that port",
-    "timeout": "Timeout: the host did not answer in time",
-    "tls": "TLS verification failed: the host's certificate is not the one expected",
-    "auth": "401 Unauthorized: the host refused the credentials",
-    "winrm_fault": "WinRM fault: the WinRM service refused the request",
-    "not_local": "Not in Local mode: the host's HGS client uses a Host Guardian Service",
-    "dropped": "Connection dropped by the host",
-    "remote": "The test command failed on the host",
-    "unexpected": "The host's answer could not be understood",
-    "secret": "The stored password cannot be opened",
+    "dns": "DNS",
+    "refused": "Connection refused",
+    "timeout": "Timeout",
+    "tls": "TLS verification failed",
+    "auth": "401 Unauthorized",
+    "winrm_fault": "WinRM fault",
+    "not_local": "Not in Local mode",
+    "dropped": "Connection dropped",
+    "remote": "Command failed on the host",
+    "unexpected": "Unexpected reply",
+    "secret": "Stored password unreadable",
 }
 SECRET_REMEDY = "Re-enter the password on the Edit page, or add the missing key back to CONSOLE_ENCRYPTION_KEYS."  # noqa: S105
 
@@ -87,7 +87,7 @@ def _failure(kind: str, detail: str) -> ConnectionTestOutcome:
 
     headline = FAILURE_HEADLINES.get(kind, FAILURE_HEADLINES["unexpected"])
     advice = SECRET_REMEDY if kind == "secret" else REMEDIES.get(kind, REMEDIES["unexpected"])
-    return ConnectionTestOutcome(False, kind, f"{headline}. {detail.rstrip('.')}. {advice}")
+    return ConnectionTestOutcome(False, kind, f"{headline}: {detail.rstrip('.')}. {advice}")
 
 
 def _inventory_panel() -> Any:

@@ -173,7 +173,7 @@ def test_an_unknown_name_is_reported_as_dns(operator_client: Client) -> None:
     host, page = run_test(operator_client, host)
     assert host.last_test_ok is False
     assert host.last_test_message.startswith("DNS:")
-    assert "DNS: the host name could not be resolved" in page
+    assert "DNS: " in page and "resolve" in page
     event = AuditEvent.objects.get(action="host.test_connection")
     assert event.detail == {"ok": False, "failure": "dns"} and event.username == "otto"
 
@@ -200,7 +200,7 @@ def test_a_password_sealed_with_a_lost_key_is_named_not_a_500(admin_client: Clie
     host = plain_host(port=free_port())
     settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     host, page = run_test(admin_client, host)
-    assert host.last_test_message.startswith("The stored password cannot be opened")
+    assert host.last_test_message.startswith("Stored password unreadable")
     assert "CONSOLE_ENCRYPTION_KEYS" in page
 
 
@@ -215,8 +215,8 @@ def presented_fingerprint(sim: Any) -> str:
 def test_ntlm_with_message_encryption_connects_and_goes_green(
     operator_client: Client, sim_host: Any, registered_host: Any
 ) -> None:
-    sim = sim_host(scenario="healthy", auth="ntlm")
-    host, page = run_test(operator_client, registered_host(sim))
+    sim = sim_host(scenario="healthy")
+    host, page = run_test(operator_client, registered_host(sim, auth="ntlm"))
     assert host.last_test_ok is True, host.last_test_message
     assert host.last_test_message.startswith("Connected:") and "Local" in host.last_test_message
     assert "connected" in page
@@ -260,15 +260,15 @@ def test_the_wrong_ca_names_tls_and_the_fingerprint_seen(
 
 
 def test_a_wrong_password_is_a_401(admin_client: Client, sim_host: Any, registered_host: Any) -> None:
-    sim = sim_host(scenario="healthy", auth="ntlm")
-    host, page = run_test(admin_client, registered_host(sim, password="not-the-password"))
+    sim = sim_host(scenario="healthy")
+    host, page = run_test(admin_client, registered_host(sim, auth="ntlm", password="not-the-password"))
     assert host.last_test_message.startswith("401 Unauthorized"), host.last_test_message
     assert "not-the-password" not in page and "not-the-password" not in host.last_test_message
 
 
 def test_a_host_that_went_down_is_refused(admin_client: Client, sim_host: Any, registered_host: Any) -> None:
-    sim = sim_host(scenario="healthy", auth="ntlm")
-    host = registered_host(sim)
+    sim = sim_host(scenario="healthy")
+    host = registered_host(sim, auth="ntlm")
     sim.down()
     host, _page = run_test(admin_client, host)
     assert host.last_test_message.startswith("Connection refused"), host.last_test_message
@@ -277,8 +277,8 @@ def test_a_host_that_went_down_is_refused(admin_client: Client, sim_host: Any, r
 def test_a_slow_host_times_out(admin_client: Client, sim_host: Any, registered_host: Any, settings: Any) -> None:
     settings.WINRM_READ_TIMEOUT = 1
     settings.WINRM_OPERATION_TIMEOUT = 1
-    sim = sim_host(scenario="healthy", auth="ntlm")
-    host = registered_host(sim)
+    sim = sim_host(scenario="healthy")
+    host = registered_host(sim, auth="ntlm")
     sim.faults.latency = 3
     host, _page = run_test(admin_client, host)
     sim.faults.clear()
@@ -286,17 +286,17 @@ def test_a_slow_host_times_out(admin_client: Client, sim_host: Any, registered_h
 
 
 def test_a_winrm_fault_is_named(admin_client: Client, sim_host: Any, registered_host: Any) -> None:
-    sim = sim_host(scenario="healthy", auth="ntlm")
-    host = registered_host(sim)
+    sim = sim_host(scenario="healthy")
+    host = registered_host(sim, auth="ntlm")
     sim.faults.wsman_fault = 1
     host, _page = run_test(admin_client, host)
     assert host.last_test_message.startswith("WinRM fault"), host.last_test_message
 
 
 def test_a_host_in_hgs_mode_is_reported_as_not_local(admin_client: Client, sim_host: Any, registered_host: Any) -> None:
-    sim = sim_host(scenario="healthy", auth="ntlm")
+    sim = sim_host(scenario="healthy")
     with sim.model.changing() as model:
         model.hgs_mode = "HostGuardianService"
-    host, _page = run_test(admin_client, registered_host(sim))
+    host, _page = run_test(admin_client, registered_host(sim, auth="ntlm"))
     assert host.last_test_ok is False
     assert host.last_test_message.startswith("Not in Local mode"), host.last_test_message
