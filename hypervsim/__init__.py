@@ -1,1 +1,170 @@
-"""Simulated Hyper-V host speaking real WinRM/WSMan + PSRP."""
+"""Simulated Hyper-V hosts speaking real WinRM/WSMan + PSRP over loopback sockets.
+
+h = start_host(name="HV01", state_dir=tmp, scenario="healthy")   # listening when it returns
+... pypsrp WSMan(h.address, port=h.port, ...) ...
+h.faults.latency = 0.2; h.down(); h.up(); h.command_log; h.stop()
+lab = start_lab(dir=tmp, hosts=2, scenarios=["migration"])        # hosts sharing lab.share
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypervsim.auth import Account
+from hypervsim.cmdlets import CMDLETS as _REGISTRY
+from hypervsim.faults import Faults
+from hypervsim.model import HostModel, LabContext
+from hypervsim.scenarios import ARRANGEMENTS
+from hypervsim.server import HostRuntime, Listener
+from hypervsim.tls import listener_certificate
+
+__all__ = ["CMDLETS", "Lab", "SimHost", "start_host", "start_lab"]
+
+CMDLETS: frozenset[str] = frozenset(_REGISTRY)
+DEFAULT_USER = "labadmin"
+DEFAULT_PASSWORD = "Passw0rd!sim"
+
+
+class SimHost:
+    """A running simulated host: where to reach it, how to log in, and handles for tests."""
+
+    address = "127.0.0.1"
+
+    def __init__(self, runtime: HostRuntime, listener: Listener, ca_file: Path | None) -> None:
+        self._runtime, self._listener = runtime, listener
+        self.ca_file = str(ca_file) if ca_file else None
+        self._lock = threading.Lock()
+        self._up = True
+
+    name = property(lambda self: self._runtime.name)
+    port = property(lambda self: self._runtime.port)
+    url = property(lambda self: self._runtime.url)
+    user = property(lambda self: self._runtime.account.user)
+    password = property(lambda self: self._runtime.account.password)
+    auth = property(lambda self: self._runtime.scheme)
+    https = property(lambda self: self._runtime.tls is not None)
+
+    @property
+    def model(self) -> HostModel:
+        return self._runtime.model
+
+    @property
+    def faults(self) -> Faults:
+        return self._runtime.faults
+
+    @property
+    def command_log(self) -> list[dict[str, Any]]:
+        return self._runtime.command_log
+
+    @property
+    def request_count(self) -> int:
+        return self._runtime.request_count
+
+    def announcement(self) -> dict[str, Any]:
+        """What the CLI prints for this host: enough to register it in the console."""
+        line = {"name": self.name, "url": self.url, "user": self.user, "password": self.password, "auth": self.auth}
+        return line | ({"ca_file": self.ca_file} if self.ca_file else {})
+
+    def down(self) -> None:
+        """Take the host off the network: the port is closed and open connections are reset."""
+        with self._lock:
+            if self._up:
+                self._listener.close()
+                self._up = False
+
+    def up(self) -> None:
+        """Back on the network, on the same port."""
+        with self._lock:
+            if not self._up:
+                self._listener.open(self._runtime.port)
+                self._up = True
+
+    def stop(self) -> None:
+        self.down()
+
+    def __repr__(self) -> str:
+        return f"<SimHost {self.name} {self.url}>"
+
+
+@dataclass
+class Lab:
+    """Hosts started together; they see one lab share and find each other by computer name."""
+
+    dir: Path
+    share: Path
+    context: LabContext
+    hosts: list[SimHost] = field(default_factory=list)
+
+    def host(self, name: str) -> SimHost:
+        return next(h for h in self.hosts if h.name.casefold() == name.casefold())
+
+    def stop(self) -> None:
+        for host in self.hosts:
+            host.stop()
+
+
+def start_host(
+    name: str = "HV01",
+    state_dir: Path | str | None = None,
+    scenario: str = "healthy",
+    auth: str = "negotiate",
+    https: bool = False,
+    user: str = DEFAULT_USER,
+    password: str = DEFAULT_PASSWORD,
+    port: int = 0,
+    lab: Lab | None = None,
+) -> SimHost:
+    """Start one host listening on 127.0.0.1 (port 0: any free port). Its state persists in state_dir."""
+    if auth not in ("negotiate", "basic"):
+        raise ValueError(f"auth must be 'negotiate' or 'basic', not {auth!r}")
+    if auth == "basic" and not https:
+        raise ValueError("Basic authentication is only offered over HTTPS, as on a hardened Windows listener")
+    if state_dir is None:
+        if lab is None:
+            raise ValueError("start_host needs a state_dir (or a lab to live in)")
+        state_dir = lab.dir / name
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    context = lab.context if lab else LabContext(share=_directory(state_dir / "share"))
+    model = HostModel.load_or_create(state_dir, name, scenario)
+    model.attach(context)
+    tls = listener_certificate((lab.dir if lab else state_dir) / "tls", name) if https else None
+    runtime = HostRuntime(model, context, Account.create(user, password, state_dir, name), auth, tls)
+    listener = Listener(runtime)
+    listener.open(port)
+    host = SimHost(runtime, listener, tls.ca_file if tls else None)
+    if lab is not None:
+        lab.hosts.append(host)
+    return host
+
+
+def start_lab(
+    dir: Path | str,
+    hosts: int = 2,
+    scenarios: list[str] | None = None,
+    https: bool = False,
+    auth: str = "negotiate",
+    user: str = DEFAULT_USER,
+    password: str = DEFAULT_PASSWORD,
+) -> Lab:
+    """Start hosts HV01, HV02, ... sharing `dir/share`. A scenario like "migration" seeds several hosts."""
+    root = Path(dir)
+    share = _directory(root / "share")
+    lab = Lab(root, share, LabContext(share=share))
+    seeds = [s for name in (scenarios or ["healthy"]) for s in ARRANGEMENTS.get(name, [name])]
+    try:
+        for index in range(max(hosts, len(seeds))):
+            scenario = seeds[min(index, len(seeds) - 1)]
+            start_host(f"HV{index + 1:02d}", None, scenario, auth, https, user, password, lab=lab)
+    except BaseException:
+        lab.stop()
+        raise
+    return lab
+
+
+def _directory(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,1 +1,52 @@
-"""Fixtures: sim."""
+"""Fixtures: simulated Hyper-V hosts (hypervsim) listening on loopback, stopped at teardown.
+
+def test_x(sim_host):
+    h = sim_host()                                   # healthy, HTTP + Negotiate with message encryption
+    h = sim_host("fresh", https=True, auth="basic")  # Basic over HTTPS, h.ca_file is the lab CA
+def test_y(sim_lab):
+    lab = sim_lab(scenarios=["migration"])           # HV01 (source) and HV02 (target), one lab share
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hypervsim import Lab, SimHost, start_host, start_lab
+
+
+@pytest.fixture
+def sim_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., SimHost]]:
+    started: list[SimHost] = []
+    numbers = itertools.count(1)
+
+    def start(
+        scenario: str = "healthy", https: bool = False, auth: str = "negotiate", name: str | None = None, **kw: Any
+    ) -> SimHost:
+        host_name = name or f"HV{next(numbers):02d}"
+        state = tmp_path_factory.mktemp(f"sim-{host_name}")
+        host = start_host(name=host_name, state_dir=state, scenario=scenario, auth=auth, https=https, **kw)
+        started.append(host)
+        return host
+
+    yield start
+    for host in started:
+        host.stop()
+
+
+@pytest.fixture
+def sim_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Lab]]:
+    labs: list[Lab] = []
+
+    def start(hosts: int = 2, scenarios: list[str] | None = None, https: bool = False, auth: str = "negotiate") -> Lab:
+        lab = start_lab(Path(tmp_path_factory.mktemp("sim-lab")), hosts, scenarios, https=https, auth=auth)
+        labs.append(lab)
+        return lab
+
+    yield start
+    for lab in labs:
+        lab.stop()

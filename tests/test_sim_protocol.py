@@ -1,0 +1,258 @@
+"""The simulated host answers the unmodified pypsrp client over real sockets, as a Windows host would."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+from pypsrp.exceptions import AuthenticationError, WSManFaultError
+from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
+from pypsrp.wsman import WSMan
+
+from hypervsim import CMDLETS, SimHost
+
+
+def wsman(h: SimHost, **overrides: Any) -> WSMan:
+    options: dict[str, Any] = {
+        "port": h.port,
+        "path": "wsman",
+        "ssl": h.https,
+        "auth": h.auth,
+        "username": h.user,
+        "password": h.password,
+        "cert_validation": h.ca_file if h.https else False,
+        "operation_timeout": 5,
+        "read_timeout": 10,
+        "connection_timeout": 5,
+    }
+    options.update(overrides)
+    return WSMan("127.0.0.1", **options)
+
+
+def run(pool: RunspacePool, *statements: tuple[str, dict[str, Any]]) -> PowerShell:
+    ps = PowerShell(pool)
+    for index, (name, params) in enumerate(statements):
+        if index:
+            ps.add_statement()
+        ps.add_cmdlet(name)
+        for key, value in params.items():
+            ps.add_parameter(key, value)
+    ps.invoke()
+    return ps
+
+
+def names(objects: list[Any]) -> list[str]:
+    return [o.adapted_properties.get("Name") or o.extended_properties.get("Name") for o in objects]
+
+
+def test_get_vm_over_ntlm_with_message_encryption(sim_host: Any) -> None:
+    h = sim_host("healthy")
+    with RunspacePool(wsman(h)) as pool:
+        ps = run(pool, ("Get-VM", {}))
+        assert ps.state == PSInvocationState.COMPLETED and not ps.had_errors
+        assert set(names(ps.output)) == {vm.name for vm in h.model.vms.values()}
+        assert "Microsoft.HyperV.PowerShell.VirtualMachine" in ps.output[0].types
+        private_data: Any = pool.application_private_data
+        version = private_data.data["PSVersionTable"]
+        assert version["PSEdition"] == "Desktop" and version["PSVersion"].startswith("5.1.")
+    assert h.command_log == [{"cmdlet": "Get-VM", "parameters": {}, "outcome": "ok"}]
+
+
+def test_first_pipeline_of_a_session_reports_module_preparation(sim_host: Any) -> None:
+    h = sim_host("fresh")
+    with RunspacePool(wsman(h)) as pool:
+        first, second = run(pool, ("Get-VM", {})), run(pool, ("Get-VM", {}))
+    assert [p.activity for p in first.streams.progress] == ["Preparing modules for first use."]
+    assert second.streams.progress == []
+
+
+def test_basic_over_verified_https(sim_host: Any) -> None:
+    h = sim_host("healthy", https=True, auth="basic")
+    assert h.url.startswith("https://127.0.0.1:") and h.ca_file
+    with RunspacePool(wsman(h)) as pool:
+        assert run(pool, ("Get-VMHost", {})).output[0].adapted_properties["Name"] == h.name
+
+
+def test_https_certificate_is_not_trusted_without_the_lab_ca(sim_host: Any) -> None:
+    h = sim_host("healthy", https=True, auth="basic")
+    with pytest.raises(requests.exceptions.SSLError):
+        RunspacePool(wsman(h, cert_validation=True)).open()
+
+
+def test_basic_is_refused_over_plain_http(tmp_path: Any) -> None:
+    from hypervsim import start_host
+
+    with pytest.raises(ValueError, match="only offered over HTTPS"):
+        start_host("HV01", tmp_path, auth="basic", https=False)
+
+
+@pytest.mark.parametrize(("https", "auth"), [(False, "negotiate"), (True, "basic"), (True, "negotiate")])
+def test_wrong_password_gets_401(sim_host: Any, https: bool, auth: str) -> None:
+    h = sim_host("fresh", https=https, auth=auth)
+    with pytest.raises(AuthenticationError):
+        RunspacePool(wsman(h, password="not-the-password")).open()
+    assert h.command_log == []
+
+
+def test_unknown_user_gets_401(sim_host: Any) -> None:
+    h = sim_host("fresh")
+    with pytest.raises(AuthenticationError):
+        RunspacePool(wsman(h, username="mallory")).open()
+
+
+def test_plain_soap_over_http_is_refused_like_allow_unencrypted_false(sim_host: Any) -> None:
+    h = sim_host("fresh")
+    with pytest.raises(AuthenticationError):
+        RunspacePool(wsman(h, encryption="never")).open()
+
+
+def test_statements_and_pipes(sim_host: Any) -> None:
+    h = sim_host("healthy")
+    vm = next(iter(h.model.vms.values()))
+    with RunspacePool(wsman(h)) as pool:
+        ps = PowerShell(pool)
+        ps.add_cmdlet("Get-VM").add_parameter("Name", vm.name).add_cmdlet("Get-VMSecurity")
+        ps.add_statement().add_cmdlet("Get-VMHost")
+        output = ps.invoke()
+    assert [o.types[0] for o in output] == [
+        "Microsoft.HyperV.PowerShell.VMSecurity",
+        "Microsoft.HyperV.PowerShell.VMHost",
+    ]
+    assert [e["cmdlet"] for e in h.command_log] == ["Get-VM", "Get-VMSecurity", "Get-VMHost"]
+
+
+def test_unknown_command_fails_like_windows(sim_host: Any) -> None:
+    h = sim_host("fresh")
+    with RunspacePool(wsman(h)) as pool:
+        ps = run(pool, ("Get-VM", {}), ("Invoke-Mimikatz", {}))
+    assert ps.state == PSInvocationState.FAILED and ps.output == []
+    error: Any = ps.streams.error[0]
+    assert error.fq_error == "CommandNotFoundException"
+    assert error.category == 13  # ObjectNotFound
+    assert error.target_object == "Invoke-Mimikatz"
+    assert error.exception.types[0] == "System.Management.Automation.CommandNotFoundException"
+    assert "is not recognized as the name of a cmdlet" in str(error)
+    assert [e["cmdlet"] for e in h.command_log] == ["Invoke-Mimikatz"]  # nothing ran
+
+
+def test_script_text_is_refused(sim_host: Any) -> None:
+    h = sim_host("fresh")
+    with RunspacePool(wsman(h)) as pool:
+        ps = PowerShell(pool)
+        ps.add_script("Get-VM | Remove-VM -Force")
+        ps.invoke()
+    assert ps.state == PSInvocationState.FAILED
+    error: Any = ps.streams.error[0]
+    assert error.fq_error == "ScriptsNotAllowed"
+    assert error.exception.types[0] == "System.Management.Automation.ParseException"
+    assert h.model.vms  # nothing was removed
+
+
+def test_non_terminating_error_carries_windows_error_record(sim_host: Any) -> None:
+    h = sim_host("healthy")
+    with RunspacePool(wsman(h)) as pool:
+        ps = run(pool, ("Get-VM", {"Name": "NoSuchVM"}))
+    assert ps.state == PSInvocationState.COMPLETED and len(ps.streams.error) == 1
+    error: Any = ps.streams.error[0]
+    assert error.fq_error.endswith(",Microsoft.HyperV.PowerShell.Commands.GetVM")
+    assert error.exception.types[-1] == "System.Object" and len(error.exception.types) >= 3
+    assert error.target_object == "NoSuchVM"
+    assert error.activity == "Get-VM"
+    assert error.invocation_name == "Get-VM"
+    assert h.command_log[-1]["outcome"].startswith("error: ")
+
+
+def test_cmdlet_list_is_exported() -> None:
+    assert {"Get-VM", "Start-VM", "New-HgsGuardian", "Get-HgsClientConfiguration"} <= CMDLETS
+
+
+def test_is_alive_uses_transfer_get(sim_host: Any) -> None:
+    h = sim_host("fresh")
+    pool = RunspacePool(wsman(h))
+    pool.open()
+    assert pool.is_alive()
+    pool.close()
+
+
+def test_long_poll_waits_without_busy_loop_then_times_out(sim_host: Any) -> None:
+    h = sim_host("healthy")
+    h.faults.slow_cmdlet = ("Get-VM", 30)
+    with RunspacePool(wsman(h, operation_timeout=1)) as pool:
+        ps = PowerShell(pool)
+        ps.add_cmdlet("Get-VM")
+        ps.begin_invoke()
+        before = h.request_count
+        with pytest.raises(WSManFaultError) as fault:
+            pool._receive(ps.id, timeout=1)
+        assert fault.value.code == 2150858793
+        assert h.request_count == before + 1  # one request held for the whole timeout
+        ps.stop()
+
+
+def test_ctrl_c_stops_a_slow_cmdlet(sim_host: Any) -> None:
+    h = sim_host("healthy")
+    h.faults.slow_cmdlet = ("Stop-VM", 60)
+    vm = next(v for v in h.model.vms.values() if v.state == "Running")
+    with RunspacePool(wsman(h)) as pool:
+        ps = PowerShell(pool)
+        ps.add_cmdlet("Stop-VM").add_parameter("Name", vm.name).add_parameter("Force")
+        ps.begin_invoke()
+        started = time.monotonic()
+        ps.stop()
+        assert ps.state == PSInvocationState.STOPPED
+        # The pool stays usable and the stopped cmdlet never ran.
+        assert run(pool, ("Get-VM", {"Name": vm.name})).output
+    assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 5
+    while not h.command_log or h.command_log[-1]["cmdlet"] != "Get-VM":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert {"cmdlet": "Stop-VM", "parameters": {"Name": vm.name, "Force": True}, "outcome": "stopped"} in h.command_log
+    assert h.model.vm(vm.name).state == "Running"
+
+
+def test_secure_string_parameter_is_decrypted_after_key_exchange(sim_host: Any, tmp_path: Any) -> None:
+    from hypervsim.scenarios import previous_guardian_backup
+
+    h = sim_host("reinstalled")
+    signing, _encryption, password = previous_guardian_backup(h)
+    with RunspacePool(wsman(h)) as pool:
+        pool.exchange_keys()
+        run(pool, ("New-Item", {"Path": r"Cert:\LocalMachine\Shielded VM Local Certificates"}))
+        run(pool, ("Set-Content", {"Path": r"C:\Windows\Temp\signing.pfx", "Value": signing, "Encoding": "Byte"}))
+        ps = PowerShell(pool)
+        ps.add_cmdlet("Import-PfxCertificate")
+        ps.add_parameter("FilePath", r"C:\Windows\Temp\signing.pfx")
+        ps.add_parameter("CertStoreLocation", r"Cert:\LocalMachine\Shielded VM Local Certificates")
+        ps.add_parameter("Password", pool.serialize(password, _secure_string()))
+        ps.invoke()
+    assert [e["outcome"] for e in h.command_log] == ["ok"] * 3  # the simulator decrypted the right password
+    entry = h.command_log[-1]
+    assert entry["parameters"]["Password"] == "********"
+    assert password not in repr(h.command_log)
+
+
+def _secure_string() -> Any:
+    from pypsrp.complex_objects import ObjectMeta
+
+    return ObjectMeta("SS")
+
+
+def test_concurrent_pools_on_one_host(sim_host: Any) -> None:
+    h = sim_host("healthy")
+    results: list[int] = []
+
+    def client() -> None:
+        with RunspacePool(wsman(h)) as pool:
+            for _ in range(3):
+                results.append(len(run(pool, ("Get-VM", {})).output))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [len(h.model.vms)] * 12
