@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 from psrpcore.types import serialize_clixml
@@ -169,3 +170,32 @@ def test_a_running_tpm_vm_cannot_move_to_a_host_without_its_guardian(make_host):
     err = error(source, "Move-VM", Name="Win11-A", DestinationHost="HV02")
     assert "failed at migration destination 'HV02'" in err.message and "could not be unwrapped" in err.message
     assert source.vm("Win11-A").state == "Running"
+
+
+def test_concurrent_moves_in_both_directions_neither_deadlock_nor_lose_vms(make_host):
+    hv01, hv02 = make_host("migration-source", "HV01"), make_host("migration-source", "HV02")
+    for vm in list(hv02.vms.values()):
+        vm.name = vm.name + "-2"  # distinct names; ids are distinct already
+    total = len(hv01.vms) + len(hv02.vms)
+    failures: list[BaseException] = []
+
+    def shuttle(source: HostModel, target: HostModel, name: str) -> None:
+        try:
+            for _ in range(5):
+                out(source, "Move-VM", Name=name, DestinationHost=target.name)
+                out(target, "Move-VM", Name=name, DestinationHost=source.name)
+                out(source, "Get-VM")
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=shuttle, args=(hv01, hv02, "Win11-B")),
+        threading.Thread(target=shuttle, args=(hv02, hv01, "Win11-B-2")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert not any(t.is_alive() for t in threads), "deadlock"
+    assert failures == []
+    assert len(hv01.vms) + len(hv02.vms) == total

@@ -8,6 +8,7 @@ appended to `invocation.errors`. Lookups are case-insensitive, as in PowerShell.
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,8 +121,15 @@ class CmdletSpec:
     positional: tuple[str, ...]
     body: Callable[[Invocation], list[Any]]
     should_process: bool
+    locks_itself: bool
 
     def __call__(self, inv: Invocation) -> list[Any]:
+        # One cmdlet at a time per host, so a reader never sees a half-made change. A cmdlet that spans hosts
+        # (Move-VM) takes its locks itself, in one global order.
+        with nullcontext() if self.locks_itself else inv.host.lock:
+            return self._run(inv)
+
+    def _run(self, inv: Invocation) -> list[Any]:
         try:
             inv.parameters = self.bind(inv)
             inv.arguments = []
@@ -206,12 +214,19 @@ def cmdlet(
     parameters: str = "",
     positional: str = "",
     should_process: bool = False,
+    locks_itself: bool = False,
 ) -> Callable[[Callable[[Invocation], list[Any]]], CmdletSpec]:
     """Register a cmdlet implementation under its PowerShell name with its declared parameter names."""
 
     def register(body: Callable[[Invocation], list[Any]]) -> CmdletSpec:
         spec = CmdletSpec(
-            name, command_class, tuple(parameters.split()), tuple(positional.split()), body, should_process
+            name,
+            command_class,
+            tuple(parameters.split()),
+            tuple(positional.split()),
+            body,
+            should_process,
+            locks_itself,
         )
         CMDLETS[name] = spec
         return spec

@@ -590,21 +590,21 @@ def import_vm(inv: Invocation) -> list[Any]:
     "Name VM ComputerName DestinationHost IncludeStorage DestinationStoragePath VirtualMachinePath Passthru AsJob",
     "Name DestinationHost",
     True,
+    locks_itself=True,
 )
 def move_vm(inv: Invocation) -> list[Any]:
     """Shared-nothing live migration to another host of the lab; both hosts must have migration enabled."""
     inv.require("DestinationHost")
     destination_name = str(inv.get("DestinationHost"))
-    vms = target_vms(inv, "Name")
     destination = inv.lab.peer(destination_name)
-    for vm in vms:
-        _check_migration(inv.host, destination, destination_name, vm)
-    if destination is None or not vms:
-        return []
-    moved = []
     with ExitStack() as stack:
-        for host in sorted([inv.host, destination], key=lambda h: h.name):
+        for host in sorted({inv.host, destination or inv.host}, key=lambda h: h.name):
             stack.enter_context(host.changing())  # both hosts locked in one order: no deadlock between moves
+        vms = target_vms(inv, "Name")
+        for vm in vms:
+            _check_migration(inv.host, destination, destination_name, vm)
+        if destination is None or not vms:
+            return []
         moved = [_migrate(inv, vm, destination) for vm in vms]
     return [vm_object(destination, vm) for vm in moved] if inv.switch("Passthru") else []
 
