@@ -8,8 +8,8 @@ appended to `invocation.errors`. Lookups are case-insensitive, as in PowerShell.
 from __future__ import annotations
 
 import threading
-from contextlib import nullcontext
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
