@@ -452,7 +452,12 @@ def undo_preflight(request: HttpRequest) -> HttpResponse:
         ),
     ]
     temp = f"{TEMP_DIR}\\gc-<random>-guardian.xml"
-    fallback: list[Operation[Any]] = [WriteFileBytes(temp, b""), ImportGuardianMetadata(temp, removed["guardian_name"]), RemoveFiles([temp])]
+    name = removed["guardian_name"]
+    fallback: list[Operation[Any]] = [
+        WriteFileBytes(temp, b""),
+        ImportGuardianMetadata(temp, name),
+        RemoveFiles([temp]),
+    ]
     context = {"job": job, "host": hosts[0], "removed": removed, "powershell": powershell_of(ops)}
     context["fallback_powershell"] = powershell_of(fallback)
     return render(request, "workflows/reset_undo.html", context)
