@@ -37,10 +37,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture
-def browser_page(request: pytest.FixtureRequest) -> Iterator[Any]:
+def browser_page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A fresh Chromium context and page for one test (10 s default timeout)."""
     from playwright.sync_api import sync_playwright
 
+    # Between its calls Playwright's sync API marks its event loop as running in this thread, so Django would refuse
+    # the test's own (synchronous, same-thread) database calls. They are safe here; allow them for this test only.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 900})

@@ -49,6 +49,7 @@ def test_database_url() -> str:
 
 def console_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by browser tests for their own process only
     env.update(
         DJANGO_SETTINGS_MODULE="tests.settings",
         DATABASE_URL=test_database_url(),
