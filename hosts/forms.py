@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from .models import CertCheck, Host
+from .models import DEFAULT_PORTS, CertCheck, Host
 
 PASSWORD_KEPT = "•••••••• stored — leave empty to keep it"  # noqa: S105 (a placeholder, not a password)
 MAX_CA_BUNDLE_BYTES = 256 * 1024
@@ -77,6 +77,10 @@ class HostForm(forms.ModelForm):  # type: ignore[type-arg]
         cleaned = super().clean() or {}
         if cleaned.get("ca_bundle_file"):
             cleaned["ca_bundle"] = cleaned["ca_bundle_file"]
+        # Switching transport on edit while the port is still the old transport's default means "the new default".
+        before, after = self.initial.get("transport"), cleaned.get("transport")
+        if before and after and before != after and cleaned.get("port") == DEFAULT_PORTS.get(before):
+            cleaned["port"] = DEFAULT_PORTS[after]
         return cleaned
 
     def save(self, commit: bool = True) -> Host:

@@ -220,6 +220,18 @@ def test_editing_with_a_new_password_replaces_it_and_audits_only_that_credential
     assert detail == {"changed": ["credentials"]}
 
 
+def test_switching_to_https_moves_a_default_port_along_but_keeps_a_custom_one(admin_client: Client) -> None:
+    register(admin_client)
+    host = Host.objects.get()
+    admin_client.post(f"/hosts/{host.pk}/edit/", form_data(port="5985", transport="https", auth="basic"))
+    host.refresh_from_db()
+    assert (host.transport, host.port) == ("https", 5986)
+    admin_client.post(f"/hosts/{host.pk}/edit/", form_data(port="7000"))
+    admin_client.post(f"/hosts/{host.pk}/edit/", form_data(port="7000", transport="https"))
+    host.refresh_from_db()
+    assert (host.transport, host.port) == ("https", 7000)
+
+
 def test_an_invalid_edit_changes_nothing(admin_client: Client) -> None:
     register(admin_client)
     host = Host.objects.get()
