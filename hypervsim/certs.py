@@ -158,12 +158,10 @@ def guardian_pair(guardian: str, host: str, key_label: str | None = None) -> tup
 
 
 def export_pfx(cert: Certificate, password: str, *, legacy: bool = False) -> bytes:
-    """PKCS#12 with the private key, as Export-PfxCertificate writes it.
+    """PKCS#12 as Export-PfxCertificate writes it: with the private key when there is one, else certificate only.
 
     Windows Server 2016 writes 3DES/SHA1 PFX files (what older export scripts produced); 2019+ writes AES-256.
     """
-    if cert.key is None:
-        raise ValueError("certificate has no private key")
     if legacy:
         encryption = (
             serialization.PrivateFormat.PKCS12.encryption_builder()
@@ -174,15 +172,18 @@ def export_pfx(cert: Certificate, password: str, *, legacy: bool = False) -> byt
         )
     else:
         encryption = serialization.BestAvailableEncryption(password.encode())
+    if cert.key is None:
+        return pkcs12.serialize_key_and_certificates(None, None, None, [cert.x509], encryption)
     return pkcs12.serialize_key_and_certificates(None, cert.key, cert.x509, None, encryption)
 
 
 def load_pfx(data: bytes, password: str) -> Certificate:
     """The certificate and private key of a PFX; PfxPasswordError when the password does not open it."""
     try:
-        key, cert, _ = pkcs12.load_key_and_certificates(data, password.encode() if password else None)
+        key, cert, extra = pkcs12.load_key_and_certificates(data, password.encode() if password else None)
     except ValueError as exc:
         raise PfxPasswordError("invalid password or PKCS#12 data") from exc
+    cert = cert or (extra[0] if extra else None)  # a certificate-only PFX holds it among the "additional" ones
     if cert is None:
         raise PfxPasswordError("no certificate in PKCS#12 data")
     rsa_key = key if isinstance(key, rsa.RSAPrivateKey) else None

@@ -375,3 +375,21 @@ def test_piped_items_and_literal_paths_work_like_paths(make_host):
     certs = out(host, "Get-ChildItem", Path=STORE_PATH)
     assert invoke(host, "Remove-Item", {}, input=certs[:1]) == ([], [])
     assert len(out(host, "Get-ChildItem", Path=STORE_PATH)) == 1
+
+
+def test_a_certificate_without_private_key_exports_and_imports_as_certificate_only(make_host):
+    host = make_host("healthy")
+    guardian = host.guardians["UntrustedGuardian"]
+    host.store[guardian.signing.thumbprint] = guardian.signing.public_only()
+    path = rf"{STORE_PATH}\{guardian.signing.thumbprint}"
+    out(host, "Export-PfxCertificate", Cert=path, FilePath=r"C:\Windows\Temp\pub.pfx", Password=Secret("pw"))
+    out(host, "Remove-Item", Path=path)
+    (cert,) = out(
+        host,
+        "Import-PfxCertificate",
+        FilePath=r"C:\Windows\Temp\pub.pfx",
+        CertStoreLocation=STORE_PATH,
+        Password=Secret("pw"),
+    )
+    assert cert.Thumbprint == guardian.signing.thumbprint and cert.HasPrivateKey is False
+    assert local_guardian(host).HasPrivateSigningKey is False

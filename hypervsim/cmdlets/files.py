@@ -30,8 +30,12 @@ WIN32 = [
     "System.SystemException",
     "System.Exception",
 ]
-CRYPTO = ["System.Security.Cryptography.CryptographicException", "System.SystemException", "System.Exception"]
+IO = ["System.IO.IOException", "System.SystemException", "System.Exception"]
 _CERT_PREFIX = re.compile(r"^(cert:|microsoft\.powershell\.security\\certificate::)\\?", re.IGNORECASE)
+
+
+def io_error(message: str, fqid: str, category: str, target: str) -> CmdletError:
+    return CmdletError(message, fqid, category, IO, target)
 
 
 def path_not_found(path: str) -> CmdletError:
@@ -273,12 +277,8 @@ def new_item(inv: Invocation) -> list[Any]:
             text,
         )
     if store_of(inv.host, path) is not None:
-        raise CmdletError(
-            f"An item with the specified name {text} already exists.",
-            "NewItemIOError",
-            "ResourceExists",
-            ["System.IO.IOException", "System.SystemException", "System.Exception"],
-            text,
+        raise io_error(
+            f"An item with the specified name {text} already exists.", "NewItemIOError", "ResourceExists", text
         )
     if path.store.casefold() != STORE_NAME.casefold():
         raise path_not_found(text)
@@ -290,13 +290,8 @@ def new_item(inv: Invocation) -> list[Any]:
 def _new_file_item(inv: Invocation, text: str) -> Any:
     local = local_path(inv.host, text)
     if local.exists() and not inv.switch("Force"):
-        raise CmdletError(
-            f"An item with the specified name {text} already exists.",
-            "DirectoryExist" if local.is_dir() else "NewItemIOError",
-            "ResourceExists",
-            ["System.IO.IOException", "System.SystemException", "System.Exception"],
-            text,
-        )
+        fqid = "DirectoryExist" if local.is_dir() else "NewItemIOError"
+        raise io_error(f"An item with the specified name {text} already exists.", fqid, "ResourceExists", text)
     if str(inv.get("ItemType", "File")).casefold() == "directory":
         local.mkdir(parents=True, exist_ok=True)
     else:
@@ -340,13 +335,8 @@ def _remove_file(inv: Invocation, text: str) -> None:
         raise path_not_found(text)
     if local.is_dir():
         if any(local.iterdir()) and not inv.switch("Recurse"):
-            raise CmdletError(
-                f"The item at {text} has children and the Recurse parameter was not specified.",
-                "RemoveItemUnauthorizedAccessError",
-                "WriteError",
-                ["System.IO.IOException", "System.SystemException", "System.Exception"],
-                text,
-            )
+            message = f"The item at {text} has children and the Recurse parameter was not specified."
+            raise io_error(message, "RemoveItemUnauthorizedAccessError", "WriteError", text)
         for child in sorted(local.rglob("*"), reverse=True):
             child.rmdir() if child.is_dir() else child.unlink()
         local.rmdir()
@@ -443,24 +433,11 @@ def export_pfx_certificate(inv: Invocation) -> list[Any]:
     cert = find_certificate(inv.host, ref)
     local = local_path(inv.host, str(inv.get("FilePath")))
     if local.exists() and inv.switch("NoClobber"):
-        raise CmdletError(
-            f"The file '{inv.get('FilePath')}' already exists.", "System.IO.IOException", "WriteError", WIN32
-        )
+        raise io_error(f"The file '{local.name}' already exists.", "System.IO.IOException", "WriteError", local.name)
     if not local.parent.is_dir():
         raise path_not_found(str(inv.get("FilePath")))
-    local.write_bytes(_pfx_bytes(cert, password))
+    local.write_bytes(export_pfx(cert, password))
     return [file_object(inv.host, local)]
-
-
-def _pfx_bytes(cert: Certificate, password: str) -> bytes:
-    """With the private key when the store has it; a certificate-only PFX otherwise, as Windows writes one."""
-    if cert.key is not None:
-        return export_pfx(cert, password)
-    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
-
-    return pkcs12.serialize_key_and_certificates(
-        None, None, None, [cert.x509], BestAvailableEncryption(password.encode())
-    )
 
 
 @cmdlet(
