@@ -138,3 +138,31 @@ def test_generate_encryption_key_prints_a_usable_key(settings: Any) -> None:
     key = out.getvalue().strip()
     settings.ENCRYPTION_KEYS = [key]
     assert crypto.decrypt_text(crypto.encrypt_text("round trip")) == "round trip"
+
+
+def test_rotation_also_reseals_the_vault_because_it_uses_the_same_field(db: None, settings: Any) -> None:
+    import datetime
+
+    from hosts.fields import open_bytes, open_text, seal_bytes, seal_text
+    from hosts.vault.models import EscrowedPair
+
+    now = datetime.datetime.now(datetime.UTC)
+    pair = EscrowedPair.objects.create(
+        signing_thumbprint="A" * 40,
+        encryption_thumbprint="B" * 40,
+        not_before=now,
+        not_after=now,
+        signing_pfx=seal_bytes(b"signing-pfx-bytes"),
+        encryption_pfx=seal_bytes(b"encryption-pfx-bytes"),
+        pfx_password=seal_text("pfx-pass"),
+        sha256="0" * 64,
+    )
+    fresh = new_key()
+    settings.ENCRYPTION_KEYS = [fresh, *settings.ENCRYPTION_KEYS]
+    call_command("rotate_encryption_keys", stdout=io.StringIO())
+    settings.ENCRYPTION_KEYS = [fresh]
+    pair.refresh_from_db()
+    assert {crypto.sealed_with(v) for v in (pair.signing_pfx, pair.encryption_pfx, pair.pfx_password)} == {
+        crypto.key_id(fresh)
+    }
+    assert open_bytes(pair.signing_pfx) == b"signing-pfx-bytes" and open_text(pair.pfx_password) == "pfx-pass"
