@@ -10,6 +10,7 @@ were generated together. Messages never contain the password or key material.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -91,9 +92,13 @@ def thumbprint(cert: x509.Certificate) -> str:
 
 
 def facts(cert: x509.Certificate) -> CertificateFacts:
+    with warnings.catch_warnings():
+        # Windows' own guardian CNs exceed X.520's 64 characters; cryptography warns, Windows does not care.
+        warnings.simplefilter("ignore", UserWarning)
+        subject = cert.subject.rfc4514_string()
     return CertificateFacts(
         thumbprint=thumbprint(cert),
-        subject=cert.subject.rfc4514_string(),
+        subject=subject,
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
     )
