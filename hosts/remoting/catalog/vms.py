@@ -439,3 +439,20 @@ class RemoveFolder(Operation[None]):
         if real:
             raise real[0]
         return None
+
+
+@dataclass
+class GenerateLocalGuardian(Operation[None]):
+    """Create a guardian with fresh self-signed certificates, as Hyper-V does on a host's first TPM enable — for a
+    migration target that has no guardian of its own yet to be authorised in a VM's key protector."""
+
+    guardian_name: str = "UntrustedGuardian"
+    name: ClassVar[str] = "generate_local_guardian"
+    read_only: ClassVar[bool] = False
+    CMDLETS: ClassVar[tuple[str, ...]] = ("New-HgsGuardian",)
+
+    def statements(self) -> list[list[Cmd]]:
+        return [[Cmd("New-HgsGuardian", {"Name": self.guardian_name, "GenerateCertificates": SWITCH})]]
+
+    def parse(self, result: PipelineResult) -> None:
+        return None
