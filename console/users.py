@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model, password_validation
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from .models import AuditEvent
@@ -95,6 +96,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
     return render(request, "console/users.html", {"rows": rows})
 
 
+@sensitive_post_parameters("password")
 @require("manage_users")
 @require_http_methods(["GET", "POST"])
 def user_create(request: HttpRequest) -> HttpResponse:
@@ -110,6 +112,7 @@ def user_create(request: HttpRequest) -> HttpResponse:
     return render(request, "console/users_form.html", {"form": form, "subject": None})
 
 
+@sensitive_post_parameters("new_password")
 @require("manage_users")
 @require_http_methods(["GET", "POST"])
 def user_edit(request: HttpRequest, pk: int) -> HttpResponse:

@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.models import AuditEvent
@@ -109,6 +110,7 @@ def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "hosts/detail.html", {"host": host, "inventory_panel": _inventory_panel()})
 
 
+@sensitive_post_parameters("password")  # kept out of error reports, should one ever be made
 @require("manage_hosts")
 @require_http_methods(["GET", "POST"])
 def host_create(request: HttpRequest) -> HttpResponse:
@@ -122,6 +124,7 @@ def host_create(request: HttpRequest) -> HttpResponse:
     return render(request, "hosts/form.html", {"form": form, "host": None})
 
 
+@sensitive_post_parameters("password")  # kept out of error reports, should one ever be made
 @require("manage_hosts")
 @require_http_methods(["GET", "POST"])
 def host_edit(request: HttpRequest, pk: int) -> HttpResponse:

@@ -396,3 +396,25 @@ def test_a_host_with_an_unfinished_job_is_not_deleted_from_under_it(admin_client
     assert b"unfinished job" in response.content
     assert Host.objects.filter(pk=host.pk).exists()
     assert not AuditEvent.objects.filter(action="host.delete").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"name": "HV\x0001"},
+        {"name": "x" * 5000},
+        {"address": "hv01\x00.lab"},
+        {"address": "hv01.例え.jp"},
+        {"address": "::1"},
+        {"port": "99999999999999999999999"},
+        {"port": "-5"},
+        {"username": "u" * 300},
+        {"fingerprint_sha256": "ü" * 64, "transport": "https", "cert_check": "fingerprint"},
+        {"ca_bundle": "\x00" * 10, "transport": "https", "cert_check": "ca_bundle"},
+    ],
+)
+def test_garbage_never_causes_a_500(admin_client: Client, overrides: dict[str, Any]) -> None:
+    response = register(admin_client, **overrides)
+    assert response.status_code in (200, 302)
+    if response.status_code == 302:  # the IPv6 loopback is a valid address
+        assert Host.objects.get().address == "::1"
