@@ -152,6 +152,12 @@ class FileArea:
             raise PathOutsideArea(original)
         return current
 
+    def snapshot(self, under: str = "C:\\") -> dict[str, bytes]:
+        """Every file below a Windows folder, by Windows path (for tests that look for leftovers)."""
+        top = self.resolve(under)
+        files = sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else []
+        return {self.windows_path(p): p.read_bytes() for p in files}
+
     def windows_path(self, local: Path) -> str:
         """The Windows spelling of a local path inside the area (inverse of resolve)."""
         if self.share is not None and local.is_relative_to(self.share):

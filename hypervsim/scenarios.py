@@ -83,6 +83,20 @@ SCENARIOS = {
 }
 
 
+def add_tpm_vms(host: HostModel, count: int, prefix: str = "Bench") -> None:
+    """More TPM VMs sealed to the host's UntrustedGuardian (made if missing), e.g. for benchmarks of large hosts."""
+    with host.changing():
+        guardian = host.guardians.get(LOCAL_GUARDIAN)
+        if guardian is None or not host.private_key_held(guardian.signing):
+            _local_guardian(host, f"bench/{host.name}")
+            guardian = host.guardians[LOCAL_GUARDIAN]
+        store = host.store or {}
+        signing, encryption = store[guardian.signing.thumbprint], store[guardian.encryption.thumbprint]
+        for index in range(count):
+            kp = KeyProtector.create(signing, encryption).to_bytes()
+            host.add_vm(f"{prefix}-{index + 1:03d}", tpm_enabled=True, key_protector=kp)
+
+
 def previous_guardian_backup(host: Any) -> tuple[bytes, bytes, str]:
     """(signing_pfx, encryption_pfx, password) of the guardian a `reinstalled` host's VMs are sealed to.
 

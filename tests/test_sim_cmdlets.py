@@ -377,19 +377,21 @@ def test_piped_items_and_literal_paths_work_like_paths(make_host):
     assert len(out(host, "Get-ChildItem", Path=STORE_PATH)) == 1
 
 
-def test_a_certificate_without_private_key_exports_and_imports_as_certificate_only(make_host):
-    host = make_host("healthy")
+def test_a_certificate_without_private_key_cannot_be_exported(make_host):
+    host = make_host("deleted-certs")
     guardian = host.guardians["UntrustedGuardian"]
-    host.store[guardian.signing.thumbprint] = guardian.signing.public_only()
+    host.store[guardian.signing.thumbprint] = guardian.signing.public_only()  # certificate back, key still gone
     path = rf"{STORE_PATH}\{guardian.signing.thumbprint}"
-    out(host, "Export-PfxCertificate", Cert=path, FilePath=r"C:\Windows\Temp\pub.pfx", Password=Secret("pw"))
-    out(host, "Remove-Item", Path=path)
-    (cert,) = out(
-        host,
-        "Import-PfxCertificate",
-        FilePath=r"C:\Windows\Temp\pub.pfx",
-        CertStoreLocation=STORE_PATH,
-        Password=Secret("pw"),
-    )
-    assert cert.Thumbprint == guardian.signing.thumbprint and cert.HasPrivateKey is False
-    assert local_guardian(host).HasPrivateSigningKey is False
+    assert out(host, "Get-Item", Path=path)[0].HasPrivateKey is False
+    err = error(host, "Export-PfxCertificate", Cert=path, FilePath=r"C:\Windows\Temp\pub.pfx", Password=Secret("pw"))
+    assert err.message == "Cannot export non-exportable private key."
+    assert err.fqid.endswith(",Microsoft.CertificateServices.Commands.ExportPfxCertificate")
+    assert out(host, "Test-Path", Path=r"C:\Windows\Temp\pub.pfx") == [False]
+
+
+def test_file_area_snapshot_shows_what_is_left_on_the_host(make_host):
+    host = make_host("fresh")
+    out(host, "Set-Content", Path=r"C:\Windows\Temp\gc-1.pfx", Value=b"x", Encoding="Byte")
+    assert host.files.snapshot(r"C:\Windows\Temp") == {r"C:\Windows\Temp\gc-1.pfx": b"x"}
+    out(host, "Remove-Item", LiteralPath=r"C:\Windows\Temp\gc-1.pfx", Force=None)
+    assert host.files.snapshot(r"C:\Windows\Temp") == {}

@@ -8,8 +8,10 @@ import uuid
 
 from psrpcore.types import serialize_clixml
 
+from hypervsim.cmdlets import invoke
 from hypervsim.keyprotector import NO_KEY_PROTECTOR
 from hypervsim.model import HostModel
+from hypervsim.scenarios import add_tpm_vms
 from tests.test_sim_cmdlets import error, lab, make_host, out  # noqa: F401 - fixtures shared with the HGS tests
 
 VIRTUALIZATION = ["Microsoft.HyperV.PowerShell.VirtualizationException", "System.Exception"]
@@ -42,8 +44,6 @@ def test_get_vm_takes_name_arrays_wildcards_and_ids(make_host):
 
 def test_unknown_vm_is_a_non_terminating_error_like_windows(make_host):
     host = make_host("healthy")
-    from hypervsim.cmdlets import invoke
-
     found, errors = invoke(host, "Get-VM", {"Name": ["Ghost", "Win11-A"]})
     assert names(found) == ["Win11-A"]
     (err,) = errors
@@ -199,3 +199,11 @@ def test_concurrent_moves_in_both_directions_neither_deadlock_nor_lose_vms(make_
     assert not any(t.is_alive() for t in threads), "deadlock"
     assert failures == []
     assert len(hv01.vms) + len(hv02.vms) == total
+
+
+def test_benchmarks_can_grow_a_host_with_startable_tpm_vms(make_host):
+    host = make_host("fresh")
+    add_tpm_vms(host, 3)
+    assert names(out(host, "Get-VM", Name="Bench-*")) == ["Bench-001", "Bench-002", "Bench-003"]
+    out(host, "Start-VM", Name="Bench-002")
+    assert host.vm("Bench-002").state == "Running"

@@ -436,6 +436,13 @@ def export_pfx_certificate(inv: Invocation) -> list[Any]:
         raise io_error(f"The file '{local.name}' already exists.", "System.IO.IOException", "WriteError", local.name)
     if not local.parent.is_dir():
         raise path_not_found(str(inv.get("FilePath")))
+    if cert.key is None:  # Export-PfxCertificate asks for the private key and refuses a certificate without one
+        raise CmdletError(
+            "Cannot export non-exportable private key.",
+            "System.Security.Cryptography.CryptographicException",
+            "NotSpecified",
+            ["System.Security.Cryptography.CryptographicException", "System.SystemException", "System.Exception"],
+        )
     local.write_bytes(export_pfx(cert, password))
     return [file_object(inv.host, local)]
 
