@@ -418,3 +418,13 @@ def test_garbage_never_causes_a_500(admin_client: Client, overrides: dict[str, A
     assert response.status_code in (200, 302)
     if response.status_code == 302:  # the IPv6 loopback is a valid address
         assert Host.objects.get().address == "::1"
+
+
+def test_the_fixture_registers_a_host_from_a_connection_spec_and_back(registered_host: Any) -> None:
+    from hosts.remoting import ConnectionSpec
+
+    spec = ConnectionSpec(
+        "hv07.lab.example", 5986, True, "basic", "LAB\\hv", SECRET, "fingerprint", "", "ab" * 32, "HV07"
+    )
+    host = registered_host(spec)
+    assert host.name == "HV07" and host.connection_spec() == spec

@@ -12,7 +12,10 @@ from hosts.models import CertCheck, Host
 
 
 def host_for(sim: Any, name: str | None = None, **overrides: Any) -> Host:
-    """A saved, validated Host for a SimHost (https hosts trust the lab CA through an uploaded CA bundle)."""
+    """A saved, validated Host for a SimHost (https hosts trust the lab CA through an uploaded CA bundle),
+    or for a hosts.remoting.ConnectionSpec."""
+    if hasattr(sim, "ca_bundle_pem"):
+        return host_for_spec(sim, name, **overrides)
     https = bool(sim.https)
     fields: dict[str, Any] = {
         "name": name or sim.name,
@@ -26,6 +29,28 @@ def host_for(sim: Any, name: str | None = None, **overrides: Any) -> Host:
     }
     fields.update(overrides)
     password = fields.pop("password", sim.password)
+    host = Host(**fields)
+    host.set_password(password)
+    host.full_clean()
+    host.save()
+    return host
+
+
+def host_for_spec(spec: Any, name: str | None = None, **overrides: Any) -> Host:
+    fields: dict[str, Any] = {
+        "name": name or spec.label or spec.address,
+        "address": spec.address,
+        "port": spec.port,
+        "transport": "https" if spec.https else "http",
+        "auth": spec.auth,
+        "cert_check": spec.cert_check,
+        "ca_bundle": spec.ca_bundle_pem,
+        "fingerprint_sha256": spec.fingerprint_sha256,
+        "username": spec.username,
+        "password": spec.password,
+    }
+    fields.update(overrides)
+    password = fields.pop("password")
     host = Host(**fields)
     host.set_password(password)
     host.full_clean()
