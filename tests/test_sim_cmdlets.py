@@ -395,3 +395,15 @@ def test_file_area_snapshot_shows_what_is_left_on_the_host(make_host):
     assert host.files.snapshot(r"C:\Windows\Temp") == {r"C:\Windows\Temp\gc-1.pfx": b"x"}
     out(host, "Remove-Item", LiteralPath=r"C:\Windows\Temp\gc-1.pfx", Force=None)
     assert host.files.snapshot(r"C:\Windows\Temp") == {}
+
+
+def test_grant_takes_a_guardian_object_and_refuses_untrusted_roots_without_the_switch(make_host):
+    host = make_host("healthy")
+    out(host, "New-HgsGuardian", Name="Peer", GenerateCertificates=None)
+    peer = out(host, "Get-HgsGuardian", Name="Peer")[0]
+    raw = out(host, "Get-VMKeyProtector", VMName="Win11-B")[0]
+    untrusted = error(host, "Grant-HgsKeyProtectorAccess", KeyProtector=raw, Guardian=peer)
+    assert untrusted.fqid == "HRESULT 0x800b0109,Grant-HgsKeyProtectorAccess"
+    (kp,) = out(host, "Grant-HgsKeyProtectorAccess", KeyProtector=raw, Guardian=peer, AllowUntrustedRoot=None)
+    assert [g.Name for g in kp.Guardians] == ["UntrustedGuardian", "Peer"]
+    assert keyprotector.parse(kp.RawData).verify()  # re-signed by the owner

@@ -196,3 +196,26 @@ def test_vm_moves_between_lab_hosts_by_migration_and_by_export_import(sim_lab):
         assert prop(vm, "Name") == "Srv-Plain"
         ok(pool, "Remove-VM", Name="Srv-Plain", Force=None)
         assert UNWRAP in str(fails(pool, "Start-VM", Name="Win11-B"))  # its guardian's keys stayed on HV01
+
+
+def test_public_key_flow_grants_a_peer_guardian_in_one_pipeline(sim_lab):
+    lab = sim_lab(hosts=2, scenarios=["healthy", "fresh"])
+    source, target = lab.hosts
+    with session(target) as pool:
+        ok(pool, "Set-VMKeyProtector", VMName="Srv-Plain", NewLocalKeyProtector=None)
+        ok(pool, "Export-HgsGuardian", Name="UntrustedGuardian", Path=r"\\LAB\share\HV02.xml")
+    with session(source) as pool:
+        ok(pool, "Import-HgsGuardian", Path=r"\\LAB\share\HV02.xml", Name="HV02", AllowUntrustedRoot=None)
+        (raw,) = ok(pool, "Get-VMKeyProtector", VMName="Win11-B")
+        grant = {"GuardianFriendlyName": "HV02", "AllowUntrustedRoot": None, "AllowExpired": None}
+        ps = run(pool, ("ConvertTo-HgsKeyProtector", {"Bytes": raw}), ("|Grant-HgsKeyProtectorAccess", grant))
+        assert not ps.had_errors
+        (granted,) = ps.output
+        assert [prop(g, "Name") for g in prop(granted, "Guardians")] == ["UntrustedGuardian", "HV02"]
+        ok(pool, "Set-VMKeyProtector", VMName="Win11-B", KeyProtector=prop(granted, "RawData"))
+        ok(pool, "Export-VM", Name="Win11-B", Path=r"\\LAB\share\out")
+        vm_id = source.model.vm("Win11-B").id.upper()
+    with session(target) as pool:
+        ok(pool, "Import-VM", Path=rf"\\LAB\share\out\Win11-B\Virtual Machines\{vm_id}.vmcx", Copy=None)
+        ok(pool, "Start-VM", Name="Win11-B")
+    assert target.model.vm("Win11-B").state == "Running"
