@@ -13,9 +13,9 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
 from console.roles import require
-from hosts.remoting.catalog.inventory import ReadHostInventory, ReadVmDetails
+from hosts.remoting.catalog.inventory import ReadVmDetails
+from hosts.remoting.catalog.vms import GetVM, StartVM
 from hosts.remoting.keyprotector import GuardianRef
-from hosts.remoting.operation import quote
 from hosts.vault.models import EscrowedPair, find_pair
 from jobs.kinds import JobContext, JobFailed, job_kind
 
@@ -47,15 +47,13 @@ def pair_for(guardians: list[GuardianRef]) -> EscrowedPair | None:
 
 
 def vm_state(session: Any, vm_name: str) -> str:
-    """The VM's state as Get-VM reports it (read with the inventory's operation; '' when the VM is not there)."""
-    inventory = session.run(ReadHostInventory())
-    return next((vm.state for vm in inventory.vms if vm.name.lower() == vm_name.lower()), "")
+    """The VM's state as Get-VM reports it ('' when the host has no such VM)."""
+    vm = session.run(GetVM(vm_name))
+    return vm.state if vm is not None else ""
 
 
 def restore_vm(session: Any, host: Any, vm_name: str, *, log: LogFn | None = None) -> str:
     """Import the pair the VM is sealed to from the vault, start the VM, and check that it runs."""
-    from hosts.remoting.catalog import vms  # type: ignore[attr-defined]  # E2's VM operations (Start-VM)
-
     log = log or _no_log
     guardians = sealed_to(session, host, vm_name)
     pair = pair_for(guardians)
@@ -71,7 +69,7 @@ def restore_vm(session: Any, host: Any, vm_name: str, *, log: LogFn | None = Non
     if vm_state(session, vm_name) == "Running":
         log(f"VM '{vm_name}' is already running", "info")
         return name
-    session.run(vms.StartVM(vm_name))
+    session.run(StartVM(vm_name))
     state = vm_state(session, vm_name)
     if state != "Running":
         raise JobFailed(
@@ -151,8 +149,8 @@ def restore_preflight(request: HttpRequest) -> HttpResponse:
         return preflight_page(request, **base, problem=problem)
     notes, name = host_situation(host, pair)
     ops = [ReadVmDetails([vm_name]), *import_operations(pair, name)]
-    state_read = powershell_of([ReadHostInventory()])
-    lines = powershell_of(ops) + state_read + [f"Start-VM -Name {quote(vm_name)}"] + state_read
+    state_read = powershell_of([GetVM(vm_name)])
+    lines = powershell_of(ops) + state_read + powershell_of([StartVM(vm_name)]) + state_read
     steps = [
         f"Read the key protector of '{vm_name}' on {host} and find its guardian in the vault ({pair}).",
         f"Import that pair to {host} (as the import job does; nothing changes if it is there already).",
