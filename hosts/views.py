@@ -23,6 +23,8 @@ from console.roles import require
 from . import crypto
 from .forms import HostForm
 from .models import Host
+from .remoting import catalog, open_session
+from .remoting.errors import REMEDIES, RemotingError
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +59,6 @@ class ConnectionTestOutcome:
 
 def run_connection_test(host: Host) -> ConnectionTestOutcome:
     """Open a session to the host and run the catalog's test operation; every failure becomes a plain message."""
-    from hosts.remoting import catalog, open_session
-    from hosts.remoting.errors import RemotingError
-
     try:
         spec = host.connection_spec()
     except crypto.SecretError as error:
@@ -84,8 +83,6 @@ def _describe_error(error: Any) -> str:
 
 
 def _failure(kind: str, detail: str) -> ConnectionTestOutcome:
-    from hosts.remoting.errors import REMEDIES
-
     headline = FAILURE_HEADLINES.get(kind, FAILURE_HEADLINES["unexpected"])
     advice = SECRET_REMEDY if kind == "secret" else REMEDIES.get(kind, REMEDIES["unexpected"])
     return ConnectionTestOutcome(False, kind, f"{headline}: {detail.rstrip('.')}. {advice}")
