@@ -31,7 +31,7 @@ class Faults:
             self.http_500 = self.wsman_fault = 0
 
     def on_request(self) -> str | None:
-        """Count one HTTP request; returns the fault it triggers: "drop", "http_500", "unauthorized" or None."""
+        """Count one HTTP request; returns the fault it triggers: "drop", "unauthorized" or None."""
         with self._lock:
             if self.drop_on_request is not None:
                 self.drop_on_request -= 1
@@ -42,10 +42,16 @@ class Faults:
                 if self.unauthorized_after <= 0:
                     return "unauthorized"
                 self.unauthorized_after -= 1
+        return None
+
+    def take_http_500(self) -> bool:
+        # Consumed once the request is authenticated and decrypted, as when Windows fails behind its listener,
+        # so the message-encryption sequence of client and host stays in step.
+        with self._lock:
             if self.http_500 > 0:
                 self.http_500 -= 1
-                return "http_500"
-        return None
+                return True
+        return False
 
     def take_wsman_fault(self) -> bool:
         with self._lock:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 512_000 + 4_096  # Windows' default MaxEnvelopeSizekb (500) plus the encryption framing
 DRAIN_LIMIT = 64 * 1024 * 1024  # read and discard an oversized body up to this size so the client sees the fault
 SOAP = "application/soap+xml;charset=UTF-8"
+INTERNAL_ERROR = (b"Internal Server Error", "text/plain")
 
 
 class HostRuntime:
@@ -92,8 +93,6 @@ class _WinRMHandler(BaseHTTPRequestHandler):
             return None
         if self.path.split("?", 1)[0].rstrip("/").lower() != "/wsman":
             return self._answer(404, b"", "text/plain")
-        if fault == "http_500":
-            return self._answer(500, b"<html><body>Internal Server Error</body></html>", "text/html")
         if fault == "unauthorized":
             self.security.reset()
             return self._challenge(None)
@@ -103,7 +102,11 @@ class _WinRMHandler(BaseHTTPRequestHandler):
             return self._challenge(rejected.args[0] if rejected.args else None)
         extra = {"WWW-Authenticate": f"Negotiate {token}"} if token else {}
         if not body:  # the empty POST that completes authentication before message encryption
-            return self._answer(200, b"", SOAP, extra)
+            return (
+                self._answer(500, *INTERNAL_ERROR)
+                if runtime.faults.take_http_500()
+                else self._answer(200, b"", SOAP, extra)
+            )
         self._serve_soap(body, extra)
 
     def _serve_soap(self, body: bytes, extra: dict[str, str]) -> None:
@@ -117,6 +120,8 @@ class _WinRMHandler(BaseHTTPRequestHandler):
             soap = self.security.unwrap(body, self.headers["Content-Type"]) if encrypted else body
         except MalformedEncryptedBody as exc:
             return self._fault(malformed(f"The encrypted message cannot be decrypted ({exc})."))
+        if runtime.faults.take_http_500():
+            return self._answer(500, *INTERNAL_ERROR)
         try:
             status, response = runtime.wsman.handle(soap, self.client_address[0])
         except ConnectionDrop:

@@ -1,0 +1,5 @@
+"""Entry point of `python -m hypervsim`."""
+
+from hypervsim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Command line: `python -m hypervsim serve ...` for one host, `python -m hypervsim lab ...` for several.
+
+Each started host is announced as one JSON line on stdout; the process then serves until it is terminated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from hypervsim import DEFAULT_PASSWORD, DEFAULT_USER, SimHost, start_host, start_lab
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hypervsim", description="Simulated Hyper-V hosts over WinRM.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="one host")
+    serve.add_argument("--name", default="HV01")
+    serve.add_argument("--state", required=True, type=Path, help="state directory (kept across restarts)")
+    serve.add_argument("--port", type=int, default=0)
+    serve.add_argument("--scenario", default="healthy")
+    lab = commands.add_parser("lab", help="several hosts sharing one lab share")
+    lab.add_argument("--dir", required=True, type=Path)
+    lab.add_argument("--hosts", type=int, default=2)
+    lab.add_argument("--scenario", action="append", dest="scenarios", metavar="NAME")
+    for sub in (serve, lab):
+        sub.add_argument("--auth", choices=["negotiate", "basic"], default="negotiate")
+        sub.add_argument("--https", action="store_true")
+        sub.add_argument("--user", default=DEFAULT_USER)
+        sub.add_argument("--password", default=DEFAULT_PASSWORD)
+        sub.add_argument("--log-level", default="WARNING")
+    return parser
+
+
+def _start(args: argparse.Namespace) -> list[SimHost]:
+    credentials = {"auth": args.auth, "https": args.https, "user": args.user, "password": args.password}
+    if args.command == "serve":
+        return [start_host(args.name, args.state, args.scenario, port=args.port, **credentials)]
+    return start_lab(args.dir, args.hosts, args.scenarios, **credentials).hosts
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        hosts = _start(args)
+    except (ValueError, KeyError, OSError) as exc:
+        print(f"hypervsim: {exc}", file=sys.stderr)
+        return 2
+    for host in hosts:
+        print(json.dumps(host.announcement()), flush=True)
+    stop.wait()
+    for host in hosts:
+        host.stop()
+    return 0
