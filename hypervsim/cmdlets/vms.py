@@ -7,6 +7,7 @@ import fnmatch
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
@@ -14,7 +15,7 @@ from hypervsim import keyprotector
 from hypervsim.certs import guardian_pair
 from hypervsim.cmdlets import CmdletError, Invocation, cmdlet
 from hypervsim.cmdlets.files import _prop, local_path, read_host_file
-from hypervsim.model import VHD_ROOT, VM_ROOT, Guardian, HostModel, VirtualMachine
+from hypervsim.model import VHD_ROOT, VM_ROOT, Guardian, HostModel, SavedState, VirtualMachine
 from hypervsim.types import (
     CompatibilityOperation,
     MigrationAuthenticationType,
@@ -162,10 +163,6 @@ def _match(host: HostModel, ref: str) -> list[VirtualMachine]:
         return []
 
 
-def _passthru(inv: Invocation, vms: list[VirtualMachine]) -> list[Any]:
-    return [vm_object(inv.host, vm) for vm in vms] if inv.switch("Passthru") else []
-
-
 # -- inventory cmdlets --------------------------------------------------------------------------------------
 
 
@@ -270,41 +267,51 @@ def _require_off(vm: VirtualMachine, allow_saved: bool = False) -> None:
         raise invalid_state(vm)
 
 
+def each_vm(inv: Invocation, vms: list[VirtualMachine], change: Callable[[VirtualMachine], None]) -> list[Any]:
+    """Apply a change per VM under the host lock. A VM that fails gets its own non-terminating error, as Hyper-V
+    cmdlets write them, and the others still change. Returns the -Passthru output."""
+    changed = []
+    with inv.host.changing():
+        for vm in vms:
+            try:
+                change(vm)
+            except CmdletError as error:
+                inv.errors.append(error)
+            else:
+                changed.append(vm)
+    return [vm_object(inv.host, vm) for vm in changed] if inv.switch("Passthru") else []
+
+
 @cmdlet(
     "Set-VMKeyProtector",
     f"{NS}.Commands.SetVMKeyProtector",
-    f"{VM_PARAMS} NewLocalKeyProtector KeyProtector RestoreLastKnownGoodKeyProtector",
+    f"{VM_PARAMS} NewLocalKeyProtector KeyProtector",
     "VMName",
     True,
 )
 def set_vm_key_protector(inv: Invocation) -> list[Any]:
-    chosen = [p for p in ("NewLocalKeyProtector", "KeyProtector") if inv.has(p)]
-    if len(chosen) != 1:
+    if inv.has("NewLocalKeyProtector") == inv.has("KeyProtector"):
         raise CmdletError(
             "Parameter set cannot be resolved using the specified named parameters.",
             "AmbiguousParameterSet",
             "InvalidArgument",
             ["System.Management.Automation.ParameterBindingException", "System.Exception"],
         )
-    new_bytes = None
-    if chosen == ["KeyProtector"]:
-        new_bytes = _key_protector_bytes(inv.get("KeyProtector"))
-    vms = target_vms(inv)
-    with inv.host.changing() as host:
-        for vm in vms:
-            _require_off(vm, allow_saved=True)
-            guardian = local_guardian(host, vm, create=new_bytes is None)
-            if new_bytes is None:
-                if host.hgs_mode != "Local" or guardian is None:
-                    raise vm_error("The local key protector can only be created in Local mode.", target=vm.name)
-                store = host.store or {}
-                owner = keyprotector.KeyProtector.create(
-                    store[guardian.signing.thumbprint], store[guardian.encryption.thumbprint]
-                )
-                vm.key_protector = owner.to_bytes()
-            else:
-                vm.key_protector = new_bytes
-    return _passthru(inv, vms)
+    given = _key_protector_bytes(inv.get("KeyProtector")) if inv.has("KeyProtector") else None
+
+    def set_protector(vm: VirtualMachine) -> None:
+        _require_off(vm, allow_saved=True)  # allowed while saved: the saved state then no longer resumes
+        guardian = local_guardian(inv.host, vm, create=given is None)
+        if given is not None:
+            vm.key_protector = given
+            return
+        if inv.host.hgs_mode != "Local" or guardian is None:
+            raise vm_error("The local key protector can only be created in Local mode.", target=vm.name)
+        store = inv.host.store or {}
+        owner = (store[guardian.signing.thumbprint], store[guardian.encryption.thumbprint])
+        vm.key_protector = keyprotector.KeyProtector.create(*owner).to_bytes()
+
+    return each_vm(inv, target_vms(inv), set_protector)
 
 
 def _key_protector_bytes(value: Any) -> bytes:
@@ -318,32 +325,30 @@ def _key_protector_bytes(value: Any) -> bytes:
 
 @cmdlet("Enable-VMTPM", f"{NS}.Commands.EnableVMTPM", VM_PARAMS, "VMName", True)
 def enable_vm_tpm(inv: Invocation) -> list[Any]:
-    vms = target_vms(inv)
-    with inv.host.changing() as host:
-        for vm in vms:
-            _require_off(vm)
-            if not keyprotector.has_key_protector(vm.key_protector):
-                raise vm_error(
-                    f"The selected security settings of virtual machine '{vm.name}' cannot be changed without a "
-                    "valid key protector configured.",
-                    "InvalidState",
-                    "InvalidOperation",
-                    vm.name,
-                )
-            local_guardian(host, vm, create=False)
-            vm.tpm_enabled = True
-    return _passthru(inv, vms)
+    def enable(vm: VirtualMachine) -> None:
+        _require_off(vm)
+        if not keyprotector.has_key_protector(vm.key_protector):
+            raise vm_error(
+                f"The selected security settings of virtual machine '{vm.name}' cannot be changed without a "
+                "valid key protector configured.",
+                "InvalidState",
+                "InvalidOperation",
+                vm.name,
+            )
+        local_guardian(inv.host, vm, create=False)
+        vm.tpm_enabled = True
+
+    return each_vm(inv, target_vms(inv), enable)
 
 
 @cmdlet("Disable-VMTPM", f"{NS}.Commands.DisableVMTPM", VM_PARAMS, "VMName", True)
 def disable_vm_tpm(inv: Invocation) -> list[Any]:
-    vms = target_vms(inv)
-    with inv.host.changing() as host:
-        for vm in vms:
-            _require_off(vm)
-            local_guardian(host, vm, create=False)
-            vm.tpm_enabled = False
-    return _passthru(inv, vms)
+    def disable(vm: VirtualMachine) -> None:
+        _require_off(vm)
+        local_guardian(inv.host, vm, create=False)
+        vm.tpm_enabled = False
+
+    return each_vm(inv, target_vms(inv), disable)
 
 
 # -- power --------------------------------------------------------------------------------------------------
@@ -374,60 +379,51 @@ def start_problem(host: HostModel, vm: VirtualMachine) -> str | None:
 
 @cmdlet("Start-VM", f"{NS}.Commands.StartVM", "Name VM ComputerName Passthru AsJob", "Name", True)
 def start_vm(inv: Invocation) -> list[Any]:
-    vms = target_vms(inv, "Name")
-    with inv.host.changing() as host:
-        for vm in vms:
-            if vm.state == "Running":
-                continue
-            problem = start_problem(host, vm)
-            if problem:
-                inv.errors.append(vm_error(problem, target=vm.name))
-                continue
-            vm.state, vm.saved_state = "Running", None
-    return _passthru(inv, [vm for vm in vms if vm.state == "Running"])
+    def start(vm: VirtualMachine) -> None:
+        problem = start_problem(inv.host, vm) if vm.state != "Running" else None
+        if problem:
+            raise vm_error(problem, target=vm.name)
+        vm.state, vm.saved_state = "Running", None
+
+    return each_vm(inv, target_vms(inv, "Name"), start)
 
 
 @cmdlet("Stop-VM", f"{NS}.Commands.StopVM", "Name VM ComputerName Force TurnOff Save Passthru AsJob", "Name", True)
 def stop_vm(inv: Invocation) -> list[Any]:
-    from hypervsim.model import SavedState
+    """Shut down, turn off or save; turning off a saved VM discards its saved state."""
 
-    vms = target_vms(inv, "Name")
-    with inv.host.changing():
-        for vm in vms:
-            if vm.state == "Running":
-                saving = inv.switch("Save")
-                vm.state = "Saved" if saving else "Off"
-                vm.saved_state = SavedState(vm.security_digest()) if saving else None
-            elif vm.state == "Saved" and not inv.switch("Save"):
-                if not inv.switch("TurnOff"):
-                    inv.errors.append(invalid_state(vm))
-                    continue
-                vm.state, vm.saved_state = "Off", None
-    return _passthru(inv, vms)
+    def stop(vm: VirtualMachine) -> None:
+        if vm.state == "Running" and inv.switch("Save"):
+            vm.state, vm.saved_state = "Saved", SavedState(vm.security_digest())
+        elif vm.state == "Running" or (vm.state == "Saved" and inv.switch("TurnOff")):
+            vm.state, vm.saved_state = "Off", None
+        elif vm.state == "Saved" and not inv.switch("Save"):
+            raise invalid_state(vm)
+
+    return each_vm(inv, target_vms(inv, "Name"), stop)
 
 
 @cmdlet("Remove-VMSavedState", f"{NS}.Commands.RemoveVMSavedState", VM_PARAMS, "VMName", True)
 def remove_vm_saved_state(inv: Invocation) -> list[Any]:
-    vms = target_vms(inv)
-    with inv.host.changing():
-        for vm in vms:
-            if vm.state != "Saved":
-                inv.errors.append(invalid_state(vm))
-                continue
-            vm.state, vm.saved_state = "Off", None
+    def discard(vm: VirtualMachine) -> None:
+        if vm.state != "Saved":
+            raise invalid_state(vm)
+        vm.state, vm.saved_state = "Off", None
+
+    each_vm(inv, target_vms(inv), discard)
     return []
 
 
 @cmdlet("Remove-VM", f"{NS}.Commands.RemoveVM", "Name VM ComputerName Force Passthru", "Name", True)
 def remove_vm(inv: Invocation) -> list[Any]:
     """Unregisters the VM; its virtual hard disks stay on disk, as on Windows."""
-    vms = target_vms(inv, "Name")
-    with inv.host.changing() as host:
-        for vm in vms:
-            if vm.state == "Running":
-                inv.errors.append(invalid_state(vm))
-                continue
-            del host.vms[vm.id]
+
+    def remove(vm: VirtualMachine) -> None:
+        if vm.state == "Running":
+            raise invalid_state(vm)
+        del inv.host.vms[vm.id]
+
+    each_vm(inv, target_vms(inv, "Name"), remove)
     return []
 
 
@@ -444,43 +440,40 @@ def remove_vm(inv: Invocation) -> list[Any]:
 def export_vm(inv: Invocation) -> list[Any]:
     """Writes <Path>\\<VM>\\Virtual Machines\\<ID>.vmcx (with the key protector) and copies its disks beside it."""
     inv.require("Path")
-    vms = target_vms(inv, "Name")
     root = str(inv.get("Path")).rstrip("\\")
-    for vm in vms:
+
+    def export(vm: VirtualMachine) -> None:
         folder = local_path(inv.host, rf"{root}\{vm.name}")
         if folder.exists() and any(folder.iterdir()):
-            inv.errors.append(
-                vm_error(
-                    f"Failed to export virtual machine '{vm.name}': the folder '{root}\\{vm.name}' already exists and "
-                    "is not empty. Cannot create a file when that file already exists. (0x800700B7)",
-                    "OperationFailed",
-                    "ResourceExists",
-                    vm.name,
-                )
+            raise vm_error(
+                f"Failed to export virtual machine '{vm.name}': the folder '{root}\\{vm.name}' already exists and "
+                "is not empty. Cannot create a file when that file already exists. (0x800700B7)",
+                "OperationFailed",
+                "ResourceExists",
+                vm.name,
             )
-            continue
         _write_export(inv, vm, rf"{root}\{vm.name}")
-    return _passthru(inv, vms)
+
+    return each_vm(inv, target_vms(inv, "Name"), export)
 
 
 def _write_export(inv: Invocation, vm: VirtualMachine, folder: str) -> None:
-    with inv.host.lock:
-        record = vm.to_json()
-        if vm.state == "Running":  # a running VM is exported with its state captured, as Windows' default does
-            record["state"], record["saved_state"] = "Saved", {"security_digest": vm.security_digest()}
-        disks = []
-        for vhd in vm.vhd_paths:
-            name = vhd.rsplit("\\", 1)[-1]
-            target = local_path(inv.host, rf"{folder}\Virtual Hard Disks\{name}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = local_path(inv.host, vhd)
-            target.write_bytes(source.read_bytes() if source.is_file() else b"")
-            disks.append(name)
-        record["vhd_paths"] = disks
-        config = local_path(inv.host, rf"{folder}\Virtual Machines\{vm.id.upper()}.vmcx")
-        config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(json.dumps({"format": VMCX_FORMAT, "vm": record}))
-        local_path(inv.host, rf"{folder}\Snapshots").mkdir(exist_ok=True)
+    record = vm.to_json()
+    if vm.state == "Running":  # a running VM is exported with its state captured, as Windows' default does
+        record["state"], record["saved_state"] = "Saved", {"security_digest": vm.security_digest()}
+    disks = []
+    for vhd in vm.vhd_paths:
+        name = vhd.rsplit("\\", 1)[-1]
+        target = local_path(inv.host, rf"{folder}\Virtual Hard Disks\{name}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = local_path(inv.host, vhd)
+        target.write_bytes(source.read_bytes() if source.is_file() else b"")
+        disks.append(name)
+    record["vhd_paths"] = disks
+    config = local_path(inv.host, rf"{folder}\Virtual Machines\{vm.id.upper()}.vmcx")
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps({"format": VMCX_FORMAT, "vm": record}))
+    local_path(inv.host, rf"{folder}\Snapshots").mkdir(exist_ok=True)
 
 
 def _read_vmcx(inv: Invocation, path: str) -> tuple[VirtualMachine, str]:
