@@ -32,6 +32,9 @@ def test_an_admin_registers_a_simulated_host_and_the_connection_test_goes_green(
     page = browser_page
     login(page, live_console, admin)
 
+    page.goto(f"{live_console.url}/hosts/prepare/")
+    assert page.locator("pre.powershell").count() >= 4
+    shoot(page, "0-prepare")
     page.goto(f"{live_console.url}/hosts/")
     page.click("text=Register a host")
     page.fill("input[name=name]", sim.name)
