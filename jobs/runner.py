@@ -327,6 +327,7 @@ def run_claimed(claimed: Claim) -> str:
 
     def on_cancel() -> None:
         for ctx in ctx_holder:
+            ctx.log("Cancel requested: stopping the running command and ending at the next step.", "warning")
             ctx.request_cancel()
 
     pump = LogPump(job, claimed.token, redactor, on_cancel=on_cancel)
