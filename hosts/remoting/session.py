@@ -17,6 +17,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 import requests
+from django.conf import settings
 from pypsrp.complex_objects import PSInvocationState
 from pypsrp.exceptions import AuthenticationError, WinRMError
 from pypsrp.messages import MessageType
@@ -38,6 +39,7 @@ T = TypeVar("T")
 LogFn = Callable[[str, str], None]
 
 RETRYABLE_KINDS = ("dropped", "timeout")
+POLL_SECONDS = 2
 BROKEN_KINDS = ("dns", "refused", "timeout", "tls", "auth", "dropped", "unexpected")
 
 
@@ -80,8 +82,6 @@ class HostSession:
         self.log: LogFn = log or _no_log
         self._transport: Transport | None = None
         self._pool: RunspacePool | None = None
-        self._current: _OrderedPowerShell | None = None
-        self._lock = threading.Lock()
         self._cancelled = threading.Event()
         self.keys_exchanged = False
         self._requests_before = 0  # requests of transports closed by a retry
@@ -150,13 +150,13 @@ class HostSession:
             raise UnexpectedReply(f"The reply of {op.describe()} from {self.spec.display} could not be read.") from err
 
     def stop_current(self) -> None:
-        """Stop the running pipeline (ctrl_c), from another thread: the job runner's cancel."""
+        """Ask the running pipeline (or, between operations, the next one) to stop, from another thread: the job
+        runner's cancel. The operation raises OperationCancelled.
+
+        The thread that polls sends the ctrl_c itself, within POLL_SECONDS: WinRM message encryption is bound to
+        the connection and its sequence numbers, so a second thread must not send on the same session.
+        """
         self._cancelled.set()
-        with self._lock:
-            current = self._current
-        if current is not None and current.state == PSInvocationState.RUNNING:
-            with suppress(Exception):
-                current.stop()
 
     def _invoke(self, op: Operation[Any]) -> PipelineResult:
         if self._pool is None:
@@ -167,19 +167,15 @@ class HostSession:
             self._pool.exchange_keys()
             self.keys_exchanged = True
         ps = self._build(op)
-        self._cancelled.clear()
-        with self._lock:
-            self._current = ps
-        try:
-            self._drive(ps)
-        except Exception as err:
-            if self._cancelled.is_set() and not isinstance(err, OperationCancelled):
-                raise OperationCancelled(f"Stopped on request on {self.spec.display}.") from None
-            raise
-        finally:
-            with self._lock:
-                self._current = None
+        self._drive(ps)
         return self._collect(ps)
+
+    def _cancel_requested(self) -> bool:
+        """A pending stop request, consumed by the pipeline that honours it."""
+        if self._cancelled.is_set():
+            self._cancelled.clear()
+            return True
+        return False
 
     def _build(self, op: Operation[Any]) -> _OrderedPowerShell:
         assert self._pool is not None
@@ -198,16 +194,24 @@ class HostSession:
         return ps
 
     def _drive(self, ps: _OrderedPowerShell) -> None:
+        if self._cancel_requested():
+            raise OperationCancelled(f"Stopped on request before it started on {self.spec.display}.")
         ps.begin_invoke()
         piped = dict.fromkeys(("error", "warning", "verbose", "information", "progress"), 0)
         while ps.state == PSInvocationState.RUNNING:
-            ps.poll_invoke()
+            ps.poll_invoke(timeout=self._poll_seconds())
             self._pipe_streams(ps, piped)
-            if self._cancelled.is_set() and ps.state in (PSInvocationState.RUNNING, PSInvocationState.STOPPED):
+            if ps.state == PSInvocationState.RUNNING and self._cancel_requested():
+                ps.stop()  # ctrl_c: the host stops the pipeline
                 raise OperationCancelled(f"Stopped on request on {self.spec.display}.")
         self._pipe_streams(ps, piped)
-        if ps.state == PSInvocationState.STOPPED or self._cancelled.is_set():
+        if ps.state == PSInvocationState.STOPPED:
             raise OperationCancelled(f"Stopped on request on {self.spec.display}.")
+
+    @staticmethod
+    def _poll_seconds() -> int:
+        """How long one Receive may wait on the host: short enough to notice a cancel request soon."""
+        return max(1, min(POLL_SECONDS, int(settings.WINRM_OPERATION_TIMEOUT)))
 
     def _pipe_streams(self, ps: PowerShell, piped: dict[str, int]) -> None:
         for stream, level in (

@@ -120,9 +120,10 @@ def remoting_error(err: BaseException, spec: ConnectionSpec) -> RemotingError:
     if has(requests.exceptions.ReadTimeout, u3.ReadTimeoutError, socket.timeout, TimeoutError):
         return ConnectTimeout(f"{where} stopped answering (read timeout).")
     fault = has(WSManFaultError)
-    if fault is not None:
-        return _wsman_fault(fault, where)  # type: ignore[arg-type]
     transport = has(WinRMTransportError)
+    if fault is not None:
+        status = getattr(transport, "code", 0) if transport is not None else 0
+        return _wsman_fault(fault, where, status)  # type: ignore[arg-type]
     if transport is not None:
         code = getattr(transport, "code", 0)
         return WinRMFault(f"{where} answered HTTP {code} instead of a WinRM reply.", code=str(code))
@@ -158,7 +159,7 @@ def _tls_error(tls: BaseException, spec: ConnectionSpec) -> TlsVerificationFaile
     return TlsVerificationFailed(message, fingerprint_seen=seen)
 
 
-def _wsman_fault(fault: WSManFaultError, where: str) -> RemotingError:
+def _wsman_fault(fault: WSManFaultError, where: str, status: int = 0) -> RemotingError:
     code = str(fault.code or "")
     reason = _short(fault.reason or "")
     if code == WSMAN_ACCESS_DENIED:
@@ -166,7 +167,8 @@ def _wsman_fault(fault: WSManFaultError, where: str) -> RemotingError:
     if code == WSMAN_UNKNOWN_SHELL:
         return ConnectionDropped(f"{where} no longer knows the session (the WinRM shell was closed on the host).")
     detail = f": {reason}" if reason else ""
-    return WinRMFault(f"{where} answered with a WinRM fault (code {code or 'unknown'}){detail}", code=code)
+    http = f"HTTP {status} with " if status else ""
+    return WinRMFault(f"{where} answered {http}a WinRM fault (code {code or 'unknown'}){detail}", code=code)
 
 
 def _short(value: str, limit: int = 300) -> str:

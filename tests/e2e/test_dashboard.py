@@ -36,7 +36,7 @@ def refresh_in_browser(page: Any, url: str) -> None:
 def test_the_dashboard_shows_the_risks_of_the_three_seed_scenarios(
     browser_page: Any, live_console: Any, admin: Any, sim_host: Any, registered_host: Any
 ) -> None:
-    healthy = sim_host(scenario="healthy", auth="ntlm", name="HV01")
+    healthy = sim_host(scenario="healthy", name="HV01")
     reinstalled = registered_host(sim_host(scenario="reinstalled", name="HV02"), name="HV02")
     deleted = registered_host(sim_host(scenario="deleted-certs", name="HV03"), name="HV03")
     page = browser_page
