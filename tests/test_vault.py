@@ -272,3 +272,24 @@ def test_tampered_entry_is_reported_and_never_handed_out(admin_client: Client) -
 def test_unknown_entry_is_a_404_not_a_500(admin_client: Client) -> None:
     assert admin_client.get("/vault/999/").status_code == 404
     assert admin_client.get("/vault/999/download/abc/").status_code in (302, 404)
+
+
+def test_detail_shows_where_a_pair_is_installed_and_which_vms_need_it(viewer_client: Client) -> None:
+    from hosts.inventory.models import Guardian, VirtualMachine
+    from tests.test_vault_support import unreachable_host
+
+    row = store()
+    host = unreachable_host("HV03")
+    key = {"signing": row.signing_thumbprint, "encryption": row.encryption_thumbprint}
+    Guardian.objects.create(
+        host=host,
+        name="UntrustedGuardian",
+        signing_thumbprint=row.signing_thumbprint,
+        encryption_thumbprint=row.encryption_thumbprint,
+        has_private_signing_key=True,
+    )
+    VirtualMachine.objects.create(host=host, vm_id="1", name="Win11-Sealed", state="Off", kp_owner_thumbprints=key)
+    VirtualMachine.objects.create(host=host, vm_id="2", name="Win11-Other", state="Off", kp_owner_thumbprints={})
+    page = viewer_client.get(f"/vault/{row.pk}/").content.decode()
+    assert "HV03" in page and "Win11-Sealed" in page and "owner" in page
+    assert "Win11-Other" not in page and PASSWORD not in page

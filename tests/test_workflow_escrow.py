@@ -61,6 +61,21 @@ def test_every_pair_with_private_keys_on_a_host_is_escrowed(sim_host: Any, regis
     assert EscrowedPair.objects.count() == 1 and temp_pfx_left(sim) == []
 
 
+def test_an_older_pair_left_in_the_store_is_escrowed_too(sim_host: Any, registered_host: Any) -> None:
+    from hypervsim.certs import guardian_pair
+
+    sim = sim_host("healthy")
+    old_signing, old_encryption = guardian_pair("UntrustedGuardian", "HV01", key_label="previous/HV01")
+    with sim.model.changing() as model:  # what a guardian reset leaves behind: certificates without a guardian
+        model.store[old_signing.thumbprint] = old_signing
+        model.store[old_encryption.thumbprint] = old_encryption
+    host = registered_host(sim)
+    with open_session(host.connection_spec()) as session:
+        assert escrow_host(session, host) == (2, 0, [])
+    assert EscrowedPair.objects.filter(signing_thumbprint=old_signing.thumbprint).exists()
+    assert temp_pfx_left(sim) == []
+
+
 def test_a_guardian_without_private_keys_cannot_be_escrowed(sim_host: Any, registered_host: Any) -> None:
     sim = sim_host("deleted-certs")
     host = registered_host(sim)

@@ -13,6 +13,7 @@ from hosts.vault.services import store_pair
 from hypervsim.scenarios import previous_guardian_backup
 from jobs.models import Job, JobLogLine, JobState
 from jobs.services import create_job
+from tests.plugins.users import client_for
 from tests.test_vault_support import assert_no_secret, temp_pfx_left
 
 pytestmark = pytest.mark.worker
@@ -46,6 +47,13 @@ def test_restore_job_brings_the_vm_back_after_reinstall(
     assert sim.model.vm("Win11-A").state == "Running"
     assert temp_pfx_left(sim) == []
     assert_no_secret(password, everything_shown(job))
+    pages = client_for(operator)
+    for url in (f"/jobs/{job.pk}/", f"/jobs/{job.pk}/log.txt", "/audit/", "/vault/"):
+        response = pages.get(url)
+        assert response.status_code == 200, url
+        body = b"".join(response.streaming_content if response.streaming else [response.content]).decode()
+        assert_no_secret(password, body)
+        assert_no_secret("PRIVATE KEY", body)
 
 
 def test_escrow_job_puts_the_healthy_guardian_in_the_vault(

@@ -186,26 +186,44 @@ def check_private_keys(listing: StoreListing, host: Any, *thumbprints: str) -> N
 
 
 def historical_pairs(listing: StoreListing, guardians: list[Any]) -> list[tuple[str, str, str]]:
-    """(signing, encryption, guardian name) of every pair on the host that has private keys: the guardians, and
-    older pairs left in the store, matched as Windows generates them (same names in the subjects, same time)."""
+    """(signing, encryption, guardian name) of every pair on the host that has private keys: the guardians' own,
+    then older pairs left in the store, matched as Windows generates them (same names in the subjects, the
+    closest NotBefore). A certificate belongs to one pair only, so pairs are never crossed."""
     found: dict[tuple[str, str], str] = {}
+    used: set[str] = set()
     for guardian in guardians:
         key = thumbprints_of(guardian)
         certs = [listing.find(t) for t in key if t]
         if len(certs) == 2 and all(c is not None and c.has_private_key for c in certs):
             found[key] = guardian.name
-    keyed = [c for c in listing.certificates if c.has_private_key and windows_subject(c.subject)]
-    for sign in keyed:
-        s = windows_subject(sign.subject)
-        if s is None or s["role"] != "Signing":
-            continue
-        for enc in keyed:
-            e = windows_subject(enc.subject)
-            if e is None or e["role"] != "Encryption" or (s["guardian"], s["host"]) != (e["guardian"], e["host"]):
-                continue
-            if sign.not_before and enc.not_before and abs(sign.not_before - enc.not_before) <= SAME_GENERATION:
-                found.setdefault((sign.thumbprint, enc.thumbprint), s["guardian"])
+        used.update(t for t in key if t)
+    loose = [c for c in listing.certificates if c.has_private_key and c.thumbprint not in used]
+    for sign, enc, name in pair_loose_certificates(loose):
+        found.setdefault((sign, enc), name)
     return [(sign, enc, name) for (sign, enc), name in found.items()]
+
+
+def pair_loose_certificates(certs: list[Any]) -> list[tuple[str, str, str]]:
+    """Pair signing with encryption certificates of the same guardian and host, closest generation time first."""
+    candidates = []
+    for sign in certs:
+        s = windows_subject(sign.subject)
+        for enc in certs:
+            e = windows_subject(enc.subject)
+            if not (s and e and s["role"] == "Signing" and e["role"] == "Encryption"):
+                continue
+            if (s["guardian"], s["host"]) != (e["guardian"], e["host"]) or not (sign.not_before and enc.not_before):
+                continue
+            gap = abs(sign.not_before - enc.not_before)
+            if gap <= SAME_GENERATION:
+                candidates.append((gap, sign.thumbprint, enc.thumbprint, s["guardian"]))
+    pairs: list[tuple[str, str, str]] = []
+    taken: set[str] = set()
+    for _gap, sign_tp, enc_tp, name in sorted(candidates):
+        if sign_tp not in taken and enc_tp not in taken:
+            pairs.append((sign_tp, enc_tp, name))
+            taken.update((sign_tp, enc_tp))
+    return pairs
 
 
 def escrow_host(session: Any, host: Any, *, user: Any = None, log: LogFn | None = None) -> tuple[int, int, list[str]]:
