@@ -293,3 +293,19 @@ def test_detail_shows_where_a_pair_is_installed_and_which_vms_need_it(viewer_cli
     page = viewer_client.get(f"/vault/{row.pk}/").content.decode()
     assert "HV03" in page and "Win11-Sealed" in page and "owner" in page
     assert "Win11-Other" not in page and PASSWORD not in page
+
+
+@pytest.mark.django_db
+def test_vault_entries_survive_key_rotation(settings: Any) -> None:
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    signing, encryption = make_pair()
+    row = store_pair(signing, encryption, PASSWORD, user=None, origin="upload").pair
+    new_key = Fernet.generate_key().decode()
+    settings.ENCRYPTION_KEYS = [new_key, *settings.ENCRYPTION_KEYS]
+    call_command("rotate_encryption_keys", stdout=io.StringIO())
+    settings.ENCRYPTION_KEYS = [new_key]  # the old keys are gone: only the re-sealed columns can open
+    row.refresh_from_db()
+    assert crypto.sealed_with(row.signing_pfx) == crypto.key_id(new_key)
+    assert row.open() == (signing, encryption, PASSWORD)
