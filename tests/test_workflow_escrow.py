@@ -130,3 +130,24 @@ def test_escrow_preflight_shows_the_powershell_and_starts_a_job(operator_client:
 @PREFLIGHT_URLS
 def test_viewer_cannot_open_the_escrow_preflight(viewer_client: Client) -> None:
     assert viewer_client.get("/jobs/new/escrow/").status_code == 403
+
+
+@PREFLIGHT_URLS
+def test_escrow_preflight_warns_before_a_job_that_cannot_work(operator_client: Client) -> None:
+    from hosts.inventory.models import Guardian
+    from hosts.vault.services import store_pair
+    from tests.test_vault_support import PASSWORD, make_pair
+
+    host = unreachable_host()
+    sign, enc = "C" * 40, "D" * 40
+    Guardian.objects.create(host=host, name="UntrustedGuardian", signing_thumbprint=sign, encryption_thumbprint=enc)
+    page = operator_client.get(f"/jobs/new/escrow/?host={host.pk}&guardian={sign}:{enc}").content.decode()
+    assert "without its private signing key" in page and "NO private signing key" in page
+    pair = store_pair(*make_pair(), PASSWORD, user=None, origin="upload").pair
+    both = f"{pair.signing_thumbprint}:{pair.encryption_thumbprint}"
+    page = operator_client.get(f"/jobs/new/escrow/?host={host.pk}&guardian={both}").content.decode()
+    assert "already in the vault" in page
+    page = operator_client.get(f"/jobs/new/escrow/?host={host.pk}&guardian=junk:%27;rm").content.decode()
+    assert "Choose a guardian from the list" in page and "Show PowerShell" not in page
+    assert operator_client.post("/jobs/new/escrow/", {"host": host.pk, "guardian": "x:y"}).status_code == 200
+    assert operator_client.get("/jobs/new/escrow/?host=abc").status_code == 200

@@ -355,6 +355,35 @@ def guardian_choices(host: Any) -> list[tuple[str, str]]:
     return choices
 
 
+def is_thumbprint(value: str) -> bool:
+    return len(value) == 40 and all(c in "0123456789ABCDEF" for c in value)
+
+
+def transport_warnings(host: Any) -> list[str]:
+    if host.transport == "https" and host.cert_check == "none":
+        return [
+            f"{host} is registered with certificate checking off: the job will refuse to send a PFX password there. "
+            "Edit the host to check its certificate first."
+        ]
+    return []
+
+
+def escrow_warnings(host: Any, signing: str, encryption: str) -> list[str]:
+    from django.apps import apps
+
+    existing = find_pair(signing, encryption)
+    if existing is not None:
+        return [f"This pair is already in the vault as {existing}: the job will change nothing."]
+    guardian_model = apps.get_model("inventory", "Guardian")
+    row = guardian_model.objects.filter(host=host, signing_thumbprint=signing, encryption_thumbprint=encryption).first()
+    if row is not None and not row.has_private_signing_key:
+        return [
+            f"The last inventory shows guardian '{row.name}' on {host} without its private signing key: the job will "
+            "stop without storing anything. If a backup of the pair exists, upload it to the vault instead."
+        ]
+    return []
+
+
 ESCROW_RISKS = [
     "A certificate without its private key (deleted from the store) cannot be escrowed: the job stops, nothing is "
     "stored, and the log says where else the pair might be found.",
@@ -373,6 +402,7 @@ def escrow_preflight(request: HttpRequest) -> HttpResponse:
     base["submit_label"] = "Escrow"
     if host is None or not chosen:
         return preflight_page(request, **base, problem="" if host else "Choose the host that holds the guardian.")
+    warnings = transport_warnings(host)
     if chosen == "all":
         if request.method == "POST":
             return start_job(request, "escrow_host", host, [], {})
@@ -384,12 +414,15 @@ def escrow_preflight(request: HttpRequest) -> HttpResponse:
             "Escrow each pair not yet in the vault, as below (one generated password per pair).",
         ]
     else:
-        sign, _, enc = chosen.partition(":")
+        sign, _, enc = chosen.upper().partition(":")
+        if not (is_thumbprint(sign) and is_thumbprint(enc)):
+            return preflight_page(request, **base, problem="Choose a guardian from the list.")
         if request.method == "POST":
             name = dict(guardian_choices(host)).get(chosen, "").split(" (")[0]
             params = {"signing_thumbprint": sign, "encryption_thumbprint": enc, "guardian_name": name}
             return start_job(request, "escrow_guardian", host, [], params)
         ops = escrow_operations(sign, enc)
+        warnings += escrow_warnings(host, sign, enc)
         steps = [
             "Check that both certificates are in the store with their private keys.",
             "Export each as PFX with a strong password the console generates (it is never shown or logged).",
@@ -409,6 +442,7 @@ def escrow_preflight(request: HttpRequest) -> HttpResponse:
         steps=steps,
         impact=impact,
         risks=ESCROW_RISKS,
+        warnings=warnings,
         powershell=powershell_of(ops),
         post=post,
         keep=[],

@@ -41,6 +41,7 @@ from .escrow import (
     start_job,
     temp_pfx_paths,
     temporary_files,
+    transport_warnings,
 )
 
 DEFAULT_NAME = "UntrustedGuardian"
@@ -217,6 +218,7 @@ def import_preflight(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         return start_job(request, "import_guardian", host, [], {"vault_entry": pair.pk})
     notes, name = host_situation(host, pair)
+    notes = transport_warnings(host) + notes
     steps = [
         f"Read the guardians and the shielded certificate store of {host}; stop here if the pair is already there.",
         "Create 'Shielded VM Local Certificates' if this host never had a vTPM.",
