@@ -1,0 +1,145 @@
+"""Migrating a VM between the two hosts of the simulator's migration lab, with faults injected part way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from hosts.remoting import open_session
+from hosts.remoting.catalog.vms import ExportVM, exported_config_path
+from hosts.vault.models import EscrowedPair
+from jobs.kinds import JobFailed, Step
+from jobs.workflows.migrate import MigrationOptions, migrate_vm, plan_migration
+from jobs.workflows.reset import DirectRun
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def lab(sim_lab: Any, registered_host: Any) -> Any:
+    lab = sim_lab(scenarios=["migration"])
+    lab.source, lab.target = lab.hosts
+    lab.source_host, lab.target_host = registered_host(lab.source), registered_host(lab.target)
+    return lab
+
+
+def migrate(lab: Any, opts: MigrationOptions, run: Any = None) -> tuple[str, Any]:
+    run = run or DirectRun()
+    hosts = (lab.source_host, lab.target_host)
+    with open_session(hosts[0].connection_spec()) as s, open_session(hosts[1].connection_spec()) as t:
+        return migrate_vm(run, (s, t), hosts, opts), run
+
+
+def cmdlets(sim: Any) -> list[str]:
+    return [c["cmdlet"] for c in sim.command_log]
+
+
+def share_left(lab: Any) -> list[str]:
+    return sorted(p.name for p in lab.share.iterdir())
+
+
+def test_export_import_carrying_the_owner_pair_runs_the_vm_on_the_target(lab: Any) -> None:
+    summary, run = migrate(lab, MigrationOptions("Win11-B", method="export", unseal="carry"))
+    assert lab.target.model.vm("Win11-B").state == "Running"
+    assert lab.source.model.vm("Win11-B").state == "Off"  # the source copy stays, off
+    assert EscrowedPair.objects.count() == 1  # the owner was escrowed on the way
+    assert share_left(lab) == []  # the export was removed from the lab share
+    assert "running there" in summary and "stays on" in summary
+
+
+def test_authorising_the_targets_guardian_moves_no_private_key(lab: Any) -> None:
+    opts = MigrationOptions("Win11-B", method="export", unseal="authorise", source_after="remove")
+    summary, run = migrate(lab, opts)
+    assert lab.target.model.vm("Win11-B").state == "Running"
+    assert "Win11-B" not in {vm.name for vm in lab.source.model.vms.values()}
+    assert "Export-PfxCertificate" not in cmdlets(lab.source) + cmdlets(lab.target)
+    assert "Import-PfxCertificate" not in cmdlets(lab.target)
+    assert EscrowedPair.objects.count() == 0
+    assert {"Import-HgsGuardian", "Grant-HgsKeyProtectorAccess", "Set-VMKeyProtector"} <= set(cmdlets(lab.source))
+    assert "Export-HgsGuardian" in cmdlets(lab.target)
+    assert "removed from" in summary
+
+
+def test_live_migration_of_a_running_vm(lab: Any) -> None:
+    migrate(lab, MigrationOptions("Win11-A", method="live", unseal="carry"))
+    assert lab.target.model.vm("Win11-A").state == "Running"
+    assert "Win11-A" not in {vm.name for vm in lab.source.model.vms.values()}
+    assert "Move-VM" in cmdlets(lab.source)
+
+
+def test_registering_files_already_on_the_target(lab: Any) -> None:
+    vm = lab.source.model.vm("Win11-B")
+    with open_session(lab.source_host.connection_spec()) as s:
+        s.run(ExportVM("Win11-B", "\\\\LAB\\share\\copied"))
+    config = exported_config_path("\\\\LAB\\share\\copied\\Win11-B", vm.id)
+    opts = MigrationOptions("Win11-B", method="register", unseal="authorise", files_path=config, start=True)
+    migrate(lab, opts)
+    assert lab.target.model.vm("Win11-B").state == "Running"
+    assert "Import-VM" in cmdlets(lab.target)
+
+
+# -- preflight and faults ----------------------------------------------------------------------------------------------
+
+
+def test_a_name_taken_on_the_target_stops_before_any_change(lab: Any) -> None:
+    with lab.target.model.changing() as model:
+        model.add_vm("Win11-B")
+    with pytest.raises(JobFailed, match="Nothing was changed.*already has a VM named 'Win11-B'"):
+        migrate(lab, MigrationOptions("Win11-B"))
+    assert "Export-VM" not in cmdlets(lab.source) and EscrowedPair.objects.count() == 0
+
+
+def test_preflight_names_every_blocker(lab: Any) -> None:
+    with lab.target.model.changing() as model:
+        model.live_migration = False
+    opts = MigrationOptions("Win11-C", method="live", unseal="authorise")
+    with (
+        open_session(lab.source_host.connection_spec()) as s,
+        open_session(lab.target_host.connection_spec()) as t,
+    ):
+        plan = plan_migration(s, t, lab.source_host, lab.target_host, opts)
+    text = " ".join(plan.failures)
+    assert "Live migration is not enabled on HV02" in text
+    assert "saved state cannot be resumed" in text
+
+
+class HostDownBefore(DirectRun):
+    """Takes a host down when a step whose title starts with `trigger` begins: a host lost part way."""
+
+    def __init__(self, sim: Any, trigger: str) -> None:
+        super().__init__()
+        self.sim, self.trigger = sim, trigger
+
+    @contextmanager
+    def step(self, title: str, destructive: bool = False) -> Iterator[Step]:
+        if title.startswith(self.trigger):
+            self.sim.down()
+        with super().step(title, destructive) as step:
+            yield step
+
+
+def test_target_down_before_the_import_undoes_the_export_and_restarts_the_source(lab: Any) -> None:
+    run = HostDownBefore(lab.target, "Compare-VM")
+    with pytest.raises(JobFailed) as failed:
+        migrate(lab, MigrationOptions("Win11-A", method="export", unseal="carry"), run)
+    message = str(failed.value)
+    lab.target.up()
+    assert "Undone:" in message and "'Win11-A' shut down on HV01" in message
+    assert lab.source.model.vm("Win11-A").state == "Running"  # started again
+    assert share_left(lab) == []  # the export was removed
+    assert "Win11-A" not in {vm.name for vm in lab.target.model.vms.values()}
+    assert "Left as it is:" in message and "Remove-HgsGuardian" in message  # the imported guardian, by hand
+
+
+def test_connection_dropped_during_import_leaves_a_clear_state(lab: Any) -> None:
+    lab.target.faults.drop_on_cmdlet = "Import-VM"
+    with pytest.raises(JobFailed) as failed:
+        migrate(lab, MigrationOptions("Win11-B", method="export", unseal="carry"))
+    lab.target.faults.clear()
+    message = str(failed.value)
+    assert "The VM is on HV01 (Off)" in message
+    assert "Win11-B" not in {vm.name for vm in lab.target.model.vms.values()}
+    assert share_left(lab) == []
