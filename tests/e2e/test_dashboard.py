@@ -51,7 +51,8 @@ def test_the_dashboard_shows_the_risks_of_the_three_seed_scenarios(
     page.fill("input[name=username]", healthy.user)
     page.fill("input[name=password]", healthy.password)
     with page.expect_navigation():
-        page.click("button[type=submit]")
+        page.click("main form button[type=submit]")  # not the top bar's "Log out" button
+    assert "registered" in page.inner_text(".messages")
     with page.expect_navigation():
         page.click("#test-connection")
     assert page.locator("#last-test .badge.ok").count() == 1
