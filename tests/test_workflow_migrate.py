@@ -143,3 +143,42 @@ def test_connection_dropped_during_import_leaves_a_clear_state(lab: Any) -> None
     assert "The VM is on HV01 (Off)" in message
     assert "Win11-B" not in {vm.name for vm in lab.target.model.vms.values()}
     assert share_left(lab) == []
+
+
+# -- the wizard ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.urls("tests.test_vault_support")
+def test_wizard_checks_both_hosts_shows_powershell_and_starts_the_job(lab: Any, operator_client: Any) -> None:
+    from hosts.inventory.refresh import refresh_host
+    from jobs.models import Job
+
+    assert refresh_host(lab.source_host).ok
+    choose = {"form": "1", "host": lab.source_host.pk, "target": lab.target_host.pk, "vm": "Win11-B"}
+    choose |= {"method": "export", "unseal": "authorise", "source_after": "off", "start": "on"}
+    page = operator_client.get("/jobs/new/migrate/", {**choose, "preview": "1"}).content.decode()
+    assert "HV01 sees the lab share" in page and "Show PowerShell" in page
+    assert "Export-VM -Name &#x27;Win11-B&#x27;" in page and "Grant-HgsKeyProtectorAccess" in page
+    response = operator_client.post("/jobs/new/migrate/", {**choose, "preview": "1"})
+    job = Job.objects.get()
+    assert response["Location"] == f"/jobs/{job.pk}/"
+    assert job.kind == "migrate_vm" and job.host_names == ["HV01", "HV02"] and job.vms == ["Win11-B"]
+    assert job.params["unseal"] == "authorise" and job.params["start"] is True
+
+
+@pytest.mark.urls("tests.test_vault_support")
+def test_wizard_refuses_a_blocked_migration_and_bad_input(lab: Any, operator_client: Any, viewer_client: Any) -> None:
+    from jobs.models import Job
+
+    with lab.target.model.changing() as model:
+        model.add_vm("Win11-B")
+    data = {"form": "1", "preview": "1", "host": lab.source_host.pk, "target": lab.target_host.pk, "vm": "Win11-B"}
+    response = operator_client.post("/jobs/new/migrate/", data)
+    assert response.status_code == 400 and "already has a VM named" in response.content.decode()
+    assert (
+        operator_client.get("/jobs/new/migrate/", {"host": "x", "target": "1; drop", "method": "?"}).status_code == 200
+    )
+    weird = operator_client.get("/jobs/new/migrate/", {**data, "method": "teleport"}).content.decode()
+    assert "Choose a migration method" in weird
+    assert viewer_client.get("/jobs/new/migrate/").status_code == 403
+    assert Job.objects.count() == 0

@@ -660,7 +660,7 @@ def wizard_choices(data: Any) -> tuple[Any, Any, MigrationOptions]:
         method=data.get("method", "export"),
         unseal=data.get("unseal", "carry"),
         new_id=data.get("new_id") == "on",
-        start=data.get("start", "on") == "on",
+        start=data.get("start") == "on" if "form" in data else True,  # an unticked box sends nothing
         source_after=data.get("source_after", "off"),
         share=data.get("share", ""),
         files_path=data.get("files_path", ""),
@@ -688,6 +688,7 @@ def migrate_wizard(request: HttpRequest) -> HttpResponse:
     source, target, opts = wizard_choices(data)
     context: dict[str, Any] = {"hosts": Host.objects.order_by("name"), "source": source, "target": target}
     context |= {"opts": opts, "methods": METHODS, "unseals": UNSEAL, "afters": SOURCE_AFTER}
+    context["method_label"] = METHODS.get(opts.method, "")
     context["vms"] = VirtualMachine.objects.filter(host=source).order_by("name") if source else []
     ready = source is not None and target is not None and opts.vm_name and data.get("preview")
     if source is not None and target is not None and source.pk == target.pk:
