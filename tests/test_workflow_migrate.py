@@ -145,7 +145,7 @@ def test_connection_dropped_during_import_leaves_a_clear_state(lab: Any) -> None
     assert share_left(lab) == []
 
 
-# -- the wizard ---------------------------------------------------------------------------------------------------------
+# -- the wizard ------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.urls("tests.test_vault_support")
