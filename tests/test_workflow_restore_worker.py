@@ -88,3 +88,22 @@ def test_escrow_job_fails_clearly_when_the_keys_are_gone(
     job = finished(create_job(operator, "escrow_guardian", hosts=[host], params=params))
     assert job.state == JobState.FAILED
     assert "cannot be escrowed" in job.error and EscrowedPair.objects.count() == 0
+
+
+def test_import_job_cut_off_mid_way_fails_clearly_and_a_second_run_finishes(
+    celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any, operator: Any
+) -> None:
+    sim = sim_host("reinstalled")
+    host = registered_host(sim)
+    signing, encryption, password = previous_guardian_backup(sim)
+    pair = store_pair(signing, encryption, password, user=operator, origin="upload", allow_expired=True).pair
+    sim.faults.drop_on_cmdlet = "Import-PfxCertificate"
+    job = finished(create_job(operator, "import_guardian", hosts=[host], params={"vault_entry": pair.pk}))
+    assert job.state == JobState.FAILED
+    assert "Run the import again" in job.error and "vault entry is unchanged" in job.error
+    assert temp_pfx_left(sim) == [] and EscrowedPair.objects.get().open()[2] == password
+    sim.faults.clear()
+    again = finished(create_job(operator, "import_guardian", hosts=[host], params={"vault_entry": pair.pk}))
+    assert again.state == JobState.SUCCEEDED, again.error
+    assert sim.model.guardian(again.results["guardian_name"]) is not None
+    assert_no_secret(password, everything_shown(job), everything_shown(again))

@@ -261,15 +261,22 @@ def escrow_guardian_job(ctx: JobContext) -> str:
         raise JobFailed("No host given: choose the host that holds the guardian.")
     sign, enc = ctx.params.get("signing_thumbprint", ""), ctx.params.get("encryption_thumbprint", "")
     with ctx.step(f"Escrow {ctx.params.get('guardian_name') or 'guardian'} from {host}"):
-        pair = escrow_pair(
-            ctx.session(host),
-            host,
-            sign,
-            enc,
-            guardian_name=ctx.params.get("guardian_name", ""),
-            user=ctx.user,
-            log=ctx.log,
-        )
+        try:
+            pair = escrow_pair(
+                ctx.session(host),
+                host,
+                sign,
+                enc,
+                guardian_name=ctx.params.get("guardian_name", ""),
+                user=ctx.user,
+                log=ctx.log,
+            )
+        except RemotingError as exc:
+            if ctx.cancel_requested:
+                raise
+            raise JobFailed(
+                f"{exc} Nothing was stored in the vault; run the escrow again once {host} answers."
+            ) from None
     ctx.record("vault_entry", pair.pk)
     return f"{pair} is in the vault"
 

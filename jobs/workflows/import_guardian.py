@@ -25,6 +25,7 @@ from hosts.remoting.catalog.guardians import (
     WriteFileBytes,
     thumbprints_of,
 )
+from hosts.remoting.errors import RemotingError
 from hosts.remoting.operation import Secret
 from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobContext, JobFailed, job_kind
@@ -136,7 +137,15 @@ def import_guardian_job(ctx: JobContext) -> str:
     if pair is None:
         raise JobFailed("The vault entry no longer exists.")
     with ctx.step(f"Import {pair} to {host}"):
-        name = import_pair(ctx.session(host), host, pair, log=ctx.log)
+        try:
+            name = import_pair(ctx.session(host), host, pair, log=ctx.log)
+        except RemotingError as exc:
+            if ctx.cancel_requested:
+                raise
+            raise JobFailed(
+                f"{exc} The vault entry is unchanged. Run the import again once {host} answers: it skips what is "
+                "already done (certificates already in the store are not imported twice)."
+            ) from None
     ctx.record("guardian_name", name)
     return f"{host} holds {pair} as guardian '{name}' with its private keys"
 

@@ -15,6 +15,7 @@ from django.urls import path
 from console.roles import require
 from hosts.remoting.catalog.inventory import ReadVmDetails
 from hosts.remoting.catalog.vms import GetVM, StartVM
+from hosts.remoting.errors import RemotingError
 from hosts.remoting.keyprotector import GuardianRef
 from hosts.vault.models import EscrowedPair, find_pair
 from jobs.kinds import JobContext, JobFailed, job_kind
@@ -88,7 +89,15 @@ def restore_vm_job(ctx: JobContext) -> str:
     restored = []
     for vm_name in ctx.vms:
         with ctx.step(f"Restore VM '{vm_name}' on {host}"):
-            name = restore_vm(ctx.session(host), host, vm_name, log=ctx.log)
+            try:
+                name = restore_vm(ctx.session(host), host, vm_name, log=ctx.log)
+            except RemotingError as exc:
+                if ctx.cancel_requested:
+                    raise
+                raise JobFailed(
+                    f"{exc} Nothing was taken out of the vault. Run the restore again once {host} answers: it "
+                    "continues where it stopped."
+                ) from None
         restored.append(vm_name)
         ctx.record("guardian_name", name)
     ctx.record("restored_vms", restored)
