@@ -160,10 +160,12 @@ def error_record(
         "ErrorCategory_TargetName": target_name,
         "ErrorCategory_TargetType": target_type,
         "ErrorCategory_Message": f"{category.name}: ({short_target}:{target_type}) [{activity}], {reason}",
-        "SerializeExtendedInfo": invoked,
+        # Windows flattens the invocation into the record only on the error stream, not in a pipeline's reason.
+        "SerializeExtendedInfo": invoked and error_stream,
     }
     if invoked:
-        props |= _invocation_properties(command, _bound_parameters(parameters))
+        flattened = _invocation_properties(command, _bound_parameters(parameters))
+        props |= flattened if error_stream else {"InvocationInfo": flattened["InvocationInfo"]}
     for name, value in props.items():
         add_note_property(record, name, value)
     return record

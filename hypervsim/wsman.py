@@ -41,6 +41,7 @@ SIGNAL_TERMINATE = f"{SHELL}/signal/Terminate"
 SIGNAL_CTRL_C = "powershell/signal/ctrl_c"
 ANONYMOUS = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
 MAX_OPERATION_TIMEOUT = 600.0
+OUTPUT_BATCH_WAIT = 0.05  # seconds a Receive lingers for a running command to finish
 
 TIMED_OUT = 2150858793
 UNKNOWN_SHELL = 2150858843
@@ -343,6 +344,9 @@ class WSManService:
                 raise unknown_shell()
             if not ready:
                 raise Fault(TIMED_OUT, "w:TimedOut", TIMEOUT_TEXT, sender=False)
+            if run is not None:
+                # Like WinRM's block buffering: a command about to finish sends its output and end together.
+                session.changed.wait_for(lambda: run.finished or session.closed, timeout=OUTPUT_BATCH_WAIT)
             payloads = session.take(pipeline_id)
             done = run is not None and run.finished and not session.outbox[pipeline_id]
         return _envelope(f"{SHELL}/ReceiveResponse", request.message_id, _receive_body(payloads, command_id, done))

@@ -256,3 +256,22 @@ def test_concurrent_pools_on_one_host(sim_host: Any) -> None:
     for t in threads:
         t.join(30)
     assert results == [len(h.model.vms)] * 12
+
+
+def test_output_is_chunked_to_the_clients_max_envelope_size(sim_host: Any) -> None:
+    h = sim_host("healthy", https=True, auth="basic")
+    client = wsman(h, max_envelope_size=8192)
+    sizes: list[int] = []
+    send = client.transport.send
+
+    def recording_send(message: bytes, **kw: Any) -> bytes:
+        response = send(message, **kw)
+        sizes.append(len(response))
+        return response
+
+    client.transport.send = recording_send  # type: ignore[method-assign]
+    with RunspacePool(client) as pool:
+        ps = run(pool, ("Get-VM", {}), ("Get-VMHost", {}), ("Get-HgsGuardian", {}))
+    assert len(ps.output) == len(h.model.vms) + 1 + len(h.model.guardians)
+    assert sum(sizes) > 3 * 8192  # the output really needed several responses
+    assert max(sizes) <= 8192

@@ -1,0 +1,99 @@
+"""`python -m hypervsim serve|lab` start hosts that announce themselves as JSON lines and serve until killed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.wsman import WSMan
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def spawn() -> Iterator[Any]:
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        command = [sys.executable, "-m", "hypervsim", *args]
+        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(10)
+
+
+def announced(process: subprocess.Popen[str]) -> dict[str, Any]:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line, process.stderr.read() if process.stderr else "no output"
+    return dict(json.loads(line))
+
+
+def computer_name(host: dict[str, Any]) -> str:
+    url = host["url"]
+    https = url.startswith("https")
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    ca: Any = host.get("ca_file") or False
+    client = WSMan(
+        "127.0.0.1",
+        port=port,
+        ssl=https,
+        auth=host["auth"],
+        username=host["user"],
+        password=host["password"],
+        cert_validation=ca,
+        operation_timeout=5,
+    )
+    with RunspacePool(client) as pool:
+        ps = PowerShell(pool)
+        ps.add_cmdlet("Get-VMHost")
+        return str(ps.invoke()[0].adapted_properties["Name"])
+
+
+def test_serve_announces_one_host_and_stops_on_terminate(spawn: Any, tmp_path: Path) -> None:
+    process = spawn(
+        "serve",
+        "--name",
+        "HV05",
+        "--state",
+        str(tmp_path),
+        "--scenario",
+        "fresh",
+        "--https",
+        "--auth",
+        "basic",
+        "--user",
+        "ops",
+        "--password",
+        "S3cret-pass",
+    )
+    host = announced(process)
+    assert host["name"] == "HV05" and host["user"] == "ops" and host["password"] == "S3cret-pass"
+    assert host["url"].startswith("https://127.0.0.1:") and Path(host["ca_file"]).read_text().startswith("-----BEGIN")
+    assert computer_name(host) == "HV05"
+    process.terminate()
+    assert process.wait(10) == 0
+
+
+def test_lab_announces_each_host_sharing_one_share(spawn: Any, tmp_path: Path) -> None:
+    process = spawn("lab", "--dir", str(tmp_path), "--hosts", "2", "--scenario", "healthy", "--scenario", "fresh")
+    hosts = [announced(process), announced(process)]
+    assert [h["name"] for h in hosts] == ["HV01", "HV02"]
+    assert {computer_name(h) for h in hosts} == {"HV01", "HV02"}
+    assert (tmp_path / "share").is_dir()
+
+
+def test_serve_refuses_basic_over_http(spawn: Any, tmp_path: Path) -> None:
+    process = spawn("serve", "--state", str(tmp_path), "--auth", "basic")
+    assert process.wait(30) == 2
+    assert "only offered over HTTPS" in process.stderr.read()
