@@ -309,3 +309,19 @@ def test_vault_entries_survive_key_rotation(settings: Any) -> None:
     row.refresh_from_db()
     assert crypto.sealed_with(row.signing_pfx) == crypto.key_id(new_key)
     assert row.open() == (signing, encryption, PASSWORD)
+
+
+@pytest.mark.django_db
+def test_nightly_check_names_the_damaged_entry() -> None:
+    from django.core.management import CommandError, call_command
+
+    a, b = store(slot=0), store(slot=1, host="HV02")
+    out = io.StringIO()
+    call_command("verify_vault", stdout=out)
+    assert "All 2 vault entries are intact" in out.getvalue()
+    a.encryption_pfx = b.encryption_pfx
+    a.save()
+    with pytest.raises(CommandError, match="1 of 2 vault entries are damaged"):
+        call_command("verify_vault", stdout=out)
+    assert f"#{a.pk}" in out.getvalue() and PASSWORD not in out.getvalue()
+    assert AuditEvent.objects.filter(action="vault.tampered", object_id=str(a.pk)).exists()
