@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -13,6 +14,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
+
+# Windows writes a guardian's full name into the common name even past X.520's 64 characters; so do we, quietly.
+warnings.filterwarnings("ignore", message="Attribute's length must be", category=UserWarning)
 
 VALIDITY = dt.timedelta(days=3652)  # Hyper-V's self-signed guardian certificates are valid about ten years
 KEY_SIZE = 2048
