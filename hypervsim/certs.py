@@ -119,7 +119,7 @@ def guardian_subject(role: str, guardian: str, host: str) -> str:
 
 def self_signed(common_name: str, *, encryption: bool, key_label: str | None = None) -> Certificate:
     key = new_key(key_label)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name, _validate=False)])
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     usage = x509.KeyUsage(
         digital_signature=not encryption,
