@@ -416,3 +416,11 @@ def test_long_guardian_names_go_into_the_subject_whole(make_host):
         guardian = out(make_host("fresh"), "New-HgsGuardian", Name=name, GenerateCertificates=None)[0]
         assert guardian.EncryptionCertificate.Subject == f"CN=Shielded VM Encryption Certificate ({name}) (HV01)"
     assert not [w for w in caught if "length" in str(w.message)]
+
+
+@pytest.mark.parametrize("root", [r"C:\\", "C:", r"\\LAB\share", r"\\LAB\share\\"])
+def test_drive_and_share_roots_cannot_be_removed(make_host, root):
+    host = make_host("healthy")
+    err = error(host, "Remove-Item", LiteralPath=root, Recurse=None, Force=None)
+    assert err.category == "WriteError"
+    assert out(host, "Test-Path", Path=r"C:\Windows\Temp") == [True] and host.lab.share.is_dir()

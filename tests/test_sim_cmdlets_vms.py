@@ -8,7 +8,7 @@ import uuid
 
 from psrpcore.types import serialize_clixml
 
-from hypervsim.cmdlets import invoke
+from hypervsim.cmdlets import CMDLETS, Invocation, invoke
 from hypervsim.keyprotector import NO_KEY_PROTECTOR
 from hypervsim.model import HostModel
 from hypervsim.scenarios import add_tpm_vms
@@ -207,3 +207,11 @@ def test_benchmarks_can_grow_a_host_with_startable_tpm_vms(make_host):
     assert names(out(host, "Get-VM", Name="Bench-*")) == ["Bench-001", "Bench-002", "Bench-003"]
     out(host, "Start-VM", Name="Bench-002")
     assert host.vm("Bench-002").state == "Running"
+
+
+def test_a_stopped_pipeline_changes_no_further_vms(make_host):
+    host = make_host("healthy")
+    inv = Invocation(host, host.lab, {"Name": ["Win11-B", "Srv-Plain"]})
+    inv.cancelled.set()
+    assert CMDLETS["Start-VM"](inv) == []
+    assert host.vm("Win11-B").state == "Off" and host.vm("Srv-Plain").state == "Off"

@@ -333,6 +333,10 @@ def _remove_file(inv: Invocation, text: str) -> None:
     local = local_path(inv.host, text)
     if not local.exists():
         raise path_not_found(text)
+    if local.parent == inv.host.files.root or local == inv.host.files.share:
+        raise io_error(
+            f"Cannot remove item {text}: it is the root of a drive or share.", "RemoveItemIOError", "WriteError", text
+        )
     if local.is_dir():
         if any(local.iterdir()) and not inv.switch("Recurse"):
             message = f"The item at {text} has children and the Recurse parameter was not specified."

@@ -273,6 +273,8 @@ def each_vm(inv: Invocation, vms: list[VirtualMachine], change: Callable[[Virtua
     changed = []
     with inv.host.changing():
         for vm in vms:
+            if inv.cancelled.is_set():  # ctrl_c: stop before the next VM, as a stopped pipeline does
+                break
             try:
                 change(vm)
             except CmdletError as error:
