@@ -10,8 +10,9 @@ import base64
 import binascii
 import re
 import threading
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape
@@ -41,6 +42,7 @@ SIGNAL_TERMINATE = f"{SHELL}/signal/Terminate"
 SIGNAL_CTRL_C = "powershell/signal/ctrl_c"
 ANONYMOUS = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
 MAX_OPERATION_TIMEOUT = 600.0
+IDLE_TIMEOUT = 7200.0  # seconds, Windows' default IdleTimeOut: a shell nobody uses is deleted
 OUTPUT_BATCH_WAIT = 0.05  # seconds a Receive lingers for a running command to finish
 
 TIMED_OUT = 2150858793
@@ -192,6 +194,7 @@ class Shell:
     owner: str
     client_ip: str
     session: RunspaceSession
+    last_used: float = field(default_factory=time.monotonic)
 
     def describe(self, state: str = "Connected") -> str:
         return (
@@ -261,7 +264,18 @@ class WSManService:
             shell = self.shells.get(request.shell_id or "")
         if shell is None or shell.session.closed:
             raise unknown_shell()
+        shell.last_used = time.monotonic()
         return shell
+
+    def _expire_idle_shells(self) -> None:
+        # Clients that vanish without Delete would otherwise keep their runspace pools forever.
+        cutoff = time.monotonic() - IDLE_TIMEOUT
+        with self._lock:
+            idle = [s for s in self.shells.values() if s.last_used < cutoff]
+            for shell in idle:
+                del self.shells[shell.id]
+        for shell in idle:
+            shell.session.close()
 
     def _create(self, request: Request, client_ip: str) -> bytes:
         if not request.resource_uri.startswith(POWERSHELL_URI):
@@ -270,6 +284,7 @@ class WSManService:
         creation = shell_element.find("pwsh:creationXml", NS) if shell_element is not None else None
         if shell_element is None or creation is None:
             raise malformed("The Create request has no creationXml.")
+        self._expire_idle_shells()
         shell_id = str(_uuid(shell_element.get("ShellId") or str(uuid.uuid4()))).upper()
         session = RunspaceSession(self.host, request.max_envelope)
         session.receive(_b64(creation.text))

@@ -275,3 +275,26 @@ def test_output_is_chunked_to_the_clients_max_envelope_size(sim_host: Any) -> No
     assert len(ps.output) == len(h.model.vms) + 1 + len(h.model.guardians)
     assert sum(sizes) > 3 * 8192  # the output really needed several responses
     assert max(sizes) <= 8192
+
+
+def test_client_input_is_the_first_commands_pipeline_input(sim_host: Any) -> None:
+    h = sim_host("healthy")
+    with RunspacePool(wsman(h)) as pool:
+        ps = PowerShell(pool)
+        ps.add_cmdlet("Test-Path")
+        output = ps.invoke(input=[r"C:\Windows\Temp", r"C:\No\Such\Folder"])
+    assert output == [True, False]
+
+
+def test_shells_idle_longer_than_idle_timeout_are_deleted(sim_host: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hypervsim.wsman
+
+    h = sim_host("fresh")
+    forgotten = RunspacePool(wsman(h))
+    forgotten.open()
+    monkeypatch.setattr(hypervsim.wsman, "IDLE_TIMEOUT", 0.0)
+    with RunspacePool(wsman(h)) as pool:  # a new shell sweeps the idle ones
+        assert run(pool, ("Get-VMHost", {})).output
+    with pytest.raises(WSManFaultError) as fault:
+        run(forgotten, ("Get-VMHost", {}))
+    assert fault.value.code == 2150858843
