@@ -50,6 +50,14 @@ def cim_object(class_path: str, parents: list[str], properties: dict[str, Any], 
     return dotnet_object(names, properties, to_string=to_string or class_path.rsplit("/", 1)[-1])
 
 
+def property_of(obj: Any, name: str) -> Any:
+    """A property of an object from the pipeline or a parameter, whatever its shape (PSObject, dict, attribute)."""
+    try:
+        return obj[name]
+    except (KeyError, TypeError, AttributeError, IndexError):
+        return getattr(obj, name, None)
+
+
 def utc(when: dt.datetime) -> dt.datetime:
     """Timestamps travel as UTC-aware datetimes; psrpcore renders them as xs:dateTime."""
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)

@@ -11,7 +11,7 @@ from typing import Any
 from hypervsim.certs import Certificate, PfxPasswordError, export_pfx, load_pfx
 from hypervsim.cmdlets import CmdletError, Invocation, cmdlet
 from hypervsim.model import HostModel, PathOutsideArea
-from hypervsim.types import dotnet_object, utc
+from hypervsim.types import dotnet_object, property_of, utc
 
 STORE_NAME = "Shielded VM Local Certificates"
 OTHER_STORES = ("My", "Root", "CA", "TrustedPeople")  # exist on every host; not modelled beyond being empty
@@ -134,25 +134,21 @@ def store_object(name: str) -> Any:
 
 
 def file_object(host: HostModel, local: Path) -> Any:
-    full = host.files.windows_path(local)
-    stat = local.stat()
-    written = utc(dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC))
-    parent = rf"{FS_PROVIDER}::{full.rsplit(chr(92), 1)[0]}"
-    extended: dict[str, Any] = {"PSPath": rf"{FS_PROVIDER}::{full}", "PSParentPath": parent, "PSChildName": local.name}
-    extended |= {"PSIsContainer": local.is_dir(), "Mode": "d-----" if local.is_dir() else "-a----"}
-    if local.is_dir():
-        return dotnet_object(
-            ["System.IO.DirectoryInfo", "System.IO.FileSystemInfo", "System.MarshalByRefObject"],
-            {"Name": local.name, "FullName": full, "Exists": True, "LastWriteTimeUtc": written},
-            extended,
-            to_string=full,
-        )
-    return dotnet_object(
-        ["System.IO.FileInfo", "System.IO.FileSystemInfo", "System.MarshalByRefObject"],
-        {"Name": local.name, "Length": stat.st_size, "FullName": full, "Exists": True, "LastWriteTimeUtc": written},
-        extended,
-        to_string=full,
-    )
+    """A FileInfo or DirectoryInfo with the FileSystem provider's extended properties."""
+    full, is_dir = host.files.windows_path(local), local.is_dir()
+    adapted: dict[str, Any] = {"Name": local.name, "FullName": full, "Exists": True}
+    adapted["LastWriteTimeUtc"] = utc(dt.datetime.fromtimestamp(local.stat().st_mtime, dt.UTC))
+    if not is_dir:
+        adapted["Length"] = local.stat().st_size
+    extended = {
+        "PSPath": rf"{FS_PROVIDER}::{full}",
+        "PSParentPath": rf"{FS_PROVIDER}::{full.rsplit(chr(92), 1)[0]}",
+        "PSChildName": local.name,
+        "PSIsContainer": is_dir,
+        "Mode": "d-----" if is_dir else "-a----",
+    }
+    kind = "System.IO.DirectoryInfo" if is_dir else "System.IO.FileInfo"
+    return dotnet_object([kind, "System.IO.FileSystemInfo", "System.MarshalByRefObject"], adapted, extended, full)
 
 
 def local_path(host: HostModel, windows_path: str) -> Path:
@@ -172,7 +168,7 @@ def read_host_file(host: HostModel, windows_path: str) -> bytes:
 
 def find_certificate(host: HostModel, ref: Any) -> Certificate:
     """A certificate given as Cert:\\ path, thumbprint, or an X509Certificate2 object (e.g. from Get-Item)."""
-    text = ref if isinstance(ref, str) else _prop(ref, "PSPath") or _prop(ref, "Thumbprint") or ""
+    text = ref if isinstance(ref, str) else property_of(ref, "PSPath") or property_of(ref, "Thumbprint") or ""
     path = cert_path(str(text)) or CertPath(STORE_NAME, str(text).upper())
     cert = (store_of(host, path) or {}).get(path.thumbprint or "")
     if cert is None:
@@ -180,21 +176,10 @@ def find_certificate(host: HostModel, ref: Any) -> Certificate:
     return cert
 
 
-def _prop(obj: Any, name: str) -> Any:
-    for source in ("adapted_properties", "extended_properties"):
-        props = getattr(obj, source, None)
-        if isinstance(props, dict) and name in props:
-            return props[name]
-    try:
-        return obj[name]
-    except (KeyError, TypeError, AttributeError):
-        return getattr(obj, name, None)
-
-
 def _paths(inv: Invocation) -> list[str]:
     """-Path/-LiteralPath, or the PSPath of piped items (provider-qualified paths work like plain ones)."""
     paths = inv.strings("Path") or inv.strings("LiteralPath")
-    paths = paths or [str(_prop(item, "PSPath") or item) for item in inv.input]
+    paths = paths or [str(property_of(item, "PSPath") or item) for item in inv.input]
     prefix = f"{FS_PROVIDER}::".casefold()
     return [p[len(prefix) :] if p.casefold().startswith(prefix) else p for p in paths]
 

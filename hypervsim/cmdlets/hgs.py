@@ -12,9 +12,9 @@ import defusedxml.ElementTree as SafeXml
 from hypervsim import keyprotector
 from hypervsim.certs import Certificate, guardian_pair
 from hypervsim.cmdlets import CmdletError, Invocation, cmdlet
-from hypervsim.cmdlets.files import _prop, certificate_object, local_path, open_pfx, path_not_found, read_host_file
+from hypervsim.cmdlets.files import certificate_object, local_path, open_pfx, path_not_found, read_host_file
 from hypervsim.model import Guardian, HostModel
-from hypervsim.types import HgsClientMode, cim_object
+from hypervsim.types import HgsClientMode, cim_object, property_of
 
 NAMESPACE = "ROOT/Microsoft/Windows/Hgs"
 CIM = ["Microsoft.Management.Infrastructure.CimException", "System.Exception"]
@@ -193,7 +193,7 @@ def _check_trust(inv: Invocation, cert: Certificate) -> None:
 @cmdlet("Remove-HgsGuardian", "Remove-HgsGuardian", "Name InputObject", "Name", True)
 def remove_hgs_guardian(inv: Invocation) -> list[Any]:
     """Removes the guardian entry only: its certificates (and private keys) stay in the store."""
-    names = inv.strings("Name") or [str(_prop(o, "Name")) for o in _as_list(inv.get("InputObject") or inv.input)]
+    names = inv.strings("Name") or [str(property_of(o, "Name")) for o in _as_list(inv.get("InputObject") or inv.input)]
     if not names:
         inv.require("Name")
     with inv.host.changing() as host:
@@ -215,7 +215,7 @@ def export_hgs_guardian(inv: Invocation) -> list[Any]:
     """Writes the guardian's public certificates (no private keys) as XML for Import-HgsGuardian elsewhere."""
     inv.require("Path")
     source = inv.get("InputObject") or (inv.input[0] if inv.input else None)
-    name = str(inv.get("Name") or _prop(source, "Name") or "")
+    name = str(inv.get("Name") or property_of(source, "Name") or "")
     guardian = inv.host.guardian(name) if name else None
     if guardian is None:
         raise _guardian_not_found(name)
@@ -254,7 +254,7 @@ def import_hgs_guardian(inv: Invocation) -> list[Any]:
 
 def parse_key_protector(value: Any) -> keyprotector.KeyProtector:
     """Bytes, or an MSFT_HgsKeyProtector object carrying RawData."""
-    raw = value if isinstance(value, bytes | bytearray) else _prop(value, "RawData")
+    raw = value if isinstance(value, bytes | bytearray) else property_of(value, "RawData")
     if isinstance(raw, list):
         raw = bytes(int(b) for b in raw)
     try:
@@ -305,12 +305,14 @@ def grant_hgs_key_protector_access(inv: Invocation) -> list[Any]:
 
 def _guardian_from_object(value: Any) -> Guardian:
     def cert(name: str) -> Certificate:
-        nested = _prop(value, name)
-        raw = nested if isinstance(nested, bytes) else _prop(nested, "RawData")
+        nested = property_of(value, name)
+        raw = nested if isinstance(nested, bytes) else property_of(nested, "RawData")
         return Certificate(bytes(raw or b""))
 
     try:
-        guardian = Guardian(str(_prop(value, "Name") or ""), cert("SigningCertificate"), cert("EncryptionCertificate"))
+        guardian = Guardian(
+            str(property_of(value, "Name") or ""), cert("SigningCertificate"), cert("EncryptionCertificate")
+        )
         guardian.signing.x509, guardian.encryption.x509  # noqa: B018 - validate now
     except (ValueError, TypeError):
         raise hgs_error("The parameter is incorrect.", 0x80070057, "InvalidArgument") from None

@@ -14,7 +14,7 @@ from typing import Any
 from hypervsim import keyprotector
 from hypervsim.certs import guardian_pair
 from hypervsim.cmdlets import CmdletError, Invocation, cmdlet
-from hypervsim.cmdlets.files import _prop, local_path, read_host_file
+from hypervsim.cmdlets.files import local_path, read_host_file
 from hypervsim.model import VHD_ROOT, VM_ROOT, Guardian, HostModel, SavedState, VirtualMachine
 from hypervsim.types import (
     CompatibilityOperation,
@@ -23,6 +23,7 @@ from hypervsim.types import (
     VMHeartbeatStatus,
     VMState,
     dotnet_object,
+    property_of,
 )
 
 NS = "Microsoft.HyperV.PowerShell"
@@ -138,7 +139,7 @@ def target_vms(inv: Invocation, parameter: str = "VMName") -> list[VirtualMachin
     refs: list[str] = inv.strings(parameter)
     objects = inv.get("VM") or ([] if refs else inv.input)
     for obj in objects if isinstance(objects, list | tuple) else [objects]:
-        refs.append(str(_prop(obj, "VMId") or _prop(obj, "Id") or _prop(obj, "Name")))
+        refs.append(str(property_of(obj, "VMId") or property_of(obj, "Id") or property_of(obj, "Name")))
     if not refs:
         inv.require(parameter)
     found: list[VirtualMachine] = []
