@@ -151,3 +151,31 @@ def test_escrow_preflight_warns_before_a_job_that_cannot_work(operator_client: C
     assert "Choose a guardian from the list" in page and "Show PowerShell" not in page
     assert operator_client.post("/jobs/new/escrow/", {"host": host.pk, "guardian": "x:y"}).status_code == 200
     assert operator_client.get("/jobs/new/escrow/?host=abc").status_code == 200
+
+
+def test_escrow_cancelled_while_reading_the_files_still_removes_them(sim_host: Any, registered_host: Any) -> None:
+    import threading
+
+    from hosts.remoting.errors import OperationCancelled
+
+    sim = sim_host("healthy")
+    host = registered_host(sim)
+    sim.faults.slow_cmdlet = ("Get-Content", 10.0)
+    log = LogRecorder()
+    with open_session(host.connection_spec(), log=log) as session:
+        guardian = untrusted_guardian(session)
+        exported = threading.Event()
+
+        def cancel_once_exported() -> None:  # the job runner's cancel, from another thread
+            while not exported.wait(0.05):
+                if sum(c["cmdlet"] == "Export-PfxCertificate" for c in sim.command_log) == 2:
+                    exported.set()
+            session.stop_current()
+
+        canceller = threading.Thread(target=cancel_once_exported, daemon=True)
+        canceller.start()
+        with pytest.raises(OperationCancelled):
+            escrow_pair(session, host, *thumbprints_of(guardian), log=log)
+        canceller.join(5)
+    assert temp_pfx_left(sim) == [], log.text
+    assert EscrowedPair.objects.count() == 0
