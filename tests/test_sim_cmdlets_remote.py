@@ -16,7 +16,7 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.serializer import TaggedValue
 from pypsrp.wsman import WSMan
 
-from hypervsim import scenarios
+from hypervsim import scenarios, start_host
 from hypervsim.certs import thumbprint
 from hypervsim.model import STORE_PATH
 
@@ -219,3 +219,22 @@ def test_public_key_flow_grants_a_peer_guardian_in_one_pipeline(sim_lab):
         ok(pool, "Import-VM", Path=rf"\\LAB\share\out\Win11-B\Virtual Machines\{vm_id}.vmcx", Copy=None)
         ok(pool, "Start-VM", Name="Win11-B")
     assert target.model.vm("Win11-B").state == "Running"
+
+
+def test_a_restarted_simulator_keeps_what_the_console_changed(tmp_path):
+    first = start_host(name="HV01", state_dir=tmp_path / "hv01", scenario="fresh")
+    try:
+        with session(first) as pool:
+            ok(pool, "New-HgsGuardian", Name="Kept", GenerateCertificates=None)
+            ok(pool, "Set-VMKeyProtector", VMName="Srv-Plain", NewLocalKeyProtector=None)
+            ok(pool, "Enable-VMTPM", VMName="Srv-Plain")
+    finally:
+        first.stop()
+    again = start_host(name="HV01", state_dir=tmp_path / "hv01", scenario="healthy")  # the saved state wins
+    try:
+        with session(again) as pool:
+            assert sorted(prop(g, "Name") for g in ok(pool, "Get-HgsGuardian")) == ["Kept", "UntrustedGuardian"]
+            assert prop(ok(pool, "Get-VMSecurity", VMName="Srv-Plain")[0], "TpmEnabled") is True
+            ok(pool, "Start-VM", Name="Srv-Plain")
+    finally:
+        again.stop()
