@@ -604,11 +604,14 @@ def migrate_vm_job(ctx: JobContext) -> str:
     if opts.problems():
         raise JobFailed(" ".join(opts.problems()))
     source, target = ctx.hosts
+    return migrate_vm(ctx, (reach(ctx, source), reach(ctx, target)), (source, target), opts)
+
+
+def reach(ctx: JobContext, host: Any) -> Any:
     try:
-        sessions = (ctx.session(source), ctx.session(target))
+        return ctx.session(host)
     except RemotingError as exc:
-        raise JobFailed(f"Nothing was changed: a host cannot be reached — {exc}") from None
-    return migrate_vm(ctx, sessions, (source, target), opts)
+        raise JobFailed(f"Nothing was changed: {host} cannot be reached — {exc}") from None
 
 
 # -- the wizard --------------------------------------------------------------------------------------------------------

@@ -1,0 +1,102 @@
+"""Reset, undo, vTPM and migration as jobs: created as the pages create them, run by a real Celery worker against
+simulated hosts; no password or private key in any log line, result, page or audit event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hosts.vault.models import EscrowedPair
+from jobs.models import Job, JobState
+from jobs.services import create_job
+from tests.plugins.users import client_for
+from tests.test_vault_support import assert_no_secret
+from tests.test_workflow_reset import lose_signing_key_but_keep_an_older_pair
+from tests.test_workflow_restore_worker import everything_shown, finished
+
+pytestmark = pytest.mark.worker
+
+
+def pages_of(user: Any, job: Job) -> str:
+    client = client_for(user)
+    bodies = []
+    for url in (f"/jobs/{job.pk}/", f"/jobs/{job.pk}/log.txt", "/audit/"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        bodies.append(response.getvalue().decode())
+    return " ".join(bodies)
+
+
+def assert_nothing_secret(user: Any, job: Job, *secrets: str) -> None:
+    shown = everything_shown(job) + pages_of(user, job)
+    for secret in (*secrets, "PRIVATE KEY"):
+        assert_no_secret(secret, shown)
+
+
+def test_reset_job_and_its_undo_on_the_deleted_certs_host(
+    celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any, admin: Any
+) -> None:
+    sim = sim_host("deleted-certs")
+    host = registered_host(sim)
+    before = sim.model.guardian("UntrustedGuardian").signing.thumbprint
+    reset = finished(create_job(admin, "reset_guardian", hosts=[host], params={"guardian_name": "UntrustedGuardian"}))
+    assert reset.state == JobState.SUCCEEDED, reset.error
+    assert sim.model.guardian("UntrustedGuardian") is None and "TPM changes work again" in reset.summary
+    assert reset.results["removed_guardian"]["signing_thumbprint"] == before
+    undo = finished(create_job(admin, "undo_guardian_reset", hosts=[host], params={"reset_job": reset.pk}))
+    assert undo.state == JobState.SUCCEEDED, undo.error
+    assert sim.model.guardian("UntrustedGuardian").signing.thumbprint == before
+    assert_nothing_secret(admin, reset, sim.password)
+    assert_nothing_secret(admin, undo, sim.password)
+
+
+def test_reset_job_escrows_first_and_keeps_the_pfx_password_secret(
+    celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any, admin: Any
+) -> None:
+    sim = sim_host("healthy")
+    lose_signing_key_but_keep_an_older_pair(sim)
+    host = registered_host(sim)
+    job = finished(create_job(admin, "reset_guardian", hosts=[host]))
+    assert job.state == JobState.SUCCEEDED, job.error
+    pair = EscrowedPair.objects.get()
+    assert_nothing_secret(admin, job, pair.open()[2], sim.password)
+
+
+def test_vtpm_job_turns_the_tpm_off_after_removing_a_saved_state(
+    celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any, admin: Any
+) -> None:
+    sim = sim_host("healthy")
+    host = registered_host(sim)
+    params = {"action": "disable", "confirmed": ["Win11-B", "Win11-C"], "remove_saved_state": ["Win11-C"]}
+    job = finished(create_job(admin, "vtpm", hosts=[host], vms=["Win11-B", "Win11-C"], params=params))
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert not sim.model.vm("Win11-B").tpm_enabled and not sim.model.vm("Win11-C").tpm_enabled
+    assert sim.model.vm("Win11-C").state == "Off"
+    assert_nothing_secret(admin, job, sim.password)
+
+
+def test_migration_job_carries_the_owner_and_runs_the_vm_on_the_target(
+    celery_worker_process: Any, transactional_db: None, sim_lab: Any, registered_host: Any, operator: Any
+) -> None:
+    lab = sim_lab(scenarios=["migration"])
+    source, target = (registered_host(h) for h in lab.hosts)
+    params = {"method": "export", "unseal": "carry", "start": True, "source_after": "off"}
+    job = finished(create_job(operator, "migrate_vm", hosts=[source, target], vms=["Win11-B"], params=params))
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert lab.hosts[1].model.vm("Win11-B").state == "Running"
+    pair = EscrowedPair.objects.get()
+    assert_nothing_secret(operator, job, pair.open()[2], lab.hosts[0].password)
+
+
+def test_migration_job_with_the_target_down_changes_nothing(
+    celery_worker_process: Any, transactional_db: None, sim_lab: Any, registered_host: Any, operator: Any
+) -> None:
+    lab = sim_lab(scenarios=["migration"])
+    source, target = (registered_host(h) for h in lab.hosts)
+    lab.hosts[1].down()
+    job = finished(create_job(operator, "migrate_vm", hosts=[source, target], vms=["Win11-B"], params={}))
+    lab.hosts[1].up()
+    assert job.state == JobState.FAILED
+    assert "Nothing was changed" in job.error and "HV02" in job.error
+    assert lab.hosts[0].model.vm("Win11-B").state == "Off" and EscrowedPair.objects.count() == 0
