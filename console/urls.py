@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include("hosts.inventory.urls")),
     path("", include("hosts.vault.urls")),
     path("", include("jobs.urls")),
+    path("", include("jobs.workflows.urls")),  # the workflows' preflight pages under /jobs/new/
 ]
 
 if settings.SERVE_STATIC:
