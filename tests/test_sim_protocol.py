@@ -298,3 +298,12 @@ def test_shells_idle_longer_than_idle_timeout_are_deleted(sim_host: Any, monkeyp
     with pytest.raises(WSManFaultError) as fault:
         run(forgotten, ("Get-VMHost", {}))
     assert fault.value.code == 2150858843
+
+
+@pytest.mark.parametrize(
+    ("auth", "user"), [("ntlm", "labadmin"), ("negotiate", "HV01\\labadmin"), ("negotiate", "LABADMIN")]
+)
+def test_ntlm_and_the_user_name_forms_windows_accepts(sim_host: Any, auth: str, user: str) -> None:
+    h = sim_host("fresh", name="HV01")
+    with RunspacePool(wsman(h, auth=auth, username=user)) as pool:
+        assert run(pool, ("Get-VMHost", {})).output[0].adapted_properties["Name"] == "HV01"
