@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import warnings
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+from cryptography.x509.oid import NameOID
 from psrpcore.types import serialize_clixml
 
 from hypervsim import keyprotector, scenarios
-from hypervsim.certs import Certificate, export_pfx, self_signed
+from hypervsim.certs import Certificate, export_pfx, new_key, self_signed
 from hypervsim.cmdlets import CMDLETS, CmdletError, invoke
 from hypervsim.model import STORE_PATH, HostModel, LabContext, PathOutsideArea
 from hypervsim.types import Secret
@@ -424,3 +427,27 @@ def test_drive_and_share_roots_cannot_be_removed(make_host, root):
     err = error(host, "Remove-Item", LiteralPath=root, Recurse=None, Force=None)
     assert err.category == "WriteError"
     assert out(host, "Test-Path", Path=r"C:\Windows\Temp") == [True] and host.lab.share.is_dir()
+
+
+def _expired(common_name: str) -> Certificate:
+    key = new_key("tests/expired")
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    builder = x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+    builder = builder.serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=4000))
+    cert = builder.not_valid_after(now - dt.timedelta(days=1)).sign(key, hashes.SHA256())
+    return Certificate(cert.public_bytes(Encoding.DER), key)
+
+
+def test_expired_certificates_need_allow_expired(make_host):
+    host = make_host("healthy")
+    signing, encryption = _expired("Old signing"), _expired("Old encryption")
+    host.store |= {signing.thumbprint: signing, encryption.thumbprint: encryption}
+    params = {"Name": "Old", "AllowUntrustedRoot": None}
+    params |= {
+        "SigningCertificateThumbprint": signing.thumbprint,
+        "EncryptionCertificateThumbprint": encryption.thumbprint,
+    }
+    err = error(host, "New-HgsGuardian", **params)
+    assert err.fqid == "HRESULT 0x800b0101,New-HgsGuardian" and "validity period" in err.message
+    assert out(host, "New-HgsGuardian", AllowExpired=None, **params)[0].HasPrivateSigningKey is True
