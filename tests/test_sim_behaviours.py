@@ -193,3 +193,11 @@ def test_invalid_key_protector_bytes_are_refused(make_host):
     host = make_host("healthy")
     err = error(host, "Set-VMKeyProtector", VMName="Win11-B", KeyProtector=b"\x00\x00\x00\x04")
     assert err.fqid == "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.SetVMKeyProtector"
+
+
+def test_turning_the_tpm_off_lets_a_vm_start_without_its_guardian(make_host):
+    host = make_host("reinstalled")
+    assert UNWRAP in error(host, "Start-VM", Name="Win11-B").message
+    out(host, "Disable-VMTPM", VMName="Win11-B")  # no guardian here at all: nothing to sign with, nothing refused
+    out(host, "Start-VM", Name="Win11-B")
+    assert host.vm("Win11-B").state == "Running" and host.guardians == {}
