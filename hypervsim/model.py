@@ -291,6 +291,17 @@ class HostModel:
     def guardian(self, name: str) -> Guardian | None:
         return next((g for g in self.guardians.values() if g.name.casefold() == name.casefold()), None)
 
+    def add_guardian(self, name: str, signing: Certificate, encryption: Certificate) -> Guardian:
+        """Register a guardian; its certificates go into the store (made if missing), private keys kept."""
+        if self.store is None:
+            self.store = {}  # the HGS client creates its store the first time it keeps a certificate
+        for cert in (signing, encryption):
+            if cert.thumbprint not in self.store or cert.key is not None:
+                self.store[cert.thumbprint] = cert
+        guardian = Guardian(name, signing.public_only(), encryption.public_only())
+        self.guardians[name] = guardian
+        return guardian
+
     def private_key_held(self, cert: Certificate) -> bool:
         held = (self.store or {}).get(cert.thumbprint)
         return held is not None and held.key is not None

@@ -16,7 +16,7 @@ from typing import Any
 
 from hypervsim.certs import Certificate, export_pfx, guardian_pair
 from hypervsim.keyprotector import KeyProtector
-from hypervsim.model import Checkpoint, Guardian, HostModel, SavedState
+from hypervsim.model import Checkpoint, HostModel, SavedState
 
 LOCAL_GUARDIAN = "UntrustedGuardian"
 ARRANGEMENTS: dict[str, list[str]] = {"migration": ["migration-source", "migration-target"]}
@@ -118,8 +118,7 @@ def previous_guardian_backup(host: Any) -> tuple[bytes, bytes, str]:
 def _local_guardian(host: HostModel, scenario: str) -> tuple[Certificate, Certificate]:
     """UntrustedGuardian as Hyper-V creates it on the first TPM enable: store, certificates, guardian."""
     signing, encryption = guardian_pair(LOCAL_GUARDIAN, host.name, key_label=f"{scenario}/{host.name}")
-    host.store = {signing.thumbprint: signing, encryption.thumbprint: encryption}
-    host.guardians[LOCAL_GUARDIAN] = Guardian(LOCAL_GUARDIAN, signing.public_only(), encryption.public_only())
+    host.add_guardian(LOCAL_GUARDIAN, signing, encryption)
     return signing, encryption
 
 

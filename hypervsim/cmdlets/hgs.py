@@ -146,14 +146,7 @@ def new_hgs_guardian(inv: Invocation) -> list[Any]:
         if not inv.switch("GenerateCertificates"):
             for cert in (signing, encryption):
                 _check_trust(inv, cert)
-        if host.store is None:
-            host.store = {}  # the HGS client creates its store the first time it keeps a certificate
-        for cert in (signing, encryption):
-            if cert.thumbprint not in host.store or cert.key is not None:
-                host.store[cert.thumbprint] = cert
-        guardian = Guardian(name, signing.public_only(), encryption.public_only())
-        host.guardians[name] = guardian
-        return [guardian_object(host, guardian)]
+        return [guardian_object(host, host.add_guardian(name, signing, encryption))]
 
 
 def _from_store(host: HostModel, thumbprint: str) -> Certificate:

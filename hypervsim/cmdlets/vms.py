@@ -255,11 +255,7 @@ def local_guardian(host: HostModel, vm: VirtualMachine, create: bool) -> Guardia
             vm.name,
         )
     if guardian is None and create:
-        signing, encryption = guardian_pair(LOCAL_GUARDIAN, host.name)
-        host.store = host.store if host.store is not None else {}
-        host.store.update({signing.thumbprint: signing, encryption.thumbprint: encryption})
-        guardian = Guardian(LOCAL_GUARDIAN, signing.public_only(), encryption.public_only())
-        host.guardians[LOCAL_GUARDIAN] = guardian
+        guardian = host.add_guardian(LOCAL_GUARDIAN, *guardian_pair(LOCAL_GUARDIAN, host.name))
     return guardian
 
 
