@@ -24,7 +24,8 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy .
 
 # SQLite runs everything; PostgreSQL runs everything but the browser tests (they exercise pages, not the database).
-test: $(VENV)/.installed chromium lint test-sqlite test-postgres
+test: $(VENV)/.installed chromium
+	$(MAKE) --keep-going test-sqlite test-postgres lint
 
 test-sqlite:
 	$(PYTEST) -p no:cacheprovider

@@ -206,9 +206,8 @@ class Command(BaseCommand):
     def refresh_demo_hosts(self, names: list[str], env: dict[str, str]) -> None:
         if not names:
             return
-        from jobs.services import create_job
-
         from hosts.models import Host
+        from jobs.services import create_job
 
         create_job(None, kind="refresh_inventory", hosts=list(Host.objects.filter(name__in=names)), vms=[], params={})
 
