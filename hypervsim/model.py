@@ -24,6 +24,7 @@ from typing import Any
 from hypervsim.certs import Certificate
 from hypervsim.keyprotector import NO_KEY_PROTECTOR
 
+LOCAL_GUARDIAN = "UntrustedGuardian"  # the guardian Hyper-V uses and creates in Local mode
 STORE_PATH = r"Cert:\LocalMachine\Shielded VM Local Certificates"
 LAB_SHARE_UNC = r"\\LAB\share"
 VM_ROOT = r"C:\ProgramData\Microsoft\Windows\Hyper-V"

@@ -16,9 +16,8 @@ from typing import Any
 
 from hypervsim.certs import Certificate, export_pfx, guardian_pair
 from hypervsim.keyprotector import KeyProtector
-from hypervsim.model import Checkpoint, HostModel, SavedState
+from hypervsim.model import LOCAL_GUARDIAN, Checkpoint, HostModel, SavedState
 
-LOCAL_GUARDIAN = "UntrustedGuardian"
 ARRANGEMENTS: dict[str, list[str]] = {"migration": ["migration-source", "migration-target"]}
 BACKUP_PASSWORD = "Backup-Passw0rd!"
 _PREVIOUS = "previous-guardian.pem"  # kept beside, not inside, the host's file area

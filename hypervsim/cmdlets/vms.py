@@ -15,7 +15,7 @@ from hypervsim import keyprotector
 from hypervsim.certs import guardian_pair
 from hypervsim.cmdlets import CmdletError, Invocation, cmdlet
 from hypervsim.cmdlets.files import local_path, read_host_file
-from hypervsim.model import VHD_ROOT, VM_ROOT, Guardian, HostModel, SavedState, VirtualMachine
+from hypervsim.model import LOCAL_GUARDIAN, VHD_ROOT, VM_ROOT, Guardian, HostModel, SavedState, VirtualMachine
 from hypervsim.types import (
     CompatibilityOperation,
     MigrationAuthenticationType,
@@ -28,7 +28,6 @@ from hypervsim.types import (
 
 NS = "Microsoft.HyperV.PowerShell"
 VIRTUALIZATION = [f"{NS}.VirtualizationException", "System.Exception"]
-LOCAL_GUARDIAN = "UntrustedGuardian"
 VMCX_FORMAT = "hypervsim-vmcx/1"
 VM_PARAMS = "VMName VM ComputerName Passthru"
 
