@@ -451,3 +451,10 @@ def test_expired_certificates_need_allow_expired(make_host):
     err = error(host, "New-HgsGuardian", **params)
     assert err.fqid == "HRESULT 0x800b0101,New-HgsGuardian" and "validity period" in err.message
     assert out(host, "New-HgsGuardian", AllowExpired=None, **params)[0].HasPrivateSigningKey is True
+
+
+def test_byte_content_that_is_not_bytes_is_refused(make_host):
+    host = make_host("fresh")
+    err = error(host, "Set-Content", Path=r"C:\Windows\Temp\x.bin", Value=[1, 300], Encoding="Byte")
+    assert err.exception_type[0] == "System.Management.Automation.PSInvalidCastException"
+    assert out(host, "Test-Path", Path=r"C:\Windows\Temp\x.bin") == [False]

@@ -382,7 +382,7 @@ def set_content(inv: Invocation) -> list[Any]:
         inv.require("Path")
     value = inv.get("Value", inv.input)
     if str(inv.get("Encoding", "")).casefold() == "byte":
-        data = bytes(value) if isinstance(value, bytes | bytearray) else bytes(int(v) for v in _as_list(value))
+        data = _as_bytes(value)
     else:
         data = "".join(f"{v}\r\n" for v in _as_list(value)).encode()
     for text in targets:
@@ -391,6 +391,20 @@ def set_content(inv: Invocation) -> list[Any]:
             raise path_not_found(text.rsplit("\\", 1)[0])
         local.write_bytes(data)
     return []
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    try:
+        return bytes(int(v) for v in _as_list(value))
+    except (TypeError, ValueError):
+        raise CmdletError(
+            'Cannot convert the value to type "System.Byte".',
+            "InvalidCastFromAnyTypeToByte",
+            "InvalidArgument",
+            ["System.Management.Automation.PSInvalidCastException", "System.InvalidCastException", "System.Exception"],
+        ) from None
 
 
 def _as_list(value: Any) -> list[Any]:
