@@ -1,0 +1,51 @@
+"""The migration wizard in Chromium: choose the VM, the target and how it may unseal, check both hosts, read the
+PowerShell, start the job, watch its live log to the end, and see the VM running on the target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hosts.inventory.refresh import refresh_host
+from jobs.models import Job
+from tests.plugins.browser import ARTIFACTS, login
+
+pytestmark = [pytest.mark.e2e, pytest.mark.worker]
+
+
+def test_operator_migrates_a_vm_with_the_wizard_and_sees_it_run_on_the_target(
+    browser_page: Any, live_console: Any, celery_worker_process: Any, sim_lab: Any, registered_host: Any, operator: Any
+) -> None:
+    lab = sim_lab(scenarios=["migration"])
+    source, target = (registered_host(h) for h in lab.hosts)
+    assert refresh_host(source).ok and refresh_host(target).ok
+    page = browser_page
+    login(page, live_console, operator)
+    page.goto(f"{live_console.url}/jobs/new/migrate/")
+    with page.expect_navigation():
+        page.select_option("#source-host", str(source.pk))
+    page.select_option("#vm", "Win11-B")
+    page.select_option("#target-host", str(target.pk))
+    page.check("input[name=unseal][value=authorise]")
+    with page.expect_navigation():
+        page.click("#preview")
+    checks = page.locator("#checks").inner_text()
+    assert "HV02 sees the lab share" in checks and "then authorises it" in checks
+    page.click("text=Show PowerShell")
+    powershell = page.locator("pre.powershell").inner_text()
+    assert "Export-VM -Name 'Win11-B'" in powershell and "Grant-HgsKeyProtectorAccess" in powershell
+    with page.expect_navigation():
+        page.click("#migrate-submit")
+    job = Job.objects.get(kind="migrate_vm")
+    assert page.url.endswith(f"/jobs/{job.pk}/")
+    page.wait_for_function("window.guardianJobLog && window.guardianJobLog.snapshot().ended", timeout=60_000)
+    assert page.locator(f'[data-job-state="{job.pk}"]').inner_text() == "succeeded"
+    assert "running there" in page.locator("#job-summary").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "migrate-job-log.png"), full_page=True)
+    # The inventory of both hosts was refreshed after the job: the VM list shows it running on the target.
+    page.goto(f"{live_console.url}/vms/")
+    row = page.locator("tr", has_text="Win11-B").filter(has_text="HV02")
+    assert "Running" in row.inner_text()
+    assert lab.hosts[1].model.vm("Win11-B").state == "Running"
