@@ -26,6 +26,7 @@ from psrpcore.types import (
     PSInt64,
     PSInvocationState,
     PSList,
+    PSNoteProperty,
     PSObject,
     PSPrimitiveDictionary,
     PSRPMessageType,
@@ -53,6 +54,7 @@ NOT_RECOGNISED = (
 NO_LANGUAGE = "The syntax is not supported by this runspace. This can occur if the runspace is in no-language mode."
 RUNTIME_EXCEPTION_BASES = ["System.Management.Automation.RuntimeException", "System.SystemException"]
 CANONICAL_NAMES = {name.lower(): name for name in CMDLETS}
+MSCORLIB = "mscorlib, Version=4.0.0.0, Culture=neutral, PublicKeyToken=b77a5c561934e089"
 
 
 class ProtocolViolation(Exception):
@@ -112,7 +114,7 @@ def _exception(message: str, type_chain: list[str]) -> PSObject:
     props: dict[str, Any] = {"Message": message, "Data": data, "InnerException": None, "TargetSite": None}
     props |= {"StackTrace": None, "HelpLink": None, "Source": None, "HResult": PSInt(HRESULT_COR_E_EXCEPTION)}
     for name, value in props.items():
-        exc.PSObject.adapted_properties.append(psrpcore.types.PSNoteProperty(name, value))
+        exc.PSObject.adapted_properties.append(PSNoteProperty(name, value))
     return exc
 
 
@@ -125,13 +127,11 @@ def _target_type(target: Any) -> str:
 
 
 def _bound_parameters(parameters: dict[str, Any]) -> PSDict:
-    bound = PSDict({k: v for k, v in parameters.items() if type(v) in (str, int, bool)})
-    bound.PSObject.type_names = [
-        "System.Collections.Generic.Dictionary`2[[System.String, mscorlib, Version=4.0.0.0, Culture=neutral, "
-        "PublicKeyToken=b77a5c561934e089],[System.Object, mscorlib, Version=4.0.0.0, Culture=neutral, "
-        "PublicKeyToken=b77a5c561934e089]]",
-        "System.Object",
-    ]
+    # Simple values only: secrets and file contents are never echoed back in an error record.
+    simple = {k: v for k, v in parameters.items() if isinstance(v, str | int) and not isinstance(v, Secret)}
+    bound = PSDict(simple)
+    dictionary = f"System.Collections.Generic.Dictionary`2[[System.String, {MSCORLIB}],[System.Object, {MSCORLIB}]]"
+    bound.PSObject.type_names = [dictionary, "System.Object"]
     return bound
 
 
@@ -171,33 +171,31 @@ def error_record(
     return record
 
 
+def _typed_list(values: list[Any], *type_names: str) -> PSList:
+    typed = PSList(values)
+    typed.PSObject.type_names = [*type_names, "System.Object"]
+    return typed
+
+
 def _invocation_properties(command: str, bound: PSDict) -> dict[str, Any]:
-    unbound = PSList()
-    unbound.PSObject.type_names = [
-        "System.Collections.Generic.List`1[[System.Object, mscorlib, Version=4.0.0.0, Culture=neutral, "
-        "PublicKeyToken=b77a5c561934e089]]",
-        "System.Object",
-    ]
-    iteration = PSList()
-    iteration.PSObject.type_names = ["System.Int32[]", "System.Array", "System.Object"]
+    """InvocationInfo of a cmdlet run by the PowerShell API (no script position), and its flattened form."""
+    unbound = _typed_list([], f"System.Collections.Generic.List`1[[System.Object, {MSCORLIB}]]")
+    position: dict[str, Any] = {"ScriptLineNumber": PSInt(0), "OffsetInLine": PSInt(0), "HistoryId": PSInt64(1)}
+    position |= {"ScriptName": "", "Line": "", "PositionMessage": "", "PSScriptRoot": "", "PSCommandPath": None}
+    position |= {"InvocationName": command, "PipelineLength": PSInt(0), "PipelinePosition": PSInt(0)}
+    position |= {"ExpectingInput": False}
     info = PSObject()
     info.PSObject.type_names = ["System.Management.Automation.InvocationInfo", "System.Object"]
     info.PSObject.to_string = "System.Management.Automation.InvocationInfo"
-    common: dict[str, Any] = {"ScriptLineNumber": PSInt(0), "OffsetInLine": PSInt(0), "HistoryId": PSInt64(1)}
-    common |= {"ScriptName": ""}
-    common |= {"Line": "", "PositionMessage": "", "PSScriptRoot": "", "PSCommandPath": None}
-    common |= {"InvocationName": command, "PipelineLength": PSInt(0), "PipelinePosition": PSInt(0)}
-    common |= {"ExpectingInput": False}
-    info_props: dict[str, Any] = {"MyCommand": command, "BoundParameters": bound, "UnboundArguments": unbound, **common}
-    info_props |= {"CommandOrigin": "Internal", "DisplayScriptPosition": None}
-    for name, value in info_props.items():
-        info.PSObject.adapted_properties.append(psrpcore.types.PSNoteProperty(name, value))
-    props: dict[str, Any] = {"InvocationInfo": info}
-    props |= {f"InvocationInfo_{k}": v for k, v in common.items()}
-    props |= {
+    adapted = {"MyCommand": command, "BoundParameters": bound, "UnboundArguments": unbound, **position}
+    for name, value in (adapted | {"CommandOrigin": "Internal", "DisplayScriptPosition": None}).items():
+        info.PSObject.adapted_properties.append(PSNoteProperty(name, value))
+    return {
+        "InvocationInfo": info,
+        **{f"InvocationInfo_{k}": v for k, v in position.items()},
         "InvocationInfo_BoundParameters": bound,
         "InvocationInfo_CommandOrigin": CommandOrigin.Internal,
-        "InvocationInfo_PipelineIterationInfo": iteration,
+        "InvocationInfo_PipelineIterationInfo": _typed_list([], "System.Int32[]", "System.Array"),
         "InvocationInfo_UnboundArguments": unbound,
         "SerializeExtent": False,
         "CommandInfo_CommandType": CommandTypes.Cmdlet,
@@ -207,7 +205,6 @@ def _invocation_properties(command: str, bound: PSDict) -> dict[str, Any]:
         "PipelineIterationInfo": PSList([PSInt(0), PSInt(1)]),
         "PSMessageDetails": None,
     }
-    return props
 
 
 def command_not_found(name: str) -> CmdletError:
@@ -267,7 +264,9 @@ def masked(parameters: dict[str, Any]) -> dict[str, Any]:
             return f"<{len(value)} bytes>"
         if isinstance(value, list):
             return [mask(v) for v in value]
-        return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+        if isinstance(value, bool | None):
+            return value
+        return int(value) if isinstance(value, int) else str(value)
 
     return {name: True if value is None else mask(value) for name, value in parameters.items()}
 

@@ -214,7 +214,17 @@ def test_ctrl_c_stops_a_slow_cmdlet(sim_host: Any) -> None:
     assert h.model.vm(vm.name).state == "Running"
 
 
-def test_secure_string_parameter_is_decrypted_after_key_exchange(sim_host: Any, tmp_path: Any) -> None:
+def import_pfx(pool: RunspacePool, password: str) -> PowerShell:
+    ps = PowerShell(pool)
+    ps.add_cmdlet("Import-PfxCertificate")
+    ps.add_parameter("FilePath", r"C:\Windows\Temp\signing.pfx")
+    ps.add_parameter("CertStoreLocation", r"Cert:\LocalMachine\Shielded VM Local Certificates")
+    ps.add_parameter("Password", pool.serialize(password, _secure_string()))
+    ps.invoke()
+    return ps
+
+
+def test_secure_string_parameter_is_decrypted_after_key_exchange(sim_host: Any) -> None:
     from hypervsim.scenarios import previous_guardian_backup
 
     h = sim_host("reinstalled")
@@ -223,16 +233,15 @@ def test_secure_string_parameter_is_decrypted_after_key_exchange(sim_host: Any, 
         pool.exchange_keys()
         run(pool, ("New-Item", {"Path": r"Cert:\LocalMachine\Shielded VM Local Certificates"}))
         run(pool, ("Set-Content", {"Path": r"C:\Windows\Temp\signing.pfx", "Value": signing, "Encoding": "Byte"}))
-        ps = PowerShell(pool)
-        ps.add_cmdlet("Import-PfxCertificate")
-        ps.add_parameter("FilePath", r"C:\Windows\Temp\signing.pfx")
-        ps.add_parameter("CertStoreLocation", r"Cert:\LocalMachine\Shielded VM Local Certificates")
-        ps.add_parameter("Password", pool.serialize(password, _secure_string()))
-        ps.invoke()
-    assert [e["outcome"] for e in h.command_log] == ["ok"] * 3  # the simulator decrypted the right password
-    entry = h.command_log[-1]
-    assert entry["parameters"]["Password"] == "********"
+        wrong = import_pfx(pool, "not-the-pfx-password")
+        import_pfx(pool, password)
+    # The simulator decrypted both: the wrong one failed like Windows, the right one imported.
+    assert [e["outcome"] == "ok" for e in h.command_log] == [True, True, False, True]
+    assert [e["parameters"]["Password"] for e in h.command_log[2:]] == ["********", "********"]
     assert password not in repr(h.command_log)
+    bound = wrong.streams.error[0].invocation_info.adapted_properties["BoundParameters"]  # type: ignore[attr-defined]
+    assert "not-the-pfx-password" not in repr(bound) and "Password" not in bound
+    assert bound["FilePath"] == r"C:\Windows\Temp\signing.pfx"
 
 
 def _secure_string() -> Any:
