@@ -8,7 +8,7 @@ import uuid
 
 from psrpcore.types import serialize_clixml
 
-from hypervsim.cmdlets import CMDLETS, Invocation, invoke
+from hypervsim.cmdlets import CMDLETS, CmdletError, Invocation, invoke
 from hypervsim.keyprotector import NO_KEY_PROTECTOR
 from hypervsim.model import HostModel
 from hypervsim.scenarios import add_tpm_vms
@@ -215,3 +215,14 @@ def test_a_stopped_pipeline_changes_no_further_vms(make_host):
     inv.cancelled.set()
     assert CMDLETS["Start-VM"](inv) == []
     assert host.vm("Win11-B").state == "Off" and host.vm("Srv-Plain").state == "Off"
+
+
+def test_error_action_decides_what_an_unknown_vm_becomes(make_host):
+    host = make_host("healthy")
+    assert invoke(host, "Get-VM", {"Name": ["Ghost", "Win11-A"], "ErrorAction": "SilentlyContinue"})[1] == []
+    try:
+        invoke(host, "Get-VM", {"Name": ["Ghost", "Win11-A"], "ErrorAction": "Stop"})
+    except CmdletError as err:
+        assert err.fqid == "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVM"
+    else:
+        raise AssertionError("-ErrorAction Stop did not terminate")

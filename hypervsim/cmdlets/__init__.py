@@ -139,8 +139,11 @@ class CmdletSpec:
         finally:
             for error in inv.errors:
                 error.qualify(self.command_class)
-        if inv.errors and str(inv.get("ErrorAction", "")).casefold() == "stop":
+        action = str(inv.get("ErrorAction", "Continue")).casefold()
+        if inv.errors and action == "stop":
             raise inv.errors.pop(0)
+        if action in ("silentlycontinue", "ignore"):
+            inv.errors.clear()  # such errors never reach the error stream, so the client never sees them
         return output
 
     def bind(self, inv: Invocation) -> dict[str, Any]:
