@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 
+import pytest
 from psrpcore.types import serialize_clixml
 
 from hypervsim.cmdlets import CMDLETS, CmdletError, Invocation, invoke
@@ -220,9 +221,6 @@ def test_a_stopped_pipeline_changes_no_further_vms(make_host):
 def test_error_action_decides_what_an_unknown_vm_becomes(make_host):
     host = make_host("healthy")
     assert invoke(host, "Get-VM", {"Name": ["Ghost", "Win11-A"], "ErrorAction": "SilentlyContinue"})[1] == []
-    try:
+    with pytest.raises(CmdletError) as stopped:
         invoke(host, "Get-VM", {"Name": ["Ghost", "Win11-A"], "ErrorAction": "Stop"})
-    except CmdletError as err:
-        assert err.fqid == "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVM"
-    else:
-        raise AssertionError("-ErrorAction Stop did not terminate")
+    assert stopped.value.fqid == "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVM"
