@@ -291,7 +291,7 @@ def test_client_input_is_the_first_commands_pipeline_input(sim_host: Any) -> Non
     with RunspacePool(wsman(h)) as pool:
         ps = PowerShell(pool)
         ps.add_cmdlet("Test-Path")
-        output = ps.invoke(input=[r"C:\Windows\Temp", r"C:\No\Such\Folder"])
+        output = ps.invoke(input=(path for path in [r"C:\Windows\Temp", r"C:\No\Such\Folder"]))
     assert output == [True, False]
 
 
