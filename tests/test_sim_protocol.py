@@ -316,3 +316,36 @@ def test_ntlm_and_the_user_name_forms_windows_accepts(sim_host: Any, auth: str, 
     h = sim_host("fresh", name="HV01")
     with RunspacePool(wsman(h, auth=auth, username=user)) as pool:
         assert run(pool, ("Get-VMHost", {})).output[0].adapted_properties["Name"] == "HV01"
+
+
+def test_lab_hosts_share_the_lab_and_find_each_other(sim_lab: Any) -> None:
+    lab = sim_lab(scenarios=["migration"])
+    source, target = lab.host("HV01"), lab.host("HV02")
+    vm = next(v for v in source.model.vms.values() if not v.tpm_enabled)  # a TPM VM needs its guardian there
+    with RunspacePool(wsman(source)) as pool:
+        ps = run(pool, ("Move-VM", {"Name": vm.name, "DestinationHost": "HV02", "IncludeStorage": None}))
+        assert ps.state == PSInvocationState.COMPLETED and not ps.streams.error
+    assert vm.id in target.model.vms and vm.id not in source.model.vms
+    assert source.model.files.share == target.model.files.share == lab.share
+
+
+def test_terminate_signal_ends_a_command(sim_host: Any) -> None:
+    from pypsrp.shell import SignalCode
+
+    h = sim_host("fresh")
+    with RunspacePool(wsman(h)) as pool:
+        ps = run(pool, ("Get-VMHost", {}))
+        ps.close()  # Signal Terminate
+        with pytest.raises(WSManFaultError) as fault:
+            pool.shell.signal(SignalCode.TERMINATE, str(ps.id).upper())
+        assert fault.value.code == 2150858843
+
+
+def test_a_host_that_went_down_and_up_has_forgotten_its_shells(sim_host: Any) -> None:
+    h = sim_host("fresh")
+    pool = RunspacePool(wsman(h))
+    pool.open()
+    assert pool.is_alive()
+    h.down()
+    h.up()
+    assert not pool.is_alive()  # unknown shell: the pool is gone, as after a reboot
