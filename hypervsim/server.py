@@ -64,6 +64,7 @@ class HostRuntime:
 
 class _WinRMHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = 900  # an idle keep-alive connection is closed after 15 minutes, so half-open ones do not pile up
     server_version = "Microsoft-HTTPAPI/2.0"
     sys_version = ""
     server: _HTTPServer
@@ -189,6 +190,7 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    request_queue_size = 128
 
     def __init__(self, runtime: HostRuntime, port: int) -> None:
         self.runtime = runtime
