@@ -106,6 +106,14 @@ def test_preflight_names_every_blocker(lab: Any) -> None:
     assert "saved state cannot be resumed" in text
 
 
+def test_a_target_in_hgs_mode_is_refused_before_any_change(lab: Any) -> None:
+    with lab.target.model.changing() as model:
+        model.hgs_mode = "HostGuardianService"
+    with pytest.raises(JobFailed, match="Nothing was changed: the preflight could not read both hosts.*not Local"):
+        migrate(lab, MigrationOptions("Win11-B"))
+    assert "Export-VM" not in cmdlets(lab.source)
+
+
 class HostDownBefore(DirectRun):
     """Takes a host down when a step whose title starts with `trigger` begins: a host lost part way."""
 

@@ -374,7 +374,10 @@ class Migration:
 
     def execute(self) -> str:
         with self.run.step(f"Preflight on {self.source} and {self.target}"):
-            self.plan = plan_migration(self.src_s, self.tgt_s, self.source, self.target, self.opts)
+            try:
+                self.plan = plan_migration(self.src_s, self.tgt_s, self.source, self.target, self.opts)
+            except RemotingError as exc:
+                raise JobFailed(f"Nothing was changed: the preflight could not read both hosts — {exc}") from None
             for check in self.plan.checks:
                 self.run.log(check.text, {"ok": "info", "warn": "warning", "fail": "error"}[check.level])
             if self.plan.failures:
@@ -617,11 +620,18 @@ def reach(ctx: JobContext, host: Any) -> Any:
 # -- the wizard --------------------------------------------------------------------------------------------------------
 
 
-def migration_operations(plan: MigrationPlan, opts: MigrationOptions, target: Any) -> list[Operation[Any]]:
+def shown_powershell(items: list[Operation[Any] | str]) -> list[str]:
+    """PowerShell lines of the operations; a string is a comment line for the reader (never sent)."""
+    return [line for item in items for line in ([f"# {item}"] if isinstance(item, str) else powershell_of([item]))]
+
+
+def migration_operations(plan: MigrationPlan, opts: MigrationOptions, target: Any) -> list[Operation[Any] | str]:
     """What the job will send, in order, as far as the preflight can know it."""
     vm = opts.vm_name
-    ops: list[Operation[Any]] = [ReadHostInventory(), GetVmHost(), ReadVmDetails([vm])]
+    ops: list[Operation[Any] | str] = [ReadHostInventory(), GetVmHost(), ReadVmDetails([vm])]
     if plan.unseal_needed and opts.unseal == "authorise":
+        ops.append("The byte arrays below are read by the job: the VM's key protector (Get-VMKeyProtector), the")
+        ops.append("guardian file's bytes, and the RawData of the protector Grant-HgsKeyProtectorAccess returns.")
         temp = f"{TEMP_DIR}\\gc-<random>-guardian.xml"
         if not plan.target_guardian:
             ops.append(GenerateLocalGuardian())
@@ -702,7 +712,7 @@ def migrate_wizard(request: HttpRequest) -> HttpResponse:
             plan, error = live_preview(source, target, opts)
             context |= {"plan": plan, "error": error}
             if plan is not None:
-                context["powershell"] = powershell_of(migration_operations(plan, opts, target))
+                context["powershell"] = shown_powershell(migration_operations(plan, opts, target))
                 if request.method == "POST" and not plan.failures:
                     return start_migration(request, source, target, opts)
     status = 400 if request.method == "POST" else 200

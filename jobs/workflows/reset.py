@@ -240,7 +240,10 @@ def verify_tpm_changes(run: Any, session: Any, host: Any, plan: ResetPlan) -> st
 def reset_guardian(run: Any, session: Any, host: Any, guardian_name: str = UNTRUSTED_GUARDIAN) -> str:
     """The whole reset; returns a one-line summary. Raises JobFailed with what is left when a step fails."""
     with run.step(f"Read what is sealed to '{guardian_name}' on {host}"):
-        plan = plan_reset(session, host, guardian_name)
+        try:
+            plan = plan_reset(session, host, guardian_name)
+        except RemotingError as exc:
+            raise JobFailed(f"Nothing was changed: {host} could not be read — {exc}") from None
         if plan.problem:
             raise JobFailed(plan.problem)
         describe_plan(run, host, plan)
