@@ -177,21 +177,28 @@ def store_certificate(obj: Any) -> StoreCertificate:
 
 @dataclass
 class ListShieldedCertificates(Operation[StoreListing]):
-    """The certificates in `Shielded VM Local Certificates`; `exists` is False on a host that never had a vTPM."""
+    """The certificates in `Shielded VM Local Certificates`; `exists` is False on a host that never had a vTPM.
+
+    Test-Path first, so a missing store is an answer rather than an error record in the job's log.
+    """
 
     name: ClassVar[str] = "list_shielded_certificates"
     errors_are_fatal: ClassVar[bool] = False
-    CMDLETS: ClassVar[tuple[str, ...]] = ("Get-ChildItem",)
+    CMDLETS: ClassVar[tuple[str, ...]] = ("Test-Path", "Get-ChildItem")
 
     def statements(self) -> list[list[Cmd]]:
-        return [[Cmd("Get-ChildItem", {"Path": STORE_PATH})]]
+        return [
+            [Cmd("Test-Path", {"LiteralPath": STORE_PATH})],
+            [Cmd("Get-ChildItem", {"Path": STORE_PATH, "ErrorAction": "SilentlyContinue"})],
+        ]
 
     def parse(self, result: PipelineResult) -> StoreListing:
-        if result.errors:
-            if all(is_not_found(e) for e in result.errors):
-                return StoreListing(exists=False)
+        if result.errors and not all(is_not_found(e) for e in result.errors):
             raise result.errors[0]
-        return StoreListing(True, [store_certificate(o) for o in result.output if prop(o, "Thumbprint")])
+        answers = [o for o in result.output if isinstance(o, bool)]
+        exists = answers[0] if answers else not result.errors
+        certificates = [store_certificate(o) for o in result.output if prop(o, "Thumbprint")]
+        return StoreListing(exists or bool(certificates), certificates)
 
 
 @dataclass
