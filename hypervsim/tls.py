@@ -7,6 +7,7 @@ host's certificate signed by an enterprise CA. Files are kept, so a restarted la
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import ssl
 from dataclasses import dataclass
@@ -35,7 +36,10 @@ class ListenerCertificate:
         return context
 
 
-def _new_key() -> rsa.RSAPrivateKey:
+@functools.cache
+def _new_key(role: str) -> rsa.RSAPrivateKey:
+    # RSA generation dominates starting an HTTPS host; one key per role per process is plenty for a simulator
+    # (each lab still gets its own CA certificate, so trust does not leak from one lab to another).
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
@@ -56,7 +60,7 @@ def _lab_ca(directory: Path) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
         key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
         assert isinstance(key, rsa.RSAPrivateKey)
         return x509.load_pem_x509_certificate(ca_file.read_bytes()), key
-    key = _new_key()
+    key = _new_key("ca")
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -84,7 +88,7 @@ def listener_certificate(directory: Path, host_name: str) -> ListenerCertificate
     )
     if files.cert_file.exists() and files.key_file.exists():
         return files
-    key = _new_key()
+    key = _new_key("server")
     now = datetime.datetime.now(datetime.UTC)
     names: list[x509.GeneralName] = [
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
