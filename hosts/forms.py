@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from .models import DEFAULT_PORTS, CertCheck, Host
+from .models import DEFAULT_CONFIGURATION, DEFAULT_PORTS, CertCheck, Host
 
 PASSWORD_KEPT = "•••••••• stored — leave empty to keep it"  # noqa: S105 (a placeholder, not a password)
 MAX_CA_BUNDLE_BYTES = 256 * 1024
@@ -37,6 +37,7 @@ class HostForm(forms.ModelForm):  # type: ignore[type-arg]
             "ca_bundle",
             "fingerprint_sha256",
             "username",
+            "configuration_name",
         ]
         widgets = {
             "transport": forms.RadioSelect,
@@ -44,10 +45,13 @@ class HostForm(forms.ModelForm):  # type: ignore[type-arg]
             "ca_bundle": forms.Textarea(attrs={"rows": 5, "class": "mono", "spellcheck": "false"}),
             "fingerprint_sha256": forms.TextInput(attrs={"class": "mono", "spellcheck": "false"}),
             "username": forms.TextInput(attrs={"autocomplete": "off", "placeholder": r"LAB\hvadmin"}),
+            "configuration_name": forms.TextInput(attrs={"class": "mono", "spellcheck": "false"}),
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Empty means the default endpoint, so forms posted before this field existed (and scripts) keep working.
+        self.fields["configuration_name"].required = False
         if self.instance.has_password:
             self.fields["password"].widget.attrs["placeholder"] = PASSWORD_KEPT
         else:
@@ -61,6 +65,9 @@ class HostForm(forms.ModelForm):  # type: ignore[type-arg]
                 "This text contains a private key. Paste only the CA certificate(s), never a key."
             )
         return value
+
+    def clean_configuration_name(self) -> str:
+        return str(self.cleaned_data.get("configuration_name") or "").strip() or DEFAULT_CONFIGURATION
 
     def clean_ca_bundle_file(self) -> str:
         upload = self.cleaned_data.get("ca_bundle_file")
@@ -93,7 +100,12 @@ class HostForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def changed_fields(self) -> list[str]:
         """Names of what an edit changed, for the audit trail (names only, never values)."""
-        changed = [name for name in self.changed_data if name not in ("password", "ca_bundle_file")]
+        # After save: a blank port that became the same default again is no change.
+        changed = [
+            name
+            for name in self.changed_data
+            if name not in ("password", "ca_bundle_file") and self.initial.get(name) != getattr(self.instance, name)
+        ]
         if self.cleaned_data.get("password"):
             changed.append("credentials")
         return changed

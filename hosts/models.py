@@ -45,6 +45,11 @@ class CertCheck(models.TextChoices):
 
 
 DEFAULT_PORTS = {"http": 5985, "https": 5986}
+# The endpoint Enable-PSRemoting registers; a JEA endpoint is another session configuration on the same listener.
+DEFAULT_CONFIGURATION = "Microsoft.PowerShell"
+# Session configuration names as Register-PSSessionConfiguration accepts them, restricted further to what is safe
+# inside a WSMan resource URI and in the copy-paste PowerShell of the prepare page (no quote, slash or space).
+CONFIGURATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 # RFC 1123 host name: labels of letters, digits and inner hyphens, 63 characters each, 253 in all.
 HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -103,6 +108,15 @@ def validate_ca_bundle(value: str) -> None:
         raise ValidationError("The CA bundle holds a certificate that cannot be read.", code="ca_bundle") from None
 
 
+def validate_configuration_name(value: str) -> None:
+    if not CONFIGURATION_NAME.fullmatch(value):
+        raise ValidationError(
+            "A session configuration name is letters, digits, dots, dashes and underscores (such as "
+            "Microsoft.PowerShell or GuardianConsole), starting with a letter or digit.",
+            code="configuration_name",
+        )
+
+
 def validate_username(value: str) -> None:
     if value != value.strip() or any(ord(char) < 32 for char in value):
         raise ValidationError("The user name has leading/trailing spaces or control characters.", code="username")
@@ -130,6 +144,14 @@ class Host(models.Model):
         "pinned SHA-256 fingerprint", max_length=95, blank=True, validators=[validate_fingerprint]
     )
     username = models.CharField(max_length=256, validators=[validate_username])
+    configuration_name = models.CharField(
+        "PowerShell endpoint",
+        max_length=128,
+        default=DEFAULT_CONFIGURATION,
+        validators=[validate_configuration_name],
+        help_text="The session configuration to connect to: Microsoft.PowerShell, or the name of a JEA endpoint "
+        "registered from the prepare page (such as GuardianConsole).",
+    )
     password = EncryptedField()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -177,6 +199,10 @@ class Host(models.Model):
         return self.is_https and self.cert_check == CertCheck.NONE
 
     @property
+    def uses_jea(self) -> bool:
+        return self.configuration_name != DEFAULT_CONFIGURATION
+
+    @property
     def has_password(self) -> bool:
         return bool(self.password)
 
@@ -193,6 +219,7 @@ class Host(models.Model):
     def clean(self) -> None:
         self.address = normalize_address(self.address)
         self.name = self.name.strip()
+        self.configuration_name = self.configuration_name.strip() or DEFAULT_CONFIGURATION
         if not self.port and self.transport in DEFAULT_PORTS:
             self.port = DEFAULT_PORTS[self.transport]
         errors: dict[str, Any] = {}

@@ -22,6 +22,7 @@ from console.roles import require
 
 from . import crypto
 from .forms import HostForm
+from .jea import ENDPOINT_NAME, JeaEndpoint
 from .models import Host
 from .remoting import catalog, open_session
 from .remoting.errors import REMEDIES, RemotingError
@@ -192,15 +193,10 @@ def prepare_host(request: HttpRequest) -> HttpResponse:
         "account": account,
         "local_account": account.split("\\")[-1].split("@")[0].lstrip("."),
         "dns_name": dns_name or "hv01.lab.example",
-        "cmdlets": _catalog_cmdlets(),
+        "jea": JeaEndpoint(
+            name=host.configuration_name if host and host.uses_jea else ENDPOINT_NAME,
+            account=account,
+            cmdlets=tuple(sorted(catalog.all_cmdlets())),
+        ),
     }
     return render(request, "hosts/prepare.html", context)
-
-
-def _catalog_cmdlets() -> list[str]:
-    try:
-        from hosts.remoting import catalog
-
-        return sorted(catalog.all_cmdlets())
-    except (ImportError, AttributeError):
-        return []
