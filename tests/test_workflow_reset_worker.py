@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from console.models import AuditEvent
 from hosts.vault.models import EscrowedPair
 from jobs.models import Job, JobState
 from jobs.services import create_job
@@ -44,9 +45,11 @@ def test_reset_job_and_its_undo_on_the_deleted_certs_host(
     assert reset.state == JobState.SUCCEEDED, reset.error
     assert sim.model.guardian("UntrustedGuardian") is None and "TPM changes work again" in reset.summary
     assert reset.results["removed_guardian"]["signing_thumbprint"] == before
+    assert AuditEvent.objects.get(action="guardian.reset").detail["signing_thumbprint"] == before
     undo = finished(create_job(admin, "undo_guardian_reset", hosts=[host], params={"reset_job": reset.pk}))
     assert undo.state == JobState.SUCCEEDED, undo.error
     assert sim.model.guardian("UntrustedGuardian").signing.thumbprint == before
+    assert AuditEvent.objects.filter(action="guardian.reset_undone", username=admin.username).exists()
     assert_nothing_secret(admin, reset, sim.password)
     assert_nothing_secret(admin, undo, sim.password)
 
@@ -73,6 +76,7 @@ def test_vtpm_job_turns_the_tpm_off_after_removing_a_saved_state(
     assert job.state == JobState.SUCCEEDED, job.error
     assert not sim.model.vm("Win11-B").tpm_enabled and not sim.model.vm("Win11-C").tpm_enabled
     assert sim.model.vm("Win11-C").state == "Off"
+    assert AuditEvent.objects.get(action="vm.tpm_disable").detail["vms"] == ["Win11-B: TPM off", "Win11-C: TPM off"]
     assert_nothing_secret(admin, job, sim.password)
 
 
@@ -86,6 +90,7 @@ def test_migration_job_carries_the_owner_and_runs_the_vm_on_the_target(
     assert job.state == JobState.SUCCEEDED, job.error
     assert lab.hosts[1].model.vm("Win11-B").state == "Running"
     pair = EscrowedPair.objects.get()
+    assert AuditEvent.objects.get(action="vm.migrated").detail["source"] == "HV01"
     assert_nothing_secret(operator, job, pair.open()[2], lab.hosts[0].password)
 
 

@@ -24,6 +24,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
 
+from console.models import AuditEvent
 from console.roles import require
 from hosts.remoting.catalog.guardians import (
     TEMP_DIR,
@@ -518,7 +519,7 @@ class Migration:
                 raise JobFailed(f"Compare-VM on {self.target}: " + " ".join(report.incompatibilities))
         # Registered before the import: a dropped connection leaves its outcome unknown, and the undo checks.
         self.ledger.did(
-            f"'{self.vm.name}' imported on {self.target}",
+            f"'{self.vm.name}' imported on {self.target} (undoing unregisters it; copied disk files stay there)",
             undo=self.remove_from_target,
             by_hand=f"Remove-VM -Name '{self.vm.name}' -Force on {self.target}",
         )
@@ -607,7 +608,10 @@ def migrate_vm_job(ctx: JobContext) -> str:
     if opts.problems():
         raise JobFailed(" ".join(opts.problems()))
     source, target = ctx.hosts
-    return migrate_vm(ctx, (reach(ctx, source), reach(ctx, target)), (source, target), opts)
+    summary = migrate_vm(ctx, (reach(ctx, source), reach(ctx, target)), (source, target), opts)
+    detail = {"job": ctx.job.pk, "vm": opts.vm_name, "source": source.name, "method": opts.method}
+    AuditEvent.record(ctx.user, "vm.migrated", target, unseal=opts.unseal, source_after=opts.source_after, **detail)
+    return summary
 
 
 def reach(ctx: JobContext, host: Any) -> Any:

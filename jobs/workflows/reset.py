@@ -23,6 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
 
+from console.models import AuditEvent
 from console.roles import require
 from hosts.remoting.catalog.guardians import (
     TEMP_DIR,
@@ -324,6 +325,9 @@ def reset_guardian_job(ctx: JobContext) -> str:
     if host is None:
         raise JobFailed("No host given: choose the host whose guardian lost its private keys.")
     summary = reset_guardian(ctx, ctx.session(host), host, ctx.params.get("guardian_name") or UNTRUSTED_GUARDIAN)
+    removed = dict(ctx.job.results.get("removed_guardian") or {})
+    removed.pop("metadata_xml", None)
+    AuditEvent.record(ctx.user, "guardian.reset", host, job=ctx.job.pk, **removed)
     ctx.log(f"To undo: /jobs/new/reset/undo/?job={ctx.job.pk}")
     return summary
 
@@ -335,7 +339,9 @@ def undo_reset_job(ctx: JobContext) -> str:
     removed = removed_guardian_of(ctx.params.get("reset_job"))
     if host is None or removed is None:
         raise JobFailed("That reset job recorded no removed guardian: there is nothing to undo.")
-    return undo_reset(ctx, ctx.session(host), host, removed)
+    summary = undo_reset(ctx, ctx.session(host), host, removed)
+    AuditEvent.record(ctx.user, "guardian.reset_undone", host, job=ctx.job.pk, reset_job=ctx.params.get("reset_job"))
+    return summary
 
 
 def removed_guardian_of(job_id: Any) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
 
+from console.models import AuditEvent
 from console.roles import require
 from hosts.remoting.catalog.vms import (
     DisableTpm,
@@ -149,7 +150,12 @@ def vtpm_job(ctx: JobContext) -> str:
     host = ctx.host
     if host is None:
         raise JobFailed("No host given.")
-    return change_vtpms(ctx, ctx.session(host), host, changes_from(ctx.params, ctx.vms))
+    try:
+        return change_vtpms(ctx, ctx.session(host), host, changes_from(ctx.params, ctx.vms))
+    finally:
+        changed = ctx.job.results.get("changed") or []
+        if changed:
+            AuditEvent.record(ctx.user, f"vm.tpm_{ctx.params.get('action')}", host, job=ctx.job.pk, vms=changed)
 
 
 # -- preflight page ---------------------------------------------------------------------------------------------
