@@ -180,15 +180,17 @@ def test_is_alive_uses_transfer_get(sim_host: Any) -> None:
 def test_long_poll_waits_without_busy_loop_then_times_out(sim_host: Any) -> None:
     h = sim_host("healthy")
     h.faults.slow_cmdlet = ("Get-VM", 30)
-    with RunspacePool(wsman(h, operation_timeout=1)) as pool:
+    with RunspacePool(wsman(h)) as pool:
         ps = PowerShell(pool)
         ps.add_cmdlet("Get-VM")
         ps.begin_invoke()
-        before = h.request_count
+        before, cpu_before, began = h.request_count, time.process_time(), time.monotonic()
         with pytest.raises(WSManFaultError) as fault:
-            pool._receive(ps.id, timeout=1)
+            pool._receive(ps.id, timeout=2)
         assert fault.value.code == 2150858793
+        assert time.monotonic() - began >= 2
         assert h.request_count == before + 1  # one request held for the whole timeout
+        assert time.process_time() - cpu_before < 0.5  # simulator and client threads slept meanwhile
         ps.stop()
 
 
