@@ -286,8 +286,11 @@ def main() -> None:
     cookie = session_cookie()
     port = free_port()
     python = sys.executable
+    # JOBLOG_PROFILE=/path/out.prof runs daphne under cProfile, to see where the server spends its time.
+    profile = ["-m", "cProfile", "-o", os.environ["JOBLOG_PROFILE"]] if os.environ.get("JOBLOG_PROFILE") else []
     daphne = start(
-        [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"], workdir / "daphne.log"
+        [python, *profile, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"],
+        workdir / "daphne.log",
     )
     worker = start(
         [

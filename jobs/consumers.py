@@ -7,6 +7,7 @@ sends `end` with the final `seq` and state. So a viewer never misses or repeats 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -43,6 +44,13 @@ def lines_after(job_id: int, after: int, upto: int | None, limit: int) -> list[l
     return [line_tuple(seq, at, level, text) for seq, at, level, text in values]
 
 
+def batch_bounds(event: dict[str, Any]) -> tuple[int, int, str]:
+    if "frame" in event:
+        return int(event["first"]), int(event["last"]), str(event["frame"])
+    lines = event["lines"]
+    return lines[0][0], lines[-1][0], json.dumps({"type": "lines", "lines": lines})
+
+
 def after_from(query_string: bytes) -> int:
     value = parse_qs(query_string.decode("latin-1")).get("after", ["0"])[-1]
     return int(value) if value.isdigit() else 0
@@ -73,6 +81,14 @@ class JobLogConsumer(AsyncJsonWebsocketConsumer):
         if state is not None:
             await self.send_state(state)
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections (a thread hop) before every handler; live lines need no
+        # database unless a gap is filled, and that goes through database_sync_to_async, which does the same.
+        if message["type"] == "job.lines":
+            await self.job_lines(message)
+        else:
+            await super().dispatch(message)
+
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "job_id"):
             await self.channel_layer.group_discard(job_group(self.job_id), self.channel_name)
@@ -92,13 +108,19 @@ class JobLogConsumer(AsyncJsonWebsocketConsumer):
         self.sent_seq = lines[-1][0]
 
     async def job_lines(self, event: dict[str, Any]) -> None:
-        lines = [line for line in event["lines"] if line[0] > self.sent_seq]
-        if not lines or self.ended:
+        """A published batch: {"first", "last", "frame"} (the frame is encoded once by the runner, for all viewers)
+        or {"lines"}. Lines already sent are dropped; a gap before the batch is filled from the database."""
+        first, last, frame = batch_bounds(event)
+        if self.ended or last <= self.sent_seq:
             return
-        if lines[0][0] > self.sent_seq + 1:
+        if first > self.sent_seq + 1:
             # A published batch went missing (Redis pub/sub is best effort): the database has it.
-            await self.replay(upto=lines[0][0] - 1)
-            lines = [line for line in lines if line[0] > self.sent_seq]
+            await self.replay(upto=first - 1)
+        if first == self.sent_seq + 1:
+            await self.send(text_data=frame)
+            self.sent_seq = last
+            return
+        lines = [line for line in json.loads(frame)["lines"] if line[0] > self.sent_seq]
         if lines:
             await self.send_lines(lines)
 
