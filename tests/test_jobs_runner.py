@@ -1,0 +1,121 @@
+"""The runner in-process: reaping silent jobs, unknown kinds, redaction and line splitting, the periodic refresh,
+and who may create which job."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.utils import timezone
+
+from console.models import AuditEvent
+from hosts.models import Host
+from jobs.kinds import JobContext, UnknownJobKind, job_kind
+from jobs.models import HostLock, Job, JobLogLine, JobState
+from jobs.runner import execute, reap
+from jobs.services import create_job
+from jobs.tasks import refresh_all_inventory
+
+HOST_PASSWORD = "Sup3r-Secret-Passw0rd"
+PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
+
+
+@job_kind("test_leaky", label="Leaky output (test)", mutating=True, refresh_inventory=False)
+def leaky(ctx: JobContext) -> str:
+    ctx.log("first\nsecond\n")
+    ctx.log(f"Enter-PSSession -Password {HOST_PASSWORD} -Name x", "verbose")
+    ctx.log(f"pfx_password: 'open sesame' and the key {PRIVATE_KEY}", "debug")
+    ctx.log("blob " + "QUJD" * 100, "shout")
+    return "done"
+
+
+def make_host(name: str = "HV01", port: int = 45986) -> Host:
+    host = Host(name=name, address="127.0.0.1", port=port, transport="http", auth="negotiate", username="labadmin")
+    host.set_password(HOST_PASSWORD)
+    host.save()
+    return host
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reaper_marks_silent_running_jobs_lost_and_frees_their_hosts(settings: Any) -> None:
+    settings.JOBS_LOST_AFTER_SECONDS = 30
+    silent_host, busy_host = make_host("HV01", 45986), make_host("HV02", 45987)
+    now = timezone.now()
+    silent = Job.objects.create(
+        kind="test_leaky",
+        state=JobState.RUNNING,
+        heartbeat_at=now - timedelta(seconds=31),
+        runner="elsewhere:1:x",
+        last_seq=2,
+    )
+    busy = Job.objects.create(kind="test_leaky", state=JobState.RUNNING, heartbeat_at=now, runner="elsewhere:2:y")
+    HostLock.objects.create(host=silent_host, job=silent)
+    HostLock.objects.create(host=busy_host, job=busy)
+
+    assert reap() == [silent.pk]
+    silent.refresh_from_db()
+    busy.refresh_from_db()
+    assert silent.state == JobState.LOST and silent.finished_at is not None
+    assert silent.error.startswith("The worker running this job stopped (last heartbeat")
+    last = JobLogLine.objects.get(job=silent)
+    assert (last.seq, last.level, last.text) == (3, "error", silent.error)
+    assert busy.state == JobState.RUNNING
+    assert list(HostLock.objects.values_list("job_id", flat=True)) == [busy.pk]
+    assert AuditEvent.objects.filter(action="job.lost", object_id=str(silent.pk)).exists()
+    assert reap() == []  # nothing twice
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_of_an_unknown_kind_fails_with_a_message() -> None:
+    job = Job.objects.create(kind="retired_kind")
+    assert execute(job.pk) == "skipped"
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED
+    assert job.error == "Unknown job kind “retired_kind”: this console cannot run it."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_log_output_is_split_into_lines_and_secrets_never_stored(operator: Any) -> None:
+    host = make_host()
+    job = create_job(operator, "test_leaky", hosts=[host])
+    assert execute(job.pk) == JobState.SUCCEEDED
+    rows = list(JobLogLine.objects.filter(job=job).order_by("seq").values_list("seq", "level", "text"))
+    texts = [text for _, _, text in rows]
+    assert [seq for seq, _, _ in rows] == list(range(1, len(rows) + 1))
+    assert texts[1:3] == ["first", "second"]
+    assert "Enter-PSSession -Password ******** -Name x" in texts
+    assert "pfx_password: ******** and the key [private key removed]" in texts
+    assert ("info", "blob [binary data removed]") in [(level, text) for _, level, text in rows]  # unknown level → info
+    everything = "\n".join(texts)
+    assert HOST_PASSWORD not in everything and "open sesame" not in everything and "MIIE" not in everything
+    assert not HostLock.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_periodic_refresh_starts_one_job_for_all_hosts() -> None:
+    make_host("HV02", 45987)
+    make_host("HV01", 45986)
+    job_id = refresh_all_inventory()
+    job = Job.objects.get(pk=job_id)
+    assert job.kind == "inventory_refresh" and job.host_names == ["HV01", "HV02"]
+    assert job.requested_by is None and job.requested_by_name == "console"
+    assert refresh_all_inventory() is None  # one already queued: not another
+
+
+@pytest.mark.django_db
+def test_the_periodic_refresh_does_nothing_without_hosts() -> None:
+    assert refresh_all_inventory() is None
+    assert not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_job_needs_its_kind_permission(viewer: Any, nobody: Any, operator: Any) -> None:
+    for user in (viewer, nobody):
+        with pytest.raises(PermissionDenied):
+            create_job(user, "inventory_refresh")
+    with pytest.raises(UnknownJobKind):
+        create_job(operator, "no_such_kind")
+    job = create_job(operator, "inventory_refresh")
+    assert AuditEvent.objects.filter(action="job.create", object_id=str(job.pk), username="otto").exists()
