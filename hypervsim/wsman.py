@@ -12,6 +12,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
@@ -95,6 +96,7 @@ class Request:
     timeout: float
     max_envelope: int
     body: Element | None
+    client_ip: str = ""
 
     def body_as(self, name: str) -> Element | None:
         """The body's element when it is the expected rsp:<name> (or pwsh/other prefixed) element."""
@@ -196,7 +198,7 @@ class Shell:
     session: RunspaceSession
     last_used: float = field(default_factory=time.monotonic)
 
-    def describe(self, state: str = "Connected") -> str:
+    def describe(self) -> str:
         return (
             f"<rsp:ShellId>{self.id}</rsp:ShellId><rsp:ResourceUri>{escape(self.resource_uri)}</rsp:ResourceUri>"
             f"<rsp:Owner>{escape(self.owner)}</rsp:Owner><rsp:ClientIP>{escape(self.client_ip)}</rsp:ClientIP>"
@@ -205,7 +207,7 @@ class Shell:
             "<rsp:Locale>en-US</rsp:Locale><rsp:DataLocale>en-US</rsp:DataLocale>"
             "<rsp:CompressionMode>NoCompression</rsp:CompressionMode><rsp:ProfileLoaded>Yes</rsp:ProfileLoaded>"
             "<rsp:Encoding>UTF8</rsp:Encoding><rsp:BufferMode>Block</rsp:BufferMode>"
-            f"<rsp:State>{state}</rsp:State><rsp:ShellRunTime>P0DT0H0M0S</rsp:ShellRunTime>"
+            "<rsp:State>Connected</rsp:State><rsp:ShellRunTime>P0DT0H0M0S</rsp:ShellRunTime>"
             "<rsp:ShellInactivity>P0DT0H0M0S</rsp:ShellInactivity>"
         )
 
@@ -223,7 +225,7 @@ class WSManService:
         relates_to = None
         try:
             request = parse(body)
-            relates_to = request.message_id
+            relates_to, request.client_ip = request.message_id, client_ip
             if self.host.faults.take_wsman_fault():
                 raise Fault(
                     INJECTED,
@@ -231,7 +233,7 @@ class WSManService:
                     "The WS-Management service encountered an injected fault.",
                     sender=False,
                 )
-            return 200, self._dispatch(request, client_ip)
+            return 200, self._dispatch(request)
         except Fault as fault:
             return 500, fault_response(fault, relates_to, self.host.name)
         except ProtocolViolation as exc:
@@ -243,21 +245,21 @@ class WSManService:
         for shell in shells:
             shell.session.close()
 
-    def _dispatch(self, request: Request, client_ip: str) -> bytes:
-        handlers = {
-            TRANSFER + "Create": lambda: self._create(request, client_ip),
-            TRANSFER + "Delete": lambda: self._delete(request),
-            TRANSFER + "Get": lambda: self._get(request),
-            f"{SHELL}/Command": lambda: self._command(request),
-            f"{SHELL}/Send": lambda: self._send(request),
-            f"{SHELL}/Receive": lambda: self._receive(request),
-            f"{SHELL}/Signal": lambda: self._signal(request),
+    def _dispatch(self, request: Request) -> bytes:
+        handlers: dict[str, Callable[[Request], bytes]] = {
+            TRANSFER + "Create": self._create,
+            TRANSFER + "Delete": self._delete,
+            TRANSFER + "Get": self._get,
+            f"{SHELL}/Command": self._command,
+            f"{SHELL}/Send": self._send,
+            f"{SHELL}/Receive": self._receive,
+            f"{SHELL}/Signal": self._signal,
         }
         handler = handlers.get(request.action)
         if handler is None:
             text = f"The WS-Management service does not support the action {request.action}."
             raise Fault(UNSUPPORTED_ACTION, "a:ActionNotSupported", text)
-        return handler()
+        return handler(request)
 
     def _shell(self, request: Request) -> Shell:
         with self._lock:
@@ -277,7 +279,7 @@ class WSManService:
         for shell in idle:
             shell.session.close()
 
-    def _create(self, request: Request, client_ip: str) -> bytes:
+    def _create(self, request: Request) -> bytes:
         if not request.resource_uri.startswith(POWERSHELL_URI):
             raise malformed(f"The resource URI {request.resource_uri} is not a PowerShell session configuration.")
         shell_element = request.body_as("rsp:Shell")
@@ -288,7 +290,7 @@ class WSManService:
         shell_id = str(_uuid(shell_element.get("ShellId") or str(uuid.uuid4()))).upper()
         session = RunspaceSession(self.host, request.max_envelope)
         session.receive(_b64(creation.text))
-        shell = Shell(shell_id, request.resource_uri, self.host.account.user, client_ip, session)
+        shell = Shell(shell_id, request.resource_uri, self.host.account.user, request.client_ip, session)
         with self._lock:
             if shell_id in self.shells:
                 raise malformed("A shell with this ShellId exists already.")
