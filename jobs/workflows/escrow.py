@@ -24,6 +24,7 @@ from hosts.remoting.catalog.guardians import (
     ExportPfx,
     GetGuardians,
     ListShieldedCertificates,
+    ReadFileBytes,
     RemoveFiles,
     StoreListing,
     thumbprints_of,
@@ -162,8 +163,6 @@ def escrow_pair(
 
 
 def read_bytes(session: Any, path: str) -> bytes:
-    from hosts.remoting.catalog.guardians import ReadFileBytes
-
     data: bytes = session.run(ReadFileBytes(path))
     if not data:
         raise JobFailed(f"The exported file {path} came back empty; nothing was stored.")
@@ -336,8 +335,6 @@ def start_job(request: HttpRequest, kind: str, host: Any, vms: list[str], params
 
 
 def escrow_operations(signing: str, encryption: str) -> list[Any]:
-    from hosts.remoting.catalog.guardians import ReadFileBytes
-
     secret = Secret("")
     return [
         ListShieldedCertificates(),
