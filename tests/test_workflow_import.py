@@ -136,3 +136,21 @@ def test_import_preflight_names_the_collision_and_starts_a_job(operator_client: 
     response = operator_client.post("/jobs/new/import/", {"host": host.pk, "pair": pair.pk})
     job = Job.objects.get()
     assert response["Location"] == f"/jobs/{job.pk}/" and job.params == {"vault_entry": pair.pk}
+
+
+def test_import_gives_a_guardian_back_the_keys_that_were_deleted(sim_host: Any, registered_host: Any) -> None:
+    from hosts.remoting.catalog.guardians import GetGuardians, thumbprints_of
+    from jobs.workflows.escrow import escrow_pair
+
+    sim = sim_host("healthy")
+    host = registered_host(sim)
+    with open_session(host.connection_spec()) as session:
+        guardian = next(g for g in session.run(GetGuardians()) if g.name == "UntrustedGuardian")
+        pair = escrow_pair(session, host, *thumbprints_of(guardian))
+        with sim.model.changing() as model:  # someone deletes the certificates: the guardian stays, keyless
+            model.store = {}
+        assert not next(g for g in session.run(GetGuardians()) if g.name == "UntrustedGuardian").has_private_signing_key
+        assert import_pair(session, host, pair) == "UntrustedGuardian"
+        repaired = next(g for g in session.run(GetGuardians()) if g.name == "UntrustedGuardian")
+    assert repaired.has_private_signing_key and "New-HgsGuardian" not in cmdlets(sim)
+    assert temp_pfx_left(sim) == []
