@@ -11,7 +11,8 @@ from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFau
 from pypsrp.powershell import PowerShell, RunspacePool
 
 from hypervsim import SimHost, start_host
-from tests.test_sim_protocol import run, wsman
+from tests.plugins.sim import sim_run as run
+from tests.plugins.sim import sim_wsman as wsman
 
 
 def host_name_from(h: SimHost) -> str:

@@ -10,38 +10,10 @@ import pytest
 import requests
 from pypsrp.exceptions import AuthenticationError, WSManFaultError
 from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
-from pypsrp.wsman import WSMan
 
-from hypervsim import CMDLETS, SimHost
-
-
-def wsman(h: SimHost, **overrides: Any) -> WSMan:
-    options: dict[str, Any] = {
-        "port": h.port,
-        "path": "wsman",
-        "ssl": h.https,
-        "auth": h.auth,
-        "username": h.user,
-        "password": h.password,
-        "cert_validation": h.ca_file if h.https else False,
-        "operation_timeout": 5,
-        "read_timeout": 10,
-        "connection_timeout": 5,
-    }
-    options.update(overrides)
-    return WSMan("127.0.0.1", **options)
-
-
-def run(pool: RunspacePool, *statements: tuple[str, dict[str, Any]]) -> PowerShell:
-    ps = PowerShell(pool)
-    for index, (name, params) in enumerate(statements):
-        if index:
-            ps.add_statement()
-        ps.add_cmdlet(name)
-        for key, value in params.items():
-            ps.add_parameter(key, value)
-    ps.invoke()
-    return ps
+from hypervsim import CMDLETS
+from tests.plugins.sim import sim_run as run
+from tests.plugins.sim import sim_wsman as wsman
 
 
 def names(objects: list[Any]) -> list[str]:

@@ -20,7 +20,7 @@ from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 from pypsrp.wsman import NAMESPACES
 
 from hypervsim import SimHost
-from tests.test_sim_protocol import wsman
+from tests.plugins.sim import sim_wsman as wsman
 
 RECORDINGS = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "pypsrp-recordings"
 pytestmark = pytest.mark.skipif(

@@ -15,8 +15,41 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.wsman import WSMan
 
 from hypervsim import Lab, SimHost, start_host, start_lab
+
+
+def sim_wsman(h: SimHost, **overrides: Any) -> WSMan:
+    """A pypsrp WSMan for a simulated host with its own transport and credentials (HTTPS trusts the lab CA)."""
+    options: dict[str, Any] = {
+        "port": h.port,
+        "path": "wsman",
+        "ssl": h.https,
+        "auth": h.auth,
+        "username": h.user,
+        "password": h.password,
+        "cert_validation": h.ca_file if h.https else False,
+        "operation_timeout": 5,
+        "read_timeout": 10,
+        "connection_timeout": 5,
+    }
+    options.update(overrides)
+    return WSMan("127.0.0.1", **options)
+
+
+def sim_run(pool: RunspacePool, *statements: tuple[str, dict[str, Any]]) -> PowerShell:
+    """Invoke one statement per (cmdlet, parameters) pair in one pipeline; returns the finished PowerShell."""
+    ps = PowerShell(pool)
+    for index, (name, params) in enumerate(statements):
+        if index:
+            ps.add_statement()
+        ps.add_cmdlet(name)
+        for key, value in params.items():
+            ps.add_parameter(key, value)
+    ps.invoke()
+    return ps
 
 
 @pytest.fixture
