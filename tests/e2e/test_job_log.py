@@ -108,3 +108,27 @@ def test_a_100k_line_log_opens_quickly_and_renders_only_what_is_in_view(
     page.evaluate("document.querySelector('.jl-view').scrollTop = 0")
     page.wait_for_function("document.querySelector('.jl-row') && document.querySelector('.jl-row').dataset.seq === '1'")
     assert loaded < 15, f"100k lines took {loaded:.1f}s"
+
+
+def test_the_job_list_badge_follows_the_job_live(
+    browser_page: Any, live_console: Any, celery_worker_process: Any, operator: Any, tmp_path: Path
+) -> None:
+    page = browser_page
+    login(page, live_console, operator)
+    gate = tmp_path / "gate"
+    job = create_job(operator, "test_stream", params={"gate": str(gate)})
+    deadline = time.monotonic() + 20
+    while Job.objects.get(pk=job.pk).state != JobState.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.05)
+    page.goto(f"{live_console.url}/jobs/")
+    badge = page.locator(f'[data-job-state="{job.pk}"]')
+    assert badge.inner_text() == "running"
+    page.wait_for_timeout(300)  # the list socket is connected
+    gate.touch()
+    page.wait_for_function(
+        f"document.querySelector('[data-job-state=\"{job.pk}\"]').textContent === 'succeeded'", timeout=20_000
+    )
+    assert "succeeded" in (badge.get_attribute("class") or "")
+    # A job started after the page loaded is announced, not silently missing.
+    create_job(operator, "test_stream", params={"gate": str(gate)})
+    page.wait_for_selector(".jobs-new:not([hidden])")

@@ -236,6 +236,21 @@ def celery_worker_process(transactional_db: None, _worker_pool: WorkerPool) -> I
     worker.pool = _worker_pool  # type: ignore[attr-defined]
     yield worker
     _worker_pool.stop_extra()
+    settle_jobs(_worker_pool)
+
+
+def settle_jobs(pool: WorkerPool, timeout: float = 5) -> None:
+    """Let the test's jobs end before the database is flushed; a worker still busy after `timeout` is killed (the
+    next test gets a fresh one), so no job of this test writes into the next one's tables."""
+    from jobs.models import ACTIVE_STATES, Job
+
+    deadline = time.monotonic() + timeout
+    while Job.objects.filter(state__in=ACTIVE_STATES).exists():
+        if time.monotonic() > deadline:
+            if pool.current is not None:
+                pool.current.kill()
+            return
+        time.sleep(0.05)
 
 
 @dataclass
