@@ -443,9 +443,13 @@ class RunspaceSession:
                 self.pool.receive_data(psrpcore.PSRPPayload(data, psrpcore.StreamType.default, pipeline_id))
                 while (event := self.pool.next_event()) is not None:
                     self._on_event(event)
-            except (ProtocolViolation, ConnectionDrop):
-                raise
-            except Exception as exc:  # psrpcore raises many types on malformed CLIXML; all are client errors
+            except Exception as exc:
+                if new_pipeline and pipeline_id is not None:  # a Command that failed leaves no command behind
+                    self.runs.pop(pipeline_id, None)
+                    self.pool.pipeline_table.pop(pipeline_id, None)
+                if isinstance(exc, ProtocolViolation | ConnectionDrop):
+                    raise
+                # psrpcore raises many types on malformed CLIXML; all are the client's errors.
                 raise ProtocolViolation(f"{type(exc).__name__}: {exc}") from None
             self.flush()
 

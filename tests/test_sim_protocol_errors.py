@@ -144,10 +144,13 @@ def test_bad_stream_data_gets_a_fault(host: SimHost, shell_id: str, data: str) -
     still_serves(host)
 
 
-def test_bad_command_arguments_get_a_fault(host: SimHost, shell_id: str) -> None:
-    arguments = "<rsp:Command/><rsp:Arguments>%%%</rsp:Arguments>"
-    command = f'<rsp:CommandLine CommandId="{uuid.uuid4()}">{arguments}</rsp:CommandLine>'
-    assert fault_of(post(host, soap(f"{SHELL}/Command", command, shell_id)))[0] == 2150858778
+@pytest.mark.parametrize("arguments", ["%%%", base64.b64encode(struct.pack(">QQBI", 3, 0, 3, 4) + b"junk").decode()])
+def test_bad_command_arguments_get_a_fault_and_leave_no_command(host: SimHost, shell_id: str, arguments: str) -> None:
+    command_id = str(uuid.uuid4()).upper()
+    line = f'<rsp:CommandLine CommandId="{command_id}"><rsp:Command/><rsp:Arguments>{arguments}</rsp:Arguments>'
+    assert fault_of(post(host, soap(f"{SHELL}/Command", line + "</rsp:CommandLine>", shell_id)))[0] == 2150858778
+    receive = f'<rsp:Receive><rsp:DesiredStream CommandId="{command_id}">stdout</rsp:DesiredStream></rsp:Receive>'
+    assert fault_of(post(host, soap(f"{SHELL}/Receive", receive, shell_id)))[0] == 2150858843
 
 
 def test_oversized_body_gets_a_fault(host: SimHost) -> None:
