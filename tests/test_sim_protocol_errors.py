@@ -188,3 +188,55 @@ def test_create_needs_a_powershell_resource_uri(host: SimHost) -> None:
         POWERSHELL, "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
     )
     assert fault_of(post(host, body))[0] == 2150858778
+
+
+def negotiated_session(h: SimHost) -> tuple[requests.Session, Any]:
+    """A keep-alive HTTP session that completed Negotiate/NTLM with the host, and its client security context."""
+    import spnego
+
+    context = spnego.client(
+        h.user,
+        h.password,
+        hostname="127.0.0.1",
+        service="HTTP",
+        protocol="negotiate",
+        options=spnego.NegotiateOptions.wrapping_winrm,
+    )
+    session, token = requests.Session(), context.step()
+    while not context.complete:
+        assert token is not None
+        answer = session.post(
+            h.url, headers={"Authorization": "Negotiate " + base64.b64encode(token).decode()}, timeout=5
+        )
+        challenge = answer.headers["WWW-Authenticate"].split(" ", 1)[1]
+        token = context.step(base64.b64decode(challenge))
+    assert answer.status_code == 200
+    return session, context
+
+
+def test_tampered_encrypted_body_gets_a_fault(sim_host: Any) -> None:
+    h = sim_host("fresh")
+    session, context = negotiated_session(h)
+    header, sealed, _ = context.wrap_winrm(soap(f"{SHELL}/Receive").encode())
+    tampered = bytearray(sealed)
+    tampered[10] ^= 0xFF
+    boundary = b"--Encrypted Boundary"
+    body = b"\r\n".join(
+        [
+            boundary,
+            b"\tContent-Type: application/HTTP-SPNEGO-session-encrypted",
+            f"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length={len(sealed)}".encode(),
+            boundary,
+            b"\tContent-Type: application/octet-stream",
+            struct.pack("<i", len(header)) + header + bytes(tampered) + boundary + b"--\r\n",
+        ]
+    )
+    content_type = (
+        'multipart/encrypted;protocol="application/HTTP-SPNEGO-session-encrypted";boundary="Encrypted Boundary"'
+    )
+    response = session.post(h.url, data=body, headers={"Content-Type": content_type}, timeout=5)
+    assert fault_of(response)[0] == 2150858778
+    response = session.post(
+        h.url, data=b"--Encrypted Boundary\r\nnonsense", headers={"Content-Type": content_type}, timeout=5
+    )
+    assert fault_of(response)[0] == 2150858778
