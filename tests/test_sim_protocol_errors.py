@@ -10,6 +10,7 @@ from typing import Any
 import defusedxml.ElementTree as SafeET
 import pytest
 import requests
+import spnego
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import NAMESPACES, WSMan
 
@@ -192,8 +193,6 @@ def test_create_needs_a_powershell_resource_uri(host: SimHost) -> None:
 
 def negotiated_session(h: SimHost) -> tuple[requests.Session, Any]:
     """A keep-alive HTTP session that completed Negotiate/NTLM with the host, and its client security context."""
-    import spnego
-
     context = spnego.client(
         h.user,
         h.password,
