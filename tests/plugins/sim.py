@@ -36,7 +36,7 @@ def sim_wsman(h: SimHost, **overrides: Any) -> WSMan:
         "connection_timeout": 5,
     }
     options.update(overrides)
-    return WSMan("127.0.0.1", **options)
+    return WSMan(options.pop("server", h.address), **options)
 
 
 def sim_run(pool: RunspacePool, *statements: tuple[str, dict[str, Any]]) -> PowerShell:
