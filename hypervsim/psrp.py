@@ -207,6 +207,15 @@ def _invocation_properties(command: str, bound: PSDict) -> dict[str, Any]:
     }
 
 
+def internal_error(exc: Exception) -> PSObject:
+    error = CmdletError(
+        f"The simulated host failed unexpectedly ({type(exc).__name__}).",
+        fqid="SimulatorInternalError",
+        exception_type=["System.InvalidOperationException", "System.SystemException"],
+    )
+    return error_record(error, "", {}, error_stream=False, invoked=False)
+
+
 def command_not_found(name: str) -> CmdletError:
     return CmdletError(
         NOT_RECOGNISED.format(name),
@@ -315,20 +324,11 @@ class PipelineRun:
             self._finish(self.pipe.complete)
         except PipelineStopped:
             self._finish(self.pipe.stop)
-        except _Terminated as failure:
-            reason = failure.record
+        except Exception as exc:
+            if not isinstance(exc, _Terminated):  # a simulator bug still ends the pipeline, with no stack trace
+                log.exception("cmdlet failed unexpectedly on %s", self.session.host.name)
+            reason = exc.record if isinstance(exc, _Terminated) else internal_error(exc)
             self._finish(lambda: fail_pipeline(self.pipe, reason))
-        except Exception as exc:  # a simulator bug must still end the pipeline, without a stack trace on the wire
-            log.exception("cmdlet failed unexpectedly on %s", self.session.host.name)
-            error = CmdletError(
-                f"The simulated host failed unexpectedly ({type(exc).__name__}).",
-                fqid="SimulatorInternalError",
-                category="NotSpecified",
-                exception_type=["System.InvalidOperationException", "System.SystemException"],
-                target=None,
-            )
-            record = error_record(error, "", {}, error_stream=False, invoked=False)
-            self._finish(lambda: fail_pipeline(self.pipe, record))
 
     def _statements(self) -> list[list[psrpcore.Command]]:
         statements: list[list[psrpcore.Command]] = [[]]

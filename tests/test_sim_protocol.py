@@ -324,3 +324,23 @@ def test_a_host_that_went_down_and_up_has_forgotten_its_shells(sim_host: Any) ->
     h.down()
     h.up()
     assert not pool.is_alive()  # unknown shell: the pool is gone, as after a reboot
+
+
+def test_a_cmdlet_that_crashes_fails_its_pipeline_without_a_stack_trace(
+    sim_host: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hypervsim.cmdlets
+    import hypervsim.psrp
+
+    def broken(invocation: Any) -> list[Any]:
+        raise KeyError("secret internals")
+
+    monkeypatch.setitem(hypervsim.cmdlets.CMDLETS, "Get-Broken", broken)
+    monkeypatch.setitem(hypervsim.psrp.CANONICAL_NAMES, "get-broken", "Get-Broken")
+    h = sim_host("fresh")
+    with RunspacePool(wsman(h)) as pool:
+        ps = run(pool, ("Get-Broken", {}))
+        assert ps.state == PSInvocationState.FAILED
+        error: Any = ps.streams.error[0]
+        assert error.fq_error == "SimulatorInternalError" and "secret internals" not in str(error)
+        assert run(pool, ("Get-VMHost", {})).output  # the pool survives
