@@ -39,13 +39,33 @@ class SimHost:
         self._lock = threading.Lock()
         self._up = True
 
-    name = property(lambda self: self._runtime.name)
-    port = property(lambda self: self._runtime.port)
-    url = property(lambda self: self._runtime.url)
-    user = property(lambda self: self._runtime.account.user)
-    password = property(lambda self: self._runtime.account.password)
-    auth = property(lambda self: self._runtime.scheme)
-    https = property(lambda self: self._runtime.tls is not None)
+    @property
+    def name(self) -> str:
+        return self._runtime.name
+
+    @property
+    def port(self) -> int:
+        return self._runtime.port
+
+    @property
+    def url(self) -> str:
+        return self._runtime.url
+
+    @property
+    def user(self) -> str:
+        return self._runtime.account.user
+
+    @property
+    def password(self) -> str:
+        return self._runtime.account.password
+
+    @property
+    def auth(self) -> str:
+        return self._runtime.scheme
+
+    @property
+    def https(self) -> bool:
+        return self._runtime.tls is not None
 
     @property
     def model(self) -> HostModel:
