@@ -105,3 +105,47 @@ def test_host_inventory_sorts_objects_by_type_and_notes_a_missing_store() -> Non
     assert inventory.facts.last_boot is not None and inventory.facts.last_boot.microsecond == 123456
     assert inventory.store_exists is False and inventory.problems == []
     assert [(v.name, v.vm_id, v.state, v.generation) for v in inventory.vms] == [("Win11-A", "abc", "Running", 2)]
+
+
+def vm_object(name: str, vm_id: str) -> GenericComplexObject:
+    return ps_object("Microsoft.HyperV.PowerShell.VirtualMachine", Name=name, VMId=vm_id, State="Off", Generation=2)
+
+
+def os_and_mode() -> list[GenericComplexObject]:
+    os = ps_object(
+        "Microsoft.Management.Infrastructure.CimInstance#root/cimv2/Win32_OperatingSystem",
+        CSName="HV01", Caption="Windows Server", Version="10.0", BuildNumber="20348",
+    )  # fmt: skip
+    return [os]
+
+
+def test_piped_key_protectors_are_matched_to_vms_by_position() -> None:
+    kp_a, owner_a = kp_bytes("PA")
+    kp_missing = not_found("Get-VMKeyProtector", "B")
+    result = events(
+        *os_and_mode(), vm_object("A", "id-a"), vm_object("B", "id-b"),
+        ps_object("Microsoft.HyperV.PowerShell.VMSecurity", VMName="A", VMId="ID-A", TpmEnabled=True),
+        ps_object("Microsoft.HyperV.PowerShell.VMSecurity", VMName="B", VMId="ID-B", TpmEnabled=False),
+        kp_a, kp_missing, snapshot("B"),
+    )  # fmt: skip
+
+    inventory = ReadHostInventory().parse(result)
+
+    assert inventory.details_complete
+    a, b = inventory.details["A"], inventory.details["B"]
+    assert a.tpm_enabled and a.key_protector.owner.signing == owner_a  # type: ignore[union-attr]
+    assert not b.tpm_enabled and not b.key_protector_read and b.problems and b.checkpoint_count == 1
+
+
+def test_a_vm_appearing_between_statements_asks_for_a_second_read() -> None:
+    kp_a, _ = kp_bytes("PB")
+    result = events(
+        *os_and_mode(), vm_object("A", "id-a"),
+        ps_object("Microsoft.HyperV.PowerShell.VMSecurity", VMName="A", VMId="ID-A", TpmEnabled=True),
+        kp_a, NO_KEY_PROTECTOR,  # two key protectors for one VM listed: positions cannot be trusted
+    )  # fmt: skip
+
+    inventory = ReadHostInventory().parse(result)
+
+    assert not inventory.details_complete
+    assert not inventory.details["A"].key_protector_read

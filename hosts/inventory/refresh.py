@@ -8,8 +8,10 @@ come back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -46,10 +48,13 @@ class HostReading:
 
 
 def read_host(session: HostSession) -> HostReading:
-    """The two reads of a refresh, on an open session."""
+    """A refresh's reads on an open session: one pipeline, and a second one only when the host's VMs changed
+    between the statements of the first (the key protectors could then not be matched to VMs by position)."""
     inventory = session.run(catalog.ReadHostInventory())
+    details = inventory.details
     names = [vm.name for vm in inventory.vms if vm.name]
-    details = session.run(catalog.ReadVmDetails(names)) if names else {}
+    if names and not inventory.details_complete:
+        details = session.run(catalog.ReadVmDetails(names))
     return HostReading(inventory, details)
 
 
@@ -90,10 +95,25 @@ def _failed(host: Host, error: str, kind: str, say: LogFn, session: HostSession 
     return RefreshOutcome(ok=False, error=error, requests=requests, kind=kind, host=str(host))
 
 
+# SQLite's deferred transactions fail at once ("database is locked") when two connections that have both read
+# try to write; parallel refreshes in one process therefore take turns to save. PostgreSQL needs no such care.
+_sqlite_writes = threading.Lock()
+
+
+@contextmanager
+def _saving() -> Iterator[None]:
+    if connection.vendor == "sqlite":
+        with _sqlite_writes, transaction.atomic():
+            yield
+    else:
+        with transaction.atomic():
+            yield
+
+
 def mark_stale(host: Host, error: str, kind: str = "") -> None:
     """Keep what we knew, say it is stale, and why."""
     now = timezone.now()
-    with transaction.atomic():
+    with _saving():
         state, _ = HostInventory.objects.select_for_update().get_or_create(host=host)
         state.stale = True
         state.last_error = error[:2000]
@@ -102,9 +122,13 @@ def mark_stale(host: Host, error: str, kind: str = "") -> None:
         state.save(update_fields=["stale", "last_error", "error_kind", "attempted_at"])
 
 
-@transaction.atomic
 def save_reading(host: Host, reading: HostReading, requests: int = 0) -> None:
     """Replace the host's inventory rows with what was just read, all or nothing."""
+    with _saving():
+        _replace_rows(host, reading, requests)
+
+
+def _replace_rows(host: Host, reading: HostReading, requests: int) -> None:
     inventory = reading.inventory
     now = timezone.now()
     state, _ = HostInventory.objects.select_for_update().get_or_create(host=host)

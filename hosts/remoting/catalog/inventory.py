@@ -1,11 +1,11 @@
-"""Inventory reads: what a host holds, in two pipelines whatever its number of VMs.
+"""Inventory reads: everything a host holds in one pipeline, whatever its number of VMs.
 
-1. ReadHostInventory: OS facts, HGS client configuration, guardians, the shielded-VM certificate store, VMs.
-2. ReadVmDetails: for every VM, its security settings, raw key protector and checkpoints — one statement each.
-
-Outputs of many statements arrive in one stream. Objects are told apart by their type names and properties;
-per-VM results are tied to their VM by the VMName they carry, and otherwise by their order (the host answers
-statements in order, and errors keep their place among outputs).
+ReadHostInventory sends eight statements: OS facts, HGS client configuration, guardians, the shielded-VM
+certificate store, the VMs, and — piped from Get-VM, so no VM name is needed up front — every VM's security
+settings, raw key protector and checkpoints. Outputs of all statements arrive in one ordered stream; objects are
+told apart by their type names and properties, security settings and checkpoints name their VM, and key
+protectors (bare byte arrays) are matched to VMs by position, which is checked: when the counts disagree (a VM
+appeared or vanished in between) the caller reads the details again with ReadVmDetails, one statement per VM.
 """
 
 from __future__ import annotations
@@ -56,6 +56,18 @@ class VmFacts:
 
 
 @dataclass
+class VmDetails:
+    name: str
+    security_read: bool = False
+    tpm_enabled: bool = False
+    shielded: bool = False
+    key_protector: KeyProtectorInfo = field(default_factory=lambda: KeyProtectorInfo(present=False))
+    key_protector_read: bool = False
+    checkpoint_count: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
 class HostInventoryFacts:
     facts: HostFacts
     guardians: list[GuardianFacts] = field(default_factory=list)
@@ -63,6 +75,8 @@ class HostInventoryFacts:
     vms: list[VmFacts] = field(default_factory=list)
     store_exists: bool = True
     problems: list[str] = field(default_factory=list)
+    details: dict[str, VmDetails] = field(default_factory=dict)  # by VM name
+    details_complete: bool = False  # False: read them again with ReadVmDetails
 
 
 # -- certificates as they may arrive: DER bytes, an X509Certificate2 object, or its ToString text --------------
@@ -167,6 +181,9 @@ class ReadHostInventory(Operation[HostInventoryFacts]):
         "Get-HgsGuardian",
         "Get-ChildItem",
         "Get-VM",
+        "Get-VMSecurity",
+        "Get-VMKeyProtector",
+        "Get-VMSnapshot",
     )
 
     def statements(self) -> list[list[Cmd]]:
@@ -176,21 +193,40 @@ class ReadHostInventory(Operation[HostInventoryFacts]):
             [Cmd("Get-HgsGuardian")],
             [Cmd("Get-ChildItem", {"Path": SHIELDED_STORE})],
             [Cmd("Get-VM")],
+            [Cmd("Get-VM"), Cmd("Get-VMSecurity")],
+            [Cmd("Get-VM"), Cmd("Get-VMKeyProtector")],
+            [Cmd("Get-VM"), Cmd("Get-VMSnapshot")],
         ]
 
     def parse(self, result: PipelineResult) -> HostInventoryFacts:
         inventory = HostInventoryFacts(facts=HostFacts())
-        for obj in result.output:
-            self._sort(obj, inventory)
-        for error in result.errors:
-            if _store_missing(error):
-                inventory.store_exists = False
+        reader = _PipedDetails()
+        for kind, value in result.events:
+            if kind == "error":
+                self._error(value, inventory, reader)
+            elif isinstance(value, bytes | bytearray):
+                reader.key_protectors.append(bytes(value))
+            elif is_security(value) or is_snapshot(value):
+                reader.add(value)
             else:
-                inventory.problems.append(str(error))
+                self._sort(value, inventory)
         if not inventory.facts.os_caption and not inventory.facts.mode:
             raise result.errors[0] if result.errors else UnexpectedReply("The host sent no OS facts.")
         fill_guardian_thumbprints(inventory.guardians, inventory.certificates)
+        inventory.details, inventory.details_complete = reader.details_of(inventory.vms)
         return inventory
+
+    @staticmethod
+    def _error(error: RemoteCommandError, inventory: HostInventoryFacts, reader: _PipedDetails) -> None:
+        command = command_of(error)
+        if _store_missing(error):
+            inventory.store_exists = False
+        elif command == "Get-VMKeyProtector":
+            reader.key_protectors.append(error)  # keeps its place among the VMs' key protectors
+        elif command in ("Get-VMSecurity", "Get-VMSnapshot"):
+            reader.problems.append(error)
+        else:
+            inventory.problems.append(str(error))
 
     @staticmethod
     def _sort(obj: Any, inventory: HostInventoryFacts) -> None:
@@ -206,16 +242,42 @@ class ReadHostInventory(Operation[HostInventoryFacts]):
             inventory.vms.append(read_vm(obj))
 
 
-@dataclass
-class VmDetails:
-    name: str
-    security_read: bool = False
-    tpm_enabled: bool = False
-    shielded: bool = False
-    key_protector: KeyProtectorInfo = field(default_factory=lambda: KeyProtectorInfo(present=False))
-    key_protector_read: bool = False
-    checkpoint_count: int = 0
-    problems: list[str] = field(default_factory=list)
+class _PipedDetails:
+    """Security settings, checkpoints and key protectors of `Get-VM | Get-…` statements, matched to the VMs."""
+
+    def __init__(self) -> None:
+        self.security: dict[str, Any] = {}  # by VM id, and by name
+        self.checkpoints: dict[str, int] = {}
+        self.key_protectors: list[bytes | RemoteCommandError] = []
+        self.problems: list[RemoteCommandError] = []
+
+    def add(self, obj: Any) -> None:
+        keys = [text(prop(obj, "VMId")).lower(), text(prop(obj, "VMName"))]
+        for key in filter(None, keys):
+            if is_security(obj):
+                self.security[key] = obj
+            else:
+                self.checkpoints[key] = self.checkpoints.get(key, 0) + 1
+
+    def details_of(self, vms: list[VmFacts]) -> tuple[dict[str, VmDetails], bool]:
+        details: dict[str, VmDetails] = {}
+        aligned = len(self.key_protectors) == len(vms)
+        for position, vm in enumerate(vms):
+            detail = details[vm.name] = VmDetails(vm.name)
+            security = self.security.get(vm.vm_id) or self.security.get(vm.name)
+            if security is not None:
+                detail.security_read = True
+                detail.tpm_enabled = flag(prop(security, "TpmEnabled"))
+                detail.shielded = flag(prop(security, "Shielded"))
+            detail.checkpoint_count = self.checkpoints.get(vm.vm_id, self.checkpoints.get(vm.name, 0))
+            answer = self.key_protectors[position] if aligned else None
+            if isinstance(answer, bytes):
+                detail.key_protector = read_key_protector(answer)
+                detail.key_protector_read = True
+            elif isinstance(answer, RemoteCommandError):
+                detail.problems.append(str(answer))
+        complete = aligned and all(d.security_read for d in details.values()) and not self.problems
+        return details, complete
 
 
 _COMMAND_OF_FQID = {
