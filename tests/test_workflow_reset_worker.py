@@ -3,6 +3,7 @@ simulated hosts; no password or private key in any log line, result, page or aud
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -14,9 +15,21 @@ from jobs.services import create_job
 from tests.plugins.users import client_for
 from tests.test_vault_support import assert_no_secret
 from tests.test_workflow_reset import lose_signing_key_but_keep_an_older_pair
-from tests.test_workflow_restore_worker import everything_shown, finished
+from tests.test_workflow_restore_worker import everything_shown
+from tests.test_workflow_restore_worker import finished as state_final
 
 pytestmark = pytest.mark.worker
+
+
+def finished(job: Job, timeout: float = 60) -> Job:
+    """The job once the worker is done with it: final state and its closing audit event written (the worker writes
+    that event just after the state; a test ending in between would race it against the database flush)."""
+    job = state_final(job, timeout)
+    deadline = time.monotonic() + 10
+    while not AuditEvent.objects.filter(action=f"job.{job.state}", object_id=str(job.pk)).exists():
+        assert time.monotonic() < deadline, f"no job.{job.state} audit event for job {job.pk}"
+        time.sleep(0.05)
+    return job
 
 
 def pages_of(user: Any, job: Job) -> str:
