@@ -35,6 +35,8 @@ def test_operator_migrates_a_vm_with_the_wizard_and_sees_it_run_on_the_target(
     page.click("text=Show PowerShell")
     powershell = page.locator("pre.powershell").inner_text()
     assert "Export-VM -Name 'Win11-B'" in powershell and "Grant-HgsKeyProtectorAccess" in powershell
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "migrate-preflight.png"), full_page=True)
     with page.expect_navigation():
         page.click("#migrate-submit")
     job = Job.objects.get(kind="migrate_vm")
@@ -42,7 +44,6 @@ def test_operator_migrates_a_vm_with_the_wizard_and_sees_it_run_on_the_target(
     page.wait_for_function("window.guardianJobLog && window.guardianJobLog.snapshot().ended", timeout=60_000)
     assert page.locator(f'[data-job-state="{job.pk}"]').inner_text() == "succeeded"
     assert "running there" in page.locator("#job-summary").inner_text()
-    ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "migrate-job-log.png"), full_page=True)
     # The inventory of both hosts was refreshed after the job: the VM list shows it running on the target.
     page.goto(f"{live_console.url}/vms/")
