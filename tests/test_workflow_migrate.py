@@ -190,3 +190,15 @@ def test_wizard_refuses_a_blocked_migration_and_bad_input(lab: Any, operator_cli
     assert "Choose a migration method" in weird
     assert viewer_client.get("/jobs/new/migrate/").status_code == 403
     assert Job.objects.count() == 0
+
+
+def test_a_start_cut_off_on_the_target_undoes_the_move_and_restarts_the_source(lab: Any) -> None:
+    lab.target.faults.drop_on_cmdlet = "Start-VM"
+    with pytest.raises(JobFailed) as failed:
+        migrate(lab, MigrationOptions("Win11-A", method="export", unseal="carry"))
+    lab.target.faults.clear()
+    message = str(failed.value)
+    assert "Undone: 'Win11-A' imported on HV02" in message and "'Win11-A' shut down on HV01" in message
+    assert "Win11-A" not in {vm.name for vm in lab.target.model.vms.values()}
+    assert lab.source.model.vm("Win11-A").state == "Running"
+    assert "The VM is on HV01 (Running)" in message

@@ -206,7 +206,7 @@ def remove_guardian(run: Any, session: Any, host: Any, guardian: GuardianFacts) 
     with run.step(f"Remove-HgsGuardian '{guardian.name}' on {host}", destructive=True) as step:
         if step.needed:
             session.run(RemoveGuardian(guardian.name))
-            run.log(f"Removed guardian '{guardian.name}' from {host}; its certificates stay in the store")
+            run.log(f"Removed guardian '{guardian.name}' from {host}; its certificates, if any, stay in the store")
 
 
 def verify_tpm_changes(run: Any, session: Any, host: Any, plan: ResetPlan) -> str:
