@@ -34,7 +34,7 @@ def workflow_modules() -> list[str]:
     return [
         f"jobs.workflows.{info.name}"
         for info in pkgutil.iter_modules(package.__path__)
-        if not info.name.startswith("_")
+        if not info.name.startswith("_") and info.name != "urls"
     ]
 
 

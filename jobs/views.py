@@ -68,7 +68,9 @@ def job_log_text(request: HttpRequest, pk: int) -> HttpResponse:
 def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=pk)
     if not may_run(request, job):
-        return render(request, "console/forbidden.html", {"needed": KINDS[job.kind].permission}, status=403)
+        kind = KINDS.get(job.kind)
+        needed = kind.permission if kind else "run_jobs"
+        return render(request, "console/forbidden.html", {"needed": needed}, status=403)
     if job.state in TERMINAL_STATES:
         messages.info(request, f"Job #{job.pk} had already ended ({job.state}).")
         return redirect("jobs:detail", pk=job.pk)

@@ -154,3 +154,11 @@ def test_job_list_and_dashboard_partial_render_live_badges(viewer_client: Client
 
     html = Template("{% load jobs_tags %}{% recent_jobs 5 %}").render(Context({}))
     assert f'data-job-state="{job.pk}"' in html and "joblog.js" in html
+
+
+def test_an_operator_cannot_cancel_a_job_whose_kind_needs_more(operator_client: Client, admin: Any) -> None:
+    retired = job_on(None, admin, JobState.QUEUED, kind="retired_kind")
+    assert operator_client.post(f"/jobs/{retired.pk}/cancel/").status_code == 403
+    assert operator_client.post(f"/jobs/{retired.pk}/rerun/").status_code == 302  # explained, not a server error
+    retired.refresh_from_db()
+    assert retired.state == JobState.QUEUED
