@@ -11,7 +11,7 @@ import pytest
 from hosts.remoting import open_session
 from hosts.remoting.catalog.vms import ExportVM, exported_config_path
 from hosts.vault.models import EscrowedPair
-from jobs.kinds import JobFailed, Step
+from jobs.kinds import JobCancelled, JobFailed, Step
 from jobs.workflows.migrate import MigrationOptions, migrate_vm, plan_migration
 from jobs.workflows.reset import DirectRun
 
@@ -202,3 +202,26 @@ def test_a_start_cut_off_on_the_target_undoes_the_move_and_restarts_the_source(l
     assert "Win11-A" not in {vm.name for vm in lab.target.model.vms.values()}
     assert lab.source.model.vm("Win11-A").state == "Running"
     assert "The VM is on HV01 (Running)" in message
+
+
+class CancelledBefore(DirectRun):
+    """Someone cancels the job as the step whose title starts with `trigger` is about to begin."""
+
+    def __init__(self, trigger: str) -> None:
+        super().__init__()
+        self.trigger = trigger
+
+    @contextmanager
+    def step(self, title: str, destructive: bool = False) -> Iterator[Step]:
+        if title.startswith(self.trigger):
+            raise JobCancelled("cancelled at user request")
+        with super().step(title, destructive) as step:
+            yield step
+
+
+def test_a_cancel_between_export_and_import_puts_things_back(lab: Any) -> None:
+    run = CancelledBefore("Compare-VM")
+    with pytest.raises(JobCancelled):
+        migrate(lab, MigrationOptions("Win11-A", method="export", unseal="carry"), run)
+    assert share_left(lab) == [] and lab.source.model.vm("Win11-A").state == "Running"
+    assert "Undone:" in run.text and "Left as it is:" in run.text

@@ -59,7 +59,7 @@ from hosts.remoting.errors import RemotingError
 from hosts.remoting.keyprotector import KeyProtectorInfo
 from hosts.remoting.operation import Operation
 from hosts.vault.models import EscrowedPair, find_pair
-from jobs.kinds import JobContext, JobFailed, job_kind
+from jobs.kinds import JobCancelled, JobContext, JobFailed, job_kind
 
 from .reset import UNTRUSTED_GUARDIAN, powershell_of
 
@@ -391,6 +391,10 @@ class Migration:
             after = self.handle_source_copy()
         except (JobFailed, RemotingError) as exc:
             raise JobFailed(self.failure(exc)) from None
+        except JobCancelled as exc:
+            # Cancelled between steps: put back what can be put back, say what is left, end as cancelled.
+            self.run.log(self.failure(exc), "warning")
+            raise
         self.run.record("target_vm", {"host": self.target.name, "name": self.opts.vm_name})
         return f"'{self.opts.vm_name}' moved from {self.source} to {self.target}{started}; {after}"
 
