@@ -67,7 +67,9 @@ def test_live_migration_of_a_running_vm(lab: Any) -> None:
     migrate(lab, MigrationOptions("Win11-A", method="live", unseal="carry"))
     assert lab.target.model.vm("Win11-A").state == "Running"
     assert "Win11-A" not in {vm.name for vm in lab.source.model.vms.values()}
-    assert "Move-VM" in cmdlets(lab.source)
+    move = next(c for c in lab.source.command_log if c["cmdlet"] == "Move-VM")
+    assert move["parameters"]["DestinationStoragePath"].endswith("\\Hyper-V\\Win11-A")
+    assert move["parameters"]["DestinationHost"] == "HV02"
 
 
 def test_registering_files_already_on_the_target(lab: Any) -> None:

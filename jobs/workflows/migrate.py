@@ -134,6 +134,7 @@ class HostSide:
     inventory: HostInventoryFacts
     computer_name: str
     live_migration: bool
+    virtual_machine_path: str = ""
 
     @property
     def keyed(self) -> set[str]:
@@ -150,7 +151,8 @@ def read_side(session: Any) -> HostSide:
     inventory = session.run(ReadHostInventory())
     inventory.facts.require_local()
     vm_host = session.run(GetVmHost())
-    return HostSide(inventory, vm_host.computer_name or inventory.facts.computer_name, vm_host.live_migration)
+    name = vm_host.computer_name or inventory.facts.computer_name
+    return HostSide(inventory, name, vm_host.live_migration, vm_host.virtual_machine_path)
 
 
 @dataclass
@@ -163,6 +165,7 @@ class MigrationPlan:
     vault_pair: EscrowedPair | None = None
     target_guardian: str = ""  # authorise: the target's guardian that will be granted access ("" = generate one)
     target_name: str = ""  # the target's computer name (Move-VM's destination)
+    target_storage: str = ""  # live migration: the folder on the target that receives all the VM's files
 
     def add(self, level: str, text: str) -> None:
         self.checks.append(Check(level, text))
@@ -180,6 +183,8 @@ def plan_migration(
     src, tgt = read_side(source_session), read_side(target_session)
     plan.add("ok", f"{source} and {target} answer, both in Local mode")
     plan.target_name = tgt.computer_name
+    if tgt.virtual_machine_path:
+        plan.target_storage = f"{tgt.virtual_machine_path.rstrip(chr(92))}\\{opts.vm_name}"
     plan.vm = src.vm(opts.vm_name)
     if plan.vm is None:
         plan.add("fail", f"{source} has no VM named '{opts.vm_name}'.")
@@ -501,7 +506,7 @@ class Migration:
     def live_migrate(self) -> None:
         with self.run.step(f"Move-VM '{self.vm.name}' to {self.plan.target_name}", destructive=True) as step:
             if step.needed:
-                self.src_s.run(MoveVM(self.vm.name, self.plan.target_name))
+                self.src_s.run(MoveVM(self.vm.name, self.plan.target_name, self.plan.target_storage))
         self.run.log(f"'{self.vm.name}' now lives on {self.target}")
 
     def export_to_share(self) -> str:
@@ -648,7 +653,7 @@ def migration_operations(plan: MigrationPlan, opts: MigrationOptions, target: An
         ops += [GetVmSecurity(vm), GrantKeyProtectorAccess(b"", f"{plan.target_name}-{UNTRUSTED_GUARDIAN}")]
         ops.append(SetKeyProtector(vm, b""))
     if opts.method == "live":
-        ops.append(MoveVM(vm, plan.target_name or str(target)))
+        ops.append(MoveVM(vm, plan.target_name or str(target), plan.target_storage))
     else:
         if plan.vm is not None and plan.vm.state == "Running":
             ops.append(StopVM(vm))
