@@ -82,14 +82,14 @@ class ConnectionSecurity:
         handshake, the exception carries the challenge token in `args[0]`.
         """
         if authorization is None:
-            if self.authenticated:
+            # Negotiate authenticates the connection; Basic must come with every request.
+            if self.authenticated and self.scheme == "negotiate":
                 return None
             raise AuthenticationRejected(None)
         kind, _, value = authorization.strip().partition(" ")
         if self.scheme == "basic" and kind.lower() == "basic":
             if not self.account.basic_matches(value.strip()):
                 raise AuthenticationRejected(None)
-            self.authenticated = True
             return None
         if self.scheme == "negotiate" and kind.lower() in ("negotiate", "ntlm"):
             return self._step(value.strip())

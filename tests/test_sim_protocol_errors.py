@@ -239,3 +239,11 @@ def test_tampered_encrypted_body_gets_a_fault(sim_host: Any) -> None:
         h.url, data=b"--Encrypted Boundary\r\nnonsense", headers={"Content-Type": content_type}, timeout=5
     )
     assert fault_of(response)[0] == 2150858778
+
+
+def test_basic_credentials_are_needed_on_every_request(host: SimHost) -> None:
+    with requests.Session() as session:
+        first = session.post(host.url, data=b"<x/>", auth=(host.user, host.password), verify=host.ca_file, timeout=5)
+        assert first.status_code == 500  # authenticated, then a fault for the body
+        second = session.post(host.url, data=b"<x/>", verify=host.ca_file, timeout=5)  # same connection, no credentials
+        assert second.status_code == 401
