@@ -61,7 +61,7 @@ class Account:
         except (binascii.Error, UnicodeDecodeError):
             return False
         user = user.rpartition("\\")[2]
-        return user.lower() == self.user.lower() and hmac.compare_digest(password, self.password)
+        return user.lower() == self.user.lower() and hmac.compare_digest(password.encode(), self.password.encode())
 
 
 class ConnectionSecurity:

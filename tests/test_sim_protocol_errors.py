@@ -247,3 +247,7 @@ def test_basic_credentials_are_needed_on_every_request(host: SimHost) -> None:
         assert first.status_code == 500  # authenticated, then a fault for the body
         second = session.post(host.url, data=b"<x/>", verify=host.ca_file, timeout=5)  # same connection, no credentials
         assert second.status_code == 401
+        third = session.post(
+            host.url, data=b"<x/>", auth=(host.user.encode(), "pässwörd".encode()), verify=host.ca_file, timeout=5
+        )
+        assert third.status_code == 401
