@@ -247,7 +247,8 @@ def test_basic_credentials_are_needed_on_every_request(host: SimHost) -> None:
         assert first.status_code == 500  # authenticated, then a fault for the body
         second = session.post(host.url, data=b"<x/>", verify=host.ca_file, timeout=5)  # same connection, no credentials
         assert second.status_code == 401
+        utf8 = base64.b64encode(f"{host.user}:pässwörd".encode()).decode()
         third = session.post(
-            host.url, data=b"<x/>", auth=(host.user.encode(), "pässwörd".encode()), verify=host.ca_file, timeout=5
+            host.url, data=b"<x/>", headers={"Authorization": f"Basic {utf8}"}, verify=host.ca_file, timeout=5
         )
         assert third.status_code == 401
