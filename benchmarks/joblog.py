@@ -283,6 +283,12 @@ def main() -> None:
 
     register_kind()
     call_command("migrate", verbosity=0)
+    if os.environ.get("JOBLOG_SQLITE_WAL"):
+        # WAL is a property of the database file: every process opening it afterwards uses it.
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode=WAL")
     cookie = session_cookie()
     port = free_port()
     python = sys.executable

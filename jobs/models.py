@@ -44,6 +44,7 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)  # last time a task was sent for it
     waiting_for = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
     cancelled_by_name = models.CharField(max_length=150, blank=True)

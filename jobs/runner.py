@@ -472,7 +472,24 @@ def reap(now: datetime | None = None) -> list[int]:
             reaped.append(job.pk)
     # Locks of jobs that ended some other way (a crash between the final save and the release) go too.
     HostLock.objects.filter(job__state__in=TERMINAL_STATES).delete()
+    requeue_forgotten(now)
     return reaped
+
+
+def requeue_forgotten(now: datetime) -> list[int]:
+    """Send again the task of a job left queued or waiting for long: its message may be gone (a Redis restart, a
+    worker killed with its prefetched tasks). A duplicate is harmless: claiming a job is atomic."""
+    from .services import enqueue
+
+    stale = now - timedelta(seconds=jobs_setting("JOBS_REQUEUE_SECONDS", 300))
+    forgotten = list(
+        Job.objects.filter(state__in=[JobState.QUEUED, JobState.WAITING], enqueued_at__lt=stale).values_list(
+            "pk", flat=True
+        )
+    )
+    for job_id in forgotten:
+        enqueue(job_id)
+    return forgotten
 
 
 def mark_lost(job: Job) -> bool:

@@ -81,6 +81,7 @@ def create_job(
 def enqueue(job_id: int) -> None:
     from .tasks import run_job
 
+    Job.objects.filter(pk=job_id).update(enqueued_at=timezone.now())
     run_job.delay(job_id)
     publish_state(Job.objects.get(pk=job_id))
 

@@ -3,6 +3,7 @@ and who may create which job."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -13,8 +14,8 @@ from django.utils import timezone
 from console.models import AuditEvent
 from hosts.models import Host
 from jobs.kinds import JobContext, UnknownJobKind, job_kind
-from jobs.models import HostLock, Job, JobLogLine, JobState
-from jobs.runner import execute, reap
+from jobs.models import ACTIVE_STATES, HostLock, Job, JobLogLine, JobState
+from jobs.runner import execute, reap, requeue_forgotten
 from jobs.services import create_job
 from jobs.tasks import refresh_all_inventory
 
@@ -121,3 +122,24 @@ def test_a_job_needs_its_kind_permission(viewer: Any, nobody: Any, operator: Any
         create_job(operator, "no_such_kind")
     job = create_job(operator, "inventory_refresh")
     assert AuditEvent.objects.filter(action="job.create", object_id=str(job.pk), username="otto").exists()
+
+
+@pytest.mark.worker
+def test_a_job_whose_task_was_lost_runs_once_the_reaper_sends_it_again(
+    settings: Any, celery_worker_process: Any
+) -> None:
+    settings.JOBS_REQUEUE_SECONDS = 300
+    now = timezone.now()
+    # Created without a task, as if its message had vanished with a Redis restart.
+    forgotten = Job.objects.create(kind="inventory_refresh", enqueued_at=now - timedelta(seconds=301))
+    recent = Job.objects.create(kind="inventory_refresh", enqueued_at=now - timedelta(seconds=10))
+    assert requeue_forgotten(now) == [forgotten.pk]
+    deadline = time.monotonic() + 20
+    while Job.objects.get(pk=forgotten.pk).state in ACTIVE_STATES and time.monotonic() < deadline:
+        time.sleep(0.05)
+    forgotten.refresh_from_db()
+    lines = list(JobLogLine.objects.filter(job=forgotten).values_list("text", flat=True))
+    assert forgotten.state == JobState.FAILED, lines
+    assert forgotten.error.startswith("No host to refresh")
+    assert requeue_forgotten(timezone.now()) == []
+    Job.objects.filter(pk=recent.pk).update(state=JobState.CANCELLED)  # never sent: let the worker fixture settle
