@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -62,7 +63,9 @@ def database_from_url(url: str) -> dict[str, object]:
         path = unquote(parts.path[1:]) if parts.path.startswith("//") else unquote(parts.path.lstrip("/"))
         name = path or str(VAR_DIR / "console.sqlite3")
         Path(name).parent.mkdir(parents=True, exist_ok=True)
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name, "OPTIONS": {"timeout": 20}}
+        # WAL lets pages read while a worker writes job log lines; IMMEDIATE avoids lock-upgrade deadlocks.
+        options = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name, "OPTIONS": options}
     if parts.scheme in ("postgres", "postgresql"):
         options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         return {
@@ -186,19 +189,23 @@ SERVE_STATIC = envbool("CONSOLE_SERVE_STATIC", True)
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Several consoles (or test runs) may share one Redis: pub/sub channels, queues and cache keys carry this prefix.
 REDIS_PREFIX = env("CONSOLE_REDIS_PREFIX", "console")
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX},
+
+
+def redis_services(url: str, prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The channel layer and cache on one Redis (runconsole re-points them at its private Redis)."""
+    layers = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [url], "prefix": prefix},
+        }
     }
-}
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": REDIS_PREFIX,
+    caches = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "KEY_PREFIX": prefix}
     }
-}
+    return layers, caches
+
+
+CHANNEL_LAYERS, CACHES = redis_services(REDIS_URL, REDIS_PREFIX)
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_PREFIX}-jobs"

@@ -1,8 +1,8 @@
 """`make run`: the console with everything it needs on one machine, and a demo lab of simulated Hyper-V hosts.
 
 Starts a private Redis (unless REDIS_URL is set), migrates, creates the admin user on first run (printing its
-password once), starts the simulated lab, registers its hosts, then runs daphne and a Celery worker (with beat)
-until Ctrl-C, which stops everything it started.
+password once), starts the simulated lab, registers its hosts, then runs daphne, a Celery worker and Celery
+beat until Ctrl-C, which stops everything it started.
 """
 
 from __future__ import annotations
@@ -54,8 +54,19 @@ def wait_for_port(port: int, process: subprocess.Popen[Any], what: str, timeout:
     raise CommandError(f"{what} did not listen on port {port} within {timeout:.0f} s")
 
 
+def point_at_redis(url: str) -> None:
+    """Settings were read before the private Redis existed: point this process's broker and layers at it."""
+    from console.celery import app as celery_app
+    from console.settings import redis_services
+
+    os.environ["REDIS_URL"] = url
+    settings.REDIS_URL = settings.CELERY_BROKER_URL = url
+    settings.CHANNEL_LAYERS, settings.CACHES = redis_services(url, settings.REDIS_PREFIX)
+    celery_app.conf.update(broker_url=url)
+
+
 class Command(BaseCommand):
-    help = "Start the console, a Celery worker, a private Redis and a demo lab of simulated Hyper-V hosts."
+    help = "Start the console, a Celery worker and beat, a private Redis and a demo lab of simulated Hyper-V hosts."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--port", type=int, default=8000, help="HTTP port of the console (default 8000)")
@@ -80,35 +91,22 @@ class Command(BaseCommand):
         env["CONSOLE_VAR_DIR"] = str(var)
         if not os.environ.get("REDIS_URL"):
             env["REDIS_URL"] = self.start_private_redis(var)
+            point_at_redis(env["REDIS_URL"])
         call_command("migrate", interactive=False, verbosity=0)
-        login = self.ensure_admin()
+        self.stdout.write(self.ensure_admin())  # at once: a later failure must not swallow a new password
         lab_hosts = self.start_lab(var, env) if with_lab else []
         if not port_is_free(port):
             port = free_port()
-        self.spawn(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "console",
-                "worker",
-                "-B",
-                "--loglevel=WARNING",
-                "--pool=threads",
-                "--concurrency=4",
-                "--schedule",
-                str(var / "celerybeat-schedule"),
-            ],
-            env,
-        )
+        worker = [sys.executable, "-m", "celery", "-A", "console"]
+        self.spawn([*worker, "worker", "--loglevel=WARNING", "--pool=threads", "--concurrency=4"], env)
+        # Beat in its own process: a beat embedded in the worker (-B) outlives a killed worker and swallows tasks.
+        self.spawn([*worker, "beat", "--loglevel=WARNING", "--schedule", str(var / "celerybeat-schedule")], env)
         daphne = self.spawn(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"], env
         )
         wait_for_port(port, daphne, "daphne")
-        self.refresh_demo_hosts(lab_hosts, env)
+        self.refresh_demo_hosts(lab_hosts)
         self.stdout.write(self.style.SUCCESS(f"\nGuardian Console is running at http://127.0.0.1:{port}/"))
-        self.stdout.write(login)
         if lab_hosts:
             self.stdout.write(f"Demo lab: {', '.join(lab_hosts)} (simulated Hyper-V hosts, state in {var / 'lab'})")
         self.stdout.write("Press Ctrl-C to stop everything.\n")
@@ -203,19 +201,25 @@ class Command(BaseCommand):
         host.save()
         return host.name
 
-    def refresh_demo_hosts(self, names: list[str], env: dict[str, str]) -> None:
+    def refresh_demo_hosts(self, names: list[str]) -> None:
+        """Queue a first inventory refresh so the dashboard shows the lab's risks straight away."""
         if not names:
             return
         from hosts.models import Host
+        from jobs.inventory import INVENTORY_REFRESH
         from jobs.services import create_job
 
-        create_job(None, kind="refresh_inventory", hosts=list(Host.objects.filter(name__in=names)), vms=[], params={})
+        try:
+            create_job(None, kind=INVENTORY_REFRESH, hosts=list(Host.objects.filter(name__in=names)), vms=[], params={})
+        except Exception as error:  # the console is still useful; the user can press Refresh
+            self.stderr.write(f"Could not queue the first inventory refresh ({error}); use Refresh on the hosts page.")
 
     def wait(self) -> None:
         while True:
             for process in self.children:
                 if process.poll() is not None:
-                    raise CommandError(f"{' '.join(map(str, process.args[:4]))} exited with code {process.returncode}")
+                    name = " ".join(map(str, list(process.args)[:4]))  # type: ignore[arg-type]
+                    raise CommandError(f"{name} exited with code {process.returncode}")
             time.sleep(0.5)
 
     def stop_children(self) -> None:
