@@ -440,8 +440,9 @@ def finish(ctx: JobContext, pump: LogPump, state: str, summary: str, error: str)
         )
         released = list(HostLock.objects.filter(job=job).values_list("host_id", flat=True))
         HostLock.objects.filter(job=job).delete()
+        # In the same transaction: once the final state is visible, this job writes nothing more.
+        AuditEvent.record(None, f"job.{state}", job, kind=job.kind)
     job.refresh_from_db()
-    AuditEvent.record(None, f"job.{state}", job, kind=job.kind)
     publish_state(job)
     wake_waiting_jobs(released)
     return state
@@ -509,8 +510,8 @@ def mark_lost(job: Job) -> bool:
         seq = (Job.objects.filter(pk=job.pk).values_list("last_seq", flat=True).first() or 0) + 1
         line = JobLogLine.objects.create(job=job, seq=seq, at=timezone.now(), level="error", text=explanation)
         Job.objects.filter(pk=job.pk).update(last_seq=seq)
+        AuditEvent.record(None, "job.lost", job, kind=job.kind)
     job.refresh_from_db()
-    AuditEvent.record(None, "job.lost", job, kind=job.kind)
     publish(job_group(job.pk), lines_message([line]))
     publish_state(job)
     wake_waiting_jobs(released)

@@ -15,4 +15,8 @@ job_patterns = [
     path("<int:pk>/rerun/", views.job_rerun, name="rerun"),
 ]
 
-urlpatterns = [path("jobs/", include((job_patterns, "jobs")))]
+urlpatterns = [
+    path("jobs/", include((job_patterns, "jobs"))),
+    # The workflows' preflight pages (/jobs/new/<workflow>/), gathered from the modules of jobs/workflows/.
+    path("", include("jobs.workflows.urls")),
+]
