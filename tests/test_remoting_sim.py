@@ -231,3 +231,12 @@ def test_stop_current_cancels_a_slow_pipeline(sim_host: Any) -> None:
         elapsed = time.monotonic() - started
     assert caught.value.kind == "cancelled"
     assert elapsed < 10
+
+
+def test_a_jea_endpoint_is_opened_by_its_configuration_name(sim_host: Any) -> None:
+    h = sim_host(scenario="healthy")
+    with open_session(sim_spec(h, configuration_name="GuardianConsole")) as session:
+        assert session.run(TestConnection()).computer_name == h.name
+    opened = getattr(h, "opened_configurations", None)
+    if opened is not None:  # the simulator records it when it can
+        assert "GuardianConsole" in opened

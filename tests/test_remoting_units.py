@@ -199,3 +199,12 @@ def test_test_connection_without_facts_is_an_unexpected_reply() -> None:
     with pytest.raises(RemotingError) as caught:
         TestConnection().parse(PipelineResult(output=["garbage"]))
     assert caught.value.kind == "unexpected"
+
+
+def test_a_session_configuration_name_cannot_smuggle_text_into_the_resource_uri() -> None:
+    for bad in ("Microsoft.PowerShell/../x", "JEA Endpoint", "", "a" * 129):
+        with (
+            pytest.raises(RemotingError, match="session configuration name"),
+            open_session(spec(1, configuration_name=bad)),
+        ):
+            pass

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 AUTH_METHODS = ("negotiate", "ntlm", "kerberos", "basic")
 CERT_CHECKS = ("system", "ca_bundle", "fingerprint", "none")
+DEFAULT_CONFIGURATION = "Microsoft.PowerShell"
+# The name becomes part of the WSMan resource URI: nothing but a plain name may get there.
+CONFIGURATION_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # Large enough that a refresh of a few hundred VMs comes back in one or two Receive replies and a long
 # pipeline goes out in one Command; Windows' own default limit (MaxEnvelopeSizekb) is 500 KB.
 MAX_ENVELOPE_SIZE = 500 * 1024
@@ -51,6 +54,7 @@ class ConnectionSpec:
     ca_bundle_pem: str = field(default="", repr=False)
     fingerprint_sha256: str = ""
     label: str = ""  # the host's display name, for log lines ("→ Get-VM (HV01)")
+    configuration_name: str = DEFAULT_CONFIGURATION  # the PSSession configuration (a JEA endpoint, say)
 
     @property
     def display(self) -> str:
@@ -68,6 +72,8 @@ class ConnectionSpec:
             raise InvalidConnectionSpec("A pinned SHA-256 fingerprint (64 hex digits) is required.")
         if self.https and self.cert_check == "ca_bundle" and "BEGIN CERTIFICATE" not in self.ca_bundle_pem:
             raise InvalidConnectionSpec("The CA bundle must hold at least one PEM certificate.")
+        if not CONFIGURATION_NAME.fullmatch(self.configuration_name or ""):
+            raise InvalidConnectionSpec("A session configuration name is 1 to 128 letters, digits, '.', '_' or '-'.")
 
 
 def normalise_fingerprint(value: str) -> str:
@@ -142,6 +148,9 @@ class Transport:
         )
         # Build the HTTP session now (pypsrp would on first use) to count requests and pin fingerprints.
         session = wsman.transport.session = wsman.transport._build_session()
+        # The proxy and CA settings of the environment were read once just now; re-reading them on every request
+        # costs more CPU than the rest of a request (and a WinRM host is never reached through a proxy here).
+        session.trust_env = False
         for prefix in ("http://", "https://"):
             self._count_requests(session.get_adapter(prefix + "count.invalid/"))
         if spec.https and spec.cert_check == "fingerprint":

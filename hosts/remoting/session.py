@@ -95,7 +95,7 @@ class HostSession:
     def _open(self) -> None:
         self._broken = False
         self._transport = Transport(self.spec)
-        self._pool = RunspacePool(self._transport.wsman)
+        self._pool = RunspacePool(self._transport.wsman, configuration_name=self.spec.configuration_name)
         self.keys_exchanged = False
         self._pool.open()
 
