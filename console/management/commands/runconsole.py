@@ -75,6 +75,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         self.children: list[subprocess.Popen[Any]] = []
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even when started from a script
         try:
             self.start(options["port"], with_lab=not options["no_lab"])
             self.wait()
@@ -98,21 +99,29 @@ class Command(BaseCommand):
         if not port_is_free(port):
             port = free_port()
         worker = [sys.executable, "-m", "celery", "-A", "console"]
-        self.spawn([*worker, "worker", "--loglevel=WARNING", "--pool=threads", "--concurrency=4"], env)
+        self.spawn("worker", [*worker, "worker", "--loglevel=WARNING", "--pool=threads", "--concurrency=4"], env)
         # Beat in its own process: a beat embedded in the worker (-B) outlives a killed worker and swallows tasks.
-        self.spawn([*worker, "beat", "--loglevel=WARNING", "--schedule", str(var / "celerybeat-schedule")], env)
+        self.spawn("beat", [*worker, "beat", "--loglevel=WARNING", "--schedule", str(var / "celerybeat-schedule")], env)
         daphne = self.spawn(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"], env
+            "daphne",
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"],
+            env,
         )
         wait_for_port(port, daphne, "daphne")
         self.refresh_demo_hosts(lab_hosts)
         self.stdout.write(self.style.SUCCESS(f"\nGuardian Console is running at http://127.0.0.1:{port}/"))
         if lab_hosts:
             self.stdout.write(f"Demo lab: {', '.join(lab_hosts)} (simulated Hyper-V hosts, state in {var / 'lab'})")
+        self.stdout.write(f"Logs of the worker, beat, daphne, Redis and the lab: {var / 'log'}")
         self.stdout.write("Press Ctrl-C to stop everything.\n")
 
-    def spawn(self, argv: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[Any]:
-        process = subprocess.Popen(argv, env=env, cwd=settings.BASE_DIR, **kwargs)
+    def spawn(self, name: str, argv: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start a child whose chatter goes to var/log/<name>.log, so the terminal shows only what matters."""
+        logs = Path(settings.VAR_DIR) / "log"
+        logs.mkdir(exist_ok=True)
+        with open(logs / f"{name}.log", "ab") as log:
+            kwargs.setdefault("stdout", log)
+            process = subprocess.Popen(argv, env=env, cwd=settings.BASE_DIR, stderr=log, **kwargs)
         self.children.append(process)
         return process
 
@@ -124,6 +133,7 @@ class Command(BaseCommand):
         data = var / "redis"
         data.mkdir(exist_ok=True)
         redis = self.spawn(
+            "redis",
             [
                 binary,
                 "--port",
@@ -171,7 +181,7 @@ class Command(BaseCommand):
         ]
         for scenario in DEMO_SCENARIOS:
             argv += ["--scenario", scenario]
-        lab = self.spawn(argv, env, stdout=subprocess.PIPE, text=True)
+        lab = self.spawn("lab", argv, env, stdout=subprocess.PIPE, text=True)
         assert lab.stdout is not None
         hosts = []
         for _ in DEMO_SCENARIOS:
