@@ -100,3 +100,20 @@ def test_operators_get_the_next_step_links_and_viewers_do_not(operator_client: C
     assert escrow not in viewer_client.get("/guardians/").content.decode()
     assert restore in operator_client.get(f"/vms/{orphan.pk}/").content.decode()  # type: ignore[attr-defined]
     assert restore not in viewer_client.get(f"/vms/{orphan.pk}/").content.decode()  # type: ignore[attr-defined]
+
+
+def test_admins_get_reset_and_vtpm_links_operators_only_the_harmless_ones(
+    admin_client: Client, operator_client: Client
+) -> None:
+    hv03 = make_host("HV03")
+    vm = give_vm(hv03, "Win11-B", give_guardian(hv03, "hv03", private=False))
+    reset = f"/jobs/new/reset/?host={hv03.pk}&amp;guardian=UntrustedGuardian"
+    vtpm_off = f"/jobs/new/vtpm/?host={hv03.pk}&amp;vm=Win11-B&amp;action=disable"
+    migrate = f"/jobs/new/migrate/?host={hv03.pk}&amp;vm=Win11-B"
+
+    assert reset in admin_client.get(f"/hosts/{hv03.pk}/").content.decode()
+    assert reset not in operator_client.get(f"/hosts/{hv03.pk}/").content.decode()
+    admin_page = admin_client.get(f"/vms/{vm.pk}/").content.decode()
+    operator_page = operator_client.get(f"/vms/{vm.pk}/").content.decode()
+    assert vtpm_off in admin_page and migrate in admin_page
+    assert vtpm_off not in operator_page and migrate in operator_page

@@ -267,7 +267,7 @@ class Inventory:
                     '("does not have a private key and cannot be the owner"). A guardian reset is needed — '
                     "escrow first anything still recoverable.",
                     f"{guardian.name} on {guardian.host}",
-                    f"/guardians/#{guardian.signing_thumbprint}-{guardian.encryption_thumbprint}",
+                    f"/hosts/{guardian.host_id}/#host-guardians",
                     guardian.host,
                 )
             )

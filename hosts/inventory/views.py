@@ -35,12 +35,7 @@ def refresh(request: HttpRequest, pk: int) -> HttpResponse:
 def guardian_list(request: HttpRequest) -> HttpResponse:
     inventory = Inventory()
     identities = sorted(inventory.identities.values(), key=lambda i: (i.display_name.lower(), i.signing))
-    risks = inventory.risks()
-    return render(
-        request,
-        "inventory/guardians.html",
-        {"identities": identities, "risky": {r.url.split("#", 1)[-1] for r in risks if "#" in r.url}},
-    )
+    return render(request, "inventory/guardians.html", {"identities": identities})
 
 
 @require("view_console")

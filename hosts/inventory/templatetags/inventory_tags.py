@@ -26,6 +26,7 @@ def host_inventory(context: dict[str, Any], host: Host) -> dict[str, Any]:
         "certificates": [c for c in inventory.certificates if c.host_id == host.pk],
         "risks": [r for r in inventory.risks() if r.host is not None and r.host.pk == host.pk],
         "perm_run_jobs": context.get("perm_run_jobs", False),
+        "perm_destructive": context.get("perm_destructive", False),
         "csrf_token": context.get("csrf_token"),
     }
 
