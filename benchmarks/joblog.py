@@ -6,6 +6,10 @@ or duplicated per viewer (must be 0), and the time a viewer needs to receive a f
 
     .venv/bin/python benchmarks/joblog.py                      # 1,000 lines/s for 30 s; 1 and 100 viewers
     .venv/bin/python benchmarks/joblog.py --seconds 5 --viewers 1,10
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/<an empty database> .venv/bin/python benchmarks/joblog.py
+
+SQLite by default (a fresh file in a temp dir; JOBLOG_SQLITE_WAL=1 switches it to WAL). The viewers are one asyncio
+process on the same machine, so their own CPU time is part of the figures.
 """
 
 from __future__ import annotations
@@ -67,6 +71,11 @@ def configure_environment(workdir: Path) -> None:
     os.environ["PYTHONPATH"] = str(REPO)
     os.environ["PYTHONUNBUFFERED"] = "1"
     sys.path.insert(0, str(REPO))
+
+
+def load() -> str:
+    """The 1-minute load average: on a shared machine the tail latencies follow it."""
+    return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
 
 
 def free_port() -> int:
@@ -279,6 +288,7 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.core.management import call_command
 
     register_kind()
@@ -318,20 +328,21 @@ def main() -> None:
     try:
         wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, 60, "daphne start")
         time.sleep(3)  # the worker has no readiness port; its first task waits in the queue anyway
-        print(f"job log benchmark: {options.rate} lines/s for {options.seconds:g} s (daphne :{port}, {workdir})")
+        database = str(settings.DATABASES["default"]["ENGINE"]).rsplit(".", 1)[-1]
+        print(f"job log benchmark: {options.rate} lines/s for {options.seconds:g} s on {database} (load {load()})")
         for viewers in [int(v) for v in options.viewers.split(",")]:
             row = asyncio.run(live_run(port, cookie, viewers, options.rate, options.seconds, workdir))
             print(
                 f"  {row['viewers']:>3} viewer(s): {row['lines_saved']} lines, latency p50 {row['p50_ms']:.1f} ms, "
                 f"p99 {row['p99_ms']:.1f} ms, max {row['max_ms']:.1f} ms; lost {row['lost']}, "
-                f"duplicated {row['duplicated']}, wrong end {row['wrong_end']}"
+                f"duplicated {row['duplicated']}, wrong end {row['wrong_end']} (load {load()})"
             )
         job_id = make_finished_job(options.replay_lines)
         for after in (0, options.replay_lines // 2):
             row = asyncio.run(replay_run(port, cookie, job_id, after, options.replay_lines))
             print(
                 f"  replay of a {options.replay_lines}-line job from seq {row['after']}: {row['lines']} lines in "
-                f"{row['seconds']:.2f} s ({'complete' if row['complete'] else 'INCOMPLETE'})"
+                f"{row['seconds']:.2f} s ({'complete' if row['complete'] else 'INCOMPLETE'}, load {load()})"
             )
     finally:
         for process in (worker, daphne):
