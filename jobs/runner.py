@@ -345,6 +345,10 @@ def run_claimed(claimed: Claim) -> str:
         state, summary, error = run_kind(ctx, kind, claimed.resumed)
         if pump.owned:
             refresh_touched_hosts(ctx, kind, state)
+    except BaseException:
+        # The worker itself is going down (not the job failing): stop heartbeating so the reaper can tell.
+        pump.stop()
+        raise
     finally:
         ctx.close_sessions()
     return finish(ctx, pump, state, summary, error)
