@@ -26,10 +26,11 @@ from django.utils import timezone
 
 from console.models import AuditEvent
 
+from .inventory import INVENTORY_REFRESH
 from .kinds import JobCancelled, JobContext, JobFailed, JobKind, UnknownJobKind, get_kind
 from .models import LOG_LEVELS, TERMINAL_STATES, HostLock, Job, JobLogLine, JobState, line_tuple
 from .redaction import Redactor, clean_exception
-from .services import JOBS_GROUP, job_group, ordered_hosts, publish, publish_state
+from .services import JOBS_GROUP, create_job, job_group, ordered_hosts, publish, publish_state
 
 log = logging.getLogger(__name__)
 
@@ -408,6 +409,11 @@ def cancelled(ctx: JobContext) -> tuple[str, str, str]:
 def refresh_touched_hosts(ctx: JobContext, kind: JobKind, state: str) -> None:
     """After every job the inventory of the hosts it touched is refreshed, so pages show what the job did."""
     if not kind.refresh_inventory or not ctx.touched:
+        return
+    if state == JobState.CANCELLED:
+        # Whoever cancelled wants this job to end now; the refresh is a job of its own, watchable and cancellable.
+        follow_up = create_job(None, INVENTORY_REFRESH, hosts=ctx.touched, params={"after_job": ctx.job.pk})
+        ctx.log(f"The inventory of {', '.join(h.name for h in ctx.touched)} is refreshed by job #{follow_up.pk}")
         return
     try:
         from hosts.inventory.refresh import refresh_host
