@@ -191,3 +191,30 @@ def test_refresh_of_a_down_host_shows_the_error_not_a_500(
 
     assert response.status_code == 200
     assert b"could not be refreshed" in response.content and b"refused" in response.content
+
+
+def test_wrong_password_marks_the_host_stale_with_a_401_and_no_secret(sim_host: Any, registered_host: Any) -> None:
+    h = sim_host(scenario="healthy")
+    host = registered_host(h, password="Wrong-Passw0rd!")
+
+    outcome = refresh_host(host)
+
+    assert not outcome.ok and outcome.kind == "auth"
+    state = HostInventory.objects.get(host=host)
+    assert state.stale and "401" in state.last_error
+    assert "Wrong-Passw0rd!" not in state.last_error and h.password not in state.last_error
+
+
+def test_no_page_shows_the_host_password_after_a_refresh(
+    sim_host: Any, registered_host: Any, admin_client: Client
+) -> None:
+    h = sim_host(scenario="healthy")
+    host = registered_host(h)
+    assert refresh_host(host).ok
+    vm = VirtualMachine.objects.filter(host=host).first()
+    assert vm is not None
+
+    for url in ("/", "/guardians/", "/vms/", f"/vms/{vm.pk}/", f"/hosts/{host.pk}/"):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        assert h.password.encode() not in response.content, url
