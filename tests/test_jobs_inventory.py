@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from hosts.inventory.models import HostInventory
-from hosts.remoting import catalog
+from hosts.remoting.catalog import vms as vm_catalog
 from jobs.kinds import JobContext, job_kind
 from jobs.models import Job, JobLogLine, JobState
 from jobs.services import cancel_job, create_job
@@ -24,7 +24,7 @@ def read_vm_host(ctx: JobContext) -> str:
     assert ctx.host is not None
     session = ctx.session(ctx.host)
     ctx.log("asking the host")
-    facts = session.run(catalog.vms.GetVmHost())
+    facts = session.run(vm_catalog.GetVmHost())
     ctx.check_cancelled()
     return f"read {facts}"
 
@@ -34,7 +34,7 @@ def read_vm(ctx: JobContext) -> str:
     assert ctx.host is not None
     session = ctx.session(ctx.host)
     ctx.log("asking the host")
-    vm = session.run(catalog.vms.GetVM(vm_name=ctx.params["vm"]))
+    vm = session.run(vm_catalog.GetVM(vm_name=ctx.params["vm"]))
     ctx.check_cancelled()
     return f"{ctx.params['vm']} is {vm.state if vm else 'missing'}"
 

@@ -101,6 +101,7 @@ def test_the_periodic_refresh_starts_one_job_for_all_hosts() -> None:
     make_host("HV02", 45987)
     make_host("HV01", 45986)
     job_id = refresh_all_inventory()
+    assert job_id is not None
     job = Job.objects.get(pk=job_id)
     assert job.kind == "inventory_refresh" and job.host_names == ["HV01", "HV02"]
     assert job.requested_by is None and job.requested_by_name == "console"

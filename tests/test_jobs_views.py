@@ -81,7 +81,8 @@ def test_job_page_shows_state_and_the_log_downloads_as_text(viewer_client: Clien
     body = page.content.decode()
     assert "Host unreachable: connection refused" in body and f'data-joblog="{job.pk}"' in body
     assert "Cancel job" not in body and "Run again" not in body  # a viewer may watch, not act
-    text = b"".join(viewer_client.get(f"/jobs/{job.pk}/log.txt").streaming_content).decode()
+    download: Any = viewer_client.get(f"/jobs/{job.pk}/log.txt")
+    text = b"".join(download.streaming_content).decode()
     assert [line.split(None, 3)[-1] for line in text.splitlines()] == ["line 1", "line 2", "line 3"]
     assert "ERROR" in text.splitlines()[2]
     assert viewer_client.get("/jobs/999999/").status_code == 404
