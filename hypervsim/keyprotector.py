@@ -82,6 +82,22 @@ class KeyProtector:
         row = GuardianRow(signing.public_only(), encryption.public_only(), _seal(encryption, transport_key))
         return _signed((*self.rows, row), self.owner_index, self.protector_id, owner_signing.key)
 
+    def revoke(self, store: dict[str, Certificate], encryption_thumbprint: str) -> KeyProtector:
+        """This protector without the guardian of that encryption certificate; re-signed with the owner's key.
+
+        The owner's row stays: revoking the owner would leave a protector nobody can sign changes to.
+        """
+        owner_signing = store.get(self.owner.signing.thumbprint)
+        if owner_signing is None or owner_signing.key is None:
+            raise KeyProtectorError("owner signing key not available")
+        keep = [i for i, r in enumerate(self.rows) if r.encryption.thumbprint != encryption_thumbprint.upper()]
+        if self.owner_index not in keep:
+            raise KeyProtectorError("the owner guardian cannot be revoked")
+        if len(keep) == len(self.rows):
+            return self
+        rows = tuple(self.rows[i] for i in keep)
+        return _signed(rows, keep.index(self.owner_index), self.protector_id, owner_signing.key)
+
     def body(self) -> bytes:
         out = [MAGIC, struct.pack(">HHH", VERSION, len(self.rows), self.owner_index), self.protector_id]
         for row in self.rows:

@@ -69,6 +69,8 @@ class VirtualMachine:
     state: str = "Off"
     tpm_enabled: bool = False
     key_protector: bytes = NO_KEY_PROTECTOR
+    # The key protector the VM last started with (Set-VMKeyProtector -RestoreLastKnownGoodKeyProtector); b"" = none.
+    last_good_key_protector: bytes = b""
     checkpoints: list[Checkpoint] = field(default_factory=list)
     saved_state: SavedState | None = None
     path: str = VM_ROOT
@@ -93,12 +95,14 @@ class VirtualMachine:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["key_protector"] = base64.b64encode(self.key_protector).decode()
+        data["last_good_key_protector"] = base64.b64encode(self.last_good_key_protector).decode()
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VirtualMachine:
         data = dict(data)
         data["key_protector"] = base64.b64decode(data["key_protector"])
+        data["last_good_key_protector"] = base64.b64decode(data.get("last_good_key_protector", ""))
         data["checkpoints"] = [Checkpoint(**c) for c in data.get("checkpoints", [])]
         saved = data.get("saved_state")
         data["saved_state"] = SavedState(**saved) if saved else None
@@ -310,6 +314,8 @@ class HostModel:
     def add_vm(self, name: str, **fields: Any) -> VirtualMachine:
         vm_id = fields.pop("id", None) or str(uuid.uuid4())
         vm = VirtualMachine(id=vm_id, name=name, **fields)
+        if vm.tpm_enabled and not vm.last_good_key_protector:
+            vm.last_good_key_protector = vm.key_protector  # a seeded VM has run with the protector it has
         if not vm.vhd_paths:
             vm.vhd_paths = [rf"{VHD_ROOT}\{name}.vhdx"]
         self.vms[vm.id] = vm

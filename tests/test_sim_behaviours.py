@@ -59,11 +59,12 @@ def test_pfx_pair_imported_into_the_store_alone_is_enough_to_start(make_host, la
 
 def test_guardian_without_private_keys_blocks_security_changes_until_removed(make_host):
     host = make_host("deleted-certs")
-    for cmdlet, params in [
+    attempts: list[tuple[str, dict[str, object]]] = [
         ("Disable-VMTPM", {"VMName": "Win11-B"}),
         ("Enable-VMTPM", {"VMName": "Win11-A"}),
         ("Set-VMKeyProtector", {"VMName": "Srv-Plain", "NewLocalKeyProtector": None}),
-    ]:
+    ]
+    for cmdlet, params in attempts:
         err = error(host, cmdlet, **params)
         assert "An error occurred while applying security changes" in err.message, cmdlet
         assert "Guardian 'UntrustedGuardian' does not have a private key and cannot be the owner." in err.message

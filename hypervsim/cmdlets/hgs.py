@@ -271,6 +271,46 @@ def convert_to_hgs_key_protector(inv: Invocation) -> list[Any]:
 )
 def grant_hgs_key_protector_access(inv: Invocation) -> list[Any]:
     """Adds a guardian to a key protector; needs the owner's private keys on this host."""
+    kp, guardian = _key_protector_and_guardian(inv)
+    for cert in (guardian.signing, guardian.encryption):
+        _check_trust(inv, cert)
+    try:
+        granted = kp.grant(inv.host.store or {}, guardian.signing, guardian.encryption)
+    except keyprotector.KeyProtectorError:
+        raise _owner_key_missing() from None
+    return [key_protector_object(inv.host, granted)]
+
+
+@cmdlet(
+    "Revoke-HgsKeyProtectorAccess",
+    "Revoke-HgsKeyProtectorAccess",
+    "KeyProtector Guardian GuardianFriendlyName",
+    "KeyProtector",
+    True,
+)
+def revoke_hgs_key_protector_access(inv: Invocation) -> list[Any]:
+    """Removes a guardian from a key protector, re-signed by its owner: needs the owner's private signing key here."""
+    kp, guardian = _key_protector_and_guardian(inv)
+    if guardian.encryption.thumbprint == kp.owner.encryption.thumbprint:
+        raise hgs_error("The owner guardian of a key protector cannot be revoked.", 0x80070057, "InvalidArgument")
+    try:
+        revoked = kp.revoke(inv.host.store or {}, guardian.encryption.thumbprint)
+    except keyprotector.KeyProtectorError:
+        raise _owner_key_missing() from None
+    return [key_protector_object(inv.host, revoked)]
+
+
+def _owner_key_missing() -> CmdletError:
+    return hgs_error(
+        "Keyset does not exist. The private signing key of the key protector's owner guardian is not available "
+        "on this host.",
+        0x80090016,
+        "InvalidOperation",
+    )
+
+
+def _key_protector_and_guardian(inv: Invocation) -> tuple[keyprotector.KeyProtector, Guardian]:
+    """-KeyProtector (or pipeline input) and the guardian named by -GuardianFriendlyName or given as -Guardian."""
     source = inv.get("KeyProtector") or (inv.input[0] if inv.input else None)
     if source is None:
         inv.require("KeyProtector")
@@ -279,21 +319,9 @@ def grant_hgs_key_protector_access(inv: Invocation) -> list[Any]:
         guardian = inv.host.guardian(str(inv.get("GuardianFriendlyName")))
         if guardian is None:
             raise _guardian_not_found(str(inv.get("GuardianFriendlyName")))
-    else:
-        inv.require("Guardian")
-        guardian = _guardian_from_object(inv.get("Guardian"))
-    for cert in (guardian.signing, guardian.encryption):
-        _check_trust(inv, cert)
-    try:
-        granted = kp.grant(inv.host.store or {}, guardian.signing, guardian.encryption)
-    except keyprotector.KeyProtectorError:
-        raise hgs_error(
-            "Keyset does not exist. The private signing key of the key protector's owner guardian is not available "
-            "on this host.",
-            0x80090016,
-            "InvalidOperation",
-        ) from None
-    return [key_protector_object(inv.host, granted)]
+        return kp, guardian
+    inv.require("Guardian")
+    return kp, _guardian_from_object(inv.get("Guardian"))
 
 
 def _guardian_from_object(value: Any) -> Guardian:

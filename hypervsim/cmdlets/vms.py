@@ -283,12 +283,13 @@ def each_vm(inv: Invocation, vms: list[VirtualMachine], change: Callable[[Virtua
 @cmdlet(
     "Set-VMKeyProtector",
     f"{NS}.Commands.SetVMKeyProtector",
-    f"{VM_PARAMS} NewLocalKeyProtector KeyProtector",
+    f"{VM_PARAMS} NewLocalKeyProtector KeyProtector RestoreLastKnownGoodKeyProtector",
     "VMName",
     True,
 )
 def set_vm_key_protector(inv: Invocation) -> list[Any]:
-    if inv.has("NewLocalKeyProtector") == inv.has("KeyProtector"):
+    sets = [inv.has(n) for n in ("NewLocalKeyProtector", "KeyProtector", "RestoreLastKnownGoodKeyProtector")]
+    if sets.count(True) != 1:
         raise CmdletError(
             "Parameter set cannot be resolved using the specified named parameters.",
             "AmbiguousParameterSet",
@@ -299,6 +300,9 @@ def set_vm_key_protector(inv: Invocation) -> list[Any]:
 
     def set_protector(vm: VirtualMachine) -> None:
         _require_off(vm, allow_saved=True)  # allowed while saved: the saved state then no longer resumes
+        if inv.switch("RestoreLastKnownGoodKeyProtector"):
+            _restore_last_known_good(vm)
+            return
         guardian = local_guardian(inv.host, vm, create=given is None)
         if given is not None:
             vm.key_protector = given
@@ -310,6 +314,18 @@ def set_vm_key_protector(inv: Invocation) -> list[Any]:
         vm.key_protector = keyprotector.KeyProtector.create(*owner).to_bytes()
 
     return each_vm(inv, target_vms(inv), set_protector)
+
+
+def _restore_last_known_good(vm: VirtualMachine) -> None:
+    """Back to the key protector the VM last started with (undoes a Set-VMKeyProtector that broke the start)."""
+    if not vm.last_good_key_protector:
+        raise vm_error(
+            f"The operation failed because no last known good key protector was found for '{vm.name}'.",
+            "ObjectNotFound",
+            "ObjectNotFound",
+            vm.name,
+        )
+    vm.key_protector = vm.last_good_key_protector
 
 
 def _key_protector_bytes(value: Any) -> bytes:
@@ -381,6 +397,8 @@ def start_vm(inv: Invocation) -> list[Any]:
         problem = start_problem(inv.host, vm) if vm.state != "Running" else None
         if problem:
             raise vm_error(problem, target=vm.name)
+        if vm.state != "Running" and vm.tpm_enabled:
+            vm.last_good_key_protector = vm.key_protector  # it unwrapped: Hyper-V remembers it as last known good
         vm.state, vm.saved_state = "Running", None
 
     return each_vm(inv, target_vms(inv, "Name"), start)
