@@ -240,3 +240,13 @@ def test_a_jea_endpoint_is_opened_by_its_configuration_name(sim_host: Any) -> No
     opened = getattr(h, "opened_configurations", None)
     if opened is not None:  # the simulator records it when it can
         assert "GuardianConsole" in opened
+
+
+def test_after_a_lost_connection_the_next_operation_starts_on_a_new_one(sim_host: Any) -> None:
+    h = sim_host(scenario="healthy")
+    with open_session(sim_spec(h)) as session:
+        h.faults.drop_on_cmdlet = "Get-VM"
+        with pytest.raises(RemotingError):
+            session.run(ListVmsAsIfChanging())
+        h.faults.drop_on_cmdlet = None
+        assert session.run(ListVmsAsIfChanging()) == 4

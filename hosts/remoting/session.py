@@ -10,28 +10,20 @@ Read-only operations are retried once, on a fresh pool, when the connection drop
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
-import requests
 from django.conf import settings
 from pypsrp.complex_objects import PSInvocationState
-from pypsrp.exceptions import AuthenticationError, WinRMError
+from pypsrp.exceptions import WinRMError
 from pypsrp.messages import MessageType
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.serializer import TaggedValue
 
 from .connection import ConnectionSpec, Transport, peer_fingerprint
-from .errors import (
-    ConnectionDropped,
-    OperationCancelled,
-    RemoteCommandError,
-    RemotingError,
-    UnexpectedReply,
-)
+from .errors import OperationCancelled, RemotingError, UnexpectedReply
 from .operation import Operation, PipelineResult, Secret, Switch
 from .translate import error_from_record, remoting_error
 
@@ -159,6 +151,8 @@ class HostSession:
         self._cancelled.set()
 
     def _invoke(self, op: Operation[Any]) -> PipelineResult:
+        if self._broken:
+            self.close()  # the last operation lost the connection: this one starts on a new one
         if self._pool is None:
             self._open()
         assert self._pool is not None
@@ -285,8 +279,3 @@ def open_session(spec: ConnectionSpec, log: LogFn | None = None) -> Iterator[Hos
         yield session
     finally:
         session.close()
-
-
-# Exceptions the mapping in translate.py understands; listed so readers of this module know what can surface.
-TRANSPORT_EXCEPTIONS = (requests.RequestException, AuthenticationError, WinRMError, socket.timeout, OSError)
-__all__ = ["HostSession", "open_session", "ConnectionDropped", "RemoteCommandError"]
