@@ -261,6 +261,7 @@ class Host(models.Model):
             ca_bundle_pem=self.ca_bundle,
             fingerprint_sha256=self.fingerprint_sha256,
             label=self.name,
+            configuration_name=self.configuration_name,
         )
 
     def record_test(self, ok: bool, message: str) -> None:

@@ -3,7 +3,6 @@ capability that lists exactly the cmdlets the console can send, with the session
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import re
 from typing import Any
@@ -15,7 +14,7 @@ from django.test import Client
 from console.models import AuditEvent
 from hosts import jea
 from hosts.models import DEFAULT_CONFIGURATION, Host
-from hosts.remoting import ConnectionSpec, catalog
+from hosts.remoting import catalog
 from tests.test_hosts import form_data, register
 
 
@@ -87,11 +86,29 @@ def test_usual_endpoint_names_are_accepted(db: None, name: str) -> None:
 
 
 def test_the_connection_spec_names_the_hosts_endpoint(db: None) -> None:
-    if "configuration_name" not in {field.name for field in dataclasses.fields(ConnectionSpec)}:
-        pytest.xfail("the remoting layer's ConnectionSpec has no configuration_name yet (asked C)")
-    spec = jea_host(configuration_name="GuardianConsole").connection_spec()
-    assert spec.configuration_name == "GuardianConsole"  # type: ignore[attr-defined]
-    assert Host.objects.get().connection_spec().configuration_name == "GuardianConsole"  # type: ignore[attr-defined]
+    jea_host(configuration_name="GuardianConsole")
+    assert Host.objects.get().connection_spec().configuration_name == "GuardianConsole"
+
+
+def test_a_host_on_a_jea_endpoint_connects_through_it(
+    admin_client: Client, sim_host: Any, registered_host: Any
+) -> None:
+    host = registered_host(sim_host(scenario="healthy"), configuration_name="GuardianConsole")
+    response = admin_client.post(f"/hosts/{host.pk}/test/", follow=True)
+    assert response.status_code == 200
+    host.refresh_from_db()
+    assert host.last_test_ok, host.last_test_message
+
+
+def test_an_endpoint_name_smuggled_past_validation_fails_the_test_cleanly(
+    admin_client: Client, sim_host: Any, registered_host: Any
+) -> None:
+    host = registered_host(sim_host(scenario="healthy"))
+    Host.objects.filter(pk=host.pk).update(configuration_name="../evil endpoint")
+    response = admin_client.post(f"/hosts/{host.pk}/test/", follow=True)
+    assert response.status_code == 200
+    host.refresh_from_db()
+    assert host.last_test_ok is False and "session configuration name" in host.last_test_message
 
 
 # --- the files on the prepare page --------------------------------------------------------------------------------
