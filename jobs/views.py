@@ -16,7 +16,8 @@ from console.roles import can, require
 from .forms import JobFilterForm, RefreshForm
 from .inventory import INVENTORY_REFRESH
 from .kinds import KINDS, UnknownJobKind
-from .models import ACTIVE_STATES, TERMINAL_STATES, Job, JobLogLine
+from .models import ACTIVE_STATES, TERMINAL_STATES, Job, JobLogLine, JobState
+from .runner import runner_alive
 from .services import cancel_job, create_job, rerun_job
 
 
@@ -44,6 +45,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_cancel": allowed and job.state in ACTIVE_STATES and not job.cancel_requested,
         "can_rerun": allowed and job.state in TERMINAL_STATES,
         "steps": job.steps.all(),
+        "silent": job.state == JobState.RUNNING and not runner_alive(job, check_process=False),
     }
     return render(request, "jobs/detail.html", context)
 

@@ -163,3 +163,11 @@ def test_an_operator_cannot_cancel_a_job_whose_kind_needs_more(operator_client: 
     assert operator_client.post(f"/jobs/{retired.pk}/rerun/").status_code == 302  # explained, not a server error
     retired.refresh_from_db()
     assert retired.state == JobState.QUEUED
+
+
+def test_a_running_job_without_heartbeat_is_flagged_on_its_page(viewer_client: Client, operator: Any) -> None:
+    job = job_on(None, operator, JobState.RUNNING)
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    assert "No heartbeat from the worker" in viewer_client.get(f"/jobs/{job.pk}/").content.decode()
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
+    assert "No heartbeat from the worker" not in viewer_client.get(f"/jobs/{job.pk}/").content.decode()
