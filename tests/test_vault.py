@@ -295,6 +295,74 @@ def test_detail_shows_where_a_pair_is_installed_and_which_vms_need_it(viewer_cli
     assert "Win11-Other" not in page and PASSWORD not in page
 
 
+def inventoried_host_with_sealed_vm(pair: EscrowedPair, name: str = "HV02") -> Any:
+    """A host whose last inventory shows a VM sealed to the pair and no guardian for it: the VM cannot start there."""
+    from django.utils import timezone
+
+    from hosts.inventory.models import HostInventory, VirtualMachine
+    from tests.test_vault_support import unreachable_host
+
+    host = unreachable_host(name)
+    HostInventory.objects.create(host=host, mode="Local", refreshed_at=timezone.now())
+    key = {"signing": pair.signing_thumbprint, "encryption": pair.encryption_thumbprint}
+    VirtualMachine.objects.create(
+        host=host,
+        vm_id="1",
+        name="Win11-A",
+        state="Off",
+        has_key_protector=True,
+        tpm_enabled=True,
+        kp_owner_thumbprints=key,
+    )
+    return host
+
+
+def test_detail_offers_the_restore_where_a_sealed_vm_cannot_start(operator_client: Client) -> None:
+    row = store()
+    host = inventoried_host_with_sealed_vm(row)
+    page = operator_client.get(f"/vault/{row.pk}/").content.decode()
+    assert f'href="/jobs/new/restore/?host={host.pk}&amp;vm=Win11-A"' in page
+    assert f'href="/hosts/{host.pk}/"' in page and "does not start" not in page
+
+
+def test_viewer_sees_which_vm_does_not_start_but_gets_no_restore_button(viewer_client: Client) -> None:
+    row = store()
+    inventoried_host_with_sealed_vm(row)
+    page = viewer_client.get(f"/vault/{row.pk}/").content.decode()
+    assert 'badge bad" title="No:' in page and "/jobs/new/restore/" not in page
+
+
+def test_upload_goes_back_to_the_page_that_sent_the_user(operator_client: Client) -> None:
+    back = "/jobs/new/restore/?host=1&vm=Win11-A"
+    form = operator_client.get("/vault/upload/", {"next": back}).content.decode()
+    assert 'name="next" value="/jobs/new/restore/?host=1&amp;vm=Win11-A"' in form
+    response = operator_client.post(
+        "/vault/upload/",
+        {
+            "signing_pfx": SimpleUploadedFile("s.pfx", make_pair()[0]),
+            "encryption_pfx": SimpleUploadedFile("e.pfx", make_pair()[1]),
+            "password": PASSWORD,
+            "next": back,
+        },
+    )
+    assert response.status_code == 302 and response["Location"] == back
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example/", "javascript:x"])
+def test_upload_never_redirects_off_the_console(operator_client: Client, target: str) -> None:
+    signing, encryption = make_pair()
+    response = operator_client.post(
+        "/vault/upload/",
+        {
+            "signing_pfx": SimpleUploadedFile("s.pfx", signing),
+            "encryption_pfx": SimpleUploadedFile("e.pfx", encryption),
+            "password": PASSWORD,
+            "next": target,
+        },
+    )
+    assert response["Location"] == f"/vault/{EscrowedPair.objects.get().pk}/"
+
+
 @pytest.mark.django_db
 def test_vault_entries_survive_key_rotation(settings: Any) -> None:
     from cryptography.fernet import Fernet

@@ -54,6 +54,39 @@ def test_restore_preflight_says_when_the_vault_lacks_the_pair(operator_client: C
 
 
 @PREFLIGHT_URLS
+def test_restore_preflight_links_to_the_upload_and_to_a_host_that_still_has_the_keys(operator_client: Client) -> None:
+    from hosts.inventory.models import Guardian, VirtualMachine
+    from hosts.models import Host
+
+    host = unreachable_host()
+    holder = Host(name="HV01", address="127.0.0.2", port=9, transport="http", auth="negotiate", username="labadmin")
+    holder.set_password("Host-Passw0rd!")
+    holder.save()
+    key = {"signing": "A" * 40, "encryption": "B" * 40}
+    VirtualMachine.objects.create(
+        host=host,
+        vm_id="1",
+        name="Win11-A",
+        state="Off",
+        has_key_protector=True,
+        tpm_enabled=True,
+        kp_owner_thumbprints=key,
+    )
+    Guardian.objects.create(
+        host=holder,
+        name="UntrustedGuardian",
+        signing_thumbprint="A" * 40,
+        encryption_thumbprint="B" * 40,
+        has_private_signing_key=True,
+    )
+    page = operator_client.get(f"/jobs/new/restore/?host={host.pk}&vm=Win11-A").content.decode()
+    back = f"%2Fjobs%2Fnew%2Frestore%2F%3Fhost%3D{host.pk}%26vm%3DWin11-A"
+    assert f'href="/vault/upload/?next={back}"' in page
+    assert f"/jobs/new/escrow/?host={holder.pk}&amp;guardian={'A' * 40}%3A{'B' * 40}" in page
+    assert "Escrow it from HV01" in page and "does not start here" in page
+
+
+@PREFLIGHT_URLS
 def test_restore_preflight_shows_the_pair_and_the_powershell(operator_client: Client) -> None:
     from hosts.inventory.models import VirtualMachine
     from jobs.models import Job
@@ -63,7 +96,13 @@ def test_restore_preflight_shows_the_pair_and_the_powershell(operator_client: Cl
     pair = store_pair(*make_pair(), PASSWORD, user=None, origin="upload").pair
     key = {"signing": pair.signing_thumbprint, "encryption": pair.encryption_thumbprint}
     VirtualMachine.objects.create(
-        host=host, vm_id="1", name="Win11-A", state="Off", has_key_protector=True, kp_owner_thumbprints=key
+        host=host,
+        vm_id="1",
+        name="Win11-A",
+        state="Off",
+        has_key_protector=True,
+        tpm_enabled=True,
+        kp_owner_thumbprints=key,
     )
     page = operator_client.get(f"/jobs/new/restore/?host={host.pk}&vm=Win11-A").content.decode()
     assert "Show PowerShell" in page and "Start-VM -Name &#x27;Win11-A&#x27;" in page

@@ -11,6 +11,7 @@ import zipfile
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -21,7 +22,7 @@ from hosts import crypto
 from .forms import UploadPairForm
 from .models import EscrowedPair
 from .pfx import ENCRYPTION_FILE, SIGNING_FILE, PfxError
-from .services import dependents, store_pair
+from .services import Dependents, dependents, store_pair
 
 # A download link works once, for this long after the admin confirmed it.
 DOWNLOAD_TTL_SECONDS = 300
@@ -41,20 +42,46 @@ def vault_detail(request: HttpRequest, pk: int) -> HttpResponse:
         pair.open()
     except crypto.SecretError as exc:
         integrity = str(exc)
+    deps = dependents(pair)
     context = {
         "pair": pair,
         "integrity_error": integrity,
-        "deps": dependents(pair),
+        "deps": deps,
+        "vm_rows": sealed_vm_rows(deps),
         "can_download": can(request.user, "download_vault"),
         "can_run": can(request.user, "run_jobs"),
     }
     return render(request, "vault/detail.html", context)
 
 
+def sealed_vm_rows(deps: Dependents) -> list[dict[str, object]]:
+    """The VMs sealed to a pair, each with whether it starts on its own host: the restore button goes where it can't."""
+    try:
+        from hosts.inventory.analysis import Inventory
+    except ImportError:  # the vault works without the inventory app; then nothing is known about starting
+        return [{"vm": vm, "owner": vm.pk in deps.owner_of, "starts": None, "why": ""} for vm in deps.vms]
+    inventory = Inventory() if deps.vms else None
+    rows: list[dict[str, object]] = []
+    for vm in deps.vms:
+        starts, why = inventory.can_start(vm, vm.host) if inventory else (None, "")
+        if why.startswith("Unknown"):  # not inventoried or unreadable: offer no restore on a guess
+            starts = None
+        rows.append({"vm": vm, "owner": vm.pk in deps.owner_of, "starts": starts, "why": why})
+    return rows
+
+
+def safe_next(request: HttpRequest) -> str:
+    """Where to go back to after an upload (the restore page that sent the user here), if it is a page of ours."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    ours = url_has_allowed_host_and_scheme(target, allowed_hosts=None) and target.startswith("/")
+    return target if ours and not target.startswith("//") else ""
+
+
 @require("run_jobs")
 @require_http_methods(["GET", "POST"])
 def vault_upload(request: HttpRequest) -> HttpResponse:
     form = UploadPairForm(request.POST or None, request.FILES or None)
+    back = safe_next(request)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -74,8 +101,8 @@ def vault_upload(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"Stored {outcome.pair} in the vault.")
             else:
                 messages.info(request, f"This pair is already in the vault as {outcome.pair}; nothing changed.")
-            return redirect("vault_detail", pk=outcome.pair.pk)
-    return render(request, "vault/upload.html", {"form": form})
+            return redirect(back) if back else redirect("vault_detail", pk=outcome.pair.pk)
+    return render(request, "vault/upload.html", {"form": form, "next": back})
 
 
 @never_cache

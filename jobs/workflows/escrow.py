@@ -402,6 +402,10 @@ def escrow_preflight(request: HttpRequest) -> HttpResponse:
     host = chosen_host(request)
     chosen = request.POST.get("guardian") or request.GET.get("guardian") or ""
     base: dict[str, Any] = {"title": "Escrow a guardian into the vault", "host": host, "chosen": chosen}
+    base["intro"] = (
+        "Copies a guardian's two certificates with their private keys from a host into the console's encrypted "
+        "vault, so that the VMs sealed to it survive a reinstall of that host and can move to other hosts."
+    )
     base |= {"choices": guardian_choices(host), "choices_label": "Guardian", "choices_name": "guardian"}
     base["submit_label"] = "Escrow"
     if host is None or not chosen:

@@ -218,6 +218,8 @@ def import_preflight(request: HttpRequest) -> HttpResponse:
         "title": "Import a guardian to a host",
         "host": host,
         "chosen": str(pair.pk) if pair else "",
+        "intro": "Installs a guardian from the vault on a host, with its private keys, so that the VMs sealed to it "
+        "can start there (after a reinstall, or before moving a VM to that host).",
     }
     base |= {"choices": choices, "choices_label": "Vault entry", "choices_name": "pair", "submit_label": "Import"}
     if pair is not None:

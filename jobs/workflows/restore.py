@@ -108,11 +108,40 @@ def restore_vm_job(ctx: JobContext) -> str:
 
 
 def vm_choices(host: Any) -> list[tuple[str, str]]:
+    """The host's VMs with a key protector, those that cannot start there marked (they are the ones to restore)."""
     from django.apps import apps
 
+    from hosts.inventory.analysis import Inventory
+
     vm_model = apps.get_model("inventory", "VirtualMachine")
-    rows = vm_model.objects.filter(host=host, has_key_protector=True).order_by("name") if host else []
-    return [(vm.name, f"{vm.name} ({vm.state or 'state unknown'})") for vm in rows]
+    rows = list(vm_model.objects.filter(host=host, has_key_protector=True).order_by("name")) if host else []
+    inventory = Inventory() if rows else None
+    choices = []
+    for vm in rows:
+        starts = inventory.can_start(vm, host)[0] if inventory else True
+        note = "starts here" if starts else "does not start here"
+        choices.append((vm.name, f"{vm.name} ({vm.state or 'state unknown'}, {note})"))
+    return choices
+
+
+def where_to_get(host: Any, vm_name: str, guardians: list[GuardianRef]) -> list[tuple[str, str]]:
+    """Buttons for a VM whose guardian is not in the vault: upload a backup (then come back), or escrow it from a
+    registered host whose last inventory shows the private keys."""
+    from urllib.parse import urlencode
+
+    from django.apps import apps
+
+    back = "/jobs/new/restore/?" + urlencode({"host": host.pk, "vm": vm_name})
+    links = [("Upload the PFX pair from a backup…", "/vault/upload/?" + urlencode({"next": back}))]
+    guardian_model = apps.get_model("inventory", "Guardian")
+    for g in guardians:
+        holders = guardian_model.objects.filter(
+            signing_thumbprint=g.signing, encryption_thumbprint=g.encryption, has_private_signing_key=True
+        ).select_related("host")
+        for row in holders:
+            query = urlencode({"host": row.host_id, "guardian": f"{g.signing}:{g.encryption}"})
+            links.append((f"Escrow it from {row.host}…", f"/jobs/new/escrow/?{query}"))
+    return links
 
 
 def inventoried_guardians(host: Any, vm_name: str) -> list[GuardianRef]:
@@ -141,6 +170,11 @@ def restore_preflight(request: HttpRequest) -> HttpResponse:
     host = chosen_host(request)
     vm_name = request.POST.get("vm") or request.GET.get("vm") or ""
     base: dict[str, Any] = {"title": "Restore a VM after reinstall", "host": host, "chosen": vm_name}
+    base["intro"] = (
+        'For a VM that will not start ("the key protector could not be unwrapped") because the guardian it is '
+        "sealed to is gone from its host, typically after a reinstall: brings that guardian back from the vault and "
+        "starts the VM."
+    )
     base |= {"choices": vm_choices(host), "choices_label": "VM", "choices_name": "vm", "submit_label": "Restore"}
     base["keep"] = []
     if host is None or not vm_name:
@@ -155,7 +189,7 @@ def restore_preflight(request: HttpRequest) -> HttpResponse:
             f"The last inventory shows VM '{vm_name}' sealed to {listed}; none of these is in the vault. Upload the "
             "pair from a backup or escrow it from a host that has it (the job would stop without changing anything)."
         )
-        return preflight_page(request, **base, problem=problem)
+        return preflight_page(request, **base, problem=problem, problem_links=where_to_get(host, vm_name, guardians))
     notes, name = host_situation(host, pair)
     ops = [ReadVmDetails([vm_name]), *import_operations(pair, name)]
     state_read = powershell_of([GetVM(vm_name)])
