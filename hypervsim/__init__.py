@@ -83,6 +83,16 @@ class SimHost:
     def request_count(self) -> int:
         return self._runtime.request_count
 
+    @property
+    def configurations(self) -> tuple[str, ...] | None:
+        """The registered session configurations; None when any name opens (the default)."""
+        return self._runtime.configurations
+
+    @property
+    def opened_configurations(self) -> list[str]:
+        """The session configuration name of every shell opened on this host, in order ("Microsoft.PowerShell")."""
+        return self._runtime.opened_configurations
+
     def announcement(self) -> dict[str, Any]:
         """What the CLI prints for this host: enough to register it in the console."""
         line = {"name": self.name, "url": self.url, "user": self.user, "password": self.password, "auth": self.auth}
@@ -136,8 +146,13 @@ def start_host(
     password: str = DEFAULT_PASSWORD,
     port: int = 0,
     lab: Lab | None = None,
+    configurations: tuple[str, ...] | None = None,
 ) -> SimHost:
-    """Start one host listening on 127.0.0.1 (port 0: any free port). Its state persists in state_dir."""
+    """Start one host listening on 127.0.0.1 (port 0: any free port). Its state persists in state_dir.
+
+    configurations: the session configurations registered on the host, e.g. ("Microsoft.PowerShell",); a shell for
+    any other name is refused as WinRM does (WSManFault 2150858811). None (default) opens any name.
+    """
     if auth not in ("negotiate", "basic"):
         raise ValueError(f"auth must be 'negotiate' or 'basic', not {auth!r}")
     if auth == "basic" and not https:
@@ -152,7 +167,8 @@ def start_host(
     model = HostModel.load_or_create(state_dir, name, scenario)
     model.attach(context)
     tls = listener_certificate((lab.dir if lab else state_dir) / "tls", name) if https else None
-    runtime = HostRuntime(model, context, Account.create(user, password, state_dir, name), auth, tls)
+    account = Account.create(user, password, state_dir, name)
+    runtime = HostRuntime(model, context, account, auth, tls, _names(configurations))
     listener = Listener(runtime)
     listener.open(port)
     host = SimHost(runtime, listener, tls.ca_file if tls else None)
@@ -169,6 +185,7 @@ def start_lab(
     auth: str = "negotiate",
     user: str = DEFAULT_USER,
     password: str = DEFAULT_PASSWORD,
+    configurations: tuple[str, ...] | None = None,
 ) -> Lab:
     """Start hosts HV01, HV02, ... sharing `dir/share`. A scenario like "migration" seeds several hosts."""
     root = Path(dir)
@@ -178,11 +195,18 @@ def start_lab(
     try:
         for index in range(max(hosts, len(seeds))):
             scenario = seeds[min(index, len(seeds) - 1)]
-            start_host(f"HV{index + 1:02d}", None, scenario, auth, https, user, password, lab=lab)
+            name = f"HV{index + 1:02d}"
+            start_host(name, None, scenario, auth, https, user, password, lab=lab, configurations=configurations)
     except BaseException:
         lab.stop()
         raise
     return lab
+
+
+def _names(configurations: tuple[str, ...] | str | None) -> tuple[str, ...] | None:
+    if configurations is None:
+        return None
+    return (configurations,) if isinstance(configurations, str) else tuple(configurations)
 
 
 def _directory(path: Path) -> Path:

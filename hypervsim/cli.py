@@ -34,11 +34,19 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--user", default=DEFAULT_USER)
         sub.add_argument("--password", default=DEFAULT_PASSWORD)
         sub.add_argument("--log-level", default="WARNING")
+        sub.add_argument(
+            "--configuration",
+            action="append",
+            dest="configurations",
+            metavar="NAME",
+            help="a registered session configuration (repeatable); without it any name opens",
+        )
     return parser
 
 
 def _start(args: argparse.Namespace) -> list[SimHost]:
     credentials = {"auth": args.auth, "https": args.https, "user": args.user, "password": args.password}
+    credentials["configurations"] = tuple(args.configurations) if args.configurations else None
     if args.command == "serve":
         return [start_host(args.name, args.state, args.scenario, port=args.port, **credentials)]
     return start_lab(args.dir, args.hosts, args.scenarios, **credentials).hosts

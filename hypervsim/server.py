@@ -39,9 +39,14 @@ class HostRuntime:
         account: Account,
         scheme: str,
         tls: ListenerCertificate | None,
+        configurations: tuple[str, ...] | None = None,
     ) -> None:
         self.model, self.lab, self.account, self.scheme, self.tls = model, lab, account, scheme, tls
         self.name = model.name
+        # Registered session configurations (None: any name under the PowerShell URI opens) and the configuration
+        # name of every shell opened, in order, so JEA tests can see which endpoint a console really used.
+        self.configurations = configurations
+        self.opened_configurations: list[str] = []
         self.faults = Faults()
         self.wsman = WSManService(self)
         self.command_log: list[dict[str, Any]] = []

@@ -52,6 +52,7 @@ INVALID_HEADER = 2150858767
 INVALID_XML = 2150858778  # simulator's choice of code for unparsable envelopes and body content
 UNSUPPORTED_ACTION = 2150858782  # simulator's choice of code for actions it does not implement
 INJECTED = 2150858770  # the code a test's injected wsman_fault carries
+INVALID_RESOURCE_URI = 2150858811  # ERROR_WSMAN_INVALID_RESOURCE_URI: no such session configuration registered
 TIMEOUT_TEXT = "The WS-Management service cannot complete the operation within the time specified in OperationTimeout."
 UNKNOWN_SHELL_TEXT = (
     "The WS-Management service cannot process the request because the request contained invalid selectors for the "
@@ -74,6 +75,17 @@ class Fault(Exception):
 def unknown_shell() -> Fault:
     detail = "<w:FaultDetail>http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/UnexpectedSelectors</w:FaultDetail>"
     return Fault(UNKNOWN_SHELL, "w:InvalidSelectors", UNKNOWN_SHELL_TEXT, detail=detail)
+
+
+def unknown_configuration(resource_uri: str) -> Fault:
+    """What WinRM answers for a session configuration that is not registered. PowerShell's own client shows this
+    code as "Cannot find the <name> session configuration in the WSMan: drive on the <host> computer."."""
+    detail = "<w:FaultDetail>http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/InvalidResourceURI</w:FaultDetail>"
+    text = (
+        f"The WS-Management service cannot process the request. The resource URI ({resource_uri}) was not found in "
+        "the WS-Management catalog. The catalog contains the metadata that describes resources, or logical endpoints."
+    )
+    return Fault(INVALID_RESOURCE_URI, "a:DestinationUnreachable", text, detail=detail)
 
 
 def malformed(reason: str) -> Fault:
@@ -282,6 +294,10 @@ class WSManService:
     def _create(self, request: Request) -> bytes:
         if not request.resource_uri.startswith(POWERSHELL_URI):
             raise malformed(f"The resource URI {request.resource_uri} is not a PowerShell session configuration.")
+        configuration = request.resource_uri[len(POWERSHELL_URI) :]
+        registered = self.host.configurations
+        if registered is not None and configuration.casefold() not in {c.casefold() for c in registered}:
+            raise unknown_configuration(request.resource_uri)
         shell_element = request.body_as("rsp:Shell")
         creation = shell_element.find("pwsh:creationXml", NS) if shell_element is not None else None
         if shell_element is None or creation is None:
@@ -295,6 +311,7 @@ class WSManService:
             if shell_id in self.shells:
                 raise malformed("A shell with this ShellId exists already.")
             self.shells[shell_id] = shell
+            self.host.opened_configurations.append(configuration)
         body = (
             f"<x:ResourceCreated><a:Address>{escape(self.host.url)}</a:Address><a:ReferenceParameters>"
             f"<w:ResourceURI>{escape(request.resource_uri)}</w:ResourceURI><w:SelectorSet>"
