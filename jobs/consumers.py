@@ -16,7 +16,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from console.roles import can
 
-from .models import TERMINAL_STATES, Job, JobLogLine, line_tuple
+from .models import TERMINAL_STATES, Job, JobLogLine, join_frames, line_tuple, lines_frame
 from .services import JOBS_GROUP, job_group
 
 REPLAY_CHUNK = 5000
@@ -48,7 +48,7 @@ def batch_bounds(event: dict[str, Any]) -> tuple[int, int, str]:
     if "frame" in event:
         return int(event["first"]), int(event["last"]), str(event["frame"])
     lines = event["lines"]
-    return lines[0][0], lines[-1][0], json.dumps({"type": "lines", "lines": lines})
+    return lines[0][0], lines[-1][0], lines_frame(lines)
 
 
 def after_from(query_string: bytes) -> int:
@@ -109,20 +109,46 @@ class JobLogConsumer(AsyncJsonWebsocketConsumer):
 
     async def job_lines(self, event: dict[str, Any]) -> None:
         """A published batch: {"first", "last", "frame"} (the frame is encoded once by the runner, for all viewers)
-        or {"lines"}. Lines already sent are dropped; a gap before the batch is filled from the database."""
-        first, last, frame = batch_bounds(event)
-        if self.ended or last <= self.sent_seq:
-            return
-        if first > self.sent_seq + 1:
-            # A published batch went missing (Redis pub/sub is best effort): the database has it.
-            await self.replay(upto=first - 1)
-        if first == self.sent_seq + 1:
-            await self.send(text_data=frame)
+        or {"lines"}. Lines already sent are dropped; a gap before a batch is filled from the database; batches
+        that queued up while this viewer was busy go out as one frame."""
+        batches, later = self.queued_batches(event)
+        frames: list[str] = []
+        for batch in batches:
+            first, last, frame = batch_bounds(batch)
+            if self.ended or last <= self.sent_seq:
+                continue
+            if first > self.sent_seq + 1:
+                # A published batch went missing (Redis pub/sub is best effort): the database has it.
+                await self.send_frames(frames)
+                await self.replay(upto=first - 1)
+            if first <= self.sent_seq:
+                frame = lines_frame([line for line in json.loads(frame)["lines"] if line[0] > self.sent_seq])
+            frames.append(frame)
             self.sent_seq = last
-            return
-        lines = [line for line in json.loads(frame)["lines"] if line[0] > self.sent_seq]
-        if lines:
-            await self.send_lines(lines)
+        await self.send_frames(frames)
+        for message in later:
+            await self.dispatch(message)
+
+    def queued_batches(self, event: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """This batch, the batches already queued behind it, and the other messages queued after those.
+
+        Reads the consumer's queue in channels_redis' pub/sub layer (no public API for this); with any other
+        layer there is nothing to read and every batch goes out on its own."""
+        batches: list[dict[str, Any]] = [event]
+        later: list[dict[str, Any]] = []
+        try:
+            queue = self.channel_layer._get_layer().channels[self.channel_name]
+        except (AttributeError, KeyError, RuntimeError):
+            return batches, later
+        while not queue.empty():
+            message = self.channel_layer.deserialize(queue.get_nowait())
+            (batches if not later and message.get("type") == "job.lines" else later).append(message)
+        return batches, later
+
+    async def send_frames(self, frames: list[str]) -> None:
+        if frames:
+            await self.send(text_data=frames[0] if len(frames) == 1 else join_frames(frames))
+            frames.clear()
 
     async def job_state(self, event: dict[str, Any]) -> None:
         if not self.ended:

@@ -3,6 +3,7 @@ published, so the database is the source of truth for live viewers and for reade
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -119,6 +120,21 @@ class JobLogLine(models.Model):
 def line_tuple(seq: int, at: Any, level: str, text: str) -> list[Any]:
     """The compact wire form of a line: [seq, epoch milliseconds, level, text]."""
     return [seq, int(at.timestamp() * 1000), level, text]
+
+
+# The websocket frame of some lines. Fixed separators, so frames of consecutive batches can be joined as text.
+LINES_FRAME_START = '{"type":"lines","lines":['
+LINES_FRAME_END = "]}"
+
+
+def lines_frame(lines: list[list[Any]]) -> str:
+    return LINES_FRAME_START + ",".join(json.dumps(line, separators=(",", ":")) for line in lines) + LINES_FRAME_END
+
+
+def join_frames(frames: list[str]) -> str:
+    """One frame holding the lines of several consecutive frames made by lines_frame."""
+    start, end = len(LINES_FRAME_START), -len(LINES_FRAME_END)
+    return LINES_FRAME_START + ",".join(frame[start:end] for frame in frames) + LINES_FRAME_END
 
 
 class StepState(models.TextChoices):

@@ -8,7 +8,6 @@ died resumes it: steps recorded as done are skipped (see JobContext.step), so a 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -28,7 +27,7 @@ from console.models import AuditEvent
 
 from .inventory import INVENTORY_REFRESH
 from .kinds import JobCancelled, JobContext, JobFailed, JobKind, UnknownJobKind, get_kind
-from .models import LOG_LEVELS, TERMINAL_STATES, HostLock, Job, JobLogLine, JobState, line_tuple
+from .models import LOG_LEVELS, TERMINAL_STATES, HostLock, Job, JobLogLine, JobState, line_tuple, lines_frame
 from .redaction import Redactor, clean_exception
 from .services import JOBS_GROUP, create_job, job_group, ordered_hosts, publish, publish_state
 
@@ -306,8 +305,7 @@ class LogPump(threading.Thread):
 
 def lines_message(rows: list[JobLogLine]) -> dict[str, Any]:
     """The group message of a batch: its websocket frame is encoded here once, not once per viewer."""
-    wire = [line_tuple(row.seq, row.at, row.level, row.text) for row in rows]
-    frame = json.dumps({"type": "lines", "lines": wire}, separators=(",", ":"))
+    frame = lines_frame([line_tuple(row.seq, row.at, row.level, row.text) for row in rows])
     return {"type": "job.lines", "first": rows[0].seq, "last": rows[-1].seq, "frame": frame}
 
 

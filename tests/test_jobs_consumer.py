@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from console.asgi import application
-from jobs.models import Job, JobLogLine, JobState, line_tuple
+from jobs.models import Job, JobLogLine, JobState, join_frames, line_tuple, lines_frame
 from jobs.services import JOBS_GROUP, job_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -155,3 +156,28 @@ async def test_the_job_list_socket_forwards_state_changes(running_job: Job, view
     message = await comm.receive_json_from(timeout=5)
     assert message["job"] == running_job.pk and message["state"] == "cancelled"
     await comm.disconnect()
+
+
+async def test_a_burst_of_batches_arrives_complete_and_in_order(running_job: Job, viewer: Any) -> None:
+    comm = await communicator(f"/ws/jobs/{running_job.pk}/", viewer)
+    assert (await comm.connect())[0]
+    await receive_until(comm, "state")
+    layer = get_channel_layer()
+    batches = [await save_lines(running_job, range(start, start + 50)) for start in range(1, 501, 50)]
+    for lines in batches:  # published back to back: the viewer may get them joined into fewer frames
+        await layer.group_send(job_group(running_job.pk), {"type": "job.lines", "lines": lines})
+    state = await set_state(running_job, JobState.SUCCEEDED)
+    await layer.group_send(job_group(running_job.pk), {"type": "job.state", "state": state})
+    messages = await receive_until(comm, "end")
+    assert seqs_of(messages) == list(range(1, 501))
+    assert messages[-1] == {"type": "end", "seq": 500, "state": "succeeded"}
+    await comm.disconnect()
+
+
+def test_frames_of_consecutive_batches_join_into_one() -> None:
+    first = lines_frame([[1, 0, "info", "a"], [2, 0, "warning", 'quote " and ]}']])
+    second = lines_frame([[3, 0, "error", "c"]])
+    assert json.loads(join_frames([first, second])) == {
+        "type": "lines",
+        "lines": [[1, 0, "info", "a"], [2, 0, "warning", 'quote " and ]}'], [3, 0, "error", "c"]],
+    }
