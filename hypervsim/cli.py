@@ -12,8 +12,9 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
-from hypervsim import DEFAULT_PASSWORD, DEFAULT_USER, SimHost, start_host, start_lab
+from hypervsim import DEFAULT_PASSWORD, DEFAULT_USER, SimHost, scenarios, start_host, start_lab
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +53,17 @@ def _start(args: argparse.Namespace) -> list[SimHost]:
     return start_lab(args.dir, args.hosts, args.scenarios, **credentials).hosts
 
 
+def _announcement(host: SimHost) -> dict[str, Any]:
+    """The host's JSON line. A reinstalled host's lost guardian gets its backup written to the lab share first (as an
+    admin would have exported it), so a demo can show the restore; the line says where and with which password."""
+    line = host.announcement()
+    if scenarios.has_previous_guardian(host) and host.model.lab is not None:
+        directory = host.model.lab.share / "backup" / host.name
+        scenarios.backup_files(host, directory)
+        line |= {"backup_dir": str(directory), "backup_password": scenarios.BACKUP_PASSWORD}
+    return line
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
@@ -64,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hypervsim: {exc}", file=sys.stderr)
         return 2
     for host in hosts:
-        print(json.dumps(host.announcement()), flush=True)
+        print(json.dumps(_announcement(host)), flush=True)
     stop.wait()
     for host in hosts:
         host.stop()

@@ -96,6 +96,12 @@ def add_tpm_vms(host: HostModel, count: int, prefix: str = "Bench") -> None:
             host.add_vm(f"{prefix}-{index + 1:03d}", tpm_enabled=True, key_protector=kp)
 
 
+def has_previous_guardian(host: Any) -> bool:
+    """Whether the host is a `reinstalled` one, with a lost guardian whose backup previous_guardian_backup() gives."""
+    model: HostModel = getattr(host, "model", host)
+    return (model.state_dir / _PREVIOUS).is_file()
+
+
 def previous_guardian_backup(host: Any) -> tuple[bytes, bytes, str]:
     """(signing_pfx, encryption_pfx, password) of the guardian a `reinstalled` host's VMs are sealed to.
 

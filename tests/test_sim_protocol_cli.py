@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import pkcs12
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
+
+from hypervsim import cli, scenarios
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -97,3 +100,25 @@ def test_serve_refuses_basic_over_http(spawn: Any, tmp_path: Path) -> None:
     process = spawn("serve", "--state", str(tmp_path), "--auth", "basic")
     assert process.wait(30) == 2
     assert "only offered over HTTPS" in process.stderr.read()
+
+
+def test_a_reinstalled_lab_host_announces_the_backup_of_its_lost_guardian(tmp_path: Path) -> None:
+    args = cli._parser().parse_args(
+        ["lab", "--dir", str(tmp_path), "--scenario", "healthy", "--scenario", "reinstalled"]
+    )
+    hosts = cli._start(args)
+    try:
+        healthy, reinstalled = (cli._announcement(h) for h in hosts)
+        assert "backup_dir" not in healthy
+        backup = Path(reinstalled["backup_dir"])
+        assert backup == tmp_path / "share" / "backup" / "HV02"
+        password = reinstalled["backup_password"].encode()
+        signing, encryption, _ = scenarios.previous_guardian_backup(hosts[1])
+        for name, expected in (("signing", signing), ("encryption", encryption)):
+            data = (backup / f"UntrustedGuardian-{name}.pfx").read_bytes()
+            key, cert, _ = pkcs12.load_key_and_certificates(data, password)
+            assert key is not None and cert is not None
+            assert cert == pkcs12.load_key_and_certificates(expected, password)[1]
+    finally:
+        for h in hosts:
+            h.stop()
