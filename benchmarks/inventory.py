@@ -234,9 +234,14 @@ def main() -> None:
         hosts = [register(sim, args.auth) for sim in fleet]
         console_refresh(hosts[-1])  # warm-up
         one = console_refresh(hosts[0])
+        import psutil
+
+        fleet_cpu = psutil.Process(fleet_process.pid)
+        sim_cpu = sum(fleet_cpu.cpu_times()[:2])
         started, cpu = time.perf_counter(), time.process_time()
         outcomes = refresh_hosts(hosts, max_workers=args.hosts)
         parallel, cpu = time.perf_counter() - started, time.process_time() - cpu
+        sim_cpu = sum(fleet_cpu.cpu_times()[:2]) - sim_cpu
         failed = [o for o in outcomes.values() if not o.ok]
         served = sum(o.requests for o in outcomes.values())
         print(
@@ -248,7 +253,8 @@ def main() -> None:
             f"  console, {args.hosts} hosts in parallel:   {parallel:6.2f}s  {served} requests "
             f"({served / args.hosts:.1f} per host)  = {parallel / one.seconds:.1f}x one host"
             + (f"  FAILED: {len(failed)}" if failed else "")
-            + f"  [console CPU {cpu:.2f}s]"
+            + f"\n    CPU used meanwhile: console {cpu:.2f}s, the {args.hosts} simulated hosts {sim_cpu:.2f}s"
+            + f" (this machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})"
         )
         visited = fleet if args.full else fleet[:5]
         sequential = sum(per_cmdlet_refresh(sim, args.auth).seconds for sim in visited) * len(fleet) / len(visited)
