@@ -111,7 +111,9 @@ def test_unreachable_host_keeps_its_last_inventory_marked_stale(sim_host: Any, r
 
     assert not outcome.ok and outcome.kind == "refused"
     state = HostInventory.objects.get(host=host)
-    assert state.stale and "refused" in state.last_error and state.attempted_at >= state.refreshed_at
+    assert state.stale and "refused" in state.last_error
+    assert state.attempted_at is not None and state.refreshed_at is not None
+    assert state.attempted_at >= state.refreshed_at
     assert snapshot(host) == before
 
 

@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import pytest
 from django.test import Client
 
-from hosts.inventory.models import HostInventory
+from hosts.inventory.models import HostInventory, VirtualMachine
+from hosts.models import Host
 from tests.test_risks import give_guardian, give_vm, make_host, thumb
 
 pytestmark = pytest.mark.django_db
 
 
-def lab() -> dict[str, object]:
+@dataclass
+class Lab:
+    hv01: Host
+    hv02: Host
+    pair: tuple[str, str]
+    healthy: VirtualMachine
+    orphan: VirtualMachine
+
+
+def lab() -> Lab:
     hv01, hv02 = make_host("HV01"), make_host("HV02")
     pair = give_guardian(hv01, "hv01")
     healthy = give_vm(hv01, "Win11-A", pair)
     orphan = give_vm(hv02, "Win11-Orphan", (thumb("goneS"), thumb("goneE")))
-    return {"hv01": hv01, "hv02": hv02, "pair": pair, "healthy": healthy, "orphan": orphan}
+    return Lab(hv01, hv02, pair, healthy, orphan)
 
 
 def test_vm_page_answers_can_it_start_for_every_host(viewer_client: Client) -> None:
     objects = lab()
-    response = viewer_client.get(f"/vms/{objects['healthy'].pk}/")  # type: ignore[attr-defined]
+    response = viewer_client.get(f"/vms/{objects.healthy.pk}/")
     page = response.content.decode()
     assert response.status_code == 200
     assert 'data-host="HV01"' in page and 'data-host="HV02"' in page
@@ -32,7 +45,7 @@ def test_vm_page_answers_can_it_start_for_every_host(viewer_client: Client) -> N
 
 def test_orphaned_vm_page_says_it_can_start_nowhere(viewer_client: Client) -> None:
     objects = lab()
-    page = viewer_client.get(f"/vms/{objects['orphan'].pk}/").content.decode()  # type: ignore[attr-defined]
+    page = viewer_client.get(f"/vms/{objects.orphan.pk}/").content.decode()
     assert "VM can start on no registered host" in page
     assert "no registered host" in page
 
@@ -40,7 +53,7 @@ def test_orphaned_vm_page_says_it_can_start_nowhere(viewer_client: Client) -> No
 def test_guardian_page_lists_identities_with_hosts_vms_and_escrow(viewer_client: Client) -> None:
     objects = lab()
     page = viewer_client.get("/guardians/").content.decode()
-    signing, encryption = objects["pair"]  # type: ignore[misc]
+    signing, encryption = objects.pair
     assert f'id="{signing}-{encryption}"' in page
     assert "Win11-A" in page and "owner" in page
     assert "not escrowed" in page or "vault unavailable" in page
@@ -58,11 +71,11 @@ def test_unknown_vm_is_a_404_not_a_500(viewer_client: Client) -> None:
     assert viewer_client.get("/vms/999999/").status_code == 404
 
 
-def test_pages_need_a_role(nobody: object) -> None:
+def test_pages_need_a_role(nobody: Any) -> None:
     client = Client()
     client.force_login(nobody)
     objects = lab()
-    for url in ("/guardians/", "/vms/", f"/vms/{objects['healthy'].pk}/", "/"):  # type: ignore[attr-defined]
+    for url in ("/guardians/", "/vms/", f"/vms/{objects.healthy.pk}/", "/"):
         assert client.get(url).status_code == 403, url
 
 
@@ -81,9 +94,9 @@ def test_viewers_cannot_refresh_and_refresh_needs_post(viewer_client: Client, op
 
 def test_host_page_shows_the_inventory_panel_and_stale_state(operator_client: Client) -> None:
     objects = lab()
-    hv02 = objects["hv02"]
+    hv02 = objects.hv02
     HostInventory.objects.filter(host=hv02).update(stale=True, last_error="10.0.0.2:5985 refused the connection")
-    page = operator_client.get(f"/hosts/{hv02.pk}/").content.decode()  # type: ignore[attr-defined]
+    page = operator_client.get(f"/hosts/{hv02.pk}/").content.decode()
     assert 'id="inventory"' in page and 'id="refresh-inventory"' in page
     assert "stale" in page and "refused the connection" in page
     assert "Win11-Orphan" in page
@@ -91,15 +104,15 @@ def test_host_page_shows_the_inventory_panel_and_stale_state(operator_client: Cl
 
 def test_operators_get_the_next_step_links_and_viewers_do_not(operator_client: Client, viewer_client: Client) -> None:
     objects = lab()
-    signing, encryption = objects["pair"]  # type: ignore[misc]
-    hv01, orphan = objects["hv01"], objects["orphan"]
-    escrow = f"/jobs/new/escrow/?host={hv01.pk}&amp;guardian={signing}:{encryption}"  # type: ignore[attr-defined]
-    restore = f"/jobs/new/restore/?host={orphan.host_id}&amp;vm=Win11-Orphan"  # type: ignore[attr-defined]
+    signing, encryption = objects.pair
+    hv01, orphan = objects.hv01, objects.orphan
+    escrow = f"/jobs/new/escrow/?host={hv01.pk}&amp;guardian={signing}:{encryption}"
+    restore = f"/jobs/new/restore/?host={orphan.host_id}&amp;vm=Win11-Orphan"
 
     assert escrow in operator_client.get("/guardians/").content.decode()
     assert escrow not in viewer_client.get("/guardians/").content.decode()
-    assert restore in operator_client.get(f"/vms/{orphan.pk}/").content.decode()  # type: ignore[attr-defined]
-    assert restore not in viewer_client.get(f"/vms/{orphan.pk}/").content.decode()  # type: ignore[attr-defined]
+    assert restore in operator_client.get(f"/vms/{orphan.pk}/").content.decode()
+    assert restore not in viewer_client.get(f"/vms/{orphan.pk}/").content.decode()
 
 
 def test_admins_get_reset_and_vtpm_links_operators_only_the_harmless_ones(
