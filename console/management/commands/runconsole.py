@@ -69,11 +69,17 @@ class Command(BaseCommand):
     help = "Start the console, a Celery worker and beat, a private Redis and a demo lab of simulated Hyper-V hosts."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--port", type=int, default=8000, help="HTTP port of the console (default 8000)")
+        parser.add_argument(
+            "--port",
+            type=int,
+            default=8000,
+            help="HTTP port of the console (default 8000; 0 or a busy port: any free one)",
+        )
         parser.add_argument("--no-lab", action="store_true", help="do not start the simulated demo lab")
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.children: list[subprocess.Popen[Any]] = []
+        self.backups: list[str] = []
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even when started from a script
         try:
@@ -96,7 +102,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write(self.ensure_admin())  # at once: a later failure must not swallow a new password
         lab_hosts = self.start_lab(var, env) if with_lab else []
-        if not port_is_free(port):
+        if port == 0 or not port_is_free(port):
             port = free_port()
         worker = [sys.executable, "-m", "celery", "-A", "console"]
         self.spawn("worker", [*worker, "worker", "--loglevel=WARNING", "--pool=threads", "--concurrency=4"], env)
@@ -110,6 +116,8 @@ class Command(BaseCommand):
         wait_for_port(port, daphne, "daphne")
         self.refresh_demo_hosts(lab_hosts)
         self.stdout.write(self.style.SUCCESS(f"\nGuardian Console is running at http://127.0.0.1:{port}/"))
+        for backup in self.backups:
+            self.stdout.write(backup)
         if lab_hosts:
             self.stdout.write(f"Demo lab: {', '.join(lab_hosts)} (simulated Hyper-V hosts, state in {var / 'lab'})")
         self.stdout.write(f"Logs of the worker, beat, daphne, Redis and the lab: {var / 'log'}")
@@ -188,8 +196,20 @@ class Command(BaseCommand):
             line = lab.stdout.readline()
             if not line:
                 raise CommandError(f"the simulated lab exited with code {lab.wait()} before it was ready")
-            hosts.append(self.register(json.loads(line)))
+            announced = json.loads(line)
+            hosts.append(self.register(announced))
+            self.backups.extend(self.describe_backup(announced))
         return hosts
+
+    @staticmethod
+    def describe_backup(announced: dict[str, Any]) -> list[str]:
+        """The reinstalled demo host comes with the PFX backup of its lost guardian: the restore story needs it."""
+        if not announced.get("backup_dir"):
+            return []
+        return [
+            f"Backup of {announced['name']}'s lost guardian (upload it in Vault, then restore the VMs): "
+            f"{announced['backup_dir']} (PFX password: {announced['backup_password']})"
+        ]
 
     def register(self, announced: dict[str, Any]) -> str:
         """Register (or re-point, since ports change per run) a simulated host."""

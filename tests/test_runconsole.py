@@ -1,0 +1,103 @@
+"""The first of the README's two commands: `make run` (manage.py runconsole) on a fresh var/ directory.
+
+A new user runs it, reads the URL and the admin password it prints, and finds the demo lab registered and
+refreshed. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from console.settings import BASE_DIR
+
+
+def read_until(process: subprocess.Popen[str], pattern: str, timeout: float) -> list[str]:
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise AssertionError(f"runconsole ended early: {''.join(lines)}")
+        lines.append(line)
+        if re.search(pattern, line):
+            return lines
+    raise AssertionError(f"no line matching {pattern!r} within {timeout} s: {''.join(lines)}")
+
+
+def wait_for(predicate: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.25)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture
+def runconsole(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "CONSOLE_REDIS_PREFIX")}
+    env.update(
+        CONSOLE_ENV="development", CONSOLE_VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="console.settings"
+    )
+    for name in ("CONSOLE_SECRET_KEY", "CONSOLE_ENCRYPTION_KEYS"):
+        env.pop(name, None)  # a fresh machine: development secrets are generated under var/
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runconsole", "--port", "0"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    yield process, tmp_path / "var"
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_make_run_starts_the_console_with_a_refreshed_demo_lab_and_ctrl_c_stops_everything(
+    runconsole: tuple[subprocess.Popen[str], Path],
+) -> None:
+    process, var = runconsole
+    lines = read_until(process, r"Press Ctrl-C", timeout=90)
+    output = "".join(lines)
+    password = re.search(r"Log in as 'admin' with password: (\S+)", output)
+    url = re.search(r"running at (http://127\.0\.0\.1:\d+/)", output)
+    assert password and url, output
+    assert "Demo lab: HV01, HV02, HV03" in output
+    assert "Traceback" not in output
+
+    with urllib.request.urlopen(url.group(1) + "login/", timeout=10) as response:  # noqa: S310 (loopback)
+        assert response.status == 200
+
+    def refreshed() -> bool:
+        with sqlite3.connect(var / "console.sqlite3") as db:
+            states = [row[0] for row in db.execute("select state from jobs_job")]
+        return states == ["succeeded"]
+
+    wait_for(refreshed, timeout=60)
+    with sqlite3.connect(var / "console.sqlite3") as db:
+        hosts = [row[0] for row in db.execute("select name from hosts_host order by name")]
+        vms = db.execute("select count(*) from inventory_virtualmachine").fetchone()[0]
+    assert hosts == ["HV01", "HV02", "HV03"]
+    assert vms > 0
+
+    children = psutil.Process(process.pid).children(recursive=True)
+    assert len(children) >= 5  # redis, lab, worker, beat, daphne
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    assert alive == []
