@@ -373,19 +373,49 @@ def transport_warnings(host: Any) -> list[str]:
 
 
 def escrow_warnings(host: Any, signing: str, encryption: str) -> list[str]:
-    from django.apps import apps
-
     existing = find_pair(signing, encryption)
     if existing is not None:
         return [f"This pair is already in the vault as {existing}: the job will change nothing."]
+    return []
+
+
+def keyless_problem(host: Any, signing: str, encryption: str) -> tuple[str, list[tuple[str, str]]]:
+    """When the last inventory shows the guardian on this host without its private key, the job cannot work: say so
+    before it runs, and point to where the pair may still be (another host's store, a backup)."""
+    from django.apps import apps
+
     guardian_model = apps.get_model("inventory", "Guardian")
     row = guardian_model.objects.filter(host=host, signing_thumbprint=signing, encryption_thumbprint=encryption).first()
-    if row is not None and not row.has_private_signing_key:
-        return [
-            f"The last inventory shows guardian '{row.name}' on {host} without its private signing key: the job will "
-            "stop without storing anything. If a backup of the pair exists, upload it to the vault instead."
-        ]
-    return []
+    if row is None or row.has_private_signing_key or find_pair(signing, encryption) is not None:
+        return "", []
+    problem = (
+        f"The last inventory shows guardian '{row.name}' on {host} without its private signing key: there is nothing "
+        f"to escrow from {host} (the job would stop without storing anything). Upload a backup of the pair, or escrow "
+        f"it from a host that still has it. If the inventory is out of date, refresh {host} first."
+    )
+    links = [("Upload the PFX pair from a backup…", "/vault/upload/")]
+    links += holder_links(signing, encryption, exclude=host)
+    links.append((f"{host}: refresh…", f"/hosts/{host.pk}/"))
+    return problem, links
+
+
+def holder_links(signing: str, encryption: str, exclude: Any = None) -> list[tuple[str, str]]:
+    """ "Escrow it from HVxx…" for every registered host whose last inventory holds the pair with its private key."""
+    from urllib.parse import urlencode
+
+    from django.apps import apps
+
+    guardian_model = apps.get_model("inventory", "Guardian")
+    holders = guardian_model.objects.filter(
+        signing_thumbprint=signing, encryption_thumbprint=encryption, has_private_signing_key=True
+    ).select_related("host")
+    links = []
+    for row in holders:
+        if exclude is not None and row.host_id == exclude.pk:
+            continue
+        query = urlencode({"host": row.host_id, "guardian": f"{signing}:{encryption}"})
+        links.append((f"Escrow it from {row.host}…", f"/jobs/new/escrow/?{query}"))
+    return links
 
 
 ESCROW_RISKS = [
@@ -425,6 +455,9 @@ def escrow_preflight(request: HttpRequest) -> HttpResponse:
         sign, _, enc = chosen.upper().partition(":")
         if not (is_thumbprint(sign) and is_thumbprint(enc)):
             return preflight_page(request, **base, problem="Choose a guardian from the list.")
+        problem, links = keyless_problem(host, sign, enc)
+        if problem:
+            return preflight_page(request, **base, problem=problem, problem_links=links)
         if request.method == "POST":
             name = dict(guardian_choices(host)).get(chosen, "").split(" (")[0]
             params = {"signing_thumbprint": sign, "encryption_thumbprint": enc, "guardian_name": name}

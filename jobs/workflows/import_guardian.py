@@ -225,7 +225,9 @@ def import_preflight(request: HttpRequest) -> HttpResponse:
     if pair is not None:
         base["cancel_url"] = f"/vault/{pair.pk}/"
     if host is None or pair is None:
-        return preflight_page(request, **base, problem="Choose the vault entry and the host to import it to.")
+        missing = "the host to import it to" if pair else ("the vault entry to import" if host else "")
+        problem = f"Choose {missing}." if missing else "Choose the vault entry and the host to import it to."
+        return preflight_page(request, **base, problem=problem)
     if request.method == "POST":
         return start_job(request, "import_guardian", host, [], {"vault_entry": pair.pk})
     notes, name = host_situation(host, pair)

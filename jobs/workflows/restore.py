@@ -20,7 +20,7 @@ from hosts.remoting.keyprotector import GuardianRef
 from hosts.vault.models import EscrowedPair, find_pair
 from jobs.kinds import JobContext, JobFailed, job_kind
 
-from .escrow import LogFn, _no_log, chosen_host, powershell_of, preflight_page, start_job
+from .escrow import LogFn, _no_log, chosen_host, holder_links, powershell_of, preflight_page, start_job
 from .import_guardian import import_pair
 
 
@@ -129,18 +129,10 @@ def where_to_get(host: Any, vm_name: str, guardians: list[GuardianRef]) -> list[
     registered host whose last inventory shows the private keys."""
     from urllib.parse import urlencode
 
-    from django.apps import apps
-
     back = "/jobs/new/restore/?" + urlencode({"host": host.pk, "vm": vm_name})
     links = [("Upload the PFX pair from a backup…", "/vault/upload/?" + urlencode({"next": back}))]
-    guardian_model = apps.get_model("inventory", "Guardian")
     for g in guardians:
-        holders = guardian_model.objects.filter(
-            signing_thumbprint=g.signing, encryption_thumbprint=g.encryption, has_private_signing_key=True
-        ).select_related("host")
-        for row in holders:
-            query = urlencode({"host": row.host_id, "guardian": f"{g.signing}:{g.encryption}"})
-            links.append((f"Escrow it from {row.host}…", f"/jobs/new/escrow/?{query}"))
+        links += holder_links(g.signing, g.encryption)
     return links
 
 
