@@ -9,6 +9,7 @@ lab = start_lab(dir=tmp, hosts=2, scenarios=["migration"])        # hosts sharin
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from hypervsim.tls import listener_certificate
 __all__ = ["CMDLETS", "Lab", "SimHost", "start_host", "start_lab"]
 
 CMDLETS: frozenset[str] = frozenset(_REGISTRY)
+JEA_ALWAYS_VISIBLE = ("Select-Object",)  # of JEA's default visible cmdlets, the ones the simulator implements
+Configurations = Iterable[str] | Mapping[str, Iterable[str] | None] | None
 DEFAULT_USER = "labadmin"
 DEFAULT_PASSWORD = "Passw0rd!sim"
 
@@ -85,8 +88,9 @@ class SimHost:
 
     @property
     def configurations(self) -> tuple[str, ...] | None:
-        """The registered session configurations; None when any name opens (the default)."""
-        return self._runtime.configurations
+        """The registered session configuration names; None when any name opens (the default)."""
+        endpoints = self._runtime.endpoints
+        return None if endpoints is None else tuple(endpoints)
 
     @property
     def opened_configurations(self) -> list[str]:
@@ -146,12 +150,14 @@ def start_host(
     password: str = DEFAULT_PASSWORD,
     port: int = 0,
     lab: Lab | None = None,
-    configurations: tuple[str, ...] | None = None,
+    configurations: Configurations = None,
 ) -> SimHost:
     """Start one host listening on 127.0.0.1 (port 0: any free port). Its state persists in state_dir.
 
     configurations: the session configurations registered on the host, e.g. ("Microsoft.PowerShell",); a shell for
-    any other name is refused as WinRM does (WSManFault 2150858811). None (default) opens any name.
+    any other name is refused as WinRM does (WSManFault 2150858811). None (default) opens any name. A mapping
+    {name: visible cmdlets} makes JEA endpoints: only those cmdlets (and JEA's default Select-Object) run there,
+    others fail with CommandNotFoundException; a None value exposes every cmdlet.
     """
     if auth not in ("negotiate", "basic"):
         raise ValueError(f"auth must be 'negotiate' or 'basic', not {auth!r}")
@@ -168,7 +174,7 @@ def start_host(
     model.attach(context)
     tls = listener_certificate((lab.dir if lab else state_dir) / "tls", name) if https else None
     account = Account.create(user, password, state_dir, name)
-    runtime = HostRuntime(model, context, account, auth, tls, _names(configurations))
+    runtime = HostRuntime(model, context, account, auth, tls, _endpoints(configurations))
     listener = Listener(runtime)
     listener.open(port)
     host = SimHost(runtime, listener, tls.ca_file if tls else None)
@@ -185,7 +191,7 @@ def start_lab(
     auth: str = "negotiate",
     user: str = DEFAULT_USER,
     password: str = DEFAULT_PASSWORD,
-    configurations: tuple[str, ...] | None = None,
+    configurations: Configurations = None,
 ) -> Lab:
     """Start hosts HV01, HV02, ... sharing `dir/share`. A scenario like "migration" seeds several hosts."""
     root = Path(dir)
@@ -203,10 +209,18 @@ def start_lab(
     return lab
 
 
-def _names(configurations: tuple[str, ...] | str | None) -> tuple[str, ...] | None:
+def _endpoints(configurations: Configurations) -> dict[str, frozenset[str] | None] | None:
+    """{configuration name: visible cmdlet names (casefolded), None for all}, or None when any name opens."""
     if configurations is None:
         return None
-    return (configurations,) if isinstance(configurations, str) else tuple(configurations)
+    if isinstance(configurations, str):
+        configurations = (configurations,)
+    if not isinstance(configurations, Mapping):
+        return {name: None for name in configurations}
+    return {
+        name: None if visible is None else frozenset(c.casefold() for c in [*visible, *JEA_ALWAYS_VISIBLE])
+        for name, visible in configurations.items()
+    }
 
 
 def _directory(path: Path) -> Path:

@@ -344,7 +344,7 @@ class PipelineRun:
             name = command.command_text
             if command.is_script:
                 error, shown = scripts_not_allowed(name), "<script>"
-            elif name.lower() not in CANONICAL_NAMES:
+            elif name.lower() not in CANONICAL_NAMES or not self.session.sees(name):
                 error, shown = command_not_found(name), name
             else:
                 continue
@@ -422,8 +422,9 @@ RUNSPACE_REQUESTS = (psrpcore.SetMaxRunspacesEvent, psrpcore.SetMinRunspacesEven
 class RunspaceSession:
     """The runspace pool behind one WSMan shell, and the output waiting for the client's Receive."""
 
-    def __init__(self, host: HostRuntime, max_envelope: int) -> None:
+    def __init__(self, host: HostRuntime, max_envelope: int, visible: frozenset[str] | None = None) -> None:
         self.host = host
+        self.visible = visible  # a JEA endpoint's visible cmdlets (casefolded); None: every implemented cmdlet
         self.pool = psrpcore.ServerRunspacePool(application_private_data=windows_private_data(host.model.os_build))
         self.changed = threading.Condition()
         self.outbox: dict[uuid.UUID | None, deque[bytes]] = defaultdict(deque)
@@ -432,6 +433,10 @@ class RunspaceSession:
         self._first_use_announced = False
         # Room for PSRP bytes in one Receive response: the envelope minus SOAP overhead, before base64.
         self.chunk = max(1024, (max_envelope - 2048) * 3 // 4)
+
+    def sees(self, command: str) -> bool:
+        """Whether the endpoint exposes the command; a JEA endpoint hides the rest as if they did not exist."""
+        return self.visible is None or command.casefold() in self.visible
 
     def receive(self, data: bytes, pipeline_id: uuid.UUID | None = None, *, new_pipeline: bool = False) -> None:
         """Feed fragments from the client (creationXml, Command arguments or Send stdin) and act on them."""

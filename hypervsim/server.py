@@ -39,13 +39,14 @@ class HostRuntime:
         account: Account,
         scheme: str,
         tls: ListenerCertificate | None,
-        configurations: tuple[str, ...] | None = None,
+        endpoints: dict[str, frozenset[str] | None] | None = None,
     ) -> None:
         self.model, self.lab, self.account, self.scheme, self.tls = model, lab, account, scheme, tls
         self.name = model.name
-        # Registered session configurations (None: any name under the PowerShell URI opens) and the configuration
-        # name of every shell opened, in order, so JEA tests can see which endpoint a console really used.
-        self.configurations = configurations
+        # Registered session configurations with their visible cmdlets (None: all; no mapping at all: any name under
+        # the PowerShell URI opens) and the configuration name of every shell opened, in order, so JEA tests can see
+        # which endpoint a console really used.
+        self.endpoints = endpoints
         self.opened_configurations: list[str] = []
         self.faults = Faults()
         self.wsman = WSManService(self)

@@ -295,16 +295,19 @@ class WSManService:
         if not request.resource_uri.startswith(POWERSHELL_URI):
             raise malformed(f"The resource URI {request.resource_uri} is not a PowerShell session configuration.")
         configuration = request.resource_uri[len(POWERSHELL_URI) :]
-        registered = self.host.configurations
-        if registered is not None and configuration.casefold() not in {c.casefold() for c in registered}:
-            raise unknown_configuration(request.resource_uri)
+        visible: frozenset[str] | None = None
+        if self.host.endpoints is not None:
+            match = [name for name in self.host.endpoints if name.casefold() == configuration.casefold()]
+            if not match:
+                raise unknown_configuration(request.resource_uri)
+            visible = self.host.endpoints[match[0]]
         shell_element = request.body_as("rsp:Shell")
         creation = shell_element.find("pwsh:creationXml", NS) if shell_element is not None else None
         if shell_element is None or creation is None:
             raise malformed("The Create request has no creationXml.")
         self._expire_idle_shells()
         shell_id = str(_uuid(shell_element.get("ShellId") or str(uuid.uuid4()))).upper()
-        session = RunspaceSession(self.host, request.max_envelope)
+        session = RunspaceSession(self.host, request.max_envelope, visible)
         session.receive(_b64(creation.text))
         shell = Shell(shell_id, request.resource_uri, self.host.account.user, request.client_ip, session)
         with self._lock:

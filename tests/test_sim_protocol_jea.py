@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from pypsrp.exceptions import WSManFaultError
-from pypsrp.powershell import RunspacePool
+from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 
 from hypervsim import cli
 from tests.plugins.sim import sim_run, sim_wsman
@@ -61,3 +61,24 @@ def test_the_command_line_registers_endpoints(tmp_path):
             vm_names(h, "Microsoft.PowerShell")
     finally:
         h.stop()
+
+
+def test_a_jea_endpoint_runs_only_its_visible_cmdlets_and_select_object(sim_host):
+    endpoints = {"Microsoft.PowerShell": None, "GuardianConsole": ["Get-VM", "get-vmsecurity"]}
+    h = sim_host("healthy", configurations=endpoints)
+    with sim_wsman(h) as wsman, RunspacePool(wsman, configuration_name="GuardianConsole") as pool:
+        ps = PowerShell(pool)
+        ps.add_cmdlet("Get-VM").add_cmdlet("Get-VMSecurity").add_cmdlet("Select-Object")
+        ps.add_parameter("Property", ["VMName", "TpmEnabled"])
+        assert [o.extended_properties["VMName"] for o in ps.invoke()][:1] == ["Win11-A"]
+        hidden = PowerShell(pool)
+        hidden.add_cmdlet("Start-VM").add_parameter("Name", "Win11-B")
+        hidden.invoke()
+        assert hidden.state == PSInvocationState.FAILED
+        assert hidden.streams.error[0].fq_error == "CommandNotFoundException"
+        assert "The term 'Start-VM' is not recognized" in str(hidden.streams.error[0])
+    assert h.model.vm("Win11-B").state == "Off"
+    assert h.command_log[-1] == {"cmdlet": "Start-VM", "parameters": {}, "outcome": "error: CommandNotFoundException"}
+    with sim_wsman(h) as wsman, RunspacePool(wsman) as pool:  # the full endpoint still has everything
+        assert not sim_run(pool, ("Start-VM", {"Name": "Win11-B"})).had_errors
+    assert h.model.vm("Win11-B").state == "Running"
