@@ -220,3 +220,25 @@ def test_no_page_shows_the_host_password_after_a_refresh(
         response = admin_client.get(url)
         assert response.status_code == 200, url
         assert h.password.encode() not in response.content, url
+
+
+def test_a_host_without_any_vm_is_inventoried(sim_host: Any, registered_host: Any) -> None:
+    h = sim_host(scenario="migration-target")  # a new host: no VM, no guardian, no certificate store yet
+    host = registered_host(h)
+
+    outcome = refresh_host(host)
+
+    assert outcome.ok, outcome.error
+    assert VirtualMachine.objects.filter(host=host).count() == 0
+    assert HostInventory.objects.get(host=host).facts["store_exists"] is False
+    assert outcome.requests <= 10
+
+
+def test_fresh_host_lists_its_vm_without_tpm(sim_host: Any, registered_host: Any) -> None:
+    h = sim_host(scenario="fresh")
+    host = registered_host(h)
+
+    assert refresh_host(host).ok
+    vm = VirtualMachine.objects.get(host=host)
+    assert (vm.name, vm.tpm_enabled, vm.has_key_protector) == ("Srv-Plain", False, False)
+    assert Guardian.objects.filter(host=host).count() == 0

@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from hosts.crypto import SecretError
 from hosts.models import Host
-from hosts.remoting import HostSession, catalog
-from hosts.remoting.catalog.inventory import HostInventoryFacts, VmDetails
+from hosts.remoting import HostSession
+from hosts.remoting.catalog.inventory import HostInventoryFacts, VmDetails, read_inventory
 from hosts.remoting.errors import RemotingError
 
 from .models import Certificate, Guardian, HostInventory, VirtualMachine
@@ -48,14 +48,9 @@ class HostReading:
 
 
 def read_host(session: HostSession) -> HostReading:
-    """A refresh's reads on an open session: one pipeline, and a second one only when the host's VMs changed
-    between the statements of the first (the key protectors could then not be matched to VMs by position)."""
-    inventory = session.run(catalog.ReadHostInventory())
-    details = inventory.details
-    names = [vm.name for vm in inventory.vms if vm.name]
-    if names and not inventory.details_complete:
-        details = session.run(catalog.ReadVmDetails(names))
-    return HostReading(inventory, details)
+    """A refresh's reads on an open session: one pipeline, a second one only when needed (see read_inventory)."""
+    inventory = read_inventory(session)
+    return HostReading(inventory, inventory.details)
 
 
 def refresh_host(host: Host, session: HostSession | None = None, log: LogFn | None = None) -> RefreshOutcome:

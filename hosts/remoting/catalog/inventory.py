@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cryptography import x509
 
@@ -23,6 +23,10 @@ from ..errors import RemoteCommandError, UnexpectedReply
 from ..keyprotector import KeyProtectorInfo, read_key_protector, thumbprint
 from ..operation import Cmd, Operation, PipelineResult
 from ..psobjects import byte_string, flag, has_type, number, prop, text, timestamp
+
+if TYPE_CHECKING:
+    from ..session import HostSession
+
 from .host import HGS_STATEMENT, OS_STATEMENT, HostFacts, is_hgs_configuration, is_os, read_hgs, read_os
 
 SHIELDED_STORE = "Cert:\\LocalMachine\\Shielded VM Local Certificates"
@@ -192,13 +196,17 @@ class ReadHostInventory(Operation[HostInventoryFacts]):
         "Select-Object",
     )
 
+    vm_details: bool = True  # False: leave out the statements piped from Get-VM (see read_inventory)
+
     def statements(self) -> list[list[Cmd]]:
         # The bulk (key protectors, ~3 KB a VM) goes first: a host answers a Receive as soon as some output is
         # ready, so small answers first would come back in a reply of their own and cost one more round trip.
-        return [
+        details = [
             [Cmd("Get-VM"), Cmd("Get-VMKeyProtector")],
             [Cmd("Get-VM"), Cmd("Get-VMSecurity"), Cmd("Select-Object", {"Property": SECURITY_PROPERTIES})],
             [Cmd("Get-VM"), Cmd("Get-VMSnapshot")],
+        ]
+        return (details if self.vm_details else []) + [
             [Cmd("Get-VM"), Cmd("Select-Object", {"Property": VM_PROPERTIES})],
             OS_STATEMENT,
             HGS_STATEMENT,
@@ -405,3 +413,17 @@ class _VmDetailsReader:
             self.expect = "security"
         if vm is not None:
             vm.problems.append(str(error))
+
+
+def read_inventory(session: HostSession) -> HostInventoryFacts:
+    """Everything a host holds, with every VM's details: one pipeline, a second one only when needed — a VM
+    appeared or vanished between the statements, or the host failed the statements piped from Get-VM outright."""
+    try:
+        inventory = session.run(ReadHostInventory())
+    except RemoteCommandError:
+        inventory = session.run(ReadHostInventory(vm_details=False))
+    names = [vm.name for vm in inventory.vms if vm.name]
+    if names and not inventory.details_complete:
+        inventory.details = session.run(ReadVmDetails(names))
+    inventory.details_complete = True
+    return inventory
