@@ -48,6 +48,7 @@ class GuardianIdentity:
     owned_vms: list[VirtualMachine] = field(default_factory=list)
     escrowed: bool | None = None  # None: the vault is not available
     vault_entry: int | None = None  # pk of the vault's EscrowedPair, when escrowed
+    vault_name: str = ""  # the guardian name the vault knows it by
 
     @property
     def pair(self) -> Pair:
@@ -59,7 +60,7 @@ class GuardianIdentity:
 
     @property
     def display_name(self) -> str:
-        return ", ".join(sorted(n for n in self.names if n)) or "(unnamed guardian)"
+        return ", ".join(sorted(n for n in self.names if n)) or self.vault_name or "(unnamed guardian)"
 
     @property
     def hosts_with_keys(self) -> list[Host]:
@@ -160,7 +161,9 @@ class Inventory:
         escrowed = escrowed_pairs()
         for identity in identities.values():
             identity.escrowed = None if escrowed is None else identity.pair in escrowed
-            identity.vault_entry = escrowed.get(identity.pair) if escrowed else None
+            entry = escrowed.get(identity.pair) if escrowed else None
+            if entry is not None:
+                identity.vault_entry, identity.vault_name = entry
 
     def identity(self, pair: Pair) -> GuardianIdentity | None:
         return self.identities.get(pair)
@@ -330,14 +333,15 @@ class Inventory:
         return found
 
 
-def escrowed_pairs() -> dict[Pair, int] | None:
-    """Pairs the vault holds (with the pk of their entry), or None when the vault app has no EscrowedPair model."""
+def escrowed_pairs() -> dict[Pair, tuple[int, str]] | None:
+    """Pairs the vault holds, with their entry's pk and guardian name; None when the vault app has no model."""
     try:
         model = apps.get_model("vault", "EscrowedPair")
     except LookupError:
         return None
-    rows = model.objects.order_by("created_at").values_list("signing_thumbprint", "encryption_thumbprint", "pk")
-    return {(signing, encryption): pk for signing, encryption, pk in rows}
+    fields = ("signing_thumbprint", "encryption_thumbprint", "pk", "guardian_name")
+    rows = model.objects.order_by("created_at").values_list(*fields)
+    return {(signing, encryption): (pk, name or "") for signing, encryption, pk, name in rows}
 
 
 def can_start(vm: VirtualMachine, host: Host) -> tuple[bool, str]:
