@@ -211,3 +211,15 @@ def test_guardian_identity_is_the_pair_not_the_name() -> None:
 
     assert len(identities) == 2
     assert all(i.display_name == "UntrustedGuardian" for i in identities.values())
+
+
+@pytest.mark.django_db
+def test_a_guardian_no_host_holds_is_named_from_its_certificate_subject() -> None:
+    hv02 = make_host("HV02")
+    vm = give_vm(hv02, "Win11-Orphan", (thumb("oldS"), thumb("oldE")))
+    vm.kp_guardian_thumbprints[0]["subject"] = "CN=Shielded VM Signing Certificate (UntrustedGuardian) (HV02)"
+    vm.save()
+
+    identity = Inventory().identity((thumb("oldS"), thumb("oldE")))
+
+    assert identity is not None and identity.display_name == "UntrustedGuardian (of HV02)"

@@ -11,6 +11,7 @@ Rules, from domain.md:
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -60,7 +61,8 @@ class GuardianIdentity:
 
     @property
     def display_name(self) -> str:
-        return ", ".join(sorted(n for n in self.names if n)) or self.vault_name or "(unnamed guardian)"
+        names = ", ".join(sorted(n for n in self.names if n))
+        return names or self.vault_name or name_from_subject(self.subject) or "(unnamed guardian)"
 
     @property
     def hosts_with_keys(self) -> list[Host]:
@@ -126,8 +128,10 @@ class Inventory:
             holding = identity.holdings.setdefault(guardian.host_id, Holding(guardian.host))
             holding.guardian_names.append(guardian.name)
         for vm in self.vms:
-            for pair in vm.guardian_pairs:
-                get(pair).sealed_vms.append(vm)
+            for pair, row in zip(vm.guardian_pairs, vm.kp_guardian_thumbprints, strict=True):
+                identity = get(pair)
+                identity.sealed_vms.append(vm)
+                identity.subject = identity.subject or str(row.get("subject", ""))
             owner = vm.owner_pair
             if owner:
                 get(owner).owned_vms.append(vm)
@@ -331,6 +335,16 @@ class Inventory:
                     )
                 )
         return found
+
+
+_GENERATED_SUBJECT = re.compile(r"Shielded VM \w+ Certificate \((?P<name>[^)]*)\) \((?P<host>[^)]*)\)")
+
+
+def name_from_subject(subject: str) -> str:
+    """'UntrustedGuardian (HV02)' from a subject Hyper-V generated, so a guardian no host holds any more still
+    says where it came from; '' when the subject does not say."""
+    match = _GENERATED_SUBJECT.search(subject or "")
+    return f"{match['name']} (of {match['host']})" if match else ""
 
 
 def escrowed_pairs() -> dict[Pair, tuple[int, str]] | None:

@@ -38,7 +38,7 @@ class GuardianRef:
     subject: str = ""
 
     def as_dict(self) -> dict[str, str]:
-        return {"signing": self.signing, "encryption": self.encryption}
+        return {"signing": self.signing, "encryption": self.encryption, "subject": self.subject}
 
 
 @dataclass
