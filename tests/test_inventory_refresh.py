@@ -43,10 +43,9 @@ def test_healthy_host_inventory_names_the_owner_of_every_vm(sim_host: Any, regis
     assert set(vms) == {"Win11-A", "Win11-B", "Win11-C", "Srv-Plain"}
     a = vms["Win11-A"]
     assert a.state == "Running" and a.generation == 2 and a.tpm_enabled
-    assert a.kp_owner_thumbprints == {
-        "signing": guardian.signing.thumbprint,
-        "encryption": guardian.encryption.thumbprint,
-    }
+    assert a.owner_pair == (guardian.signing.thumbprint, guardian.encryption.thumbprint)
+    assert a.guardian_pairs == [a.owner_pair]
+    assert "(UntrustedGuardian) (HV01)" in a.kp_guardian_thumbprints[0]["subject"]
     assert vms["Win11-B"].checkpoint_count == 1
     assert vms["Win11-C"].has_saved_state
     assert not vms["Srv-Plain"].tpm_enabled and not vms["Srv-Plain"].has_key_protector
