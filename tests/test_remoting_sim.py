@@ -250,3 +250,28 @@ def test_after_a_lost_connection_the_next_operation_starts_on_a_new_one(sim_host
             session.run(ListVmsAsIfChanging())
         h.faults.drop_on_cmdlet = None
         assert session.run(ListVmsAsIfChanging()) == 4
+
+
+def test_the_inventory_runs_on_a_jea_endpoint_that_exposes_only_its_cmdlets(sim_host: Any) -> None:
+    visible = sorted(set(ReadHostInventory.CMDLETS) | set(TestConnection.CMDLETS))
+    h = sim_host(scenario="healthy", configurations={"GuardianConsole": visible})
+
+    with open_session(sim_spec(h, configuration_name="GuardianConsole")) as session:
+        inventory = session.run(ReadHostInventory())
+
+    assert inventory.details_complete and len(inventory.vms) == 4
+    assert h.opened_configurations == ["GuardianConsole"]
+
+
+def test_a_jea_endpoint_missing_a_cmdlet_names_it(sim_host: Any) -> None:
+    visible = sorted(set(ReadHostInventory.CMDLETS) - {"Get-VMKeyProtector"})
+    h = sim_host(scenario="healthy", configurations={"GuardianConsole": visible})
+
+    with (
+        open_session(sim_spec(h, configuration_name="GuardianConsole")) as session,
+        pytest.raises(RemoteCommandError) as caught,
+    ):
+        session.run(ReadHostInventory())
+
+    assert "Get-VMKeyProtector" in caught.value.message
+    assert "CommandNotFoundException" in caught.value.fqid or "CommandNotFound" in caught.value.exception_type
