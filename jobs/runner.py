@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 # line reaches viewers within tens of milliseconds (far inside the 250 ms a batch may wait) and a burst of output
 # costs one transaction per 200 lines rather than one per line.
 BATCH_LINES = 200
-LINGER_SECONDS = 0.02
+LINGER_SECONDS = 0.03
 
 
 def jobs_setting(name: str, default: float) -> float:
