@@ -316,11 +316,12 @@ class PipelineRun:
         try:
             self._refuse_unknown_commands()
             data = list(self.input)
+            piped = bool(self.input)  # the client's input objects feed the first command
             for statement in self._statements():
-                for command in statement:
-                    data = self._invoke(command, data)
+                for position, command in enumerate(statement):
+                    data = self._invoke(command, data, piped=piped or position > 0)
                 self._emit(self.pipe.write_output, *data)
-                data = []
+                data, piped = [], False
             self._finish(self.pipe.complete)
         except PipelineStopped:
             self._finish(self.pipe.stop)
@@ -351,7 +352,7 @@ class PipelineRun:
             self.session.host.record_command(shown, {}, f"error: {error.fqid}")
             raise _Terminated(error_record(error, shown, {}, error_stream=False, invoked=False))
 
-    def _invoke(self, command: psrpcore.Command, data: list[Any]) -> list[Any]:
+    def _invoke(self, command: psrpcore.Command, data: list[Any], *, piped: bool) -> list[Any]:
         name = CANONICAL_NAMES[command.command_text.lower()]
         params, arguments = parameters_of(command)
         delay = self.session.host.faults.delay_for(name)
@@ -366,6 +367,7 @@ class PipelineRun:
             cancelled=self.cancelled,
             errors=[],
             arguments=arguments,
+            piped=piped,
         )
         try:
             output = CMDLETS[name](invocation)

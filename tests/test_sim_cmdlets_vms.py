@@ -224,3 +224,13 @@ def test_error_action_decides_what_an_unknown_vm_becomes(make_host):
     with pytest.raises(CmdletError) as stopped:
         invoke(host, "Get-VM", {"Name": ["Ghost", "Win11-A"], "ErrorAction": "Stop"})
     assert stopped.value.fqid == "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVM"
+
+
+def test_downstream_of_a_command_that_wrote_nothing_a_cmdlet_does_not_run(make_host):
+    """`Get-VM | Get-VMKeyProtector` on a host without VMs: no output and no missing-parameter error, as on Windows."""
+    host = make_host("fresh")
+    out(host, "Remove-VM", Name="Srv-Plain", Force=None)
+    for name in ("Get-VMSecurity", "Get-VMKeyProtector", "Get-VMSnapshot", "Start-VM", "Remove-HgsGuardian"):
+        assert invoke(host, name, {}, input=[]) == ([], []), name
+    assert invoke(host, "Grant-HgsKeyProtectorAccess", {"GuardianFriendlyName": "X"}, input=[]) == ([], [])
+    assert error(host, "Get-VMKeyProtector").fqid.startswith("MissingMandatoryParameter,")  # not piped: still needed

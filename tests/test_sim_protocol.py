@@ -344,3 +344,19 @@ def test_a_cmdlet_that_crashes_fails_its_pipeline_without_a_stack_trace(
         error: Any = ps.streams.error[0]
         assert error.fq_error == "SimulatorInternalError" and "secret internals" not in str(error)
         assert run(pool, ("Get-VMHost", {})).output  # the pool survives
+
+
+def test_a_pipeline_over_a_host_without_vms_ends_empty_not_failed(sim_host: Any) -> None:
+    h = sim_host("fresh")
+    h.model.vms.clear()
+    with RunspacePool(wsman(h)) as pool:
+        ps = PowerShell(pool)
+        ps.add_cmdlet("Get-VM").add_cmdlet("Get-VMKeyProtector")
+        ps.add_statement().add_cmdlet("Get-VM").add_cmdlet("Get-VMSecurity").add_cmdlet("Select-Object")
+        ps.add_parameter("Property", ["VMName"])
+        ps.add_statement().add_cmdlet("Get-VMKeyProtector")  # first in its statement: the parameter is mandatory
+        ps.invoke()
+    assert ps.state == PSInvocationState.FAILED and ps.output == []
+    assert [e["outcome"].split(",")[0] for e in h.command_log] == [
+        "ok", "ok", "ok", "ok", "ok", "error: MissingMandatoryParameter"
+    ]  # fmt: skip

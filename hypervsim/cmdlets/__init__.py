@@ -57,6 +57,10 @@ class CmdletError(Exception):
         return self
 
 
+class NoPipelineInput(Exception):
+    """Downstream in a pipeline whose upstream wrote nothing: the cmdlet never processes a record, so no output."""
+
+
 @dataclass
 class Invocation:
     """One command of a pipeline: the host it runs on, its bound parameters and its pipeline input."""
@@ -68,6 +72,7 @@ class Invocation:
     cancelled: threading.Event = field(default_factory=threading.Event)
     errors: list[CmdletError] = field(default_factory=list)
     arguments: list[Any] = field(default_factory=list)  # positional arguments, in order
+    piped: bool = False  # runs downstream in a pipeline (or on client input): `input` is what reached it
 
     def _key(self, name: str) -> str | None:
         return next((k for k in self.parameters if k.casefold() == name.casefold()), None)
@@ -102,6 +107,14 @@ class Invocation:
             return Secret(value.decrypt())
         return None if value is None else Secret(str(value))
 
+    def require_input(self, *names: str) -> None:
+        """Mandatory parameters that can come from the pipeline. PowerShell binds those per input object, so after an
+        upstream command that wrote nothing (`Get-VM | Get-VMKeyProtector` on a host without VMs) the cmdlet simply
+        does not run: no output, no error. Anywhere else they are checked like any mandatory parameter."""
+        if self.piped and not self.input:
+            raise NoPipelineInput
+        self.require(*names)
+
     def require(self, *names: str) -> None:
         missing = [n for n in names if self.get(n) is None]
         if missing:
@@ -134,6 +147,8 @@ class CmdletSpec:
             inv.parameters = self.bind(inv)
             inv.arguments = []
             output = self.body(inv)
+        except NoPipelineInput:
+            return []
         except CmdletError as exc:
             raise exc.qualify(self.command_class) from None
         finally:
@@ -244,9 +259,11 @@ def find_cmdlet(name: str) -> Callable[[Invocation], list[Any]] | None:
 def invoke(
     host: HostModel, name: str, parameters: dict[str, Any] | None = None, *, input: list[Any] | None = None
 ) -> tuple[list[Any], list[CmdletError]]:
-    """Run one cmdlet in-process (tests, demo seeding): its output and non-terminating errors; raises CmdletError."""
+    """Run one cmdlet in-process (tests, demo seeding): its output and non-terminating errors; raises CmdletError.
+
+    Passing `input` (even []) runs it as if piped from a command that wrote those objects."""
     lab = host.lab or LabContext(host.state_dir / "share")
-    inv = Invocation(host, lab, dict(parameters or {}), list(input or []))
+    inv = Invocation(host, lab, dict(parameters or {}), list(input or []), piped=input is not None)
     return CMDLETS[name](inv), inv.errors
 
 

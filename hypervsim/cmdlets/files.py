@@ -424,7 +424,7 @@ def export_pfx_certificate(inv: Invocation) -> list[Any]:
     inv.require("FilePath")
     ref = inv.get("Cert") or (inv.input[0] if inv.input else None)
     if ref is None:
-        inv.require("Cert")
+        inv.require_input("Cert")
     password = inv.secret("Password")
     if password is None:
         raise CmdletError(

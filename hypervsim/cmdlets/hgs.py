@@ -188,7 +188,7 @@ def remove_hgs_guardian(inv: Invocation) -> list[Any]:
     """Removes the guardian entry only: its certificates (and private keys) stay in the store."""
     names = inv.strings("Name") or [str(property_of(o, "Name")) for o in _as_list(inv.get("InputObject") or inv.input)]
     if not names:
-        inv.require("Name")
+        inv.require_input("Name")
     with inv.host.changing() as host:
         for name in names:
             guardian = host.guardian(name)
@@ -208,6 +208,8 @@ def export_hgs_guardian(inv: Invocation) -> list[Any]:
     """Writes the guardian's public certificates (no private keys) as XML for Import-HgsGuardian elsewhere."""
     inv.require("Path")
     source = inv.get("InputObject") or (inv.input[0] if inv.input else None)
+    if source is None and not inv.has("Name"):
+        inv.require_input("Name")
     name = str(inv.get("Name") or property_of(source, "Name") or "")
     guardian = inv.host.guardian(name) if name else None
     if guardian is None:
@@ -313,7 +315,7 @@ def _key_protector_and_guardian(inv: Invocation) -> tuple[keyprotector.KeyProtec
     """-KeyProtector (or pipeline input) and the guardian named by -GuardianFriendlyName or given as -Guardian."""
     source = inv.get("KeyProtector") or (inv.input[0] if inv.input else None)
     if source is None:
-        inv.require("KeyProtector")
+        inv.require_input("KeyProtector")
     kp = parse_key_protector(source)
     if inv.has("GuardianFriendlyName"):
         guardian = inv.host.guardian(str(inv.get("GuardianFriendlyName")))

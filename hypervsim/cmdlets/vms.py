@@ -140,7 +140,7 @@ def target_vms(inv: Invocation, parameter: str = "VMName") -> list[VirtualMachin
     for obj in objects if isinstance(objects, list | tuple) else [objects]:
         refs.append(str(property_of(obj, "VMId") or property_of(obj, "Id") or property_of(obj, "Name")))
     if not refs:
-        inv.require(parameter)
+        inv.require_input(parameter)
     found: list[VirtualMachine] = []
     for ref in refs:
         matches = _match(inv.host, ref)
