@@ -10,6 +10,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
@@ -61,6 +62,14 @@ async def receive_until(comm: WebsocketCommunicator, kind: str, timeout: float =
 
 def seqs_of(messages: list[dict[str, Any]]) -> list[int]:
     return [line[0] for m in messages if m["type"] == "lines" for line in m["lines"]]
+
+
+@pytest.fixture(autouse=True)
+async def close_consumer_connections() -> Any:
+    """The consumers' database calls run in asgiref's worker thread; close its connection after each test so the
+    test database can be dropped at the end of the run (PostgreSQL refuses while a session is open)."""
+    yield
+    await database_sync_to_async(connections.close_all)()
 
 
 @pytest.fixture
