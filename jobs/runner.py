@@ -203,6 +203,7 @@ class LogPump(threading.Thread):
         self.owned = True
         self.cancel_seen = False
         self.heartbeat_seconds = jobs_setting("JOBS_HEARTBEAT_SECONDS", 5)
+        self.next_heartbeat = time.monotonic() + self.heartbeat_seconds  # the claim wrote the first one
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def write(self, text: str, level: str = "info") -> None:
@@ -284,15 +285,17 @@ class LogPump(threading.Thread):
             log.warning("publishing job %s to %s failed", self.job_id, group, exc_info=True)
 
     def beat(self) -> None:
+        """Every second: is the job still ours, was it cancelled? Every JOBS_HEARTBEAT_SECONDS: the heartbeat."""
         try:
-            owned = Job.objects.filter(pk=self.job_id, runner=self.token, state=JobState.RUNNING).update(
-                heartbeat_at=timezone.now()
-            )
-            cancel = Job.objects.filter(pk=self.job_id).values_list("cancel_requested", flat=True).first()
+            row = Job.objects.filter(pk=self.job_id).values_list("runner", "state", "cancel_requested").first()
+            if row is not None and time.monotonic() >= self.next_heartbeat:
+                Job.objects.filter(pk=self.job_id, runner=self.token).update(heartbeat_at=timezone.now())
+                self.next_heartbeat = time.monotonic() + self.heartbeat_seconds
         except Exception:  # noqa: BLE001 - a database blip; the next beat tries again
             log.warning("heartbeat of job %s failed", self.job_id, exc_info=True)
             return
-        self.owned = bool(owned)
+        runner, state, cancel = row if row is not None else ("", "", False)
+        self.owned = runner == self.token and state == JobState.RUNNING
         if cancel and not self.cancel_seen:
             self.cancel_seen = True
             self.on_cancel()
