@@ -132,3 +132,19 @@ def test_the_job_list_badge_follows_the_job_live(
     # A job started after the page loaded is announced, not silently missing.
     create_job(operator, "test_stream", params={"gate": str(gate)})
     page.wait_for_selector(".jobs-new:not([hidden])")
+
+
+def test_cancelling_from_the_job_page_stops_the_job_and_says_so(
+    browser_page: Any, live_console: Any, celery_worker_process: Any, operator: Any, tmp_path: Path
+) -> None:
+    page = browser_page
+    login(page, live_console, operator)
+    job = create_job(operator, "test_stream", params={"gate": str(tmp_path / "never")})
+    page.goto(f"{live_console.url}/jobs/{job.pk}/")
+    page.wait_for_function("window.guardianJobLog && window.guardianJobLog.snapshot().count >= 150")
+    page.get_by_role("button", name="Cancel job").click()
+    page.wait_for_selector("text=Cancel requested")
+    wait_until(page, "s.ended && s.state === 'cancelled'")
+    assert page.locator(f'[data-job-state="{job.pk}"]').inner_text() == "cancelled"
+    assert page.locator("#job-summary").inner_text().startswith("Cancelled by otto")
+    assert page.locator("#cancel-form").count() == 0

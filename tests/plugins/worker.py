@@ -264,12 +264,13 @@ class LiveConsole:
 
 
 @pytest.fixture(scope="session")
-def _daphne(django_db_setup: None) -> Iterator[LiveConsole]:
+def _daphne(request: pytest.FixtureRequest, django_db_setup: None) -> Iterator[LiveConsole]:
     port = free_port()
     process = ConsoleProcess(
         name="daphne",
         args=[sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"],
-        env=console_env(),
+        # The same job kinds as the worker, so pages show and offer the test-only kinds too.
+        env=console_env(CONSOLE_JOB_KIND_MODULES=kind_modules(request.session)),
         log_path=ARTIFACTS / "logs" / f"daphne-{port}.log",
     )
     process.start()
