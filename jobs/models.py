@@ -78,6 +78,14 @@ class Job(models.Model):
         return ", ".join(self.host_names)
 
     @property
+    def ran_display(self) -> str:
+        """When the job ran, as the job page shows it (UTC, like the log's timestamps)."""
+        if not self.started_at:
+            return "not started"
+        end = f"{self.finished_at:%H:%M:%S}" if self.finished_at else "…"
+        return f"{self.started_at:%H:%M:%S} – {end}"
+
+    @property
     def duration(self) -> timedelta | None:
         if not self.started_at:
             return None
@@ -94,6 +102,7 @@ class Job(models.Model):
             "error": self.error,
             "seq": self.last_seq,
             "cancel_requested": self.cancel_requested,
+            "ran": self.ran_display,
         }
 
 

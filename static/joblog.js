@@ -234,6 +234,8 @@
       const summary = document.getElementById("job-summary");
       const error = document.getElementById("job-error");
       if (summary) { summary.textContent = m.summary || ""; summary.hidden = !m.summary; }
+      const ran = document.getElementById("job-ran");
+      if (ran && m.ran) ran.textContent = m.ran;
       if (error) { error.textContent = m.error || ""; error.hidden = !m.error; }
       if (TERMINAL.has(m.state)) {
         const cancel = document.getElementById("cancel-form");

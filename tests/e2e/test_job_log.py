@@ -77,6 +77,7 @@ def test_watching_a_job_through_a_network_drop_shows_every_line_once(
     assert final["endSeq"] == saved == final["count"] == final["lastSeq"]
     assert final["contiguous"] and final["gaps"] == 0 and final["connects"] >= 2
     assert page.locator(f'[data-job-state="{job.pk}"]').inner_text() == "succeeded"
+    assert not page.locator("#job-ran").inner_text().endswith("…")  # the end time arrived live
     # Following: the last line is in view.
     assert page.locator(".jl-row").last.inner_text().endswith("Job succeeded: streamed")
     # Level filter: only the error lines remain.
