@@ -241,3 +241,26 @@ def test_fresh_host_lists_its_vm_without_tpm(sim_host: Any, registered_host: Any
     vm = VirtualMachine.objects.get(host=host)
     assert (vm.name, vm.tpm_enabled, vm.has_key_protector) == ("Srv-Plain", False, False)
     assert Guardian.objects.filter(host=host).count() == 0
+
+
+def test_a_vm_page_url_keeps_working_after_a_refresh_and_a_vanished_vm_disappears(
+    sim_host: Any, registered_host: Any, viewer_client: Client
+) -> None:
+    h = sim_host(scenario="healthy")
+    host = registered_host(h)
+    assert refresh_host(host).ok
+    kept = VirtualMachine.objects.get(host=host, name="Win11-A")
+    gone = VirtualMachine.objects.get(host=host, name="Win11-B")
+    guardian_pks = set(Guardian.objects.filter(host=host).values_list("pk", flat=True))
+    with h.model.changing() as model:  # on the host: one VM deleted, another one stopped
+        del model.vms[model.vm("Win11-B").id]
+        model.vm("Win11-A").state = "Off"
+
+    assert refresh_host(host).ok
+
+    page = viewer_client.get(f"/vms/{kept.pk}/")
+    assert page.status_code == 200 and b"Win11-A" in page.content
+    assert VirtualMachine.objects.get(pk=kept.pk).state == "Off"  # the same row, updated
+    assert viewer_client.get(f"/vms/{gone.pk}/").status_code == 404
+    assert not VirtualMachine.objects.filter(host=host, name="Win11-B").exists()
+    assert set(Guardian.objects.filter(host=host).values_list("pk", flat=True)) == guardian_pks

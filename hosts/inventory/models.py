@@ -1,7 +1,7 @@
 """What each registered host holds, as of its last refresh: facts, guardians, store certificates and VMs.
 
-A refresh replaces a host's rows in one transaction. A host that cannot be reached keeps its last inventory,
-marked stale with the time and the error of the failed attempt.
+A refresh updates a host's rows in one transaction, keeping the rows (and so their pages) of what is still there.
+A host that cannot be reached keeps its last inventory, marked stale with the time and the error of the failed attempt.
 """
 
 from __future__ import annotations

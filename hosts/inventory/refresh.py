@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from hosts.crypto import SecretError
@@ -27,6 +28,7 @@ from .models import Certificate, Guardian, HostInventory, VirtualMachine
 
 logger = logging.getLogger(__name__)
 LogFn = Callable[[str, str], None]
+Row = TypeVar("Row", bound=models.Model)
 
 
 @dataclass
@@ -118,12 +120,12 @@ def mark_stale(host: Host, error: str, kind: str = "") -> None:
 
 
 def save_reading(host: Host, reading: HostReading, requests: int = 0) -> None:
-    """Replace the host's inventory rows with what was just read, all or nothing."""
+    """Make the host's inventory rows what was just read, all or nothing."""
     with _saving():
-        _replace_rows(host, reading, requests)
+        _save_rows(host, reading, requests)
 
 
-def _replace_rows(host: Host, reading: HostReading, requests: int) -> None:
+def _save_rows(host: Host, reading: HostReading, requests: int) -> None:
     inventory = reading.inventory
     now = timezone.now()
     state, _ = HostInventory.objects.select_for_update().get_or_create(host=host)
@@ -135,12 +137,9 @@ def _replace_rows(host: Host, reading: HostReading, requests: int) -> None:
     state.problems = inventory.problems + [p for d in reading.details.values() for p in d.problems]
     state.requests = requests
     state.save()
-    Certificate.objects.filter(host=host).delete()
-    Guardian.objects.filter(host=host).delete()
-    VirtualMachine.objects.filter(host=host).delete()
     private = {c.thumbprint for c in inventory.certificates if c.has_private_key}
-    Certificate.objects.bulk_create(_certificates(host, inventory))
-    Guardian.objects.bulk_create(
+    _sync(Certificate, host, _certificates(host, inventory), lambda c: c.thumbprint)
+    guardians = [
         Guardian(
             host=host,
             name=g.name[:200],
@@ -152,8 +151,38 @@ def _replace_rows(host: Host, reading: HostReading, requests: int) -> None:
             has_private_encryption_key=g.encryption_thumbprint in private,
         )
         for g in inventory.guardians
-    )
-    VirtualMachine.objects.bulk_create(_vm_rows(host, reading))
+    ]
+    _sync(Guardian, host, guardians, lambda g: (g.signing_thumbprint, g.encryption_thumbprint, g.name))
+    # A VM is the same VM as long as Hyper-V gives it the same id (a rename keeps its page); without an id, its name.
+    _sync(VirtualMachine, host, _vm_rows(host, reading), lambda vm: vm.vm_id or f"name:{vm.name}")
+
+
+def _sync(model: type[Row], host: Host, rows: list[Row], key: Callable[[Row], Hashable]) -> None:
+    """Make the host's rows of `model` what was just read while keeping the rows (and so their pk, which pages and
+    links use) of everything still there: update what changed, create what is new, delete only what vanished."""
+    existing: dict[Hashable, Row] = {}
+    duplicates: list[int] = []
+    for row in model._default_manager.filter(host=host):
+        if key(row) in existing:
+            duplicates.append(row.pk)
+        else:
+            existing[key(row)] = row
+    fields = [f.name for f in model._meta.concrete_fields if not f.primary_key and f.name != "host"]
+    created, changed = [], []
+    for row in rows:
+        old = existing.pop(key(row), None)
+        if old is None:
+            created.append(row)
+        elif any(getattr(old, f) != getattr(row, f) for f in fields):
+            row.pk = old.pk
+            changed.append(row)
+    vanished = duplicates + [row.pk for row in existing.values()]
+    if vanished:
+        model._default_manager.filter(pk__in=vanished).delete()
+    if changed:
+        model._default_manager.bulk_update(changed, fields, batch_size=500)
+    if created:
+        model._default_manager.bulk_create(created, batch_size=500)
 
 
 def _certificates(host: Host, inventory: HostInventoryFacts) -> list[Certificate]:
