@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 
 run: $(VENV)/.installed
 	@[ -n "$$REDIS_URL" ] || command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
-	CONSOLE_ENV=development $(PY) manage.py runconsole
+	CONSOLE_ENV=development $(PY) manage.py runconsole $(ARGS)
 
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }

@@ -31,6 +31,10 @@ ROLE_PERMISSIONS = {
 }
 
 
+def lowest_role_with(codename: str) -> str:
+    return next((role for role in ROLE_NAMES if codename in ROLE_PERMISSIONS[role]), ADMIN)
+
+
 def ensure_roles(**_: Any) -> None:
     """Create the role groups with their permissions (run after every migrate)."""
     for role, codenames in ROLE_PERMISSIONS.items():
@@ -69,7 +73,8 @@ def require(codename: str) -> Callable[[Callable[..., HttpResponse]], Callable[.
         @wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not can(request.user, codename):
-                return render(request, "console/forbidden.html", {"needed": codename}, status=403)
+                context = {"needed": codename, "needed_role": lowest_role_with(codename)}
+                return render(request, "console/forbidden.html", context, status=403)
             return view(request, *args, **kwargs)
 
         return wrapped

@@ -77,7 +77,7 @@ def test_make_run_starts_the_console_with_a_refreshed_demo_lab_and_ctrl_c_stops_
     password = re.search(r"Log in as 'admin' with password: (\S+)", output)
     url = re.search(r"running at (http://127\.0\.0\.1:\d+/)", output)
     assert password and url, output
-    assert "Demo lab: HV01, HV02, HV03" in output
+    assert "Demo lab: HV01, HV02, HV03, HV04" in output
     assert "Traceback" not in output
 
     with urllib.request.urlopen(url.group(1) + "login/", timeout=10) as response:  # noqa: S310 (loopback)
@@ -92,7 +92,7 @@ def test_make_run_starts_the_console_with_a_refreshed_demo_lab_and_ctrl_c_stops_
     with sqlite3.connect(var / "console.sqlite3") as db:
         hosts = [row[0] for row in db.execute("select name from hosts_host order by name")]
         vms = db.execute("select count(*) from inventory_virtualmachine").fetchone()[0]
-    assert hosts == ["HV01", "HV02", "HV03"]
+    assert hosts == ["HV01", "HV02", "HV03", "HV04"]
     assert vms > 0
 
     children = psutil.Process(process.pid).children(recursive=True)

@@ -24,7 +24,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-DEMO_SCENARIOS = ["healthy", "reinstalled", "deleted-certs"]
+# HV01 healthy, HV02 reinstalled (its VMs will not start), HV03 with deleted certificates, HV04 fresh (a target
+# for the migration wizard).
+DEMO_SCENARIOS = ["healthy", "reinstalled", "deleted-certs", "fresh"]
 
 
 def free_port() -> int:
@@ -76,6 +78,9 @@ class Command(BaseCommand):
             help="HTTP port of the console (default 8000; 0 or a busy port: any free one)",
         )
         parser.add_argument("--no-lab", action="store_true", help="do not start the simulated demo lab")
+        parser.add_argument(
+            "--fresh-lab", action="store_true", help="forget the demo lab's state: start from the seed scenarios again"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.children: list[subprocess.Popen[Any]] = []
@@ -83,6 +88,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even when started from a script
         try:
+            if options["fresh_lab"]:
+                shutil.rmtree(Path(settings.VAR_DIR) / "lab", ignore_errors=True)
             self.start(options["port"], with_lab=not options["no_lab"])
             self.wait()
         except KeyboardInterrupt:
@@ -119,7 +126,10 @@ class Command(BaseCommand):
         for backup in self.backups:
             self.stdout.write(backup)
         if lab_hosts:
-            self.stdout.write(f"Demo lab: {', '.join(lab_hosts)} (simulated Hyper-V hosts, state in {var / 'lab'})")
+            self.stdout.write(
+                f"Demo lab: {', '.join(lab_hosts)} (simulated Hyper-V hosts; their state stays in {var / 'lab'}, "
+                "`make run ARGS=--fresh-lab` starts them over)"
+            )
         self.stdout.write(f"Logs of the worker, beat, daphne, Redis and the lab: {var / 'log'}")
         self.stdout.write("Press Ctrl-C to stop everything.\n")
 
@@ -129,7 +139,10 @@ class Command(BaseCommand):
         logs.mkdir(exist_ok=True)
         with open(logs / f"{name}.log", "ab") as log:
             kwargs.setdefault("stdout", log)
-            process = subprocess.Popen(argv, env=env, cwd=settings.BASE_DIR, stderr=log, **kwargs)
+            # A session of its own: Ctrl-C reaches only this command, which then stops the children in order.
+            process = subprocess.Popen(
+                argv, env=env, cwd=settings.BASE_DIR, stderr=log, start_new_session=True, **kwargs
+            )
         self.children.append(process)
         return process
 
