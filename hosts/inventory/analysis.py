@@ -20,6 +20,8 @@ from django.utils import timezone
 
 from hosts.models import Host
 
+from . import actions
+from .actions import Action
 from .models import Certificate, Guardian, HostInventory, VirtualMachine
 
 UNTRUSTED_GUARDIAN = "UntrustedGuardian"
@@ -65,6 +67,10 @@ class GuardianIdentity:
         return names or self.vault_name or name_from_subject(self.subject) or "(unnamed guardian)"
 
     @property
+    def vault_url(self) -> str:
+        return actions.vault_entry_url(self.vault_entry)
+
+    @property
     def hosts_with_keys(self) -> list[Host]:
         return [h.host for h in self.holdings.values() if h.has_private_keys]
 
@@ -81,6 +87,7 @@ class Risk:
     subject: str  # what the risk is about, e.g. "Win11-A on HV02"
     url: str = ""
     host: Host | None = None
+    actions: list[Action] = field(default_factory=list)  # the workflow pages that fix it (filter with permitted)
 
 
 RISK_TITLES = {
@@ -108,6 +115,7 @@ class Inventory:
             self.store[cert.host_id][cert.thumbprint] = cert
             if cert.has_private_key:
                 self.private_keys[cert.host_id].add(cert.thumbprint)
+        self._broken: list[Guardian] | None = None
         self.identities = self._identities()
 
     # -- guardian identities --------------------------------------------------------------------------------------
@@ -208,6 +216,41 @@ class Inventory:
             hosts |= {hid for hid, keys in self.private_keys.items() if encryption in keys}
         return hosts
 
+    # -- next steps the pages offer (filter them with actions.permitted) ----------------------------------------------
+
+    def identity_actions(self, identity: GuardianIdentity) -> list[Action]:
+        """Escrow a pair the vault lacks from a host that has its keys; reset it where it is broken."""
+        found: list[Action] = []
+        if identity.escrowed is False and identity.hosts_with_keys:
+            found += actions.escrow(identity.hosts_with_keys[0], identity.pair)
+        for guardian in self.broken_guardians():
+            if guardian.identity == identity.pair:
+                found += actions.reset(guardian.host, guardian.name)
+        return found
+
+    def guardian_actions(self, guardian: Guardian) -> list[Action]:
+        """For a guardian row of a host: escrow it from there when the host has its keys, or reset it if broken."""
+        identity = self.identities.get(guardian.identity)
+        if guardian.pk in {g.pk for g in self.broken_guardians()}:
+            return actions.reset(guardian.host, guardian.name)
+        holding = identity.holdings.get(guardian.host_id) if identity else None
+        if identity and holding and holding.has_private_keys and identity.escrowed is False:
+            return actions.escrow(guardian.host, identity.pair)
+        return []
+
+    def host_actions(self, host: Host) -> list[Action]:
+        """Escrow every pair whose private keys the host holds, in one job."""
+        holdings = [i.holdings.get(host.pk) for i in self.identities.values()]
+        held = any(h is not None and h.has_private_keys for h in holdings)
+        return actions.escrow_all(host) if held else []
+
+    def vm_actions(self, vm: VirtualMachine) -> list[Action]:
+        """Move the VM, and turn its vTPM off or on (generation 2 VMs only have one)."""
+        found = actions.migrate(vm.host, vm.name)
+        if vm.generation == 2:
+            found += actions.vtpm(vm.host, vm.name, vm.tpm_enabled)
+        return found
+
     # -- risks -----------------------------------------------------------------------------------------------------
 
     def risks(self) -> list[Risk]:
@@ -235,11 +278,11 @@ class Inventory:
                     subject,
                     url,
                     vm.host,
+                    actions.restore(vm.host, vm.name) + ([] if self._escrowed(vm) else actions.upload_backup()),
                 )
             ]
         holders = self.hosts_with_vm_keys(vm)
-        escrowed = [self.identities[p].escrowed for p in vm.guardian_pairs if p in self.identities]
-        if len(holders) == 1 and not any(escrowed):
+        if len(holders) == 1 and not self._escrowed(vm):
             holder = next(h for h in self.hosts if h.pk in holders)
             return [
                 Risk(
@@ -250,22 +293,40 @@ class Inventory:
                     subject,
                     url,
                     vm.host,
+                    actions.escrow(holder, self._pair_held(vm, holder)),
                 )
             ]
         return []
 
-    def _guardian_risks(self) -> list[Risk]:
-        found = []
+    def _escrowed(self, vm: VirtualMachine) -> bool:
+        """Whether the vault holds a pair the VM's key protector is sealed to."""
+        return any(self.identities[p].escrowed for p in vm.guardian_pairs if p in self.identities)
+
+    def _pair_held(self, vm: VirtualMachine, host: Host) -> Pair:
+        """The guardian pair whose keys let `host` start the VM: the owner's when the host has it."""
+        keys = self.private_keys.get(host.pk, set())
+        held = [pair for pair in vm.guardian_pairs if pair[1] in keys]
+        return vm.owner_pair if vm.owner_pair in held else held[0]
+
+    def broken_guardians(self) -> list[Guardian]:
+        """Guardians without private keys that should have them: `UntrustedGuardian`, or the owner of a VM on
+        its host. Imported or HGS guardians have no private keys by design."""
+        if self._broken is not None:
+            return self._broken
         owners_here: dict[int, set[Pair]] = defaultdict(set)
         for vm in self.vms:
             if vm.owner_pair:
                 owners_here[vm.host_id].add(vm.owner_pair)
-        for guardian in self.guardians:
-            if guardian.has_private_signing_key:
-                continue
-            should_own = guardian.name == UNTRUSTED_GUARDIAN or guardian.identity in owners_here[guardian.host_id]
-            if not should_own:
-                continue  # imported or HGS guardians have no private keys by design
+        self._broken = [
+            g
+            for g in self.guardians
+            if not g.has_private_signing_key and (g.name == UNTRUSTED_GUARDIAN or g.identity in owners_here[g.host_id])
+        ]
+        return self._broken
+
+    def _guardian_risks(self) -> list[Risk]:
+        found = []
+        for guardian in self.broken_guardians():
             found.append(
                 Risk(
                     "guardian_without_keys",
@@ -276,6 +337,7 @@ class Inventory:
                     f"{guardian.name} on {guardian.host}",
                     f"/hosts/{guardian.host_id}/#host-guardians",
                     guardian.host,
+                    actions.reset(guardian.host, guardian.name),
                 )
             )
         return found

@@ -11,6 +11,7 @@ from console.models import AuditEvent
 from console.roles import require
 from hosts.models import Host
 
+from . import actions
 from .analysis import Inventory
 from .models import VirtualMachine
 from .refresh import refresh_host
@@ -35,7 +36,8 @@ def refresh(request: HttpRequest, pk: int) -> HttpResponse:
 def guardian_list(request: HttpRequest) -> HttpResponse:
     inventory = Inventory()
     identities = sorted(inventory.identities.values(), key=lambda i: (i.display_name.lower(), i.signing))
-    return render(request, "inventory/guardians.html", {"identities": identities})
+    rows = [(identity, inventory.identity_actions(identity)) for identity in identities]
+    return render(request, "inventory/guardians.html", {"identities": rows})
 
 
 @require("view_console")
@@ -61,11 +63,15 @@ def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
     entries = [identity.vault_entry for _pair, identity, _owner in guardians if identity and identity.vault_entry]
     context = {
         "vm": vm,
-        "answers": inventory.start_answers(vm),
+        "answers": [
+            (host, ok, reason, [] if ok or not entries else actions.import_guardian(entries[0], host))
+            for host, ok, reason in inventory.start_answers(vm)
+        ],
         "guardians": guardians,
         "risks": [r for r in inventory.risks() if r.url == f"/vms/{vm.pk}/"],
         "state": inventory.states.get(vm.host_id),
         "owner_identity": inventory.identity(vm.owner_pair) if vm.owner_pair else None,
         "vault_entry": entries[0] if entries else None,
+        "vm_actions": inventory.vm_actions(vm),
     }
     return render(request, "inventory/vm_detail.html", context)

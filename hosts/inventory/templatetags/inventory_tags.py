@@ -8,6 +8,7 @@ from django import template
 
 from hosts.models import Host
 
+from ..actions import Action, permitted
 from ..analysis import Inventory
 
 register = template.Library()
@@ -25,10 +26,24 @@ def host_inventory(context: dict[str, Any], host: Host) -> dict[str, Any]:
         "guardians": [g for g in inventory.guardians if g.host_id == host.pk],
         "certificates": [c for c in inventory.certificates if c.host_id == host.pk],
         "risks": [r for r in inventory.risks() if r.host is not None and r.host.pk == host.pk],
+        "guardian_actions": {g.pk: inventory.guardian_actions(g) for g in inventory.guardians if g.host_id == host.pk},
+        "host_actions": inventory.host_actions(host),
+        "user": context.get("user"),
         "perm_run_jobs": context.get("perm_run_jobs", False),
         "perm_destructive": context.get("perm_destructive", False),
         "csrf_token": context.get("csrf_token"),
     }
+
+
+@register.inclusion_tag("inventory/_actions.html", takes_context=True)
+def action_links(context: dict[str, Any], actions: list[Action]) -> dict[str, Any]:
+    """The links of the actions the page's user may run (none for a viewer)."""
+    return {"actions": permitted(actions or [], context.get("user"))}
+
+
+@register.filter
+def lookup(mapping: dict[Any, Any], key: Any) -> Any:
+    return mapping.get(key) if mapping else None
 
 
 @register.filter

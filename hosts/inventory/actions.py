@@ -1,0 +1,97 @@
+"""The next step for what the inventory shows: links to the workflow pages that fix a risk or change a VM.
+
+Each action carries the permission its page requires, so pages show it only to users whose role may run it
+(`permitted`). URLs are reversed from the workflows' URL names: a workflow that is not installed offers nothing,
+rather than a link that 404s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from django.urls import NoReverseMatch, reverse
+
+from console.roles import can
+from hosts.models import Host
+
+RUN_JOBS, DESTRUCTIVE = "run_jobs", "run_destructive_jobs"
+
+
+@dataclass(frozen=True)
+class Action:
+    code: str  # restore, upload, escrow, escrow_all, reset, vtpm_off, vtpm_on, migrate, import
+    label: str
+    url: str
+    permission: str
+    style: str = "secondary"  # button style: secondary | danger
+
+
+def _url(name: str, **query: Any) -> str | None:
+    try:
+        base = reverse(name)
+    except NoReverseMatch:
+        return None
+    # ':' stays readable in "signing:encryption"; everything else (a guardian's name) is encoded.
+    return f"{base}?{urlencode(query, safe=':')}" if query else base
+
+
+def _action(code: str, label: str, name: str, permission: str, style: str = "secondary", **query: Any) -> list[Action]:
+    url = _url(name, **query)
+    return [Action(code, label, url, permission, style)] if url else []
+
+
+def restore(host: Host, vm_name: str) -> list[Action]:
+    return _action("restore", "Restore…", "restore_preflight", RUN_JOBS, host=host.pk, vm=vm_name)
+
+
+def upload_backup() -> list[Action]:
+    return _action("upload", "Upload a backup…", "vault_upload", RUN_JOBS)
+
+
+def escrow(host: Host, pair: tuple[str, str]) -> list[Action]:
+    guardian = f"{pair[0]}:{pair[1]}"
+    return _action("escrow", "Escrow…", "escrow_preflight", RUN_JOBS, host=host.pk, guardian=guardian)
+
+
+def escrow_all(host: Host) -> list[Action]:
+    label = "Escrow every pair on this host…"
+    return _action("escrow_all", label, "escrow_preflight", RUN_JOBS, host=host.pk, guardian="all")
+
+
+def reset(host: Host, guardian_name: str) -> list[Action]:
+    return _action("reset", "Reset…", "reset_preflight", DESTRUCTIVE, "danger", host=host.pk, guardian=guardian_name)
+
+
+def vtpm(host: Host, vm_name: str, enabled: bool) -> list[Action]:
+    query: dict[str, Any]
+    if enabled:
+        query = {"host": host.pk, "vm": vm_name, "action": "disable"}
+        return _action("vtpm_off", "Turn vTPM off…", "vtpm_preflight", DESTRUCTIVE, "danger", **query)
+    query = {"host": host.pk, "vm": vm_name, "action": "enable"}
+    return _action("vtpm_on", "Turn vTPM on…", "vtpm_preflight", DESTRUCTIVE, **query)
+
+
+def migrate(host: Host, vm_name: str) -> list[Action]:
+    return _action("migrate", "Migrate…", "migrate_wizard", RUN_JOBS, host=host.pk, vm=vm_name)
+
+
+def import_guardian(entry_pk: int, host: Host) -> list[Action]:
+    label = "Import the escrowed guardian here…"
+    return _action("import", label, "import_guardian_preflight", RUN_JOBS, pair=entry_pk, host=host.pk)
+
+
+def vault_entry_url(pk: int | None) -> str:
+    """The vault's page of an escrowed pair ('' when there is none, or no vault)."""
+    if pk is None:
+        return ""
+    try:
+        return reverse("vault_detail", args=[pk])
+    except NoReverseMatch:
+        return ""
+
+
+def permitted(actions: list[Action], user: Any) -> list[Action]:
+    """The actions this user's role may run: pages never offer a button that ends on a 403."""
+    return [a for a in actions if user is not None and can(user, a.permission)]
