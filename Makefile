@@ -22,6 +22,7 @@ chromium:
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 
 # SQLite runs everything; PostgreSQL runs everything but the browser tests (they exercise pages, not the database).
 test: $(VENV)/.installed chromium
