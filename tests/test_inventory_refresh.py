@@ -168,32 +168,6 @@ def test_several_hosts_refresh_in_parallel(sim_host: Any, registered_host: Any) 
     assert HostInventory.objects.get(host=broken).stale
 
 
-def test_refresh_button_for_operators_redirects_with_the_outcome(
-    sim_host: Any, registered_host: Any, operator_client: Client
-) -> None:
-    h = sim_host(scenario="healthy")
-    host = registered_host(h)
-
-    response = operator_client.post(f"/hosts/{host.pk}/refresh/", follow=True)
-
-    assert response.status_code == 200
-    assert b"Inventory of HV01 refreshed" in response.content
-    assert VirtualMachine.objects.filter(host=host).count() == 4
-
-
-def test_refresh_of_a_down_host_shows_the_error_not_a_500(
-    sim_host: Any, registered_host: Any, operator_client: Client
-) -> None:
-    h = sim_host(scenario="healthy")
-    host = registered_host(h)
-    h.down()
-
-    response = operator_client.post(f"/hosts/{host.pk}/refresh/", follow=True)
-
-    assert response.status_code == 200
-    assert b"could not be refreshed" in response.content and b"refused" in response.content
-
-
 def test_wrong_password_marks_the_host_stale_with_a_401_and_no_secret(sim_host: Any, registered_host: Any) -> None:
     h = sim_host(scenario="healthy")
     host = registered_host(h, password="Wrong-Passw0rd!")

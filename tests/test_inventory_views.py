@@ -10,6 +10,8 @@ from django.test import Client
 
 from hosts.inventory.models import HostInventory, VirtualMachine
 from hosts.models import Host
+from jobs.inventory import INVENTORY_REFRESH
+from jobs.models import Job, JobState
 from tests.test_risks import give_guardian, give_vm, make_host, thumb
 
 pytestmark = pytest.mark.django_db
@@ -130,3 +132,27 @@ def test_admins_get_reset_and_vtpm_links_operators_only_the_harmless_ones(
     operator_page = operator_client.get(f"/vms/{vm.pk}/").content.decode()
     assert vtpm_off in admin_page and migrate in admin_page
     assert vtpm_off not in operator_page and migrate in operator_page
+
+
+def test_refresh_buttons_are_for_operators_and_post_only(viewer_client: Client, operator_client: Client) -> None:
+    make_host("HV01")
+    assert viewer_client.post("/hosts/refresh/").status_code == 403
+    assert operator_client.get("/hosts/refresh/").status_code == 405
+    assert 'id="refresh-all"' in operator_client.get("/").content.decode()
+    assert 'id="refresh-all"' not in viewer_client.get("/").content.decode()
+
+
+def test_refresh_buttons_queue_a_job_instead_of_reading_the_host(operator_client: Client) -> None:
+    hv01 = make_host("HV01")  # 10.0.0.x answers nothing: a synchronous read would hang or fail here
+
+    response = operator_client.post(f"/hosts/{hv01.pk}/refresh/")
+
+    job = Job.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
+    assert job.kind == INVENTORY_REFRESH and job.state == JobState.QUEUED and job.host_names == ["HV01"]
+
+
+def test_refresh_all_without_hosts_says_there_is_nothing_to_refresh(operator_client: Client) -> None:
+    response = operator_client.post("/hosts/refresh/", follow=True)
+    assert response.status_code == 200 and b"nothing to refresh" in response.content
+    assert not Job.objects.exists()

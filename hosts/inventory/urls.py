@@ -13,4 +13,5 @@ urlpatterns = [
     path("vms/", views.vm_list, name="vms"),
     path("vms/<int:pk>/", views.vm_detail, name="vm"),
     path("hosts/<int:pk>/refresh/", views.refresh, name="refresh-host"),
+    path("hosts/refresh/", views.refresh_all, name="refresh-all"),
 ]

@@ -1,4 +1,5 @@
-"""Pages of the inventory: guardian identities across hosts, VMs with "can it start here?", and the refresh button."""
+"""Pages of the inventory: guardian identities across hosts, VMs with "can it start here?", and the refresh buttons
+(which start an inventory refresh job)."""
 
 from __future__ import annotations
 
@@ -7,29 +8,38 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from console.models import AuditEvent
 from console.roles import require
 from hosts.models import Host
+from jobs.inventory import INVENTORY_REFRESH
+from jobs.services import create_job
 
 from . import actions
 from .analysis import Inventory
 from .models import VirtualMachine
-from .refresh import refresh_host
 
 
 @require("run_jobs")
 @require_POST
 def refresh(request: HttpRequest, pk: int) -> HttpResponse:
-    """Refresh one host's inventory now and come back to its page with the outcome."""
+    """Refresh one host's inventory in a job (a slow host never holds up a web request); its log shows the outcome."""
     host = get_object_or_404(Host, pk=pk)
-    outcome = refresh_host(host)
-    AuditEvent.record(request.user, "inventory.refresh", host, ok=outcome.ok, failure=outcome.kind)
-    if outcome.ok:
-        messages.success(request, f"Inventory of {host} refreshed.")
-    else:
-        kept = "The last inventory is kept, marked stale."
-        messages.error(request, f"Inventory of {host} could not be refreshed: {outcome.error} {kept}")
-    return redirect("hosts:detail", pk=host.pk)
+    return _refresh_job(request, [host])
+
+
+@require("run_jobs")
+@require_POST
+def refresh_all(request: HttpRequest) -> HttpResponse:
+    """Refresh every registered host's inventory, in one job."""
+    hosts = list(Host.objects.order_by("name"))
+    if not hosts:
+        messages.info(request, "No host is registered yet: nothing to refresh.")
+        return redirect("dashboard")
+    return _refresh_job(request, hosts)
+
+
+def _refresh_job(request: HttpRequest, hosts: list[Host]) -> HttpResponse:
+    job = create_job(request.user, kind=INVENTORY_REFRESH, hosts=hosts, vms=[], params={})
+    return redirect("jobs:detail", pk=job.pk)
 
 
 @require("view_console")

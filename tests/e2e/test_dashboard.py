@@ -1,5 +1,6 @@
 """In Chromium: an admin registers a simulated host, tests it, refreshes the inventories of the three seed
-scenarios (healthy, reinstalled, deleted certificates) and sees each one's risks on the dashboard."""
+scenarios (healthy, reinstalled, deleted certificates) in jobs and sees each one's risks on the dashboard, each
+with the action that fixes it."""
 
 from __future__ import annotations
 
@@ -27,14 +28,23 @@ def risk_count(page: Any, code: str) -> int:
 
 
 def refresh_in_browser(page: Any, url: str) -> None:
+    """Refresh is a job: the button opens the job's page, whose live log says when it is done."""
     page.goto(url)
     with page.expect_navigation():
         page.click("#refresh-inventory")
-    assert "refreshed" in page.inner_text(".messages .msg-success")
+    assert re.search(r"/jobs/\d+/$", page.url)
+    page.wait_for_function("!document.getElementById('job-summary').hidden", timeout=30_000)
+    assert page.inner_text("#job-summary") == "Refreshed 1 of 1 host"
+    page.goto(url)
 
 
 def test_the_dashboard_shows_the_risks_of_the_three_seed_scenarios(
-    browser_page: Any, live_console: Any, admin: Any, sim_host: Any, registered_host: Any
+    celery_worker_process: Any,
+    browser_page: Any,
+    live_console: Any,
+    admin: Any,
+    sim_host: Any,
+    registered_host: Any,
 ) -> None:
     healthy = sim_host(scenario="healthy", name="HV01")
     reinstalled = registered_host(sim_host(scenario="reinstalled", name="HV02"), name="HV02")
@@ -76,6 +86,13 @@ def test_the_dashboard_shows_the_risks_of_the_three_seed_scenarios(
     for name in ("HV01", "HV02", "HV03"):
         assert page.locator(f'#dashboard-hosts tr[data-host="{name}"] .badge.ok').count() == 1
 
+    assert page.locator('#risk-guardian_without_keys a[data-action="reset"]').count() == 1
+    with page.expect_navigation():
+        page.click('#risk-vm_cannot_start a[data-action="restore"] >> nth=0')
+    assert "/jobs/new/restore/?host=" in page.url and "Page not found" not in page.content()
+    shoot(page, "3b-restore-from-a-risk")
+
+    page.goto(f"{live_console.url}/")
     page.click("#risk-vm_cannot_start a >> nth=0")
     page.wait_for_url(re.compile(r".*/vms/\d+/$"))
     shoot(page, "4-vm-cannot-start")
