@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
@@ -54,6 +56,43 @@ CONFIGURATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # RFC 1123 host name: labels of letters, digits and inner hyphens, 63 characters each, 253 in all.
 HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
+
+
+# A short name of each failure class (a RemotingError kind, or "secret"), for badges; the message says the rest.
+FAILURE_HEADLINES = {
+    "dns": "DNS",
+    "refused": "Connection refused",
+    "timeout": "Timeout",
+    "tls": "TLS verification failed",
+    "auth": "401 Unauthorized",
+    "winrm_fault": "WinRM fault",
+    "not_local": "Not in Local mode",
+    "dropped": "Connection dropped",
+    "remote": "Command failed on the host",
+    "unexpected": "Unexpected reply",
+    "cancelled": "Cancelled",
+    "secret": "Stored password unreadable",
+}
+
+
+def failure_headline(kind: str) -> str:
+    return FAILURE_HEADLINES.get(kind, FAILURE_HEADLINES["unexpected"])
+
+
+@dataclass(frozen=True)
+class Contact:
+    """The console's latest exchange with a host, by connection test or inventory refresh, whichever is newer."""
+
+    ok: bool
+    at: datetime
+    via: str  # "connection test" | "inventory refresh"
+    kind: str = ""  # the failure class of a failed exchange
+    message: str = ""  # the error of a failed exchange
+    last_ok_at: datetime | None = None  # the last success, older than a failed latest exchange
+
+    @property
+    def headline(self) -> str:
+        return "reachable" if self.ok else failure_headline(self.kind)
 
 
 def normalize_address(value: str) -> str:
@@ -158,6 +197,7 @@ class Host(models.Model):
     last_test_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_test_ok = models.BooleanField(null=True, editable=False)
     last_test_message = models.TextField(blank=True, editable=False)
+    last_test_kind = models.CharField(max_length=16, blank=True, editable=False)  # a RemotingError kind, or "secret"
 
     class Meta:
         ordering = ["name"]
@@ -264,11 +304,44 @@ class Host(models.Model):
             configuration_name=self.configuration_name,
         )
 
-    def record_test(self, ok: bool, message: str) -> None:
+    def record_test(self, ok: bool, message: str, kind: str = "") -> None:
         self.last_test_at = timezone.now()
-        self.last_test_ok = ok
-        self.last_test_message = message
+        self.last_test_ok, self.last_test_message, self.last_test_kind = ok, message, "" if ok else kind
         # Only the test columns: a test must not look like an edit of the host.
         Host.objects.filter(pk=self.pk).update(
-            last_test_at=self.last_test_at, last_test_ok=ok, last_test_message=message
+            last_test_at=self.last_test_at,
+            last_test_ok=ok,
+            last_test_message=message,
+            last_test_kind=self.last_test_kind,
         )
+
+    @property
+    def last_test_headline(self) -> str:
+        return "connected" if self.last_test_ok else failure_headline(self.last_test_kind)
+
+    @property
+    def contact(self) -> Contact | None:
+        """The newest of the last connection test and the last inventory refresh (None: never talked to)."""
+        exchanges = []
+        if self.last_test_at is not None:
+            ok = bool(self.last_test_ok)
+            exchanges.append(
+                Contact(ok, self.last_test_at, "connection test", self.last_test_kind, self.last_test_message)
+            )
+        try:
+            inventory = self.inventory  # type: ignore[attr-defined]  # the inventory app's one-to-one
+        except (ObjectDoesNotExist, AttributeError):
+            inventory = None
+        if inventory is not None and inventory.refreshed_at is not None:
+            exchanges.append(Contact(True, inventory.refreshed_at, "inventory refresh"))
+        if inventory is not None and inventory.stale and inventory.attempted_at is not None:
+            exchanges.append(
+                Contact(False, inventory.attempted_at, "inventory refresh", inventory.error_kind, inventory.last_error)
+            )
+        if not exchanges:
+            return None
+        latest = max(exchanges, key=lambda exchange: exchange.at)
+        if latest.ok:
+            return latest
+        successes = [exchange.at for exchange in exchanges if exchange.ok]
+        return Contact(False, latest.at, latest.via, latest.kind, latest.message, max(successes, default=None))

@@ -23,7 +23,7 @@ from console.roles import require
 from . import crypto
 from .forms import HostForm
 from .jea import ENDPOINT_NAME, JeaEndpoint
-from .models import Host
+from .models import Host, failure_headline
 from .remoting import catalog, open_session
 from .remoting.errors import REMEDIES, RemotingError
 
@@ -34,21 +34,17 @@ INVENTORY_PANEL = "inventory/host_panel.html"
 # user name can never smuggle text into commands an admin runs.
 SAFE_ACCOUNT = re.compile(r"[A-Za-z0-9.][A-Za-z0-9._\\@-]{0,100}")
 
-# The first words of a failed test name the failure class; the remedy comes from the remoting layer's REMEDIES.
-FAILURE_HEADLINES = {
-    "dns": "DNS",
-    "refused": "Connection refused",
-    "timeout": "Timeout",
-    "tls": "TLS verification failed",
-    "auth": "401 Unauthorized",
-    "winrm_fault": "WinRM fault",
-    "not_local": "Not in Local mode",
-    "dropped": "Connection dropped",
-    "remote": "Command failed on the host",
-    "unexpected": "Unexpected reply",
-    "secret": "Stored password unreadable",
-}
-SECRET_REMEDY = "Re-enter the password on the Edit page, or add the missing key back to CONSOLE_ENCRYPTION_KEYS."  # noqa: S105
+SECRET_ACTION = "Re-enter the password on the Edit page, or add the missing key back to CONSOLE_ENCRYPTION_KEYS."  # noqa: S105
+# WinRM's ERROR_WSMAN_INVALID_RESOURCE_URI: no session configuration of the requested name on the host.
+WSMAN_NO_SUCH_ENDPOINT = "2150858811"
+NO_ENDPOINT_ACTION = (
+    "The host has no PowerShell endpoint of that name: correct it on the Edit page, or register it "
+    "(Prepare this host → Just Enough Administration)."
+)
+JEA_MISSING_COMMAND_ACTION = (
+    "The host's JEA role capability does not list this command: re-run the two Set-Content lines of "
+    "Prepare this host → Just Enough Administration."
+)
 
 
 @dataclass(frozen=True)
@@ -57,21 +53,25 @@ class ConnectionTestOutcome:
     kind: str  # "" on success, else a RemotingError kind (or "secret")
     message: str
 
+    @property
+    def headline(self) -> str:
+        return failure_headline(self.kind) if not self.ok else "Connected"
+
 
 def run_connection_test(host: Host) -> ConnectionTestOutcome:
     """Open a session to the host and run the catalog's test operation; every failure becomes a plain message."""
     try:
         spec = host.connection_spec()
     except crypto.SecretError as error:
-        return _failure("secret", str(error))
+        return _failure("secret", str(error), SECRET_ACTION)
     try:
         with open_session(spec) as session:
             result = session.run(catalog.TestConnection())
     except RemotingError as error:
-        return _failure(error.kind, _describe_error(error))
+        return _failure(error.kind, _describe_error(error), _action(error, host))
     except Exception as error:  # never a 500: an unknown failure is reported by class only (no message: no secret)
         logger.warning("connection test of host %s failed with %s", host.pk, type(error).__name__)
-        return _failure("unexpected", type(error).__name__)
+        return _failure("unexpected", f"The test failed unexpectedly ({type(error).__name__})", "")
     return ConnectionTestOutcome(True, "", f"Connected: {result}")
 
 
@@ -79,14 +79,33 @@ def _describe_error(error: Any) -> str:
     detail = str(error)
     seen = getattr(error, "fingerprint_seen", "")
     if seen and seen not in detail:
-        detail = f"{detail} (the host presented a certificate with SHA-256 fingerprint {seen})"
+        detail = f"{detail.rstrip('.')}; the host presented a certificate with SHA-256 fingerprint {seen}."
     return detail
 
 
-def _failure(kind: str, detail: str) -> ConnectionTestOutcome:
-    headline = FAILURE_HEADLINES.get(kind, FAILURE_HEADLINES["unexpected"])
-    advice = SECRET_REMEDY if kind == "secret" else REMEDIES.get(kind, REMEDIES["unexpected"])
-    return ConnectionTestOutcome(False, kind, f"{headline}: {detail.rstrip('.')}. {advice}")
+def remedy_action(kind: str) -> str:
+    """What to do about a failure of this kind, without restating it.
+
+    The remoting layer's REMEDIES read "<what happened>: <what to do>", and its errors already say what happened
+    (with the address and port), so only the part after the first colon is added. A remedy without that part is
+    only a diagnosis, and adds nothing to the error."""
+    _diagnosis, colon, action = REMEDIES.get(kind, "").partition(": ")
+    return action[:1].upper() + action[1:] if colon else ""
+
+
+def _action(error: RemotingError, host: Host) -> str:
+    if getattr(error, "code", "") == WSMAN_NO_SUCH_ENDPOINT:
+        return NO_ENDPOINT_ACTION
+    if host.uses_jea and "CommandNotFound" in getattr(error, "fqid", ""):
+        return JEA_MISSING_COMMAND_ACTION
+    return remedy_action(error.kind)
+
+
+def _failure(kind: str, detail: str, action: str) -> ConnectionTestOutcome:
+    """The error once, as the remoting layer wrote it, then what to do (the badge carries the failure class)."""
+    detail = detail.strip()
+    sentence = detail if detail.endswith((".", "…", "!", "?")) else f"{detail}."
+    return ConnectionTestOutcome(False, kind, f"{sentence} {action}".strip())
 
 
 def _inventory_panel() -> Any:
@@ -99,7 +118,8 @@ def _inventory_panel() -> Any:
 
 @require("view_console")
 def host_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "hosts/list.html", {"hosts": Host.objects.all()})
+    hosts = Host.objects.select_related("inventory")  # the last contact may be the last inventory refresh
+    return render(request, "hosts/list.html", {"hosts": hosts})
 
 
 @require("view_console")
@@ -171,12 +191,15 @@ def _unfinished_jobs(host: Host) -> int:
 def host_test(request: HttpRequest, pk: int) -> HttpResponse:
     host = get_object_or_404(Host, pk=pk)
     outcome = run_connection_test(host)
-    host.record_test(outcome.ok, outcome.message)
+    host.record_test(outcome.ok, outcome.message, kind=outcome.kind)
     AuditEvent.record(request.user, "host.test_connection", host, ok=outcome.ok, failure=outcome.kind)
+    # The message itself is on the page once, under "Last connection test"; the flash only says how it went.
     if outcome.ok:
-        messages.success(request, outcome.message)
+        messages.success(request, f"The connection to {host} works.")
     else:
-        messages.error(request, outcome.message)
+        messages.error(
+            request, f"The connection test of {host} failed ({outcome.headline}): what to do is shown below."
+        )
     return redirect("hosts:detail", pk=host.pk)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from django.test import Client
 
 from console.models import AuditEvent
 from hosts.models import Host
+from hosts.remoting.errors import REMEDIES
+from hosts.templatetags.hosts_tags import humane_ago
+from hosts.views import remedy_action
 
 SECRET = "Wh1te-Rabbit-Host-Pass!"
 
@@ -428,3 +432,39 @@ def test_the_fixture_registers_a_host_from_a_connection_spec_and_back(registered
     )
     host = registered_host(spec)
     assert host.name == "HV07" and host.connection_spec() == spec
+
+
+# --- humane times and remedies -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "said"),
+    [
+        (timedelta(seconds=-5), "just now"),  # a clock a little ahead
+        (timedelta(seconds=0), "just now"),
+        (timedelta(seconds=44), "just now"),
+        (timedelta(seconds=50), "a minute ago"),
+        (timedelta(minutes=5, seconds=59), "5 minutes ago"),
+        (timedelta(minutes=61), "an hour ago"),
+        (timedelta(hours=3), "3 hours ago"),
+        (timedelta(hours=30), "yesterday"),
+        (timedelta(days=3), "3 days ago"),
+    ],
+)
+def test_relative_times_read_as_people_say_them(elapsed: timedelta, said: str) -> None:
+    now = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+    assert humane_ago(now - elapsed, now=now) == said
+
+
+def test_a_week_or_more_ago_is_the_date_and_nothing_is_never() -> None:
+    now = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+    assert humane_ago(now - timedelta(days=9), now=now) == "on 2026-11-21"
+    assert humane_ago(None) == "never"
+
+
+@pytest.mark.parametrize("kind", sorted(REMEDIES))
+def test_a_remedy_adds_only_what_to_do(kind: str) -> None:
+    diagnosis, colon, _rest = REMEDIES[kind].partition(": ")
+    action = remedy_action(kind)
+    assert diagnosis not in action
+    assert action == "" if not colon else action[0].isupper()

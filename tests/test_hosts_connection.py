@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils.html import escape
 
 from console.models import AuditEvent
-from hosts.models import Host
+from hosts.models import Host, failure_headline
+from hosts.remoting.errors import REMEDIES
 
 PASSWORD = "Sim-Passw0rd!"
 
@@ -27,6 +29,23 @@ def plain_host(**fields: Any) -> Host:
     host.full_clean()
     host.save()
     return host
+
+
+def assert_failed_as(host: Host, kind: str) -> None:
+    """Failed with this class, and the message says the error once, then what to do — not the diagnosis again."""
+    message = host.last_test_message
+    assert (host.last_test_ok, host.last_test_kind) == (False, kind), message
+    diagnosis, colon, action = REMEDIES.get(kind, "").partition(": ")
+    if colon:
+        assert diagnosis not in message and action[1:] in message, message
+    sentences = [part.strip() for part in message.split(". ") if part.strip()]
+    assert len(sentences) == len(set(sentences)), message
+
+
+def assert_shown_once(host: Host, page: str) -> None:
+    """After a test, the page shows the failure class and the message once (not once in a flash and again below)."""
+    assert failure_headline(host.last_test_kind) in page
+    assert page.count(escape(host.last_test_message)) == 1, page
 
 
 def run_test(client: Client, host: Host) -> tuple[Host, str]:
@@ -151,7 +170,7 @@ def test_a_certificate_from_another_ca_is_reported_with_the_fingerprint_it_prese
         transport="https", auth="basic", port=tls_listener.port, cert_check="ca_bundle", ca_bundle=other_ca
     )
     host, page = run_test(admin_client, host)
-    assert host.last_test_message.startswith("TLS verification failed"), host.last_test_message
+    assert_failed_as(host, "tls")
     assert tls_listener.fingerprint in host.last_test_message and tls_listener.fingerprint in page
     assert tls_listener.received == b""  # no request, so no credentials, went to the impostor
 
@@ -163,7 +182,7 @@ def test_a_pinned_fingerprint_that_differs_stops_before_any_credential_is_sent(
         transport="https", auth="basic", port=tls_listener.port, cert_check="fingerprint", fingerprint_sha256="ab" * 32
     )
     host, _page = run_test(admin_client, host)
-    assert host.last_test_message.startswith("TLS verification failed"), host.last_test_message
+    assert_failed_as(host, "tls")
     assert tls_listener.fingerprint in host.last_test_message
     assert tls_listener.received == b""
 
@@ -172,15 +191,16 @@ def test_an_unknown_name_is_reported_as_dns(operator_client: Client) -> None:
     host = plain_host(address="no-such-host.invalid")
     host, page = run_test(operator_client, host)
     assert host.last_test_ok is False
-    assert host.last_test_message.startswith("DNS:")
-    assert "DNS: " in page and "resolve" in page
+    assert_failed_as(host, "dns")
+    assert "DNS" in page and "resolve" in page
+    assert_shown_once(host, page)
     event = AuditEvent.objects.get(action="host.test_connection")
     assert event.detail == {"ok": False, "failure": "dns"} and event.username == "otto"
 
 
 def test_a_closed_port_is_reported_as_refused(operator_client: Client) -> None:
     host, page = run_test(operator_client, plain_host(port=free_port()))
-    assert host.last_test_message.startswith("Connection refused")
+    assert_failed_as(host, "refused")
     assert "Enable-PSRemoting" in page
 
 
@@ -191,7 +211,7 @@ def test_a_host_that_never_answers_is_reported_as_a_timeout(
     settings.WINRM_READ_TIMEOUT = 1
     settings.WINRM_OPERATION_TIMEOUT = 1
     host, _page = run_test(admin_client, plain_host(port=silent_listener))
-    assert host.last_test_message.startswith("Timeout"), host.last_test_message
+    assert_failed_as(host, "timeout")
 
 
 def test_a_password_sealed_with_a_lost_key_is_named_not_a_500(admin_client: Client, settings: Any) -> None:
@@ -200,7 +220,7 @@ def test_a_password_sealed_with_a_lost_key_is_named_not_a_500(admin_client: Clie
     host = plain_host(port=free_port())
     settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     host, page = run_test(admin_client, host)
-    assert host.last_test_message.startswith("Stored password unreadable")
+    assert_failed_as(host, "secret")
     assert "CONSOLE_ENCRYPTION_KEYS" in page
 
 
@@ -245,7 +265,7 @@ def test_a_pinned_fingerprint_of_another_certificate_is_refused(
     sim = sim_host(scenario="healthy", https=True, auth="basic")
     host = registered_host(sim, cert_check="fingerprint", ca_bundle="", fingerprint_sha256="0" * 64)
     host, page = run_test(admin_client, host)
-    assert host.last_test_message.startswith("TLS verification failed")
+    assert_failed_as(host, "tls")
     assert presented_fingerprint(sim) in page
 
 
@@ -255,14 +275,14 @@ def test_the_wrong_ca_names_tls_and_the_fingerprint_seen(
     sim = sim_host(scenario="healthy", https=True, auth="basic")
     other_ca, _key = server_certificate()
     host, page = run_test(admin_client, registered_host(sim, ca_bundle=other_ca))
-    assert host.last_test_message.startswith("TLS verification failed")
+    assert_failed_as(host, "tls")
     assert presented_fingerprint(sim) in host.last_test_message
 
 
 def test_a_wrong_password_is_a_401(admin_client: Client, sim_host: Any, registered_host: Any) -> None:
     sim = sim_host(scenario="healthy")
     host, page = run_test(admin_client, registered_host(sim, auth="ntlm", password="not-the-password"))
-    assert host.last_test_message.startswith("401 Unauthorized"), host.last_test_message
+    assert_failed_as(host, "auth")
     assert "not-the-password" not in page and "not-the-password" not in host.last_test_message
 
 
@@ -271,7 +291,7 @@ def test_a_host_that_went_down_is_refused(admin_client: Client, sim_host: Any, r
     host = registered_host(sim, auth="ntlm")
     sim.down()
     host, _page = run_test(admin_client, host)
-    assert host.last_test_message.startswith("Connection refused"), host.last_test_message
+    assert_failed_as(host, "refused")
 
 
 def test_a_slow_host_times_out(admin_client: Client, sim_host: Any, registered_host: Any, settings: Any) -> None:
@@ -282,7 +302,7 @@ def test_a_slow_host_times_out(admin_client: Client, sim_host: Any, registered_h
     sim.faults.latency = 3
     host, _page = run_test(admin_client, host)
     sim.faults.clear()
-    assert host.last_test_message.startswith("Timeout"), host.last_test_message
+    assert_failed_as(host, "timeout")
 
 
 def test_a_winrm_fault_is_named(admin_client: Client, sim_host: Any, registered_host: Any) -> None:
@@ -290,7 +310,7 @@ def test_a_winrm_fault_is_named(admin_client: Client, sim_host: Any, registered_
     host = registered_host(sim, auth="ntlm")
     sim.faults.wsman_fault = 1
     host, _page = run_test(admin_client, host)
-    assert host.last_test_message.startswith("WinRM fault"), host.last_test_message
+    assert_failed_as(host, "winrm_fault")
 
 
 def test_a_host_in_hgs_mode_is_reported_as_not_local(admin_client: Client, sim_host: Any, registered_host: Any) -> None:
@@ -299,4 +319,50 @@ def test_a_host_in_hgs_mode_is_reported_as_not_local(admin_client: Client, sim_h
         model.hgs_mode = "HostGuardianService"
     host, _page = run_test(admin_client, registered_host(sim, auth="ntlm"))
     assert host.last_test_ok is False
-    assert host.last_test_message.startswith("Not in Local mode"), host.last_test_message
+    assert_failed_as(host, "not_local")
+
+
+# -- the host list: the last contact, by test or inventory refresh ------------------------------------------------
+
+
+def contact_cell(client: Client, host: Host) -> str:
+    page = client.get("/hosts/").content.decode()
+    row = page[page.index(f'href="/hosts/{host.pk}/"') :]
+    return " ".join(
+        row[row.index('<td class="contact">') : row.index("</td>", row.index('<td class="contact">'))].split()
+    )
+
+
+def test_the_list_shows_a_host_refreshed_a_moment_ago_as_reached_just_now(
+    viewer_client: Client, sim_host: Any, registered_host: Any
+) -> None:
+    from hosts.inventory.refresh import refresh_host
+
+    sim = sim_host(scenario="healthy")
+    host = registered_host(sim, auth="ntlm")
+    assert "not contacted yet" in contact_cell(viewer_client, host)
+
+    assert refresh_host(host).ok
+    cell = contact_cell(viewer_client, host)
+    assert "reachable" in cell and "inventory refresh just now" in cell and "not tested" not in cell
+
+    sim.down()
+    assert not refresh_host(host).ok
+    cell = contact_cell(viewer_client, host)
+    assert "Connection refused" in cell and "last reached just now" in cell and "reachable" not in cell
+
+
+def test_a_connection_test_newer_than_the_refresh_is_the_last_contact(
+    viewer_client: Client, operator_client: Client, sim_host: Any, registered_host: Any
+) -> None:
+    from hosts.inventory.refresh import refresh_host
+
+    sim = sim_host(scenario="healthy")
+    host = registered_host(sim, auth="ntlm", password="not-the-password")
+    assert not refresh_host(host).ok  # never reached at all
+    host, page = run_test(operator_client, host)
+
+    cell = contact_cell(viewer_client, host)
+    assert "401 Unauthorized" in cell and "connection test just now" in cell and "never reached" in cell
+    assert_shown_once(host, page)
+    assert "0 minutes" not in page and "just now" in page

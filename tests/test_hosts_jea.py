@@ -173,3 +173,65 @@ def test_the_files_are_the_same_every_time(viewer_client: Client) -> None:
     first = viewer_client.get("/hosts/prepare/").content.decode()
     second = viewer_client.get("/hosts/prepare/").content.decode()
     assert pre_block(first, "jea-setup") == pre_block(second, "jea-setup")
+
+
+# --- the generated role capability, installed on a (simulated) JEA endpoint -----------------------------------------
+
+
+def installed_role(viewer_client: Client, without: str = "") -> list[str]:
+    """The VisibleCmdlets an admin installs from the prepare page (optionally with one left out, as an old file)."""
+    psrc = pre_block(viewer_client.get("/hosts/prepare/").content.decode(), "jea-psrc")
+    return sorted(jea.visible_cmdlets(psrc) - {without})
+
+
+def jea_sim(sim_host: Any, visible: list[str]) -> Any:
+    return sim_host("healthy", configurations={"Microsoft.PowerShell": None, "GuardianConsole": visible})
+
+
+def test_the_generated_role_is_enough_for_a_full_refresh_and_the_connection_test(
+    viewer_client: Client, admin_client: Client, sim_host: Any, registered_host: Any
+) -> None:
+    from hosts.inventory.models import HostInventory
+    from hosts.inventory.refresh import refresh_host
+
+    sim = jea_sim(sim_host, installed_role(viewer_client))
+    host = registered_host(sim, configuration_name="GuardianConsole")
+
+    outcome = refresh_host(host)
+    admin_client.post(f"/hosts/{host.pk}/test/")
+
+    assert outcome.ok, outcome.error
+    inventory = HostInventory.objects.get(host=host)
+    assert inventory.problems == [] and host.vms.count() == len(sim.model.vms)
+    host.refresh_from_db()
+    assert host.last_test_ok, host.last_test_message
+    # Nothing was refused on the way (a partial read would hide a missing cmdlet in `problems`), all through JEA.
+    assert [entry for entry in sim.command_log if entry["outcome"] != "ok"] == []
+    assert set(sim.opened_configurations) == {"GuardianConsole"}
+
+
+def test_a_role_missing_a_cmdlet_fails_the_test_naming_it_and_the_fix(
+    viewer_client: Client, admin_client: Client, sim_host: Any, registered_host: Any
+) -> None:
+    sim = jea_sim(sim_host, installed_role(viewer_client, without="Get-HgsClientConfiguration"))
+    host = registered_host(sim, configuration_name="GuardianConsole")
+
+    page = admin_client.post(f"/hosts/{host.pk}/test/", follow=True).content.decode()
+
+    host.refresh_from_db()
+    assert (host.last_test_ok, host.last_test_kind) == (False, "remote"), host.last_test_message
+    assert "Get-HgsClientConfiguration" in host.last_test_message
+    assert "Set-Content" in host.last_test_message and "Set-Content" in page
+
+
+def test_an_endpoint_the_host_does_not_have_is_named_with_the_fix(
+    admin_client: Client, sim_host: Any, registered_host: Any
+) -> None:
+    sim = sim_host("healthy", configurations={"Microsoft.PowerShell": None})
+    host = registered_host(sim, configuration_name="GuardianConsole")
+
+    admin_client.post(f"/hosts/{host.pk}/test/")
+
+    host.refresh_from_db()
+    assert (host.last_test_ok, host.last_test_kind) == (False, "winrm_fault"), host.last_test_message
+    assert "no PowerShell endpoint of that name" in host.last_test_message

@@ -56,7 +56,8 @@ def test_an_admin_registers_a_simulated_host_and_the_connection_test_goes_green(
     assert sim.name in page.inner_text(".messages .msg-success")
     assert sim.password not in page.content()
     page.goto(f"{live_console.url}/hosts/")
-    assert page.locator("table.grid .badge.ok").inner_text() == "connected"
+    assert page.locator("table.grid .badge.ok").inner_text() == "reachable"
+    assert "connection test just now" in page.inner_text("table.grid td.contact")
     shoot(page, "3-list")
 
 
@@ -71,4 +72,6 @@ def test_a_wrong_password_shows_the_401_message_in_red(
         page.click("#test-connection")
     shoot(page, "4-wrong-password")
     assert "401 Unauthorized" in page.inner_text(".messages .msg-error")
-    assert page.locator("#last-test .badge.bad").inner_text() == "failed"
+    assert page.locator("#last-test .badge.bad").inner_text() == "401 Unauthorized"
+    explanation = page.inner_text("#last-test .error")  # the error once, then what to do
+    assert "(HTTP 401)" in explanation and explanation.count("401") == 1 and "Check the user name" in explanation
