@@ -199,11 +199,17 @@ def test_a_host_without_any_vm_is_inventoried(sim_host: Any, registered_host: An
     h = sim_host(scenario="migration-target")  # a new host: no VM, no guardian, no certificate store yet
     host = registered_host(h)
 
-    outcome = refresh_host(host)
+    lines: list[tuple[str, str]] = []
+
+    outcome = refresh_host(host, log=lambda text, level: lines.append((level, text)))
 
     assert outcome.ok, outcome.error
     assert VirtualMachine.objects.filter(host=host).count() == 0
     assert HostInventory.objects.get(host=host).facts["store_exists"] is False
+    # the missing store is an answer (Test-Path first), not an error line in every refresh's log
+    assert [text for level, text in lines if level in ("error", "warning")] == []
+    assert any(level == "info" and "store does not exist yet" in text for level, text in lines)
+    assert [c["cmdlet"] for c in h.command_log].count("Test-Path") == 1
     assert outcome.requests <= 10
 
 

@@ -81,6 +81,8 @@ def refresh_host(host: Host, session: HostSession | None = None, log: LogFn | No
     except Exception as err:  # a bug or the database: still no 500 page and no half-saved inventory
         logger.exception("Inventory refresh of %s failed", host)
         return _failed(host, f"The refresh failed unexpectedly ({type(err).__name__}).", "unexpected", say, session)
+    if not reading.inventory.store_exists:
+        say(f"{host}: the 'Shielded VM Local Certificates' store does not exist yet (no vTPM enabled so far)", "info")
     say(f"Inventory of {host} refreshed: {len(reading.inventory.vms)} VMs, {requests} WinRM requests", "info")
     return RefreshOutcome(ok=True, requests=requests, host=str(host))
 

@@ -1,8 +1,9 @@
 """Inventory reads: everything a host holds in one pipeline, whatever its number of VMs.
 
-ReadHostInventory sends eight statements: every VM's raw key protector, security settings and checkpoints — piped
-from Get-VM, so no VM name is needed up front — the VMs, OS facts, HGS client configuration, guardians and the
-shielded-VM certificate store. Select-Object keeps only the properties the inventory stores.
+ReadHostInventory sends nine statements: every VM's raw key protector, security settings and checkpoints — piped
+from Get-VM, so no VM name is needed up front — the VMs, OS facts, HGS client configuration, guardians, whether the
+shielded-VM certificate store exists, and its certificates. Select-Object keeps only the properties the inventory
+stores.
 
 Outputs of all statements arrive in one ordered stream. Objects are told apart by their type names and
 properties; security settings and checkpoints name their VM; key protectors (bare byte arrays) are matched to VMs
@@ -179,7 +180,7 @@ def _store_missing(error: RemoteCommandError) -> bool:
 
 @dataclass
 class ReadHostInventory(Operation[HostInventoryFacts]):
-    """Everything of a host but the per-VM details, in one pipeline of five statements."""
+    """Everything of a host in one pipeline; without the per-VM details (vm_details=False) six statements."""
 
     name: ClassVar[str] = "Read host inventory"
     read_only: ClassVar[bool] = True
@@ -188,6 +189,7 @@ class ReadHostInventory(Operation[HostInventoryFacts]):
         "Get-CimInstance",
         "Get-HgsClientConfiguration",
         "Get-HgsGuardian",
+        "Test-Path",
         "Get-ChildItem",
         "Get-VM",
         "Get-VMSecurity",
@@ -211,7 +213,10 @@ class ReadHostInventory(Operation[HostInventoryFacts]):
             OS_STATEMENT,
             HGS_STATEMENT,
             [Cmd("Get-HgsGuardian")],
-            [Cmd("Get-ChildItem", {"Path": SHIELDED_STORE})],
+            # A host whose TPMs were never enabled has no store yet: Test-Path answers that, and the listing stays
+            # quiet (-ErrorAction Ignore), so a new host costs no PathNotFound error line in every refresh's log.
+            [Cmd("Test-Path", {"LiteralPath": SHIELDED_STORE})],
+            [Cmd("Get-ChildItem", {"Path": SHIELDED_STORE, "ErrorAction": "Ignore"})],
         ]
 
     def parse(self, result: PipelineResult) -> HostInventoryFacts:
@@ -222,6 +227,8 @@ class ReadHostInventory(Operation[HostInventoryFacts]):
                 self._error(value, inventory, reader)
             elif isinstance(value, bytes | bytearray):
                 reader.key_protectors.append(bytes(value))
+            elif isinstance(value, bool):  # the only bare boolean: Test-Path of the certificate store
+                inventory.store_exists = value
             elif is_security(value) or is_snapshot(value):
                 reader.add(value)
             else:
