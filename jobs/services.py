@@ -12,11 +12,12 @@ from channels.layers import get_channel_layer
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from console.models import SECRET_WORDS, AuditEvent
 from console.roles import can
 
-from .kinds import get_kind
+from .kinds import RerunNeedsPreflight, get_kind
 from .models import Job, JobState
 
 if TYPE_CHECKING:
@@ -107,8 +108,36 @@ def cancel_job(job: Job, user: Any) -> Job:
 
 
 def rerun_job(job: Job, user: Any) -> Job:
-    """A new job of the same kind with the same targets and parameters."""
+    """A new job of the same kind with the same targets and parameters. Kinds with a preflight page and
+    destructive kinds are never re-run this way (RerunNeedsPreflight): their confirmation must be given again."""
+    if not get_kind(job.kind).one_click_rerun:
+        raise RerunNeedsPreflight(job.kind)
     return create_job(user, job.kind, list(ordered_hosts(job)), job.vms, job.params, rerun_of=job)
+
+
+def rerun_preflight_url(job: Job) -> str | None:
+    """Where "Run again" sends the user for a kind with a preflight page: that page, filled from the old job."""
+    kind = get_kind(job.kind)
+    if kind.preflight_url is None:
+        return None
+    try:
+        url = kind.preflight_url(job)
+    except Exception:  # noqa: BLE001 - a job whose parameters no longer fit its page gets no link, not a 500
+        log.warning("preflight_url of job %s failed", job.pk, exc_info=True)
+        return None
+    return url if is_same_site_path(url) else None
+
+
+def is_same_site_path(url: Any) -> bool:
+    """A path on this console ("/jobs/new/…"), never another site ("//evil", "https://…", "/\\evil")."""
+    return (
+        isinstance(url, str)
+        and url.startswith("/")
+        and not url.startswith(("//", "/\\"))
+        and url.isprintable()
+        and len(url) <= 2000
+        and url_has_allowed_host_and_scheme(url, allowed_hosts=None)
+    )
 
 
 def ordered_hosts(job: Job) -> list[Host]:

@@ -15,8 +15,5 @@ job_patterns = [
     path("<int:pk>/rerun/", views.job_rerun, name="rerun"),
 ]
 
-urlpatterns = [
-    path("jobs/", include((job_patterns, "jobs"))),
-    # The workflows' preflight pages (/jobs/new/<workflow>/), gathered from the modules of jobs/workflows/.
-    path("", include("jobs.workflows.urls")),
-]
+# The workflows' preflight pages (/jobs/new/<workflow>/) are included once, by console/urls.py.
+urlpatterns = [path("jobs/", include((job_patterns, "jobs")))]

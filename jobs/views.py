@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.roles import can, require
 
 from .forms import JobFilterForm, RefreshForm
 from .inventory import INVENTORY_REFRESH
-from .kinds import KINDS, UnknownJobKind
+from .kinds import KINDS, RerunNeedsPreflight, UnknownJobKind
 from .models import ACTIVE_STATES, TERMINAL_STATES, Job, JobLogLine, JobState
-from .runner import runner_alive
-from .services import cancel_job, create_job, rerun_job
+from .runner import jobs_setting, runner_alive
+from .services import cancel_job, create_job, is_same_site_path, rerun_job, rerun_preflight_url
+
+# Result keys a workflow records to offer the user's next move as a button (ctx.record("next_url", "/jobs/new/…"),
+# optionally ctx.record("next_label", "Undo this reset…")). They are not listed among the results.
+NEXT_URL, NEXT_LABEL = "next_url", "next_label"
+NEXT_LABELS = {"reset_guardian": "Undo this reset…"}
+LONG_TEXT = 120  # characters; a longer result value (an XML blob in base64) is shown by its size only
 
 
 def may_run(request: HttpRequest, job: Job) -> bool:
@@ -40,14 +50,91 @@ def job_list(request: HttpRequest) -> HttpResponse:
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.select_related("requested_by", "rerun_of"), pk=pk)
     allowed = may_run(request, job)
+    kind = KINDS.get(job.kind)
     context = {
         "job": job,
         "can_cancel": allowed and job.state in ACTIVE_STATES and not job.cancel_requested,
-        "can_rerun": allowed and job.state in TERMINAL_STATES,
+        "can_rerun": allowed and job.state in TERMINAL_STATES and kind is not None,
         "steps": job.steps.all(),
-        "silent": job.state == JobState.RUNNING and not runner_alive(job, check_process=False),
+        "host_links": host_links(job),
+        "vm_links": vm_links(job),
+        "params": readable(job.params),
+        "results": readable({k: v for k, v in job.results.items() if k not in (NEXT_URL, NEXT_LABEL)}),
+        "next_action": next_action(job),
+        "silent": silence(job),
     }
+    if context["can_rerun"] and kind is not None and not kind.one_click_rerun:
+        context["rerun_url"] = rerun_preflight_url(job)
+        context["can_rerun"] = context["rerun_url"] is not None
     return render(request, "jobs/detail.html", context)
+
+
+def host_links(job: Job) -> list[tuple[str, str]]:
+    """(name, URL of the host's page) per host of the job; URL "" for a host no longer registered by that name."""
+    pks = dict(job.hosts.values_list("name", "pk"))
+    return [(name, reverse("hosts:detail", args=[pks[name]]) if name in pks else "") for name in job.host_names]
+
+
+def vm_links(job: Job) -> list[tuple[str, str]]:
+    """(name, URL of the VM's inventory page) per VM of the job, looked up on the job's hosts in their order."""
+    from hosts.inventory.models import VirtualMachine
+
+    order = {name: i for i, name in enumerate(job.host_names)}
+    found: dict[str, tuple[int, int]] = {}
+    rows = VirtualMachine.objects.filter(host__in=job.hosts.all(), name__in=job.vms).values_list(
+        "name", "host__name", "pk"
+    )
+    for name, host_name, pk in rows:
+        rank = order.get(host_name, len(order))
+        if name not in found or rank < found[name][0]:
+            found[name] = (rank, pk)
+    return [(name, reverse("inventory:vm", args=[found[name][1]]) if name in found else "") for name in job.vms]
+
+
+def readable(data: dict[str, Any]) -> dict[str, Any]:
+    """Parameters or results as the page shows them: empty values left out, long texts by their size."""
+    return {key: shorten(value) for key, value in data.items() if value not in (None, "", [], {})}
+
+
+def shorten(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > LONG_TEXT:
+        return f"({len(value):,} characters)"
+    if isinstance(value, dict):
+        return {key: shorten(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shorten(item) for item in value]
+    return value
+
+
+def next_action(job: Job) -> tuple[str, str] | None:
+    """The button for the next move a workflow recorded (a same-site path only), with its label."""
+    url = job.results.get(NEXT_URL)
+    if not is_same_site_path(url):
+        return None
+    label = job.results.get(NEXT_LABEL)
+    if not isinstance(label, str) or not label.strip():
+        label = NEXT_LABELS.get(job.kind, "Next step…")
+    return label.strip()[:80], url
+
+
+def silence(job: Job) -> str:
+    """Why a running job has gone quiet, for the page: "" while its worker heartbeats."""
+    if job.state != JobState.RUNNING or runner_alive(job, check_process=False):
+        return ""
+    since = f"{job.heartbeat_at:%H:%M:%S} UTC" if job.heartbeat_at else "its start"
+    # A running worker's reaper marks such a job lost within one reaper period after JOBS_LOST_AFTER_SECONDS.
+    grace = jobs_setting("JOBS_LOST_AFTER_SECONDS", 30) + 2 * jobs_setting("JOBS_REAPER_SECONDS", 15)
+    overdue = job.heartbeat_at is None or timezone.now() - job.heartbeat_at > timedelta(seconds=grace)
+    if not overdue:
+        return (
+            f"No heartbeat from the worker running this job since {since}: its worker has probably stopped. "
+            "A running worker marks the job lost within a minute."
+        )
+    return (
+        f"No heartbeat from the worker running this job since {since}, and no worker has marked it lost: "
+        "no worker seems to be running. Start one (make run, or celery -A console worker plus celery -A console "
+        "beat); it marks this job lost at its start. Then check the host's inventory before running the job again."
+    )
 
 
 @require("view_console")
@@ -92,11 +179,28 @@ def job_rerun(request: HttpRequest, pk: int) -> HttpResponse:
         new = rerun_job(job, request.user)
     except PermissionDenied as exc:
         return render(request, "console/forbidden.html", {"needed": str(exc)}, status=403)
+    except RerunNeedsPreflight:
+        return rerun_through_preflight(request, job)
     except (UnknownJobKind, ValueError):
         messages.error(request, f"Job #{job.pk} cannot be run again: its kind is no longer known.")
         return redirect("jobs:detail", pk=job.pk)
     messages.success(request, f"Job #{new.pk} runs {job.label} again.")
     return redirect("jobs:detail", pk=new.pk)
+
+
+def rerun_through_preflight(request: HttpRequest, job: Job) -> HttpResponse:
+    """A kind that asks for confirmation is run again from its preflight page, filled from the old job."""
+    kind = KINDS[job.kind]
+    if not can(request.user, kind.permission):
+        return render(request, "console/forbidden.html", {"needed": kind.permission}, status=403)
+    url = rerun_preflight_url(job)
+    if url is None:
+        messages.error(
+            request, f"{job.label} is not run again in one click: start it from its page, which asks you to confirm."
+        )
+        return redirect("jobs:detail", pk=job.pk)
+    messages.info(request, f"Check and confirm this page to run job #{job.pk} ({job.label}) again.")
+    return redirect(url)
 
 
 @require_http_methods(["GET", "POST"])

@@ -147,6 +147,9 @@
       this.root = root;
       this.jobId = root.dataset.joblog;
       this.state = root.dataset.state;
+      this.initialState = this.state;
+      this.cardRefreshed = false;
+      this.cardRefreshes = 0;
       // Parallel arrays rather than one object per line: 100k lines stay small in memory.
       this.seqs = [];
       this.times = [];
@@ -240,7 +243,28 @@
       if (TERMINAL.has(m.state)) {
         const cancel = document.getElementById("cancel-form");
         if (cancel) cancel.remove();
+        const silent = document.getElementById("job-silent");
+        if (silent) silent.remove();
+        // The page was rendered while the job ran: fetch its card again for the results, the next action and
+        // "Run again", which the server renders (permissions, CSRF token, links) — once, no reload needed.
+        if (!this.cardRefreshed && !TERMINAL.has(this.initialState)) {
+          this.cardRefreshed = true;
+          this.refreshCard();
+        }
       }
+    }
+
+    refreshCard() {
+      fetch(location.pathname, { credentials: "same-origin" })
+        .then((response) => (response.ok ? response.text() : null))
+        .then((html) => {
+          if (!html) return;
+          const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("job-card");
+          const card = document.getElementById("job-card");
+          if (fresh && card) card.replaceWith(document.importNode(fresh, true));
+          this.cardRefreshes++;
+        })
+        .catch(() => {}); // the card keeps what it showed; a reload shows the rest
     }
 
     applyFilter() {
@@ -288,6 +312,7 @@
       return {
         count: this.seqs.length, lastSeq: this.lastSeq, firstSeq: this.seqs[0] ?? null, duplicates: this.duplicates,
         gaps: this.gaps, ended: this.ended, endSeq: this.endSeq, state: this.state, connects: this.connects,
+        cardRefreshes: this.cardRefreshes,
         contiguous: this.seqs.every((seq, i) => seq === i + 1),
       };
     }

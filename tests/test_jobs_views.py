@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
 from django.utils import timezone
+from django.utils.html import escape
 
 from console.models import AuditEvent
+from hosts.inventory.models import VirtualMachine
 from hosts.models import Host
+from jobs.kinds import KINDS, JobContext, RerunNeedsPreflight, job_kind
 from jobs.models import Job, JobLogLine, JobState
-from jobs.services import create_job
+from jobs.services import create_job, rerun_job
 
 pytestmark = pytest.mark.django_db
 
@@ -171,3 +175,132 @@ def test_a_running_job_without_heartbeat_is_flagged_on_its_page(viewer_client: C
     assert "No heartbeat from the worker" in viewer_client.get(f"/jobs/{job.pk}/").content.decode()
     Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
     assert "No heartbeat from the worker" not in viewer_client.get(f"/jobs/{job.pk}/").content.decode()
+
+
+# Job kinds for the "Run again" stories: destructive ones ask for their confirmation again.
+@job_kind("test_wipe", label="Wipe (test)", permission="run_destructive_jobs", refresh_inventory=False)
+def wipe_without_page(ctx: JobContext) -> str:
+    return "wiped"
+
+
+def wipe_page(job: Job) -> str:
+    return "/jobs/new/wipe/?" + urlencode(
+        {"host": job.hosts.get().pk, "vm": job.vms, "mode": job.params.get("mode", "")}, True
+    )
+
+
+@job_kind(
+    "test_wipe_paged", label="Wipe with a page (test)", permission="run_destructive_jobs", preflight_url=wipe_page
+)
+def wipe_with_page(ctx: JobContext) -> str:
+    return "wiped"
+
+
+@job_kind(
+    "test_wipe_offsite",
+    label="Wipe elsewhere (test)",
+    permission="run_destructive_jobs",
+    preflight_url=lambda job: "//evil.example/jobs/new/wipe/",
+)
+def wipe_offsite(ctx: JobContext) -> str:
+    return "wiped"
+
+
+def test_job_page_links_its_hosts_and_vms_and_reads_parameters_and_results(
+    viewer_client: Client, operator: Any
+) -> None:
+    hv01, hv02 = make_host("HV01"), make_host("HV02")
+    vm = VirtualMachine.objects.create(host=hv02, vm_id="b1", name="Win11-B")
+    VirtualMachine.objects.create(host=make_host("HV03"), vm_id="a3", name="Win11-A")  # not a host of this job
+    job = Job.objects.create(
+        kind="inventory_refresh",
+        state=JobState.SUCCEEDED,
+        requested_by=operator,
+        host_names=["HV01", "HV02", "OLD-HOST"],
+        vms=["Win11-B", "Win11-A"],
+        params={"guardian_name": "UntrustedGuardian", "signing_thumbprint": "116F00AA"},
+        results={"failed_hosts": [], "removed_guardian": {"guardian_name": "UG", "metadata_xml": "PD94" * 200}},
+    )
+    job.hosts.add(hv01, hv02)
+    body = viewer_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'<a href="/hosts/{hv01.pk}/">HV01</a>, <a href="/hosts/{hv02.pk}/">HV02</a>, OLD-HOST' in body
+    assert f'<a href="/vms/{vm.pk}/">Win11-B</a>, Win11-A<' in body  # Win11-A is on no host of the job: plain
+    assert "<dt>signing thumbprint</dt><dd>116F00AA</dd>" in body and "{&#x27;" not in body  # lines, not a repr
+    assert "failed hosts" not in body  # empty results are left out
+    assert "metadata_xml=(800 characters)" in body and "PD94PD94" not in body
+    assert 'id="next-action"' not in body
+
+
+@pytest.mark.parametrize(
+    ("recorded", "button"),
+    [
+        ({"next_url": "/jobs/new/reset/undo/?job=5"}, ("/jobs/new/reset/undo/?job=5", "Undo this reset…")),
+        ({"next_url": "/jobs/new/x/", "next_label": "Import it…"}, ("/jobs/new/x/", "Import it…")),
+        ({"next_url": "//evil.example/jobs/"}, None),
+        ({"next_url": "https://evil.example/"}, None),
+        ({"next_url": "/\\evil.example/"}, None),
+        ({"next_url": "javascript:alert(1)"}, None),
+        ({"next_url": ["/jobs/"]}, None),
+    ],
+)
+def test_a_recorded_next_step_is_a_button_to_a_page_of_this_console(
+    viewer_client: Client, operator: Any, recorded: dict[str, Any], button: tuple[str, str] | None
+) -> None:
+    job = job_on(None, operator, kind="reset_guardian")
+    Job.objects.filter(pk=job.pk).update(results={"removed_guardian": {"guardian_name": "UG"}, **recorded})
+    body = viewer_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "next url" not in body and "evil" not in body  # never listed among the results either
+    if button is None:
+        assert 'id="next-action"' not in body
+    else:
+        assert f'<a class="button" id="next-action" href="{escape(button[0])}">{button[1]}</a>' in body
+
+
+def test_run_again_of_a_destructive_job_goes_back_to_its_preflight_page(
+    admin_client: Client, operator_client: Client, admin: Any
+) -> None:
+    host = make_host("HV01")
+    job = job_on(host, admin, JobState.SUCCEEDED, kind="test_wipe_paged")
+    Job.objects.filter(pk=job.pk).update(vms=["Win11-A", "Win 11 B"], params={"mode": "all&more"})
+    page_url = f"/jobs/new/wipe/?host={host.pk}&vm=Win11-A&vm=Win+11+B&mode=all%26more"
+    body = admin_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'id="rerun" href="{escape(page_url)}"' in body and 'action="/jobs/' + str(job.pk) + '/rerun/"' not in body
+    response = admin_client.post(f"/jobs/{job.pk}/rerun/")  # an old form or a hand-made request: same place
+    assert response.status_code == 302 and response["Location"] == page_url
+    assert operator_client.post(f"/jobs/{job.pk}/rerun/").status_code == 403  # and only for those who may run it
+    assert Job.objects.count() == 1  # nothing ran again without the page's confirmation
+    with pytest.raises(RerunNeedsPreflight):
+        rerun_job(job, admin)
+
+
+@pytest.mark.parametrize("kind", ["test_wipe", "test_wipe_offsite"])
+def test_a_destructive_job_without_a_usable_page_is_not_run_again_in_one_click(
+    admin_client: Client, admin: Any, kind: str
+) -> None:
+    job = job_on(make_host("HV01"), admin, JobState.FAILED, kind=kind)
+    body = admin_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert 'id="rerun"' not in body and "evil" not in body
+    response = admin_client.post(f"/jobs/{job.pk}/rerun/", follow=True)
+    assert response.redirect_chain == [(f"/jobs/{job.pk}/", 302)]
+    assert "is not run again in one click" in response.content.decode()
+    assert Job.objects.count() == 1
+
+
+def test_no_registered_destructive_kind_reruns_in_one_click(admin_client: Client, admin: Any) -> None:
+    destructive = [kind for kind in KINDS.values() if kind.permission == "run_destructive_jobs"]
+    assert {"test_wipe", "test_wipe_paged"} <= {kind.name for kind in destructive}
+    host = make_host("HV01")
+    for kind in destructive:
+        job = job_on(host, admin, JobState.SUCCEEDED, kind=kind.name)
+        response = admin_client.post(f"/jobs/{job.pk}/rerun/")
+        assert response.status_code == 302 and not Job.objects.filter(rerun_of=job).exists(), kind.name
+
+
+def test_a_silent_job_says_whether_any_worker_seems_to_run(viewer_client: Client, operator: Any) -> None:
+    job = job_on(None, operator, JobState.RUNNING)
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=45))
+    body = viewer_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "its worker has probably stopped" in body and "no worker seems to be running" not in body
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
+    body = viewer_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "no worker seems to be running. Start one" in body and "marks this job lost at its start" in body

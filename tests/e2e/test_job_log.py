@@ -33,6 +33,8 @@ def stream_lines(ctx: JobContext) -> str:
         ctx.log(f"second half line {i}", "warning" if i % 50 == 0 else "info")
         time.sleep(0.004)
     ctx.log("the end", "error")
+    ctx.record("lines_written", 301)
+    ctx.record("next_url", f"/jobs/?kind={ctx.job.kind}")
     return "streamed"
 
 
@@ -78,6 +80,12 @@ def test_watching_a_job_through_a_network_drop_shows_every_line_once(
     assert final["contiguous"] and final["gaps"] == 0 and final["connects"] >= 2
     assert page.locator(f'[data-job-state="{job.pk}"]').inner_text() == "succeeded"
     assert not page.locator("#job-ran").inner_text().endswith("…")  # the end time arrived live
+    # The card comes back with what only the end knows, without a reload: results, next step, "Run again".
+    page.wait_for_function("window.guardianJobLog.snapshot().cardRefreshes === 1")
+    assert "lines written" in page.locator("#job-card").inner_text()
+    assert page.locator("#next-action").get_attribute("href") == "/jobs/?kind=test_stream"
+    assert page.locator("#next-action").inner_text() == "Next step…"
+    assert page.locator("#rerun").inner_text() == "Run again" and page.locator("#cancel-form").count() == 0
     # Following: the last line is in view.
     assert page.locator(".jl-row").last.inner_text().endswith("Job succeeded: streamed")
     # Level filter: only the error lines remain.
