@@ -58,6 +58,7 @@ def test_reset_job_and_its_undo_on_the_deleted_certs_host(
     assert reset.state == JobState.SUCCEEDED, reset.error
     assert sim.model.guardian("UntrustedGuardian") is None and "TPM changes work again" in reset.summary
     assert reset.results["removed_guardian"]["signing_thumbprint"] == before
+    assert reset.results["next_url"] == f"/jobs/new/reset/undo/?job={reset.pk}"  # the job page's "Undo" button
     assert AuditEvent.objects.get(action="guardian.reset").detail["signing_thumbprint"] == before
     undo = finished(create_job(admin, "undo_guardian_reset", hosts=[host], params={"reset_job": reset.pk}))
     assert undo.state == JobState.SUCCEEDED, undo.error

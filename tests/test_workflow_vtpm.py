@@ -9,7 +9,7 @@ from django.test import Client
 
 from hosts.inventory.refresh import refresh_host
 from hosts.remoting import open_session
-from hosts.remoting.catalog.vms import StartVM
+from hosts.remoting.catalog.vms import StartVM, StopVM
 from jobs.kinds import JobFailed
 from jobs.workflows.reset import DirectRun
 from jobs.workflows.vtpm import TpmChange, change_vtpms, changes_from, disable_vtpm, enable_vtpm
@@ -130,3 +130,38 @@ def test_enable_needs_no_typing_and_operators_cannot_use_it(
     assert admin_client.post("/jobs/new/vtpm/", data).status_code == 302
     assert Job.objects.get().params["action"] == "enable"
     assert admin_client.get("/jobs/new/vtpm/?host=x&action=nonsense&vm=nope").status_code == 200
+
+
+def test_a_running_vm_alone_gets_no_confirm_box_but_what_to_do(
+    sim_host: Any, registered_host: Any, admin_client: Client
+) -> None:
+    from jobs.models import Job
+
+    sim = sim_host("healthy")
+    host = registered_host(sim)
+    assert refresh_host(host).ok
+    url = f"/jobs/new/vtpm/?host={host.pk}&action=disable&vm=Win11-A"
+    text = admin_client.get(url).content.decode()
+    assert "Nothing can change yet" in text and "shut it down from inside the guest" in text
+    assert "Stop-VM -Name &#x27;Win11-A&#x27; on HV01" in text
+    assert 'id="vtpm-submit"' not in text and 'name="confirm-Win11-A"' not in text and "BitLocker" not in text
+    forced = admin_client.post("/jobs/new/vtpm/", {"host": host.pk, "action": "disable", "vm": "Win11-A"})
+    assert forced.status_code == 400 and "None of the chosen VMs can change now" in forced.content.decode()
+    assert Job.objects.count() == 0
+    # The user shuts it down, then "Check again" reads the host now: the VM is ready to confirm.
+    with open_session(host.connection_spec()) as session:
+        session.run(StopVM("Win11-A"))
+    again = admin_client.get(url + "&recheck=1").content.decode()
+    assert 'name="confirm-Win11-A"' in again and 'id="vtpm-submit"' in again and "Nothing can change yet" not in again
+
+
+def test_blocked_vms_are_left_out_of_the_job(healthy_host: Any, admin_client: Client) -> None:
+    from jobs.models import Job
+
+    url = f"/jobs/new/vtpm/?host={healthy_host.pk}&action=disable&vm=Win11-A&vm=Win11-B&vm=Srv-Plain"
+    text = admin_client.get(url).content.decode()
+    assert "Left out" in text and "TPM already off: nothing to do" in text
+    assert 'name="confirm-Win11-B"' in text and 'name="confirm-Win11-A"' not in text and "for 1 VM<" in text
+    data = {"host": healthy_host.pk, "action": "disable", "vm": ["Win11-A", "Win11-B", "Srv-Plain"]}
+    assert admin_client.post("/jobs/new/vtpm/", {**data, "confirm-Win11-B": "Win11-B"}).status_code == 302
+    assert Job.objects.get().vms == ["Win11-B"]

@@ -328,7 +328,10 @@ def reset_guardian_job(ctx: JobContext) -> str:
     removed = dict(ctx.job.results.get("removed_guardian") or {})
     removed.pop("metadata_xml", None)
     AuditEvent.record(ctx.user, "guardian.reset", host, job=ctx.job.pk, **removed)
-    ctx.log(f"To undo: /jobs/new/reset/undo/?job={ctx.job.pk}")
+    undo_url = f"/jobs/new/reset/undo/?job={ctx.job.pk}"
+    ctx.record("next_url", undo_url)  # the job page shows it as a button (jobs.views.NEXT_URL)
+    ctx.record("next_label", "Undo this reset…")
+    ctx.log(f"To undo: {undo_url}")
     return summary
 
 

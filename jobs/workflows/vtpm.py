@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -162,20 +163,28 @@ def vtpm_job(ctx: JobContext) -> str:
 
 
 def vm_rows(host: Any, chosen: list[str], action: str) -> list[dict[str, Any]]:
-    """The chosen VMs as the last inventory shows them, with what stands in the way of the change."""
+    """The chosen VMs as the last inventory shows them, with what stands in the way of the change ("" = eligible)."""
     from hosts.inventory.models import VirtualMachine
 
     rows = []
     for vm in VirtualMachine.objects.filter(host=host, name__in=chosen).order_by("name"):
         row: dict[str, Any] = {"vm": vm, "saved": vm.state == "Saved" or vm.has_saved_state, "blocker": ""}
         if vm.state not in ("Off", "Saved"):
-            row["blocker"] = f"{vm.state}: shut it down first (the job would stop for this VM)."
+            row["blocker"] = (
+                f"{vm.state}: shut it down from inside the guest (or Stop-VM -Name '{vm.name}' on {host}), "
+                "then check again."
+            )
         elif action == "enable" and vm.tpm_enabled:
             row["blocker"] = "TPM already on: nothing to do."
         elif action == "disable" and not vm.tpm_enabled:
             row["blocker"] = "TPM already off: nothing to do."
         rows.append(row)
     return rows
+
+
+def eligible(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows the job would change: a blocked VM is left out of the form rather than failing in the job."""
+    return [row for row in rows if not row["blocker"]]
 
 
 def operations_for(action: str, rows: list[dict[str, Any]]) -> list[Operation[Any]]:
@@ -207,6 +216,14 @@ def confirmation_errors(request: HttpRequest, action: str, rows: list[dict[str, 
     return errors
 
 
+def recheck(host: Any) -> str:
+    """Read the host again now (the user shut a VM down since the last inventory); "" or why it failed."""
+    from hosts.inventory.refresh import refresh_host
+
+    outcome = refresh_host(host)
+    return "" if outcome.ok else f"Could not read {host} again: {outcome.error}"
+
+
 @require("run_destructive_jobs")
 def vtpm_preflight(request: HttpRequest) -> HttpResponse:
     from hosts.inventory.models import VirtualMachine
@@ -218,25 +235,35 @@ def vtpm_preflight(request: HttpRequest) -> HttpResponse:
     action = str(data.get("action")) if data.get("action") in ACTIONS else "disable"
     chosen = data.getlist("vm")
     context: dict[str, Any] = {"hosts": Host.objects.order_by("name"), "host": host, "action": action}
+    if host is not None and request.method == "GET" and data.get("recheck"):
+        context["recheck_error"] = recheck(host)
     context["all_vms"] = VirtualMachine.objects.filter(host=host).order_by("name") if host else []
     context["chosen"] = chosen
     rows = vm_rows(host, chosen, action) if host else []
-    context |= {"rows": rows, "warning": TPM_OFF_WARNING if action == "disable" else ""}
-    if rows:
-        context["powershell"] = powershell_of(operations_for(action, rows))
+    ready = eligible(rows)
+    context |= {"rows": rows, "ready": ready, "blocked": [row for row in rows if row["blocker"]]}
+    context["warning"] = TPM_OFF_WARNING if action == "disable" else ""
+    if host is not None:
+        query = [("host", str(host.pk)), ("action", action), *(("vm", name) for name in chosen), ("recheck", "1")]
+        context["recheck_url"] = f"{request.path}?{urlencode(query)}"
+    if ready:
+        context["powershell"] = powershell_of(operations_for(action, ready))
     if request.method == "POST" and host is not None and rows:
-        errors = confirmation_errors(request, action, rows)
+        errors = confirmation_errors(request, action, ready) if ready else [NOTHING_ELIGIBLE]
         if not errors:
-            names = [row["vm"].name for row in rows]
+            names = [row["vm"].name for row in ready]
             params = {
                 "action": action,
                 "confirmed": names if action == "disable" else [],
-                "remove_saved_state": [row["vm"].name for row in rows if row["saved"]],
+                "remove_saved_state": [row["vm"].name for row in ready if row["saved"]],
             }
             return start(request, "vtpm", host, params, vms=names)
         context["errors"] = errors
         return render(request, "workflows/vtpm.html", context, status=400)
     return render(request, "workflows/vtpm.html", context)
+
+
+NOTHING_ELIGIBLE = "None of the chosen VMs can change now: see what each needs below, then check again."
 
 
 urlpatterns = [path("jobs/new/vtpm/", vtpm_preflight, name="vtpm_preflight")]
