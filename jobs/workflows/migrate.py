@@ -705,6 +705,38 @@ def live_preview(source: Any, target: Any, opts: MigrationOptions) -> tuple[Migr
         return None, f"Preflight could not read both hosts: {exc}"
 
 
+def names_taken(source: Any, names: list[str]) -> dict[str, list[Any]]:
+    """Per VM name (lower case): the other hosts whose last inventory has a VM of that name."""
+    from hosts.inventory.models import VirtualMachine
+
+    taken: dict[str, list[Any]] = {}
+    others = VirtualMachine.objects.exclude(host=source).select_related("host").order_by("host__name")
+    wanted = {name.lower() for name in names}
+    for vm in others:
+        if vm.name.lower() in wanted and vm.host not in taken.setdefault(vm.name.lower(), []):
+            taken[vm.name.lower()].append(vm.host)
+    return taken
+
+
+def vm_choices(vms: list[Any], source: Any, target: Any) -> list[dict[str, Any]]:
+    """The source's VMs for the list, each with the hosts where its name is taken (it cannot go there)."""
+    taken = names_taken(source, [vm.name for vm in vms])
+    rows = []
+    for vm in vms:
+        hosts = taken.get(vm.name.lower(), [])
+        rows.append({"vm": vm, "taken_on": hosts, "taken_pks": " ".join(str(h.pk) for h in hosts)})
+        rows[-1]["blocked"] = target is not None and any(h.pk == target.pk for h in hosts)
+    return rows
+
+
+def target_choices(hosts: Any, source: Any, vm_name: str) -> list[dict[str, Any]]:
+    """The hosts a VM may go to; one that already has a VM of the chosen name is marked."""
+    if source is None:
+        return []
+    taken = {h.pk for h in names_taken(source, [vm_name]).get(vm_name.lower(), [])} if vm_name else set()
+    return [{"host": h, "taken": h.pk in taken} for h in hosts if h.pk != source.pk]
+
+
 @require("run_jobs")
 def migrate_wizard(request: HttpRequest) -> HttpResponse:
     from hosts.inventory.models import VirtualMachine
@@ -715,7 +747,9 @@ def migrate_wizard(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"hosts": Host.objects.order_by("name"), "source": source, "target": target}
     context |= {"opts": opts, "methods": METHODS, "unseals": UNSEAL, "afters": SOURCE_AFTER}
     context["method_label"] = METHODS.get(opts.method, "")
-    context["vms"] = VirtualMachine.objects.filter(host=source).order_by("name") if source else []
+    vms = list(VirtualMachine.objects.filter(host=source).order_by("name")) if source else []
+    context["vms"] = vm_choices(vms, source, target)
+    context["targets"] = target_choices(context["hosts"], source, opts.vm_name)
     ready = source is not None and target is not None and opts.vm_name and data.get("preview")
     if source is not None and target is not None and source.pk == target.pk:
         context["problems"] = ["Choose a target host other than the source."]
