@@ -14,6 +14,7 @@ from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobCancelled, JobFailed, Step
 from jobs.workflows.migrate import MigrationOptions, migrate_vm, plan_migration
 from jobs.workflows.reset import DirectRun
+from tests.test_workflow_reset import assert_runnable, shown_powershell
 
 pytestmark = pytest.mark.django_db
 
@@ -169,6 +170,16 @@ def test_wizard_checks_both_hosts_shows_powershell_and_starts_the_job(lab: Any, 
     page = operator_client.get("/jobs/new/migrate/", {**choose, "preview": "1"}).content.decode()
     assert "HV01 sees the lab share" in page and "Show PowerShell" in page
     assert "Export-VM -Name &#x27;Win11-B&#x27;" in page and "Grant-HgsKeyProtectorAccess" in page
+    # Show PowerShell runs as shown: the byte arrays the job passes on are variables assigned from their reads.
+    lines = shown_powershell(page)
+    assert "$kp = Get-VMKeyProtector -VMName 'Win11-B'" in lines
+    assert any(line.startswith("$grantedKp = ConvertTo-HgsKeyProtector -Bytes $kp | Grant-") for line in lines)
+    assert "Set-VMKeyProtector -VMName 'Win11-B' -KeyProtector $grantedKp.RawData" in lines
+    assert any(line.startswith("$guardianXml = Get-Content -LiteralPath") for line in lines)
+    assert lines.index("# On HV02 (target):") < lines.index(
+        "New-HgsGuardian -Name 'UntrustedGuardian' -GenerateCertificates"
+    )
+    assert_runnable(lines)
     response = operator_client.post("/jobs/new/migrate/", {**choose, "preview": "1"})
     job = Job.objects.get()
     assert response["Location"] == f"/jobs/{job.pk}/"

@@ -185,3 +185,49 @@ def test_undo_page_refuses_a_job_that_removed_nothing(admin_client: Client) -> N
     page = admin_client.get("/jobs/new/reset/undo/?job=999")
     assert page.status_code == 200 and "Choose a reset job that removed a guardian" in page.content.decode()
     assert admin_client.get("/jobs/new/reset/?host=abc").status_code == 200  # bad input: no 500
+
+
+def shown_powershell(html: str) -> list[str]:
+    """The lines of every Show PowerShell block of a page, as a person would copy them."""
+    import re
+    from html import unescape
+
+    blocks = re.findall(r'<pre class="powershell">(.*?)</pre>', html, flags=re.S)
+    return [unescape(line) for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def assert_runnable(lines: list[str]) -> None:
+    """Pasted in order, the lines run: every variable is assigned before it is used, no byte array is shown by
+    its size, and no name has a placeholder Windows would refuse."""
+    import re
+
+    assigned: set[str] = set()
+    for line in lines:
+        if line.startswith("#"):
+            continue
+        target, _, expression = line.partition(" = ") if re.match(r"^\$\w+ = ", line) else ("", "", line)
+        used = set(re.findall(r"\$(\w+)", expression)) - {"true", "false", "null"}
+        assert used <= assigned, f"{line!r} uses {used - assigned} before it is assigned"
+        assigned |= {target.lstrip("$")} if target else set()
+        assert "bytes>" not in line and "<random>" not in line, line
+
+
+def test_undo_page_shows_runnable_lines_with_the_kept_metadata(
+    sim_host: Any, registered_host: Any, admin_client: Client
+) -> None:
+    from jobs.models import Job
+
+    sim = sim_host("deleted-certs")
+    host = registered_host(sim)
+    run = DirectRun()
+    with open_session(host.connection_spec()) as session:
+        reset_guardian(run, session, host)
+    job = Job.objects.create(kind="reset_guardian", host_names=[host.name], results=run.results)
+    job.hosts.set([host])
+    lines = shown_powershell(admin_client.get(f"/jobs/new/reset/undo/?job={job.pk}").content.decode())
+    kept = run.results["removed_guardian"]["metadata_xml"]
+    assert f"$guardianXml = [Convert]::FromBase64String('{kept}')" in lines
+    assert any(
+        line.startswith("Set-Content -Path 'C:\\Windows\\Temp\\gc-") and "-Value $guardianXml" in line for line in lines
+    )
+    assert_runnable(lines)

@@ -61,7 +61,7 @@ from hosts.remoting.operation import Operation
 from hosts.vault.models import EscrowedPair, find_pair
 from jobs.kinds import JobCancelled, JobContext, JobFailed, job_kind
 
-from .reset import UNTRUSTED_GUARDIAN, powershell_of
+from .reset import UNTRUSTED_GUARDIAN, PowerShellScript, sample_token
 
 METHODS = {
     "export": "Export to the lab share, import a copy on the target",
@@ -633,45 +633,62 @@ def reach(ctx: JobContext, host: Any) -> Any:
 # -- the wizard --------------------------------------------------------------------------------------------------------
 
 
-def shown_powershell(items: list[Operation[Any] | str]) -> list[str]:
-    """PowerShell lines of the operations; a string is a comment line for the reader (never sent)."""
-    return [line for item in items for line in ([f"# {item}"] if isinstance(item, str) else powershell_of([item]))]
-
-
-def migration_operations(plan: MigrationPlan, opts: MigrationOptions, target: Any) -> list[Operation[Any] | str]:
-    """What the job will send, in order, as far as the preflight can know it."""
-    vm = opts.vm_name
-    ops: list[Operation[Any] | str] = [ReadHostInventory(), GetVmHost(), ReadVmDetails([vm])]
+def migration_script(plan: MigrationPlan, opts: MigrationOptions, source: Any, target: Any) -> PowerShellScript:
+    """What the job will send, in order and host by host, as far as the preflight can know it; runnable by hand."""
+    vm, token = opts.vm_name, sample_token()
+    script = PowerShellScript().on(source, "source").add(ReadHostInventory(), GetVmHost(), ReadVmDetails([vm]))
+    script.on(target, "target").add(ReadHostInventory(), GetVmHost())
+    if plan.unseal_needed and opts.unseal == "carry":
+        pair = str(plan.vault_pair) if plan.vault_pair else f"The owner guardian of '{vm}' (escrowed first)"
+        script.comment(f"{pair} goes to {target} from the vault: Import-PfxCertificate of both certificates, then")
+        script.comment("New-HgsGuardian -SigningCertificateThumbprint … -EncryptionCertificateThumbprint ….")
     if plan.unseal_needed and opts.unseal == "authorise":
-        ops.append("The byte arrays below are read by the job: the VM's key protector (Get-VMKeyProtector), the")
-        ops.append("guardian file's bytes, and the RawData of the protector Grant-HgsKeyProtectorAccess returns.")
-        temp = f"{TEMP_DIR}\\gc-<random>-guardian.xml"
-        if not plan.target_guardian:
-            ops.append(GenerateLocalGuardian())
-        ops += [ExportGuardian(plan.target_guardian or UNTRUSTED_GUARDIAN, temp), ReadFileBytes(temp)]
-        ops += [WriteFileBytes(temp, b""), ImportGuardianMetadata(temp, f"{plan.target_name}-{UNTRUSTED_GUARDIAN}")]
-        ops += [GetVmSecurity(vm), GrantKeyProtectorAccess(b"", f"{plan.target_name}-{UNTRUSTED_GUARDIAN}")]
-        ops.append(SetKeyProtector(vm, b""))
+        authorise_lines(script, plan, opts, source, target, token)
     if opts.method == "live":
-        ops.append(MoveVM(vm, plan.target_name or str(target), plan.target_storage))
+        script.on(source, "source").add(MoveVM(vm, plan.target_name or str(target), plan.target_storage))
+        return finish_lines(script, opts, source, target)
+    running = plan.vm is not None and plan.vm.state == "Running"
+    if running and not (plan.unseal_needed and opts.unseal == "authorise"):  # authorising stopped it already
+        script.on(source, "source").add(StopVM(vm))
+    if opts.method == "export":
+        folder = f"{opts.share}\\gc-migrate-{token}"
+        config = exported_config_path(f"{folder}\\{vm}", plan.vm.vm_id if plan.vm else "<ID>")
+        options = ImportOptions(config, copy=True, generate_new_id=opts.new_id)
+        script.on(source, "source").add(ExportVM(vm, folder))
+        script.on(target, "target").add(CompareVM(options), ImportVM(options))
+        script.on(source, "source").add(RemoveFolder(folder))
     else:
-        if plan.vm is not None and plan.vm.state == "Running":
-            ops.append(StopVM(vm))
-        if opts.method == "export":
-            folder = f"{opts.share}\\gc-migrate-<random>"
-            config = exported_config_path(f"{folder}\\{vm}", plan.vm.vm_id if plan.vm else "<ID>")
-            options = ImportOptions(config, copy=True, generate_new_id=opts.new_id)
-            ops += [ExportVM(vm, folder), CompareVM(options), ImportVM(options), RemoveFolder(folder)]
-        else:
-            options = ImportOptions(opts.files_path, copy=False)
-            ops += [CompareVM(options), ImportVM(options)]
-            if plan.unseal_needed and opts.unseal == "authorise":
-                ops.append(SetKeyProtector(vm, b""))  # on the target: the protector granted on the source
+        options = ImportOptions(opts.files_path, copy=False)
+        script.on(target, "target").add(CompareVM(options), ImportVM(options))
+        if plan.unseal_needed and opts.unseal == "authorise":
+            script.add(SetKeyProtector(vm, b""))  # the protector granted on the source, for the files copied before
+    return finish_lines(script, opts, source, target)
+
+
+def finish_lines(script: PowerShellScript, opts: MigrationOptions, source: Any, target: Any) -> PowerShellScript:
+    vm = opts.vm_name
     if opts.start:
-        ops += [StartVM(vm), GetVM(vm)]
+        script.on(target, "target").add(StartVM(vm), GetVM(vm))
     if opts.method != "live" and opts.source_after == "remove":
-        ops.append(RemoveVM(vm))
-    return ops
+        script.on(source, "source").add(RemoveVM(vm))
+    return script
+
+
+def authorise_lines(
+    script: PowerShellScript, plan: MigrationPlan, opts: MigrationOptions, source: Any, target: Any, token: str
+) -> None:
+    """Authorise the target's guardian: its public metadata goes to the source, which grants it access."""
+    vm, guardian = opts.vm_name, plan.target_guardian or UNTRUSTED_GUARDIAN
+    temp, granted_as = f"{TEMP_DIR}\\gc-{token}-guardian.xml", f"{plan.target_name or target}-{guardian}"
+    if plan.vm is not None and plan.vm.state == "Running":
+        script.on(source, "source").add(StopVM(vm))
+    script.on(target, "target")
+    if not plan.target_guardian:
+        script.add(GenerateLocalGuardian())
+    script.add(ExportGuardian(guardian, temp)).add(ReadFileBytes(temp), into="$guardianXml").add(RemoveFiles([temp]))
+    script.on(source, "source").add(WriteFileBytes(temp, b""), GetGuardians(), ImportGuardianMetadata(temp, granted_as))
+    script.add(RemoveFiles([temp]), GetVmSecurity(vm), GrantKeyProtectorAccess(b"", granted_as))
+    script.add(SetKeyProtector(vm, b""))
 
 
 def wizard_choices(data: Any) -> tuple[Any, Any, MigrationOptions]:
@@ -759,7 +776,7 @@ def migrate_wizard(request: HttpRequest) -> HttpResponse:
             plan, error = live_preview(source, target, opts)
             context |= {"plan": plan, "error": error}
             if plan is not None:
-                context["powershell"] = shown_powershell(migration_operations(plan, opts, target))
+                context["powershell"] = migration_script(plan, opts, source, target).lines()
                 if request.method == "POST" and not plan.failures:
                     return start_migration(request, source, target, opts)
     status = 400 if request.method == "POST" else 200

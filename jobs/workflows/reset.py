@@ -40,7 +40,7 @@ from hosts.remoting.catalog.guardians import (
 from hosts.remoting.catalog.inventory import GuardianFacts, ReadHostInventory, ReadVmDetails
 from hosts.remoting.catalog.vms import DisableTpm, EnableTpm, GetVM
 from hosts.remoting.errors import RemoteCommandError, RemotingError
-from hosts.remoting.operation import Operation, render_powershell
+from hosts.remoting.operation import Cmd, Operation, quote, render_cmd
 from hosts.vault.models import find_pair
 from jobs.kinds import JobContext, JobFailed, Step, job_kind
 
@@ -81,7 +81,127 @@ class DirectRun:
 
 
 def powershell_of(operations: list[Operation[Any]]) -> list[str]:
-    return [line for op in operations for line in render_powershell(op)]
+    return PowerShellScript().add(*operations).lines()
+
+
+# -- Show PowerShell: lines a person can paste and run in order ----------------------------------------------------
+
+# Parameters that take a byte array the job read earlier, and which kind of bytes ("channel") they take.
+BYTE_INPUTS = {
+    ("Set-Content", "Value"): "file",
+    ("ConvertTo-HgsKeyProtector", "Bytes"): "kp",
+    ("Set-VMKeyProtector", "KeyProtector"): "kp",
+}
+
+
+@dataclass
+class _Statement:
+    host: str
+    cmds: list[Cmd]
+    into: str = ""  # the variable this statement's output is assigned to, when a later statement uses it
+    used: bool = False
+    inputs: dict[tuple[int, str], tuple[str, _Statement | None]] = field(default_factory=dict)
+
+
+@dataclass
+class _Bytes:
+    """Where a channel's current byte array comes from: a statement's output, or a value bound by the page."""
+
+    expression: str  # what a consumer writes: $kp, $grantedKp.RawData
+    statement: _Statement | None = None
+
+
+def sample_token() -> str:
+    """A concrete stand-in for the random part of a temporary name, so the shown lines run as they are."""
+    return secrets.token_hex(4)
+
+
+class PowerShellScript:
+    """The commands a workflow sends, as PowerShell lines to run in order by hand. A byte array the job reads and
+    passes on (a key protector, a file's bytes) becomes a variable assigned from the command that read it —
+    `$kp = Get-VMKeyProtector -VMName 'X'` … `ConvertTo-HgsKeyProtector -Bytes $kp` — instead of its size."""
+
+    def __init__(self) -> None:
+        self.items: list[str | _Statement] = []  # a str is a comment line
+        self.host = ""
+        self.current: dict[str, _Bytes] = {}
+
+    def comment(self, text: str) -> PowerShellScript:
+        self.items.append(f"# {text}")
+        return self
+
+    def on(self, host: Any, role: str = "") -> PowerShellScript:
+        """The next statements run on `host`: a comment line says so whenever the host changes."""
+        if str(host) != self.host:
+            self.host = str(host)
+            self.comment(f"On {host}{f' ({role})' if role else ''}:")
+        return self
+
+    def bind(self, channel: str, variable: str, expression: str, note: str = "") -> PowerShellScript:
+        """A byte array the job has from elsewhere (data kept by an earlier job): assigned here, used later."""
+        if note:
+            self.comment(note)
+        self.items.append(f"{variable} = {expression}")
+        self.current[channel] = _Bytes(variable)
+        return self
+
+    def add(self, *operations: Operation[Any], into: str = "") -> PowerShellScript:
+        for op in operations:
+            for cmds in op.statements():
+                self._statement(list(cmds), into)
+        return self
+
+    def _statement(self, cmds: list[Cmd], into: str) -> None:
+        statement = _Statement(self.host, cmds)
+        for index, cmd in enumerate(cmds):
+            for param, value in cmd.params.items():
+                channel = BYTE_INPUTS.get((cmd.name, param))
+                if channel and isinstance(value, bytes | bytearray) and channel in self.current:
+                    source = self.current[channel]
+                    statement.inputs[(index, param)] = (source.expression, source.statement)
+                    if source.statement is not None:
+                        source.statement.used = True
+        self.items.append(statement)
+        last = cmds[-1].name
+        if last == "Get-VMKeyProtector":
+            statement.into = into or "$kp"
+            self.current["kp"] = _Bytes(statement.into, statement)
+        elif last == "Grant-HgsKeyProtectorAccess":
+            statement.into = into or "$grantedKp"
+            self.current["kp"] = _Bytes(f"{statement.into}.RawData", statement)
+        elif last == "Get-Content" and cmds[-1].params.get("Encoding") == "Byte":
+            statement.into = into or "$fileBytes"
+            self.current["file"] = _Bytes(statement.into, statement)
+
+    def lines(self) -> list[str]:
+        out: list[str] = []
+        for item in self.items:
+            if isinstance(item, str):
+                out.append(item)
+                continue
+            for expression, source in item.inputs.values():
+                if source is not None and source.host != item.host:
+                    variable = expression.split(".")[0]
+                    out.append(f"# {variable} holds what was read on {source.host} above: carry its value over first")
+            out.append(_render_statement(item))
+        return out
+
+
+def _render_statement(statement: _Statement) -> str:
+    parts = []
+    for index, cmd in enumerate(statement.cmds):
+        params = dict(cmd.params)
+        markers = {}
+        for (at, param), (expression, _source) in statement.inputs.items():
+            if at == index:
+                marker = f"\x00{param}\x00"
+                params[param], markers[marker] = marker, expression
+        text = render_cmd(Cmd(cmd.name, params))
+        for marker, expression in markers.items():
+            text = text.replace(f"'{marker}'", expression)
+        parts.append(text)
+    line = " | ".join(parts)
+    return f"{statement.into} = {line}" if statement.into and statement.used else line
 
 
 # -- what a reset would touch -------------------------------------------------------------------------------------
@@ -387,7 +507,7 @@ def sealed_from_inventory(guardian: Any) -> list[dict[str, Any]]:
 
 
 def reset_operations(guardian_name: str, guardian: Any) -> list[Operation[Any]]:
-    temp = f"{TEMP_DIR}\\gc-<random>-guardian.xml"
+    temp = f"{TEMP_DIR}\\gc-{sample_token()}-guardian.xml"
     return [
         ReadHostInventory(),
         ReadVmDetails(["<each VM>"]),
@@ -463,16 +583,21 @@ def undo_preflight(request: HttpRequest) -> HttpResponse:
             removed["guardian_name"], removed["signing_thumbprint"], removed["encryption_thumbprint"]
         ),
     ]
-    temp = f"{TEMP_DIR}\\gc-<random>-guardian.xml"
-    name = removed["guardian_name"]
-    fallback: list[Operation[Any]] = [
-        WriteFileBytes(temp, b""),
-        ImportGuardianMetadata(temp, name),
-        RemoveFiles([temp]),
-    ]
     context = {"job": job, "host": hosts[0], "removed": removed, "powershell": powershell_of(ops)}
-    context["fallback_powershell"] = powershell_of(fallback)
+    context["fallback_powershell"] = fallback_script(job, removed).lines()
     return render(request, "workflows/reset_undo.html", context)
+
+
+def fallback_script(job: Any, removed: dict[str, Any]) -> PowerShellScript:
+    """The undo from the public metadata the reset kept, with that metadata inline so the lines run as shown."""
+    temp, name = f"{TEMP_DIR}\\gc-{sample_token()}-guardian.xml", removed["guardian_name"]
+    script = PowerShellScript()
+    if removed.get("metadata_xml"):
+        kept = f"[Convert]::FromBase64String({quote(str(removed['metadata_xml']))})"
+        script.bind("file", "$guardianXml", kept, f"The public metadata of '{name}' that job #{job.pk} kept:")
+    else:
+        script.comment(f"Job #{job.pk} kept no metadata of '{name}': this way back is closed.")
+    return script.add(WriteFileBytes(temp, b""), ImportGuardianMetadata(temp, name), RemoveFiles([temp]))
 
 
 def start(request: HttpRequest, kind: str, host: Any, params: dict[str, Any], vms: list[str] | None = None) -> Any:
