@@ -185,6 +185,14 @@ def test_wizard_checks_both_hosts_shows_powershell_and_starts_the_job(lab: Any, 
     assert response["Location"] == f"/jobs/{job.pk}/"
     assert job.kind == "migrate_vm" and job.host_names == ["HV01", "HV02"] and job.vms == ["Win11-B"]
     assert job.params["unseal"] == "authorise" and job.params["start"] is True
+    # "Run again" opens the wizard with the same choices, to check both hosts again (no one-click re-run).
+    from jobs.services import rerun_preflight_url
+
+    again = rerun_preflight_url(job)
+    assert again is not None and again.startswith(f"/jobs/new/migrate/?host={lab.source_host.pk}&target=")
+    refilled = operator_client.get(again).content.decode()
+    assert '<option value="Win11-B" data-taken="" selected>' in refilled
+    assert 'name="unseal" value="authorise" checked' in refilled and 'id="migrate-submit"' not in refilled
 
 
 @pytest.mark.urls("tests.test_vault_support")

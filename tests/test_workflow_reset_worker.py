@@ -11,7 +11,7 @@ import pytest
 from console.models import AuditEvent
 from hosts.vault.models import EscrowedPair
 from jobs.models import Job, JobState
-from jobs.services import create_job
+from jobs.services import create_job, rerun_preflight_url
 from tests.plugins.users import client_for
 from tests.test_vault_support import assert_no_secret
 from tests.test_workflow_reset import lose_signing_key_but_keep_an_older_pair
@@ -66,6 +66,9 @@ def test_reset_job_and_its_undo_on_the_deleted_certs_host(
     assert AuditEvent.objects.filter(action="guardian.reset_undone", username=admin.username).exists()
     assert_nothing_secret(admin, reset, sim.password)
     assert_nothing_secret(admin, undo, sim.password)
+    # "Run again" of either goes back to its page, where the admin confirms again.
+    assert rerun_preflight_url(reset) == f"/jobs/new/reset/?host={host.pk}&guardian=UntrustedGuardian"
+    assert rerun_preflight_url(undo) == f"/jobs/new/reset/undo/?job={reset.pk}"
 
 
 def test_reset_job_escrows_first_and_keeps_the_pfx_password_secret(

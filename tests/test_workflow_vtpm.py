@@ -165,3 +165,22 @@ def test_blocked_vms_are_left_out_of_the_job(healthy_host: Any, admin_client: Cl
     data = {"host": healthy_host.pk, "action": "disable", "vm": ["Win11-A", "Win11-B", "Srv-Plain"]}
     assert admin_client.post("/jobs/new/vtpm/", {**data, "confirm-Win11-B": "Win11-B"}).status_code == 302
     assert Job.objects.get().vms == ["Win11-B"]
+
+
+def test_run_again_opens_the_page_filled_and_asks_to_confirm_again(healthy_host: Any, admin_client: Client) -> None:
+    from jobs.models import Job
+
+    job = Job.objects.create(
+        kind="vtpm",
+        host_names=[healthy_host.name],
+        vms=["Win11-B"],
+        params={"action": "disable", "confirmed": ["Win11-B"]},
+    )
+    job.hosts.set([healthy_host])
+    job.state = "succeeded"
+    job.save()
+    detail = admin_client.get(f"/jobs/{job.pk}/").content.decode()
+    url = f"/jobs/new/vtpm/?host={healthy_host.pk}&amp;action=disable&amp;vm=Win11-B"
+    assert f'id="rerun" href="{url}"' in detail
+    again = admin_client.get(url.replace("&amp;", "&")).content.decode()
+    assert 'name="confirm-Win11-B"' in again and 'value="Win11-B"' in again

@@ -61,7 +61,7 @@ from hosts.remoting.operation import Operation
 from hosts.vault.models import EscrowedPair, find_pair
 from jobs.kinds import JobCancelled, JobContext, JobFailed, job_kind
 
-from .reset import UNTRUSTED_GUARDIAN, PowerShellScript, sample_token
+from .reset import UNTRUSTED_GUARDIAN, PowerShellScript, preflight_link, sample_token
 
 METHODS = {
     "export": "Export to the lab share, import a copy on the target",
@@ -608,7 +608,30 @@ def migrate_vm(run: Any, sessions: tuple[Any, Any], hosts: tuple[Any, Any], opts
     return Migration(run, sessions, hosts, opts).execute()
 
 
-@job_kind("migrate_vm", label="Migrate a VM between hosts", permission="run_jobs", mutating=True)
+def migrate_again(job: Any) -> str:
+    """The wizard with the job's choices; the user checks both hosts again before a second run."""
+    from jobs.services import ordered_hosts
+
+    hosts = ordered_hosts(job)
+    query: list[tuple[str, Any]] = [
+        ("target", hosts[1].pk if len(hosts) > 1 else ""),
+        ("vm", job.vms[0] if job.vms else ""),
+    ]
+    query += [
+        ("form", "1"),
+        *((key, job.params.get(key)) for key in ("method", "unseal", "source_after", "share", "files_path")),
+    ]
+    query += [(key, "on") for key in ("new_id", "start") if job.params.get(key)]
+    return preflight_link("/jobs/new/migrate/", job, query)
+
+
+@job_kind(
+    "migrate_vm",
+    label="Migrate a VM between hosts",
+    permission="run_jobs",
+    mutating=True,
+    preflight_url=migrate_again,
+)
 def migrate_vm_job(ctx: JobContext) -> str:
     """hosts: [source, target]; vms: [name]; params: MigrationOptions.as_params()."""
     if len(ctx.hosts) != 2 or len(ctx.vms) != 1:

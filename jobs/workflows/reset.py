@@ -438,7 +438,34 @@ def restore_from_metadata(session: Any, name: str, metadata_b64: str) -> None:
 # -- job kinds --------------------------------------------------------------------------------------------------------
 
 
-@job_kind("reset_guardian", label="Reset a broken guardian", permission="run_destructive_jobs", mutating=True)
+def preflight_link(page: str, job: Any, query: list[tuple[str, Any]]) -> str:
+    """ "Run again" of a job of ours: its preflight page, filled from the job (the user confirms there again)."""
+    from urllib.parse import urlencode
+
+    from jobs.services import ordered_hosts
+
+    hosts = ordered_hosts(job)
+    first = [("host", hosts[0].pk)] if hosts else []
+    return f"{page}?{urlencode(first + [(key, value) for key, value in query if value not in (None, '')])}"
+
+
+def reset_again(job: Any) -> str:
+    return preflight_link(
+        "/jobs/new/reset/", job, [("guardian", job.params.get("guardian_name") or UNTRUSTED_GUARDIAN)]
+    )
+
+
+def undo_again(job: Any) -> str:
+    return f"/jobs/new/reset/undo/?job={int(job.params.get('reset_job') or 0)}"
+
+
+@job_kind(
+    "reset_guardian",
+    label="Reset a broken guardian",
+    permission="run_destructive_jobs",
+    mutating=True,
+    preflight_url=reset_again,
+)
 def reset_guardian_job(ctx: JobContext) -> str:
     """params: guardian_name (default UntrustedGuardian)."""
     host = ctx.host
@@ -455,7 +482,13 @@ def reset_guardian_job(ctx: JobContext) -> str:
     return summary
 
 
-@job_kind("undo_guardian_reset", label="Undo a guardian reset", permission="run_destructive_jobs", mutating=True)
+@job_kind(
+    "undo_guardian_reset",
+    label="Undo a guardian reset",
+    permission="run_destructive_jobs",
+    mutating=True,
+    preflight_url=undo_again,
+)
 def undo_reset_job(ctx: JobContext) -> str:
     """params: reset_job (id of the finished reset job whose removed guardian comes back)."""
     host = ctx.host

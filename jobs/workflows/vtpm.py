@@ -31,7 +31,7 @@ from hosts.remoting.errors import RemoteCommandError, RemotingError
 from hosts.remoting.operation import Operation
 from jobs.kinds import JobContext, JobFailed, job_kind
 
-from .reset import powershell_of, start
+from .reset import powershell_of, preflight_link, start
 
 ACTIONS = ("disable", "enable")
 TPM_OFF_WARNING = (
@@ -145,7 +145,19 @@ def changes_from(params: dict[str, Any], vms: list[str]) -> list[TpmChange]:
     return [TpmChange(vm, action, vm in saved) for vm in vms]
 
 
-@job_kind("vtpm", label="Turn vTPM off or on", permission="run_destructive_jobs", mutating=True)
+def vtpm_again(job: Any) -> str:
+    return preflight_link(
+        "/jobs/new/vtpm/", job, [("action", job.params.get("action")), *(("vm", vm) for vm in job.vms)]
+    )
+
+
+@job_kind(
+    "vtpm",
+    label="Turn vTPM off or on",
+    permission="run_destructive_jobs",
+    mutating=True,
+    preflight_url=vtpm_again,
+)
 def vtpm_job(ctx: JobContext) -> str:
     """params: action (disable|enable), confirmed (VM names typed), remove_saved_state (VM names)."""
     host = ctx.host
