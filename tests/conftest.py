@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+
 pytest_plugins = [
     "tests.plugins.users",
     "tests.plugins.sim",  # simulated Hyper-V hosts (hypervsim) over real sockets
@@ -9,3 +15,17 @@ pytest_plugins = [
     "tests.plugins.worker",  # a real Celery worker process
     "tests.plugins.browser",  # Chromium through Playwright, and a live console server
 ]
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Let the test database be dropped at the end: on PostgreSQL, connections left open by threads (channels'
+    sync-to-async executor, worker helpers) would otherwise keep it alive and every run would leave one behind."""
+    yield
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
