@@ -21,26 +21,27 @@ def host_log(ctx: JobContext, host_name: str) -> Callable[..., None]:
 
 @job_kind(INVENTORY_REFRESH, label="Refresh inventory", permission="run_jobs", mutating=False, refresh_inventory=False)
 def refresh_inventory(ctx: JobContext) -> str:
-    """Read each host over its own session; an unreachable host keeps its last inventory, marked stale."""
-    from hosts.inventory.refresh import refresh_host
+    """Read all hosts at once, each over its own session (refresh_hosts); an unreachable host keeps its last
+    inventory, marked stale. Cancel is honoured before the reads start: they are short and read-only."""
+    from hosts.inventory.refresh import refresh_hosts
 
     if not ctx.hosts:
         raise JobFailed("No host to refresh: choose at least one host.")
+    ctx.check_cancelled()
+    several = len(ctx.hosts) > 1
+    with ctx.step(f"Refresh inventory of {len(ctx.hosts)} hosts" if several else f"Refresh inventory of {ctx.host}"):
+        outcomes = refresh_hosts(ctx.hosts, log_for=lambda host: host_log(ctx, host.name if several else ""))
     failed = []
     for host in ctx.hosts:
-        ctx.check_cancelled()
-        with ctx.step(f"Refresh inventory of {host.name}") as step:
-            if not step.needed:
-                continue
-            outcome = refresh_host(host, log=host_log(ctx, host.name if len(ctx.hosts) > 1 else ""))
-            if outcome.ok:
-                ctx.log(f"{host.name}: inventory refreshed ({outcome.requests} requests)", "info")
-            else:
-                ctx.log(f"{host.name}: {outcome.error} — the last inventory is kept and marked stale", "error")
-                failed.append(host.name)
+        outcome = outcomes[host.pk]
+        if outcome.ok:
+            ctx.log(f"{host.name}: inventory refreshed ({outcome.requests} requests)", "info")
+        else:
+            ctx.log(f"{host.name}: {outcome.error} — the last inventory is kept and marked stale", "error")
+            failed.append(host.name)
     ctx.record("failed_hosts", failed)
     if failed and len(failed) == len(ctx.hosts):
         raise JobFailed(f"Could not refresh {', '.join(failed)}: see the log for the reason of each host.")
     refreshed = len(ctx.hosts) - len(failed)
-    summary = f"Refreshed {refreshed} of {len(ctx.hosts)} host{'s' if len(ctx.hosts) > 1 else ''}"
+    summary = f"Refreshed {refreshed} of {len(ctx.hosts)} host{'s' if several else ''}"
     return summary + (f"; unreachable: {', '.join(failed)}" if failed else "")

@@ -230,15 +230,18 @@ def _vm_rows(host: Host, reading: HostReading) -> list[VirtualMachine]:
     return rows
 
 
-def refresh_hosts(hosts: Iterable[Host], log: LogFn | None = None, max_workers: int = 16) -> dict[int, RefreshOutcome]:
-    """Refresh several hosts at once (remote work is I/O-bound), one thread and one session per host."""
+def refresh_hosts(
+    hosts: Iterable[Host], log_for: Callable[[Host], LogFn | None] | None = None, max_workers: int = 16
+) -> dict[int, RefreshOutcome]:
+    """Refresh several hosts at once (remote work is I/O-bound), one thread and one session per host.
+    `log_for(host)` gives each host's log callable (a job prefixes lines with the host's name)."""
     targets = list(hosts)
     if not targets:
         return {}
 
     def one(host: Host) -> RefreshOutcome:
         try:
-            return refresh_host(host, log=log)
+            return refresh_host(host, log=log_for(host) if log_for else None)
         finally:
             connection.close()  # each worker thread opened its own database connection
 
