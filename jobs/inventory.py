@@ -31,14 +31,10 @@ def refresh_inventory(ctx: JobContext) -> str:
     several = len(ctx.hosts) > 1
     with ctx.step(f"Refresh inventory of {len(ctx.hosts)} hosts" if several else f"Refresh inventory of {ctx.host}"):
         outcomes = refresh_hosts(ctx.hosts, log_for=lambda host: host_log(ctx, host.name if several else ""))
-    failed = []
-    for host in ctx.hosts:
-        outcome = outcomes[host.pk]
-        if outcome.ok:
-            ctx.log(f"{host.name}: inventory refreshed ({outcome.requests} requests)", "info")
-        else:
-            ctx.log(f"{host.name}: {outcome.error} — the last inventory is kept and marked stale", "error")
-            failed.append(host.name)
+    for host in ctx.hosts:  # failures were logged by the refresh itself, with their reason
+        if outcomes[host.pk].ok:
+            ctx.log(f"{host.name}: inventory refreshed ({outcomes[host.pk].requests} requests)", "info")
+    failed = [host.name for host in ctx.hosts if not outcomes[host.pk].ok]
     ctx.record("failed_hosts", failed)
     if failed and len(failed) == len(ctx.hosts):
         raise JobFailed(f"Could not refresh {', '.join(failed)}: see the log for the reason of each host.")

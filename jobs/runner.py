@@ -424,12 +424,9 @@ def refresh_touched_hosts(ctx: JobContext, kind: JobKind, state: str) -> None:
         ctx.log(f"Refreshing the inventory of {host.name}", "info")
         session = ctx.open_session_for(host) if state == JobState.SUCCEEDED else None
         try:
-            outcome = refresh_host(host, session=session, log=ctx.log)
+            refresh_host(host, session=session, log=ctx.log)  # logs its own outcome
         except Exception as exc:  # noqa: BLE001 - the job's own outcome stands
             ctx.log(f"Inventory refresh of {host.name} failed: {ctx_redact(ctx, clean_exception(exc))}", "warning")
-            continue
-        if not outcome.ok:
-            ctx.log(f"Inventory refresh of {host.name} failed: {outcome.error}", "warning")
 
 
 def finish(ctx: JobContext, pump: LogPump, state: str, summary: str, error: str) -> str:

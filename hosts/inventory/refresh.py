@@ -88,7 +88,7 @@ def refresh_host(host: Host, session: HostSession | None = None, log: LogFn | No
 
 
 def _failed(host: Host, error: str, kind: str, say: LogFn, session: HostSession | None) -> RefreshOutcome:
-    say(f"Inventory of {host} not refreshed: {error}", "error")
+    say(f"Inventory of {host} not refreshed: {error} — its last inventory is kept, marked stale", "error")
     mark_stale(host, error, kind)
     requests = session.request_count if session is not None else 0
     return RefreshOutcome(ok=False, error=error, requests=requests, kind=kind, host=str(host))
