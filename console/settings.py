@@ -98,6 +98,25 @@ if not ENCRYPTION_KEYS and DEVELOPMENT:
 if not ENCRYPTION_KEYS:
     raise ImproperlyConfigured("CONSOLE_ENCRYPTION_KEYS is missing: give one or more Fernet keys, newest first")
 
+
+def check_encryption_keys(raw_keys: list[str]) -> None:
+    """Refuse to start with a key that could not seal anything, rather than fail at the first secret saved."""
+    from cryptography.fernet import Fernet
+
+    for position, raw in enumerate(raw_keys, start=1):
+        try:
+            Fernet(raw.encode())
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(
+                f"CONSOLE_ENCRYPTION_KEYS entry #{position} is not a Fernet key (32 bytes, urlsafe base64; "
+                "make one with `manage.py generate_encryption_key`)"
+            ) from None
+        if raw == SECRET_KEY:
+            raise ImproperlyConfigured(f"CONSOLE_ENCRYPTION_KEYS entry #{position} is CONSOLE_SECRET_KEY: use its own key")
+
+
+check_encryption_keys(ENCRYPTION_KEYS)
+
 DEBUG = envbool("CONSOLE_DEBUG", False)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if DEVELOPMENT else "")
 if not ALLOWED_HOSTS:
