@@ -112,7 +112,9 @@ def check_encryption_keys(raw_keys: list[str]) -> None:
                 "make one with `manage.py generate_encryption_key`)"
             ) from None
         if raw == SECRET_KEY:
-            raise ImproperlyConfigured(f"CONSOLE_ENCRYPTION_KEYS entry #{position} is CONSOLE_SECRET_KEY: use its own key")
+            raise ImproperlyConfigured(
+                f"CONSOLE_ENCRYPTION_KEYS entry #{position} is CONSOLE_SECRET_KEY: use its own key"
+            )
 
 
 check_encryption_keys(ENCRYPTION_KEYS)
