@@ -19,11 +19,12 @@ SECRET_ASSIGNMENT = re.compile(
 PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S)
 # Long base64 runs are PFX bytes or keys far more often than anything a person needs to read in a log.
 BASE64_BLOB = re.compile(r"[A-Za-z0-9+/]{200,}={0,2}")
-# Install paths: absolute POSIX paths to Python files and site-packages, and Windows-style paths of the console.
-INSTALL_PATH = re.compile(
-    r"(?:/[\w.@+-]+)+/(?:site-packages|dist-packages|lib/python[\d.]+)(?:/[\w.@+-]+)*|"
-    r"(?:/[\w.@+-]+)+\.py\b"
-)
+# Local paths: any absolute POSIX path of two or more components ("/opt/guardian-console/var/vault/key.bin", a
+# site-packages file) says where and how the console is installed, so it never reaches people. A path is only taken
+# where it starts on its own: not the path of a URL ("http://h:5985/wsman/x"), not after a drive or provider
+# ("C:/x/y", "Cert:/LocalMachine/My"), not inside a word or a base64 run. Windows paths ("C:\ProgramData\...",
+# "\\LAB\share") are the hosts' paths, which users need to read, and have no forward slashes to match.
+LOCAL_PATH = re.compile(r"(?<![\w.:/\\~+%@-])(?:/[\w.@+~%-]+){2,}/?")
 
 
 class Redactor:
@@ -55,5 +56,5 @@ class Redactor:
 def clean_exception(exc: BaseException) -> str:
     """A one-line, path-free, secret-free message for people; the traceback stays in the worker's own log."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = INSTALL_PATH.sub("[path]", text)
-    return Redactor().redact(text)[:500]
+    # Secrets and blobs first: a base64 run has slashes and must go whole, not cut into "paths".
+    return LOCAL_PATH.sub("[path]", Redactor().redact(text))[:500]
