@@ -22,6 +22,8 @@ from django.utils import timezone
 
 from . import crypto
 from .fields import EncryptedField, open_text, seal_text
+from .remoting.connection import KERBEROS_MISSING, kerberos_available
+from .remoting.errors import REMEDIES
 
 if TYPE_CHECKING:
     from hosts.remoting import ConnectionSpec
@@ -71,6 +73,7 @@ FAILURE_HEADLINES = {
     "remote": "Command failed on the host",
     "unexpected": "Unexpected reply",
     "cancelled": "Cancelled",
+    "kerberos": "Kerberos unavailable",
     "secret": "Stored password unreadable",
 }
 
@@ -267,6 +270,8 @@ class Host(models.Model):
             errors["auth"] = "Basic authentication sends the password in the clear: use it only with HTTPS."
         if self.auth == Auth.KERBEROS and _is_ip(self.address):
             errors["address"] = "Kerberos needs the host's DNS name (its service principal), not an IP address."
+        if self.auth == Auth.KERBEROS and not kerberos_available():
+            errors["auth"] = f"{KERBEROS_MISSING} {REMEDIES['kerberos']}"
         errors.update(self._clean_certificate_check())
         if errors:
             raise ValidationError(errors)

@@ -136,6 +136,20 @@ def test_bad_input_is_refused_field_by_field_and_nothing_is_saved(
     assert SECRET.encode() not in response.content
 
 
+def test_kerberos_is_refused_with_what_to_install_when_this_console_has_no_gssapi(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("hosts.models.kerberos_available", lambda: False)
+    response = register(admin_client, auth="kerberos")
+    assert response.status_code == 200 and not Host.objects.exists()
+    message = " ".join(errors_of(response)["auth"])
+    assert "no GSSAPI library" in message and "guardian-console[kerberos]" in message and "Negotiate" in message
+
+    monkeypatch.setattr("hosts.models.kerberos_available", lambda: True)  # a console installed with the extra
+    assert register(admin_client, auth="kerberos").status_code == 302
+    assert Host.objects.get().auth == "kerberos"
+
+
 def test_a_ca_bundle_holding_a_private_key_is_refused(admin_client: Client) -> None:
     cert, key = certificate_pem()
     response = register(admin_client, transport="https", cert_check="ca_bundle", ca_bundle=cert + key)

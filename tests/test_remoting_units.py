@@ -125,6 +125,13 @@ def test_basic_auth_over_http_is_refused_before_any_connection() -> None:
         pass
 
 
+def test_kerberos_without_gssapi_names_what_is_missing_before_any_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("hosts.remoting.connection.kerberos_available", lambda: False)
+    with pytest.raises(RemotingError) as caught, open_session(spec(1, auth="kerberos")):
+        pass
+    assert caught.value.kind == "kerberos" and "no GSSAPI library" in str(caught.value)
+
+
 def test_password_never_in_repr_of_spec() -> None:
     assert PASSWORD not in repr(spec(5985))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import os
 import re
@@ -22,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from pypsrp.wsman import WSMan
 
-from .errors import RemotingError
+from .errors import KerberosUnavailable, RemotingError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,17 @@ MAX_ENVELOPE_SIZE = 500 * 1024
 
 class InvalidConnectionSpec(RemotingError):
     kind = "unexpected"
+
+
+KERBEROS_MISSING = (
+    "Kerberos is not available here: this console has no GSSAPI library (python-gssapi) for pyspnego. "
+    "Negotiate on this machine can only use NTLM."
+)
+
+
+def kerberos_available() -> bool:
+    """pyspnego speaks Kerberos on Linux only through python-gssapi (the console's optional `kerberos` extra)."""
+    return importlib.util.find_spec("gssapi") is not None
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,8 @@ class ConnectionSpec:
             raise InvalidConnectionSpec(f"Unknown authentication method {self.auth!r}.")
         if self.auth == "basic" and not self.https:
             raise InvalidConnectionSpec("Basic authentication is only allowed over HTTPS: it has no encryption.")
+        if self.auth == "kerberos" and not kerberos_available():
+            raise KerberosUnavailable(KERBEROS_MISSING)
         if self.https and self.cert_check not in CERT_CHECKS:
             raise InvalidConnectionSpec(f"Unknown server-certificate check {self.cert_check!r}.")
         if self.https and self.cert_check == "fingerprint" and not normalise_fingerprint(self.fingerprint_sha256):

@@ -70,6 +70,12 @@ class UnexpectedReply(RemotingError):
     kind = "unexpected"
 
 
+class KerberosUnavailable(RemotingError):
+    """Kerberos was chosen, but this machine has no GSSAPI library for pyspnego to use."""
+
+    kind = "kerberos"
+
+
 class OperationCancelled(RemotingError):
     """The running pipeline was stopped on request (session.stop_current())."""
 
@@ -121,4 +127,7 @@ REMEDIES = {
     "not_local": "The host's HGS client is in HostGuardianService mode: local guardian operations do not apply.",
     "unexpected": "The host sent a reply the console cannot read.",
     "cancelled": "The command was stopped on request.",
+    "kerberos": "Install the console with its kerberos extra on every web server and worker "
+    "(pip install 'guardian-console[kerberos]': python-gssapi, which builds against libkrb5-dev) and give them a "
+    "krb5.conf for the domain, or choose Negotiate or NTLM.",
 }
