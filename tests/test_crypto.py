@@ -10,6 +10,7 @@ from cryptography.fernet import Fernet
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from console.models import AuditEvent
 from hosts import crypto
 from hosts.fields import PlaintextRefused, encrypted_fields
 from hosts.models import Host
@@ -74,6 +75,8 @@ def test_rotating_to_a_new_key_reseals_everything_and_old_keys_can_then_go(db: N
     assert list(Host.objects.order_by("id").values_list("updated_at", flat=True)) == updated_before
     settings.ENCRYPTION_KEYS = [fresh]  # the old keys are removed: everything still opens
     assert [h.get_password() for h in Host.objects.order_by("id")] == ["older-secret-value", SECRET]
+    event = AuditEvent.objects.get(action="secrets.rotated")
+    assert event.detail["key"] == crypto.key_id(fresh) and event.detail["resealed"] == 2
 
 
 def test_a_second_rotation_has_nothing_to_do(db: None) -> None:
@@ -91,6 +94,7 @@ def test_dry_run_counts_but_changes_nothing(db: None, settings: Any) -> None:
     call_command("rotate_encryption_keys", "--dry-run", stdout=out)
     assert "1 secret(s) would be re-sealed" in out.getvalue()
     assert raw_password_column() == before
+    assert not AuditEvent.objects.filter(action="secrets.rotated").exists()
 
 
 def test_a_missing_key_is_named_when_a_password_is_opened(db: None, settings: Any) -> None:
@@ -116,6 +120,7 @@ def test_rotation_stops_on_a_missing_key_naming_it_and_changes_nothing(db: None,
     message = str(caught.value)
     assert crypto.key_id(lost_key) in message and "Nothing was changed" in message and f"#{hv02.pk}" in message
     assert raw_password_column() == before
+    assert not AuditEvent.objects.filter(action="secrets.rotated").exists()  # rolled back with the rotation
 
 
 def test_a_tampered_secret_is_reported_as_such(db: None) -> None:

@@ -92,8 +92,12 @@ def test_make_run_starts_the_console_with_a_refreshed_demo_lab_and_ctrl_c_stops_
     with sqlite3.connect(var / "console.sqlite3") as db:
         hosts = [row[0] for row in db.execute("select name from hosts_host order by name")]
         vms = db.execute("select count(*) from inventory_virtualmachine").fetchone()[0]
+        audited = [row for row in db.execute("select action, object_repr from console_auditevent order by id")]
     assert hosts == ["HV01", "HV02", "HV03", "HV04"]
     assert vms > 0
+    # The admin and the demo hosts it made are in the audit trail like any other change.
+    assert ("user.create", "admin") in audited
+    assert {repr_ for action, repr_ in audited if action == "host.create"} >= {"HV01", "HV02", "HV03", "HV04"}
 
     children = psutil.Process(process.pid).children(recursive=True)
     assert len(children) >= 5  # redis, lab, worker, beat, daphne

@@ -176,6 +176,7 @@ class Command(BaseCommand):
         return f"redis://127.0.0.1:{port}/0"
 
     def ensure_admin(self) -> str:
+        from console.models import AuditEvent
         from console.roles import ADMIN, set_role
 
         users = get_user_model()
@@ -187,6 +188,7 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         admin = users.objects.create_superuser("admin", password=password)
         set_role(admin, ADMIN)
+        AuditEvent.record(None, "user.create", admin, role=ADMIN, via="runconsole")
         return f"Log in as 'admin' with password: {password}   (shown once; change it on first use)"
 
     def start_lab(self, var: Path, env: dict[str, str]) -> list[str]:
@@ -228,10 +230,11 @@ class Command(BaseCommand):
         """Register (or re-point, since ports change per run) a simulated host."""
         from urllib.parse import urlsplit
 
+        from console.models import AuditEvent
         from hosts.models import Host
 
         url = urlsplit(announced["url"])
-        host, _created = Host.objects.get_or_create(name=announced["name"], defaults={"address": url.hostname})
+        host, created = Host.objects.get_or_create(name=announced["name"], defaults={"address": url.hostname})
         host.address = url.hostname or "127.0.0.1"
         host.port = url.port or 5985
         host.transport = "https" if url.scheme == "https" else "http"
@@ -242,6 +245,7 @@ class Command(BaseCommand):
         host.set_password(announced["password"])
         host.full_clean()
         host.save()
+        AuditEvent.record(None, "host.create" if created else "host.update", host, via="runconsole (demo lab)")
         return host.name
 
     def refresh_demo_hosts(self, names: list[str]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import models, transaction
 
+from console.models import AuditEvent
 from hosts import crypto
 from hosts.fields import encrypted_fields
 
@@ -28,6 +29,9 @@ class Command(BaseCommand):
             with transaction.atomic():
                 sealed_by = Counter[str]()
                 resealed = sum(self.rotate(model, names, sealed_by, dry_run) for model, names in encrypted_fields())
+                if not dry_run:
+                    # In the same transaction: the trail shows a rotation exactly when one happened.
+                    AuditEvent.record(None, "secrets.rotated", key=newest, resealed=resealed, via="manage.py")
         except crypto.SecretError as error:
             raise CommandError(f"{error}. Nothing was changed.") from None
         for kid, count in sorted(sealed_by.items()):
