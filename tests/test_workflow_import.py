@@ -125,6 +125,45 @@ def test_tampered_vault_entry_is_never_sent(sim_host: Any, registered_host: Any)
     assert EscrowedPair.objects.count() == 2
 
 
+def test_a_vault_entry_with_the_wrong_password_is_refused_before_anything_is_sent(
+    sim_host: Any, registered_host: Any
+) -> None:
+    from hosts.fields import seal_text
+
+    sim = sim_host("reinstalled")
+    host = registered_host(sim)
+    pair = backup_in_vault(sim)
+    EscrowedPair.objects.filter(pk=pair.pk).update(pfx_password=seal_text("not-the-pfx-password"))
+    with open_session(host.connection_spec()) as session, pytest.raises(JobFailed) as failed:
+        import_pair(session, host, EscrowedPair.objects.get(pk=pair.pk))
+    assert "cannot be used" in str(failed.value) and "password" in str(failed.value)
+    assert "Nothing was sent to the host" in str(failed.value)
+    assert "Set-Content" not in cmdlets(sim) and temp_pfx_left(sim) == []
+    assert EscrowedPair.objects.filter(pk=pair.pk).exists()  # reported, kept for a person to look at
+
+
+def test_a_pfx_password_the_host_refuses_fails_like_windows_and_removes_the_files(
+    sim_host: Any, registered_host: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should a password ever pass the vault's check and still not open the PFX on the host: the host's own error,
+    temporary files removed, the guardian not created, the vault entry intact."""
+    from jobs.workflows import import_guardian
+
+    sim = sim_host("reinstalled")
+    host = registered_host(sim)
+    pair = backup_in_vault(sim)
+    signing, encryption, password = pair.open()
+    monkeypatch.setattr(import_guardian, "open_pair", lambda _pair: (signing, encryption, "wrong-" + password))
+    log = LogRecorder()
+    with open_session(host.connection_spec(), log=log) as session, pytest.raises(RemotingError) as failed:
+        import_pair(session, host, pair, log=log)
+    assert "requires either a different password" in str(failed.value)
+    assert temp_pfx_left(sim) == [] and "Temporary PFX files removed" in log.text
+    assert "New-HgsGuardian" not in cmdlets(sim) and sim.model.guardian("UntrustedGuardian") is None
+    assert EscrowedPair.objects.get().open() == (signing, encryption, password)
+    assert_no_secret(password, log.text, str(failed.value), str([c["parameters"] for c in sim.command_log]))
+
+
 @PREFLIGHT_URLS
 def test_import_preflight_names_the_collision_and_starts_a_job(operator_client: Client) -> None:
     host = unreachable_host()
