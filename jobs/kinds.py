@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from django.utils import timezone
 
 from .models import JobStep, StepState
+from .redaction import Redactor
 
 if TYPE_CHECKING:
     from hosts.models import Host
@@ -119,7 +120,14 @@ LogFunction = Callable[[str, str], None]
 class JobContext:
     """Everything a job kind may use while it runs. Created by the runner, one per run of a job."""
 
-    def __init__(self, job: Job, hosts: list[Host], write: LogFunction, resumed: bool = False) -> None:
+    def __init__(
+        self,
+        job: Job,
+        hosts: list[Host],
+        write: LogFunction,
+        resumed: bool = False,
+        redactor: Redactor | None = None,
+    ) -> None:
         self.job = job
         self.params: dict[str, Any] = dict(job.params)
         self.hosts = hosts
@@ -129,6 +137,8 @@ class JobContext:
         self.touched: list[Host] = list(hosts)
         self.steps_done: list[str] = []
         self._write = write
+        # The job's one Redactor: the runner's log pump masks every line with it, and error and summary too.
+        self.redactor = redactor if redactor is not None else Redactor.for_hosts(hosts)
         self._cancel = threading.Event()
         self._sessions: dict[int, Any] = {}
         self._exit = ExitStack()
@@ -139,6 +149,15 @@ class JobContext:
 
     def log(self, text: str, level: str = "info") -> None:
         self._write(str(text), level)
+
+    # Secrets ----------------------------------------------------------------------------------------------
+    def keep_secret(self, value: str) -> None:
+        """Mask `value` in this job's log lines, error and summary from now on (a generated PFX password, a vault
+        password: every Secret a session of this job sends is passed here before it is sent)."""
+        self.redactor.add(str(value))
+
+    def redact(self, text: str) -> str:
+        return self.redactor.redact(text)
 
     # Cancellation -------------------------------------------------------------------------------------------
     def request_cancel(self) -> None:
@@ -171,7 +190,7 @@ class JobContext:
             def session_log(text: str, level: str = "info") -> None:
                 self.log(prefix + text, level)
 
-            manager = open_session(host.connection_spec(), log=session_log)
+            manager = open_session(host.connection_spec(), log=session_log, on_secret=self.keep_secret)
             self._sessions[host.pk] = self._exit.enter_context(manager)
             if all(h.pk != host.pk for h in self.touched):
                 self.touched.append(host)

@@ -31,8 +31,15 @@ class Redactor:
     """Masks known secret values and secret-looking text."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets: list[str] = []
+        self.add(*secrets)
+
+    def add(self, *secrets: str) -> None:
+        """Mask these values too from now on (a job's log pump thread may be redacting meanwhile: the list is
+        replaced whole, never changed in place)."""
         # Longest first, so a secret containing another is masked whole. Very short values would mask noise.
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        known = set(self.secrets) | {s for s in secrets if s and len(s) >= 4}
+        self.secrets = sorted(known, key=len, reverse=True)
 
     @classmethod
     def for_hosts(cls, hosts: Iterable[Host]) -> Redactor:

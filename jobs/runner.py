@@ -338,7 +338,7 @@ def run_claimed(claimed: Claim) -> str:
             ctx.request_cancel()
 
     pump = LogPump(job, claimed.token, redactor, on_cancel=on_cancel)
-    ctx = JobContext(job, hosts, pump.write, resumed=claimed.resumed)
+    ctx = JobContext(job, hosts, pump.write, resumed=claimed.resumed, redactor=redactor)
     ctx_holder.append(ctx)
     pump.start()
     if job.cancel_requested:
@@ -396,7 +396,8 @@ def unexpected(ctx: JobContext, exc: Exception) -> tuple[str, str, str]:
 
 
 def ctx_redact(ctx: JobContext, text: str) -> str:
-    return Redactor.for_hosts(ctx.hosts).redact(text)
+    """Masked with the job's own Redactor: its hosts' passwords and every secret its sessions sent."""
+    return ctx.redact(text)
 
 
 def cancelled(ctx: JobContext) -> tuple[str, str, str]:
@@ -432,6 +433,8 @@ def refresh_touched_hosts(ctx: JobContext, kind: JobKind, state: str) -> None:
 def finish(ctx: JobContext, pump: LogPump, state: str, summary: str, error: str) -> str:
     """Save the last lines, then the final state; release the locks; publish the end; wake waiting jobs."""
     job = ctx.job
+    # A kind's summary or error may quote what a host or library said, secrets included.
+    summary, error = ctx_redact(ctx, summary), ctx_redact(ctx, error)
     ctx.log(f"Job {state}" + (f": {summary}" if summary else ""), "error" if state == JobState.FAILED else "info")
     pump.stop()
     if not pump.owned:

@@ -13,7 +13,9 @@ from django.utils import timezone
 
 from console.models import AuditEvent
 from hosts.models import Host
-from jobs.kinds import JobContext, UnknownJobKind, job_kind
+from hosts.remoting import RemotingError, Secret
+from hosts.remoting.catalog.guardians import ImportPfx
+from jobs.kinds import JobContext, JobFailed, UnknownJobKind, job_kind
 from jobs.models import ACTIVE_STATES, HostLock, Job, JobLogLine, JobState
 from jobs.runner import execute, reap, requeue_forgotten
 from jobs.services import create_job
@@ -30,6 +32,26 @@ def leaky(ctx: JobContext) -> str:
     ctx.log(f"pfx_password: 'open sesame' and the key {PRIVATE_KEY}", "debug")
     ctx.log("blob " + "QUJD" * 100, "shout")
     return "done"
+
+
+PFX_PASSWORD = "Generated-Pfx-Passw0rd-7f3a9c"
+
+
+@job_kind("test_sends_a_secret", label="Sends a secret (test)", mutating=False, refresh_inventory=False)
+def sends_a_secret(ctx: JobContext) -> str:
+    """Sends PFX_PASSWORD to the host as a SecureString, then lets it show up everywhere a job writes text."""
+    assert ctx.host is not None
+    try:
+        ctx.session(ctx.host).run(ImportPfx(r"C:\Windows\Temp\missing.pfx", Secret(PFX_PASSWORD)))
+    except RemotingError as exc:
+        ctx.log(f"the host refused: {exc}", "warning")
+    ctx.log(f"a careless library printed {PFX_PASSWORD} in its output", "verbose")
+    ending = ctx.params["ending"]
+    if ending == "failed":
+        raise JobFailed(f"the import with {PFX_PASSWORD} failed")
+    if ending == "crash":
+        raise RuntimeError(f"the import with {PFX_PASSWORD} crashed")
+    return f"imported with {PFX_PASSWORD}"
 
 
 def make_host(name: str = "HV01", port: int = 45986) -> Host:
@@ -144,3 +166,24 @@ def test_a_job_whose_task_was_lost_runs_once_the_reaper_sends_it_again(
     assert forgotten.error.startswith("No host to refresh")
     assert requeue_forgotten(timezone.now()) == []
     Job.objects.filter(pk=recent.pk).update(state=JobState.CANCELLED)  # never sent: let the worker fixture settle
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("ending", ["succeeded", "failed", "crash"])
+def test_a_secret_sent_to_a_host_is_masked_in_the_log_error_and_summary_of_its_job(
+    ending: str, sim_host: Any, registered_host: Any, operator: Any
+) -> None:
+    host = registered_host(sim_host("healthy"))
+    job = Job.objects.create(
+        kind="test_sends_a_secret", host_names=[host.name], requested_by=operator, params={"ending": ending}
+    )
+    job.hosts.set([host])
+    assert execute(job.pk) == (JobState.SUCCEEDED if ending == "succeeded" else JobState.FAILED)
+    job.refresh_from_db()
+    texts = list(JobLogLine.objects.filter(job=job).order_by("seq").values_list("text", flat=True))
+    assert any(text.startswith("→ Import-PfxCertificate") for text in texts)  # it was really sent
+    assert "a careless library printed ******** in its output" in texts
+    shown = {"succeeded": job.summary, "failed": job.error, "crash": job.error}[ending]
+    assert "with ********" in shown
+    stored = "\n".join(texts) + job.error + job.summary
+    assert PFX_PASSWORD not in stored

@@ -29,6 +29,7 @@ from .translate import error_from_record, remoting_error
 
 T = TypeVar("T")
 LogFn = Callable[[str, str], None]
+SecretFn = Callable[[str], None]
 
 RETRYABLE_KINDS = ("dropped", "timeout")
 POLL_SECONDS = 2
@@ -69,9 +70,11 @@ class _OrderedPowerShell(PowerShell):
 class HostSession:
     """An open runspace pool on one host. Not shared between threads, except `stop_current()`."""
 
-    def __init__(self, spec: ConnectionSpec, log: LogFn | None = None) -> None:
+    def __init__(self, spec: ConnectionSpec, log: LogFn | None = None, on_secret: SecretFn | None = None) -> None:
         self.spec = spec
         self.log: LogFn = log or _no_log
+        # Told every Secret value before it is sent, so the caller (a job) can mask it wherever it shows up later.
+        self.on_secret: SecretFn | None = on_secret
         self._transport: Transport | None = None
         self._pool: RunspacePool | None = None
         self._cancelled = threading.Event()
@@ -181,6 +184,8 @@ class HostSession:
                     if isinstance(value, Switch):
                         ps.add_parameter(name)  # a switch: no value
                     elif isinstance(value, Secret):
+                        if self.on_secret is not None:
+                            self.on_secret(str(value))
                         ps.add_parameter(name, TaggedValue("SS", str(value)))
                     else:
                         ps.add_parameter(name, value)
@@ -271,9 +276,11 @@ def _stream_text(stream: str, record: Any) -> str:
 
 
 @contextmanager
-def open_session(spec: ConnectionSpec, log: LogFn | None = None) -> Iterator[HostSession]:
+def open_session(
+    spec: ConnectionSpec, log: LogFn | None = None, on_secret: SecretFn | None = None
+) -> Iterator[HostSession]:
     """One PSRP runspace pool per unit of work, closed when the block ends (whatever happens inside)."""
-    session = HostSession(spec, log=log)
+    session = HostSession(spec, log=log, on_secret=on_secret)
     try:
         session.open()
         yield session
