@@ -14,6 +14,7 @@ from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobCancelled, JobFailed, Step
 from jobs.workflows.migrate import MigrationOptions, migrate_vm, plan_migration
 from jobs.workflows.reset import DirectRun
+from tests.test_vault_support import temp_pfx_left
 from tests.test_workflow_reset import assert_runnable, shown_powershell
 
 pytestmark = pytest.mark.django_db
@@ -143,6 +144,8 @@ def test_target_down_before_the_import_undoes_the_export_and_restarts_the_source
     assert share_left(lab) == []  # the export was removed
     assert "Win11-A" not in {vm.name for vm in lab.target.model.vms.values()}
     assert "Left as it is:" in message and "Remove-HgsGuardian" in message  # the imported guardian, by hand
+    assert temp_pfx_left(lab.source) == [] and temp_pfx_left(lab.target) == []
+    assert EscrowedPair.objects.get().open()  # the escrowed owner pair stays usable in the vault
 
 
 def test_connection_dropped_during_import_leaves_a_clear_state(lab: Any) -> None:
@@ -154,6 +157,43 @@ def test_connection_dropped_during_import_leaves_a_clear_state(lab: Any) -> None
     assert "The VM is on HV01 (Off)" in message
     assert "Win11-B" not in {vm.name for vm in lab.target.model.vms.values()}
     assert share_left(lab) == []
+    assert temp_pfx_left(lab.source) == [] and temp_pfx_left(lab.target) == []
+    assert EscrowedPair.objects.get().open()
+
+
+def test_a_grant_cut_off_names_the_guardian_it_imported_on_the_source(lab: Any) -> None:
+    lab.source.faults.drop_on_cmdlet = "Set-VMKeyProtector"
+    with pytest.raises(JobFailed) as failed:
+        migrate(lab, MigrationOptions("Win11-A", method="export", unseal="authorise"))
+    lab.source.faults.clear()
+    message = str(failed.value)
+    imported = next(g for g in lab.source.model.guardians if g.startswith("HV02-"))
+    assert f"imported on HV01 as '{imported}'" in message
+    assert f"Remove-HgsGuardian -Name '{imported}' on HV01" in message
+    assert "Undone: 'Win11-A' shut down on HV01" in message and lab.source.model.vm("Win11-A").state == "Running"
+    assert "Export-VM" not in cmdlets(lab.source)
+
+
+def test_live_migration_with_the_source_gone_before_the_move_says_where_to_look(lab: Any) -> None:
+    run = HostDownBefore(lab.source, "Move-VM")
+    with pytest.raises(JobFailed) as failed:
+        migrate(lab, MigrationOptions("Win11-A", method="live", unseal="carry"), run)
+    lab.source.up()
+    message = str(failed.value)
+    assert "HV01 (unreachable: check by hand with Get-VM -Name 'Win11-A')" in message
+    assert lab.source.model.vm("Win11-A").state == "Running"  # it never left
+    assert "Win11-A" not in {vm.name for vm in lab.target.model.vms.values()}
+
+
+def test_a_failed_start_after_a_live_migration_says_how_to_bring_the_vm_back(lab: Any) -> None:
+    lab.target.faults.drop_on_cmdlet = "Start-VM"
+    with pytest.raises(JobFailed) as failed:
+        migrate(lab, MigrationOptions("Win11-B", method="live", unseal="carry", start=True))
+    lab.target.faults.clear()
+    message = str(failed.value)
+    assert "Left as it is: 'Win11-B' moved to HV02 by live migration" in message
+    assert "Move-VM -Name 'Win11-B' -DestinationHost 'HV01' -IncludeStorage" in message
+    assert "The VM is on HV02 (Off)" in message and lab.target.model.vm("Win11-B").state == "Off"
 
 
 # -- the wizard ------------------------------------------------------------------------------------------------------

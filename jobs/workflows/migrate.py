@@ -165,6 +165,7 @@ class MigrationPlan:
     vault_pair: EscrowedPair | None = None
     target_guardian: str = ""  # authorise: the target's guardian that will be granted access ("" = generate one)
     target_name: str = ""  # the target's computer name (Move-VM's destination)
+    source_name: str = ""  # the source's computer name (where a live-migrated VM would go back to)
     target_storage: str = ""  # live migration: the folder on the target that receives all the VM's files
 
     def add(self, level: str, text: str) -> None:
@@ -182,7 +183,7 @@ def plan_migration(
     plan = MigrationPlan()
     src, tgt = read_side(source_session), read_side(target_session)
     plan.add("ok", f"{source} and {target} answer, both in Local mode")
-    plan.target_name = tgt.computer_name
+    plan.target_name, plan.source_name = tgt.computer_name, src.computer_name
     if tgt.virtual_machine_path:
         plan.target_storage = f"{tgt.virtual_machine_path.rstrip(chr(92))}\\{opts.vm_name}"
     plan.vm = src.vm(opts.vm_name)
@@ -462,9 +463,17 @@ class Migration:
                 self.tgt_s.run(GenerateLocalGuardian(UNTRUSTED_GUARDIAN))
                 guardian = UNTRUSTED_GUARDIAN
                 self.run.log(f"Created UntrustedGuardian on {self.target} (fresh certificates with private keys)")
+                self.ledger.did(
+                    f"UntrustedGuardian created on {self.target} (harmless: the first TPM change there makes one)"
+                )
             metadata = read_guardian_metadata(self.tgt_s, guardian)
         with self.run.step(f"Import it on {self.source} and grant it access to '{self.vm.name}'", destructive=True):
             name = import_guardian_metadata(self.src_s, self.source, metadata, f"{self.plan.target_name}-{guardian}")
+            # Written before the grant: should the grant fail, the imported guardian is still named as left over.
+            self.ledger.did(
+                f"the public part of {self.target}'s guardian imported on {self.source} as '{name}' (harmless)",
+                by_hand=f"if unwanted: Remove-HgsGuardian -Name '{name}' on {self.source}",
+            )
             before = self.src_s.run(GetVmSecurity(self.vm.name)).key_protector
             granted = self.src_s.run(GrantKeyProtectorAccess(before, name))
             self.src_s.run(SetKeyProtector(self.vm.name, granted))
@@ -508,6 +517,13 @@ class Migration:
             if step.needed:
                 self.src_s.run(MoveVM(self.vm.name, self.plan.target_name, self.plan.target_storage))
         self.run.log(f"'{self.vm.name}' now lives on {self.target}")
+        # Not undone by the console: moving a running VM back is a second migration, for a person to decide.
+        self.ledger.did(
+            f"'{self.vm.name}' moved to {self.target} by live migration, with its storage",
+            by_hand=f"to bring it back: Move-VM -Name '{self.vm.name}' -DestinationHost "
+            f"'{self.plan.source_name or self.source}' -IncludeStorage -DestinationStoragePath <its folder> "
+            f"on {self.target}",
+        )
 
     def export_to_share(self) -> str:
         folder = f"{self.opts.share.rstrip(chr(92))}\\gc-migrate-{secrets.token_hex(4)}"
