@@ -20,7 +20,7 @@ from .models import TERMINAL_STATES, Job, JobLogLine, join_frames, line_tuple, l
 from .services import JOBS_GROUP, job_group
 
 REPLAY_CHUNK = 5000
-CLOSE_FORBIDDEN = 4403
+CLOSE_FORBIDDEN = 4403  # not logged in (any more) or without the role: the page says so and stops retrying
 CLOSE_NOT_FOUND = 4404
 
 
@@ -56,7 +56,15 @@ def after_from(query_string: bytes) -> int:
     return int(value) if value.isdigit() else 0
 
 
-class JobLogConsumer(AsyncJsonWebsocketConsumer):
+class RefusingConsumer(AsyncJsonWebsocketConsumer):
+    async def refuse(self, code: int) -> None:
+        """Accept, then close with `code`. A close before the accept reaches a browser as 1006 with no code, and
+        the page could not tell "log in again" or "no such job" from a network drop."""
+        await self.accept()
+        await self.close(code=code)
+
+
+class JobLogConsumer(RefusingConsumer):
     """Streams one job's log and state to a viewer."""
 
     job_id: int
@@ -65,13 +73,13 @@ class JobLogConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         if not await may_view(self.scope.get("user")):
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.refuse(CLOSE_FORBIDDEN)
             return
         self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
         self.sent_seq = after_from(self.scope.get("query_string", b""))
         self.ended = False
         if await job_state(self.job_id) is None:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await self.refuse(CLOSE_NOT_FOUND)
             return
         # Join before reading the database: a line saved after the read arrives through the group.
         await self.channel_layer.group_add(job_group(self.job_id), self.channel_name)
@@ -164,14 +172,14 @@ class JobLogConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "state", **state})
 
 
-class JobListConsumer(AsyncJsonWebsocketConsumer):
+class JobListConsumer(RefusingConsumer):
     """Keeps state badges live on the job list and the dashboard: forwards every job's state change."""
 
     joined = False
 
     async def connect(self) -> None:
         if not await may_view(self.scope.get("user")):
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.refuse(CLOSE_FORBIDDEN)
             return
         await self.channel_layer.group_add(JOBS_GROUP, self.channel_name)
         self.joined = True

@@ -103,11 +103,18 @@
     return badges.length;
   }
 
-  /* A websocket that reconnects with backoff until `done()` says it should stop. */
+  // Close codes the server sends after accepting: retrying cannot help, so the page says why and stops.
+  const REFUSED = {
+    4403: "not allowed — log in again", // the session expired or the role was taken away
+    4404: "job not found",
+  };
+
+  /* A websocket that reconnects with backoff until `done()` says it should stop or the server refuses it. */
   function reconnecting(pathFn, handlers) {
     let retries = 0;
     let socket = null;
     const self = {
+      refused: null, // the close code that stopped the retries, if any
       open() {
         const ws = new WebSocket(socketUrl(pathFn()));
         socket = ws;
@@ -117,8 +124,9 @@
           if (socket !== ws) return; // replaced on purpose
           socket = null;
           if (handlers.done && handlers.done()) return;
-          if (event.code === 4403 || event.code === 4404) {
-            handlers.status && handlers.status(event.code === 4403 ? "not allowed" : "not found");
+          if (REFUSED[event.code]) {
+            self.refused = event.code;
+            handlers.status && handlers.status(REFUSED[event.code]);
             return;
           }
           const delay = Math.min(5000, 250 * Math.pow(2, retries++));
@@ -312,7 +320,7 @@
       return {
         count: this.seqs.length, lastSeq: this.lastSeq, firstSeq: this.seqs[0] ?? null, duplicates: this.duplicates,
         gaps: this.gaps, ended: this.ended, endSeq: this.endSeq, state: this.state, connects: this.connects,
-        cardRefreshes: this.cardRefreshes,
+        cardRefreshes: this.cardRefreshes, refused: this.socket.refused,
         contiguous: this.seqs.every((seq, i) => seq === i + 1),
       };
     }

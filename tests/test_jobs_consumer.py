@@ -61,6 +61,15 @@ async def receive_until(comm: WebsocketCommunicator, kind: str, timeout: float =
             return messages
 
 
+async def close_code(comm: WebsocketCommunicator) -> int | None:
+    """The consumer accepts, then closes with a code the page can read (a close before the accept is 1006)."""
+    connected, _ = await comm.connect()
+    assert connected
+    message = await comm.receive_output(timeout=5)
+    assert message["type"] == "websocket.close"
+    return message.get("code")
+
+
 def seqs_of(messages: list[dict[str, Any]]) -> list[int]:
     return [line[0] for m in messages if m["type"] == "lines" for line in m["lines"]]
 
@@ -87,14 +96,12 @@ def running_job(db: None, operator: Any) -> Job:
 
 async def test_a_user_without_a_role_is_refused(running_job: Job, nobody: Any) -> None:
     comm = await communicator(f"/ws/jobs/{running_job.pk}/", nobody)
-    connected, code = await comm.connect()
-    assert not connected and code == 4403
+    assert await close_code(comm) == 4403
 
 
-async def test_an_anonymous_visitor_is_refused(running_job: Job) -> None:
-    comm = await communicator(f"/ws/jobs/{running_job.pk}/", None)
-    connected, _ = await comm.connect()
-    assert not connected
+async def test_an_anonymous_visitor_is_refused_so_the_page_can_ask_to_log_in_again(running_job: Job) -> None:
+    for path in (f"/ws/jobs/{running_job.pk}/", "/ws/jobs/"):
+        assert await close_code(await communicator(path, None)) == 4403
 
 
 async def test_a_page_from_another_origin_is_refused(running_job: Job, viewer: Any) -> None:
@@ -105,8 +112,7 @@ async def test_a_page_from_another_origin_is_refused(running_job: Job, viewer: A
 
 async def test_an_unknown_job_is_refused(db: None, viewer: Any) -> None:
     comm = await communicator("/ws/jobs/999999/", viewer)
-    connected, code = await comm.connect()
-    assert not connected and code == 4404
+    assert await close_code(comm) == 4404
 
 
 async def test_viewer_gets_the_gap_then_live_lines_without_duplicates_then_the_end(
@@ -164,7 +170,7 @@ async def test_a_viewer_that_has_everything_gets_no_line_again(running_job: Job,
 
 async def test_the_job_list_socket_forwards_state_changes(running_job: Job, viewer: Any, nobody: Any) -> None:
     refused = await communicator("/ws/jobs/", nobody)
-    assert not (await refused.connect())[0]
+    assert await close_code(refused) == 4403
     comm = await communicator("/ws/jobs/", viewer)
     assert (await comm.connect())[0]
     state = await set_state(running_job, JobState.CANCELLED)

@@ -4,6 +4,7 @@ with no gap and no duplicate, and a 100k-line log opens without freezing the pag
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +158,28 @@ def test_cancelling_from_the_job_page_stops_the_job_and_says_so(
     assert page.locator(f'[data-job-state="{job.pk}"]').inner_text() == "cancelled"
     assert page.locator("#job-summary").inner_text().startswith("Cancelled by otto")
     assert page.locator("#cancel-form").count() == 0
+
+
+def test_a_viewer_whose_session_ended_is_told_to_log_in_again_and_the_page_stops_retrying(
+    browser_page: Any, live_console: Any, viewer: Any
+) -> None:
+    # A running job with a live heartbeat, so no reaper ends it while the page watches.
+    job = Job.objects.create(
+        kind="test_stream",
+        state=JobState.RUNNING,
+        requested_by_name="otto",
+        heartbeat_at=timezone.now() + timedelta(hours=1),
+    )
+    page = browser_page
+    login(page, live_console, viewer)
+    page.goto(f"{live_console.url}/jobs/{job.pk}/")
+    page.wait_for_function("document.querySelector('.jl-status').textContent === 'live'")
+    page.context.clear_cookies()  # the session is gone, as after it expired
+    page.evaluate("window.guardianJobLog.socket.socket.close()")
+    page.wait_for_function(
+        "document.querySelector('.jl-status').textContent === 'not allowed — log in again'", timeout=10_000
+    )
+    connects = snapshot(page)["connects"]
+    page.wait_for_timeout(1500)  # a retry would have come after 250 ms
+    final = snapshot(page)
+    assert final["refused"] == 4403 and final["connects"] == connects == 2
