@@ -36,6 +36,16 @@ def may_run(request: HttpRequest, job: Job) -> bool:
     return kind is not None and can(request.user, kind.permission)
 
 
+def may_cancel(request: HttpRequest, job: Job) -> bool:
+    """Does the job page or the job list offer "Cancel" for this job? What job_cancel itself checks, while it runs."""
+    return (
+        can(request.user, "run_jobs")
+        and may_run(request, job)
+        and job.state in ACTIVE_STATES
+        and not job.cancel_requested
+    )
+
+
 @require("view_console")
 def job_list(request: HttpRequest) -> HttpResponse:
     filters = JobFilterForm(request.GET or None)
@@ -43,7 +53,13 @@ def job_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(jobs, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "jobs/list.html", {"page": page, "filters": filters, "query": query.urlencode()})
+    context = {
+        "page": page,
+        "filters": filters,
+        "query": query.urlencode(),
+        "cancellable": {job.pk for job in page if may_cancel(request, job)},
+    }
+    return render(request, "jobs/list.html", context)
 
 
 @require("view_console")
@@ -53,7 +69,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     kind = KINDS.get(job.kind)
     context = {
         "job": job,
-        "can_cancel": allowed and job.state in ACTIVE_STATES and not job.cancel_requested,
+        "can_cancel": may_cancel(request, job),
         "can_rerun": allowed and job.state in TERMINAL_STATES and kind is not None,
         "steps": job.steps.all(),
         "host_links": host_links(job),

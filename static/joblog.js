@@ -34,6 +34,7 @@
     .ansi-94 { color:#a5d6ff; } .ansi-95 { color:#e2c5ff; } .ansi-96 { color:#b3f0ff; } .ansi-97 { color:#ffffff; }
     .job-filters .filter-row { display:flex; gap:.8rem; flex-wrap:wrap; }
     .job-filters .filter-row label { flex:1 1 150px; }
+    .job-cancel { margin:0; } .job-cancel button { padding:.1rem .55rem; font-size:12.5px; }
   `;
 
   function injectStyle() {
@@ -99,6 +100,10 @@
       if (message.state === "running" && message.cancel_requested) text += " · cancelling";
       badge.textContent = text;
       badge.className = "badge " + message.state;
+    }
+    if (TERMINAL.has(message.state) || message.cancel_requested) {
+      // The list's per-row Cancel: nothing left to cancel (the server would only say so).
+      for (const form of document.querySelectorAll('[data-job-cancel="' + message.job + '"]')) form.remove();
     }
     return badges.length;
   }

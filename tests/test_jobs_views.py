@@ -17,6 +17,7 @@ from hosts.models import Host
 from jobs.kinds import KINDS, JobContext, RerunNeedsPreflight, job_kind
 from jobs.models import Job, JobLogLine, JobState
 from jobs.services import create_job, rerun_job
+from tests.plugins.users import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -304,3 +305,37 @@ def test_a_silent_job_says_whether_any_worker_seems_to_run(viewer_client: Client
     Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
     body = viewer_client.get(f"/jobs/{job.pk}/").content.decode()
     assert "no worker seems to be running. Start one" in body and "marks this job lost at its start" in body
+
+
+def test_the_job_list_offers_cancel_for_the_active_jobs_this_user_may_cancel(
+    operator: Any, admin: Any, viewer_client: Client
+) -> None:
+    destructive = next(kind.name for kind in KINDS.values() if kind.destructive)
+    queued, waiting, running = (job_on(None, admin, s) for s in (JobState.QUEUED, JobState.WAITING, JobState.RUNNING))
+    job_on(None, operator, JobState.SUCCEEDED)
+    cancelling = job_on(None, operator, JobState.RUNNING)
+    Job.objects.filter(pk=cancelling.pk).update(cancel_requested=True)
+    guarded = job_on(None, admin, JobState.QUEUED, kind=destructive)
+    job_on(None, admin, JobState.QUEUED, kind="retired_kind")
+
+    def offered(client: Client) -> set[int]:
+        body = client.get("/jobs/").content.decode()
+        return {job.pk for job in Job.objects.all() if f'data-job-cancel="{job.pk}"' in body}
+
+    operator_client = Client(enforce_csrf_checks=True)
+    operator_client.force_login(operator)
+    assert offered(operator_client) == {queued.pk, waiting.pk, running.pk}  # anyone's job, with the kind's role
+    assert offered(client_for(admin)) == {queued.pk, waiting.pk, running.pk, guarded.pk}
+    assert offered(viewer_client) == set()
+
+    # The row's form posts to the job page's cancel view, with its CSRF token.
+    body = operator_client.get("/jobs/").content.decode()
+    form = body[body.index(f'data-job-cancel="{queued.pk}"') :]
+    token = form.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
+    assert f'action="/jobs/{queued.pk}/cancel/"' in body
+    assert operator_client.post(f"/jobs/{queued.pk}/cancel/").status_code == 403  # no token: refused
+    response = operator_client.post(f"/jobs/{queued.pk}/cancel/", {"csrfmiddlewaretoken": token})
+    assert response.status_code == 302 and response["Location"] == f"/jobs/{queued.pk}/"
+    queued.refresh_from_db()
+    assert queued.state == JobState.CANCELLED
+    assert queued.pk not in offered(operator_client)

@@ -133,12 +133,15 @@ def test_the_job_list_badge_follows_the_job_live(
     page.goto(f"{live_console.url}/jobs/")
     badge = page.locator(f'[data-job-state="{job.pk}"]')
     assert badge.inner_text() == "running"
+    cancel = page.locator(f'[data-job-cancel="{job.pk}"] button')
+    assert cancel.inner_text() == "Cancel"
     page.wait_for_timeout(300)  # the list socket is connected
     gate.touch()
     page.wait_for_function(
         f"document.querySelector('[data-job-state=\"{job.pk}\"]').textContent === 'succeeded'", timeout=20_000
     )
     assert "succeeded" in (badge.get_attribute("class") or "")
+    assert cancel.count() == 0  # nothing left to cancel: the row's button went with the end
     # A job started after the page loaded is announced, not silently missing.
     create_job(operator, "test_stream", params={"gate": str(gate)})
     page.wait_for_selector(".jobs-new:not([hidden])")
