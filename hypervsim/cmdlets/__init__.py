@@ -3,6 +3,11 @@
 `CMDLETS` is the one list of implemented cmdlets (the console's catalog is tested against it). Each entry takes an
 `Invocation` and returns the output objects; a terminating error is a raised `CmdletError`, non-terminating ones are
 appended to `invocation.errors`. Lookups are case-insensitive, as in PowerShell.
+
+Parameter sets are declared as in Microsoft's docs: `parameters` are in every set, `sets` maps a set's name to its own
+parameters, and a trailing `!` marks a mandatory one (`"Path! Copy! GenerateNewId"`). Binding picks the set like
+PowerShell and leaves its name in `inv.parameter_set` for the body to branch on. `by_value` binds a parameter from one
+piped object of its .NET type, as PowerShell binds ValueFromPipeline (a report piped into Import-VM).
 """
 
 from __future__ import annotations
@@ -18,13 +23,17 @@ from psrpcore.types import PSSecureString
 from hypervsim.model import HostModel, LabContext
 from hypervsim.types import Secret
 
-__all__ = ["CMDLETS", "CmdletError", "Invocation", "LabContext", "cmdlet", "find_cmdlet", "invoke"]
+__all__ = [
+    "CMDLETS", "CmdletError", "Invocation", "LabContext", "cmdlet", "find_cmdlet", "invoke", "missing_mandatory",
+    "unresolved_parameter_set",
+]  # fmt: skip
 
 COMMON_PARAMETERS = [
     *("Verbose", "Debug", "ErrorAction", "WarningAction", "InformationAction", "ErrorVariable", "WarningVariable"),
     *("InformationVariable", "OutVariable", "OutBuffer", "PipelineVariable"),
 ]
 SHOULD_PROCESS_PARAMETERS = ("WhatIf", "Confirm")
+ALL_SETS = "__AllParameterSets"  # PowerShell's name for the one set of a cmdlet that declares none
 BINDING_EXCEPTION = [
     "System.Management.Automation.ParameterBindingException",
     "System.Management.Automation.RuntimeException",
@@ -57,6 +66,25 @@ class CmdletError(Exception):
         return self
 
 
+def missing_mandatory(names: list[str]) -> CmdletError:
+    return CmdletError(
+        f"Cannot process command because of one or more missing mandatory parameters: {' '.join(names)}.",
+        "MissingMandatoryParameter",
+        "InvalidArgument",
+        BINDING_EXCEPTION,
+    )
+
+
+def unresolved_parameter_set() -> CmdletError:
+    return CmdletError(
+        "Parameter set cannot be resolved using the specified named parameters. One or more parameters issued cannot "
+        "be used together or an insufficient number of parameters were provided.",
+        "AmbiguousParameterSet",
+        "InvalidArgument",
+        BINDING_EXCEPTION,
+    )
+
+
 class NoPipelineInput(Exception):
     """Downstream in a pipeline whose upstream wrote nothing: the cmdlet never processes a record, so no output."""
 
@@ -73,6 +101,7 @@ class Invocation:
     errors: list[CmdletError] = field(default_factory=list)
     arguments: list[Any] = field(default_factory=list)  # positional arguments, in order
     piped: bool = False  # runs downstream in a pipeline (or on client input): `input` is what reached it
+    parameter_set: str = ALL_SETS  # the set binding resolved, for the body to branch on
 
     def _key(self, name: str) -> str | None:
         return next((k for k in self.parameters if k.casefold() == name.casefold()), None)
@@ -118,12 +147,14 @@ class Invocation:
     def require(self, *names: str) -> None:
         missing = [n for n in names if self.get(n) is None]
         if missing:
-            raise CmdletError(
-                f"Cannot process command because of one or more missing mandatory parameters: {' '.join(missing)}.",
-                "MissingMandatoryParameter",
-                "InvalidArgument",
-                BINDING_EXCEPTION,
-            )
+            raise missing_mandatory(missing)
+
+
+@dataclass(frozen=True)
+class ParameterSet:
+    name: str
+    parameters: frozenset[str]
+    mandatory: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -135,6 +166,9 @@ class CmdletSpec:
     body: Callable[[Invocation], list[Any]]
     should_process: bool
     locks_itself: bool
+    sets: tuple[ParameterSet, ...]
+    default_set: str | None = None
+    by_value: tuple[tuple[str, str], ...] = ()  # (parameter, .NET type) bound from pipeline input of that type
 
     def __call__(self, inv: Invocation) -> list[Any]:
         # One cmdlet at a time per host, so a reader never sees a half-made change. A cmdlet that spans hosts
@@ -178,7 +212,31 @@ class CmdletSpec:
                     BINDING_EXCEPTION,
                 )
             bound[self.positional[position]] = value
+        for parameter, type_name in self.by_value:
+            types = [getattr(getattr(o, "PSObject", None), "type_names", [""])[0] for o in inv.input]
+            if parameter not in bound and len(types) == 1 and types[0] == type_name:
+                bound[parameter] = inv.input[0]
+        inv.parameter_set = self._resolve_set(bound, inv)
         return bound
+
+    def _resolve_set(self, bound: dict[str, Any], inv: Invocation) -> str:
+        """PowerShell's choice: the sets holding every given parameter; of several, the default set, else the only
+        one whose mandatory parameters are all given. Mandatory ones still missing may come from pipeline input."""
+        given = {n for n in bound if n not in COMMON_PARAMETERS and n not in SHOULD_PROCESS_PARAMETERS}
+        candidates = [s for s in self.sets if given <= s.parameters]
+        if len(candidates) > 1:
+            complete = [s for s in candidates if all(m in bound for m in s.mandatory)]
+            default = [s for s in candidates if s.name == self.default_set]
+            candidates = default or (complete if len(complete) == 1 else [])
+        if not candidates:
+            raise unresolved_parameter_set()
+        chosen = candidates[0]
+        missing = [m for m in chosen.mandatory if m not in bound]
+        if missing and not inv.piped:
+            raise missing_mandatory(missing)
+        if missing and not inv.input:
+            raise NoPipelineInput
+        return chosen.name
 
     def _canonical(self, given: str, known: list[str]) -> str:
         name = given.lstrip("-")
@@ -233,23 +291,36 @@ def cmdlet(
     positional: str = "",
     should_process: bool = False,
     locks_itself: bool = False,
+    sets: dict[str, str] | None = None,
+    default_set: str | None = None,
+    by_value: dict[str, str] | None = None,
 ) -> Callable[[Callable[[Invocation], list[Any]]], CmdletSpec]:
-    """Register a cmdlet implementation under its PowerShell name with its declared parameter names."""
+    """Register a cmdlet implementation under its PowerShell name with its declared parameters and parameter sets."""
+    common = parameters.split()
+    declared = [ParameterSet(set_name, *_set_members(common + text.split())) for set_name, text in (sets or {}).items()]
+    every = dict.fromkeys(n.rstrip("!") for n in common + [w for text in (sets or {}).values() for w in text.split()])
 
     def register(body: Callable[[Invocation], list[Any]]) -> CmdletSpec:
         spec = CmdletSpec(
             name,
             command_class,
-            tuple(parameters.split()),
+            tuple(every),
             tuple(positional.split()),
             body,
             should_process,
             locks_itself,
+            tuple(declared) or (ParameterSet(ALL_SETS, *_set_members(common)),),
+            default_set,
+            tuple((by_value or {}).items()),
         )
         CMDLETS[name] = spec
         return spec
 
     return register
+
+
+def _set_members(words: list[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    return frozenset(w.rstrip("!") for w in words), tuple(w.rstrip("!") for w in words if w.endswith("!"))
 
 
 def find_cmdlet(name: str) -> Callable[[Invocation], list[Any]] | None:

@@ -115,37 +115,33 @@ def _guardian_not_found(name: str) -> CmdletError:
 @cmdlet(
     "New-HgsGuardian",
     "New-HgsGuardian",
-    f"{GUARDIAN_PARAMS} GenerateCertificates SigningCertificate SigningCertificatePassword EncryptionCertificate "
-    "EncryptionCertificatePassword SigningCertificateThumbprint EncryptionCertificateThumbprint",
+    "Name!",
     "Name",
     True,
+    sets={
+        "AcceptCertificates": "SigningCertificate! SigningCertificatePassword EncryptionCertificate! "
+        "EncryptionCertificatePassword AllowExpired AllowUntrustedRoot",
+        "ByThumbprints": "SigningCertificateThumbprint! EncryptionCertificateThumbprint! AllowExpired "
+        "AllowUntrustedRoot",
+        "GenerateCertificates": "GenerateCertificates!",
+    },
 )
 def new_hgs_guardian(inv: Invocation) -> list[Any]:
-    inv.require("Name")
+    inv.require("Name")  # a name piped in is not modelled
     name = str(inv.get("Name"))
     with inv.host.changing() as host:
         if host.guardian(name) is not None:
             raise hgs_error(f"A guardian with the name '{name}' already exists.", 0x800700B7, "ResourceExists", name)
-        if inv.switch("GenerateCertificates"):
-            signing, encryption = guardian_pair(name, host.name)
-        elif inv.has("SigningCertificateThumbprint") or inv.has("EncryptionCertificateThumbprint"):
-            inv.require("SigningCertificateThumbprint", "EncryptionCertificateThumbprint")
+        if inv.parameter_set == "GenerateCertificates":
+            return [guardian_object(host, host.add_guardian(name, *guardian_pair(name, host.name)))]
+        if inv.parameter_set == "ByThumbprints":
             signing = _from_store(host, str(inv.get("SigningCertificateThumbprint")))
             encryption = _from_store(host, str(inv.get("EncryptionCertificateThumbprint")))
-        elif inv.has("SigningCertificate") or inv.has("EncryptionCertificate"):
-            inv.require("SigningCertificate", "EncryptionCertificate")
+        else:
             signing = _from_pfx(inv, "SigningCertificate")
             encryption = _from_pfx(inv, "EncryptionCertificate")
-        else:
-            raise CmdletError(
-                "Parameter set cannot be resolved using the specified named parameters.",
-                "AmbiguousParameterSet",
-                "InvalidArgument",
-                ["System.Management.Automation.ParameterBindingException", "System.Exception"],
-            )
-        if not inv.switch("GenerateCertificates"):
-            for cert in (signing, encryption):
-                _check_trust(inv, cert)
+        for cert in (signing, encryption):
+            _check_trust(inv, cert)
         return [guardian_object(host, host.add_guardian(name, signing, encryption))]
 
 
@@ -264,12 +260,17 @@ def convert_to_hgs_key_protector(inv: Invocation) -> list[Any]:
     return [key_protector_object(inv.host, parse_key_protector(inv.get("Bytes")))]
 
 
+# Both take the guardian as an object or by friendly name, in separate sets, and no set is the default.
+GUARDIAN_SETS = {"InputObject": "Guardian!", "FriendlyName": "GuardianFriendlyName!"}
+
+
 @cmdlet(
     "Grant-HgsKeyProtectorAccess",
     "Grant-HgsKeyProtectorAccess",
-    "KeyProtector Guardian GuardianFriendlyName AllowExpired AllowUntrustedRoot",
+    "KeyProtector! AllowExpired AllowUntrustedRoot",
     "KeyProtector",
     True,
+    sets=GUARDIAN_SETS,
 )
 def grant_hgs_key_protector_access(inv: Invocation) -> list[Any]:
     """Adds a guardian to a key protector; needs the owner's private keys on this host."""
@@ -283,13 +284,8 @@ def grant_hgs_key_protector_access(inv: Invocation) -> list[Any]:
     return [key_protector_object(inv.host, granted)]
 
 
-@cmdlet(
-    "Revoke-HgsKeyProtectorAccess",
-    "Revoke-HgsKeyProtectorAccess",
-    "KeyProtector Guardian GuardianFriendlyName",
-    "KeyProtector",
-    True,
-)
+@cmdlet("Revoke-HgsKeyProtectorAccess", "Revoke-HgsKeyProtectorAccess", "KeyProtector!", "KeyProtector", True,
+        sets=GUARDIAN_SETS)  # fmt: skip
 def revoke_hgs_key_protector_access(inv: Invocation) -> list[Any]:
     """Removes a guardian from a key protector, re-signed by its owner: needs the owner's private signing key here."""
     kp, guardian = _key_protector_and_guardian(inv)
@@ -317,12 +313,11 @@ def _key_protector_and_guardian(inv: Invocation) -> tuple[keyprotector.KeyProtec
     if source is None:
         inv.require_input("KeyProtector")
     kp = parse_key_protector(source)
-    if inv.has("GuardianFriendlyName"):
+    if inv.parameter_set == "FriendlyName":
         guardian = inv.host.guardian(str(inv.get("GuardianFriendlyName")))
         if guardian is None:
             raise _guardian_not_found(str(inv.get("GuardianFriendlyName")))
         return kp, guardian
-    inv.require("Guardian")
     return kp, _guardian_from_object(inv.get("Guardian"))
 
 

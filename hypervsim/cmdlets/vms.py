@@ -7,14 +7,17 @@ import fnmatch
 import json
 import shutil
 import uuid
+import weakref
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from hypervsim import keyprotector
 from hypervsim.certs import guardian_pair
-from hypervsim.cmdlets import CmdletError, Invocation, cmdlet
+from hypervsim.cmdlets import BINDING_EXCEPTION, CmdletError, Invocation, cmdlet, unresolved_parameter_set
 from hypervsim.cmdlets.files import local_path, read_host_file
+from hypervsim.cmdlets.utility import text_of, type_name_of
 from hypervsim.model import LOCAL_GUARDIAN, VHD_ROOT, VM_ROOT, Guardian, HostModel, SavedState, VirtualMachine
 from hypervsim.types import (
     CompatibilityOperation,
@@ -166,11 +169,12 @@ def _match(host: HostModel, ref: str) -> list[VirtualMachine]:
 # -- inventory cmdlets --------------------------------------------------------------------------------------
 
 
-@cmdlet("Get-VM", f"{NS}.Commands.GetVM", "Name Id ComputerName", "Name")
+@cmdlet("Get-VM", f"{NS}.Commands.GetVM", "ComputerName", "Name", sets={"Name": "Name", "Id": "Id"}, default_set="Name")
 def get_vm(inv: Invocation) -> list[Any]:
-    if not inv.has("Name") and not inv.has("Id"):
-        return [vm_object(inv.host, vm) for vm in inv.host.vms.values()]
-    vms = target_vms(inv, "Name") if inv.has("Name") else []
+    if inv.parameter_set == "Name":
+        vms = target_vms(inv, "Name") if inv.has("Name") else list(inv.host.vms.values())
+        return [vm_object(inv.host, vm) for vm in vms]
+    out = []
     for vm_id in inv.strings("Id"):
         vm = inv.host.vms.get(vm_id.lower())
         if vm is None:
@@ -182,9 +186,9 @@ def get_vm(inv: Invocation) -> list[Any]:
                     vm_id,
                 )
             )
-        elif vm not in vms:
-            vms.append(vm)
-    return [vm_object(inv.host, vm) for vm in vms]
+        else:
+            out.append(vm_object(inv.host, vm))
+    return out
 
 
 @cmdlet("Get-VMSecurity", f"{NS}.Commands.GetVMSecurity", "VMName VM ComputerName", "VMName")
@@ -283,19 +287,18 @@ def each_vm(inv: Invocation, vms: list[VirtualMachine], change: Callable[[Virtua
 @cmdlet(
     "Set-VMKeyProtector",
     f"{NS}.Commands.SetVMKeyProtector",
-    f"{VM_PARAMS} NewLocalKeyProtector KeyProtector RestoreLastKnownGoodKeyProtector",
+    "Passthru KeyProtector NewLocalKeyProtector RestoreLastKnownGoodKeyProtector",
     "VMName",
     True,
+    sets={"VMName": "VMName! ComputerName", "VMObject": "VM!"},
+    default_set="VMName",
 )
 def set_vm_key_protector(inv: Invocation) -> list[Any]:
-    sets = [inv.has(n) for n in ("NewLocalKeyProtector", "KeyProtector", "RestoreLastKnownGoodKeyProtector")]
-    if sets.count(True) != 1:
-        raise CmdletError(
-            "Parameter set cannot be resolved using the specified named parameters.",
-            "AmbiguousParameterSet",
-            "InvalidArgument",
-            ["System.Management.Automation.ParameterBindingException", "System.Exception"],
-        )
+    # Microsoft's docs put the three ways in every set (VMName, VMObject), so the cmdlet itself must refuse none or
+    # several; Windows' wording for that is not documented, and the simulator answers as an unresolved set.
+    ways = ("NewLocalKeyProtector", "KeyProtector", "RestoreLastKnownGoodKeyProtector")
+    if [inv.has(way) for way in ways].count(True) != 1:
+        raise unresolved_parameter_set()
     given = _key_protector_bytes(inv.get("KeyProtector")) if inv.has("KeyProtector") else None
 
     def set_protector(vm: VirtualMachine) -> None:
@@ -521,70 +524,121 @@ def _id_conflict(host: HostModel, vm: VirtualMachine) -> str | None:
     return None
 
 
-def _plan_import(inv: Invocation) -> tuple[VirtualMachine, str]:
-    inv.require("Path")
+@dataclass
+class ImportPlan:
+    """What Compare-VM -Path planned and its report carries, so Import-VM -CompatibilityReport imports just that."""
+
+    vm: VirtualMachine  # as it would be registered: new id, paths on this host
+    folder: str  # the export folder the files come from
+    path: str  # the configuration file
+    copy: bool
+
+
+# The plan behind each report this host made. A report the client sends back is a deserialized copy without one,
+# which Windows cannot bind to -CompatibilityReport either; only a live report (piped in one pipeline) works.
+_PLANS: weakref.WeakKeyDictionary[Any, ImportPlan] = weakref.WeakKeyDictionary()
+
+
+def _plan_import(inv: Invocation) -> ImportPlan:
     path = str(inv.get("Path"))
     vm, folder = _read_vmcx(inv, path)
     if inv.switch("GenerateNewId"):
         vm.id = str(uuid.uuid4())
-    copy = inv.switch("Copy")
+    copy = inv.parameter_set == "Copy"
     vm.path = str(inv.get("VirtualMachinePath") or VM_ROOT) if copy else folder
     vhd_folder = str(inv.get("VhdDestinationPath") or VHD_ROOT) if copy else rf"{folder}\Virtual Hard Disks"
     vm.vhd_paths = [rf"{vhd_folder}\{name}" for name in vm.vhd_paths]
-    return vm, folder
+    return ImportPlan(vm, folder, path, copy)
 
 
-@cmdlet(
-    "Compare-VM",
-    f"{NS}.Commands.CompareVM",
-    "Path Copy GenerateNewId VhdDestinationPath VirtualMachinePath SnapshotFilePath SmartPagingFilePath Register "
-    "ComputerName Name DestinationHost",
-    "Path",
-)
-def compare_vm(inv: Invocation) -> list[Any]:
-    """The incompatibility report Import-VM would act on (here: an identifier already in use)."""
-    vm, _ = _plan_import(inv)
-    conflict = _id_conflict(inv.host, vm)
-    problems = []
-    if conflict:
-        problems.append(
-            dotnet_object(
-                [f"{NS}.VMCompatibilityError"],
-                {"Message": conflict, "MessageId": 13000, "Source": vm_object(inv.host, vm)},
-                to_string=conflict,
-            )
+def _reported_plan(inv: Invocation) -> ImportPlan:
+    """The plan of the report given as -CompatibilityReport; anything but a live report of this host fails to bind."""
+    report = inv.get("CompatibilityReport")
+    try:
+        plan = _PLANS.get(report)
+    except TypeError:  # unhashable: a list or a hashtable
+        plan = None
+    if plan is None:
+        raise CmdletError(
+            f"Cannot bind parameter 'CompatibilityReport'. Cannot convert the \"{text_of(report)}\" value of type "
+            f'"{type_name_of(report)}" to type "{NS}.VMCompatibilityReport".',
+            "CannotConvertArgumentNoMessage",
+            "InvalidArgument",
+            BINDING_EXCEPTION,
         )
-    report = {
-        "VM": vm_object(inv.host, vm),
-        "OperationType": CompatibilityOperation.ImportVirtualMachine,
-        "Destination": inv.host.name,
-        "Path": str(inv.get("Path")),
-        "SnapshotPath": vm.path,
-        "VhdDestinationPath": vm.vhd_paths[0].rsplit("\\", 1)[0] if vm.vhd_paths else None,
-        "VhdSourcePath": None,
-        "Incompatibilities": problems,
-    }
-    return [dotnet_object([f"{NS}.VMCompatibilityReport"], report, to_string=f"{NS}.VMCompatibilityReport")]
+    return plan
+
+
+def compatibility_error(message: str, message_id: int, source: Any) -> Any:
+    return dotnet_object(
+        [f"{NS}.VMCompatibilityError"],
+        {"Message": message, "MessageId": message_id, "Source": source},
+        to_string=message,
+    )
+
+
+def compatibility_report(properties: dict[str, Any]) -> Any:
+    return dotnet_object([f"{NS}.VMCompatibilityReport"], properties, to_string=f"{NS}.VMCompatibilityReport")
+
+
+def _import_report(host: HostModel, plan: ImportPlan) -> Any:
+    """The incompatibility report Import-VM would act on (here: an identifier already in use)."""
+    vm = plan.vm
+    conflict = _id_conflict(host, vm)
+    report = compatibility_report(
+        {
+            "VM": vm_object(host, vm),
+            "OperationType": CompatibilityOperation.ImportVirtualMachine,
+            "Destination": host.name,
+            "Path": plan.path,
+            "SnapshotPath": vm.path,
+            "VhdDestinationPath": vm.vhd_paths[0].rsplit("\\", 1)[0] if vm.vhd_paths else None,
+            "VhdSourcePath": None,
+            "Incompatibilities": [compatibility_error(conflict, 13000, vm_object(host, vm))] if conflict else [],
+        }
+    )
+    _PLANS[report] = plan
+    return report
+
+
+IMPORT_SETS = {
+    "Register": "Path! Register ComputerName",
+    "Copy": "Path! VhdDestinationPath Copy! VirtualMachinePath SnapshotFilePath SmartPagingFilePath GenerateNewId "
+    "ComputerName",
+    "CompatibilityReport": "CompatibilityReport!",
+}
+
+
+REPORT_BY_VALUE = {"CompatibilityReport": f"{NS}.VMCompatibilityReport"}
+
+
+@cmdlet("Compare-VM", f"{NS}.Commands.CompareVM", "AsJob", "Path", sets=IMPORT_SETS, by_value=REPORT_BY_VALUE)
+def compare_vm(inv: Invocation) -> list[Any]:
+    plan = _reported_plan(inv) if inv.parameter_set == "CompatibilityReport" else _plan_import(inv)
+    return [_import_report(inv.host, plan)]
 
 
 @cmdlet(
     "Import-VM",
     f"{NS}.Commands.ImportVM",
-    "Path Copy GenerateNewId VhdDestinationPath VirtualMachinePath SnapshotFilePath SmartPagingFilePath Register "
-    "ComputerName CompatibilityReport AsJob",
+    "AsJob",
     "Path",
     True,
+    sets=IMPORT_SETS,
+    default_set="Register",
+    by_value=REPORT_BY_VALUE,
 )
 def import_vm(inv: Invocation) -> list[Any]:
     """Registers an exported VM in place, or copies it (-Copy) into the host's folders, optionally with a new id."""
-    vm, folder = _plan_import(inv)
+    plan = _reported_plan(inv) if inv.parameter_set == "CompatibilityReport" else _plan_import(inv)
+    vm = VirtualMachine.from_json(plan.vm.to_json())  # a report imports once; its plan stays as it was
     with inv.host.changing() as host:
         conflict = _id_conflict(host, vm)
         if conflict:
             raise vm_error(conflict, "OperationFailed", "ResourceExists", vm.name)
-        if inv.switch("Copy"):
+        if plan.copy:
             for vhd in vm.vhd_paths:
-                source = local_path(host, rf"{folder}\Virtual Hard Disks\{vhd.rsplit(chr(92), 1)[-1]}")
+                source = local_path(host, rf"{plan.folder}\Virtual Hard Disks\{vhd.rsplit(chr(92), 1)[-1]}")
                 target = local_path(host, vhd)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if source.is_file():

@@ -1,0 +1,111 @@
+"""Parameter sets as the console meets them over pypsrp: parameters of two sets together are refused the way
+PowerShell's binder refuses them, before the cmdlet touches the host; a set's missing mandatory parameter is named."""
+
+# ruff: noqa: F811 - pytest fixtures imported from test_sim_cmdlets are parameters here
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.test_sim_cmdlets import error, lab, make_host, out  # noqa: F401 - fixtures shared with the HGS tests
+from tests.test_sim_cmdlets_remote import fails, ok, prop, run, session
+
+pytestmark = pytest.mark.timeout(60)
+BINDING = "System.Management.Automation.ParameterBindingException"
+INVALID_ARGUMENT = 5  # ErrorCategory.InvalidArgument
+UNRESOLVED = (
+    "Parameter set cannot be resolved using the specified named parameters. One or more parameters issued cannot be "
+    "used together or an insufficient number of parameters were provided."
+)
+
+
+def refused_as_unresolved(err: Any, command_class: str) -> None:
+    assert str(err) == UNRESOLVED
+    assert err.fq_error == f"AmbiguousParameterSet,{command_class}"
+    assert err.category == INVALID_ARGUMENT and err.exception.types[0] == BINDING
+
+
+def test_new_guardian_refuses_generated_certificates_with_a_thumbprint_and_names_a_missing_one(sim_host):
+    h = sim_host("healthy")
+    signing, encryption = (
+        h.model.guardians["UntrustedGuardian"].signing,
+        h.model.guardians["UntrustedGuardian"].encryption,
+    )
+    with session(h) as pool:
+        mixed = fails(pool, "New-HgsGuardian", Name="Mixed", GenerateCertificates=None,
+                      SigningCertificateThumbprint=signing.thumbprint)  # fmt: skip
+        refused_as_unresolved(mixed, "New-HgsGuardian")
+        half = fails(pool, "New-HgsGuardian", Name="Half", SigningCertificateThumbprint=signing.thumbprint)
+        assert str(half).endswith("missing mandatory parameters: EncryptionCertificateThumbprint.")
+        assert half.fq_error == "MissingMandatoryParameter,New-HgsGuardian"
+        assert fails(pool, "New-HgsGuardian", Name="NoWay").fq_error == "AmbiguousParameterSet,New-HgsGuardian"
+        assert sorted(prop(g, "Name") for g in ok(pool, "Get-HgsGuardian")) == ["UntrustedGuardian"]
+        thumbs = {
+            "SigningCertificateThumbprint": signing.thumbprint,
+            "EncryptionCertificateThumbprint": encryption.thumbprint,
+        }
+        ok(pool, "New-HgsGuardian", Name="Again", AllowUntrustedRoot=None, **thumbs)
+    assert set(h.model.guardians) == {"UntrustedGuardian", "Again"}
+
+
+def test_grant_and_revoke_take_the_guardian_as_an_object_or_by_name_not_both(sim_host):
+    h = sim_host("healthy")
+    with session(h) as pool:
+        (peer,) = ok(pool, "New-HgsGuardian", Name="Peer", GenerateCertificates=None)
+        (raw,) = ok(pool, "Get-VMKeyProtector", VMName="Win11-B")
+        both = {"KeyProtector": raw, "Guardian": peer, "GuardianFriendlyName": "Peer"}
+        refused_as_unresolved(fails(pool, "Grant-HgsKeyProtectorAccess", **both), "Grant-HgsKeyProtectorAccess")
+        refused_as_unresolved(fails(pool, "Revoke-HgsKeyProtectorAccess", **both), "Revoke-HgsKeyProtectorAccess")
+        neither = fails(pool, "Grant-HgsKeyProtectorAccess", KeyProtector=raw, AllowUntrustedRoot=None)
+        refused_as_unresolved(neither, "Grant-HgsKeyProtectorAccess")
+        (granted,) = ok(pool, "Grant-HgsKeyProtectorAccess", KeyProtector=raw, Guardian=peer, AllowUntrustedRoot=None)
+        assert [prop(g, "Name") for g in prop(granted, "Guardians")] == ["UntrustedGuardian", "Peer"]
+
+
+def test_get_vm_finds_by_name_or_by_id_but_not_by_both(sim_host):
+    h = sim_host("healthy")
+    vm_id = h.model.vm("Win11-C").id
+    with session(h) as pool:
+        refused_as_unresolved(
+            fails(pool, "Get-VM", Name="Win11-A", Id=vm_id), "Microsoft.HyperV.PowerShell.Commands.GetVM"
+        )
+        assert [prop(v, "Name") for v in ok(pool, "Get-VM", Id=vm_id)] == ["Win11-C"]
+        assert len(ok(pool, "Get-VM")) == 4  # no parameter: the default Name set, every VM
+
+
+def test_import_needs_copy_for_a_new_id_and_takes_a_report_piped_from_compare(sim_lab):
+    lab = sim_lab(hosts=2, scenarios=["healthy", "fresh"])
+    source, target = lab.hosts
+    with session(source) as pool:
+        ok(pool, "Export-VM", Name="Srv-Plain", Path=r"\\LAB\share\exports")
+    vmcx = rf"\\LAB\share\exports\Srv-Plain\Virtual Machines\{source.model.vm('Srv-Plain').id.upper()}.vmcx"
+    with session(target) as pool:
+        no_copy = fails(pool, "Import-VM", Path=vmcx, GenerateNewId=None)
+        assert str(no_copy) == "Cannot process command because of one or more missing mandatory parameters: Copy."
+        assert no_copy.fq_error == "MissingMandatoryParameter,Microsoft.HyperV.PowerShell.Commands.ImportVM"
+        in_place_copy = fails(pool, "Import-VM", Path=vmcx, Register=None, Copy=None)
+        refused_as_unresolved(in_place_copy, "Microsoft.HyperV.PowerShell.Commands.ImportVM")
+        sent_back = fails(pool, "Import-VM", CompatibilityReport="a report")
+        assert sent_back.fq_error == "CannotConvertArgumentNoMessage,Microsoft.HyperV.PowerShell.Commands.ImportVM"
+        assert 'to type "Microsoft.HyperV.PowerShell.VMCompatibilityReport"' in str(sent_back)
+        assert len(target.model.vms) == 1  # its own Srv-Plain only
+        compare = {"Path": vmcx, "Copy": None, "GenerateNewId": None}
+        ps = run(pool, ("Compare-VM", compare), ("|Import-VM", {}))  # the live report binds -CompatibilityReport
+        assert not ps.streams.error, [str(e) for e in ps.streams.error]
+        (vm,) = ps.output
+    assert prop(vm, "Name") == "Srv-Plain" and str(prop(vm, "Id")) != source.model.vm("Srv-Plain").id
+    assert [v.name for v in target.model.vms.values()] == ["Srv-Plain", "Srv-Plain"]
+
+
+def test_compare_again_with_its_own_report_sees_what_changed_since(make_host):
+    host = make_host("healthy")
+    out(host, "Export-VM", Name="Win11-B", Path=r"\\LAB\share\exports")
+    vmcx = rf"\\LAB\share\exports\Win11-B\Virtual Machines\{host.vm('Win11-B').id.upper()}.vmcx"
+    (report,) = out(host, "Compare-VM", Path=vmcx, Copy=None, GenerateNewId=None)
+    assert report.Incompatibilities == []
+    (imported,) = out(host, "Import-VM", CompatibilityReport=report)
+    assert str(imported.Id) == str(report.VM.Id)  # the VM the report planned, with its new id
+    (again,) = out(host, "Compare-VM", CompatibilityReport=report)
+    assert "same identifier already exists" in again.Incompatibilities[0].Message
+    assert "same identifier" in error(host, "Import-VM", CompatibilityReport=report).message
