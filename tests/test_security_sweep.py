@@ -405,6 +405,11 @@ async def connects(path: str, user: Any | None, origin: str) -> bool:
         headers.append((b"cookie", f"sessionid={cookie}".encode()))
     communicator = WebsocketCommunicator(application, path, headers=headers)
     connected, _code = await communicator.connect(timeout=3)
+    # A refusal is an accept followed at once by a close with 4403/4404 (so the page can say why). Open and quiet
+    # counts as connected: the job list socket sends nothing until a job changes state.
+    if connected and not await communicator.receive_nothing(timeout=0.5):
+        first = await communicator.receive_output(timeout=1)
+        connected = first["type"] != "websocket.close"
     await communicator.disconnect()
     return bool(connected)
 
