@@ -15,6 +15,7 @@ from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobFailed
 from jobs.models import Job
 from jobs.workflows.escrow import escrow_host, escrow_pair
+from tests.support_powershell import assert_runnable, shown_powershell
 from tests.test_vault_support import LogRecorder, assert_no_secret, temp_pfx_left, unreachable_host
 
 pytestmark = pytest.mark.django_db
@@ -121,6 +122,7 @@ def test_escrow_preflight_shows_the_powershell_and_starts_a_job(operator_client:
     assert "Show PowerShell" in page and "Export-PfxCertificate" in page
     assert "Read-Host -AsSecureString &#x27;&lt;password&gt;&#x27;" in page
     assert "Remove-Item" in page and "What could go wrong" in page
+    assert_runnable(shown_powershell(page))
     response = operator_client.post("/jobs/new/escrow/", {"host": host.pk, "guardian": f"{sign}:{enc}"})
     job = Job.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"

@@ -16,6 +16,7 @@ from hypervsim.scenarios import previous_guardian_backup
 from jobs.kinds import JobFailed
 from jobs.models import Job
 from jobs.workflows.import_guardian import import_pair
+from tests.support_powershell import assert_runnable, shown_powershell
 from tests.test_vault_support import (
     PASSWORD,
     LogRecorder,
@@ -172,6 +173,7 @@ def test_import_preflight_names_the_collision_and_starts_a_job(operator_client: 
     page = operator_client.get(f"/jobs/new/import/?host={host.pk}&pair={pair.pk}").content.decode()
     assert "Show PowerShell" in page and "Import-PfxCertificate" in page and "New-HgsGuardian" in page
     assert "-AllowExpired -AllowUntrustedRoot" in page and PASSWORD not in page
+    assert_runnable(shown_powershell(page))
     response = operator_client.post("/jobs/new/import/", {"host": host.pk, "pair": pair.pk})
     job = Job.objects.get()
     assert response["Location"] == f"/jobs/{job.pk}/" and job.params == {"vault_entry": pair.pk}

@@ -14,8 +14,8 @@ from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobCancelled, JobFailed, Step
 from jobs.workflows.migrate import MigrationOptions, migrate_vm, plan_migration
 from jobs.workflows.reset import DirectRun
+from tests.support_powershell import assert_runnable, shown_powershell
 from tests.test_vault_support import temp_pfx_left
-from tests.test_workflow_reset import assert_runnable, shown_powershell
 
 pytestmark = pytest.mark.django_db
 
@@ -233,6 +233,33 @@ def test_wizard_checks_both_hosts_shows_powershell_and_starts_the_job(lab: Any, 
     refilled = operator_client.get(again).content.decode()
     assert '<option value="Win11-B" data-taken="" selected>' in refilled
     assert 'name="unseal" value="authorise" checked' in refilled and 'id="migrate-submit"' not in refilled
+
+
+@pytest.mark.urls("tests.test_vault_support")
+def test_wizard_shows_the_escrow_and_import_that_carry_the_owner_pair(lab: Any, operator_client: Any) -> None:
+    from hosts.inventory.refresh import refresh_host
+
+    assert refresh_host(lab.source_host).ok
+    choose = {"form": "1", "host": lab.source_host.pk, "target": lab.target_host.pk, "vm": "Win11-B"}
+    choose |= {"method": "export", "unseal": "carry", "source_after": "off", "start": "on", "preview": "1"}
+    lines = shown_powershell(operator_client.get("/jobs/new/migrate/", choose).content.decode())
+    owner = lab.source.model.guardian("UntrustedGuardian")
+    export = next(line for line in lines if line.startswith("Export-PfxCertificate"))
+    write = next(line for line in lines if line.startswith("Set-Content") and "-Value $signingPfx" in line)
+    assert owner.signing.thumbprint in export
+    assert host_of(lines, export) == "HV01" and host_of(lines, write) == "HV02"
+    assert lines.index(export) < lines.index(write)
+    assert any(line.startswith("$signingPfx = Get-Content") for line in lines)  # read on the source, written there
+    assert "# $signingPfx holds what was read on HV01 above: carry its value over first" in lines
+    new_guardian = "New-HgsGuardian -Name 'UntrustedGuardian' -SigningCertificateThumbprint"
+    assert host_of(lines, next(line for line in lines if line.startswith(new_guardian))) == "HV02"
+    assert_runnable(lines)
+
+
+def host_of(lines: list[str], line: str) -> str:
+    """The host a shown line runs on: the last "# On <host> (…):" above it."""
+    above = [text for text in lines[: lines.index(line)] if text.startswith("# On ")]
+    return above[-1].split()[2]
 
 
 @pytest.mark.urls("tests.test_vault_support")

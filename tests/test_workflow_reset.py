@@ -17,6 +17,7 @@ from hypervsim.keyprotector import KeyProtector
 from jobs.kinds import JobFailed
 from jobs.workflows.reset import DirectRun, reset_guardian, undo_reset
 from jobs.workflows.vtpm import TpmChange, enable_vtpm
+from tests.support_powershell import assert_runnable, shown_powershell
 
 # The preflight pages' URLs, whether or not jobs/urls.py includes the workflows' URLs yet.
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_vault_support")]
@@ -164,6 +165,27 @@ def test_reset_is_offered_for_the_broken_guardian_and_shows_its_vms(
         assert vm in page
     assert "not escrowed anywhere" in page
     assert "Show PowerShell" in page and "Remove-HgsGuardian -Name &#x27;UntrustedGuardian&#x27;" in page
+    lines = shown_powershell(page)
+    assert "Get-VMKeyProtector -VMName 'Win11-C'" in lines  # the host's own VMs, as the job reads them
+    check = [line for line in lines if line.startswith(("Enable-VMTPM", "Disable-VMTPM"))]
+    vm = sim.model.vm(check[0].split("'")[1])
+    assert len(check) == 1 and vm.state == "Off" and check[0].startswith("Enable" if vm.tpm_enabled else "Disable")
+    assert "Export-PfxCertificate" not in page  # no private key left to escrow on this host
+    assert_runnable(lines)
+
+
+def test_reset_preflight_shows_the_escrow_it_will_do_first(
+    sim_host: Any, registered_host: Any, admin_client: Client
+) -> None:
+    sim = sim_host("healthy")
+    old_signing, old_encryption = lose_signing_key_but_keep_an_older_pair(sim)
+    host = registered_host(sim)
+    assert refresh_host(host).ok
+    lines = shown_powershell(admin_client.get(f"/jobs/new/reset/?host={host.pk}&guardian={GUARDIAN}").content.decode())
+    exports = [line for line in lines if line.startswith("Export-PfxCertificate")]
+    assert [old_signing in exports[0], old_encryption in exports[1]] == [True, True] and len(exports) == 2
+    assert lines.index(exports[0]) < lines.index("Remove-HgsGuardian -Name 'UntrustedGuardian'")
+    assert_runnable(lines)
 
 
 def test_reset_page_starts_the_job_for_admins_only(
@@ -185,31 +207,6 @@ def test_undo_page_refuses_a_job_that_removed_nothing(admin_client: Client) -> N
     page = admin_client.get("/jobs/new/reset/undo/?job=999")
     assert page.status_code == 200 and "Choose a reset job that removed a guardian" in page.content.decode()
     assert admin_client.get("/jobs/new/reset/?host=abc").status_code == 200  # bad input: no 500
-
-
-def shown_powershell(html: str) -> list[str]:
-    """The lines of every Show PowerShell block of a page, as a person would copy them."""
-    import re
-    from html import unescape
-
-    blocks = re.findall(r'<pre class="powershell">(.*?)</pre>', html, flags=re.S)
-    return [unescape(line) for block in blocks for line in block.splitlines() if line.strip()]
-
-
-def assert_runnable(lines: list[str]) -> None:
-    """Pasted in order, the lines run: every variable is assigned before it is used, no byte array is shown by
-    its size, and no name has a placeholder Windows would refuse."""
-    import re
-
-    assigned: set[str] = set()
-    for line in lines:
-        if line.startswith("#"):
-            continue
-        target, _, expression = line.partition(" = ") if re.match(r"^\$\w+ = ", line) else ("", "", line)
-        used = set(re.findall(r"\$(\w+)", expression)) - {"true", "false", "null"}
-        assert used <= assigned, f"{line!r} uses {used - assigned} before it is assigned"
-        assigned |= {target.lstrip("$")} if target else set()
-        assert "bytes>" not in line and "<random>" not in line, line
 
 
 def test_undo_page_shows_runnable_lines_with_the_kept_metadata(

@@ -12,6 +12,7 @@ from hosts.vault.services import store_pair
 from hypervsim.scenarios import previous_guardian_backup
 from jobs.kinds import JobFailed
 from jobs.workflows.restore import restore_vm
+from tests.support_powershell import assert_runnable, shown_powershell
 from tests.test_vault_support import LogRecorder, assert_no_secret, temp_pfx_left, unreachable_host
 
 pytestmark = pytest.mark.django_db
@@ -107,6 +108,10 @@ def test_restore_preflight_shows_the_pair_and_the_powershell(operator_client: Cl
     page = operator_client.get(f"/jobs/new/restore/?host={host.pk}&vm=Win11-A").content.decode()
     assert "Show PowerShell" in page and "Start-VM -Name &#x27;Win11-A&#x27;" in page
     assert "Import-PfxCertificate" in page and PASSWORD not in page
+    lines = shown_powershell(page)
+    assert "$signingPfx = [IO.File]::ReadAllBytes((Resolve-Path 'UntrustedGuardian-signing.pfx'))" in lines
+    assert any(line.startswith("Set-Content -Path") and "-Value $encryptionPfx" in line for line in lines)
+    assert_runnable(lines)
     response = operator_client.post("/jobs/new/restore/", {"host": host.pk, "vm": "Win11-A"})
     job = Job.objects.get()
     assert response["Location"] == f"/jobs/{job.pk}/" and job.kind == "restore_vm" and job.vms == ["Win11-A"]

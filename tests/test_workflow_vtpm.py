@@ -13,6 +13,7 @@ from hosts.remoting.catalog.vms import StartVM, StopVM
 from jobs.kinds import JobFailed
 from jobs.workflows.reset import DirectRun
 from jobs.workflows.vtpm import TpmChange, change_vtpms, changes_from, disable_vtpm, enable_vtpm
+from tests.support_powershell import assert_runnable, shown_powershell
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_vault_support")]
 
@@ -99,6 +100,7 @@ def test_disable_preview_warns_about_bitlocker_and_shows_powershell(healthy_host
     assert "BitLocker" in text and "Windows Hello" in text
     assert "Disable-VMTPM -VMName &#x27;Win11-B&#x27;" in text and "Remove-VMSavedState" in text
     assert 'name="confirm-Win11-B"' in text and 'name="saved-Win11-C"' in text
+    assert_runnable(shown_powershell(text))
 
 
 def test_disable_needs_each_name_typed_and_saved_state_ticked(healthy_host: Any, admin_client: Client) -> None:

@@ -26,6 +26,7 @@ from hosts.remoting.catalog.guardians import (
     ListShieldedCertificates,
     ReadFileBytes,
     RemoveFiles,
+    StoreCertificate,
     StoreListing,
     thumbprints_of,
 )
@@ -35,6 +36,8 @@ from hosts.vault.models import EscrowedPair, find_pair
 from hosts.vault.pfx import SAME_GENERATION, PfxError, windows_subject
 from hosts.vault.services import store_pair
 from jobs.kinds import JobContext, JobFailed, job_kind
+
+from .powershell import PowerShellScript, sample_pfx_paths, sample_token
 
 LogFn = Callable[[str, str], None]
 
@@ -298,15 +301,6 @@ def escrow_host_job(ctx: JobContext) -> str:
 
 # -- preflight pages (shared helpers first; import and restore use them too) ------------------------------------------
 
-PLACEHOLDER_PATHS = [f"{TEMP_DIR}\\gc-<random>-signing.pfx", f"{TEMP_DIR}\\gc-<random>-encryption.pfx"]
-
-
-def powershell_of(operations: list[Any]) -> list[str]:
-    from hosts.remoting.operation import render_powershell
-
-    return [line for op in operations for line in render_powershell(op)]
-
-
 def chosen_host(request: HttpRequest) -> Any:
     from hosts.models import Host
 
@@ -334,16 +328,35 @@ def start_job(request: HttpRequest, kind: str, host: Any, vms: list[str], params
     return redirect(f"/jobs/{job.pk}/")
 
 
-def escrow_operations(signing: str, encryption: str) -> list[Any]:
-    secret = Secret("")
-    return [
-        ListShieldedCertificates(),
-        ExportPfx(signing, PLACEHOLDER_PATHS[0], secret),
-        ExportPfx(encryption, PLACEHOLDER_PATHS[1], secret),
-        ReadFileBytes(PLACEHOLDER_PATHS[0]),
-        ReadFileBytes(PLACEHOLDER_PATHS[1]),
-        RemoveFiles(PLACEHOLDER_PATHS),
-    ]
+def escrow_lines(script: PowerShellScript, signing: str, encryption: str, listed: bool = False) -> PowerShellScript:
+    """What `escrow_pair` sends, for Show PowerShell (`listed`: the store was listed already): the PFX bytes are
+    read into $signingPfx and $encryptionPfx, which a later import on another host writes there."""
+    paths, secret = sample_pfx_paths(sample_token()), Secret("")
+    if not listed:
+        script.add(ListShieldedCertificates())
+    script.add(ExportPfx(signing, paths[0], secret), ExportPfx(encryption, paths[1], secret))
+    script.add(ReadFileBytes(paths[0]), into="$signingPfx").add(ReadFileBytes(paths[1]), into="$encryptionPfx")
+    return script.add(RemoveFiles(paths))
+
+
+def all_pairs_lines(host: Any) -> PowerShellScript:
+    """What `escrow_host` sends, for the pairs the last inventory shows with private keys and the vault lacks."""
+    listing = StoreListing(exists=True, certificates=[as_store_certificate(c) for c in host.certificates.all()])
+    pairs = [p for p in historical_pairs(listing, list(host.guardians.all())) if find_pair(p[0], p[1]) is None]
+    script = PowerShellScript().add(ListShieldedCertificates(), GetGuardians())
+    if not pairs:
+        script.comment("The last inventory shows no pair with private keys that the vault lacks: nothing more runs.")
+    for sign, enc, name in pairs:
+        script.comment(f"{name or 'An older pair'}: signing {sign[:8]}…, encryption {enc[:8]}…")
+        escrow_lines(script, sign, enc, listed=True)
+    return script
+
+
+def as_store_certificate(cert: Any) -> StoreCertificate:
+    """An inventory row as the live store listing would show it."""
+    return StoreCertificate(
+        cert.thumbprint.upper(), cert.subject, cert.not_before, cert.not_after, cert.has_private_key
+    )
 
 
 def guardian_choices(host: Any) -> list[tuple[str, str]]:
@@ -444,7 +457,7 @@ def escrow_preflight(request: HttpRequest) -> HttpResponse:
     if chosen == "all":
         if request.method == "POST":
             return start_job(request, "escrow_host", host, [], {})
-        ops = [GetGuardians(), *escrow_operations("<signing thumbprint>", "<encryption thumbprint>")]
+        script = all_pairs_lines(host)
         steps = [
             f"List the guardians and the shielded certificate store of {host}.",
             "Pair the certificates with private keys: each guardian's, and older pairs left in the store (same "
@@ -462,7 +475,7 @@ def escrow_preflight(request: HttpRequest) -> HttpResponse:
             name = dict(guardian_choices(host)).get(chosen, "").split(" (")[0]
             params = {"signing_thumbprint": sign, "encryption_thumbprint": enc, "guardian_name": name}
             return start_job(request, "escrow_guardian", host, [], params)
-        ops = escrow_operations(sign, enc)
+        script = escrow_lines(PowerShellScript(), sign, enc)
         warnings += escrow_warnings(host, sign, enc)
         steps = [
             "Check that both certificates are in the store with their private keys.",
@@ -484,7 +497,7 @@ def escrow_preflight(request: HttpRequest) -> HttpResponse:
         impact=impact,
         risks=ESCROW_RISKS,
         warnings=warnings,
-        powershell=powershell_of(ops),
+        powershell=script.lines(),
         post=post,
         keep=[],
     )

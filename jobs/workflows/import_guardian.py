@@ -28,15 +28,14 @@ from hosts.remoting.catalog.guardians import (
 from hosts.remoting.errors import RemotingError
 from hosts.remoting.operation import Secret
 from hosts.vault.models import EscrowedPair
+from hosts.vault.pfx import ENCRYPTION_FILE, SIGNING_FILE
 from jobs.kinds import JobContext, JobFailed, job_kind
 
 from .escrow import (
-    PLACEHOLDER_PATHS,
     TEMP_DIR,
     LogFn,
     _no_log,
     chosen_host,
-    powershell_of,
     preflight_page,
     require_protected_transport,
     start_job,
@@ -44,6 +43,7 @@ from .escrow import (
     temporary_files,
     transport_warnings,
 )
+from .powershell import PowerShellScript, sample_pfx_paths, sample_token
 
 DEFAULT_NAME = "UntrustedGuardian"
 
@@ -153,23 +153,22 @@ def import_guardian_job(ctx: JobContext) -> str:
 # -- preflight page -----------------------------------------------------------------------------------------------
 
 
-def import_operations(pair: EscrowedPair, name: str) -> list[Any]:
+def import_lines(script: PowerShellScript, pair: EscrowedPair, name: str, from_vault: bool = True) -> PowerShellScript:
+    """What `import_pair` sends to a host that lacks the pair, for Show PowerShell. The PFX bytes come from the
+    vault's download (`from_vault`) or from $signingPfx / $encryptionPfx read by an escrow shown above."""
     from hosts.remoting.catalog.guardians import RemoveFiles
 
-    secret = Secret("")
-    paths = PLACEHOLDER_PATHS
-    return [
-        GetGuardians(),
-        ListShieldedCertificates(),
-        CreateShieldedStore(),
-        WriteFileBytes(paths[0], b""),
-        WriteFileBytes(paths[1], b""),
-        ImportPfx(paths[0], secret),
-        ImportPfx(paths[1], secret),
-        RemoveFiles(paths),
-        NewGuardianByThumbprints(name, pair.signing_thumbprint, pair.encryption_thumbprint),
-        GetGuardians(),
-    ]
+    paths, secret = sample_pfx_paths(sample_token()), Secret("")
+    if from_vault:
+        note = f"The vault's download of {pair} ({SIGNING_FILE}, {ENCRYPTION_FILE}) in the current folder:"
+        script.bind("file", "$signingPfx", f"[IO.File]::ReadAllBytes((Resolve-Path '{SIGNING_FILE}'))", note)
+        script.bind("file", "$encryptionPfx", f"[IO.File]::ReadAllBytes((Resolve-Path '{ENCRYPTION_FILE}'))")
+    script.add(GetGuardians(), ListShieldedCertificates(), CreateShieldedStore())
+    script.use("file", "$signingPfx").add(WriteFileBytes(paths[0], b""))
+    script.use("file", "$encryptionPfx").add(WriteFileBytes(paths[1], b""))
+    script.add(ImportPfx(paths[0], secret), ImportPfx(paths[1], secret), RemoveFiles(paths))
+    script.add(NewGuardianByThumbprints(name, pair.signing_thumbprint, pair.encryption_thumbprint))
+    return script.add(GetGuardians())
 
 
 def chosen_pair(request: HttpRequest) -> EscrowedPair | None:
@@ -253,7 +252,7 @@ def import_preflight(request: HttpRequest) -> HttpResponse:
         impact=impact,
         risks=IMPORT_RISKS,
         warnings=notes,
-        powershell=powershell_of(import_operations(pair, name)),
+        powershell=import_lines(PowerShellScript(), pair, name).lines(),
         post=[("host", host.pk), ("pair", pair.pk)],
     )
 

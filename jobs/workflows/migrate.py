@@ -61,7 +61,8 @@ from hosts.remoting.operation import Operation
 from hosts.vault.models import EscrowedPair, find_pair
 from jobs.kinds import JobCancelled, JobContext, JobFailed, job_kind
 
-from .reset import UNTRUSTED_GUARDIAN, PowerShellScript, preflight_link, sample_token
+from .powershell import PowerShellScript, sample_token
+from .reset import UNTRUSTED_GUARDIAN, preflight_link
 
 METHODS = {
     "export": "Export to the lab share, import a copy on the target",
@@ -164,6 +165,7 @@ class MigrationPlan:
     unseal_needed: bool = False
     vault_pair: EscrowedPair | None = None
     target_guardian: str = ""  # authorise: the target's guardian that will be granted access ("" = generate one)
+    import_name: str = ""  # carry: the name the owner's pair gets on the target
     target_name: str = ""  # the target's computer name (Move-VM's destination)
     source_name: str = ""  # the source's computer name (where a live-migrated VM would go back to)
     target_storage: str = ""  # live migration: the folder on the target that receives all the VM's files
@@ -276,19 +278,24 @@ def check_unseal(
         return
     plan.unseal_needed = True
     if opts.unseal == "carry":
-        plan_carry(plan, src, source, target)
+        plan_carry(plan, src, tgt, source, target)
     else:
         plan_authorise(plan, src, tgt, source, target)
 
 
-def plan_carry(plan: MigrationPlan, src: HostSide, source: Any, target: Any) -> None:
+def plan_carry(plan: MigrationPlan, src: HostSide, tgt: HostSide, source: Any, target: Any) -> None:
+    from .import_guardian import distinct_name
+
     kp = plan.key_protector
     ordered = ([kp.owner] if kp.owner else []) + [g for g in kp.guardians if g != kp.owner]
     plan.vault_pair = next((p for g in ordered if (p := find_pair(g.signing, g.encryption)) is not None), None)
     if plan.vault_pair is not None:
         plan.add("ok", f"{target} will get {plan.vault_pair} from the vault")
+        plan.import_name = distinct_name(plan.vault_pair, tgt.inventory.guardians)
     elif kp.owner is not None and {kp.owner.signing, kp.owner.encryption} <= src.keyed:
         plan.add("ok", f"The owner guardian will be escrowed from {source} first, then imported to {target}")
+        escrowed = EscrowedPair(signing_thumbprint=kp.owner.signing, encryption_thumbprint=kp.owner.encryption)
+        plan.import_name = distinct_name(escrowed, tgt.inventory.guardians)
     else:
         plan.add("fail", "No guardian of this VM is in the vault, and the source lacks the owner's private keys.")
 
@@ -678,9 +685,7 @@ def migration_script(plan: MigrationPlan, opts: MigrationOptions, source: Any, t
     script = PowerShellScript().on(source, "source").add(ReadHostInventory(), GetVmHost(), ReadVmDetails([vm]))
     script.on(target, "target").add(ReadHostInventory(), GetVmHost())
     if plan.unseal_needed and opts.unseal == "carry":
-        pair = str(plan.vault_pair) if plan.vault_pair else f"The owner guardian of '{vm}' (escrowed first)"
-        script.comment(f"{pair} goes to {target} from the vault: Import-PfxCertificate of both certificates, then")
-        script.comment("New-HgsGuardian -SigningCertificateThumbprint … -EncryptionCertificateThumbprint ….")
+        carry_lines(script, plan, source, target)
     if plan.unseal_needed and opts.unseal == "authorise":
         authorise_lines(script, plan, opts, source, target, token)
     if opts.method == "live":
@@ -711,6 +716,23 @@ def finish_lines(script: PowerShellScript, opts: MigrationOptions, source: Any, 
     if opts.method != "live" and opts.source_after == "remove":
         script.on(source, "source").add(RemoveVM(vm))
     return script
+
+
+def carry_lines(script: PowerShellScript, plan: MigrationPlan, source: Any, target: Any) -> None:
+    """The owner's pair to the target: from the vault's download, or escrowed from the source first and its bytes
+    carried over."""
+    from .escrow import escrow_lines
+    from .import_guardian import import_lines
+
+    if plan.vault_pair is not None:
+        import_lines(script.on(target, "target"), plan.vault_pair, plan.import_name)
+        return
+    owner = plan.key_protector.owner
+    if owner is None:
+        return  # the preflight fails: nothing to show
+    escrow_lines(script.on(source, "source"), owner.signing, owner.encryption)
+    pair = EscrowedPair(signing_thumbprint=owner.signing, encryption_thumbprint=owner.encryption)
+    import_lines(script.on(target, "target"), pair, plan.import_name, from_vault=False)
 
 
 def authorise_lines(

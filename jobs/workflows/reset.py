@@ -40,9 +40,11 @@ from hosts.remoting.catalog.guardians import (
 from hosts.remoting.catalog.inventory import GuardianFacts, ReadHostInventory, ReadVmDetails
 from hosts.remoting.catalog.vms import DisableTpm, EnableTpm, GetVM
 from hosts.remoting.errors import RemoteCommandError, RemotingError
-from hosts.remoting.operation import Cmd, Operation, quote, render_cmd
+from hosts.remoting.operation import Operation, quote
 from hosts.vault.models import find_pair
 from jobs.kinds import JobContext, JobFailed, Step, job_kind
+
+from .powershell import PowerShellScript, powershell_of, sample_token
 
 UNTRUSTED_GUARDIAN = "UntrustedGuardian"
 
@@ -78,130 +80,6 @@ class DirectRun:
 
     def check_cancelled(self) -> None:
         return None
-
-
-def powershell_of(operations: list[Operation[Any]]) -> list[str]:
-    return PowerShellScript().add(*operations).lines()
-
-
-# -- Show PowerShell: lines a person can paste and run in order ----------------------------------------------------
-
-# Parameters that take a byte array the job read earlier, and which kind of bytes ("channel") they take.
-BYTE_INPUTS = {
-    ("Set-Content", "Value"): "file",
-    ("ConvertTo-HgsKeyProtector", "Bytes"): "kp",
-    ("Set-VMKeyProtector", "KeyProtector"): "kp",
-}
-
-
-@dataclass
-class _Statement:
-    host: str
-    cmds: list[Cmd]
-    into: str = ""  # the variable this statement's output is assigned to, when a later statement uses it
-    used: bool = False
-    inputs: dict[tuple[int, str], tuple[str, _Statement | None]] = field(default_factory=dict)
-
-
-@dataclass
-class _Bytes:
-    """Where a channel's current byte array comes from: a statement's output, or a value bound by the page."""
-
-    expression: str  # what a consumer writes: $kp, $grantedKp.RawData
-    statement: _Statement | None = None
-
-
-def sample_token() -> str:
-    """A concrete stand-in for the random part of a temporary name, so the shown lines run as they are."""
-    return secrets.token_hex(4)
-
-
-class PowerShellScript:
-    """The commands a workflow sends, as PowerShell lines to run in order by hand. A byte array the job reads and
-    passes on (a key protector, a file's bytes) becomes a variable assigned from the command that read it —
-    `$kp = Get-VMKeyProtector -VMName 'X'` … `ConvertTo-HgsKeyProtector -Bytes $kp` — instead of its size."""
-
-    def __init__(self) -> None:
-        self.items: list[str | _Statement] = []  # a str is a comment line
-        self.host = ""
-        self.current: dict[str, _Bytes] = {}
-
-    def comment(self, text: str) -> PowerShellScript:
-        self.items.append(f"# {text}")
-        return self
-
-    def on(self, host: Any, role: str = "") -> PowerShellScript:
-        """The next statements run on `host`: a comment line says so whenever the host changes."""
-        if str(host) != self.host:
-            self.host = str(host)
-            self.comment(f"On {host}{f' ({role})' if role else ''}:")
-        return self
-
-    def bind(self, channel: str, variable: str, expression: str, note: str = "") -> PowerShellScript:
-        """A byte array the job has from elsewhere (data kept by an earlier job): assigned here, used later."""
-        if note:
-            self.comment(note)
-        self.items.append(f"{variable} = {expression}")
-        self.current[channel] = _Bytes(variable)
-        return self
-
-    def add(self, *operations: Operation[Any], into: str = "") -> PowerShellScript:
-        for op in operations:
-            for cmds in op.statements():
-                self._statement(list(cmds), into)
-        return self
-
-    def _statement(self, cmds: list[Cmd], into: str) -> None:
-        statement = _Statement(self.host, cmds)
-        for index, cmd in enumerate(cmds):
-            for param, value in cmd.params.items():
-                channel = BYTE_INPUTS.get((cmd.name, param))
-                if channel and isinstance(value, bytes | bytearray) and channel in self.current:
-                    source = self.current[channel]
-                    statement.inputs[(index, param)] = (source.expression, source.statement)
-                    if source.statement is not None:
-                        source.statement.used = True
-        self.items.append(statement)
-        last = cmds[-1].name
-        if last == "Get-VMKeyProtector":
-            statement.into = into or "$kp"
-            self.current["kp"] = _Bytes(statement.into, statement)
-        elif last == "Grant-HgsKeyProtectorAccess":
-            statement.into = into or "$grantedKp"
-            self.current["kp"] = _Bytes(f"{statement.into}.RawData", statement)
-        elif last == "Get-Content" and cmds[-1].params.get("Encoding") == "Byte":
-            statement.into = into or "$fileBytes"
-            self.current["file"] = _Bytes(statement.into, statement)
-
-    def lines(self) -> list[str]:
-        out: list[str] = []
-        for item in self.items:
-            if isinstance(item, str):
-                out.append(item)
-                continue
-            for expression, source in item.inputs.values():
-                if source is not None and source.host != item.host:
-                    variable = expression.split(".")[0]
-                    out.append(f"# {variable} holds what was read on {source.host} above: carry its value over first")
-            out.append(_render_statement(item))
-        return out
-
-
-def _render_statement(statement: _Statement) -> str:
-    parts = []
-    for index, cmd in enumerate(statement.cmds):
-        params = dict(cmd.params)
-        markers = {}
-        for (at, param), (expression, _source) in statement.inputs.items():
-            if at == index:
-                marker = f"\x00{param}\x00"
-                params[param], markers[marker] = marker, expression
-        text = render_cmd(Cmd(cmd.name, params))
-        for marker, expression in markers.items():
-            text = text.replace(f"'{marker}'", expression)
-        parts.append(text)
-    line = " | ".join(parts)
-    return f"{statement.into} = {line}" if statement.into and statement.used else line
 
 
 # -- what a reset would touch -------------------------------------------------------------------------------------
@@ -253,31 +131,43 @@ def plan_reset(session: Any, host: Any, guardian_name: str = UNTRUSTED_GUARDIAN)
         return plan
     identity = (guardian.signing_thumbprint.upper(), guardian.encryption_thumbprint.upper())
     details = session.run(ReadVmDetails([vm.name for vm in inventory.vms]))
-    wanted: dict[tuple[str, str], str] = {}
-    if set(identity) <= keyed:
-        wanted[identity] = guardian.name
+    sealed: list[list[Pair]] = []
     for vm in inventory.vms:
         kp = details[vm.name].key_protector if vm.name in details else None
         if kp is None or not kp.present or identity not in {(g.signing, g.encryption) for g in kp.guardians}:
             continue
         pairs = [(g.signing, g.encryption) for g in kp.guardians]
         escrowed = any(find_pair(*p) is not None for p in pairs)
-        here = [p for p in pairs if set(p) <= keyed]
-        plan.sealed.append(SealedVm(vm.name, vm.state, escrowed, bool(here)))
-        for pair in here:
-            wanted.setdefault(pair, guardian.name if pair == identity else "")
-    plan.check_vm, plan.check_tpm_enabled = check_candidate(inventory.vms, details)
-    plan.to_escrow = [(s, e, name) for (s, e), name in wanted.items() if find_pair(s, e) is None]
+        plan.sealed.append(SealedVm(vm.name, vm.state, escrowed, any(set(p) <= keyed for p in pairs)))
+        sealed.append(pairs)
+    plan.to_escrow = pairs_to_escrow(identity, guardian.name, sealed, keyed)
+    plan.check_vm, plan.check_tpm_enabled = check_candidate(
+        [(vm.name, vm.state, d.tpm_enabled, d.security_read) for vm in inventory.vms if (d := details.get(vm.name))]
+    )
     return plan
 
 
-def check_candidate(vms: list[Any], details: dict[str, Any]) -> tuple[str, bool]:
-    """An Off VM whose TPM setting can be re-applied as a check, preferring one whose TPM is off: re-applying
-    "off" to it changes nothing at all. ("", False) when no VM is Off."""
-    off = [details[vm.name] for vm in vms if vm.state == "Off" and vm.name in details]
-    readable = [d for d in off if d.security_read]
-    chosen = next((d for d in readable if not d.tpm_enabled), readable[0] if readable else None)
-    return (chosen.name, chosen.tpm_enabled) if chosen else ("", False)
+Pair = tuple[str, str]
+
+
+def pairs_to_escrow(identity: Pair, name: str, sealed: list[list[Pair]], keyed: set[str]) -> list[tuple[str, str, str]]:
+    """(signing, encryption, guardian name) of what a reset escrows first: the guardian's own pair when the host
+    holds its keys, and each pair of a VM sealed to it (`sealed`: their pairs) that the host holds keys for —
+    but not those the vault has already."""
+    wanted: dict[Pair, str] = {identity: name} if set(identity) <= keyed else {}
+    for pairs in sealed:
+        for pair in pairs:
+            if set(pair) <= keyed:
+                wanted.setdefault(pair, name if pair == identity else "")
+    return [(s, e, n) for (s, e), n in wanted.items() if find_pair(s, e) is None]
+
+
+def check_candidate(vms: list[tuple[str, str, bool, bool]]) -> tuple[str, bool]:
+    """From (name, state, TPM enabled, security read) of each VM: an Off VM whose TPM setting can be re-applied
+    as a check, preferring one whose TPM is off (re-applying "off" changes nothing at all). ("", False) when no
+    VM is Off."""
+    readable = [(name, tpm) for name, state, tpm, read in vms if state == "Off" and read]
+    return next(((name, tpm) for name, tpm in readable if not tpm), readable[0] if readable else ("", False))
 
 
 # -- the reset ------------------------------------------------------------------------------------------------------
@@ -513,20 +403,6 @@ def removed_guardian_of(job_id: Any) -> dict[str, Any] | None:
 # -- pages ------------------------------------------------------------------------------------------------------------
 
 
-def broken_guardians() -> list[Any]:
-    """Guardians that the last inventory shows without private keys and that should own VMs here."""
-    from hosts.inventory.models import Guardian, VirtualMachine
-
-    found = []
-    for guardian in Guardian.objects.select_related("host").filter(has_private_signing_key=False):
-        owners = {
-            vm.owner_pair for vm in VirtualMachine.objects.filter(host=guardian.host) if vm.owner_pair is not None
-        }
-        if guardian.name == UNTRUSTED_GUARDIAN or guardian.identity in owners:
-            found.append(guardian)
-    return found
-
-
 def sealed_from_inventory(guardian: Any) -> list[dict[str, Any]]:
     from hosts.inventory.models import VirtualMachine
 
@@ -539,18 +415,29 @@ def sealed_from_inventory(guardian: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def reset_operations(guardian_name: str, guardian: Any) -> list[Operation[Any]]:
+def reset_script(host: Any, guardian_name: str, guardian: Any) -> PowerShellScript:
+    """What the reset will send to `host`, as far as its last inventory tells: the VMs it reads, the pairs it
+    escrows first, the guardian it removes and the TPM setting it re-applies as the check."""
+    from hosts.inventory.models import VirtualMachine
+
+    from .escrow import escrow_lines
+
+    vms = list(VirtualMachine.objects.filter(host=host).order_by("name"))
+    script = PowerShellScript().add(ReadHostInventory(), ReadVmDetails([vm.name for vm in vms]))
+    if guardian is not None:
+        keyed = set(host.certificates.filter(has_private_key=True).values_list("thumbprint", flat=True))
+        sealed = [vm.guardian_pairs for vm in vms if guardian.identity in vm.guardian_pairs]
+        for signing, encryption, name in pairs_to_escrow(guardian.identity, guardian.name, sealed, keyed):
+            script.comment(f"Escrowed first (the vault lacks it): {name or 'pair'} {signing[:8]}/{encryption[:8]}")
+            escrow_lines(script, signing, encryption)
     temp = f"{TEMP_DIR}\\gc-{sample_token()}-guardian.xml"
-    return [
-        ReadHostInventory(),
-        ReadVmDetails(["<each VM>"]),
-        ExportGuardian(guardian_name, temp),
-        ReadFileBytes(temp),
-        RemoveFiles([temp]),
-        RemoveGuardian(guardian_name),
-        GetGuardians(),
-        DisableTpm("<an Off VM whose TPM is off: re-applied, no change>"),
-    ]
+    script.add(ExportGuardian(guardian_name, temp), ReadFileBytes(temp), RemoveFiles([temp]))
+    script.add(RemoveGuardian(guardian_name), GetGuardians())
+    check_vm, tpm_on = check_candidate([(vm.name, vm.state, vm.tpm_enabled, vm.details_read) for vm in vms])
+    if not check_vm:
+        return script.comment("No VM is Off: no TPM setting is re-applied as a check.")
+    script.comment(f"The check: re-apply “TPM {'on' if tpm_on else 'off'}” to '{check_vm}' (no change)")
+    return script.add(GetVM(check_vm), EnableTpm(check_vm) if tpm_on else DisableTpm(check_vm))
 
 
 RESET_RISKS = [
@@ -565,13 +452,14 @@ RESET_RISKS = [
 
 @require("run_destructive_jobs")
 def reset_preflight(request: HttpRequest) -> HttpResponse:
+    from hosts.inventory.analysis import Inventory
     from hosts.inventory.models import Guardian
     from hosts.models import Host
 
     host_id = request.POST.get("host") or request.GET.get("host") or ""
     name = request.POST.get("guardian") or request.GET.get("guardian") or UNTRUSTED_GUARDIAN
     host = Host.objects.filter(pk=int(host_id)).first() if host_id.isdigit() else None
-    context: dict[str, Any] = {"offers": broken_guardians(), "host": host, "guardian_name": name}
+    context: dict[str, Any] = {"offers": Inventory().broken_guardians(), "host": host, "guardian_name": name}
     if host is None:
         return render(request, "workflows/reset.html", context)
     if request.method == "POST":
@@ -579,7 +467,7 @@ def reset_preflight(request: HttpRequest) -> HttpResponse:
     guardian = Guardian.objects.filter(host=host, name=name).first()
     context["guardian"] = guardian
     context["sealed"] = sealed_from_inventory(guardian) if guardian else []
-    context["powershell"] = powershell_of(reset_operations(name, guardian))
+    context["powershell"] = reset_script(host, name, guardian).lines()
     context["risks"] = RESET_RISKS
     context["undoable"] = past_resets(host)
     if guardian is not None and guardian.has_private_signing_key:

@@ -20,8 +20,9 @@ from hosts.remoting.keyprotector import GuardianRef
 from hosts.vault.models import EscrowedPair, find_pair
 from jobs.kinds import JobContext, JobFailed, job_kind
 
-from .escrow import LogFn, _no_log, chosen_host, holder_links, powershell_of, preflight_page, start_job
+from .escrow import LogFn, _no_log, chosen_host, holder_links, preflight_page, start_job
 from .import_guardian import import_pair
+from .powershell import PowerShellScript
 
 
 def sealed_to(session: Any, host: Any, vm_name: str) -> list[GuardianRef]:
@@ -157,7 +158,7 @@ RESTORE_RISKS = [
 
 @require("run_jobs")
 def restore_preflight(request: HttpRequest) -> HttpResponse:
-    from .import_guardian import host_situation, import_operations
+    from .import_guardian import host_situation, import_lines
 
     host = chosen_host(request)
     vm_name = request.POST.get("vm") or request.GET.get("vm") or ""
@@ -183,9 +184,8 @@ def restore_preflight(request: HttpRequest) -> HttpResponse:
         )
         return preflight_page(request, **base, problem=problem, problem_links=where_to_get(host, vm_name, guardians))
     notes, name = host_situation(host, pair)
-    ops = [ReadVmDetails([vm_name]), *import_operations(pair, name)]
-    state_read = powershell_of([GetVM(vm_name)])
-    lines = powershell_of(ops) + state_read + powershell_of([StartVM(vm_name)]) + state_read
+    script = import_lines(PowerShellScript().add(ReadVmDetails([vm_name])), pair, name)
+    lines = script.add(GetVM(vm_name), StartVM(vm_name), GetVM(vm_name)).lines()
     steps = [
         f"Read the key protector of '{vm_name}' on {host} and find its guardian in the vault ({pair}).",
         f"Import that pair to {host} (as the import job does; nothing changes if it is there already).",

@@ -31,7 +31,8 @@ from hosts.remoting.errors import RemoteCommandError, RemotingError
 from hosts.remoting.operation import Operation
 from jobs.kinds import JobContext, JobFailed, job_kind
 
-from .reset import powershell_of, preflight_link, start
+from .powershell import powershell_of
+from .reset import preflight_link, start
 
 ACTIONS = ("disable", "enable")
 TPM_OFF_WARNING = (
