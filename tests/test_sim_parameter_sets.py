@@ -109,3 +109,48 @@ def test_compare_again_with_its_own_report_sees_what_changed_since(make_host):
     (again,) = out(host, "Compare-VM", CompatibilityReport=report)
     assert "same identifier already exists" in again.Incompatibilities[0].Message
     assert "same identifier" in error(host, "Import-VM", CompatibilityReport=report).message
+
+
+def messages(report: Any) -> list[tuple[str, int]]:
+    return [(prop(p, "Message"), prop(p, "MessageId")) for p in prop(report, "Incompatibilities") or []]
+
+
+def test_compare_checks_a_move_to_a_lab_peer_as_move_vm_does_it(sim_lab):
+    lab = sim_lab(hosts=2, scenarios=["migration"])
+    source, target = lab.hosts
+    with session(source) as pool:
+        (ready,) = ok(pool, "Compare-VM", Name="Win11-B", DestinationHost="HV02", DestinationStoragePath=r"D:\Moved")
+        assert ready.types[0] == "Microsoft.HyperV.PowerShell.VMCompatibilityReport"
+        assert str(prop(ready, "OperationType")) == "MoveVirtualMachine" and prop(ready, "Destination") == "HV02"
+        assert prop(prop(ready, "VM"), "Name") == "Win11-B" and messages(ready) == []
+        (running,) = ok(pool, "Compare-VM", Name="Win11-A", DestinationHost="hv02.lab.local", IncludeStorage=None)
+        [(unwrap, message_id)] = messages(running)  # its guardian's keys are on HV01 only
+        assert unwrap.startswith("The key protector could not be unwrapped") and message_id > 0
+        moving = fails(pool, "Move-VM", Name="Win11-A", DestinationHost="HV02")
+        assert "failed at migration destination 'HV02'" in str(moving) and str(moving).endswith(unwrap)
+        target.model.live_migration = False
+        (refused,) = ok(pool, "Compare-VM", Name="Win11-A", DestinationHost="HV02")
+        assert [m for m, _ in messages(refused)] == [
+            "The Virtual Machine Management Service failed to establish a connection for a Virtual Machine migration "
+            "with host 'HV02': No connection could be made because the target machine actively refused it. "
+            "(0x8007274D).",
+            unwrap,
+        ]
+        assert str(fails(pool, "Move-VM", Name="Win11-A", DestinationHost="HV02")).endswith(messages(refused)[0][0])
+        unknown = fails(pool, "Compare-VM", Name="Win11-B", DestinationHost="HV09")
+        assert "with host 'HV09': No such host is known. (0x80072AF9)." in str(unknown)
+        assert unknown.fq_error == "Unspecified,Microsoft.HyperV.PowerShell.Commands.CompareVM"
+        target.model.live_migration = True
+        ok(pool, "Move-VM", Name="Win11-B", DestinationHost="HV02", DestinationStoragePath=r"D:\Moved")
+    assert target.model.vm("Win11-B").vhd_paths[0].startswith("D:\\Moved\\")
+    assert sorted(v.name for v in source.model.vms.values()) == ["Srv-Plain", "Win11-A", "Win11-C"]
+
+
+def test_compare_again_with_a_move_report_sees_the_vm_already_there(make_host):
+    source, target = make_host("migration-source", "HV01"), make_host("migration-target", "HV02")
+    (report,) = out(source, "Compare-VM", Name="Win11-B", DestinationHost="HV02")
+    assert report.Incompatibilities == []
+    target.vms[source.vm("Win11-B").id] = source.vm("Win11-B")  # the same VM registered there meanwhile
+    (again,) = out(source, "Compare-VM", CompatibilityReport=report)
+    assert "same identifier already exists" in again.Incompatibilities[0].Message
+    assert "does not describe an import" in error(source, "Import-VM", CompatibilityReport=report).message

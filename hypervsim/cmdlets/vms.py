@@ -47,6 +47,12 @@ def vm_not_found(name: str) -> CmdletError:
     )
 
 
+def vm_id_not_found(vm_id: str) -> CmdletError:
+    return vm_error(
+        f'Hyper-V was unable to find a virtual machine with id "{vm_id}".', "InvalidParameter", "InvalidArgument", vm_id
+    )
+
+
 def invalid_state(vm: VirtualMachine) -> CmdletError:
     return vm_error(
         f"The operation cannot be performed while the virtual machine '{vm.name}' is in its current state.",
@@ -178,14 +184,7 @@ def get_vm(inv: Invocation) -> list[Any]:
     for vm_id in inv.strings("Id"):
         vm = inv.host.vms.get(vm_id.lower())
         if vm is None:
-            inv.errors.append(
-                vm_error(
-                    f'Hyper-V was unable to find a virtual machine with id "{vm_id}".',
-                    "InvalidParameter",
-                    "InvalidArgument",
-                    vm_id,
-                )
-            )
+            inv.errors.append(vm_id_not_found(vm_id))
         else:
             out.append(vm_object(inv.host, vm))
     return out
@@ -534,9 +533,18 @@ class ImportPlan:
     copy: bool
 
 
+@dataclass
+class MovePlan:
+    """What Compare-VM -DestinationHost checked, so Compare-VM -CompatibilityReport can check it again."""
+
+    vm_id: str
+    destination: str
+    storage: str
+
+
 # The plan behind each report this host made. A report the client sends back is a deserialized copy without one,
 # which Windows cannot bind to -CompatibilityReport either; only a live report (piped in one pipeline) works.
-_PLANS: weakref.WeakKeyDictionary[Any, ImportPlan] = weakref.WeakKeyDictionary()
+_PLANS: weakref.WeakKeyDictionary[Any, ImportPlan | MovePlan] = weakref.WeakKeyDictionary()
 
 
 def _plan_import(inv: Invocation) -> ImportPlan:
@@ -551,7 +559,7 @@ def _plan_import(inv: Invocation) -> ImportPlan:
     return ImportPlan(vm, folder, path, copy)
 
 
-def _reported_plan(inv: Invocation) -> ImportPlan:
+def _reported_plan(inv: Invocation) -> ImportPlan | MovePlan:
     """The plan of the report given as -CompatibilityReport; anything but a live report of this host fails to bind."""
     report = inv.get("CompatibilityReport")
     try:
@@ -607,15 +615,66 @@ IMPORT_SETS = {
     "ComputerName",
     "CompatibilityReport": "CompatibilityReport!",
 }
-
-
+MOVE_SETS = {
+    "NameSingleDestination": "Name! DestinationHost! IncludeStorage DestinationStoragePath ComputerName",
+    "VMSingleDestination": "VM! DestinationHost! IncludeStorage DestinationStoragePath",
+}
 REPORT_BY_VALUE = {"CompatibilityReport": f"{NS}.VMCompatibilityReport"}
 
 
-@cmdlet("Compare-VM", f"{NS}.Commands.CompareVM", "AsJob", "Path", sets=IMPORT_SETS, by_value=REPORT_BY_VALUE)
+@cmdlet(
+    "Compare-VM",
+    f"{NS}.Commands.CompareVM",
+    "AsJob",
+    "Path",
+    locks_itself=True,  # a move is checked against two hosts, locked in the global order
+    sets=MOVE_SETS | IMPORT_SETS,
+    default_set="NameSingleDestination",
+    by_value=REPORT_BY_VALUE,
+)
 def compare_vm(inv: Invocation) -> list[Any]:
-    plan = _reported_plan(inv) if inv.parameter_set == "CompatibilityReport" else _plan_import(inv)
-    return [_import_report(inv.host, plan)]
+    """A compatibility report: of importing an exported VM here (-Path), or of moving a VM to another host of the lab
+    (-DestinationHost, checked as Move-VM checks it), or the same check again (-CompatibilityReport)."""
+    plan = _reported_plan(inv) if inv.parameter_set == "CompatibilityReport" else None
+    if isinstance(plan, MovePlan):
+        return _compare_move(inv, plan)
+    if inv.parameter_set in MOVE_SETS:
+        return _compare_move(inv, None)
+    with inv.host.lock:
+        return [_import_report(inv.host, plan or _plan_import(inv))]
+
+
+def _compare_move(inv: Invocation, plan: MovePlan | None) -> list[Any]:
+    name = plan.destination if plan else str(inv.get("DestinationHost"))
+    storage = plan.storage if plan else str(inv.get("DestinationStoragePath") or "")
+    destination = inv.lab.peer(name)
+    reports = []
+    with ExitStack() as stack:
+        _lock_in_order(stack, {inv.host, destination or inv.host})
+        if plan and plan.vm_id not in inv.host.vms:
+            raise vm_id_not_found(plan.vm_id)
+        for vm in [inv.host.vms[plan.vm_id]] if plan else target_vms(inv, "Name"):
+            target = migration_target(inv.host, destination, name, vm)
+            source_vm = vm_object(inv.host, vm)
+            problems = [
+                compatibility_error(p.message, p.message_id, source_vm)
+                for p in migration_incompatibilities(inv.host, target, vm)
+            ]
+            report = compatibility_report(
+                {
+                    "VM": source_vm,
+                    "OperationType": CompatibilityOperation.MoveVirtualMachine,
+                    "Destination": target.name,
+                    "Path": None,
+                    "SnapshotPath": None,
+                    "VhdDestinationPath": storage or None,
+                    "VhdSourcePath": None,
+                    "Incompatibilities": problems,
+                }
+            )
+            _PLANS[report] = MovePlan(vm.id, target.name, storage)
+            reports.append(report)
+    return reports
 
 
 @cmdlet(
@@ -631,6 +690,8 @@ def compare_vm(inv: Invocation) -> list[Any]:
 def import_vm(inv: Invocation) -> list[Any]:
     """Registers an exported VM in place, or copies it (-Copy) into the host's folders, optionally with a new id."""
     plan = _reported_plan(inv) if inv.parameter_set == "CompatibilityReport" else _plan_import(inv)
+    if isinstance(plan, MovePlan):  # Windows' wording for a move report given to Import-VM is not documented
+        raise vm_error("The compatibility report does not describe an import.", "InvalidParameter", "InvalidArgument")
     vm = VirtualMachine.from_json(plan.vm.to_json())  # a report imports once; its plan stays as it was
     with inv.host.changing() as host:
         conflict = _id_conflict(host, vm)
@@ -661,48 +722,80 @@ def move_vm(inv: Invocation) -> list[Any]:
     destination_name = str(inv.get("DestinationHost"))
     destination = inv.lab.peer(destination_name)
     with ExitStack() as stack:
-        for host in sorted({inv.host, destination or inv.host}, key=lambda h: h.name):
-            stack.enter_context(host.changing())  # both hosts locked in one order: no deadlock between moves
+        _lock_in_order(stack, {inv.host, destination or inv.host}, change=True)
         vms = target_vms(inv, "Name")
         for vm in vms:
-            _check_migration(inv.host, destination, destination_name, vm)
+            target = migration_target(inv.host, destination, destination_name, vm)
+            problems = migration_incompatibilities(inv.host, target, vm)
+            if problems:
+                side = (target, "destination") if problems[0].at_destination else (inv.host, "source")
+                raise vm_error(f"{_migration_failed(vm, *side)}\r\n\r\n{problems[0].message}", target=vm.name)
         if destination is None or not vms:
             return []
         moved = [_migrate(inv, vm, destination) for vm in vms]
     return [vm_object(destination, vm) for vm in moved] if inv.switch("Passthru") else []
 
 
-def _check_migration(source: HostModel, destination: HostModel | None, name: str, vm: VirtualMachine) -> None:
-    head = (
-        f"Virtual machine migration operation for '{vm.name}' failed at migration source '{source.name}'. "
+def _lock_in_order(stack: ExitStack, hosts: set[HostModel], change: bool = False) -> None:
+    """Hosts locked in one global order (by name), so two cmdlets spanning the same hosts never deadlock."""
+    for host in sorted(hosts, key=lambda h: h.name):
+        stack.enter_context(host.changing() if change else host.lock)
+
+
+@dataclass(frozen=True)
+class Incompatibility:
+    message: str
+    message_id: int  # the simulator's own numbers: Windows' ids for these checks are not documented
+    at_destination: bool = False  # Move-VM reports it as failing at the destination host
+
+
+def _migration_failed(vm: VirtualMachine, host: HostModel, side: str) -> str:
+    return (
+        f"Virtual machine migration operation for '{vm.name}' failed at migration {side} '{host.name}'. "
         f"(Virtual machine ID {vm.id.upper()})"
     )
+
+
+def migration_target(source: HostModel, destination: HostModel | None, name: str, vm: VirtualMachine) -> HostModel:
+    """The destination of a move or its check. A name that is no other host of the lab fails as the Virtual Machine
+    Management Service fails to resolve it (Move-VM's wording; Compare-VM is assumed to say the same)."""
     if destination is None or destination is source:
         raise vm_error(
-            f"{head}\r\n\r\nThe Virtual Machine Management Service failed to establish a connection for a Virtual "
-            f"Machine migration with host '{name}': No such host is known. (0x80072AF9).",
+            f"{_migration_failed(vm, source, 'source')}\r\n\r\nThe Virtual Machine Management Service failed to "
+            f"establish a connection for a Virtual Machine migration with host '{name}': No such host is known. "
+            "(0x80072AF9).",
             target=vm.name,
         )
+    return destination
+
+
+def migration_incompatibilities(source: HostModel, destination: HostModel, vm: VirtualMachine) -> list[Incompatibility]:
+    """Why the VM cannot move, in the order Move-VM meets them (it fails with the first); Compare-VM lists them all."""
+    found = []
     if not source.live_migration:
-        raise vm_error(
-            f"{head}\r\n\r\nVirtual machine migration is not enabled on host '{source.name}'.", target=vm.name
-        )
+        found.append(Incompatibility(f"Virtual machine migration is not enabled on host '{source.name}'.", 21000))
     if not destination.live_migration:
-        raise vm_error(
-            f"{head}\r\n\r\nThe Virtual Machine Management Service failed to establish a connection for a Virtual "
-            f"Machine migration with host '{destination.name}': No connection could be made because the target "
-            "machine actively refused it. (0x8007274D).",
-            target=vm.name,
+        found.append(
+            Incompatibility(
+                "The Virtual Machine Management Service failed to establish a connection for a Virtual Machine "
+                f"migration with host '{destination.name}': No connection could be made because the target machine "
+                "actively refused it. (0x8007274D).",
+                21001,
+            )
         )
-    if vm.id in destination.vms:
-        raise vm_error(f"{head}\r\n\r\n{_id_conflict(destination, vm)}", target=vm.name)
+    conflict = _id_conflict(destination, vm)
+    if conflict:
+        found.append(Incompatibility(conflict, 13000))
     if vm.state == "Running" and start_problem(destination, vm):
-        raise vm_error(
-            f"Virtual machine migration operation for '{vm.name}' failed at migration destination "
-            f"'{destination.name}'. (Virtual machine ID {vm.id.upper()})\r\n\r\nThe key protector could not be "
-            "unwrapped. Details are included in the HostGuardianService-Client event log.",
-            target=vm.name,
+        found.append(
+            Incompatibility(
+                "The key protector could not be unwrapped. Details are included in the HostGuardianService-Client "
+                "event log.",
+                21002,
+                at_destination=True,
+            )
         )
+    return found
 
 
 def _migrate(inv: Invocation, vm: VirtualMachine, destination: HostModel) -> VirtualMachine:
