@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     lab = commands.add_parser("lab", help="several hosts sharing one lab share")
     lab.add_argument("--dir", required=True, type=Path)
     lab.add_argument("--hosts", type=int, default=2)
-    lab.add_argument("--scenario", action="append", dest="scenarios", metavar="NAME")
+    lab.add_argument("--scenario", action="extend", nargs="+", dest="scenarios", metavar="NAME")
     for sub in (serve, lab):
         sub.add_argument("--auth", choices=["negotiate", "basic"], default="negotiate")
         sub.add_argument("--https", action="store_true")

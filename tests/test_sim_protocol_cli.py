@@ -96,6 +96,20 @@ def test_lab_announces_each_host_sharing_one_share(spawn: Any, tmp_path: Path) -
     assert (tmp_path / "share").is_dir()
 
 
+def test_lab_scenarios_may_follow_one_flag_or_repeat_it(tmp_path: Path) -> None:
+    one_flag = cli._parser().parse_args(["lab", "--dir", str(tmp_path), "--scenario", "healthy", "fresh"])
+    repeated = cli._parser().parse_args(["lab", "--dir", str(tmp_path), "--scenario", "healthy", "--scenario", "fresh"])
+    mixed = ["lab", "--dir", str(tmp_path), "--scenario", "migration", "--scenario", "healthy", "fresh", "--hosts", "3"]
+    assert one_flag.scenarios == repeated.scenarios == ["healthy", "fresh"]
+    assert cli._parser().parse_args(mixed).scenarios == ["migration", "healthy", "fresh"]
+    hosts = cli._start(one_flag)
+    try:
+        assert [(h.name, len(h.model.vms)) for h in hosts] == [("HV01", 4), ("HV02", 1)]
+    finally:
+        for h in hosts:
+            h.stop()
+
+
 def test_serve_refuses_basic_over_http(spawn: Any, tmp_path: Path) -> None:
     process = spawn("serve", "--state", str(tmp_path), "--auth", "basic")
     assert process.wait(30) == 2
