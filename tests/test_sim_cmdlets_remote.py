@@ -150,15 +150,51 @@ def test_reinstalled_host_starts_its_vm_after_the_backup_pair_is_uploaded_and_im
 def test_deleted_certificates_block_tpm_changes_until_the_guardian_is_reset(sim_host):
     h = sim_host("deleted-certs")
     with session(h) as pool:
-        err = fails(pool, "Disable-VMTPM", VMName="Win11-B")
-        assert "An error occurred while applying security changes" in str(err)
-        assert "does not have a private key and cannot be the owner" in str(err)
+        attempts: list[tuple[str, dict[str, Any]]] = [
+            ("Disable-VMTPM", {"VMName": "Win11-B"}),
+            ("Enable-VMTPM", {"VMName": "Win11-A"}),
+            ("Set-VMKeyProtector", {"VMName": "Srv-Plain", "NewLocalKeyProtector": None}),
+        ]
+        for name, params in attempts:
+            err = fails(pool, name, **params)
+            assert "An error occurred while applying security changes" in str(err), name
+            assert "Guardian 'UntrustedGuardian' does not have a private key and cannot be the owner." in str(err)
+            assert err.fq_error.startswith("Unspecified,Microsoft.HyperV.PowerShell.Commands.")
+        (none,) = ok(pool, "Get-VMKeyProtector", VMName="Srv-Plain")
+        assert len(none) < 16  # the refused Set-VMKeyProtector left no protector behind
         ps = run(pool, ("Get-HgsGuardian", {"Name": "UntrustedGuardian"}), ("|Remove-HgsGuardian", {}))
         assert not ps.had_errors and ok(pool, "Get-HgsGuardian") == []
         ok(pool, "Set-VMKeyProtector", VMName="Srv-Plain", NewLocalKeyProtector=None)
         ok(pool, "Enable-VMTPM", VMName="Srv-Plain")
         ok(pool, "Start-VM", Name="Srv-Plain")
     assert h.model.vm("Srv-Plain").tpm_enabled and h.model.vm("Srv-Plain").state == "Running"
+
+
+def test_guardian_reset_keeps_its_certificates_so_it_can_be_recreated_by_thumbprints(sim_host):
+    h = sim_host("healthy")
+    with session(h) as pool:
+        (guardian,) = ok(pool, "Get-HgsGuardian", Name="UntrustedGuardian")
+        pair = {
+            "SigningCertificateThumbprint": prop(prop(guardian, "SigningCertificate"), "Thumbprint"),
+            "EncryptionCertificateThumbprint": prop(prop(guardian, "EncryptionCertificate"), "Thumbprint"),
+        }
+        (cert,) = ok(pool, "Get-Item", Path=rf"{STORE_PATH}\{pair['SigningCertificateThumbprint'].lower()}")
+        assert cert.types[0] == "System.Security.Cryptography.X509Certificates.X509Certificate2"
+        assert prop(cert, "Thumbprint") == pair["SigningCertificateThumbprint"] and prop(cert, "HasPrivateKey") is True
+        assert prop(cert, "PSParentPath").endswith(r"LocalMachine\Shielded VM Local Certificates")
+        missing = fails(pool, "Get-Item", Path=rf"{STORE_PATH}\{'0' * 40}")
+        assert missing.fq_error == "PathNotFound,Microsoft.PowerShell.Commands.GetItemCommand"
+        store = sorted(prop(c, "Thumbprint") for c in ok(pool, "Get-ChildItem", Path=STORE_PATH))
+        ok(pool, "Remove-HgsGuardian", Name="UntrustedGuardian")
+        assert ok(pool, "Get-HgsGuardian") == []
+        assert sorted(prop(c, "Thumbprint") for c in ok(pool, "Get-ChildItem", Path=STORE_PATH)) == store
+        untrusted = fails(pool, "New-HgsGuardian", Name="UntrustedGuardian", **pair)  # self-signed: say so
+        assert untrusted.fq_error == "HRESULT 0x800b0109,New-HgsGuardian"
+        (again,) = ok(pool, "New-HgsGuardian", Name="UntrustedGuardian", AllowUntrustedRoot=None, **pair)
+        assert prop(again, "HasPrivateSigningKey") is True
+        assert prop(prop(again, "EncryptionCertificate"), "Thumbprint") == pair["EncryptionCertificateThumbprint"]
+        ok(pool, "Start-VM", Name="Win11-B")
+    assert h.model.vm("Win11-B").state == "Running"
 
 
 def test_tpm_changes_need_the_vm_off_and_stale_saved_state_must_be_removed(sim_host):

@@ -94,6 +94,24 @@ def test_unauthorized_after_n_requests(sim_host: Any, https: bool, auth: str) ->
     assert host_name_from(h) == h.name
 
 
+def test_unauthorized_after_one_more_request_lets_the_command_run_but_refuses_its_result(sim_host: Any) -> None:
+    """The credentials stop working between a Command and its Receive: the host did the change, the client only
+    learns that it was refused, so a console must read the host again rather than assume nothing happened."""
+    h = sim_host("healthy")
+    pool = RunspacePool(wsman(h))
+    pool.open()
+    assert run(pool, ("Get-VMHost", {})).output  # served as usual before the fault
+    h.faults.unauthorized_after = 1
+    with pytest.raises(AuthenticationError):
+        run(pool, ("Start-VM", {"Name": "Win11-B"}))
+    assert h.model.vm("Win11-B").state == "Running"
+    assert [(e["cmdlet"], e["outcome"]) for e in h.command_log][-1] == ("Start-VM", "ok")
+    with pytest.raises(AuthenticationError):
+        RunspacePool(wsman(h)).open()  # and every request after it
+    h.faults.clear()
+    assert host_name_from(h) == h.name
+
+
 def test_slow_cmdlet_takes_its_time(sim_host: Any) -> None:
     h = sim_host("fresh")
     h.faults.slow_cmdlet = ("Get-VMHost", 0.6)
