@@ -79,6 +79,22 @@ def test_every_catalog_cmdlet_is_implemented_by_the_simulator() -> None:
     assert {"Get-VM", "Get-HgsGuardian", "Get-VMKeyProtector"} <= all_cmdlets()
 
 
+def test_an_operation_cannot_send_a_cmdlet_it_does_not_declare() -> None:
+    """The declared CMDLETS are what the simulator and the JEA role are checked against: they cannot fall behind."""
+    from hosts.remoting.operation import UndeclaredCmdlet
+    from hosts.remoting.session import HostSession
+
+    class Sneaky(Operation[None]):
+        CMDLETS = ("Get-VM",)
+
+        def statements(self) -> list[list[Cmd]]:
+            return [[Cmd("Get-VM")], [Cmd("Remove-VM", {"Name": "x"})]]
+
+    session = HostSession(spec(1))  # never opened: the refusal comes before any connection
+    with pytest.raises(UndeclaredCmdlet, match=r"Sneaky sends \['Remove-VM'\]"):
+        session.run(Sneaky())
+
+
 def test_key_protector_thumbprints_come_from_the_embedded_certificates() -> None:
     owner = certs.guardian_pair("UntrustedGuardian", "HV01", key_label="test/owner")
     other = certs.guardian_pair("UntrustedGuardian", "HV02", key_label="test/other")

@@ -17,6 +17,10 @@ from .errors import RemoteCommandError
 T = TypeVar("T")
 
 
+class UndeclaredCmdlet(RuntimeError):
+    """A programming error: an operation sends a cmdlet missing from its CMDLETS."""
+
+
 class Secret(str):
     """A parameter value sent as a SecureString. It renders as a placeholder and never shows in repr()."""
 
@@ -78,6 +82,13 @@ class Operation(Generic[T]):
     def cmdlets(cls) -> set[str]:
         """Every cmdlet this operation can ever send (for the catalog/simulator check)."""
         return set(getattr(cls, "CMDLETS", ()))
+
+    def check_declared(self) -> None:
+        """Refuse to send a cmdlet the operation does not declare in CMDLETS: the declared lists are what the
+        simulator and the generated JEA role are checked against, so they must never fall behind the code."""
+        undeclared = {c.name for statement in self.statements() for c in statement} - self.cmdlets()
+        if undeclared:
+            raise UndeclaredCmdlet(f"{type(self).__name__} sends {sorted(undeclared)} without declaring it in CMDLETS")
 
     def has_secrets(self) -> bool:
         return any(

@@ -122,6 +122,7 @@ class HostSession:
 
     def run(self, op: Operation[T]) -> T:
         """Run one operation as one pipeline and return its typed result."""
+        op.check_declared()
         label = f"→ {op.describe()} ({self.spec.display})"
         self.log(label, "info")
         attempts = 2 if op.read_only else 1
