@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from hosts.remoting import open_session
-from hosts.remoting.catalog.vms import ExportVM, exported_config_path
+from hosts.remoting.catalog.vms import ExportVM, GetVM, exported_config_path
 from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobCancelled, JobFailed, Step
 from jobs.workflows.migrate import MigrationOptions, migrate_vm, plan_migration
@@ -72,6 +72,24 @@ def test_live_migration_of_a_running_vm(lab: Any) -> None:
     move = next(c for c in lab.source.command_log if c["cmdlet"] == "Move-VM")
     assert move["parameters"]["DestinationStoragePath"].endswith("\\Hyper-V\\Win11-A")
     assert move["parameters"]["DestinationHost"] == "HV02"
+    # Compare-VM asked the source twice: in the preflight (before HV02 had the keys), and again right before Move-VM.
+    compares = [c for c in lab.source.command_log if c["cmdlet"] == "Compare-VM"]
+    assert [c["parameters"]["DestinationHost"] for c in compares] == ["HV02", "HV02"]
+    assert lab.source.command_log.index(compares[1]) < lab.source.command_log.index(move)
+
+
+def test_live_preflight_lists_what_compare_vm_finds_wrong_with_the_move(lab: Any) -> None:
+    from jobs.workflows.migrate import MigrationPlan, compare_move
+
+    vm = lab.source.model.vm("Win11-B")
+    with lab.target.model.changing() as model:  # a copy registered earlier under another name: the ID is taken
+        model.add_vm("Old-Copy", id=vm.id)
+    with open_session(lab.source_host.connection_spec()) as s:
+        plan = MigrationPlan(vm=s.run(GetVM("Win11-B")), target_name="HV02")
+        compare_move(plan, s, lab.source_host, lab.target_host)
+    assert plan.failures and plan.failures[0].startswith("Compare-VM on HV01 for a move to HV02: ")
+    assert "same identifier already exists" in plan.failures[0]
+    assert "Move-VM" not in cmdlets(lab.source)
 
 
 def test_registering_files_already_on_the_target(lab: Any) -> None:

@@ -301,6 +301,7 @@ def escrow_host_job(ctx: JobContext) -> str:
 
 # -- preflight pages (shared helpers first; import and restore use them too) ------------------------------------------
 
+
 def chosen_host(request: HttpRequest) -> Any:
     from hosts.models import Host
 

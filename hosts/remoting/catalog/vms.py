@@ -344,17 +344,40 @@ class CompareVM(Operation[CompatibilityReport]):
         return [[Cmd("Compare-VM", _import_params(self.options))]]
 
     def parse(self, result: PipelineResult) -> CompatibilityReport:
-        report = result.output[0] if result.output else None
-        vm = prop(report, "VM")
-        problems = prop(report, "Incompatibilities") or []
-        if not isinstance(problems, list):
-            problems = [problems]
-        messages = [text(prop(p, "Message")) or text(p) for p in problems]
-        return CompatibilityReport(
-            vm_name=text(prop(vm, "Name", "VMName")),
-            vm_id=text(prop(vm, "VMId", "Id")).lower(),
-            incompatibilities=[m for m in messages if m],
-        )
+        return read_report(result)
+
+
+@dataclass
+class CompareMove(Operation[CompatibilityReport]):
+    """What Move-VM would find wrong in moving a VM to `destination_host` (`Compare-VM -DestinationHost`, run on the
+    source), without changing anything: live migration off on either host, the VM's ID already there, …"""
+
+    vm_name: str
+    destination_host: str
+    destination_storage_path: str = ""
+    name: ClassVar[str] = "compare_move"
+    CMDLETS: ClassVar[tuple[str, ...]] = ("Compare-VM",)
+
+    def statements(self) -> list[list[Cmd]]:
+        return [[Cmd("Compare-VM", _move_params(self.vm_name, self.destination_host, self.destination_storage_path))]]
+
+    def parse(self, result: PipelineResult) -> CompatibilityReport:
+        return read_report(result)
+
+
+def read_report(result: PipelineResult) -> CompatibilityReport:
+    """A Microsoft.HyperV.PowerShell.VMCompatibilityReport: the VM and the messages of its incompatibilities."""
+    report = result.output[0] if result.output else None
+    vm = prop(report, "VM")
+    problems = prop(report, "Incompatibilities") or []
+    if not isinstance(problems, list):
+        problems = [problems]
+    messages = [text(prop(p, "Message")) or text(p) for p in problems]
+    return CompatibilityReport(
+        vm_name=text(prop(vm, "Name", "VMName")),
+        vm_id=text(prop(vm, "VMId", "Id")).lower(),
+        incompatibilities=[m for m in messages if m],
+    )
 
 
 @dataclass
@@ -390,17 +413,18 @@ class MoveVM(Operation[None]):
     CMDLETS: ClassVar[tuple[str, ...]] = ("Move-VM",)
 
     def statements(self) -> list[list[Cmd]]:
-        params: dict[str, Any] = {
-            "Name": self.vm_name,
-            "DestinationHost": self.destination_host,
-            "IncludeStorage": SWITCH,
-        }
-        if self.destination_storage_path:
-            params["DestinationStoragePath"] = self.destination_storage_path
-        return [[Cmd("Move-VM", params)]]
+        return [[Cmd("Move-VM", _move_params(self.vm_name, self.destination_host, self.destination_storage_path))]]
 
     def parse(self, result: PipelineResult) -> None:
         return None
+
+
+def _move_params(vm_name: str, destination_host: str, storage_path: str) -> dict[str, Any]:
+    """Compare-VM and Move-VM of a shared-nothing move: the VM with all its files to one folder of the target."""
+    params: dict[str, Any] = {"Name": vm_name, "DestinationHost": destination_host, "IncludeStorage": SWITCH}
+    if storage_path:
+        params["DestinationStoragePath"] = storage_path
+    return params
 
 
 @dataclass
