@@ -246,13 +246,13 @@ WINRM_CONNECT_TIMEOUT = int(env("CONSOLE_WINRM_CONNECT_TIMEOUT", "5"))
 INVENTORY_REFRESH_SECONDS = int(env("CONSOLE_INVENTORY_REFRESH_SECONDS", "900"))
 
 # Jobs (jobs/runner.py): a running job heartbeats; one silent for JOBS_LOST_AFTER_SECONDS is marked lost by the
-# reaper, which runs at worker start and every JOBS_REAPER_SECONDS (heartbeat 5 + lost 30 + reaper 15 < 60 s).
+# reaper thread of every worker (jobs/tasks.py), at its start and every JOBS_REAPER_SECONDS
+# (heartbeat 5 + lost 30 + reaper 15 < 60 s).
 JOBS_HEARTBEAT_SECONDS = float(env("CONSOLE_JOBS_HEARTBEAT_SECONDS", "5"))
 JOBS_LOST_AFTER_SECONDS = float(env("CONSOLE_JOBS_LOST_AFTER_SECONDS", "30"))
 JOBS_REAPER_SECONDS = float(env("CONSOLE_JOBS_REAPER_SECONDS", "15"))
 JOBS_WAIT_RETRY_SECONDS = float(env("CONSOLE_JOBS_WAIT_RETRY_SECONDS", "2"))
 CELERY_BEAT_SCHEDULE = {
-    "reap-lost-jobs": {"task": "jobs.reap_lost_jobs", "schedule": JOBS_REAPER_SECONDS},
     "refresh-all-inventory": {"task": "jobs.refresh_all_inventory", "schedule": float(INVENTORY_REFRESH_SECONDS)},
 }
 

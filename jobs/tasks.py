@@ -1,14 +1,17 @@
-"""Celery tasks: run a job, reap jobs of dead workers, refresh every host's inventory on a schedule."""
+"""Celery tasks: run a job and refresh every host's inventory on a schedule; each worker's reaper thread marks the
+jobs of dead workers lost."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
-from django.db import OperationalError
+from django.db import OperationalError, close_old_connections
 
 from . import runner
 
@@ -29,14 +32,6 @@ def run_job(self: Any, job_id: int) -> str:
     return outcome
 
 
-@shared_task(name="jobs.reap_lost_jobs", ignore_result=True)
-def reap_lost_jobs() -> list[int]:
-    reaped = runner.reap()
-    if reaped:
-        log.warning("jobs of a stopped worker marked lost: %s", reaped)
-    return reaped
-
-
 @shared_task(name="jobs.refresh_all_inventory", ignore_result=True)
 def refresh_all_inventory() -> int | None:
     """Periodic inventory refresh of every host, as a job people can watch (skipped while one is still active)."""
@@ -53,9 +48,23 @@ def refresh_all_inventory() -> int | None:
 
 
 @worker_ready.connect
-def reap_at_worker_start(**_: Any) -> None:
-    """A worker that starts after a crash marks the jobs the dead worker left behind as lost."""
-    try:
-        runner.reap()
-    except Exception:  # noqa: BLE001 - a worker must start even when the database is briefly away
-        log.warning("reaping at worker start failed", exc_info=True)
+def start_reaper(**_: Any) -> None:
+    """Every worker reaps on a thread of its own, at start and every JOBS_REAPER_SECONDS: a worker started after a
+    crash marks the jobs the dead one left behind as lost at once, and a worker whose job slots are all busy still
+    reaps (a reaper task would wait in the queue behind those jobs). Several workers reaping is harmless: marking a
+    job lost is one conditional update."""
+    threading.Thread(target=reap_forever, name="job-reaper", daemon=True).start()
+
+
+def reap_forever() -> None:
+    interval = float(getattr(settings, "JOBS_REAPER_SECONDS", 15))
+    while True:
+        try:
+            reaped = runner.reap()
+            if reaped:
+                log.warning("jobs of a stopped worker marked lost: %s", reaped)
+        except Exception:  # noqa: BLE001 - the database may be briefly away; the next round tries again
+            log.warning("reaping lost jobs failed", exc_info=True)
+        finally:
+            close_old_connections()
+        time.sleep(interval)

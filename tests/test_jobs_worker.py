@@ -195,6 +195,35 @@ def test_a_killed_worker_leaves_a_lost_job_and_a_free_host(
     assert not HostLock.objects.exists()
 
 
+def test_a_worker_with_every_slot_busy_still_marks_a_dead_workers_job_lost(
+    celery_worker_process: Any, operator: Any, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    gate = tmp_path / "gate"
+    holders = []
+    for number in range(4):  # the worker runs four jobs at once: all its slots are taken
+        host = Host(name=f"HV1{number}", address="127.0.0.1", port=45990 + number, username="labadmin")
+        host.set_password(HOST_PASSWORD)
+        host.save()
+        holders.append(create_job(operator, "test_hold", hosts=[host], params={"gate": str(gate)}))
+    try:
+        for job in holders:
+            wait_line(job, "holding")
+        stale = timezone.now() - timedelta(seconds=30)
+        orphan = Job.objects.create(
+            kind="test_hold", state=JobState.RUNNING, runner="another-machine:4242:gone", heartbeat_at=stale
+        )
+        wait_state(orphan, {JobState.LOST}, timeout=10)  # no free slot was needed to reap it
+        assert "The worker running this job stopped" in orphan.error
+    finally:
+        gate.touch()
+    for job in holders:
+        wait_state(job, {JobState.SUCCEEDED})
+
+
 @pytest.mark.parametrize("killed", ["after the destructive step", "inside the destructive step"])
 def test_a_redelivered_task_never_repeats_a_destructive_step(
     celery_worker_process: Any, operator: Any, hv01: Host, tmp_path: Path, killed: str
