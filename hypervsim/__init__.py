@@ -108,6 +108,7 @@ class SimHost:
             if self._up:
                 self._listener.close()
                 self._up = False
+                self.model.on_network = False
 
     def up(self) -> None:
         """Back on the network, on the same port."""
@@ -115,6 +116,7 @@ class SimHost:
             if not self._up:
                 self._listener.open(self._runtime.port)
                 self._up = True
+                self.model.on_network = True
 
     def stop(self) -> None:
         self.down()

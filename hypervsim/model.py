@@ -198,6 +198,7 @@ class HostModel:
         self.lock = threading.RLock()
         self.files = FileArea(state_dir / "files")
         self.lab: LabContext | None = None
+        self.on_network = True  # runtime only (SimHost.down/up): a lab peer that is down cannot be migrated to
 
     # -- persistence -----------------------------------------------------------------------------------------
 

@@ -154,3 +154,21 @@ def test_compare_again_with_a_move_report_sees_the_vm_already_there(make_host):
     (again,) = out(source, "Compare-VM", CompatibilityReport=report)
     assert "same identifier already exists" in again.Incompatibilities[0].Message
     assert "does not describe an import" in error(source, "Import-VM", CompatibilityReport=report).message
+
+
+def test_a_lab_peer_off_the_network_cannot_be_moved_to(sim_lab):
+    lab = sim_lab(hosts=2, scenarios=["migration"])
+    source, target = lab.hosts
+    target.down()
+    try:
+        with session(source) as pool:
+            (report,) = ok(pool, "Compare-VM", Name="Win11-B", DestinationHost="HV02")
+            [(message, _id)] = messages(report)
+            assert "with host 'HV02': A connection attempt failed" in message and message.endswith("(0x8007274C).")
+            assert str(fails(pool, "Move-VM", Name="Win11-B", DestinationHost="HV02")).endswith(message)
+    finally:
+        target.up()
+    assert "Win11-B" in {vm.name for vm in source.model.vms.values()}  # nothing moved
+    with session(source) as pool:  # back on the network: the move goes through
+        ok(pool, "Move-VM", Name="Win11-B", DestinationHost="HV02", IncludeStorage=None)
+    assert target.model.vm("Win11-B") is not None

@@ -203,6 +203,18 @@ def test_live_migration_with_the_source_gone_before_the_move_says_where_to_look(
     assert "Win11-A" not in {vm.name for vm in lab.target.model.vms.values()}
 
 
+def test_live_migration_to_a_target_gone_before_the_move_changes_nothing_there(lab: Any) -> None:
+    run = HostDownBefore(lab.target, "Compare-VM on HV01 for the move")
+    with pytest.raises(JobFailed) as failed:
+        migrate(lab, MigrationOptions("Win11-B", method="live", unseal="carry", start=False), run)
+    lab.target.up()
+    message = str(failed.value)
+    assert "Compare-VM on HV01: The Virtual Machine Management Service failed to establish a connection" in message
+    assert "Move-VM" not in cmdlets(lab.source) and lab.source.model.vm("Win11-B").state == "Off"
+    assert "The VM is on HV01 (Off)" in message and "Remove-HgsGuardian" in message  # the pair imported before
+    assert temp_pfx_left(lab.target) == [] and EscrowedPair.objects.get().open()
+
+
 def test_a_failed_start_after_a_live_migration_says_how_to_bring_the_vm_back(lab: Any) -> None:
     lab.target.faults.drop_on_cmdlet = "Start-VM"
     with pytest.raises(JobFailed) as failed:

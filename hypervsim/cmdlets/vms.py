@@ -774,7 +774,18 @@ def migration_incompatibilities(source: HostModel, destination: HostModel, vm: V
     found = []
     if not source.live_migration:
         found.append(Incompatibility(f"Virtual machine migration is not enabled on host '{source.name}'.", 21000))
-    if not destination.live_migration:
+    if not destination.on_network:
+        # WSAETIMEDOUT, as Windows reports a destination that does not answer at all.
+        found.append(
+            Incompatibility(
+                "The Virtual Machine Management Service failed to establish a connection for a Virtual Machine "
+                f"migration with host '{destination.name}': A connection attempt failed because the connected party "
+                "did not properly respond after a period of time, or established connection failed because connected "
+                "host has failed to respond. (0x8007274C).",
+                21001,
+            )
+        )
+    elif not destination.live_migration:
         found.append(
             Incompatibility(
                 "The Virtual Machine Management Service failed to establish a connection for a Virtual Machine "
