@@ -35,6 +35,7 @@ from django.core.management import call_command  # noqa: E402
 from hosts.inventory.refresh import refresh_host, refresh_hosts  # noqa: E402
 from hosts.models import Host  # noqa: E402
 from hosts.remoting import Cmd, ConnectionSpec, Operation, PipelineResult, open_session  # noqa: E402
+from hosts.remoting.catalog import all_cmdlets  # noqa: E402
 from hosts.remoting.catalog.inventory import SHIELDED_STORE  # noqa: E402
 from hypervsim import start_host  # noqa: E402
 from hypervsim.keyprotector import KeyProtector  # noqa: E402
@@ -46,6 +47,7 @@ class OneCmdlet(Operation[int]):
 
     cmd: Cmd
     errors_are_fatal: ClassVar[bool] = False
+    CMDLETS: ClassVar[tuple[str, ...]] = tuple(sorted(all_cmdlets()))  # the same cmdlets, one call at a time
 
     def statements(self) -> list[list[Cmd]]:
         return [[self.cmd]]

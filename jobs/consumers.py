@@ -16,7 +16,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from console.roles import can
 
-from .models import TERMINAL_STATES, Job, JobLogLine, join_frames, line_tuple, lines_frame
+from .models import TERMINAL_STATES, EpochMillis, Job, JobLogLine, join_frames, lines_frame
 from .services import JOBS_GROUP, job_group
 
 REPLAY_CHUNK = 5000
@@ -37,11 +37,12 @@ def job_state(job_id: int) -> dict[str, Any] | None:
 
 @database_sync_to_async
 def lines_after(job_id: int, after: int, upto: int | None, limit: int) -> list[list[Any]]:
-    rows = JobLogLine.objects.filter(job_id=job_id, seq__gt=after)
-    if upto is not None:
-        rows = rows.filter(seq__lte=upto)
-    values = rows.order_by("seq").values_list("seq", "at", "level", "text")[:limit]
-    return [line_tuple(seq, at, level, text) for seq, at, level, text in values]
+    # Seqs count from 1 without gaps, so the next `limit` lines lie in (after, after + limit]: a bounded range reads
+    # only those rows, where an open one makes the database sort the whole rest of a long log for every chunk.
+    last = after + limit if upto is None else min(upto, after + limit)
+    rows = JobLogLine.objects.filter(job_id=job_id, seq__gt=after, seq__lte=last)
+    values = rows.order_by("seq").annotate(ms=EpochMillis("at")).values_list("seq", "ms", "level", "text")[:limit]
+    return [list(row) for row in values]
 
 
 def batch_bounds(event: dict[str, Any]) -> tuple[int, int, str]:

@@ -4,7 +4,7 @@ published, so the database is the source of truth for live viewers and for reade
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -128,7 +128,35 @@ class JobLogLine(models.Model):
 
 def line_tuple(seq: int, at: Any, level: str, text: str) -> list[Any]:
     """The compact wire form of a line: [seq, epoch milliseconds, level, text]."""
-    return [seq, int(at.timestamp() * 1000), level, text]
+    return [seq, epoch_millis(at), level, text]
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_millis(at: datetime) -> int:
+    """Whole milliseconds since the epoch, in integer arithmetic (as EpochMillis computes them in the database)."""
+    return (at - EPOCH) // timedelta(milliseconds=1)
+
+
+class EpochMillis(models.Func):
+    """`epoch_millis` of a DateTimeField, computed by the database: a replay of 100k lines then skips creating
+    100k datetime objects (on PostgreSQL that parse was half the replay time)."""
+
+    output_field = models.BigIntegerField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template="FLOOR(EXTRACT(EPOCH FROM %(expressions)s) * 1000)::bigint")
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # Django stores "YYYY-MM-DD HH:MM:SS[.ffffff]" in UTC: the whole seconds of the first 19 characters (strftime
+        # would round a fraction up), plus the first 3 digits of the fraction. '%%%%' reaches SQLite as '%': the
+        # template is %-formatted once here, and the backend turns '%%' into '%' after its placeholders.
+        template = (
+            "(CAST(strftime('%%%%s', substr(%(expressions)s, 1, 19)) AS INTEGER) * 1000"
+            " + CAST(substr(%(expressions)s, 21, 3) AS INTEGER))"
+        )
+        return self.as_sql(compiler, connection, template=template)
 
 
 # The websocket frame of some lines. Fixed separators, so frames of consecutive batches can be joined as text.

@@ -204,3 +204,24 @@ def test_frames_of_consecutive_batches_join_into_one() -> None:
         "type": "lines",
         "lines": [[1, 0, "info", "a"], [2, 0, "warning", 'quote " and ]}'], [3, 0, "error", "c"]],
     }
+
+
+async def test_a_replayed_line_carries_the_same_timestamp_as_the_live_one(operator: Any) -> None:
+    """Replay reads the epoch milliseconds in SQL (EpochMillis); a live batch computes them in Python. A viewer that
+    reconnects must see every line exactly as it first saw it, whatever the microseconds."""
+    from jobs.consumers import lines_after
+
+    job = await database_sync_to_async(Job.objects.create)(kind="inventory_refresh", state=JobState.RUNNING)
+    base = timezone.now().replace(microsecond=0)
+    stamps = [base, base.replace(microsecond=1), base.replace(microsecond=999), base.replace(microsecond=999_999)]
+    stamps += [base.replace(microsecond=123_456) + timedelta(days=400), base.replace(microsecond=500_000)]
+
+    @database_sync_to_async
+    def saved() -> list[list[Any]]:
+        rows = [JobLogLine(job=job, seq=i, at=at, level="info", text=f"l{i}") for i, at in enumerate(stamps, 1)]
+        JobLogLine.objects.bulk_create(rows)
+        return [row.as_message() for row in JobLogLine.objects.filter(job=job).order_by("seq")]
+
+    live = await saved()
+    assert [line[1] % 1000 for line in live] == [0, 0, 0, 999, 123, 500]
+    assert await lines_after(job.pk, 0, None, 100) == live
