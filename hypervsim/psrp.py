@@ -419,6 +419,27 @@ def fail_pipeline(pipe: psrpcore.ServerPipeline, record: PSObject) -> None:
 
 
 RUNSPACE_REQUESTS = (psrpcore.SetMaxRunspacesEvent, psrpcore.SetMinRunspacesEvent, psrpcore.ResetRunspaceStateEvent)
+MESSAGE_HEADER = 40  # destination, message type, runspace pool id, pipeline id (MS-PSRP 2.2.1)
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class WindowsRunspacePool(psrpcore.ServerRunspacePool):
+    """psrpcore's server runspace pool, writing messages as Windows does: a UTF-8 BOM before every message body.
+
+    Every message of the pool and its pipelines is queued here. psrpcore keeps no public handle on what it queued,
+    so this is the one place that reaches into its send buffer."""
+
+    def prepare_message(
+        self,
+        message: PSObject | None,
+        message_type: PSRPMessageType | None = None,
+        pipeline_id: uuid.UUID | None = None,
+        stream_type: psrpcore.StreamType = psrpcore.StreamType.default,
+    ) -> None:
+        super().prepare_message(message, message_type, pipeline_id, stream_type)
+        queued = self._send_buffer[-1]
+        if len(queued) > MESSAGE_HEADER:  # an empty body (end of input, $null output) has no BOM either
+            queued._data[MESSAGE_HEADER:MESSAGE_HEADER] = UTF8_BOM
 
 
 class RunspaceSession:
@@ -427,7 +448,7 @@ class RunspaceSession:
     def __init__(self, host: HostRuntime, max_envelope: int, visible: frozenset[str] | None = None) -> None:
         self.host = host
         self.visible = visible  # a JEA endpoint's visible cmdlets (casefolded); None: every implemented cmdlet
-        self.pool = psrpcore.ServerRunspacePool(application_private_data=windows_private_data(host.model.os_build))
+        self.pool = WindowsRunspacePool(application_private_data=windows_private_data(host.model.os_build))
         self.changed = threading.Condition()
         self.outbox: dict[uuid.UUID | None, deque[bytes]] = defaultdict(deque)
         self.runs: dict[uuid.UUID, PipelineRun] = {}

@@ -78,6 +78,21 @@ def _messages(root: Element) -> list[tuple[str, Element]]:
     return messages
 
 
+def body_marks(exchanges: list[Exchange]) -> set[tuple[str, bool]]:
+    """(message type, whether its body starts with a UTF-8 BOM) of every message the server sent with a body."""
+    marks = set()
+    for exchange in exchanges:
+        streams = [e for e in exchange.response.iter() if e.tag.rsplit("}", 1)[-1] in STREAM_TAGS and e.text]
+        data = b"".join(base64.b64decode(e.text or "") for e in streams)
+        while data:
+            flags, length = data[16], struct.unpack(">I", data[17:21])[0]
+            if flags & 1 and length > 40:  # the first fragment of a message holds its header and the body's start
+                kind = struct.unpack("<I", data[25:29])[0]
+                marks.add((MESSAGE_TYPES.get(kind, hex(kind)), data[61:64] == b"\xef\xbb\xbf"))
+            data = data[21 + length :]
+    return marks
+
+
 def windows(name: str) -> list[Exchange]:
     recorded = yaml.safe_load((RECORDINGS / name).read_text())
     return [Exchange(m["request"], m["response"]) for m in recorded["messages"] if m.get("response")]
@@ -133,6 +148,18 @@ def test_opening_and_closing_a_pool_has_the_windows_shape(host: SimHost) -> None
         == ["Create->CreateResponse", "Receive->ReceiveResponse", "Delete->DeleteResponse"]
     )
     assert sent_types(exchanges) == sent_types(reference)
+
+
+def test_every_message_body_starts_with_the_utf8_bom_as_on_windows(host: SimHost) -> None:
+    client, exchanges = simulator_client(host)
+    with RunspacePool(client) as pool:
+        for cmdlet in ("Get-VM", "Get-Nothing-Such"):  # output, then an error record and a failed pipeline
+            PowerShell(pool).add_cmdlet(cmdlet).invoke()
+    reference = body_marks(windows("test_psrp_open_runspace.yml") + windows("test_psrp_error_failed.yml"))
+    assert reference and all(bom for _, bom in reference)  # what Windows does
+    ours = body_marks(exchanges)
+    assert {"APPLICATION_PRIVATE_DATA", "PIPELINE_OUTPUT", "PIPELINE_STATE"} <= {kind for kind, _ in ours}
+    assert all(bom for _, bom in ours), ours
 
 
 def test_application_private_data_has_the_windows_psversiontable(host: SimHost) -> None:
