@@ -258,6 +258,9 @@ def test_tampered_entry_is_reported_and_never_handed_out(admin_client: Client) -
     a, b = store(slot=0), store(slot=1, host="HV02")
     a.signing_pfx = b.signing_pfx
     a.save()
+    rows = admin_client.get("/vault/").content.decode().split("<tr>")
+    row_of = {pk: next(r for r in rows if f'href="/vault/{pk}/"' in r) for pk in (a.pk, b.pk)}
+    assert "damaged" in row_of[a.pk] and "damaged" not in row_of[b.pk]  # the list flags it too
     detail = admin_client.get(f"/vault/{a.pk}/").content.decode()
     assert "damaged or has been tampered with" in detail and "Download for offline use" not in detail
     response = admin_client.post(f"/vault/{a.pk}/download/", follow=True)

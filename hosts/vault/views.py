@@ -30,8 +30,19 @@ DOWNLOAD_TTL_SECONDS = 300
 
 @require("view_console")
 def vault_list(request: HttpRequest) -> HttpResponse:
-    pairs = EscrowedPair.objects.select_related("created_by")
-    return render(request, "vault/list.html", {"pairs": pairs, "can_upload": can(request.user, "run_jobs")})
+    pairs = list(EscrowedPair.objects.select_related("created_by"))
+    damaged = {pair.pk for pair in pairs if not unseals(pair)}
+    context = {"pairs": pairs, "damaged": damaged, "can_upload": can(request.user, "run_jobs")}
+    return render(request, "vault/list.html", context)
+
+
+def unseals(pair: EscrowedPair) -> bool:
+    """The list's quick check (decryption and SHA-256); the entry's page also opens both PFX files."""
+    try:
+        pair.unseal()
+    except crypto.SecretError:
+        return False
+    return True
 
 
 @require("view_console")
