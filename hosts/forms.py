@@ -6,10 +6,16 @@ from typing import Any
 
 from django import forms
 
-from .models import DEFAULT_CONFIGURATION, DEFAULT_PORTS, CertCheck, Host
+from .models import DEFAULT_CONFIGURATION, DEFAULT_PORTS, Auth, CertCheck, Host
+from .remoting.connection import kerberos_available
 
 PASSWORD_KEPT = "•••••••• stored — leave empty to keep it"  # noqa: S105 (a placeholder, not a password)
 MAX_CA_BUNDLE_BYTES = 256 * 1024
+# What the choices mean on a console without python-gssapi (its `kerberos` extra), so nobody picks a dead end.
+WITHOUT_KERBEROS: dict[str, str] = {
+    Auth.NEGOTIATE: "Negotiate (NTLM here: Kerberos is not installed on this console)",
+    Auth.KERBEROS: "Kerberos (not installed on this console: see the README)",
+}
 
 
 class HostForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -56,6 +62,10 @@ class HostForm(forms.ModelForm):  # type: ignore[type-arg]
             self.fields["password"].widget.attrs["placeholder"] = PASSWORD_KEPT
         else:
             self.fields["password"].required = True
+        if not kerberos_available():
+            auth = self.fields["auth"]
+            assert isinstance(auth, forms.ChoiceField)
+            auth.choices = [(value, WITHOUT_KERBEROS.get(value, label)) for value, label in Auth.choices]
 
     def clean_ca_bundle(self) -> str:
         value = str(self.cleaned_data.get("ca_bundle", ""))

@@ -140,6 +140,9 @@ def test_kerberos_is_refused_with_what_to_install_when_this_console_has_no_gssap
     admin_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("hosts.models.kerberos_available", lambda: False)
+    monkeypatch.setattr("hosts.forms.kerberos_available", lambda: False)
+    form = admin_client.get("/hosts/new/").content.decode()
+    assert "Kerberos (not installed on this console" in form and "NTLM here" in form  # said before anyone picks it
     response = register(admin_client, auth="kerberos")
     assert response.status_code == 200 and not Host.objects.exists()
     message = " ".join(errors_of(response)["auth"])
