@@ -35,6 +35,19 @@ def migrate(lab: Any, opts: MigrationOptions, run: Any = None) -> tuple[str, Any
         return migrate_vm(run, (s, t), hosts, opts), run
 
 
+def failure_of(lab: Any, opts: MigrationOptions, run: Any = None) -> str:
+    """Run a migration that must fail; put both hosts back on the network without faults, whatever happened (the
+    assertions then read the hosts); return the failure's message."""
+    try:
+        with pytest.raises(JobFailed) as failed:
+            migrate(lab, opts, run)
+    finally:
+        for sim in lab.hosts:
+            sim.faults.clear()
+            sim.up()
+    return str(failed.value)
+
+
 def cmdlets(sim: Any) -> list[str]:
     return [c["cmdlet"] for c in sim.command_log]
 
@@ -153,10 +166,7 @@ class HostDownBefore(DirectRun):
 
 def test_target_down_before_the_import_undoes_the_export_and_restarts_the_source(lab: Any) -> None:
     run = HostDownBefore(lab.target, "Compare-VM")
-    with pytest.raises(JobFailed) as failed:
-        migrate(lab, MigrationOptions("Win11-A", method="export", unseal="carry"), run)
-    message = str(failed.value)
-    lab.target.up()
+    message = failure_of(lab, MigrationOptions("Win11-A", method="export", unseal="carry"), run)
     assert "Undone:" in message and "'Win11-A' shut down on HV01" in message
     assert lab.source.model.vm("Win11-A").state == "Running"  # started again
     assert share_left(lab) == []  # the export was removed
@@ -168,10 +178,7 @@ def test_target_down_before_the_import_undoes_the_export_and_restarts_the_source
 
 def test_connection_dropped_during_import_leaves_a_clear_state(lab: Any) -> None:
     lab.target.faults.drop_on_cmdlet = "Import-VM"
-    with pytest.raises(JobFailed) as failed:
-        migrate(lab, MigrationOptions("Win11-B", method="export", unseal="carry"))
-    lab.target.faults.clear()
-    message = str(failed.value)
+    message = failure_of(lab, MigrationOptions("Win11-B", method="export", unseal="carry"))
     assert "The VM is on HV01 (Off)" in message
     assert "Win11-B" not in {vm.name for vm in lab.target.model.vms.values()}
     assert share_left(lab) == []
@@ -181,10 +188,7 @@ def test_connection_dropped_during_import_leaves_a_clear_state(lab: Any) -> None
 
 def test_a_grant_cut_off_names_the_guardian_it_imported_on_the_source(lab: Any) -> None:
     lab.source.faults.drop_on_cmdlet = "Set-VMKeyProtector"
-    with pytest.raises(JobFailed) as failed:
-        migrate(lab, MigrationOptions("Win11-A", method="export", unseal="authorise"))
-    lab.source.faults.clear()
-    message = str(failed.value)
+    message = failure_of(lab, MigrationOptions("Win11-A", method="export", unseal="authorise"))
     imported = next(g for g in lab.source.model.guardians if g.startswith("HV02-"))
     assert f"imported on HV01 as '{imported}'" in message
     assert f"Remove-HgsGuardian -Name '{imported}' on HV01" in message
@@ -194,10 +198,7 @@ def test_a_grant_cut_off_names_the_guardian_it_imported_on_the_source(lab: Any) 
 
 def test_live_migration_with_the_source_gone_before_the_move_says_where_to_look(lab: Any) -> None:
     run = HostDownBefore(lab.source, "Move-VM")
-    with pytest.raises(JobFailed) as failed:
-        migrate(lab, MigrationOptions("Win11-A", method="live", unseal="carry"), run)
-    lab.source.up()
-    message = str(failed.value)
+    message = failure_of(lab, MigrationOptions("Win11-A", method="live", unseal="carry"), run)
     assert "HV01 (unreachable: check by hand with Get-VM -Name 'Win11-A')" in message
     assert lab.source.model.vm("Win11-A").state == "Running"  # it never left
     assert "Win11-A" not in {vm.name for vm in lab.target.model.vms.values()}
@@ -205,10 +206,7 @@ def test_live_migration_with_the_source_gone_before_the_move_says_where_to_look(
 
 def test_live_migration_to_a_target_gone_before_the_move_changes_nothing_there(lab: Any) -> None:
     run = HostDownBefore(lab.target, "Compare-VM on HV01 for the move")
-    with pytest.raises(JobFailed) as failed:
-        migrate(lab, MigrationOptions("Win11-B", method="live", unseal="carry", start=False), run)
-    lab.target.up()
-    message = str(failed.value)
+    message = failure_of(lab, MigrationOptions("Win11-B", method="live", unseal="carry", start=False), run)
     assert "Compare-VM on HV01: The Virtual Machine Management Service failed to establish a connection" in message
     assert "Move-VM" not in cmdlets(lab.source) and lab.source.model.vm("Win11-B").state == "Off"
     assert "The VM is on HV01 (Off)" in message and "Remove-HgsGuardian" in message  # the pair imported before
@@ -217,10 +215,7 @@ def test_live_migration_to_a_target_gone_before_the_move_changes_nothing_there(l
 
 def test_a_failed_start_after_a_live_migration_says_how_to_bring_the_vm_back(lab: Any) -> None:
     lab.target.faults.drop_on_cmdlet = "Start-VM"
-    with pytest.raises(JobFailed) as failed:
-        migrate(lab, MigrationOptions("Win11-B", method="live", unseal="carry", start=True))
-    lab.target.faults.clear()
-    message = str(failed.value)
+    message = failure_of(lab, MigrationOptions("Win11-B", method="live", unseal="carry", start=True))
     assert "Left as it is: 'Win11-B' moved to HV02 by live migration" in message
     assert "Move-VM -Name 'Win11-B' -DestinationHost 'HV01' -IncludeStorage" in message
     assert "The VM is on HV02 (Off)" in message and lab.target.model.vm("Win11-B").state == "Off"
@@ -312,10 +307,7 @@ def test_wizard_refuses_a_blocked_migration_and_bad_input(lab: Any, operator_cli
 
 def test_a_start_cut_off_on_the_target_undoes_the_move_and_restarts_the_source(lab: Any) -> None:
     lab.target.faults.drop_on_cmdlet = "Start-VM"
-    with pytest.raises(JobFailed) as failed:
-        migrate(lab, MigrationOptions("Win11-A", method="export", unseal="carry"))
-    lab.target.faults.clear()
-    message = str(failed.value)
+    message = failure_of(lab, MigrationOptions("Win11-A", method="export", unseal="carry"))
     assert "Undone: 'Win11-A' imported on HV02" in message and "'Win11-A' shut down on HV01" in message
     assert "Win11-A" not in {vm.name for vm in lab.target.model.vms.values()}
     assert lab.source.model.vm("Win11-A").state == "Running"
