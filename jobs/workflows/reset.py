@@ -25,6 +25,7 @@ from django.urls import path
 
 from console.models import AuditEvent
 from console.roles import require
+from hosts.inventory.analysis import UNTRUSTED_GUARDIAN, Inventory, Pair
 from hosts.remoting.catalog.guardians import (
     TEMP_DIR,
     ExportGuardian,
@@ -45,9 +46,6 @@ from hosts.vault.models import find_pair
 from jobs.kinds import JobContext, JobFailed, Step, job_kind
 
 from .powershell import PowerShellScript, powershell_of, sample_token
-
-UNTRUSTED_GUARDIAN = "UntrustedGuardian"
-
 
 # -- how a workflow runs outside a job --------------------------------------------------------------------------
 
@@ -145,9 +143,6 @@ def plan_reset(session: Any, host: Any, guardian_name: str = UNTRUSTED_GUARDIAN)
         [(vm.name, vm.state, d.tpm_enabled, d.security_read) for vm in inventory.vms if (d := details.get(vm.name))]
     )
     return plan
-
-
-Pair = tuple[str, str]
 
 
 def pairs_to_escrow(identity: Pair, name: str, sealed: list[list[Pair]], keyed: set[str]) -> list[tuple[str, str, str]]:
@@ -452,7 +447,6 @@ RESET_RISKS = [
 
 @require("run_destructive_jobs")
 def reset_preflight(request: HttpRequest) -> HttpResponse:
-    from hosts.inventory.analysis import Inventory
     from hosts.inventory.models import Guardian
     from hosts.models import Host
 
