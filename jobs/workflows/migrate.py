@@ -26,6 +26,7 @@ from django.urls import path
 
 from console.models import AuditEvent
 from console.roles import require
+from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
 from hosts.remoting.catalog.guardians import (
     TEMP_DIR,
     ExportGuardian,
@@ -63,7 +64,7 @@ from hosts.vault.models import EscrowedPair, find_pair
 from jobs.kinds import JobCancelled, JobContext, JobFailed, job_kind
 
 from .powershell import PowerShellScript, sample_token
-from .reset import UNTRUSTED_GUARDIAN, preflight_link
+from .reset import preflight_link
 
 METHODS = {
     "export": "Export to the lab share, import a copy on the target",
