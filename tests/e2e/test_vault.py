@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.hosts.test_vault_support import PASSWORD, make_pair
 from tests.plugins.browser import ARTIFACTS, login
-from tests.test_vault_support import PASSWORD, make_pair
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,7 @@ from hypervsim.scenarios import previous_guardian_backup
 from jobs.kinds import JobFailed
 from jobs.models import Job
 from jobs.workflows.import_guardian import import_pair
-from tests.support_powershell import assert_runnable, shown_powershell
-from tests.test_vault_support import (
+from tests.hosts.test_vault_support import (
     PASSWORD,
     LogRecorder,
     assert_no_secret,
@@ -25,10 +24,11 @@ from tests.test_vault_support import (
     temp_pfx_left,
     unreachable_host,
 )
+from tests.plugins.powershell import assert_runnable, shown_powershell
 
 pytestmark = pytest.mark.django_db
 # The preflight pages' URLs, whether or not jobs/urls.py includes them yet.
-PREFLIGHT_URLS = pytest.mark.urls("tests.test_vault_support")
+PREFLIGHT_URLS = pytest.mark.urls("tests.hosts.test_vault_support")
 
 
 def backup_in_vault(sim: Any) -> EscrowedPair:

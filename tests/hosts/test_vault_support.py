@@ -124,5 +124,5 @@ def _preflight_urlpatterns() -> list[Any]:
     return [path("", include("jobs.workflows.urls")), *console_patterns]
 
 
-# A URLconf for `pytest.mark.urls("tests.test_vault_support")`: the console plus the workflows' preflight pages.
+# A URLconf for `pytest.mark.urls("tests.hosts.test_vault_support")`: the console plus the workflows' preflight pages.
 urlpatterns = _preflight_urlpatterns()

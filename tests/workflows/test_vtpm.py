@@ -13,9 +13,9 @@ from hosts.remoting.catalog.vms import StartVM, StopVM
 from jobs.kinds import JobFailed
 from jobs.workflows.reset import DirectRun
 from jobs.workflows.vtpm import TpmChange, change_vtpms, changes_from, disable_vtpm, enable_vtpm
-from tests.support_powershell import assert_runnable, shown_powershell
+from tests.plugins.powershell import assert_runnable, shown_powershell
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_vault_support")]
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.hosts.test_vault_support")]
 
 
 def cmdlets(sim: Any) -> list[str]:

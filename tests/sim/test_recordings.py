@@ -22,7 +22,7 @@ from pypsrp.wsman import NAMESPACES
 from hypervsim import SimHost
 from tests.plugins.sim import sim_wsman as wsman
 
-RECORDINGS = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "pypsrp-recordings"
+RECORDINGS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "pypsrp-recordings"
 pytestmark = pytest.mark.skipif(
     not RECORDINGS.is_dir(), reason=f"the Windows recordings are not here ({RECORDINGS}); structural comparison skipped"
 )

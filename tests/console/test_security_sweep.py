@@ -209,7 +209,7 @@ def make_pair(user: Any, host: Host) -> tuple[Any, bytes]:
     """A vault entry whose PFX password is PFX_PASSWORD, and its signing PFX bytes."""
     from hosts.vault.models import EscrowedPair
     from hosts.vault.services import store_pair
-    from tests.test_vault_support import make_pair as pfx_pair
+    from tests.hosts.test_vault_support import make_pair as pfx_pair
 
     signing, encryption = pfx_pair(host="HV-SWEEP", password=PFX_PASSWORD, slot=7)
     stored = store_pair(signing, encryption, PFX_PASSWORD, user=user, origin=EscrowedPair.ORIGIN_UPLOAD)

@@ -13,7 +13,7 @@ from hypervsim.cmdlets import CMDLETS, CmdletError, Invocation, invoke
 from hypervsim.keyprotector import NO_KEY_PROTECTOR
 from hypervsim.model import HostModel
 from hypervsim.scenarios import add_tpm_vms
-from tests.test_sim_cmdlets import error, lab, make_host, out  # noqa: F401 - fixtures shared with the HGS tests
+from tests.sim.test_cmdlets import error, lab, make_host, out  # noqa: F401 - fixtures shared with the HGS tests
 
 VIRTUALIZATION = ["Microsoft.HyperV.PowerShell.VirtualizationException", "System.Exception"]
 

@@ -15,7 +15,7 @@ from console.models import AuditEvent
 from hosts import jea
 from hosts.models import DEFAULT_CONFIGURATION, Host
 from hosts.remoting import catalog
-from tests.test_hosts import form_data, register
+from tests.hosts.test_register import form_data, register
 
 
 def pre_block(page: str, element_id: str) -> str:

@@ -17,7 +17,7 @@ from hosts.inventory.analysis import Inventory
 from hosts.inventory.models import VirtualMachine
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
-from tests.test_risks import give_guardian, give_vm, make_host, thumb
+from tests.hosts.test_risks import give_guardian, give_vm, make_host, thumb
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,8 @@ from hosts.vault.services import store_pair
 from hypervsim.scenarios import previous_guardian_backup
 from jobs.models import Job, JobLogLine, JobState
 from jobs.services import create_job
+from tests.hosts.test_vault_support import assert_no_secret, temp_pfx_left
 from tests.plugins.users import client_for
-from tests.test_vault_support import assert_no_secret, temp_pfx_left
 
 pytestmark = pytest.mark.worker
 

@@ -12,12 +12,12 @@ from hosts.vault.services import store_pair
 from hypervsim.scenarios import previous_guardian_backup
 from jobs.kinds import JobFailed
 from jobs.workflows.restore import restore_vm
-from tests.support_powershell import assert_runnable, shown_powershell
-from tests.test_vault_support import LogRecorder, assert_no_secret, temp_pfx_left, unreachable_host
+from tests.hosts.test_vault_support import LogRecorder, assert_no_secret, temp_pfx_left, unreachable_host
+from tests.plugins.powershell import assert_runnable, shown_powershell
 
 pytestmark = pytest.mark.django_db
 # The preflight pages' URLs, whether or not jobs/urls.py includes them yet.
-PREFLIGHT_URLS = pytest.mark.urls("tests.test_vault_support")
+PREFLIGHT_URLS = pytest.mark.urls("tests.hosts.test_vault_support")
 
 
 def test_reinstalled_host_runs_its_vm_again(sim_host: Any, registered_host: Any) -> None:
@@ -91,7 +91,7 @@ def test_restore_preflight_links_to_the_upload_and_to_a_host_that_still_has_the_
 def test_restore_preflight_shows_the_pair_and_the_powershell(operator_client: Client) -> None:
     from hosts.inventory.models import VirtualMachine
     from jobs.models import Job
-    from tests.test_vault_support import PASSWORD, make_pair
+    from tests.hosts.test_vault_support import PASSWORD, make_pair
 
     host = unreachable_host()
     pair = store_pair(*make_pair(), PASSWORD, user=None, origin="upload").pair

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.test_sim_cmdlets import error, lab, make_host, out  # noqa: F401 - fixtures shared with the HGS tests
-from tests.test_sim_cmdlets_remote import fails, ok, prop, run, session
+from tests.sim.test_cmdlets import error, lab, make_host, out  # noqa: F401 - fixtures shared with the HGS tests
+from tests.sim.test_cmdlets_remote import fails, ok, prop, run, session
 
 pytestmark = pytest.mark.timeout(60)
 BINDING = "System.Management.Automation.ParameterBindingException"

@@ -16,7 +16,7 @@ from pypsrp.wsman import WSMan
 
 from hypervsim import cli, scenarios
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

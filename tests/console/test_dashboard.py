@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from hosts.inventory.models import HostInventory
-from tests.test_risks import give_guardian, give_vm, make_host, thumb
+from tests.hosts.test_risks import give_guardian, give_vm, make_host, thumb
 
 pytestmark = pytest.mark.django_db
 

@@ -15,14 +15,14 @@ from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobFailed
 from jobs.models import Job
 from jobs.workflows.escrow import escrow_host, escrow_pair
-from tests.support_powershell import assert_runnable, shown_powershell
-from tests.test_vault_support import LogRecorder, assert_no_secret, temp_pfx_left, unreachable_host
+from tests.hosts.test_vault_support import LogRecorder, assert_no_secret, temp_pfx_left, unreachable_host
+from tests.plugins.powershell import assert_runnable, shown_powershell
 
 pytestmark = pytest.mark.django_db
 # The preflight pages' URLs, whether or not jobs/urls.py includes them yet.
-PREFLIGHT_URLS = pytest.mark.urls("tests.test_vault_support")
+PREFLIGHT_URLS = pytest.mark.urls("tests.hosts.test_vault_support")
 # The preflight pages' URLs, whether or not jobs/urls.py includes them yet.
-PREFLIGHT_URLS = pytest.mark.urls("tests.test_vault_support")
+PREFLIGHT_URLS = pytest.mark.urls("tests.hosts.test_vault_support")
 
 
 def untrusted_guardian(session: Any) -> Any:
@@ -138,7 +138,7 @@ def test_viewer_cannot_open_the_escrow_preflight(viewer_client: Client) -> None:
 def test_escrow_preflight_warns_before_a_job_that_cannot_work(operator_client: Client) -> None:
     from hosts.inventory.models import Guardian
     from hosts.vault.services import store_pair
-    from tests.test_vault_support import PASSWORD, make_pair
+    from tests.hosts.test_vault_support import PASSWORD, make_pair
 
     host = unreachable_host()
     sign, enc = "C" * 40, "D" * 40

@@ -12,7 +12,7 @@ from hosts.inventory.models import HostInventory, VirtualMachine
 from hosts.models import Host
 from jobs.inventory import INVENTORY_REFRESH
 from jobs.models import Job, JobState
-from tests.test_risks import give_guardian, give_vm, make_host, thumb
+from tests.hosts.test_risks import give_guardian, give_vm, make_host, thumb
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from hosts import crypto
 from hosts.vault import pfx
 from hosts.vault.models import EscrowedPair
 from hosts.vault.services import store_pair
-from tests.test_vault_support import PASSWORD, certificate, make_pair, rsa_key
+from tests.hosts.test_vault_support import PASSWORD, certificate, make_pair, rsa_key
 
 OLD = datetime(2014, 1, 1, tzinfo=UTC)
 
@@ -80,7 +80,7 @@ def test_a_pfx_without_private_key_is_refused() -> None:
 
 
 def pfx_only_cert(cert: Any) -> bytes:
-    from tests.test_vault_support import pfx as make_pfx
+    from tests.hosts.test_vault_support import pfx as make_pfx
 
     return make_pfx(None, cert, PASSWORD)
 
@@ -279,7 +279,7 @@ def test_unknown_entry_is_a_404_not_a_500(admin_client: Client) -> None:
 
 def test_detail_shows_where_a_pair_is_installed_and_which_vms_need_it(viewer_client: Client) -> None:
     from hosts.inventory.models import Guardian, VirtualMachine
-    from tests.test_vault_support import unreachable_host
+    from tests.hosts.test_vault_support import unreachable_host
 
     row = store()
     host = unreachable_host("HV03")
@@ -303,7 +303,7 @@ def inventoried_host_with_sealed_vm(pair: EscrowedPair, name: str = "HV02") -> A
     from django.utils import timezone
 
     from hosts.inventory.models import HostInventory, VirtualMachine
-    from tests.test_vault_support import unreachable_host
+    from tests.hosts.test_vault_support import unreachable_host
 
     host = unreachable_host(name)
     HostInventory.objects.create(host=host, mode="Local", refreshed_at=timezone.now())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypervsim import scenarios
 from hypervsim.model import STORE_PATH
 from hypervsim.types import Secret
-from tests.test_sim_cmdlets import error, lab, make_host, out  # noqa: F401 - shared fixtures
+from tests.sim.test_cmdlets import error, lab, make_host, out  # noqa: F401 - shared fixtures
 
 UNWRAP = "The key protector could not be unwrapped. Details are included in the HostGuardianService-Client event log."
 SHARE_BACKUP = r"\\LAB\share\backup"

@@ -12,7 +12,7 @@ from hosts.inventory.refresh import refresh_host
 from hosts.vault.models import EscrowedPair
 from jobs.models import Job, JobState
 from tests.plugins.users import client_for
-from tests.test_workflow_reset_worker import finished
+from tests.workflows.test_reset_worker import finished
 
 
 @pytest.fixture

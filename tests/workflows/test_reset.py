@@ -17,10 +17,10 @@ from hypervsim.keyprotector import KeyProtector
 from jobs.kinds import JobFailed
 from jobs.workflows.reset import DirectRun, reset_guardian, undo_reset
 from jobs.workflows.vtpm import TpmChange, enable_vtpm
-from tests.support_powershell import assert_runnable, shown_powershell
+from tests.plugins.powershell import assert_runnable, shown_powershell
 
 # The preflight pages' URLs, whether or not jobs/urls.py includes the workflows' URLs yet.
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_vault_support")]
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.hosts.test_vault_support")]
 GUARDIAN = "UntrustedGuardian"
 
 

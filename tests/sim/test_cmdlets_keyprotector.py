@@ -9,8 +9,8 @@ import pytest
 from hypervsim import keyprotector
 from hypervsim.cmdlets import invoke
 from hypervsim.model import HostModel
-from tests.test_sim_cmdlets import error, lab, make_host, out  # noqa: F401 - shared fixtures
-from tests.test_sim_cmdlets_remote import UNWRAP, fails, ok, prop, run, session
+from tests.sim.test_cmdlets import error, lab, make_host, out  # noqa: F401 - shared fixtures
+from tests.sim.test_cmdlets_remote import UNWRAP, fails, ok, prop, run, session
 
 
 def granted_to_peer(host: HostModel, vm: str = "Win11-B") -> bytes:

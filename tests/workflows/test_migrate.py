@@ -14,8 +14,8 @@ from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobCancelled, JobFailed, Step
 from jobs.workflows.migrate import MigrationOptions, migrate_vm, plan_migration
 from jobs.workflows.reset import DirectRun
-from tests.support_powershell import assert_runnable, shown_powershell
-from tests.test_vault_support import temp_pfx_left
+from tests.hosts.test_vault_support import temp_pfx_left
+from tests.plugins.powershell import assert_runnable, shown_powershell
 
 pytestmark = pytest.mark.django_db
 
@@ -224,7 +224,7 @@ def test_a_failed_start_after_a_live_migration_says_how_to_bring_the_vm_back(lab
 # -- the wizard ------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.urls("tests.test_vault_support")
+@pytest.mark.urls("tests.hosts.test_vault_support")
 def test_wizard_checks_both_hosts_shows_powershell_and_starts_the_job(lab: Any, operator_client: Any) -> None:
     from hosts.inventory.refresh import refresh_host
     from jobs.models import Job
@@ -260,7 +260,7 @@ def test_wizard_checks_both_hosts_shows_powershell_and_starts_the_job(lab: Any, 
     assert 'name="unseal" value="authorise" checked' in refilled and 'id="migrate-submit"' not in refilled
 
 
-@pytest.mark.urls("tests.test_vault_support")
+@pytest.mark.urls("tests.hosts.test_vault_support")
 def test_wizard_shows_the_escrow_and_import_that_carry_the_owner_pair(lab: Any, operator_client: Any) -> None:
     from hosts.inventory.refresh import refresh_host
 
@@ -287,7 +287,7 @@ def host_of(lines: list[str], line: str) -> str:
     return above[-1].split()[2]
 
 
-@pytest.mark.urls("tests.test_vault_support")
+@pytest.mark.urls("tests.hosts.test_vault_support")
 def test_wizard_refuses_a_blocked_migration_and_bad_input(lab: Any, operator_client: Any, viewer_client: Any) -> None:
     from jobs.models import Job
 

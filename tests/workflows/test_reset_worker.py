@@ -12,11 +12,11 @@ from console.models import AuditEvent
 from hosts.vault.models import EscrowedPair
 from jobs.models import Job, JobState
 from jobs.services import create_job, rerun_preflight_url
+from tests.hosts.test_vault_support import assert_no_secret
 from tests.plugins.users import client_for
-from tests.test_vault_support import assert_no_secret
-from tests.test_workflow_reset import lose_signing_key_but_keep_an_older_pair
-from tests.test_workflow_restore_worker import everything_shown
-from tests.test_workflow_restore_worker import finished as state_final
+from tests.workflows.test_reset import lose_signing_key_but_keep_an_older_pair
+from tests.workflows.test_restore_worker import everything_shown
+from tests.workflows.test_restore_worker import finished as state_final
 
 pytestmark = pytest.mark.worker
 
