@@ -11,8 +11,8 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
 
 VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 ROLE_NAMES = (VIEWER, OPERATOR, ADMIN)
@@ -66,15 +66,27 @@ def can(user: Any, codename: str) -> bool:
     return bool(user.is_authenticated and user.has_perm(f"console.{codename}"))
 
 
+class Forbidden(PermissionDenied):
+    """The user lacks console.<codename>; the one 403 page (console.views.forbidden) names the role that has it."""
+
+    def __init__(self, codename: str) -> None:
+        super().__init__(codename)
+        self.codename = codename
+
+
+def check(user: Any, codename: str) -> None:
+    """Raise Forbidden unless the user has console.<codename>."""
+    if not can(user, codename):
+        raise Forbidden(codename)
+
+
 def require(codename: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
-    """View decorator: the user needs console.<codename>, else a 403 page that says which role is missing."""
+    """View decorator: the user needs console.<codename>, else the 403 page that says which role is missing."""
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not can(request.user, codename):
-                context = {"needed": codename, "needed_role": lowest_role_with(codename)}
-                return render(request, "console/forbidden.html", context, status=403)
+            check(request.user, codename)
             return view(request, *args, **kwargs)
 
         return wrapped

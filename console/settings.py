@@ -260,7 +260,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # The level is the handler's: the domain loggers pass every record on to the job log (jobs/joblog.py).
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "level": env("CONSOLE_LOG_LEVEL", "INFO"),
+        }
+    },
     "root": {"handlers": ["console"], "level": env("CONSOLE_LOG_LEVEL", "INFO")},
     "loggers": {
         # pypsrp and requests log message bodies at DEBUG; they may carry SecureStrings. Keep them quiet.

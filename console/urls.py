@@ -10,6 +10,8 @@ from django.views.static import serve
 
 from . import views
 
+handler403 = views.forbidden
+
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("audit/", views.audit_trail, name="audit"),

@@ -7,7 +7,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from .models import AuditEvent
-from .roles import require
+from .roles import Forbidden, lowest_role_with, require
+
+
+def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """The one 403 page (handler403): every PermissionDenied ends here, and a Forbidden names what is missing."""
+    codename = exception.codename if isinstance(exception, Forbidden) else ""
+    context = {"needed": codename, "needed_role": lowest_role_with(codename) if codename else ""}
+    return render(request, "403.html", context, status=403)
 
 
 @require("view_console")

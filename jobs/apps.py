@@ -16,6 +16,9 @@ class JobsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import inventory  # noqa: F401 - registers the inventory refresh kind
+        from .joblog import install
+
+        install()
 
         for module in workflow_modules() + extra_kind_modules():
             try:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.utils import timezone
 
@@ -115,6 +115,19 @@ class Step:
 
 
 LogFunction = Callable[[str, str], None]
+
+
+class Run(Protocol):
+    """What a workflow's plan and kind need from the run they are part of. A JobContext is one; tests run workflows
+    directly with tests/plugins/runs.py's DirectRun. Lines are logged through the module's logger (jobs/joblog.py)."""
+
+    user: Any
+
+    def step(self, title: str, destructive: bool = False) -> AbstractContextManager[Step]: ...
+
+    def record(self, key: str, value: Any) -> None: ...
+
+    def check_cancelled(self) -> None: ...
 
 
 class JobContext:

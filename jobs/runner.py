@@ -26,6 +26,7 @@ from django.utils import timezone
 from console.models import AuditEvent
 
 from .inventory import INVENTORY_REFRESH
+from .joblog import lines_to
 from .kinds import JobCancelled, JobContext, JobFailed, JobKind, UnknownJobKind, get_kind
 from .models import LOG_LEVELS, TERMINAL_STATES, HostLock, Job, JobLogLine, JobState, line_tuple, lines_frame
 from .redaction import Redactor, clean_exception
@@ -344,9 +345,10 @@ def run_claimed(claimed: Claim) -> str:
     if job.cancel_requested:
         ctx.request_cancel()
     try:
-        state, summary, error = run_kind(ctx, kind, claimed.resumed)
-        if pump.owned:
-            refresh_touched_hosts(ctx, kind, state)
+        with lines_to(pump.write):
+            state, summary, error = run_kind(ctx, kind, claimed.resumed)
+            if pump.owned:
+                refresh_touched_hosts(ctx, kind, state)
     except BaseException:
         # The worker itself is going down (not the job failing): stop heartbeating so the reaper can tell.
         pump.stop()

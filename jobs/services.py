@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from console.models import SECRET_WORDS, AuditEvent
-from console.roles import can
+from console.roles import check
 
 from .kinds import RerunNeedsPreflight, get_kind
 from .models import Job, JobState
@@ -55,12 +54,12 @@ def create_job(
 ) -> Job:
     """Create a queued job, audit it, and enqueue it once the surrounding transaction commits.
 
-    `user` None means the console itself (periodic tasks). Raises PermissionDenied when the user lacks the kind's
+    `user` None means the console itself (periodic tasks). Raises Forbidden when the user lacks the kind's
     permission, UnknownJobKind for an unknown kind and ValueError for secret-looking parameters.
     """
     job_kind = get_kind(kind)
-    if user is not None and not can(user, job_kind.permission):
-        raise PermissionDenied(f"{job_kind.label} needs the permission {job_kind.permission}")
+    if user is not None:
+        check(user, job_kind.permission)
     params = dict(params or {})
     check_no_secrets(params)
     with transaction.atomic():

@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from console.roles import can, require
+from console.roles import Forbidden, can, check, require
 
 from .forms import JobFilterForm, RefreshForm
 from .inventory import INVENTORY_REFRESH
@@ -174,8 +173,7 @@ def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=pk)
     if not may_run(request, job):
         kind = KINDS.get(job.kind)
-        needed = kind.permission if kind else "run_jobs"
-        return render(request, "console/forbidden.html", {"needed": needed}, status=403)
+        raise Forbidden(kind.permission if kind else "run_jobs")
     if job.state in TERMINAL_STATES:
         messages.info(request, f"Job #{job.pk} had already ended ({job.state}).")
         return redirect("jobs:detail", pk=job.pk)
@@ -193,8 +191,6 @@ def job_rerun(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=pk)
     try:
         new = rerun_job(job, request.user)
-    except PermissionDenied as exc:
-        return render(request, "console/forbidden.html", {"needed": str(exc)}, status=403)
     except RerunNeedsPreflight:
         return rerun_through_preflight(request, job)
     except (UnknownJobKind, ValueError):
@@ -206,9 +202,7 @@ def job_rerun(request: HttpRequest, pk: int) -> HttpResponse:
 
 def rerun_through_preflight(request: HttpRequest, job: Job) -> HttpResponse:
     """A kind that asks for confirmation is run again from its preflight page, filled from the old job."""
-    kind = KINDS[job.kind]
-    if not can(request.user, kind.permission):
-        return render(request, "console/forbidden.html", {"needed": kind.permission}, status=403)
+    check(request.user, KINDS[job.kind].permission)
     url = rerun_preflight_url(job)
     if url is None:
         messages.error(

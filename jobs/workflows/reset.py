@@ -516,14 +516,10 @@ def fallback_script(job: Any, removed: dict[str, Any]) -> PowerShellScript:
 
 
 def start(request: HttpRequest, kind: str, host: Any, params: dict[str, Any], vms: list[str] | None = None) -> Any:
-    from django.core.exceptions import PermissionDenied
 
     from jobs.services import create_job
 
-    try:
-        job = create_job(request.user, kind, hosts=[host], vms=vms or [], params=params)
-    except PermissionDenied as exc:
-        return render(request, "console/forbidden.html", {"needed": str(exc)}, status=403)
+    job = create_job(request.user, kind, hosts=[host], vms=vms or [], params=params)
     return redirect(f"/jobs/{job.pk}/")
 
 
