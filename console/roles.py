@@ -89,6 +89,7 @@ def require(codename: str) -> Callable[[Callable[..., HttpResponse]], Callable[.
             check(request.user, codename)
             return view(request, *args, **kwargs)
 
+        wrapped.required_permission = codename  # type: ignore[attr-defined]  # read by the security sweep
         return wrapped
 
     return decorate

@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import pkgutil
 
 from django.apps import AppConfig
+
+from .workflows import KIND_MODULES
 
 
 class JobsConfig(AppConfig):
@@ -29,16 +30,8 @@ class JobsConfig(AppConfig):
 
 
 def workflow_modules() -> list[str]:
-    """Every module of jobs/workflows/ registers its kinds on import."""
-    try:
-        package = importlib.import_module("jobs.workflows")
-    except ImportError:
-        return []
-    return [
-        f"jobs.workflows.{info.name}"
-        for info in pkgutil.iter_modules(package.__path__)
-        if not info.name.startswith("_") and info.name != "urls"
-    ]
+    """The modules of jobs/workflows/ that register kinds (listed in jobs.workflows.KIND_MODULES)."""
+    return list(KIND_MODULES)
 
 
 def extra_kind_modules() -> list[str]:

@@ -17,6 +17,7 @@ from django.shortcuts import redirect, render
 
 from console.params import parse_id
 from console.roles import check
+from hosts.inventory.models import Guardian
 from hosts.models import Host
 from jobs.kinds import get_kind
 from jobs.models import Job
@@ -34,6 +35,7 @@ def kind_page(kind: str) -> Callable[[View], View]:
             check(request.user, get_kind(kind).permission)
             return view(request, *args, **kwargs)
 
+        wrapped.required_kind = kind  # type: ignore[attr-defined]  # read by the security sweep
         return wrapped
 
     return decorate
@@ -73,3 +75,17 @@ def preflight_link(page: str, job: Job, query: Sequence[tuple[str, Any]] = ()) -
     hosts = ordered_hosts(job)
     first = [("host", hosts[0].pk)] if hosts else []
     return f"{page}?{urlencode(first + [(key, value) for key, value in query if value not in (None, '')])}"
+
+
+def holder_links(signing: str, encryption: str, exclude: Any = None) -> list[tuple[str, str]]:
+    """ "Escrow it from HVxx…" for every registered host whose last inventory holds the pair with its private key."""
+    holders = Guardian.objects.filter(
+        signing_thumbprint=signing, encryption_thumbprint=encryption, has_private_signing_key=True
+    ).select_related("host")
+    links = []
+    for row in holders:
+        if exclude is not None and row.host_id == exclude.pk:
+            continue
+        query = urlencode({"host": row.host_id, "guardian": f"{signing}:{encryption}"})
+        links.append((f"Escrow it from {row.host}…", f"/jobs/new/escrow/?{query}"))
+    return links

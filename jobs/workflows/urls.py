@@ -1,22 +1,22 @@
-"""URLs of the workflows' preflight pages: every workflow module may define `urlpatterns`; they are gathered here."""
+"""The workflows' pages, under /jobs/new/: one explicit table, so a newcomer can grep a URL to its view."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from typing import Any
+from django.urls import path
 
-from . import __path__ as package_path
+from .escrow.page import escrow_preflight
+from .import_guardian.page import import_preflight
+from .migrate.page import migrate_wizard
+from .reset.page import reset_preflight, undo_preflight
+from .restore.page import restore_preflight
+from .vtpm.page import vtpm_preflight
 
-
-def gather() -> list[Any]:
-    patterns: list[Any] = []
-    for info in pkgutil.iter_modules(package_path):
-        if info.name.startswith("_") or info.name == "urls":
-            continue
-        module = importlib.import_module(f"{__package__}.{info.name}")
-        patterns += getattr(module, "urlpatterns", [])
-    return patterns
-
-
-urlpatterns = gather()
+urlpatterns = [
+    path("jobs/new/escrow/", escrow_preflight, name="escrow_preflight"),
+    path("jobs/new/import/", import_preflight, name="import_guardian_preflight"),
+    path("jobs/new/restore/", restore_preflight, name="restore_preflight"),
+    path("jobs/new/reset/", reset_preflight, name="reset_preflight"),
+    path("jobs/new/reset/undo/", undo_preflight, name="reset_undo_preflight"),
+    path("jobs/new/vtpm/", vtpm_preflight, name="vtpm_preflight"),
+    path("jobs/new/migrate/", migrate_wizard, name="migrate_wizard"),
+]

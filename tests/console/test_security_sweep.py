@@ -26,12 +26,13 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver, include, path
+from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from console.models import AuditEvent
 from console.roles import ROLE_PERMISSIONS, set_role
 from hosts.models import Host
+from jobs.kinds import get_kind
 from jobs.models import Job, JobLogLine
 
 ROLES = ("anonymous", "nobody", "viewer", "operator", "admin")
@@ -50,17 +51,10 @@ KNOWN_FINDINGS: dict[tuple[str, str], str] = {}
 
 
 def sweep_urlpatterns() -> list[Any]:
-    """The project's URLs, plus the workflows' preflight pages (jobs/workflows/urls.py) while the root URLconf does
-    not include them yet: they are pages of this project all the same, and are swept before they go live."""
+    """The project's URLs (the workflows' pages included, by console/urls.py)."""
     from console.urls import urlpatterns as root
 
-    patterns = list(root)
-    if not any(route.callback.__module__.startswith("jobs.workflows") for route in walk_routes(get_resolver())):
-        try:
-            patterns.append(path("", include("jobs.workflows.urls")))
-        except Exception as error:  # a workflow module mid-edit: sweep the rest rather than nothing
-            print(f"security sweep: jobs.workflows.urls not importable ({type(error).__name__}); not swept")
-    return patterns
+    return list(root)
 
 
 @dataclass(frozen=True)
@@ -99,14 +93,14 @@ def walk_routes(resolver: URLResolver) -> list[Route]:
 
 
 def required_permission(view: Callable[..., Any]) -> str | None:
-    """The codename `console.roles.require(codename)` closed over, found along the view's __wrapped__ chain."""
+    """The permission a view declares: console.roles.require's codename, or the permission of the job kind named by
+    jobs.workflows.pages.kind_page, found along the view's __wrapped__ chain."""
     current: Any = view
     while current is not None:
-        code, cells = getattr(current, "__code__", None), getattr(current, "__closure__", None) or ()
-        if code is not None:
-            names = dict(zip(code.co_freevars, cells, strict=False))
-            if "codename" in names:
-                return str(names["codename"].cell_contents)
+        if hasattr(current, "required_permission"):
+            return str(current.required_permission)
+        if hasattr(current, "required_kind"):
+            return get_kind(current.required_kind).permission
         current = getattr(current, "__wrapped__", None)
     return None
 

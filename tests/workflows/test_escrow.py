@@ -14,7 +14,7 @@ from hosts.remoting.errors import RemotingError
 from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobFailed
 from jobs.models import Job
-from jobs.workflows.escrow import escrow_host, escrow_pair
+from jobs.workflows.escrow.plan import escrow_host, escrow_pair
 from tests.hosts.test_vault_support import LogRecorder, assert_no_secret, temp_pfx_left, unreachable_host
 from tests.plugins.powershell import assert_runnable, shown_powershell
 

@@ -15,7 +15,7 @@ from hosts.vault.services import store_pair
 from hypervsim.scenarios import previous_guardian_backup
 from jobs.kinds import JobFailed
 from jobs.models import Job
-from jobs.workflows.import_guardian import import_pair
+from jobs.workflows.import_guardian.plan import import_pair
 from tests.hosts.test_vault_support import (
     PASSWORD,
     LogRecorder,
@@ -148,7 +148,7 @@ def test_a_pfx_password_the_host_refuses_fails_like_windows_and_removes_the_file
 ) -> None:
     """Should a password ever pass the vault's check and still not open the PFX on the host: the host's own error,
     temporary files removed, the guardian not created, the vault entry intact."""
-    from jobs.workflows import import_guardian
+    from jobs.workflows.import_guardian import plan as import_guardian
 
     sim = sim_host("reinstalled")
     host = registered_host(sim)
@@ -181,7 +181,7 @@ def test_import_preflight_names_the_collision_and_starts_a_job(operator_client: 
 
 def test_import_gives_a_guardian_back_the_keys_that_were_deleted(sim_host: Any, registered_host: Any) -> None:
     from hosts.remoting.catalog.guardians import GetGuardians, thumbprints_of
-    from jobs.workflows.escrow import escrow_pair
+    from jobs.workflows.escrow.plan import escrow_pair
 
     sim = sim_host("healthy")
     host = registered_host(sim)

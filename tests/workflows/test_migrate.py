@@ -12,10 +12,11 @@ from hosts.remoting import open_session
 from hosts.remoting.catalog.vms import ExportVM, GetVM, exported_config_path
 from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobCancelled, JobFailed, Step
-from jobs.workflows.migrate import MigrationOptions, migrate_vm, plan_migration
-from jobs.workflows.reset import DirectRun
+from jobs.workflows.migrate.plan import MigrationOptions, plan_migration
+from jobs.workflows.migrate.run import migrate_vm
 from tests.hosts.test_vault_support import temp_pfx_left
 from tests.plugins.powershell import assert_runnable, shown_powershell
+from tests.plugins.runs import DirectRun
 
 pytestmark = pytest.mark.django_db
 
@@ -92,7 +93,7 @@ def test_live_migration_of_a_running_vm(lab: Any) -> None:
 
 
 def test_live_preflight_lists_what_compare_vm_finds_wrong_with_the_move(lab: Any) -> None:
-    from jobs.workflows.migrate import MigrationPlan, compare_move
+    from jobs.workflows.migrate.plan import MigrationPlan, compare_move
 
     vm = lab.source.model.vm("Win11-B")
     with lab.target.model.changing() as model:  # a copy registered earlier under another name: the ID is taken

@@ -15,9 +15,10 @@ from hosts.vault.models import EscrowedPair, find_pair
 from hypervsim.certs import guardian_pair
 from hypervsim.keyprotector import KeyProtector
 from jobs.kinds import JobFailed
-from jobs.workflows.reset import DirectRun, reset_guardian, undo_reset
-from jobs.workflows.vtpm import TpmChange, enable_vtpm
+from jobs.workflows.reset.plan import reset_guardian, undo_reset
+from jobs.workflows.vtpm.plan import TpmChange, enable_vtpm
 from tests.plugins.powershell import assert_runnable, shown_powershell
+from tests.plugins.runs import DirectRun
 
 # The preflight pages' URLs, whether or not jobs/urls.py includes the workflows' URLs yet.
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.hosts.test_vault_support")]

@@ -11,7 +11,7 @@ from hosts.remoting import open_session
 from hosts.vault.services import store_pair
 from hypervsim.scenarios import previous_guardian_backup
 from jobs.kinds import JobFailed
-from jobs.workflows.restore import restore_vm
+from jobs.workflows.restore.plan import restore_vm
 from tests.hosts.test_vault_support import LogRecorder, assert_no_secret, temp_pfx_left, unreachable_host
 from tests.plugins.powershell import assert_runnable, shown_powershell
 

@@ -11,9 +11,9 @@ from hosts.inventory.refresh import refresh_host
 from hosts.remoting import open_session
 from hosts.remoting.catalog.vms import StartVM, StopVM
 from jobs.kinds import JobFailed
-from jobs.workflows.reset import DirectRun
-from jobs.workflows.vtpm import TpmChange, change_vtpms, changes_from, disable_vtpm, enable_vtpm
+from jobs.workflows.vtpm.plan import TpmChange, change_vtpms, changes_from, disable_vtpm, enable_vtpm
 from tests.plugins.powershell import assert_runnable, shown_powershell
+from tests.plugins.runs import DirectRun
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.hosts.test_vault_support")]
 

@@ -1,31 +1,15 @@
-"""One-click reset of a broken guardian: the host's `UntrustedGuardian` (or the owner of VMs here) has lost its
-private keys, so every TPM change fails ("does not have a private key and cannot be the owner").
-
-The reset: read what is sealed to the guardian, escrow first any private key that the host still holds for those
-VMs and the vault lacks, keep the guardian's public metadata and thumbprints for an undo, `Remove-HgsGuardian`,
-then prove TPM changes work again by re-applying an Off VM's current TPM setting (a change that changes nothing).
-The undo re-creates the guardian by thumbprints, or from the kept metadata when its certificates are gone.
-
-The steps are plain functions over a session and a `run` (a JobContext, or DirectRun in tests and scripts), so
-they can be tested directly against a host and wrapped as job kinds at the end.
-"""
+"""Reset a broken guardian: escrow what can still be escrowed, keep the guardian's public metadata for an undo,
+remove the guardian, and prove that TPM changes work again. Also the undo, and what Show PowerShell prints for both."""
 
 from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
-from django.urls import path
-
-from console.models import AuditEvent
-from console.roles import require
-from hosts.inventory.analysis import UNTRUSTED_GUARDIAN, Inventory, Pair
+from hosts.inventory.analysis import UNTRUSTED_GUARDIAN, Pair
+from hosts.inventory.models import VirtualMachine
 from hosts.remoting.catalog.guardians import (
     TEMP_DIR,
     ExportGuardian,
@@ -41,46 +25,13 @@ from hosts.remoting.catalog.guardians import (
 from hosts.remoting.catalog.inventory import GuardianFacts, ReadHostInventory, ReadVmDetails
 from hosts.remoting.catalog.vms import DisableTpm, EnableTpm, GetVM
 from hosts.remoting.errors import RemoteCommandError, RemotingError
-from hosts.remoting.operation import Operation, quote
+from hosts.remoting.operation import quote
 from hosts.vault.models import find_pair
-from jobs.kinds import JobContext, JobFailed, Step, job_kind
+from jobs.kinds import JobFailed
+from jobs.models import Job
 
-from .powershell import PowerShellScript, powershell_of, sample_token
-
-# -- how a workflow runs outside a job --------------------------------------------------------------------------
-
-
-class DirectRun:
-    """What a workflow needs from a JobContext — log, step, record, check_cancelled, user — for running it
-    directly (tests, scripts). Lines are kept in `lines`, results in `results`."""
-
-    def __init__(self, user: Any = None) -> None:
-        self.user = user
-        self.lines: list[tuple[str, str]] = []
-        self.results: dict[str, Any] = {}
-        self.steps: list[str] = []
-
-    def log(self, text: str, level: str = "info") -> None:
-        self.lines.append((level, text))
-
-    @property
-    def text(self) -> str:
-        return "\n".join(line for _level, line in self.lines)
-
-    @contextmanager
-    def step(self, title: str, destructive: bool = False) -> Iterator[Step]:
-        self.log(f"▶ {title}")
-        yield Step(title=title, needed=True)
-        self.steps.append(title)
-
-    def record(self, key: str, value: Any) -> None:
-        self.results[key] = value
-
-    def check_cancelled(self) -> None:
-        return None
-
-
-# -- what a reset would touch -------------------------------------------------------------------------------------
+from ..escrow.plan import escrow_lines, escrow_pair
+from ..powershell import PowerShellScript, sample_token
 
 
 @dataclass
@@ -165,12 +116,8 @@ def check_candidate(vms: list[tuple[str, str, bool, bool]]) -> tuple[str, bool]:
     return next(((name, tpm) for name, tpm in readable if not tpm), readable[0] if readable else ("", False))
 
 
-# -- the reset ------------------------------------------------------------------------------------------------------
-
-
 def escrow_before_reset(run: Any, session: Any, host: Any, plan: ResetPlan) -> int:
     """Escrow every pair the host still holds keys for and the vault lacks; stop the reset if one fails."""
-    from .escrow import escrow_pair
 
     for signing, encryption, name in plan.to_escrow:
         with run.step(f"Escrow {name or 'guardian'} {signing[:8]}/{encryption[:8]} from {host} before the reset"):
@@ -273,9 +220,6 @@ def describe_plan(run: Any, host: Any, plan: ResetPlan) -> None:
     run.log(f"{len(plan.to_escrow)} pair(s) to escrow before removing the guardian")
 
 
-# -- undo -------------------------------------------------------------------------------------------------------
-
-
 def undo_reset(run: Any, session: Any, host: Any, removed: dict[str, Any]) -> str:
     """Re-create the removed guardian: by thumbprints when its certificates are in the store, else from the
     metadata kept before the reset (its public certificates, as it was)."""
@@ -320,73 +264,7 @@ def restore_from_metadata(session: Any, name: str, metadata_b64: str) -> None:
         session.run(RemoveFiles([temp]))
 
 
-# -- job kinds --------------------------------------------------------------------------------------------------------
-
-
-def preflight_link(page: str, job: Any, query: list[tuple[str, Any]]) -> str:
-    """ "Run again" of a job of ours: its preflight page, filled from the job (the user confirms there again)."""
-    from urllib.parse import urlencode
-
-    from jobs.services import ordered_hosts
-
-    hosts = ordered_hosts(job)
-    first = [("host", hosts[0].pk)] if hosts else []
-    return f"{page}?{urlencode(first + [(key, value) for key, value in query if value not in (None, '')])}"
-
-
-def reset_again(job: Any) -> str:
-    return preflight_link(
-        "/jobs/new/reset/", job, [("guardian", job.params.get("guardian_name") or UNTRUSTED_GUARDIAN)]
-    )
-
-
-def undo_again(job: Any) -> str:
-    return f"/jobs/new/reset/undo/?job={int(job.params.get('reset_job') or 0)}"
-
-
-@job_kind(
-    "reset_guardian",
-    label="Reset a broken guardian",
-    permission="run_destructive_jobs",
-    mutating=True,
-    preflight_url=reset_again,
-)
-def reset_guardian_job(ctx: JobContext) -> str:
-    """params: guardian_name (default UntrustedGuardian)."""
-    host = ctx.host
-    if host is None:
-        raise JobFailed("No host given: choose the host whose guardian lost its private keys.")
-    summary = reset_guardian(ctx, ctx.session(host), host, ctx.params.get("guardian_name") or UNTRUSTED_GUARDIAN)
-    removed = dict(ctx.job.results.get("removed_guardian") or {})
-    removed.pop("metadata_xml", None)
-    AuditEvent.record(ctx.user, "guardian.reset", host, job=ctx.job.pk, **removed)
-    undo_url = f"/jobs/new/reset/undo/?job={ctx.job.pk}"
-    ctx.record("next_url", undo_url)  # the job page shows it as a button (jobs.views.NEXT_URL)
-    ctx.record("next_label", "Undo this reset…")
-    ctx.log(f"To undo: {undo_url}")
-    return summary
-
-
-@job_kind(
-    "undo_guardian_reset",
-    label="Undo a guardian reset",
-    permission="run_destructive_jobs",
-    mutating=True,
-    preflight_url=undo_again,
-)
-def undo_reset_job(ctx: JobContext) -> str:
-    """params: reset_job (id of the finished reset job whose removed guardian comes back)."""
-    host = ctx.host
-    removed = removed_guardian_of(ctx.params.get("reset_job"))
-    if host is None or removed is None:
-        raise JobFailed("That reset job recorded no removed guardian: there is nothing to undo.")
-    summary = undo_reset(ctx, ctx.session(host), host, removed)
-    AuditEvent.record(ctx.user, "guardian.reset_undone", host, job=ctx.job.pk, reset_job=ctx.params.get("reset_job"))
-    return summary
-
-
 def removed_guardian_of(job_id: Any) -> dict[str, Any] | None:
-    from jobs.models import Job
 
     if not str(job_id).isdigit():
         return None
@@ -395,27 +273,9 @@ def removed_guardian_of(job_id: Any) -> dict[str, Any] | None:
     return removed if isinstance(removed, dict) else None
 
 
-# -- pages ------------------------------------------------------------------------------------------------------------
-
-
-def sealed_from_inventory(guardian: Any) -> list[dict[str, Any]]:
-    from hosts.inventory.models import VirtualMachine
-
-    rows = []
-    for vm in VirtualMachine.objects.filter(host=guardian.host):
-        if guardian.identity not in vm.guardian_pairs:
-            continue
-        escrowed = [p for p in vm.guardian_pairs if find_pair(*p) is not None]
-        rows.append({"name": vm.name, "state": vm.state, "escrowed": bool(escrowed)})
-    return rows
-
-
 def reset_script(host: Any, guardian_name: str, guardian: Any) -> PowerShellScript:
     """What the reset will send to `host`, as far as its last inventory tells: the VMs it reads, the pairs it
     escrows first, the guardian it removes and the TPM setting it re-applies as the check."""
-    from hosts.inventory.models import VirtualMachine
-
-    from .escrow import escrow_lines
 
     vms = list(VirtualMachine.objects.filter(host=host).order_by("name"))
     script = PowerShellScript().add(ReadHostInventory(), ReadVmDetails([vm.name for vm in vms]))
@@ -435,74 +295,6 @@ def reset_script(host: Any, guardian_name: str, guardian: Any) -> PowerShellScri
     return script.add(GetVM(check_vm), EnableTpm(check_vm) if tpm_on else DisableTpm(check_vm))
 
 
-RESET_RISKS = [
-    "A VM sealed only to this guardian, whose pair is not in the vault, stays unable to start: the reset does not "
-    "make that worse (the private keys are already gone), but only a backup of the pair can bring it back.",
-    "If any private key the host still holds for those VMs cannot be escrowed first, the job stops before removing "
-    "anything.",
-    "Enabling a TPM afterwards creates a new UntrustedGuardian; once a VM is sealed to it, the undo will refuse to "
-    "replace it.",
-]
-
-
-@require("run_destructive_jobs")
-def reset_preflight(request: HttpRequest) -> HttpResponse:
-    from hosts.inventory.models import Guardian
-    from hosts.models import Host
-
-    host_id = request.POST.get("host") or request.GET.get("host") or ""
-    name = request.POST.get("guardian") or request.GET.get("guardian") or UNTRUSTED_GUARDIAN
-    host = Host.objects.filter(pk=int(host_id)).first() if host_id.isdigit() else None
-    context: dict[str, Any] = {"offers": Inventory().broken_guardians(), "host": host, "guardian_name": name}
-    if host is None:
-        return render(request, "workflows/reset.html", context)
-    if request.method == "POST":
-        return start(request, "reset_guardian", host, {"guardian_name": name})
-    guardian = Guardian.objects.filter(host=host, name=name).first()
-    context["guardian"] = guardian
-    context["sealed"] = sealed_from_inventory(guardian) if guardian else []
-    context["powershell"] = reset_script(host, name, guardian).lines()
-    context["risks"] = RESET_RISKS
-    context["undoable"] = past_resets(host)
-    if guardian is not None and guardian.has_private_signing_key:
-        context["problem"] = f"The last inventory shows '{name}' on {host} with its private keys: it is not broken."
-    return render(request, "workflows/reset.html", context)
-
-
-def past_resets(host: Any) -> list[Any]:
-    from jobs.models import Job
-
-    jobs = Job.objects.filter(kind="reset_guardian", hosts=host).order_by("-pk")[:10]
-    return [job for job in jobs if isinstance(job.results.get("removed_guardian"), dict)]
-
-
-@require("run_destructive_jobs")
-def undo_preflight(request: HttpRequest) -> HttpResponse:
-    from jobs.models import Job
-    from jobs.services import ordered_hosts
-
-    job_id = request.POST.get("job") or request.GET.get("job") or ""
-    removed = removed_guardian_of(job_id)
-    if removed is None:
-        return render(request, "workflows/reset_undo.html", {"problem": "Choose a reset job that removed a guardian."})
-    job = Job.objects.get(pk=int(job_id))
-    hosts = ordered_hosts(job)
-    if not hosts:
-        return render(request, "workflows/reset_undo.html", {"problem": "The host of that reset is not registered."})
-    if request.method == "POST":
-        return start(request, "undo_guardian_reset", hosts[0], {"reset_job": job.pk})
-    ops: list[Operation[Any]] = [
-        GetGuardians(),
-        ListShieldedCertificates(),
-        NewGuardianByThumbprints(
-            removed["guardian_name"], removed["signing_thumbprint"], removed["encryption_thumbprint"]
-        ),
-    ]
-    context = {"job": job, "host": hosts[0], "removed": removed, "powershell": powershell_of(ops)}
-    context["fallback_powershell"] = fallback_script(job, removed).lines()
-    return render(request, "workflows/reset_undo.html", context)
-
-
 def fallback_script(job: Any, removed: dict[str, Any]) -> PowerShellScript:
     """The undo from the public metadata the reset kept, with that metadata inline so the lines run as shown."""
     temp, name = f"{TEMP_DIR}\\gc-{sample_token()}-guardian.xml", removed["guardian_name"]
@@ -513,17 +305,3 @@ def fallback_script(job: Any, removed: dict[str, Any]) -> PowerShellScript:
     else:
         script.comment(f"Job #{job.pk} kept no metadata of '{name}': this way back is closed.")
     return script.add(WriteFileBytes(temp, b""), ImportGuardianMetadata(temp, name), RemoveFiles([temp]))
-
-
-def start(request: HttpRequest, kind: str, host: Any, params: dict[str, Any], vms: list[str] | None = None) -> Any:
-
-    from jobs.services import create_job
-
-    job = create_job(request.user, kind, hosts=[host], vms=vms or [], params=params)
-    return redirect(f"/jobs/{job.pk}/")
-
-
-urlpatterns = [
-    path("jobs/new/reset/", reset_preflight, name="reset_preflight"),
-    path("jobs/new/reset/undo/", undo_preflight, name="reset_undo_preflight"),
-]

@@ -3,47 +3,32 @@
 Steps: create the shielded store if missing, copy both PFX files to the host, import them into the store, create the
 guardian by thumbprints (-AllowExpired -AllowUntrustedRoot), remove the files, and verify HasPrivateSigningKey.
 Re-running on a host that already has the pair changes nothing. A guardian named `UntrustedGuardian` with other
-certificates is kept: the pair is imported under a distinct name.
-"""
+certificates is kept: the pair is imported under a distinct name."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
-from django.urls import path
-
-from console.roles import require
 from hosts import crypto
+from hosts.inventory.models import Guardian
 from hosts.remoting.catalog.guardians import (
     CreateShieldedStore,
     GetGuardians,
     ImportPfx,
     ListShieldedCertificates,
     NewGuardianByThumbprints,
+    RemoveFiles,
     StoreListing,
     WriteFileBytes,
     thumbprints_of,
 )
-from hosts.remoting.errors import RemotingError
 from hosts.remoting.operation import Secret
 from hosts.vault.models import EscrowedPair
 from hosts.vault.pfx import ENCRYPTION_FILE, SIGNING_FILE
-from jobs.kinds import JobContext, JobFailed, job_kind
+from jobs.kinds import JobFailed
 
-from .escrow import (
-    TEMP_DIR,
-    LogFn,
-    _no_log,
-    chosen_host,
-    preflight_page,
-    require_protected_transport,
-    start_job,
-    temp_pfx_paths,
-    temporary_files,
-    transport_warnings,
-)
-from .powershell import PowerShellScript, sample_pfx_paths, sample_token
+from ..powershell import PowerShellScript, sample_pfx_paths, sample_token
+from ..transfer import LogFn, _no_log, require_protected_transport, temp_pfx_paths, temporary_files
 
 DEFAULT_NAME = "UntrustedGuardian"
 
@@ -127,36 +112,9 @@ def verify(session: Any, host: Any, key: tuple[str, str], name: str) -> None:
         )
 
 
-@job_kind("import_guardian", label="Import a guardian to a host", permission="run_jobs", mutating=True)
-def import_guardian_job(ctx: JobContext) -> str:
-    """params: vault_entry (EscrowedPair id)."""
-    host = ctx.host
-    if host is None:
-        raise JobFailed("No host given: choose the host to import the guardian to.")
-    pair = EscrowedPair.objects.filter(pk=int(ctx.params.get("vault_entry") or 0)).first()
-    if pair is None:
-        raise JobFailed("The vault entry no longer exists.")
-    with ctx.step(f"Import {pair} to {host}"):
-        try:
-            name = import_pair(ctx.session(host), host, pair, log=ctx.log)
-        except RemotingError as exc:
-            if ctx.cancel_requested:
-                raise
-            raise JobFailed(
-                f"{exc} The vault entry is unchanged. Run the import again once {host} answers: it skips what is "
-                "already done (certificates already in the store are not imported twice)."
-            ) from None
-    ctx.record("guardian_name", name)
-    return f"{host} holds {pair} as guardian '{name}' with its private keys"
-
-
-# -- preflight page -----------------------------------------------------------------------------------------------
-
-
 def import_lines(script: PowerShellScript, pair: EscrowedPair, name: str, from_vault: bool = True) -> PowerShellScript:
     """What `import_pair` sends to a host that lacks the pair, for Show PowerShell. The PFX bytes come from the
     vault's download (`from_vault`) or from $signingPfx / $encryptionPfx read by an escrow shown above."""
-    from hosts.remoting.catalog.guardians import RemoveFiles
 
     paths, secret = sample_pfx_paths(sample_token()), Secret("")
     if from_vault:
@@ -171,17 +129,9 @@ def import_lines(script: PowerShellScript, pair: EscrowedPair, name: str, from_v
     return script.add(GetGuardians())
 
 
-def chosen_pair(request: HttpRequest) -> EscrowedPair | None:
-    raw = request.POST.get("pair") or request.GET.get("pair") or ""
-    return EscrowedPair.objects.filter(pk=int(raw)).first() if raw.isdigit() else None
-
-
 def host_situation(host: Any, pair: EscrowedPair) -> tuple[list[str], str]:
     """What the last inventory says about the host, and the guardian name the import would most likely use."""
-    from django.apps import apps
-
-    guardian_model = apps.get_model("inventory", "Guardian")
-    rows = list(guardian_model.objects.filter(host=host))
+    rows = list(Guardian.objects.filter(host=host))
     key = (pair.signing_thumbprint, pair.encryption_thumbprint)
     notes = []
     same = next((g for g in rows if (g.signing_thumbprint, g.encryption_thumbprint) == key), None)
@@ -196,65 +146,3 @@ def host_situation(host: Any, pair: EscrowedPair) -> tuple[list[str], str]:
     if pair.expired():
         notes.append("The pair has expired; it is imported with -AllowExpired and still unlocks the VMs sealed to it.")
     return notes, name
-
-
-IMPORT_RISKS = [
-    "A vault entry that fails its integrity check is not used: nothing is sent to the host.",
-    "If the connection drops during the import, the console reconnects to delete the temporary PFX files; running "
-    "the import again continues where it stopped (certificates already in the store are not imported twice).",
-    "If the guardian shows HasPrivateSigningKey False afterwards, the job fails and says so.",
-    "A host registered without certificate checking (HTTPS, check off) is refused: the password would not be safe.",
-]
-
-
-@require("run_jobs")
-def import_preflight(request: HttpRequest) -> HttpResponse:
-    host, pair = chosen_host(request), chosen_pair(request)
-    choices = [
-        (str(p.pk), f"{p.guardian_name or 'guardian'} {p.signing_thumbprint[:8]}") for p in EscrowedPair.objects.all()
-    ]
-    base: dict[str, Any] = {
-        "title": "Import a guardian to a host",
-        "host": host,
-        "chosen": str(pair.pk) if pair else "",
-        "intro": "Installs a guardian from the vault on a host, with its private keys, so that the VMs sealed to it "
-        "can start there (after a reinstall, or before moving a VM to that host).",
-    }
-    base |= {"choices": choices, "choices_label": "Vault entry", "choices_name": "pair", "submit_label": "Import"}
-    if pair is not None:
-        base["cancel_url"] = f"/vault/{pair.pk}/"
-    if host is None or pair is None:
-        missing = "the host to import it to" if pair else ("the vault entry to import" if host else "")
-        problem = f"Choose {missing}." if missing else "Choose the vault entry and the host to import it to."
-        return preflight_page(request, **base, problem=problem)
-    if request.method == "POST":
-        return start_job(request, "import_guardian", host, [], {"vault_entry": pair.pk})
-    notes, name = host_situation(host, pair)
-    notes = transport_warnings(host) + notes
-    steps = [
-        f"Read the guardians and the shielded certificate store of {host}; stop here if the pair is already there.",
-        "Create 'Shielded VM Local Certificates' if this host never had a vTPM.",
-        f"Copy both PFX files to {TEMP_DIR} over the encrypted session and import them into the store (exportable).",
-        "Delete the temporary files (also when something fails).",
-        f"Create guardian '{name}' by thumbprints with -AllowExpired -AllowUntrustedRoot.",
-        "Check that the guardian has its private signing key (HasPrivateSigningKey).",
-    ]
-    impact = [
-        f"{host}: two certificates with private keys added to its shielded store, and one guardian; existing "
-        "guardians and VMs are not changed.",
-        "VMs sealed to this guardian can then start on this host.",
-    ]
-    return preflight_page(
-        request,
-        **base,
-        ready=True,
-        steps=steps,
-        impact=impact,
-        risks=IMPORT_RISKS,
-        warnings=notes,
-        powershell=import_lines(PowerShellScript(), pair, name).lines(),
-        post=[("host", host.pk), ("pair", pair.pk)],
-    )
-
-
-urlpatterns = [path("jobs/new/import/", import_preflight, name="import_guardian_preflight")]

@@ -1,0 +1,32 @@
+"""The import job kind: a vault pair onto one host."""
+
+from __future__ import annotations
+
+from hosts.remoting.errors import RemotingError
+from hosts.vault.models import EscrowedPair
+from jobs.kinds import JobContext, JobFailed, job_kind
+
+from .plan import import_pair
+
+
+@job_kind("import_guardian", label="Import a guardian to a host", permission="run_jobs", mutating=True)
+def import_guardian_job(ctx: JobContext) -> str:
+    """params: vault_entry (EscrowedPair id)."""
+    host = ctx.host
+    if host is None:
+        raise JobFailed("No host given: choose the host to import the guardian to.")
+    pair = EscrowedPair.objects.filter(pk=int(ctx.params.get("vault_entry") or 0)).first()
+    if pair is None:
+        raise JobFailed("The vault entry no longer exists.")
+    with ctx.step(f"Import {pair} to {host}"):
+        try:
+            name = import_pair(ctx.session(host), host, pair, log=ctx.log)
+        except RemotingError as exc:
+            if ctx.cancel_requested:
+                raise
+            raise JobFailed(
+                f"{exc} The vault entry is unchanged. Run the import again once {host} answers: it skips what is "
+                "already done (certificates already in the store are not imported twice)."
+            ) from None
+    ctx.record("guardian_name", name)
+    return f"{host} holds {pair} as guardian '{name}' with its private keys"

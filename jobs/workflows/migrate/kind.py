@@ -1,0 +1,58 @@
+"""The migration job kind: one VM from a source host to a target host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from console.models import AuditEvent
+from hosts.remoting.errors import RemotingError
+from jobs.kinds import JobContext, JobFailed, job_kind
+from jobs.services import ordered_hosts
+
+from ..pages import preflight_link
+from .plan import MigrationOptions
+from .run import migrate_vm
+
+
+def migrate_again(job: Any) -> str:
+    """The wizard with the job's choices; the user checks both hosts again before a second run."""
+
+    hosts = ordered_hosts(job)
+    query: list[tuple[str, Any]] = [
+        ("target", hosts[1].pk if len(hosts) > 1 else ""),
+        ("vm", job.vms[0] if job.vms else ""),
+    ]
+    query += [
+        ("form", "1"),
+        *((key, job.params.get(key)) for key in ("method", "unseal", "source_after", "share", "files_path")),
+    ]
+    query += [(key, "on") for key in ("new_id", "start") if job.params.get(key)]
+    return preflight_link("/jobs/new/migrate/", job, query)
+
+
+@job_kind(
+    "migrate_vm",
+    label="Migrate a VM between hosts",
+    permission="run_jobs",
+    mutating=True,
+    preflight_url=migrate_again,
+)
+def migrate_vm_job(ctx: JobContext) -> str:
+    """hosts: [source, target]; vms: [name]; params: MigrationOptions.as_params()."""
+    if len(ctx.hosts) != 2 or len(ctx.vms) != 1:
+        raise JobFailed("A migration needs a source host, a target host and one VM.")
+    opts = MigrationOptions.from_params(ctx.vms[0], ctx.params)
+    if opts.problems():
+        raise JobFailed(" ".join(opts.problems()))
+    source, target = ctx.hosts
+    summary = migrate_vm(ctx, (reach(ctx, source), reach(ctx, target)), (source, target), opts)
+    detail = {"job": ctx.job.pk, "vm": opts.vm_name, "source": source.name, "method": opts.method}
+    AuditEvent.record(ctx.user, "vm.migrated", target, unseal=opts.unseal, source_after=opts.source_after, **detail)
+    return summary
+
+
+def reach(ctx: JobContext, host: Any) -> Any:
+    try:
+        return ctx.session(host)
+    except RemotingError as exc:
+        raise JobFailed(f"Nothing was changed: {host} cannot be reached — {exc}") from None

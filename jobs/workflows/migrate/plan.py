@@ -1,0 +1,397 @@
+"""Migration between lab hosts: the options, the checks on both hosts and the plan of what will run, and what
+Show PowerShell prints for it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
+from hosts.remoting.catalog.guardians import (
+    TEMP_DIR,
+    ExportGuardian,
+    GetGuardians,
+    ImportGuardianMetadata,
+    ReadFileBytes,
+    RemoveFiles,
+    WriteFileBytes,
+)
+from hosts.remoting.catalog.inventory import HostInventoryFacts, ReadHostInventory, ReadVmDetails, VmFacts
+from hosts.remoting.catalog.vms import (
+    CompareMove,
+    CompareVM,
+    ExportVM,
+    GenerateLocalGuardian,
+    GetVM,
+    GetVmHost,
+    GetVmSecurity,
+    GrantKeyProtectorAccess,
+    ImportOptions,
+    ImportVM,
+    MoveVM,
+    RemoveFolder,
+    RemoveVM,
+    SetKeyProtector,
+    StartVM,
+    StopVM,
+    TestPath,
+    exported_config_path,
+)
+from hosts.remoting.keyprotector import KeyProtectorInfo
+from hosts.vault.models import EscrowedPair, find_pair
+
+from ..escrow.plan import escrow_lines
+from ..import_guardian.plan import distinct_name, import_lines
+from ..powershell import PowerShellScript, sample_token
+
+METHODS = {
+    "export": "Export to the lab share, import a copy on the target",
+    "live": "Live migration (Move-VM)",
+    "register": "Register VM files already on the target",
+}
+
+
+UNSEAL = {
+    "carry": "Carry the owner guardian's PFX pair through the vault",
+    "authorise": "Authorise the target's own guardian in the VM's key protector (no private key leaves the source)",
+}
+
+
+SOURCE_AFTER = {"off": "Leave the source copy off", "remove": "Remove the source copy (its disks stay on the host)"}
+
+
+def lab_share() -> str:
+    return str(getattr(settings, "LAB_SHARE", "\\\\LAB\\share"))
+
+
+@dataclass
+class MigrationOptions:
+    vm_name: str
+    method: str = "export"
+    unseal: str = "carry"
+    new_id: bool = False
+    start: bool = True
+    source_after: str = "off"
+    share: str = ""
+    files_path: str = ""  # method "register": the .vmcx of the VM on the target
+
+    def __post_init__(self) -> None:
+        self.share = self.share or lab_share()
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.method not in METHODS:
+            found.append("Choose a migration method.")
+        if self.unseal not in UNSEAL:
+            found.append("Choose how the target gets the right to unseal the VM.")
+        if self.source_after not in SOURCE_AFTER:
+            found.append("Choose what happens to the source copy.")
+        if self.method == "register" and not self.files_path.lower().endswith(".vmcx"):
+            found.append("Give the path of the VM's .vmcx file on the target (…\\Virtual Machines\\<ID>.vmcx).")
+        if self.method == "export" and not self.share.startswith("\\\\"):
+            found.append("The lab share must be a UNC path (\\\\server\\share) that both hosts can reach.")
+        return found
+
+    @classmethod
+    def from_params(cls, vm_name: str, params: dict[str, Any]) -> MigrationOptions:
+        known = {k: params[k] for k in ("method", "unseal", "source_after", "share", "files_path") if k in params}
+        return cls(vm_name, new_id=bool(params.get("new_id")), start=bool(params.get("start", True)), **known)
+
+    def as_params(self) -> dict[str, Any]:
+        params = asdict(self)
+        params.pop("vm_name")
+        return params
+
+
+@dataclass
+class Check:
+    level: str  # ok | warn | fail
+    text: str
+
+
+@dataclass
+class HostSide:
+    """What one host looks like for the migration, read live."""
+
+    inventory: HostInventoryFacts
+    computer_name: str
+    live_migration: bool
+    virtual_machine_path: str = ""
+
+    @property
+    def keyed(self) -> set[str]:
+        return {c.thumbprint.upper() for c in self.inventory.certificates if c.has_private_key}
+
+    def can_unseal(self, kp: KeyProtectorInfo) -> bool:
+        return any({g.signing, g.encryption} <= self.keyed for g in kp.guardians)
+
+    def vm(self, name: str) -> VmFacts | None:
+        return next((vm for vm in self.inventory.vms if vm.name.lower() == name.lower()), None)
+
+
+def read_side(session: Any) -> HostSide:
+    inventory = session.run(ReadHostInventory())
+    inventory.facts.require_local()
+    vm_host = session.run(GetVmHost())
+    name = vm_host.computer_name or inventory.facts.computer_name
+    return HostSide(inventory, name, vm_host.live_migration, vm_host.virtual_machine_path)
+
+
+@dataclass
+class MigrationPlan:
+    checks: list[Check] = field(default_factory=list)
+    vm: VmFacts | None = None
+    tpm_enabled: bool = False
+    key_protector: KeyProtectorInfo = field(default_factory=lambda: KeyProtectorInfo(present=False))
+    unseal_needed: bool = False
+    vault_pair: EscrowedPair | None = None
+    target_guardian: str = ""  # authorise: the target's guardian that will be granted access ("" = generate one)
+    import_name: str = ""  # carry: the name the owner's pair gets on the target
+    target_name: str = ""  # the target's computer name (Move-VM's destination)
+    source_name: str = ""  # the source's computer name (where a live-migrated VM would go back to)
+    target_storage: str = ""  # live migration: the folder on the target that receives all the VM's files
+
+    def add(self, level: str, text: str) -> None:
+        self.checks.append(Check(level, text))
+
+    @property
+    def failures(self) -> list[str]:
+        return [c.text for c in self.checks if c.level == "fail"]
+
+
+def plan_migration(
+    source_session: Any, target_session: Any, source: Any, target: Any, opts: MigrationOptions
+) -> MigrationPlan:
+    """Check both hosts live and decide every step; failures are listed in plan.checks, nothing is changed."""
+    plan = MigrationPlan()
+    src, tgt = read_side(source_session), read_side(target_session)
+    plan.add("ok", f"{source} and {target} answer, both in Local mode")
+    plan.target_name, plan.source_name = tgt.computer_name, src.computer_name
+    if tgt.virtual_machine_path:
+        plan.target_storage = f"{tgt.virtual_machine_path.rstrip(chr(92))}\\{opts.vm_name}"
+    plan.vm = src.vm(opts.vm_name)
+    if plan.vm is None:
+        plan.add("fail", f"{source} has no VM named '{opts.vm_name}'.")
+        return plan
+    details = source_session.run(ReadVmDetails([plan.vm.name]))[plan.vm.name]
+    plan.tpm_enabled, plan.key_protector = details.tpm_enabled, details.key_protector
+    check_state(plan, opts, source)
+    check_target(plan, tgt, target, opts)
+    check_method(plan, src, tgt, source_session, target_session, source, target, opts)
+    check_unseal(plan, src, tgt, source, target, opts)
+    if opts.method == "live":
+        compare_move(plan, source_session, source, target)
+    return plan
+
+
+def check_state(plan: MigrationPlan, opts: MigrationOptions, source: Any) -> None:
+    assert plan.vm is not None
+    state = plan.vm.state
+    if state == "Running" and opts.method != "live":
+        plan.add("warn", f"'{plan.vm.name}' is Running on {source}: the job shuts it down before moving it.")
+    elif state not in ("Off", "Running", "Saved"):
+        plan.add("fail", f"'{plan.vm.name}' is {state} on {source}: turn it Off (or let it run) first.")
+    else:
+        plan.add("ok", f"'{plan.vm.name}' is {state} on {source}")
+
+
+def check_target(plan: MigrationPlan, tgt: HostSide, target: Any, opts: MigrationOptions) -> None:
+    assert plan.vm is not None
+    if tgt.vm(opts.vm_name) is not None:
+        plan.add(
+            "fail",
+            f"{target} already has a VM named '{opts.vm_name}'. Rename or remove one of them first: two VMs of one "
+            "name on a host cannot be told apart by name.",
+        )
+    same_id = any(vm.vm_id == plan.vm.vm_id for vm in tgt.inventory.vms)
+    if same_id and opts.method == "live":
+        plan.add("fail", f"{target} already has a VM with the ID {plan.vm.vm_id}.")
+    elif same_id and opts.method == "export" and not opts.new_id:
+        plan.add("fail", f"{target} already has a VM with the ID {plan.vm.vm_id}: tick “new ID” to import a copy.")
+
+
+def check_method(
+    plan: MigrationPlan,
+    src: HostSide,
+    tgt: HostSide,
+    source_session: Any,
+    target_session: Any,
+    source: Any,
+    target: Any,
+    opts: MigrationOptions,
+) -> None:
+    if opts.method == "live":
+        for host, side in ((source, src), (target, tgt)):
+            if side.live_migration:
+                plan.add("ok", f"Live migration is enabled on {host}")
+            else:
+                plan.add("fail", f"Live migration is not enabled on {host} (Enable-VMMigration): use export/import.")
+    elif opts.method == "export":
+        for host, session in ((source, source_session), (target, target_session)):
+            if session.run(TestPath(opts.share)):
+                plan.add("ok", f"{host} sees the lab share {opts.share}")
+            else:
+                plan.add("fail", f"{host} cannot reach the lab share {opts.share}.")
+        plan.add("ok", "Compare-VM runs on the target after the export; the job stops if it reports a problem")
+    else:
+        if not target_session.run(TestPath(opts.files_path)):
+            plan.add("fail", f"{target} has no file {opts.files_path}.")
+            return
+        report = target_session.run(CompareVM(ImportOptions(opts.files_path, copy=False)))
+        for problem in report.incompatibilities:
+            plan.add("fail", f"Compare-VM on {target}: {problem}")
+        if report.ok:
+            plan.add("ok", f"Compare-VM on {target} reports no incompatibility")
+
+
+def compare_move(plan: MigrationPlan, source_session: Any, source: Any, target: Any) -> None:
+    """Ask the source what Move-VM would find wrong (it checks the target itself, as the move will). That the target
+    cannot unwrap the key protector yet is expected when the job gives it the right first: the job asks again then,
+    just before Move-VM."""
+    assert plan.vm is not None
+    if plan.failures:
+        return  # its findings would repeat the ones above
+    report = source_session.run(CompareMove(plan.vm.name, plan.target_name, plan.target_storage))
+    for problem in report.incompatibilities:
+        if plan.unseal_needed and "key protector" in problem.lower():
+            plan.add(
+                "ok",
+                f"Compare-VM on {source}: {target} cannot unwrap the key protector yet — the job gives it "
+                "the right first, then runs Compare-VM again before Move-VM",
+            )
+        else:
+            plan.add("fail", f"Compare-VM on {source} for a move to {target}: {problem}")
+    if report.ok:
+        plan.add("ok", f"Compare-VM on {source} reports no incompatibility for a move to {target}")
+
+
+def check_unseal(
+    plan: MigrationPlan,
+    src: HostSide,
+    tgt: HostSide,
+    source: Any,
+    target: Any,
+    opts: MigrationOptions,
+) -> None:
+    kp = plan.key_protector
+    if not kp.present:
+        plan.add("ok", "The VM has no key protector: it needs no guardian on the target")
+        return
+    if tgt.can_unseal(kp):
+        plan.add("ok", f"{target} already holds the private keys of a guardian of this VM")
+        return
+    plan.unseal_needed = True
+    if opts.unseal == "carry":
+        plan_carry(plan, src, tgt, source, target)
+    else:
+        plan_authorise(plan, src, tgt, source, target)
+
+
+def plan_carry(plan: MigrationPlan, src: HostSide, tgt: HostSide, source: Any, target: Any) -> None:
+
+    kp = plan.key_protector
+    ordered = ([kp.owner] if kp.owner else []) + [g for g in kp.guardians if g != kp.owner]
+    plan.vault_pair = next((p for g in ordered if (p := find_pair(g.signing, g.encryption)) is not None), None)
+    if plan.vault_pair is not None:
+        plan.add("ok", f"{target} will get {plan.vault_pair} from the vault")
+        plan.import_name = distinct_name(plan.vault_pair, tgt.inventory.guardians)
+    elif kp.owner is not None and {kp.owner.signing, kp.owner.encryption} <= src.keyed:
+        plan.add("ok", f"The owner guardian will be escrowed from {source} first, then imported to {target}")
+        escrowed = EscrowedPair(signing_thumbprint=kp.owner.signing, encryption_thumbprint=kp.owner.encryption)
+        plan.import_name = distinct_name(escrowed, tgt.inventory.guardians)
+    else:
+        plan.add("fail", "No guardian of this VM is in the vault, and the source lacks the owner's private keys.")
+
+
+def plan_authorise(plan: MigrationPlan, src: HostSide, tgt: HostSide, source: Any, target: Any) -> None:
+    assert plan.vm is not None
+    owner = plan.key_protector.owner
+    if owner is None or owner.signing not in src.keyed:
+        plan.add("fail", f"{source} lacks the owner's private signing key, which granting access needs: use carry.")
+    if plan.vm.state == "Saved":
+        plan.add("fail", "A saved state cannot be resumed after its key protector changes: use carry, or discard it.")
+    elif plan.vm.state == "Running":
+        plan.add("warn", "The VM is shut down before its key protector changes (it cannot change while running).")
+    local = next((g for g in tgt.inventory.guardians if g.name == UNTRUSTED_GUARDIAN), None)
+    if local is None:
+        plan.add("ok", f"{target} has no guardian yet: the job creates its UntrustedGuardian, then authorises it")
+    elif not local.has_private_signing_key or local.encryption_thumbprint.upper() not in tgt.keyed:
+        plan.add("fail", f"The UntrustedGuardian of {target} has lost its private keys: reset it first.")
+    else:
+        plan.target_guardian = local.name
+        plan.add("ok", f"The UntrustedGuardian of {target} will be authorised in the VM's key protector")
+
+
+def migration_script(plan: MigrationPlan, opts: MigrationOptions, source: Any, target: Any) -> PowerShellScript:
+    """What the job will send, in order and host by host, as far as the preflight can know it; runnable by hand."""
+    vm, token = opts.vm_name, sample_token()
+    script = PowerShellScript().on(source, "source").add(ReadHostInventory(), GetVmHost(), ReadVmDetails([vm]))
+    script.on(target, "target").add(ReadHostInventory(), GetVmHost())
+    if plan.unseal_needed and opts.unseal == "carry":
+        carry_lines(script, plan, source, target)
+    if plan.unseal_needed and opts.unseal == "authorise":
+        authorise_lines(script, plan, opts, source, target, token)
+    if opts.method == "live":
+        destination = plan.target_name or str(target)
+        script.on(source, "source").add(CompareMove(vm, destination, plan.target_storage))
+        script.add(MoveVM(vm, destination, plan.target_storage))
+        return finish_lines(script, opts, source, target)
+    running = plan.vm is not None and plan.vm.state == "Running"
+    if running and not (plan.unseal_needed and opts.unseal == "authorise"):  # authorising stopped it already
+        script.on(source, "source").add(StopVM(vm))
+    if opts.method == "export":
+        folder = f"{opts.share}\\gc-migrate-{token}"
+        config = exported_config_path(f"{folder}\\{vm}", plan.vm.vm_id if plan.vm else "<ID>")
+        options = ImportOptions(config, copy=True, generate_new_id=opts.new_id)
+        script.on(source, "source").add(ExportVM(vm, folder))
+        script.on(target, "target").add(CompareVM(options), ImportVM(options))
+        script.on(source, "source").add(RemoveFolder(folder))
+    else:
+        options = ImportOptions(opts.files_path, copy=False)
+        script.on(target, "target").add(CompareVM(options), ImportVM(options))
+        if plan.unseal_needed and opts.unseal == "authorise":
+            script.add(SetKeyProtector(vm, b""))  # the protector granted on the source, for the files copied before
+    return finish_lines(script, opts, source, target)
+
+
+def finish_lines(script: PowerShellScript, opts: MigrationOptions, source: Any, target: Any) -> PowerShellScript:
+    vm = opts.vm_name
+    if opts.start:
+        script.on(target, "target").add(StartVM(vm), GetVM(vm))
+    if opts.method != "live" and opts.source_after == "remove":
+        script.on(source, "source").add(RemoveVM(vm))
+    return script
+
+
+def carry_lines(script: PowerShellScript, plan: MigrationPlan, source: Any, target: Any) -> None:
+    """The owner's pair to the target: from the vault's download, or escrowed from the source first and its bytes
+    carried over."""
+
+    if plan.vault_pair is not None:
+        import_lines(script.on(target, "target"), plan.vault_pair, plan.import_name)
+        return
+    owner = plan.key_protector.owner
+    if owner is None:
+        return  # the preflight fails: nothing to show
+    escrow_lines(script.on(source, "source"), owner.signing, owner.encryption)
+    pair = EscrowedPair(signing_thumbprint=owner.signing, encryption_thumbprint=owner.encryption)
+    import_lines(script.on(target, "target"), pair, plan.import_name, from_vault=False)
+
+
+def authorise_lines(
+    script: PowerShellScript, plan: MigrationPlan, opts: MigrationOptions, source: Any, target: Any, token: str
+) -> None:
+    """Authorise the target's guardian: its public metadata goes to the source, which grants it access."""
+    vm, guardian = opts.vm_name, plan.target_guardian or UNTRUSTED_GUARDIAN
+    temp, granted_as = f"{TEMP_DIR}\\gc-{token}-guardian.xml", f"{plan.target_name or target}-{guardian}"
+    if plan.vm is not None and plan.vm.state == "Running":
+        script.on(source, "source").add(StopVM(vm))
+    script.on(target, "target")
+    if not plan.target_guardian:
+        script.add(GenerateLocalGuardian())
+    script.add(ExportGuardian(guardian, temp)).add(ReadFileBytes(temp), into="$guardianXml").add(RemoveFiles([temp]))
+    script.on(source, "source").add(WriteFileBytes(temp, b""), GetGuardians(), ImportGuardianMetadata(temp, granted_as))
+    script.add(RemoveFiles([temp]), GetVmSecurity(vm), GrantKeyProtectorAccess(b"", granted_as))
+    script.add(SetKeyProtector(vm, b""))

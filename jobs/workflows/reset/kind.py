@@ -1,0 +1,63 @@
+"""The reset and undo job kinds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from console.models import AuditEvent
+from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
+from jobs.kinds import JobContext, JobFailed, job_kind
+
+from ..pages import preflight_link
+from .plan import removed_guardian_of, reset_guardian, undo_reset
+
+
+def reset_again(job: Any) -> str:
+    return preflight_link(
+        "/jobs/new/reset/", job, [("guardian", job.params.get("guardian_name") or UNTRUSTED_GUARDIAN)]
+    )
+
+
+def undo_again(job: Any) -> str:
+    return f"/jobs/new/reset/undo/?job={int(job.params.get('reset_job') or 0)}"
+
+
+@job_kind(
+    "reset_guardian",
+    label="Reset a broken guardian",
+    permission="run_destructive_jobs",
+    mutating=True,
+    preflight_url=reset_again,
+)
+def reset_guardian_job(ctx: JobContext) -> str:
+    """params: guardian_name (default UntrustedGuardian)."""
+    host = ctx.host
+    if host is None:
+        raise JobFailed("No host given: choose the host whose guardian lost its private keys.")
+    summary = reset_guardian(ctx, ctx.session(host), host, ctx.params.get("guardian_name") or UNTRUSTED_GUARDIAN)
+    removed = dict(ctx.job.results.get("removed_guardian") or {})
+    removed.pop("metadata_xml", None)
+    AuditEvent.record(ctx.user, "guardian.reset", host, job=ctx.job.pk, **removed)
+    undo_url = f"/jobs/new/reset/undo/?job={ctx.job.pk}"
+    ctx.record("next_url", undo_url)  # the job page shows it as a button (jobs.views.NEXT_URL)
+    ctx.record("next_label", "Undo this reset…")
+    ctx.log(f"To undo: {undo_url}")
+    return summary
+
+
+@job_kind(
+    "undo_guardian_reset",
+    label="Undo a guardian reset",
+    permission="run_destructive_jobs",
+    mutating=True,
+    preflight_url=undo_again,
+)
+def undo_reset_job(ctx: JobContext) -> str:
+    """params: reset_job (id of the finished reset job whose removed guardian comes back)."""
+    host = ctx.host
+    removed = removed_guardian_of(ctx.params.get("reset_job"))
+    if host is None or removed is None:
+        raise JobFailed("That reset job recorded no removed guardian: there is nothing to undo.")
+    summary = undo_reset(ctx, ctx.session(host), host, removed)
+    AuditEvent.record(ctx.user, "guardian.reset_undone", host, job=ctx.job.pk, reset_job=ctx.params.get("reset_job"))
+    return summary

@@ -1,0 +1,31 @@
+"""The restore job kind: one VM of one host."""
+
+from __future__ import annotations
+
+from hosts.remoting.errors import RemotingError
+from jobs.kinds import JobContext, JobFailed, job_kind
+
+from .plan import restore_vm
+
+
+@job_kind("restore_vm", label="Restore a VM after reinstall", permission="run_jobs", mutating=True)
+def restore_vm_job(ctx: JobContext) -> str:
+    host = ctx.host
+    if host is None or not ctx.vms:
+        raise JobFailed("Choose the host and the VM to restore.")
+    restored = []
+    for vm_name in ctx.vms:
+        with ctx.step(f"Restore VM '{vm_name}' on {host}"):
+            try:
+                name = restore_vm(ctx.session(host), host, vm_name, log=ctx.log)
+            except RemotingError as exc:
+                if ctx.cancel_requested:
+                    raise
+                raise JobFailed(
+                    f"{exc} Nothing was taken out of the vault. Run the restore again once {host} answers: it "
+                    "continues where it stopped."
+                ) from None
+        restored.append(vm_name)
+        ctx.record("guardian_name", name)
+    ctx.record("restored_vms", restored)
+    return f"{', '.join(restored)} running on {host}"

@@ -1,0 +1,37 @@
+"""The vTPM job kind: several VMs of one host, off or on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from console.models import AuditEvent
+from jobs.kinds import JobContext, JobFailed, job_kind
+
+from ..pages import preflight_link
+from .plan import change_vtpms, changes_from
+
+
+def vtpm_again(job: Any) -> str:
+    return preflight_link(
+        "/jobs/new/vtpm/", job, [("action", job.params.get("action")), *(("vm", vm) for vm in job.vms)]
+    )
+
+
+@job_kind(
+    "vtpm",
+    label="Turn vTPM off or on",
+    permission="run_destructive_jobs",
+    mutating=True,
+    preflight_url=vtpm_again,
+)
+def vtpm_job(ctx: JobContext) -> str:
+    """params: action (disable|enable), confirmed (VM names typed), remove_saved_state (VM names)."""
+    host = ctx.host
+    if host is None:
+        raise JobFailed("No host given.")
+    try:
+        return change_vtpms(ctx, ctx.session(host), host, changes_from(ctx.params, ctx.vms))
+    finally:
+        changed = ctx.job.results.get("changed") or []
+        if changed:
+            AuditEvent.record(ctx.user, f"vm.tpm_{ctx.params.get('action')}", host, job=ctx.job.pk, vms=changed)

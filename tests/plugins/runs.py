@@ -1,0 +1,39 @@
+"""Running a workflow outside a job, for tests: DirectRun is what a workflow needs from a run (jobs.kinds.Run)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from jobs.kinds import Step
+
+
+class DirectRun:
+    """What a workflow needs from a JobContext — log, step, record, check_cancelled, user — for running it
+    directly (tests, scripts). Lines are kept in `lines`, results in `results`."""
+
+    def __init__(self, user: Any = None) -> None:
+        self.user = user
+        self.lines: list[tuple[str, str]] = []
+        self.results: dict[str, Any] = {}
+        self.steps: list[str] = []
+
+    def log(self, text: str, level: str = "info") -> None:
+        self.lines.append((level, text))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line for _level, line in self.lines)
+
+    @contextmanager
+    def step(self, title: str, destructive: bool = False) -> Iterator[Step]:
+        self.log(f"▶ {title}")
+        yield Step(title=title, needed=True)
+        self.steps.append(title)
+
+    def record(self, key: str, value: Any) -> None:
+        self.results[key] = value
+
+    def check_cancelled(self) -> None:
+        return None
