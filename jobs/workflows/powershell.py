@@ -113,6 +113,10 @@ class PowerShellScript:
         statement.into = variable
         self.current[channel] = self.variables[variable] = _Bytes(variable + member, statement)
 
+    def commands(self) -> list[tuple[str, Cmd]]:
+        """(host, command) of every statement, in order: what a test compares with what a host received."""
+        return [(item.host, cmd) for item in self.items if isinstance(item, _Statement) for cmd in item.cmds]
+
     def lines(self) -> list[str]:
         out: list[str] = []
         for item in self.items:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 from html import unescape
+from typing import Any
+
+from hosts.remoting.operation import Secret, Switch
 
 
 def shown_powershell(html: str) -> list[str]:
@@ -26,3 +29,53 @@ def assert_runnable(lines: list[str]) -> None:
         assert "bytes>" not in line and "<random>" not in line, line
         # A quoted '<…>' stand-in would reach Windows as a literal name; only the password prompt may show one.
         assert re.findall(r"'<[^']*>'", line.replace("-AsSecureString '<password>'", "")) == [], line
+
+
+# Shown versus sent ---------------------------------------------------------------------------------------------
+# A preflight's Show PowerShell and the job must be one plan: the commands a simulated host received are compared
+# with the commands the preview rendered, in order, with what legitimately differs between the two made equal:
+# secrets (a prompt in the preview, a SecureString sent), byte arrays (a variable in the preview, bytes sent) and the
+# random token of temporary names (a sample in the preview, a fresh one in the job).
+
+TEMP_TOKEN = re.compile(r"gc-[0-9a-f]{6,}-")
+
+
+def comparable(value: Any) -> Any:
+    if isinstance(value, Secret) or value == "********":
+        return "<secret>"
+    if isinstance(value, bytes | bytearray) or (isinstance(value, str) and re.fullmatch(r"<\d+ bytes>", value)):
+        return "<bytes>"
+    if isinstance(value, Switch) or value is True:
+        return True
+    if isinstance(value, list | tuple):
+        return [comparable(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    return TEMP_TOKEN.sub("gc-*-", str(value))
+
+
+def command_key(name: str, params: dict[str, Any]) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    return name, tuple(sorted((key, repr(comparable(value))) for key, value in params.items()))
+
+
+def shown_commands(script: Any, host: str | None = None) -> list[tuple[str, tuple[tuple[str, Any], ...]]]:
+    """The commands of a PowerShellScript (jobs.workflows.powershell), optionally those shown for one host."""
+    return [command_key(cmd.name, cmd.params) for on, cmd in script.commands() if host is None or on == str(host)]
+
+
+def sent_commands(sim: Any, since: int = 0) -> list[tuple[str, tuple[tuple[str, Any], ...]]]:
+    """The commands a simulated host received (its command log from entry `since` on), comparable with
+    shown_commands."""
+    return [command_key(entry["cmdlet"], entry["parameters"]) for entry in sim.command_log[since:]]
+
+
+def assert_shown_is_sent(shown: list[Any], sent: list[Any]) -> None:
+    """The preview and the job ran the same commands in the same order (a readable diff when they did not)."""
+    if shown != sent:
+        width = max(len(shown), len(sent))
+        rows = []
+        for i in range(width):
+            a = shown[i] if i < len(shown) else "—"
+            b = sent[i] if i < len(sent) else "—"
+            rows.append(f"{'  ' if a == b else '≠ '}{i:>2} shown {a}\n      sent  {b}")
+        raise AssertionError("Show PowerShell differs from what the host received:\n" + "\n".join(rows))

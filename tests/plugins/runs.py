@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from jobs.joblog import lines_to
 from jobs.kinds import Step
 
 
@@ -18,6 +19,15 @@ class DirectRun:
         self.lines: list[tuple[str, str]] = []
         self.results: dict[str, Any] = {}
         self.steps: list[str] = []
+
+    def __enter__(self) -> DirectRun:
+        """`with DirectRun() as run:` also keeps what domain code logs through its logger in `lines`."""
+        self._capture = lines_to(self.log)
+        self._capture.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._capture.__exit__(None, None, None)
 
     def log(self, text: str, level: str = "info") -> None:
         self.lines.append((level, text))
@@ -37,3 +47,11 @@ class DirectRun:
 
     def check_cancelled(self) -> None:
         return None
+
+
+@contextmanager
+def job_lines() -> Iterator[list[tuple[str, str]]]:
+    """The (level, text) lines domain code logs inside the block, as a job's log would get them (jobs/joblog.py)."""
+    lines: list[tuple[str, str]] = []
+    with lines_to(lambda text, level: lines.append((level, text))):
+        yield lines
