@@ -9,6 +9,7 @@ class ConsoleConfig(AppConfig):
     verbose_name = "Console"
 
     def ready(self) -> None:
+        # roles imports auth's models, which cannot be imported before the app registry is ready (it is, here)
         from .roles import ensure_roles
 
         post_migrate.connect(ensure_roles, sender=self)

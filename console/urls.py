@@ -8,17 +8,34 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path, re_path
 from django.views.static import serve
 
-from . import views
+from hosts.inventory import urls as inventory_urls
+
+from . import users, views
 
 handler403 = views.forbidden
+
+# The inventory's pages, and its refresh buttons, whose views start jobs and so live in console (hosts never
+# import jobs); all under the inventory's namespace.
+inventory_patterns = [
+    *inventory_urls.urlpatterns,
+    path("hosts/<int:pk>/refresh/", views.refresh_host, name="refresh-host"),
+    path("hosts/refresh/", views.refresh_all, name="refresh-all"),
+]
+
+user_patterns = [
+    path("", users.user_list, name="list"),
+    path("new/", users.user_create, name="create"),
+    path("<int:pk>/", users.user_edit, name="edit"),
+]
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("audit/", views.audit_trail, name="audit"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("users/", include((user_patterns, "users"))),
     path("", include("hosts.urls")),
-    path("", include("hosts.inventory.urls")),
+    path("", include((inventory_patterns, "inventory"))),
     path("", include("hosts.vault.urls")),
     path("", include("jobs.urls")),
     path("", include("jobs.workflows.urls")),  # the workflows' preflight pages under /jobs/new/

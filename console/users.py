@@ -1,6 +1,6 @@
 """Users and roles, managed by admins in the console: create a user with a role, change a role, deactivate.
 
-Routed under /users/ by hosts/urls.py. An admin cannot take away their own admin role or deactivate themselves,
+Routed under /users/ by console/urls.py. An admin cannot take away their own admin role or deactivate themselves,
 so the console always keeps someone who can manage it.
 """
 

@@ -11,7 +11,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography import x509
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
@@ -22,11 +22,8 @@ from django.utils import timezone
 
 from . import crypto
 from .fields import EncryptedField, open_text, seal_text
-from .remoting.connection import KERBEROS_MISSING, kerberos_available
+from .remoting.connection import KERBEROS_MISSING, ConnectionSpec, kerberos_available
 from .remoting.errors import REMEDIES
-
-if TYPE_CHECKING:
-    from hosts.remoting import ConnectionSpec
 
 
 class Transport(models.TextChoices):
@@ -293,8 +290,6 @@ class Host(models.Model):
         return {}
 
     def connection_spec(self) -> ConnectionSpec:
-        from hosts.remoting import ConnectionSpec
-
         return ConnectionSpec(
             address=self.address,
             port=self.port,

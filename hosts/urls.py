@@ -1,10 +1,8 @@
-"""URLs of the hosts app: the host registry under /hosts/ and user management under /users/."""
+"""URLs of the hosts app: the host registry under /hosts/."""
 
 from __future__ import annotations
 
 from django.urls import include, path
-
-from console import users
 
 from . import views
 
@@ -18,13 +16,4 @@ host_patterns = [
     path("<int:pk>/test/", views.host_test, name="test"),
 ]
 
-user_patterns = [
-    path("", users.user_list, name="list"),
-    path("new/", users.user_create, name="create"),
-    path("<int:pk>/", users.user_edit, name="edit"),
-]
-
-urlpatterns = [
-    path("hosts/", include((host_patterns, "hosts"))),
-    path("users/", include((user_patterns, "users"))),
-]
+urlpatterns = [path("hosts/", include((host_patterns, "hosts")))]

@@ -12,8 +12,6 @@ from django.db import transaction
 from django.db.models import ProtectedError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template import TemplateDoesNotExist
-from django.template.loader import get_template
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -29,7 +27,6 @@ from .remoting.errors import REMEDIES, RemotingError
 
 logger = logging.getLogger(__name__)
 
-INVENTORY_PANEL = "inventory/host_panel.html"
 # Account names shown inside the copy-paste PowerShell; anything else is replaced by a placeholder, so a host's
 # user name can never smuggle text into commands an admin runs.
 SAFE_ACCOUNT = re.compile(r"[A-Za-z0-9.][A-Za-z0-9._\\@-]{0,100}")
@@ -108,14 +105,6 @@ def _failure(kind: str, detail: str, action: str) -> ConnectionTestOutcome:
     return ConnectionTestOutcome(False, kind, f"{sentence} {action}".strip())
 
 
-def _inventory_panel() -> Any:
-    """C's inventory panel for the host page, when the inventory app provides one."""
-    try:
-        return get_template(INVENTORY_PANEL)
-    except TemplateDoesNotExist:
-        return None
-
-
 @require("view_console")
 def host_list(request: HttpRequest) -> HttpResponse:
     hosts = Host.objects.select_related("inventory")  # the last contact may be the last inventory refresh
@@ -125,7 +114,7 @@ def host_list(request: HttpRequest) -> HttpResponse:
 @require("view_console")
 def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
     host = get_object_or_404(Host, pk=pk)
-    return render(request, "hosts/detail.html", {"host": host, "inventory_panel": _inventory_panel()})
+    return render(request, "hosts/detail.html", {"host": host})
 
 
 @sensitive_post_parameters("password")  # kept out of error reports, should one ever be made

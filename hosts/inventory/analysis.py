@@ -15,10 +15,10 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.apps import apps
 from django.utils import timezone
 
 from hosts.models import Host
+from hosts.vault.models import EscrowedPair
 
 from . import actions
 from .actions import Action
@@ -49,7 +49,7 @@ class GuardianIdentity:
     holdings: dict[int, Holding] = field(default_factory=dict)  # by host id
     sealed_vms: list[VirtualMachine] = field(default_factory=list)
     owned_vms: list[VirtualMachine] = field(default_factory=list)
-    escrowed: bool | None = None  # None: the vault is not available
+    escrowed: bool = False  # the vault holds this pair
     vault_entry: int | None = None  # pk of the vault's EscrowedPair, when escrowed
     vault_name: str = ""  # the guardian name the vault knows it by
 
@@ -172,8 +172,8 @@ class Inventory:
     def _mark_escrow(identities: dict[Pair, GuardianIdentity]) -> None:
         escrowed = escrowed_pairs()
         for identity in identities.values():
-            identity.escrowed = None if escrowed is None else identity.pair in escrowed
-            entry = escrowed.get(identity.pair) if escrowed else None
+            entry = escrowed.get(identity.pair)
+            identity.escrowed = entry is not None
             if entry is not None:
                 identity.vault_entry, identity.vault_name = entry
 
@@ -409,14 +409,10 @@ def name_from_subject(subject: str) -> str:
     return f"{match['name']} (of {match['host']})" if match else ""
 
 
-def escrowed_pairs() -> dict[Pair, tuple[int, str]] | None:
-    """Pairs the vault holds, with their entry's pk and guardian name; None when the vault app has no model."""
-    try:
-        model = apps.get_model("vault", "EscrowedPair")
-    except LookupError:
-        return None
+def escrowed_pairs() -> dict[Pair, tuple[int, str]]:
+    """Pairs the vault holds, with their entry's pk and guardian name."""
     fields = ("signing_thumbprint", "encryption_thumbprint", "pk", "guardian_name")
-    rows = model.objects.order_by("created_at").values_list(*fields)
+    rows = EscrowedPair.objects.order_by("created_at").values_list(*fields)
     return {(signing, encryption): (pk, name or "") for signing, encryption, pk, name in rows}
 
 

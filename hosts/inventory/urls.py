@@ -1,4 +1,8 @@
-"""URLs of the inventory app: /guardians/, /vms/ and the refresh action of a host."""
+"""URLs of the inventory app: /guardians/ and /vms/.
+
+console/urls.py includes them under the namespace "inventory", together with the refresh buttons' routes
+(/hosts/<pk>/refresh/, /hosts/refresh/), whose views start jobs and so are console's.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,8 @@ from django.urls import path
 
 from . import views
 
-app_name = "inventory"
-
 urlpatterns = [
     path("guardians/", views.guardian_list, name="guardians"),
     path("vms/", views.vm_list, name="vms"),
     path("vms/<int:pk>/", views.vm_detail, name="vm"),
-    path("hosts/<int:pk>/refresh/", views.refresh, name="refresh-host"),
-    path("hosts/refresh/", views.refresh_all, name="refresh-all"),
 ]

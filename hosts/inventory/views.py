@@ -1,45 +1,17 @@
-"""Pages of the inventory: guardian identities across hosts, VMs with "can it start here?", and the refresh buttons
-(which start an inventory refresh job)."""
+"""Pages of the inventory: guardian identities across hosts, and VMs with "can it start here?".
+
+Its refresh buttons start jobs, so their views are console's (console/views.py): hosts never import jobs."""
 
 from __future__ import annotations
 
-from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.shortcuts import get_object_or_404, render
 
 from console.roles import require
-from hosts.models import Host
-from jobs.inventory import INVENTORY_REFRESH
-from jobs.services import create_job
 
 from . import actions
 from .analysis import Inventory
 from .models import VirtualMachine
-
-
-@require("run_jobs")
-@require_POST
-def refresh(request: HttpRequest, pk: int) -> HttpResponse:
-    """Refresh one host's inventory in a job (a slow host never holds up a web request); its log shows the outcome."""
-    host = get_object_or_404(Host, pk=pk)
-    return _refresh_job(request, [host])
-
-
-@require("run_jobs")
-@require_POST
-def refresh_all(request: HttpRequest) -> HttpResponse:
-    """Refresh every registered host's inventory, in one job."""
-    hosts = list(Host.objects.order_by("name"))
-    if not hosts:
-        messages.info(request, "No host is registered yet: nothing to refresh.")
-        return redirect("dashboard")
-    return _refresh_job(request, hosts)
-
-
-def _refresh_job(request: HttpRequest, hosts: list[Host]) -> HttpResponse:
-    job = create_job(request.user, kind=INVENTORY_REFRESH, hosts=hosts, vms=[], params={})
-    return redirect("jobs:detail", pk=job.pk)
 
 
 @require("view_console")

@@ -1,8 +1,8 @@
-"""Putting pairs into the vault and finding out what depends on them: the one way every caller stores a pair."""
+"""Putting pairs into the vault: the one way every caller stores a pair."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -71,15 +71,6 @@ def store_pair(
     return StoreOutcome(row, created=True)
 
 
-@dataclass
-class Dependents:
-    """Where a pair is installed (hosts whose guardian has these thumbprints) and which VMs are sealed to it."""
-
-    installed: list[Any] = field(default_factory=list)  # inventory Guardian rows
-    vms: list[Any] = field(default_factory=list)  # inventory VirtualMachine rows
-    owner_of: set[int] = field(default_factory=set)  # ids of VMs whose owner is this pair
-
-
 def thumbprint_pairs(value: Any) -> list[tuple[str, str]]:
     """Inventory stores key protector guardians as {signing, encryption} dicts (one, or a list of them)."""
     items = value if isinstance(value, list) else [value]
@@ -88,27 +79,3 @@ def thumbprint_pairs(value: Any) -> list[tuple[str, str]]:
         if isinstance(item, dict) and item.get("signing") and item.get("encryption"):
             pairs.append((str(item["signing"]).upper(), str(item["encryption"]).upper()))
     return pairs
-
-
-def dependents(pair: EscrowedPair) -> Dependents:
-    """Ask the inventory (when it exists) who uses this pair. Lab-sized data, so VMs are scanned in Python
-    (JSON containment queries are not portable to SQLite)."""
-    from django.apps import apps
-
-    found = Dependents()
-    try:
-        guardian_model = apps.get_model("inventory", "Guardian")
-        vm_model = apps.get_model("inventory", "VirtualMachine")
-    except LookupError:
-        return found
-    key = (pair.signing_thumbprint, pair.encryption_thumbprint)
-    found.installed = list(
-        guardian_model.objects.filter(signing_thumbprint=key[0], encryption_thumbprint=key[1]).select_related("host")
-    )
-    for vm in vm_model.objects.select_related("host"):
-        owners = thumbprint_pairs(getattr(vm, "kp_owner_thumbprints", None))
-        if key in owners or key in thumbprint_pairs(getattr(vm, "kp_guardian_thumbprints", None)):
-            found.vms.append(vm)
-            if key in owners:
-                found.owner_of.add(vm.pk)
-    return found

@@ -1,4 +1,7 @@
-"""Pages of the vault: list, detail (who depends on a pair), upload of an existing pair, audited download."""
+"""Pages of the vault: list, detail, upload of an existing pair, audited download.
+
+The detail page shows who depends on a pair through the inventory's `pair_dependents` template tag: the inventory
+reads the vault, so the vault imports nothing of the inventory."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from hosts import crypto
 from .forms import UploadPairForm
 from .models import EscrowedPair
 from .pfx import ENCRYPTION_FILE, SIGNING_FILE, PfxError
-from .services import Dependents, dependents, store_pair
+from .services import store_pair
 
 # A download link works once, for this long after the admin confirmed it.
 DOWNLOAD_TTL_SECONDS = 300
@@ -53,32 +56,13 @@ def vault_detail(request: HttpRequest, pk: int) -> HttpResponse:
         pair.open()
     except crypto.SecretError as exc:
         integrity = str(exc)
-    deps = dependents(pair)
     context = {
         "pair": pair,
         "integrity_error": integrity,
-        "deps": deps,
-        "vm_rows": sealed_vm_rows(deps),
         "can_download": can(request.user, "download_vault"),
         "can_run": can(request.user, "run_jobs"),
     }
     return render(request, "vault/detail.html", context)
-
-
-def sealed_vm_rows(deps: Dependents) -> list[dict[str, object]]:
-    """The VMs sealed to a pair, each with whether it starts on its own host: the restore button goes where it can't."""
-    try:
-        from hosts.inventory.analysis import Inventory
-    except ImportError:  # the vault works without the inventory app; then nothing is known about starting
-        return [{"vm": vm, "owner": vm.pk in deps.owner_of, "starts": None, "why": ""} for vm in deps.vms]
-    inventory = Inventory() if deps.vms else None
-    rows: list[dict[str, object]] = []
-    for vm in deps.vms:
-        starts, why = inventory.can_start(vm, vm.host) if inventory else (None, "")
-        if why.startswith("Unknown"):  # not inventoried or unreadable: offer no restore on a guess
-            starts = None
-        rows.append({"vm": vm, "owner": vm.pk in deps.owner_of, "starts": starts, "why": why})
-    return rows
 
 
 def safe_next(request: HttpRequest) -> str:

@@ -18,11 +18,20 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+
+from console.celery import app as celery_app
+from console.models import AuditEvent
+from console.roles import ADMIN, set_role
+from console.settings import redis_services
+from hosts.models import Host
+from jobs.inventory import INVENTORY_REFRESH
+from jobs.services import create_job
 
 # HV01 healthy, HV02 reinstalled (its VMs will not start), HV03 with deleted certificates, HV04 fresh (a target
 # for the migration wizard).
@@ -58,9 +67,6 @@ def wait_for_port(port: int, process: subprocess.Popen[Any], what: str, timeout:
 
 def point_at_redis(url: str) -> None:
     """Settings were read before the private Redis existed: point this process's broker and layers at it."""
-    from console.celery import app as celery_app
-    from console.settings import redis_services
-
     os.environ["REDIS_URL"] = url
     settings.REDIS_URL = settings.CELERY_BROKER_URL = url
     settings.CHANNEL_LAYERS, settings.CACHES = redis_services(url, settings.REDIS_PREFIX)
@@ -176,9 +182,6 @@ class Command(BaseCommand):
         return f"redis://127.0.0.1:{port}/0"
 
     def ensure_admin(self) -> str:
-        from console.models import AuditEvent
-        from console.roles import ADMIN, set_role
-
         users = get_user_model()
         if users.objects.filter(username="admin").exists():
             return (
@@ -228,11 +231,6 @@ class Command(BaseCommand):
 
     def register(self, announced: dict[str, Any]) -> str:
         """Register (or re-point, since ports change per run) a simulated host."""
-        from urllib.parse import urlsplit
-
-        from console.models import AuditEvent
-        from hosts.models import Host
-
         url = urlsplit(announced["url"])
         host, created = Host.objects.get_or_create(name=announced["name"], defaults={"address": url.hostname})
         host.address = url.hostname or "127.0.0.1"
@@ -252,10 +250,6 @@ class Command(BaseCommand):
         """Queue a first inventory refresh so the dashboard shows the lab's risks straight away."""
         if not names:
             return
-        from hosts.models import Host
-        from jobs.inventory import INVENTORY_REFRESH
-        from jobs.services import create_job
-
         try:
             create_job(None, kind=INVENTORY_REFRESH, hosts=list(Host.objects.filter(name__in=names)), vms=[], params={})
         except Exception as error:  # the console is still useful; the user can press Refresh

@@ -1,4 +1,5 @@
-"""Template tags of the inventory: the host panel that the host page includes, and small formatting helpers."""
+"""Template tags of the inventory: the panels that the host page and the vault's page of a pair include (those
+apps sit below the inventory, so they show its answers through templates), and small formatting helpers."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from typing import Any
 from django import template
 
 from hosts.models import Host
+from hosts.vault.models import EscrowedPair
 
 from ..actions import Action, permitted
 from ..analysis import Inventory
+from ..dependents import dependents, sealed_vm_rows
 
 register = template.Library()
 
@@ -32,6 +35,18 @@ def host_inventory(context: dict[str, Any], host: Host) -> dict[str, Any]:
         "perm_run_jobs": context.get("perm_run_jobs", False),
         "perm_destructive": context.get("perm_destructive", False),
         "csrf_token": context.get("csrf_token"),
+    }
+
+
+@register.inclusion_tag("inventory/_pair_dependents.html", takes_context=True)
+def pair_dependents(context: dict[str, Any], pair: EscrowedPair) -> dict[str, Any]:
+    """Where a vault pair is installed and which VMs are sealed to it, with a restore offer where one cannot start
+    (only on an intact entry, for users who may run jobs: the vault page's `integrity_error` and `can_run`)."""
+    deps = dependents(pair)
+    return {
+        "deps": deps,
+        "vm_rows": sealed_vm_rows(deps),
+        "offer_restore": context.get("can_run", False) and not context.get("integrity_error"),
     }
 
 

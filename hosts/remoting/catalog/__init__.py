@@ -1,16 +1,29 @@
 """The catalog: every remote operation the console can send, each a short sequence of cmdlets with a typed result.
 
-Modules: host.py (test connection), inventory.py (refresh), guardians.py (E1: guardians, certificate store,
-PFX), vms.py (E2: VMs, TPM, key protectors). `all_cmdlets()` is what the simulator must implement; a test keeps
-the two equal.
+Modules: host.py (test connection), inventory.py (refresh), guardians.py (guardians, certificate store, PFX),
+vms.py (VMs, TPM, key protectors, moving VMs). Each operation is also a name of the catalog
+(`catalog.RemoveGuardian`). `all_cmdlets()` is what the simulator must implement; a test keeps the two equal.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 from ..operation import Operation
+from .guardians import (
+    CreateShieldedStore,
+    ExportGuardian,
+    ExportPfx,
+    GetGuardians,
+    ImportGuardianMetadata,
+    ImportPfx,
+    ListShieldedCertificates,
+    NewGuardianByThumbprints,
+    ReadFileBytes,
+    RemoveFiles,
+    RemoveGuardian,
+    StoreCertificate,
+    StoreListing,
+    WriteFileBytes,
+)
 from .host import HostFacts, TestConnection
 from .inventory import (
     CertificateFacts,
@@ -21,25 +34,36 @@ from .inventory import (
     VmDetails,
     VmFacts,
 )
-
-OPTIONAL_MODULES = ("guardians", "vms")
-
-
-def _load_optional_modules() -> None:
-    """Import the catalog modules other engineers add (they may not exist yet in a given checkout) and offer
-    their operations as attributes of the catalog too (`catalog.RemoveGuardian`)."""
-    for name in OPTIONAL_MODULES:
-        if importlib.util.find_spec(f"{__name__}.{name}") is None:
-            continue
-        module = importlib.import_module(f"{__name__}.{name}")
-        for attr, value in vars(module).items():
-            if isinstance(value, type) and issubclass(value, Operation) and value.__module__ == module.__name__:
-                globals().setdefault(attr, value)
+from .vms import (
+    CompareMove,
+    CompareVM,
+    CompatibilityReport,
+    DisableTpm,
+    EnableTpm,
+    ExportVM,
+    GenerateLocalGuardian,
+    GetVM,
+    GetVmHost,
+    GetVmSecurity,
+    GrantKeyProtectorAccess,
+    ImportOptions,
+    ImportVM,
+    MoveVM,
+    NewLocalKeyProtector,
+    RemoveFolder,
+    RemoveSavedState,
+    RemoveVM,
+    SetKeyProtector,
+    StartVM,
+    StopVM,
+    TestPath,
+    VmHostFacts,
+    VmSecurity,
+)
 
 
 def operations() -> list[type[Operation]]:  # type: ignore[type-arg]
     """Every concrete operation class of the catalog."""
-    _load_optional_modules()
     found: list[type[Operation]] = []  # type: ignore[type-arg]
     todo = list(Operation.__subclasses__())
     while todo:
@@ -58,18 +82,59 @@ def all_cmdlets() -> set[str]:
     return names
 
 
-_load_optional_modules()
-
 __all__ = [
+    # host.py
+    "HostFacts",
+    "TestConnection",
+    # inventory.py
     "CertificateFacts",
     "GuardianFacts",
-    "HostFacts",
     "HostInventoryFacts",
     "ReadHostInventory",
     "ReadVmDetails",
-    "TestConnection",
     "VmDetails",
     "VmFacts",
+    # guardians.py
+    "CreateShieldedStore",
+    "ExportGuardian",
+    "ExportPfx",
+    "GetGuardians",
+    "ImportGuardianMetadata",
+    "ImportPfx",
+    "ListShieldedCertificates",
+    "NewGuardianByThumbprints",
+    "ReadFileBytes",
+    "RemoveFiles",
+    "RemoveGuardian",
+    "StoreCertificate",
+    "StoreListing",
+    "WriteFileBytes",
+    # vms.py
+    "CompareMove",
+    "CompareVM",
+    "CompatibilityReport",
+    "DisableTpm",
+    "EnableTpm",
+    "ExportVM",
+    "GenerateLocalGuardian",
+    "GetVM",
+    "GetVmHost",
+    "GetVmSecurity",
+    "GrantKeyProtectorAccess",
+    "ImportOptions",
+    "ImportVM",
+    "MoveVM",
+    "NewLocalKeyProtector",
+    "RemoveFolder",
+    "RemoveSavedState",
+    "RemoveVM",
+    "SetKeyProtector",
+    "StartVM",
+    "StopVM",
+    "TestPath",
+    "VmHostFacts",
+    "VmSecurity",
+    # the catalog as a whole
     "all_cmdlets",
     "operations",
 ]

@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..errors import UnexpectedReply
 from ..keyprotector import MIN_KEY_PROTECTOR_BYTES
 from ..operation import SWITCH, Cmd, Operation, PipelineResult
 from ..psobjects import byte_string, flag, prop, text
+from .guardians import is_not_found
 from .inventory import VmFacts, is_vm, read_vm
 
 # -- reads ------------------------------------------------------------------------------------------------------
@@ -263,8 +265,6 @@ class GrantKeyProtectorAccess(Operation[bytes]):
     def parse(self, result: PipelineResult) -> bytes:
         raw = next((byte_string(prop(o, "RawData")) for o in result.output if prop(o, "RawData") is not None), b"")
         if len(raw) < MIN_KEY_PROTECTOR_BYTES:
-            from ..errors import UnexpectedReply
-
             raise UnexpectedReply("Grant-HgsKeyProtectorAccess returned no key protector.")
         return raw
 
@@ -395,8 +395,6 @@ class ImportVM(Operation[VmFacts]):
     def parse(self, result: PipelineResult) -> VmFacts:
         found = [read_vm(o) for o in result.output if is_vm(o)]
         if not found:
-            from ..errors import UnexpectedReply
-
             raise UnexpectedReply("Import-VM returned no virtual machine.")
         return found[0]
 
@@ -457,8 +455,6 @@ class RemoveFolder(Operation[None]):
         return [[Cmd("Remove-Item", {"LiteralPath": self.path, "Recurse": SWITCH, "Force": SWITCH})]]
 
     def parse(self, result: PipelineResult) -> None:
-        from .guardians import is_not_found
-
         real = [e for e in result.errors if not is_not_found(e)]
         if real:
             raise real[0]
