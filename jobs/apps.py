@@ -8,6 +8,7 @@ import os
 
 from django.apps import AppConfig
 
+from .joblog import install
 from .workflows import KIND_MODULES
 
 
@@ -16,11 +17,7 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        from . import inventory  # noqa: F401 - registers the inventory refresh kind
-        from .joblog import install
-
         install()
-
         for module in workflow_modules() + extra_kind_modules():
             try:
                 importlib.import_module(module)
@@ -30,8 +27,9 @@ class JobsConfig(AppConfig):
 
 
 def workflow_modules() -> list[str]:
-    """The modules of jobs/workflows/ that register kinds (listed in jobs.workflows.KIND_MODULES)."""
-    return list(KIND_MODULES)
+    """The modules that register the console's kinds: the inventory refresh, and the workflows' (listed in
+    jobs.workflows.KIND_MODULES). Imported once the app registry is ready, since kinds use models."""
+    return ["jobs.inventory", *KIND_MODULES]
 
 
 def extra_kind_modules() -> list[str]:
