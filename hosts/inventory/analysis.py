@@ -88,6 +88,7 @@ class Risk:
     url: str = ""
     host: Host | None = None
     actions: list[Action] = field(default_factory=list)  # the workflow pages that fix it (filter with permitted)
+    vm: VirtualMachine | None = None  # the VM it is about, for a VM's risks
 
 
 RISK_TITLES = {
@@ -279,6 +280,7 @@ class Inventory:
                     url,
                     vm.host,
                     actions.restore(vm.host, vm.name) + ([] if self._escrowed(vm) else actions.upload_backup()),
+                    vm,
                 )
             ]
         holders = self.hosts_with_vm_keys(vm)
@@ -294,6 +296,7 @@ class Inventory:
                     url,
                     vm.host,
                     actions.escrow(holder, self._pair_held(vm, holder)),
+                    vm,
                 )
             ]
         return []

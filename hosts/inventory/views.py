@@ -25,11 +25,11 @@ def guardian_list(request: HttpRequest) -> HttpResponse:
 @require("view_console")
 def vm_list(request: HttpRequest) -> HttpResponse:
     inventory = Inventory()
-    risks_by_vm: dict[str, list[str]] = {}
+    risks_by_vm: dict[int, list[str]] = {}
     for risk in inventory.risks():
-        if risk.url.startswith("/vms/"):
-            risks_by_vm.setdefault(risk.url, []).append(risk.title)
-    rows = [(vm, risks_by_vm.get(f"/vms/{vm.pk}/", []), inventory.startable_anywhere(vm)) for vm in inventory.vms]
+        if risk.vm is not None:
+            risks_by_vm.setdefault(risk.vm.pk, []).append(risk.title)
+    rows = [(vm, risks_by_vm.get(vm.pk, []), inventory.startable_anywhere(vm)) for vm in inventory.vms]
     return render(request, "inventory/vms.html", {"rows": rows})
 
 
@@ -50,7 +50,7 @@ def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
             for host, ok, reason in inventory.start_answers(vm)
         ],
         "guardians": guardians,
-        "risks": [r for r in inventory.risks() if r.url == f"/vms/{vm.pk}/"],
+        "risks": [r for r in inventory.risks() if r.vm is not None and r.vm.pk == vm.pk],
         "state": inventory.states.get(vm.host_id),
         "owner_identity": inventory.identity(vm.owner_pair) if vm.owner_pair else None,
         "vault_entry": entries[0] if entries else None,
