@@ -8,6 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from console.models import AuditEvent
+from hosts.models import Host
 
 from .models import EscrowedPair, find_pair
 from .pfx import check_pair
@@ -26,7 +27,7 @@ def store_pair(
     *,
     user: Any,
     origin: str,
-    source_host: Any = None,
+    source_host: Host | None = None,
     allow_expired: bool = False,
     expect_thumbprints: tuple[str, str] | None = None,
     guardian_name: str = "",
