@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hosts.inventory.refresh import refresh_hosts
+
 from .kinds import JobContext, JobFailed, job_kind
 
 INVENTORY_REFRESH = "inventory_refresh"
@@ -23,8 +25,6 @@ def host_log(ctx: JobContext, host_name: str) -> Callable[..., None]:
 def refresh_inventory(ctx: JobContext) -> str:
     """Read all hosts at once, each over its own session (refresh_hosts); an unreachable host keeps its last
     inventory, marked stale. Cancel is honoured before the reads start: they are short and read-only."""
-    from hosts.inventory.refresh import refresh_hosts
-
     if not ctx.hosts:
         raise JobFailed("No host to refresh: choose at least one host.")
     ctx.check_cancelled()

@@ -16,8 +16,8 @@ from django.test import Client
 from django.utils import timezone
 
 from console.asgi import application
+from jobs.events import JOBS_GROUP, job_group
 from jobs.models import Job, JobLogLine, JobState, join_frames, line_tuple, lines_frame
-from jobs.services import JOBS_GROUP, job_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
