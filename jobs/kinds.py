@@ -3,6 +3,11 @@
 Workflows (jobs/workflows/) are plain functions `kind(ctx) -> str` registered with `@job_kind` (jobs/registry.py);
 the runner (jobs/runner.py) gives them a JobContext and owns everything around them: locks, heartbeat, log storage,
 sessions, cancellation and the final state.
+
+How a kind ends decides the job's end state: returning a summary → succeeded; raising JobFailed (an expected,
+explained failure: say what went wrong and the remedy) → failed, as does a host's RemotingError (it says what to
+check); any other exception → errored (an unexpected fault, shown with its type and cleaned message); a cancel →
+cancelled.
 """
 
 from __future__ import annotations

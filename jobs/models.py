@@ -33,14 +33,16 @@ class JobState(models.TextChoices):
     WAITING = "waiting", "waiting"
     RUNNING = "running", "running"
     SUCCEEDED = "succeeded", "succeeded"
-    FAILED = "failed", "failed"
+    FAILED = "failed", "failed"  # an explained failure (JobFailed, a host's error): the message says what to do
+    ERRORED = "errored", "errored"  # an unexpected exception in the kind: a fault of the console, not of the host
     CANCELLED = "cancelled", "cancelled"
     LOST = "lost", "lost"
 
 
 PENDING_STATES = frozenset({JobState.QUEUED, JobState.WAITING})  # no runner yet: claimed, or cancelled at once
 ACTIVE_STATES = PENDING_STATES | {JobState.RUNNING}
-TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST})
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.ERRORED, JobState.CANCELLED, JobState.LOST})
+ENDED_BADLY = frozenset({JobState.FAILED, JobState.ERRORED, JobState.LOST})
 
 LOG_LEVELS = ("debug", "verbose", "info", "progress", "warning", "error")
 
@@ -155,6 +157,7 @@ class Job(models.Model):
             "seq": self.last_seq,
             "cancel_requested": self.cancel_requested,
             "ran": self.ran_display,
+            "ended": self.is_finished,  # so the browser keeps no list of end states of its own
         }
 
     # The lifecycle ------------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from .inventory import INVENTORY_REFRESH
 from .joblog import lines_to
 from .kinds import JobCancelled, JobContext, JobFailed
 from .models import (
+    ENDED_BADLY,
     LOG_LEVELS,
     TERMINAL_STATES,
     HostLock,
@@ -333,11 +334,13 @@ def unexpected(ctx: JobContext, exc: Exception) -> tuple[str, str, str]:
     log.error("job %s failed unexpectedly", ctx.job.pk, exc_info=True)
     remoting_kind = getattr(exc, "kind", None)
     message = clean_exception(exc)
-    if not isinstance(remoting_kind, str):
+    # A remoting error names its kind (unreachable, refused, …) and says what to check: an explained failure.
+    state = JobState.FAILED if isinstance(remoting_kind, str) else JobState.ERRORED
+    if state == JobState.ERRORED:
         message = f"Unexpected error ({type(exc).__name__}): {message}"
     message = ctx_redact(ctx, message)
     ctx.log(message, "error")
-    return JobState.FAILED, "", message
+    return state, "", message
 
 
 def ctx_redact(ctx: JobContext, text: str) -> str:
@@ -377,7 +380,7 @@ def finish(ctx: JobContext, pump: LogPump, state: str, summary: str, error: str)
     job = ctx.job
     # A kind's summary or error may quote what a host or library said, secrets included.
     summary, error = ctx_redact(ctx, summary), ctx_redact(ctx, error)
-    ctx.log(f"Job {state}" + (f": {summary}" if summary else ""), "error" if state == JobState.FAILED else "info")
+    ctx.log(f"Job {state}" + (f": {summary}" if summary else ""), "error" if state in ENDED_BADLY else "info")
     pump.stop()
     if not pump.owned or not job.finish(pump.token, state, summary, error):
         log.warning("job %s: another runner or the reaper took it over; leaving its state alone", job.pk)

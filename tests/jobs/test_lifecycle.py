@@ -103,14 +103,14 @@ def test_only_the_owner_finishes_a_job_and_only_in_an_end_state(sent: list[int])
     assert sent == []
 
     running.results["guardian"] = "UntrustedGuardian"
-    assert running.finish(RUNNER, JobState.FAILED, error="The guardian has no private key: escrow it first.")
+    assert running.finish(RUNNER, JobState.ERRORED, error="Unexpected error (KeyError): 'vm'")
     assert (running.state, running.error, running.results) == (
-        JobState.FAILED,
-        "The guardian has no private key: escrow it first.",
+        JobState.ERRORED,
+        "Unexpected error (KeyError): 'vm'",
         {"guardian": "UntrustedGuardian"},
     )
     assert running.finished_at is not None and not HostLock.objects.exists()
-    assert AuditEvent.objects.filter(action="job.failed", object_id=str(running.pk)).exists()
+    assert AuditEvent.objects.filter(action="job.errored", object_id=str(running.pk)).exists()
     assert sent == [next_in_line.pk]  # woken at once rather than at its next retry
     assert not running.finish(RUNNER, JobState.SUCCEEDED)  # ended: never ended twice
 
