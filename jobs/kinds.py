@@ -8,6 +8,14 @@ How a kind ends decides the job's end state: returning a summary → succeeded; 
 explained failure: say what went wrong and the remedy) → failed, as does a host's RemotingError (it says what to
 check); any other exception → errored (an unexpected fault, shown with its type and cleaned message); a cancel →
 cancelled.
+
+Logging: a workflow writes its lines with its module's logger, `log = logging.getLogger(__name__)`, then
+`log.info("Exporting %s", name)`. While a job runs, records of the loggers under jobs.workflows, jobs.inventory and
+hosts become lines of that job's log (jobs/joblog.py), redacted like every line: warning and error keep their level,
+`extra={"job_level": "progress"}` (or "verbose") picks one of the log's own levels. Only the thread that runs the
+job logs into it: work handed to other threads gets a log callable (see host_log in jobs/inventory.py). Outside a
+job (a preflight page, a test calling the plan directly) the same records go only to the usual handlers.
+`ctx.log(...)` stays for the runner's own lines to the user.
 """
 
 from __future__ import annotations
