@@ -16,8 +16,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from console.roles import can
 
+from .events import JOBS_GROUP, job_group
 from .models import TERMINAL_STATES, EpochMillis, Job, JobLogLine, join_frames, lines_frame
-from .services import JOBS_GROUP, job_group
 
 REPLAY_CHUNK = 5000
 CLOSE_FORBIDDEN = 4403  # not logged in (any more) or without the role: the page says so and stops retrying

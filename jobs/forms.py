@@ -10,8 +10,8 @@ from django.db.models import QuerySet
 
 from hosts.models import Host
 
-from .kinds import KINDS
 from .models import Job, JobState
+from .registry import KINDS
 
 
 def kind_choices() -> list[tuple[str, str]]:

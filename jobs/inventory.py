@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+from hosts.inventory.refresh import refresh_hosts
+
 from .kinds import JobContext, JobFailed, job_kind
+
+log = logging.getLogger(__name__)  # its records are lines of the running job (jobs/joblog.py)
 
 INVENTORY_REFRESH = "inventory_refresh"
 
 
 def host_log(ctx: JobContext, host_name: str) -> Callable[..., None]:
-    """A log callable for one host's remoting; lines name the host when the job has several."""
+    """A log callable for one host's remoting; lines name the host when the job has several. Passed explicitly:
+    the hosts are read on threads of their own, where the job's logger context (jobs/joblog.py) does not reach."""
     prefix = f"{host_name}: " if host_name else ""
 
     def write(text: str, level: str = "info") -> None:
@@ -23,8 +29,6 @@ def host_log(ctx: JobContext, host_name: str) -> Callable[..., None]:
 def refresh_inventory(ctx: JobContext) -> str:
     """Read all hosts at once, each over its own session (refresh_hosts); an unreachable host keeps its last
     inventory, marked stale. Cancel is honoured before the reads start: they are short and read-only."""
-    from hosts.inventory.refresh import refresh_hosts
-
     if not ctx.hosts:
         raise JobFailed("No host to refresh: choose at least one host.")
     ctx.check_cancelled()
@@ -33,7 +37,7 @@ def refresh_inventory(ctx: JobContext) -> str:
         outcomes = refresh_hosts(ctx.hosts, log_for=lambda host: host_log(ctx, host.name if several else ""))
     for host in ctx.hosts:  # failures were logged by the refresh itself, with their reason
         if outcomes[host.pk].ok:
-            ctx.log(f"{host.name}: inventory refreshed ({outcomes[host.pk].requests} requests)", "info")
+            log.info("%s: inventory refreshed (%s requests)", host.name, outcomes[host.pk].requests)
     failed = [host.name for host in ctx.hosts if not outcomes[host.pk].ok]
     ctx.record("failed_hosts", failed)
     if failed and len(failed) == len(ctx.hosts):

@@ -1,8 +1,21 @@
-"""What a job kind is and what it may do while it runs: the `@job_kind` registry and the `JobContext` handed to it.
+"""What a job kind is and what it may do while it runs: `@job_kind` and the `JobContext` handed to the kind.
 
-Workflows (jobs/workflows/) are plain functions `kind(ctx) -> str` registered with `@job_kind`; the runner
-(jobs/runner.py) gives them a JobContext and owns everything around them: locks, heartbeat, log storage, sessions,
-cancellation and the final state.
+Workflows (jobs/workflows/) are plain functions `kind(ctx) -> str` registered with `@job_kind` (jobs/registry.py);
+the runner (jobs/runner.py) gives them a JobContext and owns everything around them: locks, heartbeat, log storage,
+sessions, cancellation and the final state.
+
+How a kind ends decides the job's end state: returning a summary → succeeded; raising JobFailed (an expected,
+explained failure: say what went wrong and the remedy) → failed, as does a host's RemotingError (it says what to
+check); any other exception → errored (an unexpected fault, shown with its type and cleaned message); a cancel →
+cancelled.
+
+Logging: a workflow writes its lines with its module's logger, `log = logging.getLogger(__name__)`, then
+`log.info("Exporting %s", name)`. While a job runs, records of the loggers under jobs.workflows, jobs.inventory and
+hosts become lines of that job's log (jobs/joblog.py), redacted like every line: warning and error keep their level,
+`extra={"job_level": "progress"}` (or "verbose") picks one of the log's own levels. Only the thread that runs the
+job logs into it: work handed to other threads gets a log callable (see host_log in jobs/inventory.py). Outside a
+job (a preflight page, a test calling the plan directly) the same records go only to the usual handlers.
+`ctx.log(...)` stays for the runner's own lines to the user.
 """
 
 from __future__ import annotations
@@ -15,13 +28,47 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from django.utils import timezone
 
+from hosts.remoting import open_session
+
 from .models import JobStep, StepState
+from .params import check_no_secrets
 from .redaction import Redactor
+from .registry import (
+    DESTRUCTIVE_PERMISSION,
+    KINDS,
+    JobKind,
+    KindFunction,
+    PreflightUrl,
+    RerunNeedsPreflight,
+    UnknownJobKind,
+    get_kind,
+    job_kind,
+    label_of,
+)
 
 if TYPE_CHECKING:
     from hosts.models import Host
 
     from .models import Job
+
+# The registry is re-exported: a kind's module imports everything it needs from here.
+__all__ = [
+    "DESTRUCTIVE_PERMISSION",
+    "KINDS",
+    "JobCancelled",
+    "JobContext",
+    "JobFailed",
+    "JobKind",
+    "KindFunction",
+    "PreflightUrl",
+    "RerunNeedsPreflight",
+    "Run",
+    "Step",
+    "UnknownJobKind",
+    "get_kind",
+    "job_kind",
+    "label_of",
+]
 
 
 class JobFailed(Exception):
@@ -30,79 +77,6 @@ class JobFailed(Exception):
 
 class JobCancelled(Exception):
     """Raised by `ctx.check_cancelled()` at a safe point once someone asked to cancel the job."""
-
-
-class UnknownJobKind(KeyError):
-    pass
-
-
-class RerunNeedsPreflight(Exception):
-    """This kind is not re-run in one click: its preflight page (if any) must be confirmed again."""
-
-
-KindFunction = Callable[["JobContext"], str]
-PreflightUrl = Callable[["Job"], str]
-
-# The permission of kinds that change or remove what cannot simply be put back. Their preflight page asks for a
-# typed confirmation, so "Run again" sends the user back there instead of re-running in one click.
-DESTRUCTIVE_PERMISSION = "run_destructive_jobs"
-
-
-@dataclass(frozen=True)
-class JobKind:
-    """A registered kind: the function and what running it needs."""
-
-    name: str
-    label: str
-    permission: str
-    mutating: bool
-    function: KindFunction
-    refresh_inventory: bool = True  # refresh the touched hosts' inventory after the job
-    # `preflight_url(job)` → the kind's preflight page filled with that job's targets and parameters (a same-site
-    # path). When set, "Run again" goes there; a destructive kind without one cannot be re-run from its job page.
-    preflight_url: PreflightUrl | None = None
-
-    @property
-    def destructive(self) -> bool:
-        return self.permission == DESTRUCTIVE_PERMISSION
-
-    @property
-    def one_click_rerun(self) -> bool:
-        """May "Run again" create the new job directly? Not when the kind has a preflight page or is destructive."""
-        return self.preflight_url is None and not self.destructive
-
-
-KINDS: dict[str, JobKind] = {}
-
-
-def job_kind(
-    name: str,
-    *,
-    label: str,
-    permission: str = "run_jobs",
-    mutating: bool = True,
-    refresh_inventory: bool = True,
-    preflight_url: PreflightUrl | None = None,
-) -> Callable[[KindFunction], KindFunction]:
-    """Register `function(ctx) -> summary` as the job kind `name`. Mutating kinds take a per-host lock."""
-
-    def register(function: KindFunction) -> KindFunction:
-        KINDS[name] = JobKind(name, label, permission, mutating, function, refresh_inventory, preflight_url)
-        return function
-
-    return register
-
-
-def get_kind(name: str) -> JobKind:
-    try:
-        return KINDS[name]
-    except KeyError:
-        raise UnknownJobKind(name) from None
-
-
-def label_of(name: str) -> str:
-    kind = KINDS.get(name)
-    return kind.label if kind else name
 
 
 @dataclass
@@ -196,8 +170,6 @@ class JobContext:
         """The HostSession for `host`, opened once per job; its streams and steps go into this job's log."""
         if host.pk not in self._sessions:
             self.check_cancelled()
-            from hosts.remoting import open_session
-
             prefix = f"{host.name}: " if len(self.hosts) > 1 else ""
 
             def session_log(text: str, level: str = "info") -> None:
@@ -268,8 +240,6 @@ class JobContext:
 
     def record(self, key: str, value: Any) -> None:
         """Keep a piece of result data on the job (JSON; never a secret)."""
-        from .services import check_no_secrets
-
         check_no_secrets({key: value})
         self.job.results[key] = value
         type(self.job).objects.filter(pk=self.job.pk).update(results=self.job.results)

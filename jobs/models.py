@@ -1,15 +1,31 @@
 """Jobs: every change to a host is a Job whose log lines are saved (with a per-job sequence number) before they are
-published, so the database is the source of truth for live viewers and for readers afterwards."""
+published, so the database is the source of truth for live viewers and for readers afterwards.
+
+The lifecycle of a job lives here, one method per change of state: `Job.enqueue` (queued), `claim` (running),
+`wait_for` (waiting), `take_over`, `heartbeat`, `finish`, `end_unstarted`, `mark_lost` and `cancel`. Each is one
+conditional UPDATE whose WHERE names the states it starts from, so two workers, a cancel and the reaper racing for
+one job never both win; each that changed the state publishes it to viewers.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from celery import current_app
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
+
+from console.models import AuditEvent
+
+from .events import job_group, publish, publish_state
+from .registry import label_of
+
+if TYPE_CHECKING:
+    from hosts.models import Host
 
 
 class JobState(models.TextChoices):
@@ -17,15 +33,53 @@ class JobState(models.TextChoices):
     WAITING = "waiting", "waiting"
     RUNNING = "running", "running"
     SUCCEEDED = "succeeded", "succeeded"
-    FAILED = "failed", "failed"
+    FAILED = "failed", "failed"  # an explained failure (JobFailed, a host's error): the message says what to do
+    ERRORED = "errored", "errored"  # an unexpected exception in the kind: a fault of the console, not of the host
     CANCELLED = "cancelled", "cancelled"
     LOST = "lost", "lost"
 
 
-TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST})
-ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.WAITING, JobState.RUNNING})
+PENDING_STATES = frozenset({JobState.QUEUED, JobState.WAITING})  # no runner yet: claimed, or cancelled at once
+ACTIVE_STATES = PENDING_STATES | {JobState.RUNNING}
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.ERRORED, JobState.CANCELLED, JobState.LOST})
+ENDED_BADLY = frozenset({JobState.FAILED, JobState.ERRORED, JobState.LOST})
 
 LOG_LEVELS = ("debug", "verbose", "info", "progress", "warning", "error")
+
+# The Celery task that runs a job (jobs/tasks.py), sent by name: the model sends it without importing the tasks,
+# which import the runner, which imports this model.
+RUN_JOB_TASK = "jobs.run_job"
+
+
+def check_terminal(state: str) -> None:
+    if state not in TERMINAL_STATES:
+        raise ValueError(f"a job ends {' or '.join(sorted(TERMINAL_STATES))}, never {state}")
+
+
+class WaitForHost(Exception):  # noqa: N818 - an outcome, not an error
+    """A host of the job is locked by another mutating job: the job waits (state waiting) until it is released."""
+
+    def __init__(self, host_name: str) -> None:
+        super().__init__(host_name)
+        self.host_name = host_name
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def pending(self) -> JobQuerySet:
+        return self.filter(state__in=PENDING_STATES)
+
+    def active(self) -> JobQuerySet:
+        return self.filter(state__in=ACTIVE_STATES)
+
+    def running(self) -> JobQuerySet:
+        return self.filter(state=JobState.RUNNING)
+
+    def forgotten(self, sent_before: datetime) -> JobQuerySet:
+        """Pending jobs whose task was last sent before `sent_before`: its message may be gone."""
+        return self.pending().filter(enqueued_at__lt=sent_before)
+
+    def waiting_on(self, host_ids: Iterable[int]) -> JobQuerySet:
+        return self.filter(state=JobState.WAITING, hosts__in=list(host_ids))
 
 
 class Job(models.Model):
@@ -56,6 +110,8 @@ class Job(models.Model):
     results = models.JSONField(default=dict, blank=True)
     last_seq = models.PositiveIntegerField(default=0)
 
+    objects = JobQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["state", "heartbeat_at"])]
@@ -65,8 +121,6 @@ class Job(models.Model):
 
     @property
     def label(self) -> str:
-        from .kinds import label_of
-
         return label_of(self.kind)
 
     @property
@@ -103,7 +157,218 @@ class Job(models.Model):
             "seq": self.last_seq,
             "cancel_requested": self.cancel_requested,
             "ran": self.ran_display,
+            "ended": self.is_finished,  # so the browser keeps no list of end states of its own
         }
+
+    # The lifecycle ------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def enqueue(
+        cls,
+        user: Any,
+        kind: str,
+        hosts: Sequence[Host] = (),
+        vms: Iterable[str] = (),
+        params: dict[str, Any] | None = None,
+        rerun_of: Job | None = None,
+    ) -> Job:
+        """A new queued job and its `job.create` audit event; its task is sent once the surrounding transaction
+        commits. Precondition: the caller checked the user's permission and the parameters (services.create_job)."""
+        params = dict(params or {})
+        with transaction.atomic():
+            job = cls.objects.create(
+                kind=kind,
+                host_names=[host.name for host in hosts],
+                vms=[str(vm) for vm in vms],
+                params=params,
+                requested_by=user if user is not None and user.is_authenticated else None,
+                requested_by_name=user.get_username() if user is not None else "console",
+                rerun_of=rerun_of,
+            )
+            job.hosts.set(list(hosts))
+            AuditEvent.record(user, "job.create", job, kind=kind, hosts=job.host_names, vms=job.vms, params=params)
+            transaction.on_commit(job.send, robust=True)
+        return job
+
+    def send(self) -> None:
+        """Send the task that runs this job and note when (the reaper sends it again if it is forgotten).
+        Precondition: the job's row is committed. Sending twice is harmless: claiming a job is atomic."""
+        Job.objects.filter(pk=self.pk).update(enqueued_at=timezone.now())
+        send_run_task(self.pk)
+        publish_state(Job.objects.get(pk=self.pk))  # a fresh copy: the caller's instance stays as it was
+
+    def claim(self, token: str, hosts: Sequence[Host]) -> bool:
+        """queued/waiting → running for the runner `token`, with its first heartbeat, holding the lock of each of
+        `hosts` (taken in the order given). Precondition: the job is pending and not cancelled; otherwise nothing
+        changes and the answer is False (another delivery of its task or a cancel came first). When a host is held by
+        another job the claim is undone, the job waits for that host, and WaitForHost is raised."""
+        try:
+            # The write comes first: SQLite cannot upgrade a reading transaction while another process writes.
+            with transaction.atomic():
+                now = timezone.now()
+                started = (
+                    Job.objects.pending()
+                    .filter(pk=self.pk, cancel_requested=False)
+                    .update(state=JobState.RUNNING, runner=token, started_at=now, heartbeat_at=now, waiting_for="")
+                )
+                if not started:
+                    return False
+                self._lock(hosts)
+        except WaitForHost as wait:
+            self.wait_for(wait.host_name)
+            raise
+        self._changed()
+        return True
+
+    def wait_for(self, host_name: str) -> None:
+        """queued/waiting → waiting for `host_name`, which another job holds. Precondition: the job is pending (one
+        that started or ended meanwhile is left alone). Viewers hear of it only when what they see changes."""
+        updated = Job.objects.pending().filter(pk=self.pk).update(state=JobState.WAITING, waiting_for=host_name)
+        if updated and (self.state != JobState.WAITING or self.waiting_for != host_name):
+            self._changed()
+
+    def take_over(self, token: str) -> bool:
+        """Hand the running job to the runner `token`: a redelivered task resumes it. Precondition: the runner this
+        instance names is dead (see runner.runner_alive); False when the job changed runner or state meanwhile."""
+        taken = (
+            Job.objects.running()
+            .filter(pk=self.pk, runner=self.runner)
+            .update(runner=token, heartbeat_at=timezone.now())
+        )
+        if taken:
+            self.refresh_from_db()
+        return bool(taken)
+
+    def heartbeat(self, token: str) -> bool:
+        """The runner `token` still works on the job. Precondition: none; False when the job is not its any more."""
+        return bool(Job.objects.filter(pk=self.pk, runner=token).update(heartbeat_at=timezone.now()))
+
+    def finish(self, token: str, state: str, summary: str = "", error: str = "") -> bool:
+        """running → `state` (a terminal state, else ValueError) with the summary, error and results; in the same
+        transaction its host locks are released and `job.<state>` audited, so once the final state is visible the
+        job writes nothing more. Then jobs waiting for those hosts are woken.
+        Precondition: the runner's log pump has stopped, so last_seq counts every line (the pump writes it with the
+        lines). False, and nothing changed, when the job is not running under `token` (the reaper took it)."""
+        check_terminal(state)
+        with transaction.atomic():
+            ended = (
+                Job.objects.running()
+                .filter(pk=self.pk, runner=token)
+                .update(
+                    state=state,
+                    summary=summary[:2000],
+                    error=error[:4000],
+                    finished_at=timezone.now(),
+                    results=self.results,
+                )
+            )
+            if not ended:
+                return False
+            released = self._release_locks()
+            AuditEvent.record(None, f"job.{state}", self, kind=self.kind)
+        self._changed()
+        wake_waiting_jobs(released)
+        return True
+
+    def end_unstarted(self, state: str, summary: str = "", error: str = "") -> None:
+        """End a job without running it (its kind is unknown, or it was cancelled before it started) in `state`
+        (a terminal state, else ValueError). Precondition: no runner works on it; a job that already ended keeps
+        its end."""
+        check_terminal(state)
+        Job.objects.filter(pk=self.pk).exclude(state__in=TERMINAL_STATES).update(
+            state=state, summary=summary, error=error, finished_at=timezone.now(), waiting_for=""
+        )
+        self._changed()
+
+    def mark_lost(self) -> bool:
+        """running → lost, with the explanation as the log's last line, its host locks released and `job.lost`
+        audited. Precondition: the runner this instance names stopped heartbeating (the reaper checked); False when
+        the job changed runner or state meanwhile."""
+        last = self.heartbeat_at.strftime("%H:%M:%S UTC") if self.heartbeat_at else "never"
+        explanation = (
+            f"The worker running this job stopped (last heartbeat {last}). What it did on the host up to then is in "
+            "the log; refresh the host's inventory and check it before running the job again."
+        )
+        with transaction.atomic():
+            lost = (
+                Job.objects.running()
+                .filter(pk=self.pk, runner=self.runner)
+                .update(state=JobState.LOST, error=explanation, finished_at=timezone.now())
+            )
+            if not lost:
+                return False
+            released = self._release_locks()
+            line = self._append_line(explanation, "error")
+            AuditEvent.record(None, "job.lost", self, kind=self.kind)
+        self.refresh_from_db()
+        publish(job_group(self.pk), lines_message([line]))
+        publish_state(self)
+        wake_waiting_jobs(released)
+        return True
+
+    def cancel(self, user: Any) -> None:
+        """At `user`'s request: a pending job ends cancelled at once and never runs; a running one is asked to stop
+        at its next safe point (its runner notices within a second). Precondition: none; a job that has ended is
+        left as it is. Audited as `job.cancel` either way."""
+        name = user.get_username() if user is not None else "console"
+        stopped = (
+            Job.objects.pending()
+            .filter(pk=self.pk)
+            .update(
+                state=JobState.CANCELLED,
+                cancel_requested=True,
+                cancelled_by_name=name,
+                finished_at=timezone.now(),
+                waiting_for="",
+                summary=f"Cancelled by {name} before it started.",
+            )
+        )
+        if not stopped:
+            Job.objects.running().filter(pk=self.pk).update(cancel_requested=True, cancelled_by_name=name)
+        self.refresh_from_db()
+        AuditEvent.record(user, "job.cancel", self, state=self.state)
+        publish_state(self)
+
+    def _changed(self) -> None:
+        self.refresh_from_db()
+        publish_state(self)
+
+    def _lock(self, hosts: Sequence[Host]) -> None:
+        """Take every host's lock or raise WaitForHost (the caller's transaction then gives back those taken)."""
+        for host in hosts:
+            try:
+                with transaction.atomic():
+                    HostLock.objects.create(host=host, job=self)
+            except IntegrityError:
+                holder = HostLock.objects.filter(host=host).values_list("job_id", flat=True).first()
+                if holder != self.pk:
+                    raise WaitForHost(host.name) from None
+
+    def _release_locks(self) -> list[int]:
+        """Release the job's host locks; returns the hosts released. Call inside the transaction that ends it."""
+        released = list(HostLock.objects.filter(job=self).values_list("host_id", flat=True))
+        HostLock.objects.filter(job=self).delete()
+        return released
+
+    def _append_line(self, text: str, level: str) -> JobLogLine:
+        """One more line after the last one saved. Only once its runner is gone: a runner numbers its own lines."""
+        seq = (Job.objects.filter(pk=self.pk).values_list("last_seq", flat=True).first() or 0) + 1
+        line = JobLogLine.objects.create(job=self, seq=seq, at=timezone.now(), level=level, text=text)
+        Job.objects.filter(pk=self.pk).update(last_seq=seq)
+        return line
+
+
+def send_run_task(job_id: int) -> None:
+    current_app.send_task(RUN_JOB_TASK, args=[job_id])
+
+
+def wake_waiting_jobs(host_ids: list[int]) -> None:
+    """Send the task of the oldest jobs waiting for the released hosts at once, instead of waiting for its retry."""
+    if not host_ids:
+        return
+    waiting = Job.objects.waiting_on(host_ids).order_by("pk").values_list("pk", flat=True)
+    for job_id in list(dict.fromkeys(waiting))[:5]:
+        send_run_task(job_id)
 
 
 class JobLogLine(models.Model):
@@ -166,6 +431,12 @@ LINES_FRAME_END = "]}"
 
 def lines_frame(lines: list[list[Any]]) -> str:
     return LINES_FRAME_START + ",".join(json.dumps(line, separators=(",", ":")) for line in lines) + LINES_FRAME_END
+
+
+def lines_message(rows: list[JobLogLine]) -> dict[str, Any]:
+    """The group message of a batch: its websocket frame is encoded here once, not once per viewer."""
+    frame = lines_frame([line_tuple(row.seq, row.at, row.level, row.text) for row in rows])
+    return {"type": "job.lines", "first": rows[0].seq, "last": rows[-1].seq, "frame": frame}
 
 
 def join_frames(frames: list[str]) -> str:

@@ -20,17 +20,29 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from console.models import AuditEvent
+from hosts.inventory.refresh import refresh_host
 
+from .events import job_group
 from .inventory import INVENTORY_REFRESH
 from .joblog import lines_to
-from .kinds import JobCancelled, JobContext, JobFailed, JobKind, UnknownJobKind, get_kind
-from .models import LOG_LEVELS, TERMINAL_STATES, HostLock, Job, JobLogLine, JobState, line_tuple, lines_frame
+from .kinds import JobCancelled, JobContext, JobFailed
+from .models import (
+    ENDED_BADLY,
+    LOG_LEVELS,
+    TERMINAL_STATES,
+    HostLock,
+    Job,
+    JobLogLine,
+    JobState,
+    WaitForHost,
+    lines_message,
+)
 from .redaction import Redactor, clean_exception
-from .services import JOBS_GROUP, create_job, job_group, ordered_hosts, publish, publish_state
+from .registry import JobKind, UnknownJobKind, get_kind
+from .services import create_job, ordered_hosts
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +101,6 @@ class Claim:
     resumed: bool
 
 
-class WaitForHost(Exception):  # noqa: N818 - an outcome, not an error
-    def __init__(self, host_name: str) -> None:
-        super().__init__(host_name)
-        self.host_name = host_name
-
-
 def claim(job_id: int) -> Claim | None:
     """Take the job for this runner, or None when there is nothing to do. Raises WaitForHost when locked."""
     job = Job.objects.filter(pk=job_id).first()
@@ -103,84 +109,27 @@ def claim(job_id: int) -> Claim | None:
     try:
         kind = get_kind(job.kind)
     except UnknownJobKind:
-        end_without_running(job, JobState.FAILED, error=f"Unknown job kind “{job.kind}”: this console cannot run it.")
+        job.end_unstarted(JobState.FAILED, error=f"Unknown job kind “{job.kind}”: this console cannot run it.")
         return None
     token = runner_id()
     if job.state == JobState.RUNNING:
         return take_over(job, kind, token)
     if job.cancel_requested:
-        end_without_running(job, JobState.CANCELLED, summary="Cancelled before it started.")
+        job.end_unstarted(JobState.CANCELLED, summary="Cancelled before it started.")
         return None
+    # In primary-key order: two claims inserting the same locks crosswise would deadlock on PostgreSQL (an insert
+    # waits for the other transaction's uncommitted row).
     hosts = sorted(job.hosts.all(), key=lambda h: h.pk) if kind.mutating else []
-    try:
-        # The write comes first: SQLite cannot upgrade a reading transaction while another process writes.
-        with transaction.atomic():
-            started = Job.objects.filter(
-                pk=job.pk, state__in=[JobState.QUEUED, JobState.WAITING], cancel_requested=False
-            ).update(
-                state=JobState.RUNNING,
-                runner=token,
-                started_at=timezone.now(),
-                heartbeat_at=timezone.now(),
-                waiting_for="",
-            )
-            if not started:
-                raise _NotOurs
-            lock_hosts(job, hosts)
-    except _NotOurs:
+    if not job.claim(token, hosts):
         return None
-    except WaitForHost as wait:
-        mark_waiting(job, wait.host_name)
-        raise
-    job.refresh_from_db()
-    publish_state(job)
     return Claim(job, kind, token, resumed=False)
-
-
-class _NotOurs(Exception):  # noqa: N818
-    pass
-
-
-def lock_hosts(job: Job, hosts: list[Any]) -> None:
-    """Take every host's lock or none (the surrounding transaction rolls back on WaitForHost)."""
-    for host in hosts:
-        try:
-            with transaction.atomic():
-                HostLock.objects.create(host=host, job=job)
-        except IntegrityError:
-            holder = HostLock.objects.filter(host=host).values_list("job_id", flat=True).first()
-            if holder != job.pk:
-                raise WaitForHost(host.name) from None
-
-
-def mark_waiting(job: Job, host_name: str) -> None:
-    updated = Job.objects.filter(pk=job.pk, state__in=[JobState.QUEUED, JobState.WAITING]).update(
-        state=JobState.WAITING, waiting_for=host_name
-    )
-    if updated and (job.state != JobState.WAITING or job.waiting_for != host_name):
-        job.refresh_from_db()
-        publish_state(job)
 
 
 def take_over(job: Job, kind: JobKind, token: str) -> Claim | None:
     """A redelivered task: resume only if the runner that had the job is dead (else it is a duplicate)."""
-    if runner_alive(job):
+    if runner_alive(job) or not job.take_over(token):
         return None
-    taken = Job.objects.filter(pk=job.pk, state=JobState.RUNNING, runner=job.runner).update(
-        runner=token, heartbeat_at=timezone.now()
-    )
-    if not taken:
-        return None
-    job.refresh_from_db()
     return Claim(job, kind, token, resumed=True)
-
-
-def end_without_running(job: Job, state: str, summary: str = "", error: str = "") -> None:
-    Job.objects.filter(pk=job.pk).exclude(state__in=TERMINAL_STATES).update(
-        state=state, summary=summary, error=error, finished_at=timezone.now(), waiting_for=""
-    )
-    job.refresh_from_db()
-    publish_state(job)
 
 
 # The log pump --------------------------------------------------------------------------------------------------
@@ -191,6 +140,7 @@ class LogPump(threading.Thread):
 
     def __init__(self, job: Job, token: str, redactor: Redactor, on_cancel: Any) -> None:
         super().__init__(name=f"job-{job.pk}-pump", daemon=True)
+        self.job = job
         self.job_id = job.pk
         self.token = token
         self.redactor = redactor
@@ -290,7 +240,7 @@ class LogPump(threading.Thread):
         try:
             row = Job.objects.filter(pk=self.job_id).values_list("runner", "state", "cancel_requested").first()
             if row is not None and time.monotonic() >= self.next_heartbeat:
-                Job.objects.filter(pk=self.job_id, runner=self.token).update(heartbeat_at=timezone.now())
+                self.job.heartbeat(self.token)
                 self.next_heartbeat = time.monotonic() + self.heartbeat_seconds
         except Exception:  # noqa: BLE001 - a database blip; the next beat tries again
             log.warning("heartbeat of job %s failed", self.job_id, exc_info=True)
@@ -305,12 +255,6 @@ class LogPump(threading.Thread):
         self.stopping.set()
         self.wake.set()
         self.join(timeout=30)
-
-
-def lines_message(rows: list[JobLogLine]) -> dict[str, Any]:
-    """The group message of a batch: its websocket frame is encoded here once, not once per viewer."""
-    frame = lines_frame([line_tuple(row.seq, row.at, row.level, row.text) for row in rows])
-    return {"type": "job.lines", "first": rows[0].seq, "last": rows[-1].seq, "frame": frame}
 
 
 # Running -------------------------------------------------------------------------------------------------------
@@ -390,11 +334,13 @@ def unexpected(ctx: JobContext, exc: Exception) -> tuple[str, str, str]:
     log.error("job %s failed unexpectedly", ctx.job.pk, exc_info=True)
     remoting_kind = getattr(exc, "kind", None)
     message = clean_exception(exc)
-    if not isinstance(remoting_kind, str):
+    # A remoting error names its kind (unreachable, refused, …) and says what to check: an explained failure.
+    state = JobState.FAILED if isinstance(remoting_kind, str) else JobState.ERRORED
+    if state == JobState.ERRORED:
         message = f"Unexpected error ({type(exc).__name__}): {message}"
     message = ctx_redact(ctx, message)
     ctx.log(message, "error")
-    return JobState.FAILED, "", message
+    return state, "", message
 
 
 def ctx_redact(ctx: JobContext, text: str) -> str:
@@ -419,10 +365,6 @@ def refresh_touched_hosts(ctx: JobContext, kind: JobKind, state: str) -> None:
         follow_up = create_job(None, INVENTORY_REFRESH, hosts=ctx.touched, params={"after_job": ctx.job.pk})
         ctx.log(f"The inventory of {', '.join(h.name for h in ctx.touched)} is refreshed by job #{follow_up.pk}")
         return
-    try:
-        from hosts.inventory.refresh import refresh_host
-    except ImportError:
-        return
     for host in ctx.touched:
         ctx.log(f"Refreshing the inventory of {host.name}", "info")
         session = ctx.open_session_for(host) if state == JobState.SUCCEEDED else None
@@ -433,43 +375,17 @@ def refresh_touched_hosts(ctx: JobContext, kind: JobKind, state: str) -> None:
 
 
 def finish(ctx: JobContext, pump: LogPump, state: str, summary: str, error: str) -> str:
-    """Save the last lines, then the final state; release the locks; publish the end; wake waiting jobs."""
+    """Save the last lines, then the final state (see Job.finish); returns the state, or "skipped" when the job is
+    no longer this runner's."""
     job = ctx.job
     # A kind's summary or error may quote what a host or library said, secrets included.
     summary, error = ctx_redact(ctx, summary), ctx_redact(ctx, error)
-    ctx.log(f"Job {state}" + (f": {summary}" if summary else ""), "error" if state == JobState.FAILED else "info")
+    ctx.log(f"Job {state}" + (f": {summary}" if summary else ""), "error" if state in ENDED_BADLY else "info")
     pump.stop()
-    if not pump.owned:
+    if not pump.owned or not job.finish(pump.token, state, summary, error):
         log.warning("job %s: another runner or the reaper took it over; leaving its state alone", job.pk)
         return "skipped"
-    with transaction.atomic():
-        Job.objects.filter(pk=job.pk, runner=pump.token).update(
-            state=state,
-            summary=summary[:2000],
-            error=error[:4000],
-            finished_at=timezone.now(),
-            results=job.results,
-            last_seq=pump.seq,
-        )
-        released = list(HostLock.objects.filter(job=job).values_list("host_id", flat=True))
-        HostLock.objects.filter(job=job).delete()
-        # In the same transaction: once the final state is visible, this job writes nothing more.
-        AuditEvent.record(None, f"job.{state}", job, kind=job.kind)
-    job.refresh_from_db()
-    publish_state(job)
-    wake_waiting_jobs(released)
     return state
-
-
-def wake_waiting_jobs(host_ids: list[int]) -> None:
-    """Enqueue the oldest waiting job of each released host at once, instead of waiting for its next retry."""
-    if not host_ids:
-        return
-    from .tasks import run_job
-
-    waiting = Job.objects.filter(state=JobState.WAITING, hosts__in=host_ids).order_by("pk").values_list("pk", flat=True)
-    for job_id in list(dict.fromkeys(waiting))[:5]:
-        run_job.delay(job_id)
 
 
 # Reaper --------------------------------------------------------------------------------------------------------
@@ -479,10 +395,10 @@ def reap(now: datetime | None = None) -> list[int]:
     """Running jobs whose runner is dead become `lost`, with an explanation; their host locks are released."""
     now = now or timezone.now()
     reaped = []
-    for job in Job.objects.filter(state=JobState.RUNNING):
+    for job in Job.objects.running():
         if runner_alive(job, now, check_process=False):
             continue
-        if mark_lost(job):
+        if job.mark_lost():
             reaped.append(job.pk)
     # Locks of jobs that ended some other way (a crash between the final save and the release) go too.
     HostLock.objects.filter(job__state__in=TERMINAL_STATES).delete()
@@ -493,42 +409,8 @@ def reap(now: datetime | None = None) -> list[int]:
 def requeue_forgotten(now: datetime) -> list[int]:
     """Send again the task of a job left queued or waiting for long: its message may be gone (a Redis restart, a
     worker killed with its prefetched tasks). A duplicate is harmless: claiming a job is atomic."""
-    from .services import enqueue
-
     stale = now - timedelta(seconds=jobs_setting("JOBS_REQUEUE_SECONDS", 300))
-    forgotten = list(
-        Job.objects.filter(state__in=[JobState.QUEUED, JobState.WAITING], enqueued_at__lt=stale).values_list(
-            "pk", flat=True
-        )
-    )
-    for job_id in forgotten:
-        enqueue(job_id)
-    return forgotten
-
-
-def mark_lost(job: Job) -> bool:
-    last = job.heartbeat_at.strftime("%H:%M:%S UTC") if job.heartbeat_at else "never"
-    explanation = (
-        f"The worker running this job stopped (last heartbeat {last}). What it did on the host up to then is in "
-        "the log; refresh the host's inventory and check it before running the job again."
-    )
-    with transaction.atomic():
-        updated = Job.objects.filter(pk=job.pk, state=JobState.RUNNING, runner=job.runner).update(
-            state=JobState.LOST, error=explanation, finished_at=timezone.now()
-        )
-        if not updated:
-            return False
-        released = list(HostLock.objects.filter(job=job).values_list("host_id", flat=True))
-        HostLock.objects.filter(job=job).delete()
-        seq = (Job.objects.filter(pk=job.pk).values_list("last_seq", flat=True).first() or 0) + 1
-        line = JobLogLine.objects.create(job=job, seq=seq, at=timezone.now(), level="error", text=explanation)
-        Job.objects.filter(pk=job.pk).update(last_seq=seq)
-        AuditEvent.record(None, "job.lost", job, kind=job.kind)
-    job.refresh_from_db()
-    publish(job_group(job.pk), lines_message([line]))
-    publish_state(job)
-    wake_waiting_jobs(released)
-    return True
-
-
-__all__ = ["execute", "reap", "JOBS_GROUP"]
+    forgotten = list(Job.objects.forgotten(stale))
+    for job in forgotten:
+        job.send()
+    return [job.pk for job in forgotten]

@@ -2,46 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from django.db import transaction
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from console.models import SECRET_WORDS, AuditEvent
 from console.roles import check
 
-from .kinds import RerunNeedsPreflight, get_kind
-from .models import Job, JobState
+from .models import Job
+from .params import check_no_secrets
+from .registry import RerunNeedsPreflight, get_kind
 
 if TYPE_CHECKING:
     from hosts.models import Host
 
 log = logging.getLogger(__name__)
-
-JOBS_GROUP = "jobs"
-
-
-def job_group(job_id: int) -> str:
-    return f"job-{job_id}"
-
-
-def check_no_secrets(params: dict[str, Any], path: str = "") -> None:
-    """Job parameters and results are shown to every viewer: refuse anything that looks like a secret."""
-    for key, value in params.items():
-        where = f"{path}{key}"
-        if any(word in str(key).lower() for word in SECRET_WORDS):
-            raise ValueError(f"job data must not carry secrets (key {where!r})")
-        if isinstance(value, dict):
-            check_no_secrets(value, f"{where}.")
-        elif isinstance(value, bytes | bytearray):
-            raise ValueError(f"job data must not carry binary data (key {where!r})")
-    json.dumps(params)  # raises TypeError for anything that would not survive the JSON column
 
 
 def create_job(
@@ -62,47 +38,12 @@ def create_job(
         check(user, job_kind.permission)
     params = dict(params or {})
     check_no_secrets(params)
-    with transaction.atomic():
-        job = Job.objects.create(
-            kind=kind,
-            host_names=[host.name for host in hosts],
-            vms=[str(vm) for vm in vms],
-            params=params,
-            requested_by=user if user is not None and user.is_authenticated else None,
-            requested_by_name=user.get_username() if user is not None else "console",
-            rerun_of=rerun_of,
-        )
-        job.hosts.set(list(hosts))
-        AuditEvent.record(user, "job.create", job, kind=kind, hosts=job.host_names, vms=job.vms, params=params)
-        transaction.on_commit(lambda: enqueue(job.pk), robust=True)
-    return job
-
-
-def enqueue(job_id: int) -> None:
-    from .tasks import run_job
-
-    Job.objects.filter(pk=job_id).update(enqueued_at=timezone.now())
-    run_job.delay(job_id)
-    publish_state(Job.objects.get(pk=job_id))
+    return Job.enqueue(user, kind, hosts, vms, params, rerun_of)
 
 
 def cancel_job(job: Job, user: Any) -> Job:
     """A queued or waiting job ends cancelled at once; a running one is asked to stop at its next safe point."""
-    name = user.get_username() if user is not None else "console"
-    now = timezone.now()
-    stopped = Job.objects.filter(pk=job.pk, state__in=[JobState.QUEUED, JobState.WAITING]).update(
-        state=JobState.CANCELLED,
-        cancel_requested=True,
-        cancelled_by_name=name,
-        finished_at=now,
-        waiting_for="",
-        summary=f"Cancelled by {name} before it started.",
-    )
-    if not stopped:
-        Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(cancel_requested=True, cancelled_by_name=name)
-    job.refresh_from_db()
-    AuditEvent.record(user, "job.cancel", job, state=job.state)
-    publish_state(job)
+    job.cancel(user)
     return job
 
 
@@ -144,20 +85,3 @@ def ordered_hosts(job: Job) -> list[Host]:
     hosts = list(job.hosts.all())
     order = {name: i for i, name in enumerate(job.host_names)}
     return sorted(hosts, key=lambda host: order.get(host.name, len(order)))
-
-
-def publish(group: str, message: dict[str, Any]) -> None:
-    """Best-effort publish from synchronous code: viewers replay from the database anyway."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(group, message)
-    except Exception:  # noqa: BLE001 - Redis down must not break the request; the DB has the truth
-        log.warning("could not publish to %s", group, exc_info=True)
-
-
-def publish_state(job: Job) -> None:
-    message = {"type": "job.state", "state": job.state_message()}
-    publish(job_group(job.pk), message)
-    publish(JOBS_GROUP, message)

@@ -13,12 +13,17 @@ from celery.signals import worker_ready
 from django.conf import settings
 from django.db import OperationalError, close_old_connections
 
+from hosts.models import Host
+
 from . import runner
+from .inventory import INVENTORY_REFRESH
+from .models import RUN_JOB_TASK, Job
+from .services import create_job
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, name="jobs.run_job", acks_late=True, max_retries=None, ignore_result=True)
+@shared_task(bind=True, name=RUN_JOB_TASK, acks_late=True, max_retries=None, ignore_result=True)
 def run_job(self: Any, job_id: int) -> str:
     try:
         outcome = runner.execute(job_id)
@@ -35,14 +40,8 @@ def run_job(self: Any, job_id: int) -> str:
 @shared_task(name="jobs.refresh_all_inventory", ignore_result=True)
 def refresh_all_inventory() -> int | None:
     """Periodic inventory refresh of every host, as a job people can watch (skipped while one is still active)."""
-    from hosts.models import Host
-
-    from .inventory import INVENTORY_REFRESH
-    from .models import ACTIVE_STATES, Job
-    from .services import create_job
-
     hosts = list(Host.objects.order_by("name"))
-    if not hosts or Job.objects.filter(kind=INVENTORY_REFRESH, state__in=ACTIVE_STATES).exists():
+    if not hosts or Job.objects.active().filter(kind=INVENTORY_REFRESH).exists():
         return None
     return create_job(None, INVENTORY_REFRESH, hosts=hosts, params={"scheduled": True}).pk
 

@@ -15,11 +15,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.roles import Forbidden, can, check, require
+from hosts.inventory.models import VirtualMachine
 
 from .forms import JobFilterForm, RefreshForm
 from .inventory import INVENTORY_REFRESH
-from .kinds import KINDS, RerunNeedsPreflight, UnknownJobKind
 from .models import ACTIVE_STATES, TERMINAL_STATES, Job, JobLogLine, JobState
+from .registry import KINDS, RerunNeedsPreflight, UnknownJobKind
 from .runner import jobs_setting, runner_alive
 from .services import cancel_job, create_job, is_same_site_path, rerun_job, rerun_preflight_url
 
@@ -92,8 +93,6 @@ def host_links(job: Job) -> list[tuple[str, str]]:
 
 def vm_links(job: Job) -> list[tuple[str, str]]:
     """(name, URL of the VM's inventory page) per VM of the job, looked up on the job's hosts in their order."""
-    from hosts.inventory.models import VirtualMachine
-
     order = {name: i for i, name in enumerate(job.host_names)}
     found: dict[str, tuple[int, int]] = {}
     rows = VirtualMachine.objects.filter(host__in=job.hosts.all(), name__in=job.vms).values_list(
@@ -178,7 +177,7 @@ def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
         messages.info(request, f"Job #{job.pk} had already ended ({job.state}).")
         return redirect("jobs:detail", pk=job.pk)
     job = cancel_job(job, request.user)
-    if job.state == "cancelled":
+    if job.state == JobState.CANCELLED:
         messages.success(request, f"Job #{job.pk} was cancelled before it started.")
     else:
         messages.info(request, f"Cancel requested: job #{job.pk} stops at its next step.")

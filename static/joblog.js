@@ -9,7 +9,6 @@
 
 (function () {
   const LEVELS = { debug: 0, verbose: 1, progress: 2, info: 3, warning: 4, error: 5 };
-  const TERMINAL = new Set(["succeeded", "failed", "cancelled", "lost"]);
   const ROW_HEIGHT = 18; // px; every row has the same height, which is what makes windowed rendering simple
   const OVERSCAN = 20;
 
@@ -101,7 +100,7 @@
       badge.textContent = text;
       badge.className = "badge " + message.state;
     }
-    if (TERMINAL.has(message.state) || message.cancel_requested) {
+    if (message.ended || message.cancel_requested) {
       // The list's per-row Cancel: nothing left to cancel (the server would only say so).
       for (const form of document.querySelectorAll('[data-job-cancel="' + message.job + '"]')) form.remove();
     }
@@ -160,7 +159,7 @@
       this.root = root;
       this.jobId = root.dataset.joblog;
       this.state = root.dataset.state;
-      this.initialState = this.state;
+      this.endedWhenRendered = root.dataset.ended === "true"; // the server says which states are final
       this.cardRefreshed = false;
       this.cardRefreshes = 0;
       // Parallel arrays rather than one object per line: 100k lines stay small in memory.
@@ -253,14 +252,14 @@
       const ran = document.getElementById("job-ran");
       if (ran && m.ran) ran.textContent = m.ran;
       if (error) { error.textContent = m.error || ""; error.hidden = !m.error; }
-      if (TERMINAL.has(m.state)) {
+      if (m.ended) {
         const cancel = document.getElementById("cancel-form");
         if (cancel) cancel.remove();
         const silent = document.getElementById("job-silent");
         if (silent) silent.remove();
         // The page was rendered while the job ran: fetch its card again for the results, the next action and
         // "Run again", which the server renders (permissions, CSRF token, links) — once, no reload needed.
-        if (!this.cardRefreshed && !TERMINAL.has(this.initialState)) {
+        if (!this.cardRefreshed && !this.endedWhenRendered) {
           this.cardRefreshed = true;
           this.refreshCard();
         }

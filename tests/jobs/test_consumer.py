@@ -16,8 +16,8 @@ from django.test import Client
 from django.utils import timezone
 
 from console.asgi import application
+from jobs.events import JOBS_GROUP, job_group
 from jobs.models import Job, JobLogLine, JobState, join_frames, line_tuple, lines_frame
-from jobs.services import JOBS_GROUP, job_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -154,6 +154,18 @@ async def test_a_finished_job_replays_everything_and_ends_at_once(running_job: J
     messages = await receive_until(comm, "end")
     assert seqs_of(messages) == list(range(1, 12001))
     assert messages[-1] == {"type": "end", "seq": 12000, "state": "failed"}
+    await comm.disconnect()
+
+
+async def test_an_errored_job_ends_the_stream_and_says_it_has_ended(running_job: Job, viewer: Any) -> None:
+    await save_lines(running_job, range(1, 4))
+    await set_state(running_job, JobState.ERRORED)
+    comm = await communicator(f"/ws/jobs/{running_job.pk}/", viewer)
+    assert (await comm.connect())[0]
+    messages = await receive_until(comm, "end")
+    state = next(m for m in messages if m["type"] == "state")
+    assert (state["state"], state["ended"]) == ("errored", True)  # the page keeps no list of end states
+    assert messages[-1] == {"type": "end", "seq": 3, "state": "errored"}
     await comm.disconnect()
 
 

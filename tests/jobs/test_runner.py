@@ -1,5 +1,5 @@
-"""The runner in-process: reaping silent jobs, unknown kinds, redaction and line splitting, the periodic refresh,
-and who may create which job."""
+"""The runner in-process: reaping silent jobs, unknown kinds, how a kind's end decides the job's (succeeded, failed,
+errored), redaction and line splitting, the periodic refresh, and who may create which job."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from console.models import AuditEvent
 from hosts.models import Host
 from hosts.remoting import RemotingError, Secret
 from hosts.remoting.catalog.guardians import ImportPfx
+from hosts.remoting.errors import ConnectionRefused
 from jobs.kinds import JobContext, JobFailed, UnknownJobKind, job_kind
 from jobs.models import ACTIVE_STATES, HostLock, Job, JobLogLine, JobState
 from jobs.runner import execute, reap, requeue_forgotten
@@ -52,6 +53,16 @@ def sends_a_secret(ctx: JobContext) -> str:
     if ending == "crash":
         raise RuntimeError(f"the import with {PFX_PASSWORD} crashed")
     return f"imported with {PFX_PASSWORD}"
+
+
+@job_kind("test_ends", label="Ends as told (test)", mutating=False, refresh_inventory=False)
+def ends_as_told(ctx: JobContext) -> str:
+    ending = ctx.params["ending"]
+    if ending == "explained":
+        raise JobFailed("The guardian has no private key: escrow it first.")
+    if ending == "host refused":
+        raise ConnectionRefused("HV01 refused the connection on port 5985: is WinRM listening?")
+    raise RuntimeError("no guardian in /work/main/.venv/lib/python3.11/site-packages/x/y.py with password=hunter2")
 
 
 def make_host(name: str = "HV01", port: int = 45986) -> Host:
@@ -118,6 +129,29 @@ def test_log_output_is_split_into_lines_and_secrets_never_stored(operator: Any) 
     assert not HostLock.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("ending", "state", "error"),
+    [
+        ("unexpected", "errored", "Unexpected error (RuntimeError): no guardian in [path] with password=********"),
+        ("explained", "failed", "The guardian has no private key: escrow it first."),
+        # A host's error is explained too: it names what to check.
+        ("host refused", "failed", "HV01 refused the connection on port 5985: is WinRM listening?"),
+    ],
+)
+def test_an_unexpected_exception_ends_the_job_errored_and_an_explained_failure_failed(
+    ending: str, state: str, error: str
+) -> None:
+    job = Job.objects.create(kind="test_ends", params={"ending": ending})
+    assert execute(job.pk) == state
+    job.refresh_from_db()
+    assert (job.state, job.error, job.summary) == (state, error, "")
+    assert job.is_finished and job.finished_at is not None
+    last = JobLogLine.objects.filter(job=job).order_by("seq").last()
+    assert last is not None and (last.level, last.text) == ("error", f"Job {state}")
+    assert AuditEvent.objects.filter(action=f"job.{state}", object_id=str(job.pk)).exists()
+
+
 @pytest.mark.django_db
 def test_the_periodic_refresh_starts_one_job_for_all_hosts() -> None:
     make_host("HV02", 45987)
@@ -178,7 +212,8 @@ def test_a_secret_sent_to_a_host_is_masked_in_the_log_error_and_summary_of_its_j
         kind="test_sends_a_secret", host_names=[host.name], requested_by=operator, params={"ending": ending}
     )
     job.hosts.set([host])
-    assert execute(job.pk) == (JobState.SUCCEEDED if ending == "succeeded" else JobState.FAILED)
+    ends = {"succeeded": JobState.SUCCEEDED, "failed": JobState.FAILED, "crash": JobState.ERRORED}
+    assert execute(job.pk) == ends[ending]
     job.refresh_from_db()
     texts = list(JobLogLine.objects.filter(job=job).order_by("seq").values_list("text", flat=True))
     assert any(text.startswith("→ Import-PfxCertificate") for text in texts)  # it was really sent

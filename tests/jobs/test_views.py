@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 from django.utils.html import escape
@@ -72,6 +73,19 @@ def test_job_list_filters_by_host_state_user_and_date(viewer_client: Client, ope
     }
     # Nonsense filters are ignored, never a server error.
     assert listed("?host=abc&state=exploded&since=yesterday&page=-3") == {a.pk, b.pk, old.pk}
+
+
+def test_an_errored_job_is_listed_by_its_own_filter_with_a_bad_badge(viewer_client: Client, operator: Any) -> None:
+    errored = job_on(None, operator, JobState.ERRORED)
+    job_on(None, operator, JobState.FAILED)
+    response = viewer_client.get("/jobs/?state=errored")
+    assert [job.pk for job in response.context["page"]] == [errored.pk]
+    body = response.content.decode()
+    assert '<option value="errored" selected>errored</option>' in body
+    assert f'<span class="badge errored" data-job-state="{errored.pk}">errored</span>' in body
+    assert ".badge.errored" in (settings.BASE_DIR / "static" / "console.css").read_text()  # coloured as bad
+    page = viewer_client.get(f"/jobs/{errored.pk}/").content.decode()
+    assert 'data-state="errored" data-ended="true"' in page
 
 
 def test_job_page_shows_state_and_the_log_downloads_as_text(viewer_client: Client, operator: Any) -> None:

@@ -1,5 +1,6 @@
 """Jobs run by a real Celery worker process on real Redis: durable ordered logs, per-host locks, cancel, clean
-failures, a SIGKILLed worker's job becoming lost, and a redelivered task that never repeats a destructive step."""
+failures and errors, a SIGKILLed worker's job becoming lost, and a redelivered task that never repeats a destructive
+step."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from hosts.models import Host
 from jobs.kinds import JobContext, JobFailed, job_kind
-from jobs.models import HostLock, Job, JobLogLine, JobState, JobStep
+from jobs.models import TERMINAL_STATES, HostLock, Job, JobLogLine, JobState, JobStep
 from jobs.services import cancel_job, create_job
 from jobs.tasks import run_job
 
@@ -159,12 +160,12 @@ def test_cancelling_a_running_job_stops_at_the_next_step_and_says_what_was_done(
     assert not HostLock.objects.exists()
 
 
-def test_an_unexpected_error_fails_the_job_with_a_clean_message_and_no_secret(
+def test_an_unexpected_error_ends_the_job_errored_with_a_clean_message_and_no_secret(
     celery_worker_process: Any, operator: Any, hv01: Host
 ) -> None:
     job = create_job(operator, "test_crash", hosts=[hv01])
-    wait_state(job, {JobState.FAILED, JobState.SUCCEEDED})
-    assert job.state == JobState.FAILED
+    wait_state(job, set(TERMINAL_STATES))
+    assert job.state == JobState.ERRORED
     assert job.error.startswith("Unexpected error (RuntimeError): boom in [path] using ********")
     stored = "\n".join(texts(job)) + job.error + job.summary
     assert HOST_PASSWORD not in stored and "site-packages" not in stored
@@ -174,7 +175,8 @@ def test_an_unexpected_error_fails_the_job_with_a_clean_message_and_no_secret(
 
 def test_a_job_failure_keeps_its_message(celery_worker_process: Any, operator: Any, hv01: Host) -> None:
     job = create_job(operator, "test_crash", hosts=[hv01], params={"clean": True})
-    wait_state(job, {JobState.FAILED, JobState.SUCCEEDED})
+    wait_state(job, set(TERMINAL_STATES))
+    assert job.state == JobState.FAILED
     assert job.error == "The guardian has no private key: escrow it first."
 
 

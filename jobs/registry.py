@@ -1,0 +1,88 @@
+"""The registry of job kinds: which kinds exist, their labels and what running one needs (`@job_kind`).
+
+It imports no model, so the Job model can name its kind (`Job.label`) without importing what runs kinds; kind authors
+import `job_kind` from jobs/kinds.py, next to the JobContext their function receives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .kinds import JobContext
+    from .models import Job
+
+
+class UnknownJobKind(KeyError):
+    pass
+
+
+class RerunNeedsPreflight(Exception):
+    """This kind is not re-run in one click: its preflight page (if any) must be confirmed again."""
+
+
+KindFunction = Callable[["JobContext"], str]
+PreflightUrl = Callable[["Job"], str]
+
+# The permission of kinds that change or remove what cannot simply be put back. Their preflight page asks for a
+# typed confirmation, so "Run again" sends the user back there instead of re-running in one click.
+DESTRUCTIVE_PERMISSION = "run_destructive_jobs"
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A registered kind: the function and what running it needs."""
+
+    name: str
+    label: str
+    permission: str
+    mutating: bool
+    function: KindFunction
+    refresh_inventory: bool = True  # refresh the touched hosts' inventory after the job
+    # `preflight_url(job)` → the kind's preflight page filled with that job's targets and parameters (a same-site
+    # path). When set, "Run again" goes there; a destructive kind without one cannot be re-run from its job page.
+    preflight_url: PreflightUrl | None = None
+
+    @property
+    def destructive(self) -> bool:
+        return self.permission == DESTRUCTIVE_PERMISSION
+
+    @property
+    def one_click_rerun(self) -> bool:
+        """May "Run again" create the new job directly? Not when the kind has a preflight page or is destructive."""
+        return self.preflight_url is None and not self.destructive
+
+
+KINDS: dict[str, JobKind] = {}
+
+
+def job_kind(
+    name: str,
+    *,
+    label: str,
+    permission: str = "run_jobs",
+    mutating: bool = True,
+    refresh_inventory: bool = True,
+    preflight_url: PreflightUrl | None = None,
+) -> Callable[[KindFunction], KindFunction]:
+    """Register `function(ctx) -> summary` as the job kind `name`. Mutating kinds take a per-host lock."""
+
+    def register(function: KindFunction) -> KindFunction:
+        KINDS[name] = JobKind(name, label, permission, mutating, function, refresh_inventory, preflight_url)
+        return function
+
+    return register
+
+
+def get_kind(name: str) -> JobKind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise UnknownJobKind(name) from None
+
+
+def label_of(name: str) -> str:
+    kind = KINDS.get(name)
+    return kind.label if kind else name
