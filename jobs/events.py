@@ -7,13 +7,10 @@ imported here: the Job model publishes its own state changes through this module
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-
-if TYPE_CHECKING:
-    from .models import Job
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +33,15 @@ def publish(group: str, message: dict[str, Any]) -> None:
         log.warning("could not publish to %s", group, exc_info=True)
 
 
-def publish_state(job: Job) -> None:
+class Publishable(Protocol):
+    """A job as this module needs it (jobs.models.Job is one): typed here so the model can import this module."""
+
+    pk: Any
+
+    def state_message(self) -> dict[str, Any]: ...
+
+
+def publish_state(job: Publishable) -> None:
     message = {"type": "job.state", "state": job.state_message()}
     publish(job_group(job.pk), message)
     publish(JOBS_GROUP, message)

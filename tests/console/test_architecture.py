@@ -4,7 +4,8 @@ Last, the catalog of remote operations against the simulator's cmdlets.
 
 The imports of console/, hosts/ and jobs/ are read from their source with `ast`, none of it executed. A package's
 `__init__` is a module of its own. `from a.b import c` depends on `a.b`, and on `a.b.c` as well when that is a
-module. Imports under `if TYPE_CHECKING:` count too: a type is a dependency all the same.
+module. Imports under `if TYPE_CHECKING:` count for the one-way rules (a type is a dependency all the same) but
+not for cycles: they never run, which is what lets a module name a type of the module that imports it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Import:
     path: Path
     line: int
     local: bool  # inside a function: runs when the function is first called, not when the module loads
+    typing_only: bool  # under `if TYPE_CHECKING:`: never runs
     commented: bool  # a comment on its line or the line above (the reason it is local)
 
     def __str__(self) -> str:
@@ -102,25 +104,37 @@ def comment_lines(source: str) -> tuple[set[int], set[int]]:
     return anywhere, alone
 
 
-def import_nodes(tree: ast.AST, local: bool = False) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
-    """Every import statement, and whether it sits inside a function (at any depth)."""
+def is_type_checking(node: ast.AST) -> bool:
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def import_nodes(
+    tree: ast.AST, local: bool = False, typing_only: bool = False
+) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool, bool]]:
+    """Every import statement, whether it sits inside a function (at any depth), and whether only type checkers
+    see it."""
     for child in ast.iter_child_nodes(tree):
         if isinstance(child, ast.Import | ast.ImportFrom):
-            yield child, local
+            yield child, local, typing_only
         inner = local or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
-        yield from import_nodes(child, inner)
+        yield from import_nodes(child, inner, typing_only or is_type_checking(child))
 
 
 def imports_of(path: Path) -> Iterator[Import]:
     source = path.read_text(encoding="utf-8")
     module, is_package = module_name(path), path.name == "__init__.py"
     anywhere, alone = comment_lines(source)
-    for node, local in import_nodes(ast.parse(source, filename=str(path))):
+    for node, local, typing_only in import_nodes(ast.parse(source, filename=str(path))):
         commented = bool(anywhere & set(range(node.lineno, (node.end_lineno or node.lineno) + 1)))
         commented = commented or node.lineno - 1 in alone
         for target in dict.fromkeys(targets(node, module, is_package)):
             if is_first_party(target) and target != module:
-                yield Import(module, target, path, node.lineno, local, commented)
+                yield Import(module, target, path, node.lineno, local, typing_only, commented)
 
 
 @cache
@@ -203,6 +217,8 @@ def test_first_party_modules_import_each_other_in_no_circle() -> None:
     graph: dict[str, set[str]] = defaultdict(set)
     edges: dict[tuple[str, str], Import] = {}
     for found in all_imports():
+        if found.typing_only:
+            continue
         graph[found.source].add(found.target)
         edges.setdefault((found.source, found.target), found)
     cycles = [cycle_through(group[0], graph, set(group)) for group in strongly_connected(graph)]
