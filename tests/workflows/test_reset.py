@@ -16,7 +16,7 @@ from hypervsim.certs import guardian_pair
 from hypervsim.keyprotector import KeyProtector
 from jobs.kinds import JobFailed
 from jobs.workflows.reset.plan import reset_guardian, undo_reset
-from jobs.workflows.vtpm.plan import TpmChange, enable_vtpm
+from jobs.workflows.vtpm.plan import TpmChange, change_vtpm
 from tests.plugins.powershell import assert_runnable, shown_powershell
 from tests.plugins.runs import DirectRun
 
@@ -56,7 +56,7 @@ def test_reset_on_deleted_certs_host_makes_tpm_changes_work_again(sim_host: Any,
         summary = reset_guardian(run, session, host)
         assert sim.model.guardian(GUARDIAN) is None
         # A real TPM change now works, and creates a fresh UntrustedGuardian with private keys.
-        enable_vtpm(run, session, host, TpmChange("Srv-Plain", "enable"))
+        change_vtpm(run, session, host, TpmChange("Srv-Plain", "enable"))
     assert "TPM changes work again" in summary
     record = run.results["removed_guardian"]
     assert (record["signing_thumbprint"], record["encryption_thumbprint"]) == removed
@@ -143,7 +143,7 @@ def test_undo_refuses_to_replace_a_guardian_made_after_the_reset(sim_host: Any, 
     run = DirectRun()
     with open_session(host.connection_spec()) as session:
         reset_guardian(run, session, host)
-        enable_vtpm(run, session, host, TpmChange("Srv-Plain", "enable"))  # makes a new UntrustedGuardian
+        change_vtpm(run, session, host, TpmChange("Srv-Plain", "enable"))  # makes a new UntrustedGuardian
         fresh = thumbprints(sim)
         with pytest.raises(JobFailed, match="new guardian named 'UntrustedGuardian'"):
             undo_reset(run, session, host, run.results["removed_guardian"])
