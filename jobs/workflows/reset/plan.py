@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 from console.params import parse_id
@@ -109,6 +110,11 @@ class ResetPlan:
         return GetVM(self.check_vm), tpm
 
 
+def vm_details(vm_names: Iterable[str]) -> ReadVmDetails:
+    """The reset's read of each VM's key protector, VMs by name: the host's order and the inventory's differ."""
+    return ReadVmDetails(sorted(vm_names))
+
+
 def _keyed(certificates: list[CertificateFacts]) -> set[str]:
     return {c.thumbprint.upper() for c in certificates if c.has_private_key}
 
@@ -152,7 +158,7 @@ def plan_reset(session: HostSession, host: Host, guardian_name: str = UNTRUSTED_
             "only cut its VMs off. Nothing to reset."
         )
         return ResetPlan(guardian_name, guardian, problem=problem)
-    details = session.run(ReadVmDetails(sorted(vm.name for vm in inventory.vms)))
+    details = session.run(vm_details(vm.name for vm in inventory.vms))
     seen = []
     for vm in inventory.vms:
         d = details.get(vm.name)
@@ -310,7 +316,7 @@ def verify_tpm_changes(run: Run, session: HostSession, host: Host, plan: ResetPl
 
 def reset_script(plan: ResetPlan) -> PowerShellScript:
     """What the reset sends, in the job's order, for a plan (from the last inventory, on the preflight page)."""
-    script = PowerShellScript().add(ReadHostInventory(), ReadVmDetails(plan.vm_names))
+    script = PowerShellScript().add(ReadHostInventory(), vm_details(plan.vm_names))
     for signing, encryption, name in plan.to_escrow:
         script.comment(f"Escrowed first (the vault lacks it): {name or 'pair'} {signing[:8]}/{encryption[:8]}")
         escrow_lines(script, signing, encryption)
