@@ -15,8 +15,9 @@ from hosts.vault.models import EscrowedPair, find_pair
 from hypervsim.certs import guardian_pair
 from hypervsim.keyprotector import KeyProtector
 from jobs.kinds import JobFailed
-from jobs.workflows.reset.plan import reset_guardian, undo_reset
-from jobs.workflows.vtpm.plan import TpmChange, enable_vtpm
+from jobs.models import Job
+from jobs.workflows.reset.plan import RemovedGuardian, reset_guardian, undo_reset
+from jobs.workflows.vtpm.plan import TpmChange, change_vtpm
 from tests.plugins.powershell import assert_runnable, shown_powershell
 from tests.plugins.runs import DirectRun
 
@@ -45,18 +46,22 @@ def lose_signing_key_but_keep_an_older_pair(sim: Any) -> tuple[str, str]:
     return old_s.thumbprint, old_e.thumbprint
 
 
+def removed_by(run: DirectRun) -> RemovedGuardian:
+    """What the reset run through `run` kept for its undo."""
+    return RemovedGuardian.from_record(run.results["removed_guardian"])
+
+
 def test_reset_on_deleted_certs_host_makes_tpm_changes_work_again(sim_host: Any, registered_host: Any) -> None:
     sim = sim_host("deleted-certs")
     host = registered_host(sim)
     removed = thumbprints(sim)
-    run = DirectRun()
-    with open_session(host.connection_spec()) as session:
+    with DirectRun() as run, open_session(host.connection_spec()) as session:
         with pytest.raises(RemoteCommandError, match="does not have a private key"):
             session.run(DisableTpm("Srv-Plain"))  # the symptom: any TPM change fails
         summary = reset_guardian(run, session, host)
         assert sim.model.guardian(GUARDIAN) is None
         # A real TPM change now works, and creates a fresh UntrustedGuardian with private keys.
-        enable_vtpm(run, session, host, TpmChange("Srv-Plain", "enable"))
+        change_vtpm(run, session, host, TpmChange("Srv-Plain", "enable"))
     assert "TPM changes work again" in summary
     record = run.results["removed_guardian"]
     assert (record["signing_thumbprint"], record["encryption_thumbprint"]) == removed
@@ -115,7 +120,7 @@ def test_undo_brings_back_a_guardian_whose_certificates_are_gone(sim_host: Any, 
     run = DirectRun()
     with open_session(host.connection_spec()) as session:
         reset_guardian(run, session, host)
-        summary = undo_reset(run, session, host, run.results["removed_guardian"])
+        summary = undo_reset(run, session, host, removed_by(run))
     assert "from its metadata" in summary
     assert thumbprints(sim) == before
     assert "Import-HgsGuardian" in {c["cmdlet"] for c in sim.command_log}
@@ -131,7 +136,7 @@ def test_undo_recreates_by_thumbprints_when_certificates_stayed(sim_host: Any, r
     run = DirectRun()
     with open_session(host.connection_spec()) as session:
         reset_guardian(run, session, host)
-        assert "by thumbprints" in undo_reset(run, session, host, run.results["removed_guardian"])
+        assert "by thumbprints" in undo_reset(run, session, host, removed_by(run))
     assert thumbprints(sim) == before
     new_guardian = [c for c in sim.command_log if c["cmdlet"] == "New-HgsGuardian"]
     assert new_guardian[-1]["parameters"]["SigningCertificateThumbprint"] == before[0]
@@ -143,10 +148,10 @@ def test_undo_refuses_to_replace_a_guardian_made_after_the_reset(sim_host: Any, 
     run = DirectRun()
     with open_session(host.connection_spec()) as session:
         reset_guardian(run, session, host)
-        enable_vtpm(run, session, host, TpmChange("Srv-Plain", "enable"))  # makes a new UntrustedGuardian
+        change_vtpm(run, session, host, TpmChange("Srv-Plain", "enable"))  # makes a new UntrustedGuardian
         fresh = thumbprints(sim)
         with pytest.raises(JobFailed, match="new guardian named 'UntrustedGuardian'"):
-            undo_reset(run, session, host, run.results["removed_guardian"])
+            undo_reset(run, session, host, removed_by(run))
     assert thumbprints(sim) == fresh
 
 
@@ -192,8 +197,6 @@ def test_reset_preflight_shows_the_escrow_it_will_do_first(
 def test_reset_page_starts_the_job_for_admins_only(
     sim_host: Any, registered_host: Any, admin_client: Client, operator_client: Client
 ) -> None:
-    from jobs.models import Job
-
     host = registered_host(sim_host("deleted-certs"))
     assert operator_client.get("/jobs/new/reset/").status_code == 403
     assert operator_client.post("/jobs/new/reset/", {"host": host.pk}).status_code == 403
@@ -213,8 +216,6 @@ def test_undo_page_refuses_a_job_that_removed_nothing(admin_client: Client) -> N
 def test_undo_page_shows_runnable_lines_with_the_kept_metadata(
     sim_host: Any, registered_host: Any, admin_client: Client
 ) -> None:
-    from jobs.models import Job
-
     sim = sim_host("deleted-certs")
     host = registered_host(sim)
     run = DirectRun()

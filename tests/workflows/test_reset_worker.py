@@ -10,7 +10,7 @@ import pytest
 
 from console.models import AuditEvent
 from hosts.vault.models import EscrowedPair
-from jobs.models import Job, JobState
+from jobs.models import Job, JobLogLine, JobState
 from jobs.services import create_job, rerun_preflight_url
 from tests.hosts.test_vault_support import assert_no_secret
 from tests.plugins.users import client_for
@@ -30,6 +30,10 @@ def finished(job: Job, timeout: float = 60) -> Job:
         assert time.monotonic() < deadline, f"no job.{job.state} audit event for job {job.pk}"
         time.sleep(0.05)
     return job
+
+
+def log_of(job: Job) -> str:
+    return "\n".join(JobLogLine.objects.filter(job=job).order_by("seq").values_list("text", flat=True))
 
 
 def pages_of(user: Any, job: Job) -> str:
@@ -60,6 +64,8 @@ def test_reset_job_and_its_undo_on_the_deleted_certs_host(
     assert reset.results["removed_guardian"]["signing_thumbprint"] == before
     assert reset.results["next_url"] == f"/jobs/new/reset/undo/?job={reset.pk}"  # the job page's "Undo" button
     assert AuditEvent.objects.get(action="guardian.reset").detail["signing_thumbprint"] == before
+    logged = log_of(reset)  # what the plan and the kind log through their loggers lands in the job's log
+    assert "is sealed to it: NOT escrowed anywhere" in logged and "To undo: /jobs/new/" in logged
     undo = finished(create_job(admin, "undo_guardian_reset", hosts=[host], params={"reset_job": reset.pk}))
     assert undo.state == JobState.SUCCEEDED, undo.error
     assert sim.model.guardian("UntrustedGuardian").signing.thumbprint == before
@@ -94,6 +100,7 @@ def test_vtpm_job_turns_the_tpm_off_after_removing_a_saved_state(
     assert not sim.model.vm("Win11-B").tpm_enabled and not sim.model.vm("Win11-C").tpm_enabled
     assert sim.model.vm("Win11-C").state == "Off"
     assert AuditEvent.objects.get(action="vm.tpm_disable").detail["vms"] == ["Win11-B: TPM off", "Win11-C: TPM off"]
+    assert "Discarded the saved state of 'Win11-C'" in log_of(job)
     assert_nothing_secret(admin, job, sim.password)
 
 

@@ -11,7 +11,8 @@ from hosts.inventory.refresh import refresh_host
 from hosts.remoting import open_session
 from hosts.remoting.catalog.vms import StartVM, StopVM
 from jobs.kinds import JobFailed
-from jobs.workflows.vtpm.plan import TpmChange, change_vtpms, changes_from, disable_vtpm, enable_vtpm
+from jobs.models import Job
+from jobs.workflows.vtpm.plan import TpmChange, change_vtpm, change_vtpms, changes_from
 from tests.plugins.powershell import assert_runnable, shown_powershell
 from tests.plugins.runs import DirectRun
 
@@ -27,9 +28,9 @@ def test_tpm_off_then_on_again_on_a_healthy_vm(sim_host: Any, registered_host: A
     host = registered_host(sim)
     run = DirectRun()
     with open_session(host.connection_spec()) as session:
-        assert disable_vtpm(run, session, host, TpmChange("Win11-B", "disable")) == "Win11-B: TPM off"
+        assert change_vtpm(run, session, host, TpmChange("Win11-B", "disable")) == "Win11-B: TPM off"
         assert not sim.model.vm("Win11-B").tpm_enabled
-        assert enable_vtpm(run, session, host, TpmChange("Win11-B", "enable")) == "Win11-B: TPM on"
+        assert change_vtpm(run, session, host, TpmChange("Win11-B", "enable")) == "Win11-B: TPM on"
     assert sim.model.vm("Win11-B").tpm_enabled
     assert "Set-VMKeyProtector" not in cmdlets(sim)  # it kept its key protector: no new one
 
@@ -38,7 +39,7 @@ def test_enabling_seals_a_vm_without_key_protector_to_the_local_guardian(sim_hos
     sim = sim_host("healthy")
     host = registered_host(sim)
     with open_session(host.connection_spec()) as session:
-        enable_vtpm(DirectRun(), session, host, TpmChange("Srv-Plain", "enable"))
+        change_vtpm(DirectRun(), session, host, TpmChange("Srv-Plain", "enable"))
         session.run(StartVM("Srv-Plain"))  # the host holds the guardian's keys: it starts
     assert cmdlets(sim).index("Set-VMKeyProtector") < cmdlets(sim).index("Enable-VMTPM")
     assert sim.model.vm("Srv-Plain").tpm_enabled and sim.model.vm("Srv-Plain").state == "Running"
@@ -49,9 +50,9 @@ def test_a_saved_state_is_removed_only_when_chosen(sim_host: Any, registered_hos
     host = registered_host(sim)
     with open_session(host.connection_spec()) as session:
         with pytest.raises(JobFailed, match="saved state"):
-            disable_vtpm(DirectRun(), session, host, TpmChange("Win11-C", "disable"))
+            change_vtpm(DirectRun(), session, host, TpmChange("Win11-C", "disable"))
         assert sim.model.vm("Win11-C").state == "Saved" and sim.model.vm("Win11-C").tpm_enabled
-        disable_vtpm(DirectRun(), session, host, TpmChange("Win11-C", "disable", remove_saved_state=True))
+        change_vtpm(DirectRun(), session, host, TpmChange("Win11-C", "disable", remove_saved_state=True))
     assert sim.model.vm("Win11-C").state == "Off" and not sim.model.vm("Win11-C").tpm_enabled
     assert cmdlets(sim).index("Remove-VMSavedState") < cmdlets(sim).index("Disable-VMTPM")
 
@@ -104,8 +105,6 @@ def test_disable_preview_warns_about_bitlocker_and_shows_powershell(healthy_host
 
 
 def test_disable_needs_each_name_typed_and_saved_state_ticked(healthy_host: Any, admin_client: Client) -> None:
-    from jobs.models import Job
-
     base = {"host": healthy_host.pk, "action": "disable", "vm": ["Win11-B", "Win11-C"]}
     wrong = admin_client.post("/jobs/new/vtpm/", {**base, "confirm-Win11-B": "win11-b", "confirm-Win11-C": "Win11-C"})
     assert wrong.status_code == 400 and "Type the name &#x27;Win11-B&#x27; exactly" in wrong.content.decode()
@@ -124,8 +123,6 @@ def test_disable_needs_each_name_typed_and_saved_state_ticked(healthy_host: Any,
 def test_enable_needs_no_typing_and_operators_cannot_use_it(
     healthy_host: Any, admin_client: Client, operator_client: Client
 ) -> None:
-    from jobs.models import Job
-
     data = {"host": healthy_host.pk, "action": "enable", "vm": ["Srv-Plain"]}
     assert operator_client.post("/jobs/new/vtpm/", data).status_code == 403
     assert Job.objects.count() == 0
@@ -137,8 +134,6 @@ def test_enable_needs_no_typing_and_operators_cannot_use_it(
 def test_a_running_vm_alone_gets_no_confirm_box_but_what_to_do(
     sim_host: Any, registered_host: Any, admin_client: Client
 ) -> None:
-    from jobs.models import Job
-
     sim = sim_host("healthy")
     host = registered_host(sim)
     assert refresh_host(host).ok
@@ -158,8 +153,6 @@ def test_a_running_vm_alone_gets_no_confirm_box_but_what_to_do(
 
 
 def test_blocked_vms_are_left_out_of_the_job(healthy_host: Any, admin_client: Client) -> None:
-    from jobs.models import Job
-
     url = f"/jobs/new/vtpm/?host={healthy_host.pk}&action=disable&vm=Win11-A&vm=Win11-B&vm=Srv-Plain"
     text = admin_client.get(url).content.decode()
     assert "Left out" in text and "TPM already off: nothing to do" in text
@@ -170,8 +163,6 @@ def test_blocked_vms_are_left_out_of_the_job(healthy_host: Any, admin_client: Cl
 
 
 def test_run_again_opens_the_page_filled_and_asks_to_confirm_again(healthy_host: Any, admin_client: Client) -> None:
-    from jobs.models import Job
-
     job = Job.objects.create(
         kind="vtpm",
         host_names=[healthy_host.name],

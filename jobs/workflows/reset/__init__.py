@@ -1,1 +1,2 @@
-"""Reset a broken guardian: escrow what can still be escrowed, keep the guardian's public metadata for an undo,"""
+"""Reset a broken guardian, and undo a reset: the plan (what runs, and what Show PowerShell prints), the kind, the
+pages."""

@@ -1,24 +1,27 @@
-"""The reset and undo job kinds."""
+"""The reset and undo job kinds: the plan's steps on the job's host, the audit events and the undo button."""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
 
 from console.models import AuditEvent
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
 from jobs.kinds import JobContext, JobFailed, job_kind
+from jobs.models import Job
 
 from ..pages import preflight_link
-from .plan import removed_guardian_of, reset_guardian, undo_reset
+from .plan import removed_by, reset_guardian, reset_job_of, undo_reset
+
+log = logging.getLogger(__name__)
 
 
-def reset_again(job: Any) -> str:
+def reset_again(job: Job) -> str:
     return preflight_link(
         "/jobs/new/reset/", job, [("guardian", job.params.get("guardian_name") or UNTRUSTED_GUARDIAN)]
     )
 
 
-def undo_again(job: Any) -> str:
+def undo_again(job: Job) -> str:
     return f"/jobs/new/reset/undo/?job={int(job.params.get('reset_job') or 0)}"
 
 
@@ -41,7 +44,7 @@ def reset_guardian_job(ctx: JobContext) -> str:
     undo_url = f"/jobs/new/reset/undo/?job={ctx.job.pk}"
     ctx.record("next_url", undo_url)  # the job page shows it as a button (jobs.views.NEXT_URL)
     ctx.record("next_label", "Undo this reset…")
-    ctx.log(f"To undo: {undo_url}")
+    log.info("To undo: %s", undo_url)
     return summary
 
 
@@ -55,7 +58,7 @@ def reset_guardian_job(ctx: JobContext) -> str:
 def undo_reset_job(ctx: JobContext) -> str:
     """params: reset_job (id of the finished reset job whose removed guardian comes back)."""
     host = ctx.host
-    removed = removed_guardian_of(ctx.params.get("reset_job"))
+    removed = removed_by(reset_job_of(ctx.params.get("reset_job")))
     if host is None or removed is None:
         raise JobFailed("That reset job recorded no removed guardian: there is nothing to undo.")
     summary = undo_reset(ctx, ctx.session(host), host, removed)

@@ -1,15 +1,25 @@
 """Reset a broken guardian: escrow what can still be escrowed, keep the guardian's public metadata for an undo,
-remove the guardian, and prove that TPM changes work again. Also the undo, and what Show PowerShell prints for both."""
+remove the guardian, and prove that TPM changes work again. Also the undo.
+
+One plan behind the job and Show PowerShell. `decide_reset` turns what a host shows into a ResetPlan — read live
+by the job (`plan_reset`), or taken from the last inventory by the preflight page (`plan_from_inventory`) — and the
+plan names every operation the reset sends (`keep`, `removal`, `confirmation`, `check`). The job runs those
+operations; `reset_script` renders the same ones, in the job's order. The undo works the same way through
+RemovedGuardian (`looks`, `by_thumbprints`, `from_metadata`) and `undo_script`.
+"""
 
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 
+from console.params import parse_id
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN, Pair
-from hosts.inventory.models import VirtualMachine
+from hosts.inventory.models import Guardian, VirtualMachine
+from hosts.models import Host
 from hosts.remoting.catalog.guardians import (
     TEMP_DIR,
     ExportGuardian,
@@ -22,16 +32,24 @@ from hosts.remoting.catalog.guardians import (
     RemoveGuardian,
     WriteFileBytes,
 )
-from hosts.remoting.catalog.inventory import GuardianFacts, ReadHostInventory, ReadVmDetails
+from hosts.remoting.catalog.inventory import CertificateFacts, GuardianFacts, ReadHostInventory, ReadVmDetails
 from hosts.remoting.catalog.vms import DisableTpm, EnableTpm, GetVM
 from hosts.remoting.errors import RemoteCommandError, RemotingError
 from hosts.remoting.operation import quote
+from hosts.remoting.session import HostSession
 from hosts.vault.models import find_pair
-from jobs.kinds import JobFailed
+from jobs.kinds import JobFailed, Run
 from jobs.models import Job
 
 from ..escrow.plan import escrow_lines, escrow_pair
 from ..powershell import PowerShellScript, sample_token
+
+log = logging.getLogger(__name__)
+
+
+def temp_metadata_path(token: str) -> str:
+    """The temporary file of a guardian's public metadata on the host (`token`: random in a job, a sample shown)."""
+    return f"{TEMP_DIR}\\gc-{token}-guardian.xml"
 
 
 @dataclass
@@ -44,17 +62,60 @@ class SealedVm:
     keys_here: bool  # the host holds the private keys of one of its guardians
 
 
+@dataclass(frozen=True)
+class SeenVm:
+    """A VM as the reset sees it, from a live read or from the last inventory: what the plan decides on."""
+
+    name: str
+    state: str
+    tpm_enabled: bool
+    details_read: bool  # its security settings and key protector could be read
+    pairs: list[Pair]  # (signing, encryption) of every guardian its key protector is sealed to
+
+
 @dataclass
 class ResetPlan:
-    guardian: GuardianFacts | None
+    """What a reset of one guardian does, and the operations it sends for it."""
+
+    guardian_name: str
+    guardian: GuardianFacts | None = None
+    vm_names: list[str] = field(default_factory=list)  # the VMs whose details the reset reads, sorted
     sealed: list[SealedVm] = field(default_factory=list)
     to_escrow: list[tuple[str, str, str]] = field(default_factory=list)  # (signing, encryption, guardian name)
     check_vm: str = ""  # an Off VM whose current TPM setting the verification re-applies
     check_tpm_enabled: bool = False
     problem: str = ""  # why the reset does not apply
 
+    @property
+    def name(self) -> str:
+        """The guardian's name as the host spells it (the request may differ in case)."""
+        return self.guardian.name if self.guardian is not None else self.guardian_name
 
-def _keyed(certificates: list[Any]) -> set[str]:
+    def keep(self, temp: str) -> tuple[ExportGuardian, ReadFileBytes, RemoveFiles]:
+        """The guardian's public metadata written to `temp`, read back, and the file removed."""
+        return ExportGuardian(self.name, temp), ReadFileBytes(temp), RemoveFiles([temp])
+
+    def removal(self) -> RemoveGuardian:
+        return RemoveGuardian(self.name)
+
+    def confirmation(self) -> GetGuardians:
+        """The guardians left after the removal: the broken one must be gone."""
+        return GetGuardians()
+
+    def check(self) -> tuple[GetVM, EnableTpm | DisableTpm] | None:
+        """The Off VM looked up, then its current TPM setting re-applied; None when no VM is Off."""
+        if not self.check_vm:
+            return None
+        tpm = EnableTpm(self.check_vm) if self.check_tpm_enabled else DisableTpm(self.check_vm)
+        return GetVM(self.check_vm), tpm
+
+
+def vm_details(vm_names: Iterable[str]) -> ReadVmDetails:
+    """The reset's read of each VM's key protector, VMs by name: the host's order and the inventory's differ."""
+    return ReadVmDetails(sorted(vm_names))
+
+
+def _keyed(certificates: list[CertificateFacts]) -> set[str]:
     return {c.thumbprint.upper() for c in certificates if c.has_private_key}
 
 
@@ -63,37 +124,64 @@ def is_broken(guardian: GuardianFacts, keyed: set[str]) -> bool:
     return not guardian.has_private_signing_key or guardian.encryption_thumbprint.upper() not in keyed
 
 
-def plan_reset(session: Any, host: Any, guardian_name: str = UNTRUSTED_GUARDIAN) -> ResetPlan:
+def decide_reset(guardian_name: str, guardian: GuardianFacts | None, vms: list[SeenVm], keyed: set[str]) -> ResetPlan:
+    """The plan from what a host shows: its guardian (None: not there), its VMs, the thumbprints it holds private
+    keys for. VMs are taken by name, so a live read and the inventory give the same order."""
+    vms = sorted(vms, key=lambda vm: vm.name)
+    plan = ResetPlan(guardian_name, guardian, vm_names=[vm.name for vm in vms])
+    plan.check_vm, plan.check_tpm_enabled = check_candidate(
+        [(vm.name, vm.state, vm.tpm_enabled, vm.details_read) for vm in vms]
+    )
+    if guardian is None:
+        return plan
+    identity = (guardian.signing_thumbprint.upper(), guardian.encryption_thumbprint.upper())
+    sealed = [vm for vm in vms if identity in vm.pairs]
+    for vm in sealed:
+        escrowed = any(find_pair(*p) is not None for p in vm.pairs)
+        plan.sealed.append(SealedVm(vm.name, vm.state, escrowed, any(set(p) <= keyed for p in vm.pairs)))
+    plan.to_escrow = pairs_to_escrow(identity, guardian.name, [vm.pairs for vm in sealed], keyed)
+    return plan
+
+
+def plan_reset(session: HostSession, host: Host, guardian_name: str = UNTRUSTED_GUARDIAN) -> ResetPlan:
     """Read the host live and say what a reset of `guardian_name` would do."""
     inventory = session.run(ReadHostInventory())
     inventory.facts.require_local()
     guardian = next((g for g in inventory.guardians if g.name.lower() == guardian_name.lower()), None)
     if guardian is None:
-        return ResetPlan(None, problem=f"{host} has no guardian named '{guardian_name}': there is nothing to reset.")
+        problem = f"{host} has no guardian named '{guardian_name}': there is nothing to reset."
+        return ResetPlan(guardian_name, problem=problem)
     keyed = _keyed(inventory.certificates)
-    plan = ResetPlan(guardian)
     if not is_broken(guardian, keyed):
-        plan.problem = (
+        problem = (
             f"Guardian '{guardian.name}' on {host} has its private keys: it is not broken, and removing it would "
             "only cut its VMs off. Nothing to reset."
         )
-        return plan
-    identity = (guardian.signing_thumbprint.upper(), guardian.encryption_thumbprint.upper())
-    details = session.run(ReadVmDetails([vm.name for vm in inventory.vms]))
-    sealed: list[list[Pair]] = []
+        return ResetPlan(guardian_name, guardian, problem=problem)
+    details = session.run(vm_details(vm.name for vm in inventory.vms))
+    seen = []
     for vm in inventory.vms:
-        kp = details[vm.name].key_protector if vm.name in details else None
-        if kp is None or not kp.present or identity not in {(g.signing, g.encryption) for g in kp.guardians}:
-            continue
-        pairs = [(g.signing, g.encryption) for g in kp.guardians]
-        escrowed = any(find_pair(*p) is not None for p in pairs)
-        plan.sealed.append(SealedVm(vm.name, vm.state, escrowed, any(set(p) <= keyed for p in pairs)))
-        sealed.append(pairs)
-    plan.to_escrow = pairs_to_escrow(identity, guardian.name, sealed, keyed)
-    plan.check_vm, plan.check_tpm_enabled = check_candidate(
-        [(vm.name, vm.state, d.tpm_enabled, d.security_read) for vm in inventory.vms if (d := details.get(vm.name))]
-    )
-    return plan
+        d = details.get(vm.name)
+        kp = d.key_protector if d is not None else None
+        pairs = [(g.signing, g.encryption) for g in kp.guardians] if kp is not None and kp.present else []
+        seen.append(SeenVm(vm.name, vm.state, bool(d and d.tpm_enabled), bool(d and d.security_read), pairs))
+    return decide_reset(guardian_name, guardian, seen, keyed)
+
+
+def plan_from_inventory(host: Host, guardian_name: str) -> ResetPlan:
+    """What the reset will do, as far as the host's last inventory tells (the preflight page)."""
+    row = Guardian.objects.filter(host=host, name=guardian_name).first()
+    guardian = None
+    if row is not None:
+        guardian = GuardianFacts(
+            row.name, row.has_private_signing_key, row.signing_thumbprint, row.encryption_thumbprint
+        )
+    seen = [
+        SeenVm(vm.name, vm.state, vm.tpm_enabled, vm.details_read, vm.guardian_pairs)
+        for vm in VirtualMachine.objects.filter(host=host)
+    ]
+    keyed = set(host.certificates.filter(has_private_key=True).values_list("thumbprint", flat=True))
+    return decide_reset(guardian_name, guardian, seen, {t.upper() for t in keyed})
 
 
 def pairs_to_escrow(identity: Pair, name: str, sealed: list[list[Pair]], keyed: set[str]) -> list[tuple[str, str, str]]:
@@ -116,81 +204,10 @@ def check_candidate(vms: list[tuple[str, str, bool, bool]]) -> tuple[str, bool]:
     return next(((name, tpm) for name, tpm in readable if not tpm), readable[0] if readable else ("", False))
 
 
-def escrow_before_reset(run: Any, session: Any, host: Any, plan: ResetPlan) -> int:
-    """Escrow every pair the host still holds keys for and the vault lacks; stop the reset if one fails."""
-
-    for signing, encryption, name in plan.to_escrow:
-        with run.step(f"Escrow {name or 'guardian'} {signing[:8]}/{encryption[:8]} from {host} before the reset"):
-            try:
-                escrow_pair(session, host, signing, encryption, guardian_name=name, user=run.user, log=run.log)
-            except (JobFailed, RemotingError) as exc:
-                raise JobFailed(
-                    f"Could not escrow {signing[:8]}/{encryption[:8]} first, so the guardian was NOT removed and "
-                    f"nothing changed on {host}: {exc}"
-                ) from None
-    return len(plan.to_escrow)
+# -- the job ----------------------------------------------------------------------------------------------------
 
 
-def keep_metadata(session: Any, guardian_name: str) -> str:
-    """The guardian's public metadata (Export-HgsGuardian XML, no private key), base64, for the undo."""
-    temp = f"{TEMP_DIR}\\gc-{secrets.token_hex(8)}-guardian.xml"
-    try:
-        session.run(ExportGuardian(guardian_name, temp))
-        return base64.b64encode(session.run(ReadFileBytes(temp))).decode()
-    finally:
-        session.run(RemoveFiles([temp]))
-
-
-def remove_guardian(run: Any, session: Any, host: Any, guardian: GuardianFacts) -> None:
-    undo = {
-        "host": host.name,
-        "guardian_name": guardian.name,
-        "signing_thumbprint": guardian.signing_thumbprint.upper(),
-        "encryption_thumbprint": guardian.encryption_thumbprint.upper(),
-    }
-    with run.step(f"Keep guardian '{guardian.name}' of {host} for an undo"):
-        undo["metadata_xml"] = keep_metadata(session, guardian.name)
-        run.record("removed_guardian", undo)
-        run.log(
-            f"Recorded for the undo: '{guardian.name}' signing {undo['signing_thumbprint']}, "
-            f"encryption {undo['encryption_thumbprint']}"
-        )
-    with run.step(f"Remove-HgsGuardian '{guardian.name}' on {host}", destructive=True) as step:
-        if step.needed:
-            session.run(RemoveGuardian(guardian.name))
-            run.log(f"Removed guardian '{guardian.name}' from {host}; its certificates, if any, stay in the store")
-
-
-def verify_tpm_changes(run: Any, session: Any, host: Any, plan: ResetPlan) -> str:
-    """Re-apply an Off VM's current TPM setting: it changes nothing, and fails while a broken guardian is there."""
-    with run.step(f"Check that TPM changes work on {host}"):
-        remaining = [g for g in session.run(GetGuardians()) if plan.guardian and g.name == plan.guardian.name]
-        if remaining:
-            raise JobFailed(f"Guardian '{remaining[0].name}' is still on {host} after Remove-HgsGuardian.")
-        if not plan.check_vm:
-            run.log(
-                f"No VM on {host} is Off, so no TPM setting could be re-applied as a check. The broken guardian is "
-                "gone; the next TPM change will create a fresh UntrustedGuardian with private keys.",
-                "warning",
-            )
-            return "guardian removed (no Off VM to check a TPM change with)"
-        vm = session.run(GetVM(plan.check_vm))
-        if vm is None or vm.state != "Off":
-            return f"guardian removed; VM '{plan.check_vm}' is no longer Off, so the check was skipped"
-        op = EnableTpm(plan.check_vm) if plan.check_tpm_enabled else DisableTpm(plan.check_vm)
-        try:
-            session.run(op)
-        except RemoteCommandError as exc:
-            raise JobFailed(
-                f"The guardian was removed, but re-applying the TPM setting of '{plan.check_vm}' still fails: "
-                f"{exc.message}. Look at Get-HgsGuardian on {host} for another guardian without private keys."
-            ) from None
-        setting = "on" if plan.check_tpm_enabled else "off"
-        run.log(f"TPM changes work again on {host}: re-applied “TPM {setting}” to '{plan.check_vm}' (no change)")
-        return f"TPM changes work again (checked on '{plan.check_vm}')"
-
-
-def reset_guardian(run: Any, session: Any, host: Any, guardian_name: str = UNTRUSTED_GUARDIAN) -> str:
+def reset_guardian(run: Run, session: HostSession, host: Host, guardian_name: str = UNTRUSTED_GUARDIAN) -> str:
     """The whole reset; returns a one-line summary. Raises JobFailed with what is left when a step fails."""
     with run.step(f"Read what is sealed to '{guardian_name}' on {host}"):
         try:
@@ -199,36 +216,185 @@ def reset_guardian(run: Any, session: Any, host: Any, guardian_name: str = UNTRU
             raise JobFailed(f"Nothing was changed: {host} could not be read — {exc}") from None
         if plan.problem:
             raise JobFailed(plan.problem)
-        describe_plan(run, host, plan)
-    assert plan.guardian is not None
+        describe_plan(host, plan)
     escrowed = escrow_before_reset(run, session, host, plan)
     run.check_cancelled()
-    remove_guardian(run, session, host, plan.guardian)
+    remove_guardian(run, session, host, plan)
     checked = verify_tpm_changes(run, session, host, plan)
     run.record("sealed_vms", [vm.name for vm in plan.sealed])
-    return f"Removed '{plan.guardian.name}' from {host} ({escrowed} pair(s) escrowed first); {checked}"
+    return f"Removed '{plan.name}' from {host} ({escrowed} pair(s) escrowed first); {checked}"
 
 
-def describe_plan(run: Any, host: Any, plan: ResetPlan) -> None:
+def describe_plan(host: Host, plan: ResetPlan) -> None:
     if not plan.sealed:
-        run.log(f"No VM on {host} is sealed to this guardian")
+        log.info("No VM on %s is sealed to this guardian", host)
     for vm in plan.sealed:
         where = "escrowed in the vault" if vm.escrowed else "NOT escrowed anywhere"
         keys = "its keys are on this host" if vm.keys_here else "no private key for it on this host"
-        level = "info" if vm.escrowed or vm.keys_here else "warning"
-        run.log(f"VM '{vm.name}' ({vm.state}) is sealed to it: {where}; {keys}", level)
-    run.log(f"{len(plan.to_escrow)} pair(s) to escrow before removing the guardian")
+        level = logging.INFO if vm.escrowed or vm.keys_here else logging.WARNING
+        log.log(level, "VM '%s' (%s) is sealed to it: %s; %s", vm.name, vm.state, where, keys)
+    log.info("%d pair(s) to escrow before removing the guardian", len(plan.to_escrow))
 
 
-def undo_reset(run: Any, session: Any, host: Any, removed: dict[str, Any]) -> str:
+def escrow_before_reset(run: Run, session: HostSession, host: Host, plan: ResetPlan) -> int:
+    """Escrow every pair the host still holds keys for and the vault lacks; stop the reset if one fails."""
+    for signing, encryption, name in plan.to_escrow:
+        with run.step(f"Escrow {name or 'guardian'} {signing[:8]}/{encryption[:8]} from {host} before the reset"):
+            try:
+                escrow_pair(session, host, signing, encryption, guardian_name=name, user=run.user)
+            except (JobFailed, RemotingError) as exc:
+                raise JobFailed(
+                    f"Could not escrow {signing[:8]}/{encryption[:8]} first, so the guardian was NOT removed and "
+                    f"nothing changed on {host}: {exc}"
+                ) from None
+    return len(plan.to_escrow)
+
+
+def keep_metadata(session: HostSession, plan: ResetPlan) -> str:
+    """The guardian's public metadata (Export-HgsGuardian XML, no private key), base64, for the undo."""
+    export, read, remove = plan.keep(temp_metadata_path(secrets.token_hex(8)))
+    try:
+        session.run(export)
+        return base64.b64encode(session.run(read)).decode()
+    finally:
+        session.run(remove)
+
+
+def remove_guardian(run: Run, session: HostSession, host: Host, plan: ResetPlan) -> None:
+    assert plan.guardian is not None
+    name = plan.name
+    with run.step(f"Keep guardian '{name}' of {host} for an undo"):
+        kept = RemovedGuardian(
+            host.name,
+            name,
+            plan.guardian.signing_thumbprint.upper(),
+            plan.guardian.encryption_thumbprint.upper(),
+            keep_metadata(session, plan),
+        )
+        run.record("removed_guardian", kept.record())
+        log.info(
+            "Recorded for the undo: '%s' signing %s, encryption %s",
+            name,
+            kept.signing_thumbprint,
+            kept.encryption_thumbprint,
+        )
+    with run.step(f"Remove-HgsGuardian '{name}' on {host}", destructive=True) as step:
+        if step.needed:
+            session.run(plan.removal())
+            log.info("Removed guardian '%s' from %s; its certificates, if any, stay in the store", name, host)
+
+
+def verify_tpm_changes(run: Run, session: HostSession, host: Host, plan: ResetPlan) -> str:
+    """Re-apply an Off VM's current TPM setting: it changes nothing, and fails while a broken guardian is there."""
+    with run.step(f"Check that TPM changes work on {host}"):
+        remaining = [g for g in session.run(plan.confirmation()) if g.name == plan.name]
+        if remaining:
+            raise JobFailed(f"Guardian '{remaining[0].name}' is still on {host} after Remove-HgsGuardian.")
+        check = plan.check()
+        if check is None:
+            log.warning(
+                "No VM on %s is Off, so no TPM setting could be re-applied as a check. The broken guardian is "
+                "gone; the next TPM change will create a fresh UntrustedGuardian with private keys.",
+                host,
+            )
+            return "guardian removed (no Off VM to check a TPM change with)"
+        look, reapply = check
+        vm = session.run(look)
+        if vm is None or vm.state != "Off":
+            return f"guardian removed; VM '{plan.check_vm}' is no longer Off, so the check was skipped"
+        try:
+            session.run(reapply)
+        except RemoteCommandError as exc:
+            raise JobFailed(
+                f"The guardian was removed, but re-applying the TPM setting of '{plan.check_vm}' still fails: "
+                f"{exc.message}. Look at Get-HgsGuardian on {host} for another guardian without private keys."
+            ) from None
+        setting = "on" if plan.check_tpm_enabled else "off"
+        log.info("TPM changes work again on %s: re-applied “TPM %s” to '%s' (no change)", host, setting, plan.check_vm)
+        return f"TPM changes work again (checked on '{plan.check_vm}')"
+
+
+def reset_script(plan: ResetPlan) -> PowerShellScript:
+    """What the reset sends, in the job's order, for a plan (from the last inventory, on the preflight page)."""
+    script = PowerShellScript().add(ReadHostInventory(), vm_details(plan.vm_names))
+    for signing, encryption, name in plan.to_escrow:
+        script.comment(f"Escrowed first (the vault lacks it): {name or 'pair'} {signing[:8]}/{encryption[:8]}")
+        escrow_lines(script, signing, encryption)
+    script.add(*plan.keep(temp_metadata_path(sample_token())), plan.removal(), plan.confirmation())
+    check = plan.check()
+    if check is None:
+        return script.comment("No VM is Off: no TPM setting is re-applied as a check.")
+    script.comment(
+        f"The check: re-apply “TPM {'on' if plan.check_tpm_enabled else 'off'}” to '{plan.check_vm}' (no change)"
+    )
+    return script.add(*check)
+
+
+# -- the undo ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemovedGuardian:
+    """What a reset kept of the guardian it removed (its job's `removed_guardian` result): enough to re-create it,
+    and the operations that do."""
+
+    host: str
+    guardian_name: str
+    signing_thumbprint: str
+    encryption_thumbprint: str
+    metadata_xml: str = ""  # base64 of Export-HgsGuardian's XML: its public certificates, no private key
+
+    @classmethod
+    def from_record(cls, record: dict[str, str]) -> RemovedGuardian:
+        return cls(
+            str(record.get("host", "")),
+            str(record["guardian_name"]),
+            str(record["signing_thumbprint"]),
+            str(record["encryption_thumbprint"]),
+            str(record.get("metadata_xml") or ""),
+        )
+
+    def record(self) -> dict[str, str]:
+        return asdict(self)
+
+    @property
+    def identity(self) -> Pair:
+        return self.signing_thumbprint, self.encryption_thumbprint
+
+    def looks(self) -> tuple[GetGuardians, ListShieldedCertificates]:
+        """What the undo reads first: whether a guardian of that name is back, and whether its certificates are."""
+        return GetGuardians(), ListShieldedCertificates()
+
+    def by_thumbprints(self) -> NewGuardianByThumbprints:
+        return NewGuardianByThumbprints(self.guardian_name, *self.identity)
+
+    def from_metadata(self, temp: str) -> tuple[WriteFileBytes, ImportGuardianMetadata, RemoveFiles]:
+        """The kept metadata written to `temp`, imported as the guardian, and the file removed."""
+        data = base64.b64decode(self.metadata_xml)
+        return WriteFileBytes(temp, data), ImportGuardianMetadata(temp, self.guardian_name), RemoveFiles([temp])
+
+
+def reset_job_of(job_id: object) -> Job | None:
+    """The reset job a page or job parameter names (a string or a number), or None."""
+    pk = parse_id(str(job_id))
+    return Job.objects.filter(pk=pk, kind="reset_guardian").first() if pk is not None else None
+
+
+def removed_by(job: Job | None) -> RemovedGuardian | None:
+    """What that reset job removed, if it removed anything."""
+    removed = job.results.get("removed_guardian") if job is not None else None
+    return RemovedGuardian.from_record(removed) if isinstance(removed, dict) else None
+
+
+def undo_reset(run: Run, session: HostSession, host: Host, removed: RemovedGuardian) -> str:
     """Re-create the removed guardian: by thumbprints when its certificates are in the store, else from the
     metadata kept before the reset (its public certificates, as it was)."""
-    name = removed["guardian_name"]
-    key = (removed["signing_thumbprint"], removed["encryption_thumbprint"])
+    name = removed.guardian_name
+    guardians, listing = removed.looks()
     with run.step(f"Check that '{name}' can come back on {host}"):
-        existing = next((g for g in session.run(GetGuardians()) if g.name.lower() == name.lower()), None)
+        existing = next((g for g in session.run(guardians) if g.name.lower() == name.lower()), None)
         if existing is not None:
-            if (existing.signing_thumbprint.upper(), existing.encryption_thumbprint.upper()) == key:
+            if (existing.signing_thumbprint.upper(), existing.encryption_thumbprint.upper()) == removed.identity:
                 return f"'{name}' is already on {host} with the same certificates; nothing to undo"
             raise JobFailed(
                 f"{host} has a new guardian named '{name}' now (signing {existing.signing_thumbprint}), made after "
@@ -236,72 +402,53 @@ def undo_reset(run: Any, session: Any, host: Any, removed: dict[str, Any]) -> st
                 f"would lose their owner, so nothing was changed. If you are sure: Remove-HgsGuardian -Name '{name}' "
                 "on the host, then run the undo again."
             )
-        store = session.run(ListShieldedCertificates())
+        store = session.run(listing)
     with run.step(f"Re-create guardian '{name}' on {host}", destructive=True) as step:
         if not step.needed:
             return f"'{name}' re-created on {host}"
-        if store.exists and store.find(key[0]) and store.find(key[1]):
-            session.run(NewGuardianByThumbprints(name, *key))
+        if store.exists and all(store.find(t) for t in removed.identity):
+            session.run(removed.by_thumbprints())
             how = "by thumbprints"
         else:
-            restore_from_metadata(session, name, removed.get("metadata_xml", ""))
+            restore_from_metadata(session, removed)
             how = "from its metadata kept before the reset (its certificates are no longer in the store)"
-        run.log(f"Re-created '{name}' on {host} {how}")
+        log.info("Re-created '%s' on %s %s", name, host, how)
     return f"'{name}' re-created on {host} {how.split(' (')[0]}"
 
 
-def restore_from_metadata(session: Any, name: str, metadata_b64: str) -> None:
-    if not metadata_b64:
+def restore_from_metadata(session: HostSession, removed: RemovedGuardian) -> None:
+    if not removed.metadata_xml:
         raise JobFailed(
-            f"The certificates of '{name}' are no longer in the store and the reset kept no metadata: it cannot be "
-            "re-created. (It had already lost its private keys, so no VM lost access through the reset.)"
+            f"The certificates of '{removed.guardian_name}' are no longer in the store and the reset kept no "
+            "metadata: it cannot be re-created. (It had already lost its private keys, so no VM lost access through "
+            "the reset.)"
         )
-    temp = f"{TEMP_DIR}\\gc-{secrets.token_hex(8)}-guardian.xml"
+    write, import_, remove = removed.from_metadata(temp_metadata_path(secrets.token_hex(8)))
     try:
-        session.run(WriteFileBytes(temp, base64.b64decode(metadata_b64)))
-        session.run(ImportGuardianMetadata(temp, name))
+        session.run(write)
+        session.run(import_)
     finally:
-        session.run(RemoveFiles([temp]))
+        session.run(remove)
 
 
-def removed_guardian_of(job_id: Any) -> dict[str, Any] | None:
-
-    if not str(job_id).isdigit():
-        return None
-    job = Job.objects.filter(pk=int(job_id), kind="reset_guardian").first()
-    removed = job.results.get("removed_guardian") if job is not None else None
-    return removed if isinstance(removed, dict) else None
+def certificates_in_inventory(host: Host, removed: RemovedGuardian) -> bool:
+    """Whether the host's last inventory lists both certificates of the removed guardian: the undo's branch."""
+    found = set(host.certificates.filter(thumbprint__in=removed.identity).values_list("thumbprint", flat=True))
+    return found >= set(removed.identity)
 
 
-def reset_script(host: Any, guardian_name: str, guardian: Any) -> PowerShellScript:
-    """What the reset will send to `host`, as far as its last inventory tells: the VMs it reads, the pairs it
-    escrows first, the guardian it removes and the TPM setting it re-applies as the check."""
-
-    vms = list(VirtualMachine.objects.filter(host=host).order_by("name"))
-    script = PowerShellScript().add(ReadHostInventory(), ReadVmDetails([vm.name for vm in vms]))
-    if guardian is not None:
-        keyed = set(host.certificates.filter(has_private_key=True).values_list("thumbprint", flat=True))
-        sealed = [vm.guardian_pairs for vm in vms if guardian.identity in vm.guardian_pairs]
-        for signing, encryption, name in pairs_to_escrow(guardian.identity, guardian.name, sealed, keyed):
-            script.comment(f"Escrowed first (the vault lacks it): {name or 'pair'} {signing[:8]}/{encryption[:8]}")
-            escrow_lines(script, signing, encryption)
-    temp = f"{TEMP_DIR}\\gc-{sample_token()}-guardian.xml"
-    script.add(ExportGuardian(guardian_name, temp), ReadFileBytes(temp), RemoveFiles([temp]))
-    script.add(RemoveGuardian(guardian_name), GetGuardians())
-    check_vm, tpm_on = check_candidate([(vm.name, vm.state, vm.tpm_enabled, vm.details_read) for vm in vms])
-    if not check_vm:
-        return script.comment("No VM is Off: no TPM setting is re-applied as a check.")
-    script.comment(f"The check: re-apply “TPM {'on' if tpm_on else 'off'}” to '{check_vm}' (no change)")
-    return script.add(GetVM(check_vm), EnableTpm(check_vm) if tpm_on else DisableTpm(check_vm))
-
-
-def fallback_script(job: Any, removed: dict[str, Any]) -> PowerShellScript:
-    """The undo from the public metadata the reset kept, with that metadata inline so the lines run as shown."""
-    temp, name = f"{TEMP_DIR}\\gc-{sample_token()}-guardian.xml", removed["guardian_name"]
+def undo_script(job: Job, removed: RemovedGuardian, by_thumbprints: bool, looks: bool = True) -> PowerShellScript:
+    """What the undo sends when it re-creates the guardian `by_thumbprints` (else from the kept metadata, inline so
+    the lines run as shown); `looks=False` leaves out the reads, for showing the other way on its own."""
     script = PowerShellScript()
-    if removed.get("metadata_xml"):
-        kept = f"[Convert]::FromBase64String({quote(str(removed['metadata_xml']))})"
-        script.bind("file", "$guardianXml", kept, f"The public metadata of '{name}' that job #{job.pk} kept:")
-    else:
-        script.comment(f"Job #{job.pk} kept no metadata of '{name}': this way back is closed.")
-    return script.add(WriteFileBytes(temp, b""), ImportGuardianMetadata(temp, name), RemoveFiles([temp]))
+    if looks:
+        script.add(*removed.looks())
+    if by_thumbprints:
+        return script.add(removed.by_thumbprints())
+    if not removed.metadata_xml:  # the job stops here, sending nothing more
+        return script.comment(f"Job #{job.pk} kept no metadata of '{removed.guardian_name}': this way back is closed.")
+    kept = f"[Convert]::FromBase64String({quote(removed.metadata_xml)})"
+    script.bind(
+        "file", "$guardianXml", kept, f"The public metadata of '{removed.guardian_name}' that job #{job.pk} kept:"
+    )
+    return script.add(*removed.from_metadata(temp_metadata_path(sample_token())))

@@ -1,1 +1,1 @@
-"""Turning a VM's virtual TPM off or on: the checks Hyper-V makes (the VM off, no saved state, a key protector and a"""
+"""Turn a VM's virtual TPM off or on: the plan (what runs, and what Show PowerShell prints), the kind, the page."""

@@ -1,17 +1,16 @@
-"""The vTPM job kind: several VMs of one host, off or on."""
+"""The vTPM job kind: several VMs of one host, off or on, and the audit event of what changed."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from console.models import AuditEvent
 from jobs.kinds import JobContext, JobFailed, job_kind
+from jobs.models import Job
 
 from ..pages import preflight_link
 from .plan import change_vtpms, changes_from
 
 
-def vtpm_again(job: Any) -> str:
+def vtpm_again(job: Job) -> str:
     return preflight_link(
         "/jobs/new/vtpm/", job, [("action", job.params.get("action")), *(("vm", vm) for vm in job.vms)]
     )

@@ -1,11 +1,20 @@
 """Turning a VM's virtual TPM off or on: the checks Hyper-V makes (the VM off, no saved state, a key protector and a
-guardian with private keys for enabling), and the changes themselves."""
+guardian with private keys for enabling), and the changes themselves.
+
+One plan behind the job and Show PowerShell: a TpmChange names every operation it sends for its VM — the looks
+(`look`, `security`), the changing `steps(now)` that what the looks found decides, and the `verification` — and
+`operations(now)` lists them in the job's order. The job runs them; the page renders the same list for the state
+the last inventory shows (`vtpm_script`).
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from hosts.inventory.models import VirtualMachine
+from hosts.models import Host
 from hosts.remoting.catalog.vms import (
     DisableTpm,
     EnableTpm,
@@ -16,7 +25,12 @@ from hosts.remoting.catalog.vms import (
 )
 from hosts.remoting.errors import RemoteCommandError, RemotingError
 from hosts.remoting.operation import Operation
-from jobs.kinds import JobFailed
+from hosts.remoting.session import HostSession
+from jobs.kinds import JobFailed, Run
+
+from ..powershell import PowerShellScript
+
+log = logging.getLogger(__name__)
 
 ACTIONS = ("disable", "enable")
 
@@ -31,69 +45,134 @@ TPM_OFF_WARNING = (
 BROKEN_GUARDIAN = "does not have a private key"
 
 
+@dataclass(frozen=True)
+class VmNow:
+    """What the host shows of a VM before its TPM changes, which decides the steps: read live by the job, or taken
+    from the last inventory by the page. The TPM and the key protector are read only when enabling."""
+
+    state: str
+    tpm_enabled: bool = False
+    has_key_protector: bool = False
+
+    @classmethod
+    def of(cls, vm: VirtualMachine) -> VmNow:
+        return cls("Saved" if vm.has_saved_state else vm.state, vm.tpm_enabled, vm.has_key_protector)
+
+
+@dataclass(frozen=True)
+class TpmStep:
+    """One changing operation of a TPM change, run as a job step of that title."""
+
+    operation: Operation[None]
+    title: str
+    destructive: bool = False
+    done: str = ""  # the log line once it ran
+
+
 @dataclass
 class TpmChange:
-    """One VM's change as the job does it."""
+    """One VM's change as the job does it, and the operations it sends for it."""
 
     vm_name: str
     action: str  # disable | enable
     remove_saved_state: bool = False
 
+    @property
+    def enabling(self) -> bool:
+        return self.action == "enable"
 
-def ready_for_change(run: Any, session: Any, host: Any, change: TpmChange) -> None:
-    """The VM must be Off; a Saved VM is made Off by discarding its saved state, when the user chose that."""
-    vm = session.run(GetVM(change.vm_name))
-    if vm is None:
-        raise JobFailed(f"{host} has no VM named '{change.vm_name}'. Refresh the inventory and choose again.")
-    if vm.state == "Saved":
-        if not change.remove_saved_state:
-            raise JobFailed(
-                f"'{change.vm_name}' has a saved state, which cannot be resumed after a TPM change. Tick “remove "
+    def look(self) -> GetVM:
+        return GetVM(self.vm_name)
+
+    def security(self) -> GetVmSecurity | None:
+        """Enabling reads first whether the TPM is on already and whether the VM has a key protector."""
+        return GetVmSecurity(self.vm_name) if self.enabling else None
+
+    def refusal(self, state: str) -> str:
+        """Why the job stops at this VM once it saw its state ("" = it goes on): Hyper-V changes a TPM only while
+        the VM is Off, and a saved state is discarded only when the user chose that."""
+        if state == "Saved" and not self.remove_saved_state:
+            return (
+                f"'{self.vm_name}' has a saved state, which cannot be resumed after a TPM change. Tick “remove "
                 "the saved state” to discard it, or start the VM and shut it down from the guest first."
             )
-        with run.step(f"Remove the saved state of '{change.vm_name}' on {host}", destructive=True) as step:
+        if state not in ("Off", "Saved"):
+            return (
+                f"'{self.vm_name}' is {state}: a TPM change needs it Off. Shut it down from the guest (or "
+                f"Stop-VM -Name '{self.vm_name}') and run this again."
+            )
+        return ""
+
+    def steps(self, now: VmNow, host: Host) -> list[TpmStep]:
+        """The changes, in order, for a VM the host shows as `now`; none when its TPM is on already."""
+        vm = self.vm_name
+        if self.enabling and now.tpm_enabled:
+            return []
+        steps = []
+        if now.state == "Saved":
+            title = f"Remove the saved state of '{vm}' on {host}"
+            steps.append(TpmStep(RemoveSavedState(vm), title, True, f"Discarded the saved state of '{vm}'"))
+        if not self.enabling:
+            return [*steps, TpmStep(DisableTpm(vm), f"Disable-VMTPM '{vm}' on {host}", destructive=True)]
+        if not now.has_key_protector:
+            title = f"Set-VMKeyProtector -NewLocalKeyProtector '{vm}' on {host}"
+            done = f"'{vm}' is now sealed to the UntrustedGuardian of {host}"
+            steps.append(TpmStep(NewLocalKeyProtector(vm), title, done=done))
+        return [*steps, TpmStep(EnableTpm(vm), f"Enable-VMTPM '{vm}' on {host}")]
+
+    def verification(self) -> GetVmSecurity:
+        """Read back the TPM setting: the change counts only when the host shows it."""
+        return GetVmSecurity(self.vm_name)
+
+    def operations(self, now: VmNow | None, host: Host) -> list[Operation[Any]]:
+        """Everything the job sends for this VM, in order, when the host shows it as `now` (None: no such VM)."""
+        if now is None or self.refusal(now.state):
+            return [self.look()]
+        security = self.security()
+        steps = self.steps(now, host)
+        looks: list[Operation[Any]] = [self.look(), *([security] if security else [])]
+        return [*looks, *(step.operation for step in steps), self.verification()] if steps else looks
+
+
+def look_at(session: HostSession, host: Host, change: TpmChange) -> VmNow:
+    """Read the VM as the change needs it; JobFailed when it is missing or cannot change now."""
+    vm = session.run(change.look())
+    if vm is None:
+        raise JobFailed(f"{host} has no VM named '{change.vm_name}'. Refresh the inventory and choose again.")
+    refusal = change.refusal(vm.state)
+    if refusal:
+        raise JobFailed(refusal)
+    security = change.security()
+    if security is None:
+        return VmNow(vm.state)
+    found = session.run(security)
+    return VmNow(vm.state, found.tpm_enabled, found.has_key_protector)
+
+
+def change_vtpm(run: Run, session: HostSession, host: Host, change: TpmChange) -> str:
+    """One VM's change: look, the steps that decides, then check the TPM reads as asked. Returns its outcome."""
+    vm = change.vm_name
+    steps = change.steps(look_at(session, host, change), host)
+    if not steps:
+        log.info("The TPM of '%s' is already on; nothing to do", vm)
+        return f"{vm}: TPM already on"
+    for planned in steps:
+        with run.step(planned.title, destructive=planned.destructive) as step:
             if step.needed:
-                session.run(RemoveSavedState(change.vm_name))
-                run.log(f"Discarded the saved state of '{change.vm_name}'")
-    elif vm.state != "Off":
-        raise JobFailed(
-            f"'{change.vm_name}' is {vm.state}: a TPM change needs it Off. Shut it down from the guest (or "
-            f"Stop-VM -Name '{change.vm_name}') and run this again."
-        )
+                session.run(planned.operation)
+                if planned.done:
+                    log.info("%s", planned.done)
+    if session.run(change.verification()).tpm_enabled != change.enabling:
+        cmdlet, shown = ("Enable-VMTPM", "disabled") if change.enabling else ("Disable-VMTPM", "enabled")
+        raise JobFailed(f"{cmdlet} returned, but '{vm}' still shows its TPM {shown}.")
+    if change.enabling:
+        log.info("The TPM of '%s' is on", vm)
+        return f"{vm}: TPM on"
+    log.info("The TPM of '%s' is off: it can start on any host, without a guardian", vm)
+    return f"{vm}: TPM off"
 
 
-def disable_vtpm(run: Any, session: Any, host: Any, change: TpmChange) -> str:
-    ready_for_change(run, session, host, change)
-    with run.step(f"Disable-VMTPM '{change.vm_name}' on {host}", destructive=True) as step:
-        if step.needed:
-            session.run(DisableTpm(change.vm_name))
-    if session.run(GetVmSecurity(change.vm_name)).tpm_enabled:
-        raise JobFailed(f"Disable-VMTPM returned, but '{change.vm_name}' still shows its TPM enabled.")
-    run.log(f"The TPM of '{change.vm_name}' is off: it can start on any host, without a guardian")
-    return f"{change.vm_name}: TPM off"
-
-
-def enable_vtpm(run: Any, session: Any, host: Any, change: TpmChange) -> str:
-    ready_for_change(run, session, host, change)
-    security = session.run(GetVmSecurity(change.vm_name))
-    if security.tpm_enabled:
-        run.log(f"The TPM of '{change.vm_name}' is already on; nothing to do")
-        return f"{change.vm_name}: TPM already on"
-    if not security.has_key_protector:
-        with run.step(f"Set-VMKeyProtector -NewLocalKeyProtector '{change.vm_name}' on {host}") as step:
-            if step.needed:
-                session.run(NewLocalKeyProtector(change.vm_name))
-                run.log(f"'{change.vm_name}' is now sealed to the UntrustedGuardian of {host}")
-    with run.step(f"Enable-VMTPM '{change.vm_name}' on {host}") as step:
-        if step.needed:
-            session.run(EnableTpm(change.vm_name))
-    if not session.run(GetVmSecurity(change.vm_name)).tpm_enabled:
-        raise JobFailed(f"Enable-VMTPM returned, but '{change.vm_name}' still shows its TPM disabled.")
-    run.log(f"The TPM of '{change.vm_name}' is on")
-    return f"{change.vm_name}: TPM on"
-
-
-def remedy_of(exc: RemotingError, host: Any) -> str:
+def remedy_of(exc: RemotingError, host: Host) -> str:
     if isinstance(exc, RemoteCommandError) and BROKEN_GUARDIAN in exc.message:
         return (
             f"{exc.message.strip()} — the guardian of {host} has lost its private keys. Reset it first "
@@ -102,18 +181,17 @@ def remedy_of(exc: RemotingError, host: Any) -> str:
     return str(exc)
 
 
-def change_vtpms(run: Any, session: Any, host: Any, changes: list[TpmChange]) -> str:
+def change_vtpms(run: Run, session: HostSession, host: Host, changes: list[TpmChange]) -> str:
     """Each VM on its own: one failing does not stop the others; the job fails if any did, naming which."""
     done: list[str] = []
     failed: list[str] = []
     for change in changes:
         run.check_cancelled()
-        act = disable_vtpm if change.action == "disable" else enable_vtpm
         try:
-            done.append(act(run, session, host, change))
+            done.append(change_vtpm(run, session, host, change))
         except (JobFailed, RemotingError) as exc:
             message = remedy_of(exc, host) if isinstance(exc, RemotingError) else str(exc)
-            run.log(f"'{change.vm_name}': {message}", "error")
+            log.error("'%s': %s", change.vm_name, message)
             failed.append(f"{change.vm_name}: {message}")
     run.record("changed", done)
     if failed:
@@ -131,21 +209,14 @@ def changes_from(params: dict[str, Any], vms: list[str]) -> list[TpmChange]:
         if unconfirmed:
             raise JobFailed(f"Turning the TPM off was not confirmed by typing the name of: {', '.join(unconfirmed)}.")
     saved = set(params.get("remove_saved_state") or [])
-    return [TpmChange(vm, action, vm in saved) for vm in vms]
+    return [TpmChange(vm, str(action), vm in saved) for vm in vms]
 
 
-def operations_for(action: str, rows: list[dict[str, Any]]) -> list[Operation[Any]]:
-    ops: list[Operation[Any]] = []
-    for row in rows:
-        name = row["vm"].name
-        ops.append(GetVM(name))
-        if row["saved"]:
-            ops.append(RemoveSavedState(name))
-        if action == "disable":
-            ops += [DisableTpm(name), GetVmSecurity(name)]
-        else:
-            ops.append(GetVmSecurity(name))
-            if not row["vm"].has_key_protector:
-                ops.append(NewLocalKeyProtector(name))
-            ops += [EnableTpm(name), GetVmSecurity(name)]
-    return ops
+def vtpm_script(host: Host, changes: list[TpmChange]) -> PowerShellScript:
+    """What the job sends for `changes`, each VM as the host's last inventory shows it (the preflight page)."""
+    rows = VirtualMachine.objects.filter(host=host, name__in=[change.vm_name for change in changes])
+    now = {vm.name: VmNow.of(vm) for vm in rows}
+    script = PowerShellScript()
+    for change in changes:
+        script.add(*change.operations(now.get(change.vm_name), host))
+    return script
