@@ -104,16 +104,19 @@ class RemoveGuardian(Operation[None]):
 
 @dataclass
 class ExportGuardian(Operation[None]):
-    """Write a guardian's public metadata (XML, no private key) to a file on the host."""
+    """Write a guardian's public metadata (XML, no private key) to a file on the host.
+
+    `Export-HgsGuardian` has no -Name (only -InputObject, from the pipeline, and -Path): the guardian is piped in from
+    `Get-HgsGuardian -Name`, as Microsoft's HgsClient reference shows."""
 
     guardian_name: str
     path: str
     name: ClassVar[str] = "export_guardian"
     read_only: ClassVar[bool] = False
-    CMDLETS: ClassVar[tuple[str, ...]] = ("Export-HgsGuardian",)
+    CMDLETS: ClassVar[tuple[str, ...]] = ("Get-HgsGuardian", "Export-HgsGuardian")
 
     def statements(self) -> list[list[Cmd]]:
-        return [[Cmd("Export-HgsGuardian", {"Name": self.guardian_name, "Path": self.path})]]
+        return [[Cmd("Get-HgsGuardian", {"Name": self.guardian_name}), Cmd("Export-HgsGuardian", {"Path": self.path})]]
 
     def parse(self, result: PipelineResult) -> None:
         return None
