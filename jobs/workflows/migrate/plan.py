@@ -1,6 +1,6 @@
 """Migration between lab hosts: the options, and the preflight that reads both hosts live, checks them and decides
-every branch the job takes (MigrationPlan). It reads and changes nothing else; run.py carries the plan out, and the
-preflight page shows the same steps driven without sending anything."""
+every branch the job takes (MigrationPlan), changing nothing. run.py carries the plan out; the wizard shows the same
+steps driven without sending anything."""
 
 from __future__ import annotations
 
