@@ -8,11 +8,14 @@ from typing import Any
 
 import pytest
 
+from hosts.inventory.refresh import refresh_host
 from hosts.remoting import open_session
 from hosts.remoting.catalog.vms import ExportVM, GetVM, exported_config_path
 from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobCancelled, JobFailed, Step
-from jobs.workflows.migrate.plan import MigrationOptions, plan_migration
+from jobs.models import Job
+from jobs.services import rerun_preflight_url
+from jobs.workflows.migrate.plan import MigrationOptions, MigrationPlan, compare_move, plan_migration
 from jobs.workflows.migrate.run import migrate_vm
 from tests.hosts.test_vault_support import temp_pfx_left
 from tests.plugins.powershell import assert_runnable, shown_powershell
@@ -29,14 +32,15 @@ def lab(sim_lab: Any, registered_host: Any) -> Any:
     return lab
 
 
-def migrate(lab: Any, opts: MigrationOptions, run: Any = None) -> tuple[str, Any]:
+def migrate(lab: Any, opts: MigrationOptions, run: DirectRun | None = None) -> tuple[str, DirectRun]:
+    """Migrate over both hosts' sessions; what the migration logs is kept in the run's lines."""
     run = run or DirectRun()
     hosts = (lab.source_host, lab.target_host)
-    with open_session(hosts[0].connection_spec()) as s, open_session(hosts[1].connection_spec()) as t:
+    with run, open_session(hosts[0].connection_spec()) as s, open_session(hosts[1].connection_spec()) as t:
         return migrate_vm(run, (s, t), hosts, opts), run
 
 
-def failure_of(lab: Any, opts: MigrationOptions, run: Any = None) -> str:
+def failure_of(lab: Any, opts: MigrationOptions, run: DirectRun | None = None) -> str:
     """Run a migration that must fail; put both hosts back on the network without faults, whatever happened (the
     assertions then read the hosts); return the failure's message."""
     try:
@@ -93,8 +97,6 @@ def test_live_migration_of_a_running_vm(lab: Any) -> None:
 
 
 def test_live_preflight_lists_what_compare_vm_finds_wrong_with_the_move(lab: Any) -> None:
-    from jobs.workflows.migrate.plan import MigrationPlan, compare_move
-
     vm = lab.source.model.vm("Win11-B")
     with lab.target.model.changing() as model:  # a copy registered earlier under another name: the ID is taken
         model.add_vm("Old-Copy", id=vm.id)
@@ -227,9 +229,6 @@ def test_a_failed_start_after_a_live_migration_says_how_to_bring_the_vm_back(lab
 
 @pytest.mark.urls("tests.hosts.test_vault_support")
 def test_wizard_checks_both_hosts_shows_powershell_and_starts_the_job(lab: Any, operator_client: Any) -> None:
-    from hosts.inventory.refresh import refresh_host
-    from jobs.models import Job
-
     assert refresh_host(lab.source_host).ok
     choose = {"form": "1", "host": lab.source_host.pk, "target": lab.target_host.pk, "vm": "Win11-B"}
     choose |= {"method": "export", "unseal": "authorise", "source_after": "off", "start": "on"}
@@ -252,8 +251,6 @@ def test_wizard_checks_both_hosts_shows_powershell_and_starts_the_job(lab: Any, 
     assert job.kind == "migrate_vm" and job.host_names == ["HV01", "HV02"] and job.vms == ["Win11-B"]
     assert job.params["unseal"] == "authorise" and job.params["start"] is True
     # "Run again" opens the wizard with the same choices, to check both hosts again (no one-click re-run).
-    from jobs.services import rerun_preflight_url
-
     again = rerun_preflight_url(job)
     assert again is not None and again.startswith(f"/jobs/new/migrate/?host={lab.source_host.pk}&target=")
     refilled = operator_client.get(again).content.decode()
@@ -263,8 +260,6 @@ def test_wizard_checks_both_hosts_shows_powershell_and_starts_the_job(lab: Any, 
 
 @pytest.mark.urls("tests.hosts.test_vault_support")
 def test_wizard_shows_the_escrow_and_import_that_carry_the_owner_pair(lab: Any, operator_client: Any) -> None:
-    from hosts.inventory.refresh import refresh_host
-
     assert refresh_host(lab.source_host).ok
     choose = {"form": "1", "host": lab.source_host.pk, "target": lab.target_host.pk, "vm": "Win11-B"}
     choose |= {"method": "export", "unseal": "carry", "source_after": "off", "start": "on", "preview": "1"}
@@ -290,8 +285,6 @@ def host_of(lines: list[str], line: str) -> str:
 
 @pytest.mark.urls("tests.hosts.test_vault_support")
 def test_wizard_refuses_a_blocked_migration_and_bad_input(lab: Any, operator_client: Any, viewer_client: Any) -> None:
-    from jobs.models import Job
-
     with lab.target.model.changing() as model:
         model.add_vm("Win11-B")
     data = {"form": "1", "preview": "1", "host": lab.source_host.pk, "target": lab.target_host.pk, "vm": "Win11-B"}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from console.models import AuditEvent
+from hosts.models import Host
 from hosts.remoting.errors import RemotingError
+from hosts.remoting.session import HostSession
 from jobs.kinds import JobContext, JobFailed, job_kind
+from jobs.models import Job
 from jobs.services import ordered_hosts
 
 from ..pages import preflight_link
@@ -14,11 +15,11 @@ from .plan import MigrationOptions
 from .run import migrate_vm
 
 
-def migrate_again(job: Any) -> str:
+def migrate_again(job: Job) -> str:
     """The wizard with the job's choices; the user checks both hosts again before a second run."""
 
     hosts = ordered_hosts(job)
-    query: list[tuple[str, Any]] = [
+    query: list[tuple[str, object]] = [
         ("target", hosts[1].pk if len(hosts) > 1 else ""),
         ("vm", job.vms[0] if job.vms else ""),
     ]
@@ -51,8 +52,10 @@ def migrate_vm_job(ctx: JobContext) -> str:
     return summary
 
 
-def reach(ctx: JobContext, host: Any) -> Any:
+def reach(ctx: JobContext, host: Host) -> HostSession:
+    """The host's session for this job; a host that cannot be reached stops the job before anything changed."""
     try:
-        return ctx.session(host)
+        session: HostSession = ctx.session(host)
+        return session
     except RemotingError as exc:
         raise JobFailed(f"Nothing was changed: {host} cannot be reached — {exc}") from None

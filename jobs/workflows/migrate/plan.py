@@ -1,5 +1,6 @@
-"""Migration between lab hosts: the options, the checks on both hosts and the plan of what will run, and what
-Show PowerShell prints for it."""
+"""Migration between lab hosts: the options, and the preflight that reads both hosts live, checks them and decides
+every branch the job takes (MigrationPlan), changing nothing. run.py carries the plan out; the wizard shows the same
+steps driven without sending anything."""
 
 from __future__ import annotations
 
@@ -9,42 +10,20 @@ from typing import Any
 from django.conf import settings
 
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
-from hosts.remoting.catalog.guardians import (
-    TEMP_DIR,
-    ExportGuardian,
-    GetGuardians,
-    ImportGuardianMetadata,
-    ReadFileBytes,
-    RemoveFiles,
-    WriteFileBytes,
+from hosts.models import Host
+from hosts.remoting.catalog.inventory import (
+    GuardianFacts,
+    HostInventoryFacts,
+    ReadHostInventory,
+    ReadVmDetails,
+    VmFacts,
 )
-from hosts.remoting.catalog.inventory import HostInventoryFacts, ReadHostInventory, ReadVmDetails, VmFacts
-from hosts.remoting.catalog.vms import (
-    CompareMove,
-    CompareVM,
-    ExportVM,
-    GenerateLocalGuardian,
-    GetVM,
-    GetVmHost,
-    GetVmSecurity,
-    GrantKeyProtectorAccess,
-    ImportOptions,
-    ImportVM,
-    MoveVM,
-    RemoveFolder,
-    RemoveVM,
-    SetKeyProtector,
-    StartVM,
-    StopVM,
-    TestPath,
-    exported_config_path,
-)
+from hosts.remoting.catalog.vms import CompareMove, CompareVM, GetVmHost, ImportOptions, TestPath
 from hosts.remoting.keyprotector import KeyProtectorInfo
 from hosts.vault.models import EscrowedPair, find_pair
 
-from ..escrow.plan import escrow_lines
-from ..import_guardian.plan import distinct_name, import_lines
-from ..powershell import PowerShellScript, sample_token
+from ..import_guardian.plan import distinct_name
+from .sides import Sender
 
 METHODS = {
     "export": "Export to the lab share, import a copy on the target",
@@ -131,7 +110,7 @@ class HostSide:
         return next((vm for vm in self.inventory.vms if vm.name.lower() == name.lower()), None)
 
 
-def read_side(session: Any) -> HostSide:
+def read_side(session: Sender) -> HostSide:
     inventory = session.run(ReadHostInventory())
     inventory.facts.require_local()
     vm_host = session.run(GetVmHost())
@@ -148,6 +127,7 @@ class MigrationPlan:
     unseal_needed: bool = False
     vault_pair: EscrowedPair | None = None
     target_guardian: str = ""  # authorise: the target's guardian that will be granted access ("" = generate one)
+    granted_name: str = ""  # authorise: the name that guardian's public part gets on the source
     import_name: str = ""  # carry: the name the owner's pair gets on the target
     target_name: str = ""  # the target's computer name (Move-VM's destination)
     source_name: str = ""  # the source's computer name (where a live-migrated VM would go back to)
@@ -162,7 +142,7 @@ class MigrationPlan:
 
 
 def plan_migration(
-    source_session: Any, target_session: Any, source: Any, target: Any, opts: MigrationOptions
+    source_session: Sender, target_session: Sender, source: Host, target: Host, opts: MigrationOptions
 ) -> MigrationPlan:
     """Check both hosts live and decide every step; failures are listed in plan.checks, nothing is changed."""
     plan = MigrationPlan()
@@ -186,7 +166,7 @@ def plan_migration(
     return plan
 
 
-def check_state(plan: MigrationPlan, opts: MigrationOptions, source: Any) -> None:
+def check_state(plan: MigrationPlan, opts: MigrationOptions, source: Host) -> None:
     assert plan.vm is not None
     state = plan.vm.state
     if state == "Running" and opts.method != "live":
@@ -197,7 +177,7 @@ def check_state(plan: MigrationPlan, opts: MigrationOptions, source: Any) -> Non
         plan.add("ok", f"'{plan.vm.name}' is {state} on {source}")
 
 
-def check_target(plan: MigrationPlan, tgt: HostSide, target: Any, opts: MigrationOptions) -> None:
+def check_target(plan: MigrationPlan, tgt: HostSide, target: Host, opts: MigrationOptions) -> None:
     assert plan.vm is not None
     if tgt.vm(opts.vm_name) is not None:
         plan.add(
@@ -216,10 +196,10 @@ def check_method(
     plan: MigrationPlan,
     src: HostSide,
     tgt: HostSide,
-    source_session: Any,
-    target_session: Any,
-    source: Any,
-    target: Any,
+    source_session: Sender,
+    target_session: Sender,
+    source: Host,
+    target: Host,
     opts: MigrationOptions,
 ) -> None:
     if opts.method == "live":
@@ -246,7 +226,7 @@ def check_method(
             plan.add("ok", f"Compare-VM on {target} reports no incompatibility")
 
 
-def compare_move(plan: MigrationPlan, source_session: Any, source: Any, target: Any) -> None:
+def compare_move(plan: MigrationPlan, source_session: Sender, source: Host, target: Host) -> None:
     """Ask the source what Move-VM would find wrong (it checks the target itself, as the move will). That the target
     cannot unwrap the key protector yet is expected when the job gives it the right first: the job asks again then,
     just before Move-VM."""
@@ -271,8 +251,8 @@ def check_unseal(
     plan: MigrationPlan,
     src: HostSide,
     tgt: HostSide,
-    source: Any,
-    target: Any,
+    source: Host,
+    target: Host,
     opts: MigrationOptions,
 ) -> None:
     kp = plan.key_protector
@@ -289,7 +269,7 @@ def check_unseal(
         plan_authorise(plan, src, tgt, source, target)
 
 
-def plan_carry(plan: MigrationPlan, src: HostSide, tgt: HostSide, source: Any, target: Any) -> None:
+def plan_carry(plan: MigrationPlan, src: HostSide, tgt: HostSide, source: Host, target: Host) -> None:
 
     kp = plan.key_protector
     ordered = ([kp.owner] if kp.owner else []) + [g for g in kp.guardians if g != kp.owner]
@@ -305,7 +285,7 @@ def plan_carry(plan: MigrationPlan, src: HostSide, tgt: HostSide, source: Any, t
         plan.add("fail", "No guardian of this VM is in the vault, and the source lacks the owner's private keys.")
 
 
-def plan_authorise(plan: MigrationPlan, src: HostSide, tgt: HostSide, source: Any, target: Any) -> None:
+def plan_authorise(plan: MigrationPlan, src: HostSide, tgt: HostSide, source: Host, target: Host) -> None:
     assert plan.vm is not None
     owner = plan.key_protector.owner
     if owner is None or owner.signing not in src.keyed:
@@ -322,76 +302,14 @@ def plan_authorise(plan: MigrationPlan, src: HostSide, tgt: HostSide, source: An
     else:
         plan.target_guardian = local.name
         plan.add("ok", f"The UntrustedGuardian of {target} will be authorised in the VM's key protector")
+    wanted = f"{plan.target_name or target}-{plan.target_guardian or UNTRUSTED_GUARDIAN}"
+    plan.granted_name = free_name(wanted, src.inventory.guardians)
 
 
-def migration_script(plan: MigrationPlan, opts: MigrationOptions, source: Any, target: Any) -> PowerShellScript:
-    """What the job will send, in order and host by host, as far as the preflight can know it; runnable by hand."""
-    vm, token = opts.vm_name, sample_token()
-    script = PowerShellScript().on(source, "source").add(ReadHostInventory(), GetVmHost(), ReadVmDetails([vm]))
-    script.on(target, "target").add(ReadHostInventory(), GetVmHost())
-    if plan.unseal_needed and opts.unseal == "carry":
-        carry_lines(script, plan, source, target)
-    if plan.unseal_needed and opts.unseal == "authorise":
-        authorise_lines(script, plan, opts, source, target, token)
-    if opts.method == "live":
-        destination = plan.target_name or str(target)
-        script.on(source, "source").add(CompareMove(vm, destination, plan.target_storage))
-        script.add(MoveVM(vm, destination, plan.target_storage))
-        return finish_lines(script, opts, source, target)
-    running = plan.vm is not None and plan.vm.state == "Running"
-    if running and not (plan.unseal_needed and opts.unseal == "authorise"):  # authorising stopped it already
-        script.on(source, "source").add(StopVM(vm))
-    if opts.method == "export":
-        folder = f"{opts.share}\\gc-migrate-{token}"
-        config = exported_config_path(f"{folder}\\{vm}", plan.vm.vm_id if plan.vm else "<ID>")
-        options = ImportOptions(config, copy=True, generate_new_id=opts.new_id)
-        script.on(source, "source").add(ExportVM(vm, folder))
-        script.on(target, "target").add(CompareVM(options), ImportVM(options))
-        script.on(source, "source").add(RemoveFolder(folder))
-    else:
-        options = ImportOptions(opts.files_path, copy=False)
-        script.on(target, "target").add(CompareVM(options), ImportVM(options))
-        if plan.unseal_needed and opts.unseal == "authorise":
-            script.add(SetKeyProtector(vm, b""))  # the protector granted on the source, for the files copied before
-    return finish_lines(script, opts, source, target)
-
-
-def finish_lines(script: PowerShellScript, opts: MigrationOptions, source: Any, target: Any) -> PowerShellScript:
-    vm = opts.vm_name
-    if opts.start:
-        script.on(target, "target").add(StartVM(vm), GetVM(vm))
-    if opts.method != "live" and opts.source_after == "remove":
-        script.on(source, "source").add(RemoveVM(vm))
-    return script
-
-
-def carry_lines(script: PowerShellScript, plan: MigrationPlan, source: Any, target: Any) -> None:
-    """The owner's pair to the target: from the vault's download, or escrowed from the source first and its bytes
-    carried over."""
-
-    if plan.vault_pair is not None:
-        import_lines(script.on(target, "target"), plan.vault_pair, plan.import_name)
-        return
-    owner = plan.key_protector.owner
-    if owner is None:
-        return  # the preflight fails: nothing to show
-    escrow_lines(script.on(source, "source"), owner.signing, owner.encryption)
-    pair = EscrowedPair(signing_thumbprint=owner.signing, encryption_thumbprint=owner.encryption)
-    import_lines(script.on(target, "target"), pair, plan.import_name, from_vault=False)
-
-
-def authorise_lines(
-    script: PowerShellScript, plan: MigrationPlan, opts: MigrationOptions, source: Any, target: Any, token: str
-) -> None:
-    """Authorise the target's guardian: its public metadata goes to the source, which grants it access."""
-    vm, guardian = opts.vm_name, plan.target_guardian or UNTRUSTED_GUARDIAN
-    temp, granted_as = f"{TEMP_DIR}\\gc-{token}-guardian.xml", f"{plan.target_name or target}-{guardian}"
-    if plan.vm is not None and plan.vm.state == "Running":
-        script.on(source, "source").add(StopVM(vm))
-    script.on(target, "target")
-    if not plan.target_guardian:
-        script.add(GenerateLocalGuardian())
-    script.add(ExportGuardian(guardian, temp)).add(ReadFileBytes(temp), into="$guardianXml").add(RemoveFiles([temp]))
-    script.on(source, "source").add(WriteFileBytes(temp, b""), GetGuardians(), ImportGuardianMetadata(temp, granted_as))
-    script.add(RemoveFiles([temp]), GetVmSecurity(vm), GrantKeyProtectorAccess(b"", granted_as))
-    script.add(SetKeyProtector(vm, b""))
+def free_name(wanted: str, guardians: list[GuardianFacts]) -> str:
+    """`wanted`, or `wanted-2`, `-3`, … when a guardian of the host already has that name (an earlier run's)."""
+    taken = {g.name.lower() for g in guardians}
+    name, number = wanted, 2
+    while name.lower() in taken:
+        name, number = f"{wanted}-{number}", number + 1
+    return name

@@ -1,18 +1,22 @@
 """Running a migration: the steps on both hosts, with a ledger of every change made so far, so a failure names
-what was done and the command to finish or undo it by hand."""
+what was done and the command to finish or undo it by hand.
+
+The steps talk to the hosts only through Sides (sides.py): the job drives them live, the preflight page drives the
+same steps shown (`migration_script`), so Show PowerShell is the job's own sequence of operations."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
+from hosts.models import Host
 from hosts.remoting.catalog.guardians import (
     TEMP_DIR,
     ExportGuardian,
-    GetGuardians,
     ImportGuardianMetadata,
     ReadFileBytes,
     RemoveFiles,
@@ -38,12 +42,24 @@ from hosts.remoting.catalog.vms import (
     exported_config_path,
 )
 from hosts.remoting.errors import RemotingError
-from hosts.remoting.operation import Operation
-from jobs.kinds import JobCancelled, JobFailed
+from hosts.remoting.session import HostSession
+from jobs.kinds import JobCancelled, JobFailed, Run
 
-from ..escrow.plan import escrow_pair
-from ..import_guardian.plan import import_pair
+from ..powershell import PowerShellScript
 from .plan import MigrationOptions, MigrationPlan, plan_migration
+from .sides import LiveSide, ShownLab, ShownRun, Side
+
+log = logging.getLogger(__name__)
+
+CHECK_LEVELS = {"ok": logging.INFO, "warn": logging.WARNING, "fail": logging.ERROR}
+
+
+class Unsaid(logging.LoggerAdapter[logging.Logger]):
+    """The logger of a migration that is only shown: nothing happens, so nothing is said (not even to the
+    server's log, where "'Win11-B' now lives on HV02" from a preview would mislead)."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 @dataclass
@@ -54,8 +70,7 @@ class Entry:
 
 
 class Ledger:
-    def __init__(self, run: Any) -> None:
-        self.run = run
+    def __init__(self) -> None:
         self.entries: list[Entry] = []
 
     def did(self, done: str, undo: Callable[[], None] | None = None, by_hand: str = "") -> None:
@@ -71,36 +86,24 @@ class Ledger:
             try:
                 entry.undo()
                 undone.append(entry.done)
-                self.run.log(f"Undone: {entry.done}", "warning")
+                log.warning(f"Undone: {entry.done}")
             except (RemotingError, JobFailed) as exc:
                 left.append(f"{entry.done} (could not undo: {exc}) — by hand: {entry.by_hand}")
         return undone, left
 
 
-def again(session: Any, op: Operation[Any]) -> Any:
-    """Run a clean-up operation, reconnecting once if the connection broke (the usual reason we are cleaning up)."""
-    try:
-        return session.run(op)
-    except RemotingError:
-        try:
-            session.close()
-            session.open()
-        except RemotingError:
-            pass
-        return session.run(op)
-
-
 class Migration:
-    """One migration's steps over both sessions, writing what it changes into the ledger."""
+    """One migration's steps over both sides, writing what it changes into the ledger."""
 
-    def __init__(self, run: Any, sessions: tuple[Any, Any], hosts: tuple[Any, Any], opts: MigrationOptions) -> None:
+    def __init__(self, run: Run, sides: tuple[Side, Side], opts: MigrationOptions) -> None:
         self.run = run
-        self.src_s, self.tgt_s = sessions
-        self.source, self.target = hosts
+        self.src, self.tgt = sides
+        self.source, self.target = self.src.host, self.tgt.host
         self.opts = opts
-        self.ledger = Ledger(run)
+        self.log: logging.Logger | logging.LoggerAdapter[logging.Logger] = log
+        self.ledger = Ledger()
         self.plan = MigrationPlan()
-        self.granted_key_protector = b""  # authorise: the protector that names the target's guardian too
+        self.granted_key_protector: bytes | None = None  # authorise: the protector that names the target's guardian
 
     @property
     def vm(self) -> VmFacts:
@@ -108,32 +111,38 @@ class Migration:
         return self.plan.vm
 
     def execute(self) -> str:
-        with self.run.step(f"Preflight on {self.source} and {self.target}"):
-            try:
-                self.plan = plan_migration(self.src_s, self.tgt_s, self.source, self.target, self.opts)
-            except RemotingError as exc:
-                raise JobFailed(f"Nothing was changed: the preflight could not read both hosts — {exc}") from None
-            for check in self.plan.checks:
-                self.run.log(check.text, {"ok": "info", "warn": "warning", "fail": "error"}[check.level])
-            if self.plan.failures:
-                raise JobFailed("Nothing was changed. " + " ".join(self.plan.failures))
+        self.preflight()
         try:
-            self.give_target_the_right_to_unseal()
-            self.run.check_cancelled()
-            self.move()
-            started = self.start_on_target()
-            after = self.handle_source_copy()
+            started, after = self.carry_out()
         except (JobFailed, RemotingError) as exc:
             raise JobFailed(self.failure(exc)) from None
         except JobCancelled as exc:
             # Cancelled between steps: put back what can be put back, say what is left, end as cancelled.
-            self.run.log(self.failure(exc), "warning")
+            self.log.warning(self.failure(exc))
             raise
         self.run.record("target_vm", {"host": self.target.name, "name": self.opts.vm_name})
         return f"'{self.opts.vm_name}' moved from {self.source} to {self.target}{started}; {after}"
 
+    def preflight(self) -> None:
+        with self.run.step(f"Preflight on {self.source} and {self.target}"):
+            try:
+                self.plan = plan_migration(self.src, self.tgt, self.source, self.target, self.opts)
+            except RemotingError as exc:
+                raise JobFailed(f"Nothing was changed: the preflight could not read both hosts — {exc}") from None
+            for check in self.plan.checks:
+                self.log.log(CHECK_LEVELS[check.level], check.text)
+            if self.plan.failures:
+                raise JobFailed("Nothing was changed. " + " ".join(self.plan.failures))
+
+    def carry_out(self) -> tuple[str, str]:
+        """The steps after the preflight, as planned; returns what the summary says of the start and the source."""
+        self.give_target_the_right_to_unseal()
+        self.run.check_cancelled()
+        self.move()
+        return self.start_on_target(), self.handle_source_copy()
+
     def failure(self, exc: Exception) -> str:
-        self.run.log(f"Failed: {exc}", "error")
+        self.log.error(f"Failed: {exc}")
         undone, left = self.ledger.unwind()
         parts = [f"The migration of '{self.opts.vm_name}' failed: {exc}."]
         parts.append("Undone: " + "; ".join(undone) + "." if undone else "Nothing had to be undone.")
@@ -144,14 +153,14 @@ class Migration:
 
     def where_is_it(self) -> str:
         found = []
-        for host, session in ((self.source, self.src_s), (self.target, self.tgt_s)):
+        for side in (self.src, self.tgt):
             try:
-                vm = again(session, GetVM(self.opts.vm_name))
+                vm = side.again(GetVM(self.opts.vm_name))
             except RemotingError:
-                found.append(f"{host} (unreachable: check by hand with Get-VM -Name '{self.opts.vm_name}')")
+                found.append(f"{side} (unreachable: check by hand with Get-VM -Name '{self.opts.vm_name}')")
                 continue
             if vm is not None:
-                found.append(f"{host} ({vm.state})")
+                found.append(f"{side} ({vm.state})")
         return " and ".join(found) or "neither host: look at the lab share and Get-VM on both hosts"
 
     # -- unseal ----------------------------------------------------------------------------------------------------
@@ -165,17 +174,14 @@ class Migration:
             self.authorise_target_guardian()
 
     def carry_owner_pair(self) -> None:
-
         pair = self.plan.vault_pair
         if pair is None:
             owner = self.plan.key_protector.owner
             assert owner is not None
             with self.run.step(f"Escrow the owner guardian of '{self.vm.name}' from {self.source}"):
-                pair = escrow_pair(
-                    self.src_s, self.source, owner.signing, owner.encryption, user=self.run.user, log=self.run.log
-                )
+                pair = self.src.escrow(owner.signing, owner.encryption, self.run.user)
         with self.run.step(f"Import {pair} to {self.target}"):
-            name = import_pair(self.tgt_s, self.target, pair, log=self.run.log)
+            name = self.tgt.import_pair(pair, self.plan.import_name)
         self.ledger.did(
             f"guardian '{name}' with its private keys imported to {self.target} (harmless to keep)",
             by_hand=f"if unwanted: Remove-HgsGuardian -Name '{name}' on {self.target}",
@@ -186,25 +192,25 @@ class Migration:
         with self.run.step(f"Export the public part of {self.target}'s guardian"):
             guardian = self.plan.target_guardian
             if not guardian:
-                self.tgt_s.run(GenerateLocalGuardian(UNTRUSTED_GUARDIAN))
+                self.tgt.run(GenerateLocalGuardian(UNTRUSTED_GUARDIAN))
                 guardian = UNTRUSTED_GUARDIAN
-                self.run.log(f"Created UntrustedGuardian on {self.target} (fresh certificates with private keys)")
+                self.log.info(f"Created UntrustedGuardian on {self.target} (fresh certificates with private keys)")
                 self.ledger.did(
                     f"UntrustedGuardian created on {self.target} (harmless: the first TPM change there makes one)"
                 )
-            metadata = read_guardian_metadata(self.tgt_s, guardian)
+            metadata = read_guardian_metadata(self.tgt, guardian)
         with self.run.step(f"Import it on {self.source} and grant it access to '{self.vm.name}'", destructive=True):
-            name = import_guardian_metadata(self.src_s, self.source, metadata, f"{self.plan.target_name}-{guardian}")
+            name = import_guardian_metadata(self.src, metadata, self.plan.granted_name)
             # Written before the grant: should the grant fail, the imported guardian is still named as left over.
             self.ledger.did(
                 f"the public part of {self.target}'s guardian imported on {self.source} as '{name}' (harmless)",
                 by_hand=f"if unwanted: Remove-HgsGuardian -Name '{name}' on {self.source}",
             )
-            before = self.src_s.run(GetVmSecurity(self.vm.name)).key_protector
-            granted = self.src_s.run(GrantKeyProtectorAccess(before, name))
-            self.src_s.run(SetKeyProtector(self.vm.name, granted))
+            before = self.src.run(GetVmSecurity(self.vm.name)).key_protector
+            granted = self.src.run(GrantKeyProtectorAccess(before, name))
+            self.src.run(SetKeyProtector(self.vm.name, granted))
         self.granted_key_protector = granted
-        self.run.log(
+        self.log.info(
             f"'{self.vm.name}' may now be unsealed by guardian '{name}' of {self.target}; no private key moved"
         )
         self.ledger.did(
@@ -215,14 +221,14 @@ class Migration:
     # -- move ------------------------------------------------------------------------------------------------------
 
     def stop_source_if_running(self) -> None:
-        vm = self.src_s.run(GetVM(self.vm.name))
+        vm = self.src.run(GetVM(self.vm.name))
         if vm is None or vm.state != "Running":
             return
         with self.run.step(f"Shut down '{self.vm.name}' on {self.source}"):
-            self.src_s.run(StopVM(self.vm.name))
+            self.src.run(StopVM(self.vm.name))
         self.ledger.did(
             f"'{self.vm.name}' shut down on {self.source}",
-            undo=lambda: again(self.src_s, StartVM(self.vm.name)),
+            undo=lambda: self.src.again(StartVM(self.vm.name)),
             by_hand=f"Start-VM -Name '{self.vm.name}' on {self.source}",
         )
 
@@ -232,22 +238,23 @@ class Migration:
             return
         self.stop_source_if_running()
         if self.opts.method == "export":
-            config = self.export_to_share()
+            folder = self.export_to_share()
+            config = exported_config_path(f"{folder}\\{self.vm.name}", self.vm.vm_id)
             self.import_on_target(ImportOptions(config, copy=True, generate_new_id=self.opts.new_id))
-            self.remove_export()
+            self.remove_export(folder)
         else:
             self.import_on_target(ImportOptions(self.opts.files_path, copy=False))
 
     def live_migrate(self) -> None:
         move = (self.vm.name, self.plan.target_name, self.plan.target_storage)
         with self.run.step(f"Compare-VM on {self.source} for the move to {self.target}"):
-            report = self.src_s.run(CompareMove(*move))
+            report = self.src.run(CompareMove(*move))
             if not report.ok:
                 raise JobFailed(f"Compare-VM on {self.source}: " + " ".join(report.incompatibilities))
         with self.run.step(f"Move-VM '{self.vm.name}' to {self.plan.target_name}", destructive=True) as step:
             if step.needed:
-                self.src_s.run(MoveVM(*move))
-        self.run.log(f"'{self.vm.name}' now lives on {self.target}")
+                self.src.run(MoveVM(*move))
+        self.log.info(f"'{self.vm.name}' now lives on {self.target}")
         # Not undone by the console: moving a running VM back is a second migration, for a person to decide.
         self.ledger.did(
             f"'{self.vm.name}' moved to {self.target} by live migration, with its storage",
@@ -257,20 +264,20 @@ class Migration:
         )
 
     def export_to_share(self) -> str:
-        folder = f"{self.opts.share.rstrip(chr(92))}\\gc-migrate-{secrets.token_hex(4)}"
-        self.export_folder = folder
+        """Export the VM to a folder of its own on the lab share (named like the console's temporary files)."""
+        folder = f"{self.opts.share.rstrip(chr(92))}\\gc-{secrets.token_hex(4)}-migrate"
         self.ledger.did(
             f"export of '{self.vm.name}' in {folder}",
-            undo=lambda: again(self.src_s, RemoveFolder(folder)),
+            undo=lambda: self.src.again(RemoveFolder(folder)),
             by_hand=f"Remove-Item -LiteralPath '{folder}' -Recurse -Force",
         )
         with self.run.step(f"Export-VM '{self.vm.name}' to {folder}"):
-            self.src_s.run(ExportVM(self.vm.name, folder))
-        return exported_config_path(f"{folder}\\{self.vm.name}", self.vm.vm_id)
+            self.src.run(ExportVM(self.vm.name, folder))
+        return folder
 
     def import_on_target(self, options: ImportOptions) -> None:
         with self.run.step(f"Compare-VM on {self.target}"):
-            report = self.tgt_s.run(CompareVM(options))
+            report = self.tgt.run(CompareVM(options))
             if not report.ok:
                 raise JobFailed(f"Compare-VM on {self.target}: " + " ".join(report.incompatibilities))
         # Registered before the import: a dropped connection leaves its outcome unknown, and the undo checks.
@@ -280,26 +287,26 @@ class Migration:
             by_hand=f"Remove-VM -Name '{self.vm.name}' -Force on {self.target}",
         )
         with self.run.step(f"Import-VM '{self.vm.name}' on {self.target}"):
-            imported = self.tgt_s.run(ImportVM(options))
-        self.run.log(f"'{imported.name}' is registered on {self.target} with ID {imported.vm_id}")
+            imported = self.tgt.run(ImportVM(options))
+        self.log.info(f"'{imported.name}' is registered on {self.target} with ID {imported.vm_id}")
         self.run.record("imported_vm_id", imported.vm_id)
-        if self.granted_key_protector and not options.copy:
+        if self.granted_key_protector is not None and not options.copy:
             # Files registered in place were copied before the grant: give them the protector that names the target.
             with self.run.step(f"Set-VMKeyProtector '{self.vm.name}' on {self.target} (the authorised protector)"):
-                self.tgt_s.run(SetKeyProtector(self.vm.name, self.granted_key_protector))
+                self.tgt.run(SetKeyProtector(self.vm.name, self.granted_key_protector))
 
     def remove_from_target(self) -> None:
-        if again(self.tgt_s, GetVM(self.vm.name)) is not None:
-            self.tgt_s.run(StopVM(self.vm.name, turn_off=True))
-            self.tgt_s.run(RemoveVM(self.vm.name))
+        if self.tgt.again(GetVM(self.vm.name)) is not None:
+            self.tgt.run(StopVM(self.vm.name, turn_off=True))
+            self.tgt.run(RemoveVM(self.vm.name))
 
-    def remove_export(self) -> None:
+    def remove_export(self, folder: str) -> None:
         try:
-            again(self.src_s, RemoveFolder(self.export_folder))
+            self.src.again(RemoveFolder(folder))
             self.ledger.entries = [e for e in self.ledger.entries if not e.done.startswith("export of")]
-            self.run.log(f"Removed the export {self.export_folder} from the lab share")
+            self.log.info(f"Removed the export {folder} from the lab share")
         except RemotingError as exc:
-            self.run.log(f"Could not remove {self.export_folder}: {exc}. Remove it by hand later.", "warning")
+            self.log.warning(f"Could not remove {folder}: {exc}. Remove it by hand later.")
 
     # -- after the move --------------------------------------------------------------------------------------------
 
@@ -307,13 +314,13 @@ class Migration:
         if not self.opts.start:
             return ""
         with self.run.step(f"Start '{self.vm.name}' on {self.target} and check it runs"):
-            vm = self.tgt_s.run(GetVM(self.vm.name))
+            vm = self.tgt.run(GetVM(self.vm.name))
             if vm is not None and vm.state != "Running":
-                self.tgt_s.run(StartVM(self.vm.name))
-                vm = self.tgt_s.run(GetVM(self.vm.name))
+                self.tgt.run(StartVM(self.vm.name))
+                vm = self.tgt.run(GetVM(self.vm.name))
             if vm is None or vm.state != "Running":
                 raise JobFailed(f"'{self.vm.name}' is {vm.state if vm else 'missing'} on {self.target} after Start-VM")
-        self.run.log(f"'{self.vm.name}' is running on {self.target}")
+        self.log.info(f"'{self.vm.name}' is running on {self.target}")
         return ", running there"
 
     def handle_source_copy(self) -> str:
@@ -321,35 +328,50 @@ class Migration:
             return "live migration leaves no source copy"
         if self.opts.source_after == "remove":
             with self.run.step(f"Remove the source copy of '{self.vm.name}' from {self.source}", destructive=True):
-                self.src_s.run(RemoveVM(self.vm.name))
+                self.src.run(RemoveVM(self.vm.name))
             return f"the source copy was removed from {self.source} (its disks stay there)"
         return f"the source copy stays on {self.source}, off"
 
 
-def read_guardian_metadata(session: Any, guardian: str) -> bytes:
+def read_guardian_metadata(side: Side, guardian: str) -> bytes:
+    """The public part of a guardian of this host (Export-HgsGuardian's XML), read through a temporary file."""
     temp = f"{TEMP_DIR}\\gc-{secrets.token_hex(8)}-guardian.xml"
     try:
-        session.run(ExportGuardian(guardian, temp))
-        data: bytes = session.run(ReadFileBytes(temp))
-        return data
+        side.run(ExportGuardian(guardian, temp))
+        return side.run(ReadFileBytes(temp), shown_as="$guardianXml")
     finally:
-        again(session, RemoveFiles([temp]))
+        side.again(RemoveFiles([temp]))
 
 
-def import_guardian_metadata(session: Any, host: Any, metadata: bytes, wanted: str) -> str:
-    """Import another host's guardian (public part) under `wanted`, or reuse it when it is there already."""
+def import_guardian_metadata(side: Side, metadata: bytes, name: str) -> str:
+    """Import another host's guardian (public part) here as `name` (free on this host at the preflight)."""
     temp = f"{TEMP_DIR}\\gc-{secrets.token_hex(8)}-guardian.xml"
     try:
-        session.run(WriteFileBytes(temp, metadata))
-        existing = {g.name.lower() for g in session.run(GetGuardians())}
-        name, number = wanted, 2
-        while name.lower() in existing:
-            name, number = f"{wanted}-{number}", number + 1
-        made = session.run(ImportGuardianMetadata(temp, name))
+        side.run(WriteFileBytes(temp, metadata))
+        made = side.run(ImportGuardianMetadata(temp, name))
         return made.name if made is not None and made.name else name
     finally:
-        again(session, RemoveFiles([temp]))
+        side.again(RemoveFiles([temp]))
 
 
-def migrate_vm(run: Any, sessions: tuple[Any, Any], hosts: tuple[Any, Any], opts: MigrationOptions) -> str:
-    return Migration(run, sessions, hosts, opts).execute()
+def migrate_vm(
+    run: Run, sessions: tuple[HostSession, HostSession], hosts: tuple[Host, Host], opts: MigrationOptions
+) -> str:
+    """Migrate the VM over the hosts' open sessions (the job)."""
+    source, target = hosts
+    sides = (LiveSide(sessions[0], source, "source"), LiveSide(sessions[1], target, "target"))
+    return Migration(run, sides, opts).execute()
+
+
+def migration_script(
+    plan: MigrationPlan, opts: MigrationOptions, hosts: tuple[Host, Host], script: PowerShellScript
+) -> PowerShellScript:
+    """Show PowerShell: the preflight's reads (already in `script`), then the job's steps driven without sending
+    anything, down the branches the preflight predicts."""
+    if plan.vm is None or plan.failures:
+        return script.comment("The preflight fails: the job stops here, nothing more runs.")
+    lab = ShownLab(script, plan.vm)
+    migration = Migration(ShownRun(script), (lab.side(hosts[0], "source"), lab.side(hosts[1], "target")), opts)
+    migration.plan, migration.log = plan, Unsaid(log)
+    migration.carry_out()
+    return script
