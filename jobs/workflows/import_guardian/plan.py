@@ -80,8 +80,15 @@ def plan_import(ask: Ask, pair: EscrowedPair) -> ImportPlan:
         return ImportPlan(key, present.name, wanted, present=True, done=True, store_exists=True, keyed=True)
     listing = ask(ListShieldedCertificates())
     name = present.name if present is not None else distinct_name(pair, guardians)
-    keyed = has_both_keys(listing, key)
-    return ImportPlan(key, name, wanted, present is not None, False, listing.exists, keyed)
+    return ImportPlan(
+        key,
+        name,
+        wanted,
+        present=present is not None,
+        done=False,
+        store_exists=listing.exists,
+        keyed=has_both_keys(listing, key),
+    )
 
 
 def import_pair(session: HostSession, host: Host, pair: EscrowedPair) -> str:
