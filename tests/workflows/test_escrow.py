@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 from django.test import Client
 
 from console.models import AuditEvent
+from hosts.inventory.models import Guardian
 from hosts.remoting import open_session
 from hosts.remoting.catalog.guardians import GetGuardians, thumbprints_of
-from hosts.remoting.errors import RemotingError
+from hosts.remoting.errors import OperationCancelled, RemotingError
 from hosts.vault.models import EscrowedPair
+from hosts.vault.services import store_pair
+from hypervsim.certs import guardian_pair
 from jobs.kinds import JobFailed
 from jobs.models import Job
 from jobs.workflows.escrow.plan import escrow_host, escrow_pair
-from tests.hosts.test_vault_support import LogRecorder, assert_no_secret, temp_pfx_left, unreachable_host
+from tests.hosts.test_vault_support import PASSWORD, assert_no_secret, make_pair, temp_pfx_left, unreachable_host
 from tests.plugins.powershell import assert_runnable, shown_powershell
+from tests.plugins.runs import DirectRun
 
 pytestmark = pytest.mark.django_db
-# The preflight pages' URLs, whether or not jobs/urls.py includes them yet.
-PREFLIGHT_URLS = pytest.mark.urls("tests.hosts.test_vault_support")
 # The preflight pages' URLs, whether or not jobs/urls.py includes them yet.
 PREFLIGHT_URLS = pytest.mark.urls("tests.hosts.test_vault_support")
 
@@ -32,14 +35,11 @@ def untrusted_guardian(session: Any) -> Any:
 def test_escrow_stores_the_healthy_hosts_guardian_once(sim_host: Any, registered_host: Any, operator: Any) -> None:
     sim = sim_host("healthy")
     host = registered_host(sim)
-    log = LogRecorder()
-    with open_session(host.connection_spec(), log=log) as session:
+    with DirectRun() as run, open_session(host.connection_spec(), log=run.log) as session:
         guardian = untrusted_guardian(session)
-        pair = escrow_pair(
-            session, host, guardian.signing_thumbprint, guardian.encryption_thumbprint, user=operator, log=log
-        )
+        pair = escrow_pair(session, host, guardian.signing_thumbprint, guardian.encryption_thumbprint, user=operator)
         exports_before = sum(c["cmdlet"] == "Export-PfxCertificate" for c in sim.command_log)
-        again = escrow_pair(session, host, guardian.signing_thumbprint, guardian.encryption_thumbprint, log=log)
+        again = escrow_pair(session, host, guardian.signing_thumbprint, guardian.encryption_thumbprint)
     assert again.pk == pair.pk and EscrowedPair.objects.count() == 1
     assert sum(c["cmdlet"] == "Export-PfxCertificate" for c in sim.command_log) == exports_before == 2
     assert (pair.signing_thumbprint, pair.encryption_thumbprint) == thumbprints_of(guardian)
@@ -50,7 +50,8 @@ def test_escrow_stores_the_healthy_hosts_guardian_once(sim_host: Any, registered
     exported = [c for c in sim.command_log if c["cmdlet"] == "Export-PfxCertificate"]
     assert all(c["parameters"]["Password"] == "********" for c in exported)
     events = " ".join(str(e.detail) for e in AuditEvent.objects.all())
-    assert_no_secret(password, log.text, events, str([c["parameters"] for c in sim.command_log]))
+    assert "already in the vault" in run.text
+    assert_no_secret(password, run.text, events, str([c["parameters"] for c in sim.command_log]))
 
 
 def test_every_pair_with_private_keys_on_a_host_is_escrowed(sim_host: Any, registered_host: Any) -> None:
@@ -63,8 +64,6 @@ def test_every_pair_with_private_keys_on_a_host_is_escrowed(sim_host: Any, regis
 
 
 def test_an_older_pair_left_in_the_store_is_escrowed_too(sim_host: Any, registered_host: Any) -> None:
-    from hypervsim.certs import guardian_pair
-
     sim = sim_host("healthy")
     old_signing, old_encryption = guardian_pair("UntrustedGuardian", "HV01", key_label="previous/HV01")
     with sim.model.changing() as model:  # what a guardian reset leaves behind: certificates without a guardian
@@ -93,15 +92,14 @@ def test_connection_dropped_while_reading_the_export_leaves_no_file_and_no_entry
 ) -> None:
     sim = sim_host("healthy")
     host = registered_host(sim)
-    log = LogRecorder()
-    with open_session(host.connection_spec(), log=log) as session:
+    with DirectRun() as run, open_session(host.connection_spec(), log=run.log) as session:
         guardian = untrusted_guardian(session)
         sim.faults.drop_on_cmdlet = "Get-Content"
         with pytest.raises(RemotingError):
-            escrow_pair(session, host, guardian.signing_thumbprint, guardian.encryption_thumbprint, log=log)
-    assert temp_pfx_left(sim) == [], log.text
+            escrow_pair(session, host, guardian.signing_thumbprint, guardian.encryption_thumbprint)
+    assert temp_pfx_left(sim) == [], run.text
     assert EscrowedPair.objects.count() == 0
-    assert "Temporary PFX files removed" in log.text
+    assert "Temporary PFX files removed" in run.text
 
 
 def test_escrow_is_refused_over_https_without_certificate_check(sim_host: Any, registered_host: Any) -> None:
@@ -136,10 +134,6 @@ def test_viewer_cannot_open_the_escrow_preflight(viewer_client: Client) -> None:
 
 @PREFLIGHT_URLS
 def test_escrow_preflight_warns_before_a_job_that_cannot_work(operator_client: Client) -> None:
-    from hosts.inventory.models import Guardian
-    from hosts.vault.services import store_pair
-    from tests.hosts.test_vault_support import PASSWORD, make_pair
-
     host = unreachable_host()
     sign, enc = "C" * 40, "D" * 40
     Guardian.objects.create(host=host, name="UntrustedGuardian", signing_thumbprint=sign, encryption_thumbprint=enc)
@@ -158,15 +152,10 @@ def test_escrow_preflight_warns_before_a_job_that_cannot_work(operator_client: C
 
 
 def test_escrow_cancelled_while_reading_the_files_still_removes_them(sim_host: Any, registered_host: Any) -> None:
-    import threading
-
-    from hosts.remoting.errors import OperationCancelled
-
     sim = sim_host("healthy")
     host = registered_host(sim)
     sim.faults.slow_cmdlet = ("Get-Content", 10.0)
-    log = LogRecorder()
-    with open_session(host.connection_spec(), log=log) as session:
+    with DirectRun() as run, open_session(host.connection_spec(), log=run.log) as session:
         guardian = untrusted_guardian(session)
         exported = threading.Event()
 
@@ -179,7 +168,8 @@ def test_escrow_cancelled_while_reading_the_files_still_removes_them(sim_host: A
         canceller = threading.Thread(target=cancel_once_exported, daemon=True)
         canceller.start()
         with pytest.raises(OperationCancelled):
-            escrow_pair(session, host, *thumbprints_of(guardian), log=log)
+            escrow_pair(session, host, *thumbprints_of(guardian))
         canceller.join(5)
-    assert temp_pfx_left(sim) == [], log.text
+    assert temp_pfx_left(sim) == [], run.text
+    assert "Temporary PFX files removed" in run.text
     assert EscrowedPair.objects.count() == 0

@@ -8,23 +8,27 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from hosts.fields import seal_text
 from hosts.remoting import open_session
+from hosts.remoting.catalog.guardians import GetGuardians, thumbprints_of
 from hosts.remoting.errors import RemotingError
 from hosts.vault.models import EscrowedPair
 from hosts.vault.services import store_pair
 from hypervsim.scenarios import previous_guardian_backup
 from jobs.kinds import JobFailed
 from jobs.models import Job
+from jobs.workflows.escrow.plan import escrow_pair
+from jobs.workflows.import_guardian import plan as import_guardian
 from jobs.workflows.import_guardian.plan import import_pair
 from tests.hosts.test_vault_support import (
     PASSWORD,
-    LogRecorder,
     assert_no_secret,
     make_pair,
     temp_pfx_left,
     unreachable_host,
 )
 from tests.plugins.powershell import assert_runnable, shown_powershell
+from tests.plugins.runs import DirectRun
 
 pytestmark = pytest.mark.django_db
 # The preflight pages' URLs, whether or not jobs/urls.py includes them yet.
@@ -44,19 +48,18 @@ def test_import_gives_a_reinstalled_host_its_old_guardian_once(sim_host: Any, re
     sim = sim_host("reinstalled")
     host = registered_host(sim)
     pair = backup_in_vault(sim)
-    log = LogRecorder()
-    with open_session(host.connection_spec(), log=log) as session:
-        name = import_pair(session, host, pair, log=log)
+    with DirectRun() as run, open_session(host.connection_spec(), log=run.log) as session:
+        name = import_pair(session, host, pair)
         sent = len(sim.command_log)
-        assert import_pair(session, host, pair, log=log) == name
+        assert import_pair(session, host, pair) == name
     assert name == "UntrustedGuardian"
     guardian = sim.model.guardian(name)
     assert guardian is not None and guardian.signing.thumbprint == pair.signing_thumbprint
     assert temp_pfx_left(sim) == []
     second_run = cmdlets(sim)[sent:]
     assert "Import-PfxCertificate" not in second_run and "New-HgsGuardian" not in second_run
-    assert "nothing changed" in log.text
-    assert_no_secret(pair.open()[2], log.text, str([c["parameters"] for c in sim.command_log]))
+    assert "nothing changed" in run.text
+    assert_no_secret(pair.open()[2], run.text, str([c["parameters"] for c in sim.command_log]))
 
 
 def test_import_creates_the_store_on_a_fresh_host(sim_host: Any, registered_host: Any) -> None:
@@ -64,11 +67,11 @@ def test_import_creates_the_store_on_a_fresh_host(sim_host: Any, registered_host
     host = registered_host(sim)
     signing, encryption = make_pair(host="OLDHOST")
     pair = store_pair(signing, encryption, PASSWORD, user=None, origin="upload").pair
-    log = LogRecorder()
-    with open_session(host.connection_spec(), log=log) as session:
-        import_pair(session, host, pair, log=log)
+    with DirectRun() as run, open_session(host.connection_spec(), log=run.log) as session:
+        import_pair(session, host, pair)
     assert cmdlets(sim).index("New-Item") < cmdlets(sim).index("Import-PfxCertificate")
-    assert [text for level, text in log.lines if level == "error"] == []  # a missing store is expected, not an error
+    assert "creating it" in run.text
+    assert [text for level, text in run.lines if level == "error"] == []  # a missing store is expected, not an error
     assert pair.signing_thumbprint in sim.model.store and temp_pfx_left(sim) == []
 
 
@@ -100,12 +103,11 @@ def test_connection_dropped_during_import_cleans_up_and_a_rerun_finishes(sim_hos
     sim = sim_host("reinstalled")
     host = registered_host(sim)
     pair = backup_in_vault(sim)
-    log = LogRecorder()
-    with open_session(host.connection_spec(), log=log) as session:
+    with DirectRun() as run, open_session(host.connection_spec(), log=run.log) as session:
         sim.faults.drop_on_cmdlet = "Import-PfxCertificate"
         with pytest.raises(RemotingError):
-            import_pair(session, host, pair, log=log)
-    assert temp_pfx_left(sim) == [], log.text
+            import_pair(session, host, pair)
+    assert temp_pfx_left(sim) == [], run.text
     assert EscrowedPair.objects.get().open()  # nothing lost from the vault
     sim.faults.clear()
     with open_session(host.connection_spec()) as session:
@@ -129,8 +131,6 @@ def test_tampered_vault_entry_is_never_sent(sim_host: Any, registered_host: Any)
 def test_a_vault_entry_with_the_wrong_password_is_refused_before_anything_is_sent(
     sim_host: Any, registered_host: Any
 ) -> None:
-    from hosts.fields import seal_text
-
     sim = sim_host("reinstalled")
     host = registered_host(sim)
     pair = backup_in_vault(sim)
@@ -148,21 +148,22 @@ def test_a_pfx_password_the_host_refuses_fails_like_windows_and_removes_the_file
 ) -> None:
     """Should a password ever pass the vault's check and still not open the PFX on the host: the host's own error,
     temporary files removed, the guardian not created, the vault entry intact."""
-    from jobs.workflows.import_guardian import plan as import_guardian
-
     sim = sim_host("reinstalled")
     host = registered_host(sim)
     pair = backup_in_vault(sim)
     signing, encryption, password = pair.open()
     monkeypatch.setattr(import_guardian, "open_pair", lambda _pair: (signing, encryption, "wrong-" + password))
-    log = LogRecorder()
-    with open_session(host.connection_spec(), log=log) as session, pytest.raises(RemotingError) as failed:
-        import_pair(session, host, pair, log=log)
+    with (
+        DirectRun() as run,
+        open_session(host.connection_spec(), log=run.log) as session,
+        pytest.raises(RemotingError) as failed,
+    ):
+        import_pair(session, host, pair)
     assert "requires either a different password" in str(failed.value)
-    assert temp_pfx_left(sim) == [] and "Temporary PFX files removed" in log.text
+    assert temp_pfx_left(sim) == [] and "Temporary PFX files removed" in run.text
     assert "New-HgsGuardian" not in cmdlets(sim) and sim.model.guardian("UntrustedGuardian") is None
     assert EscrowedPair.objects.get().open() == (signing, encryption, password)
-    assert_no_secret(password, log.text, str(failed.value), str([c["parameters"] for c in sim.command_log]))
+    assert_no_secret(password, run.text, str(failed.value), str([c["parameters"] for c in sim.command_log]))
 
 
 @PREFLIGHT_URLS
@@ -180,9 +181,6 @@ def test_import_preflight_names_the_collision_and_starts_a_job(operator_client: 
 
 
 def test_import_gives_a_guardian_back_the_keys_that_were_deleted(sim_host: Any, registered_host: Any) -> None:
-    from hosts.remoting.catalog.guardians import GetGuardians, thumbprints_of
-    from jobs.workflows.escrow.plan import escrow_pair
-
     sim = sim_host("healthy")
     host = registered_host(sim)
     with open_session(host.connection_spec()) as session:

@@ -7,13 +7,17 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from hosts.inventory.models import Guardian, VirtualMachine
+from hosts.models import Host
 from hosts.remoting import open_session
 from hosts.vault.services import store_pair
 from hypervsim.scenarios import previous_guardian_backup
 from jobs.kinds import JobFailed
+from jobs.models import Job
 from jobs.workflows.restore.plan import restore_vm
-from tests.hosts.test_vault_support import LogRecorder, assert_no_secret, temp_pfx_left, unreachable_host
+from tests.hosts.test_vault_support import PASSWORD, assert_no_secret, make_pair, temp_pfx_left, unreachable_host
 from tests.plugins.powershell import assert_runnable, shown_powershell
+from tests.plugins.runs import DirectRun
 
 pytestmark = pytest.mark.django_db
 # The preflight pages' URLs, whether or not jobs/urls.py includes them yet.
@@ -25,14 +29,14 @@ def test_reinstalled_host_runs_its_vm_again(sim_host: Any, registered_host: Any)
     host = registered_host(sim)
     signing, encryption, password = previous_guardian_backup(sim)
     store_pair(signing, encryption, password, user=None, origin="upload", allow_expired=True)
-    log = LogRecorder()
-    with open_session(host.connection_spec(), log=log) as session:
-        assert restore_vm(session, host, "Win11-A", log=log) == "UntrustedGuardian"
-        restore_vm(session, host, "Win11-B", log=log)  # same guardian: only the start is new
+    with DirectRun() as run, open_session(host.connection_spec(), log=run.log) as session:
+        assert restore_vm(session, host, "Win11-A") == "UntrustedGuardian"
+        restore_vm(session, host, "Win11-B")  # same guardian: only the start is new
     assert sim.model.vm("Win11-A").state == "Running" and sim.model.vm("Win11-B").state == "Running"
     assert [c["cmdlet"] for c in sim.command_log].count("New-HgsGuardian") == 1
     assert temp_pfx_left(sim) == []
-    assert_no_secret(password, log.text)
+    assert "VM 'Win11-B' is running on" in run.text
+    assert_no_secret(password, run.text)
 
 
 def test_restore_without_the_pair_in_the_vault_changes_nothing(sim_host: Any, registered_host: Any) -> None:
@@ -56,9 +60,6 @@ def test_restore_preflight_says_when_the_vault_lacks_the_pair(operator_client: C
 
 @PREFLIGHT_URLS
 def test_restore_preflight_links_to_the_upload_and_to_a_host_that_still_has_the_keys(operator_client: Client) -> None:
-    from hosts.inventory.models import Guardian, VirtualMachine
-    from hosts.models import Host
-
     host = unreachable_host()
     holder = Host(name="HV01", address="127.0.0.2", port=9, transport="http", auth="negotiate", username="labadmin")
     holder.set_password("Host-Passw0rd!")
@@ -89,10 +90,6 @@ def test_restore_preflight_links_to_the_upload_and_to_a_host_that_still_has_the_
 
 @PREFLIGHT_URLS
 def test_restore_preflight_shows_the_pair_and_the_powershell(operator_client: Client) -> None:
-    from hosts.inventory.models import VirtualMachine
-    from jobs.models import Job
-    from tests.hosts.test_vault_support import PASSWORD, make_pair
-
     host = unreachable_host()
     pair = store_pair(*make_pair(), PASSWORD, user=None, origin="upload").pair
     key = {"signing": pair.signing_thumbprint, "encryption": pair.encryption_thumbprint}

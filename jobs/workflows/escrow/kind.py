@@ -24,7 +24,6 @@ def escrow_guardian_job(ctx: JobContext) -> str:
                 enc,
                 guardian_name=ctx.params.get("guardian_name", ""),
                 user=ctx.user,
-                log=ctx.log,
             )
         except RemotingError as exc:
             if ctx.cancel_requested:
@@ -42,7 +41,7 @@ def escrow_host_job(ctx: JobContext) -> str:
     if host is None:
         raise JobFailed("No host given.")
     with ctx.step(f"Escrow every pair with private keys on {host}"):
-        stored, already, failures = escrow_host(ctx.session(host), host, user=ctx.user, log=ctx.log)
+        stored, already, failures = escrow_host(ctx.session(host), host, user=ctx.user)
     ctx.record("stored", stored)
     ctx.record("already_escrowed", already)
     if failures:

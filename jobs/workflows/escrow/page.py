@@ -7,18 +7,16 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from hosts.inventory.models import Guardian
-from hosts.remoting.catalog.guardians import (
-    TEMP_DIR,
-)
+from hosts.models import Host
+from hosts.remoting.catalog.guardians import TEMP_DIR
 from hosts.vault.models import find_pair
 
 from ..pages import holder_links, host_from, kind_page, preflight_page, start_job
-from ..powershell import PowerShellScript
 from ..transfer import is_thumbprint, transport_warnings
-from .plan import all_pairs_lines, escrow_lines
+from .plan import escrow_host_script, escrow_pair_script
 
 
-def guardian_choices(host: Any) -> list[tuple[str, str]]:
+def guardian_choices(host: Host | None) -> list[tuple[str, str]]:
     rows = Guardian.objects.filter(host=host).order_by("name") if host else []
     choices = [("all", "Every pair with private keys on this host")]
     for g in rows:
@@ -28,14 +26,14 @@ def guardian_choices(host: Any) -> list[tuple[str, str]]:
     return choices
 
 
-def escrow_warnings(host: Any, signing: str, encryption: str) -> list[str]:
+def escrow_warnings(signing: str, encryption: str) -> list[str]:
     existing = find_pair(signing, encryption)
     if existing is not None:
         return [f"This pair is already in the vault as {existing}: the job will change nothing."]
     return []
 
 
-def keyless_problem(host: Any, signing: str, encryption: str) -> tuple[str, list[tuple[str, str]]]:
+def keyless_problem(host: Host, signing: str, encryption: str) -> tuple[str, list[tuple[str, str]]]:
     """When the last inventory shows the guardian on this host without its private key, the job cannot work: say so
     before it runs, and point to where the pair may still be (another host's store, a backup)."""
     row = Guardian.objects.filter(host=host, signing_thumbprint=signing, encryption_thumbprint=encryption).first()
@@ -78,7 +76,7 @@ def escrow_preflight(request: HttpRequest) -> HttpResponse:
     if chosen == "all":
         if request.method == "POST":
             return start_job(request, "escrow_host", [host])
-        script = all_pairs_lines(host)
+        script = escrow_host_script(host)
         steps = [
             f"List the guardians and the shielded certificate store of {host}.",
             "Pair the certificates with private keys: each guardian's, and older pairs left in the store (same "
@@ -96,8 +94,8 @@ def escrow_preflight(request: HttpRequest) -> HttpResponse:
             name = dict(guardian_choices(host)).get(chosen, "").split(" (")[0]
             params = {"signing_thumbprint": sign, "encryption_thumbprint": enc, "guardian_name": name}
             return start_job(request, "escrow_guardian", [host], params=params)
-        script = escrow_lines(PowerShellScript(), sign, enc)
-        warnings += escrow_warnings(host, sign, enc)
+        script = escrow_pair_script(sign, enc)
+        warnings += escrow_warnings(sign, enc)
         steps = [
             "Check that both certificates are in the store with their private keys.",
             "Export each as PFX with a strong password the console generates (it is never shown or logged).",

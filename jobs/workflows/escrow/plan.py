@@ -2,74 +2,82 @@
 
 `escrow_pair` and `escrow_host` are plain functions over an open HostSession (other workflows call them before any
 step that could make a private key unreachable). The PFX password is generated here, sent only as a SecureString
-over an encrypted, authenticated session, stored only sealed in the vault, and never logged. `escrow_lines` and
-`all_pairs_lines` are what Show PowerShell prints for them."""
+over an encrypted, authenticated session, stored only sealed in the vault, and never logged.
+
+What an escrow sends is built once, by `escrow_operations` (and, for a whole host, `pairs_on` for its reads): the
+job runs those operations and Show PowerShell prints them (`escrow_lines`, `escrow_pair_script`,
+`escrow_host_script`), so the two cannot differ.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, cast
 
+from django.contrib.auth.base_user import AbstractBaseUser
+
+from hosts.models import Host
 from hosts.remoting.catalog.guardians import (
-    ExportPfx,
     GetGuardians,
     ListShieldedCertificates,
     ReadFileBytes,
-    RemoveFiles,
     StoreCertificate,
     StoreListing,
     thumbprints_of,
 )
+from hosts.remoting.catalog.inventory import GuardianFacts
 from hosts.remoting.errors import RemotingError
-from hosts.remoting.operation import Secret
+from hosts.remoting.operation import Operation
+from hosts.remoting.session import HostSession
 from hosts.vault.models import EscrowedPair, find_pair
 from hosts.vault.pfx import SAME_GENERATION, PfxError, windows_subject
 from hosts.vault.services import store_pair
 from jobs.kinds import JobFailed
 
-from ..powershell import PowerShellScript, sample_pfx_paths, sample_token
-from ..transfer import (
-    LogFn,
-    _no_log,
-    read_bytes,
-    require_protected_transport,
-    strong_password,
-    temp_pfx_paths,
-    temporary_files,
-)
+from ..powershell import PowerShellScript
+from ..preview import Ask, InventoryAnswers, show
+from ..transfer import PfxFiles, require_protected_transport, run_in_order
+
+log = logging.getLogger(__name__)
+
+Pair = tuple[str, str, str]  # signing thumbprint, encryption thumbprint, guardian name
+
+
+def escrow_operations(signing: str, encryption: str, files: PfxFiles, listed: bool = False) -> list[Operation[Any]]:
+    """What an escrow of one pair sends, in order: the store listing (unless the caller has it: `listed`), both
+    certificates exported with their private keys to temporary PFX files, the files read back, and removed."""
+    check: list[Operation[Any]] = [] if listed else [ListShieldedCertificates()]
+    return check + files.export(signing, encryption) + files.read_back() + [files.remove()]
 
 
 def escrow_pair(
-    session: Any,
-    host: Any,
+    session: HostSession,
+    host: Host,
     signing_thumbprint: str,
     encryption_thumbprint: str,
     *,
     guardian_name: str = "",
-    user: Any = None,
-    log: LogFn | None = None,
+    user: AbstractBaseUser | None = None,
     listing: StoreListing | None = None,
 ) -> EscrowedPair:
     """Export a certificate pair from the host's shielded store into the vault; an escrowed pair is returned as is."""
-    log = log or _no_log
     signing_thumbprint, encryption_thumbprint = signing_thumbprint.upper(), encryption_thumbprint.upper()
     existing = find_pair(signing_thumbprint, encryption_thumbprint)
     if existing is not None:
-        log(f"{existing} is already in the vault; nothing to do", "info")
+        log.info("%s is already in the vault; nothing to do", existing)
         return existing
     require_protected_transport(session)
-    listing = listing or session.run(ListShieldedCertificates())
-    check_private_keys(listing, host, signing_thumbprint, encryption_thumbprint)
-    password = strong_password()
-    with temporary_files(session, host, temp_pfx_paths(), log) as (signing_path, encryption_path):
-        session.run(ExportPfx(signing_thumbprint, signing_path, Secret(password)))
-        session.run(ExportPfx(encryption_thumbprint, encryption_path, Secret(password)))
-        signing_pfx = read_bytes(session, signing_path)
-        encryption_pfx = read_bytes(session, encryption_path)
+    if listing is not None:
+        check_private_keys(listing, host, signing_thumbprint, encryption_thumbprint)
+    files = PfxFiles.fresh()
+    exported = EscrowChecks(host, signing_thumbprint, encryption_thumbprint)
+    operations = escrow_operations(signing_thumbprint, encryption_thumbprint, files, listed=listing is not None)
+    run_in_order(session, host, operations, exported)
     try:
         outcome = store_pair(
-            signing_pfx,
-            encryption_pfx,
-            password,
+            exported.read[files.paths[0]],
+            exported.read[files.paths[1]],
+            str(files.password),
             user=user,
             origin=EscrowedPair.ORIGIN_ESCROW,
             source_host=host,
@@ -81,11 +89,28 @@ def escrow_pair(
         raise JobFailed(
             f"The files exported from {host} failed the pair check, so nothing was stored: {exc}."
         ) from None
-    log(f"Escrowed {outcome.pair} from {host} into the vault", "info")
+    log.info("Escrowed %s from %s into the vault", outcome.pair, host)
     return outcome.pair
 
 
-def check_private_keys(listing: StoreListing, host: Any, *thumbprints: str) -> None:
+class EscrowChecks:
+    """What an escrow checks as the answers arrive — both private keys in the store before anything is exported, no
+    exported file that comes back empty — and the bytes of the files read back, by path."""
+
+    def __init__(self, host: Host, signing: str, encryption: str) -> None:
+        self.host, self.thumbprints = host, (signing, encryption)
+        self.read: dict[str, bytes] = {}
+
+    def __call__(self, op: Operation[Any], answer: object) -> None:
+        if isinstance(op, ListShieldedCertificates):
+            check_private_keys(cast(StoreListing, answer), self.host, *self.thumbprints)
+        elif isinstance(op, ReadFileBytes):
+            if not isinstance(answer, bytes) or not answer:
+                raise JobFailed(f"The exported file {op.path} came back empty; nothing was stored.")
+            self.read[op.path] = answer
+
+
+def check_private_keys(listing: StoreListing, host: Host, *thumbprints: str) -> None:
     for role, thumbprint in zip(("signing", "encryption"), thumbprints, strict=True):
         cert = listing.find(thumbprint)
         if cert is None:
@@ -100,13 +125,14 @@ def check_private_keys(listing: StoreListing, host: Any, *thumbprints: str) -> N
             )
 
 
-def historical_pairs(listing: StoreListing, guardians: list[Any]) -> list[tuple[str, str, str]]:
-    """(signing, encryption, guardian name) of every pair on the host that has private keys: the guardians' own,
-    then older pairs left in the store, matched as Windows generates them (same names in the subjects, the
-    closest NotBefore). A certificate belongs to one pair only, so pairs are never crossed."""
+def historical_pairs(listing: StoreListing, guardians: list[GuardianFacts]) -> list[Pair]:
+    """(signing, encryption, guardian name) of every pair on the host that has private keys: the guardians' own (by
+    name, so the job and its preview take them in the same order), then older pairs left in the store, matched as
+    Windows generates them (same names in the subjects, the closest NotBefore). A certificate belongs to one pair
+    only, so pairs are never crossed."""
     found: dict[tuple[str, str], str] = {}
     used: set[str] = set()
-    for guardian in guardians:
+    for guardian in sorted(guardians, key=lambda g: (g.name.lower(), thumbprints_of(g))):
         key = thumbprints_of(guardian)
         certs = [listing.find(t) for t in key if t]
         if len(certs) == 2 and all(c is not None and c.has_private_key for c in certs):
@@ -118,7 +144,7 @@ def historical_pairs(listing: StoreListing, guardians: list[Any]) -> list[tuple[
     return [(sign, enc, name) for (sign, enc), name in found.items()]
 
 
-def pair_loose_certificates(certs: list[Any]) -> list[tuple[str, str, str]]:
+def pair_loose_certificates(certs: list[StoreCertificate]) -> list[Pair]:
     """Pair signing with encryption certificates of the same guardian and host, closest generation time first."""
     candidates = []
     for sign in certs:
@@ -132,7 +158,7 @@ def pair_loose_certificates(certs: list[Any]) -> list[tuple[str, str, str]]:
             gap = abs(sign.not_before - enc.not_before)
             if gap <= SAME_GENERATION:
                 candidates.append((gap, sign.thumbprint, enc.thumbprint, s["guardian"]))
-    pairs: list[tuple[str, str, str]] = []
+    pairs: list[Pair] = []
     taken: set[str] = set()
     for _gap, sign_tp, enc_tp, name in sorted(candidates):
         if sign_tp not in taken and enc_tp not in taken:
@@ -141,56 +167,64 @@ def pair_loose_certificates(certs: list[Any]) -> list[tuple[str, str, str]]:
     return pairs
 
 
-def escrow_host(session: Any, host: Any, *, user: Any = None, log: LogFn | None = None) -> tuple[int, int, list[str]]:
-    """Escrow every pair with private keys on the host. Returns (newly stored, already there, failures)."""
-    log = log or _no_log
-    listing = session.run(ListShieldedCertificates())
+def pairs_on(ask: Ask) -> tuple[StoreListing, list[Pair]]:
+    """What an escrow of a whole host reads first: the store listing and, when there is a store, the guardians;
+    and every pair with private keys they show."""
+    listing = ask(ListShieldedCertificates())
     if not listing.exists:
-        log(f"{host} has no shielded certificate store: nothing to escrow", "info")
+        return listing, []
+    return listing, historical_pairs(listing, ask(GetGuardians()))
+
+
+def not_in_vault(pairs: list[Pair]) -> list[Pair]:
+    return [pair for pair in pairs if find_pair(pair[0], pair[1]) is None]
+
+
+def escrow_host(
+    session: HostSession, host: Host, *, user: AbstractBaseUser | None = None
+) -> tuple[int, int, list[str]]:
+    """Escrow every pair with private keys on the host. Returns (newly stored, already there, failures)."""
+    listing, pairs = pairs_on(session.run)
+    if not listing.exists:
+        log.info("%s has no shielded certificate store: nothing to escrow", host)
         return 0, 0, []
-    pairs = historical_pairs(listing, session.run(GetGuardians()))
-    log(f"{len(pairs)} pair(s) with private keys found on {host}", "info")
-    stored = already = 0
+    log.info("%d pair(s) with private keys found on %s", len(pairs), host)
+    missing = not_in_vault(pairs)
     failures: list[str] = []
-    for sign, enc, name in pairs:
-        if find_pair(sign, enc) is not None:
-            already += 1
-            continue
+    for sign, enc, name in missing:
         try:
-            escrow_pair(session, host, sign, enc, guardian_name=name, user=user, log=log, listing=listing)
-            stored += 1
+            escrow_pair(session, host, sign, enc, guardian_name=name, user=user, listing=listing)
         except (JobFailed, RemotingError) as exc:
             failures.append(f"{name} {sign[:8]}/{enc[:8]}: {exc}")
-            log(f"Could not escrow {name} {sign[:8]}/{enc[:8]}: {exc}", "error")
-    return stored, already, failures
+            log.error("Could not escrow %s %s/%s: %s", name, sign[:8], enc[:8], exc)
+    return len(missing) - len(failures), len(pairs) - len(missing), failures
 
 
 def escrow_lines(script: PowerShellScript, signing: str, encryption: str, listed: bool = False) -> PowerShellScript:
-    """What `escrow_pair` sends, for Show PowerShell (`listed`: the store was listed already): the PFX bytes are
-    read into $signingPfx and $encryptionPfx, which a later import on another host writes there."""
-    paths, secret = sample_pfx_paths(sample_token()), Secret("")
-    if not listed:
-        script.add(ListShieldedCertificates())
-    script.add(ExportPfx(signing, paths[0], secret), ExportPfx(encryption, paths[1], secret))
-    script.add(ReadFileBytes(paths[0]), into="$signingPfx").add(ReadFileBytes(paths[1]), into="$encryptionPfx")
-    return script.add(RemoveFiles(paths))
+    """Show PowerShell of `escrow_pair` for a pair the vault lacks (`listed`: the store was listed already): the PFX
+    bytes are read into $signingPfx and $encryptionPfx, which a later import on another host writes there."""
+    files = PfxFiles.sample()
+    return show(script, escrow_operations(signing, encryption, files, listed), files.variables())
 
 
-def all_pairs_lines(host: Any) -> PowerShellScript:
-    """What `escrow_host` sends, for the pairs the last inventory shows with private keys and the vault lacks."""
-    listing = StoreListing(exists=True, certificates=[as_store_certificate(c) for c in host.certificates.all()])
-    pairs = [p for p in historical_pairs(listing, list(host.guardians.all())) if find_pair(p[0], p[1]) is None]
-    script = PowerShellScript().add(ListShieldedCertificates(), GetGuardians())
-    if not pairs:
+def escrow_pair_script(signing: str, encryption: str) -> PowerShellScript:
+    """Show PowerShell of the escrow of one pair: nothing is sent when the vault has it already."""
+    script = PowerShellScript()
+    existing = find_pair(signing, encryption)
+    if existing is not None:
+        return script.comment(f"The vault has this pair already ({existing}): the job sends nothing.")
+    return escrow_lines(script, signing, encryption)
+
+
+def escrow_host_script(host: Host) -> PowerShellScript:
+    """Show PowerShell of `escrow_host`: its reads answered by the last inventory, then each pair it shows with
+    private keys that the vault lacks."""
+    script = PowerShellScript()
+    listing, pairs = pairs_on(InventoryAnswers(host, script))
+    missing = not_in_vault(pairs)
+    if not missing:
         script.comment("The last inventory shows no pair with private keys that the vault lacks: nothing more runs.")
-    for sign, enc, name in pairs:
+    for sign, enc, name in missing:
         script.comment(f"{name or 'An older pair'}: signing {sign[:8]}…, encryption {enc[:8]}…")
         escrow_lines(script, sign, enc, listed=True)
     return script
-
-
-def as_store_certificate(cert: Any) -> StoreCertificate:
-    """An inventory row as the live store listing would show it."""
-    return StoreCertificate(
-        cert.thumbprint.upper(), cert.subject, cert.not_before, cert.not_after, cert.has_private_key
-    )

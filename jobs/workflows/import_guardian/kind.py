@@ -20,7 +20,7 @@ def import_guardian_job(ctx: JobContext) -> str:
         raise JobFailed("The vault entry no longer exists.")
     with ctx.step(f"Import {pair} to {host}"):
         try:
-            name = import_pair(ctx.session(host), host, pair, log=ctx.log)
+            name = import_pair(ctx.session(host), host, pair)
         except RemotingError as exc:
             if ctx.cancel_requested:
                 raise

@@ -10,9 +10,8 @@ from hosts.remoting.catalog.guardians import TEMP_DIR
 from hosts.vault.models import EscrowedPair
 
 from ..pages import host_from, kind_page, preflight_page, start_job
-from ..powershell import PowerShellScript
 from ..transfer import transport_warnings
-from .plan import host_situation, import_lines
+from .plan import import_notes, import_script
 
 
 def chosen_pair(request: HttpRequest) -> EscrowedPair | None:
@@ -51,14 +50,14 @@ def import_preflight(request: HttpRequest) -> HttpResponse:
         return preflight_page(request, **base, problem=problem)
     if request.method == "POST":
         return start_job(request, "import_guardian", [host], params={"vault_entry": pair.pk})
-    notes, name = host_situation(host, pair)
-    notes = transport_warnings(host) + notes
+    plan, script = import_script(host, pair)
+    notes = transport_warnings(host) + import_notes(host, pair, plan)
     steps = [
         f"Read the guardians and the shielded certificate store of {host}; stop here if the pair is already there.",
         "Create 'Shielded VM Local Certificates' if this host never had a vTPM.",
         f"Copy both PFX files to {TEMP_DIR} over the encrypted session and import them into the store (exportable).",
         "Delete the temporary files (also when something fails).",
-        f"Create guardian '{name}' by thumbprints with -AllowExpired -AllowUntrustedRoot.",
+        f"Create guardian '{plan.name}' by thumbprints with -AllowExpired -AllowUntrustedRoot.",
         "Check that the guardian has its private signing key (HasPrivateSigningKey).",
     ]
     impact = [
@@ -74,6 +73,6 @@ def import_preflight(request: HttpRequest) -> HttpResponse:
         impact=impact,
         risks=IMPORT_RISKS,
         warnings=notes,
-        powershell=import_lines(PowerShellScript(), pair, name).lines(),
+        powershell=script.lines(),
         post=[("host", host.pk), ("pair", pair.pk)],
     )

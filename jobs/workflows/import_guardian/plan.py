@@ -1,62 +1,124 @@
 """Import a guardian from the vault onto a host, so the host can start the VMs sealed to it.
 
-Steps: create the shielded store if missing, copy both PFX files to the host, import them into the store, create the
-guardian by thumbprints (-AllowExpired -AllowUntrustedRoot), remove the files, and verify HasPrivateSigningKey.
+Steps: create the shielded store if missing, copy both PFX files to the host, import them into the store, remove
+the files, create the guardian by thumbprints (-AllowExpired -AllowUntrustedRoot), and verify HasPrivateSigningKey.
 Re-running on a host that already has the pair changes nothing. A guardian named `UntrustedGuardian` with other
-certificates is kept: the pair is imported under a distinct name."""
+certificates is kept: the pair is imported under a distinct name.
+
+`plan_import` reads the host through an Ask and decides; `ImportPlan.operations` lists what follows, in order. The
+job runs them (`import_pair`) and Show PowerShell prints them (`import_script`), so the two cannot differ.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from dataclasses import dataclass
+from typing import Any, cast
 
 from hosts import crypto
-from hosts.inventory.models import Guardian
+from hosts.models import Host
 from hosts.remoting.catalog.guardians import (
     CreateShieldedStore,
     GetGuardians,
     ImportPfx,
     ListShieldedCertificates,
     NewGuardianByThumbprints,
-    RemoveFiles,
     StoreListing,
-    WriteFileBytes,
     thumbprints_of,
 )
-from hosts.remoting.operation import Secret
+from hosts.remoting.catalog.inventory import GuardianFacts
+from hosts.remoting.operation import Operation
+from hosts.remoting.session import HostSession
 from hosts.vault.models import EscrowedPair
 from hosts.vault.pfx import ENCRYPTION_FILE, SIGNING_FILE
 from jobs.kinds import JobFailed
 
-from ..powershell import PowerShellScript, sample_pfx_paths, sample_token
-from ..transfer import LogFn, _no_log, require_protected_transport, temp_pfx_paths, temporary_files
+from ..powershell import PowerShellScript
+from ..preview import Ask, InventoryAnswers, show
+from ..transfer import PfxFiles, require_protected_transport, run_in_order
+
+log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "UntrustedGuardian"
 
 
-def import_pair(session: Any, host: Any, pair: EscrowedPair, *, log: LogFn | None = None) -> str:
-    """Make the host hold `pair` as a guardian with its private keys; return the guardian's name there."""
-    log = log or _no_log
+@dataclass(frozen=True)
+class ImportPlan:
+    """What an import does on a host, decided from the host's guardians and shielded store."""
+
+    key: tuple[str, str]  # the pair's signing and encryption thumbprints
+    name: str  # the guardian's name on the host: its own, or a distinct one when another guardian has it
+    wanted: str  # the name the pair would like (the vault's), for the note when it is taken
+    present: bool  # a guardian with these certificates exists on the host (with or without its private keys)
+    done: bool  # ... with its private keys: nothing is sent
+    store_exists: bool
+    keyed: bool  # both certificates are in the store with their private keys: nothing to copy
+
+    @property
+    def copies(self) -> bool:
+        return not self.done and not self.keyed
+
+    def operations(self, files: PfxFiles) -> list[Operation[Any]]:
+        """What the import sends after its reads, in order (nothing when it is done already)."""
+        if self.done:
+            return []
+        ops: list[Operation[Any]] = [] if self.store_exists else [CreateShieldedStore()]
+        if self.copies:
+            ops += files.write() + files.import_into_store() + [files.remove()]
+        if not self.present:
+            ops.append(NewGuardianByThumbprints(self.name, *self.key))
+        return ops + [GetGuardians()]  # the check: the guardian has its private signing key
+
+
+def plan_import(ask: Ask, pair: EscrowedPair) -> ImportPlan:
+    """Read the host's guardians (and, unless the pair is there with its keys, its store) and decide."""
     key = (pair.signing_thumbprint, pair.encryption_thumbprint)
-    guardians = session.run(GetGuardians())
+    wanted = pair.guardian_name or DEFAULT_NAME
+    guardians = ask(GetGuardians())
     present = next((g for g in guardians if thumbprints_of(g) == key), None)
     if present is not None and present.has_private_signing_key:
-        log(f"{host} already has this pair as guardian '{present.name}' with its private keys; nothing changed", "info")
-        return str(present.name)
-    listing = session.run(ListShieldedCertificates())
-    if not listing.exists:
-        log(f"The shielded certificate store does not exist on {host} yet; creating it", "info")
-        session.run(CreateShieldedStore())
-        listing = StoreListing(exists=True)
-    if not has_both_keys(listing, key):
-        copy_and_import(session, host, pair, log)
+        return ImportPlan(key, present.name, wanted, present=True, done=True, store_exists=True, keyed=True)
+    listing = ask(ListShieldedCertificates())
     name = present.name if present is not None else distinct_name(pair, guardians)
-    if present is None:
-        if name != (pair.guardian_name or DEFAULT_NAME):
-            log(f"'{pair.guardian_name or DEFAULT_NAME}' exists on {host} with other certificates; kept it", "warning")
-        session.run(NewGuardianByThumbprints(name, *key))
-        log(f"Created guardian '{name}' on {host} from the imported certificates", "info")
-    verify(session, host, key, name)
-    return str(name)
+    return ImportPlan(
+        key,
+        name,
+        wanted,
+        present=present is not None,
+        done=False,
+        store_exists=listing.exists,
+        keyed=has_both_keys(listing, key),
+    )
+
+
+def import_pair(session: HostSession, host: Host, pair: EscrowedPair) -> str:
+    """Make the host hold `pair` as a guardian with its private keys; return the guardian's name there."""
+    plan = plan_import(session.run, pair)
+    announce(plan, host)
+    files = files_for(plan, pair, session)
+    run_in_order(session, host, plan.operations(files), ImportChecks(plan, host))
+    return plan.name
+
+
+def announce(plan: ImportPlan, host: Host) -> None:
+    """The job log's word on what the reads found, before anything is sent."""
+    if plan.done:
+        log.info("%s already has this pair as guardian '%s' with its private keys; nothing changed", host, plan.name)
+        return
+    if not plan.store_exists:
+        log.info("The shielded certificate store does not exist on %s yet; creating it", host)
+    if not plan.present and plan.name != plan.wanted:
+        log.warning("'%s' exists on %s with other certificates; kept it", plan.wanted, host)
+
+
+def files_for(plan: ImportPlan, pair: EscrowedPair, session: HostSession) -> PfxFiles:
+    """The PFX files the import writes to the host: the vault's pair, opened (and checked) before anything is sent,
+    and only to a host whose session keeps the password safe."""
+    if not plan.copies:
+        return PfxFiles.fresh()
+    signing, encryption, password = open_pair(pair)
+    require_protected_transport(session)
+    return PfxFiles.fresh((signing, encryption), password)
 
 
 def has_both_keys(listing: StoreListing, key: tuple[str, str]) -> bool:
@@ -74,20 +136,31 @@ def open_pair(pair: EscrowedPair) -> tuple[bytes, bytes, str]:
         ) from None
 
 
-def copy_and_import(session: Any, host: Any, pair: EscrowedPair, log: LogFn) -> None:
-    signing, encryption, password = open_pair(pair)
-    require_protected_transport(session)
-    with temporary_files(session, host, temp_pfx_paths(), log) as paths:
-        for path, data in zip(paths, (signing, encryption), strict=True):
-            session.run(WriteFileBytes(path, data))
-        for path, expected in zip(paths, (pair.signing_thumbprint, pair.encryption_thumbprint), strict=True):
-            imported = session.run(ImportPfx(path, Secret(password)))
-            if imported and imported != expected:
-                raise JobFailed(f"{host} imported certificate {imported} where {expected} was expected; stopped.")
-    log(f"Imported both certificates with their private keys into the shielded store of {host}", "info")
+class ImportChecks:
+    """What an import checks as the answers arrive: each imported certificate is the one expected, and the guardian
+    has its private signing key at the end."""
+
+    def __init__(self, plan: ImportPlan, host: Host) -> None:
+        self.plan, self.host, self.imported = plan, host, 0
+
+    def __call__(self, op: Operation[Any], answer: object) -> None:
+        if isinstance(op, ImportPfx):
+            self.imported_certificate(str(answer))
+        elif isinstance(op, NewGuardianByThumbprints):
+            log.info("Created guardian '%s' on %s from the imported certificates", self.plan.name, self.host)
+        elif isinstance(op, GetGuardians):
+            verify(cast(list[GuardianFacts], answer), self.host, self.plan.key)
+
+    def imported_certificate(self, thumbprint: str) -> None:
+        expected = self.plan.key[self.imported]
+        if thumbprint and thumbprint != expected:
+            raise JobFailed(f"{self.host} imported certificate {thumbprint} where {expected} was expected; stopped.")
+        self.imported += 1
+        if self.imported == len(self.plan.key):
+            log.info("Imported both certificates with their private keys into the shielded store of %s", self.host)
 
 
-def distinct_name(pair: EscrowedPair, guardians: list[Any]) -> str:
+def distinct_name(pair: EscrowedPair, guardians: list[GuardianFacts]) -> str:
     """The pair's own name, or — when another guardian already uses it — that name with the thumbprint's start."""
     taken = {g.name.lower() for g in guardians}
     wanted = pair.guardian_name or DEFAULT_NAME
@@ -101,8 +174,8 @@ def distinct_name(pair: EscrowedPair, guardians: list[Any]) -> str:
     return candidate
 
 
-def verify(session: Any, host: Any, key: tuple[str, str], name: str) -> None:
-    found = next((g for g in session.run(GetGuardians()) if thumbprints_of(g) == key), None)
+def verify(guardians: list[GuardianFacts], host: Host, key: tuple[str, str]) -> None:
+    found = next((g for g in guardians if thumbprints_of(g) == key), None)
     if found is None:
         raise JobFailed(f"After the import, {host} shows no guardian with these certificates; check Get-HgsGuardian.")
     if not found.has_private_signing_key:
@@ -112,37 +185,59 @@ def verify(session: Any, host: Any, key: tuple[str, str], name: str) -> None:
         )
 
 
+def bind_vault_download(script: PowerShellScript, pair: EscrowedPair) -> None:
+    """Show PowerShell takes the PFX bytes from the vault's download of the pair, in the current folder."""
+    note = f"The vault's download of {pair} ({SIGNING_FILE}, {ENCRYPTION_FILE}) in the current folder:"
+    script.bind("file", "$signingPfx", f"[IO.File]::ReadAllBytes((Resolve-Path '{SIGNING_FILE}'))", note)
+    script.bind("file", "$encryptionPfx", f"[IO.File]::ReadAllBytes((Resolve-Path '{ENCRYPTION_FILE}'))")
+
+
+def introduce(script: PowerShellScript, plan: ImportPlan, pair: EscrowedPair, host: Host) -> None:
+    """What Show PowerShell says between an import's reads and its operations: where the PFX bytes come from when
+    they are copied (the vault's download), or that the host has the pair already."""
+    if plan.done:
+        script.comment(f"{host} holds this pair as guardian '{plan.name}' with its private keys: it is not imported.")
+    elif plan.copies:
+        bind_vault_download(script, pair)
+
+
+def import_script(host: Host, pair: EscrowedPair) -> tuple[ImportPlan, PowerShellScript]:
+    """Show PowerShell of `import_pair` on `host`: its reads answered by the last inventory, then what follows."""
+    script = PowerShellScript()
+    plan = plan_import(InventoryAnswers(host, script), pair)
+    introduce(script, plan, pair, host)
+    files = PfxFiles.sample()
+    return plan, show(script, plan.operations(files), files.variables())
+
+
 def import_lines(script: PowerShellScript, pair: EscrowedPair, name: str, from_vault: bool = True) -> PowerShellScript:
-    """What `import_pair` sends to a host that lacks the pair, for Show PowerShell. The PFX bytes come from the
-    vault's download (`from_vault`) or from $signingPfx / $encryptionPfx read by an escrow shown above."""
-
-    paths, secret = sample_pfx_paths(sample_token()), Secret("")
-    if from_vault:
-        note = f"The vault's download of {pair} ({SIGNING_FILE}, {ENCRYPTION_FILE}) in the current folder:"
-        script.bind("file", "$signingPfx", f"[IO.File]::ReadAllBytes((Resolve-Path '{SIGNING_FILE}'))", note)
-        script.bind("file", "$encryptionPfx", f"[IO.File]::ReadAllBytes((Resolve-Path '{ENCRYPTION_FILE}'))")
-    script.add(GetGuardians(), ListShieldedCertificates(), CreateShieldedStore())
-    script.use("file", "$signingPfx").add(WriteFileBytes(paths[0], b""))
-    script.use("file", "$encryptionPfx").add(WriteFileBytes(paths[1], b""))
-    script.add(ImportPfx(paths[0], secret), ImportPfx(paths[1], secret), RemoveFiles(paths))
-    script.add(NewGuardianByThumbprints(name, pair.signing_thumbprint, pair.encryption_thumbprint))
-    return script.add(GetGuardians())
-
-
-def host_situation(host: Any, pair: EscrowedPair) -> tuple[list[str], str]:
-    """What the last inventory says about the host, and the guardian name the import would most likely use."""
-    rows = list(Guardian.objects.filter(host=host))
+    """Show PowerShell of `import_pair` on a host that holds nothing of the pair yet (no inventory is consulted). The
+    PFX bytes come from the vault's download (`from_vault`) or from $signingPfx / $encryptionPfx read by an escrow
+    shown above."""
     key = (pair.signing_thumbprint, pair.encryption_thumbprint)
+    plan = ImportPlan(key, name, name, present=False, done=False, store_exists=False, keyed=False)
+    if from_vault:
+        bind_vault_download(script, pair)
+    script.add(GetGuardians(), ListShieldedCertificates())
+    files = PfxFiles.sample()
+    return show(script, plan.operations(files), files.variables())
+
+
+def import_notes(host: Host, pair: EscrowedPair, plan: ImportPlan) -> list[str]:
+    """What the last inventory says about the host, for the preflight page."""
     notes = []
-    same = next((g for g in rows if (g.signing_thumbprint, g.encryption_thumbprint) == key), None)
-    if same is not None:
-        notes.append(f"The last inventory shows {host} already has this pair as '{same.name}': nothing will change.")
-    name = same.name if same else distinct_name(pair, rows)
-    if same is None and name != (pair.guardian_name or DEFAULT_NAME):
+    if plan.done:
+        notes.append(f"The last inventory shows {host} already has this pair as '{plan.name}': nothing will change.")
+    elif plan.present:
         notes.append(
-            f"'{pair.guardian_name or DEFAULT_NAME}' exists on {host} with other certificates: it is kept, and this "
-            f"pair is imported as '{name}'."
+            f"The last inventory shows {host} has this pair as '{plan.name}' without its private keys: the import "
+            "brings them back."
+        )
+    elif plan.name != plan.wanted:
+        notes.append(
+            f"'{plan.wanted}' exists on {host} with other certificates: it is kept, and this pair is imported as "
+            f"'{plan.name}'."
         )
     if pair.expired():
         notes.append("The pair has expired; it is imported with -AllowExpired and still unlocks the VMs sealed to it.")
-    return notes, name
+    return notes

@@ -17,7 +17,7 @@ def restore_vm_job(ctx: JobContext) -> str:
     for vm_name in ctx.vms:
         with ctx.step(f"Restore VM '{vm_name}' on {host}"):
             try:
-                name = restore_vm(ctx.session(host), host, vm_name, log=ctx.log)
+                name = restore_vm(ctx.session(host), host, vm_name)
             except RemotingError as exc:
                 if ctx.cancel_requested:
                     raise

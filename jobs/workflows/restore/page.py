@@ -9,20 +9,21 @@ from django.http import HttpRequest, HttpResponse
 
 from hosts.inventory.analysis import Inventory
 from hosts.inventory.models import VirtualMachine
-from hosts.remoting.catalog.inventory import ReadVmDetails
-from hosts.remoting.catalog.vms import GetVM, StartVM
+from hosts.models import Host
 from hosts.remoting.keyprotector import GuardianRef
 from hosts.vault.services import thumbprint_pairs
+from jobs.kinds import JobFailed
 
-from ..import_guardian.plan import host_situation, import_lines
+from ..import_guardian.plan import import_notes
 from ..pages import holder_links, host_from, kind_page, preflight_page, start_job
-from ..powershell import PowerShellScript
-from .plan import pair_for
+from .plan import pair_for, restore_script
 
 
-def vm_choices(host: Any) -> list[tuple[str, str]]:
+def vm_choices(host: Host | None) -> list[tuple[str, str]]:
     """The host's VMs with a key protector, those that cannot start there marked (they are the ones to restore)."""
-    rows = list(VirtualMachine.objects.filter(host=host, has_key_protector=True).order_by("name")) if host else []
+    if host is None:
+        return []
+    rows = list(VirtualMachine.objects.filter(host=host, has_key_protector=True).order_by("name"))
     inventory = Inventory() if rows else None
     choices = []
     for vm in rows:
@@ -32,7 +33,7 @@ def vm_choices(host: Any) -> list[tuple[str, str]]:
     return choices
 
 
-def where_to_get(host: Any, vm_name: str, guardians: list[GuardianRef]) -> list[tuple[str, str]]:
+def where_to_get(host: Host, vm_name: str, guardians: list[GuardianRef]) -> list[tuple[str, str]]:
     """Buttons for a VM whose guardian is not in the vault: upload a backup (then come back), or escrow it from a
     registered host whose last inventory shows the private keys."""
 
@@ -43,8 +44,7 @@ def where_to_get(host: Any, vm_name: str, guardians: list[GuardianRef]) -> list[
     return links
 
 
-def inventoried_guardians(host: Any, vm_name: str) -> list[GuardianRef]:
-
+def inventoried_guardians(host: Host, vm_name: str) -> list[GuardianRef]:
     vm = VirtualMachine.objects.filter(host=host, name=vm_name).first()
     if vm is None:
         return []
@@ -61,7 +61,6 @@ RESTORE_RISKS = [
 
 @kind_page("restore_vm")
 def restore_preflight(request: HttpRequest) -> HttpResponse:
-
     host = host_from(request)
     vm_name = request.POST.get("vm") or request.GET.get("vm") or ""
     base: dict[str, Any] = {"title": "Restore a VM after reinstall", "host": host, "chosen": vm_name}
@@ -85,9 +84,10 @@ def restore_preflight(request: HttpRequest) -> HttpResponse:
             "pair from a backup or escrow it from a host that has it (the job would stop without changing anything)."
         )
         return preflight_page(request, **base, problem=problem, problem_links=where_to_get(host, vm_name, guardians))
-    notes, name = host_situation(host, pair)
-    script = import_lines(PowerShellScript().add(ReadVmDetails([vm_name])), pair, name)
-    lines = script.add(GetVM(vm_name), StartVM(vm_name), GetVM(vm_name)).lines()
+    try:
+        plan, script = restore_script(host, vm_name)
+    except JobFailed as exc:
+        return preflight_page(request, **base, problem=f"The last inventory says the job would stop: {exc}")
     steps = [
         f"Read the key protector of '{vm_name}' on {host} and find its guardian in the vault ({pair}).",
         f"Import that pair to {host} (as the import job does; nothing changes if it is there already).",
@@ -101,7 +101,7 @@ def restore_preflight(request: HttpRequest) -> HttpResponse:
         steps=steps,
         impact=impact,
         risks=RESTORE_RISKS,
-        warnings=notes,
-        powershell=lines,
+        warnings=import_notes(host, pair, plan.guardian),
+        powershell=script.lines(),
         post=[("host", host.pk), ("vm", vm_name)],
     )

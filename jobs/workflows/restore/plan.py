@@ -1,23 +1,52 @@
 """Restore after a reinstall: find the guardians a VM is sealed to, import the vault's pair for one of them, and
-start the VM to prove it unseals."""
+start the VM to prove it unseals.
+
+`plan_restore` does every read that decides (the VM's key protector, the import's reads, the VM's state) through an
+Ask; `RestorePlan.operations` lists what follows, in order. The job runs them (`restore_vm`) and Show PowerShell
+prints them (`restore_script`), so the two cannot differ.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
-from hosts.remoting.catalog.inventory import ReadVmDetails
+from hosts.models import Host
+from hosts.remoting.catalog.inventory import ReadVmDetails, VmFacts
 from hosts.remoting.catalog.vms import GetVM, StartVM
 from hosts.remoting.keyprotector import GuardianRef
+from hosts.remoting.operation import Operation
+from hosts.remoting.session import HostSession
 from hosts.vault.models import EscrowedPair, find_pair
 from jobs.kinds import JobFailed
 
-from ..import_guardian.plan import import_pair
-from ..transfer import LogFn, _no_log
+from ..import_guardian.plan import ImportChecks, ImportPlan, announce, files_for, introduce, plan_import
+from ..powershell import PowerShellScript
+from ..preview import Ask, InventoryAnswers, show
+from ..transfer import PfxFiles, run_in_order
+
+log = logging.getLogger(__name__)
 
 
-def sealed_to(session: Any, host: Any, vm_name: str) -> list[GuardianRef]:
-    """The guardians of the VM's key protector, owner first, read live from the host."""
-    details = session.run(ReadVmDetails([vm_name])).get(vm_name)
+@dataclass(frozen=True)
+class RestorePlan:
+    """What a restore does: import the pair the VM is sealed to (as the import job would), then start the VM unless
+    it runs already."""
+
+    vm_name: str
+    pair: EscrowedPair
+    guardian: ImportPlan
+    running: bool
+
+    def operations(self, files: PfxFiles) -> list[Operation[Any]]:
+        start: list[Operation[Any]] = [] if self.running else [StartVM(self.vm_name), GetVM(self.vm_name)]
+        return self.guardian.operations(files) + start  # the last Get-VM is the check: the VM runs
+
+
+def sealed_to(ask: Ask, host: Host, vm_name: str) -> list[GuardianRef]:
+    """The guardians of the VM's key protector, owner first, as the host says."""
+    details = ask(ReadVmDetails([vm_name])).get(vm_name)
     if details is None or not details.key_protector_read:
         problems = "; ".join(details.problems) if details is not None else ""
         raise JobFailed(f"Could not read the key protector of VM '{vm_name}' on {host}. {problems}".strip())
@@ -38,16 +67,16 @@ def pair_for(guardians: list[GuardianRef]) -> EscrowedPair | None:
     return None
 
 
-def vm_state(session: Any, vm_name: str) -> str:
+def vm_state(ask: Ask, vm_name: str) -> str:
     """The VM's state as Get-VM reports it ('' when the host has no such VM)."""
-    vm = session.run(GetVM(vm_name))
+    vm = ask(GetVM(vm_name))
     return vm.state if vm is not None else ""
 
 
-def restore_vm(session: Any, host: Any, vm_name: str, *, log: LogFn | None = None) -> str:
-    """Import the pair the VM is sealed to from the vault, start the VM, and check that it runs."""
-    log = log or _no_log
-    guardians = sealed_to(session, host, vm_name)
+def plan_restore(ask: Ask, host: Host, vm_name: str) -> RestorePlan:
+    """Read which guardians the VM is sealed to, find one in the vault, and read what its import and the start
+    need to know."""
+    guardians = sealed_to(ask, host, vm_name)
     pair = pair_for(guardians)
     if pair is None:
         listed = ", ".join(f"{g.signing[:8]}/{g.encryption[:8]}" for g in guardians)
@@ -56,17 +85,47 @@ def restore_vm(session: Any, host: Any, vm_name: str, *, log: LogFn | None = Non
             "from a backup (UntrustedGuardian-signing.pfx / -encryption.pfx) or escrow it from a host that still "
             "has it, then run the restore again."
         )
-    log(f"VM '{vm_name}' is sealed to {pair}, which is in the vault", "info")
-    name = import_pair(session, host, pair, log=log)
-    if vm_state(session, vm_name) == "Running":
-        log(f"VM '{vm_name}' is already running", "info")
-        return name
-    session.run(StartVM(vm_name))
-    state = vm_state(session, vm_name)
-    if state != "Running":
-        raise JobFailed(
-            f"Guardian '{name}' is on {host} with its private keys, but VM '{vm_name}' is {state} after Start-VM. "
-            "Look at the VM's event log on the host."
-        )
-    log(f"VM '{vm_name}' is running on {host}", "info")
-    return name
+    guardian = plan_import(ask, pair)
+    return RestorePlan(vm_name, pair, guardian, running=vm_state(ask, vm_name) == "Running")
+
+
+def restore_vm(session: HostSession, host: Host, vm_name: str) -> str:
+    """Import the pair the VM is sealed to from the vault, start the VM, and check that it runs."""
+    plan = plan_restore(session.run, host, vm_name)
+    log.info("VM '%s' is sealed to %s, which is in the vault", vm_name, plan.pair)
+    announce(plan.guardian, host)
+    if plan.running:
+        log.info("VM '%s' is already running", vm_name)
+    files = files_for(plan.guardian, plan.pair, session)
+    run_in_order(session, host, plan.operations(files), RestoreChecks(plan, host))
+    return plan.guardian.name
+
+
+class RestoreChecks(ImportChecks):
+    """The import's checks, then the VM's state after Start-VM."""
+
+    def __init__(self, plan: RestorePlan, host: Host) -> None:
+        super().__init__(plan.guardian, host)
+        self.vm_name = plan.vm_name
+
+    def __call__(self, op: Operation[Any], answer: object) -> None:
+        super().__call__(op, answer)
+        if not isinstance(op, GetVM):
+            return
+        state = answer.state if isinstance(answer, VmFacts) else ""
+        if state != "Running":
+            raise JobFailed(
+                f"Guardian '{self.plan.name}' is on {self.host} with its private keys, but VM '{self.vm_name}' is "
+                f"{state} after Start-VM. Look at the VM's event log on the host."
+            )
+        log.info("VM '%s' is running on %s", self.vm_name, self.host)
+
+
+def restore_script(host: Host, vm_name: str) -> tuple[RestorePlan, PowerShellScript]:
+    """Show PowerShell of `restore_vm`: its reads answered by the last inventory, then what follows. Raises JobFailed
+    when the inventory says the job would stop."""
+    script = PowerShellScript()
+    plan = plan_restore(InventoryAnswers(host, script), host, vm_name)
+    introduce(script, plan.guardian, plan.pair, host)
+    files = PfxFiles.sample()
+    return plan, show(script, plan.operations(files), files.variables())
