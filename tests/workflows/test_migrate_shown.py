@@ -89,11 +89,6 @@ def test_carrying_a_pair_already_in_the_vault_sends_what_show_powershell_shows(l
     assert EscrowedPair.objects.count() == 1 and lab.target.model.vm("Win11-B").state == "Running"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="import_guardian's import_lines shows New-Item for the shielded store even where the store exists, and "
-    "import_pair then does not send it: the migration shows the import through import_lines, so it inherits this",
-)
 def test_carrying_to_a_target_whose_store_exists_sends_what_show_powershell_shows(lab: Any) -> None:
     with lab.target.model.changing() as model:
         model.store = {}  # created by an earlier TPM change, still empty

@@ -210,12 +210,14 @@ def import_script(host: Host, pair: EscrowedPair) -> tuple[ImportPlan, PowerShel
     return plan, show(script, plan.operations(files), files.variables())
 
 
-def import_lines(script: PowerShellScript, pair: EscrowedPair, name: str, from_vault: bool = True) -> PowerShellScript:
-    """Show PowerShell of `import_pair` on a host that holds nothing of the pair yet (no inventory is consulted). The
-    PFX bytes come from the vault's download (`from_vault`) or from $signingPfx / $encryptionPfx read by an escrow
-    shown above."""
+def import_lines(
+    script: PowerShellScript, pair: EscrowedPair, name: str, from_vault: bool = True, store_exists: bool = False
+) -> PowerShellScript:
+    """Show PowerShell of `import_pair` on a host that holds nothing of the pair yet, whose shielded store exists or
+    not (`store_exists`, as its last inventory says). The PFX bytes come from the vault's download (`from_vault`) or
+    from $signingPfx / $encryptionPfx read by an escrow shown above."""
     key = (pair.signing_thumbprint, pair.encryption_thumbprint)
-    plan = ImportPlan(key, name, name, present=False, done=False, store_exists=False, keyed=False)
+    plan = ImportPlan(key, name, name, present=False, done=False, store_exists=store_exists, keyed=False)
     if from_vault:
         bind_vault_download(script, pair)
     script.add(GetGuardians(), ListShieldedCertificates())

@@ -132,6 +132,7 @@ class MigrationPlan:
     target_name: str = ""  # the target's computer name (Move-VM's destination)
     source_name: str = ""  # the source's computer name (where a live-migrated VM would go back to)
     target_storage: str = ""  # live migration: the folder on the target that receives all the VM's files
+    target_store_exists: bool = True  # carry: whether the import must first create the target's shielded store
 
     def add(self, level: str, text: str) -> None:
         self.checks.append(Check(level, text))
@@ -149,6 +150,7 @@ def plan_migration(
     src, tgt = read_side(source_session), read_side(target_session)
     plan.add("ok", f"{source} and {target} answer, both in Local mode")
     plan.target_name, plan.source_name = tgt.computer_name, src.computer_name
+    plan.target_store_exists = tgt.inventory.store_exists
     if tgt.virtual_machine_path:
         plan.target_storage = f"{tgt.virtual_machine_path.rstrip(chr(92))}\\{opts.vm_name}"
     plan.vm = src.vm(opts.vm_name)

@@ -370,7 +370,7 @@ def migration_script(
     anything, down the branches the preflight predicts."""
     if plan.vm is None or plan.failures:
         return script.comment("The preflight fails: the job stops here, nothing more runs.")
-    lab = ShownLab(script, plan.vm)
+    lab = ShownLab(script, plan.vm, plan.target_store_exists)
     migration = Migration(ShownRun(script), (lab.side(hosts[0], "source"), lab.side(hosts[1], "target")), opts)
     migration.plan, migration.log = plan, Unsaid(log)
     migration.carry_out()

@@ -116,8 +116,9 @@ class ShownLab:
     """Both hosts as the preflight predicts them while a migration is only shown: the script the operations go to,
     and where the VM is registered (by role) in which state, which decides the branches the steps take."""
 
-    def __init__(self, script: PowerShellScript, vm: VmFacts) -> None:
+    def __init__(self, script: PowerShellScript, vm: VmFacts, target_store_exists: bool = True) -> None:
         self.script, self.vm = script, vm
+        self.target_store_exists = target_store_exists
         self.states: dict[str, str] = {"source": vm.state}
 
     def side(self, host: Host, role: str) -> ShownSide:
@@ -172,7 +173,8 @@ class ShownSide(Side):
 
     def import_pair(self, pair: EscrowedPair, expected_name: str) -> str:
         # A pair escrowed above is carried over in the variables its escrow read; a stored one is the vault's download.
-        import_lines(self.script, pair, expected_name, from_vault=pair.pk is not None)
+        store_exists = self.lab.target_store_exists  # as the preflight read it
+        import_lines(self.script, pair, expected_name, from_vault=pair.pk is not None, store_exists=store_exists)
         return expected_name
 
 
