@@ -78,6 +78,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "results": readable({k: v for k, v in job.results.items() if k not in (NEXT_URL, NEXT_LABEL)}),
         "next_action": next_action(job),
         "silent": silence(job),
+        "orphaned_runs": job.orphaned_runs.all(),
     }
     if context["can_rerun"] and kind is not None and not kind.one_click_rerun:
         context["rerun_url"] = rerun_preflight_url(job)
