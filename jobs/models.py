@@ -1,10 +1,10 @@
 """Jobs: every change to a host is a Job whose log lines are saved (with a per-job sequence number) before they are
 published, so the database is the source of truth for live viewers and for readers afterwards.
 
-The lifecycle of a job lives here, one method per change of state: `Job.enqueue` (queued), `claim` (running),
-`wait_for` (waiting), `take_over`, `heartbeat`, `finish`, `end_unstarted`, `mark_lost` and `cancel`. Each is one
-conditional UPDATE whose WHERE names the states it starts from, so two workers, a cancel and the reaper racing for
-one job never both win; each that changed the state publishes it to viewers.
+The lifecycle of a job lives here, one method per change of state: `Job.enqueue` (queued), `send` (or waiting for the
+task queue), `claim` (running), `wait_for` (waiting), `take_over`, `heartbeat`, `finish`, `end_unstarted`,
+`mark_lost` and `cancel`. Each is one conditional UPDATE whose WHERE names the states it starts from, so two workers,
+a cancel and the reaper racing for one job never both win; each that changed the state publishes it to viewers.
 
 Fencing: the runner token stored by the claim is the job's fencing token. Whatever a runner writes or sends while it
 runs is conditional on the job still running under its token (`held_by`, `save_lines`), so a runner that was paused
@@ -15,6 +15,7 @@ to an `OrphanedRun` instead.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from console.models import AuditEvent
@@ -33,6 +35,8 @@ from .registry import label_of
 
 if TYPE_CHECKING:
     from hosts.models import Host
+
+log = logging.getLogger(__name__)
 
 
 class JobState(models.TextChoices):
@@ -56,6 +60,9 @@ LOG_LEVELS = ("debug", "verbose", "info", "progress", "warning", "error")
 # The Celery task that runs a job (jobs/tasks.py), sent by name: the model sends it without importing the tasks,
 # which import the runner, which imports this model.
 RUN_JOB_TASK = "jobs.run_job"
+
+# What a job whose task could not be sent waits for (its `waiting_for`, shown as "waiting for the task queue").
+TASK_QUEUE = "the task queue"
 
 # The key of JobStep.data under which a step lists the temporary files it wrote on hosts ({host name: [paths]}),
 # noted before they are written and forgotten once removed: what is left is named when the job is lost.
@@ -87,10 +94,14 @@ class JobQuerySet(models.QuerySet["Job"]):
 
     def forgotten(self, sent_before: datetime) -> JobQuerySet:
         """Pending jobs whose task was last sent before `sent_before`: its message may be gone."""
-        return self.pending().filter(enqueued_at__lt=sent_before)
+        return self.pending().filter(enqueued_at__lt=sent_before, unsent_since__isnull=True)
 
     def waiting_on(self, host_ids: Iterable[int]) -> JobQuerySet:
         return self.filter(state=JobState.WAITING, hosts__in=list(host_ids))
+
+    def unsent(self) -> JobQuerySet:
+        """Pending jobs whose task could not be sent (the task queue was unreachable), oldest first."""
+        return self.pending().filter(unsent_since__isnull=False).order_by("unsent_since", "pk")
 
 
 class Job(models.Model):
@@ -111,6 +122,8 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)  # last time a task was sent for it
+    # Since when sending its task fails (the task queue is unreachable); None once a send succeeded.
+    unsent_since = models.DateTimeField(null=True, blank=True)
     waiting_for = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
     cancelled_by_name = models.CharField(max_length=150, blank=True)
@@ -201,12 +214,33 @@ class Job(models.Model):
             transaction.on_commit(job.send, robust=True)
         return job
 
-    def send(self) -> None:
-        """Send the task that runs this job and note when (the reaper sends it again if it is forgotten).
+    def send(self) -> bool:
+        """Send the task that runs this job and note when (the reaper sends it again if it is forgotten); True when
+        sent. When the task queue cannot be reached, the job waits for it (state waiting, "the task queue",
+        `unsent_since`) and the reaper of every worker sends it again every JOBS_REAPER_SECONDS.
         Precondition: the job's row is committed. Sending twice is harmless: claiming a job is atomic."""
-        Job.objects.filter(pk=self.pk).update(enqueued_at=timezone.now())
-        send_run_task(self.pk)
+        try:
+            send_run_task(self.pk)
+        except Exception:  # noqa: BLE001 - whatever the broker's client raises, the job must say it is not queued
+            log.warning("the task of job %s could not be sent", self.pk, exc_info=True)
+            self._wait_for_task_queue()
+            return False
+        Job.objects.filter(pk=self.pk).update(enqueued_at=timezone.now(), unsent_since=None)
+        # Back to queued, unless a worker has already claimed it (or it waits for a host) meanwhile.
+        Job.objects.filter(pk=self.pk, state=JobState.WAITING, waiting_for=TASK_QUEUE).update(
+            state=JobState.QUEUED, waiting_for=""
+        )
         publish_state(Job.objects.get(pk=self.pk))  # a fresh copy: the caller's instance stays as it was
+        return True
+
+    def _wait_for_task_queue(self) -> None:
+        now = timezone.now()
+        Job.objects.pending().filter(pk=self.pk).update(
+            state=JobState.WAITING,
+            waiting_for=TASK_QUEUE,
+            unsent_since=Coalesce("unsent_since", models.Value(now, output_field=models.DateTimeField())),
+        )
+        publish_state(Job.objects.get(pk=self.pk))
 
     def claim(self, token: str, hosts: Sequence[Host]) -> bool:
         """queued/waiting → running for the runner `token`, with its first heartbeat, holding the lock of each of
@@ -415,12 +449,15 @@ def send_run_task(job_id: int) -> None:
 
 
 def wake_waiting_jobs(host_ids: list[int]) -> None:
-    """Send the task of the oldest jobs waiting for the released hosts at once, instead of waiting for its retry."""
+    """Send the task of the oldest jobs waiting for the released hosts at once, instead of waiting for its retry.
+    Best effort: a job whose task cannot be sent waits for the task queue (see Job.send)."""
     if not host_ids:
         return
     waiting = Job.objects.waiting_on(host_ids).order_by("pk").values_list("pk", flat=True)
     for job_id in list(dict.fromkeys(waiting))[:5]:
-        send_run_task(job_id)
+        job = Job.objects.filter(pk=job_id).first()
+        if job is not None and not job.send():
+            return  # the task queue is down: the reaper sends them once it is back
 
 
 class JobLogLine(models.Model):

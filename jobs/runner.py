@@ -456,8 +456,20 @@ def reap(now: datetime | None = None) -> list[int]:
             reaped.append(job.pk)
     # Locks of jobs that ended some other way (a crash between the final save and the release) go too.
     HostLock.objects.filter(job__state__in=TERMINAL_STATES).delete()
+    requeue_unsent()
     requeue_forgotten(now)
     return reaped
+
+
+def requeue_unsent() -> list[int]:
+    """Send again the task of every job whose send failed (the task queue was unreachable), oldest first, every
+    reaper round; stop at the first that fails again: the queue is still away."""
+    sent = []
+    for job in Job.objects.unsent():
+        if not job.send():
+            break
+        sent.append(job.pk)
+    return sent
 
 
 def requeue_forgotten(now: datetime) -> list[int]:
