@@ -1,15 +1,21 @@
 """Jobs: every change to a host is a Job whose log lines are saved (with a per-job sequence number) before they are
 published, so the database is the source of truth for live viewers and for readers afterwards.
 
-The lifecycle of a job lives here, one method per change of state: `Job.enqueue` (queued), `claim` (running),
-`wait_for` (waiting), `take_over`, `heartbeat`, `finish`, `end_unstarted`, `mark_lost` and `cancel`. Each is one
-conditional UPDATE whose WHERE names the states it starts from, so two workers, a cancel and the reaper racing for
-one job never both win; each that changed the state publishes it to viewers.
+The lifecycle of a job lives here, one method per change of state: `Job.enqueue` (queued), `send` (or waiting for the
+task queue), `claim` (running), `wait_for` (waiting), `take_over`, `heartbeat`, `finish`, `end_unstarted`,
+`mark_lost` and `cancel`. Each is one conditional UPDATE whose WHERE names the states it starts from, so two workers,
+a cancel and the reaper racing for one job never both win; each that changed the state publishes it to viewers.
+
+Fencing: the runner token stored by the claim is the job's fencing token. Whatever a runner writes or sends while it
+runs is conditional on the job still running under its token (`held_by`, `save_lines`), so a runner that was paused
+while the reaper declared its job lost (or another runner took it over) changes nothing more: it writes what it knows
+to an `OrphanedRun` instead.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -17,15 +23,20 @@ from typing import TYPE_CHECKING, Any
 from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from console.models import AuditEvent
+from hosts.remoting.catalog.guardians import RemoveFiles
+from hosts.remoting.operation import render_powershell
 
 from .events import job_group, publish, publish_state
 from .registry import label_of
 
 if TYPE_CHECKING:
     from hosts.models import Host
+
+log = logging.getLogger(__name__)
 
 
 class JobState(models.TextChoices):
@@ -49,6 +60,13 @@ LOG_LEVELS = ("debug", "verbose", "info", "progress", "warning", "error")
 # The Celery task that runs a job (jobs/tasks.py), sent by name: the model sends it without importing the tasks,
 # which import the runner, which imports this model.
 RUN_JOB_TASK = "jobs.run_job"
+
+# What a job whose task could not be sent waits for (its `waiting_for`, shown as "waiting for the task queue").
+TASK_QUEUE = "the task queue"
+
+# The key of JobStep.data under which a step lists the temporary files it wrote on hosts ({host name: [paths]}),
+# noted before they are written and forgotten once removed: what is left is named when the job is lost.
+TEMPORARY_FILES = "temporary_files"
 
 
 def check_terminal(state: str) -> None:
@@ -76,10 +94,14 @@ class JobQuerySet(models.QuerySet["Job"]):
 
     def forgotten(self, sent_before: datetime) -> JobQuerySet:
         """Pending jobs whose task was last sent before `sent_before`: its message may be gone."""
-        return self.pending().filter(enqueued_at__lt=sent_before)
+        return self.pending().filter(enqueued_at__lt=sent_before, unsent_since__isnull=True)
 
     def waiting_on(self, host_ids: Iterable[int]) -> JobQuerySet:
         return self.filter(state=JobState.WAITING, hosts__in=list(host_ids))
+
+    def unsent(self) -> JobQuerySet:
+        """Pending jobs whose task could not be sent (the task queue was unreachable), oldest first."""
+        return self.pending().filter(unsent_since__isnull=False).order_by("unsent_since", "pk")
 
 
 class Job(models.Model):
@@ -100,6 +122,8 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)  # last time a task was sent for it
+    # Since when sending its task fails (the task queue is unreachable); None once a send succeeded.
+    unsent_since = models.DateTimeField(null=True, blank=True)
     waiting_for = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
     cancelled_by_name = models.CharField(max_length=150, blank=True)
@@ -190,12 +214,33 @@ class Job(models.Model):
             transaction.on_commit(job.send, robust=True)
         return job
 
-    def send(self) -> None:
-        """Send the task that runs this job and note when (the reaper sends it again if it is forgotten).
+    def send(self) -> bool:
+        """Send the task that runs this job and note when (the reaper sends it again if it is forgotten); True when
+        sent. When the task queue cannot be reached, the job waits for it (state waiting, "the task queue",
+        `unsent_since`) and the reaper of every worker sends it again every JOBS_REAPER_SECONDS.
         Precondition: the job's row is committed. Sending twice is harmless: claiming a job is atomic."""
-        Job.objects.filter(pk=self.pk).update(enqueued_at=timezone.now())
-        send_run_task(self.pk)
+        try:
+            send_run_task(self.pk)
+        except Exception:  # noqa: BLE001 - whatever the broker's client raises, the job must say it is not queued
+            log.warning("the task of job %s could not be sent", self.pk, exc_info=True)
+            self._wait_for_task_queue()
+            return False
+        Job.objects.filter(pk=self.pk).update(enqueued_at=timezone.now(), unsent_since=None)
+        # Back to queued, unless a worker has already claimed it (or it waits for a host) meanwhile.
+        Job.objects.filter(pk=self.pk, state=JobState.WAITING, waiting_for=TASK_QUEUE).update(
+            state=JobState.QUEUED, waiting_for=""
+        )
         publish_state(Job.objects.get(pk=self.pk))  # a fresh copy: the caller's instance stays as it was
+        return True
+
+    def _wait_for_task_queue(self) -> None:
+        now = timezone.now()
+        Job.objects.pending().filter(pk=self.pk).update(
+            state=JobState.WAITING,
+            waiting_for=TASK_QUEUE,
+            unsent_since=Coalesce("unsent_since", models.Value(now, output_field=models.DateTimeField())),
+        )
+        publish_state(Job.objects.get(pk=self.pk))
 
     def claim(self, token: str, hosts: Sequence[Host]) -> bool:
         """queued/waiting → running for the runner `token`, with its first heartbeat, holding the lock of each of
@@ -240,8 +285,26 @@ class Job(models.Model):
         return bool(taken)
 
     def heartbeat(self, token: str) -> bool:
-        """The runner `token` still works on the job. Precondition: none; False when the job is not its any more."""
-        return bool(Job.objects.filter(pk=self.pk, runner=token).update(heartbeat_at=timezone.now()))
+        """The runner `token` still works on the job. Precondition: none; False when the job is not its any more
+        (another runner took it over, or it ended: a lost job keeps the last heartbeat its explanation names)."""
+        return bool(Job.objects.running().filter(pk=self.pk, runner=token).update(heartbeat_at=timezone.now()))
+
+    def held_by(self, token: str) -> bool:
+        """Is the job still running under the runner `token`? The fencing check made right before a runner sends an
+        operation to a host: one query on the primary key. Precondition: none."""
+        return Job.objects.running().filter(pk=self.pk, runner=token).exists()
+
+    def save_lines(self, token: str, rows: list[JobLogLine]) -> bool:
+        """Save a batch of the runner `token`'s log lines (numbered by it, after last_seq) with the new last_seq, only
+        while the job is still running under `token`. False, and nothing saved, when it is not: those numbers may be
+        used by whoever has the job now (the reaper's explanation, another runner's lines)."""
+        with transaction.atomic():
+            # The write comes first (see claim), and its row lock orders it with mark_lost and take_over.
+            owned = Job.objects.running().filter(pk=self.pk, runner=token).update(last_seq=rows[-1].seq)
+            if not owned:
+                return False
+            JobLogLine.objects.bulk_create(rows)
+        return True
 
     def finish(self, token: str, state: str, summary: str = "", error: str = "") -> bool:
         """running → `state` (a terminal state, else ValueError) with the summary, error and results; in the same
@@ -282,13 +345,15 @@ class Job(models.Model):
 
     def mark_lost(self) -> bool:
         """running → lost, with the explanation as the log's last line, its host locks released and `job.lost`
-        audited. Precondition: the runner this instance names stopped heartbeating (the reaper checked); False when
-        the job changed runner or state meanwhile."""
+        audited. Temporary files its steps noted on hosts and did not remove are named with the command that removes
+        them. Precondition: the runner this instance names stopped heartbeating (the reaper checked); False when the
+        job changed runner or state meanwhile."""
         last = self.heartbeat_at.strftime("%H:%M:%S UTC") if self.heartbeat_at else "never"
         explanation = (
             f"The worker running this job stopped (last heartbeat {last}). What it did on the host up to then is in "
             "the log; refresh the host's inventory and check it before running the job again."
         )
+        explanation += "".join(f" {text}" for text in self.temporary_files_advice())
         with transaction.atomic():
             lost = (
                 Job.objects.running()
@@ -305,6 +370,27 @@ class Job(models.Model):
         publish_state(self)
         wake_waiting_jobs(released)
         return True
+
+    def temporary_files_left(self) -> dict[str, list[str]]:
+        """{host name: paths} of the temporary files the job's steps noted on hosts and have not removed."""
+        left: dict[str, list[str]] = {}
+        for data in self.steps.values_list("data", flat=True):
+            noted = data.get(TEMPORARY_FILES) if isinstance(data, dict) else None
+            for host, paths in (noted or {}).items():
+                known = left.setdefault(str(host), [])
+                for path in paths:
+                    if path not in known:
+                        known.append(path)
+        return {host: paths for host, paths in left.items() if paths}
+
+    def temporary_files_advice(self) -> list[str]:
+        """One sentence per host with temporary files left: which, and the PowerShell that removes them (rendered
+        like Show PowerShell, so every path is quoted by the same function as what the console sends)."""
+        return [
+            f"Temporary files may be left on {host} (PFX files hold private keys): remove them there with "
+            + "; ".join(render_powershell(RemoveFiles(paths)))
+            for host, paths in self.temporary_files_left().items()
+        ]
 
     def cancel(self, user: Any) -> None:
         """At `user`'s request: a pending job ends cancelled at once and never runs; a running one is asked to stop
@@ -363,12 +449,15 @@ def send_run_task(job_id: int) -> None:
 
 
 def wake_waiting_jobs(host_ids: list[int]) -> None:
-    """Send the task of the oldest jobs waiting for the released hosts at once, instead of waiting for its retry."""
+    """Send the task of the oldest jobs waiting for the released hosts at once, instead of waiting for its retry.
+    Best effort: a job whose task cannot be sent waits for the task queue (see Job.send)."""
     if not host_ids:
         return
     waiting = Job.objects.waiting_on(host_ids).order_by("pk").values_list("pk", flat=True)
     for job_id in list(dict.fromkeys(waiting))[:5]:
-        send_run_task(job_id)
+        job = Job.objects.filter(pk=job_id).first()
+        if job is not None and not job.send():
+            return  # the task queue is down: the reaper sends them once it is back
 
 
 class JobLogLine(models.Model):
@@ -479,3 +568,71 @@ class HostLock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host_id} held by job {self.job_id}"
+
+
+class OrphanedRun(models.Model):
+    """A run of a job that lost it while it was still working: the reaper declared the job lost (its worker was
+    paused, not dead) or a redelivered task took it over. The runner noticed right before sending an operation (or
+    at its next step, or when it ended), sent nothing more, and wrote this instead of the job's log and state, which
+    are no longer its own: its lines after the loss are kept here, never numbered into the job's log."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="orphaned_runs")
+    runner = models.CharField(max_length=200)  # the runner token that had lost the job
+    noticed_at = models.DateTimeField(default=timezone.now)
+    job_state = models.CharField(max_length=16, blank=True)  # what the job was when the runner noticed
+    job_runner = models.CharField(max_length=200, blank=True)  # whose the job was by then ("" when nobody's)
+    steps_done = models.JSONField(default=list, blank=True)  # steps this run completed
+    stopped_before = models.TextField(blank=True)  # the operation it was about to send, as PowerShell: not sent
+    outcome = models.TextField(blank=True)  # how the run would have ended, had the job still been its own
+    lines = models.JSONField(default=list, blank=True)  # [[ISO time, level, text], …] logged after the loss
+
+    MAX_LINES = 1000
+
+    class Meta:
+        ordering = ["job", "noticed_at", "id"]
+
+    def __str__(self) -> str:
+        return f"orphaned run of job {self.job_id} by {self.runner}"
+
+    @classmethod
+    def record(
+        cls,
+        job: Job,
+        runner: str,
+        steps_done: list[str],
+        stopped_before: str = "",
+        outcome: str = "",
+        lines: Sequence[tuple[datetime, str, str]] = (),
+    ) -> OrphanedRun:
+        """Write what the runner `runner` knows after losing `job`, and audit it as `job.orphaned`.
+        Precondition: the job is not running under `runner` any more (the runner checked)."""
+        row = Job.objects.filter(pk=job.pk).values_list("state", "runner").first() or ("", "")
+        kept = list(lines)[-cls.MAX_LINES :]
+        with transaction.atomic():
+            orphaned = cls.objects.create(
+                job=job,
+                runner=runner,
+                job_state=row[0],
+                job_runner=row[1] if row[1] != runner else "",
+                steps_done=list(steps_done),
+                stopped_before=stopped_before[:4000],
+                outcome=outcome[:4000],
+                lines=[[at.isoformat(), level, text] for at, level, text in kept],
+            )
+            AuditEvent.record(
+                None,
+                "job.orphaned",
+                job,
+                runner=runner,
+                job_state=orphaned.job_state,
+                steps_done=orphaned.steps_done,
+                stopped_before=orphaned.stopped_before,
+                outcome=orphaned.outcome,
+                lines=len(kept),
+            )
+        return orphaned
+
+    @property
+    def lines_display(self) -> list[tuple[str, str, str]]:
+        """(time, level, text) of each line, as the job page shows them."""
+        return [(str(at)[11:23], str(level), str(text)) for at, level, text in self.lines]

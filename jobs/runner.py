@@ -3,6 +3,10 @@
 Log lines are redacted, numbered and saved in small batches by a pump thread, then published to the group
 `job-<id>`; the same thread heartbeats and notices cancel requests. A task delivered again for a job whose runner
 died resumes it: steps recorded as done are skipped (see JobContext.step), so a destructive step never runs twice.
+
+A runner that loses its job while it still works (paused past the reaper's patience, then resumed) is fenced: its
+lines are saved only while the job runs under its token, every operation checks the token right before it is sent
+(JobContext.check_owner), and once it knows, it stops and writes an OrphanedRun with its unsaved lines instead.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from hosts.inventory.refresh import refresh_host
@@ -28,7 +32,7 @@ from hosts.inventory.refresh import refresh_host
 from .events import job_group
 from .inventory import INVENTORY_REFRESH
 from .joblog import lines_to
-from .kinds import JobCancelled, JobContext, JobFailed
+from .kinds import JobCancelled, JobContext, JobFailed, OwnershipLost, running
 from .models import (
     ENDED_BADLY,
     LOG_LEVELS,
@@ -37,6 +41,7 @@ from .models import (
     Job,
     JobLogLine,
     JobState,
+    OrphanedRun,
     WaitForHost,
     lines_message,
 )
@@ -135,18 +140,24 @@ def take_over(job: Job, kind: JobKind, token: str) -> Claim | None:
 # The log pump --------------------------------------------------------------------------------------------------
 
 
-class LogPump(threading.Thread):
-    """Saves log lines in batches, then publishes them; heartbeats; notices cancel requests and lost ownership."""
+Line = tuple[datetime, str, str]  # (at, level, text)
 
-    def __init__(self, job: Job, token: str, redactor: Redactor, on_cancel: Any) -> None:
+
+class LogPump(threading.Thread):
+    """Saves log lines in batches, then publishes them; heartbeats; notices cancel requests and lost ownership.
+    Once the job is not its runner's any more, lines are kept in `orphaned_lines` instead (for the OrphanedRun)."""
+
+    def __init__(self, job: Job, token: str, redactor: Redactor, on_cancel: Any, on_lost: Any = None) -> None:
         super().__init__(name=f"job-{job.pk}-pump", daemon=True)
         self.job = job
         self.job_id = job.pk
         self.token = token
         self.redactor = redactor
         self.on_cancel = on_cancel
+        self.on_lost = on_lost
         self.seq = job.last_seq
-        self.pending: list[tuple[datetime, str, str]] = []
+        self.pending: list[Line] = []
+        self.orphaned_lines: list[Line] = []
         self.messages_after: list[tuple[str, dict[str, Any]]] = []
         self.lock = threading.Lock()
         self.wake = threading.Event()
@@ -214,15 +225,20 @@ class LogPump(threading.Thread):
         for group, message in messages:
             self.publish(group, message)
 
-    def save_and_publish(self, batch: list[tuple[datetime, str, str]]) -> None:
+    def save_and_publish(self, batch: list[Line]) -> None:
+        if not self.owned:
+            self.orphaned_lines.extend(batch)
+            return
         first = self.seq + 1
         rows = [
             JobLogLine(job_id=self.job_id, seq=first + i, at=at, level=level, text=text)
             for i, (at, level, text) in enumerate(batch)
         ]
-        with transaction.atomic():
-            JobLogLine.objects.bulk_create(rows)
-            Job.objects.filter(pk=self.job_id).update(last_seq=rows[-1].seq)
+        if not self.job.save_lines(self.token, rows):
+            # These numbers are no longer ours to use: the reaper or another runner writes after last_seq now.
+            self.orphaned_lines.extend(batch)
+            self.lose()
+            return
         self.seq = rows[-1].seq
         self.publish(job_group(self.job_id), lines_message(rows))
 
@@ -246,10 +262,20 @@ class LogPump(threading.Thread):
             log.warning("heartbeat of job %s failed", self.job_id, exc_info=True)
             return
         runner, state, cancel = row if row is not None else ("", "", False)
-        self.owned = runner == self.token and state == JobState.RUNNING
+        if runner != self.token or state != JobState.RUNNING:
+            self.lose()
+            return
         if cancel and not self.cancel_seen:
             self.cancel_seen = True
             self.on_cancel()
+
+    def lose(self) -> None:
+        """The job is no longer this runner's: from now on lines go to `orphaned_lines`; tell the job's context.
+        Never undone: a job lost or taken over is not given back."""
+        first = self.owned
+        self.owned = False
+        if first and self.on_lost is not None:
+            self.on_lost()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -282,24 +308,35 @@ def run_claimed(claimed: Claim) -> str:
             ctx.log("Cancel requested: stopping the running command and ending at the next step.", "warning")
             ctx.request_cancel()
 
-    pump = LogPump(job, claimed.token, redactor, on_cancel=on_cancel)
-    ctx = JobContext(job, hosts, pump.write, resumed=claimed.resumed, redactor=redactor)
+    def on_lost() -> None:
+        for ctx in ctx_holder:
+            ctx.ownership_lost()
+
+    pump = LogPump(job, claimed.token, redactor, on_cancel=on_cancel, on_lost=on_lost)
+    ctx = JobContext(job, hosts, pump.write, resumed=claimed.resumed, redactor=redactor, token=claimed.token)
     ctx_holder.append(ctx)
     pump.start()
     if job.cancel_requested:
         ctx.request_cancel()
+    outcome: tuple[str, str, str] | None = None
+    lost: OwnershipLost | None = None
     try:
-        with lines_to(pump.write):
-            state, summary, error = run_kind(ctx, kind, claimed.resumed)
+        with lines_to(pump.write), running(ctx):
+            outcome = run_kind(ctx, kind, claimed.resumed)
             if pump.owned:
-                refresh_touched_hosts(ctx, kind, state)
+                refresh_touched_hosts(ctx, kind, outcome[0])
+    except OwnershipLost as exc:
+        lost = exc
     except BaseException:
         # The worker itself is going down (not the job failing): stop heartbeating so the reaper can tell.
         pump.stop()
         raise
     finally:
         ctx.close_sessions()
-    return finish(ctx, pump, state, summary, error)
+    if lost is not None:
+        return orphaned(ctx, pump, outcome, stopped_before=lost.stopped_before)
+    assert outcome is not None
+    return finish(ctx, pump, *outcome)
 
 
 def run_kind(ctx: JobContext, kind: JobKind, resumed: bool) -> tuple[str, str, str]:
@@ -383,9 +420,26 @@ def finish(ctx: JobContext, pump: LogPump, state: str, summary: str, error: str)
     ctx.log(f"Job {state}" + (f": {summary}" if summary else ""), "error" if state in ENDED_BADLY else "info")
     pump.stop()
     if not pump.owned or not job.finish(pump.token, state, summary, error):
-        log.warning("job %s: another runner or the reaper took it over; leaving its state alone", job.pk)
-        return "skipped"
+        return orphaned(ctx, pump, (state, summary, error))
     return state
+
+
+def orphaned(ctx: JobContext, pump: LogPump, outcome: tuple[str, str, str] | None, stopped_before: str = "") -> str:
+    """The job is no longer this runner's (the reaper declared it lost, or another runner took it over): leave its
+    state and log alone and write what this run knows to an OrphanedRun (and the audit trail). Returns "orphaned"."""
+    pump.lose()  # from here on every line goes to pump.orphaned_lines, never into the job's log
+    not_sent = f" It stopped before sending: {stopped_before}" if stopped_before else ""
+    ctx.log(f"This worker no longer owns the job, so it sent nothing more to any host.{not_sent}", "error")
+    pump.stop()
+    ended = ""
+    if outcome is not None:
+        state, summary, error = outcome
+        ended = ctx_redact(ctx, state + (f": {summary or error}" if summary or error else ""))
+    OrphanedRun.record(
+        ctx.job, pump.token, ctx.steps_done, stopped_before=stopped_before, outcome=ended, lines=pump.orphaned_lines
+    )
+    log.warning("job %s is no longer runner %s's: it stopped and wrote an orphaned run", ctx.job.pk, pump.token)
+    return "orphaned"
 
 
 # Reaper --------------------------------------------------------------------------------------------------------
@@ -402,8 +456,20 @@ def reap(now: datetime | None = None) -> list[int]:
             reaped.append(job.pk)
     # Locks of jobs that ended some other way (a crash between the final save and the release) go too.
     HostLock.objects.filter(job__state__in=TERMINAL_STATES).delete()
+    requeue_unsent()
     requeue_forgotten(now)
     return reaped
+
+
+def requeue_unsent() -> list[int]:
+    """Send again the task of every job whose send failed (the task queue was unreachable), oldest first, every
+    reaper round; stop at the first that fails again: the queue is still away."""
+    sent = []
+    for job in Job.objects.unsent():
+        if not job.send():
+            break
+        sent.append(job.pk)
+    return sent
 
 
 def requeue_forgotten(now: datetime) -> list[int]:

@@ -51,7 +51,8 @@ def start_reaper(**_: Any) -> None:
     """Every worker reaps on a thread of its own, at start and every JOBS_REAPER_SECONDS: a worker started after a
     crash marks the jobs the dead one left behind as lost at once, and a worker whose job slots are all busy still
     reaps (a reaper task would wait in the queue behind those jobs). Several workers reaping is harmless: marking a
-    job lost is one conditional update."""
+    job lost is one conditional update. The same round sends again the tasks that could not be sent while the task
+    queue was away, so such a job starts within JOBS_REAPER_SECONDS of the queue coming back."""
     threading.Thread(target=reap_forever, name="job-reaper", daemon=True).start()
 
 

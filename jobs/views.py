@@ -78,6 +78,8 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "results": readable({k: v for k, v in job.results.items() if k not in (NEXT_URL, NEXT_LABEL)}),
         "next_action": next_action(job),
         "silent": silence(job),
+        "unsent": unsent_notice(job),
+        "orphaned_runs": job.orphaned_runs.all(),
     }
     if context["can_rerun"] and kind is not None and not kind.one_click_rerun:
         context["rerun_url"] = rerun_preflight_url(job)
@@ -148,6 +150,18 @@ def silence(job: Job) -> str:
         f"No heartbeat from the worker running this job since {since}, and no worker has marked it lost: "
         "no worker seems to be running. Start one (make run, or celery -A console worker plus celery -A console "
         "beat); it marks this job lost at its start. Then check the host's inventory before running the job again."
+    )
+
+
+def unsent_notice(job: Job) -> str:
+    """Why a pending job has not started: its task could not be sent to the task queue. "" when it was sent."""
+    if job.unsent_since is None or job.state not in ACTIVE_STATES:
+        return ""
+    every = jobs_setting("JOBS_REAPER_SECONDS", 15)
+    return (
+        f"Waiting for the task queue: the task of this job could not be sent to the queue (Redis) since "
+        f"{job.unsent_since:%H:%M:%S} UTC. It is sent again every {every:g} seconds, and starts as soon as the queue "
+        "answers; nothing needs doing here. If it lasts, check that Redis is running (REDIS_URL)."
     )
 
 

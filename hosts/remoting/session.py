@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -30,6 +31,7 @@ from .translate import error_from_record, remoting_error
 T = TypeVar("T")
 LogFn = Callable[[str, str], None]
 SecretFn = Callable[[str], None]
+BeforeSendFn = Callable[[Operation[Any]], None]
 
 RETRYABLE_KINDS = ("dropped", "timeout")
 POLL_SECONDS = 2
@@ -70,11 +72,20 @@ class _OrderedPowerShell(PowerShell):
 class HostSession:
     """An open runspace pool on one host. Not shared between threads, except `stop_current()`."""
 
-    def __init__(self, spec: ConnectionSpec, log: LogFn | None = None, on_secret: SecretFn | None = None) -> None:
+    def __init__(
+        self,
+        spec: ConnectionSpec,
+        log: LogFn | None = None,
+        on_secret: SecretFn | None = None,
+        before_send: BeforeSendFn | None = None,
+    ) -> None:
         self.spec = spec
         self.log: LogFn = log or _no_log
         # Told every Secret value before it is sent, so the caller (a job) can mask it wherever it shows up later.
         self.on_secret: SecretFn | None = on_secret
+        # Called with each operation right before it is sent (after the connection is ready): a job's fencing check,
+        # which raises to stop a runner that no longer owns its job from sending anything more.
+        self.before_send: BeforeSendFn | None = before_send
         self._transport: Transport | None = None
         self._pool: RunspacePool | None = None
         self._cancelled = threading.Event()
@@ -128,7 +139,10 @@ class HostSession:
         attempts = 2 if op.read_only else 1
         for attempt in range(1, attempts + 1):
             try:
-                result = self._guarded(lambda: self._invoke(op))
+                prepared = self._guarded(partial(self._prepare, op))
+                if self.before_send is not None:
+                    self.before_send(op)  # outside _guarded: what it raises is the caller's, not the host's
+                result = self._guarded(partial(self._send, prepared))
                 break
             except RemotingError as err:
                 if attempt == attempts or err.kind not in RETRYABLE_KINDS:
@@ -154,7 +168,8 @@ class HostSession:
         """
         self._cancelled.set()
 
-    def _invoke(self, op: Operation[Any]) -> PipelineResult:
+    def _prepare(self, op: Operation[Any]) -> _OrderedPowerShell:
+        """All that comes before sending `op`: a connection, the session key if it carries secrets, its pipeline."""
         if self._broken:
             self.close()  # the last operation lost the connection: this one starts on a new one
         if self._pool is None:
@@ -164,7 +179,9 @@ class HostSession:
             # pypsrp needs the session key before it can serialize a SecureString.
             self._pool.exchange_keys()
             self.keys_exchanged = True
-        ps = self._build(op)
+        return self._build(op)
+
+    def _send(self, ps: _OrderedPowerShell) -> PipelineResult:
         self._drive(ps)
         return self._collect(ps)
 
@@ -278,10 +295,13 @@ def _stream_text(stream: str, record: Any) -> str:
 
 @contextmanager
 def open_session(
-    spec: ConnectionSpec, log: LogFn | None = None, on_secret: SecretFn | None = None
+    spec: ConnectionSpec,
+    log: LogFn | None = None,
+    on_secret: SecretFn | None = None,
+    before_send: BeforeSendFn | None = None,
 ) -> Iterator[HostSession]:
     """One PSRP runspace pool per unit of work, closed when the block ends (whatever happens inside)."""
-    session = HostSession(spec, log=log, on_secret=on_secret)
+    session = HostSession(spec, log=log, on_secret=on_secret, before_send=before_send)
     try:
         session.open()
         yield session
