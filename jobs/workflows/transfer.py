@@ -21,9 +21,9 @@ from hosts.remoting.catalog.guardians import (
     WriteFileBytes,
 )
 from hosts.remoting.errors import RemotingError
-from hosts.remoting.operation import Operation, Secret
+from hosts.remoting.operation import Operation, Secret, render_powershell
 from hosts.remoting.session import HostSession
-from jobs.kinds import JobFailed
+from jobs.kinds import JobFailed, forget_temporary_files, note_temporary_files
 
 from .powershell import sample_pfx_paths, sample_token
 
@@ -119,7 +119,10 @@ def run_in_order(
                 owed = [removal for removal in owed if removal is not op]
                 answers.append(remove_temporary_files(session, host, op.paths))
                 continue
-            owed += [r for r in operations if isinstance(r, RemoveFiles) and r not in owed and names_any(op, r.paths)]
+            newly = [r for r in operations if isinstance(r, RemoveFiles) and r not in owed and names_any(op, r.paths)]
+            for removal in newly:  # should the job be lost from here on, its explanation names these files
+                note_temporary_files(host, removal.paths)
+            owed += newly
             answer = session.run(op)
             if answered is not None:
                 answered(op, answer)
@@ -149,15 +152,14 @@ def remove_temporary_files(session: HostSession, host: Host, paths: list[str]) -
                 continue
             left = paths
         if not left:
+            forget_temporary_files(host, paths)
             log.info("Temporary PFX files removed from %s", host)
             return []
         break
-    names = ", ".join(f"'{p}'" for p in paths)
     log.error(
-        "Could not remove the temporary PFX files from %s. Remove them by hand now, they hold private keys: "
-        "Remove-Item -LiteralPath %s -Force",
+        "Could not remove the temporary PFX files from %s. Remove them by hand now, they hold private keys: %s",
         host,
-        names,
+        "; ".join(render_powershell(RemoveFiles(paths))),
     )
     return paths
 
