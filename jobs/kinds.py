@@ -41,6 +41,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from hosts.remoting import open_session
+from hosts.remoting.errors import RemotingError
 from hosts.remoting.operation import Operation, render_powershell
 
 from .models import TEMPORARY_FILES, JobState, JobStep, StepState
@@ -264,8 +265,11 @@ class JobContext:
 
     # Steps and results ------------------------------------------------------------------------------------
     @contextmanager
-    def step(self, title: str, destructive: bool = False) -> Iterator[Step]:
-        """Record a named step; a step done by an earlier delivery of this job is not run again."""
+    def step(self, title: str, destructive: bool = False, if_host_fails: str = "") -> Iterator[Step]:
+        """Record a named step; a step done by an earlier delivery of this job is not run again.
+
+        `if_host_fails`: the remedy when a host fails the step (a RemotingError that is not a cancel): the job then
+        ends failed with what the host said followed by this remedy."""
         self.check_cancelled()
         # A runner that lost the job must not even start a step: the runner that took it over would find it
         # "started", and a destructive step started is one it refuses to run.
@@ -283,9 +287,11 @@ class JobContext:
             yield step
         except OwnershipLost:
             raise  # the step stays "started": interrupted, as the job's new owner or the reaper sees it
-        except BaseException:
+        except BaseException as exc:
             if step.needed:
                 self._finish_step(record, StepState.FAILED, step.data)
+            if if_host_fails and isinstance(exc, RemotingError) and not self.cancel_requested:
+                raise JobFailed(f"{exc} {if_host_fails}") from None
             raise
         finally:
             self._open_steps.pop()

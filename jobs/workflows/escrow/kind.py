@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from hosts.remoting.errors import RemotingError
 from jobs.kinds import JobContext, JobFailed, job_kind
 
 from .plan import escrow_host, escrow_pair
@@ -15,22 +14,10 @@ def escrow_guardian_job(ctx: JobContext) -> str:
     if host is None:
         raise JobFailed("No host given: choose the host that holds the guardian.")
     sign, enc = ctx.params.get("signing_thumbprint", ""), ctx.params.get("encryption_thumbprint", "")
-    with ctx.step(f"Escrow {ctx.params.get('guardian_name') or 'guardian'} from {host}"):
-        try:
-            pair = escrow_pair(
-                ctx.session(host),
-                host,
-                sign,
-                enc,
-                guardian_name=ctx.params.get("guardian_name", ""),
-                user=ctx.user,
-            )
-        except RemotingError as exc:
-            if ctx.cancel_requested:
-                raise
-            raise JobFailed(
-                f"{exc} Nothing was stored in the vault; run the escrow again once {host} answers."
-            ) from None
+    remedy = f"Nothing was stored in the vault; run the escrow again once {host} answers."
+    with ctx.step(f"Escrow {ctx.params.get('guardian_name') or 'guardian'} from {host}", if_host_fails=remedy):
+        name = ctx.params.get("guardian_name", "")
+        pair = escrow_pair(ctx.session(host), host, sign, enc, guardian_name=name, user=ctx.user)
     ctx.record("vault_entry", pair.pk)
     return f"{pair} is in the vault"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from hosts.remoting.errors import RemotingError
 from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobContext, JobFailed, job_kind
 
@@ -18,15 +17,11 @@ def import_guardian_job(ctx: JobContext) -> str:
     pair = EscrowedPair.objects.filter(pk=int(ctx.params.get("vault_entry") or 0)).first()
     if pair is None:
         raise JobFailed("The vault entry no longer exists.")
-    with ctx.step(f"Import {pair} to {host}"):
-        try:
-            name = import_pair(ctx.session(host), host, pair)
-        except RemotingError as exc:
-            if ctx.cancel_requested:
-                raise
-            raise JobFailed(
-                f"{exc} The vault entry is unchanged. Run the import again once {host} answers: it skips what is "
-                "already done (certificates already in the store are not imported twice)."
-            ) from None
+    remedy = (
+        f"The vault entry is unchanged. Run the import again once {host} answers: it skips what is already done "
+        "(certificates already in the store are not imported twice)."
+    )
+    with ctx.step(f"Import {pair} to {host}", if_host_fails=remedy):
+        name = import_pair(ctx.session(host), host, pair)
     ctx.record("guardian_name", name)
     return f"{host} holds {pair} as guardian '{name}' with its private keys"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from hosts.remoting.errors import RemotingError
 from jobs.kinds import JobContext, JobFailed, job_kind
 
 from .plan import restore_vm
@@ -15,16 +14,12 @@ def restore_vm_job(ctx: JobContext) -> str:
         raise JobFailed("Choose the host and the VM to restore.")
     restored = []
     for vm_name in ctx.vms:
-        with ctx.step(f"Restore VM '{vm_name}' on {host}"):
-            try:
-                name = restore_vm(ctx.session(host), host, vm_name)
-            except RemotingError as exc:
-                if ctx.cancel_requested:
-                    raise
-                raise JobFailed(
-                    f"{exc} Nothing was taken out of the vault. Run the restore again once {host} answers: it "
-                    "continues where it stopped."
-                ) from None
+        remedy = (
+            f"Nothing was taken out of the vault. Run the restore again once {host} answers: it continues where it "
+            "stopped."
+        )
+        with ctx.step(f"Restore VM '{vm_name}' on {host}", if_host_fails=remedy):
+            name = restore_vm(ctx.session(host), host, vm_name)
         restored.append(vm_name)
         ctx.record("guardian_name", name)
     ctx.record("restored_vms", restored)
