@@ -39,23 +39,21 @@ class JobFilterForm(forms.Form):
         assert isinstance(kind, forms.ChoiceField)
         kind.choices = kind_choices()
 
+    # Each filter field and the lookup it narrows the jobs by.
+    LOOKUPS = {
+        "host": "hosts",
+        "kind": "kind",
+        "state": "state",
+        "user": "requested_by",
+        "since": "created_at__date__gte",
+        "until": "created_at__date__lte",
+    }
+
     def apply(self, jobs: QuerySet[Job]) -> QuerySet[Job]:
         if not self.is_valid():
             return jobs
-        data = self.cleaned_data
-        if data["host"]:
-            jobs = jobs.filter(hosts=data["host"])
-        if data["kind"]:
-            jobs = jobs.filter(kind=data["kind"])
-        if data["state"]:
-            jobs = jobs.filter(state=data["state"])
-        if data["user"]:
-            jobs = jobs.filter(requested_by=data["user"])
-        if data["since"]:
-            jobs = jobs.filter(created_at__date__gte=data["since"])
-        if data["until"]:
-            jobs = jobs.filter(created_at__date__lte=data["until"])
-        return jobs
+        chosen = {lookup: self.cleaned_data[name] for name, lookup in self.LOOKUPS.items() if self.cleaned_data[name]}
+        return jobs.filter(**chosen)
 
 
 class RefreshForm(forms.Form):
