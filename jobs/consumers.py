@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from console.params import parse_id
 from console.roles import can
 
 from .events import JOBS_GROUP, job_group
@@ -53,8 +54,9 @@ def batch_bounds(event: dict[str, Any]) -> tuple[int, int, str]:
 
 
 def after_from(query_string: bytes) -> int:
+    """The last seq the page has, from ?after=; anything but ASCII digits (²) means "from the start"."""
     value = parse_qs(query_string.decode("latin-1")).get("after", ["0"])[-1]
-    return int(value) if value.isdigit() else 0
+    return parse_id(value) or 0
 
 
 class RefusingConsumer(AsyncJsonWebsocketConsumer):
