@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+from console.datafiles import private_dir
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CONSOLE_VAR_DIR", BASE_DIR / "var"))
 
@@ -90,7 +92,7 @@ def development_secret(filename: str, make: str) -> str:
     """Read or create a secret under var/ — only ever used in development."""
     path = VAR_DIR / filename
     if not path.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        private_dir(VAR_DIR)
         path.write_text(make)
         path.chmod(0o600)
     return path.read_text().strip()
@@ -102,7 +104,8 @@ def database_from_url(url: str) -> dict[str, object]:
     if parts.scheme == "sqlite":
         path = unquote(parts.path[1:]) if parts.path.startswith("//") else unquote(parts.path.lstrip("/"))
         name = path or str(VAR_DIR / "console.sqlite3")
-        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        if not Path(name).parent.exists():
+            private_dir(Path(name).parent)
         # WAL lets pages read while a worker writes job log lines; IMMEDIATE avoids lock-upgrade deadlocks.
         options = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": name, "OPTIONS": options}
