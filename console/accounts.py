@@ -66,23 +66,27 @@ def client_detail(request: HttpRequest | None) -> dict[str, str]:
 # --- lockouts -------------------------------------------------------------------------------------------------------
 
 
-def lockout_ends(username: str | None, address: str | None) -> datetime | None:
-    """When the lockout of this user name or address ends, or None if neither is locked out.
+def lockouts(field: str, value: str | None = None) -> dict[str, datetime]:
+    """User names (field "username") or addresses ("ip_address") locked out now, each with when its lock ends; only
+    `value` if given. One grouped query, however many names a password sprayer tried.
 
     A name or address is locked while its failures within the last AXES_COOLOFF_TIME reach AXES_FAILURE_LIMIT (what
-    django-axes counts); the lock lifts at the latest when its last counted failure is that old, which is what this
-    returns (failures tried during a lock are not counted, AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT)."""
-    since = timezone.now() - settings.AXES_COOLOFF_TIME
-    ends: datetime | None = None
-    for field, value in (("username", username), ("ip_address", address)):
-        if not value:
-            continue
-        counted = AccessAttempt.objects.filter(**{field: value}, attempt_time__gte=since)
-        totals = counted.aggregate(failures=Sum("failures_since_start"), last=Max("attempt_time"))
-        if (totals["failures"] or 0) >= settings.AXES_FAILURE_LIMIT:
-            lock_end = totals["last"] + settings.AXES_COOLOFF_TIME
-            ends = lock_end if ends is None else max(ends, lock_end)
-    return ends
+    django-axes counts); the lock lifts at the latest when its last counted failure is that old, which is the time
+    given here (failures tried during a lock are not counted: AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT)."""
+    cooloff = settings.AXES_COOLOFF_TIME
+    recent = AccessAttempt.objects.filter(attempt_time__gte=timezone.now() - cooloff, **{f"{field}__isnull": False})
+    if value is not None:
+        recent = recent.filter(**{field: value})
+    totals = recent.values(field).annotate(failures=Sum("failures_since_start"), last=Max("attempt_time"))
+    locked = totals.filter(failures__gte=settings.AXES_FAILURE_LIMIT)
+    return {str(row[field]): row["last"] + cooloff for row in locked}
+
+
+def lockout_ends(username: str | None, address: str | None) -> datetime | None:
+    """When the lockout of this user name or address ends (the later of the two), or None if neither is locked."""
+    ends = [*lockouts("username", username).values()] if username else []
+    ends += [*lockouts("ip_address", address).values()] if address else []
+    return max(ends, default=None)
 
 
 def wait_text(ends: datetime) -> str:
@@ -108,28 +112,6 @@ def locked_out(request: HttpRequest, *_: Any, **__: Any) -> HttpResponse:
     context = {"form": form, "next": request.POST.get("next", ""), **lockout_context(request, username)}
     context.setdefault("lockout_wait", wait_text(timezone.now() + settings.AXES_COOLOFF_TIME))
     return render(request, "registration/login.html", context, status=429)
-
-
-def locked_usernames() -> dict[str, datetime]:
-    """User names locked out now, with when their lock ends (for the Users page)."""
-    names = AccessAttempt.objects.filter(attempt_time__gte=timezone.now() - settings.AXES_COOLOFF_TIME)
-    locked = {}
-    for name in set(names.values_list("username", flat=True)):
-        ends = lockout_ends(name, None) if name else None
-        if ends:
-            locked[name] = ends
-    return locked
-
-
-def locked_addresses() -> dict[str, datetime]:
-    """Addresses locked out now, with when their lock ends (for the Users page)."""
-    recent = AccessAttempt.objects.filter(attempt_time__gte=timezone.now() - settings.AXES_COOLOFF_TIME)
-    locked = {}
-    for address in set(recent.values_list("ip_address", flat=True)):
-        ends = lockout_ends(None, address) if address else None
-        if ends:
-            locked[address] = ends
-    return locked
 
 
 def unlock(admin: Any, *, username: str | None = None, address: str | None = None) -> int:

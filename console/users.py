@@ -19,7 +19,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .accounts import locked_addresses, locked_usernames, unlock, wait_text
+from .accounts import lockouts, unlock, wait_text
 from .models import AuditEvent, PasswordChangeRequired
 from .roles import ADMIN, require, role_of, set_role
 
@@ -116,9 +116,9 @@ def leaves_no_admin(subject: Any, data: dict[str, Any]) -> bool:
 @require("manage_users")
 def user_list(request: HttpRequest) -> HttpResponse:
     users = get_user_model().objects.order_by("username").prefetch_related("groups")
-    locked = locked_usernames()
+    locked = lockouts("username")
     rows = [(user, role_of(user) or NO_ROLE, lock_wait(locked, user.get_username())) for user in users]
-    addresses = sorted((address, wait_text(ends)) for address, ends in locked_addresses().items())
+    addresses = sorted((address, wait_text(ends)) for address, ends in lockouts("ip_address").items())
     return render(request, "console/users.html", {"rows": rows, "locked_addresses": addresses})
 
 
