@@ -198,10 +198,10 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("CONSOLE_HSTS_INCLUDE_SUBDOMAINS", True
 SECURE_HSTS_PRELOAD = envbool("CONSOLE_HSTS_PRELOAD", False)
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
-# Sessions end after CONSOLE_SESSION_IDLE_SECONDS without a request (the cookie's age, renewed by each request) and
-# CONSOLE_SESSION_MAX_SECONDS after the login whatever happens (console/sessions.py).
+# Sessions end after CONSOLE_SESSION_IDLE_SECONDS without a request (the session's age, renewed by requests at most
+# once a minute rather than SESSION_SAVE_EVERY_REQUEST's write per request) and CONSOLE_SESSION_MAX_SECONDS after the
+# login whatever happens (console/sessions.py).
 SESSION_COOKIE_AGE = envint("CONSOLE_SESSION_IDLE_SECONDS", 8 * 3600)
-SESSION_SAVE_EVERY_REQUEST = True
 SESSION_MAX_SECONDS = envint("CONSOLE_SESSION_MAX_SECONDS", 24 * 3600)
 # An open websocket re-checks its session and user this often, and closes once they may no longer view (4403).
 WEBSOCKET_RECHECK_SECONDS = envnumber("CONSOLE_WEBSOCKET_RECHECK_SECONDS", 5)
