@@ -9,7 +9,10 @@ class ConsoleConfig(AppConfig):
     verbose_name = "Console"
 
     def ready(self) -> None:
-        # roles imports auth's models, which cannot be imported before the app registry is ready (it is, here)
-        from .roles import ensure_roles
+        # accounts and roles import auth's models, which cannot be imported before the app registry is ready (it
+        # is, here)
+        from .accounts import connect_signals
+        from .roles import ensure_roles  # see above: auth's models
 
         post_migrate.connect(ensure_roles, sender=self)
+        connect_signals()  # the audit trail of logins, logouts and failed logins

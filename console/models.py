@@ -74,3 +74,28 @@ class AuditEvent(models.Model):
             object_repr=str(obj)[:200] if obj is not None else "",
             detail=redact_detail(detail),
         )
+
+
+class PasswordChangeRequired(models.Model):
+    """A user who must choose a new password before using the console: the first admin of `make run`, whose password
+    was printed in a terminal, or a user an admin gave a password with "must change" ticked. Read at login
+    (console/sessions.py keeps it in the session); removed when the password is changed."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="password_change_required"
+    )
+    since = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} must change their password"
+
+    @classmethod
+    def set_for(cls, user: Any, required: bool) -> None:
+        if required:
+            cls.objects.get_or_create(user=user)
+        else:
+            cls.objects.filter(user=user).delete()
+
+    @classmethod
+    def applies_to(cls, user: Any) -> bool:
+        return cls.objects.filter(user=user).exists()

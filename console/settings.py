@@ -7,13 +7,18 @@ starts with one command.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
+from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+
+from console.datafiles import private_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CONSOLE_VAR_DIR", BASE_DIR / "var"))
@@ -46,11 +51,48 @@ def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
+def envnumber(name: str, default: float) -> float:
+    value = env(name, str(default))
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise ImproperlyConfigured(f"{name} must be a positive number, not {value!r}")
+    return number
+
+
+def envint(name: str, default: int) -> int:
+    number = envnumber(name, default)
+    if number != int(number):
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {number}")
+    return int(number)
+
+
+def secret_entropy_bits(secret: str) -> float:
+    """A rough estimate of a secret's strength: its length times the Shannon entropy of its characters' frequencies.
+    Patterns escape it ("abcdabcd…" scores as if random), hence `is_repetition` beside it."""
+    counts = Counter(secret)
+    per_char = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values()) if secret else 0.0
+    return len(secret) * per_char
+
+
+def is_repetition(secret: str) -> bool:
+    """ "abcdefgh" * 5 and the like: the text equals itself shifted by less than half its length."""
+    return any(secret[shift:] == secret[:-shift] for shift in range(1, len(secret) // 2 + 1))
+
+
+def is_predictable(secret: str) -> bool:
+    """A secret typed by hand rather than generated. A random key of 32+ characters from any usual alphabet (hex,
+    base64, token_urlsafe) has more than 8 different characters and scores well above 80 bits here."""
+    return len(set(secret)) < 8 or secret_entropy_bits(secret) < 80 or is_repetition(secret)
+
+
 def development_secret(filename: str, make: str) -> str:
     """Read or create a secret under var/ — only ever used in development."""
     path = VAR_DIR / filename
     if not path.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        private_dir(VAR_DIR)
         path.write_text(make)
         path.chmod(0o600)
     return path.read_text().strip()
@@ -62,7 +104,8 @@ def database_from_url(url: str) -> dict[str, object]:
     if parts.scheme == "sqlite":
         path = unquote(parts.path[1:]) if parts.path.startswith("//") else unquote(parts.path.lstrip("/"))
         name = path or str(VAR_DIR / "console.sqlite3")
-        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        if not Path(name).parent.exists():
+            private_dir(Path(name).parent)
         # WAL lets pages read while a worker writes job log lines; IMMEDIATE avoids lock-upgrade deadlocks.
         options = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": name, "OPTIONS": options}
@@ -87,6 +130,11 @@ if not SECRET_KEY and DEVELOPMENT:
     SECRET_KEY = development_secret("secret_key", secrets.token_urlsafe(50))
 if SECRET_KEY.lower() in KNOWN_DEFAULT_SECRETS or SECRET_KEY.startswith("django-insecure") or len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("CONSOLE_SECRET_KEY is missing, a default, or shorter than 32 characters")
+if is_predictable(SECRET_KEY):
+    raise ImproperlyConfigured(
+        "CONSOLE_SECRET_KEY is too predictable (few different characters, or a repetition): make a random one, e.g. "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`"
+    )
 
 # Fernet keys (urlsafe base64, 32 bytes), newest first. Never derived from SECRET_KEY: rotating one must not
 # touch the other. See hosts/crypto.py.
@@ -125,6 +173,10 @@ if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS is missing: list the host names the console is served under")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 HTTPS = envbool("CONSOLE_HTTPS", not DEVELOPMENT)
+# Behind a proxy that terminates TLS, Django sees plain HTTP: the proxy must set X-Forwarded-Proto (and overwrite
+# any value the client sent), which tells Django the request was HTTPS. Client addresses come from the last
+# X-Forwarded-For entry, the one the proxy appended (console/accounts.py).
+BEHIND_PROXY = envbool("CONSOLE_BEHIND_PROXY", False)
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SESSION_COOKIE_HTTPONLY = True
@@ -133,8 +185,60 @@ CSRF_COOKIE_HTTPONLY = False  # the live log page reads it for POSTs made from J
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if HTTPS and envbool("CONSOLE_BEHIND_PROXY", False):
+if HTTPS and BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# With HTTPS every plain-HTTP request is redirected, behind a proxy too: there Django reads the scheme from
+# X-Forwarded-Proto, so a proxy that forwards plain HTTP gets a redirect to HTTPS and one that forwards HTTPS does not.
+SECURE_SSL_REDIRECT = envbool("CONSOLE_SSL_REDIRECT", HTTPS)
+# HSTS: browsers refuse plain HTTP to this name for that long once they have seen it over HTTPS (one year).
+SECURE_HSTS_SECONDS = envint("CONSOLE_HSTS_SECONDS", 365 * 24 * 3600) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("CONSOLE_HSTS_INCLUDE_SUBDOMAINS", True)
+# Preloading puts the whole domain into browsers' built-in HTTPS-only list, a decision for the domain's owner, not
+# for one console on an internal name: off unless asked for, and Django's reminder (W021) silenced when off.
+SECURE_HSTS_PRELOAD = envbool("CONSOLE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+
+# Sessions end after CONSOLE_SESSION_IDLE_SECONDS without a request (the session's age, renewed by requests at most
+# once a minute rather than SESSION_SAVE_EVERY_REQUEST's write per request) and CONSOLE_SESSION_MAX_SECONDS after the
+# login whatever happens (console/sessions.py).
+SESSION_COOKIE_AGE = envint("CONSOLE_SESSION_IDLE_SECONDS", 8 * 3600)
+SESSION_MAX_SECONDS = envint("CONSOLE_SESSION_MAX_SECONDS", 24 * 3600)
+# An open websocket re-checks its session and user this often, and closes once they may no longer view (4403).
+WEBSOCKET_RECHECK_SECONDS = envnumber("CONSOLE_WEBSOCKET_RECHECK_SECONDS", 5)
+
+# Content-Security-Policy (django-csp): scripts, styles and everything else from the console's own origin only,
+# so no inline <script>, no on…= handler and no style attribute runs. 'self' covers the websockets of the live log.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# Login protection (django-axes): CONSOLE_LOGIN_FAILURE_LIMIT failed logins for one user name, or from one address,
+# lock that name or address out for CONSOLE_LOGIN_LOCKOUT_MINUTES (counted from the last failure before the lock;
+# tries during the lock do not extend it). Admins unlock on the Users page or with `manage.py axes_reset`.
+AXES_FAILURE_LIMIT = envint("CONSOLE_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envnumber("CONSOLE_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A success does not wipe the failures: it would let anyone with an account of their own reset the count of their
+# address between guesses at someone else's password.
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_CALLABLE = "console.accounts.locked_out"
+AXES_CLIENT_IP_CALLABLE = "console.accounts.client_address"
+AXES_ENABLE_ADMIN = False
+AXES_VERBOSE = False
+AXES_DISABLE_ACCESS_LOG = True  # successful logins and logouts are in the audit trail already
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 
 INSTALLED_APPS = [
     "daphne",
@@ -145,6 +249,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
+    "csp",
     "console",
     "hosts",
     "hosts.inventory",
@@ -154,13 +260,18 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "console.middleware.SessionLifetimeMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "console.middleware.PasswordChangeRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: it turns a lockout flagged during the login view into the login page with the remaining wait.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -275,5 +386,6 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
         "spnego": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # every login at INFO; failures and lockouts stay, and are audited anyway
     },
 }

@@ -10,7 +10,7 @@ from django.views.static import serve
 
 from hosts.inventory import urls as inventory_urls
 
-from . import users, views
+from . import accounts, users, views
 
 handler403 = views.forbidden
 
@@ -26,13 +26,16 @@ user_patterns = [
     path("", users.user_list, name="list"),
     path("new/", users.user_create, name="create"),
     path("<int:pk>/", users.user_edit, name="edit"),
+    path("<int:pk>/unlock/", users.user_unlock, name="unlock"),
+    path("unlock-address/", users.address_unlock, name="unlock-address"),
 ]
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("audit/", views.audit_trail, name="audit"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", accounts.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/password/", accounts.PasswordChangeView.as_view(), name="password_change"),
     path("users/", include((user_patterns, "users"))),
     path("", include("hosts.urls")),
     path("", include((inventory_patterns, "inventory"))),

@@ -1,7 +1,8 @@
 """Users and roles, managed by admins in the console: create a user with a role, change a role, deactivate.
 
 Routed under /users/ by console/urls.py. An admin cannot take away their own admin role or deactivate themselves,
-so the console always keeps someone who can manage it.
+nobody can deactivate or demote the superuser here, and the last active admin stays one: so the console always
+keeps someone who can manage it. Admins also lift login lockouts here (django-axes, console/accounts.py).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model, password_validation
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
-from .models import AuditEvent
+from .accounts import lockouts, unlock, wait_text
+from .models import AuditEvent, PasswordChangeRequired
 from .roles import ADMIN, require, role_of, set_role
 
 NO_ROLE = "none"
@@ -33,6 +36,9 @@ class UserCreateForm(forms.Form):
     username = forms.CharField(max_length=150)
     password = forms.CharField(strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
     role = forms.ChoiceField(choices=ROLE_CHOICES, initial="viewer", widget=forms.RadioSelect)
+    must_change_password = forms.BooleanField(
+        label="Must choose a new password at first login", required=False, initial=True
+    )
 
     def clean_username(self) -> str:
         username = str(self.cleaned_data["username"]).strip()
@@ -63,6 +69,7 @@ class UserEditForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text="Leave empty to keep the current password.",
     )
+    must_change_password = forms.BooleanField(label="Must choose a new password at next login", required=False)
 
     def __init__(self, *args: Any, user: Any, editor: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -74,6 +81,8 @@ class UserEditForm(forms.Form):
             raise forms.ValidationError("You cannot take away your own admin role or deactivate yourself.")
         if self.user.is_superuser and cleaned.get("role") != ADMIN:
             self.add_error("role", "This is a superuser (admin by definition); change it with manage.py.")
+        if self.user.is_superuser and self.user.is_active and not cleaned.get("is_active"):
+            self.add_error("is_active", "This is the superuser: it cannot be deactivated here (use manage.py).")
         if cleaned.get("new_password"):
             try:
                 password_validation.validate_password(cleaned["new_password"], self.user)
@@ -89,11 +98,59 @@ def apply_role(user: Any, role: str) -> None:
         set_role(user, role)
 
 
+def active_admins() -> Any:
+    """Users who can manage the console now: active, with the admin role or superusers."""
+    return get_user_model().objects.filter(Q(is_superuser=True) | Q(groups__name=ADMIN), is_active=True).distinct()
+
+
+def leaves_no_admin(subject: Any, data: dict[str, Any]) -> bool:
+    """Would this edit take away the last active admin? Call inside the transaction that applies it: the admin rows
+    are locked, so two admins demoting each other at once cannot both succeed."""
+    stays_admin = data["role"] == ADMIN and data["is_active"]
+    if stays_admin or not active_admins().filter(pk=subject.pk).exists():
+        return False
+    others = get_user_model().objects.select_for_update().filter(pk__in=active_admins().values("pk"))
+    return not others.exclude(pk=subject.pk).exists()
+
+
 @require("manage_users")
 def user_list(request: HttpRequest) -> HttpResponse:
     users = get_user_model().objects.order_by("username").prefetch_related("groups")
-    rows = [(user, role_of(user) or NO_ROLE) for user in users]
-    return render(request, "console/users.html", {"rows": rows})
+    locked = lockouts("username")
+    rows = [(user, role_of(user) or NO_ROLE, lock_wait(locked, user.get_username())) for user in users]
+    addresses = sorted((address, wait_text(ends)) for address, ends in lockouts("ip_address").items())
+    return render(request, "console/users.html", {"rows": rows, "locked_addresses": addresses})
+
+
+def lock_wait(locked: dict[str, Any], username: str) -> str:
+    return wait_text(locked[username]) if username in locked else ""
+
+
+@require("manage_users")
+@require_POST
+def user_unlock(request: HttpRequest, pk: int) -> HttpResponse:
+    """Lift the login lockout of a user name (its failed logins are forgotten)."""
+    subject = get_object_or_404(get_user_model(), pk=pk)
+    unlock(request.user, username=subject.get_username())
+    messages.success(request, f"{subject.get_username()} can log in again.")
+    return redirect("users:list")
+
+
+class AddressForm(forms.Form):
+    address = forms.GenericIPAddressField()
+
+
+@require("manage_users")
+@require_POST
+def address_unlock(request: HttpRequest) -> HttpResponse:
+    """Lift the login lockout of an address."""
+    form = AddressForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "That is not an IP address.")
+        return redirect("users:list")
+    unlock(request.user, address=form.cleaned_data["address"])
+    messages.success(request, f"Logins from {form.cleaned_data['address']} are accepted again.")
+    return redirect("users:list")
 
 
 @sensitive_post_parameters("password")
@@ -106,6 +163,7 @@ def user_create(request: HttpRequest) -> HttpResponse:
         with transaction.atomic():
             user = get_user_model().objects.create_user(data["username"], password=data["password"])
             apply_role(user, data["role"])
+            PasswordChangeRequired.set_for(user, data["must_change_password"])
             AuditEvent.record(request.user, "user.create", user, role=data["role"])
         messages.success(request, f"User {user.get_username()} created as {data['role']}.")
         return redirect("users:list")
@@ -117,13 +175,22 @@ def user_create(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
     subject = get_object_or_404(get_user_model(), pk=pk)
-    before = {"role": role_of(subject) or NO_ROLE, "is_active": subject.is_active}
+    before = {
+        "role": role_of(subject) or NO_ROLE,
+        "is_active": subject.is_active,
+        "must_change_password": PasswordChangeRequired.applies_to(subject),
+    }
     form = UserEditForm(request.POST or None, initial=before, user=subject, editor=request.user)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
-            _apply_edit(request, subject, before, form.cleaned_data)
-        messages.success(request, f"User {subject.get_username()} saved.")
-        return redirect("users:list")
+            if leaves_no_admin(subject, form.cleaned_data):
+                name = subject.get_username()
+                form.add_error(None, f"{name} is the last active admin: make another user admin first.")
+            else:
+                _apply_edit(request, subject, before, form.cleaned_data)
+        if form.is_valid():
+            messages.success(request, f"User {subject.get_username()} saved.")
+            return redirect("users:list")
     return render(request, "console/users_form.html", {"form": form, "subject": subject})
 
 
@@ -139,3 +206,6 @@ def _apply_edit(request: HttpRequest, subject: Any, before: dict[str, Any], data
         subject.set_password(data["new_password"])
         subject.save(update_fields=["password"])
         AuditEvent.record(request.user, "user.password_reset", subject)
+    if data["must_change_password"] != before["must_change_password"]:
+        PasswordChangeRequired.set_for(subject, data["must_change_password"])
+        AuditEvent.record(request.user, "user.must_change_password", subject, required=data["must_change_password"])

@@ -16,6 +16,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.models import AuditEvent
+from console.params import parse_id
 from console.roles import require
 
 from . import crypto
@@ -195,9 +196,8 @@ def host_test(request: HttpRequest, pk: int) -> HttpResponse:
 @require("view_console")
 def prepare_host(request: HttpRequest) -> HttpResponse:
     """The PowerShell an admin runs once on a new host, filled in with a registered host's account if given."""
-    host = None
-    if request.GET.get("host", "").isdigit():
-        host = Host.objects.filter(pk=int(request.GET["host"])).first()
+    host_id = parse_id(request.GET.get("host"))
+    host = Host.objects.filter(pk=host_id).first() if host_id is not None else None
     account = host.username if host and SAFE_ACCOUNT.fullmatch(host.username) else "hvconsole"
     dns_name = host.address if host and not host.address.replace(".", "").isdigit() and ":" not in host.address else ""
     context = {

@@ -3,18 +3,26 @@
 The log consumer joins the job's group first, then replays from the database every line after the client's last
 `seq`, then streams, dropping lines it already sent and filling any gap from the database; when the job ends it
 sends `end` with the final `seq` and state. So a viewer never misses or repeats a line, whenever it (re)connects.
+
+An open websocket re-checks its user every WEBSOCKET_RECHECK_SECONDS: a user deactivated, stripped of the role,
+logged out or past the session's lifetime is closed with 4403 within that time, as a new connection would be.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from contextlib import suppress
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
+from console.params import parse_id
 from console.roles import can
+from console.sessions import session_user
 
 from .events import JOBS_GROUP, job_group
 from .models import TERMINAL_STATES, EpochMillis, Job, JobLogLine, join_frames, lines_frame
@@ -27,6 +35,18 @@ CLOSE_NOT_FOUND = 4404
 @database_sync_to_async
 def may_view(user: Any) -> bool:
     return user is not None and can(user, "view_console")
+
+
+@database_sync_to_async
+def still_may_view(scope: dict[str, Any]) -> bool:
+    """The connection's session and user, read afresh: still logged in, active and allowed to view?"""
+    session, user = scope.get("session"), scope.get("user")
+    fresh = session_user(getattr(session, "session_key", None), getattr(user, "pk", None))
+    return fresh is not None and can(fresh, "view_console")
+
+
+def recheck_seconds() -> float:
+    return float(getattr(settings, "WEBSOCKET_RECHECK_SECONDS", 5))
 
 
 @database_sync_to_async
@@ -53,16 +73,57 @@ def batch_bounds(event: dict[str, Any]) -> tuple[int, int, str]:
 
 
 def after_from(query_string: bytes) -> int:
+    """The last seq the page has, from ?after=; anything but ASCII digits (²) means "from the start"."""
     value = parse_qs(query_string.decode("latin-1")).get("after", ["0"])[-1]
-    return int(value) if value.isdigit() else 0
+    return parse_id(value) or 0
 
 
 class RefusingConsumer(AsyncJsonWebsocketConsumer):
+    """Refuses with a code the page can read, and keeps refusing: the user is re-checked while the socket is open."""
+
+    groups_joined: list[str]
+    watcher: asyncio.Task[None] | None = None
+    revoked = False  # the re-check failed: the socket is closing and forwards nothing more
+
     async def refuse(self, code: int) -> None:
         """Accept, then close with `code`. A close before the accept reaches a browser as 1006 with no code, and
         the page could not tell "log in again" or "no such job" from a network drop."""
         await self.accept()
         await self.close(code=code)
+
+    async def join(self, group: str) -> None:
+        self.groups_joined = [*getattr(self, "groups_joined", []), group]
+        await self.channel_layer.group_add(group, self.channel_name)
+
+    async def leave_groups(self) -> None:
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined = []
+
+    def watch_access(self) -> None:
+        """Start re-checking the user in the background; call once the socket is accepted."""
+        self.watcher = asyncio.create_task(self.recheck_access())
+
+    async def recheck_access(self) -> None:
+        while True:
+            await asyncio.sleep(recheck_seconds())
+            if not await still_may_view(self.scope):
+                self.revoked = True
+                await self.leave_groups()
+                await self.close(code=CLOSE_FORBIDDEN)
+                return
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if self.revoked and str(message.get("type", "")).startswith("job."):
+            return  # already queued for this socket before it left its groups
+        await super().dispatch(message)
+
+    async def disconnect(self, code: int) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+            with suppress(asyncio.CancelledError):
+                await self.watcher
+        await self.leave_groups()
 
 
 class JobLogConsumer(RefusingConsumer):
@@ -83,8 +144,9 @@ class JobLogConsumer(RefusingConsumer):
             await self.refuse(CLOSE_NOT_FOUND)
             return
         # Join before reading the database: a line saved after the read arrives through the group.
-        await self.channel_layer.group_add(job_group(self.job_id), self.channel_name)
+        await self.join(job_group(self.job_id))
         await self.accept()
+        self.watch_access()
         await self.replay()
         state = await job_state(self.job_id)
         if state is not None:
@@ -93,14 +155,10 @@ class JobLogConsumer(RefusingConsumer):
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections (a thread hop) before every handler; live lines need no
         # database unless a gap is filled, and that goes through database_sync_to_async, which does the same.
-        if message["type"] == "job.lines":
+        if message["type"] == "job.lines" and not self.revoked:
             await self.job_lines(message)
         else:
             await super().dispatch(message)
-
-    async def disconnect(self, code: int) -> None:
-        if hasattr(self, "job_id"):
-            await self.channel_layer.group_discard(job_group(self.job_id), self.channel_name)
 
     async def replay(self, upto: int | None = None) -> None:
         """Send every saved line after the last one sent (up to `upto`), in chunks."""
@@ -176,19 +234,13 @@ class JobLogConsumer(RefusingConsumer):
 class JobListConsumer(RefusingConsumer):
     """Keeps state badges live on the job list and the dashboard: forwards every job's state change."""
 
-    joined = False
-
     async def connect(self) -> None:
         if not await may_view(self.scope.get("user")):
             await self.refuse(CLOSE_FORBIDDEN)
             return
-        await self.channel_layer.group_add(JOBS_GROUP, self.channel_name)
-        self.joined = True
+        await self.join(JOBS_GROUP)
         await self.accept()
-
-    async def disconnect(self, code: int) -> None:
-        if self.joined:
-            await self.channel_layer.group_discard(JOBS_GROUP, self.channel_name)
+        self.watch_access()
 
     async def job_state(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "state", **event["state"]})

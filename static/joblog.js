@@ -9,40 +9,10 @@
 
 (function () {
   const LEVELS = { debug: 0, verbose: 1, progress: 2, info: 3, warning: 4, error: 5 };
-  const ROW_HEIGHT = 18; // px; every row has the same height, which is what makes windowed rendering simple
+  // px; every row has the same height, which is what makes windowed rendering simple. The styles are in
+  // console.css (.jl-row there has the same height): the Content-Security-Policy refuses injected <style>.
+  const ROW_HEIGHT = 18;
   const OVERSCAN = 20;
-
-  const STYLE = `
-    .joblog { margin-top: 1rem; }
-    .joblog-toolbar { display:flex; gap:1rem; align-items:center; flex-wrap:wrap; margin-bottom:.4rem; }
-    .joblog-toolbar label { display:inline-flex; gap:.3rem; align-items:center; margin:0; font-weight:400; }
-    .joblog-toolbar select { display:inline-block; width:auto; margin:0; }
-    .jl-view { height:60vh; min-height:300px; overflow:auto; background:#0f1722; color:#e6edf3; border-radius:6px;
-               font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size:12.5px; }
-    .jl-spacer { position:relative; min-width:100%; }
-    .jl-rows { position:absolute; top:0; left:0; min-width:100%; will-change:transform; }
-    .jl-row { height:${ROW_HEIGHT}px; line-height:${ROW_HEIGHT}px; white-space:pre; padding:0 .6rem; }
-    .jl-time { color:#7d8a9c; margin-right:.8em; }
-    .jl-hide-times .jl-time { display:none; }
-    .jl-lvl-debug, .jl-lvl-verbose { color:#8b98a9; } .jl-lvl-progress { color:#7fb4ff; }
-    .jl-lvl-warning { color:#f3c969; } .jl-lvl-error { color:#ff8a80; }
-    .ansi-b { font-weight:700; }
-    .ansi-30 { color:#6e7681; } .ansi-31 { color:#ff7b72; } .ansi-32 { color:#7ee787; } .ansi-33 { color:#f2cc60; }
-    .ansi-34 { color:#79c0ff; } .ansi-35 { color:#d2a8ff; } .ansi-36 { color:#a5f3fc; } .ansi-37 { color:#e6edf3; }
-    .ansi-90 { color:#8b949e; } .ansi-91 { color:#ffa198; } .ansi-92 { color:#56d364; } .ansi-93 { color:#e3b341; }
-    .ansi-94 { color:#a5d6ff; } .ansi-95 { color:#e2c5ff; } .ansi-96 { color:#b3f0ff; } .ansi-97 { color:#ffffff; }
-    .job-filters .filter-row { display:flex; gap:.8rem; flex-wrap:wrap; }
-    .job-filters .filter-row label { flex:1 1 150px; }
-    .job-cancel { margin:0; } .job-cancel button { padding:.1rem .55rem; font-size:12.5px; }
-  `;
-
-  function injectStyle() {
-    if (document.getElementById("joblog-style")) return;
-    const style = document.createElement("style");
-    style.id = "joblog-style";
-    style.textContent = STYLE;
-    document.head.appendChild(style);
-  }
 
   function socketUrl(path) {
     return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
@@ -344,7 +314,6 @@
   function start() {
     if (window.guardianJobsStarted) return; // the script may be included by a page and by a partial
     window.guardianJobsStarted = true;
-    injectStyle();
     const log = document.querySelector("[data-joblog]");
     if (log) window.guardianJobLog = new JobLog(log);
     const lists = document.querySelectorAll("[data-joblist]");

@@ -29,8 +29,9 @@ from hosts.remoting.operation import Operation
 ROOT = Path(__file__).resolve().parents[2]
 PARTS = ("console", "hosts", "jobs")
 FIRST_PARTY = (*PARTS, "hypervsim")
-# The small modules of console that hosts and jobs may use: the audit trail, roles, reading ids.
-CONSOLE_LEAVES = frozenset({"console.models", "console.roles", "console.params"})
+# The small modules of console that hosts and jobs may use: the audit trail, roles, reading ids, whether a session
+# still holds (the websockets re-check it).
+CONSOLE_LEAVES = frozenset({"console.models", "console.roles", "console.params", "console.sessions"})
 # hosts/ from the bottom up: how to talk to a host, the host registry, the vault, the inventory (whose analysis
 # reads the vault). A module imports its own layer and those below; a page shows a higher layer's panel by template.
 HOSTS_LAYERS = ("hosts.remoting", "hosts", "hosts.vault", "hosts.inventory")

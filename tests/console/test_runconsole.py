@@ -1,7 +1,7 @@
 """The first of the README's two commands: `make run` (manage.py runconsole) on a fresh var/ directory.
 
 A new user runs it, reads the URL and the admin password it prints, and finds the demo lab registered and
-refreshed. Ctrl-C stops everything it started.
+refreshed. A child that dies is started again; Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -98,6 +99,18 @@ def test_make_run_starts_the_console_with_a_refreshed_demo_lab_and_ctrl_c_stops_
     # The admin and the demo hosts it made are in the audit trail like any other change.
     assert ("user.create", "admin") in audited
     assert {repr_ for action, repr_ in audited if action == "host.create"} >= {"HV01", "HV02", "HV03", "HV04"}
+
+    # The data directory is the console's user's alone: the database (session keys), its WAL and the logs.
+    assert stat.S_IMODE(var.stat().st_mode) == 0o700
+    for path in [var / "console.sqlite3", var / "console.sqlite3-wal", *(var / "log").glob("*.log")]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+    # A child that dies is started again, and the terminal says so.
+    worker = next(child for child in psutil.Process(process.pid).children() if "worker" in child.cmdline())
+    worker.kill()
+    said = "".join(read_until(process, r"worker restarted", timeout=30))
+    assert "worker exited with code -9; starting it again in 1 s" in said
+    wait_for(lambda: any("worker" in c.cmdline() for c in psutil.Process(process.pid).children()), timeout=10)
 
     children = psutil.Process(process.pid).children(recursive=True)
     assert len(children) >= 5  # redis, lab, worker, beat, daphne

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from console.models import AuditEvent
-from console.roles import role_of
+from console.roles import role_of, set_role
 from tests.plugins.users import PASSWORD
 
 NEW_PASSWORD = "a-long-unusual-passphrase-42"
@@ -108,3 +108,46 @@ def test_only_admins_manage_users(request: pytest.FixtureRequest, who: str, view
 def test_strangers_are_sent_to_log_in(client: Client, db: None) -> None:
     for url in ("/users/", "/users/new/", "/users/1/"):
         assert client.get(url)["Location"].startswith("/login/")
+
+
+def test_another_admin_cannot_deactivate_the_superuser(admin_client: Client) -> None:
+    root = get_user_model().objects.create_superuser("root", password=NEW_PASSWORD)
+    response = admin_client.post(f"/users/{root.pk}/", {"role": "admin"})
+    assert response.status_code == 200
+    assert "superuser: it cannot be deactivated here" in response.content.decode()
+    demoted = admin_client.post(f"/users/{root.pk}/", {"role": "viewer", "is_active": "on"})
+    assert "change it with manage.py" in demoted.content.decode()
+    root.refresh_from_db()
+    assert root.is_active and role_of(root) == "admin"
+    assert not AuditEvent.objects.filter(action="user.deactivate").exists()
+
+
+def test_the_console_always_keeps_an_active_admin(admin: Any, admin_client: Client) -> None:
+    """Two admins demoting each other at the same moment: the second edit, checked under a lock in its own
+    transaction, finds the other already demoted and is refused."""
+    from console.users import leaves_no_admin
+
+    bob = get_user_model().objects.create_user("bob", password=NEW_PASSWORD)
+    set_role(bob, "admin")
+    assert not leaves_no_admin(bob, {"role": "viewer", "is_active": True})  # ada stays
+    set_role(admin, "viewer")  # ada was demoted by bob a moment ago
+    assert leaves_no_admin(bob, {"role": "viewer", "is_active": True})
+    assert leaves_no_admin(bob, {"role": "admin", "is_active": False})
+    assert not leaves_no_admin(bob, {"role": "admin", "is_active": True})
+
+
+def test_the_last_active_admin_is_refused_with_a_clear_message(
+    admin: Any, admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page's side of the rule above: when bob would be the last active admin (ada counted out, as if demoted
+    a moment ago by someone else), the edit is refused and says why."""
+    from console import users
+
+    bob = get_user_model().objects.create_user("bob", password=NEW_PASSWORD)
+    set_role(bob, "admin")
+    everyone = users.active_admins
+    monkeypatch.setattr(users, "active_admins", lambda: everyone().exclude(pk=admin.pk))
+    response = admin_client.post(f"/users/{bob.pk}/", {"role": "viewer", "is_active": "on"})
+    assert response.status_code == 200
+    assert "bob is the last active admin: make another user admin first." in response.content.decode()
+    assert role_of(bob) == "admin"

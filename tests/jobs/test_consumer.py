@@ -237,3 +237,73 @@ async def test_a_replayed_line_carries_the_same_timestamp_as_the_live_one(operat
     live = await saved()
     assert [line[1] % 1000 for line in live] == [0, 0, 0, 999, 123, 500]
     assert await lines_after(job.pk, 0, None, 100) == live
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["http://127.0.0.1:8001", "https://127.0.0.1", "http://127.0.0.1.evil.example", "null", "http://localhost"],
+)
+async def test_a_page_of_another_port_scheme_or_host_is_refused(running_job: Job, viewer: Any, origin: str) -> None:
+    """The console here is http://127.0.0.1 (port 80): the Origin must be exactly that."""
+    comm = await communicator(f"/ws/jobs/{running_job.pk}/", viewer, origin=origin)
+    connected, _ = await comm.connect()
+    assert not connected
+
+
+async def test_the_consoles_own_origin_with_its_port_is_accepted(running_job: Job, viewer: Any) -> None:
+    cookie = await database_sync_to_async(session_cookie)(viewer)
+    headers = [
+        (b"origin", b"http://127.0.0.1:8443"),
+        (b"host", b"127.0.0.1:8443"),
+        (b"cookie", f"sessionid={cookie}".encode()),
+    ]
+    comm = WebsocketCommunicator(application, f"/ws/jobs/{running_job.pk}/", headers=headers)
+    assert (await comm.connect())[0]
+    await comm.disconnect()
+    other_port = [(b"origin", b"http://127.0.0.1:8444"), *headers[1:]]
+    comm = WebsocketCommunicator(application, f"/ws/jobs/{running_job.pk}/", headers=other_port)
+    assert not (await comm.connect())[0]
+
+
+async def test_superscript_digits_in_after_replay_from_the_start(running_job: Job, viewer: Any) -> None:
+    await save_lines(running_job, range(1, 4))
+    comm = await communicator(f"/ws/jobs/{running_job.pk}/?after=%C2%B2", viewer)
+    assert (await comm.connect())[0]
+    assert seqs_of(await receive_until(comm, "state")) == [1, 2, 3]
+    await comm.disconnect()
+
+
+@database_sync_to_async
+def deactivate(user: Any) -> None:
+    type(user).objects.filter(pk=user.pk).update(is_active=False)
+
+
+@database_sync_to_async
+def take_roles(user: Any) -> None:
+    user.groups.clear()
+
+
+@database_sync_to_async
+def end_sessions() -> None:
+    from django.contrib.sessions.models import Session
+
+    Session.objects.all().delete()  # what logging out does to the session of this socket
+
+
+@pytest.mark.parametrize("path", ["/ws/jobs/{job}/", "/ws/jobs/"])
+@pytest.mark.parametrize("revoke", [deactivate, take_roles, "logout"], ids=["deactivated", "no role", "logged out"])
+async def test_an_open_socket_closes_within_seconds_once_its_user_may_no_longer_view(
+    running_job: Job, viewer: Any, settings: Any, path: str, revoke: Any
+) -> None:
+    settings.WEBSOCKET_RECHECK_SECONDS = 0.2
+    comm = await communicator(path.format(job=running_job.pk), viewer)
+    assert (await comm.connect())[0]
+    if "{job}" in path:
+        await receive_until(comm, "state")
+    assert await comm.receive_nothing(timeout=0.5)  # still allowed: the re-checks pass quietly
+    await (end_sessions() if revoke == "logout" else revoke(viewer))
+    message = await comm.receive_output(timeout=3)
+    assert (message["type"], message.get("code")) == ("websocket.close", 4403)
+    # Nothing is forwarded to it any more.
+    await get_channel_layer().group_send(JOBS_GROUP, {"type": "job.state", "state": {"job": running_job.pk}})
+    assert await comm.receive_nothing(timeout=0.3)

@@ -46,7 +46,11 @@ def browser_page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        # wait_for_function and evaluate compile the test's strings inside the page, which the console's
+        # Content-Security-Policy (no eval) refuses: the page bypasses the policy unless the test is marked
+        # `enforce_csp` (and then keeps to locators and clicks, as tests/e2e/test_content_security_policy.py does).
+        bypass_csp = request.node.get_closest_marker("enforce_csp") is None
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp)
         page = context.new_page()
         page.set_default_timeout(10_000)
         try:

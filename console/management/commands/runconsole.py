@@ -1,8 +1,10 @@
 """`make run`: the console with everything it needs on one machine, and a demo lab of simulated Hyper-V hosts.
 
 Starts a private Redis (unless REDIS_URL is set), migrates, creates the admin user on first run (printing its
-password once), starts the simulated lab, registers its hosts, then runs daphne, a Celery worker and Celery
-beat until Ctrl-C, which stops everything it started.
+password once, to be changed at the first login), starts the simulated lab, registers its hosts, then runs daphne,
+a Celery worker and Celery beat until Ctrl-C, which stops everything it started. A child that dies is started
+again after a back-off that doubles with each quick death (1 s up to a minute), and the terminal says so.
+It refuses to serve a database that other users of the machine can read (it holds live session keys).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +30,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from console.celery import app as celery_app
-from console.models import AuditEvent
+from console.datafiles import exposed_database_files, private_dir
+from console.models import AuditEvent, PasswordChangeRequired
 from console.roles import ADMIN, set_role
 from console.settings import redis_services
 from hosts.models import Host
@@ -36,6 +41,27 @@ from jobs.services import create_job
 # HV01 healthy, HV02 reinstalled (its VMs will not start), HV03 with deleted certificates, HV04 fresh (a target
 # for the migration wizard).
 DEMO_SCENARIOS = ["healthy", "reinstalled", "deleted-certs", "fresh"]
+# A child that dies is started again after FIRST_BACKOFF seconds, doubling up to MAX_BACKOFF while it keeps dying
+# within STABLE_SECONDS of its start (a crash loop must not spin the machine); one that ran that long starts over.
+FIRST_BACKOFF, MAX_BACKOFF, STABLE_SECONDS = 1.0, 60.0, 60.0
+
+
+@dataclass
+class Child:
+    """A process runconsole started and keeps alive: how to start it again, and its back-off."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    options: dict[str, Any]
+    process: subprocess.Popen[Any]
+    after_restart: Callable[[subprocess.Popen[Any]], object] | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    quick_deaths: int = 0
+    restart_at: float | None = None  # set while it is dead and waiting for its back-off
+
+    def backoff(self) -> float:
+        return min(MAX_BACKOFF, FIRST_BACKOFF * 2**self.quick_deaths)
 
 
 def free_port() -> int:
@@ -89,8 +115,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        self.children: list[subprocess.Popen[Any]] = []
+        self.children: list[Child] = []
         self.backups: list[str] = []
+        refuse_exposed_database()
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even when started from a script
         try:
@@ -104,8 +131,7 @@ class Command(BaseCommand):
             self.stop_children()
 
     def start(self, port: int, with_lab: bool) -> None:
-        var = Path(settings.VAR_DIR)
-        var.mkdir(parents=True, exist_ok=True)
+        var = private_dir(Path(settings.VAR_DIR))
         env = os.environ.copy()
         env.setdefault("CONSOLE_ENV", settings.ENV)
         env["CONSOLE_VAR_DIR"] = str(var)
@@ -139,26 +165,34 @@ class Command(BaseCommand):
         self.stdout.write(f"Logs of the worker, beat, daphne, Redis and the lab: {var / 'log'}")
         self.stdout.write("Press Ctrl-C to stop everything.\n")
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[Any]:
-        """Start a child whose chatter goes to var/log/<name>.log, so the terminal shows only what matters."""
-        logs = Path(settings.VAR_DIR) / "log"
-        logs.mkdir(exist_ok=True)
-        with open(logs / f"{name}.log", "ab") as log:
-            kwargs.setdefault("stdout", log)
+    def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        after_restart: Callable[[subprocess.Popen[Any]], object] | None = None,
+        **options: Any,
+    ) -> subprocess.Popen[Any]:
+        """Start a child whose chatter goes to var/log/<name>.log, so the terminal shows only what matters; `wait`
+        starts it again if it dies (then calls `after_restart` with the new process)."""
+        child = Child(name, argv, env, options, self.launch(name, argv, env, options), after_restart)
+        self.children.append(child)
+        return child.process
+
+    def launch(self, name: str, argv: list[str], env: dict[str, str], options: dict[str, Any]) -> subprocess.Popen[Any]:
+        log_path = private_dir(Path(settings.VAR_DIR) / "log") / f"{name}.log"
+        with open(log_path, "ab") as log:
+            log_path.chmod(0o600)  # a log an older run left readable
+            options = {"stdout": log, **options}
             # A session of its own: Ctrl-C reaches only this command, which then stops the children in order.
-            process = subprocess.Popen(
-                argv, env=env, cwd=settings.BASE_DIR, stderr=log, start_new_session=True, **kwargs
-            )
-        self.children.append(process)
-        return process
+            return subprocess.Popen(argv, env=env, cwd=settings.BASE_DIR, stderr=log, start_new_session=True, **options)
 
     def start_private_redis(self, var: Path) -> str:
         binary = shutil.which("redis-server")
         if binary is None:
             raise CommandError("REDIS_URL is not set and redis-server is not installed (apt-get install redis-server)")
         port = free_port()
-        data = var / "redis"
-        data.mkdir(exist_ok=True)
+        data = private_dir(var / "redis")
         redis = self.spawn(
             "redis",
             [
@@ -191,8 +225,9 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         admin = users.objects.create_superuser("admin", password=password)
         set_role(admin, ADMIN)
+        PasswordChangeRequired.set_for(admin, True)  # it was printed in a terminal
         AuditEvent.record(None, "user.create", admin, role=ADMIN, via="runconsole")
-        return f"Log in as 'admin' with password: {password}   (shown once; change it on first use)"
+        return f"Log in as 'admin' with password: {password}   (shown once; the console asks you to change it)"
 
     def start_lab(self, var: Path, env: dict[str, str]) -> list[str]:
         argv = [
@@ -207,7 +242,11 @@ class Command(BaseCommand):
         ]
         for scenario in DEMO_SCENARIOS:
             argv += ["--scenario", scenario]
-        lab = self.spawn("lab", argv, env, stdout=subprocess.PIPE, text=True)
+        lab = self.spawn("lab", argv, env, after_restart=self.read_lab, stdout=subprocess.PIPE, text=True)
+        return self.read_lab(lab)
+
+    def read_lab(self, lab: subprocess.Popen[Any]) -> list[str]:
+        """Register the hosts the lab announces (again after a restart: their ports change)."""
         assert lab.stdout is not None
         hosts = []
         for _ in DEMO_SCENARIOS:
@@ -216,7 +255,7 @@ class Command(BaseCommand):
                 raise CommandError(f"the simulated lab exited with code {lab.wait()} before it was ready")
             announced = json.loads(line)
             hosts.append(self.register(announced))
-            self.backups.extend(self.describe_backup(announced))
+            self.backups.extend(text for text in self.describe_backup(announced) if text not in self.backups)
         return hosts
 
     @staticmethod
@@ -257,18 +296,53 @@ class Command(BaseCommand):
 
     def wait(self) -> None:
         while True:
-            for process in self.children:
-                if process.poll() is not None:
-                    name = " ".join(map(str, list(process.args)[:4]))  # type: ignore[arg-type]
-                    raise CommandError(f"{name} exited with code {process.returncode}")
+            for child in self.children:
+                self.supervise(child)
             time.sleep(0.5)
 
+    def supervise(self, child: Child) -> None:
+        """Restart a child that died, once its back-off has passed; say so in the terminal either way."""
+        now = time.monotonic()
+        if child.process.poll() is None:
+            if now - child.started_at >= STABLE_SECONDS:
+                child.quick_deaths = 0
+            return
+        if child.restart_at is None:
+            delay = child.backoff()
+            child.quick_deaths += 1
+            child.restart_at = now + delay
+            self.stderr.write(
+                f"{child.name} exited with code {child.process.returncode}; starting it again in {delay:.0f} s "
+                f"(its log: {Path(settings.VAR_DIR) / 'log' / (child.name + '.log')})"
+            )
+        elif now >= child.restart_at:
+            child.process = self.launch(child.name, child.argv, child.env, child.options)
+            child.started_at, child.restart_at = time.monotonic(), None
+            self.stdout.write(f"{child.name} restarted (pid {child.process.pid}).")
+            if child.after_restart is not None:
+                try:
+                    child.after_restart(child.process)
+                except CommandError as error:  # it died again at once: the next round backs off further
+                    self.stderr.write(str(error))
+
     def stop_children(self) -> None:
-        for process in reversed(self.children):
+        processes = [child.process for child in reversed(self.children)]
+        for process in processes:
             if process.poll() is None:
                 process.terminate()
-        for process in reversed(self.children):
+        for process in processes:
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def refuse_exposed_database() -> None:
+    """The database holds live session keys: anyone who can read it can log in as anyone."""
+    exposed = exposed_database_files(settings.DATABASES["default"])
+    if exposed:
+        names = " ".join(str(path) for path in exposed)
+        raise CommandError(
+            f"Other users of this machine can read the console's database ({names}): it holds live session keys. "
+            f"Make it private, then start again:\n    chmod 600 {names}\n    chmod 700 {Path(settings.VAR_DIR)}"
+        )
