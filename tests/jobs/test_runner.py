@@ -3,7 +3,6 @@ and who may create which job."""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -16,10 +15,11 @@ from hosts.models import Host
 from hosts.remoting import RemotingError, Secret
 from hosts.remoting.catalog.guardians import ImportPfx
 from jobs.kinds import JobContext, JobFailed, UnknownJobKind, job_kind
-from jobs.models import ACTIVE_STATES, HostLock, Job, JobLogLine, JobState
+from jobs.models import HostLock, Job, JobLogLine, JobState
 from jobs.runner import execute, reap, requeue_forgotten
 from jobs.services import create_job
 from jobs.tasks import refresh_all_inventory
+from tests.plugins.jobs import wait_for_job
 
 HOST_PASSWORD = "Sup3r-Secret-Passw0rd"
 PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
@@ -157,10 +157,7 @@ def test_a_job_whose_task_was_lost_runs_once_the_reaper_sends_it_again(
     forgotten = Job.objects.create(kind="inventory_refresh", enqueued_at=now - timedelta(seconds=301))
     recent = Job.objects.create(kind="inventory_refresh", enqueued_at=now - timedelta(seconds=10))
     assert requeue_forgotten(now) == [forgotten.pk]
-    deadline = time.monotonic() + 20
-    while Job.objects.get(pk=forgotten.pk).state in ACTIVE_STATES and time.monotonic() < deadline:
-        time.sleep(0.05)
-    forgotten.refresh_from_db()
+    wait_for_job(forgotten, timeout=20)
     lines = list(JobLogLine.objects.filter(job=forgotten).values_list("text", flat=True))
     assert forgotten.state == JobState.FAILED, lines
     assert forgotten.error.startswith("No host to refresh")
