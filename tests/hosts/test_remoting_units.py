@@ -16,7 +16,7 @@ from hosts.remoting.connection import normalise_fingerprint
 from hosts.remoting.errors import RemoteCommandError, RemotingError
 from hosts.remoting.keyprotector import read_key_protector
 from hosts.remoting.operation import SWITCH, Cmd, Operation, PipelineResult, quote
-from hypervsim import certs
+from hypervsim import CMDLETS, certs
 from hypervsim.keyprotector import NO_KEY_PROTECTOR, KeyProtector
 
 PASSWORD = "S3cret-Pa55word!"
@@ -70,12 +70,7 @@ def test_hostile_vm_names_stay_single_quoted_literals() -> None:
 
 
 def test_every_catalog_cmdlet_is_implemented_by_the_simulator() -> None:
-    import hypervsim
-
-    cmdlets = getattr(hypervsim, "CMDLETS", None)
-    if cmdlets is None:
-        pytest.skip("hypervsim.CMDLETS is not there yet")
-    assert all_cmdlets() - set(cmdlets) == set()
+    assert all_cmdlets() - set(CMDLETS) == set()
     assert {"Get-VM", "Get-HgsGuardian", "Get-VMKeyProtector"} <= all_cmdlets()
 
 
