@@ -44,7 +44,10 @@ SIGNAL_CTRL_C = "powershell/signal/ctrl_c"
 ANONYMOUS = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
 MAX_OPERATION_TIMEOUT = 600.0
 IDLE_TIMEOUT = 7200.0  # seconds, Windows' default IdleTimeOut: a shell nobody uses is deleted
-OUTPUT_BATCH_WAIT = 0.05  # seconds a Receive lingers for a running command to finish
+# Seconds a Receive that has output lingers for its running command to finish. It ends as soon as the command does,
+# so it costs nothing then; long enough that a pipeline busy on a loaded machine (a test run sharing two cores) still
+# sends its output and end in one reply, as on Windows, instead of one more Receive per pause.
+OUTPUT_BATCH_WAIT = 0.25
 
 TIMED_OUT = 2150858793
 UNKNOWN_SHELL = 2150858843

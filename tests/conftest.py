@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.plugins.sim",  # simulated Hyper-V hosts (hypervsim) over real sockets
     "tests.plugins.hosts",  # registered hosts pointing at simulated hosts
     "tests.plugins.worker",  # a real Celery worker process
+    "tests.plugins.jobs",  # waiting for a job's state or log line: wait_for_job, wait_for_line
     "tests.plugins.browser",  # Chromium through Playwright, and a live console server
 ]
 

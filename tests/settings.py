@@ -16,8 +16,12 @@ os.environ.setdefault(
 os.environ.setdefault("CONSOLE_VAR_DIR", os.path.join(tempfile.gettempdir(), "guardian-console-tests"))
 os.environ.setdefault("CONSOLE_HTTPS", "0")
 # Per test run: Redis channels, Celery queue and cache keys, so concurrent runs on one Redis never cross-talk.
-# Subprocesses (worker, daphne) inherit it through the environment.
-os.environ.setdefault("CONSOLE_REDIS_PREFIX", f"test-{os.getpid()}")
+# Subprocesses (worker, daphne) inherit it through the environment. pytest-xdist's workers inherit the environment
+# of the run that started them too, so each adds its own id (gw0, gw1, ...) and keeps a queue and database of its own.
+_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER")
+_prefix = os.environ.setdefault("CONSOLE_REDIS_PREFIX", f"test-{os.getpid()}")
+if _xdist_worker and not _prefix.endswith(f"-{_xdist_worker}"):
+    os.environ["CONSOLE_REDIS_PREFIX"] = f"{_prefix}-{_xdist_worker}"
 os.makedirs(os.environ["CONSOLE_VAR_DIR"], exist_ok=True)
 
 from console.settings import *  # noqa: E402,F403

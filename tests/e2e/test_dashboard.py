@@ -9,11 +9,7 @@ from typing import Any
 
 import pytest
 
-import hypervsim
 from tests.plugins.browser import ARTIFACTS, login
-
-if not hasattr(hypervsim, "start_host"):  # the simulator lands in parallel; until then this story waits
-    pytest.skip("hypervsim.start_host is not there yet", allow_module_level=True)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -15,6 +15,7 @@ from jobs.kinds import JobContext, job_kind
 from jobs.models import Job, JobLogLine, JobState
 from jobs.services import create_job
 from tests.plugins.browser import login
+from tests.plugins.jobs import wait_for_job
 
 WORKER_JOB_KINDS = True  # the worker process imports this module for the kind below
 
@@ -84,9 +85,7 @@ def test_watching_a_job_through_a_network_drop_shows_every_line_once(
     page.wait_for_function("document.querySelector('.jl-status').textContent.startsWith('reconnecting')")
     dropped = snapshot(page)
     gate.touch()
-    deadline = time.monotonic() + 20
-    while Job.objects.get(pk=job.pk).state != JobState.SUCCEEDED and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_job(job, {JobState.SUCCEEDED}, timeout=20)
     # The page kept retrying while offline and got nothing: every line written meanwhile is still to come.
     wait_until(page, f"s.connects > {dropped['connects']} + 1")
     offline = snapshot(page)
@@ -153,9 +152,7 @@ def test_the_job_list_badge_follows_the_job_live(
     login(page, live_console, operator)
     gate = tmp_path / "gate"
     job = create_job(operator, "test_stream", params={"gate": str(gate)})
-    deadline = time.monotonic() + 20
-    while Job.objects.get(pk=job.pk).state != JobState.RUNNING and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_job(job, {JobState.RUNNING}, timeout=20)
     page.goto(f"{live_console.url}/jobs/")
     badge = page.locator(f'[data-job-state="{job.pk}"]')
     assert badge.inner_text() == "running"

@@ -8,15 +8,11 @@ from typing import Any
 import pytest
 from django.test import Client
 
-import hypervsim
 from hosts.inventory.analysis import Inventory
 from hosts.inventory.models import Certificate, Guardian, HostInventory, VirtualMachine
 from hosts.inventory.refresh import refresh_host, refresh_hosts
 from hosts.remoting import open_session
 from hypervsim.keyprotector import KeyProtector
-
-if not hasattr(hypervsim, "start_host"):  # the simulator lands in parallel; until then these stories wait
-    pytest.skip("hypervsim.start_host is not there yet", allow_module_level=True)
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.django_db]
 

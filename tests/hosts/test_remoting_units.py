@@ -70,7 +70,7 @@ def test_hostile_vm_names_stay_single_quoted_literals() -> None:
 
 
 def test_every_catalog_cmdlet_is_implemented_by_the_simulator() -> None:
-    assert all_cmdlets() - CMDLETS == set()
+    assert all_cmdlets() - set(CMDLETS) == set()
     assert {"Get-VM", "Get-HgsGuardian", "Get-VMKeyProtector"} <= all_cmdlets()
 
 

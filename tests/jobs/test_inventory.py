@@ -13,6 +13,7 @@ from hosts.remoting.catalog import vms as vm_catalog
 from jobs.kinds import JobContext, job_kind
 from jobs.models import Job, JobLogLine, JobState
 from jobs.services import cancel_job, create_job
+from tests.plugins.jobs import wait_for_job, wait_for_line
 
 WORKER_JOB_KINDS = True  # the worker process imports this module for the kinds below
 
@@ -39,16 +40,6 @@ def read_vm(ctx: JobContext) -> str:
     return f"{ctx.params['vm']} is {vm.state if vm else 'missing'}"
 
 
-def wait_state(job: Job, states: set[str], timeout: float = 30) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job.refresh_from_db()
-        if job.state in states:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job.pk} stayed {job.state}, expected {states}; log:\n{log_of(job)[-2000:]}")
-
-
 def log_of(job: Job) -> str:
     return "\n".join(JobLogLine.objects.filter(job=job).order_by("seq").values_list("text", flat=True))
 
@@ -58,7 +49,7 @@ def test_inventory_refresh_job_reads_two_hosts(
 ) -> None:
     hosts = [registered_host(sim_host("healthy")), registered_host(sim_host("fresh"))]
     job = create_job(operator, "inventory_refresh", hosts=hosts)
-    wait_state(job, {JobState.SUCCEEDED, JobState.FAILED})
+    wait_for_job(job)
     assert job.state == JobState.SUCCEEDED, job.error
     assert job.summary == "Refreshed 2 of 2 hosts"
     for host in hosts:
@@ -76,7 +67,7 @@ def test_refresh_of_an_unreachable_host_fails_with_a_clear_message(
     host = registered_host(sim)
     sim.down()
     job = create_job(operator, "inventory_refresh", hosts=[host])
-    wait_state(job, {JobState.SUCCEEDED, JobState.FAILED})
+    wait_for_job(job)
     assert job.state == JobState.FAILED
     assert job.error.startswith("Could not refresh HV01")
     assert "HV01:" in log_of(job) and "stale" in log_of(job)
@@ -88,7 +79,7 @@ def test_after_a_job_the_touched_host_inventory_is_refreshed(
 ) -> None:
     host = registered_host(sim_host("healthy"))
     job = create_job(operator, "test_read_vm", hosts=[host], params={"vm": "Win11-A"})
-    wait_state(job, {JobState.SUCCEEDED, JobState.FAILED})
+    wait_for_job(job)
     assert job.state == JobState.SUCCEEDED, job.error
     assert job.summary == "Win11-A is Running"
     assert "Refreshing the inventory of HV01" in log_of(job)
@@ -102,13 +93,11 @@ def test_cancel_stops_the_powershell_pipeline_on_the_host(
     host = registered_host(sim)
     sim.faults.slow_cmdlet = ("Get-VMHost", 30)
     job = create_job(operator, "test_read_vm_host", hosts=[host])
-    deadline = time.monotonic() + 20
-    while "asking the host" not in log_of(job) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_line(job, "asking the host")
     time.sleep(0.5)  # the Get-VMHost pipeline is now running on the host
     cancelled_at = time.monotonic()
     cancel_job(job, operator)
-    wait_state(job, {JobState.CANCELLED, JobState.FAILED, JobState.SUCCEEDED}, timeout=15)
+    wait_for_job(job, timeout=15)
     assert job.state == JobState.CANCELLED, job.error
     assert time.monotonic() - cancelled_at < 10  # not the 30 s the cmdlet would have taken
     assert any(entry["cmdlet"] == "Get-VMHost" and entry["outcome"] == "stopped" for entry in sim.command_log)
@@ -116,5 +105,5 @@ def test_cancel_stops_the_powershell_pipeline_on_the_host(
     # The inventory is refreshed by a job of its own, so the cancel did not wait for it.
     follow_up = Job.objects.get(kind="inventory_refresh", params__after_job=job.pk)
     assert f"is refreshed by job #{follow_up.pk}" in log_of(job)
-    wait_state(follow_up, {JobState.SUCCEEDED, JobState.FAILED})
+    wait_for_job(follow_up)
     assert follow_up.state == JobState.SUCCEEDED, follow_up.error

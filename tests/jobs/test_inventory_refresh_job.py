@@ -3,7 +3,6 @@ real worker and open its page, instead of reading the hosts inside the web reque
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -12,18 +11,9 @@ from django.test import Client
 from hosts.inventory.models import HostInventory, VirtualMachine
 from jobs.inventory import INVENTORY_REFRESH
 from jobs.models import Job, JobLogLine, JobState
+from tests.plugins.jobs import wait_for_job
 
 pytestmark = [pytest.mark.worker, pytest.mark.timeout(90)]
-
-
-def wait_finished(job: Job, timeout: float = 30) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job.refresh_from_db()
-        if job.state in {JobState.SUCCEEDED, JobState.FAILED}:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job.pk} stayed {job.state}")
 
 
 def job_of(response: Any) -> Job:
@@ -43,7 +33,7 @@ def test_the_host_refresh_button_runs_a_job_and_opens_its_page(
     job = job_of(client.post(f"/hosts/{host.pk}/refresh/"))
 
     assert job.kind == INVENTORY_REFRESH and list(job.hosts.all()) == [host] and job.requested_by == operator
-    assert wait_finished(job).state == JobState.SUCCEEDED, job.error
+    assert wait_for_job(job).state == JobState.SUCCEEDED, job.error
     assert VirtualMachine.objects.filter(host=host).count() == 4
     page = client.get(f"/jobs/{job.pk}/")
     assert page.status_code == 200 and b"HV01" in page.content
@@ -61,7 +51,7 @@ def test_refresh_all_hosts_is_one_job_and_an_unreachable_host_is_marked_stale(
     job = job_of(client.post("/hosts/refresh/"))
 
     assert sorted(h.name for h in job.hosts.all()) == ["HV01", "HV02"]
-    assert wait_finished(job).state == JobState.SUCCEEDED
+    assert wait_for_job(job).state == JobState.SUCCEEDED
     assert job.summary == "Refreshed 1 of 2 hosts; unreachable: HV02"
     assert HostInventory.objects.get(host=hosts[1]).stale and not HostInventory.objects.get(host=hosts[0]).stale
     log = "\n".join(JobLogLine.objects.filter(job=job).values_list("text", flat=True))

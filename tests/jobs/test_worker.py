@@ -12,9 +12,10 @@ import pytest
 
 from hosts.models import Host
 from jobs.kinds import JobContext, JobFailed, job_kind
-from jobs.models import TERMINAL_STATES, HostLock, Job, JobLogLine, JobState, JobStep
+from jobs.models import HostLock, Job, JobLogLine, JobState, JobStep
 from jobs.services import cancel_job, create_job
 from jobs.tasks import run_job
+from tests.plugins.jobs import wait_for_job, wait_for_line
 
 WORKER_JOB_KINDS = True  # the worker process imports this module, so it knows the test-only kinds below
 
@@ -68,25 +69,6 @@ def crash(ctx: JobContext) -> str:
     raise RuntimeError(f"boom in /work/main/.venv/lib/python3.11/site-packages/x/y.py using {ctx.host.get_password()}")
 
 
-def wait_state(job: Job, states: set[str], timeout: float = 20) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job.refresh_from_db()
-        if job.state in states:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job.pk} stayed {job.state} ({job.waiting_for}), expected {states}")
-
-
-def wait_line(job: Job, text: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if JobLogLine.objects.filter(job=job, text=text).exists():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"job {job.pk} never logged {text!r}")
-
-
 def texts(job: Job) -> list[str]:
     return list(JobLogLine.objects.filter(job=job).order_by("seq").values_list("text", flat=True))
 
@@ -101,7 +83,7 @@ def hv01(db: None) -> Host:
 
 def test_worker_runs_a_job_and_saves_every_line_in_order(celery_worker_process: Any, operator: Any) -> None:
     job = create_job(operator, "test_count", params={"lines": 500})
-    wait_state(job, {JobState.SUCCEEDED, JobState.FAILED})
+    wait_for_job(job)
     assert job.state == JobState.SUCCEEDED, job.error
     rows = list(JobLogLine.objects.filter(job=job).order_by("seq").values_list("seq", "text"))
     assert [seq for seq, _ in rows] == list(range(1, len(rows) + 1))
@@ -115,13 +97,13 @@ def test_two_jobs_on_one_host_run_one_after_the_other(
 ) -> None:
     gate = tmp_path / "first-may-end"
     first = create_job(operator, "test_hold", hosts=[hv01], params={"gate": str(gate)})
-    wait_line(first, "holding")
+    wait_for_line(first, "holding")
     second = create_job(operator, "test_hold", hosts=[hv01])
-    wait_state(second, {JobState.WAITING})
+    wait_for_job(second, {JobState.WAITING})
     assert second.waiting_for == "HV01"
     assert HostLock.objects.get(host=hv01).job_id == first.pk
     gate.touch()
-    wait_state(second, {JobState.SUCCEEDED})
+    wait_for_job(second, {JobState.SUCCEEDED})
     first.refresh_from_db()
     assert first.state == JobState.SUCCEEDED
     assert second.started_at is not None and first.finished_at is not None
@@ -134,12 +116,12 @@ def test_a_waiting_job_cancelled_never_runs(
 ) -> None:
     gate = tmp_path / "gate"
     first = create_job(operator, "test_hold", hosts=[hv01], params={"gate": str(gate)})
-    wait_line(first, "holding")
+    wait_for_line(first, "holding")
     second = create_job(operator, "test_hold", hosts=[hv01])
-    wait_state(second, {JobState.WAITING})
+    wait_for_job(second, {JobState.WAITING})
     cancel_job(second, operator)
     gate.touch()
-    wait_state(first, {JobState.SUCCEEDED})
+    wait_for_job(first, {JobState.SUCCEEDED})
     time.sleep(0.5)  # give a wrongly woken second job the chance to run
     second.refresh_from_db()
     assert second.state == JobState.CANCELLED and second.started_at is None
@@ -150,9 +132,9 @@ def test_cancelling_a_running_job_stops_at_the_next_step_and_says_what_was_done(
     celery_worker_process: Any, operator: Any, hv01: Host, tmp_path: Path
 ) -> None:
     job = create_job(operator, "test_hold", hosts=[hv01], params={"gate": str(tmp_path / "never")})
-    wait_line(job, "holding")
+    wait_for_line(job, "holding")
     cancel_job(job, operator)
-    wait_state(job, {JobState.CANCELLED, JobState.FAILED, JobState.SUCCEEDED}, timeout=10)
+    wait_for_job(job, timeout=10)
     assert job.state == JobState.CANCELLED
     assert job.summary == "Cancelled by otto; done before the cancel: Prepare."
     assert job.results["steps_done_before_cancel"] == ["Prepare"]
@@ -164,7 +146,7 @@ def test_an_unexpected_error_ends_the_job_errored_with_a_clean_message_and_no_se
     celery_worker_process: Any, operator: Any, hv01: Host
 ) -> None:
     job = create_job(operator, "test_crash", hosts=[hv01])
-    wait_state(job, set(TERMINAL_STATES))
+    wait_for_job(job)
     assert job.state == JobState.ERRORED
     assert job.error.startswith("Unexpected error (RuntimeError): boom in [path] using ********")
     stored = "\n".join(texts(job)) + job.error + job.summary
@@ -175,7 +157,7 @@ def test_an_unexpected_error_ends_the_job_errored_with_a_clean_message_and_no_se
 
 def test_a_job_failure_keeps_its_message(celery_worker_process: Any, operator: Any, hv01: Host) -> None:
     job = create_job(operator, "test_crash", hosts=[hv01], params={"clean": True})
-    wait_state(job, set(TERMINAL_STATES))
+    wait_for_job(job)
     assert job.state == JobState.FAILED
     assert job.error == "The guardian has no private key: escrow it first."
 
@@ -184,16 +166,16 @@ def test_a_killed_worker_leaves_a_lost_job_and_a_free_host(
     celery_worker_process: Any, operator: Any, hv01: Host, tmp_path: Path
 ) -> None:
     job = create_job(operator, "test_hold", hosts=[hv01], params={"gate": str(tmp_path / "never")})
-    wait_line(job, "holding")
+    wait_for_line(job, "holding")
     celery_worker_process.kill()
     killed_at = time.monotonic()
     next_job = create_job(operator, "test_hold", hosts=[hv01])  # queued until some worker runs again
     celery_worker_process.pool.ensure()  # a new worker: reaps at start and every second
-    wait_state(job, {JobState.LOST}, timeout=60)
+    wait_for_job(job, {JobState.LOST}, timeout=60)
     assert time.monotonic() - killed_at < 60
     assert "The worker running this job stopped" in job.error
     assert texts(job)[-1] == job.error  # the explanation is the log's last line
-    wait_state(next_job, {JobState.SUCCEEDED}, timeout=20)  # the lock was released
+    wait_for_job(next_job, {JobState.SUCCEEDED}, timeout=20)  # the lock was released
     assert not HostLock.objects.exists()
 
 
@@ -213,17 +195,17 @@ def test_a_worker_with_every_slot_busy_still_marks_a_dead_workers_job_lost(
         holders.append(create_job(operator, "test_hold", hosts=[host], params={"gate": str(gate)}))
     try:
         for job in holders:
-            wait_line(job, "holding")
+            wait_for_line(job, "holding")
         stale = timezone.now() - timedelta(seconds=30)
         orphan = Job.objects.create(
             kind="test_hold", state=JobState.RUNNING, runner="another-machine:4242:gone", heartbeat_at=stale
         )
-        wait_state(orphan, {JobState.LOST}, timeout=10)  # no free slot was needed to reap it
+        wait_for_job(orphan, {JobState.LOST}, timeout=10)  # no free slot was needed to reap it
         assert "The worker running this job stopped" in orphan.error
     finally:
         gate.touch()
     for job in holders:
-        wait_state(job, {JobState.SUCCEEDED})
+        wait_for_job(job, {JobState.SUCCEEDED})
 
 
 @pytest.mark.parametrize("killed", ["after the destructive step", "inside the destructive step"])
@@ -236,14 +218,14 @@ def test_a_redelivered_task_never_repeats_a_destructive_step(
     if killed == "inside the destructive step":
         params["gate_inside"] = str(gate_inside)
     job = create_job(operator, "test_hold", hosts=[hv01], params=params)
-    wait_line(job, "▶ Change the host" if "inside" in killed else "holding")
+    wait_for_line(job, "▶ Change the host" if "inside" in killed else "holding")
     celery_worker_process.kill()
     gate.touch()
     gate_inside.touch()
     # The broker hands the unacknowledged task to another worker: same message, same job.
     celery_worker_process.pool.start_another(CONSOLE_JOBS_LOST_AFTER_SECONDS="60")
     run_job.delay(job.pk)
-    wait_state(job, {JobState.SUCCEEDED, JobState.FAILED}, timeout=30)
+    wait_for_job(job, timeout=30)
     log = texts(job)
     assert any("another worker resumes it" in line for line in log)
     if killed == "after the destructive step":

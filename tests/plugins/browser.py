@@ -1,14 +1,17 @@
-"""Fixtures: a headless Chromium page through Playwright's sync API, and logging in through the real login form.
+"""Fixtures: Chromium pages through Playwright's sync API, and logging in through the real login form.
 
-Browser tests must be plain (sync) test functions: Playwright's sync API cannot run inside a running event loop.
-On failure a screenshot of the page is saved under test-artifacts/.
+One Playwright driver and one headless Chromium serve the whole test session; each test gets a fresh browser context
+(cookies, storage, offline switch) and page. Browser tests must be plain (sync) test functions: Playwright's sync API
+cannot run inside a running event loop. On failure a screenshot of the page is saved under test-artifacts/.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Generator, Iterator
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,34 +39,72 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture
-def browser_page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A fresh Chromium context and page for one test (10 s default timeout)."""
+@dataclass
+class Chromium:
+    """The session's Playwright driver and browser.
+
+    Between its calls Playwright's sync API leaves its event loop marked as running in this thread, and resumes that
+    loop on the next call. Left marked for the whole session, it would make every later async test refuse to start
+    its own loop and Django refuse the sync database calls of every later test; so the loop is marked only while a
+    browser test runs."""
+
+    playwright: Any
+    loop: asyncio.AbstractEventLoop
+    browser: Any = None
+
+    def enter_test(self) -> None:
+        asyncio._set_running_loop(self.loop)
+
+    def leave_test(self) -> None:
+        asyncio._set_running_loop(None)
+
+
+@pytest.fixture(scope="session")
+def _chromium() -> Iterator[Chromium]:
+    """Started by the first browser test of the session, stopped at its end."""
     from playwright.sync_api import sync_playwright
 
-    # Between its calls Playwright's sync API marks its event loop as running in this thread, so Django would refuse
-    # the test's own (synchronous, same-thread) database calls. They are safe here; allow them for this test only.
+    playwright = sync_playwright().start()
+    chromium = Chromium(playwright, asyncio.get_running_loop())
+    try:
+        chromium.browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        chromium.leave_test()
+        yield chromium
+        chromium.enter_test()
+        chromium.browser.close()
+    finally:
+        playwright.stop()  # its loop stops running, and is closed
+
+
+@pytest.fixture
+def browser_page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, _chromium: Chromium) -> Iterator[Any]:
+    """A fresh browser context and page of the session's Chromium for one test (10 s default timeout)."""
+    # While Playwright's loop is marked as running, Django would refuse the test's own (synchronous, same-thread)
+    # database calls. They are safe here; allow them for this test only.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        # wait_for_function and evaluate compile the test's strings inside the page, which the console's
-        # Content-Security-Policy (no eval) refuses: the page bypasses the policy unless the test is marked
-        # `enforce_csp` (and then keeps to locators and clicks, as tests/e2e/test_content_security_policy.py does).
-        bypass_csp = request.node.get_closest_marker("enforce_csp") is None
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp)
+    _chromium.enter_test()
+    # wait_for_function and evaluate compile the test's strings inside the page, which the console's
+    # Content-Security-Policy (no eval) refuses: the page bypasses the policy unless the test is marked
+    # `enforce_csp` (and then keeps to locators and clicks, as tests/e2e/test_content_security_policy.py does).
+    bypass_csp = request.node.get_closest_marker("enforce_csp") is None
+    context = _chromium.browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp)
+    try:
         page = context.new_page()
         page.set_default_timeout(10_000)
-        try:
-            yield page
-        finally:
-            report = getattr(request.node, "report_call", None)
-            if report is not None and report.failed:
-                ARTIFACTS.mkdir(exist_ok=True)
-                name = re.sub(r"[^\w.-]+", "_", request.node.nodeid)[-150:]
-                with suppress(Exception):  # a crashed page has nothing to show
-                    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-            context.close()
-            browser.close()
+        yield page
+        save_screenshot_if_failed(request, page)
+    finally:
+        context.close()
+        _chromium.leave_test()
+
+
+def save_screenshot_if_failed(request: pytest.FixtureRequest, page: Any) -> None:
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        name = re.sub(r"[^\w.-]+", "_", request.node.nodeid)[-150:]
+        with suppress(Exception):  # a crashed page has nothing to show
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def login(page: Any, live_console: Any, user: Any, password: str = PASSWORD) -> None:

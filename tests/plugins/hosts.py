@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hosts.models import DEFAULT_CONFIGURATION, CertCheck, Host
+from hosts.models import CertCheck, Host
 
 
 def host_for(sim: Any, name: str | None = None, **overrides: Any) -> Host:
@@ -48,8 +48,7 @@ def host_for_spec(spec: Any, name: str | None = None, **overrides: Any) -> Host:
         "fingerprint_sha256": spec.fingerprint_sha256,
         "username": spec.username,
         "password": spec.password,
-        # Older ConnectionSpecs have no endpoint name: they connect to the default one.
-        "configuration_name": getattr(spec, "configuration_name", DEFAULT_CONFIGURATION),
+        "configuration_name": spec.configuration_name,
     }
     fields.update(overrides)
     password = fields.pop("password")

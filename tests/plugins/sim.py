@@ -10,6 +10,7 @@ def test_y(sim_lab):
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,16 @@ def sim_run(pool: RunspacePool, *statements: tuple[str, dict[str, Any]]) -> Powe
             ps.add_parameter(key, value)
     ps.invoke()
     return ps
+
+
+def wait_for_command(h: SimHost, cmdlet: str, timeout: float = 5) -> dict[str, Any]:
+    """The host's command log entry for `cmdlet`, once it has one: a client that got an error early (a refused
+    Receive, a dropped connection) may hear of it before the host has finished the command."""
+    deadline = time.monotonic() + timeout
+    while not (entries := [entry for entry in h.command_log if entry["cmdlet"] == cmdlet]):
+        assert time.monotonic() < deadline, f"{h.name} never ran {cmdlet}: {h.command_log}"
+        time.sleep(0.02)
+    return entries[-1]
 
 
 @pytest.fixture

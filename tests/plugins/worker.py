@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -121,9 +120,8 @@ class ConsoleProcess:
 
 
 class WorkerProcess(ConsoleProcess):
-    """`celery -A console worker` (threads pool). Beat runs as its own process, as in production: an embedded beat
-    is a forked child that survives a SIGKILL of the worker and keeps the dead worker's Redis socket, which then
-    swallows the next task."""
+    """`celery -A console worker` (threads pool), which also reaps lost jobs on a thread of its own (jobs/tasks.py).
+    No beat runs in the tests: its one schedule, the inventory refresh every 15 minutes, is never due during a test."""
 
     def wait_ready(self, timeout: float = 60) -> None:
         wait_for(lambda: " ready." in self.output() or not self.alive(), timeout, "worker start", self.log_path)
@@ -137,28 +135,7 @@ def kind_modules(session: pytest.Session) -> str:
     return ",".join(sorted(m.__name__ for m in modules if m is not None and getattr(m, "WORKER_JOB_KINDS", False)))
 
 
-def start_beat(workdir: Path) -> ConsoleProcess:
-    """`celery -A console beat`: sends the reaper every second (WORKER_TIMINGS) to whichever worker is alive."""
-    beat = ConsoleProcess(
-        name="beat",
-        args=[
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "console",
-            "beat",
-            f"--schedule={workdir / 'beat-schedule'}",
-            "--loglevel=INFO",
-        ],
-        env=console_env(**WORKER_TIMINGS),
-        log_path=ARTIFACTS / "logs" / f"beat-{os.getpid()}.log",
-    )
-    beat.start()
-    return beat
-
-
-def start_worker(session: pytest.Session, workdir: Path, **env: str) -> WorkerProcess:
+def start_worker(session: pytest.Session, **env: str) -> WorkerProcess:
     """Start a worker; `env` overrides the short test timings (e.g. CONSOLE_JOBS_LOST_AFTER_SECONDS)."""
     name = f"w{time.monotonic_ns()}"
     worker = WorkerProcess(
@@ -192,20 +169,16 @@ class WorkerPool:
 
     def __init__(self, session: pytest.Session) -> None:
         self.session = session
-        self.workdir = Path(tempfile.mkdtemp(prefix="console-workers-"))
         self.current: WorkerProcess | None = None
         self.extra: list[WorkerProcess] = []
-        self.beat: ConsoleProcess | None = None
 
     def ensure(self) -> WorkerProcess:
-        if self.beat is None or not self.beat.alive():
-            self.beat = start_beat(self.workdir)
         if self.current is None or not self.current.alive():
-            self.current = start_worker(self.session, self.workdir)
+            self.current = start_worker(self.session)
         return self.current
 
     def start_another(self, **env: str) -> WorkerProcess:
-        worker = start_worker(self.session, self.workdir, **env)
+        worker = start_worker(self.session, **env)
         self.extra.append(worker)
         return worker
 
@@ -216,9 +189,8 @@ class WorkerPool:
 
     def stop_all(self) -> None:
         self.stop_extra()
-        for process in (self.current, self.beat):
-            if process is not None:
-                process.stop()
+        if self.current is not None:
+            self.current.stop()
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from hypervsim import SimHost, start_host
 from tests.plugins.sim import sim_run as run
 from tests.plugins.sim import sim_wsman as wsman
+from tests.plugins.sim import wait_for_command
 
 
 def host_name_from(h: SimHost) -> str:
@@ -104,8 +105,9 @@ def test_unauthorized_after_one_more_request_lets_the_command_run_but_refuses_it
     h.faults.unauthorized_after = 1
     with pytest.raises(AuthenticationError):
         run(pool, ("Start-VM", {"Name": "Win11-B"}))
+    assert wait_for_command(h, "Start-VM")["outcome"] == "ok"
+    assert [e["cmdlet"] for e in h.command_log][-1] == "Start-VM"
     assert h.model.vm("Win11-B").state == "Running"
-    assert [(e["cmdlet"], e["outcome"]) for e in h.command_log][-1] == ("Start-VM", "ok")
     with pytest.raises(AuthenticationError):
         RunspacePool(wsman(h)).open()  # and every request after it
     h.faults.clear()

@@ -11,8 +11,8 @@ from django.test import Client
 from hosts.inventory.refresh import refresh_host
 from hosts.vault.models import EscrowedPair
 from jobs.models import Job, JobState
+from tests.plugins.jobs import wait_for_job
 from tests.plugins.users import client_for
-from tests.workflows.test_reset_worker import finished
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_both_unseal_choices_move_healthy_vms_to_a_fresh_host_from_the_wizard(
         assert 'id="migrate-submit"' in preview, preview
         response = client.post("/jobs/new/migrate/", wizard(lab, vm, unseal))
         assert response.status_code == 302, response.content.decode()
-        job = finished(Job.objects.get(pk=int(response["Location"].strip("/").split("/")[-1])))
+        job = wait_for_job(Job.objects.get(pk=int(response["Location"].strip("/").split("/")[-1])))
         assert job.state == JobState.SUCCEEDED, job.error
         assert lab.target.model.vm(vm).state == "Running", vm
         assert lab.source.model.vm(vm).state == "Off"

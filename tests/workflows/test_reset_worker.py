@@ -3,7 +3,6 @@ simulated hosts; no password or private key in any log line, result, page or aud
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -13,23 +12,12 @@ from hosts.vault.models import EscrowedPair
 from jobs.models import Job, JobLogLine, JobState
 from jobs.services import create_job, rerun_preflight_url
 from tests.hosts.test_vault_support import assert_no_secret
+from tests.plugins.jobs import wait_for_job
 from tests.plugins.users import client_for
 from tests.workflows.test_reset import lose_signing_key_but_keep_an_older_pair
 from tests.workflows.test_restore_worker import everything_shown
-from tests.workflows.test_restore_worker import finished as state_final
 
 pytestmark = pytest.mark.worker
-
-
-def finished(job: Job, timeout: float = 60) -> Job:
-    """The job once the worker is done with it: final state and its closing audit event written (the worker writes
-    that event just after the state; a test ending in between would race it against the database flush)."""
-    job = state_final(job, timeout)
-    deadline = time.monotonic() + 10
-    while not AuditEvent.objects.filter(action=f"job.{job.state}", object_id=str(job.pk)).exists():
-        assert time.monotonic() < deadline, f"no job.{job.state} audit event for job {job.pk}"
-        time.sleep(0.05)
-    return job
 
 
 def log_of(job: Job) -> str:
@@ -47,6 +35,8 @@ def pages_of(user: Any, job: Job) -> str:
 
 
 def assert_nothing_secret(user: Any, job: Job, *secrets: str) -> None:
+    # The worker writes the job's closing audit event with its final state, so the audit trail read here is complete.
+    assert AuditEvent.objects.filter(action=f"job.{job.state}", object_id=str(job.pk)).exists()
     shown = everything_shown(job) + pages_of(user, job)
     for secret in (*secrets, "PRIVATE KEY"):
         assert_no_secret(secret, shown)
@@ -58,7 +48,8 @@ def test_reset_job_and_its_undo_on_the_deleted_certs_host(
     sim = sim_host("deleted-certs")
     host = registered_host(sim)
     before = sim.model.guardian("UntrustedGuardian").signing.thumbprint
-    reset = finished(create_job(admin, "reset_guardian", hosts=[host], params={"guardian_name": "UntrustedGuardian"}))
+    params = {"guardian_name": "UntrustedGuardian"}
+    reset = wait_for_job(create_job(admin, "reset_guardian", hosts=[host], params=params))
     assert reset.state == JobState.SUCCEEDED, reset.error
     assert sim.model.guardian("UntrustedGuardian") is None and "TPM changes work again" in reset.summary
     assert reset.results["removed_guardian"]["signing_thumbprint"] == before
@@ -66,7 +57,7 @@ def test_reset_job_and_its_undo_on_the_deleted_certs_host(
     assert AuditEvent.objects.get(action="guardian.reset").detail["signing_thumbprint"] == before
     logged = log_of(reset)  # what the plan and the kind log through their loggers lands in the job's log
     assert "is sealed to it: NOT escrowed anywhere" in logged and "To undo: /jobs/new/" in logged
-    undo = finished(create_job(admin, "undo_guardian_reset", hosts=[host], params={"reset_job": reset.pk}))
+    undo = wait_for_job(create_job(admin, "undo_guardian_reset", hosts=[host], params={"reset_job": reset.pk}))
     assert undo.state == JobState.SUCCEEDED, undo.error
     assert sim.model.guardian("UntrustedGuardian").signing.thumbprint == before
     assert AuditEvent.objects.filter(action="guardian.reset_undone", username=admin.username).exists()
@@ -83,7 +74,7 @@ def test_reset_job_escrows_first_and_keeps_the_pfx_password_secret(
     sim = sim_host("healthy")
     lose_signing_key_but_keep_an_older_pair(sim)
     host = registered_host(sim)
-    job = finished(create_job(admin, "reset_guardian", hosts=[host]))
+    job = wait_for_job(create_job(admin, "reset_guardian", hosts=[host]))
     assert job.state == JobState.SUCCEEDED, job.error
     pair = EscrowedPair.objects.get()
     assert_nothing_secret(admin, job, pair.open()[2], sim.password)
@@ -95,7 +86,7 @@ def test_vtpm_job_turns_the_tpm_off_after_removing_a_saved_state(
     sim = sim_host("healthy")
     host = registered_host(sim)
     params = {"action": "disable", "confirmed": ["Win11-B", "Win11-C"], "remove_saved_state": ["Win11-C"]}
-    job = finished(create_job(admin, "vtpm", hosts=[host], vms=["Win11-B", "Win11-C"], params=params))
+    job = wait_for_job(create_job(admin, "vtpm", hosts=[host], vms=["Win11-B", "Win11-C"], params=params))
     assert job.state == JobState.SUCCEEDED, job.error
     assert not sim.model.vm("Win11-B").tpm_enabled and not sim.model.vm("Win11-C").tpm_enabled
     assert sim.model.vm("Win11-C").state == "Off"
@@ -110,7 +101,7 @@ def test_migration_job_carries_the_owner_and_runs_the_vm_on_the_target(
     lab = sim_lab(scenarios=["migration"])
     source, target = (registered_host(h) for h in lab.hosts)
     params = {"method": "export", "unseal": "carry", "start": True, "source_after": "off"}
-    job = finished(create_job(operator, "migrate_vm", hosts=[source, target], vms=["Win11-B"], params=params))
+    job = wait_for_job(create_job(operator, "migrate_vm", hosts=[source, target], vms=["Win11-B"], params=params))
     assert job.state == JobState.SUCCEEDED, job.error
     assert lab.hosts[1].model.vm("Win11-B").state == "Running"
     pair = EscrowedPair.objects.get()
@@ -124,7 +115,7 @@ def test_migration_job_with_the_target_down_changes_nothing(
     lab = sim_lab(scenarios=["migration"])
     source, target = (registered_host(h) for h in lab.hosts)
     lab.hosts[1].down()
-    job = finished(create_job(operator, "migrate_vm", hosts=[source, target], vms=["Win11-B"], params={}))
+    job = wait_for_job(create_job(operator, "migrate_vm", hosts=[source, target], vms=["Win11-B"], params={}))
     lab.hosts[1].up()
     assert job.state == JobState.FAILED
     assert "Nothing was changed" in job.error and "HV02" in job.error

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -14,19 +13,10 @@ from hypervsim.scenarios import previous_guardian_backup
 from jobs.models import Job, JobLogLine, JobState
 from jobs.services import create_job
 from tests.hosts.test_vault_support import assert_no_secret, temp_pfx_left
+from tests.plugins.jobs import wait_for_job
 from tests.plugins.users import client_for
 
 pytestmark = pytest.mark.worker
-
-
-def finished(job: Job, timeout: float = 60) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job.refresh_from_db()
-        if job.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job.pk} stayed {job.state}")
 
 
 def everything_shown(job: Job) -> str:
@@ -42,7 +32,7 @@ def test_restore_job_brings_the_vm_back_after_reinstall(
     host = registered_host(sim)
     signing, encryption, password = previous_guardian_backup(sim)
     store_pair(signing, encryption, password, user=operator, origin="upload", allow_expired=True)
-    job = finished(create_job(operator, "restore_vm", hosts=[host], vms=["Win11-A"]))
+    job = wait_for_job(create_job(operator, "restore_vm", hosts=[host], vms=["Win11-A"]))
     assert job.state == JobState.SUCCEEDED, job.error
     assert sim.model.vm("Win11-A").state == "Running"
     assert temp_pfx_left(sim) == []
@@ -68,7 +58,7 @@ def test_escrow_job_puts_the_healthy_guardian_in_the_vault(
         "encryption_thumbprint": guardian.encryption.thumbprint,
         "guardian_name": "UntrustedGuardian",
     }
-    job = finished(create_job(operator, "escrow_guardian", hosts=[host], params=params))
+    job = wait_for_job(create_job(operator, "escrow_guardian", hosts=[host], params=params))
     assert job.state == JobState.SUCCEEDED, job.error
     pair = EscrowedPair.objects.get()
     assert job.results["vault_entry"] == pair.pk and temp_pfx_left(sim) == []
@@ -86,7 +76,7 @@ def test_escrow_job_fails_clearly_when_the_keys_are_gone(
         "signing_thumbprint": guardian.signing.thumbprint,
         "encryption_thumbprint": guardian.encryption.thumbprint,
     }
-    job = finished(create_job(operator, "escrow_guardian", hosts=[host], params=params))
+    job = wait_for_job(create_job(operator, "escrow_guardian", hosts=[host], params=params))
     assert job.state == JobState.FAILED
     assert "cannot be escrowed" in job.error and EscrowedPair.objects.count() == 0
 
@@ -99,12 +89,12 @@ def test_import_job_cut_off_mid_way_fails_clearly_and_a_second_run_finishes(
     signing, encryption, password = previous_guardian_backup(sim)
     pair = store_pair(signing, encryption, password, user=operator, origin="upload", allow_expired=True).pair
     sim.faults.drop_on_cmdlet = "Import-PfxCertificate"
-    job = finished(create_job(operator, "import_guardian", hosts=[host], params={"vault_entry": pair.pk}))
+    job = wait_for_job(create_job(operator, "import_guardian", hosts=[host], params={"vault_entry": pair.pk}))
     assert job.state == JobState.FAILED
     assert "Run the import again" in job.error and "vault entry is unchanged" in job.error
     assert temp_pfx_left(sim) == [] and EscrowedPair.objects.get().open()[2] == password
     sim.faults.clear()
-    again = finished(create_job(operator, "import_guardian", hosts=[host], params={"vault_entry": pair.pk}))
+    again = wait_for_job(create_job(operator, "import_guardian", hosts=[host], params={"vault_entry": pair.pk}))
     assert again.state == JobState.SUCCEEDED, again.error
     assert sim.model.guardian(again.results["guardian_name"]) is not None
     assert_no_secret(password, everything_shown(job), everything_shown(again))
