@@ -149,10 +149,6 @@ class OpenIDConnectBackend(OIDCAuthenticationBackend):
         return user
 
 
-class SignInView(OIDCAuthenticationRequestView):
-    """Sends the browser to the provider, with a fresh state, nonce and PKCE challenge kept in this session."""
-
-
 class CallbackView(OIDCAuthenticationCallbackView):
     """The provider sends the browser back here. Whatever goes wrong ends on the login page saying why, audited."""
 
@@ -193,8 +189,9 @@ def sso_off(request: HttpRequest) -> HttpResponse:
 @login_not_required
 @require_GET
 def oidc_sign_in(request: HttpRequest) -> HttpResponse:
-    """The login page's "Sign in with <provider>" button."""
-    return SignInView.as_view()(request) if settings.OIDC_ENABLED else sso_off(request)
+    """The login page's "Sign in with <provider>" button: to the provider, with a fresh state, nonce and PKCE challenge
+    kept in this session."""
+    return OIDCAuthenticationRequestView.as_view()(request) if settings.OIDC_ENABLED else sso_off(request)
 
 
 @login_not_required
