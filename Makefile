@@ -4,9 +4,13 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/guardian_console
 
-.PHONY: run test test-sqlite test-postgres lint chromium
+.PHONY: run test test-sqlite test-postgres lint chromium ldap-build-deps sso-test-servers
 
-$(VENV)/.installed: pyproject.toml
+# Debian packages, installed when missing (as root): python-ldap builds against OpenLDAP's and SASL's headers; the
+# single sign-on tests start their own slapd (and load it with ldap-utils).
+DEBIAN_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+
+$(VENV)/.installed: pyproject.toml | ldap-build-deps
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
@@ -17,7 +21,14 @@ run: $(VENV)/.installed
 	CONSOLE_ENV=development $(PY) manage.py runconsole $(ARGS)
 
 chromium:
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@command -v chromium >/dev/null || { $(DEBIAN_INSTALL) chromium; }
+
+ldap-build-deps:
+	@[ -e /usr/include/ldap.h ] && [ -e /usr/include/sasl/sasl.h ] || { $(DEBIAN_INSTALL) libldap2-dev libsasl2-dev; }
+
+# The single sign-on tests start their own slapd on a loopback port, loaded with ldap-utils' ldapadd.
+sso-test-servers:
+	@command -v slapd >/dev/null && command -v ldapadd >/dev/null || { $(DEBIAN_INSTALL) slapd ldap-utils; }
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -30,7 +41,7 @@ lint: $(VENV)/.installed
 # the slowest part, not the sum. Each part's output is printed when that part ends.
 XDIST := -n 2 --dist loadfile
 
-test: $(VENV)/.installed chromium
+test: $(VENV)/.installed chromium sso-test-servers
 	$(MAKE) --jobs=3 --keep-going --output-sync=target test-sqlite test-postgres lint
 
 test-sqlite:

@@ -30,6 +30,9 @@ from . import sessions
 from .models import AuditEvent, PasswordChangeRequired
 
 USER_AGENT_LENGTH = 200
+REFUSAL = "console_sign_in_refusal"  # the request attribute a refused sign-in leaves its reason in
+# Which sign-in logged a user in (the backend Django remembers in the session), for the audit trail.
+SIGN_INS = {"console.sso.OpenIDConnectBackend": "oidc", "console.directory.DirectoryBackend": "ldap"}
 
 
 # --- who is at the other end ----------------------------------------------------------------------------------------
@@ -61,6 +64,17 @@ def client_detail(request: HttpRequest | None) -> dict[str, str]:
         return {}
     agent = request.META.get("HTTP_USER_AGENT", "")
     return {"address": client_address(request) or "unknown", "user_agent": agent[:USER_AGENT_LENGTH]}
+
+
+def refuse(request: HttpRequest | None, reason: str) -> None:
+    """Note why a single sign-on was refused although the person may be who they say (no group, a local account of
+    that name, the directory down): the login page shows it, the failed login's audit event keeps it."""
+    if request is not None:
+        setattr(request, REFUSAL, reason)
+
+
+def refusal(request: HttpRequest | None) -> str:
+    return str(getattr(request, REFUSAL, ""))
 
 
 # --- lockouts -------------------------------------------------------------------------------------------------------
@@ -125,11 +139,14 @@ def unlock(admin: Any, *, username: str | None = None, address: str | None = Non
 
 
 class LoginView(auth_views.LoginView):
-    """Django's login page, saying so when this address is locked out (before anyone types a password again)."""
+    """Django's login page, saying so when this address is locked out (before anyone types a password again), why a
+    directory sign-in was refused, and offering the OpenID Connect provider's button when one is configured."""
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context.update(lockout_context(self.request, None))
+        context["refusal"] = refusal(self.request)
+        context["oidc_provider"] = settings.OIDC_PROVIDER_NAME if settings.OIDC_ENABLED else ""
         return context
 
 
@@ -172,7 +189,8 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 def on_login(sender: Any, request: HttpRequest | None, user: Any, **_: Any) -> None:
     if request is not None and hasattr(request, "session"):
         sessions.start(request.session, must_change_password=PasswordChangeRequired.applies_to(user))
-    AuditEvent.record(user, "login", None, **client_detail(request))
+    via = SIGN_INS.get(getattr(user, "backend", ""))
+    AuditEvent.record(user, "login", None, **client_detail(request), **({"via": via} if via else {}))
 
 
 def on_logout(sender: Any, request: HttpRequest | None, user: Any, **_: Any) -> None:
@@ -185,7 +203,8 @@ def on_login_failed(sender: Any, credentials: dict[str, Any], request: HttpReque
     name is read here). Runs after django-axes' own receiver (INSTALLED_APPS order), which flags a lockout."""
     typed = str(credentials.get("username", ""))[:150]
     locked = bool(getattr(request, "axes_locked_out", False))
-    AuditEvent.record(None, "login.failed", None, username=typed, locked_out=locked, **client_detail(request))
+    reason = {"reason": refusal(request)} if refusal(request) else {}
+    AuditEvent.record(None, "login.failed", None, username=typed, locked_out=locked, **client_detail(request), **reason)
 
 
 def connect_signals() -> None:

@@ -99,3 +99,25 @@ class PasswordChangeRequired(models.Model):
     @classmethod
     def applies_to(cls, user: Any) -> bool:
         return cls.objects.filter(user=user).exists()
+
+
+class ExternalAccount(models.Model):
+    """A user who signs in through single sign-on: which sign-in (OpenID Connect or the LDAP directory) vouches for
+    them, and under which stable name there (the OIDC `sub`, the directory entry's DN). Such a user's role follows
+    their groups there at every login. A local account is never taken over by a sign-in of the same name."""
+
+    OIDC, LDAP = "oidc", "ldap"
+    SOURCES = [(OIDC, "OpenID Connect"), (LDAP, "LDAP directory")]
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="external_account"
+    )
+    source = models.CharField(max_length=10, choices=SOURCES)
+    subject = models.CharField(max_length=255)
+    linked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "subject"], name="one_user_per_external_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_source_display()}: {self.subject})"

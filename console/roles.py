@@ -2,6 +2,10 @@
 
 Roles are Django groups holding the permissions of ConsolePermission; each role includes the one below it.
 Views check permissions (never group names) through `require`.
+
+Admin work — destructive jobs, vault downloads, managing hosts and users — may also need the second factor
+(CONSOLE_ADMIN_2FA, console/two_factor.py): `check` refuses it to a session that has not passed it, and the one 403
+page sends such a user to verify (or to set up two-factor first).
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django_otp import user_has_device
 
 VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 ROLE_NAMES = (VIEWER, OPERATOR, ADMIN)
@@ -29,6 +35,9 @@ ROLE_PERMISSIONS = {
         "download_vault",
     ],
 }
+
+# Permissions that CONSOLE_ADMIN_2FA guards with the second factor.
+SECOND_FACTOR_PERMISSIONS = frozenset({"run_destructive_jobs", "download_vault", "manage_hosts", "manage_users"})
 
 
 def lowest_role_with(codename: str) -> str:
@@ -74,10 +83,34 @@ class Forbidden(PermissionDenied):
         self.codename = codename
 
 
+class SecondFactorRequired(Forbidden):
+    """The user has console.<codename>, but this session must pass the second factor first (or the user must set one
+    up: `enrolled` False)."""
+
+    def __init__(self, codename: str, enrolled: bool) -> None:
+        super().__init__(codename)
+        self.enrolled = enrolled
+
+
+def needs_second_factor(user: Any, codename: str) -> bool:
+    """Must this session pass the second factor before using `codename`? Under CONSOLE_ADMIN_2FA=required for every
+    guarded permission; under optional only for users who set two-factor up. A user object without django-otp's
+    `is_verified` (not from a request) counts as unverified."""
+    mode = settings.ADMIN_2FA
+    if codename not in SECOND_FACTOR_PERMISSIONS or mode == "off":
+        return False
+    verified = getattr(user, "is_verified", None)
+    if callable(verified) and verified():
+        return False
+    return mode == "required" or user_has_device(user)
+
+
 def check(user: Any, codename: str) -> None:
-    """Raise Forbidden unless the user has console.<codename>."""
+    """Raise Forbidden unless the user has console.<codename>, SecondFactorRequired while the second factor is due."""
     if not can(user, codename):
         raise Forbidden(codename)
+    if needs_second_factor(user, codename):
+        raise SecondFactorRequired(codename, enrolled=user_has_device(user))
 
 
 def require(codename: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
@@ -103,4 +136,5 @@ def roles_context(request: HttpRequest) -> dict[str, Any]:
         "perm_destructive": can(user, "run_destructive_jobs"),
         "perm_manage_hosts": can(user, "manage_hosts"),
         "perm_manage_users": can(user, "manage_users"),
+        "two_factor_on": settings.ADMIN_2FA != "off",
     }

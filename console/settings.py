@@ -240,6 +240,123 @@ AXES_VERBOSE = False
 AXES_DISABLE_ACCESS_LOG = True  # successful logins and logouts are in the audit trail already
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 
+# --- single sign-on (console/sso.py, console/directory.py): each off unless configured -------------------------------
+
+# console.roles.ROLE_NAMES, which settings cannot import (roles loads auth's models); a test keeps the two equal.
+ROLE_NAMES = ("viewer", "operator", "admin")
+
+
+def role_groups(name: str) -> list[tuple[str, str]]:
+    """NAME=admin:gc-admins,operator:gc-ops,viewer:gc-view → [(role, group), …]. A role may be named more than
+    once (several groups give it); the highest role among a person's groups is theirs at each login."""
+    pairs = []
+    for item in envlist(name):
+        role, _, group = item.partition(":")
+        if role.strip() not in ROLE_NAMES or not group.strip():
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not role:group (roles: {', '.join(ROLE_NAMES)}), e.g. admin:gc-admins"
+            )
+        pairs.append((role.strip(), group.strip()))
+    if not pairs:
+        raise ImproperlyConfigured(f"{name} is missing: map groups to roles, e.g. admin:gc-admins,viewer:gc-view")
+    return pairs
+
+
+def required(name: str, why: str) -> str:
+    value = env(name)
+    if not value:
+        raise ImproperlyConfigured(f"{name} is missing ({why})")
+    return value
+
+
+# OpenID Connect (mozilla-django-oidc): on when CONSOLE_OIDC_CLIENT_ID is set. The endpoints are those of the
+# provider's /.well-known/openid-configuration; PKCE, the nonce and the ID token's issuer and audience are checked.
+OIDC_ENABLED = bool(env("CONSOLE_OIDC_CLIENT_ID"))
+if OIDC_ENABLED:
+    _oidc = "with CONSOLE_OIDC_CLIENT_ID set"
+    OIDC_PROVIDER_NAME = env("CONSOLE_OIDC_PROVIDER_NAME", "single sign-on")
+    OIDC_ISSUER = required("CONSOLE_OIDC_ISSUER", f"{_oidc}: the provider's issuer, checked in every ID token")
+    OIDC_OP_AUTHORIZATION_ENDPOINT = required("CONSOLE_OIDC_AUTHORIZATION_ENDPOINT", _oidc)
+    OIDC_OP_TOKEN_ENDPOINT = required("CONSOLE_OIDC_TOKEN_ENDPOINT", _oidc)
+    OIDC_OP_USER_ENDPOINT = required("CONSOLE_OIDC_USERINFO_ENDPOINT", _oidc)
+    OIDC_OP_JWKS_ENDPOINT = required("CONSOLE_OIDC_JWKS_ENDPOINT", _oidc)
+    OIDC_RP_CLIENT_ID = env("CONSOLE_OIDC_CLIENT_ID")
+    OIDC_RP_CLIENT_SECRET = required("CONSOLE_OIDC_CLIENT_SECRET", f"{_oidc}; or CONSOLE_OIDC_CLIENT_SECRET_FILE")
+    OIDC_RP_SIGN_ALGO = env("CONSOLE_OIDC_SIGN_ALGO", "RS256")
+    OIDC_RP_SCOPES = env("CONSOLE_OIDC_SCOPES", "openid profile email groups")
+    OIDC_USERNAME_CLAIM = env("CONSOLE_OIDC_USERNAME_CLAIM", "preferred_username")
+    OIDC_GROUPS_CLAIM = env("CONSOLE_OIDC_GROUPS_CLAIM", "groups")
+    OIDC_ROLE_GROUPS = role_groups("CONSOLE_OIDC_ROLE_GROUPS")
+    OIDC_USE_PKCE = True
+    OIDC_TIMEOUT = envnumber("CONSOLE_OIDC_TIMEOUT_SECONDS", 10)
+    OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
+    LOGIN_REDIRECT_URL_FAILURE = "login"
+    AUTHENTICATION_BACKENDS.append("console.sso.OpenIDConnectBackend")
+
+# LDAP / Active Directory (django-auth-ldap, the 'ldap' extra): on when CONSOLE_LDAP_SERVER_URI is set. Local
+# accounts are tried first, so a local admin logs in whether or not the directory answers.
+LDAP_ENABLED = bool(env("CONSOLE_LDAP_SERVER_URI"))
+if LDAP_ENABLED:
+    try:
+        import ldap
+        from django_auth_ldap.config import (
+            ActiveDirectoryGroupType,
+            GroupOfNamesType,
+            GroupOfUniqueNamesType,
+            LDAPSearch,
+            NestedActiveDirectoryGroupType,
+            PosixGroupType,
+        )
+    except ImportError:
+        raise ImproperlyConfigured(
+            "CONSOLE_LDAP_SERVER_URI is set but django-auth-ldap is not installed: pip install '.[ldap]' "
+            "(python-ldap builds against Debian's libldap2-dev and libsasl2-dev)"
+        ) from None
+    # How each kind of directory lists a group's members, and which objects are groups.
+    LDAP_GROUP_TYPES: dict[str, tuple[Any, str]] = {
+        "groupOfNames": (GroupOfNamesType(), "(objectClass=groupOfNames)"),
+        "groupOfUniqueNames": (GroupOfUniqueNamesType(), "(objectClass=groupOfUniqueNames)"),
+        "posixGroup": (PosixGroupType(), "(objectClass=posixGroup)"),
+        "activeDirectory": (ActiveDirectoryGroupType(), "(objectClass=group)"),
+        "nestedActiveDirectory": (NestedActiveDirectoryGroupType(), "(objectClass=group)"),
+    }
+    _group_type = env("CONSOLE_LDAP_GROUP_TYPE", "groupOfNames")
+    if _group_type not in LDAP_GROUP_TYPES:
+        raise ImproperlyConfigured(f"CONSOLE_LDAP_GROUP_TYPE must be one of {', '.join(LDAP_GROUP_TYPES)}")
+    _ldap = "with CONSOLE_LDAP_SERVER_URI set"
+    AUTH_LDAP_SERVER_URI = env("CONSOLE_LDAP_SERVER_URI")
+    AUTH_LDAP_BIND_DN = env("CONSOLE_LDAP_BIND_DN")
+    AUTH_LDAP_BIND_PASSWORD = env("CONSOLE_LDAP_BIND_PASSWORD")
+    AUTH_LDAP_USER_SEARCH = LDAPSearch(
+        required("CONSOLE_LDAP_USER_SEARCH_BASE", f"{_ldap}: where people are, e.g. ou=people,dc=example,dc=org"),
+        ldap.SCOPE_SUBTREE,
+        env("CONSOLE_LDAP_USER_FILTER", "(uid=%(user)s)"),  # Active Directory: (sAMAccountName=%(user)s)
+    )
+    AUTH_LDAP_GROUP_TYPE, _group_filter = LDAP_GROUP_TYPES[_group_type]
+    AUTH_LDAP_GROUP_SEARCH = LDAPSearch(
+        required("CONSOLE_LDAP_GROUP_SEARCH_BASE", f"{_ldap}: where groups are, e.g. ou=groups,dc=example,dc=org"),
+        ldap.SCOPE_SUBTREE,
+        env("CONSOLE_LDAP_GROUP_FILTER", _group_filter),
+    )
+    AUTH_LDAP_USER_ATTR_MAP = {"first_name": "givenName", "last_name": "sn", "email": "mail"}
+    AUTH_LDAP_START_TLS = envbool("CONSOLE_LDAP_START_TLS", False)
+    _ldap_timeout = envnumber("CONSOLE_LDAP_TIMEOUT_SECONDS", 5)
+    # A directory that does not answer must not hold the login page (nor a local admin's login) for long.
+    AUTH_LDAP_CONNECTION_OPTIONS = {ldap.OPT_NETWORK_TIMEOUT: _ldap_timeout, ldap.OPT_TIMEOUT: _ldap_timeout}
+    if env("CONSOLE_LDAP_CA_FILE"):
+        AUTH_LDAP_GLOBAL_OPTIONS = {ldap.OPT_X_TLS_CACERTFILE: env("CONSOLE_LDAP_CA_FILE")}
+    LDAP_ROLE_GROUPS = role_groups("CONSOLE_LDAP_ROLE_GROUPS")
+    AUTHENTICATION_BACKENDS.append("console.directory.DirectoryBackend")
+
+# --- two-factor for admins (console/two_factor.py) -----------------------------------------------------------------
+
+# required: an admin enrols a TOTP app and verifies it before a destructive job, a vault download or managing hosts
+# or users (console.roles); optional: only admins who enrolled are asked; off: nobody. Production requires it.
+ADMIN_2FA = env("CONSOLE_ADMIN_2FA", "optional" if DEVELOPMENT else "required")
+if ADMIN_2FA not in ("required", "optional", "off"):
+    raise ImproperlyConfigured(f"CONSOLE_ADMIN_2FA must be required, optional or off, not {ADMIN_2FA!r}")
+OTP_TOTP_ISSUER = env("CONSOLE_2FA_ISSUER", "Guardian Console")
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -251,6 +368,9 @@ INSTALLED_APPS = [
     "channels",
     "axes",
     "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "console",
     "hosts",
     "hosts.inventory",
@@ -265,6 +385,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): has this session passed the second factor (console.roles asks before admin work)
+    "django_otp.middleware.OTPMiddleware",
     "console.middleware.SessionLifetimeMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "console.middleware.PasswordChangeRequiredMiddleware",

@@ -10,7 +10,7 @@ from django.views.static import serve
 
 from hosts.inventory import urls as inventory_urls
 
-from . import accounts, users, views
+from . import accounts, sso, two_factor, users, views
 
 handler403 = views.forbidden
 
@@ -27,6 +27,7 @@ user_patterns = [
     path("new/", users.user_create, name="create"),
     path("<int:pk>/", users.user_edit, name="edit"),
     path("<int:pk>/unlock/", users.user_unlock, name="unlock"),
+    path("<int:pk>/two-factor/reset/", users.two_factor_reset, name="two-factor-reset"),
     path("unlock-address/", users.address_unlock, name="unlock-address"),
 ]
 
@@ -36,6 +37,11 @@ urlpatterns = [
     path("login/", accounts.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/password/", accounts.PasswordChangeView.as_view(), name="password_change"),
+    path("account/two-factor/", two_factor.two_factor, name="two_factor"),
+    path("account/two-factor/verify/", two_factor.two_factor_verify, name="two_factor_verify"),
+    # Single sign-on through OpenID Connect (when configured): the login page's button, and the provider's answer.
+    path("oidc/authenticate/", sso.oidc_sign_in, name="oidc_authentication_init"),
+    path("oidc/callback/", sso.oidc_callback, name="oidc_authentication_callback"),
     path("users/", include((user_patterns, "users"))),
     path("", include("hosts.urls")),
     path("", include((inventory_patterns, "inventory"))),

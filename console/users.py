@@ -2,7 +2,9 @@
 
 Routed under /users/ by console/urls.py. An admin cannot take away their own admin role or deactivate themselves,
 nobody can deactivate or demote the superuser here, and the last active admin stays one: so the console always
-keeps someone who can manage it. Admins also lift login lockouts here (django-axes, console/accounts.py).
+keeps someone who can manage it. Admins also lift login lockouts here (django-axes, console/accounts.py), and reset
+the two-factor of someone who lost their phone (console/two_factor.py). The role of a user who signs in through
+single sign-on follows their groups there at their next login (console/sso.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from .accounts import lockouts, unlock, wait_text
 from .models import AuditEvent, PasswordChangeRequired
 from .roles import ADMIN, require, role_of, set_role
+from .two_factor import forget_devices, has_two_factor
 
 NO_ROLE = "none"
 ROLE_CHOICES = [
@@ -115,9 +118,11 @@ def leaves_no_admin(subject: Any, data: dict[str, Any]) -> bool:
 
 @require("manage_users")
 def user_list(request: HttpRequest) -> HttpResponse:
-    users = get_user_model().objects.order_by("username").prefetch_related("groups")
-    locked = lockouts("username")
-    rows = [(user, role_of(user) or NO_ROLE, lock_wait(locked, user.get_username())) for user in users]
+    users = get_user_model().objects.order_by("username").prefetch_related("groups").select_related("external_account")
+    locked, enrolled = lockouts("username"), has_two_factor()
+    rows = [
+        (user, role_of(user) or NO_ROLE, lock_wait(locked, user.get_username()), user.pk in enrolled) for user in users
+    ]
     addresses = sorted((address, wait_text(ends)) for address, ends in lockouts("ip_address").items())
     return render(request, "console/users.html", {"rows": rows, "locked_addresses": addresses})
 
@@ -133,6 +138,18 @@ def user_unlock(request: HttpRequest, pk: int) -> HttpResponse:
     subject = get_object_or_404(get_user_model(), pk=pk)
     unlock(request.user, username=subject.get_username())
     messages.success(request, f"{subject.get_username()} can log in again.")
+    return redirect("users:list")
+
+
+@require("manage_users")
+@require_POST
+def two_factor_reset(request: HttpRequest, pk: int) -> HttpResponse:
+    """Forget a user's authenticator app and recovery codes (a lost phone): they set two-factor up again."""
+    subject = get_object_or_404(get_user_model(), pk=pk)
+    with transaction.atomic():
+        forget_devices(subject)
+        AuditEvent.record(request.user, "two_factor.reset", subject)
+    messages.success(request, f"The two-factor of {subject.get_username()} is reset: they set it up again.")
     return redirect("users:list")
 
 

@@ -18,11 +18,15 @@ from jobs.inventory import INVENTORY_REFRESH
 from jobs.services import create_job
 
 from .models import AuditEvent
-from .roles import Forbidden, lowest_role_with, require
+from .roles import Forbidden, SecondFactorRequired, lowest_role_with, require
+from .two_factor import send_to_verify
 
 
 def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    """The one 403 page (handler403): every PermissionDenied ends here, and a Forbidden names what is missing."""
+    """The one 403 page (handler403): every PermissionDenied ends here, and a Forbidden names what is missing. Admin
+    work that needs the second factor first sends the user to pass it, then back."""
+    if isinstance(exception, SecondFactorRequired):
+        return send_to_verify(request, exception.enrolled)
     codename = exception.codename if isinstance(exception, Forbidden) else ""
     context = {"needed": codename, "needed_role": lowest_role_with(codename) if codename else ""}
     return render(request, "403.html", context, status=403)

@@ -15,6 +15,9 @@ pytest_plugins = [
     "tests.plugins.worker",  # a real Celery worker process
     "tests.plugins.jobs",  # waiting for a job's state or log line: wait_for_job, wait_for_line
     "tests.plugins.browser",  # Chromium through Playwright, and a live console server
+    "tests.plugins.ldap_server",  # a real slapd with a throwaway directory
+    "tests.plugins.oidc_provider",  # a real OpenID Connect provider process (tests/oidc_provider/)
+    "tests.plugins.sso",  # the console pointed at those two
 ]
 
 

@@ -36,8 +36,11 @@ from jobs.kinds import get_kind
 from jobs.models import Job, JobLogLine
 
 ROLES = ("anonymous", "nobody", "viewer", "operator", "admin")
-PUBLIC = {"login", "logout", "static"}  # reachable without login by design
-SELF_SERVICE = {"password_change"}  # one's own account: for anyone logged in, whatever their role
+# Single sign-on's steps: they send the browser on (to the provider, back to the login page), never show a page.
+SIGN_IN_STEPS = {"oidc_authentication_init", "oidc_authentication_callback"}
+PUBLIC = {"login", "logout", "static", *SIGN_IN_STEPS}  # reachable without login by design
+# One's own account: for anyone logged in, whatever their role.
+SELF_SERVICE = {"password_change", "two_factor", "two_factor_verify"}
 HOST_PASSWORD = "Sweep-Host-Passw0rd!x91"  # noqa: S105
 PFX_PASSWORD = "Sweep-Pfx-Passw0rd!k27"  # noqa: S105
 GUESSED_ROUTES: set[str] = set()  # routes whose <int:...> id the sweep had to guess (see World.object_for)
@@ -294,7 +297,9 @@ def test_get_answers_each_role_as_its_permission_says(world: World, role: str, r
     status, seen = response.status_code, f"GET {url} as {role} → {described(response)}"
     assert status < 500, seen
     if route.name in PUBLIC:
-        assert role != "anonymous" or route.name == "logout" or status == 200, seen  # login needs its CSS
+        if route.name in SIGN_IN_STEPS:
+            assert status == 302 and response["Location"].startswith("/login/"), seen  # SSO is off here
+        assert role != "anonymous" or route.name in {"logout", *SIGN_IN_STEPS} or status == 200, seen  # login's CSS
         return
     if role == "anonymous":
         assert status == 302, seen
