@@ -333,6 +333,9 @@ def reset_script(plan: ResetPlan) -> PowerShellScript:
 # -- the undo ---------------------------------------------------------------------------------------------------
 
 
+RECORD_FIELDS = ("host", "guardian_name", "signing_thumbprint", "encryption_thumbprint", "metadata_xml")
+
+
 @dataclass(frozen=True)
 class RemovedGuardian:
     """What a reset kept of the guardian it removed (its job's `removed_guardian` result): enough to re-create it,
@@ -346,13 +349,9 @@ class RemovedGuardian:
 
     @classmethod
     def from_record(cls, record: dict[str, str]) -> RemovedGuardian:
-        return cls(
-            str(record.get("host", "")),
-            str(record["guardian_name"]),
-            str(record["signing_thumbprint"]),
-            str(record["encryption_thumbprint"]),
-            str(record.get("metadata_xml") or ""),
-        )
+        """A job's stored record; a field an older console did not keep reads as empty (that way of undoing is then
+        not open), never as a crash of the undo page."""
+        return cls(*(str(record.get(name) or "") for name in RECORD_FIELDS))
 
     def record(self) -> dict[str, str]:
         return asdict(self)
