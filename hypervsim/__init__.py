@@ -86,6 +86,11 @@ class SimHost:
         return self._runtime.model.strict
 
     @property
+    def idle_timeout(self) -> float:
+        """Seconds after which the host closes an idle keep-alive connection."""
+        return self._runtime.idle_timeout
+
+    @property
     def command_log(self) -> list[dict[str, Any]]:
         return self._runtime.command_log
 

@@ -35,7 +35,7 @@ class Role:
     def exposes(self, command: str, command_type: str, by_type: bool) -> bool:
         """Whether the command is visible; by_type: only under the field of its own command type, as on Windows."""
         name = command.casefold()
-        if name in _folded(ALWAYS_VISIBLE):
+        if name in _ALWAYS:
             return True
         if not by_type:
             return name in self.cmdlets or name in self.functions
@@ -44,3 +44,6 @@ class Role:
 
 def _folded(names: Iterable[str]) -> frozenset[str]:
     return frozenset(n.casefold() for n in ([names] if isinstance(names, str) else names))
+
+
+_ALWAYS = _folded(ALWAYS_VISIBLE)

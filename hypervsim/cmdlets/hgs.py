@@ -28,9 +28,11 @@ GUARDIAN_PARAMS = "Name AllowExpired AllowUntrustedRoot"
 Body = Callable[[Invocation], list[Any]]
 
 
-def hgs_function(name: str, command_class: str, *args: Any, **kw: Any) -> Callable[[Body], CmdletSpec]:
+def hgs_function(
+    name: str, command_class: str, parameters: str = "", positional: str = "", should_process: bool = False, **kw: Any
+) -> Callable[[Body], CmdletSpec]:
     """Register an HgsClient command: a function, as the module exports it."""
-    return cmdlet(name, command_class, *args, kind="Function", **kw)
+    return cmdlet(name, command_class, parameters, positional, should_process, kind="Function", **kw)
 
 
 def hgs_error(message: str, hresult: int, category: str = "NotSpecified", target: Any = None) -> CmdletError:

@@ -35,7 +35,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(sim_host
 
 def test_hosts_wait_for_http_sys_idle_timeout_by_default(sim_host):
     assert IDLE_CONNECTION_TIMEOUT == 120
-    assert sim_host("fresh")._runtime.idle_timeout == IDLE_CONNECTION_TIMEOUT
+    assert sim_host("fresh").idle_timeout == IDLE_CONNECTION_TIMEOUT
 
 
 def test_after_an_idle_close_basic_over_https_carries_on_but_ntlm_message_encryption_does_not(sim_host):

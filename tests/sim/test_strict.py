@@ -311,6 +311,6 @@ def test_the_command_line_sets_strictness_and_the_idle_timeout(tmp_path):
     timed = cli._parser().parse_args(["serve", "--state", str(tmp_path), "--idle-timeout", "5"])
     (h,) = cli._start(timed)
     try:
-        assert h.strict == Strictness.default() and h._runtime.idle_timeout == 5
+        assert h.strict == Strictness.default() and h.idle_timeout == 5
     finally:
         h.stop()
