@@ -3,6 +3,7 @@
 h = start_host(name="HV01", state_dir=tmp, scenario="healthy")   # listening when it returns
 ... pypsrp WSMan(h.address, port=h.port, ...) ...
 h.faults.latency = 0.2; h.down(); h.up(); h.command_log; h.stop()
+h.strict.depth_one = True                                          # as strict as Windows, per behaviour (strict.py)
 lab = start_lab(dir=tmp, hosts=2, scenarios=["migration"])        # hosts sharing lab.share
 """
 
@@ -10,23 +11,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hypervsim.auth import Account
 from hypervsim.cmdlets import CMDLETS as _REGISTRY
 from hypervsim.faults import Faults
+from hypervsim.jea import Role, RoleSpec
 from hypervsim.model import HostModel, LabContext
 from hypervsim.scenarios import ARRANGEMENTS
-from hypervsim.server import HostRuntime, Listener
+from hypervsim.server import HostRuntime, Listener, default_idle_timeout
+from hypervsim.strict import Strictness
 from hypervsim.tls import listener_certificate
 
-__all__ = ["CMDLETS", "Lab", "SimHost", "start_host", "start_lab"]
+__all__ = ["CMDLETS", "Lab", "SimHost", "Strictness", "start_host", "start_lab"]
 
 CMDLETS: frozenset[str] = frozenset(_REGISTRY)
-JEA_ALWAYS_VISIBLE = ("Select-Object",)  # of JEA's default visible cmdlets, the ones the simulator implements
-Configurations = Iterable[str] | Mapping[str, Iterable[str] | None] | None
+Configurations = Iterable[str] | Mapping[str, RoleSpec | None] | None
 DEFAULT_USER = "labadmin"
 DEFAULT_PASSWORD = "Passw0rd!sim"
 
@@ -77,6 +79,16 @@ class SimHost:
     @property
     def faults(self) -> Faults:
         return self._runtime.faults
+
+    @property
+    def strict(self) -> Strictness:
+        """Where this host is as strict as Windows; switches can be changed while it runs."""
+        return self._runtime.model.strict
+
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds after which the host closes an idle keep-alive connection."""
+        return self._runtime.idle_timeout
 
     @property
     def command_log(self) -> list[dict[str, Any]]:
@@ -153,13 +165,18 @@ def start_host(
     port: int = 0,
     lab: Lab | None = None,
     configurations: Configurations = None,
+    strict: Strictness | None = None,
+    idle_timeout: float | None = None,
 ) -> SimHost:
     """Start one host listening on 127.0.0.1 (port 0: any free port). Its state persists in state_dir.
 
     configurations: the session configurations registered on the host, e.g. ("Microsoft.PowerShell",); a shell for
     any other name is refused as WinRM does (WSManFault 2150858811). None (default) opens any name. A mapping
-    {name: visible cmdlets} makes JEA endpoints: only those cmdlets (and JEA's default Select-Object) run there,
-    others fail with CommandNotFoundException; a None value exposes every cmdlet.
+    {name: role} makes JEA endpoints, a role being a list of VisibleCmdlets or {"VisibleCmdlets": [...],
+    "VisibleFunctions": [...]}: only those commands (and JEA's default Select-Object and Get-Command) run there,
+    others fail with CommandNotFoundException; a None value exposes every command.
+    strict: where the host is as strict as Windows (default: Strictness.default()). idle_timeout: seconds after
+    which an idle keep-alive connection is closed, as HTTP.sys does (120, or HYPERVSIM_IDLE_TIMEOUT when set).
     """
     if auth not in ("negotiate", "basic"):
         raise ValueError(f"auth must be 'negotiate' or 'basic', not {auth!r}")
@@ -174,9 +191,12 @@ def start_host(
     context = lab.context if lab else LabContext(share=_directory(state_dir / "share"))
     model = HostModel.load_or_create(state_dir, name, scenario)
     model.attach(context)
+    if strict is not None:
+        model.strict = strict
     tls = listener_certificate((lab.dir if lab else state_dir) / "tls", name) if https else None
     account = Account.create(user, password, state_dir, name)
-    runtime = HostRuntime(model, context, account, auth, tls, _endpoints(configurations))
+    idle = default_idle_timeout() if idle_timeout is None else idle_timeout
+    runtime = HostRuntime(model, context, account, auth, tls, _endpoints(configurations), idle)
     listener = Listener(runtime)
     listener.open(port)
     host = SimHost(runtime, listener, tls.ca_file if tls else None)
@@ -194,6 +214,8 @@ def start_lab(
     user: str = DEFAULT_USER,
     password: str = DEFAULT_PASSWORD,
     configurations: Configurations = None,
+    strict: Strictness | None = None,
+    idle_timeout: float | None = None,
 ) -> Lab:
     """Start hosts HV01, HV02, ... sharing `dir/share`. A scenario like "migration" seeds several hosts."""
     root = Path(dir)
@@ -204,25 +226,25 @@ def start_lab(
         for index in range(max(hosts, len(seeds))):
             scenario = seeds[min(index, len(seeds) - 1)]
             name = f"HV{index + 1:02d}"
-            start_host(name, None, scenario, auth, https, user, password, lab=lab, configurations=configurations)
+            start_host(
+                name, None, scenario, auth, https, user, password, lab=lab, configurations=configurations,
+                strict=replace(strict) if strict else None, idle_timeout=idle_timeout,
+            )  # fmt: skip
     except BaseException:
         lab.stop()
         raise
     return lab
 
 
-def _endpoints(configurations: Configurations) -> dict[str, frozenset[str] | None] | None:
-    """{configuration name: visible cmdlet names (casefolded), None for all}, or None when any name opens."""
+def _endpoints(configurations: Configurations) -> dict[str, Role | None] | None:
+    """{configuration name: its JEA role, None for all commands}, or None when any name opens."""
     if configurations is None:
         return None
     if isinstance(configurations, str):
         configurations = (configurations,)
     if not isinstance(configurations, Mapping):
         return {name: None for name in configurations}
-    return {
-        name: None if visible is None else frozenset(c.casefold() for c in [*visible, *JEA_ALWAYS_VISIBLE])
-        for name, visible in configurations.items()
-    }
+    return {name: None if role is None else Role.of(role) for name, role in configurations.items()}
 
 
 def _directory(path: Path) -> Path:

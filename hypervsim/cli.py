@@ -14,7 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from hypervsim import DEFAULT_PASSWORD, DEFAULT_USER, SimHost, scenarios, start_host, start_lab
+from hypervsim import DEFAULT_PASSWORD, DEFAULT_USER, SimHost, Strictness, scenarios, start_host, start_lab
+from hypervsim.server import default_idle_timeout
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,12 +43,28 @@ def _parser() -> argparse.ArgumentParser:
             metavar="NAME",
             help="a registered session configuration (repeatable); without it any name opens",
         )
+        sub.add_argument(
+            "--strict",
+            type=Strictness.default().amended,
+            default=None,
+            metavar="SPEC",
+            help=f"where to be as strict as Windows: all, none or switches ({', '.join(Strictness.names())}), "
+            "comma-separated, '-' before one turns it off; applied over the defaults",
+        )
+        sub.add_argument(
+            "--idle-timeout",
+            type=float,
+            default=default_idle_timeout(),
+            metavar="SECONDS",
+            help="close a keep-alive connection idle this long (HTTP.sys: 120)",
+        )
     return parser
 
 
 def _start(args: argparse.Namespace) -> list[SimHost]:
     credentials = {"auth": args.auth, "https": args.https, "user": args.user, "password": args.password}
     credentials["configurations"] = tuple(args.configurations) if args.configurations else None
+    credentials |= {"strict": args.strict, "idle_timeout": args.idle_timeout}
     if args.command == "serve":
         return [start_host(args.name, args.state, args.scenario, port=args.port, **credentials)]
     return start_lab(args.dir, args.hosts, args.scenarios, **credentials).hosts

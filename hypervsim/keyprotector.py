@@ -1,20 +1,29 @@
 """The simulated VM key protector: one row per guardian, each embedding its certificates and the sealed transport key.
 
-The real container format is undocumented; what matters to clients is that the raw bytes embed the DER certificates
-of every guardian (so thumbprints can be recovered by locating X.509 structures), that the owner signs it, and that a
-host can unwrap it only with the private key of some row's encryption certificate. Layout (big-endian):
+The real container format is undocumented; what matters to clients is that the owner signs it and that a host can
+unwrap it only with the private key of some row's encryption certificate. It has two spellings, and parse() reads
+both. The binary one embeds the DER certificates of every guardian (thumbprints can be recovered by locating X.509
+structures); it is what the model stores. Layout (big-endian):
 
     b"HGKP" | u16 version | u16 rows | u16 owner row | 16-byte protector id
     per row: u32 len + signing DER | u32 len + encryption DER | u32 len + transport key sealed (RSA-OAEP) to it
     u32 len + owner signature (RSA PKCS#1 v1.5, SHA-256) over everything before it
+
+The opaque one is what a host strict about `opaque_key_protector` hands out: XML with the certificates in base64, as
+the real format is believed to be (domain.md), so no DER certificate can be found by scanning the bytes. The
+signature in it is the same one, over the binary body.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import struct
+import uuid
 from dataclasses import dataclass
+from xml.etree import ElementTree
 
+import defusedxml.ElementTree as SafeXml
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -24,6 +33,8 @@ from hypervsim.certs import Certificate
 MAGIC = b"HGKP"
 VERSION = 1
 NO_KEY_PROTECTOR = bytes([0, 0, 0, 4])  # what Get-VMKeyProtector returns for a VM that never had one
+XML_DECLARATION = b'<?xml version="1.0" encoding="utf-8"?>'
+XML_PARTS = ("SigningCertificate", "EncryptionCertificate", "WrappedKey")
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
@@ -108,6 +119,21 @@ class KeyProtector:
     def to_bytes(self) -> bytes:
         return self.body() + struct.pack(">I", len(self.signature)) + self.signature
 
+    def to_xml(self) -> bytes:
+        """The opaque spelling: the same protector as XML, certificates and keys in base64."""
+        root = ElementTree.Element(
+            "KeyProtector",
+            Version=str(VERSION),
+            Id=str(uuid.UUID(bytes=self.protector_id)),
+            Owner=str(self.owner_index),
+        )
+        for row in self.rows:
+            element = ElementTree.SubElement(root, "Guardian")
+            for tag, part in zip(XML_PARTS, (row.signing.der, row.encryption.der, row.sealed_key), strict=True):
+                ElementTree.SubElement(element, tag).text = base64.b64encode(part).decode()
+        ElementTree.SubElement(root, "Signature").text = base64.b64encode(self.signature).decode()
+        return XML_DECLARATION + ElementTree.tostring(root)
+
     def verify(self) -> bool:
         public_key = self.owner.signing.x509.public_key()
         assert isinstance(public_key, rsa.RSAPublicKey)
@@ -133,8 +159,53 @@ def has_key_protector(data: bytes) -> bool:
     return len(data) >= 16
 
 
+def spelled(data: bytes, opaque: bool) -> bytes:
+    """A protector's bytes as a host hands them out: the opaque (XML) spelling when asked for, else as stored.
+    Bytes that are no key protector (a VM's 0,0,0,4) stay as they are."""
+    if not opaque:
+        return data
+    try:
+        return parse(data).to_xml()
+    except KeyProtectorError:
+        return data
+
+
 def parse(data: bytes) -> KeyProtector:
-    """Read a key protector; KeyProtectorError when the bytes are not a well-formed, owner-signed one."""
+    """Read a key protector in either spelling; KeyProtectorError when it is not a well-formed, owner-signed one."""
+    kp = _parse_xml(data) if data.lstrip().startswith(b"<") else _parse_binary(data)
+    if not kp.verify():
+        raise KeyProtectorError("key protector signature is not valid")
+    return kp
+
+
+def _parse_xml(data: bytes) -> KeyProtector:
+    try:
+        root = SafeXml.fromstring(data)
+        rows = tuple(
+            GuardianRow(*(_certificate(g, XML_PARTS[0]), _certificate(g, XML_PARTS[1])), _b64(g, XML_PARTS[2]))
+            for g in root.findall("Guardian")
+        )
+        owner = int(root.get("Owner", "0"))
+        protector_id = uuid.UUID(root.get("Id", "")).bytes
+        signature = _b64(root, "Signature")
+    except (ValueError, TypeError, SafeXml.ParseError) as exc:
+        raise KeyProtectorError("not a key protector") from exc
+    if root.tag != "KeyProtector" or root.get("Version") != str(VERSION) or not rows or not 0 <= owner < len(rows):
+        raise KeyProtectorError("unsupported key protector")
+    return KeyProtector(rows, owner, protector_id, signature)
+
+
+def _b64(parent: ElementTree.Element, tag: str) -> bytes:
+    return base64.b64decode(parent.findtext(tag) or "", validate=True)
+
+
+def _certificate(parent: ElementTree.Element, tag: str) -> Certificate:
+    cert = Certificate(_b64(parent, tag))
+    cert.x509  # noqa: B018 - parse now so a bad certificate fails here (ValueError)
+    return cert
+
+
+def _parse_binary(data: bytes) -> KeyProtector:
     reader = _Reader(data)
     if reader.take(4) != MAGIC:
         raise KeyProtectorError("not a key protector")
@@ -151,8 +222,8 @@ def parse(data: bytes) -> KeyProtector:
             raise KeyProtectorError("bad certificate in key protector") from exc
         rows.append(GuardianRow(signing, encryption, reader.chunk()))
     kp = KeyProtector(tuple(rows), owner, pid, reader.chunk())
-    if not reader.done() or not kp.verify():
-        raise KeyProtectorError("key protector signature is not valid")
+    if not reader.done():
+        raise KeyProtectorError("trailing bytes after the key protector")
     return kp
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from hypervsim.certs import Certificate
 from hypervsim.keyprotector import NO_KEY_PROTECTOR
+from hypervsim.strict import Strictness
 
 LOCAL_GUARDIAN = "UntrustedGuardian"  # the guardian Hyper-V uses and creates in Local mode
 STORE_PATH = r"Cert:\LocalMachine\Shielded VM Local Certificates"
@@ -199,6 +200,7 @@ class HostModel:
         self.files = FileArea(state_dir / "files")
         self.lab: LabContext | None = None
         self.on_network = True  # runtime only (SimHost.down/up): a lab peer that is down cannot be migrated to
+        self.strict = Strictness.default()  # runtime only: where this host is as strict as Windows
 
     # -- persistence -----------------------------------------------------------------------------------------
 

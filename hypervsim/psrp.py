@@ -36,8 +36,10 @@ from psrpcore.types import (
     add_note_property,
 )
 
-from hypervsim.cmdlets import CMDLETS, CmdletError, Invocation
+from hypervsim.cmdlets import CMDLETS, CmdletError, Invocation, command_not_found, command_type
 from hypervsim.faults import ConnectionDrop
+from hypervsim.jea import Role
+from hypervsim.serialization import at_depth_one
 from hypervsim.types import Secret
 
 if TYPE_CHECKING:
@@ -47,10 +49,6 @@ log = logging.getLogger(__name__)
 
 UPDATE_BUILD_REVISION = "2849"  # the cumulative update level the simulated hosts report
 HRESULT_COR_E_EXCEPTION = -2146233087
-NOT_RECOGNISED = (
-    "The term '{0}' is not recognized as the name of a cmdlet, function, script file, or operable program. Check "
-    "the spelling of the name, or if a path was included, verify that the path is correct and try again."
-)
 NO_LANGUAGE = "The syntax is not supported by this runspace. This can occur if the runspace is in no-language mode."
 RUNTIME_EXCEPTION_BASES = ["System.Management.Automation.RuntimeException", "System.SystemException"]
 CANONICAL_NAMES = {name.lower(): name for name in CMDLETS}
@@ -198,7 +196,7 @@ def _invocation_properties(command: str, bound: PSDict) -> dict[str, Any]:
         "InvocationInfo_PipelineIterationInfo": _typed_list([], "System.Int32[]", "System.Array"),
         "InvocationInfo_UnboundArguments": unbound,
         "SerializeExtent": False,
-        "CommandInfo_CommandType": CommandTypes.Cmdlet,
+        "CommandInfo_CommandType": CommandTypes[command_type(command)],
         "CommandInfo_Definition": "",
         "CommandInfo_Name": command,
         "CommandInfo_Visibility": SessionStateEntryVisibility.Public,
@@ -214,16 +212,6 @@ def internal_error(exc: Exception) -> PSObject:
         exception_type=["System.InvalidOperationException", "System.SystemException"],
     )
     return error_record(error, "", {}, error_stream=False, invoked=False)
-
-
-def command_not_found(name: str) -> CmdletError:
-    return CmdletError(
-        NOT_RECOGNISED.format(name),
-        fqid="CommandNotFoundException",
-        category="ObjectNotFound",
-        exception_type=["System.Management.Automation.CommandNotFoundException", *RUNTIME_EXCEPTION_BASES],
-        target=name,
-    )
 
 
 def scripts_not_allowed(script: str) -> CmdletError:
@@ -320,7 +308,7 @@ class PipelineRun:
             for statement in self._statements():
                 for position, command in enumerate(statement):
                     data = self._invoke(command, data, piped=piped or position > 0)
-                self._emit(self.pipe.write_output, *data)
+                self._emit(self.pipe.write_output, *map(self._serialized, data))
                 data, piped = [], False
             self._finish(self.pipe.complete)
         except PipelineStopped:
@@ -330,6 +318,10 @@ class PipelineRun:
                 log.exception("cmdlet failed unexpectedly on %s", self.session.host.name)
             reason = exc.record if isinstance(exc, _Terminated) else internal_error(exc)
             self._finish(lambda: fail_pipeline(self.pipe, reason))
+
+    def _serialized(self, value: Any) -> Any:
+        """An output object as remoting sends it (depth 1 on a host that is strict about it)."""
+        return at_depth_one(value) if self.session.host.model.strict.depth_one else value
 
     def _statements(self) -> list[list[psrpcore.Command]]:
         statements: list[list[psrpcore.Command]] = [[]]
@@ -368,6 +360,7 @@ class PipelineRun:
             errors=[],
             arguments=arguments,
             piped=piped,
+            sees=self.session.sees,
         )
         try:
             output = CMDLETS[name](invocation)
@@ -445,9 +438,9 @@ class WindowsRunspacePool(psrpcore.ServerRunspacePool):
 class RunspaceSession:
     """The runspace pool behind one WSMan shell, and the output waiting for the client's Receive."""
 
-    def __init__(self, host: HostRuntime, max_envelope: int, visible: frozenset[str] | None = None) -> None:
+    def __init__(self, host: HostRuntime, max_envelope: int, role: Role | None = None) -> None:
         self.host = host
-        self.visible = visible  # a JEA endpoint's visible cmdlets (casefolded); None: every implemented cmdlet
+        self.role = role  # a JEA endpoint's role capability; None: every implemented command is visible
         self.pool = WindowsRunspacePool(application_private_data=windows_private_data(host.model.os_build))
         self.changed = threading.Condition()
         self.outbox: dict[uuid.UUID | None, deque[bytes]] = defaultdict(deque)
@@ -459,7 +452,10 @@ class RunspaceSession:
 
     def sees(self, command: str) -> bool:
         """Whether the endpoint exposes the command; a JEA endpoint hides the rest as if they did not exist."""
-        return self.visible is None or command.casefold() in self.visible
+        if self.role is None:
+            return True
+        by_type = self.host.model.strict.hgs_functions
+        return self.role.exposes(command, command_type(CANONICAL_NAMES.get(command.lower(), command)), by_type)
 
     def receive(self, data: bytes, pipeline_id: uuid.UUID | None = None, *, new_pipeline: bool = False) -> None:
         """Feed fragments from the client (creationXml, Command arguments or Send stdin) and act on them."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -17,16 +18,24 @@ from typing import Any
 
 from hypervsim.auth import CHALLENGES, Account, AuthenticationRejected, ConnectionSecurity, MalformedEncryptedBody
 from hypervsim.faults import ConnectionDrop, Faults
+from hypervsim.jea import Role
 from hypervsim.model import HostModel, LabContext
 from hypervsim.tls import ListenerCertificate
 from hypervsim.wsman import Fault, WSManService, fault_response, malformed, oversized
 
 log = logging.getLogger(__name__)
 
+# HTTP.sys closes a keep-alive connection that carries no request for this long (its IdleConnectionTimeout).
+IDLE_CONNECTION_TIMEOUT = 120.0
+IDLE_ENVIRONMENT = "HYPERVSIM_IDLE_TIMEOUT"  # seconds; changes the default of every host started in the process
 MAX_BODY = 512_000 + 4_096  # Windows' default MaxEnvelopeSizekb (500) plus the encryption framing
 DRAIN_LIMIT = 64 * 1024 * 1024  # read and discard an oversized body up to this size so the client sees the fault
 SOAP = "application/soap+xml;charset=UTF-8"
 INTERNAL_ERROR = (b"Internal Server Error", "text/plain")
+
+
+def default_idle_timeout() -> float:
+    return float(os.environ.get(IDLE_ENVIRONMENT) or IDLE_CONNECTION_TIMEOUT)
 
 
 class HostRuntime:
@@ -39,11 +48,13 @@ class HostRuntime:
         account: Account,
         scheme: str,
         tls: ListenerCertificate | None,
-        endpoints: dict[str, frozenset[str] | None] | None = None,
+        endpoints: dict[str, Role | None] | None = None,
+        idle_timeout: float = IDLE_CONNECTION_TIMEOUT,
     ) -> None:
         self.model, self.lab, self.account, self.scheme, self.tls = model, lab, account, scheme, tls
+        self.idle_timeout = idle_timeout
         self.name = model.name
-        # Registered session configurations with their visible cmdlets (None: all; no mapping at all: any name under
+        # Registered session configurations with their JEA role (None: all; no mapping at all: any name under
         # the PowerShell URI opens) and the configuration name of every shell opened, in order, so JEA tests can see
         # which endpoint a console really used.
         self.endpoints = endpoints
@@ -70,7 +81,6 @@ class HostRuntime:
 
 class _WinRMHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    timeout = 900  # an idle keep-alive connection is closed after 15 minutes, so half-open ones do not pile up
     server_version = "Microsoft-HTTPAPI/2.0"
     sys_version = ""
     # Headers and body leave in two writes; with Nagle's algorithm the body waits for the client's delayed ACK of the
@@ -80,6 +90,9 @@ class _WinRMHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Every read waits at most the idle timeout: between requests that is HTTP.sys' idle connection timeout, and
+        # a client that stalls half-way through a request is dropped after as long.
+        self.connection.settimeout(self.server.runtime.idle_timeout)
         runtime = self.server.runtime
         self.security = ConnectionSecurity(runtime.account, runtime.scheme, https=runtime.tls is not None)
 

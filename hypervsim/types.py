@@ -118,7 +118,9 @@ class CompatibilityOperation(PSEnumBase):
 
 @PSType(["Microsoft.Windows.HgsClient.HgsClientMode"])
 class HgsClientMode(PSEnumBase):
-    """The HGS client's mode; Local is the standalone mode guardian operations need."""
+    """The HGS client's mode (MSFT_HgsClientConfiguration.Mode); Local is the standalone mode guardian operations
+    need. The WMI class names 2 "Secure Hosting Service Mode"; the cmdlets' docs call it HostGuardianService."""
 
-    Local = 0
-    HostGuardianService = 1
+    Unknown = 0
+    Local = 1
+    HostGuardianService = 2

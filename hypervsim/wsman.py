@@ -22,6 +22,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from hypervsim.faults import ConnectionDrop
+from hypervsim.jea import Role
 from hypervsim.psrp import ProtocolViolation, RunspaceSession
 
 if TYPE_CHECKING:
@@ -298,7 +299,7 @@ class WSManService:
         if not request.resource_uri.startswith(POWERSHELL_URI):
             raise malformed(f"The resource URI {request.resource_uri} is not a PowerShell session configuration.")
         configuration = request.resource_uri[len(POWERSHELL_URI) :]
-        visible: frozenset[str] | None = None
+        visible: Role | None = None
         if self.host.endpoints is not None:
             match = [name for name in self.host.endpoints if name.casefold() == configuration.casefold()]
             if not match:

@@ -7,7 +7,10 @@ appended to `invocation.errors`. Lookups are case-insensitive, as in PowerShell.
 Parameter sets are declared as in Microsoft's docs: `parameters` are in every set, `sets` maps a set's name to its own
 parameters, and a trailing `!` marks a mandatory one (`"Path! Copy! GenerateNewId"`). Binding picks the set like
 PowerShell and leaves its name in `inv.parameter_set` for the body to branch on. `by_value` binds a parameter from one
-piped object of its .NET type, as PowerShell binds ValueFromPipeline (a report piped into Import-VM).
+piped object of its .NET type, as PowerShell binds ValueFromPipeline (a report piped into Import-VM). `aliases` are a
+parameter's other names (`FilePath` for `Path`), `lenient` names parameters only a host without that strictness
+switch accepts (the simulator's older, kinder binding), and `kind` is what Get-Command reports: a cmdlet, or a
+function (the HgsClient module's commands are functions, which a JEA role must list under VisibleFunctions).
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from hypervsim.model import HostModel, LabContext
 from hypervsim.types import Secret
 
 __all__ = [
-    "CMDLETS", "CmdletError", "Invocation", "LabContext", "cmdlet", "find_cmdlet", "invoke", "missing_mandatory",
-    "unresolved_parameter_set",
+    "CMDLETS", "CmdletError", "Invocation", "LabContext", "cmdlet", "command_not_found", "command_type", "find_cmdlet",
+    "invoke", "missing_mandatory", "unresolved_parameter_set",
 ]  # fmt: skip
 
 COMMON_PARAMETERS = [
@@ -33,6 +36,10 @@ COMMON_PARAMETERS = [
     *("InformationVariable", "OutVariable", "OutBuffer", "PipelineVariable"),
 ]
 SHOULD_PROCESS_PARAMETERS = ("WhatIf", "Confirm")
+NOT_RECOGNISED = (
+    "The term '{0}' is not recognized as the name of a cmdlet, function, script file, or operable program. Check "
+    "the spelling of the name, or if a path was included, verify that the path is correct and try again."
+)
 ALL_SETS = "__AllParameterSets"  # PowerShell's name for the one set of a cmdlet that declares none
 BINDING_EXCEPTION = [
     "System.Management.Automation.ParameterBindingException",
@@ -64,6 +71,21 @@ class CmdletError(Exception):
         if "," not in self.fqid:
             self.fqid = f"{self.fqid},{command_class}"
         return self
+
+
+def command_not_found(name: str) -> CmdletError:
+    """What PowerShell answers for a command it does not have, or a JEA endpoint does not show."""
+    return CmdletError(
+        NOT_RECOGNISED.format(name),
+        fqid="CommandNotFoundException",
+        category="ObjectNotFound",
+        exception_type=[
+            "System.Management.Automation.CommandNotFoundException",
+            "System.Management.Automation.RuntimeException",
+            "System.SystemException",
+        ],
+        target=name,
+    )
 
 
 def missing_mandatory(names: list[str]) -> CmdletError:
@@ -102,6 +124,7 @@ class Invocation:
     arguments: list[Any] = field(default_factory=list)  # positional arguments, in order
     piped: bool = False  # runs downstream in a pipeline (or on client input): `input` is what reached it
     parameter_set: str = ALL_SETS  # the set binding resolved, for the body to branch on
+    sees: Callable[[str], bool] = lambda command: True  # whether the session exposes a command (JEA hides some)
 
     def _key(self, name: str) -> str | None:
         return next((k for k in self.parameters if k.casefold() == name.casefold()), None)
@@ -169,6 +192,9 @@ class CmdletSpec:
     sets: tuple[ParameterSet, ...]
     default_set: str | None = None
     by_value: tuple[tuple[str, str], ...] = ()  # (parameter, .NET type) bound from pipeline input of that type
+    aliases: tuple[tuple[str, str], ...] = ()  # (alias, parameter)
+    lenient: tuple[str, tuple[str, ...]] | None = None  # (strictness switch, parameters only a lenient host takes)
+    kind: str = "Cmdlet"  # or "Function", as Get-Command reports it
 
     def __call__(self, inv: Invocation) -> list[Any]:
         # One cmdlet at a time per host, so a reader never sees a half-made change. A cmdlet that spans hosts
@@ -196,13 +222,15 @@ class CmdletSpec:
         return output
 
     def bind(self, inv: Invocation) -> dict[str, Any]:
-        """Canonical parameter names, accepting any case and unambiguous prefixes, as PowerShell does."""
-        known = list(self.parameters) + COMMON_PARAMETERS
+        """Canonical parameter names, accepting any case, aliases and unambiguous prefixes, as PowerShell does."""
+        known = [p for p in self.parameters if p not in self._refused(inv)] + COMMON_PARAMETERS
         if self.should_process:
             known += SHOULD_PROCESS_PARAMETERS
+        aliases = {alias: name for alias, name in self.aliases if name in known}
         bound: dict[str, Any] = {}
         for given, value in inv.parameters.items():
-            bound[self._canonical(given, known)] = value
+            canonical = self._canonical(given, known + list(aliases))
+            bound[aliases.get(canonical, canonical)] = value
         for position, value in enumerate(inv.arguments):
             if position >= len(self.positional) or self.positional[position] in bound:
                 raise CmdletError(
@@ -218,6 +246,12 @@ class CmdletSpec:
                 bound[parameter] = inv.input[0]
         inv.parameter_set = self._resolve_set(bound, inv)
         return bound
+
+    def _refused(self, inv: Invocation) -> tuple[str, ...]:
+        """Parameters this host does not have: the lenient ones, once their strictness switch is on."""
+        if self.lenient is None or not getattr(inv.host.strict, self.lenient[0]):
+            return ()
+        return self.lenient[1]
 
     def _resolve_set(self, bound: dict[str, Any], inv: Invocation) -> str:
         """PowerShell's choice: the sets holding every given parameter; of several, the default set, else the only
@@ -294,8 +328,13 @@ def cmdlet(
     sets: dict[str, str] | None = None,
     default_set: str | None = None,
     by_value: dict[str, str] | None = None,
+    aliases: dict[str, str] | None = None,
+    lenient: tuple[str, str] | None = None,
+    kind: str = "Cmdlet",
 ) -> Callable[[Callable[[Invocation], list[Any]]], CmdletSpec]:
-    """Register a cmdlet implementation under its PowerShell name with its declared parameters and parameter sets."""
+    """Register a cmdlet implementation under its PowerShell name with its declared parameters and parameter sets.
+
+    lenient: (strictness switch, "Param ...") — parameters the simulator accepts only while that switch is off."""
     common = parameters.split()
     declared = [ParameterSet(set_name, *_set_members(common + text.split())) for set_name, text in (sets or {}).items()]
     every = dict.fromkeys(n.rstrip("!") for n in common + [w for text in (sets or {}).values() for w in text.split()])
@@ -312,6 +351,9 @@ def cmdlet(
             tuple(declared) or (ParameterSet(ALL_SETS, *_set_members(common)),),
             default_set,
             tuple((by_value or {}).items()),
+            tuple((aliases or {}).items()),
+            (lenient[0], tuple(lenient[1].split())) if lenient else None,
+            kind,
         )
         CMDLETS[name] = spec
         return spec
@@ -325,6 +367,11 @@ def _set_members(words: list[str]) -> tuple[frozenset[str], tuple[str, ...]]:
 
 def find_cmdlet(name: str) -> Callable[[Invocation], list[Any]] | None:
     return CMDLETS.get(name)
+
+
+def command_type(name: str) -> str:
+    """The command's CommandType as Get-Command reports it: Cmdlet, or Function."""
+    return str(getattr(CMDLETS.get(name), "kind", "Cmdlet"))
 
 
 def invoke(

@@ -1,17 +1,23 @@
-"""HgsClient cmdlets (CDXML over ROOT/Microsoft/Windows/Hgs): client configuration, guardians, key protectors."""
+"""HgsClient commands (CDXML over ROOT/Microsoft/Windows/Hgs): client configuration, guardians, key protectors.
+
+The module exports them as functions (FunctionsToExport), not cmdlets: Get-Command reports CommandType Function and
+a JEA role must list them under VisibleFunctions.
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 from xml.etree import ElementTree
 
 import defusedxml.ElementTree as SafeXml
+from psrpcore.types import PSUInt16, PSUInt64
 
 from hypervsim import keyprotector
 from hypervsim.certs import Certificate, guardian_pair
-from hypervsim.cmdlets import CmdletError, Invocation, cmdlet
+from hypervsim.cmdlets import CmdletError, CmdletSpec, Invocation, cmdlet
 from hypervsim.cmdlets.files import certificate_object, local_path, open_pfx, path_not_found, read_host_file
 from hypervsim.model import Guardian, HostModel
 from hypervsim.types import HgsClientMode, cim_object, property_of
@@ -19,6 +25,14 @@ from hypervsim.types import HgsClientMode, cim_object, property_of
 NAMESPACE = "ROOT/Microsoft/Windows/Hgs"
 CIM = ["Microsoft.Management.Infrastructure.CimException", "System.Exception"]
 GUARDIAN_PARAMS = "Name AllowExpired AllowUntrustedRoot"
+Body = Callable[[Invocation], list[Any]]
+
+
+def hgs_function(
+    name: str, command_class: str, parameters: str = "", positional: str = "", should_process: bool = False, **kw: Any
+) -> Callable[[Body], CmdletSpec]:
+    """Register an HgsClient command: a function, as the module exports it."""
+    return cmdlet(name, command_class, parameters, positional, should_process, kind="Function", **kw)
 
 
 def hgs_error(message: str, hresult: int, category: str = "NotSpecified", target: Any = None) -> CmdletError:
@@ -27,19 +41,25 @@ def hgs_error(message: str, hresult: int, category: str = "NotSpecified", target
 
 
 def guardian_object(host: HostModel, guardian: Guardian) -> Any:
-    """MSFT_HgsGuardian; HasPrivateSigningKey reflects what the store holds right now."""
+    """MSFT_HgsGuardian; HasPrivateSigningKey reflects what the store holds right now.
+
+    The WMI class declares the certificates as uint8[] (what a host strict about `certificate_bytes` sends); the
+    simulator otherwise shows them as certificate objects, as the module presents them locally."""
     signing_key = host.private_key_held(guardian.signing)
+
+    def certificate(cert: Certificate, has_key: bool) -> Any:
+        return cert.der if host.strict.certificate_bytes else certificate_object(cert, has_key, in_store=False)
+
     return cim_object(
         f"{NAMESPACE}/MSFT_HgsGuardian",
         [],
         {
-            "EncryptionCertificate": certificate_object(
-                guardian.encryption, host.private_key_held(guardian.encryption), in_store=False
-            ),
+            "EncryptionCertificate": certificate(guardian.encryption, host.private_key_held(guardian.encryption)),
             "HasPrivateSigningKey": signing_key,
             "Name": guardian.name,
-            "SigningCertificate": certificate_object(guardian.signing, signing_key, in_store=False),
+            "SigningCertificate": certificate(guardian.signing, signing_key),
         },
+        to_string=f'MSFT_HgsGuardian (Name = "{guardian.name}")',  # a CIM instance shows its key properties
     )
 
 
@@ -59,34 +79,41 @@ def key_protector_object(host: HostModel, kp: keyprotector.KeyProtector) -> Any:
         {
             "Guardians": [_kp_guardian_object(host, row) for row in kp.rows],
             "Owner": _kp_guardian_object(host, kp.owner),
-            "RawData": kp.to_bytes(),
+            "RawData": kp.to_xml() if host.strict.opaque_key_protector else kp.to_bytes(),
         },
     )
 
 
-@cmdlet("Get-HgsClientConfiguration", "Get-HgsClientConfiguration")
+@hgs_function("Get-HgsClientConfiguration", "Get-HgsClientConfiguration")
 def get_hgs_client_configuration(inv: Invocation) -> list[Any]:
+    mode = HgsClientMode[inv.host.hgs_mode]
     return [
         cim_object(
             f"{NAMESPACE}/MSFT_HgsClientConfiguration",
             [],
             {
-                "AttestationOperationMode": "Unknown",
+                "AttestationOperationMode": _uint(inv, 0, PSUInt16, "Unknown"),
                 "AttestationServerUrl": "",
-                "AttestationStatus": "NotConfigured",
-                "AttestationSubstatus": "NoInformation",
+                "AttestationStatus": _uint(inv, 0, PSUInt16, "NotConfigured"),
+                "AttestationSubstatus": _uint(inv, 0, PSUInt64, "NoInformation"),
                 "FallbackAttestationServerUrl": "",
                 "FallbackKeyProtectionServerUrl": "",
                 "IsFallbackInUse": False,
                 "IsHostGuarded": False,
                 "KeyProtectionServerUrl": "",
-                "Mode": HgsClientMode[inv.host.hgs_mode],
+                "Mode": _uint(inv, mode.value, PSUInt16, mode),
             },
         )
     ]
 
 
-@cmdlet("Get-HgsGuardian", "Get-HgsGuardian", "Name", "Name")
+def _uint(inv: Invocation, number: int, kind: type[int], shown: Any) -> Any:
+    """A uint16/uint64 CIM property: the number the WMI class declares on a host strict about `wmi_numbers`, else the
+    name the simulator used to send."""
+    return kind(number) if inv.host.strict.wmi_numbers else shown
+
+
+@hgs_function("Get-HgsGuardian", "Get-HgsGuardian", "Name", "Name")
 def get_hgs_guardian(inv: Invocation) -> list[Any]:
     names = inv.strings("Name")
     if not names:
@@ -112,7 +139,7 @@ def _guardian_not_found(name: str) -> CmdletError:
     )
 
 
-@cmdlet(
+@hgs_function(
     "New-HgsGuardian",
     "New-HgsGuardian",
     "Name!",
@@ -179,7 +206,7 @@ def _check_trust(inv: Invocation, cert: Certificate) -> None:
         )
 
 
-@cmdlet("Remove-HgsGuardian", "Remove-HgsGuardian", "Name InputObject", "Name", True)
+@hgs_function("Remove-HgsGuardian", "Remove-HgsGuardian", "Name InputObject", "Name", True)
 def remove_hgs_guardian(inv: Invocation) -> list[Any]:
     """Removes the guardian entry only: its certificates (and private keys) stay in the store."""
     names = inv.strings("Name") or [str(property_of(o, "Name")) for o in _as_list(inv.get("InputObject") or inv.input)]
@@ -199,28 +226,59 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
-@cmdlet("Export-HgsGuardian", "Export-HgsGuardian", "Name InputObject Path", "Name Path", True)
+@hgs_function(
+    "Export-HgsGuardian",
+    "Export-HgsGuardian",
+    "InputObject Path Name",
+    "InputObject Path",
+    aliases={"Guardian": "InputObject", "FilePath": "Path"},
+    lenient=("export_guardian_by_object", "Name"),
+)
 def export_hgs_guardian(inv: Invocation) -> list[Any]:
-    """Writes the guardian's public certificates (no private keys) as XML for Import-HgsGuardian elsewhere."""
+    """Writes a guardian's public certificates (no private keys) as XML for Import-HgsGuardian elsewhere.
+
+    Windows takes the guardian as an object (`Get-HgsGuardian -Name X | Export-HgsGuardian -Path Y`); a lenient host
+    also takes -Name."""
     inv.require("Path")
-    source = inv.get("InputObject") or (inv.input[0] if inv.input else None)
-    if source is None and not inv.has("Name"):
-        inv.require_input("Name")
-    name = str(inv.get("Name") or property_of(source, "Name") or "")
-    guardian = inv.host.guardian(name) if name else None
-    if guardian is None:
-        raise _guardian_not_found(name)
-    root = ElementTree.Element("Guardian", Name=guardian.name)
-    for tag, cert in (("SigningCertificate", guardian.signing), ("EncryptionCertificate", guardian.encryption)):
-        ElementTree.SubElement(root, tag).text = base64.b64encode(cert.der).decode()
+    sources = _as_list(inv.get("InputObject")) if inv.has("InputObject") else list(inv.input)
+    if not sources and inv.has("Name"):
+        sources = [_named_guardian(inv.host, str(inv.get("Name")))]
+    if not sources:
+        inv.require_input("InputObject")
     local = local_path(inv.host, str(inv.get("Path")))
     if not local.parent.is_dir():
         raise path_not_found(str(inv.get("Path")))
-    local.write_bytes(b'<?xml version="1.0" encoding="utf-8"?>\r\n' + ElementTree.tostring(root))
+    for source in sources:  # each piped guardian is written to the path in turn, as PowerShell processes records
+        local.write_bytes(_guardian_xml(_exported_guardian(inv.host, source)))
     return []
 
 
-@cmdlet("Import-HgsGuardian", "Import-HgsGuardian", f"{GUARDIAN_PARAMS} Path", "Path Name", True)
+def _named_guardian(host: HostModel, name: str) -> Guardian:
+    guardian = host.guardian(name) if name else None
+    if guardian is None:
+        raise _guardian_not_found(name)
+    return guardian
+
+
+def _exported_guardian(host: HostModel, source: Any) -> Guardian:
+    """The guardian an object carries: its own certificates, or the host's guardian of its name when the object's
+    certificates cannot be read (a copy the client sent back)."""
+    if isinstance(source, Guardian):
+        return source
+    try:
+        return _guardian_from_object(source)
+    except CmdletError:
+        return _named_guardian(host, str(property_of(source, "Name") or ""))
+
+
+def _guardian_xml(guardian: Guardian) -> bytes:
+    root = ElementTree.Element("Guardian", Name=guardian.name)
+    for tag, cert in (("SigningCertificate", guardian.signing), ("EncryptionCertificate", guardian.encryption)):
+        ElementTree.SubElement(root, tag).text = base64.b64encode(cert.der).decode()
+    return b'<?xml version="1.0" encoding="utf-8"?>\r\n' + ElementTree.tostring(root)
+
+
+@hgs_function("Import-HgsGuardian", "Import-HgsGuardian", f"{GUARDIAN_PARAMS} Path", "Path Name", True)
 def import_hgs_guardian(inv: Invocation) -> list[Any]:
     """A guardian from another host's public metadata: no private keys here, by design."""
     inv.require("Path", "Name")
@@ -254,7 +312,7 @@ def parse_key_protector(value: Any) -> keyprotector.KeyProtector:
         raise hgs_error("The parameter is incorrect.", 0x80070057, "InvalidArgument") from None
 
 
-@cmdlet("ConvertTo-HgsKeyProtector", "ConvertTo-HgsKeyProtector", "Bytes", "Bytes")
+@hgs_function("ConvertTo-HgsKeyProtector", "ConvertTo-HgsKeyProtector", "Bytes", "Bytes")
 def convert_to_hgs_key_protector(inv: Invocation) -> list[Any]:
     inv.require("Bytes")
     return [key_protector_object(inv.host, parse_key_protector(inv.get("Bytes")))]
@@ -264,7 +322,7 @@ def convert_to_hgs_key_protector(inv: Invocation) -> list[Any]:
 GUARDIAN_SETS = {"InputObject": "Guardian!", "FriendlyName": "GuardianFriendlyName!"}
 
 
-@cmdlet(
+@hgs_function(
     "Grant-HgsKeyProtectorAccess",
     "Grant-HgsKeyProtectorAccess",
     "KeyProtector! AllowExpired AllowUntrustedRoot",
@@ -284,7 +342,7 @@ def grant_hgs_key_protector_access(inv: Invocation) -> list[Any]:
     return [key_protector_object(inv.host, granted)]
 
 
-@cmdlet("Revoke-HgsKeyProtectorAccess", "Revoke-HgsKeyProtectorAccess", "KeyProtector!", "KeyProtector", True,
+@hgs_function("Revoke-HgsKeyProtectorAccess", "Revoke-HgsKeyProtectorAccess", "KeyProtector!", "KeyProtector", True,
         sets=GUARDIAN_SETS)  # fmt: skip
 def revoke_hgs_key_protector_access(inv: Invocation) -> list[Any]:
     """Removes a guardian from a key protector, re-signed by its owner: needs the owner's private signing key here."""

@@ -1,4 +1,4 @@
-"""Microsoft.PowerShell.Utility cmdlets a JEA endpoint always exposes: Select-Object, as Windows PowerShell 5.1 runs it.
+"""Commands a JEA endpoint always exposes: Select-Object, as Windows PowerShell 5.1 runs it, and Get-Command.
 
 Select-Object -Property makes one new PSCustomObject per input object holding only the named properties (note
 properties, so they serialize in <MS>), typed "Selected.<first type of the input>" then PSCustomObject. Clients use it
@@ -13,7 +13,10 @@ import fnmatch
 import uuid
 from typing import Any
 
-from hypervsim.cmdlets import CmdletError, Invocation, cmdlet
+from psrpcore.types import CommandTypes
+
+from hypervsim import wildcards
+from hypervsim.cmdlets import CMDLETS, CmdletError, Invocation, cmdlet, command_not_found, command_type
 from hypervsim.types import dotnet_object
 
 PS_CUSTOM_OBJECT = "System.Management.Automation.PSCustomObject"
@@ -194,3 +197,47 @@ def _unique(objects: list[Any]) -> list[Any]:
     for value in objects:
         seen.setdefault(text_of(value), value)
     return list(seen.values())
+
+
+# The module each command comes from, as Get-Command reports it in Source/ModuleName.
+MODULES = {
+    "Hyper-V": "Get-VM Get-VMSecurity Get-VMKeyProtector Set-VMKeyProtector Enable-VMTPM Disable-VMTPM Start-VM "
+    "Stop-VM Remove-VMSavedState Get-VMSnapshot Get-VMHost Export-VM Compare-VM Import-VM Move-VM Remove-VM",
+    "Microsoft.PowerShell.Management": "Get-ChildItem Get-Item New-Item Remove-Item Test-Path Get-Content Set-Content",
+    "PKI": "Export-PfxCertificate Import-PfxCertificate",
+    "CimCmdlets": "Get-CimInstance",
+    "Microsoft.PowerShell.Utility": "Select-Object",
+    "Microsoft.PowerShell.Core": "Get-Command",
+}
+_MODULE_OF = {name.casefold(): module for module, names in MODULES.items() for name in names.split()}
+
+
+def command_info(name: str, kind: str) -> Any:
+    """A CmdletInfo or FunctionInfo, with the properties a caller checks: Name, CommandType and its module."""
+    module = _MODULE_OF.get(name.casefold(), "HgsClient" if kind == "Function" else "")
+    return dotnet_object(
+        [f"System.Management.Automation.{kind}Info", "System.Management.Automation.CommandInfo"],
+        {"Name": name, "CommandType": CommandTypes[kind], "Source": module, "ModuleName": module},
+        to_string=name,
+    )
+
+
+@cmdlet(
+    "Get-Command",
+    "Microsoft.PowerShell.Commands.GetCommandCommand",
+    "Name CommandType Module",
+    "Name",
+    locks_itself=True,  # reads only the command table
+)
+def get_command(inv: Invocation) -> list[Any]:
+    """The commands the session shows (a JEA endpoint only its visible ones), by name or wildcard pattern."""
+    shown = [name for name in CMDLETS if inv.sees(name)]
+    patterns = inv.strings("Name") or ["*"]
+    out: list[Any] = []
+    for pattern in patterns:
+        compiled = wildcards.compile_pattern(pattern)
+        matches = [name for name in shown if compiled.match(name) and name not in out]
+        if not matches and not wildcards.has_wildcards(pattern):
+            inv.errors.append(command_not_found(pattern))
+        out += matches
+    return [command_info(name, command_type(name)) for name in sorted(out, key=str.casefold)]

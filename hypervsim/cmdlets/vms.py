@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from hypervsim import keyprotector
+from hypervsim import keyprotector, wildcards
 from hypervsim.certs import guardian_pair
 from hypervsim.cmdlets import BINDING_EXCEPTION, CmdletError, Invocation, cmdlet, unresolved_parameter_set
 from hypervsim.cmdlets.files import local_path, read_host_file
@@ -99,19 +99,23 @@ def vm_object(host: HostModel, vm: VirtualMachine) -> Any:
 
 
 def security_object(host: HostModel, vm: VirtualMachine) -> Any:
+    """VMSecurity: it names its host but not its VM, so a caller asking for several VMs cannot tell the answers
+    apart by a property. A lenient host still adds VMName and VMId, as the simulator used to."""
+    properties: dict[str, Any] = {
+        "TpmEnabled": vm.tpm_enabled,
+        "KsdEnabled": False,
+        "Shielded": False,
+        "EncryptStateAndVmMigrationTraffic": vm.tpm_enabled,
+        "VirtualizationBasedSecurityOptOut": False,
+        "BindToHostTpm": False,
+        "ComputerName": host.name,
+        "IsDeleted": False,
+    }
+    if not host.strict.security_without_vm:
+        properties |= {"VMName": vm.name, "VMId": uuid.UUID(vm.id)}
     return dotnet_object(
         [f"{NS}.VMSecurity", f"{NS}.VMComponentObject", f"{NS}.VirtualizationObject"],
-        {
-            "TpmEnabled": vm.tpm_enabled,
-            "KsdEnabled": False,
-            "Shielded": False,
-            "EncryptStateAndVmMigrationTraffic": vm.tpm_enabled,
-            "VirtualizationBasedSecurityOptOut": False,
-            "BindToHostTpm": False,
-            "VMName": vm.name,
-            "VMId": uuid.UUID(vm.id),
-            "ComputerName": host.name,
-        },
+        properties,
         to_string=f"{NS}.VMSecurity",
     )
 
@@ -140,23 +144,48 @@ def snapshot_object(host: HostModel, vm: VirtualMachine, index: int) -> Any:
 
 
 def target_vms(inv: Invocation, parameter: str = "VMName") -> list[VirtualMachine]:
-    """VMs named by a [string[]] parameter (wildcards allowed) or given as VM objects / pipeline input.
+    """VMs named by a [string[]] parameter (wildcard patterns) or given as VM objects / pipeline input.
 
     An unknown name is a non-terminating error, as on Windows; the other VMs are still processed.
     """
-    refs: list[str] = inv.strings(parameter)
-    objects = inv.get("VM") or ([] if refs else inv.input)
-    for obj in objects if isinstance(objects, list | tuple) else [objects]:
-        refs.append(str(property_of(obj, "VMId") or property_of(obj, "Id") or property_of(obj, "Name")))
-    if not refs:
+    names = inv.strings(parameter)
+    objects = inv.get("VM") or ([] if names else inv.input)
+    objects = list(objects) if isinstance(objects, list | tuple) else [objects]
+    if not names and not objects:
         inv.require_input(parameter)
     found: list[VirtualMachine] = []
-    for ref in refs:
-        matches = _match(inv.host, ref)
-        if not matches and not _is_wildcard(ref):
-            inv.errors.append(vm_not_found(ref))
-        found += [vm for vm in matches if vm not in found]
+    matches = [_named(inv, name) for name in names] + [_addressed(inv, obj) for obj in objects]
+    for vm in (vm for group in matches for vm in group):
+        if vm not in found:
+            found.append(vm)
     return found
+
+
+def _named(inv: Invocation, name: str) -> list[VirtualMachine]:
+    """The VMs a name parameter matches. Windows treats it as a wildcard pattern, so `Win11-?` also matches
+    Win11-A; a lenient host matches a name without wildcards exactly, and also a VM id given as a name."""
+    if not inv.host.strict.wildcard_names:
+        matches = _match(inv.host, name)
+        if not matches and not _is_wildcard(name):
+            inv.errors.append(vm_not_found(name))
+        return matches
+    pattern = wildcards.compile_pattern(name)
+    matches = [vm for vm in inv.host.vms.values() if pattern.match(vm.name)]
+    if not matches and not wildcards.has_wildcards(name):
+        inv.errors.append(vm_not_found(wildcards.unescaped(name)))
+    return matches
+
+
+def _addressed(inv: Invocation, obj: Any) -> list[VirtualMachine]:
+    """The VM a VM object stands for: by its id on Windows, exactly one. A lenient host, or an object without an
+    id, takes its id or name as a name is taken."""
+    vm_id = property_of(obj, "VMId") or property_of(obj, "Id")
+    if not inv.host.strict.wildcard_names or vm_id is None:
+        return _named(inv, str(vm_id or property_of(obj, "Name")))
+    vm = inv.host.vms.get(str(vm_id).lower())
+    if vm is None:
+        inv.errors.append(vm_id_not_found(str(vm_id)))
+    return [vm] if vm else []
 
 
 def _is_wildcard(text: str) -> bool:
@@ -197,7 +226,8 @@ def get_vm_security(inv: Invocation) -> list[Any]:
 
 @cmdlet("Get-VMKeyProtector", f"{NS}.Commands.GetVMKeyProtector", "VMName VM ComputerName", "VMName")
 def get_vm_key_protector(inv: Invocation) -> list[Any]:
-    return [vm.key_protector for vm in target_vms(inv)]
+    opaque = inv.host.strict.opaque_key_protector
+    return [keyprotector.spelled(vm.key_protector, opaque) for vm in target_vms(inv)]
 
 
 @cmdlet("Get-VMSnapshot", f"{NS}.Commands.GetVMSnapshot", "VMName VM Name Id SnapshotType ComputerName", "VMName Name")
@@ -331,12 +361,12 @@ def _restore_last_known_good(vm: VirtualMachine) -> None:
 
 
 def _key_protector_bytes(value: Any) -> bytes:
+    """The protector as the model stores it (the binary spelling, whichever spelling was given)."""
     raw = bytes(value) if isinstance(value, bytes | bytearray) else bytes(int(b) for b in value or [])
     try:
-        keyprotector.parse(raw)
+        return keyprotector.parse(raw).to_bytes()
     except keyprotector.KeyProtectorError:
         raise vm_error("The key protector is not valid.", "InvalidParameter", "InvalidArgument") from None
-    return raw
 
 
 @cmdlet("Enable-VMTPM", f"{NS}.Commands.EnableVMTPM", VM_PARAMS, "VMName", True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypervsim import scenarios
 from hypervsim.model import STORE_PATH
 from hypervsim.types import Secret
-from tests.sim.test_cmdlets import error, lab, make_host, out  # noqa: F401 - shared fixtures
+from tests.sim.test_cmdlets import cert, error, lab, make_host, out  # noqa: F401 - shared fixtures
 
 UNWRAP = "The key protector could not be unwrapped. Details are included in the HostGuardianService-Client event log."
 SHARE_BACKUP = r"\\LAB\share\backup"
@@ -156,11 +156,11 @@ def test_new_local_key_protector_creates_untrusted_guardian_and_store_when_missi
     host = make_host("fresh", "HV05")
     out(host, "Set-VMKeyProtector", VMName="Srv-Plain", NewLocalKeyProtector=None)
     guardian = out(host, "Get-HgsGuardian", Name="UntrustedGuardian")[0]
-    assert guardian.SigningCertificate.Subject == "CN=Shielded VM Signing Certificate (UntrustedGuardian) (HV05)"
+    assert cert(guardian, "Signing").subject == "CN=Shielded VM Signing Certificate (UntrustedGuardian) (HV05)"
     assert guardian.HasPrivateSigningKey is True
     assert len(out(host, "Get-ChildItem", Path=STORE_PATH)) == 2
     kp = out(host, "ConvertTo-HgsKeyProtector", Bytes=out(host, "Get-VMKeyProtector", VMName="Srv-Plain")[0])[0]
-    assert kp.Owner.SigningCertificate.Thumbprint == guardian.SigningCertificate.Thumbprint
+    assert cert(kp.Owner, "Signing").thumbprint == cert(guardian, "Signing").thumbprint
     out(host, "Enable-VMTPM", VMName="Srv-Plain")
     out(host, "Start-VM", Name="Srv-Plain")
     before = host.guardians["UntrustedGuardian"].signing.thumbprint

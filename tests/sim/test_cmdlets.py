@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -28,8 +29,9 @@ ISSUE_CMDLETS = {
     "Disable-VMTPM", "Start-VM", "Stop-VM", "Remove-VMSavedState", "Get-VMSnapshot", "Get-VMHost", "Export-VM",
     "Compare-VM", "Import-VM", "Move-VM", "Remove-VM", "Get-CimInstance",
 }  # fmt: skip
-# Select-Object: a JEA endpoint's default visible cmdlet, for small reads; Revoke undoes a grant.
-BEYOND_THE_ISSUE = {"Select-Object", "Revoke-HgsKeyProtectorAccess"}
+# Select-Object and Get-Command: a JEA endpoint's default visible cmdlets, for small reads and for asking what a
+# command is; Revoke undoes a grant.
+BEYOND_THE_ISSUE = {"Select-Object", "Get-Command", "Revoke-HgsKeyProtectorAccess"}
 
 
 @pytest.fixture
@@ -67,6 +69,13 @@ def local_guardian(host: HostModel):
     return out(host, "Get-HgsGuardian", Name="UntrustedGuardian")[0]
 
 
+def cert(guardian: Any, role: str) -> Certificate:
+    """A guardian object's Signing or Encryption certificate. MSFT_HgsGuardian carries it as the byte array the WMI
+    class declares (a host without `certificate_bytes` sends an X509Certificate2 object, whose RawData it is)."""
+    value = getattr(guardian, f"{role}Certificate")
+    return Certificate(bytes(value if isinstance(value, bytes | bytearray) else value.RawData))
+
+
 def test_registry_is_the_issue_list_and_resolves_names_like_powershell():
     assert set(CMDLETS) == ISSUE_CMDLETS | BEYOND_THE_ISSUE
     assert "get-vm" in CMDLETS
@@ -96,17 +105,22 @@ def test_client_configuration_is_local_mode(make_host):
 
 
 def test_healthy_guardian_has_windows_subjects_and_private_keys(make_host):
-    guardian = local_guardian(make_host("healthy", "HV07"))
+    host = make_host("healthy", "HV07")
+    guardian = local_guardian(host)
     assert guardian.HasPrivateSigningKey is True
-    assert guardian.SigningCertificate.Subject == "CN=Shielded VM Signing Certificate (UntrustedGuardian) (HV07)"
-    assert guardian.EncryptionCertificate.Subject == "CN=Shielded VM Encryption Certificate (UntrustedGuardian) (HV07)"
-    raw = guardian.SigningCertificate.RawData
-    assert guardian.SigningCertificate.Thumbprint == hashlib.sha1(raw).hexdigest().upper()  # noqa: S324
-    years = (guardian.SigningCertificate.NotAfter - guardian.SigningCertificate.NotBefore).days / 365
-    assert 9.9 < years < 10.1
+    signing, encryption = cert(guardian, "Signing"), cert(guardian, "Encryption")
+    assert signing.subject == "CN=Shielded VM Signing Certificate (UntrustedGuardian) (HV07)"
+    assert encryption.subject == "CN=Shielded VM Encryption Certificate (UntrustedGuardian) (HV07)"
+    assert signing.thumbprint == hashlib.sha1(signing.der).hexdigest().upper()  # noqa: S324
+    assert signing.thumbprint == host.guardian("UntrustedGuardian").signing.thumbprint
+    assert 9.9 < (signing.not_after - signing.not_before).days / 365 < 10.1
     xml = serialize_clixml(guardian, None)  # type: ignore[arg-type]  # no SecureStrings: no cipher needed
-    assert "<T>System.Security.Cryptography.X509Certificates.X509Certificate2</T>" in xml
-    assert '<BA N="RawData">' in xml and "MSFT_HgsGuardian</T>" in xml
+    assert '<BA N="SigningCertificate">' in xml and "MSFT_HgsGuardian</T>" in xml
+    host.strict.certificate_bytes = False  # the certificate objects the simulator used to send
+    shown = local_guardian(host)
+    assert shown.SigningCertificate.Thumbprint == signing.thumbprint
+    xml = serialize_clixml(shown, None)  # type: ignore[arg-type]
+    assert "<T>System.Security.Cryptography.X509Certificates.X509Certificate2</T>" in xml and '<BA N="RawData">' in xml
 
 
 def test_guardian_without_certificates_reports_no_private_key(make_host):
@@ -123,7 +137,7 @@ def test_generate_certificates_creates_the_store_and_names_both_subjects(make_ho
     host = make_host("fresh")
     assert out(host, "Test-Path", Path=STORE_PATH) == [False]
     guardian = out(host, "New-HgsGuardian", Name="Lab", GenerateCertificates=None)[0]
-    assert guardian.SigningCertificate.Subject == "CN=Shielded VM Signing Certificate (Lab) (HV01)"
+    assert cert(guardian, "Signing").subject == "CN=Shielded VM Signing Certificate (Lab) (HV01)"
     assert guardian.HasPrivateSigningKey is True
     assert out(host, "Test-Path", Path=STORE_PATH) == [True]
     assert len(out(host, "Get-ChildItem", Path=STORE_PATH)) == 2
@@ -132,12 +146,12 @@ def test_generate_certificates_creates_the_store_and_names_both_subjects(make_ho
 def test_guardian_by_thumbprints_needs_untrusted_root_switch_and_present_certificates(make_host):
     host = make_host("healthy")
     g = local_guardian(host)
-    thumbs = {"SigningCertificateThumbprint": g.SigningCertificate.Thumbprint}
-    thumbs["EncryptionCertificateThumbprint"] = g.EncryptionCertificate.Thumbprint
+    thumbs = {"SigningCertificateThumbprint": cert(g, "Signing").thumbprint}
+    thumbs["EncryptionCertificateThumbprint"] = cert(g, "Encryption").thumbprint
     untrusted = error(host, "New-HgsGuardian", Name="Again", **thumbs)
     assert untrusted.fqid == "HRESULT 0x800b0109,New-HgsGuardian" and "not trusted" in untrusted.message
     again = out(host, "New-HgsGuardian", Name="Again", AllowUntrustedRoot=None, **thumbs)[0]
-    assert again.SigningCertificate.Thumbprint == g.SigningCertificate.Thumbprint
+    assert cert(again, "Signing").thumbprint == cert(g, "Signing").thumbprint
     missing = error(
         host,
         "New-HgsGuardian",
@@ -163,7 +177,7 @@ def test_guardian_from_the_export_scripts_pfx_files_on_the_share(make_host, lab)
     assert host.guardian("Restored") is None
     guardian = out(host, "New-HgsGuardian", **params)[0]
     assert guardian.HasPrivateSigningKey is True
-    assert guardian.SigningCertificate.Subject.endswith("(UntrustedGuardian) (HV01)")
+    assert cert(guardian, "Signing").subject.endswith("(UntrustedGuardian) (HV01)")
 
 
 def test_remove_guardian_by_pipeline_object(make_host):
@@ -180,7 +194,7 @@ def test_public_guardian_moves_between_hosts_without_private_keys(make_host):
     out(target, "Export-HgsGuardian", Name="UntrustedGuardian", Path=r"\\LAB\share\HV02.xml")
     imported = out(source, "Import-HgsGuardian", Path=r"\\LAB\share\HV02.xml", Name="HV02", AllowUntrustedRoot=None)[0]
     assert imported.HasPrivateSigningKey is False
-    assert imported.EncryptionCertificate.Thumbprint == target.guardians["UntrustedGuardian"].encryption.thumbprint
+    assert cert(imported, "Encryption").thumbprint == target.guardians["UntrustedGuardian"].encryption.thumbprint
     assert "already exists" in error(source, "Import-HgsGuardian", Path=r"\\LAB\share\HV02.xml", Name="HV02").message
     bad = error(source, "Import-HgsGuardian", Path=r"\\LAB\share\missing.xml", Name="X")
     assert bad.fqid == "PathNotFound,Import-HgsGuardian"
@@ -420,7 +434,7 @@ def test_long_guardian_names_go_into_the_subject_whole(make_host):
     name = "Guardian-with-a-rather-long-name-for-the-lab"
     with warnings.catch_warnings(record=True) as caught:
         guardian = out(make_host("fresh"), "New-HgsGuardian", Name=name, GenerateCertificates=None)[0]
-        assert guardian.EncryptionCertificate.Subject == f"CN=Shielded VM Encryption Certificate ({name}) (HV01)"
+        assert cert(guardian, "Encryption").subject == f"CN=Shielded VM Encryption Certificate ({name}) (HV01)"
     assert not [w for w in caught if "length" in str(w.message)]
 
 

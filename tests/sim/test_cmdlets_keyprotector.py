@@ -10,7 +10,7 @@ from hypervsim import keyprotector
 from hypervsim.cmdlets import invoke
 from hypervsim.model import HostModel
 from tests.sim.test_cmdlets import error, lab, make_host, out  # noqa: F401 - shared fixtures
-from tests.sim.test_cmdlets_remote import UNWRAP, fails, ok, prop, run, session
+from tests.sim.test_cmdlets_remote import UNWRAP, fails, guardian_names, ok, prop, run, session
 
 
 def granted_to_peer(host: HostModel, vm: str = "Win11-B") -> bytes:
@@ -122,7 +122,7 @@ def test_console_undoes_a_grant_and_a_bad_protector_over_pypsrp(sim_lab):
             ("ConvertTo-HgsKeyProtector", {"Bytes": prop(granted, "RawData")}),
             ("|Revoke-HgsKeyProtectorAccess", {"GuardianFriendlyName": "Peer"}),
         )
-        assert not ps.had_errors and [prop(g, "Name") for g in prop(ps.output[0], "Guardians")] == ["UntrustedGuardian"]
+        assert not ps.had_errors and guardian_names(prop(ps.output[0], "Guardians")) == ["UntrustedGuardian"]
         ok(pool, "Set-VMKeyProtector", VMName="Win11-B", KeyProtector=foreign)
         assert UNWRAP in str(fails(pool, "Start-VM", Name="Win11-B"))
         ok(pool, "Set-VMKeyProtector", VMName="Win11-B", RestoreLastKnownGoodKeyProtector=None)

@@ -6,11 +6,13 @@ test_sim_cmdlets*.py and test_sim_behaviours.py.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.serializer import TaggedValue
@@ -68,6 +70,20 @@ def prop(obj: Any, name: str) -> Any:
     return obj.adapted_properties.get(name, obj.extended_properties.get(name))
 
 
+def guardian_names(guardians: list[Any]) -> list[str]:
+    """The names in a key protector's Guardians (or its Owner, in a list). Output is serialized at depth 1, so each
+    arrives as its CIM instance's text, MSFT_HgsGuardian (Name = "X"); a host without depth 1 sends objects."""
+    return [guardian_name(g) for g in guardians]
+
+
+def guardian_name(guardian: Any) -> str:
+    if not isinstance(guardian, str):
+        return str(prop(guardian, "Name"))
+    shown = re.fullmatch(r'MSFT_HgsGuardian \(Name = "(.*)"\)', guardian)
+    assert shown, guardian
+    return shown[1]
+
+
 def test_inventory_cmdlets_arrive_with_windows_types(sim_host):
     h = sim_host("healthy")
     with session(h) as pool:
@@ -94,14 +110,14 @@ def test_guardian_certificates_and_key_protector_bytes_travel_intact(sim_host):
     h = sim_host("healthy")
     with session(h) as pool:
         (guardian,) = ok(pool, "Get-HgsGuardian", Name="UntrustedGuardian")
-        signing = prop(guardian, "SigningCertificate")
-        raw = prop(signing, "RawData")
-        assert prop(signing, "Thumbprint") == thumbprint(raw)
-        assert prop(signing, "Subject") == "CN=Shielded VM Signing Certificate (UntrustedGuardian) (HV01)"
+        raw = prop(guardian, "SigningCertificate")  # a byte array, as the WMI class declares it
+        assert thumbprint(raw) == h.model.guardian("UntrustedGuardian").signing.thumbprint
+        subject = x509.load_der_x509_certificate(raw).subject.rfc4514_string()
+        assert subject == "CN=Shielded VM Signing Certificate (UntrustedGuardian) (HV01)"
         (kp_bytes,) = ok(pool, "Get-VMKeyProtector", VMName="Win11-A")
         assert isinstance(kp_bytes, bytes) and raw in kp_bytes
         (kp,) = ok(pool, "ConvertTo-HgsKeyProtector", Bytes=kp_bytes)
-        assert prop(prop(kp, "Owner"), "Name") == "UntrustedGuardian"
+        assert guardian_names([prop(kp, "Owner")]) == ["UntrustedGuardian"]
         bad = fails(pool, "Get-HgsGuardian", Name="Nobody")
         assert bad.fq_error == "CmdletizationQuery_NotFound_Name,Get-HgsGuardian"
 
@@ -175,8 +191,8 @@ def test_guardian_reset_keeps_its_certificates_so_it_can_be_recreated_by_thumbpr
     with session(h) as pool:
         (guardian,) = ok(pool, "Get-HgsGuardian", Name="UntrustedGuardian")
         pair = {
-            "SigningCertificateThumbprint": prop(prop(guardian, "SigningCertificate"), "Thumbprint"),
-            "EncryptionCertificateThumbprint": prop(prop(guardian, "EncryptionCertificate"), "Thumbprint"),
+            "SigningCertificateThumbprint": thumbprint(prop(guardian, "SigningCertificate")),
+            "EncryptionCertificateThumbprint": thumbprint(prop(guardian, "EncryptionCertificate")),
         }
         (cert,) = ok(pool, "Get-Item", Path=rf"{STORE_PATH}\{pair['SigningCertificateThumbprint'].lower()}")
         assert cert.types[0] == "System.Security.Cryptography.X509Certificates.X509Certificate2"
@@ -192,7 +208,7 @@ def test_guardian_reset_keeps_its_certificates_so_it_can_be_recreated_by_thumbpr
         assert untrusted.fq_error == "HRESULT 0x800b0109,New-HgsGuardian"
         (again,) = ok(pool, "New-HgsGuardian", Name="UntrustedGuardian", AllowUntrustedRoot=None, **pair)
         assert prop(again, "HasPrivateSigningKey") is True
-        assert prop(prop(again, "EncryptionCertificate"), "Thumbprint") == pair["EncryptionCertificateThumbprint"]
+        assert thumbprint(prop(again, "EncryptionCertificate")) == pair["EncryptionCertificateThumbprint"]
         ok(pool, "Start-VM", Name="Win11-B")
     assert h.model.vm("Win11-B").state == "Running"
 
@@ -247,7 +263,7 @@ def test_public_key_flow_grants_a_peer_guardian_in_one_pipeline(sim_lab):
         ps = run(pool, ("ConvertTo-HgsKeyProtector", {"Bytes": raw}), ("|Grant-HgsKeyProtectorAccess", grant))
         assert not ps.had_errors
         (granted,) = ps.output
-        assert [prop(g, "Name") for g in prop(granted, "Guardians")] == ["UntrustedGuardian", "HV02"]
+        assert guardian_names(prop(granted, "Guardians")) == ["UntrustedGuardian", "HV02"]
         ok(pool, "Set-VMKeyProtector", VMName="Win11-B", KeyProtector=prop(granted, "RawData"))
         ok(pool, "Export-VM", Name="Win11-B", Path=r"\\LAB\share\out")
         vm_id = source.model.vm("Win11-B").id.upper()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,6 +89,19 @@ def test_serve_announces_one_host_and_stops_on_terminate(spawn: Any, tmp_path: P
     assert computer_name(host) == "HV05"
     process.terminate()
     assert process.wait(10) == 0
+
+
+def test_serve_stops_within_two_seconds_while_a_client_holds_an_idle_keep_alive_connection(spawn, tmp_path):
+    process = spawn("serve", "--state", str(tmp_path), "--scenario", "fresh")
+    host = announced(process)
+    port = int(host["url"].rsplit(":", 1)[1].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+        idle.sendall(b"GET /wsman HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
+        assert idle.recv(65536).startswith(b"HTTP/1.1 405")  # answered; the connection stays open, idle
+        asked = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+        assert time.monotonic() - asked < 2
 
 
 def test_lab_announces_each_host_sharing_one_share(spawn: Any, tmp_path: Path) -> None:

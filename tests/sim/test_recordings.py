@@ -17,14 +17,18 @@ from xml.etree.ElementTree import Element
 import defusedxml.ElementTree as SafeET
 import pytest
 import yaml
+from psrpcore.types import PSEnumBase, PSType, serialize_clixml
 from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 from pypsrp.wsman import NAMESPACES
 
 from hypervsim import SimHost
+from hypervsim.serialization import at_depth_one
+from hypervsim.types import dotnet_object
 from tests.plugins.sim import sim_wsman as wsman
 
-# Beside the repository, in ../shared/reference/: CI (CI=true) always has them there.
-RECORDINGS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "pypsrp-recordings"
+# ../shared/reference/ beside the checkout (CI=true always has it there), or the nearest one up the tree (a worktree).
+_PLACES = [parent / "shared" / "reference" / "pypsrp-recordings" for parent in Path(__file__).resolve().parents]
+RECORDINGS = next((place for place in _PLACES if place.is_dir()), _PLACES[3])
 MESSAGE_TYPES = {
     0x00010002: "SESSION_CAPABILITY",
     0x00010004: "INIT_RUNSPACEPOOL",
@@ -39,6 +43,7 @@ MESSAGE_TYPES = {
     0x00041010: "PROGRESS_RECORD",
 }
 STREAM_TAGS = ("creationXml", "Stream", "Arguments")
+CLIXML_NAMESPACE = "http://schemas.microsoft.com/powershell/2004/04"
 
 
 class Exchange:
@@ -243,3 +248,54 @@ def test_receive_timeout_fault_matches_windows(host: SimHost) -> None:
 
     assert fault(exchanges) == fault(reference)
     assert fault(exchanges)[3] == "2150858793"
+
+
+def test_depth_one_output_has_the_shape_windows_gives_a_nested_object() -> None:
+    """The recorded ServiceController's nested services, handle and status arrive as texts; rebuilt here with the
+    same kinds of values, the simulator's depth-1 output has the same shape."""
+    recorded = next(
+        body
+        for e in windows("test_psrp_multiple_commands.yml")
+        for kind, body in e.sent
+        if kind == "PIPELINE_OUTPUT"
+        and body.find("TN/T") is not None
+        and body.find("TN/T").text == "System.ServiceProcess.ServiceController"  # type: ignore[union-attr]
+    )
+    service = dotnet_object(
+        ["System.ServiceProcess.ServiceController", "System.ComponentModel.Component", "System.MarshalByRefObject"],
+        {
+            "CanStop": True,
+            "DisplayName": "Windows Remote Management (WS-Management)",
+            "DependentServices": [],
+            "ServicesDependedOn": [
+                dotnet_object(["System.ServiceProcess.ServiceController"], {}, to_string=name)
+                for name in ("RPCSS", "HTTP")
+            ],
+            "ServiceHandle": dotnet_object(["Microsoft.Win32.SafeHandles.SafeServiceHandle"], {}),
+            "Status": ServiceStatus.Running,
+            "Site": None,
+        },
+        to_string="winrm",
+    )
+    clixml = serialize_clixml(at_depth_one(service), None)  # type: ignore[arg-type]  # no SecureString in it
+    ours = SafeET.fromstring(clixml.replace(f' xmlns="{CLIXML_NAMESPACE}"', ""))[0]  # <Objs><Obj>…
+    assert props_shape(ours) == {name: shape for name, shape in props_shape(recorded).items() if name in PROPS}
+
+
+PROPS = ("CanStop", "DisplayName", "DependentServices", "ServicesDependedOn", "ServiceHandle", "Status", "Site")
+
+
+def props_shape(obj: Element) -> dict[str, tuple[str, ...]]:
+    """Per property: its element, and for a list the elements of its items (<Obj><LST><S/>...)."""
+    shapes = {}
+    for prop in obj.find("Props") or []:
+        items = prop.find("LST")
+        inner = tuple(child.tag for child in items) if items is not None else ()
+        shapes[prop.attrib["N"]] = (prop.tag, "LST" if items is not None else "", *inner)
+    return shapes
+
+
+@PSType(["System.ServiceProcess.ServiceControllerStatus"])
+class ServiceStatus(PSEnumBase):
+    Stopped = 1
+    Running = 4
