@@ -106,6 +106,8 @@ class PowerShellScript:
             self._output(statement, "kp", into or "$kp")
         elif last == "Grant-HgsKeyProtectorAccess":
             self._output(statement, "kp", into or "$grantedKp", ".RawData")
+        elif last == "Revoke-HgsKeyProtectorAccess":
+            self._output(statement, "kp", into or "$revokedKp", ".RawData")
         elif last == "Get-Content" and cmds[-1].params.get("Encoding") == "Byte":
             self._output(statement, "file", into or "$fileBytes")
 

@@ -315,10 +315,18 @@ def test_every_catalog_operation_is_a_public_name_of_the_catalog() -> None:
     assert not hidden, f"operations missing from catalog.__all__: {sorted(cls.__name__ for cls in hidden)}"
 
 
+# Commands the simulator implements that the console never sends, each for a reason outside the console.
+SIMULATOR_ONLY = {
+    "Get-Command": "built into every JEA endpoint (RestrictedRemoteServer); the simulator answers it as Windows does",
+    "Get-Item": "how the seed's export script reads one certificate; the console lists the store instead",
+}
+
+
 def test_the_catalogs_cmdlets_are_exactly_the_simulators() -> None:
     sent = set().union(*(cls.cmdlets() for cls in public_operations()))
     implemented = set(hypervsim.CMDLETS)
-    assert sent == implemented, (
-        f"the console sends but the simulator lacks: {sorted(sent - implemented)}; "
-        f"the simulator implements but the catalog never sends: {sorted(implemented - sent)}"
+    assert sent <= implemented, f"the console sends but the simulator lacks: {sorted(sent - implemented)}"
+    assert implemented - sent == set(SIMULATOR_ONLY), (
+        f"the simulator implements but the catalog never sends: {sorted(implemented - sent)} "
+        f"(only {sorted(SIMULATOR_ONLY)} may be, each for its reason)"
     )

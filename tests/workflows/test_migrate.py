@@ -10,13 +10,25 @@ import pytest
 
 from hosts.inventory.refresh import refresh_host
 from hosts.remoting import open_session
-from hosts.remoting.catalog.vms import ExportVM, GetVM, exported_config_path
+from hosts.remoting.catalog.vms import (
+    ExportVM,
+    GenerateLocalGuardian,
+    GetVM,
+    GetVmSecurity,
+    GrantKeyProtectorAccess,
+    RevokeKeyProtectorAccess,
+    SetKeyProtector,
+    StopVM,
+    exported_config_path,
+)
+from hosts.remoting.keyprotector import read_key_protector
 from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobCancelled, JobFailed, Step
 from jobs.models import Job
 from jobs.services import rerun_preflight_url
 from jobs.workflows.migrate.plan import MigrationOptions, MigrationPlan, compare_move, plan_migration
-from jobs.workflows.migrate.run import migrate_vm
+from jobs.workflows.migrate.run import import_guardian_metadata, migrate_vm, read_guardian_metadata, revoke_by_hand
+from jobs.workflows.migrate.sides import LiveSide
 from tests.hosts.test_vault_support import temp_pfx_left
 from tests.plugins.powershell import assert_runnable, shown_powershell
 from tests.plugins.runs import DirectRun
@@ -194,7 +206,7 @@ def test_a_grant_cut_off_names_the_guardian_it_imported_on_the_source(lab: Any) 
     message = failure_of(lab, MigrationOptions("Win11-A", method="export", unseal="authorise"))
     imported = next(g for g in lab.source.model.guardians if g.startswith("HV02-"))
     assert f"imported on HV01 as '{imported}'" in message
-    assert f"Remove-HgsGuardian -Name '{imported}' on HV01" in message
+    assert f"on HV01: Remove-HgsGuardian -Name '{imported}'" in message
     assert "Undone: 'Win11-A' shut down on HV01" in message and lab.source.model.vm("Win11-A").state == "Running"
     assert "Export-VM" not in cmdlets(lab.source)
 
@@ -329,3 +341,28 @@ def test_a_cancel_between_export_and_import_puts_things_back(lab: Any) -> None:
         migrate(lab, MigrationOptions("Win11-A", method="export", unseal="carry"), run)
     assert share_left(lab) == [] and lab.source.model.vm("Win11-A").state == "Running"
     assert "Undone:" in run.text and "Left as it is:" in run.text
+
+
+def test_the_revoke_a_failed_migration_prints_takes_a_granted_guardian_back_out(lab: Any) -> None:
+    """The ledger's hand-run revoke, as operations: grant the target's guardian on the source, then revoke it with
+    the same operations revoke_by_hand renders; the key protector is sealed to the source's guardians alone again."""
+    hosts = (lab.source_host, lab.target_host)
+    with open_session(hosts[0].connection_spec()) as s, open_session(hosts[1].connection_spec()) as t:
+        source, target = LiveSide(s, hosts[0], "source"), LiveSide(t, hosts[1], "target")
+        t.run(GenerateLocalGuardian("UntrustedGuardian"))  # the fresh target's first guardian
+        s.run(StopVM("Win11-A"))  # a key protector changes only while its VM is off
+        name = import_guardian_metadata(source, read_guardian_metadata(target, "UntrustedGuardian"), "HV02-Peer")
+        before = s.run(GetVmSecurity("Win11-A")).key_protector
+        s.run(SetKeyProtector("Win11-A", s.run(GrantKeyProtectorAccess(before, name))))
+        granted = s.run(GetVmSecurity("Win11-A")).key_protector
+        s.run(SetKeyProtector("Win11-A", s.run(RevokeKeyProtectorAccess(granted, name))))
+        after = s.run(GetVmSecurity("Win11-A")).key_protector
+    assert len(read_key_protector(granted).guardians) == len(read_key_protector(before).guardians) + 1
+    assert read_key_protector(after).guardians == read_key_protector(before).guardians
+    lines = revoke_by_hand("Win11-A", name).split("; ")
+    assert_runnable(lines)
+    assert lines[-2:] == [
+        "$revokedKp = ConvertTo-HgsKeyProtector -Bytes $kp | Revoke-HgsKeyProtectorAccess -GuardianFriendlyName "
+        "'HV02-Peer'",
+        "Set-VMKeyProtector -VMName 'Win11-A' -KeyProtector $revokedKp.RawData",
+    ]

@@ -272,6 +272,35 @@ class GrantKeyProtectorAccess(Operation[bytes]):
         return f"GrantKeyProtectorAccess(<{len(self.key_protector)} bytes>, {self.guardian_name!r})"
 
 
+@dataclass
+class RevokeKeyProtectorAccess(Operation[bytes]):
+    """Take a guardian (by name) out of a key protector: the undo of GrantKeyProtectorAccess. Needs the owner's
+    private signing key here. Returns the new protector's bytes, for SetKeyProtector."""
+
+    key_protector: bytes
+    guardian_name: str
+    name: ClassVar[str] = "revoke_key_protector_access"
+    read_only: ClassVar[bool] = True  # it computes a new protector; nothing on the host changes
+    CMDLETS: ClassVar[tuple[str, ...]] = ("ConvertTo-HgsKeyProtector", "Revoke-HgsKeyProtectorAccess")
+
+    def statements(self) -> list[list[Cmd]]:
+        return [
+            [
+                Cmd("ConvertTo-HgsKeyProtector", {"Bytes": self.key_protector}),
+                Cmd("Revoke-HgsKeyProtectorAccess", {"GuardianFriendlyName": self.guardian_name}),
+            ]
+        ]
+
+    def parse(self, result: PipelineResult) -> bytes:
+        raw = next((byte_string(prop(o, "RawData")) for o in result.output if prop(o, "RawData") is not None), b"")
+        if len(raw) < MIN_KEY_PROTECTOR_BYTES:
+            raise UnexpectedReply("Revoke-HgsKeyProtectorAccess returned no key protector.")
+        return raw
+
+    def __repr__(self) -> str:
+        return f"RevokeKeyProtectorAccess(<{len(self.key_protector)} bytes>, {self.guardian_name!r})"
+
+
 # -- moving VMs -------------------------------------------------------------------------------------------------
 
 

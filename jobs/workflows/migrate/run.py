@@ -20,6 +20,7 @@ from hosts.remoting.catalog.guardians import (
     ImportGuardianMetadata,
     ReadFileBytes,
     RemoveFiles,
+    RemoveGuardian,
     WriteFileBytes,
 )
 from hosts.remoting.catalog.inventory import VmFacts
@@ -36,12 +37,14 @@ from hosts.remoting.catalog.vms import (
     MoveVM,
     RemoveFolder,
     RemoveVM,
+    RevokeKeyProtectorAccess,
     SetKeyProtector,
     StartVM,
     StopVM,
     exported_config_path,
 )
 from hosts.remoting.errors import RemotingError
+from hosts.remoting.operation import Operation
 from hosts.remoting.session import HostSession
 from jobs.kinds import JobCancelled, JobFailed, Run
 
@@ -157,7 +160,7 @@ class Migration:
             try:
                 vm = side.again(GetVM(self.opts.vm_name))
             except RemotingError:
-                found.append(f"{side} (unreachable: check by hand with Get-VM -Name '{self.opts.vm_name}')")
+                found.append(f"{side} (unreachable: check by hand with {by_hand(GetVM(self.opts.vm_name))})")
                 continue
             if vm is not None:
                 found.append(f"{side} ({vm.state})")
@@ -184,7 +187,7 @@ class Migration:
             name = self.tgt.import_pair(pair, self.plan.import_name)
         self.ledger.did(
             f"guardian '{name}' with its private keys imported to {self.target} (harmless to keep)",
-            by_hand=f"if unwanted: Remove-HgsGuardian -Name '{name}' on {self.target}",
+            by_hand=f"if unwanted, on {self.target}: {by_hand(RemoveGuardian(name))}",
         )
 
     def authorise_target_guardian(self) -> None:
@@ -204,7 +207,7 @@ class Migration:
             # Written before the grant: should the grant fail, the imported guardian is still named as left over.
             self.ledger.did(
                 f"the public part of {self.target}'s guardian imported on {self.source} as '{name}' (harmless)",
-                by_hand=f"if unwanted: Remove-HgsGuardian -Name '{name}' on {self.source}",
+                by_hand=f"if unwanted, on {self.source}: {by_hand(RemoveGuardian(name))}",
             )
             before = self.src.run(GetVmSecurity(self.vm.name)).key_protector
             granted = self.src.run(GrantKeyProtectorAccess(before, name))
@@ -215,7 +218,7 @@ class Migration:
         )
         self.ledger.did(
             f"guardian '{name}' of {self.target} authorised in the key protector of '{self.vm.name}' (harmless)",
-            by_hand=f"to revoke: Revoke-HgsKeyProtectorAccess on {self.source}",
+            by_hand=f"to revoke it, on {self.source}: {revoke_by_hand(self.vm.name, name)}",
         )
 
     # -- move ------------------------------------------------------------------------------------------------------
@@ -375,3 +378,16 @@ def migration_script(
     migration.plan, migration.log = plan, Unsaid(log)
     migration.carry_out()
     return script
+
+
+def by_hand(*operations: Operation[Any]) -> str:
+    """What a person runs to finish a step the console could not, rendered like Show PowerShell (one quoting)."""
+    script = PowerShellScript()
+    for op in operations:
+        script.add(op)
+    return "; ".join(script.lines())
+
+
+def revoke_by_hand(vm_name: str, guardian_name: str) -> str:
+    """Take a granted guardian back out of a VM's key protector: read it, revoke, set it."""
+    return by_hand(GetVmSecurity(vm_name), RevokeKeyProtectorAccess(b"", guardian_name), SetKeyProtector(vm_name, b""))
