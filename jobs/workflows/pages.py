@@ -1,5 +1,6 @@
-"""What every workflow page shares: the host it is about, the preflight page, the permission of its job kind,
-starting the job, and "Run again" links back to a preflight page. One way to do each, so the pages stay ~10 lines.
+"""What every workflow page shares: its form's fields (hosts and other rows by id, choices from an inventory), the
+job a preflight starts, the answer to a GET or a POST, the guardian preflight page, and "Run again" links back to a
+preflight page. One way to do each, so each page is a form, a `preflight()` and a view of a few lines.
 
 A page's permission is its job kind's (`@kind_page("reset_guardian")`): declared once, on the kind, and read here
 and by `create_job`. A missing permission raises `Forbidden`, which the one 403 page renders.
@@ -7,17 +8,21 @@ and by `create_job`. A missing permission raises `Forbidden`, which the one 403 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from functools import wraps
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import ProhibitNullCharactersValidator
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from console.params import parse_id
 from console.roles import check
-from hosts.inventory.models import Guardian
 from hosts.models import Host
 from jobs.kinds import get_kind
 from jobs.models import Job
@@ -41,33 +46,169 @@ def kind_page(kind: str) -> Callable[[View], View]:
     return decorate
 
 
-def host_from(request: HttpRequest, field: str = "host") -> Host | None:
-    """The registered host a page's `?host=` (or posted `host`) names, or None."""
-    pk = parse_id(request.POST.get(field) or request.GET.get(field))
-    return Host.objects.filter(pk=pk).first() if pk is not None else None
+# -- the forms ---------------------------------------------------------------------------------------------------
 
 
-def preflight_page(
-    request: HttpRequest, template: str = "workflows/guardian_preflight.html", **context: Any
-) -> HttpResponse:
-    """A preflight page with the host picker filled and the lists it shows defaulted."""
-    context.setdefault("hosts", Host.objects.order_by("name"))
-    context.setdefault("keep", [])
-    context.setdefault("warnings", [])
-    context.setdefault("cancel_url", "/vault/")
-    return render(request, template, context)
+class RowField(forms.ModelChoiceField):  # type: ignore[type-arg]  # generic in django-stubs only
+    """A row (host, vault entry, job) chosen by its id. An id is ASCII digits, as console.params.parse_id reads it:
+    "٣" is a digit to int() too, but no page ever links to it."""
+
+    def to_python(self, value: Any) -> Any:
+        if value not in self.empty_values and parse_id(str(value)) is None:
+            raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
+        return super().to_python(value)
 
 
-def start_job(
-    request: HttpRequest,
-    kind: str,
-    hosts: Sequence[Host],
-    vms: Sequence[str] = (),
-    params: dict[str, Any] | None = None,
-) -> HttpResponse:
+def host_field(refusal: str = "Choose a registered host.") -> RowField:
+    return RowField(Host.objects.order_by("name"), required=False, error_messages={"invalid_choice": refusal})
+
+
+class ListedChoiceField(forms.ChoiceField):
+    """A choice among what the chosen host's last inventory lists: `listed(host)`, set by HostForm. That inventory
+    may be older than the host, so a value it does not list is taken too when `unlisted` finds it well formed: the
+    job reads the host live and says what it finds there."""
+
+    def __init__(
+        self, listed: Callable[[Host | None], list[tuple[str, str]]], unlisted: Callable[[str], bool], **kwargs: Any
+    ) -> None:
+        super().__init__(required=False, validators=[ProhibitNullCharactersValidator()], **kwargs)
+        self.listed, self.unlisted = listed, unlisted
+
+    def valid_value(self, value: Any) -> bool:
+        return super().valid_value(value) or self.unlisted(str(value))
+
+
+def refusals(form: forms.Form) -> list[str]:
+    """Why `form` refused what it was sent, field by field in its order, then the whole form's ([] when valid)."""
+    return [str(message) for errors in form.errors.values() for message in errors]
+
+
+class PageForm(forms.Form):
+    """A workflow page's form, bound to what the page was sent: the POST, else the query string (the choices made so
+    far; nothing is required, so a page opens empty). Its fields are named as the page's `preflight()` takes them."""
+
+    def __init__(self, request: HttpRequest) -> None:
+        super().__init__(request.POST if request.method == "POST" else request.GET)
+
+    def early(self, name: str) -> Any:
+        """Field `name` cleaned ahead of the others (None when missing or refused): what the other fields' choices
+        depend on, such as the host whose inventory lists them."""
+        chosen = self.fields[name]
+        try:
+            return chosen.clean(chosen.widget.value_from_datadict(self.data, self.files, self.add_prefix(name)))
+        except ValidationError:
+            return None
+
+    def offer(self, name: str, choices: Sequence[tuple[str, str]]) -> None:
+        chosen = self.fields[name]
+        assert isinstance(chosen, forms.ChoiceField)
+        chosen.choices = list(choices)
+
+    def options(self, name: str) -> list[tuple[str, str]]:
+        """The choices of field `name` as a page's <select> lists them: values as text, no empty one."""
+        chosen = self.fields[name]
+        assert isinstance(chosen, forms.ChoiceField)
+        listed = cast(Iterable[tuple[Any, Any]], chosen.choices)  # flat: no page groups its options
+        return [(str(value), str(label)) for value, label in listed if str(value)]
+
+    def raw(self, name: str) -> str:
+        """What was sent for field `name`, valid or not (a <select> shows it chosen only if it is an option)."""
+        return str(self[name].value() or "")
+
+
+class HostForm(PageForm):
+    """A page about one registered host first: what else it offers comes from that host's last inventory."""
+
+    host = host_field()
+
+    def __init__(self, request: HttpRequest) -> None:
+        super().__init__(request)
+        self.chosen_host: Host | None = self.early("host")
+        for name, listing in self.fields.items():
+            if isinstance(listing, ListedChoiceField):
+                self.offer(name, listing.listed(self.chosen_host))
+
+    @property
+    def hosts(self) -> QuerySet[Host]:
+        """The host picker's list: the hosts the field accepts, in its order."""
+        picker = self.fields["host"]
+        assert isinstance(picker, RowField) and picker.queryset is not None
+        return picker.queryset
+
+
+# -- the job and the answer -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """The job a preflight would start when its page is posted."""
+
+    kind: str
+    hosts: list[Host]
+    vms: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def start_job(request: HttpRequest, job: NewJob) -> HttpResponse:
     """Create the job as the requesting user (Forbidden without the kind's permission) and show its page."""
-    job = create_job(request.user, kind, hosts=list(hosts), vms=list(vms), params=params or {})
-    return redirect("jobs:detail", pk=job.pk)
+    created = create_job(request.user, job.kind, hosts=list(job.hosts), vms=list(job.vms), params=dict(job.params))
+    return redirect("jobs:detail", pk=created.pk)
+
+
+def start_or_show(request: HttpRequest, job: NewJob | None, template: str, context: dict[str, Any]) -> HttpResponse:
+    """A workflow page's answer: a POST starts `job`, the job its preflight allows (None: none). A POST that starts
+    nothing gets the page back with status 400, saying why; a GET gets the page."""
+    if request.method == "POST" and job is not None:
+        return start_job(request, job)
+    return render(request, template, context, status=400 if request.method == "POST" else 200)
+
+
+# -- the guardian preflight page (escrow, import, restore) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GuardianPage:
+    """What a guardian preflight page says whatever is chosen: its title and intro, the list beside the host picker
+    (the form field `choice`), its button and what could go wrong."""
+
+    title: str
+    intro: str
+    choice: str
+    choice_label: str
+    submit_label: str
+    risks: list[str]
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What a guardian preflight page shows for the choices made: the steps of the job, what they affect, warnings,
+    Show PowerShell and the fields its POST sends back — or the problem that stops it, with links to what to do
+    instead. Built by each workflow's `preflight()`, which sees no request."""
+
+    steps: list[str] = field(default_factory=list)
+    impact: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    powershell: list[str] = field(default_factory=list)
+    post: list[tuple[str, Any]] = field(default_factory=list)
+    problem: str = ""
+    problem_links: list[tuple[str, str]] = field(default_factory=list)
+    cancel_url: str = "/vault/"
+    job: NewJob | None = None  # what the POST starts; None: the page shows the problem instead
+
+    @classmethod
+    def refused(cls, form: forms.Form) -> Preflight:
+        """The preflight of a form that refused what it was sent: its first reason as the problem."""
+        return cls(problem=refusals(form)[0])
+
+
+def preflight_page(request: HttpRequest, page: GuardianPage, form: HostForm, flight: Preflight) -> HttpResponse:
+    """A guardian preflight page: the host picker and the page's list filled from the form, then the preflight."""
+    context = {"page": page, "flight": flight, "hosts": form.hosts, "host": form.chosen_host}
+    context |= {"choices": form.options(page.choice), "chosen": form.raw(page.choice)}
+    return start_or_show(request, flight.job, "workflows/guardian_preflight.html", context)
+
+
+# -- links between pages ------------------------------------------------------------------------------------------
 
 
 def preflight_link(page: str, job: Job, query: Sequence[tuple[str, Any]] = ()) -> str:
@@ -75,17 +216,3 @@ def preflight_link(page: str, job: Job, query: Sequence[tuple[str, Any]] = ()) -
     hosts = ordered_hosts(job)
     first = [("host", hosts[0].pk)] if hosts else []
     return f"{page}?{urlencode(first + [(key, value) for key, value in query if value not in (None, '')])}"
-
-
-def holder_links(signing: str, encryption: str, exclude: Any = None) -> list[tuple[str, str]]:
-    """ "Escrow it from HVxx…" for every registered host whose last inventory holds the pair with its private key."""
-    holders = Guardian.objects.filter(
-        signing_thumbprint=signing, encryption_thumbprint=encryption, has_private_signing_key=True
-    ).select_related("host")
-    links = []
-    for row in holders:
-        if exclude is not None and row.host_id == exclude.pk:
-            continue
-        query = urlencode({"host": row.host_id, "guardian": f"{signing}:{encryption}"})
-        links.append((f"Escrow it from {row.host}…", f"/jobs/new/escrow/?{query}"))
-    return links

@@ -48,13 +48,7 @@ PRIVATE_KEY_MARKERS = ("PRIVATE KEY-----", "BEGIN RSA PRIVATE", "BEGIN ENCRYPTED
 
 # Known findings in other engineers' areas: (route name, role or check) -> reason. Each is filed in
 # /tmp/team/requests.md; the case is xfail(strict=True) so it turns red the moment it is fixed, and is then removed.
-_ISDIGIT = "jobs/workflows/ reads this id with str.isdigit() and int(): '²' answers 500 (use console.params.parse_id)"
-KNOWN_FINDINGS: dict[tuple[str, str], str] = {
-    ("reset_preflight", "input"): _ISDIGIT,
-    ("reset_undo_preflight", "input"): _ISDIGIT,
-    ("vtpm_preflight", "input"): _ISDIGIT,
-    ("migrate_wizard", "input"): _ISDIGIT,
-}
+KNOWN_FINDINGS: dict[tuple[str, str], str] = {}
 
 
 # --- the routes ---------------------------------------------------------------------------------------------------

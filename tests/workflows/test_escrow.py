@@ -140,14 +140,14 @@ def test_escrow_preflight_warns_before_a_job_that_cannot_work(operator_client: C
     page = operator_client.get(f"/jobs/new/escrow/?host={host.pk}&guardian={sign}:{enc}").content.decode()
     assert "without its private signing key" in page and "NO private signing key" in page
     assert "Show PowerShell" not in page and 'href="/vault/upload/"' in page  # no doomed job: what to do instead
-    assert operator_client.post("/jobs/new/escrow/", {"host": host.pk, "guardian": f"{sign}:{enc}"}).status_code == 200
+    assert operator_client.post("/jobs/new/escrow/", {"host": host.pk, "guardian": f"{sign}:{enc}"}).status_code == 400
     pair = store_pair(*make_pair(), PASSWORD, user=None, origin="upload").pair
     both = f"{pair.signing_thumbprint}:{pair.encryption_thumbprint}"
     page = operator_client.get(f"/jobs/new/escrow/?host={host.pk}&guardian={both}").content.decode()
     assert "already in the vault" in page
     page = operator_client.get(f"/jobs/new/escrow/?host={host.pk}&guardian=junk:%27;rm").content.decode()
     assert "Choose a guardian from the list" in page and "Show PowerShell" not in page
-    assert operator_client.post("/jobs/new/escrow/", {"host": host.pk, "guardian": "x:y"}).status_code == 200
+    assert operator_client.post("/jobs/new/escrow/", {"host": host.pk, "guardian": "x:y"}).status_code == 400
     assert operator_client.get("/jobs/new/escrow/?host=abc").status_code == 200
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
 
@@ -11,19 +11,47 @@ from hosts.models import Host
 from hosts.remoting.catalog.guardians import TEMP_DIR
 from hosts.vault.models import find_pair
 
-from ..pages import holder_links, host_from, kind_page, preflight_page, start_job
+from ..pages import GuardianPage, HostForm, ListedChoiceField, NewJob, Preflight, kind_page, preflight_page
 from ..transfer import is_thumbprint, transport_warnings
 from .plan import escrow_host_script, escrow_pair_script
+
+EVERY_PAIR = "all"
 
 
 def guardian_choices(host: Host | None) -> list[tuple[str, str]]:
     rows = Guardian.objects.filter(host=host).order_by("name") if host else []
-    choices = [("all", "Every pair with private keys on this host")]
+    choices = [(EVERY_PAIR, "Every pair with private keys on this host")]
     for g in rows:
         if g.signing_thumbprint and g.encryption_thumbprint:
             key = "private keys" if g.has_private_signing_key else "NO private signing key"
             choices.append((f"{g.signing_thumbprint}:{g.encryption_thumbprint}", f"{g.name} ({key})"))
     return choices
+
+
+def is_pair(value: str) -> bool:
+    """ "signing:encryption" thumbprints: a pair the last inventory may not list yet (a link from another page)."""
+    signing, _, encryption = value.upper().partition(":")
+    return is_thumbprint(signing) and is_thumbprint(encryption)
+
+
+class EscrowForm(HostForm):
+    guardian = ListedChoiceField(
+        guardian_choices, unlisted=is_pair, error_messages={"invalid_choice": "Choose a guardian from the list."}
+    )
+
+
+def holder_links(signing: str, encryption: str, exclude: Host | None = None) -> list[tuple[str, str]]:
+    """ "Escrow it from HVxx…" for every registered host whose last inventory holds the pair with its private key."""
+    holders = Guardian.objects.filter(
+        signing_thumbprint=signing, encryption_thumbprint=encryption, has_private_signing_key=True
+    ).select_related("host")
+    links = []
+    for row in holders:
+        if exclude is not None and row.host_id == exclude.pk:
+            continue
+        query = urlencode({"host": row.host_id, "guardian": f"{signing}:{encryption}"})
+        links.append((f"Escrow it from {row.host}…", f"/jobs/new/escrow/?{query}"))
+    return links
 
 
 def escrow_warnings(signing: str, encryption: str) -> list[str]:
@@ -50,73 +78,81 @@ def keyless_problem(host: Host, signing: str, encryption: str) -> tuple[str, lis
     return problem, links
 
 
-ESCROW_RISKS = [
-    "A certificate without its private key (deleted from the store) cannot be escrowed: the job stops, nothing is "
-    "stored, and the log says where else the pair might be found.",
-    "If the connection drops, the console reconnects to delete the temporary PFX files; if it cannot, the log names "
-    "them with the command to delete them by hand.",
-    "A host registered without certificate checking (HTTPS, check off) is refused: the password would not be safe.",
+ESCROW_PAGE = GuardianPage(
+    title="Escrow a guardian into the vault",
+    intro="Copies a guardian's two certificates with their private keys from a host into the console's encrypted "
+    "vault, so that the VMs sealed to it survive a reinstall of that host and can move to other hosts.",
+    choice="guardian",
+    choice_label="Guardian",
+    submit_label="Escrow",
+    risks=[
+        "A certificate without its private key (deleted from the store) cannot be escrowed: the job stops, nothing "
+        "is stored, and the log says where else the pair might be found.",
+        "If the connection drops, the console reconnects to delete the temporary PFX files; if it cannot, the log "
+        "names them with the command to delete them by hand.",
+        "A host registered without certificate checking (HTTPS, check off) is refused: the password would not be safe.",
+    ],
+)
+
+EVERY_PAIR_STEPS = [
+    "List the guardians and the shielded certificate store of {host}.",
+    "Pair the certificates with private keys: each guardian's, and older pairs left in the store (same names in the "
+    "subjects, generated together).",
+    "Escrow each pair not yet in the vault, as below (one generated password per pair).",
 ]
+
+ONE_PAIR_STEPS = [
+    "Check that both certificates are in the store with their private keys.",
+    "Export each as PFX with a strong password the console generates (it is never shown or logged).",
+    "Read both files back over the encrypted session, then delete them from the host (also on failure).",
+    "Check the two files open with the password, match the guardian's thumbprints and belong together.",
+    "Store them in the vault, encrypted; a pair already there is not stored twice.",
+]
+
+
+def escrow_impact(host: Host) -> list[str]:
+    return [
+        f"{host}: two files under {TEMP_DIR} for a few seconds; no guardian, certificate or VM changes.",
+        "The vault: a new entry (audited) that can restore every VM sealed to this guardian.",
+    ]
+
+
+def preflight(host: Host | None, guardian: str) -> Preflight:
+    """The escrow of `guardian` (a "signing:encryption" pair, or every pair) from `host`, as the last inventory
+    shows it."""
+    if host is None or not guardian:
+        return Preflight(problem="" if host else "Choose the host that holds the guardian.")
+    if guardian == EVERY_PAIR:
+        return Preflight(
+            steps=[step.format(host=host) for step in EVERY_PAIR_STEPS],
+            impact=escrow_impact(host),
+            warnings=transport_warnings(host),
+            powershell=escrow_host_script(host).lines(),
+            post=[("host", host.pk), ("guardian", guardian)],
+            job=NewJob("escrow_host", [host]),
+        )
+    return one_pair(host, guardian)
+
+
+def one_pair(host: Host, guardian: str) -> Preflight:
+    signing, _, encryption = guardian.upper().partition(":")
+    problem, links = keyless_problem(host, signing, encryption)
+    if problem:
+        return Preflight(problem=problem, problem_links=links)
+    name = dict(guardian_choices(host)).get(guardian, "").split(" (")[0]
+    params = {"signing_thumbprint": signing, "encryption_thumbprint": encryption, "guardian_name": name}
+    return Preflight(
+        steps=ONE_PAIR_STEPS,
+        impact=escrow_impact(host),
+        warnings=transport_warnings(host) + escrow_warnings(signing, encryption),
+        powershell=escrow_pair_script(signing, encryption).lines(),
+        post=[("host", host.pk), ("guardian", guardian)],
+        job=NewJob("escrow_guardian", [host], params=params),
+    )
 
 
 @kind_page("escrow_guardian")
 def escrow_preflight(request: HttpRequest) -> HttpResponse:
-    host = host_from(request)
-    chosen = request.POST.get("guardian") or request.GET.get("guardian") or ""
-    base: dict[str, Any] = {"title": "Escrow a guardian into the vault", "host": host, "chosen": chosen}
-    base["intro"] = (
-        "Copies a guardian's two certificates with their private keys from a host into the console's encrypted "
-        "vault, so that the VMs sealed to it survive a reinstall of that host and can move to other hosts."
-    )
-    base |= {"choices": guardian_choices(host), "choices_label": "Guardian", "choices_name": "guardian"}
-    base["submit_label"] = "Escrow"
-    if host is None or not chosen:
-        return preflight_page(request, **base, problem="" if host else "Choose the host that holds the guardian.")
-    warnings = transport_warnings(host)
-    if chosen == "all":
-        if request.method == "POST":
-            return start_job(request, "escrow_host", [host])
-        script = escrow_host_script(host)
-        steps = [
-            f"List the guardians and the shielded certificate store of {host}.",
-            "Pair the certificates with private keys: each guardian's, and older pairs left in the store (same "
-            "names in the subjects, generated together).",
-            "Escrow each pair not yet in the vault, as below (one generated password per pair).",
-        ]
-    else:
-        sign, _, enc = chosen.upper().partition(":")
-        if not (is_thumbprint(sign) and is_thumbprint(enc)):
-            return preflight_page(request, **base, problem="Choose a guardian from the list.")
-        problem, links = keyless_problem(host, sign, enc)
-        if problem:
-            return preflight_page(request, **base, problem=problem, problem_links=links)
-        if request.method == "POST":
-            name = dict(guardian_choices(host)).get(chosen, "").split(" (")[0]
-            params = {"signing_thumbprint": sign, "encryption_thumbprint": enc, "guardian_name": name}
-            return start_job(request, "escrow_guardian", [host], params=params)
-        script = escrow_pair_script(sign, enc)
-        warnings += escrow_warnings(sign, enc)
-        steps = [
-            "Check that both certificates are in the store with their private keys.",
-            "Export each as PFX with a strong password the console generates (it is never shown or logged).",
-            "Read both files back over the encrypted session, then delete them from the host (also on failure).",
-            "Check the two files open with the password, match the guardian's thumbprints and belong together.",
-            "Store them in the vault, encrypted; a pair already there is not stored twice.",
-        ]
-    impact = [
-        f"{host}: two files under {TEMP_DIR} for a few seconds; no guardian, certificate or VM changes.",
-        "The vault: a new entry (audited) that can restore every VM sealed to this guardian.",
-    ]
-    post = [("host", host.pk), ("guardian", chosen)]
-    return preflight_page(
-        request,
-        **base,
-        ready=True,
-        steps=steps,
-        impact=impact,
-        risks=ESCROW_RISKS,
-        warnings=warnings,
-        powershell=script.lines(),
-        post=post,
-        keep=[],
-    )
+    form = EscrowForm(request)
+    flight = preflight(**form.cleaned_data) if form.is_valid() else Preflight.refused(form)
+    return preflight_page(request, ESCROW_PAGE, form, flight)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from console.params import parse_id
 from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobContext, JobFailed, job_kind
 
@@ -14,7 +15,8 @@ def import_guardian_job(ctx: JobContext) -> str:
     host = ctx.host
     if host is None:
         raise JobFailed("No host given: choose the host to import the guardian to.")
-    pair = EscrowedPair.objects.filter(pk=int(ctx.params.get("vault_entry") or 0)).first()
+    pk = parse_id(str(ctx.params.get("vault_entry", "")))
+    pair = EscrowedPair.objects.filter(pk=pk).first() if pk is not None else None
     if pair is None:
         raise JobFailed("The vault entry no longer exists.")
     remedy = (

@@ -2,77 +2,86 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import HttpRequest, HttpResponse
 
+from hosts.models import Host
 from hosts.remoting.catalog.guardians import TEMP_DIR
 from hosts.vault.models import EscrowedPair
 
-from ..pages import host_from, kind_page, preflight_page, start_job
+from ..pages import GuardianPage, HostForm, NewJob, Preflight, RowField, kind_page, preflight_page
 from ..transfer import transport_warnings
 from .plan import import_notes, import_script
 
 
-def chosen_pair(request: HttpRequest) -> EscrowedPair | None:
-    raw = request.POST.get("pair") or request.GET.get("pair") or ""
-    return EscrowedPair.objects.filter(pk=int(raw)).first() if raw.isdigit() else None
+class VaultEntryField(RowField):
+    def label_from_instance(self, obj: EscrowedPair) -> str:
+        return f"{obj.guardian_name or 'guardian'} {obj.signing_thumbprint[:8]}"
 
 
-IMPORT_RISKS = [
-    "A vault entry that fails its integrity check is not used: nothing is sent to the host.",
-    "If the connection drops during the import, the console reconnects to delete the temporary PFX files; running "
-    "the import again continues where it stopped (certificates already in the store are not imported twice).",
-    "If the guardian shows HasPrivateSigningKey False afterwards, the job fails and says so.",
-    "A host registered without certificate checking (HTTPS, check off) is refused: the password would not be safe.",
-]
+class ImportForm(HostForm):
+    pair = VaultEntryField(
+        EscrowedPair.objects.all(),
+        required=False,
+        empty_label=None,
+        error_messages={"invalid_choice": "Choose a vault entry from the list."},
+    )
 
 
-@kind_page("import_guardian")
-def import_preflight(request: HttpRequest) -> HttpResponse:
-    host, pair = host_from(request), chosen_pair(request)
-    choices = [
-        (str(p.pk), f"{p.guardian_name or 'guardian'} {p.signing_thumbprint[:8]}") for p in EscrowedPair.objects.all()
-    ]
-    base: dict[str, Any] = {
-        "title": "Import a guardian to a host",
-        "host": host,
-        "chosen": str(pair.pk) if pair else "",
-        "intro": "Installs a guardian from the vault on a host, with its private keys, so that the VMs sealed to it "
-        "can start there (after a reinstall, or before moving a VM to that host).",
-    }
-    base |= {"choices": choices, "choices_label": "Vault entry", "choices_name": "pair", "submit_label": "Import"}
-    if pair is not None:
-        base["cancel_url"] = f"/vault/{pair.pk}/"
-    if host is None or pair is None:
-        missing = "the host to import it to" if pair else ("the vault entry to import" if host else "")
-        problem = f"Choose {missing}." if missing else "Choose the vault entry and the host to import it to."
-        return preflight_page(request, **base, problem=problem)
-    if request.method == "POST":
-        return start_job(request, "import_guardian", [host], params={"vault_entry": pair.pk})
-    plan, script = import_script(host, pair)
-    notes = transport_warnings(host) + import_notes(host, pair, plan)
-    steps = [
+IMPORT_PAGE = GuardianPage(
+    title="Import a guardian to a host",
+    intro="Installs a guardian from the vault on a host, with its private keys, so that the VMs sealed to it can "
+    "start there (after a reinstall, or before moving a VM to that host).",
+    choice="pair",
+    choice_label="Vault entry",
+    submit_label="Import",
+    risks=[
+        "A vault entry that fails its integrity check is not used: nothing is sent to the host.",
+        "If the connection drops during the import, the console reconnects to delete the temporary PFX files; "
+        "running the import again continues where it stopped (certificates already in the store are not imported "
+        "twice).",
+        "If the guardian shows HasPrivateSigningKey False afterwards, the job fails and says so.",
+        "A host registered without certificate checking (HTTPS, check off) is refused: the password would not be safe.",
+    ],
+)
+
+
+def import_steps(host: Host, guardian_name: str) -> list[str]:
+    return [
         f"Read the guardians and the shielded certificate store of {host}; stop here if the pair is already there.",
         "Create 'Shielded VM Local Certificates' if this host never had a vTPM.",
         f"Copy both PFX files to {TEMP_DIR} over the encrypted session and import them into the store (exportable).",
         "Delete the temporary files (also when something fails).",
-        f"Create guardian '{plan.name}' by thumbprints with -AllowExpired -AllowUntrustedRoot.",
+        f"Create guardian '{guardian_name}' by thumbprints with -AllowExpired -AllowUntrustedRoot.",
         "Check that the guardian has its private signing key (HasPrivateSigningKey).",
     ]
+
+
+def preflight(host: Host | None, pair: EscrowedPair | None) -> Preflight:
+    """The import of vault entry `pair` to `host`, as the host's last inventory shows it."""
+    cancel_url = f"/vault/{pair.pk}/" if pair is not None else "/vault/"
+    if host is None or pair is None:
+        missing = "the host to import it to" if pair else ("the vault entry to import" if host else "")
+        problem = f"Choose {missing}." if missing else "Choose the vault entry and the host to import it to."
+        return Preflight(problem=problem, cancel_url=cancel_url)
+    plan, script = import_script(host, pair)
     impact = [
         f"{host}: two certificates with private keys added to its shielded store, and one guardian; existing "
         "guardians and VMs are not changed.",
         "VMs sealed to this guardian can then start on this host.",
     ]
-    return preflight_page(
-        request,
-        **base,
-        ready=True,
-        steps=steps,
+    return Preflight(
+        steps=import_steps(host, plan.name),
         impact=impact,
-        risks=IMPORT_RISKS,
-        warnings=notes,
+        warnings=transport_warnings(host) + import_notes(host, pair, plan),
         powershell=script.lines(),
         post=[("host", host.pk), ("pair", pair.pk)],
+        cancel_url=cancel_url,
+        job=NewJob("import_guardian", [host], params={"vault_entry": pair.pk}),
     )
+
+
+@kind_page("import_guardian")
+def import_preflight(request: HttpRequest) -> HttpResponse:
+    form = ImportForm(request)
+    flight = preflight(**form.cleaned_data) if form.is_valid() else Preflight.refused(form)
+    return preflight_page(request, IMPORT_PAGE, form, flight)

@@ -4,39 +4,63 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from django.http import HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import render
+from django import forms
+from django.http import HttpRequest, HttpResponse
 
 from hosts.inventory.models import VirtualMachine
 from hosts.models import Host
 from hosts.remoting import open_session
 from hosts.remoting.errors import RemotingError
 
-from ..pages import kind_page, start_job
+from ..pages import HostForm, NewJob, host_field, kind_page, refusals, start_or_show
 from ..powershell import PowerShellScript
 from .plan import METHODS, SOURCE_AFTER, UNSEAL, MigrationOptions, MigrationPlan, plan_migration
 from .run import migration_script
 from .sides import LiveSide
 
 
-def wizard_choices(data: QueryDict) -> tuple[Host | None, Host | None, MigrationOptions]:
+def choice_of(options: dict[str, str], refusal: str) -> forms.ChoiceField:
+    return forms.ChoiceField(choices=list(options.items()), required=False, error_messages={"invalid_choice": refusal})
 
-    def host(key: str) -> Host | None:
-        raw = data.get(key, "")
-        return Host.objects.filter(pk=int(raw)).first() if raw.isdigit() else None
 
-    opts = MigrationOptions(
-        data.get("vm", ""),
-        method=data.get("method", "export"),
-        unseal=data.get("unseal", "carry"),
-        new_id=data.get("new_id") == "on",
-        start=data.get("start") == "on" if "form" in data else True,  # an unticked box sends nothing
-        source_after=data.get("source_after", "off"),
-        share=data.get("share", ""),
-        files_path=data.get("files_path", ""),
-    )
-    return host("host"), host("target"), opts
+class MigrationForm(HostForm):
+    """The wizard's choices: the source (`host`), the VM, the target and the options; the POST sends them again."""
+
+    host = host_field("Choose a registered source host.")
+    vm = forms.CharField(required=False, strip=False, max_length=200)
+    target = host_field("Choose a registered target host.")
+    method = choice_of(METHODS, "Choose a migration method.")
+    unseal = choice_of(UNSEAL, "Choose how the target gets the right to unseal the VM.")
+    source_after = choice_of(SOURCE_AFTER, "Choose what happens to the source copy.")
+    new_id = forms.BooleanField(required=False)
+    start = forms.BooleanField(required=False)
+    form = forms.BooleanField(required=False)  # the options were on the page: an unticked box sends nothing
+    share = forms.CharField(required=False, strip=False)
+    files_path = forms.CharField(required=False, strip=False)
+    preview = forms.BooleanField(required=False)  # "Check both hosts"
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        source, target = cleaned.get("host"), cleaned.get("target")
+        if source is not None and target is not None and source.pk == target.pk:
+            raise forms.ValidationError("Choose a target host other than the source.")
+        return cleaned
+
+    def chosen_options(self) -> MigrationOptions:
+        """The options chosen, each refused or missing one at its default."""
+        chosen = self.cleaned_data
+        return MigrationOptions(
+            chosen.get("vm", ""),
+            method=chosen.get("method") or "export",
+            unseal=chosen.get("unseal") or "carry",
+            new_id=bool(chosen.get("new_id")),
+            start=bool(chosen.get("start")) if chosen.get("form") else True,
+            source_after=chosen.get("source_after") or "off",
+            share=chosen.get("share", ""),
+            files_path=chosen.get("files_path", ""),
+        )
 
 
 def live_preview(
@@ -102,26 +126,58 @@ def target_choices(hosts: Iterable[Host], source: Host | None, vm_name: str) -> 
     return [TargetChoice(h, h.pk in taken) for h in hosts if h.pk != source.pk]
 
 
+@dataclass
+class Wizard:
+    """What the wizard shows for the choices so far: the source's VMs and the targets to choose from, the problems
+    with the choices, and once both hosts were checked, the preflight's plan, Show PowerShell and the job it allows."""
+
+    source: Host | None
+    target: Host | None
+    opts: MigrationOptions
+    vms: list[VmChoice] = field(default_factory=list)
+    targets: list[TargetChoice] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    plan: MigrationPlan | None = None
+    error: str = ""  # why the preflight could not read both hosts
+    powershell: list[str] = field(default_factory=list)
+    job: NewJob | None = None
+    # What the wizard offers (class attributes, not fields): each option's value and label.
+    methods, unseals, afters = METHODS, UNSEAL, SOURCE_AFTER
+
+    @property
+    def method_label(self) -> str:
+        return METHODS.get(self.opts.method, "")
+
+
+def preflight(form: MigrationForm) -> Wizard:
+    """The wizard for the choices the form was sent: what it refused, the lists to choose from, and the live check
+    of both hosts once the choices are complete and the user asked for it ("Check both hosts")."""
+    valid, chosen = form.is_valid(), form.cleaned_data
+    source, target = chosen.get("host"), chosen.get("target")
+    wizard = Wizard(source, target, form.chosen_options(), problems=refusals(form))
+    if source is not None:
+        vms = list(VirtualMachine.objects.filter(host=source).order_by("name"))
+        wizard.vms = vm_choices(vms, source, target)
+        wizard.targets = target_choices(form.hosts, source, wizard.opts.vm_name)
+    if valid and source and target and wizard.opts.vm_name and chosen["preview"]:
+        check_both_hosts(wizard)
+    return wizard
+
+
+def check_both_hosts(wizard: Wizard) -> None:
+    """The live preflight of complete choices, and the job when nothing in it fails."""
+    source, target, opts = wizard.source, wizard.target, wizard.opts
+    wizard.problems = opts.problems()
+    if wizard.problems or source is None or target is None:
+        return
+    wizard.plan, script, wizard.error = live_preview(source, target, opts)
+    wizard.powershell = script.lines()
+    if wizard.plan is not None and not wizard.plan.failures:
+        wizard.job = NewJob("migrate_vm", [source, target], [opts.vm_name], opts.as_params())
+
+
 @kind_page("migrate_vm")
 def migrate_wizard(request: HttpRequest) -> HttpResponse:
-
-    data = request.POST if request.method == "POST" else request.GET
-    source, target, opts = wizard_choices(data)
-    hosts = Host.objects.order_by("name")
-    context: dict[str, object] = {"hosts": hosts, "source": source, "target": target}
-    context |= {"opts": opts, "methods": METHODS, "unseals": UNSEAL, "afters": SOURCE_AFTER}
-    context["method_label"] = METHODS.get(opts.method, "")
-    vms = list(VirtualMachine.objects.filter(host=source).order_by("name")) if source else []
-    context["vms"] = vm_choices(vms, source, target) if source else []
-    context["targets"] = target_choices(hosts, source, opts.vm_name)
-    if source is not None and target is not None and source.pk == target.pk:
-        context["problems"] = ["Choose a target host other than the source."]
-    elif source is not None and target is not None and opts.vm_name and data.get("preview"):
-        context["problems"] = opts.problems()
-        if not context["problems"]:
-            plan, script, error = live_preview(source, target, opts)
-            context |= {"plan": plan, "error": error, "powershell": script.lines()}
-            if request.method == "POST" and plan is not None and not plan.failures:
-                return start_job(request, "migrate_vm", [source, target], [opts.vm_name], opts.as_params())
-    status = 400 if request.method == "POST" else 200
-    return render(request, "workflows/migrate.html", context, status=status)
+    form = MigrationForm(request)
+    wizard = preflight(form)
+    return start_or_show(request, wizard.job, "workflows/migrate.html", {"wizard": wizard, "form": form})

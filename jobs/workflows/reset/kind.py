@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from console.models import AuditEvent
+from console.params import parse_id
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
 from jobs.kinds import JobContext, JobFailed, job_kind
 from jobs.models import Job
@@ -22,7 +23,7 @@ def reset_again(job: Job) -> str:
 
 
 def undo_again(job: Job) -> str:
-    return f"/jobs/new/reset/undo/?job={int(job.params.get('reset_job') or 0)}"
+    return f"/jobs/new/reset/undo/?job={parse_id(str(job.params.get('reset_job', ''))) or ''}"
 
 
 @job_kind(

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
 
+from django import forms
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
 
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN, Inventory
+from hosts.inventory.models import Guardian
 from hosts.models import Host
 from jobs.models import Job
 from jobs.services import ordered_hosts
 
-from ..pages import host_from, kind_page, start_job
+from ..pages import HostForm, NewJob, PageForm, RowField, kind_page, refusals, start_or_show
 from .plan import (
+    RemovedGuardian,
+    ResetPlan,
     certificates_in_inventory,
     plan_from_inventory,
     removed_by,
-    reset_job_of,
     reset_script,
     undo_script,
 )
@@ -37,22 +39,48 @@ OTHER_WAY = {
     False: "If both certificates are back in the store by then, it re-creates the guardian by their thumbprints:",
 }
 
+CHOOSE_RESET = "Choose a reset job that removed a guardian."
 
-@kind_page("reset_guardian")
-def reset_preflight(request: HttpRequest) -> HttpResponse:
-    host = host_from(request)
-    name = request.POST.get("guardian") or request.GET.get("guardian") or UNTRUSTED_GUARDIAN
-    context: dict[str, Any] = {"offers": Inventory().broken_guardians(), "host": host, "guardian_name": name}
+
+class ResetForm(HostForm):
+    # The guardian's name as the host spells it (a link from the broken guardians' list); UntrustedGuardian if none.
+    guardian = forms.CharField(required=False, strip=False, max_length=200)
+
+    def clean_guardian(self) -> str:
+        return str(self.cleaned_data["guardian"]) or UNTRUSTED_GUARDIAN
+
+
+@dataclass
+class ResetPreflight:
+    """What the reset page shows: without a host, the broken guardians to choose from; with one, what a reset of
+    `guardian_name` would do there as its last inventory tells. The job re-reads the host live, so a problem seen
+    here is a warning, not a refusal."""
+
+    guardian_name: str = UNTRUSTED_GUARDIAN
+    host: Host | None = None
+    offers: list[Guardian] = field(default_factory=list)
+    plan: ResetPlan | None = None
+    powershell: list[str] = field(default_factory=list)
+    undoable: list[Job] = field(default_factory=list)
+    problem: str = ""
+    job: NewJob | None = None
+
+
+def choose_host(problem: str = "") -> ResetPreflight:
+    """The page without a host: the broken guardians that every host's last inventory shows, to choose one."""
+    return ResetPreflight(offers=Inventory().broken_guardians(), problem=problem)
+
+
+def preflight(host: Host | None, guardian: str) -> ResetPreflight:
     if host is None:
-        return render(request, "workflows/reset.html", context)
-    if request.method == "POST":
-        return start_job(request, "reset_guardian", [host], params={"guardian_name": name})
-    plan = plan_from_inventory(host, name)
-    context |= {"guardian": plan.guardian, "sealed": plan.sealed, "risks": RESET_RISKS, "undoable": past_resets(host)}
-    context["powershell"] = reset_script(plan).lines()
+        return choose_host()
+    plan = plan_from_inventory(host, guardian)
+    flight = ResetPreflight(guardian, host, plan=plan, powershell=reset_script(plan).lines())
+    flight.undoable = past_resets(host)
     if plan.guardian is not None and plan.guardian.has_private_signing_key:
-        context["problem"] = f"The last inventory shows '{name}' on {host} with its private keys: it is not broken."
-    return render(request, "workflows/reset.html", context)
+        flight.problem = f"The last inventory shows '{guardian}' on {host} with its private keys: it is not broken."
+    flight.job = NewJob("reset_guardian", [host], params={"guardian_name": guardian})
+    return flight
 
 
 def past_resets(host: Host) -> list[Job]:
@@ -60,19 +88,61 @@ def past_resets(host: Host) -> list[Job]:
     return [job for job in jobs if removed_by(job) is not None]
 
 
+@kind_page("reset_guardian")
+def reset_preflight(request: HttpRequest) -> HttpResponse:
+    form = ResetForm(request)
+    flight = preflight(**form.cleaned_data) if form.is_valid() else choose_host(refusals(form)[0])
+    return start_or_show(request, flight.job, "workflows/reset.html", {"flight": flight, "risks": RESET_RISKS})
+
+
+# -- the undo ---------------------------------------------------------------------------------------------------
+
+
+class UndoForm(PageForm):
+    job = RowField(
+        Job.objects.filter(kind="reset_guardian"),
+        required=False,
+        error_messages={"invalid_choice": CHOOSE_RESET},
+    )
+
+
+@dataclass
+class UndoPreflight:
+    """What the undo page shows of a reset job: the guardian it removed, and both ways the undo can bring it back
+    (the one the last inventory predicts first); or why there is nothing to undo."""
+
+    reset: Job | None = None
+    host: Host | None = None
+    removed: RemovedGuardian | None = None
+    other_way: str = ""
+    powershell: list[str] = field(default_factory=list)
+    other_powershell: list[str] = field(default_factory=list)
+    problem: str = ""
+    job: NewJob | None = None
+
+
+def undo_preview(reset: Job | None) -> UndoPreflight:
+    """The undo of reset job `reset` (None: none chosen), as the last inventory of its host predicts it."""
+    removed = removed_by(reset)
+    if reset is None or removed is None:
+        return UndoPreflight(problem=CHOOSE_RESET)
+    hosts = ordered_hosts(reset)
+    if not hosts:
+        return UndoPreflight(problem="The host of that reset is not registered.")
+    by_thumbprints = certificates_in_inventory(hosts[0], removed)
+    return UndoPreflight(
+        reset,
+        hosts[0],
+        removed,
+        other_way=OTHER_WAY[by_thumbprints],
+        powershell=undo_script(reset, removed, by_thumbprints).lines(),
+        other_powershell=undo_script(reset, removed, not by_thumbprints, looks=False).lines(),
+        job=NewJob("undo_guardian_reset", hosts[:1], params={"reset_job": reset.pk}),
+    )
+
+
 @kind_page("undo_guardian_reset")
 def undo_preflight(request: HttpRequest) -> HttpResponse:
-    job = reset_job_of(request.POST.get("job") or request.GET.get("job"))
-    removed = removed_by(job)
-    if job is None or removed is None:
-        return render(request, "workflows/reset_undo.html", {"problem": "Choose a reset job that removed a guardian."})
-    hosts = ordered_hosts(job)
-    if not hosts:
-        return render(request, "workflows/reset_undo.html", {"problem": "The host of that reset is not registered."})
-    if request.method == "POST":
-        return start_job(request, "undo_guardian_reset", hosts[:1], params={"reset_job": job.pk})
-    by_thumbprints = certificates_in_inventory(hosts[0], removed)
-    context = {"job": job, "host": hosts[0], "removed": removed, "other_way": OTHER_WAY[by_thumbprints]}
-    context["powershell"] = undo_script(job, removed, by_thumbprints).lines()
-    context["other_powershell"] = undo_script(job, removed, not by_thumbprints, looks=False).lines()
-    return render(request, "workflows/reset_undo.html", context)
+    form = UndoForm(request)
+    flight = undo_preview(form.cleaned_data["job"] if form.is_valid() else None)
+    return start_or_show(request, flight.job, "workflows/reset_undo.html", {"flight": flight})

@@ -380,9 +380,13 @@ def reset_job_of(job_id: object) -> Job | None:
 
 
 def removed_by(job: Job | None) -> RemovedGuardian | None:
-    """What that reset job removed, if it removed anything."""
+    """What that reset job removed, if it removed anything. A record without the guardian's name and both
+    thumbprints cannot re-create it: nothing to undo (the undo page says so rather than failing)."""
     removed = job.results.get("removed_guardian") if job is not None else None
-    return RemovedGuardian.from_record(removed) if isinstance(removed, dict) else None
+    needed = {"guardian_name", "signing_thumbprint", "encryption_thumbprint"}
+    if not isinstance(removed, dict) or not needed <= removed.keys():
+        return None
+    return RemovedGuardian.from_record(removed)
 
 
 def undo_reset(run: Run, session: HostSession, host: Host, removed: RemovedGuardian) -> str:

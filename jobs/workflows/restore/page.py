@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
@@ -11,11 +10,13 @@ from hosts.inventory.analysis import Inventory
 from hosts.inventory.models import VirtualMachine
 from hosts.models import Host
 from hosts.remoting.keyprotector import GuardianRef
+from hosts.vault.models import EscrowedPair
 from hosts.vault.services import thumbprint_pairs
 from jobs.kinds import JobFailed
 
+from ..escrow.page import holder_links
 from ..import_guardian.plan import import_notes
-from ..pages import holder_links, host_from, kind_page, preflight_page, start_job
+from ..pages import GuardianPage, HostForm, ListedChoiceField, NewJob, Preflight, kind_page, preflight_page
 from .plan import pair_for, restore_script
 
 
@@ -31,6 +32,15 @@ def vm_choices(host: Host | None) -> list[tuple[str, str]]:
         note = "starts here" if starts else "does not start here"
         choices.append((vm.name, f"{vm.name} ({vm.state or 'state unknown'}, {note})"))
     return choices
+
+
+def any_vm_name(name: str) -> bool:
+    """A VM the last inventory does not list (yet): the page says what it knows, and the job reads the host."""
+    return True
+
+
+class RestoreForm(HostForm):
+    vm = ListedChoiceField(vm_choices, unlisted=any_vm_name)
 
 
 def where_to_get(host: Host, vm_name: str, guardians: list[GuardianRef]) -> list[tuple[str, str]]:
@@ -52,56 +62,61 @@ def inventoried_guardians(host: Host, vm_name: str) -> list[GuardianRef]:
     return [GuardianRef(sign, enc) for sign, enc in dict.fromkeys(pairs)]
 
 
-RESTORE_RISKS = [
-    "If none of the VM's guardians is in the vault, nothing is changed: the job says which thumbprints to look for.",
-    "A vault entry that fails its integrity check is not used.",
-    "If the VM still does not start, the guardian stays installed (harmless) and the job says so.",
-]
+RESTORE_PAGE = GuardianPage(
+    title="Restore a VM after reinstall",
+    intro='For a VM that will not start ("the key protector could not be unwrapped") because the guardian it is '
+    "sealed to is gone from its host, typically after a reinstall: brings that guardian back from the vault and "
+    "starts the VM.",
+    choice="vm",
+    choice_label="VM",
+    submit_label="Restore",
+    risks=[
+        "If none of the VM's guardians is in the vault, nothing is changed: the job says which thumbprints to look "
+        "for.",
+        "A vault entry that fails its integrity check is not used.",
+        "If the VM still does not start, the guardian stays installed (harmless) and the job says so.",
+    ],
+)
 
 
-@kind_page("restore_vm")
-def restore_preflight(request: HttpRequest) -> HttpResponse:
-    host = host_from(request)
-    vm_name = request.POST.get("vm") or request.GET.get("vm") or ""
-    base: dict[str, Any] = {"title": "Restore a VM after reinstall", "host": host, "chosen": vm_name}
-    base["intro"] = (
-        'For a VM that will not start ("the key protector could not be unwrapped") because the guardian it is '
-        "sealed to is gone from its host, typically after a reinstall: brings that guardian back from the vault and "
-        "starts the VM."
-    )
-    base |= {"choices": vm_choices(host), "choices_label": "VM", "choices_name": "vm", "submit_label": "Restore"}
-    base["keep"] = []
-    if host is None or not vm_name:
-        return preflight_page(request, **base, problem="Choose the host and the VM that does not start.")
-    if request.method == "POST":
-        return start_job(request, "restore_vm", [host], [vm_name])
-    guardians = inventoried_guardians(host, vm_name)
+def preflight(host: Host | None, vm: str) -> Preflight:
+    """The restore of VM `vm` on `host`, as the last inventory shows it: which vault entry brings its guardian back,
+    or why none can."""
+    if host is None or not vm:
+        return Preflight(problem="Choose the host and the VM that does not start.")
+    guardians = inventoried_guardians(host, vm)
     pair = pair_for(guardians)
     if pair is None:
         listed = ", ".join(f"{g.signing} / {g.encryption}" for g in guardians) or "(not inventoried yet)"
         problem = (
-            f"The last inventory shows VM '{vm_name}' sealed to {listed}; none of these is in the vault. Upload the "
-            "pair from a backup or escrow it from a host that has it (the job would stop without changing anything)."
+            f"The last inventory shows VM '{vm}' sealed to {listed}; none of these is in the vault. Upload the pair "
+            "from a backup or escrow it from a host that has it (the job would stop without changing anything)."
         )
-        return preflight_page(request, **base, problem=problem, problem_links=where_to_get(host, vm_name, guardians))
+        return Preflight(problem=problem, problem_links=where_to_get(host, vm, guardians))
     try:
-        plan, script = restore_script(host, vm_name)
+        plan, script = restore_script(host, vm)
     except JobFailed as exc:
-        return preflight_page(request, **base, problem=f"The last inventory says the job would stop: {exc}")
-    steps = [
-        f"Read the key protector of '{vm_name}' on {host} and find its guardian in the vault ({pair}).",
-        f"Import that pair to {host} (as the import job does; nothing changes if it is there already).",
-        f"Start '{vm_name}' and check that it is Running.",
-    ]
-    impact = [f"{host}: one guardian with its two certificates added; VM '{vm_name}' started."]
-    return preflight_page(
-        request,
-        **base,
-        ready=True,
-        steps=steps,
-        impact=impact,
-        risks=RESTORE_RISKS,
+        return Preflight(problem=f"The last inventory says the job would stop: {exc}")
+    return Preflight(
+        steps=restore_steps(host, vm, pair),
+        impact=[f"{host}: one guardian with its two certificates added; VM '{vm}' started."],
         warnings=import_notes(host, pair, plan.guardian),
         powershell=script.lines(),
-        post=[("host", host.pk), ("vm", vm_name)],
+        post=[("host", host.pk), ("vm", vm)],
+        job=NewJob("restore_vm", [host], [vm]),
     )
+
+
+def restore_steps(host: Host, vm: str, pair: EscrowedPair) -> list[str]:
+    return [
+        f"Read the key protector of '{vm}' on {host} and find its guardian in the vault ({pair}).",
+        f"Import that pair to {host} (as the import job does; nothing changes if it is there already).",
+        f"Start '{vm}' and check that it is Running.",
+    ]
+
+
+@kind_page("restore_vm")
+def restore_preflight(request: HttpRequest) -> HttpResponse:
+    form = RestoreForm(request)
+    flight = preflight(**form.cleaned_data) if form.is_valid() else Preflight.refused(form)
+    return preflight_page(request, RESTORE_PAGE, form, flight)

@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django import forms
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.urls import reverse
 
 from hosts.inventory.models import VirtualMachine
 from hosts.inventory.refresh import refresh_host
 from hosts.models import Host
 
-from ..pages import host_from, kind_page, start_job
+from ..pages import HostForm, NewJob, kind_page, refusals, start_or_show
 from .plan import ACTIONS, TPM_OFF_WARNING, changes_from, vtpm_script
 
 NOTHING_ELIGIBLE = "None of the chosen VMs can change now: see what each needs below, then check again."
+
+
+class VtpmForm(HostForm):
+    action = forms.ChoiceField(
+        choices=[(action, action) for action in ACTIONS],
+        required=False,
+        error_messages={"invalid_choice": "Choose whether to turn the TPM off or on."},
+    )
+    vm = forms.MultipleChoiceField(
+        required=False,
+        error_messages={"invalid_choice": "No VM named '%(value)s' in the host's last inventory: refresh it first."},
+    )
+    recheck = forms.BooleanField(required=False)  # "Check again": read the host now, before the preflight
+
+    def __init__(self, request: HttpRequest) -> None:
+        super().__init__(request)
+        names = VirtualMachine.objects.filter(host=self.chosen_host).order_by("name").values_list("name", flat=True)
+        self.offer("vm", [(name, name) for name in names] if self.chosen_host else [])
+
+    def clean_action(self) -> str:
+        return str(self.cleaned_data["action"]) or "disable"
 
 
 @dataclass
@@ -59,49 +81,119 @@ def job_params(action: str, ready: list[VmRow]) -> dict[str, Any]:
     }
 
 
-def confirmation_errors(request: HttpRequest, action: str, rows: list[VmRow]) -> list[str]:
-    """Server-side checks of what the user confirmed: typed names for a disable, ticked saved-state removals."""
-    errors = []
-    for row in rows:
-        name = row.vm.name
-        if action == "disable" and request.POST.get(f"confirm-{name}", "").strip() != name:
-            errors.append(f"Type the name '{name}' exactly to confirm turning its TPM off.")
-        if row.saved and request.POST.get(f"saved-{name}") != "remove":
-            errors.append(f"'{name}' has a saved state: tick “remove the saved state” to go on.")
-    return errors
-
-
-def recheck(host: Host) -> str:
+def read_again(host: Host) -> str:
     """Read the host again now (the user shut a VM down since the last inventory); "" or why it failed."""
     outcome = refresh_host(host)
     return "" if outcome.ok else f"Could not read {host} again: {outcome.error}"
 
 
+@dataclass
+class VtpmPreflight:
+    """What the vTPM page shows: the host's VMs to choose from and, for the chosen ones, which the job would change
+    (with what it sends) and what stands in the way of the others."""
+
+    host: Host | None = None
+    action: str = "disable"
+    chosen: list[str] = field(default_factory=list)
+    all_vms: list[VirtualMachine] = field(default_factory=list)
+    rows: list[VmRow] = field(default_factory=list)
+    powershell: list[str] = field(default_factory=list)
+    recheck_url: str = ""
+    recheck_error: str = ""
+    problems: list[str] = field(default_factory=list)  # why the choices were refused
+    errors: list[str] = field(default_factory=list)  # why a POST's confirmation was refused
+    job: NewJob | None = None
+
+    @property
+    def ready(self) -> list[VmRow]:
+        return eligible(self.rows)
+
+    @property
+    def blocked(self) -> list[VmRow]:
+        return [row for row in self.rows if row.blocker]
+
+    @property
+    def warning(self) -> str:
+        return TPM_OFF_WARNING if self.action == "disable" else ""
+
+    def confirm(self, confirmation: Confirmation) -> None:
+        """A POST: the job once every ready VM is confirmed, else why not."""
+        if not confirmation.is_valid() or self.host is None:
+            self.errors = refusals(confirmation)
+            return
+        names = [row.vm.name for row in self.ready]
+        self.job = NewJob("vtpm", [self.host], names, job_params(self.action, self.ready))
+
+
+def vms_on(host: Host) -> list[VirtualMachine]:
+    return list(VirtualMachine.objects.filter(host=host).order_by("name"))
+
+
+def refused(form: VtpmForm) -> VtpmPreflight:
+    """Choices the form refused: why, and the chosen host's VMs to choose again from."""
+    host = form.chosen_host
+    return VtpmPreflight(host, all_vms=vms_on(host) if host else [], problems=refusals(form))
+
+
+def preflight(host: Host | None, action: str, vm: list[str], recheck: bool) -> VtpmPreflight:
+    """The change of `action` to VMs `vm` of `host`, as its last inventory (read again first: `recheck`) shows them."""
+    flight = VtpmPreflight(host, action, vm)
+    if host is None:
+        return flight
+    if recheck:
+        flight.recheck_error = read_again(host)
+    flight.all_vms = vms_on(host)
+    flight.rows = vm_rows(host, vm, action)
+    query = [("host", str(host.pk)), ("action", action), *(("vm", name) for name in vm), ("recheck", "1")]
+    flight.recheck_url = f"{reverse('vtpm_preflight')}?{urlencode(query)}"
+    ready = flight.ready
+    if ready:
+        changes = changes_from(job_params(action, ready), [row.vm.name for row in ready])
+        flight.powershell = vtpm_script(host, changes).lines()
+    return flight
+
+
+class Confirmation(forms.Form):
+    """What a POST confirms for each VM the job would change: its name typed to turn its TPM off, its saved state
+    ticked for removal."""
+
+    def __init__(self, data: QueryDict, flight: VtpmPreflight) -> None:
+        super().__init__(data)
+        self.anything_ready = bool(flight.ready)
+        for row in flight.ready:
+            name = row.vm.name
+            if flight.action == "disable":
+                self.fields[f"confirm-{name}"] = TypedName(name)
+            if row.saved:
+                refusal = f"'{name}' has a saved state: tick “remove the saved state” to go on."
+                self.fields[f"saved-{name}"] = forms.ChoiceField(
+                    choices=[("remove", "remove")], error_messages={"required": refusal, "invalid_choice": refusal}
+                )
+
+    def clean(self) -> dict[str, Any]:
+        if not self.anything_ready:
+            raise forms.ValidationError(NOTHING_ELIGIBLE)
+        return super().clean() or {}
+
+
+class TypedName(forms.CharField):
+    """A VM's name, typed exactly (case too) to confirm turning its TPM off."""
+
+    def __init__(self, name: str) -> None:
+        refusal = f"Type the name '{name}' exactly to confirm turning its TPM off."
+        super().__init__(error_messages={"required": refusal})
+        self.expected, self.refusal = name, refusal
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if value != self.expected:
+            raise forms.ValidationError(self.refusal)
+
+
 @kind_page("vtpm")
 def vtpm_preflight(request: HttpRequest) -> HttpResponse:
-    data = request.POST if request.method == "POST" else request.GET
-    host = host_from(request)
-    action = str(data.get("action")) if data.get("action") in ACTIONS else "disable"
-    chosen = data.getlist("vm")
-    context: dict[str, Any] = {"hosts": Host.objects.order_by("name"), "host": host, "action": action}
-    if host is not None and request.method == "GET" and data.get("recheck"):
-        context["recheck_error"] = recheck(host)
-    context["all_vms"] = VirtualMachine.objects.filter(host=host).order_by("name") if host else []
-    context["chosen"] = chosen
-    rows = vm_rows(host, chosen, action) if host else []
-    ready = eligible(rows)
-    context |= {"rows": rows, "ready": ready, "blocked": [row for row in rows if row.blocker]}
-    context["warning"] = TPM_OFF_WARNING if action == "disable" else ""
-    if host is not None:
-        query = [("host", str(host.pk)), ("action", action), *(("vm", name) for name in chosen), ("recheck", "1")]
-        context["recheck_url"] = f"{request.path}?{urlencode(query)}"
-    names = [row.vm.name for row in ready]
-    if host is not None and ready:
-        context["powershell"] = vtpm_script(host, changes_from(job_params(action, ready), names)).lines()
-    if request.method == "POST" and host is not None and rows:
-        errors = confirmation_errors(request, action, ready) if ready else [NOTHING_ELIGIBLE]
-        if not errors:
-            return start_job(request, "vtpm", [host], names, job_params(action, ready))
-        context["errors"] = errors
-        return render(request, "workflows/vtpm.html", context, status=400)
-    return render(request, "workflows/vtpm.html", context)
+    form = VtpmForm(request)
+    flight = preflight(**form.cleaned_data) if form.is_valid() else refused(form)
+    if request.method == "POST":
+        flight.confirm(Confirmation(request.POST, flight))
+    return start_or_show(request, flight.job, "workflows/vtpm.html", {"flight": flight, "form": form})
