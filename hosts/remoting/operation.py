@@ -140,3 +140,15 @@ def render_cmd(cmd: Cmd) -> str:
 def render_powershell(op: Operation[Any]) -> list[str]:
     """The PowerShell lines equivalent to the operation, one statement a line; secrets become a placeholder."""
     return [" | ".join(render_cmd(c) for c in statement) for statement in op.statements()]
+
+
+WILDCARD_CHARACTERS = "`*?[]"
+
+
+def literal_name(name: str) -> str:
+    """A VM name as a wildcard pattern that matches only that VM.
+
+    Hyper-V's -Name/-VMName take wildcard patterns, so a VM literally named `*` or `Win11-?` would make a command
+    act on other VMs too. Each of ` * ? [ ] gets a backtick before it, as PowerShell's WildcardPattern.Escape does;
+    the cmdlet takes the backticks off again, and the line Show PowerShell renders still runs as shown."""
+    return "".join(f"`{char}" if char in WILDCARD_CHARACTERS else char for char in name)
