@@ -5,12 +5,15 @@
 
 Each operation becomes one pipeline (its statements separated by add_statement), is logged as a step
 ("→ Get-VM (HV01)"), has its PowerShell streams piped to `log`, and its failures mapped to typed RemotingErrors.
-Read-only operations are retried once, on a fresh pool, when the connection dropped or timed out.
+Read-only operations are retried once, on a fresh pool, when the connection dropped or timed out. A session idle
+longer than WINRM_IDLE_SECONDS reconnects before its next operation: Windows closes a connection idle for 120 s, and
+over NTLM message encryption the next message, encrypted for it, is lost ("cannot be decrypted").
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
@@ -92,6 +95,7 @@ class HostSession:
         self.keys_exchanged = False
         self._requests_before = 0  # requests of transports closed by a retry
         self._broken = False  # the connection failed: do not wait on it again just to say goodbye
+        self._last_exchange = 0.0  # time.monotonic() of the pool's last request
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -104,6 +108,7 @@ class HostSession:
         self._pool = RunspacePool(self._transport.wsman, configuration_name=self.spec.configuration_name)
         self.keys_exchanged = False
         self._pool.open()
+        self._last_exchange = time.monotonic()
 
     def close(self) -> None:
         pool, transport = self._pool, self._transport
@@ -172,6 +177,11 @@ class HostSession:
         """All that comes before sending `op`: a connection, the session key if it carries secrets, its pipeline."""
         if self._broken:
             self.close()  # the last operation lost the connection: this one starts on a new one
+        elif self._pool is not None and self._idle_seconds() > float(settings.WINRM_IDLE_SECONDS):
+            # The host may have closed the pool's connection (Windows: after 120 s idle): reopen it first, rather
+            # than lose a message encrypted for the closed connection.
+            self.log(f"{self.spec.display} was idle for {self._idle_seconds():.0f} s: reconnecting", "info")
+            self.close()
         if self._pool is None:
             self._open()
         assert self._pool is not None
@@ -182,8 +192,14 @@ class HostSession:
         return self._build(op)
 
     def _send(self, ps: _OrderedPowerShell) -> PipelineResult:
-        self._drive(ps)
+        try:
+            self._drive(ps)
+        finally:
+            self._last_exchange = time.monotonic()
         return self._collect(ps)
+
+    def _idle_seconds(self) -> float:
+        return time.monotonic() - self._last_exchange
 
     def _cancel_requested(self) -> bool:
         """A pending stop request, consumed by the pipeline that honours it."""
