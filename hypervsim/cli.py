@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hypervsim import DEFAULT_PASSWORD, DEFAULT_USER, SimHost, Strictness, scenarios, start_host, start_lab
+from hypervsim.model import EDITIONS
 from hypervsim.server import default_idle_timeout
 
 
@@ -52,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
             "comma-separated, '-' before one turns it off; applied over the defaults",
         )
         sub.add_argument(
+            "--edition",
+            choices=sorted(EDITIONS),
+            default=None,
+            help="the Windows edition the host presents: server (Windows Server 2022, a new host's default) or "
+            "client (Windows 11 Pro, ProductType 1)",
+        )
+        sub.add_argument(
             "--idle-timeout",
             type=float,
             default=default_idle_timeout(),
@@ -64,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 def _start(args: argparse.Namespace) -> list[SimHost]:
     credentials = {"auth": args.auth, "https": args.https, "user": args.user, "password": args.password}
     credentials["configurations"] = tuple(args.configurations) if args.configurations else None
-    credentials |= {"strict": args.strict, "idle_timeout": args.idle_timeout}
+    credentials |= {"strict": args.strict, "idle_timeout": args.idle_timeout, "edition": args.edition}
     if args.command == "serve":
         return [start_host(args.name, args.state, args.scenario, port=args.port, **credentials)]
     return start_lab(args.dir, args.hosts, args.scenarios, **credentials).hosts
