@@ -4,6 +4,7 @@ h = start_host(name="HV01", state_dir=tmp, scenario="healthy")   # listening whe
 ... pypsrp WSMan(h.address, port=h.port, ...) ...
 h.faults.latency = 0.2; h.down(); h.up(); h.command_log; h.stop()
 h.strict.depth_one = True                                          # as strict as Windows, per behaviour (strict.py)
+h = start_host("HV01", tmp, capture="capture.json")               # answers recorded from a real host (capture.py)
 lab = start_lab(dir=tmp, hosts=2, scenarios=["migration"])        # hosts sharing lab.share
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hypervsim.auth import Account
+from hypervsim.capture import Capture
 from hypervsim.cmdlets import CMDLETS as _REGISTRY
 from hypervsim.faults import Faults
 from hypervsim.jea import Role, RoleSpec
@@ -168,6 +170,7 @@ def start_host(
     strict: Strictness | None = None,
     idle_timeout: float | None = None,
     edition: str | None = None,
+    capture: Capture | Path | str | None = None,
 ) -> SimHost:
     """Start one host listening on 127.0.0.1 (port 0: any free port). Its state persists in state_dir.
 
@@ -179,7 +182,8 @@ def start_host(
     strict: where the host is as strict as Windows (default: Strictness.default()). idle_timeout: seconds after
     which an idle keep-alive connection is closed, as HTTP.sys does (120, or HYPERVSIM_IDLE_TIMEOUT when set).
     edition: "server" (Windows Server 2022, a new host's default) or "client" (Windows 11 Pro); None keeps the
-    edition the host was saved with.
+    edition the host was saved with. capture: a capture file (manage.py capture_host) whose recorded answers the host
+    gives instead of running the commands (hypervsim/capture.py).
     """
     if auth not in ("negotiate", "basic"):
         raise ValueError(f"auth must be 'negotiate' or 'basic', not {auth!r}")
@@ -202,7 +206,9 @@ def start_host(
     tls = listener_certificate((lab.dir if lab else state_dir) / "tls", name) if https else None
     account = Account.create(user, password, state_dir, name)
     idle = default_idle_timeout() if idle_timeout is None else idle_timeout
-    runtime = HostRuntime(model, context, account, auth, tls, _endpoints(configurations), idle)
+    if capture is not None and not isinstance(capture, Capture):
+        capture = Capture.load(capture)
+    runtime = HostRuntime(model, context, account, auth, tls, _endpoints(configurations), idle, capture)
     listener = Listener(runtime)
     listener.open(port)
     host = SimHost(runtime, listener, tls.ca_file if tls else None)

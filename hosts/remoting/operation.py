@@ -52,11 +52,15 @@ class Cmd:
 
 @dataclass
 class PipelineResult:
-    """What one invocation returned: output objects and error records, and both in the order they arrived."""
+    """What one invocation returned: output objects and error records, and both in the order they arrived.
+
+    `received` is filled only by a recording session (the capture kit): every pipeline message as it arrived, as
+    (MS-PSRP message type name, its CLIXML text)."""
 
     output: list[Any] = field(default_factory=list)
     errors: list[RemoteCommandError] = field(default_factory=list)
     events: list[tuple[str, Any]] = field(default_factory=list)  # ("output", obj) | ("error", RemoteCommandError)
+    received: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Operation(Generic[T]):
@@ -77,6 +81,12 @@ class Operation(Generic[T]):
 
     def parse(self, result: PipelineResult) -> T:
         raise NotImplementedError
+
+    def read(self, result: PipelineResult) -> T:
+        """What running the operation gives for this result: its first error when errors are fatal, else parse()."""
+        if result.errors and self.errors_are_fatal:
+            raise result.errors[0]
+        return self.parse(result)
 
     @classmethod
     def cmdlets(cls) -> set[str]:
