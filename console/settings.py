@@ -476,6 +476,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 WINRM_OPERATION_TIMEOUT = int(env("CONSOLE_WINRM_OPERATION_TIMEOUT", "20"))
 WINRM_READ_TIMEOUT = int(env("CONSOLE_WINRM_READ_TIMEOUT", "30"))
 WINRM_CONNECT_TIMEOUT = int(env("CONSOLE_WINRM_CONNECT_TIMEOUT", "5"))
+# Windows (HTTP.sys) closes a connection idle for 120 s; over NTLM message encryption the next message, sealed for that
+# connection, then cannot be decrypted. A session idle longer than this reconnects before its next operation.
+WINRM_IDLE_SECONDS = envnumber("CONSOLE_WINRM_IDLE_SECONDS", 100)
 INVENTORY_REFRESH_SECONDS = int(env("CONSOLE_INVENTORY_REFRESH_SECONDS", "900"))
 
 # Jobs (jobs/runner.py): a running job heartbeats; one silent for JOBS_LOST_AFTER_SECONDS is marked lost by the

@@ -24,6 +24,7 @@ from .forms import HostForm
 from .jea import ENDPOINT_NAME, JeaEndpoint
 from .models import Host, failure_headline
 from .remoting import catalog, open_session
+from .remoting.catalog.host import CLIENT_EDITION_NOTE
 from .remoting.errors import REMEDIES, RemotingError
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,14 @@ def run_connection_test(host: Host) -> ConnectionTestOutcome:
     except Exception as error:  # never a 500: an unknown failure is reported by class only (no message: no secret)
         logger.warning("connection test of host %s failed with %s", host.pk, type(error).__name__)
         return _failure("unexpected", f"The test failed unexpectedly ({type(error).__name__})", "")
-    return ConnectionTestOutcome(True, "", f"Connected: {result}")
+    return ConnectionTestOutcome(True, "", _connected(result))
+
+
+def _connected(facts: catalog.HostFacts) -> str:
+    """What the host is; a client edition (Windows 11/10 Pro) also hears how it differs from a server."""
+    if facts.client_edition:
+        return f"Connected: {facts}. {CLIENT_EDITION_NOTE}"
+    return f"Connected: {facts}"
 
 
 def _describe_error(error: Any) -> str:

@@ -4,6 +4,7 @@ h = start_host(name="HV01", state_dir=tmp, scenario="healthy")   # listening whe
 ... pypsrp WSMan(h.address, port=h.port, ...) ...
 h.faults.latency = 0.2; h.down(); h.up(); h.command_log; h.stop()
 h.strict.depth_one = True                                          # as strict as Windows, per behaviour (strict.py)
+h = start_host("HV01", tmp, capture="capture.json")               # answers recorded from a real host (capture.py)
 lab = start_lab(dir=tmp, hosts=2, scenarios=["migration"])        # hosts sharing lab.share
 """
 
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from hypervsim.auth import Account
+from hypervsim.capture import Capture
 from hypervsim.cmdlets import CMDLETS as _REGISTRY
 from hypervsim.faults import Faults
 from hypervsim.jea import Role, RoleSpec
-from hypervsim.model import HostModel, LabContext
+from hypervsim.model import EDITIONS, HostModel, LabContext
 from hypervsim.scenarios import ARRANGEMENTS
 from hypervsim.server import HostRuntime, Listener, default_idle_timeout
 from hypervsim.strict import Strictness
@@ -167,6 +169,8 @@ def start_host(
     configurations: Configurations = None,
     strict: Strictness | None = None,
     idle_timeout: float | None = None,
+    edition: str | None = None,
+    capture: Capture | Path | str | None = None,
 ) -> SimHost:
     """Start one host listening on 127.0.0.1 (port 0: any free port). Its state persists in state_dir.
 
@@ -177,6 +181,9 @@ def start_host(
     others fail with CommandNotFoundException; a None value exposes every command.
     strict: where the host is as strict as Windows (default: Strictness.default()). idle_timeout: seconds after
     which an idle keep-alive connection is closed, as HTTP.sys does (120, or HYPERVSIM_IDLE_TIMEOUT when set).
+    edition: "server" (Windows Server 2022, a new host's default) or "client" (Windows 11 Pro); None keeps the
+    edition the host was saved with. capture: a capture file (manage.py capture_host) whose recorded answers the host
+    gives instead of running the commands (hypervsim/capture.py).
     """
     if auth not in ("negotiate", "basic"):
         raise ValueError(f"auth must be 'negotiate' or 'basic', not {auth!r}")
@@ -191,12 +198,17 @@ def start_host(
     context = lab.context if lab else LabContext(share=_directory(state_dir / "share"))
     model = HostModel.load_or_create(state_dir, name, scenario)
     model.attach(context)
+    if edition is not None:
+        with model.changing():
+            model.present(EDITIONS[edition])
     if strict is not None:
         model.strict = strict
     tls = listener_certificate((lab.dir if lab else state_dir) / "tls", name) if https else None
     account = Account.create(user, password, state_dir, name)
     idle = default_idle_timeout() if idle_timeout is None else idle_timeout
-    runtime = HostRuntime(model, context, account, auth, tls, _endpoints(configurations), idle)
+    if capture is not None and not isinstance(capture, Capture):
+        capture = Capture.load(capture)
+    runtime = HostRuntime(model, context, account, auth, tls, _endpoints(configurations), idle, capture)
     listener = Listener(runtime)
     listener.open(port)
     host = SimHost(runtime, listener, tls.ca_file if tls else None)
@@ -216,6 +228,7 @@ def start_lab(
     configurations: Configurations = None,
     strict: Strictness | None = None,
     idle_timeout: float | None = None,
+    edition: str | None = None,
 ) -> Lab:
     """Start hosts HV01, HV02, ... sharing `dir/share`. A scenario like "migration" seeds several hosts."""
     root = Path(dir)
@@ -228,7 +241,7 @@ def start_lab(
             name = f"HV{index + 1:02d}"
             start_host(
                 name, None, scenario, auth, https, user, password, lab=lab, configurations=configurations,
-                strict=replace(strict) if strict else None, idle_timeout=idle_timeout,
+                strict=replace(strict) if strict else None, idle_timeout=idle_timeout, edition=edition,
             )  # fmt: skip
     except BaseException:
         lab.stop()

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from hypervsim import DEFAULT_PASSWORD, DEFAULT_USER, SimHost, Strictness, scenarios, start_host, start_lab
+from hypervsim.capture import Capture
+from hypervsim.model import EDITIONS
 from hypervsim.server import default_idle_timeout
 
 
@@ -22,10 +24,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hypervsim", description="Simulated Hyper-V hosts over WinRM.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="one host")
-    serve.add_argument("--name", default="HV01")
+    serve.add_argument("--name", default=None, help="the host's name (default: HV01, or the captured host's)")
     serve.add_argument("--state", required=True, type=Path, help="state directory (kept across restarts)")
     serve.add_argument("--port", type=int, default=0)
     serve.add_argument("--scenario", default="healthy")
+    serve.add_argument(
+        "--capture",
+        type=Path,
+        metavar="FILE",
+        help="answer every command as the host of this capture did (manage.py capture_host writes one)",
+    )
     lab = commands.add_parser("lab", help="several hosts sharing one lab share")
     lab.add_argument("--dir", required=True, type=Path)
     lab.add_argument("--hosts", type=int, default=2)
@@ -52,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
             "comma-separated, '-' before one turns it off; applied over the defaults",
         )
         sub.add_argument(
+            "--edition",
+            choices=sorted(EDITIONS),
+            default=None,
+            help="the Windows edition the host presents: server (Windows Server 2022, a new host's default) or "
+            "client (Windows 11 Pro, ProductType 1)",
+        )
+        sub.add_argument(
             "--idle-timeout",
             type=float,
             default=default_idle_timeout(),
@@ -64,9 +79,11 @@ def _parser() -> argparse.ArgumentParser:
 def _start(args: argparse.Namespace) -> list[SimHost]:
     credentials = {"auth": args.auth, "https": args.https, "user": args.user, "password": args.password}
     credentials["configurations"] = tuple(args.configurations) if args.configurations else None
-    credentials |= {"strict": args.strict, "idle_timeout": args.idle_timeout}
+    credentials |= {"strict": args.strict, "idle_timeout": args.idle_timeout, "edition": args.edition}
     if args.command == "serve":
-        return [start_host(args.name, args.state, args.scenario, port=args.port, **credentials)]
+        capture = Capture.load(args.capture) if args.capture else None
+        name = args.name or (capture.host if capture else "HV01")
+        return [start_host(name, args.state, args.scenario, port=args.port, capture=capture, **credentials)]
     return start_lab(args.dir, args.hosts, args.scenarios, **credentials).hosts
 
 

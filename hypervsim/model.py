@@ -35,6 +35,23 @@ STANDARD_FOLDERS = (r"C:\Windows\Temp", HOME, VM_ROOT, VHD_ROOT)
 _BAD_COMPONENT = re.compile(r'[<>:"|?*\x00-\x1f]')
 
 
+@dataclass(frozen=True)
+class Edition:
+    """What Win32_OperatingSystem says the host runs: ProductType 1 is a workstation (client), 3 a server."""
+
+    caption: str
+    version: str
+    build: str
+    product_type: int
+
+
+EDITIONS = {
+    "server": Edition("Microsoft Windows Server 2022 Datacenter", "10.0.20348", "20348", 3),
+    # Hyper-V on a desktop PC, as many of the console's users run it: no domain, local accounts.
+    "client": Edition("Microsoft Windows 11 Pro", "10.0.22631", "22631", 1),
+}
+
+
 class PathOutsideArea(ValueError):
     """A Windows path that does not map into this host's file area or the lab share."""
 
@@ -182,14 +199,12 @@ def _existing_case(directory: Path, name: str) -> str:
 
 
 class HostModel:
-    """One simulated Hyper-V host (Windows Server 2022, HGS client in Local mode)."""
+    """One simulated Hyper-V host (Windows Server 2022, or Windows 11 Pro; HGS client in Local mode)."""
 
     def __init__(self, state_dir: Path, name: str) -> None:
         self.state_dir = state_dir
         self.name = name
-        self.os_caption = "Microsoft Windows Server 2022 Datacenter"
-        self.os_version = "10.0.20348"
-        self.os_build = "20348"
+        self.present(EDITIONS["server"])
         self.installed = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
         self.hgs_mode = "Local"
         self.store: dict[str, Certificate] | None = None  # None: the store was never created on this host
@@ -233,6 +248,7 @@ class HostModel:
             data = {
                 "name": self.name,
                 "os": [self.os_caption, self.os_version, self.os_build, self.installed],
+                "product_type": self.product_type,
                 "hgs_mode": self.hgs_mode,
                 "store_exists": self.store is not None,
                 "guardians": [
@@ -264,6 +280,7 @@ class HostModel:
         data = json.loads((self.state_dir / "host.json").read_text())
         self.name = data["name"]
         self.os_caption, self.os_version, self.os_build, self.installed = data["os"]
+        self.product_type = data.get("product_type", EDITIONS["server"].product_type)
         self.hgs_mode = data["hgs_mode"]
         self.live_migration = data["live_migration"]
         self.store = None
@@ -286,6 +303,11 @@ class HostModel:
                 yield self
             finally:
                 self.save()
+
+    def present(self, edition: Edition) -> None:
+        """Run this Windows edition (what Win32_OperatingSystem reports)."""
+        self.os_caption, self.os_version, self.os_build = edition.caption, edition.version, edition.build
+        self.product_type = edition.product_type
 
     # -- lookups ---------------------------------------------------------------------------------------------
 

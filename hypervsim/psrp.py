@@ -36,6 +36,7 @@ from psrpcore.types import (
     add_note_property,
 )
 
+from hypervsim.capture import Capture, not_captured
 from hypervsim.cmdlets import CMDLETS, CmdletError, Invocation, command_not_found, command_type
 from hypervsim.faults import ConnectionDrop
 from hypervsim.jea import Role
@@ -297,11 +298,15 @@ class PipelineRun:
             self._thread.start()
 
     def _run(self) -> None:
+        capture = self.session.host.capture
         with self.session.changed:
             # Windows does not announce Running; psrpcore's start() would. Same state change, not sent.
             self.pipe.state = PSInvocationState.Running
-            self.session.announce_first_use(self.pipe)
+            if capture is None:  # a captured host's first answer carries its own announcement
+                self.session.announce_first_use(self.pipe)
         try:
+            if capture is not None:
+                return self._replay(capture)
             self._refuse_unknown_commands()
             data = list(self.input)
             piped = bool(self.input)  # the client's input objects feed the first command
@@ -318,6 +323,24 @@ class PipelineRun:
                 log.exception("cmdlet failed unexpectedly on %s", self.session.host.name)
             reason = exc.record if isinstance(exc, _Terminated) else internal_error(exc)
             self._finish(lambda: fail_pipeline(self.pipe, reason))
+
+    def _replay(self, capture: Capture) -> None:
+        """Answer with the messages the captured host answered the same statements with."""
+        sent = [[(command.command_text, parameters_of(command)[0]) for command in s] for s in self._statements()]
+        answer = capture.answer(sent)
+        commands = [(CANONICAL_NAMES.get(name.lower(), name), params) for s in sent for name, params in s]
+        for name, params in commands:
+            self.session.host.record_command(name, masked(params), "replayed" if answer else "not in the capture")
+        if answer is None:
+            names = [name for name, _params in commands]
+            raise _Terminated(error_record(not_captured(names), names[0], {}, error_stream=False, invoked=False))
+        with self.session.changed:
+            for message in answer:
+                self.session.pool.prepare_recorded(message.message_type, message.clixml, self.pipe.pipeline_id)
+                if message.state is not None:
+                    self.pipe.state = message.state
+            self.finished = True
+            self.session.flush()
 
     def _serialized(self, value: Any) -> Any:
         """An output object as remoting sends it (depth 1 on a host that is strict about it)."""
@@ -433,6 +456,11 @@ class WindowsRunspacePool(psrpcore.ServerRunspacePool):
         queued = self._send_buffer[-1]
         if len(queued) > MESSAGE_HEADER:  # an empty body (end of input, $null output) has no BOM either
             queued._data[MESSAGE_HEADER:MESSAGE_HEADER] = UTF8_BOM
+
+    def prepare_recorded(self, message_type: PSRPMessageType, clixml: str, pipeline_id: uuid.UUID | None) -> None:
+        """Queue a message whose body is recorded CLIXML (a captured host's answer), sent as it was received."""
+        self.prepare_message(PSObject(), message_type, pipeline_id)
+        self._send_buffer[-1]._data[MESSAGE_HEADER:] = UTF8_BOM + clixml.encode("utf-8")
 
 
 class RunspaceSession:

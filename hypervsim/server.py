@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from hypervsim.auth import CHALLENGES, Account, AuthenticationRejected, ConnectionSecurity, MalformedEncryptedBody
+from hypervsim.capture import Capture
 from hypervsim.faults import ConnectionDrop, Faults
 from hypervsim.jea import Role
 from hypervsim.model import HostModel, LabContext
@@ -50,9 +51,11 @@ class HostRuntime:
         tls: ListenerCertificate | None,
         endpoints: dict[str, Role | None] | None = None,
         idle_timeout: float = IDLE_CONNECTION_TIMEOUT,
+        capture: Capture | None = None,
     ) -> None:
         self.model, self.lab, self.account, self.scheme, self.tls = model, lab, account, scheme, tls
         self.idle_timeout = idle_timeout
+        self.capture = capture  # answer every pipeline from this capture instead of the model
         self.name = model.name
         # Registered session configurations with their JEA role (None: all; no mapping at all: any name under
         # the PowerShell URI opens) and the configuration name of every shell opened, in order, so JEA tests can see

@@ -52,11 +52,15 @@ class Cmd:
 
 @dataclass
 class PipelineResult:
-    """What one invocation returned: output objects and error records, and both in the order they arrived."""
+    """What one invocation returned: output objects and error records, and both in the order they arrived.
+
+    `received` is filled only by a recording session (the capture kit): every pipeline message as it arrived, as
+    (MS-PSRP message type name, its CLIXML text)."""
 
     output: list[Any] = field(default_factory=list)
     errors: list[RemoteCommandError] = field(default_factory=list)
     events: list[tuple[str, Any]] = field(default_factory=list)  # ("output", obj) | ("error", RemoteCommandError)
+    received: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Operation(Generic[T]):
@@ -77,6 +81,12 @@ class Operation(Generic[T]):
 
     def parse(self, result: PipelineResult) -> T:
         raise NotImplementedError
+
+    def read(self, result: PipelineResult) -> T:
+        """What running the operation gives for this result: its first error when errors are fatal, else parse()."""
+        if result.errors and self.errors_are_fatal:
+            raise result.errors[0]
+        return self.parse(result)
 
     @classmethod
     def cmdlets(cls) -> set[str]:
@@ -140,3 +150,15 @@ def render_cmd(cmd: Cmd) -> str:
 def render_powershell(op: Operation[Any]) -> list[str]:
     """The PowerShell lines equivalent to the operation, one statement a line; secrets become a placeholder."""
     return [" | ".join(render_cmd(c) for c in statement) for statement in op.statements()]
+
+
+WILDCARD_CHARACTERS = "`*?[]"
+
+
+def literal_name(name: str) -> str:
+    """A VM name as a wildcard pattern that matches only that VM.
+
+    Hyper-V's -Name/-VMName take wildcard patterns, so a VM literally named `*` or `Win11-?` would make a command
+    act on other VMs too. Each of ` * ? [ ] gets a backtick before it, as PowerShell's WildcardPattern.Escape does;
+    the cmdlet takes the backticks off again, and the line Show PowerShell renders still runs as shown."""
+    return "".join(f"`{char}" if char in WILDCARD_CHARACTERS else char for char in name)

@@ -5,12 +5,15 @@
 
 Each operation becomes one pipeline (its statements separated by add_statement), is logged as a step
 ("→ Get-VM (HV01)"), has its PowerShell streams piped to `log`, and its failures mapped to typed RemotingErrors.
-Read-only operations are retried once, on a fresh pool, when the connection dropped or timed out.
+Read-only operations are retried once, on a fresh pool, when the connection dropped or timed out. A session idle
+longer than WINRM_IDLE_SECONDS reconnects before its next operation: Windows closes a connection idle for 120 s, and
+over NTLM message encryption the next message, encrypted for it, is lost ("cannot be decrypted").
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
@@ -21,7 +24,7 @@ from pypsrp.complex_objects import PSInvocationState
 from pypsrp.exceptions import WinRMError
 from pypsrp.messages import MessageType
 from pypsrp.powershell import PowerShell, RunspacePool
-from pypsrp.serializer import TaggedValue
+from pypsrp.serializer import ObjectMeta, Serializer, TaggedValue
 
 from .connection import ConnectionSpec, Transport, peer_fingerprint
 from .errors import OperationCancelled, RemotingError, UnexpectedReply
@@ -69,6 +72,32 @@ class _OrderedPowerShell(PowerShell):
                 next_error += 1
 
 
+# What a pipeline answers (MS-PSRP message types, by pypsrp's names): the messages a capture keeps.
+PIPELINE_MESSAGES = {
+    getattr(MessageType, name): name
+    for name in ("PIPELINE_OUTPUT", "ERROR_RECORD", "PIPELINE_STATE", "DEBUG_RECORD", "VERBOSE_RECORD")
+    + ("WARNING_RECORD", "PROGRESS_RECORD", "INFORMATION_RECORD")
+}
+
+
+class _RecordingSerializer(Serializer):
+    """pypsrp's deserializer, keeping the CLIXML text of every pipeline message it is given (the capture kit).
+
+    pypsrp unpacks each received message by handing its text to deserialize(): output objects without metadata,
+    the other messages with their message class; nested values come back here as elements, not text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[tuple[str, str]] = []
+
+    def deserialize(self, element: Any, metadata: ObjectMeta | None = None, clear: bool = True) -> Any:
+        if clear and isinstance(element, str):
+            kind = MessageType.PIPELINE_OUTPUT if metadata is None else getattr(metadata.object, "MESSAGE_TYPE", 0)
+            if kind in PIPELINE_MESSAGES:  # not the second try of an output that failed to deserialize (ObjDynamic)
+                self.received.append((PIPELINE_MESSAGES[kind], element))
+        return super().deserialize(element, metadata, clear)
+
+
 class HostSession:
     """An open runspace pool on one host. Not shared between threads, except `stop_current()`."""
 
@@ -78,8 +107,10 @@ class HostSession:
         log: LogFn | None = None,
         on_secret: SecretFn | None = None,
         before_send: BeforeSendFn | None = None,
+        record: bool = False,
     ) -> None:
         self.spec = spec
+        self.record = record  # keep every pipeline message as received, in PipelineResult.received
         self.log: LogFn = log or _no_log
         # Told every Secret value before it is sent, so the caller (a job) can mask it wherever it shows up later.
         self.on_secret: SecretFn | None = on_secret
@@ -92,6 +123,7 @@ class HostSession:
         self.keys_exchanged = False
         self._requests_before = 0  # requests of transports closed by a retry
         self._broken = False  # the connection failed: do not wait on it again just to say goodbye
+        self._last_exchange = 0.0  # time.monotonic() of the pool's last request
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -102,8 +134,11 @@ class HostSession:
         self._broken = False
         self._transport = Transport(self.spec)
         self._pool = RunspacePool(self._transport.wsman, configuration_name=self.spec.configuration_name)
+        if self.record:
+            self._pool._serializer = self._pool._fragmenter.serializer = _RecordingSerializer()
         self.keys_exchanged = False
         self._pool.open()
+        self._last_exchange = time.monotonic()
 
     def close(self) -> None:
         pool, transport = self._pool, self._transport
@@ -133,6 +168,16 @@ class HostSession:
 
     def run(self, op: Operation[T]) -> T:
         """Run one operation as one pipeline and return its typed result."""
+        result = self.exchange(op)
+        try:
+            return op.read(result)
+        except RemotingError:
+            raise
+        except Exception as err:  # a reply of a shape the parser did not expect is the host's fault, not a crash
+            raise UnexpectedReply(f"The reply of {op.describe()} from {self.spec.display} could not be read.") from err
+
+    def exchange(self, op: Operation[Any]) -> PipelineResult:
+        """Send one operation as one pipeline and return what came back, unread."""
         op.check_declared()
         label = f"→ {op.describe()} ({self.spec.display})"
         self.log(label, "info")
@@ -150,14 +195,7 @@ class HostSession:
                 self.log(f"{err} — retrying once on a new connection", "warning")
                 self.close()
                 self.open()
-        if result.errors and op.errors_are_fatal:
-            raise result.errors[0]
-        try:
-            return op.parse(result)
-        except RemotingError:
-            raise
-        except Exception as err:  # a reply of a shape the parser did not expect is the host's fault, not a crash
-            raise UnexpectedReply(f"The reply of {op.describe()} from {self.spec.display} could not be read.") from err
+        return result
 
     def stop_current(self) -> None:
         """Ask the running pipeline (or, between operations, the next one) to stop, from another thread: the job
@@ -172,6 +210,11 @@ class HostSession:
         """All that comes before sending `op`: a connection, the session key if it carries secrets, its pipeline."""
         if self._broken:
             self.close()  # the last operation lost the connection: this one starts on a new one
+        elif self._pool is not None and self._idle_seconds() > float(settings.WINRM_IDLE_SECONDS):
+            # The host may have closed the pool's connection (Windows: after 120 s idle): reopen it first, rather
+            # than lose a message encrypted for the closed connection.
+            self.log(f"{self.spec.display} was idle for {self._idle_seconds():.0f} s: reconnecting", "info")
+            self.close()
         if self._pool is None:
             self._open()
         assert self._pool is not None
@@ -182,8 +225,20 @@ class HostSession:
         return self._build(op)
 
     def _send(self, ps: _OrderedPowerShell) -> PipelineResult:
-        self._drive(ps)
-        return self._collect(ps)
+        recorder = self._pool._serializer if self._pool is not None else None
+        if isinstance(recorder, _RecordingSerializer):
+            recorder.received.clear()
+        try:
+            self._drive(ps)
+        finally:
+            self._last_exchange = time.monotonic()
+        result = self._collect(ps)
+        if isinstance(recorder, _RecordingSerializer):
+            result.received = list(recorder.received)
+        return result
+
+    def _idle_seconds(self) -> float:
+        return time.monotonic() - self._last_exchange
 
     def _cancel_requested(self) -> bool:
         """A pending stop request, consumed by the pipeline that honours it."""
@@ -246,23 +301,10 @@ class HostSession:
             piped[stream] = len(records)
 
     def _collect(self, ps: _OrderedPowerShell) -> PipelineResult:
-        result = PipelineResult(output=list(ps.output))
-        seen: set[int] = set()
-        for kind, value in ps.events:
-            if kind == "error":
-                seen.add(id(value))
-                error = error_from_record(value)
-                result.errors.append(error)
-                result.events.append(("error", error))
-            else:
-                result.events.append(("output", value))
-        # Error records that arrived in a pipeline state message (a terminating error) are not events; add them.
-        for record in ps.streams.error:
-            if id(record) not in seen:
-                error = error_from_record(record)
-                result.errors.append(error)
-                result.events.append(("error", error))
-        return result
+        in_order = {id(value) for kind, value in ps.events if kind == "error"}
+        # Error records that arrived in a pipeline state message (a terminating error) are not events.
+        terminating = [record for record in ps.streams.error if id(record) not in in_order]
+        return collect_result(ps.output, ps.events, terminating)
 
     def _guarded(self, call: Callable[[], T]) -> T:
         """Run a pypsrp call and turn whatever it raises into a typed, user-safe RemotingError."""
@@ -276,6 +318,20 @@ class HostSession:
             if mapped.kind == "tls" and not getattr(mapped, "fingerprint_seen", ""):
                 mapped.fingerprint_seen = peer_fingerprint(self.spec.address, self.spec.port, 3.0)  # type: ignore[attr-defined]
             raise mapped from None
+
+
+def collect_result(output: list[Any], events: list[tuple[str, Any]], terminating: list[Any]) -> PipelineResult:
+    """A PipelineResult from what pypsrp received: output objects, outputs and error records in the order they
+    arrived, and the error records of a failed pipeline's state, which come last."""
+    result = PipelineResult(output=list(output))
+    for kind, value in [*events, *(("error", record) for record in terminating)]:
+        if kind == "error":
+            error = error_from_record(value)
+            result.errors.append(error)
+            result.events.append(("error", error))
+        else:
+            result.events.append(("output", value))
+    return result
 
 
 def _stream_text(stream: str, record: Any) -> str:
@@ -299,9 +355,10 @@ def open_session(
     log: LogFn | None = None,
     on_secret: SecretFn | None = None,
     before_send: BeforeSendFn | None = None,
+    record: bool = False,
 ) -> Iterator[HostSession]:
     """One PSRP runspace pool per unit of work, closed when the block ends (whatever happens inside)."""
-    session = HostSession(spec, log=log, on_secret=on_secret, before_send=before_send)
+    session = HostSession(spec, log=log, on_secret=on_secret, before_send=before_send, record=record)
     try:
         session.open()
         yield session

@@ -77,6 +77,8 @@ ERROR_CATEGORIES = [
 # WSMan fault codes that mean something more specific than "a fault".
 WSMAN_ACCESS_DENIED = "5"
 WSMAN_UNKNOWN_SHELL = "2150858843"
+# What a host answers to a message encrypted for a connection it has closed (reproduced with hypervsim's idle timeout).
+UNDECRYPTABLE = "encrypted message cannot be decrypted"
 _FINGERPRINT_GOT = re.compile(r'got "?([0-9a-fA-F:]{40,})"?')
 
 
@@ -166,6 +168,13 @@ def _wsman_fault(fault: WSManFaultError, where: str, status: int = 0) -> Remotin
         return AuthenticationFailed(f"{where}: access denied by WinRM — the account may not be allowed to connect.")
     if code == WSMAN_UNKNOWN_SHELL:
         return ConnectionDropped(f"{where} no longer knows the session (the WinRM shell was closed on the host).")
+    if UNDECRYPTABLE in reason.lower():
+        # The host closed the idle connection this message was encrypted for; the HTTP client reconnected and
+        # sent it anyway. The session is as good as dropped: a new one works.
+        return ConnectionDropped(
+            f"{where} could not decrypt the message: it was encrypted for a connection the host had closed "
+            "(idle too long)."
+        )
     detail = f": {reason}" if reason else ""
     http = f"HTTP {status} with " if status else ""
     return WinRMFault(f"{where} answered {http}a WinRM fault (code {code or 'unknown'}){detail}", code=code)

@@ -1,4 +1,4 @@
-"""Host facts: Get-CimInstance Win32_OperatingSystem, as a Windows Server 2022 host answers it."""
+"""Host facts: Get-CimInstance Win32_OperatingSystem, as a Windows Server 2022 (or Windows 11 Pro) host answers it."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def operating_system(inv: Invocation) -> Any:
             "BuildNumber": host.os_build,
             "CSName": host.name,
             "OSArchitecture": "64-bit",
-            "ProductType": 3,
+            "ProductType": host.product_type,
             "InstallDate": installed,
             "LastBootUpTime": installed,
             "Manufacturer": "Microsoft Corporation",

@@ -163,12 +163,10 @@ def target_vms(inv: Invocation, parameter: str = "VMName") -> list[VirtualMachin
 
 def _named(inv: Invocation, name: str) -> list[VirtualMachine]:
     """The VMs a name parameter matches. Windows treats it as a wildcard pattern, so `Win11-?` also matches
-    Win11-A; a lenient host matches a name without wildcards exactly, and also a VM id given as a name."""
+    Win11-A; a lenient host matches a name without wildcards exactly (backtick escapes taken off), and also a VM id
+    given as a name."""
     if not inv.host.strict.wildcard_names:
-        matches = _match(inv.host, name)
-        if not matches and not _is_wildcard(name):
-            inv.errors.append(vm_not_found(name))
-        return matches
+        return _lenient_named(inv, name)
     pattern = wildcards.compile_pattern(name)
     matches = [vm for vm in inv.host.vms.values() if pattern.match(vm.name)]
     if not matches and not wildcards.has_wildcards(name):
@@ -188,16 +186,14 @@ def _addressed(inv: Invocation, obj: Any) -> list[VirtualMachine]:
     return [vm] if vm else []
 
 
-def _is_wildcard(text: str) -> bool:
-    return any(c in text for c in "*?[")
-
-
-def _match(host: HostModel, ref: str) -> list[VirtualMachine]:
-    if _is_wildcard(ref):
-        return [vm for vm in host.vms.values() if fnmatch.fnmatchcase(vm.name.casefold(), ref.casefold())]
+def _lenient_named(inv: Invocation, name: str) -> list[VirtualMachine]:
+    if wildcards.has_wildcards(name):
+        return [vm for vm in inv.host.vms.values() if fnmatch.fnmatchcase(vm.name.casefold(), name.casefold())]
+    literal = wildcards.unescaped(name)
     try:
-        return [host.vm(ref)]
+        return [inv.host.vm(literal)]
     except KeyError:
+        inv.errors.append(vm_not_found(literal))
         return []
 
 

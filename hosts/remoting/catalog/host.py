@@ -8,9 +8,18 @@ from typing import Any, ClassVar
 
 from ..errors import NotLocalMode, UnexpectedReply
 from ..operation import Cmd, Operation, PipelineResult
-from ..psobjects import flag, has_type, prop, text, timestamp
+from ..psobjects import flag, has_type, number, prop, text, timestamp
 
 LOCAL_MODE = "Local"
+# Win32_OperatingSystem.ProductType: 1 a workstation (Windows 11/10: Hyper-V on a desktop PC), 2 a domain
+# controller, 3 a server.
+WORKSTATION = 1
+CLIENT_EDITION_NOTE = (
+    "A Windows client edition (a desktop PC): guardians, escrow, restore and vTPM work as on Windows Server. "
+    "Live migration needs both hosts in one Active Directory domain, so without one VMs move by export and import. "
+    "Remoting needs the network profile Private and, for a local account, LocalAccountTokenFilterPolicy "
+    "(Prepare a host: Windows 11 or 10 Pro)."
+)
 
 
 @dataclass
@@ -21,11 +30,16 @@ class HostFacts:
     os_caption: str = ""
     os_version: str = ""
     os_build: str = ""
+    product_type: int = 0  # 0: not said
     last_boot: dt.datetime | None = None
     mode: str = ""  # Local | HostGuardianService | "" (unknown: Get-HgsClientConfiguration failed)
     is_host_guarded: bool = False
     attestation_status: str = ""
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def client_edition(self) -> bool:
+        return self.product_type == WORKSTATION
 
     @property
     def local_mode(self) -> bool:
@@ -46,6 +60,7 @@ class HostFacts:
             "os_caption": self.os_caption,
             "os_version": self.os_version,
             "os_build": self.os_build,
+            "product_type": self.product_type,
             "last_boot": self.last_boot.isoformat() if self.last_boot else "",
             "mode": self.mode,
             "is_host_guarded": self.is_host_guarded,
@@ -74,6 +89,7 @@ def read_os(obj: Any, facts: HostFacts) -> None:
     facts.os_caption = text(prop(obj, "Caption"))
     facts.os_version = text(prop(obj, "Version"))
     facts.os_build = text(prop(obj, "BuildNumber"))
+    facts.product_type = number(prop(obj, "ProductType"))
     facts.last_boot = timestamp(prop(obj, "LastBootUpTime"))
 
 

@@ -22,7 +22,7 @@ from cryptography import x509
 
 from ..errors import RemoteCommandError, UnexpectedReply
 from ..keyprotector import KeyProtectorInfo, read_key_protector, thumbprint
-from ..operation import Cmd, Operation, PipelineResult
+from ..operation import Cmd, Operation, PipelineResult, literal_name
 from ..psobjects import byte_string, flag, has_type, number, prop, text, timestamp
 
 if TYPE_CHECKING:
@@ -340,7 +340,7 @@ class ReadVmDetails(Operation[dict[str, VmDetails]]):
 
     def statements(self) -> list[list[Cmd]]:
         statements = []
-        for vm in self.vm_names:
+        for vm in map(literal_name, self.vm_names):
             statements += [
                 [Cmd("Get-VMSecurity", {"VMName": vm})],
                 [Cmd("Get-VMKeyProtector", {"VMName": vm})],

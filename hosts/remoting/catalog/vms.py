@@ -3,6 +3,9 @@ between hosts (export / compare / import, live migration, removal).
 
 Reads of a VM's security settings and key protector for many VMs at once live in inventory.py (ReadVmDetails);
 the few single-VM reads here are what the workflows re-check right before and after a change.
+
+Hyper-V's -Name/-VMName are wildcard patterns: every VM name goes out through literal_name(), so a VM literally
+named `*` or `Win11-?` addresses itself only.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any, ClassVar
 
 from ..errors import UnexpectedReply
 from ..keyprotector import MIN_KEY_PROTECTOR_BYTES
-from ..operation import SWITCH, Cmd, Operation, PipelineResult
+from ..operation import SWITCH, Cmd, Operation, PipelineResult, literal_name
 from ..psobjects import byte_string, flag, prop, text
 from .guardians import is_not_found
 from .inventory import VmFacts, is_vm, read_vm
@@ -35,7 +38,7 @@ class GetVM(Operation[VmFacts | None]):
     CMDLETS: ClassVar[tuple[str, ...]] = ("Get-VM",)
 
     def statements(self) -> list[list[Cmd]]:
-        return [[Cmd("Get-VM", {"Name": self.vm_name})]]
+        return [[Cmd("Get-VM", {"Name": literal_name(self.vm_name)})]]
 
     def parse(self, result: PipelineResult) -> VmFacts | None:
         found = [read_vm(o) for o in result.output if is_vm(o)]
@@ -66,8 +69,8 @@ class GetVmSecurity(Operation[VmSecurity]):
 
     def statements(self) -> list[list[Cmd]]:
         return [
-            [Cmd("Get-VMSecurity", {"VMName": self.vm_name})],
-            [Cmd("Get-VMKeyProtector", {"VMName": self.vm_name})],
+            [Cmd("Get-VMSecurity", {"VMName": literal_name(self.vm_name)})],
+            [Cmd("Get-VMKeyProtector", {"VMName": literal_name(self.vm_name)})],
         ]
 
     def parse(self, result: PipelineResult) -> VmSecurity:
@@ -132,7 +135,7 @@ class StartVM(Operation[None]):
     CMDLETS: ClassVar[tuple[str, ...]] = ("Start-VM",)
 
     def statements(self) -> list[list[Cmd]]:
-        return [[Cmd("Start-VM", {"Name": self.vm_name})]]
+        return [[Cmd("Start-VM", {"Name": literal_name(self.vm_name)})]]
 
     def parse(self, result: PipelineResult) -> None:
         return None
@@ -149,7 +152,7 @@ class StopVM(Operation[None]):
     CMDLETS: ClassVar[tuple[str, ...]] = ("Stop-VM",)
 
     def statements(self) -> list[list[Cmd]]:
-        params: dict[str, Any] = {"Name": self.vm_name, "Force": SWITCH}
+        params: dict[str, Any] = {"Name": literal_name(self.vm_name), "Force": SWITCH}
         if self.turn_off:
             params["TurnOff"] = SWITCH
         return [[Cmd("Stop-VM", params)]]
@@ -168,7 +171,7 @@ class RemoveSavedState(Operation[None]):
     CMDLETS: ClassVar[tuple[str, ...]] = ("Remove-VMSavedState",)
 
     def statements(self) -> list[list[Cmd]]:
-        return [[Cmd("Remove-VMSavedState", {"VMName": self.vm_name})]]
+        return [[Cmd("Remove-VMSavedState", {"VMName": literal_name(self.vm_name)})]]
 
     def parse(self, result: PipelineResult) -> None:
         return None
@@ -185,7 +188,7 @@ class EnableTpm(Operation[None]):
     CMDLETS: ClassVar[tuple[str, ...]] = ("Enable-VMTPM",)
 
     def statements(self) -> list[list[Cmd]]:
-        return [[Cmd("Enable-VMTPM", {"VMName": self.vm_name})]]
+        return [[Cmd("Enable-VMTPM", {"VMName": literal_name(self.vm_name)})]]
 
     def parse(self, result: PipelineResult) -> None:
         return None
@@ -199,7 +202,7 @@ class DisableTpm(Operation[None]):
     CMDLETS: ClassVar[tuple[str, ...]] = ("Disable-VMTPM",)
 
     def statements(self) -> list[list[Cmd]]:
-        return [[Cmd("Disable-VMTPM", {"VMName": self.vm_name})]]
+        return [[Cmd("Disable-VMTPM", {"VMName": literal_name(self.vm_name)})]]
 
     def parse(self, result: PipelineResult) -> None:
         return None
@@ -215,7 +218,7 @@ class NewLocalKeyProtector(Operation[None]):
     CMDLETS: ClassVar[tuple[str, ...]] = ("Set-VMKeyProtector",)
 
     def statements(self) -> list[list[Cmd]]:
-        return [[Cmd("Set-VMKeyProtector", {"VMName": self.vm_name, "NewLocalKeyProtector": SWITCH})]]
+        return [[Cmd("Set-VMKeyProtector", {"VMName": literal_name(self.vm_name), "NewLocalKeyProtector": SWITCH})]]
 
     def parse(self, result: PipelineResult) -> None:
         return None
@@ -232,7 +235,7 @@ class SetKeyProtector(Operation[None]):
     CMDLETS: ClassVar[tuple[str, ...]] = ("Set-VMKeyProtector",)
 
     def statements(self) -> list[list[Cmd]]:
-        return [[Cmd("Set-VMKeyProtector", {"VMName": self.vm_name, "KeyProtector": self.key_protector})]]
+        return [[Cmd("Set-VMKeyProtector", {"VMName": literal_name(self.vm_name), "KeyProtector": self.key_protector})]]
 
     def parse(self, result: PipelineResult) -> None:
         return None
@@ -315,7 +318,7 @@ class ExportVM(Operation[None]):
     CMDLETS: ClassVar[tuple[str, ...]] = ("Export-VM",)
 
     def statements(self) -> list[list[Cmd]]:
-        return [[Cmd("Export-VM", {"Name": self.vm_name, "Path": self.path})]]
+        return [[Cmd("Export-VM", {"Name": literal_name(self.vm_name), "Path": self.path})]]
 
     def parse(self, result: PipelineResult) -> None:
         return None
@@ -448,7 +451,11 @@ class MoveVM(Operation[None]):
 
 def _move_params(vm_name: str, destination_host: str, storage_path: str) -> dict[str, Any]:
     """Compare-VM and Move-VM of a shared-nothing move: the VM with all its files to one folder of the target."""
-    params: dict[str, Any] = {"Name": vm_name, "DestinationHost": destination_host, "IncludeStorage": SWITCH}
+    params: dict[str, Any] = {
+        "Name": literal_name(vm_name),
+        "DestinationHost": destination_host,
+        "IncludeStorage": SWITCH,
+    }
     if storage_path:
         params["DestinationStoragePath"] = storage_path
     return params
@@ -464,7 +471,7 @@ class RemoveVM(Operation[None]):
     CMDLETS: ClassVar[tuple[str, ...]] = ("Remove-VM",)
 
     def statements(self) -> list[list[Cmd]]:
-        return [[Cmd("Remove-VM", {"Name": self.vm_name, "Force": SWITCH})]]
+        return [[Cmd("Remove-VM", {"Name": literal_name(self.vm_name), "Force": SWITCH})]]
 
     def parse(self, result: PipelineResult) -> None:
         return None
