@@ -115,6 +115,10 @@ class EscrowedPair(models.Model):
             raise crypto.TamperedSecretError(f"vault entry {self} is damaged or tampered: {exc}") from None
         return signing, encryption, password
 
+    # A template never decrypts or opens a pair: a page that renders a list must not pay (or leak) for it.
+    unseal.alters_data = True  # type: ignore[attr-defined]
+    open.alters_data = True  # type: ignore[attr-defined]
+
     def expired(self) -> bool:
         from django.utils import timezone
 
