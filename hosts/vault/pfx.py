@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from .pfx_contents import UnreadablePart, check_encrypted_parts
 from .pfx_limits import PfxShapeError, PfxTooCostly, check_certificate_count, check_pfx_cost
 
 SIGNING_FILE = "UntrustedGuardian-signing.pfx"
@@ -123,7 +124,7 @@ def read_pfx(data: bytes, password: str, label: str) -> tuple[rsa.RSAPrivateKey,
     """The private key and certificate of one guardian PFX, or a PfxError naming the file (`label`)."""
     if not looks_like_pfx(data):
         raise NotAPfx(f"{label} is not a PFX (PKCS#12) file")
-    check_cost(data, label)
+    check_cost(data, password, label)
     try:
         key, cert, others = pkcs12.load_key_and_certificates(data, password.encode() if password else None)
     except ValueError:
@@ -138,10 +139,13 @@ def read_pfx(data: bytes, password: str, label: str) -> tuple[rsa.RSAPrivateKey,
     return key, cert
 
 
-def check_cost(data: bytes, label: str) -> None:
-    """Before the loader runs: size, round counts and visible certificates within the limits of pfx_limits."""
+def check_cost(data: bytes, password: str, label: str) -> None:
+    """Before the loader runs: size, round counts and certificates within the limits of pfx_limits, the encrypted
+    parts' too (decrypted here: their own rounds are checked first)."""
     try:
-        check_pfx_cost(data)
+        check_encrypted_parts(check_pfx_cost(data), password)
+    except UnreadablePart:
+        raise WrongPassword(f"the password does not open {label} (wrong password, or the file is damaged)") from None
     except PfxTooCostly as exc:
         raise TooCostly(f"{label} {exc}") from None
     except PfxShapeError as exc:

@@ -6,8 +6,9 @@ rounds as the file asks for: a file asking for 20 million rounds costs seconds o
 (PFX → MacData, and AuthenticatedSafe → ContentInfo → SafeContents → SafeBag → PBE parameters), and refuses a
 file that asks for more than Windows or OpenSSL ever write, before `cryptography`'s loader sees it.
 
-What cannot be read without the password: bags inside an *encrypted* SafeContents (Windows and OpenSSL put the
-certificates there, the shrouded key in the plain part). Their certificates are counted after opening.
+Bags inside an *encrypted* SafeContents (Windows and OpenSSL put the certificates there, the shrouded key in the
+plain part) can only be read with the password: `pfx_contents.check_encrypted_parts` decrypts those parts (their
+own rounds already capped here) and walks them the same way, so a costly key cannot hide inside.
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ MAX_CERTIFICATES = 4
 MAX_BAGS = 16
 MAX_DEPTH = 24  # nesting of DER elements, so a hostile file cannot recurse without end
 
-_PKCS = bytes.fromhex("2a864886f70d01")  # 1.2.840.113549.1
-OID_DATA = _PKCS + bytes.fromhex("0701")
-OID_ENCRYPTED_DATA = _PKCS + bytes.fromhex("0706")
-OID_PBES2 = _PKCS + bytes.fromhex("050d")
-OID_PBMAC1 = _PKCS + bytes.fromhex("050e")
-OID_SHROUDED_KEY_BAG = _PKCS + bytes.fromhex("0c0a0102")
-OID_CERT_BAG = _PKCS + bytes.fromhex("0c0a0103")
-OID_SAFE_CONTENTS_BAG = _PKCS + bytes.fromhex("0c0a0106")
+PKCS = bytes.fromhex("2a864886f70d01")  # 1.2.840.113549.1
+OID_DATA = PKCS + bytes.fromhex("0701")
+OID_ENCRYPTED_DATA = PKCS + bytes.fromhex("0706")
+OID_PBES2 = PKCS + bytes.fromhex("050d")
+OID_PBMAC1 = PKCS + bytes.fromhex("050e")
+OID_SHROUDED_KEY_BAG = PKCS + bytes.fromhex("0c0a0102")
+OID_CERT_BAG = PKCS + bytes.fromhex("0c0a0103")
+OID_SAFE_CONTENTS_BAG = PKCS + bytes.fromhex("0c0a0106")
 
 SEQUENCE, INTEGER, OCTET_STRING, OID = 0x30, 0x02, 0x04, 0x06
 
@@ -64,6 +65,7 @@ class PfxCost:
     derivations: list[tuple[str, int]] = field(default_factory=list)
     bags: int = 0
     certificates: int = 0
+    encrypted_parts: list[tuple[Element, bytes]] = field(default_factory=list)  # (algorithm, ciphertext)
 
     @property
     def total_rounds(self) -> int:
@@ -170,8 +172,17 @@ def walk_authenticated_safe(content: bytes, cost: PfxCost) -> None:
             encrypted = children(expect(explicit_content(parts), SEQUENCE, "EncryptedData"))
             content_info = children(expect(encrypted[1], SEQUENCE, "EncryptedContentInfo"))
             cost.derivations.append(("encrypted part", pbe_rounds(content_info[1])))
+            cost.encrypted_parts.append((content_info[1], ciphertext(content_info)))
         else:
             raise PfxShapeError("uses a PKCS#12 layout the console does not read (public-key protection)")
+
+
+def ciphertext(content_info: list[Element]) -> bytes:
+    """The [0] IMPLICIT encryptedContent of an EncryptedContentInfo (primitive, or BER pieces)."""
+    if len(content_info) < 3 or content_info[2].tag not in (0x80, 0xA0):
+        raise PfxShapeError("is not a PFX (an encrypted part has no content)")
+    content = content_info[2]
+    return content.body if content.tag == 0x80 else b"".join(octets(piece) for piece in children(content))
 
 
 def mac_rounds(mac_data: Element) -> int:
@@ -204,6 +215,11 @@ def check_pfx_cost(data: bytes) -> PfxCost:
     if len(data) > MAX_PFX_BYTES:
         raise PfxTooCostly(f"is {len(data)} bytes; a guardian PFX is a few kilobytes (at most {MAX_PFX_BYTES})")
     cost = pfx_cost(data)
+    check_limits(cost)
+    return cost
+
+
+def check_limits(cost: PfxCost) -> None:
     for what, rounds in cost.derivations:
         if rounds > MAX_KDF_ROUNDS or rounds < 1:
             raise PfxTooCostly(
@@ -216,7 +232,6 @@ def check_pfx_cost(data: bytes) -> PfxCost:
             f"{MAX_TOTAL_KDF_ROUNDS:,}: export it again with default settings"
         )
     check_certificate_count(cost.certificates)
-    return cost
 
 
 def check_certificate_count(count: int) -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import padding as sym_padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.serialization import pkcs12
 from django.test import Client
 
@@ -14,7 +18,8 @@ from hosts import crypto
 from hosts.fields import seal_bytes
 from hosts.vault import pfx
 from hosts.vault.models import EscrowedPair
-from hosts.vault.pfx_limits import MAX_KDF_ROUNDS, children, pfx_cost, read_element
+from hosts.vault.pfx_contents import check_encrypted_parts
+from hosts.vault.pfx_limits import MAX_KDF_ROUNDS, OID_DATA, Element, children, octets, pfx_cost, read_element
 from hosts.vault.services import store_pair
 from tests.hosts.test_vault import upload
 from tests.hosts.test_vault_support import PASSWORD, certificate, make_pair, rsa_key
@@ -22,6 +27,7 @@ from tests.hosts.test_vault_support import PASSWORD, certificate, make_pair, rsa
 HOSTILE_ROUNDS = 20_000_000
 
 
+@cache  # building a 20M-round file runs the rounds once; the tests need it several times
 def guardian_pfx(
     rounds: int, *, role: str = "Signing", slot: int = 0, extra_certs: int = 0, legacy: bool = False
 ) -> bytes:
@@ -111,6 +117,58 @@ def test_a_mac_asking_for_two_billion_rounds_is_refused() -> None:
     assert dict(pfx_cost(data).derivations)["MAC"] == 2**31 - 1
     with pytest.raises(pfx.TooCostly, match=r"asks for 2,147,483,647 key-derivation rounds \(MAC\)"):
         pfx.read_pfx(data, PASSWORD, "mac.pfx")
+
+
+def hide_the_key_in_an_encrypted_part(rounds: int) -> bytes:
+    """A PFX whose shrouded key (asking for `rounds`) sits inside an encrypted part that asks for 2,000 only, as no
+    exporter writes it but an attacker can: the key's rounds are visible only after decrypting that part."""
+    base, costly = guardian_pfx(2000), guardian_pfx(rounds)
+    certs_part, _key_part = authenticated_safe(base)
+    _certs, plain_key_part = authenticated_safe(costly)
+    key_contents = octets(children(children(plain_key_part)[1])[0])
+    encrypted_data = children(children(certs_part)[1])[0]
+    version, content_info = children(encrypted_data)
+    content_type, algorithm, _ciphertext = children(content_info)
+    kdf, scheme = children(children(algorithm)[1])
+    salt, iterations = (part.body for part in children(children(kdf)[1])[:2])
+    iv = children(scheme)[1].body
+    key = PBKDF2HMAC(hashes.SHA256(), 32, salt, int.from_bytes(iterations, "big")).derive(PASSWORD.encode())
+    padder = sym_padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padder.update(key_contents) + padder.finalize()) + encryptor.finalize()
+    hidden_info = der(0x30, reencode(content_type) + reencode(algorithm) + der(0x80, ciphertext))
+    hidden_part = der(0x30, reencode(children(certs_part)[0]) + der(0xA0, der(0x30, reencode(version) + hidden_info)))
+    auth_safe = der(0x30, reencode(certs_part) + hidden_part)
+    data_info = der(0x30, der(0x06, OID_DATA) + der(0xA0, der(0x04, auth_safe)))
+    return der(0x30, der(0x02, b"\x03") + data_info)  # no MAC: it is optional
+
+
+def authenticated_safe(data: bytes) -> list[Element]:
+    outer = children(read_element(data)[0])
+    content = octets(children(children(outer[1])[1])[0])
+    return children(read_element(content)[0])
+
+
+def reencode(element: Element) -> bytes:
+    return der(element.tag, element.body)
+
+
+def test_a_costly_key_hidden_in_an_encrypted_part_is_found_before_the_loader_runs() -> None:
+    assert pfx.read_pfx(hide_the_key_in_an_encrypted_part(2000), PASSWORD, "hidden.pfx")  # the layout itself opens
+    hidden = hide_the_key_in_an_encrypted_part(HOSTILE_ROUNDS)
+    started = time.monotonic()
+    with pytest.raises(pfx.TooCostly, match=r"20,000,000 key-derivation rounds \(private key\)"):
+        pfx.read_pfx(hidden, PASSWORD, "hidden.pfx")
+    assert time.monotonic() - started < 0.5
+    with pytest.raises(pfx.WrongPassword):
+        pfx.read_pfx(hidden, "not-the-password", "hidden.pfx")
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_encrypted_parts_decrypt_to_their_certificates(legacy: bool) -> None:
+    cost = pfx_cost(guardian_pfx(2000, legacy=legacy))
+    check_encrypted_parts(cost, PASSWORD)
+    assert cost.certificates == 1 and cost.bags == 2
 
 
 def test_too_many_certificates_are_refused() -> None:
