@@ -55,8 +55,11 @@ def check_encrypted_parts(cost: PfxCost, password: str) -> None:
 
     Raises UnreadablePart when the password does not decrypt a part, PfxShapeError/PfxTooCostly as pfx_limits does.
     """
-    for algorithm, encrypted in cost.encrypted_parts:
-        walk_safe_contents(readable_contents(algorithm, encrypted, password), cost, 2)
+    try:
+        for algorithm, encrypted in cost.encrypted_parts:
+            walk_safe_contents(readable_contents(algorithm, encrypted, password), cost, 2)
+    except IndexError:
+        raise PfxShapeError("is not a PFX (an encrypted part is malformed)") from None
     check_limits(cost)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -70,6 +71,12 @@ def with_mac_rounds(data: bytes, rounds: int) -> bytes:
         0x30, b"".join(der(part.tag, part.body) for part in (digest, salt)) + der(0x02, rounds.to_bytes(4, "big"))
     )
     return der(0x30, der(version.tag, version.body) + der(auth_safe.tag, auth_safe.body) + mac)
+
+
+def test_indefinite_lengths_as_some_exporters_write_them_are_read_too() -> None:
+    data = guardian_pfx(2000)
+    ber = b"\x30\x80" + read_element(data)[0].body + b"\x00\x00"
+    assert pfx_cost(ber).derivations == pfx_cost(data).derivations
 
 
 def test_pairs_as_windows_and_this_library_write_them_still_open() -> None:
@@ -186,3 +193,12 @@ def test_an_oversized_file_is_refused_on_open_too() -> None:
 def test_a_truncated_file_is_not_a_pfx(cut: int) -> None:
     with pytest.raises(pfx.NotAPfx):
         pfx.read_pfx(guardian_pfx(2000)[:cut], PASSWORD, "cut.pfx")
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_damaged_file_is_refused_as_a_pfx_error_never_a_crash(legacy: bool) -> None:
+    data = guardian_pfx(2000, legacy=legacy)
+    for position in range(0, len(data), 7):
+        damaged = data[:position] + bytes([data[position] ^ 0x5A]) + data[position + 1 :]
+        with contextlib.suppress(pfx.PfxError):  # refused or (a harmless byte) opened: anything else fails
+            pfx.read_pfx(damaged, PASSWORD, "damaged.pfx")
