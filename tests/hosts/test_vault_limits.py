@@ -202,3 +202,14 @@ def test_a_damaged_file_is_refused_as_a_pfx_error_never_a_crash(legacy: bool) ->
         damaged = data[:position] + bytes([data[position] ^ 0x5A]) + data[position + 1 :]
         with contextlib.suppress(pfx.PfxError):  # refused or (a harmless byte) opened: anything else fails
             pfx.read_pfx(damaged, PASSWORD, "damaged.pfx")
+
+
+def test_the_vault_list_never_opens_a_pfx(viewer_client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    store_pair(*make_pair(), PASSWORD, user=None, origin=EscrowedPair.ORIGIN_UPLOAD)
+
+    def no_opening(*_args: object) -> None:
+        raise AssertionError("a list page opened a PFX")
+
+    monkeypatch.setattr(pfx.pkcs12, "load_key_and_certificates", no_opening)
+    page = viewer_client.get("/vault/")
+    assert page.status_code == 200 and "UntrustedGuardian" in page.content.decode()
