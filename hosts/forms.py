@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from .models import DEFAULT_CONFIGURATION, DEFAULT_PORTS, Auth, CertCheck, Host
+from .models import DEFAULT_CONFIGURATION, DEFAULT_PORTS, Auth, CertCheck, Host, Transport
 from .remoting.connection import kerberos_available
 
 PASSWORD_KEPT = "•••••••• stored — leave empty to keep it"  # noqa: S105 (a placeholder, not a password)
@@ -98,7 +98,18 @@ class HostForm(forms.ModelForm):  # type: ignore[type-arg]
         before, after = self.initial.get("transport"), cleaned.get("transport")
         if before and after and before != after and cleaned.get("port") == DEFAULT_PORTS.get(before):
             cleaned["port"] = DEFAULT_PORTS[after]
+        self._refuse_basic_without_certificate_check(cleaned)
         return cleaned
+
+    def _refuse_basic_without_certificate_check(self, cleaned: dict[str, Any]) -> None:
+        # Basic sends the password itself; over TLS that nobody verifies, whoever sits on the path reads it.
+        basic = cleaned.get("auth") == Auth.BASIC
+        if basic and cleaned.get("transport") == Transport.HTTPS and cleaned.get("cert_check") == CertCheck.NONE:
+            self.add_error(
+                "cert_check",
+                "Basic authentication sends the password itself: with the certificate unchecked, anyone on the path "
+                "can read it. Pin the host's SHA-256 fingerprint or upload its CA bundle, or use Negotiate or NTLM.",
+            )
 
     def save(self, commit: bool = True) -> Host:
         host: Host = super().save(commit=False)

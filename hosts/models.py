@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -156,6 +157,39 @@ def validate_configuration_name(value: str) -> None:
         )
 
 
+# Unicode categories a display name never needs: controls and line breaks (fake log lines), format characters
+# (right-to-left overrides, zero-width spaces and joiners), surrogates, private-use and unassigned code points,
+# enclosing marks. Spaces other than the ordinary one are refused too: they make look-alikes of another name.
+UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Me"}
+# Scripts whose letters look like Latin ones: a name mixing one of them with Latin imitates another name (Н for H).
+CONFUSABLE_WITH_LATIN = {"CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE"}
+
+
+def validate_display_name(value: str) -> None:
+    """A name shown in pages, logs and audit lines: one line of visible characters that reads as what it is."""
+    for char in value:
+        category = unicodedata.category(char)
+        if category in UNSAFE_CATEGORIES or (category == "Zs" and char != " "):
+            raise ValidationError(
+                f"The name contains an invisible, control or direction-changing character (U+{ord(char):04X}): "
+                "use letters, digits, spaces and punctuation on one line.",
+                code="display_name",
+            )
+    if unicodedata.normalize("NFKC", value) != value:
+        raise ValidationError(
+            "The name contains full-width, superscript or other stand-in characters: type it in plain characters "
+            f"({unicodedata.normalize('NFKC', value)}).",
+            code="display_name",
+        )
+    scripts = {unicodedata.name(char, "").partition(" ")[0] for char in value if char.isalpha()}
+    if "LATIN" in scripts and scripts & CONFUSABLE_WITH_LATIN:
+        raise ValidationError(
+            "The name mixes Latin letters with look-alike letters of another script (such as Cyrillic Н for H), "
+            "so it would pass for another name: use one script.",
+            code="display_name",
+        )
+
+
 def validate_username(value: str) -> None:
     if value != value.strip() or any(ord(char) < 32 for char in value):
         raise ValidationError("The user name has leading/trailing spaces or control characters.", code="username")
@@ -164,7 +198,12 @@ def validate_username(value: str) -> None:
 class Host(models.Model):
     """A Hyper-V host the console talks to over WinRM/PSRP."""
 
-    name = models.CharField("display name", max_length=64, help_text="How the console shows this host, e.g. HV01.")
+    name = models.CharField(
+        "display name",
+        max_length=64,
+        validators=[validate_display_name],
+        help_text="How the console shows this host, e.g. HV01.",
+    )
     address = models.CharField(
         max_length=253, validators=[validate_address], help_text="Host name or IP address the console connects to."
     )

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-# A guardian PFX is a few kilobytes; anything far larger is not one and is not read into memory.
-MAX_PFX_BYTES = 256 * 1024
+from .pfx_limits import MAX_PFX_BYTES
 
 
 class UploadPairForm(forms.Form):

@@ -8,8 +8,10 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from console.models import AuditEvent
 from hosts import crypto
 from hosts.fields import EncryptedField, open_bytes, open_text, seal_bytes, seal_text
+from hosts.models import Host
 
 from .pfx import GuardianPair, PfxError, check_pair
 
@@ -115,13 +117,58 @@ class EscrowedPair(models.Model):
             raise crypto.TamperedSecretError(f"vault entry {self} is damaged or tampered: {exc}") from None
         return signing, encryption, password
 
+    # A template never decrypts or opens a pair: a page that renders a list must not pay (or leak) for it.
+    unseal.alters_data = True  # type: ignore[attr-defined]
+    open.alters_data = True  # type: ignore[attr-defined]
+
     def expired(self) -> bool:
         from django.utils import timezone
 
         return self.not_after < timezone.now()
+
+    @property
+    def placed_on(self) -> list[str]:
+        """Hosts the console imported this pair's keys to, newest first, each once (prefetch `placements`)."""
+        return list(dict.fromkeys(placement.host_name for placement in self.placements.all()))
 
 
 def find_pair(signing_thumbprint: str, encryption_thumbprint: str) -> EscrowedPair | None:
     return EscrowedPair.objects.filter(
         signing_thumbprint=signing_thumbprint.upper(), encryption_thumbprint=encryption_thumbprint.upper()
     ).first()
+
+
+class Placement(models.Model):
+    """A vault pair's private keys put on a host by the console (an import), and who asked for it.
+
+    Append-only: one row per import, so the vault can say where each pair's keys have gone. Host and user are kept
+    by name as well, so the record outlives a deleted host or account.
+    """
+
+    pair = models.ForeignKey(EscrowedPair, on_delete=models.CASCADE, related_name="placements")
+    host = models.ForeignKey("hosts.Host", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    host_name = models.CharField(max_length=64)
+    placed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    placed_by_name = models.CharField(max_length=150, blank=True)  # empty: the console itself (no person)
+    placed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-placed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.pair} on {self.host_name}"
+
+
+def record_placement(pair: EscrowedPair, host: Host, user: Any) -> Placement:
+    """Note that `pair`'s private keys were imported to `host` at `user`'s request (None: the system), with an
+    audit event. Call it once the host holds the keys, inside the caller's transaction if it has one."""
+    person = user if getattr(user, "is_authenticated", False) else None
+    placement = Placement.objects.create(
+        pair=pair,
+        host=host,
+        host_name=str(host),
+        placed_by=person,
+        placed_by_name=person.get_username() if person is not None else "",
+    )
+    AuditEvent.record(user, "vault.placed", pair, host=str(host), signing_thumbprint=pair.signing_thumbprint)
+    return placement

@@ -20,6 +20,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from .pfx_contents import UnreadablePart, check_encrypted_parts
+from .pfx_limits import PfxShapeError, PfxTooCostly, check_certificate_count, check_pfx_cost
+
 SIGNING_FILE = "UntrustedGuardian-signing.pfx"
 ENCRYPTION_FILE = "UntrustedGuardian-encryption.pfx"
 
@@ -53,6 +56,10 @@ class MismatchedPair(PfxError):
 
 class ExpiredPair(PfxError):
     pass
+
+
+class TooCostly(PfxError):
+    """Too large, too many certificates, or too many key-derivation rounds to open (pfx_limits)."""
 
 
 @dataclass(frozen=True)
@@ -117,17 +124,40 @@ def read_pfx(data: bytes, password: str, label: str) -> tuple[rsa.RSAPrivateKey,
     """The private key and certificate of one guardian PFX, or a PfxError naming the file (`label`)."""
     if not looks_like_pfx(data):
         raise NotAPfx(f"{label} is not a PFX (PKCS#12) file")
+    check_cost(data, password, label)
     try:
-        key, cert, _others = pkcs12.load_key_and_certificates(data, password.encode() if password else None)
+        key, cert, others = pkcs12.load_key_and_certificates(data, password.encode() if password else None)
     except ValueError:
         raise WrongPassword(f"the password does not open {label} (wrong password, or the file is damaged)") from None
-    if cert is None and not _others:
+    check_cost_after_opening(len(others) + (cert is not None), label)
+    if cert is None and not others:
         raise NotAPfx(f"{label} holds no certificate")
     if key is None or cert is None:
         raise MissingPrivateKey(f"{label} holds no private key, so it cannot unlock a VM (export it with its key)")
     if not isinstance(key, rsa.RSAPrivateKey):
         raise NotAPfx(f"{label} holds a non-RSA key; Hyper-V guardians use RSA keys")
     return key, cert
+
+
+def check_cost(data: bytes, password: str, label: str) -> None:
+    """Before the loader runs: size, round counts and certificates within the limits of pfx_limits, the encrypted
+    parts' too (decrypted here: their own rounds are checked first)."""
+    try:
+        check_encrypted_parts(check_pfx_cost(data), password)
+    except UnreadablePart:
+        raise WrongPassword(f"the password does not open {label} (wrong password, or the file is damaged)") from None
+    except PfxTooCostly as exc:
+        raise TooCostly(f"{label} {exc}") from None
+    except PfxShapeError as exc:
+        raise NotAPfx(f"{label} {exc}") from None
+
+
+def check_cost_after_opening(certificates: int, label: str) -> None:
+    # Certificates inside an encrypted part are only countable now; the rounds to get here were already capped.
+    try:
+        check_certificate_count(certificates)
+    except PfxTooCostly as exc:
+        raise TooCostly(f"{label} {exc}") from None
 
 
 def check_signing_key(key: rsa.RSAPrivateKey, cert: x509.Certificate, label: str) -> None:

@@ -33,7 +33,7 @@ DOWNLOAD_TTL_SECONDS = 300
 
 @require("view_console")
 def vault_list(request: HttpRequest) -> HttpResponse:
-    pairs = list(EscrowedPair.objects.select_related("created_by"))
+    pairs = list(EscrowedPair.objects.select_related("created_by").prefetch_related("placements"))
     damaged = {pair.pk for pair in pairs if not unseals(pair)}
     context = {"pairs": pairs, "damaged": damaged, "can_upload": can(request.user, "run_jobs")}
     return render(request, "vault/list.html", context)
@@ -58,6 +58,7 @@ def vault_detail(request: HttpRequest, pk: int) -> HttpResponse:
         integrity = str(exc)
     context = {
         "pair": pair,
+        "placements": pair.placements.select_related("host"),
         "integrity_error": integrity,
         "can_download": can(request.user, "download_vault"),
         "can_run": can(request.user, "run_jobs"),
