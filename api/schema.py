@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
-from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
+from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2, OpenApiYamlRenderer
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from console.roles import require
@@ -27,7 +27,7 @@ class TokenScheme(OpenApiAuthenticationExtension):  # type: ignore[misc]  # unty
 class Schema(SpectacularAPIView):  # type: ignore[misc]
     """The OpenAPI 3 schema, in JSON unless YAML is asked for (?format=yaml), its refusals in JSON too."""
 
-    renderer_classes = [OpenApiJsonRenderer, OpenApiYamlRenderer]
+    renderer_classes = [OpenApiJsonRenderer, OpenApiJsonRenderer2, OpenApiYamlRenderer]
     permission_classes = [RolePermission]
     permissions = {"GET": "view_console"}
 
