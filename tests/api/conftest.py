@@ -16,6 +16,7 @@ def _own_rate_limits() -> Iterator[LocMemCache]:
     """The throttles count in a cache of this test's own: each test starts from zero (and the shared Redis, whose
     clear() would flush every run's queues, is never touched)."""
     counts = LocMemCache("api-throttle-tests", {})
+    counts.clear()  # a local-memory cache of that name lives as long as the process
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SimpleRateThrottle, "cache", counts)
         yield counts
