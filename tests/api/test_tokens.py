@@ -102,3 +102,17 @@ def test_revoking_on_the_page_ends_the_token_and_is_audited(operator: Any, viewe
     assert token.revoked_at is not None
     assert AuditEvent.objects.filter(action="api_token.revoke", username=operator.username).exists()
     assert bearer(plain).get("/api/hosts/").status_code == 401
+
+
+def test_a_token_made_before_the_second_factor_does_no_admin_work(
+    admin: Any, registered_host_row: Any, settings: Any
+) -> None:
+    """Under CONSOLE_ADMIN_2FA=required, admin work needs the second factor; a token carries whether the session
+    that made it had passed it, and one that had not is refused such work with a message that says so."""
+    settings.ADMIN_2FA = "required"
+    token, plain = ApiToken.issue(admin, "unverified", "admin", 1)
+    assert not token.verified
+    body = {"workflow": "reset", "choices": {"host": registered_host_row.pk}, "dry_run": True}
+    response = bearer(plain).post("/api/jobs/", body, content_type="application/json")
+    assert response.status_code == 403 and "second factor" in response.json()["detail"]
+    assert bearer(plain).get("/api/hosts/").status_code == 200  # reading needs no second factor
