@@ -106,7 +106,8 @@ class JobStartSerializer(serializers.Serializer):  # type: ignore[misc]
     choices = serializers.DictField(
         required=False,
         default=dict,
-        help_text="The fields of the workflow's page, named as its form names them (host, guardian, vm, …).",
+        help_text="The fields of the workflow's page, named as its form names them (host, guardian, vm, …; a list "
+        "for a multiple choice); vtpm off also needs 'confirm-<VM name>': '<VM name>' per VM, as its page asks.",
     )
     dry_run = serializers.BooleanField(default=False, help_text="Only the preflight: start nothing.")
 

@@ -128,3 +128,17 @@ def test_the_docs_page_is_served_locally_under_the_consoles_csp(viewer: Any) -> 
     for url in files:
         assert client.get(url.replace("&amp;", "&")).status_code == 200, url
     assert Client().get("/api/docs/").status_code == 302  # a page: login first
+
+
+def test_turning_a_tpm_off_needs_each_vms_name_typed_as_on_its_page(
+    sim_host: Any, registered_host: Any, admin: Any
+) -> None:
+    host = registered_host(sim_host("healthy"))
+    assert refresh_host(host).ok
+    api, chosen = api_as(admin, "admin"), {"host": host.pk, "action": "disable", "vm": ["Win11-B"]}
+    unconfirmed = start(api, "vtpm", chosen, dry_run=True)
+    assert unconfirmed.status_code == 400
+    assert unconfirmed.json()["problems"] == ["Type the name 'Win11-B' exactly to confirm turning its TPM off."]
+    confirmed = start(api, "vtpm", chosen | {"confirm-Win11-B": "Win11-B"}, dry_run=True).json()
+    assert confirmed["job"]["params"]["confirmed"] == ["Win11-B"] and confirmed["powershell"]
+    assert not Job.objects.exists()
