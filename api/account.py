@@ -6,16 +6,21 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from console.roles import ROLE_NAMES, role_of
+from console.roles import ADMIN, ROLE_NAMES, role_of
 
 from .models import ApiToken, TokenRefused, rank
 
 MAX_DAYS = 365
+UNVERIFIED = (
+    "This session has not passed the second factor, so the token does no admin work (destructive jobs, hosts, "
+    "users). Verify two-factor first, then make another token for that."
+)
 
 
 class TokenForm(forms.Form):
@@ -47,6 +52,8 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
             form.add_error("role", str(refusal))
         else:
             messages.success(request, f"Token {token} made: copy it now, it is not shown again.")
+            if not token.verified and settings.ADMIN_2FA != "off" and token.role == ADMIN:
+                messages.warning(request, UNVERIFIED)
     tokens = ApiToken.objects.filter(user=owner(request))
     context = {"form": form, "tokens": tokens, "plain": plain, "role": owner_role}
     return render(request, "console/api_tokens.html", context, status=400 if form.errors else 200)

@@ -116,3 +116,9 @@ def test_a_token_made_before_the_second_factor_does_no_admin_work(
     response = bearer(plain).post("/api/jobs/", body, content_type="application/json")
     assert response.status_code == 403 and "second factor" in response.json()["detail"]
     assert bearer(plain).get("/api/hosts/").status_code == 200  # reading needs no second factor
+
+
+def test_the_page_says_when_an_admin_token_is_made_before_the_second_factor(admin: Any, settings: Any) -> None:
+    settings.ADMIN_2FA = "required"
+    response = client_for(admin).post("/account/tokens/", {"name": "x", "role": "admin", "days": 1}, follow=True)
+    assert "has not passed the second factor" in response.content.decode()
