@@ -13,6 +13,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from api.models import ApiToken
 from hosts.inventory.refresh import refresh_host
 from hosts.models import Host
+from jobs.inventory import INVENTORY_REFRESH
 from jobs.models import Job, JobLogLine
 from jobs.workflows.reset import page as reset_page
 from tests.plugins.users import client_for
@@ -76,7 +77,7 @@ def test_lists_come_in_pages_and_filter_by_id(registered_host_row: Host, viewer:
 
 
 def test_the_log_after_a_seq_and_when_it_has_ended(registered_host_row: Host, viewer: Any) -> None:
-    job = Job.objects.create(kind="refresh_inventory", host_names=["HV-API"], state="running", last_seq=3)
+    job = Job.objects.create(kind=INVENTORY_REFRESH, host_names=["HV-API"], state="running", last_seq=3)
     for seq in (1, 2, 3):
         JobLogLine.objects.create(job=job, seq=seq, at=timezone.now(), text=f"line {seq}")
     api = api_as(viewer, "viewer")
@@ -90,7 +91,7 @@ def test_the_log_after_a_seq_and_when_it_has_ended(registered_host_row: Host, vi
 
 
 def test_cancel_needs_the_kinds_permission_and_a_job_still_running(operator: Any, admin: Any) -> None:
-    refresh = Job.objects.create(kind="refresh_inventory", state="queued")
+    refresh = Job.objects.create(kind=INVENTORY_REFRESH, state="queued")
     reset = Job.objects.create(kind="reset_guardian", state="queued")
     api = api_as(operator, "operator")
     assert api.post(f"/api/jobs/{reset.pk}/cancel/").status_code == 403
@@ -142,3 +143,13 @@ def test_turning_a_tpm_off_needs_each_vms_name_typed_as_on_its_page(
     confirmed = start(api, "vtpm", chosen | {"confirm-Win11-B": "Win11-B"}, dry_run=True).json()
     assert confirmed["job"]["params"]["confirmed"] == ["Win11-B"] and confirmed["powershell"]
     assert not Job.objects.exists()
+
+
+def test_every_workflow_page_can_start_its_job_through_the_api() -> None:
+    """A workflow page added tomorrow must be added to api/workflows.py too, or this fails."""
+    from api.workflows import WORKFLOWS
+    from jobs.workflows.urls import urlpatterns
+
+    by_api = {workflow.kind for workflow in WORKFLOWS.values()}
+    by_pages = {route.callback.required_kind for route in urlpatterns}  # type: ignore[attr-defined]
+    assert by_pages <= by_api and INVENTORY_REFRESH in by_api
