@@ -223,6 +223,39 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# The REST API (api/): personal tokens (or the session, for the docs page), JSON only, roles checked per method,
+# pages of 50, and a rate limit per user and per address (DRF throttles, counted in the cache, so across processes).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.RolePermission"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.Pages",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("CONSOLE_API_RATE_ANONYMOUS", "30/minute"),
+        "user": env("CONSOLE_API_RATE_USER", "1200/minute"),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Guardian Console API",
+    "DESCRIPTION": "Hosts, inventory, vault metadata, jobs and the audit trail. Send a personal token (My account → "
+    "API tokens) as 'Authorization: Bearer <token>'.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["api.permissions.RolePermission"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
 # Login protection (django-axes): CONSOLE_LOGIN_FAILURE_LIMIT failed logins for one user name, or from one address,
 # lock that name or address out for CONSOLE_LOGIN_LOCKOUT_MINUTES (counted from the last failure before the lock;
 # tries during the lock do not extend it). Admins unlock on the Users page or with `manage.py axes_reset`.
@@ -376,6 +409,10 @@ INSTALLED_APPS = [
     "hosts.inventory",
     "hosts.vault",
     "jobs",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by the console itself (no CDN)
+    "api",
 ]
 
 MIDDLEWARE = [

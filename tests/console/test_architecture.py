@@ -1,10 +1,11 @@
-"""The shape of the code: dependencies point one way, `jobs` → `hosts` → `hosts.remoting` (→ pypsrp), `console`
-wires them, and no first-party modules import each other in a circle, counting the imports inside functions.
+"""The shape of the code: dependencies point one way, `api` → `jobs` → `hosts` → `hosts.remoting` (→ pypsrp),
+`console` wires them (and nothing imports `api`: console/urls.py includes its routes by name), and no first-party
+modules import each other in a circle, counting the imports inside functions.
 Last, the catalog of remote operations against the simulator's cmdlets.
 
-The imports of console/, hosts/ and jobs/ are read from their source with `ast`, none of it executed. A package's
-`__init__` is a module of its own. `from a.b import c` depends on `a.b`, and on `a.b.c` as well when that is a
-module. Imports under `if TYPE_CHECKING:` count for the one-way rules (a type is a dependency all the same) but
+The imports of console/, hosts/, jobs/ and api/ are read from their source with `ast`, none of it executed. A
+package's `__init__` is a module of its own. `from a.b import c` depends on `a.b`, and on `a.b.c` as well when that is
+a module. Imports under `if TYPE_CHECKING:` count for the one-way rules (a type is a dependency all the same) but
 not for cycles: they never run, which is what lets a module name a type of the module that imports it.
 """
 
@@ -27,7 +28,7 @@ from hosts.remoting import catalog
 from hosts.remoting.operation import Operation
 
 ROOT = Path(__file__).resolve().parents[2]
-PARTS = ("console", "hosts", "jobs")
+PARTS = ("console", "hosts", "jobs", "api")
 FIRST_PARTY = (*PARTS, "hypervsim")
 # The small modules of console that hosts and jobs may use: the audit trail, roles, reading ids, whether a session
 # still holds (the websockets re-check it).
@@ -267,6 +268,19 @@ def test_hosts_and_jobs_use_only_the_leaf_modules_of_console() -> None:
         if within(found.target, "console") and found.target not in CONSOLE_LEAVES
     ]
     assert not wiring, f"hosts/ and jobs/ may import only {sorted(CONSOLE_LEAVES)} of console:" + listing(wiring)
+
+
+def test_nothing_imports_the_api() -> None:
+    """The API sits on top: it translates requests into jobs' and hosts' actions, and nothing below calls it."""
+    found = [found for found in all_imports() if within(found.target, "api") and not within(found.source, "api")]
+    assert not found, "only api/ itself may import api/:" + listing(found)
+
+
+def test_the_api_uses_only_the_leaf_modules_of_console() -> None:
+    wiring = [
+        found for found in imports_from("api") if within(found.target, "console") and found.target not in CONSOLE_LEAVES
+    ]
+    assert not wiring, f"api/ may import only {sorted(CONSOLE_LEAVES)} of console:" + listing(wiring)
 
 
 def test_the_leaf_modules_of_console_import_nothing_of_ours() -> None:

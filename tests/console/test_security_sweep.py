@@ -3,13 +3,15 @@
 The routes are not listed by hand: they are read from the project's URL resolver (and the websocket router), and
 their path converters are filled with ids of real rows, so a page someone adds tomorrow is swept too. What every
 route must do:
-- anonymous: sent to the login page (only the login page and static files are public);
+- anonymous: sent to the login page (only the login page and static files are public); the REST API answers 401;
 - a user without a role, or with a role lacking the view's permission (read from its `console.roles.require`): 403,
   or 405 for a view that does not answer that method at all — never the page, never a 500;
 - a role with the permission: the page (or a redirect, or 405 for POST-only views) — never 403, 404 or 500,
   and a GET changes nothing in the database;
 - a POST without a CSRF token: 403, for every route;
-- websockets: no anonymous or role-less connection, no connection from a foreign Origin.
+- websockets: no anonymous or role-less connection, no connection from a foreign Origin;
+- the REST API, for every role and method, with a personal token of that role: 401, 403 or 405 as the view's
+  permission map (method → permission) says, the permitted answer otherwise, never a 500.
 Last, a host password, a vault pair's PFX password and private-key PEM markers appear on no page.
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -29,6 +31,7 @@ from django.test import Client
 from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve
 from django.utils import timezone
 
+from api.models import ApiToken
 from console.models import AuditEvent
 from console.roles import ROLE_PERMISSIONS, set_role
 from hosts.models import Host
@@ -40,7 +43,8 @@ ROLES = ("anonymous", "nobody", "viewer", "operator", "admin")
 SIGN_IN_STEPS = {"oidc_authentication_init", "oidc_authentication_callback"}
 PUBLIC = {"login", "logout", "static", *SIGN_IN_STEPS}  # reachable without login by design
 # One's own account: for anyone logged in, whatever their role.
-SELF_SERVICE = {"password_change", "two_factor", "two_factor_verify"}
+SELF_SERVICE = {"password_change", "two_factor", "two_factor_verify", "api_tokens", "api_token_revoke"}
+API_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 HOST_PASSWORD = "Sweep-Host-Passw0rd!x91"  # noqa: S105
 PFX_PASSWORD = "Sweep-Pfx-Passw0rd!k27"  # noqa: S105
 GUESSED_ROUTES: set[str] = set()  # routes whose <int:...> id the sweep had to guess (see World.object_for)
@@ -74,6 +78,17 @@ class Route:
     def permission(self) -> str | None:
         return required_permission(self.callback)
 
+    @property
+    def is_api(self) -> bool:
+        """A route of the REST API for scripts: it answers an anonymous caller 401 itself, never the login page."""
+        return self.pattern.startswith("api/") and getattr(self.callback, "login_required", True) is False
+
+    def api_permission(self, method: str) -> str:
+        return str(api_view(self.callback).permissions.get(method, "view_console"))
+
+    def answers(self, method: str) -> bool:
+        return hasattr(api_view(self.callback), method.lower())
+
 
 def project_routes() -> list[Route]:
     return walk_routes(get_resolver(__name__))
@@ -96,10 +111,16 @@ def walk_routes(resolver: URLResolver) -> list[Route]:
     return routes
 
 
+def api_view(view: Callable[..., Any]) -> Any:
+    return getattr(view, "view_class", None)
+
+
 def required_permission(view: Callable[..., Any]) -> str | None:
     """The permission a view declares: console.roles.require's codename, or the permission of the job kind named by
-    jobs.workflows.pages.kind_page, found along the view's __wrapped__ chain."""
+    jobs.workflows.pages.kind_page, found along the view's __wrapped__ chain; for an API view, its GET's."""
     current: Any = view
+    if hasattr(api_view(view), "permissions"):
+        return str(api_view(view).permissions.get("GET", "view_console"))
     while current is not None:
         if hasattr(current, "required_permission"):
             return str(current.required_permission)
@@ -146,6 +167,7 @@ class World:
     pair: Any
     users: dict[str, Any]
     signing_pfx: bytes = b""
+    tokens: dict[str, str] = field(default_factory=dict)  # role → a personal API token of that role
 
     def object_for(self, route: Route, kwarg: str) -> Any:
         """The row whose id fills `kwarg` of the route, chosen by the route's URL prefix."""
@@ -225,6 +247,7 @@ def shared_world(django_db_setup: None, django_db_blocker: Any) -> Iterator[Worl
         pair, signing_pfx = make_pair(users["admin"], host)
         job, vm = make_job(host, users["admin"]), make_vm(host)
         world = World(host=host, job=job, vm=vm, pair=pair, users=users, signing_pfx=signing_pfx)
+        world.tokens = {role: ApiToken.issue(users[role], "sweep", role, 1)[1] for role in ROLES[2:]}
     yield world
     with django_db_blocker.unblock():
         Job.objects.filter(pk=job.pk).delete()
@@ -295,11 +318,13 @@ def test_get_answers_each_role_as_its_permission_says(world: World, role: str, r
             assert status == 302 and response["Location"].startswith("/login/"), seen  # SSO is off here
         assert role != "anonymous" or route.name in {"logout", *SIGN_IN_STEPS} or status == 200, seen  # login's CSS
         return
-    if role == "anonymous":
+    if role == "anonymous" and route.is_api:
+        assert status == 401, seen
+    elif role == "anonymous":
         assert status == 302, seen
         assert response["Location"].startswith("/login/?next="), seen
     elif route.name in SELF_SERVICE:
-        assert status == 200, seen
+        assert status in (200, 405), seen
     elif not role_may(role, route.permission):
         assert status in (403, 405), seen
     else:
@@ -329,11 +354,53 @@ def test_post_by_a_role_without_the_permission_is_refused(world: World, role: st
     before = row_counts()
     response = client.post(url, {"confirm": "yes", "name": "x"})
     seen = f"POST {url} as {role} → {described(response)}"
-    if role == "anonymous":
+    if role == "anonymous" and route.is_api:
+        assert response.status_code == 401, seen
+    elif role == "anonymous":
         assert response.status_code == 302 and response["Location"].startswith("/login/?next="), seen
     else:
         assert response.status_code in (403, 405), seen
     assert row_counts() == before, f"{seen}: a refused POST changed the database"
+
+
+API_ROUTES = [route for route in ROUTES if route.is_api]
+
+
+def test_the_api_routes_are_in_the_matrix() -> None:
+    """Guards the matrix below: the resolver walk finds the API, and each API view declares its permissions."""
+    assert {"api-schema", "api-jobs", "api-job-log", "api-job-cancel", "api-vault", "api-audit"} <= {
+        route.name for route in API_ROUTES
+    }
+    assert all(hasattr(api_view(route.callback), "permissions") for route in API_ROUTES)
+
+
+def api_cases() -> Iterator[Any]:
+    for role in ROLES:
+        for route in API_ROUTES:
+            for method in API_METHODS:
+                yield pytest.param(role, route, method, id=f"{role}-{route.name}-{method}")
+
+
+@pytest.mark.parametrize(("role", "route", "method"), list(api_cases()))
+def test_the_api_answers_each_role_and_method_as_its_permissions_say(
+    world: World, role: str, route: Route, method: str
+) -> None:
+    """With a personal token of the role (a session for a user without a role, who cannot have a token)."""
+    token = world.tokens.get(role)
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}") if token else client_as(world, role)
+    url, before = world.url(route), row_counts()
+    response = client.generic(method, url, '{"confirm": "yes"}', content_type="application/json")
+    status, seen = response.status_code, f"{method} {url} as {role} → {described(response)}"
+    if role == "anonymous":
+        assert status == 401 and "json" in response["Content-Type"], seen
+    elif not role_may(role, route.api_permission(method)):
+        assert status == 403 and response.json()["detail"], seen
+    elif not route.answers(method):
+        assert status == 405, seen
+    else:
+        assert status < 500 and status not in (401, 403), seen
+        assert status in (200, 400, 409) or (status == 404 and route.name in GUESSED_ROUTES), seen
+    assert row_counts() == before, f"{seen}: changed the database"
 
 
 # Query strings the pages read (preflights: host, vm, guardian, pair, action; job log: after), right and wrong.

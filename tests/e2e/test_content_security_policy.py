@@ -61,3 +61,18 @@ def test_the_console_works_under_its_own_policy(
 
     violations = [text for text in complaints if "Content Security Policy" in text]
     assert not violations, violations
+
+
+def test_the_api_docs_work_under_the_consoles_policy(live_console: Any, viewer: Any, browser_page: Any) -> None:
+    """Swagger UI from the console's own static files (drf-spectacular-sidecar), its start-up script a file: it
+    lists the API's operations, and the browser reports no violation of the unchanged policy."""
+    page = browser_page
+    complaints: list[str] = []
+    page.on("console", lambda message: complaints.append(message.text))
+    page.on("pageerror", lambda error: complaints.append(str(error)))
+    login(page, live_console, viewer)
+    response = page.goto(f"{live_console.url}/api/docs/")
+    assert "style-src 'self'" in response.headers["content-security-policy"]
+    page.locator("#operations-jobs-jobs_start").wait_for()
+    violations = [text for text in complaints if "Content Security Policy" in text]
+    assert not violations, violations

@@ -1,0 +1,145 @@
+"""Starting a job through the API: each workflow's own form and `preflight()` (jobs/workflows/<name>/page.py), so the
+API validates, previews and refuses exactly as the page does. One table, one entry per page.
+
+The pages' forms are bound to a request (PageForm reads request.POST); the API binds them to a plain HttpRequest
+that carries the JSON choices as its POST, and the preflights themselves see no request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.http import HttpRequest, QueryDict
+
+from hosts.models import Host
+from jobs.forms import RefreshForm
+from jobs.inventory import INVENTORY_REFRESH
+from jobs.workflows import pages
+from jobs.workflows.escrow import page as escrow
+from jobs.workflows.import_guardian import page as import_guardian
+from jobs.workflows.migrate import page as migrate
+from jobs.workflows.reset import page as reset
+from jobs.workflows.restore import page as restore
+from jobs.workflows.vtpm import page as vtpm
+
+
+@dataclass
+class Outcome:
+    """What a preflight shows, in one shape for every workflow: the job it allows (None: why not, in problems)."""
+
+    steps: list[str] = field(default_factory=list)
+    impact: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    powershell: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    job: pages.NewJob | None = None
+
+
+def posted(choices: dict[str, Any]) -> HttpRequest:
+    """A POST carrying `choices` as a form would send them (a list is a multiple choice)."""
+    request = HttpRequest()
+    request.method = "POST"
+    data = QueryDict(mutable=True)
+    for name, value in choices.items():
+        values = value if isinstance(value, list) else [value]
+        data.setlist(name, ["1" if item is True else "" if item in (None, False) else str(item) for item in values])
+    request.POST = data
+    return request
+
+
+def outcome_of(flight: Any) -> Outcome:
+    """The common shape of the pages' preflights. A problem beside a job is a warning there (the reset page starts
+    the job anyway: the job re-reads the host)."""
+    said = [getattr(flight, "problem", ""), getattr(flight, "error", ""), *getattr(flight, "problems", [])]
+    said += list(getattr(flight, "errors", []))
+    said = [text for text in said if text]
+    warnings = list(getattr(flight, "warnings", []))
+    warnings += [f"{row.vm.name}: {row.blocker}" for row in getattr(flight, "blocked", [])]
+    warnings += [text for text in [getattr(flight, "warning", "")] if text]
+    plan = getattr(flight, "plan", None)
+    failures = list(getattr(plan, "failures", []) or [])
+    job = flight.job
+    return Outcome(
+        steps=list(getattr(flight, "steps", [])),
+        impact=list(getattr(flight, "impact", [])),
+        warnings=warnings + (said if job is not None else []),
+        powershell=list(flight.powershell),
+        problems=(said + failures) if job is None else [],
+        job=job,
+    )
+
+
+def refreshed(choices: dict[str, Any]) -> Outcome:
+    form = RefreshForm(posted(choices).POST)
+    if not form.is_valid():
+        return Outcome(problems=pages.refusals(form))
+    hosts: list[Host] = list(form.cleaned_data["hosts"])
+    return Outcome(
+        steps=[f"Read the guardians, certificates and VMs of {host}." for host in hosts],
+        impact=["Nothing on the hosts changes: the refresh only reads them."],
+        job=pages.NewJob(INVENTORY_REFRESH, hosts),
+    )
+
+
+def guardian_page(form_class: type[pages.HostForm], preflight: Callable[..., Any]) -> Callable[[HttpRequest], Any]:
+    def flight(request: HttpRequest) -> Any:
+        form = form_class(request)
+        return preflight(**form.cleaned_data) if form.is_valid() else pages.Preflight.refused(form)
+
+    return flight
+
+
+def reset_flight(request: HttpRequest) -> Any:
+    form = reset.ResetForm(request)
+    return reset.preflight(**form.cleaned_data) if form.is_valid() else reset.choose_host(pages.refusals(form)[0])
+
+
+def undo_flight(request: HttpRequest) -> Any:
+    form = reset.UndoForm(request)
+    return reset.undo_preview(form.cleaned_data["job"] if form.is_valid() else None)
+
+
+def vtpm_flight(request: HttpRequest) -> Any:
+    """The vTPM page's preflight, and its confirmation (each VM's name typed) from the same choices."""
+    form = vtpm.VtpmForm(request)
+    flight = vtpm.preflight(**form.cleaned_data) if form.is_valid() else vtpm.refused(form)
+    flight.confirm(vtpm.Confirmation(request.POST, flight))
+    return flight
+
+
+def migrate_flight(request: HttpRequest) -> Any:
+    """The wizard's live check of both hosts, which is what allows its job ("Check both hosts" ticked)."""
+    choices = request.POST.copy()
+    choices["preview"] = "1"
+    request.POST = choices  # type: ignore[assignment]  # a mutable copy, as the wizard's own "Check" sends it
+    return migrate.preflight(migrate.MigrationForm(request))
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A page's kind (whose permission opens the page) and how its preflight reads the choices."""
+
+    kind: str
+    flight: Callable[[HttpRequest], Any] | None  # None: no preflight page (refresh)
+
+
+WORKFLOWS: dict[str, Workflow] = {
+    "refresh": Workflow(INVENTORY_REFRESH, None),
+    "escrow": Workflow("escrow_guardian", guardian_page(escrow.EscrowForm, escrow.preflight)),
+    "import": Workflow("import_guardian", guardian_page(import_guardian.ImportForm, import_guardian.preflight)),
+    "restore": Workflow("restore_vm", guardian_page(restore.RestoreForm, restore.preflight)),
+    "reset": Workflow("reset_guardian", reset_flight),
+    "reset_undo": Workflow("undo_guardian_reset", undo_flight),
+    "vtpm": Workflow("vtpm", vtpm_flight),
+    "migrate": Workflow("migrate_vm", migrate_flight),
+}
+
+
+def preflight(workflow: str, choices: dict[str, Any]) -> Outcome:
+    """What the page of `workflow` would show after a POST of `choices`. Check the permission first."""
+    entry = WORKFLOWS[workflow]
+    if entry.flight is None:
+        return refreshed(choices)
+    return outcome_of(entry.flight(posted(choices)))
