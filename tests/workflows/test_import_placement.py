@@ -19,6 +19,8 @@ from jobs.kinds import JobContext, JobFailed
 from jobs.models import Job
 from jobs.workflows.import_guardian.kind import import_guardian_job
 from jobs.workflows.import_guardian.plan import import_pair
+from jobs.workflows.migrate.plan import MigrationOptions
+from jobs.workflows.migrate.run import migrate_vm
 from jobs.workflows.placement import check_placement, has_held, record_placement
 from jobs.workflows.restore.plan import restore_vm
 from tests.hosts.test_vault_support import PASSWORD, make_pair, unreachable_host
@@ -130,3 +132,36 @@ def test_the_restore_page_refuses_an_operator_a_new_host(operator_client: Client
     )  # fmt: skip
     page = operator_client.get(f"/jobs/new/restore/?host={host.pk}&vm=Win11-A").content.decode()
     assert "has never held" in page and "Show PowerShell" not in page
+
+
+@pytest.fixture
+def lab(sim_lab: Any, registered_host: Any) -> Any:
+    lab = sim_lab(scenarios=["migration"])
+    lab.source, lab.target = lab.hosts
+    lab.source_host, lab.target_host = registered_host(lab.source), registered_host(lab.target)
+    return lab
+
+
+def test_an_operator_cannot_carry_the_owner_pair_to_a_target_that_never_held_it(lab: Any, operator: Any) -> None:
+    hosts = (lab.source_host, lab.target_host)
+    opts = MigrationOptions("Win11-B", method="export", unseal="carry")
+    with (
+        DirectRun(operator) as run,
+        open_session(hosts[0].connection_spec()) as s,
+        open_session(hosts[1].connection_spec()) as t,
+        pytest.raises(JobFailed, match="Nothing was changed.*HV02 has never held"),
+    ):
+        migrate_vm(run, (s, t), hosts, opts)
+    sent = {c["cmdlet"] for sim in lab.hosts for c in sim.command_log}
+    assert not sent & {"Export-PfxCertificate", "Import-PfxCertificate", "Export-VM", "Set-Content"}
+
+
+@PREFLIGHT_URLS
+def test_the_wizard_refuses_an_operator_s_carry_and_offers_it_to_an_admin(
+    lab: Any, operator_client: Client, admin_client: Client
+) -> None:
+    choose = {"form": "1", "host": lab.source_host.pk, "target": lab.target_host.pk, "vm": "Win11-B"}
+    choose |= {"method": "export", "unseal": "carry", "source_after": "off", "start": "on", "preview": "1"}
+    refused = operator_client.post("/jobs/new/migrate/", choose)
+    assert refused.status_code == 400 and "HV02 has never held" in refused.content.decode()
+    assert admin_client.post("/jobs/new/migrate/", choose).status_code == 302

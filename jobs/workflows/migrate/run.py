@@ -49,7 +49,7 @@ from hosts.remoting.session import HostSession
 from jobs.kinds import JobCancelled, JobFailed, Run
 
 from ..powershell import PowerShellScript
-from .plan import MigrationOptions, MigrationPlan, plan_migration
+from .plan import MigrationOptions, MigrationPlan, check_carry_placement, plan_migration
 from .sides import LiveSide, ShownLab, ShownRun, Side
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ class Migration:
                 self.plan = plan_migration(self.src, self.tgt, self.source, self.target, self.opts)
             except RemotingError as exc:
                 raise JobFailed(f"Nothing was changed: the preflight could not read both hosts — {exc}") from None
+            check_carry_placement(self.plan, self.target, self.run.user)
             for check in self.plan.checks:
                 self.log.log(CHECK_LEVELS[check.level], check.text)
             if self.plan.failures:
@@ -185,6 +186,7 @@ class Migration:
                 pair = self.src.escrow(owner.signing, owner.encryption, self.run.user)
         with self.run.step(f"Import {pair} to {self.target}"):
             name = self.tgt.import_pair(pair, self.plan.import_name)
+        self.run.record("carried_pair", pair.pk)  # the kind audits the placement
         self.ledger.did(
             f"guardian '{name}' with its private keys imported to {self.target} (harmless to keep)",
             by_hand=f"if unwanted, on {self.target}: {by_hand(RemoveGuardian(name))}",
