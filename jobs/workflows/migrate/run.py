@@ -44,11 +44,10 @@ from hosts.remoting.catalog.vms import (
     exported_config_path,
 )
 from hosts.remoting.errors import RemotingError
-from hosts.remoting.operation import Operation
 from hosts.remoting.session import HostSession
 from jobs.kinds import JobCancelled, JobFailed, Run
 
-from ..powershell import PowerShellScript
+from ..powershell import PowerShellScript, by_hand
 from .plan import MigrationOptions, MigrationPlan, check_carry_placement, plan_migration
 from .sides import LiveSide, ShownLab, ShownRun, Side
 
@@ -234,7 +233,7 @@ class Migration:
         self.ledger.did(
             f"'{self.vm.name}' shut down on {self.source}",
             undo=lambda: self.src.again(StartVM(self.vm.name)),
-            by_hand=f"Start-VM -Name '{self.vm.name}' on {self.source}",
+            by_hand=f"on {self.source}: {by_hand(StartVM(self.vm.name))}",
         )
 
     def move(self) -> None:
@@ -263,9 +262,8 @@ class Migration:
         # Not undone by the console: moving a running VM back is a second migration, for a person to decide.
         self.ledger.did(
             f"'{self.vm.name}' moved to {self.target} by live migration, with its storage",
-            by_hand=f"to bring it back: Move-VM -Name '{self.vm.name}' -DestinationHost "
-            f"'{self.plan.source_name or self.source}' -IncludeStorage -DestinationStoragePath <its folder> "
-            f"on {self.target}",
+            by_hand=f"to bring it back, on {self.target} (with the folder it had): "
+            + by_hand(MoveVM(self.vm.name, self.plan.source_name or str(self.source), "<its folder>")),
         )
 
     def export_to_share(self) -> str:
@@ -274,7 +272,7 @@ class Migration:
         self.ledger.did(
             f"export of '{self.vm.name}' in {folder}",
             undo=lambda: self.src.again(RemoveFolder(folder)),
-            by_hand=f"Remove-Item -LiteralPath '{folder}' -Recurse -Force",
+            by_hand=by_hand(RemoveFolder(folder)),
         )
         with self.run.step(f"Export-VM '{self.vm.name}' to {folder}"):
             self.src.run(ExportVM(self.vm.name, folder))
@@ -289,7 +287,7 @@ class Migration:
         self.ledger.did(
             f"'{self.vm.name}' imported on {self.target} (undoing unregisters it; copied disk files stay there)",
             undo=self.remove_from_target,
-            by_hand=f"Remove-VM -Name '{self.vm.name}' -Force on {self.target}",
+            by_hand=f"on {self.target}: {by_hand(RemoveVM(self.vm.name))}",
         )
         with self.run.step(f"Import-VM '{self.vm.name}' on {self.target}"):
             imported = self.tgt.run(ImportVM(options))
@@ -380,14 +378,6 @@ def migration_script(
     migration.plan, migration.log = plan, Unsaid(log)
     migration.carry_out()
     return script
-
-
-def by_hand(*operations: Operation[Any]) -> str:
-    """What a person runs to finish a step the console could not, rendered like Show PowerShell (one quoting)."""
-    script = PowerShellScript()
-    for op in operations:
-        script.add(op)
-    return "; ".join(script.lines())
 
 
 def revoke_by_hand(vm_name: str, guardian_name: str) -> str:

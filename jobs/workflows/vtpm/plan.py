@@ -22,13 +22,14 @@ from hosts.remoting.catalog.vms import (
     GetVmSecurity,
     NewLocalKeyProtector,
     RemoveSavedState,
+    StopVM,
 )
 from hosts.remoting.errors import RemoteCommandError, RemotingError
 from hosts.remoting.operation import Operation
 from hosts.remoting.session import HostSession
 from jobs.kinds import JobFailed, Run
 
-from ..powershell import PowerShellScript
+from ..powershell import PowerShellScript, by_hand
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class TpmChange:
         if state not in ("Off", "Saved"):
             return (
                 f"'{self.vm_name}' is {state}: a TPM change needs it Off. Shut it down from the guest (or "
-                f"Stop-VM -Name '{self.vm_name}') and run this again."
+                f"{by_hand(StopVM(self.vm_name))}) and run this again."
             )
         return ""
 
