@@ -25,7 +25,7 @@ from jobs.workflows.import_guardian.plan import import_lines
 from jobs.workflows.migrate.run import revoke_by_hand
 from jobs.workflows.powershell import PowerShellScript, by_hand
 from jobs.workflows.reset.page import ResetPreflight
-from jobs.workflows.vtpm.plan import TpmChange
+from jobs.workflows.vtpm.plan import TpmChange, VmNow
 from tests.hosts.test_vault_support import unreachable_host
 
 QUOTES = "'\u2018\u2019\u201a\u201b"
@@ -156,3 +156,14 @@ def test_the_vtpm_page_quotes_the_vm_name_a_host_reported(name: str, admin_clien
     text = unescape(page.content.decode())
     start = text.index("Stop-VM")
     assert_quoted(text[start : text.index("), then check again", start)], name)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", HOSTILE)
+def test_job_step_titles_that_name_a_cmdlet_quote_the_vm_name(name: str) -> None:
+    host = unreachable_host()
+    for action in ("enable", "disable"):
+        for step in TpmChange(name, action).steps(VmNow("Off"), host):
+            title = step.title.removesuffix(f" on {host}")
+            assert_no_code_from(title)
+            assert name in literals_and_code(title)[0], title

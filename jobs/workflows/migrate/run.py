@@ -44,6 +44,7 @@ from hosts.remoting.catalog.vms import (
     exported_config_path,
 )
 from hosts.remoting.errors import RemotingError
+from hosts.remoting.operation import quote
 from hosts.remoting.session import HostSession
 from jobs.kinds import JobCancelled, JobFailed, Run
 
@@ -255,7 +256,7 @@ class Migration:
             report = self.src.run(CompareMove(*move))
             if not report.ok:
                 raise JobFailed(f"Compare-VM on {self.source}: " + " ".join(report.incompatibilities))
-        with self.run.step(f"Move-VM '{self.vm.name}' to {self.plan.target_name}", destructive=True) as step:
+        with self.run.step(f"Move-VM {quote(self.vm.name)} to {self.plan.target_name}", destructive=True) as step:
             if step.needed:
                 self.src.run(MoveVM(*move))
         self.log.info(f"'{self.vm.name}' now lives on {self.target}")
@@ -274,7 +275,7 @@ class Migration:
             undo=lambda: self.src.again(RemoveFolder(folder)),
             by_hand=by_hand(RemoveFolder(folder)),
         )
-        with self.run.step(f"Export-VM '{self.vm.name}' to {folder}"):
+        with self.run.step(f"Export-VM {quote(self.vm.name)} to {folder}"):
             self.src.run(ExportVM(self.vm.name, folder))
         return folder
 
@@ -289,13 +290,13 @@ class Migration:
             undo=self.remove_from_target,
             by_hand=f"on {self.target}: {by_hand(RemoveVM(self.vm.name))}",
         )
-        with self.run.step(f"Import-VM '{self.vm.name}' on {self.target}"):
+        with self.run.step(f"Import-VM {quote(self.vm.name)} on {self.target}"):
             imported = self.tgt.run(ImportVM(options))
         self.log.info(f"'{imported.name}' is registered on {self.target} with ID {imported.vm_id}")
         self.run.record("imported_vm_id", imported.vm_id)
         if self.granted_key_protector is not None and not options.copy:
             # Files registered in place were copied before the grant: give them the protector that names the target.
-            with self.run.step(f"Set-VMKeyProtector '{self.vm.name}' on {self.target} (the authorised protector)"):
+            with self.run.step(f"Set-VMKeyProtector {quote(self.vm.name)} on {self.target} (the authorised protector)"):
                 self.tgt.run(SetKeyProtector(self.vm.name, self.granted_key_protector))
 
     def remove_from_target(self) -> None:

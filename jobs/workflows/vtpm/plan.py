@@ -25,7 +25,7 @@ from hosts.remoting.catalog.vms import (
     StopVM,
 )
 from hosts.remoting.errors import RemoteCommandError, RemotingError
-from hosts.remoting.operation import Operation
+from hosts.remoting.operation import Operation, quote
 from hosts.remoting.session import HostSession
 from jobs.kinds import JobFailed, Run
 
@@ -114,12 +114,12 @@ class TpmChange:
             title = f"Remove the saved state of '{vm}' on {host}"
             steps.append(TpmStep(RemoveSavedState(vm), title, True, f"Discarded the saved state of '{vm}'"))
         if not self.enabling:
-            return [*steps, TpmStep(DisableTpm(vm), f"Disable-VMTPM '{vm}' on {host}", destructive=True)]
+            return [*steps, TpmStep(DisableTpm(vm), f"Disable-VMTPM {quote(vm)} on {host}", destructive=True)]
         if not now.has_key_protector:
-            title = f"Set-VMKeyProtector -NewLocalKeyProtector '{vm}' on {host}"
+            title = f"Set-VMKeyProtector -NewLocalKeyProtector {quote(vm)} on {host}"
             done = f"'{vm}' is now sealed to the UntrustedGuardian of {host}"
             steps.append(TpmStep(NewLocalKeyProtector(vm), title, done=done))
-        return [*steps, TpmStep(EnableTpm(vm), f"Enable-VMTPM '{vm}' on {host}")]
+        return [*steps, TpmStep(EnableTpm(vm), f"Enable-VMTPM {quote(vm)} on {host}")]
 
     def verification(self) -> GetVmSecurity:
         """Read back the TPM setting: the change counts only when the host shows it."""
