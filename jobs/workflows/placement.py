@@ -48,7 +48,7 @@ def may_place(user: Any, host: Host, pair: EscrowedPair) -> bool:
 def placement_refusal(host: Host, pair: EscrowedPair) -> str:
     return (
         f"{host} has never held {pair}: putting its private keys on a new host is an admin action (anyone who "
-        "administers that host could take them). Ask an admin to run this import."
+        "administers that host could take them). Ask an admin to run it."
     )
 
 
