@@ -48,13 +48,20 @@ def migrate_vm_job(ctx: JobContext) -> str:
     if opts.problems():
         raise JobFailed(" ".join(opts.problems()))
     source, target = ctx.hosts
-    summary = migrate_vm(ctx, (reach(ctx, source), reach(ctx, target)), (source, target), opts)
+    try:
+        summary = migrate_vm(ctx, (reach(ctx, source), reach(ctx, target)), (source, target), opts)
+    finally:
+        audit_carried_pair(ctx, target)  # the keys stay on the target even when a later step fails
     detail = {"job": ctx.job.pk, "vm": opts.vm_name, "source": source.name, "method": opts.method}
     AuditEvent.record(ctx.user, "vm.migrated", target, unseal=opts.unseal, source_after=opts.source_after, **detail)
+    return summary
+
+
+def audit_carried_pair(ctx: JobContext, target: Host) -> None:
+    """The placement of the owner's pair on the target, when the carry imported it (placement.py)."""
     carried = EscrowedPair.objects.filter(pk=ctx.job.results.get("carried_pair") or 0).first()
     if carried is not None:
         record_placement(ctx.user, target, carried, exportable=False, job=ctx.job.pk)
-    return summary
 
 
 def reach(ctx: JobContext, host: Host) -> HostSession:
