@@ -66,8 +66,9 @@ def test_only_an_admin_is_offered_exportable_and_show_powershell_follows_it(
     admin_client: Client, operator_client: Client
 ) -> None:
     host, pair = unreachable_host(), uploaded_pair()
-    record_placement(None, host, pair, exportable=False)  # held before: an operator may import it again
     url = f"/jobs/new/import/?host={host.pk}&pair={pair.pk}"
+    assert "you are placing its private keys on a new host" in admin_client.get(url).content.decode()
+    record_placement(None, host, pair, exportable=False)  # held before: an operator may import it again
     assert 'name="exportable"' not in operator_client.get(url).content.decode()
     refused = operator_client.get(url + "&exportable=on").content.decode()
     assert "Only an admin may import private keys as exportable" in refused

@@ -12,7 +12,7 @@ from hosts.remoting.catalog.guardians import TEMP_DIR
 from hosts.vault.models import EscrowedPair
 
 from ..pages import GuardianPage, HostForm, NewJob, Preflight, RowField, kind_page, preflight_page
-from ..placement import PLACE_ANYWHERE, allows_exportable, may_place, placement_refusal
+from ..placement import PLACE_ANYWHERE, allows_exportable, has_held, may_place, placement_refusal
 from ..transfer import transport_warnings
 from .plan import import_notes, import_script
 
@@ -86,12 +86,18 @@ def preflight(host: Host | None, pair: EscrowedPair | None, user: Any = None, ex
     return Preflight(
         steps=import_steps(host, plan.name, exportable),
         impact=impact,
-        warnings=transport_warnings(host) + import_notes(host, pair, plan),
+        warnings=transport_warnings(host) + placement_notes(host, pair) + import_notes(host, pair, plan),
         powershell=script.lines(),
         post=[("host", host.pk), ("pair", pair.pk)] + ([("exportable", "on")] if exportable else []),
         cancel_url=cancel_url,
         job=NewJob("import_guardian", [host], params={"vault_entry": pair.pk} | exportable_param(exportable)),
     )
+
+
+def placement_notes(host: Host, pair: EscrowedPair) -> list[str]:
+    if has_held(host, pair):
+        return []
+    return [f"{host} has never held {pair}: you are placing its private keys on a new host (audited)."]
 
 
 def exportable_param(exportable: bool) -> dict[str, bool]:
