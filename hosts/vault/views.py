@@ -10,6 +10,7 @@ import io
 import secrets
 import time
 import zipfile
+from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -21,6 +22,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from console.models import AuditEvent
 from console.roles import can, require
 from hosts import crypto
+from hosts.remoting.catalog.guardians import CreateShieldedStore, ImportPfx, NewGuardianByThumbprints
+from hosts.remoting.operation import Operation, Secret, render_powershell
 
 from .forms import UploadPairForm
 from .models import EscrowedPair
@@ -151,6 +154,7 @@ def pair_zip(pair: EscrowedPair, signing: bytes, encryption: bytes) -> bytes:
 
 def readme(pair: EscrowedPair, signing: bytes, encryption: bytes) -> str:
     name = pair.guardian_name or "UntrustedGuardian"
+    commands = "".join(f"  {line}\r\n" for line in import_commands(pair, name))
     return (
         f"Guardian {name}, escrowed by Guardian Console\r\n"
         f"Signing certificate    {pair.signing_thumbprint}  {pair.signing_subject}\r\n"
@@ -159,12 +163,23 @@ def readme(pair: EscrowedPair, signing: bytes, encryption: bytes) -> str:
         f"SHA-256 {SIGNING_FILE}    {hashlib.sha256(signing).hexdigest().upper()}\r\n"
         f"SHA-256 {ENCRYPTION_FILE} {hashlib.sha256(encryption).hexdigest().upper()}\r\n\r\n"
         "The password was shown once when this archive was made; it is not in this archive.\r\n"
-        "Import on a host (elevated Windows PowerShell), as the well-known import script does:\r\n"
-        "  $pw = Read-Host -AsSecureString 'PFX password'\r\n"
-        f"  New-HgsGuardian -Name '{name}' -SigningCertificate .\\{SIGNING_FILE} -SigningCertificatePassword $pw "
-        f"-EncryptionCertificate .\\{ENCRYPTION_FILE} -EncryptionCertificatePassword $pw "
-        "-AllowExpired -AllowUntrustedRoot\r\n"
+        "Import on a host (elevated Windows PowerShell, in this folder), as the console's import job does; the\r\n"
+        "first line only on a host that never had a vTPM. The keys are not exportable from that host afterwards.\r\n"
+        f"{commands}"
     )
+
+
+def import_commands(pair: EscrowedPair, name: str) -> list[str]:
+    """The console's own import operations, rendered by the one renderer of PowerShell (names from a host or an
+    upload are quoted there, never pasted into a string here); the password is a Read-Host prompt."""
+    prompt = Secret("")
+    operations: list[Operation[Any]] = [
+        CreateShieldedStore(),
+        ImportPfx(f".\\{SIGNING_FILE}", prompt),
+        ImportPfx(f".\\{ENCRYPTION_FILE}", prompt),
+        NewGuardianByThumbprints(name, pair.signing_thumbprint, pair.encryption_thumbprint),
+    ]
+    return [line for op in operations for line in render_powershell(op)]
 
 
 @require_POST

@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from console.params import parse_id
-from console.roles import check
+from console.roles import can, check
 from hosts.models import Host
 from jobs.kinds import get_kind
 from jobs.models import Job
@@ -177,6 +177,9 @@ class GuardianPage:
     choice_label: str
     submit_label: str
     risks: list[str]
+    # A checkbox of the form beside the list, (field name, label), shown only to users with `tick_permission`.
+    tick: tuple[str, str] | None = None
+    tick_permission: str = ""
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,17 @@ def preflight_page(request: HttpRequest, page: GuardianPage, form: HostForm, fli
     """A guardian preflight page: the host picker and the page's list filled from the form, then the preflight."""
     context = {"page": page, "flight": flight, "hosts": form.hosts, "host": form.chosen_host}
     context |= {"choices": form.options(page.choice), "chosen": form.raw(page.choice)}
+    if page.tick is not None and can(request.user, page.tick_permission):
+        context |= {"tick": page.tick, "ticked": bool(form.data.get(page.tick[0])), "tick_url": toggled(form, page)}
     return start_or_show(request, flight.job, "workflows/guardian_preflight.html", context)
+
+
+def toggled(form: HostForm, page: GuardianPage) -> str:
+    """The page's query with its checkbox flipped: a link, so that Show PowerShell follows the box without script."""
+    assert page.tick is not None
+    name = page.tick[0]
+    query = [(key, value) for key, value in form.data.items() if key != name and key != "csrfmiddlewaretoken"]
+    return "?" + urlencode(query + ([] if form.data.get(name) else [(name, "on")]))
 
 
 # -- links between pages ------------------------------------------------------------------------------------------

@@ -152,3 +152,9 @@ def _render_statement(statement: _Statement) -> str:
 
 def powershell_of(operations: list[Operation[Any]]) -> list[str]:
     return PowerShellScript().add(*operations).lines()
+
+
+def by_hand(*operations: Operation[Any]) -> str:
+    """What a person runs to finish a step the console could not (a remedy in a page or a job's log), on one line
+    and rendered like Show PowerShell, so a name from a host is quoted the one way (never pasted into an f-string)."""
+    return "; ".join(powershell_of(list(operations)))

@@ -92,8 +92,8 @@ class PfxFiles:
     def write(self) -> list[Operation[Any]]:
         return [WriteFileBytes(path, data) for path, data in zip(self.paths, self.data, strict=True)]
 
-    def import_into_store(self) -> list[Operation[Any]]:
-        return [ImportPfx(path, self.password) for path in self.paths]
+    def import_into_store(self, exportable: bool = False) -> list[Operation[Any]]:
+        return [ImportPfx(path, self.password, exportable) for path in self.paths]
 
     def remove(self) -> RemoveFiles:
         return RemoveFiles(list(self.paths))

@@ -9,6 +9,7 @@ import pytest
 from hosts.inventory.refresh import refresh_host
 from hosts.vault.services import store_pair
 from hypervsim.scenarios import previous_guardian_backup
+from jobs.workflows.placement import record_placement
 from tests.plugins.browser import ARTIFACTS, login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.worker]
@@ -27,7 +28,9 @@ def reinstalled(live_console: Any, sim_host: Any, registered_host: Any, operator
     sim = sim_host("reinstalled")
     host = registered_host(sim)
     signing, encryption, password = previous_guardian_backup(sim)
-    store_pair(signing, encryption, password, user=operator, origin="upload", allow_expired=True)
+    pair = store_pair(signing, encryption, password, user=operator, origin="upload", allow_expired=True).pair
+    # The console placed this pair on HV01 before the reinstall, so an operator may give it back (placement.py).
+    record_placement(None, host, pair, exportable=False)
     assert refresh_host(host).ok
     return sim, host, password
 

@@ -167,15 +167,15 @@ def test_a_pfx_password_the_host_refuses_fails_like_windows_and_removes_the_file
 
 
 @PREFLIGHT_URLS
-def test_import_preflight_names_the_collision_and_starts_a_job(operator_client: Client) -> None:
-    host = unreachable_host()
+def test_import_preflight_names_the_collision_and_starts_a_job(admin_client: Client) -> None:
+    host = unreachable_host()  # it never held the pair: an admin's import (tests/workflows/test_import_placement.py)
     signing, encryption = make_pair()
     pair = store_pair(signing, encryption, PASSWORD, user=None, origin="upload").pair
-    page = operator_client.get(f"/jobs/new/import/?host={host.pk}&pair={pair.pk}").content.decode()
+    page = admin_client.get(f"/jobs/new/import/?host={host.pk}&pair={pair.pk}").content.decode()
     assert "Show PowerShell" in page and "Import-PfxCertificate" in page and "New-HgsGuardian" in page
     assert "-AllowExpired -AllowUntrustedRoot" in page and PASSWORD not in page
     assert_runnable(shown_powershell(page))
-    response = operator_client.post("/jobs/new/import/", {"host": host.pk, "pair": pair.pk})
+    response = admin_client.post("/jobs/new/import/", {"host": host.pk, "pair": pair.pk})
     job = Job.objects.get()
     assert response["Location"] == f"/jobs/{job.pk}/" and job.params == {"vault_entry": pair.pk}
 

@@ -96,17 +96,20 @@ def test_vtpm_job_turns_the_tpm_off_after_removing_a_saved_state(
 
 
 def test_migration_job_carries_the_owner_and_runs_the_vm_on_the_target(
-    celery_worker_process: Any, transactional_db: None, sim_lab: Any, registered_host: Any, operator: Any
+    celery_worker_process: Any, transactional_db: None, sim_lab: Any, registered_host: Any, admin: Any
 ) -> None:
     lab = sim_lab(scenarios=["migration"])
     source, target = (registered_host(h) for h in lab.hosts)
+    # The target never held the owner's pair: carrying its keys there is an admin's migration.
     params = {"method": "export", "unseal": "carry", "start": True, "source_after": "off"}
-    job = wait_for_job(create_job(operator, "migrate_vm", hosts=[source, target], vms=["Win11-B"], params=params))
+    job = wait_for_job(create_job(admin, "migrate_vm", hosts=[source, target], vms=["Win11-B"], params=params))
     assert job.state == JobState.SUCCEEDED, job.error
     assert lab.hosts[1].model.vm("Win11-B").state == "Running"
     pair = EscrowedPair.objects.get()
     assert AuditEvent.objects.get(action="vm.migrated").detail["source"] == "HV01"
-    assert_nothing_secret(operator, job, pair.open()[2], lab.hosts[0].password)
+    placed = AuditEvent.objects.get(action="vault.placed")  # the carry put the owner's keys on HV02
+    assert placed.object_id == str(target.pk) and placed.detail["pair"] == pair.pk and placed.username == "ada"
+    assert_nothing_secret(admin, job, pair.open()[2], lab.hosts[0].password)
 
 
 def test_migration_job_with_the_target_down_changes_nothing(

@@ -89,8 +89,8 @@ def test_restore_preflight_links_to_the_upload_and_to_a_host_that_still_has_the_
 
 
 @PREFLIGHT_URLS
-def test_restore_preflight_shows_the_pair_and_the_powershell(operator_client: Client) -> None:
-    host = unreachable_host()
+def test_restore_preflight_shows_the_pair_and_the_powershell(admin_client: Client) -> None:
+    host = unreachable_host()  # it never held the pair: an admin's restore (test_import_placement.py)
     pair = store_pair(*make_pair(), PASSWORD, user=None, origin="upload").pair
     key = {"signing": pair.signing_thumbprint, "encryption": pair.encryption_thumbprint}
     VirtualMachine.objects.create(
@@ -102,13 +102,13 @@ def test_restore_preflight_shows_the_pair_and_the_powershell(operator_client: Cl
         tpm_enabled=True,
         kp_owner_thumbprints=key,
     )
-    page = operator_client.get(f"/jobs/new/restore/?host={host.pk}&vm=Win11-A").content.decode()
+    page = admin_client.get(f"/jobs/new/restore/?host={host.pk}&vm=Win11-A").content.decode()
     assert "Show PowerShell" in page and "Start-VM -Name &#x27;Win11-A&#x27;" in page
     assert "Import-PfxCertificate" in page and PASSWORD not in page
     lines = shown_powershell(page)
     assert "$signingPfx = [IO.File]::ReadAllBytes((Resolve-Path 'UntrustedGuardian-signing.pfx'))" in lines
     assert any(line.startswith("Set-Content -Path") and "-Value $encryptionPfx" in line for line in lines)
     assert_runnable(lines)
-    response = operator_client.post("/jobs/new/restore/", {"host": host.pk, "vm": "Win11-A"})
+    response = admin_client.post("/jobs/new/restore/", {"host": host.pk, "vm": "Win11-A"})
     job = Job.objects.get()
     assert response["Location"] == f"/jobs/{job.pk}/" and job.kind == "restore_vm" and job.vms == ["Win11-A"]

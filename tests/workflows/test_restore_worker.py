@@ -26,18 +26,18 @@ def everything_shown(job: Job) -> str:
 
 
 def test_restore_job_brings_the_vm_back_after_reinstall(
-    celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any, operator: Any
+    celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any, admin: Any
 ) -> None:
     sim = sim_host("reinstalled")
     host = registered_host(sim)
     signing, encryption, password = previous_guardian_backup(sim)
-    store_pair(signing, encryption, password, user=operator, origin="upload", allow_expired=True)
-    job = wait_for_job(create_job(operator, "restore_vm", hosts=[host], vms=["Win11-A"]))
+    store_pair(signing, encryption, password, user=admin, origin="upload", allow_expired=True)
+    job = wait_for_job(create_job(admin, "restore_vm", hosts=[host], vms=["Win11-A"]))
     assert job.state == JobState.SUCCEEDED, job.error
     assert sim.model.vm("Win11-A").state == "Running"
     assert temp_pfx_left(sim) == []
     assert_no_secret(password, everything_shown(job))
-    pages = client_for(operator)
+    pages = client_for(admin)
     for url in (f"/jobs/{job.pk}/", f"/jobs/{job.pk}/log.txt", "/audit/", "/vault/"):
         response = pages.get(url)
         assert response.status_code == 200, url
@@ -82,19 +82,19 @@ def test_escrow_job_fails_clearly_when_the_keys_are_gone(
 
 
 def test_import_job_cut_off_mid_way_fails_clearly_and_a_second_run_finishes(
-    celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any, operator: Any
+    celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any, admin: Any
 ) -> None:
     sim = sim_host("reinstalled")
     host = registered_host(sim)
     signing, encryption, password = previous_guardian_backup(sim)
-    pair = store_pair(signing, encryption, password, user=operator, origin="upload", allow_expired=True).pair
+    pair = store_pair(signing, encryption, password, user=admin, origin="upload", allow_expired=True).pair
     sim.faults.drop_on_cmdlet = "Import-PfxCertificate"
-    job = wait_for_job(create_job(operator, "import_guardian", hosts=[host], params={"vault_entry": pair.pk}))
+    job = wait_for_job(create_job(admin, "import_guardian", hosts=[host], params={"vault_entry": pair.pk}))
     assert job.state == JobState.FAILED
     assert "Run the import again" in job.error and "vault entry is unchanged" in job.error
     assert temp_pfx_left(sim) == [] and EscrowedPair.objects.get().open()[2] == password
     sim.faults.clear()
-    again = wait_for_job(create_job(operator, "import_guardian", hosts=[host], params={"vault_entry": pair.pk}))
+    again = wait_for_job(create_job(admin, "import_guardian", hosts=[host], params={"vault_entry": pair.pk}))
     assert again.state == JobState.SUCCEEDED, again.error
     assert sim.model.guardian(again.results["guardian_name"]) is not None
     assert_no_secret(password, everything_shown(job), everything_shown(again))

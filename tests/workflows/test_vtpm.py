@@ -140,7 +140,7 @@ def test_a_running_vm_alone_gets_no_confirm_box_but_what_to_do(
     url = f"/jobs/new/vtpm/?host={host.pk}&action=disable&vm=Win11-A"
     text = admin_client.get(url).content.decode()
     assert "Nothing can change yet" in text and "shut it down from inside the guest" in text
-    assert "Stop-VM -Name &#x27;Win11-A&#x27; on HV01" in text
+    assert "on HV01: Stop-VM -Name &#x27;Win11-A&#x27; -Force" in text
     assert 'id="vtpm-submit"' not in text and 'name="confirm-Win11-A"' not in text and "BitLocker" not in text
     forced = admin_client.post("/jobs/new/vtpm/", {"host": host.pk, "action": "disable", "vm": "Win11-A"})
     assert forced.status_code == 400 and "None of the chosen VMs can change now" in forced.content.decode()

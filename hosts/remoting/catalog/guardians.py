@@ -246,17 +246,20 @@ class ExportPfx(Operation[None]):
 
 @dataclass
 class ImportPfx(Operation[str]):
-    """Import a PFX file on the host into the shielded store (keys exportable, so they can be escrowed again)."""
+    """Import a PFX file on the host into the shielded store. The private keys are not exportable unless
+    `exportable` (an admin's choice): whoever administers the host could otherwise export them and walk away."""
 
     path: str
     password: Secret
+    exportable: bool = False
     name: ClassVar[str] = "import_pfx"
     read_only: ClassVar[bool] = False
     CMDLETS: ClassVar[tuple[str, ...]] = ("Import-PfxCertificate",)
 
     def statements(self) -> list[list[Cmd]]:
         params = {"FilePath": self.path, "CertStoreLocation": STORE_PATH, "Password": self.password}
-        params["Exportable"] = SWITCH  # type: ignore[assignment]
+        if self.exportable:
+            params["Exportable"] = SWITCH  # type: ignore[assignment]
         return [[Cmd("Import-PfxCertificate", params)]]
 
     def parse(self, result: PipelineResult) -> str:
@@ -264,7 +267,7 @@ class ImportPfx(Operation[str]):
         return next((text(prop(o, "Thumbprint")).upper() for o in result.output if prop(o, "Thumbprint")), "")
 
     def __repr__(self) -> str:
-        return f"ImportPfx({self.path!r}, password=********)"
+        return f"ImportPfx({self.path!r}, password=********, exportable={self.exportable})"
 
 
 @dataclass

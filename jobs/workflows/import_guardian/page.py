@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.http import HttpRequest, HttpResponse
 
 from hosts.models import Host
@@ -9,6 +12,7 @@ from hosts.remoting.catalog.guardians import TEMP_DIR
 from hosts.vault.models import EscrowedPair
 
 from ..pages import GuardianPage, HostForm, NewJob, Preflight, RowField, kind_page, preflight_page
+from ..placement import PLACE_ANYWHERE, allows_exportable, has_held, may_place, placement_refusal
 from ..transfer import transport_warnings
 from .plan import import_notes, import_script
 
@@ -25,6 +29,7 @@ class ImportForm(HostForm):
         empty_label=None,
         error_messages={"invalid_choice": "Choose a vault entry from the list."},
     )
+    exportable = forms.BooleanField(required=False)
 
 
 IMPORT_PAGE = GuardianPage(
@@ -41,47 +46,66 @@ IMPORT_PAGE = GuardianPage(
         "twice).",
         "If the guardian shows HasPrivateSigningKey False afterwards, the job fails and says so.",
         "A host registered without certificate checking (HTTPS, check off) is refused: the password would not be safe.",
+        'The private keys are imported non-exportable unless an admin ticks "Exportable": nobody can export them '
+        "from that host again (escrow the pair from the vault, not from the host).",
     ],
+    tick=("exportable", "Exportable"),
+    tick_permission=PLACE_ANYWHERE,
 )
 
 
-def import_steps(host: Host, guardian_name: str) -> list[str]:
+def import_steps(host: Host, guardian_name: str, exportable: bool) -> list[str]:
+    how = "exportable" if exportable else "not exportable"
     return [
         f"Read the guardians and the shielded certificate store of {host}; stop here if the pair is already there.",
         "Create 'Shielded VM Local Certificates' if this host never had a vTPM.",
-        f"Copy both PFX files to {TEMP_DIR} over the encrypted session and import them into the store (exportable).",
+        f"Copy both PFX files to {TEMP_DIR} over the encrypted session and import them into the store ({how}).",
         "Delete the temporary files (also when something fails).",
         f"Create guardian '{guardian_name}' by thumbprints with -AllowExpired -AllowUntrustedRoot.",
         "Check that the guardian has its private signing key (HasPrivateSigningKey).",
     ]
 
 
-def preflight(host: Host | None, pair: EscrowedPair | None) -> Preflight:
-    """The import of vault entry `pair` to `host`, as the host's last inventory shows it."""
+def preflight(host: Host | None, pair: EscrowedPair | None, user: Any = None, exportable: bool = False) -> Preflight:
+    """The import of vault entry `pair` to `host` by `user`, as the host's last inventory shows it."""
     cancel_url = f"/vault/{pair.pk}/" if pair is not None else "/vault/"
     if host is None or pair is None:
         missing = "the host to import it to" if pair else ("the vault entry to import" if host else "")
         problem = f"Choose {missing}." if missing else "Choose the vault entry and the host to import it to."
         return Preflight(problem=problem, cancel_url=cancel_url)
-    plan, script = import_script(host, pair)
+    if not may_place(user, host, pair):
+        return Preflight(problem=placement_refusal(host, pair), cancel_url=cancel_url)
+    if exportable and not allows_exportable(user):
+        return Preflight(problem="Only an admin may import private keys as exportable.", cancel_url=cancel_url)
+    plan, script = import_script(host, pair, exportable)
     impact = [
         f"{host}: two certificates with private keys added to its shielded store, and one guardian; existing "
         "guardians and VMs are not changed.",
         "VMs sealed to this guardian can then start on this host.",
     ]
     return Preflight(
-        steps=import_steps(host, plan.name),
+        steps=import_steps(host, plan.name, exportable),
         impact=impact,
-        warnings=transport_warnings(host) + import_notes(host, pair, plan),
+        warnings=transport_warnings(host) + placement_notes(host, pair) + import_notes(host, pair, plan),
         powershell=script.lines(),
-        post=[("host", host.pk), ("pair", pair.pk)],
+        post=[("host", host.pk), ("pair", pair.pk)] + ([("exportable", "on")] if exportable else []),
         cancel_url=cancel_url,
-        job=NewJob("import_guardian", [host], params={"vault_entry": pair.pk}),
+        job=NewJob("import_guardian", [host], params={"vault_entry": pair.pk} | exportable_param(exportable)),
     )
+
+
+def placement_notes(host: Host, pair: EscrowedPair) -> list[str]:
+    if has_held(host, pair):
+        return []
+    return [f"{host} has never held {pair}: you are placing its private keys on a new host (audited)."]
+
+
+def exportable_param(exportable: bool) -> dict[str, bool]:
+    return {"exportable": True} if exportable else {}
 
 
 @kind_page("import_guardian")
 def import_preflight(request: HttpRequest) -> HttpResponse:
     form = ImportForm(request)
-    flight = preflight(**form.cleaned_data) if form.is_valid() else Preflight.refused(form)
+    flight = preflight(**form.cleaned_data, user=request.user) if form.is_valid() else Preflight.refused(form)
     return preflight_page(request, IMPORT_PAGE, form, flight)

@@ -53,6 +53,7 @@ class ImportPlan:
     done: bool  # ... with its private keys: nothing is sent
     store_exists: bool
     keyed: bool  # both certificates are in the store with their private keys: nothing to copy
+    exportable: bool = False  # the keys are imported exportable (an admin's choice; by default they are not)
 
     @property
     def copies(self) -> bool:
@@ -64,13 +65,13 @@ class ImportPlan:
             return []
         ops: list[Operation[Any]] = [] if self.store_exists else [CreateShieldedStore()]
         if self.copies:
-            ops += files.write() + files.import_into_store() + [files.remove()]
+            ops += files.write() + files.import_into_store(self.exportable) + [files.remove()]
         if not self.present:
             ops.append(NewGuardianByThumbprints(self.name, *self.key))
         return ops + [GetGuardians()]  # the check: the guardian has its private signing key
 
 
-def plan_import(ask: Ask, pair: EscrowedPair) -> ImportPlan:
+def plan_import(ask: Ask, pair: EscrowedPair, exportable: bool = False) -> ImportPlan:
     """Read the host's guardians (and, unless the pair is there with its keys, its store) and decide."""
     key = (pair.signing_thumbprint, pair.encryption_thumbprint)
     wanted = pair.guardian_name or DEFAULT_NAME
@@ -88,12 +89,14 @@ def plan_import(ask: Ask, pair: EscrowedPair) -> ImportPlan:
         done=False,
         store_exists=listing.exists,
         keyed=has_both_keys(listing, key),
+        exportable=exportable,
     )
 
 
-def import_pair(session: HostSession, host: Host, pair: EscrowedPair) -> str:
-    """Make the host hold `pair` as a guardian with its private keys; return the guardian's name there."""
-    plan = plan_import(session.run, pair)
+def import_pair(session: HostSession, host: Host, pair: EscrowedPair, exportable: bool = False) -> str:
+    """Make the host hold `pair` as a guardian with its private keys (exportable only when asked); return the
+    guardian's name there. Whether this host may receive the keys at all is the job's check (placement.py)."""
+    plan = plan_import(session.run, pair, exportable)
     announce(plan, host)
     files = files_for(plan, pair, session)
     run_in_order(session, host, plan.operations(files), ImportChecks(plan, host))
@@ -201,10 +204,10 @@ def introduce(script: PowerShellScript, plan: ImportPlan, pair: EscrowedPair, ho
         bind_vault_download(script, pair)
 
 
-def import_script(host: Host, pair: EscrowedPair) -> tuple[ImportPlan, PowerShellScript]:
+def import_script(host: Host, pair: EscrowedPair, exportable: bool = False) -> tuple[ImportPlan, PowerShellScript]:
     """Show PowerShell of `import_pair` on `host`: its reads answered by the last inventory, then what follows."""
     script = PowerShellScript()
-    plan = plan_import(InventoryAnswers(host, script), pair)
+    plan = plan_import(InventoryAnswers(host, script), pair, exportable)
     introduce(script, plan, pair, host)
     files = PfxFiles.sample()
     return plan, show(script, plan.operations(files), files.variables())

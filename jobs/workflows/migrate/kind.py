@@ -6,11 +6,13 @@ from console.models import AuditEvent
 from hosts.models import Host
 from hosts.remoting.errors import RemotingError
 from hosts.remoting.session import HostSession
+from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobContext, JobFailed, job_kind
 from jobs.models import Job
 from jobs.services import ordered_hosts
 
 from ..pages import preflight_link
+from ..placement import record_placement
 from .plan import MigrationOptions
 from .run import migrate_vm
 
@@ -46,10 +48,20 @@ def migrate_vm_job(ctx: JobContext) -> str:
     if opts.problems():
         raise JobFailed(" ".join(opts.problems()))
     source, target = ctx.hosts
-    summary = migrate_vm(ctx, (reach(ctx, source), reach(ctx, target)), (source, target), opts)
+    try:
+        summary = migrate_vm(ctx, (reach(ctx, source), reach(ctx, target)), (source, target), opts)
+    finally:
+        audit_carried_pair(ctx, target)  # the keys stay on the target even when a later step fails
     detail = {"job": ctx.job.pk, "vm": opts.vm_name, "source": source.name, "method": opts.method}
     AuditEvent.record(ctx.user, "vm.migrated", target, unseal=opts.unseal, source_after=opts.source_after, **detail)
     return summary
+
+
+def audit_carried_pair(ctx: JobContext, target: Host) -> None:
+    """The placement of the owner's pair on the target, when the carry imported it (placement.py)."""
+    carried = EscrowedPair.objects.filter(pk=ctx.job.results.get("carried_pair") or 0).first()
+    if carried is not None:
+        record_placement(ctx.user, target, carried, exportable=False, job=ctx.job.pk)
 
 
 def reach(ctx: JobContext, host: Host) -> HostSession:

@@ -16,7 +16,15 @@ from hosts.remoting.errors import RemotingError
 
 from ..pages import HostForm, NewJob, host_field, kind_page, refusals, start_or_show
 from ..powershell import PowerShellScript
-from .plan import METHODS, SOURCE_AFTER, UNSEAL, MigrationOptions, MigrationPlan, plan_migration
+from .plan import (
+    METHODS,
+    SOURCE_AFTER,
+    UNSEAL,
+    MigrationOptions,
+    MigrationPlan,
+    check_carry_placement,
+    plan_migration,
+)
 from .run import migration_script
 from .sides import LiveSide
 
@@ -149,7 +157,7 @@ class Wizard:
         return METHODS.get(self.opts.method, "")
 
 
-def preflight(form: MigrationForm) -> Wizard:
+def preflight(form: MigrationForm, user: Any = None) -> Wizard:
     """The wizard for the choices the form was sent: what it refused, the lists to choose from, and the live check
     of both hosts once the choices are complete and the user asked for it ("Check both hosts")."""
     valid, chosen = form.is_valid(), form.cleaned_data
@@ -160,17 +168,19 @@ def preflight(form: MigrationForm) -> Wizard:
         wizard.vms = vm_choices(vms, source, target)
         wizard.targets = target_choices(form.hosts, source, wizard.opts.vm_name)
     if valid and source and target and wizard.opts.vm_name and chosen["preview"]:
-        check_both_hosts(wizard)
+        check_both_hosts(wizard, user)
     return wizard
 
 
-def check_both_hosts(wizard: Wizard) -> None:
+def check_both_hosts(wizard: Wizard, user: Any) -> None:
     """The live preflight of complete choices, and the job when nothing in it fails."""
     source, target, opts = wizard.source, wizard.target, wizard.opts
     wizard.problems = opts.problems()
     if wizard.problems or source is None or target is None:
         return
     wizard.plan, script, wizard.error = live_preview(source, target, opts)
+    if wizard.plan is not None:
+        check_carry_placement(wizard.plan, target, user)
     wizard.powershell = script.lines()
     if wizard.plan is not None and not wizard.plan.failures:
         wizard.job = NewJob("migrate_vm", [source, target], [opts.vm_name], opts.as_params())
@@ -179,5 +189,5 @@ def check_both_hosts(wizard: Wizard) -> None:
 @kind_page("migrate_vm")
 def migrate_wizard(request: HttpRequest) -> HttpResponse:
     form = MigrationForm(request)
-    wizard = preflight(form)
+    wizard = preflight(form, request.user)
     return start_or_show(request, wizard.job, "workflows/migrate.html", {"wizard": wizard, "form": form})

@@ -23,6 +23,7 @@ from hosts.remoting.keyprotector import KeyProtectorInfo
 from hosts.vault.models import EscrowedPair, find_pair
 
 from ..import_guardian.plan import distinct_name
+from ..placement import may_place, placement_refusal
 from .sides import Sender
 
 METHODS = {
@@ -285,6 +286,20 @@ def plan_carry(plan: MigrationPlan, src: HostSide, tgt: HostSide, source: Host, 
         plan.import_name = distinct_name(escrowed, tgt.inventory.guardians)
     else:
         plan.add("fail", "No guardian of this VM is in the vault, and the source lacks the owner's private keys.")
+
+
+def check_carry_placement(plan: MigrationPlan, target: Host, user: Any) -> None:
+    """Carrying the owner's private keys to a target that never held them is an admin's migration (placement.py): a
+    failed check for anyone else, before anything is sent."""
+    owner = plan.key_protector.owner
+    if not plan.import_name or (plan.vault_pair is None and owner is None):
+        return  # nothing is carried
+    pair = plan.vault_pair
+    if pair is None:
+        assert owner is not None
+        pair = EscrowedPair(signing_thumbprint=owner.signing, encryption_thumbprint=owner.encryption)
+    if not may_place(user, target, pair):
+        plan.add("fail", placement_refusal(target, pair) + " Or choose to authorise the target's own guardian.")
 
 
 def plan_authorise(plan: MigrationPlan, src: HostSide, tgt: HostSide, source: Host, target: Host) -> None:

@@ -44,12 +44,12 @@ from hosts.remoting.catalog.vms import (
     exported_config_path,
 )
 from hosts.remoting.errors import RemotingError
-from hosts.remoting.operation import Operation
+from hosts.remoting.operation import quote
 from hosts.remoting.session import HostSession
 from jobs.kinds import JobCancelled, JobFailed, Run
 
-from ..powershell import PowerShellScript
-from .plan import MigrationOptions, MigrationPlan, plan_migration
+from ..powershell import PowerShellScript, by_hand
+from .plan import MigrationOptions, MigrationPlan, check_carry_placement, plan_migration
 from .sides import LiveSide, ShownLab, ShownRun, Side
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ class Migration:
                 self.plan = plan_migration(self.src, self.tgt, self.source, self.target, self.opts)
             except RemotingError as exc:
                 raise JobFailed(f"Nothing was changed: the preflight could not read both hosts — {exc}") from None
+            check_carry_placement(self.plan, self.target, self.run.user)
             for check in self.plan.checks:
                 self.log.log(CHECK_LEVELS[check.level], check.text)
             if self.plan.failures:
@@ -185,6 +186,7 @@ class Migration:
                 pair = self.src.escrow(owner.signing, owner.encryption, self.run.user)
         with self.run.step(f"Import {pair} to {self.target}"):
             name = self.tgt.import_pair(pair, self.plan.import_name)
+        self.run.record("carried_pair", pair.pk)  # the kind audits the placement
         self.ledger.did(
             f"guardian '{name}' with its private keys imported to {self.target} (harmless to keep)",
             by_hand=f"if unwanted, on {self.target}: {by_hand(RemoveGuardian(name))}",
@@ -232,7 +234,7 @@ class Migration:
         self.ledger.did(
             f"'{self.vm.name}' shut down on {self.source}",
             undo=lambda: self.src.again(StartVM(self.vm.name)),
-            by_hand=f"Start-VM -Name '{self.vm.name}' on {self.source}",
+            by_hand=f"on {self.source}: {by_hand(StartVM(self.vm.name))}",
         )
 
     def move(self) -> None:
@@ -254,16 +256,15 @@ class Migration:
             report = self.src.run(CompareMove(*move))
             if not report.ok:
                 raise JobFailed(f"Compare-VM on {self.source}: " + " ".join(report.incompatibilities))
-        with self.run.step(f"Move-VM '{self.vm.name}' to {self.plan.target_name}", destructive=True) as step:
+        with self.run.step(f"Move-VM {quote(self.vm.name)} to {self.plan.target_name}", destructive=True) as step:
             if step.needed:
                 self.src.run(MoveVM(*move))
         self.log.info(f"'{self.vm.name}' now lives on {self.target}")
         # Not undone by the console: moving a running VM back is a second migration, for a person to decide.
         self.ledger.did(
             f"'{self.vm.name}' moved to {self.target} by live migration, with its storage",
-            by_hand=f"to bring it back: Move-VM -Name '{self.vm.name}' -DestinationHost "
-            f"'{self.plan.source_name or self.source}' -IncludeStorage -DestinationStoragePath <its folder> "
-            f"on {self.target}",
+            by_hand=f"to bring it back, on {self.target} (with the folder it had): "
+            + by_hand(MoveVM(self.vm.name, self.plan.source_name or str(self.source), "<its folder>")),
         )
 
     def export_to_share(self) -> str:
@@ -272,9 +273,9 @@ class Migration:
         self.ledger.did(
             f"export of '{self.vm.name}' in {folder}",
             undo=lambda: self.src.again(RemoveFolder(folder)),
-            by_hand=f"Remove-Item -LiteralPath '{folder}' -Recurse -Force",
+            by_hand=by_hand(RemoveFolder(folder)),
         )
-        with self.run.step(f"Export-VM '{self.vm.name}' to {folder}"):
+        with self.run.step(f"Export-VM {quote(self.vm.name)} to {folder}"):
             self.src.run(ExportVM(self.vm.name, folder))
         return folder
 
@@ -287,15 +288,15 @@ class Migration:
         self.ledger.did(
             f"'{self.vm.name}' imported on {self.target} (undoing unregisters it; copied disk files stay there)",
             undo=self.remove_from_target,
-            by_hand=f"Remove-VM -Name '{self.vm.name}' -Force on {self.target}",
+            by_hand=f"on {self.target}: {by_hand(RemoveVM(self.vm.name))}",
         )
-        with self.run.step(f"Import-VM '{self.vm.name}' on {self.target}"):
+        with self.run.step(f"Import-VM {quote(self.vm.name)} on {self.target}"):
             imported = self.tgt.run(ImportVM(options))
         self.log.info(f"'{imported.name}' is registered on {self.target} with ID {imported.vm_id}")
         self.run.record("imported_vm_id", imported.vm_id)
         if self.granted_key_protector is not None and not options.copy:
             # Files registered in place were copied before the grant: give them the protector that names the target.
-            with self.run.step(f"Set-VMKeyProtector '{self.vm.name}' on {self.target} (the authorised protector)"):
+            with self.run.step(f"Set-VMKeyProtector {quote(self.vm.name)} on {self.target} (the authorised protector)"):
                 self.tgt.run(SetKeyProtector(self.vm.name, self.granted_key_protector))
 
     def remove_from_target(self) -> None:
@@ -378,14 +379,6 @@ def migration_script(
     migration.plan, migration.log = plan, Unsaid(log)
     migration.carry_out()
     return script
-
-
-def by_hand(*operations: Operation[Any]) -> str:
-    """What a person runs to finish a step the console could not, rendered like Show PowerShell (one quoting)."""
-    script = PowerShellScript()
-    for op in operations:
-        script.add(op)
-    return "; ".join(script.lines())
 
 
 def revoke_by_hand(vm_name: str, guardian_name: str) -> str:

@@ -10,10 +10,12 @@ from django.http import HttpRequest, HttpResponse
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN, Inventory
 from hosts.inventory.models import Guardian
 from hosts.models import Host
+from hosts.remoting.catalog.guardians import RemoveGuardian
 from jobs.models import Job
 from jobs.services import ordered_hosts
 
 from ..pages import HostForm, NewJob, PageForm, RowField, kind_page, refusals, start_or_show
+from ..powershell import by_hand
 from .plan import (
     RemovedGuardian,
     ResetPlan,
@@ -64,6 +66,11 @@ class ResetPreflight:
     undoable: list[Job] = field(default_factory=list)
     problem: str = ""
     job: NewJob | None = None
+
+    @property
+    def removal(self) -> str:
+        """The one command that removes the guardian, quoted by the one renderer (its name comes from a host)."""
+        return by_hand(RemoveGuardian(self.guardian_name))
 
 
 def choose_host(problem: str = "") -> ResetPreflight:

@@ -42,7 +42,7 @@ from jobs.kinds import JobFailed, Run
 from jobs.models import Job
 
 from ..escrow.plan import escrow_lines, escrow_pair
-from ..powershell import PowerShellScript, sample_token
+from ..powershell import PowerShellScript, by_hand, sample_token
 
 log = logging.getLogger(__name__)
 
@@ -402,8 +402,8 @@ def undo_reset(run: Run, session: HostSession, host: Host, removed: RemovedGuard
             raise JobFailed(
                 f"{host} has a new guardian named '{name}' now (signing {existing.signing_thumbprint}), made after "
                 "the reset — enabling a TPM creates one. The undo would have to remove it, and VMs sealed since then "
-                f"would lose their owner, so nothing was changed. If you are sure: Remove-HgsGuardian -Name '{name}' "
-                "on the host, then run the undo again."
+                f"would lose their owner, so nothing was changed. If you are sure, on the host: "
+                f"{by_hand(RemoveGuardian(name))}, then run the undo again."
             )
         store = session.run(listing)
     with run.step(f"Re-create guardian '{name}' on {host}", destructive=True) as step:

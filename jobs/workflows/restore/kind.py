@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobContext, JobFailed, job_kind
 
+from ..placement import check_placement, record_placement
 from .plan import restore_vm
 
 
@@ -13,13 +15,22 @@ def restore_vm_job(ctx: JobContext) -> str:
     if host is None or not ctx.vms:
         raise JobFailed("Choose the host and the VM to restore.")
     restored = []
+    placed: list[EscrowedPair] = []  # the pairs whose keys this run copies to the host, for the audit trail
+
+    def placing(pair: EscrowedPair) -> None:
+        check_placement(ctx.user, host, pair)
+        placed.append(pair)
+
     for vm_name in ctx.vms:
         remedy = (
             f"Nothing was taken out of the vault. Run the restore again once {host} answers: it continues where it "
             "stopped."
         )
         with ctx.step(f"Restore VM '{vm_name}' on {host}", if_host_fails=remedy):
-            name = restore_vm(ctx.session(host), host, vm_name)
+            name = restore_vm(ctx.session(host), host, vm_name, placing)
+        for pair in placed:
+            record_placement(ctx.user, host, pair, exportable=False, job=ctx.job.pk)
+        placed.clear()
         restored.append(vm_name)
         ctx.record("guardian_name", name)
     ctx.record("restored_vms", restored)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
@@ -17,6 +18,7 @@ from jobs.kinds import JobFailed
 from ..escrow.page import holder_links
 from ..import_guardian.plan import import_notes
 from ..pages import GuardianPage, HostForm, ListedChoiceField, NewJob, Preflight, kind_page, preflight_page
+from ..placement import may_place, placement_refusal
 from .plan import pair_for, restore_script
 
 
@@ -79,7 +81,7 @@ RESTORE_PAGE = GuardianPage(
 )
 
 
-def preflight(host: Host | None, vm: str) -> Preflight:
+def preflight(host: Host | None, vm: str, user: Any = None) -> Preflight:
     """The restore of VM `vm` on `host`, as the last inventory shows it: which vault entry brings its guardian back,
     or why none can."""
     if host is None or not vm:
@@ -97,6 +99,8 @@ def preflight(host: Host | None, vm: str) -> Preflight:
         plan, script = restore_script(host, vm)
     except JobFailed as exc:
         return Preflight(problem=f"The last inventory says the job would stop: {exc}")
+    if plan.guardian.copies and not may_place(user, host, pair):
+        return Preflight(problem=placement_refusal(host, pair))
     return Preflight(
         steps=restore_steps(host, vm, pair),
         impact=[f"{host}: one guardian with its two certificates added; VM '{vm}' started."],
@@ -118,5 +122,5 @@ def restore_steps(host: Host, vm: str, pair: EscrowedPair) -> list[str]:
 @kind_page("restore_vm")
 def restore_preflight(request: HttpRequest) -> HttpResponse:
     form = RestoreForm(request)
-    flight = preflight(**form.cleaned_data) if form.is_valid() else Preflight.refused(form)
+    flight = preflight(**form.cleaned_data, user=request.user) if form.is_valid() else Preflight.refused(form)
     return preflight_page(request, RESTORE_PAGE, form, flight)

@@ -9,6 +9,7 @@ prints them (`restore_script`), so the two cannot differ.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,10 +90,15 @@ def plan_restore(ask: Ask, host: Host, vm_name: str) -> RestorePlan:
     return RestorePlan(vm_name, pair, guardian, running=vm_state(ask, vm_name) == "Running")
 
 
-def restore_vm(session: HostSession, host: Host, vm_name: str) -> str:
-    """Import the pair the VM is sealed to from the vault, start the VM, and check that it runs."""
+def restore_vm(
+    session: HostSession, host: Host, vm_name: str, placing: Callable[[EscrowedPair], None] | None = None
+) -> str:
+    """Import the pair the VM is sealed to from the vault, start the VM, and check that it runs. `placing` sees the
+    pair before its keys are copied to the host, and may refuse (JobFailed): the job's placement check."""
     plan = plan_restore(session.run, host, vm_name)
     log.info("VM '%s' is sealed to %s, which is in the vault", vm_name, plan.pair)
+    if plan.guardian.copies and placing is not None:
+        placing(plan.pair)
     announce(plan.guardian, host)
     if plan.running:
         log.info("VM '%s' is already running", vm_name)

@@ -13,8 +13,10 @@ from django.urls import reverse
 from hosts.inventory.models import VirtualMachine
 from hosts.inventory.refresh import refresh_host
 from hosts.models import Host
+from hosts.remoting.catalog.vms import StopVM
 
 from ..pages import HostForm, NewJob, kind_page, refusals, start_or_show
+from ..powershell import by_hand
 from .plan import ACTIONS, TPM_OFF_WARNING, changes_from, vtpm_script
 
 NOTHING_ELIGIBLE = "None of the chosen VMs can change now: see what each needs below, then check again."
@@ -56,7 +58,7 @@ def vm_rows(host: Host, chosen: list[str], action: str) -> list[VmRow]:
         row = VmRow(vm, saved=vm.state == "Saved" or vm.has_saved_state)
         if vm.state not in ("Off", "Saved"):
             row.blocker = (
-                f"{vm.state}: shut it down from inside the guest (or Stop-VM -Name '{vm.name}' on {host}), "
+                f"{vm.state}: shut it down from inside the guest (or, on {host}: {by_hand(StopVM(vm.name))}), "
                 "then check again."
             )
         elif action == "enable" and vm.tpm_enabled:

@@ -22,13 +22,14 @@ from hosts.remoting.catalog.vms import (
     GetVmSecurity,
     NewLocalKeyProtector,
     RemoveSavedState,
+    StopVM,
 )
 from hosts.remoting.errors import RemoteCommandError, RemotingError
-from hosts.remoting.operation import Operation
+from hosts.remoting.operation import Operation, quote
 from hosts.remoting.session import HostSession
 from jobs.kinds import JobFailed, Run
 
-from ..powershell import PowerShellScript
+from ..powershell import PowerShellScript, by_hand
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class TpmChange:
         if state not in ("Off", "Saved"):
             return (
                 f"'{self.vm_name}' is {state}: a TPM change needs it Off. Shut it down from the guest (or "
-                f"Stop-VM -Name '{self.vm_name}') and run this again."
+                f"{by_hand(StopVM(self.vm_name))}) and run this again."
             )
         return ""
 
@@ -113,12 +114,12 @@ class TpmChange:
             title = f"Remove the saved state of '{vm}' on {host}"
             steps.append(TpmStep(RemoveSavedState(vm), title, True, f"Discarded the saved state of '{vm}'"))
         if not self.enabling:
-            return [*steps, TpmStep(DisableTpm(vm), f"Disable-VMTPM '{vm}' on {host}", destructive=True)]
+            return [*steps, TpmStep(DisableTpm(vm), f"Disable-VMTPM {quote(vm)} on {host}", destructive=True)]
         if not now.has_key_protector:
-            title = f"Set-VMKeyProtector -NewLocalKeyProtector '{vm}' on {host}"
+            title = f"Set-VMKeyProtector -NewLocalKeyProtector {quote(vm)} on {host}"
             done = f"'{vm}' is now sealed to the UntrustedGuardian of {host}"
             steps.append(TpmStep(NewLocalKeyProtector(vm), title, done=done))
-        return [*steps, TpmStep(EnableTpm(vm), f"Enable-VMTPM '{vm}' on {host}")]
+        return [*steps, TpmStep(EnableTpm(vm), f"Enable-VMTPM {quote(vm)} on {host}")]
 
     def verification(self) -> GetVmSecurity:
         """Read back the TPM setting: the change counts only when the host shows it."""

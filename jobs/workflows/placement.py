@@ -1,0 +1,73 @@
+"""Where a vault pair's private keys may go: onto a host that has held the pair before, by anyone who may run jobs;
+onto a host that never held it, only by an admin (whoever administers that host could take the keys, so placing them
+there is as much an admin's decision as downloading them from the vault).
+
+"Has held it" is read from what the console knows: the host's last inventory (a guardian or a store certificate of the
+pair), the host the pair was escrowed from, and the audit trail's earlier placements (`vault.placed`, written by
+every import of a pair onto a host, with who asked and whether the keys were exportable).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q
+
+from console.models import AuditEvent
+from console.roles import can
+from hosts.inventory.models import Certificate, Guardian
+from hosts.models import Host
+from hosts.vault.models import EscrowedPair
+from jobs.kinds import JobFailed
+
+# Placing a pair on a new host is allowed to whoever may download it from the vault: the same trust.
+PLACE_ANYWHERE = "download_vault"
+PLACED = "vault.placed"
+
+
+def has_held(host: Host, pair: EscrowedPair) -> bool:
+    """Has `host` held this pair, as the inventory, the pair's origin and the audit trail tell?"""
+    key = (pair.signing_thumbprint, pair.encryption_thumbprint)
+    if pair.source_host_id == host.pk:
+        return True
+    if Guardian.objects.filter(host=host, signing_thumbprint=key[0], encryption_thumbprint=key[1]).exists():
+        return True
+    if Certificate.objects.filter(host=host, thumbprint__in=key).exists():
+        return True
+    if pair.pk is None:
+        return False  # a pair about to be escrowed (a migration's carry) has no placement yet
+    placed = AuditEvent.objects.filter(action=PLACED, object_type="host", object_id=str(host.pk))
+    return placed.filter(Q(detail__pair=pair.pk)).exists()
+
+
+def may_place(user: Any, host: Host, pair: EscrowedPair) -> bool:
+    """`user` None is the console itself (as for jobs.services.create_job): no person to refuse."""
+    return user is None or can(user, PLACE_ANYWHERE) or has_held(host, pair)
+
+
+def placement_refusal(host: Host, pair: EscrowedPair) -> str:
+    return (
+        f"{host} has never held {pair}: putting its private keys on a new host is an admin action (anyone who "
+        "administers that host could take them). Ask an admin to run it."
+    )
+
+
+def check_placement(user: Any, host: Host, pair: EscrowedPair) -> None:
+    """The job's own check, right before any key is sent: the page may have been skipped or the role changed since."""
+    if not may_place(user, host, pair):
+        raise JobFailed(placement_refusal(host, pair) + " Nothing was sent to the host.")
+
+
+def allows_exportable(user: Any) -> bool:
+    """Only an admin may ask for the keys to be imported exportable (so that they can be exported again there)."""
+    return user is not None and can(user, PLACE_ANYWHERE)
+
+
+def check_exportable(user: Any, exportable: bool) -> None:
+    if exportable and not allows_exportable(user):
+        raise JobFailed("Only an admin may import private keys as exportable. Nothing was sent to the host.")
+
+
+def record_placement(user: Any, host: Host, pair: EscrowedPair, exportable: bool, job: int | None = None) -> None:
+    """The audit trail's record that `host` now holds the pair's private keys, and by whose job."""
+    AuditEvent.record(user, PLACED, host, pair=pair.pk, pair_name=str(pair), exportable=exportable, job=job)
