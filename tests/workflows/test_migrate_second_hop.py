@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from hosts.models import LabShare
 from hypervsim.model import MIGRATION_CREDSSP, MIGRATION_KERBEROS
 from jobs.workflows.migrate.page import live_preview
 from jobs.workflows.migrate.plan import MigrationOptions
@@ -94,3 +95,17 @@ def test_the_wizard_shows_the_methods_and_offers_no_job_for_a_refused_one(world:
     assert 'id="methods"' in page and "A workgroup pair cannot live-migrate" in page
     assert 'data-method="export" data-runnable="no"' in page and 'data-method="register" data-runnable="yes"' in page
     assert 'id="migrate-submit"' not in page
+
+
+@pytest.mark.parametrize("world", ["workgroup, NTLM"], indirect=True)
+@pytest.mark.urls("tests.hosts.test_vault_support")
+def test_the_wizard_offers_only_the_shares_listed_for_both_hosts(world: Any, operator_client: Any) -> None:
+    LabShare.objects.create(path=r"\\FILES\vms").hosts.set([world.source_host, world.target_host])
+    LabShare.objects.create(path=r"\\FILES\other").hosts.set([world.source_host])
+    choose = {"form": "1", "host": world.source_host.pk, "target": world.target_host.pk, "vm": "Win11-B"}
+    page = operator_client.get("/jobs/new/migrate/", choose).content.decode()
+    assert '<option value="\\\\FILES\\vms" selected>' in page and "FILES\\other" not in page
+    assert 'name="share" value=' not in page  # no text box: an operator cannot type a share
+    typed = {**choose, "method": "export", "share": r"\\attacker\drop", "preview": "1"}
+    page = operator_client.get("/jobs/new/migrate/", typed).content.decode()
+    assert "Choose a lab share listed for both" in page and 'id="migrate-preflight"' not in page

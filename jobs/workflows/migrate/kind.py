@@ -11,7 +11,7 @@ from jobs.models import Job
 from jobs.services import ordered_hosts
 
 from ..pages import preflight_link
-from .plan import MigrationOptions
+from .plan import MigrationOptions, share_problems
 from .run import migrate_vm
 
 
@@ -46,6 +46,9 @@ def migrate_vm_job(ctx: JobContext) -> str:
     if opts.problems():
         raise JobFailed(" ".join(opts.problems()))
     source, target = ctx.hosts
+    refused = share_problems(opts, source, target)
+    if refused:
+        raise JobFailed(" ".join(refused))
     summary = migrate_vm(ctx, (reach(ctx, source), reach(ctx, target)), (source, target), opts)
     detail = {"job": ctx.job.pk, "vm": opts.vm_name, "source": source.name, "method": opts.method}
     AuditEvent.record(ctx.user, "vm.migrated", target, unseal=opts.unseal, source_after=opts.source_after, **detail)

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
-from hosts.models import Host
+from hosts.models import Host, LabShare
 from hosts.remoting.catalog.inventory import (
     GuardianFacts,
     HostInventoryFacts,
@@ -49,6 +49,13 @@ UNSEAL = {
 
 
 SOURCE_AFTER = {"off": "Leave the source copy off", "remove": "Remove the source copy (its disks stay on the host)"}
+
+
+def share_problems(opts: MigrationOptions, source: Host, target: Host) -> list[str]:
+    """An export goes only through a share an administrator listed for both hosts, whatever the request says."""
+    if opts.method != "export" or opts.share in LabShare.offered_to(source, target):
+        return []
+    return [f"Choose a lab share listed for both {source} and {target} (Hosts › Lab shares)."]
 
 
 def lab_share() -> str:
