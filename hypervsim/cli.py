@@ -51,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
             help=f"where to be as strict as Windows: all, none or switches ({', '.join(Strictness.names())}), "
             "comma-separated, '-' before one turns it off; applied over the defaults",
         )
+        sub.add_argument("--domain", help="join the host(s) to this domain (default: a workgroup)")
+        sub.add_argument(
+            "--migration-authentication",
+            choices=["CredSSP", "Kerberos"],
+            help="VirtualMachineMigrationAuthenticationType (Hyper-V's default: CredSSP)",
+        )
+        sub.add_argument(
+            "--credssp-server", action="store_true", help="the WinRM service accepts delegated credentials"
+        )
         sub.add_argument(
             "--idle-timeout",
             type=float,
@@ -66,8 +75,23 @@ def _start(args: argparse.Namespace) -> list[SimHost]:
     credentials["configurations"] = tuple(args.configurations) if args.configurations else None
     credentials |= {"strict": args.strict, "idle_timeout": args.idle_timeout}
     if args.command == "serve":
-        return [start_host(args.name, args.state, args.scenario, port=args.port, **credentials)]
-    return start_lab(args.dir, args.hosts, args.scenarios, **credentials).hosts
+        hosts = [start_host(args.name, args.state, args.scenario, port=args.port, **credentials)]
+    else:
+        hosts = start_lab(args.dir, args.hosts, args.scenarios, **credentials).hosts
+    for host in hosts:
+        _second_hop_facts(host, args)
+    return hosts
+
+
+def _second_hop_facts(host: SimHost, args: argparse.Namespace) -> None:
+    """Domain membership, migration authentication and the CredSSP role, where the command line sets them."""
+    with host.model.changing() as model:
+        if args.domain is not None:
+            model.domain = args.domain or None
+        if args.migration_authentication:
+            model.migration_authentication = args.migration_authentication
+        if args.credssp_server:
+            model.credssp_server = True
 
 
 def _announcement(host: SimHost) -> dict[str, Any]:

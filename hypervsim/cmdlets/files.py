@@ -232,12 +232,32 @@ def _list_certificates(inv: Invocation, text: str, path: CertPath) -> list[Any]:
     return [certificate_object(c) for c in certs]
 
 
+# Whether the WinRM service accepts delegated credentials: what `Enable-WSManCredSSP -Role Server` turns on.
+CREDSSP_SERVICE = r"WSMan:\localhost\Service\Auth\CredSSP"
+
+
+def credssp_role(host: HostModel) -> Any:
+    value = "true" if host.credssp_server else "false"
+    return dotnet_object(
+        ["Microsoft.WSMan.Management.WSManConfigLeafElement", "Microsoft.WSMan.Management.WSManConfigElement"],
+        {
+            "Name": "CredSSP",
+            "Value": value,
+            "Type": "System.String",
+            "PSPath": f"Microsoft.WSMan.Management\\WSMan::{CREDSSP_SERVICE[7:]}",
+        },
+        to_string="Microsoft.WSMan.Management.WSManConfigLeafElement",
+    )
+
+
 @cmdlet("Get-Item", "Microsoft.PowerShell.Commands.GetItemCommand", "Path LiteralPath Force", "Path")
 def get_item(inv: Invocation) -> list[Any]:
     out: list[Any] = []
     for text in _paths(inv):
         path = cert_path(text)
-        if path is None:
+        if text.replace("/", "\\").casefold() == CREDSSP_SERVICE.casefold():
+            out.append(credssp_role(inv.host))
+        elif path is None:
             local = local_path(inv.host, text)
             if local.exists():
                 out.append(file_object(inv.host, local))

@@ -11,7 +11,7 @@ import pytest
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
-from hypervsim import logon, start_host
+from hypervsim import cli, logon, start_host
 from hypervsim.logon import Logon
 from hypervsim.model import MIGRATION_CREDSSP, MIGRATION_KERBEROS, HostModel
 from hypervsim.types import MigrationAuthenticationType
@@ -203,3 +203,36 @@ def test_accounts_work_over_ntlm_as_administrators_type_them(tmp_path, served, t
         assert host.announcement()["user"] == served
     finally:
         host.stop()
+
+
+def test_get_item_wsman_credssp_tells_whether_the_host_accepts_delegated_credentials(make_host):
+    host = make_host("fresh")
+    (leaf,) = out(host, "Get-Item", Path=r"WSMan:\localhost\Service\Auth\CredSSP")
+    assert (leaf.Name, leaf.Value) == ("CredSSP", "false")
+    host.credssp_server = True
+    assert out(host, "Get-Item", Path=r"WSMan:\localhost\Service\Auth\CredSSP")[0].Value == "true"
+
+
+def test_the_command_line_sets_membership_migration_authentication_and_the_credssp_role(tmp_path):
+    args = cli._parser().parse_args(
+        ["lab", "--dir", str(tmp_path), "--scenario", "fresh", "fresh", "--domain", "lab.test"]
+        + ["--migration-authentication", "Kerberos", "--credssp-server", "--user", "LAB\\probe"]
+    )
+    hosts = cli._start(args)
+    try:
+        for h in hosts:
+            assert (h.model.domain, h.model.migration_authentication, h.model.credssp_server) == (
+                "lab.test",
+                MIGRATION_KERBEROS,
+                True,
+            )
+            assert h.announcement()["user"] == "LAB\\probe"
+        wsman = WSMan(
+            hosts[0].address, port=hosts[0].port, username="LAB\\probe", password=hosts[0].password, ssl=False
+        )
+        with wsman, RunspacePool(wsman) as pool:
+            (system,) = invoke(pool, "Get-CimInstance", ClassName="Win32_ComputerSystem").output
+            assert system.adapted_properties["PartOfDomain"] is True
+    finally:
+        for h in hosts:
+            h.stop()
