@@ -38,16 +38,6 @@ class Logon:
         """Whether this logon can authenticate to a service on a third machine."""
         return self.mechanism == CREDSSP or (self.mechanism == KERBEROS and service in self.delegates_to)
 
-    @property
-    def described(self) -> str:
-        if self.mechanism != KERBEROS:
-            return self.mechanism
-        return (
-            f"Kerberos with delegation to {', '.join(sorted(self.delegates_to))}"
-            if self.delegates_to
-            else ("Kerberos without delegation")
-        )
-
 
 # What runs outside any session (scenario seeding, tests calling cmdlets directly) is the host itself: local work
 # only ever needed no second hop, so this logon reaches everything the simulator had always let it reach.
