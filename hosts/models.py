@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -384,3 +385,37 @@ class Host(models.Model):
             return latest
         successes = [exchange.at for exchange in exchanges if exchange.ok]
         return Contact(False, latest.at, latest.via, latest.kind, latest.message, max(successes, default=None))
+
+
+UNC_PATH = re.compile(r"^\\\\[A-Za-z0-9][A-Za-z0-9._-]*(\\[^\\/:*?\"<>|\x00-\x1f]+)+$")
+
+
+def validate_unc(path: str) -> None:
+    if not UNC_PATH.match(path):
+        raise ValidationError("Give a UNC path: \\\\server\\share (a folder below it is fine).")
+
+
+class LabShare(models.Model):
+    """A file share VMs may be exported through, and the hosts allowed to use it. Administrators name shares; an
+    operator only chooses among them, so a job never sends a path somebody typed in a migration form."""
+
+    path = models.CharField("UNC path", max_length=260, unique=True, validators=[validate_unc])
+    hosts = models.ManyToManyField(Host, related_name="lab_shares", blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["path"]
+
+    def __str__(self) -> str:
+        return self.path
+
+    @classmethod
+    def offered_to(cls, *hosts: Host) -> list[str]:
+        """The shares every one of the hosts may use; with no share registered at all, the deployment's
+        LAB_SHARE setting (the share the console was configured with before shares were listed here)."""
+        if not cls.objects.exists():
+            return [str(getattr(settings, "LAB_SHARE", "\\\\LAB\\share"))]
+        shares = cls.objects.all()
+        for host in hosts:
+            shares = shares.filter(hosts=host)
+        return list(shares.values_list("path", flat=True))

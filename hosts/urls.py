@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-from . import views
+from . import shares, views
 
 host_patterns = [
     path("", views.host_list, name="list"),
     path("new/", views.host_create, name="create"),
     path("prepare/", views.prepare_host, name="prepare"),
+    path("shares/", shares.share_list, name="shares"),
+    path("shares/<int:pk>/delete/", shares.share_delete, name="share-delete"),
     path("<int:pk>/", views.host_detail, name="detail"),
     path("<int:pk>/edit/", views.host_edit, name="edit"),
     path("<int:pk>/delete/", views.host_delete, name="delete"),

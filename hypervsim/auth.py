@@ -20,6 +20,8 @@ from typing import Any
 import spnego
 import spnego.exceptions
 
+from hypervsim.logon import BASIC, NTLM, Logon
+
 PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 BOUNDARY = b"--Encrypted Boundary"
 CHALLENGES = {"negotiate": "Negotiate", "basic": 'Basic realm="WSMAN"'}
@@ -39,7 +41,7 @@ class MalformedEncryptedBody(Exception):
 
 @dataclass(frozen=True)
 class Account:
-    """The one local administrator account a simulated host accepts."""
+    """The one local administrator account a simulated host accepts, as administrators type it."""
 
     user: str
     password: str
@@ -50,8 +52,7 @@ class Account:
         if any(c in user + password for c in ":\r\n"):
             raise ValueError("the simulator's account store cannot hold ':' or line breaks in user or password")
         store = state_dir / "ntlm-accounts"
-        # Same account with no domain and with the computer name as domain (HV01\labadmin).
-        store.write_text(f":{user}:{password}\n{computer_name}:{user}:{password}\n")
+        store.write_text("".join(f"{domain}:{name}:{password}\n" for domain, name in spellings(user, computer_name)))
         store.chmod(0o600)
         return cls(user, password, store)
 
@@ -60,8 +61,29 @@ class Account:
             user, _, password = base64.b64decode(header_value, validate=True).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
-        user = user.rpartition("\\")[2]
-        return user.lower() == self.user.lower() and hmac.compare_digest(password.encode(), self.password.encode())
+        same_user = bare_name(user).lower() == bare_name(self.user).lower()
+        return same_user and hmac.compare_digest(password.encode(), self.password.encode())
+
+
+def bare_name(user: str) -> str:
+    """The account name without its domain: `LAB\\probe`, `.\\probe` and `probe@lab.local` are all `probe`."""
+    return user.rpartition("\\")[2].partition("@")[0]
+
+
+def spellings(user: str, computer_name: str) -> list[tuple[str, str]]:
+    """(NTLM domain, user) pairs the client may send for the account: NTLMv2 hashes the domain and user the client
+    typed, so the store holds each spelling Windows accepts for it. The bare name, `HOST\\user` and `.\\user` name
+    the local account; `DOMAIN\\user` and `user@domain` the account as given (the simulator has one account)."""
+    name = bare_name(user)
+    domains = {"", computer_name, "."}
+    pairs = []
+    if "\\" in user:
+        domains.add(user.rpartition("\\")[0])
+    elif "@" in user:
+        suffix = user.partition("@")[2]
+        domains.add(suffix.split(".")[0].upper())
+        pairs.append(("", f"{name}@{suffix}"))
+    return [(domain, name) for domain in sorted(domains)] + pairs
 
 
 class ConnectionSecurity:
@@ -118,6 +140,15 @@ class ConnectionSecurity:
             raise AuthenticationRejected(answer)
         self.authenticated = True
         return answer
+
+    @property
+    def logon(self) -> Logon | None:
+        """How the connection authenticated, once it has: NTLM or Basic hold no credentials for a second hop."""
+        if self.scheme == "basic":
+            return Logon(BASIC, self.account.user)
+        if not self.authenticated:
+            return None
+        return Logon(NTLM, str(getattr(self._context, "client_principal", None) or self.account.user))
 
     @property
     def encrypts(self) -> bool:

@@ -59,6 +59,15 @@ def _parser() -> argparse.ArgumentParser:
             help=f"where to be as strict as Windows: all, none or switches ({', '.join(Strictness.names())}), "
             "comma-separated, '-' before one turns it off; applied over the defaults",
         )
+        sub.add_argument("--domain", help="join the host(s) to this domain (default: a workgroup)")
+        sub.add_argument(
+            "--migration-authentication",
+            choices=["CredSSP", "Kerberos"],
+            help="VirtualMachineMigrationAuthenticationType (Hyper-V's default: CredSSP)",
+        )
+        sub.add_argument(
+            "--credssp-server", action="store_true", help="the WinRM service accepts delegated credentials"
+        )
         sub.add_argument(
             "--edition",
             choices=sorted(EDITIONS),
@@ -83,8 +92,23 @@ def _start(args: argparse.Namespace) -> list[SimHost]:
     if args.command == "serve":
         capture = Capture.load(args.capture) if args.capture else None
         name = args.name or (capture.host if capture else "HV01")
-        return [start_host(name, args.state, args.scenario, port=args.port, capture=capture, **credentials)]
-    return start_lab(args.dir, args.hosts, args.scenarios, **credentials).hosts
+        hosts = [start_host(name, args.state, args.scenario, port=args.port, capture=capture, **credentials)]
+    else:
+        hosts = start_lab(args.dir, args.hosts, args.scenarios, **credentials).hosts
+    for host in hosts:
+        _second_hop_facts(host, args)
+    return hosts
+
+
+def _second_hop_facts(host: SimHost, args: argparse.Namespace) -> None:
+    """Domain membership, migration authentication and the CredSSP role, where the command line sets them."""
+    with host.model.changing() as model:
+        if args.domain is not None:
+            model.domain = args.domain or None
+        if args.migration_authentication:
+            model.migration_authentication = args.migration_authentication
+        if args.credssp_server:
+            model.credssp_server = True
 
 
 def _announcement(host: SimHost) -> dict[str, Any]:

@@ -15,12 +15,13 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hypervsim import logon
 from hypervsim.certs import Certificate
 from hypervsim.keyprotector import NO_KEY_PROTECTOR
 from hypervsim.strict import Strictness
@@ -28,6 +29,7 @@ from hypervsim.strict import Strictness
 LOCAL_GUARDIAN = "UntrustedGuardian"  # the guardian Hyper-V uses and creates in Local mode
 STORE_PATH = r"Cert:\LocalMachine\Shielded VM Local Certificates"
 LAB_SHARE_UNC = r"\\LAB\share"
+MIGRATION_CREDSSP, MIGRATION_KERBEROS = "CredSSP", "Kerberos"  # VirtualMachineMigrationAuthenticationType
 VM_ROOT = r"C:\ProgramData\Microsoft\Windows\Hyper-V"
 VHD_ROOT = r"C:\ProgramData\Microsoft\Windows\Virtual Hard Disks"
 HOME = r"C:\Users\labadmin\Documents"
@@ -54,6 +56,10 @@ EDITIONS = {
 
 class PathOutsideArea(ValueError):
     """A Windows path that does not map into this host's file area or the lab share."""
+
+
+class ShareAccessDenied(PathOutsideArea):
+    """The lab share, asked for by a session whose logon cannot reach another machine (the second hop)."""
 
 
 @dataclass
@@ -145,13 +151,22 @@ class LabContext:
 class FileArea:
     """Maps Windows paths onto directories: drives under <state>/files/<letter>, \\\\LAB\\share onto the lab share."""
 
-    def __init__(self, root: Path, share: Path | None = None) -> None:
+    def __init__(self, root: Path, share: Path | None = None, second_hop: Callable[[], bool] = lambda: False) -> None:
         self.root = root
         self.share = share
+        self._second_hop = second_hop  # whether the share asks the session's logon, as Windows does
+
+    def denied(self, windows_path: str) -> bool:
+        """Whether the current session's logon is refused on this path (a share it has no credentials for)."""
+        text = windows_path.replace("/", "\\").strip().casefold()
+        unc = text == LAB_SHARE_UNC.casefold() or text.startswith(LAB_SHARE_UNC.casefold() + "\\")
+        return unc and self._second_hop() and not logon.current().can_reach(logon.SHARE_SERVICE)
 
     def resolve(self, windows_path: str) -> Path:
         """The local path for a Windows path; PathOutsideArea if it could escape or is not a path we serve."""
         text = windows_path.replace("/", "\\").strip()
+        if self.denied(text):
+            raise ShareAccessDenied(windows_path)
         if text.casefold().startswith(LAB_SHARE_UNC.casefold() + "\\") or text.casefold() == LAB_SHARE_UNC.casefold():
             if self.share is None:
                 raise PathOutsideArea(windows_path)
@@ -211,8 +226,13 @@ class HostModel:
         self.guardians: dict[str, Guardian] = {}
         self.vms: dict[str, VirtualMachine] = {}
         self.live_migration = False
+        # Second-hop facts (docs/domain.md): None is a workgroup host; a domain name joins it. Hyper-V's default
+        # migration authentication is CredSSP; the WSMan CredSSP server role is off until Enable-WSManCredSSP.
+        self.domain: str | None = None
+        self.migration_authentication = MIGRATION_CREDSSP
+        self.credssp_server = False
         self.lock = threading.RLock()
-        self.files = FileArea(state_dir / "files")
+        self.files = FileArea(state_dir / "files", second_hop=lambda: self.strict.second_hop)
         self.lab: LabContext | None = None
         self.on_network = True  # runtime only (SimHost.down/up): a lab peer that is down cannot be migrated to
         self.strict = Strictness.default()  # runtime only: where this host is as strict as Windows
@@ -261,6 +281,7 @@ class HostModel:
                 ],
                 "vms": [vm.to_json() for vm in self.vms.values()],
                 "live_migration": self.live_migration,
+                "membership": [self.domain, self.migration_authentication, self.credssp_server],
             }
             _atomic_write(self.state_dir / "host.json", json.dumps(data, indent=1))
 
@@ -283,6 +304,9 @@ class HostModel:
         self.product_type = data.get("product_type", EDITIONS["server"].product_type)
         self.hgs_mode = data["hgs_mode"]
         self.live_migration = data["live_migration"]
+        self.domain, self.migration_authentication, self.credssp_server = data.get(
+            "membership", [None, MIGRATION_CREDSSP, False]
+        )
         self.store = None
         if data["store_exists"]:
             self.store = {}
@@ -308,6 +332,10 @@ class HostModel:
         """Run this Windows edition (what Win32_OperatingSystem reports)."""
         self.os_caption, self.os_version, self.os_build = edition.caption, edition.version, edition.build
         self.product_type = edition.product_type
+
+    @property
+    def workgroup(self) -> bool:
+        return self.domain is None
 
     # -- lookups ---------------------------------------------------------------------------------------------
 

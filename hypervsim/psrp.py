@@ -36,10 +36,12 @@ from psrpcore.types import (
     add_note_property,
 )
 
+from hypervsim import logon
 from hypervsim.capture import Capture, not_captured
 from hypervsim.cmdlets import CMDLETS, CmdletError, Invocation, command_not_found, command_type
 from hypervsim.faults import ConnectionDrop
 from hypervsim.jea import Role
+from hypervsim.logon import Logon
 from hypervsim.serialization import at_depth_one
 from hypervsim.types import Secret
 
@@ -386,7 +388,8 @@ class PipelineRun:
             sees=self.session.sees,
         )
         try:
-            output = CMDLETS[name](invocation)
+            with logon.impersonating(self.session.logon):  # the commands run under the session's logon token
+                output = list(CMDLETS[name](invocation))
         except CmdletError as error:
             self._write_errors(name, params, invocation.errors)
             self.session.host.record_command(name, masked(params), f"error: {error.fqid}")
@@ -466,9 +469,14 @@ class WindowsRunspacePool(psrpcore.ServerRunspacePool):
 class RunspaceSession:
     """The runspace pool behind one WSMan shell, and the output waiting for the client's Receive."""
 
-    def __init__(self, host: HostRuntime, max_envelope: int, role: Role | None = None) -> None:
+    def __init__(
+        self, host: HostRuntime, max_envelope: int, role: Role | None = None, session_logon: Logon | None = None
+    ) -> None:
         self.host = host
         self.role = role  # a JEA endpoint's role capability; None: every implemented command is visible
+        # How the connection that created the shell authenticated; None (a shell made without the listener) is an
+        # NTLM logon, what the simulator's listener has always accepted.
+        self.logon = session_logon or Logon(logon.NTLM, host.account.user)
         self.pool = WindowsRunspacePool(application_private_data=windows_private_data(host.model.os_build))
         self.changed = threading.Condition()
         self.outbox: dict[uuid.UUID | None, deque[bytes]] = defaultdict(deque)

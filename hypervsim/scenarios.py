@@ -16,7 +16,9 @@ from typing import Any
 
 from hypervsim.certs import Certificate, export_pfx, guardian_pair
 from hypervsim.keyprotector import KeyProtector
-from hypervsim.model import LOCAL_GUARDIAN, Checkpoint, HostModel, SavedState
+from hypervsim.model import LOCAL_GUARDIAN, MIGRATION_KERBEROS, Checkpoint, HostModel, SavedState
+
+LAB_DOMAIN = "lab.test"  # the domain of the "migration" scenario's hosts
 
 ARRANGEMENTS: dict[str, list[str]] = {"migration": ["migration-source", "migration-target"]}
 BACKUP_PASSWORD = "Backup-Passw0rd!"
@@ -65,11 +67,14 @@ def deleted_certs(host: HostModel) -> None:
 
 def migration_source(host: HostModel) -> None:
     healthy(host)
-    host.live_migration = True
+    migration_target(host)
 
 
 def migration_target(host: HostModel) -> None:
+    """Set up as Microsoft's "live migration without Failover Clustering" asks: live migration on, in a domain,
+    migrations authenticated with Kerberos (delegation itself is the domain's, granted per session)."""
     host.live_migration = True
+    host.domain, host.migration_authentication = LAB_DOMAIN, MIGRATION_KERBEROS
 
 
 SCENARIOS = {

@@ -149,7 +149,7 @@ class _WinRMHandler(BaseHTTPRequestHandler):
         if runtime.faults.take_http_500():
             return self._answer(500, *INTERNAL_ERROR)
         try:
-            status, response = runtime.wsman.handle(soap, self.client_address[0])
+            status, response = runtime.wsman.handle(soap, self.client_address[0], self.security.logon)
         except ConnectionDrop:
             return self._drop()
         except Exception:  # never a stack trace on the wire; the simulator's log has it

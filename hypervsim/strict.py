@@ -48,6 +48,11 @@ class Strictness:
     # Get-VMKeyProtector and RawData carry the key protector as XML with base64 certificates (no DER to scan for).
     # Off: the console finds a protector's guardians by scanning the raw bytes for DER certificates.
     opaque_key_protector: bool = False
+    # The second hop (hypervsim/logon.py): a session logged on with NTLM, Basic or Kerberos without delegation is
+    # refused on \\LAB\share (Test-Path False, Hyper-V's "General access denied error (0x80070005)") and by other
+    # hosts (Move-VM, Compare-VM -DestinationHost), and a workgroup pair cannot live-migrate. Off: the console's
+    # share and live-migration methods run from its NTLM sessions.
+    second_hop: bool = False
 
     @classmethod
     def windows(cls) -> Strictness:

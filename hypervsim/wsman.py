@@ -23,6 +23,7 @@ from defusedxml import DefusedXmlException
 
 from hypervsim.faults import ConnectionDrop
 from hypervsim.jea import Role
+from hypervsim.logon import Logon
 from hypervsim.psrp import ProtocolViolation, RunspaceSession
 
 if TYPE_CHECKING:
@@ -113,6 +114,7 @@ class Request:
     max_envelope: int
     body: Element | None
     client_ip: str = ""
+    logon: Logon | None = None  # how the request's connection authenticated
 
     def body_as(self, name: str) -> Element | None:
         """The body's element when it is the expected rsp:<name> (or pwsh/other prefixed) element."""
@@ -236,12 +238,12 @@ class WSManService:
         self.shells: dict[str, Shell] = {}
         self._lock = threading.Lock()
 
-    def handle(self, body: bytes, client_ip: str) -> tuple[int, bytes]:
+    def handle(self, body: bytes, client_ip: str, session_logon: Logon | None = None) -> tuple[int, bytes]:
         """HTTP status and SOAP response for one request body. Raises only ConnectionDrop."""
         relates_to = None
         try:
             request = parse(body)
-            relates_to, request.client_ip = request.message_id, client_ip
+            relates_to, request.client_ip, request.logon = request.message_id, client_ip, session_logon
             if self.host.faults.take_wsman_fault():
                 raise Fault(
                     INJECTED,
@@ -311,7 +313,7 @@ class WSManService:
             raise malformed("The Create request has no creationXml.")
         self._expire_idle_shells()
         shell_id = str(_uuid(shell_element.get("ShellId") or str(uuid.uuid4()))).upper()
-        session = RunspaceSession(self.host, request.max_envelope, visible)
+        session = RunspaceSession(self.host, request.max_envelope, visible, request.logon)
         session.receive(_b64(creation.text))
         shell = Shell(shell_id, request.resource_uri, self.host.account.user, request.client_ip, session)
         with self._lock:

@@ -10,7 +10,7 @@ from typing import Any
 
 from hypervsim.certs import Certificate, PfxPasswordError, export_pfx, load_pfx
 from hypervsim.cmdlets import CmdletError, Invocation, cmdlet
-from hypervsim.model import HostModel, PathOutsideArea
+from hypervsim.model import HostModel, PathOutsideArea, ShareAccessDenied
 from hypervsim.types import dotnet_object, property_of, utc
 
 STORE_NAME = "Shielded VM Local Certificates"
@@ -41,6 +41,17 @@ def io_error(message: str, fqid: str, category: str, target: str) -> CmdletError
 def path_not_found(path: str) -> CmdletError:
     return CmdletError(
         f"Cannot find path '{path}' because it does not exist.", "PathNotFound", "ObjectNotFound", ITEM_NOT_FOUND, path
+    )
+
+
+def access_denied(path: str) -> CmdletError:
+    """A file system provider refused by the share: the session's logon has no credentials for it."""
+    return CmdletError(
+        f"Access to the path '{path}' is denied.",
+        "UnauthorizedAccessError",
+        "PermissionDenied",
+        ["System.UnauthorizedAccessException", "System.SystemException", "System.Exception"],
+        path,
     )
 
 
@@ -155,6 +166,8 @@ def local_path(host: HostModel, windows_path: str) -> Path:
     """The local file for a Windows path on this host; a Windows-like 'not found' error for anything outside."""
     try:
         return host.files.resolve(windows_path)
+    except ShareAccessDenied:
+        raise access_denied(windows_path) from None
     except PathOutsideArea:
         raise path_not_found(windows_path) from None
 
@@ -219,12 +232,32 @@ def _list_certificates(inv: Invocation, text: str, path: CertPath) -> list[Any]:
     return [certificate_object(c) for c in certs]
 
 
+# Whether the WinRM service accepts delegated credentials: what `Enable-WSManCredSSP -Role Server` turns on.
+CREDSSP_SERVICE = r"WSMan:\localhost\Service\Auth\CredSSP"
+
+
+def credssp_role(host: HostModel) -> Any:
+    value = "true" if host.credssp_server else "false"
+    return dotnet_object(
+        ["Microsoft.WSMan.Management.WSManConfigLeafElement", "Microsoft.WSMan.Management.WSManConfigElement"],
+        {
+            "Name": "CredSSP",
+            "Value": value,
+            "Type": "System.String",
+            "PSPath": f"Microsoft.WSMan.Management\\WSMan::{CREDSSP_SERVICE[7:]}",
+        },
+        to_string="Microsoft.WSMan.Management.WSManConfigLeafElement",
+    )
+
+
 @cmdlet("Get-Item", "Microsoft.PowerShell.Commands.GetItemCommand", "Path LiteralPath Force", "Path")
 def get_item(inv: Invocation) -> list[Any]:
     out: list[Any] = []
     for text in _paths(inv):
         path = cert_path(text)
-        if path is None:
+        if text.replace("/", "\\").casefold() == CREDSSP_SERVICE.casefold():
+            out.append(credssp_role(inv.host))
+        elif path is None:
             local = local_path(inv.host, text)
             if local.exists():
                 out.append(file_object(inv.host, local))

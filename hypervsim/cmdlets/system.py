@@ -1,4 +1,5 @@
-"""Host facts: Get-CimInstance Win32_OperatingSystem, as a Windows Server 2022 (or Windows 11 Pro) host answers it."""
+"""Host facts: Get-CimInstance Win32_OperatingSystem and Win32_ComputerSystem, as a Windows Server 2022 (or Windows
+11 Pro) host answers them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from hypervsim.cmdlets import CmdletError, Invocation, cmdlet
 from hypervsim.types import cim_object
 
+WORKGROUP = "WORKGROUP"
 CIM = ["Microsoft.Management.Infrastructure.CimException", "System.Exception"]
 
 
@@ -33,6 +35,29 @@ def operating_system(inv: Invocation) -> Any:
     )
 
 
+def computer_system(inv: Invocation) -> Any:
+    """Domain membership as Win32_ComputerSystem has it: a workgroup host's Domain is its workgroup's name."""
+    host = inv.host
+    return cim_object(
+        "root/cimv2/Win32_ComputerSystem",
+        ["CIM_UnitaryComputerSystem", "CIM_ComputerSystem", "CIM_System", "CIM_LogicalElement"],
+        {
+            "Name": host.name,
+            "DNSHostName": host.name,
+            "PartOfDomain": not host.workgroup,
+            "Domain": host.domain or WORKGROUP,
+            "Workgroup": WORKGROUP if host.workgroup else None,
+            "DomainRole": 2 if host.workgroup else 3,  # standalone server / member server
+            "Manufacturer": "Microsoft Corporation",
+            "Model": "Virtual Machine",
+        },
+        to_string=f"Win32_ComputerSystem: {host.name}",
+    )
+
+
+CLASSES = {"win32_operatingsystem": operating_system, "win32_computersystem": computer_system}
+
+
 @cmdlet(
     "Get-CimInstance",
     "Microsoft.Management.Infrastructure.CimCmdlets.GetCimInstanceCommand",
@@ -43,6 +68,6 @@ def get_cim_instance(inv: Invocation) -> list[Any]:
     inv.require("ClassName")
     class_name = str(inv.get("ClassName"))
     namespace = str(inv.get("Namespace", "root/cimv2")).replace("\\", "/").casefold()
-    if class_name.casefold() == "win32_operatingsystem" and namespace == "root/cimv2":
-        return [operating_system(inv)]
+    if class_name.casefold() in CLASSES and namespace == "root/cimv2":
+        return [CLASSES[class_name.casefold()](inv)]
     raise CmdletError("Invalid class ", "HRESULT 0x80041010", "MetadataError", CIM, class_name)

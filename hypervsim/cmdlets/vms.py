@@ -13,12 +13,22 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from hypervsim import keyprotector, wildcards
+from hypervsim import keyprotector, logon, wildcards
 from hypervsim.certs import guardian_pair
 from hypervsim.cmdlets import BINDING_EXCEPTION, CmdletError, Invocation, cmdlet, unresolved_parameter_set
 from hypervsim.cmdlets.files import local_path, read_host_file
 from hypervsim.cmdlets.utility import text_of, type_name_of
-from hypervsim.model import LOCAL_GUARDIAN, VHD_ROOT, VM_ROOT, Guardian, HostModel, SavedState, VirtualMachine
+from hypervsim.model import (
+    LOCAL_GUARDIAN,
+    MIGRATION_CREDSSP,
+    MIGRATION_KERBEROS,
+    VHD_ROOT,
+    VM_ROOT,
+    Guardian,
+    HostModel,
+    SavedState,
+    VirtualMachine,
+)
 from hypervsim.types import (
     CompatibilityOperation,
     MigrationAuthenticationType,
@@ -39,6 +49,17 @@ def vm_error(
     message: str, fqid: str = "Unspecified", category: str = "NotSpecified", target: Any = None
 ) -> CmdletError:
     return CmdletError(message, fqid, category, VIRTUALIZATION, target)
+
+
+def general_access_denied(operation: str, path: str, target: Any = None) -> CmdletError:
+    """Hyper-V's answer, and its event 13000 text, when the session's logon cannot reach a share (the second hop)."""
+    return vm_error(
+        f"{operation}\r\n\r\nThe Virtual Machine Management Service encountered an error while accessing '{path}': "
+        "General access denied error (0x80070005).",
+        "AccessDenied",
+        "PermissionDenied",
+        target,
+    )
 
 
 def vm_not_found(name: str) -> CmdletError:
@@ -246,13 +267,13 @@ def get_vm_host(inv: Invocation) -> list[Any]:
             {
                 "ComputerName": host.name,
                 "Name": host.name,
-                "FullyQualifiedDomainName": host.name,
+                "FullyQualifiedDomainName": f"{host.name}.{host.domain}" if host.domain else host.name,
                 "LogicalProcessorCount": 16,
                 "MemoryCapacity": 68719476736,
                 "VirtualMachinePath": VM_ROOT,
                 "VirtualHardDiskPath": VHD_ROOT,
                 "VirtualMachineMigrationEnabled": host.live_migration,
-                "VirtualMachineMigrationAuthenticationType": MigrationAuthenticationType.Kerberos,
+                "VirtualMachineMigrationAuthenticationType": MigrationAuthenticationType[host.migration_authentication],
                 "MaximumVirtualMachineMigrations": 2,
                 "MaximumStorageMigrations": 2,
                 "UseAnyNetworkForMigration": False,
@@ -487,6 +508,8 @@ def export_vm(inv: Invocation) -> list[Any]:
     root = str(inv.get("Path")).rstrip("\\")
 
     def export(vm: VirtualMachine) -> None:
+        if inv.host.files.denied(root):
+            raise general_access_denied(f"Failed to export virtual machine '{vm.name}'.", root, vm.name)
         folder = local_path(inv.host, rf"{root}\{vm.name}")
         if folder.exists() and any(folder.iterdir()):
             raise vm_error(
@@ -522,6 +545,8 @@ def _write_export(inv: Invocation, vm: VirtualMachine, folder: str) -> None:
 
 def _read_vmcx(inv: Invocation, path: str) -> tuple[VirtualMachine, str]:
     """The VM an exported configuration describes, and the export folder it lives in."""
+    if inv.host.files.denied(path):
+        raise general_access_denied("Failed to import a virtual machine.", path, path)
     data = read_host_file(inv.host, path)
     try:
         record = json.loads(data)
@@ -792,6 +817,9 @@ def migration_target(source: HostModel, destination: HostModel | None, name: str
             "(0x80072AF9).",
             target=vm.name,
         )
+    hop = second_hop_problem(source, destination) if source.strict.second_hop else None
+    if hop:  # the source cannot authenticate to the destination: no report, Move-VM and Compare-VM both fail
+        raise vm_error(f"{_migration_failed(vm, source, 'source')}\r\n\r\n{hop}", "AccessDenied", target=vm.name)
     return destination
 
 
@@ -833,6 +861,32 @@ def migration_incompatibilities(source: HostModel, destination: HostModel, vm: V
             )
         )
     return found
+
+
+AUTHENTICATION_FAILED = (
+    "The Virtual Machine Management Service failed to authenticate the connection for a Virtual Machine migration at "
+    "the source host: "
+)
+
+
+def second_hop_problem(source: HostModel, destination: HostModel) -> str | None:
+    """Why the source cannot authenticate to the destination for this session: a workgroup or foreign domain, or a
+    logon without the credentials the source's migration authentication type needs (docs/domain.md)."""
+    if source.domain is None or (destination.domain or "").casefold() != source.domain.casefold():
+        # ERROR_NO_SUCH_DOMAIN: live migration without a cluster needs both hosts in one (or a trusting) domain
+        return (
+            AUTHENTICATION_FAILED
+            + "The specified domain either does not exist or could not be contacted. "
+            + ("(0x8007054B).")
+        )
+    session = logon.current()
+    if source.migration_authentication == MIGRATION_CREDSSP and session.mechanism != logon.CREDSSP:
+        # SEC_E_UNKNOWN_CREDENTIALS: CredSSP migration needs the operator's credentials on the source
+        return AUTHENTICATION_FAILED + "The credentials supplied to the package were not recognized (0x8009030D)."
+    if source.migration_authentication == MIGRATION_KERBEROS and not session.can_reach(logon.MIGRATION_SERVICE):
+        # SEC_E_NO_CREDENTIALS: no constrained delegation to the destination's migration service
+        return AUTHENTICATION_FAILED + "No credentials are available in the security package (0x8009030E)."
+    return None
 
 
 def _migrate(inv: Invocation, vm: VirtualMachine, destination: HostModel) -> VirtualMachine:

@@ -50,3 +50,33 @@ def test_operator_migrates_a_vm_with_the_wizard_and_sees_it_run_on_the_target(
     row = page.locator("tr", has_text="Win11-B").filter(has_text="HV02")
     assert "Running" in row.inner_text()
     assert lab.hosts[1].model.vm("Win11-B").state == "Running"
+
+
+def test_in_a_workgroup_the_wizard_explains_why_live_migration_cannot_work_and_offers_no_job(
+    browser_page: Any, live_console: Any, sim_lab: Any, registered_host: Any, operator: Any
+) -> None:
+    """The second hop as Windows has it (the `second_hop` switch): two workgroup hosts, the console's sessions NTLM."""
+    lab = sim_lab(scenarios=["migration"])
+    for sim in lab.hosts:
+        sim.strict.second_hop = True
+        sim.model.domain = None
+    source, target = (registered_host(h) for h in lab.hosts)
+    assert refresh_host(source).ok and refresh_host(target).ok
+    page = browser_page
+    login(page, live_console, operator)
+    page.goto(f"{live_console.url}/jobs/new/migrate/")
+    with page.expect_navigation():
+        page.select_option("#source-host", str(source.pk))
+    page.select_option("#vm", "Win11-B")
+    page.select_option("#target-host", str(target.pk))
+    page.check("input[name=method][value=live]")
+    with page.expect_navigation():
+        page.click("#preview")
+    assert "A workgroup pair cannot live-migrate" in page.locator("#checks").inner_text()
+    methods = page.locator("#methods")
+    assert "cannot work" in methods.locator("tr[data-method=export]").inner_text()
+    assert "holds no credentials for a third machine" in methods.inner_text()
+    assert "can work" in methods.locator("tr[data-method=register]").inner_text()
+    assert page.locator("#migrate-submit").count() == 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "migrate-workgroup-preflight.png"), full_page=True)

@@ -85,6 +85,7 @@ class VmHostFacts:
     live_migration: bool
     virtual_machine_path: str = ""
     virtual_hard_disk_path: str = ""
+    migration_authentication: str = ""  # CredSSP | Kerberos (VirtualMachineMigrationAuthenticationType)
 
 
 @dataclass
@@ -104,7 +105,45 @@ class GetVmHost(Operation[VmHostFacts]):
             live_migration=flag(prop(obj, "VirtualMachineMigrationEnabled")),
             virtual_machine_path=text(prop(obj, "VirtualMachinePath")),
             virtual_hard_disk_path=text(prop(obj, "VirtualHardDiskPath")),
+            migration_authentication=migration_authentication(prop(obj, "VirtualMachineMigrationAuthenticationType")),
         )
+
+
+MIGRATION_AUTHENTICATION = {"0": "CredSSP", "1": "Kerberos"}  # the enum's values, when it arrives as a number
+
+
+def migration_authentication(value: Any) -> str:
+    """The enum's name, whether it arrives as its name (depth 1), its number or an enum object."""
+    name = text(value).rsplit(".", 1)[-1]
+    return MIGRATION_AUTHENTICATION.get(name, name)
+
+
+@dataclass
+class Membership:
+    """Whether the host is in a domain (Win32_ComputerSystem): live migration needs both hosts in one."""
+
+    part_of_domain: bool
+    domain: str  # the domain, or the workgroup's name
+
+    def __str__(self) -> str:
+        return f"domain {self.domain}" if self.part_of_domain else f"workgroup {self.domain}"
+
+
+@dataclass
+class ReadMembership(Operation[Membership]):
+    """The host's domain membership: `Get-CimInstance Win32_ComputerSystem` (PartOfDomain, Domain)."""
+
+    name: ClassVar[str] = "read_membership"
+    CMDLETS: ClassVar[tuple[str, ...]] = ("Get-CimInstance",)
+
+    def statements(self) -> list[list[Cmd]]:
+        return [[Cmd("Get-CimInstance", {"ClassName": "Win32_ComputerSystem"})]]
+
+    def parse(self, result: PipelineResult) -> Membership:
+        obj = result.output[0] if result.output else None
+        if obj is None:
+            raise UnexpectedReply("Get-CimInstance Win32_ComputerSystem returned nothing.")
+        return Membership(flag(prop(obj, "PartOfDomain")), text(prop(obj, "Domain")))
 
 
 @dataclass

@@ -13,7 +13,7 @@ from jobs.services import ordered_hosts
 
 from ..pages import preflight_link
 from ..placement import record_placement
-from .plan import MigrationOptions
+from .plan import MigrationOptions, share_problems
 from .run import migrate_vm
 
 
@@ -48,6 +48,9 @@ def migrate_vm_job(ctx: JobContext) -> str:
     if opts.problems():
         raise JobFailed(" ".join(opts.problems()))
     source, target = ctx.hosts
+    refused = share_problems(opts, source, target)
+    if refused:
+        raise JobFailed(" ".join(refused))
     try:
         summary = migrate_vm(ctx, (reach(ctx, source), reach(ctx, target)), (source, target), opts)
     finally:

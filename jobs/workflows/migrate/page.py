@@ -10,7 +10,7 @@ from django import forms
 from django.http import HttpRequest, HttpResponse
 
 from hosts.inventory.models import VirtualMachine
-from hosts.models import Host
+from hosts.models import Host, LabShare
 from hosts.remoting import open_session
 from hosts.remoting.errors import RemotingError
 
@@ -24,6 +24,7 @@ from .plan import (
     MigrationPlan,
     check_carry_placement,
     plan_migration,
+    share_problems,
 )
 from .run import migration_script
 from .sides import LiveSide
@@ -145,6 +146,7 @@ class Wizard:
     vms: list[VmChoice] = field(default_factory=list)
     targets: list[TargetChoice] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    shares: list[str] = field(default_factory=list)  # the lab shares an administrator listed for both hosts
     plan: MigrationPlan | None = None
     error: str = ""  # why the preflight could not read both hosts
     powershell: list[str] = field(default_factory=list)
@@ -167,6 +169,10 @@ def preflight(form: MigrationForm, user: Any = None) -> Wizard:
         vms = list(VirtualMachine.objects.filter(host=source).order_by("name"))
         wizard.vms = vm_choices(vms, source, target)
         wizard.targets = target_choices(form.hosts, source, wizard.opts.vm_name)
+    if source is not None and target is not None:
+        wizard.shares = LabShare.offered_to(source, target)
+        if not chosen.get("share") and wizard.shares:
+            wizard.opts.share = wizard.shares[0]
     if valid and source and target and wizard.opts.vm_name and chosen["preview"]:
         check_both_hosts(wizard, user)
     return wizard
@@ -176,7 +182,10 @@ def check_both_hosts(wizard: Wizard, user: Any) -> None:
     """The live preflight of complete choices, and the job when nothing in it fails."""
     source, target, opts = wizard.source, wizard.target, wizard.opts
     wizard.problems = opts.problems()
-    if wizard.problems or source is None or target is None:
+    if source is None or target is None:
+        return
+    wizard.problems += share_problems(opts, source, target)
+    if wizard.problems:
         return
     wizard.plan, script, wizard.error = live_preview(source, target, opts)
     if wizard.plan is not None:

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
-from hosts.models import Host
+from hosts.models import Host, LabShare
 from hosts.remoting.catalog.inventory import (
     GuardianFacts,
     HostInventoryFacts,
@@ -18,12 +18,22 @@ from hosts.remoting.catalog.inventory import (
     ReadVmDetails,
     VmFacts,
 )
-from hosts.remoting.catalog.vms import CompareMove, CompareVM, GetVmHost, ImportOptions, TestPath
+from hosts.remoting.catalog.vms import (
+    CompareMove,
+    CompareVM,
+    GetVmHost,
+    ImportOptions,
+    Membership,
+    ReadMembership,
+    TestPath,
+)
+from hosts.remoting.errors import RemoteCommandError
 from hosts.remoting.keyprotector import KeyProtectorInfo
 from hosts.vault.models import EscrowedPair, find_pair
 
 from ..import_guardian.plan import distinct_name
 from ..placement import may_place, placement_refusal
+from .reach import HopFacts, Verdict, assess
 from .sides import Sender
 
 METHODS = {
@@ -40,6 +50,13 @@ UNSEAL = {
 
 
 SOURCE_AFTER = {"off": "Leave the source copy off", "remove": "Remove the source copy (its disks stay on the host)"}
+
+
+def share_problems(opts: MigrationOptions, source: Host, target: Host) -> list[str]:
+    """An export goes only through a share an administrator listed for both hosts, whatever the request says."""
+    if opts.method != "export" or opts.share in LabShare.offered_to(source, target):
+        return []
+    return [f"Choose a lab share listed for both {source} and {target} (Hosts › Lab shares)."]
 
 
 def lab_share() -> str:
@@ -99,6 +116,8 @@ class HostSide:
     computer_name: str
     live_migration: bool
     virtual_machine_path: str = ""
+    membership: Membership = field(default_factory=lambda: Membership(False, "WORKGROUP"))
+    migration_authentication: str = ""
 
     @property
     def keyed(self) -> set[str]:
@@ -116,7 +135,15 @@ def read_side(session: Sender) -> HostSide:
     inventory.facts.require_local()
     vm_host = session.run(GetVmHost())
     name = vm_host.computer_name or inventory.facts.computer_name
-    return HostSide(inventory, name, vm_host.live_migration, vm_host.virtual_machine_path)
+    side = HostSide(inventory, name, vm_host.live_migration, vm_host.virtual_machine_path)
+    side.membership, side.migration_authentication = session.run(ReadMembership()), vm_host.migration_authentication
+    return side
+
+
+def hop_facts(side: HostSide, session: Sender, host: Host, share: str) -> HopFacts:
+    """The host as the second hop sees it; the share is tried from the host's own session, never assumed."""
+    reachable = session.run(TestPath(share))
+    return HopFacts(host, side.computer_name, side.membership, side.migration_authentication, reachable)
 
 
 @dataclass
@@ -134,6 +161,7 @@ class MigrationPlan:
     source_name: str = ""  # the source's computer name (where a live-migrated VM would go back to)
     target_storage: str = ""  # live migration: the folder on the target that receives all the VM's files
     target_store_exists: bool = True  # carry: whether the import must first create the target's shielded store
+    methods: dict[str, Verdict] = field(default_factory=dict)  # every method between these hosts, and why (not)
 
     def add(self, level: str, text: str) -> None:
         self.checks.append(Check(level, text))
@@ -150,6 +178,10 @@ def plan_migration(
     plan = MigrationPlan()
     src, tgt = read_side(source_session), read_side(target_session)
     plan.add("ok", f"{source} and {target} answer, both in Local mode")
+    share = opts.share
+    plan.methods = assess(
+        hop_facts(src, source_session, source, share), hop_facts(tgt, target_session, target, share), share
+    )
     plan.target_name, plan.source_name = tgt.computer_name, src.computer_name
     plan.target_store_exists = tgt.inventory.store_exists
     if tgt.virtual_machine_path:
@@ -205,6 +237,10 @@ def check_method(
     target: Host,
     opts: MigrationOptions,
 ) -> None:
+    verdict = plan.methods[opts.method]
+    if verdict.runnable is False:
+        for reason in verdict.reasons:
+            plan.add("fail", reason)
     if opts.method == "live":
         for host, side in ((source, src), (target, tgt)):
             if side.live_migration:
@@ -212,11 +248,9 @@ def check_method(
             else:
                 plan.add("fail", f"Live migration is not enabled on {host} (Enable-VMMigration): use export/import.")
     elif opts.method == "export":
-        for host, session in ((source, source_session), (target, target_session)):
-            if session.run(TestPath(opts.share)):
-                plan.add("ok", f"{host} sees the lab share {opts.share}")
-            else:
-                plan.add("fail", f"{host} cannot reach the lab share {opts.share}.")
+        if verdict.runnable:  # both tried it from their own sessions
+            plan.add("ok", f"{source} sees the lab share {opts.share}")
+            plan.add("ok", f"{target} sees the lab share {opts.share}")
         plan.add("ok", "Compare-VM runs on the target after the export; the job stops if it reports a problem")
     else:
         if not target_session.run(TestPath(opts.files_path)):
@@ -236,7 +270,11 @@ def compare_move(plan: MigrationPlan, source_session: Sender, source: Host, targ
     assert plan.vm is not None
     if plan.failures:
         return  # its findings would repeat the ones above
-    report = source_session.run(CompareMove(plan.vm.name, plan.target_name, plan.target_storage))
+    try:
+        report = source_session.run(CompareMove(plan.vm.name, plan.target_name, plan.target_storage))
+    except RemoteCommandError as exc:  # the source cannot even ask the target, e.g. no credentials for the second hop
+        plan.add("fail", f"Compare-VM on {source} for a move to {target} failed: {exc}")
+        return
     for problem in report.incompatibilities:
         if plan.unseal_needed and "key protector" in problem.lower():
             plan.add(

@@ -1,0 +1,52 @@
+"""Lab shares: the admin page that names the file shares VMs may be exported through, and which hosts may use each.
+
+Administrators own this list (manage_hosts); the migration wizard offers only these shares. Every change is audited.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from console.models import AuditEvent
+from console.roles import require
+
+from .models import Host, LabShare
+
+
+class LabShareForm(forms.ModelForm):  # type: ignore[type-arg]
+    hosts = forms.ModelMultipleChoiceField(Host.objects.order_by("name"), widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = LabShare
+        fields = ["path", "hosts"]
+
+
+@require("manage_hosts")
+@require_http_methods(["GET", "POST"])
+def share_list(request: HttpRequest) -> HttpResponse:
+    form = LabShareForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            share = form.save()
+            hosts = sorted(h.name for h in share.hosts.all())
+            AuditEvent.record(request.user, "share.create", share, path=share.path, hosts=hosts)
+        messages.success(request, f"Lab share {share} added.")
+        return redirect("hosts:shares")
+    shares = LabShare.objects.prefetch_related("hosts")
+    return render(request, "hosts/shares.html", {"form": form, "shares": shares})
+
+
+@require("manage_hosts")
+@require_POST
+def share_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    share = get_object_or_404(LabShare, pk=pk)
+    with transaction.atomic():
+        AuditEvent.record(request.user, "share.delete", share, path=share.path)
+        share.delete()
+    messages.success(request, f"Lab share {share.path} removed.")
+    return redirect("hosts:shares")

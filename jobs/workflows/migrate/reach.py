@@ -1,0 +1,131 @@
+"""Which migration methods can work between two hosts, and why not the others: the second hop (docs/domain.md).
+
+A host's session logged on with NTLM or Basic (or Kerberos without delegation) holds no credentials for a third
+machine: from it the lab share answers "access denied" and the other host refuses Move-VM. So the preflight reads
+what decides it — each host's domain membership and migration authentication type, how the console logs on to it,
+and whether the share answers *from the host's session* (Test-Path there) — and says what to configure.
+
+A verdict is False only where Windows is known to refuse; where the answer lies in Active Directory (constrained
+delegation, which the console cannot read) it is None, and Compare-VM on the source decides before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hosts.models import Host
+from hosts.remoting.catalog.vms import Membership
+
+KERBEROS, CREDSSP = "Kerberos", "CredSSP"
+MIGRATION_SERVICE = "Microsoft Virtual System Migration Service"
+# How the console's session logs on, by the host's authentication setting. Negotiate becomes NTLM towards an IP
+# address or a workgroup host, so it is not counted as Kerberos here.
+LOGON = {"negotiate": "Negotiate", "ntlm": "NTLM", "kerberos": "Kerberos", "basic": "Basic"}
+
+
+@dataclass
+class HopFacts:
+    """One host as the second hop sees it, read live by the preflight."""
+
+    host: Host
+    computer_name: str
+    membership: Membership
+    migration_authentication: str  # CredSSP | Kerberos | "" (not read)
+    share_reachable: bool  # Test-Path of the lab share from the console's session on this host
+
+    @property
+    def logon(self) -> str:
+        return LOGON.get(self.host.auth, self.host.auth)
+
+
+@dataclass
+class Verdict:
+    """Whether a method can work between the two hosts: True, False (Windows refuses it) or None (a live check
+    decides); the reasons, and the PowerShell that would make it work, each line saying where it runs."""
+
+    method: str
+    runnable: bool | None
+    reasons: list[str] = field(default_factory=list)
+    configure: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return {True: "can work", False: "cannot work", None: "Compare-VM decides"}[self.runnable]
+
+
+def assess(src: HopFacts, tgt: HopFacts, share: str) -> dict[str, Verdict]:
+    return {"export": share_verdict(src, tgt, share), "live": live_verdict(src, tgt), "register": register_verdict()}
+
+
+def share_verdict(src: HopFacts, tgt: HopFacts, share: str) -> Verdict:
+    verdict = Verdict("export", True)
+    for side in (src, tgt):
+        if side.share_reachable:
+            continue
+        verdict.runnable = False
+        verdict.reasons.append(
+            f"{side.host} cannot reach {share} from the console's session (Test-Path on {side.host} is False). "
+            f"A session logged on with {side.logon} holds no credentials for a third machine (the second hop)."
+        )
+        verdict.configure += share_remedy(side, share)
+    return verdict
+
+
+def share_remedy(side: HopFacts, share: str) -> list[str]:
+    server = share.lstrip("\\").split("\\", 1)[0]
+    if not side.membership.part_of_domain:
+        return [
+            f"# {side.host} is in {side.membership}: it cannot delegate credentials. Copy the VM's files to "
+            f"{side.host} and use “Register VM files already on the target”, or give {side.host} its own "
+            "credentials for the share."
+        ]
+    return [
+        f"# On a domain controller: let {side.host} delegate to the file server (Kerberos constrained delegation),",
+        f"Set-ADComputer -Identity {side.computer_name} -Add @{{'msDS-AllowedToDelegateTo'=@('cifs/{server}')}}",
+        f"# and connect to {side.host} with Kerberos. Or, on {side.host}, accept delegated credentials (CredSSP):",
+        "Enable-WSManCredSSP -Role Server -Force",
+    ]
+
+
+def live_verdict(src: HopFacts, tgt: HopFacts) -> Verdict:
+    verdict = Verdict("live", None, ["Delegation lives in Active Directory: Compare-VM on the source tells."])
+    outside = [side for side in (src, tgt) if not side.membership.part_of_domain]
+    if outside:
+        verdict.runnable = False
+        verdict.reasons = [
+            f"{side.host} is in {side.membership}: live migration without a cluster needs both hosts in one (or a "
+            "trusting) domain. A workgroup pair cannot live-migrate: use export/import."
+            for side in outside
+        ]
+        verdict.configure = [f"Add-Computer -DomainName <domain> -Restart  # on {side.host}" for side in outside]
+    elif src.membership.domain.casefold() != tgt.membership.domain.casefold():
+        verdict.runnable = False
+        verdict.reasons = [f"{src.host} is in {src.membership} and {tgt.host} in {tgt.membership}: they need a trust."]
+    elif src.migration_authentication == CREDSSP:
+        verdict.runnable = False
+        verdict.reasons = [
+            f"{src.host} authenticates migrations with CredSSP, which needs the operator's own credentials on "
+            f"{src.host}; the console's {src.logon} session has none (Windows: 0x8009030D)."
+        ]
+        verdict.configure = kerberos_migration(src, tgt)
+    elif src.migration_authentication == KERBEROS and src.host.auth in ("ntlm", "basic"):
+        verdict.runnable = False
+        verdict.reasons = [
+            f"Kerberos delegation needs a Kerberos logon: the console connects to {src.host} with {src.logon}."
+        ]
+        verdict.configure = [f"# Register {src.host} with Kerberos authentication in the console."]
+    return verdict
+
+
+def kerberos_migration(src: HopFacts, tgt: HopFacts) -> list[str]:
+    return [
+        f"Set-VMHost -VirtualMachineMigrationAuthenticationType Kerberos  # on {src.host} and on {tgt.host}",
+        f"# On a domain controller: let {src.host} delegate to {tgt.host}'s migration service and file shares,",
+        f"Set-ADComputer -Identity {src.computer_name} -Add @{{'msDS-AllowedToDelegateTo'=@("
+        f"'{MIGRATION_SERVICE}/{tgt.computer_name}', 'cifs/{tgt.computer_name}')}}",
+        f"# and connect to {src.host} with Kerberos.",
+    ]
+
+
+def register_verdict() -> Verdict:
+    return Verdict("register", True, ["Runs on the target alone (its own files): no second hop."])
