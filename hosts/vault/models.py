@@ -159,9 +159,10 @@ class Placement(models.Model):
         return f"{self.pair} on {self.host_name}"
 
 
-def record_placement(pair: EscrowedPair, host: Host, user: Any) -> Placement:
+def record_placement(pair: EscrowedPair, host: Host, user: Any, **detail: Any) -> Placement:
     """Note that `pair`'s private keys were imported to `host` at `user`'s request (None: the system), with an
-    audit event. Call it once the host holds the keys, inside the caller's transaction if it has one."""
+    audit event (carrying `detail`, e.g. the job and whether the keys are exportable). Call it once the host holds
+    the keys, inside the caller's transaction if it has one."""
     person = user if getattr(user, "is_authenticated", False) else None
     placement = Placement.objects.create(
         pair=pair,
@@ -170,5 +171,5 @@ def record_placement(pair: EscrowedPair, host: Host, user: Any) -> Placement:
         placed_by=person,
         placed_by_name=person.get_username() if person is not None else "",
     )
-    AuditEvent.record(user, "vault.placed", pair, host=str(host), signing_thumbprint=pair.signing_thumbprint)
+    AuditEvent.record(user, "vault.placed", pair, host=str(host), signing_thumbprint=pair.signing_thumbprint, **detail)
     return placement

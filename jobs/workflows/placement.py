@@ -3,26 +3,23 @@ onto a host that never held it, only by an admin (whoever administers that host 
 there is as much an admin's decision as downloading them from the vault).
 
 "Has held it" is read from what the console knows: the host's last inventory (a guardian or a store certificate of the
-pair), the host the pair was escrowed from, and the audit trail's earlier placements (`vault.placed`, written by
-every import of a pair onto a host, with who asked and whether the keys were exportable).
+pair), the host the pair was escrowed from, and the vault's earlier placements (hosts.vault.models.Placement, written
+with a `vault.placed` audit event by every import of a pair onto a host: who asked, whether the keys are exportable).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q
-
-from console.models import AuditEvent
 from console.roles import can
 from hosts.inventory.models import Certificate, Guardian
 from hosts.models import Host
-from hosts.vault.models import EscrowedPair
+from hosts.vault.models import EscrowedPair, Placement
+from hosts.vault.models import record_placement as placed
 from jobs.kinds import JobFailed
 
 # Placing a pair on a new host is allowed to whoever may download it from the vault: the same trust.
 PLACE_ANYWHERE = "download_vault"
-PLACED = "vault.placed"
 
 
 def has_held(host: Host, pair: EscrowedPair) -> bool:
@@ -36,8 +33,7 @@ def has_held(host: Host, pair: EscrowedPair) -> bool:
         return True
     if pair.pk is None:
         return False  # a pair about to be escrowed (a migration's carry) has no placement yet
-    placed = AuditEvent.objects.filter(action=PLACED, object_type="host", object_id=str(host.pk))
-    return placed.filter(Q(detail__pair=pair.pk)).exists()
+    return Placement.objects.filter(pair=pair, host=host).exists()
 
 
 def may_place(user: Any, host: Host, pair: EscrowedPair) -> bool:
@@ -69,5 +65,5 @@ def check_exportable(user: Any, exportable: bool) -> None:
 
 
 def record_placement(user: Any, host: Host, pair: EscrowedPair, exportable: bool, job: int | None = None) -> None:
-    """The audit trail's record that `host` now holds the pair's private keys, and by whose job."""
-    AuditEvent.record(user, PLACED, host, pair=pair.pk, pair_name=str(pair), exportable=exportable, job=job)
+    """The vault's record that `host` now holds the pair's private keys, by whose job (with its audit event)."""
+    placed(pair, host, user, exportable=exportable, job=job)

@@ -105,7 +105,8 @@ def test_keys_are_imported_non_exportable_and_the_placement_is_audited(
     assert len(imports) == 2 and all("Exportable" not in params for params in imports)
     record_placement(admin, host, pair, exportable=False, job=None)
     event = AuditEvent.objects.get(action="vault.placed")
-    assert event.username == "ada" and event.object_repr == str(host) and event.detail["pair"] == pair.pk
+    assert event.username == "ada" and event.object_id == str(pair.pk) and event.detail["host"] == str(host)
+    assert event.detail["exportable"] is False
     assert has_held(host, pair)
 
 

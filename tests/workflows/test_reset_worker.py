@@ -108,7 +108,7 @@ def test_migration_job_carries_the_owner_and_runs_the_vm_on_the_target(
     pair = EscrowedPair.objects.get()
     assert AuditEvent.objects.get(action="vm.migrated").detail["source"] == "HV01"
     placed = AuditEvent.objects.get(action="vault.placed")  # the carry put the owner's keys on HV02
-    assert placed.object_id == str(target.pk) and placed.detail["pair"] == pair.pk and placed.username == "ada"
+    assert placed.object_id == str(pair.pk) and placed.detail["host"] == str(target) and placed.username == "ada"
     assert_nothing_secret(admin, job, pair.open()[2], lab.hosts[0].password)
 
 
