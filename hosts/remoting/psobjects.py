@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from pypsrp.complex_objects import ComplexObject, GenericComplexObject
@@ -67,6 +68,20 @@ def text(value: Any, default: str = "") -> str:
     if isinstance(shown, str):
         return shown
     return str(value)
+
+
+def enum_name(value: Any, names: Mapping[int, str]) -> str:
+    """The name of an enum value that may arrive as its number (a WMI uint16), as a digit string, or as its name (in
+    any case, or as a deserialized enum object); '' when it is none of the known ones."""
+    if isinstance(value, GenericComplexObject):
+        value = value.to_string or prop(value, "value__", "Value")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return names.get(value, "")
+    if isinstance(value, str):
+        return next((n for n in names.values() if n.casefold() == value.strip().casefold()), "")
+    return ""
 
 
 def flag(value: Any, default: bool = False) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from pypsrp.complex_objects import GenericComplexObject
 
 from hosts.remoting.catalog.inventory import ReadHostInventory, ReadVmDetails
@@ -149,3 +150,40 @@ def test_a_vm_appearing_between_statements_asks_for_a_second_read() -> None:
 
     assert not inventory.details_complete
     assert not inventory.details["A"].key_protector_read
+
+
+HGS_TYPE = "Microsoft.Management.Infrastructure.CimInstance#ROOT/Microsoft/Windows/Hgs/MSFT_HgsClientConfiguration"
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [(1, "Local"), ("1", "Local"), ("Local", "Local"), ("local", "Local"), (2, "HostGuardianService"),
+     ("HostGuardianService", "HostGuardianService")],
+)  # fmt: skip
+def test_the_hgs_mode_is_read_from_the_wmi_number_or_the_name(mode: Any, expected: str) -> None:
+    hgs = ps_object(HGS_TYPE, Mode=mode, IsHostGuarded=False, AttestationStatus=0)
+
+    inventory = ReadHostInventory().parse(events(*os_and_mode(), hgs))
+
+    assert inventory.facts.mode == expected and inventory.problems == []
+    assert inventory.facts.attestation_status == "NotConfigured"
+
+
+@pytest.mark.parametrize("mode", [0, 7, "Secure", None, [1]])
+def test_an_hgs_mode_the_console_does_not_know_is_unknown_never_local(mode: Any) -> None:
+    hgs = ps_object(HGS_TYPE, Mode=mode, IsHostGuarded=False)
+
+    inventory = ReadHostInventory().parse(events(*os_and_mode(), hgs))
+
+    assert inventory.facts.mode == "" and not inventory.facts.local_mode
+    assert len(inventory.problems) == 1 and "mode" in inventory.problems[0]
+
+
+def test_attestation_numbers_are_named() -> None:
+    hgs = ps_object(HGS_TYPE, Mode=2, IsHostGuarded=True, AttestationStatus=303, AttestationSubstatus=0)
+    facts = ReadHostInventory().parse(events(*os_and_mode(), hgs)).facts
+    assert (facts.mode, facts.is_host_guarded, facts.attestation_status) == (
+        "HostGuardianService",
+        True,
+        "InsecureHostConfiguration",
+    )

@@ -235,6 +235,7 @@ class ReadHostInventory(Operation[HostInventoryFacts]):
                 self._sort(value, inventory)
         if not inventory.facts.os_caption and not inventory.facts.mode:
             raise result.errors[0] if result.errors else UnexpectedReply("The host sent no OS facts.")
+        inventory.problems += inventory.facts.problems
         fill_guardian_thumbprints(inventory.guardians, inventory.certificates)
         inventory.details, inventory.details_complete = reader.details_of(inventory.vms)
         return inventory
