@@ -132,7 +132,7 @@ class HostSession:
     # -- running operations ------------------------------------------------------------------------------------
 
     def run(self, op: Operation[T]) -> T:
-        """Run one operation as one pipeline and return its typed result."""
+        """Run one operation as one pipeline (and its follow-up, if it has one) and return its typed result."""
         op.check_declared()
         label = f"→ {op.describe()} ({self.spec.display})"
         self.log(label, "info")
@@ -153,11 +153,13 @@ class HostSession:
         if result.errors and op.errors_are_fatal:
             raise result.errors[0]
         try:
-            return op.parse(result)
+            parsed = op.parse(result)
         except RemotingError:
             raise
         except Exception as err:  # a reply of a shape the parser did not expect is the host's fault, not a crash
             raise UnexpectedReply(f"The reply of {op.describe()} from {self.spec.display} could not be read.") from err
+        follow_up = op.follow_up(parsed)
+        return parsed if follow_up is None else self.run(follow_up)
 
     def stop_current(self) -> None:
         """Ask the running pipeline (or, between operations, the next one) to stop, from another thread: the job
