@@ -190,11 +190,9 @@ def installed_role(viewer_client: Client, without: str = "") -> dict[str, list[s
 
 
 def jea_sim(sim_host: Any, role: dict[str, list[str]], scenario: str = "healthy") -> Any:
-    """A host whose HgsClient commands are functions, as on Windows, with the console's JEA endpoint."""
+    """A host as strict as Windows (HgsClient commands are functions there) with the console's JEA endpoint."""
     return sim_host(
-        scenario,
-        configurations={"Microsoft.PowerShell": None, "GuardianConsole": role},
-        strict=Strictness().amended("hgs_functions"),
+        scenario, configurations={"Microsoft.PowerShell": None, "GuardianConsole": role}, strict=Strictness.windows()
     )
 
 
@@ -252,3 +250,30 @@ def test_an_endpoint_the_host_does_not_have_is_named_with_the_fix(
     host.refresh_from_db()
     assert (host.last_test_ok, host.last_test_kind) == (False, "winrm_fault"), host.last_test_message
     assert "no PowerShell endpoint of that name" in host.last_test_message
+
+
+def test_a_reset_and_its_undo_run_through_the_jea_endpoint(
+    viewer_client: Client, sim_host: Any, registered_host: Any
+) -> None:
+    from hosts.remoting import open_session
+    from jobs.workflows.reset.plan import RemovedGuardian, reset_guardian, undo_reset
+    from tests.plugins.runs import DirectRun
+
+    sim = jea_sim(sim_host, installed_role(viewer_client), scenario="deleted-certs")
+    host = registered_host(sim, configuration_name="GuardianConsole")
+    guardian = sim.model.guardian("UntrustedGuardian")
+    before = (guardian.signing.thumbprint, guardian.encryption.thumbprint)
+    run = DirectRun()
+
+    with open_session(host.connection_spec()) as session:
+        reset_guardian(run, session, host)
+        assert sim.model.guardian("UntrustedGuardian") is None
+        undo_reset(run, session, host, RemovedGuardian.from_record(run.results["removed_guardian"]))
+
+    restored = sim.model.guardian("UntrustedGuardian")
+    assert (restored.signing.thumbprint, restored.encryption.thumbprint) == before
+    assert set(run.results["sealed_vms"]) == {"Win11-A", "Win11-B", "Win11-C"}  # the key protectors were read
+    assert [entry for entry in sim.command_log if entry["outcome"] != "ok"] == []
+    exports = [entry["parameters"] for entry in sim.command_log if entry["cmdlet"] == "Export-HgsGuardian"]
+    assert exports and all(set(p) == {"Path"} for p in exports)  # the guardian is piped in: there is no -Name
+    assert set(sim.opened_configurations) == {"GuardianConsole"}

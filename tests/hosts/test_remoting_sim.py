@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from hosts.jea import JeaEndpoint
 from hosts.remoting import ConnectionSpec, open_session
 from hosts.remoting.catalog import ReadHostInventory, TestConnection
+from hosts.remoting.catalog.inventory import read_inventory
 from hosts.remoting.errors import RemoteCommandError, RemotingError, TlsVerificationFailed
 from hosts.remoting.operation import Cmd, Operation, PipelineResult
 from hypervsim import Strictness
@@ -256,21 +257,21 @@ def jea_role(*commands: str) -> dict[str, tuple[str, ...]]:
 
 def test_the_inventory_runs_on_a_jea_endpoint_that_exposes_only_its_cmdlets(sim_host: Any) -> None:
     role = jea_role(*ReadHostInventory.CMDLETS, *TestConnection.CMDLETS)
-    strict = Strictness().amended("hgs_functions")
-    h = sim_host(scenario="healthy", configurations={"GuardianConsole": role}, strict=strict)
+    h = sim_host(scenario="healthy", configurations={"GuardianConsole": role}, strict=Strictness.windows())
 
     with open_session(sim_spec(h, configuration_name="GuardianConsole")) as session:
-        inventory = session.run(ReadHostInventory())
+        inventory = read_inventory(session)
 
     assert inventory.details_complete and len(inventory.vms) == 4
+    owner = inventory.details["Win11-A"].key_protector.owner
+    assert owner is not None and owner.signing == h.model.guardian("UntrustedGuardian").signing.thumbprint
     assert h.opened_configurations == ["GuardianConsole"]
     assert [entry for entry in h.command_log if entry["outcome"] != "ok"] == []
 
 
 def test_a_jea_endpoint_missing_a_cmdlet_names_it(sim_host: Any) -> None:
     role = jea_role(*(set(ReadHostInventory.CMDLETS) - {"Get-VMKeyProtector"}))
-    strict = Strictness().amended("hgs_functions")
-    h = sim_host(scenario="healthy", configurations={"GuardianConsole": role}, strict=strict)
+    h = sim_host(scenario="healthy", configurations={"GuardianConsole": role}, strict=Strictness.windows())
 
     with (
         open_session(sim_spec(h, configuration_name="GuardianConsole")) as session,
