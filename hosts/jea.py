@@ -2,9 +2,12 @@
 send, the session configuration (.pssc) that gives them to the console's account, and the PowerShell that installs
 and registers them. Shown on the prepare page; the host then names the endpoint in its `configuration_name`.
 
-The console sends only cmdlets with parameters (never script text), so a RestrictedRemoteServer session in
-NoLanguage mode is enough. Everything interpolated here is either a catalog cmdlet name or a name the caller has
-checked against a strict pattern, so nothing a user typed can become PowerShell.
+The console sends only commands with parameters (never script text), so a RestrictedRemoteServer session in
+NoLanguage mode is enough. JEA shows a command only under the field of its own command type: the HgsClient module's
+commands are functions (its FunctionsToExport), so they go under VisibleFunctions, the rest under VisibleCmdlets.
+
+Everything interpolated here is either a catalog cmdlet name or a name the caller has checked against a strict
+pattern, so nothing a user typed can become PowerShell.
 """
 
 from __future__ import annotations
@@ -21,8 +24,16 @@ CONFIG_DIR = r"C:\ProgramData\GuardianConsole"
 VISIBLE_PROVIDERS = ("Certificate", "FileSystem")
 SAFE_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\\@-]{0,127}")
 CMDLET_NAME = re.compile(r"[A-Za-z]+-[A-Za-z0-9]+")
+# Every HgsClient command has a noun starting with "Hgs" (Get-HgsGuardian, ConvertTo-HgsKeyProtector, ...), and no
+# other command the console sends has one.
+HGS_CLIENT_NOUN = re.compile(r"-Hgs", flags=re.IGNORECASE)
 # Stable GUIDs, so the files are the same every time the page is rendered for the same endpoint.
 GUID_NAMESPACE = uuid.UUID("6b0f4f2e-6d39-4c55-9a3b-7c1c2d0e9f11")
+
+
+def is_hgs_client_function(command: str) -> bool:
+    """Whether the command comes from the HgsClient module, whose commands are functions, not cmdlets."""
+    return bool(HGS_CLIENT_NOUN.search(command))
 
 
 def quoted_list(values: list[str] | tuple[str, ...]) -> str:
@@ -32,7 +43,8 @@ def quoted_list(values: list[str] | tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class JeaEndpoint:
-    """One JEA endpoint for the console: its name, the account allowed in, and the cmdlets it may run."""
+    """One JEA endpoint for the console: its name, the account allowed in, and the commands it may run (cmdlets
+    and functions alike; the role capability files each under its own field)."""
 
     name: str
     account: str
@@ -48,6 +60,14 @@ class JeaEndpoint:
                 raise ValueError(f"not a cmdlet name: {cmdlet!r}")
 
     @property
+    def visible_cmdlets(self) -> tuple[str, ...]:
+        return tuple(c for c in self.cmdlets if not is_hgs_client_function(c))
+
+    @property
+    def visible_functions(self) -> tuple[str, ...]:
+        return tuple(c for c in self.cmdlets if is_hgs_client_function(c))
+
+    @property
     def role_capability_path(self) -> str:
         return rf"{MODULE_DIR}\RoleCapabilities\{ENDPOINT_NAME}.psrc"
 
@@ -56,14 +76,16 @@ class JeaEndpoint:
         return rf"{CONFIG_DIR}\{self.name}.pssc"
 
     def role_capability(self) -> str:
-        """The .psrc: exactly the catalog's cmdlets, and the two providers they need."""
+        """The .psrc: exactly the catalog's commands, each under its command type's field, and the two providers
+        they need."""
         return "\n".join(
             [
                 "@{",
                 f"GUID = '{uuid.uuid5(GUID_NAMESPACE, 'psrc:' + ENDPOINT_NAME)}'",
                 "Author = 'Guardian Console'",
                 "Description = 'The cmdlets the Guardian Console sends: inventory, guardians, key protectors, VMs.'",
-                f"VisibleCmdlets = {quoted_list(self.cmdlets)}",
+                f"VisibleCmdlets = {quoted_list(self.visible_cmdlets)}",
+                f"VisibleFunctions = {quoted_list(self.visible_functions)}",
                 f"VisibleProviders = {quoted_list(VISIBLE_PROVIDERS)}",
                 "}",
             ]
@@ -109,6 +131,20 @@ class JeaEndpoint:
 
 
 def visible_cmdlets(role_capability: str) -> set[str]:
-    """The VisibleCmdlets of a .psrc text (for checks: it must list exactly what the catalog can send)."""
-    match = re.search(r"^VisibleCmdlets = (.*)$", role_capability, flags=re.MULTILINE)
+    """The VisibleCmdlets of a .psrc text (for checks: with its functions, exactly what the catalog can send)."""
+    return _visible(role_capability, "VisibleCmdlets")
+
+
+def visible_functions(role_capability: str) -> set[str]:
+    """The VisibleFunctions of a .psrc text."""
+    return _visible(role_capability, "VisibleFunctions")
+
+
+def visible_commands(role_capability: str) -> set[str]:
+    """Every command a .psrc text makes visible, cmdlet or function."""
+    return visible_cmdlets(role_capability) | visible_functions(role_capability)
+
+
+def _visible(role_capability: str, field: str) -> set[str]:
+    match = re.search(rf"^{field} = (.*)$", role_capability, flags=re.MULTILINE)
     return set(re.findall(r"'([^']*)'", match.group(1))) if match else set()

@@ -188,7 +188,7 @@ class Inventory:
         if not vm.protected:
             return True, "Yes: the VM has no vTPM key protector, so no guardian is needed."
         if not vm.kp_readable:
-            return False, "Unknown: the key protector could not be read (no certificates found in it)."
+            return False, "Unknown: the guardians of its key protector could not be read (see the VM's problems)."
         if state is None or state.refreshed_at is None:
             return False, f"Unknown: {host} has not been inventoried yet — refresh it first."
         if state.mode and state.mode != "Local":

@@ -1,4 +1,5 @@
-"""Refresh a host's inventory: two pipelines on one session whatever the number of VMs, saved in one transaction.
+"""Refresh a host's inventory: two pipelines on one session whatever the number of VMs (the second asks the host who
+may unseal each VM), saved in one transaction.
 
 An unreachable host (or one that answers garbage, or drops the connection half-way) keeps its last inventory,
 marked stale with the time and the error: nothing is half-saved, because nothing is written until every read has
@@ -23,6 +24,7 @@ from hosts.models import Host
 from hosts.remoting import HostSession
 from hosts.remoting.catalog.inventory import HostInventoryFacts, VmDetails, read_inventory
 from hosts.remoting.errors import RemotingError
+from hosts.remoting.keyprotector import KeyProtectorInfo
 
 from .models import Certificate, Guardian, HostInventory, VirtualMachine
 
@@ -50,7 +52,7 @@ class HostReading:
 
 
 def read_host(session: HostSession) -> HostReading:
-    """A refresh's reads on an open session: one pipeline, a second one only when needed (see read_inventory)."""
+    """A refresh's reads on an open session: two pipelines, more only when needed (see read_inventory)."""
     inventory = read_inventory(session)
     return HostReading(inventory, inventory.details)
 
@@ -207,6 +209,8 @@ def _vm_rows(host: Host, reading: HostReading) -> list[VirtualMachine]:
     for vm in reading.inventory.vms:
         detail = reading.details.get(vm.name, VmDetails(vm.name))
         kp = detail.key_protector
+        if detail.tpm_enabled and not detail.key_protector_read:  # a vTPM needs a key protector: it has one, unread
+            kp = KeyProtectorInfo(present=True, readable=False)
         rows.append(
             VirtualMachine(
                 host=host,

@@ -1,24 +1,31 @@
-"""Read a VM key protector's raw bytes (Get-VMKeyProtector) for the guardians it is sealed to.
+"""A VM key protector's guardians, and certificates' thumbprints whatever shape remoting gave them.
 
-The container format is undocumented, but every guardian row embeds its signing and encryption certificates as
-DER X.509 structures. So we locate those certificates in the bytes instead of trusting how the nested objects of
-ConvertTo-HgsKeyProtector survive remoting. A guardian is a (signing, encryption) pair of SHA-1 thumbprints, the
-way Windows shows thumbprints. The owner is the guardian whose signing key signed the protector (checked against
-a trailing signature when there is one); otherwise the first row, where the owner is written first.
+The documented reader of a key protector is the host's ConvertTo-HgsKeyProtector (catalog/keyprotectors.py). This
+module is the fallback for when the host cannot read one: the container format is undocumented, but if a guardian
+row embeds its signing and encryption certificates as DER X.509 structures, they can be located in the raw bytes.
+(If the bytes are XML with base64 certificates, as domain.md believes Windows writes them, nothing is found and the
+guardians stay unknown.) A guardian is a (signing, encryption) pair of SHA-1 thumbprints, the way Windows shows
+thumbprints. The owner is the guardian whose signing key signed the protector (checked against a trailing signature
+when there is one); otherwise the first row, where the owner is written first.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from .psobjects import byte_string, prop, text
+
 # Get-VMKeyProtector returns a short array (e.g. 0,0,0,4) for a VM without a protector.
 MIN_KEY_PROTECTOR_BYTES = 16
+_THUMBPRINT = re.compile(r"\b([0-9A-Fa-f]{40})\b")
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,32 @@ class KeyProtectorInfo:
 
 def thumbprint(der: bytes) -> str:
     return hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
+
+
+def certificate_thumbprint(value: Any) -> tuple[str, str]:
+    """(thumbprint, subject) of a nested certificate value, whatever shape remoting gave it: DER bytes (what the WMI
+    classes declare), an X509Certificate2 object, or its ToString text; ('', '') if none."""
+    raw = byte_string(value)
+    if raw:
+        try:
+            cert = x509.load_der_x509_certificate(raw)
+            return thumbprint(raw), cert.subject.rfc4514_string()
+        except ValueError:
+            return "", ""
+    found = text(prop(value, "Thumbprint"))
+    if found:
+        return found.upper(), text(prop(value, "Subject"))
+    shown = text(value)
+    match = re.search(r"\[Thumbprint\]\s*([0-9A-Fa-f]{40})", shown) or _THUMBPRINT.search(shown)
+    subject = re.search(r"\[Subject\]\s*(.+)", shown)
+    return (match.group(1).upper() if match else ""), (subject.group(1).strip() if subject else "")
+
+
+def guardian_ref(obj: Any) -> GuardianRef | None:
+    """A guardian object (MSFT_HgsGuardian) as a certificate pair; None when either certificate cannot be read."""
+    signing, subject = certificate_thumbprint(prop(obj, "SigningCertificate"))
+    encryption, _ = certificate_thumbprint(prop(obj, "EncryptionCertificate"))
+    return GuardianRef(signing, encryption, subject) if signing and encryption else None
 
 
 def _der_length(data: bytes, pos: int) -> int:

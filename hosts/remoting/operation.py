@@ -88,6 +88,12 @@ class Operation(Generic[T]):
             raise result.errors[0]
         return self.parse(result)
 
+    def follow_up(self, parsed: T) -> Operation[T] | None:
+        """A second pipeline that completes `parsed`, for what the console can only ask once it has read the first
+        one's answers (a key protector's bytes, sent back to be read); None when there is nothing to ask.
+        HostSession.run sends it and returns its result in place of `parsed`."""
+        return None
+
     @classmethod
     def cmdlets(cls) -> set[str]:
         """Every cmdlet this operation can ever send (for the catalog/simulator check)."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from pypsrp.complex_objects import ComplexObject, GenericComplexObject
+from pypsrp.serializer import Serializer
 
 
 def type_names(obj: Any) -> list[str]:
@@ -69,6 +71,20 @@ def text(value: Any, default: str = "") -> str:
     return str(value)
 
 
+def enum_name(value: Any, names: Mapping[int, str]) -> str:
+    """The name of an enum value that may arrive as its number (a WMI uint16), as a digit string, or as its name (in
+    any case, or as a deserialized enum object); '' when it is none of the known ones."""
+    if isinstance(value, GenericComplexObject):
+        value = value.to_string or prop(value, "value__", "Value")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return names.get(value, "")
+    if isinstance(value, str):
+        return next((n for n in names.values() if n.casefold() == value.strip().casefold()), "")
+    return ""
+
+
 def flag(value: Any, default: bool = False) -> bool:
     if isinstance(value, bool):
         return value
@@ -83,21 +99,37 @@ def flag(value: Any, default: bool = False) -> bool:
     return default
 
 
-def number(value: Any, default: int = 0) -> int:
+def known_flag(value: Any) -> bool | None:
+    """A boolean property as sent ($true/$false, or their text); None when it is missing or something else."""
     if isinstance(value, bool):
-        return int(value)
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return None
+
+
+def known_number(value: Any) -> int | None:
+    """A whole-number property as sent (a number, its text, or an enum's value); None when it is missing or
+    something else."""
+    if isinstance(value, bool) or value is None:
+        return None
     if isinstance(value, int):
         return value
     if isinstance(value, str):
         try:
             return int(value.strip())
         except ValueError:
-            return default
+            return None
     if isinstance(value, GenericComplexObject):
-        inner = prop(value, "value__", "Value")
-        if inner is not None:
-            return number(inner, default)
-    return default
+        return known_number(prop(value, "value__", "Value"))
+    return None
+
+
+def number(value: Any, default: int = 0) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    found = known_number(value)
+    return default if found is None else found
 
 
 _FRACTION = re.compile(r"\.(\d+)")
@@ -118,6 +150,35 @@ def timestamp(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+# Characters XML 1.0 does not allow. Windows PowerShell escapes them as _xHHHH_ in property values but, as the
+# simulator does too, may leave them raw in an object's <ToString>; pypsrp then cannot parse the object at all and
+# hands over its CLIXML text instead.
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def repaired(value: Any) -> tuple[Any, bool]:
+    """An output object pypsrp could not parse (it gives its CLIXML as text), parsed again with the characters XML
+    does not allow escaped the way CLIXML escapes them: (the object, True). Anything else: (value, False)."""
+    if not (isinstance(value, str) and value.startswith("<Obj ") and _NOT_XML.search(value)):
+        return value, False
+    escaped = _NOT_XML.sub(lambda m: f"_x{ord(m.group()):04X}_", value)
+    try:
+        parsed = Serializer().deserialize(escaped)
+    except Exception:  # noqa: BLE001 - still not CLIXML pypsrp can read: the caller notes it as unreadable
+        return value, False
+    return (parsed, True) if isinstance(parsed, ComplexObject) else (value, False)
+
+
+def printable(value: str) -> str:
+    """A host's text for a message: control characters shown as escapes (\\x07), everything else as it is."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", value)
+
+
+def unparsed(value: Any) -> bool:
+    """Whether an output is CLIXML text pypsrp gave up on (and repaired() could not mend)."""
+    return isinstance(value, str) and value.startswith("<Obj ")
 
 
 def byte_string(value: Any) -> bytes:

@@ -167,14 +167,16 @@ class HostSession:
     # -- running operations ------------------------------------------------------------------------------------
 
     def run(self, op: Operation[T]) -> T:
-        """Run one operation as one pipeline and return its typed result."""
+        """Run one operation as one pipeline (and its follow-up, if it has one) and return its typed result."""
         result = self.exchange(op)
         try:
-            return op.read(result)
+            parsed = op.read(result)
         except RemotingError:
             raise
         except Exception as err:  # a reply of a shape the parser did not expect is the host's fault, not a crash
             raise UnexpectedReply(f"The reply of {op.describe()} from {self.spec.display} could not be read.") from err
+        follow_up = op.follow_up(parsed)
+        return parsed if follow_up is None else self.run(follow_up)
 
     def exchange(self, op: Operation[Any]) -> PipelineResult:
         """Send one operation as one pipeline and return what came back, unread."""

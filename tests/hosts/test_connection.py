@@ -17,6 +17,7 @@ from django.utils.html import escape
 from console.models import AuditEvent
 from hosts.models import Host, failure_headline
 from hosts.remoting.errors import REMEDIES
+from hypervsim import Strictness
 
 PASSWORD = "Sim-Passw0rd!"
 
@@ -320,6 +321,20 @@ def test_a_host_in_hgs_mode_is_reported_as_not_local(admin_client: Client, sim_h
     host, _page = run_test(admin_client, registered_host(sim, auth="ntlm"))
     assert host.last_test_ok is False
     assert_failed_as(host, "not_local")
+
+
+def test_a_host_sending_the_wmi_classs_mode_numbers_is_read_as_local_or_hgs(
+    admin_client: Client, sim_host: Any, registered_host: Any
+) -> None:
+    sim = sim_host(scenario="healthy", strict=Strictness.lenient().amended("wmi_numbers"))  # Mode 1, not "Local"
+    host, _page = run_test(admin_client, registered_host(sim, auth="ntlm"))
+    assert host.last_test_ok is True and "HGS client mode Local" in host.last_test_message, host.last_test_message
+
+    with sim.model.changing() as model:
+        model.hgs_mode = "HostGuardianService"  # Mode 2
+    host, _page = run_test(admin_client, host)
+    assert_failed_as(host, "not_local")
+    assert "HostGuardianService HGS mode" in host.last_test_message
 
 
 # -- the host list: the last contact, by test or inventory refresh ------------------------------------------------

@@ -3,6 +3,7 @@ happens when the host fails half-way (nothing half-saved, the last inventory kep
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,7 +12,11 @@ from django.test import Client
 from hosts.inventory.analysis import Inventory
 from hosts.inventory.models import Certificate, Guardian, HostInventory, VirtualMachine
 from hosts.inventory.refresh import refresh_host, refresh_hosts
+from hosts.jea import JeaEndpoint
 from hosts.remoting import open_session
+from hosts.remoting.catalog import ReadHostInventory
+from hypervsim import Strictness
+from hypervsim.certs import guardian_pair
 from hypervsim.keyprotector import KeyProtector
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.django_db]
@@ -240,3 +245,124 @@ def test_a_vm_page_url_keeps_working_after_a_refresh_and_a_vanished_vm_disappear
     assert viewer_client.get(f"/vms/{gone.pk}/").status_code == 404
     assert not VirtualMachine.objects.filter(host=host, name="Win11-B").exists()
     assert set(Guardian.objects.filter(host=host).values_list("pk", flat=True)) == guardian_pks
+
+
+# -- a host as strict as Windows ---------------------------------------------------------------------------------
+
+
+def windows_host(sim_host: Any, registered_host: Any, scenario: str = "healthy", **strict: bool) -> tuple[Any, Any]:
+    """A simulated host with every Windows behaviour on (or the ones named turned off), registered."""
+    h = sim_host(scenario=scenario, strict=replace(Strictness.windows(), **strict))
+    return h, registered_host(h)
+
+
+def test_security_settings_without_a_vm_name_are_matched_to_vms_by_their_order(
+    sim_host: Any, registered_host: Any
+) -> None:
+    h, host = windows_host(sim_host, registered_host)
+
+    outcome = refresh_host(host)
+
+    assert outcome.ok, outcome.error
+    tpm = dict(VirtualMachine.objects.filter(host=host).values_list("name", "tpm_enabled"))
+    assert tpm == {"Win11-A": True, "Win11-B": True, "Win11-C": True, "Srv-Plain": False}
+    assert VirtualMachine.objects.filter(host=host, details_read=False).count() == 0
+    # One read for all VMs: no per-VM second read because the answers did not name their VM.
+    assert not [c for c in h.command_log if c["cmdlet"] == "Get-VMSecurity" and "VMName" in c["parameters"]]
+    assert outcome.requests <= 10
+
+
+def test_the_host_names_the_guardians_of_opaque_key_protectors(sim_host: Any, registered_host: Any) -> None:
+    h, host = windows_host(sim_host, registered_host)
+    guardian = h.model.guardian("UntrustedGuardian")
+    pair = (guardian.signing.thumbprint, guardian.encryption.thumbprint)
+
+    outcome = refresh_host(host)
+
+    assert outcome.ok, outcome.error
+    for vm in VirtualMachine.objects.filter(host=host, has_key_protector=True):
+        assert (vm.kp_readable, vm.owner_pair, vm.guardian_pairs) == (True, pair, [pair]), vm.name
+    assert (
+        "(UntrustedGuardian) (HV01)" in VirtualMachine.objects.get(name="Win11-A").kp_guardian_thumbprints[0]["subject"]
+    )
+    converted = [c for c in h.command_log if c["cmdlet"] == "ConvertTo-HgsKeyProtector"]
+    assert len(converted) == 3 and all(c["outcome"] == "ok" for c in converted)  # one per sealed VM, bytes sent once
+    assert HostInventory.objects.get(host=host).problems == []
+    assert outcome.requests <= 10
+
+
+def test_a_key_protector_sealed_to_several_guardians_names_its_owner(sim_host: Any, registered_host: Any) -> None:
+    h, host = windows_host(sim_host, registered_host)
+    model = h.model
+    with model.changing():
+        owner = model.guardian("UntrustedGuardian")
+        signing, encryption = model.store[owner.signing.thumbprint], model.store[owner.encryption.thumbprint]
+        peer_s, peer_e = guardian_pair("Peer", "HV09", key_label="refresh-test/peer")
+        vm = model.vm("Win11-B")
+        vm.key_protector = KeyProtector.create(signing, encryption).grant(model.store, peer_s, peer_e).to_bytes()
+
+    assert refresh_host(host).ok
+
+    row = VirtualMachine.objects.get(host=host, name="Win11-B")
+    assert row.owner_pair == (owner.signing.thumbprint, owner.encryption.thumbprint)
+    assert set(row.guardian_pairs) == {row.owner_pair, (peer_s.thumbprint, peer_e.thumbprint)}
+    asked = [c["parameters"] for c in h.command_log if c["cmdlet"] == "Select-Object"]
+    assert asked.count({"ExpandProperty": "Owner"}) == 1  # only the VM sealed to several guardians is asked
+
+
+def test_a_key_protector_the_host_cannot_read_is_unknown_never_can_start_nowhere(
+    sim_host: Any, registered_host: Any, viewer_client: Client
+) -> None:
+    h, host = windows_host(sim_host, registered_host)
+    with h.model.changing() as model:  # bytes that are no key protector the host can read
+        model.vm("Win11-A").key_protector = b"<?xml version='1.0'?><KeyProtector Version='9'/>" + bytes(64)
+
+    assert refresh_host(host).ok
+
+    vm = VirtualMachine.objects.get(host=host, name="Win11-A")
+    assert (vm.has_key_protector, vm.kp_readable, vm.guardian_pairs, vm.owner_pair) == (True, False, [], None)
+    assert any("Who may unseal VM 'Win11-A' is unknown" in p for p in vm.problems)
+    assert "Win11-A on HV01" not in {r.subject for r in Inventory().risks() if r.code == "vm_cannot_start"}
+    page = viewer_client.get(f"/vms/{vm.pk}/").content.decode()
+    assert "Unknown: the guardians of its key protector could not be read" in page
+    assert "can start nowhere" not in page and "no registered host" not in page
+    listing = viewer_client.get("/vms/").content.decode()
+    row = listing[listing.index(f'href="/vms/{vm.pk}/"') :]
+    assert ">unknown<" in row[: row.index("</tr>")]
+    # The other VMs were still read by the host, in the same pipeline.
+    assert VirtualMachine.objects.get(host=host, name="Win11-B").kp_readable
+
+
+def test_the_der_scan_reads_the_key_protectors_when_the_host_cannot(sim_host: Any, registered_host: Any) -> None:
+    # A JEA role without ConvertTo-HgsKeyProtector, on a host whose key protectors still embed DER certificates.
+    commands = sorted(set(ReadHostInventory.CMDLETS) - {"ConvertTo-HgsKeyProtector"})
+    role = JeaEndpoint("GuardianConsole", "hvconsole", tuple(commands))
+    h = sim_host(
+        scenario="healthy",
+        configurations={
+            "GuardianConsole": {"VisibleCmdlets": role.visible_cmdlets, "VisibleFunctions": role.visible_functions}
+        },
+        strict=replace(Strictness.windows(), opaque_key_protector=False),
+    )
+    host = registered_host(h, configuration_name="GuardianConsole")
+    guardian = h.model.guardian("UntrustedGuardian")
+
+    assert refresh_host(host).ok
+
+    vm = VirtualMachine.objects.get(host=host, name="Win11-A")
+    assert vm.kp_readable and vm.owner_pair == (guardian.signing.thumbprint, guardian.encryption.thumbprint)
+    assert any("read by scanning its bytes" in p and "ConvertTo-HgsKeyProtector" in p for p in vm.problems)
+
+
+def test_a_vm_whose_text_holds_control_characters_is_listed_with_a_note(sim_host: Any, registered_host: Any) -> None:
+    h, host = windows_host(sim_host, registered_host)
+    with h.model.changing() as model:
+        model.add_vm("Bell\x07VM", vhd_paths=[r"C:\Windows\Temp\bell.vhdx"])
+
+    assert refresh_host(host).ok
+
+    assert VirtualMachine.objects.filter(host=host).count() == 5
+    vm = VirtualMachine.objects.get(host=host, name="Bell\x07VM")
+    assert vm.details_read and not vm.tpm_enabled
+    problems = HostInventory.objects.get(host=host).problems
+    assert any("Bell\\x07VM" in p and "control characters" in p for p in problems), problems

@@ -15,6 +15,8 @@ from console.models import AuditEvent
 from hosts import jea
 from hosts.models import DEFAULT_CONFIGURATION, Host
 from hosts.remoting import catalog
+from hypervsim import Strictness
+from hypervsim.cmdlets import command_type
 from tests.hosts.test_register import form_data, register
 
 
@@ -117,7 +119,7 @@ def test_an_endpoint_name_smuggled_past_validation_fails_the_test_cleanly(
 def test_the_role_capability_lists_exactly_the_cmdlets_the_console_can_send(viewer_client: Client) -> None:
     page = viewer_client.get("/hosts/prepare/").content.decode()
     psrc = pre_block(page, "jea-psrc")
-    assert jea.visible_cmdlets(psrc) == catalog.all_cmdlets()
+    assert jea.visible_commands(psrc) == catalog.all_cmdlets()
     # ...and the script that writes the file carries the same text.
     assert psrc in pre_block(page, "jea-setup")
     assert "VisibleProviders = 'Certificate', 'FileSystem'" in psrc
@@ -178,14 +180,27 @@ def test_the_files_are_the_same_every_time(viewer_client: Client) -> None:
 # --- the generated role capability, installed on a (simulated) JEA endpoint -----------------------------------------
 
 
-def installed_role(viewer_client: Client, without: str = "") -> list[str]:
-    """The VisibleCmdlets an admin installs from the prepare page (optionally with one left out, as an old file)."""
+def installed_role(viewer_client: Client, without: str = "") -> dict[str, list[str]]:
+    """The role an admin installs from the prepare page (optionally with one command left out, as an old file)."""
     psrc = pre_block(viewer_client.get("/hosts/prepare/").content.decode(), "jea-psrc")
-    return sorted(jea.visible_cmdlets(psrc) - {without})
+    return {
+        "VisibleCmdlets": sorted(jea.visible_cmdlets(psrc) - {without}),
+        "VisibleFunctions": sorted(jea.visible_functions(psrc) - {without}),
+    }
 
 
-def jea_sim(sim_host: Any, visible: list[str]) -> Any:
-    return sim_host("healthy", configurations={"Microsoft.PowerShell": None, "GuardianConsole": visible})
+def jea_sim(sim_host: Any, role: dict[str, list[str]], scenario: str = "healthy") -> Any:
+    """A host as strict as Windows (HgsClient commands are functions there) with the console's JEA endpoint."""
+    return sim_host(
+        scenario, configurations={"Microsoft.PowerShell": None, "GuardianConsole": role}, strict=Strictness.windows()
+    )
+
+
+def test_hgs_client_commands_are_listed_as_functions_and_everything_else_as_cmdlets(viewer_client: Client) -> None:
+    role = installed_role(viewer_client)
+    assert "Get-HgsClientConfiguration" in role["VisibleFunctions"] and "Get-VM" in role["VisibleCmdlets"]
+    # The simulator knows each command's type as Get-Command reports it on Windows.
+    assert {name for name in catalog.all_cmdlets() if command_type(name) == "Function"} == set(role["VisibleFunctions"])
 
 
 def test_the_generated_role_is_enough_for_a_full_refresh_and_the_connection_test(
@@ -235,3 +250,30 @@ def test_an_endpoint_the_host_does_not_have_is_named_with_the_fix(
     host.refresh_from_db()
     assert (host.last_test_ok, host.last_test_kind) == (False, "winrm_fault"), host.last_test_message
     assert "no PowerShell endpoint of that name" in host.last_test_message
+
+
+def test_a_reset_and_its_undo_run_through_the_jea_endpoint(
+    viewer_client: Client, sim_host: Any, registered_host: Any
+) -> None:
+    from hosts.remoting import open_session
+    from jobs.workflows.reset.plan import RemovedGuardian, reset_guardian, undo_reset
+    from tests.plugins.runs import DirectRun
+
+    sim = jea_sim(sim_host, installed_role(viewer_client), scenario="deleted-certs")
+    host = registered_host(sim, configuration_name="GuardianConsole")
+    guardian = sim.model.guardian("UntrustedGuardian")
+    before = (guardian.signing.thumbprint, guardian.encryption.thumbprint)
+    run = DirectRun()
+
+    with open_session(host.connection_spec()) as session:
+        reset_guardian(run, session, host)
+        assert sim.model.guardian("UntrustedGuardian") is None
+        undo_reset(run, session, host, RemovedGuardian.from_record(run.results["removed_guardian"]))
+
+    restored = sim.model.guardian("UntrustedGuardian")
+    assert (restored.signing.thumbprint, restored.encryption.thumbprint) == before
+    assert set(run.results["sealed_vms"]) == {"Win11-A", "Win11-B", "Win11-C"}  # the key protectors were read
+    assert [entry for entry in sim.command_log if entry["outcome"] != "ok"] == []
+    exports = [entry["parameters"] for entry in sim.command_log if entry["cmdlet"] == "Export-HgsGuardian"]
+    assert exports and all(set(p) == {"Path"} for p in exports)  # the guardian is piped in: there is no -Name
+    assert set(sim.opened_configurations) == {"GuardianConsole"}

@@ -18,10 +18,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from hosts.jea import JeaEndpoint
 from hosts.remoting import ConnectionSpec, open_session
 from hosts.remoting.catalog import ReadHostInventory, TestConnection
+from hosts.remoting.catalog.inventory import read_inventory
 from hosts.remoting.errors import RemoteCommandError, RemotingError, TlsVerificationFailed
 from hosts.remoting.operation import Cmd, Operation, PipelineResult
+from hypervsim import Strictness
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -246,20 +249,29 @@ def test_after_a_lost_connection_the_next_operation_starts_on_a_new_one(sim_host
         assert session.run(ListVmsAsIfChanging()) == 4
 
 
+def jea_role(*commands: str) -> dict[str, tuple[str, ...]]:
+    """The role capability the console would generate for these commands, as the simulator takes it."""
+    role = JeaEndpoint("GuardianConsole", "hvconsole", tuple(sorted(commands)))
+    return {"VisibleCmdlets": role.visible_cmdlets, "VisibleFunctions": role.visible_functions}
+
+
 def test_the_inventory_runs_on_a_jea_endpoint_that_exposes_only_its_cmdlets(sim_host: Any) -> None:
-    visible = sorted(set(ReadHostInventory.CMDLETS) | set(TestConnection.CMDLETS))
-    h = sim_host(scenario="healthy", configurations={"GuardianConsole": visible})
+    role = jea_role(*ReadHostInventory.CMDLETS, *TestConnection.CMDLETS)
+    h = sim_host(scenario="healthy", configurations={"GuardianConsole": role}, strict=Strictness.windows())
 
     with open_session(sim_spec(h, configuration_name="GuardianConsole")) as session:
-        inventory = session.run(ReadHostInventory())
+        inventory = read_inventory(session)
 
     assert inventory.details_complete and len(inventory.vms) == 4
+    owner = inventory.details["Win11-A"].key_protector.owner
+    assert owner is not None and owner.signing == h.model.guardian("UntrustedGuardian").signing.thumbprint
     assert h.opened_configurations == ["GuardianConsole"]
+    assert [entry for entry in h.command_log if entry["outcome"] != "ok"] == []
 
 
 def test_a_jea_endpoint_missing_a_cmdlet_names_it(sim_host: Any) -> None:
-    visible = sorted(set(ReadHostInventory.CMDLETS) - {"Get-VMKeyProtector"})
-    h = sim_host(scenario="healthy", configurations={"GuardianConsole": visible})
+    role = jea_role(*(set(ReadHostInventory.CMDLETS) - {"Get-VMKeyProtector"}))
+    h = sim_host(scenario="healthy", configurations={"GuardianConsole": role}, strict=Strictness.windows())
 
     with (
         open_session(sim_spec(h, configuration_name="GuardianConsole")) as session,

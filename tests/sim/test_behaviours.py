@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypervsim import scenarios
 from hypervsim.model import STORE_PATH
 from hypervsim.types import Secret
-from tests.sim.test_cmdlets import cert, error, lab, make_host, out  # noqa: F401 - shared fixtures
+from tests.sim.test_cmdlets import cert, error, export_guardian, lab, make_host, out  # noqa: F401 - shared fixtures
 
 UNWRAP = "The key protector could not be unwrapped. Details are included in the HostGuardianService-Client event log."
 SHARE_BACKUP = r"\\LAB\share\backup"
@@ -173,7 +173,7 @@ def test_granting_a_peer_guardian_lets_the_vm_start_there_without_moving_private
     """The public-key-only flow: Export-HgsGuardian on the target, Import + Grant on the source, then move."""
     source, target = make_host("healthy", "HV01"), make_host("fresh", "HV02")
     out(target, "Set-VMKeyProtector", VMName="Srv-Plain", NewLocalKeyProtector=None)  # HV02 gets its guardian
-    out(target, "Export-HgsGuardian", Name="UntrustedGuardian", Path=r"\\LAB\share\HV02-guardian.xml")
+    export_guardian(target, "UntrustedGuardian", r"\\LAB\share\HV02-guardian.xml")
     out(source, "Import-HgsGuardian", Path=r"\\LAB\share\HV02-guardian.xml", Name="HV02", AllowUntrustedRoot=None)
     raw = out(source, "Get-VMKeyProtector", VMName="Win11-B")[0]
     (kp,) = out(

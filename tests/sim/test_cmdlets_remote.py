@@ -103,7 +103,7 @@ def test_inventory_cmdlets_arrive_with_windows_types(sim_host):
         (os_info,) = ok(pool, "Get-CimInstance", ClassName="Win32_OperatingSystem")
         assert prop(os_info, "Caption") == "Microsoft Windows Server 2022 Datacenter"
         (config,) = ok(pool, "Get-HgsClientConfiguration")
-        assert str(prop(config, "Mode")) == "Local"
+        assert prop(config, "Mode") == 1  # Local, as the uint16 the WMI class declares
 
 
 def test_guardian_certificates_and_key_protector_bytes_travel_intact(sim_host):
@@ -115,9 +115,12 @@ def test_guardian_certificates_and_key_protector_bytes_travel_intact(sim_host):
         subject = x509.load_der_x509_certificate(raw).subject.rfc4514_string()
         assert subject == "CN=Shielded VM Signing Certificate (UntrustedGuardian) (HV01)"
         (kp_bytes,) = ok(pool, "Get-VMKeyProtector", VMName="Win11-A")
-        assert isinstance(kp_bytes, bytes) and raw in kp_bytes
+        assert isinstance(kp_bytes, bytes) and raw not in kp_bytes  # opaque, as Windows' are: no DER inside
         (kp,) = ok(pool, "ConvertTo-HgsKeyProtector", Bytes=kp_bytes)
         assert guardian_names([prop(kp, "Owner")]) == ["UntrustedGuardian"]
+        expand = ("|Select-Object", {"ExpandProperty": "Guardians"})
+        (listed,) = run(pool, ("ConvertTo-HgsKeyProtector", {"Bytes": kp_bytes}), expand).output
+        assert prop(listed, "SigningCertificate") == raw  # the certificate bytes come back whole, lifted to the top
         bad = fails(pool, "Get-HgsGuardian", Name="Nobody")
         assert bad.fq_error == "CmdletizationQuery_NotFound_Name,Get-HgsGuardian"
 
@@ -255,7 +258,8 @@ def test_public_key_flow_grants_a_peer_guardian_in_one_pipeline(sim_lab):
     source, target = lab.hosts
     with session(target) as pool:
         ok(pool, "Set-VMKeyProtector", VMName="Srv-Plain", NewLocalKeyProtector=None)
-        ok(pool, "Export-HgsGuardian", Name="UntrustedGuardian", Path=r"\\LAB\share\HV02.xml")
+        export = ("|Export-HgsGuardian", {"Path": r"\\LAB\share\HV02.xml"})
+        assert not run(pool, ("Get-HgsGuardian", {"Name": "UntrustedGuardian"}), export).had_errors
     with session(source) as pool:
         ok(pool, "Import-HgsGuardian", Path=r"\\LAB\share\HV02.xml", Name="HV02", AllowUntrustedRoot=None)
         (raw,) = ok(pool, "Get-VMKeyProtector", VMName="Win11-B")

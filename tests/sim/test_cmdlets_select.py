@@ -78,8 +78,8 @@ def test_the_wire_form_is_what_windows_powershell_writes(host):
 
 def test_names_match_like_powershell_case_insensitive_real_name_kept_missing_ones_null(host):
     security, _ = invoke(host, "Get-VMSecurity", {"VMName": "Win11-A"})
-    picked = select(host, security, Property=["vmname", "TPMENABLED", "NoSuchProperty"])[0]
-    assert props(picked) == {"VMName": "Win11-A", "TpmEnabled": True, "NoSuchProperty": None}
+    picked = select(host, security, Property=["computername", "TPMENABLED", "NoSuchProperty"])[0]
+    assert props(picked) == {"ComputerName": "HV01", "TpmEnabled": True, "NoSuchProperty": None}
     assert picked.PSObject.type_names[0] == "Selected.Microsoft.HyperV.PowerShell.VMSecurity"
 
 

@@ -56,9 +56,9 @@ def test_unknown_vm_is_a_non_terminating_error_like_windows(make_host):
 def test_security_key_protector_and_checkpoints(make_host):
     host = make_host("healthy")
     security = out(host, "Get-VMSecurity", VMName=["Win11-A", "Srv-Plain"])
-    assert [(s.VMName, s.TpmEnabled, s.Shielded) for s in security] == [
-        ("Win11-A", True, False),
-        ("Srv-Plain", False, False),
+    assert [(s.ComputerName, s.TpmEnabled, s.Shielded) for s in security] == [  # the host's name, not the VM's
+        ("HV01", True, False),
+        ("HV01", False, False),
     ]
     assert security[0].PSTypeNames[0] == "Microsoft.HyperV.PowerShell.VMSecurity"
     (kp,) = out(host, "Get-VMKeyProtector", VMName="Win11-A")

@@ -69,8 +69,9 @@ def test_a_jea_endpoint_runs_only_its_visible_cmdlets_and_select_object(sim_host
     with sim_wsman(h) as wsman, RunspacePool(wsman, configuration_name="GuardianConsole") as pool:
         ps = PowerShell(pool)
         ps.add_cmdlet("Get-VM").add_cmdlet("Get-VMSecurity").add_cmdlet("Select-Object")
-        ps.add_parameter("Property", ["VMName", "TpmEnabled"])
-        assert [o.extended_properties["VMName"] for o in ps.invoke()][:1] == ["Win11-A"]
+        ps.add_parameter("Property", ["ComputerName", "TpmEnabled"])
+        selected = [(o.extended_properties["ComputerName"], o.extended_properties["TpmEnabled"]) for o in ps.invoke()]
+        assert selected[:1] == [(h.name, True)]
         hidden = PowerShell(pool)
         hidden.add_cmdlet("Start-VM").add_parameter("Name", "Win11-B")
         hidden.invoke()

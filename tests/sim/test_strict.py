@@ -1,7 +1,6 @@
 """A simulated host as strict as Windows, one story per behaviour, over unmodified pypsrp (docs/fidelity.md has the
 sources). Each story turns on its own switch only, so it shows that behaviour alone, and then shows what a host
-without the switch does instead (the simulator's older, kinder behaviour, which the console still relies on where
-the switch is off by default)."""
+without the switch does instead (the simulator's older, kinder behaviour; every switch is on by default)."""
 
 from __future__ import annotations
 
@@ -60,7 +59,7 @@ def test_export_hgs_guardian_has_no_name_parameter_and_takes_the_guardian_from_t
     assert h.model.guardian("Piped").encryption.thumbprint == guardian.encryption.thumbprint
     assert not h.model.files.resolve(rf"{TEMP}\by-name.xml").exists()
 
-    h.strict.export_guardian_by_object = False  # the simulator's older binding, which the console still uses
+    h.strict.export_guardian_by_object = False  # the simulator's older, kinder binding
     with session(h) as pool:
         ok(pool, "Export-HgsGuardian", Name="UntrustedGuardian", Path=rf"{TEMP}\by-name.xml")
 
@@ -182,7 +181,7 @@ def test_hgs_client_mode_and_attestation_fields_are_the_numbers_of_the_wmi_class
     with session(h) as pool:
         assert prop(ok(pool, "Get-HgsClientConfiguration")[0], "Mode") == 2
 
-    h.strict.wmi_numbers = False  # the names the simulator used to send, which the console compares with
+    h.strict.wmi_numbers = False  # the names the simulator used to send (the console reads both)
     with session(h) as pool:
         assert str(prop(ok(pool, "Get-HgsClientConfiguration")[0], "Mode")) == "HostGuardianService"
 

@@ -1,8 +1,9 @@
 """The catalog: every remote operation the console can send, each a short sequence of cmdlets with a typed result.
 
-Modules: host.py (test connection), inventory.py (refresh), guardians.py (guardians, certificate store, PFX),
-vms.py (VMs, TPM, key protectors, moving VMs). Each operation is also a name of the catalog
-(`catalog.RemoveGuardian`). `all_cmdlets()` is what the simulator must implement; a test keeps the two equal.
+Modules: host.py (test connection), inventory.py (refresh), keyprotectors.py (who may unseal a VM, as the host reads
+its key protector), guardians.py (guardians, certificate store, PFX), vms.py (VMs, TPM, key protectors, moving VMs).
+Each operation is also a name of the catalog (`catalog.RemoveGuardian`). `all_cmdlets()` is what the simulator must
+implement; a test keeps the two equal.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .inventory import (
     VmDetails,
     VmFacts,
 )
+from .keyprotectors import ReadKeyProtectors
 from .vms import (
     CompareMove,
     CompareVM,
@@ -97,6 +99,8 @@ __all__ = [
     "ReadVmDetails",
     "VmDetails",
     "VmFacts",
+    # keyprotectors.py
+    "ReadKeyProtectors",
     # guardians.py
     "CreateShieldedStore",
     "ExportGuardian",

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from ..errors import NotLocalMode, UnexpectedReply
 from ..operation import Cmd, Operation, PipelineResult
-from ..psobjects import flag, has_type, number, prop, text, timestamp
+from ..psobjects import enum_name, flag, has_type, number, prop, text, timestamp
 
 LOCAL_MODE = "Local"
 # Win32_OperatingSystem.ProductType: 1 a workstation (Windows 11/10: Hyper-V on a desktop PC), 2 a domain
@@ -20,6 +20,20 @@ CLIENT_EDITION_NOTE = (
     "Remoting needs the network profile Private and, for a local account, LocalAccountTokenFilterPolicy "
     "(Prepare a host: Windows 11 or 10 Pro)."
 )
+# MSFT_HgsClientConfiguration declares these uint16 fields (learn.microsoft.com/previous-versions/windows/desktop/
+# hgsclientwmi/msft-hgsclientconfiguration): a host sends the number, or the name where a type adapts it. The names
+# of the attestation values are the console's own short labels for the class's descriptions. Mode 0 is "unknown".
+HGS_MODES = {1: LOCAL_MODE, 2: "HostGuardianService"}
+ATTESTATION_STATUSES = {
+    0: "NotConfigured",
+    1: "NotAttempted",
+    100: "Passed",
+    200: "Expired",
+    300: "TransientError",
+    301: "UnauthorizedHost",
+    302: "TpmError",
+    303: "InsecureHostConfiguration",
+}
 
 
 @dataclass
@@ -94,9 +108,18 @@ def read_os(obj: Any, facts: HostFacts) -> None:
 
 
 def read_hgs(obj: Any, facts: HostFacts) -> None:
-    facts.mode = text(prop(obj, "Mode"))
+    """Mode and attestation status as names, whether the host sent the WMI class's numbers or names; a value the
+    console does not know leaves the mode unknown (never taken for Local), with a note."""
+    raw_mode = prop(obj, "Mode")
+    facts.mode = enum_name(raw_mode, HGS_MODES)
+    if not facts.mode:
+        facts.problems.append(
+            f"The HGS client reports its mode as {text(raw_mode, 'nothing')!r}, which is neither Local (1) nor "
+            "HostGuardianService (2): its mode is taken as unknown."
+        )
     facts.is_host_guarded = flag(prop(obj, "IsHostGuarded"))
-    facts.attestation_status = text(prop(obj, "AttestationStatus"))
+    raw_status = prop(obj, "AttestationStatus")
+    facts.attestation_status = enum_name(raw_status, ATTESTATION_STATUSES) or text(raw_status)
 
 
 OS_STATEMENT = [Cmd("Get-CimInstance", {"ClassName": "Win32_OperatingSystem"})]

@@ -1,29 +1,41 @@
-"""Inventory reads: everything a host holds in one pipeline, whatever its number of VMs.
+"""Inventory reads: everything a host holds in two pipelines, whatever its number of VMs.
 
 ReadHostInventory sends nine statements: every VM's raw key protector, security settings and checkpoints — piped
 from Get-VM, so no VM name is needed up front — the VMs, OS facts, HGS client configuration, guardians, whether the
 shielded-VM certificate store exists, and its certificates. Select-Object keeps only the properties the inventory
-stores.
+stores. Asked for `unsealers` (as read_inventory does), its follow-up pipeline (keyprotectors.py) asks the host who
+may unseal each VM.
 
 Outputs of all statements arrive in one ordered stream. Objects are told apart by their type names and
-properties; security settings and checkpoints name their VM; key protectors (bare byte arrays) are matched to VMs
-by position, which is checked: when the counts disagree (a VM appeared or vanished in between) the caller reads
-the details again with ReadVmDetails, one statement per VM.
+properties; checkpoints name their VM; security settings (VMSecurity has no VMName or VMId) and key protectors
+(bare byte arrays) are matched to VMs by position, which is checked: when the counts disagree (a VM appeared or
+vanished in between) the caller reads the details again with ReadVmDetails, one statement per VM.
+
+A host's reply is input, not trusted structure: a property that is missing or of another type makes that one fact
+unknown, with a note in the host's (or the VM's) problems; a VM is never left out without one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from cryptography import x509
-
 from ..errors import RemoteCommandError, UnexpectedReply
-from ..keyprotector import KeyProtectorInfo, read_key_protector, thumbprint
+from ..keyprotector import KeyProtectorInfo, certificate_thumbprint, read_key_protector
 from ..operation import Cmd, Operation, PipelineResult, literal_name
-from ..psobjects import byte_string, flag, has_type, number, prop, text, timestamp
+from ..psobjects import (
+    has_type,
+    known_flag,
+    known_number,
+    printable,
+    prop,
+    repaired,
+    text,
+    timestamp,
+    unparsed,
+)
+from .keyprotectors import ReadKeyProtectors, to_convert
 
 if TYPE_CHECKING:
     from ..session import HostSession
@@ -33,8 +45,9 @@ from .host import HGS_STATEMENT, OS_STATEMENT, HostFacts, is_hgs_configuration, 
 SHIELDED_STORE = "Cert:\\LocalMachine\\Shielded VM Local Certificates"
 # Only what the inventory keeps: a whole Get-VM object is ~1.4 KB on the wire, these ~0.2 KB (200 VMs: 270 → 40 KB).
 VM_PROPERTIES = ["Name", "VMId", "State", "Generation", "Path"]
-SECURITY_PROPERTIES = ["VMName", "VMId", "TpmEnabled", "Shielded"]
-_THUMBPRINT = re.compile(r"\b([0-9A-Fa-f]{40})\b")
+# VMSecurity names neither its VM nor the VM's id: its answers are matched to VMs by their order.
+SECURITY_PROPERTIES = ["TpmEnabled", "Shielded"]
+Notes = list[str]
 
 
 @dataclass
@@ -75,6 +88,7 @@ class VmDetails:
     key_protector_read: bool = False
     checkpoint_count: int = 0
     problems: list[str] = field(default_factory=list)
+    raw_key_protector: bytes = field(default=b"", repr=False)  # as Get-VMKeyProtector gave it
 
 
 @dataclass
@@ -87,27 +101,6 @@ class HostInventoryFacts:
     problems: list[str] = field(default_factory=list)
     details: dict[str, VmDetails] = field(default_factory=dict)  # by VM name
     details_complete: bool = False  # False: read them again with ReadVmDetails
-
-
-# -- certificates as they may arrive: DER bytes, an X509Certificate2 object, or its ToString text --------------
-
-
-def certificate_thumbprint(value: Any) -> tuple[str, str]:
-    """(thumbprint, subject) of a nested certificate value, whatever shape remoting gave it; ('', '') if none."""
-    raw = byte_string(value)
-    if raw:
-        try:
-            cert = x509.load_der_x509_certificate(raw)
-            return thumbprint(raw), cert.subject.rfc4514_string()
-        except ValueError:
-            return "", ""
-    found = text(prop(value, "Thumbprint"))
-    if found:
-        return found.upper(), text(prop(value, "Subject"))
-    shown = text(value)
-    match = re.search(r"\[Thumbprint\]\s*([0-9A-Fa-f]{40})", shown) or _THUMBPRINT.search(shown)
-    subject = re.search(r"\[Subject\]\s*(.+)", shown)
-    return (match.group(1).upper() if match else ""), (subject.group(1).strip() if subject else "")
 
 
 def is_guardian(obj: Any) -> bool:
@@ -126,12 +119,22 @@ def is_vm(obj: Any) -> bool:
     )
 
 
-def read_guardian(obj: Any) -> GuardianFacts:
+def read_guardian(obj: Any, notes: Notes | None = None) -> GuardianFacts:
+    """A guardian; a private-key flag that is not true/false reads as False here (ReadHostInventory then takes it
+    from the certificate store), certificates that cannot be read leave their thumbprint empty."""
+    notes = [] if notes is None else notes
     signing, signing_subject = certificate_thumbprint(prop(obj, "SigningCertificate"))
     encryption, encryption_subject = certificate_thumbprint(prop(obj, "EncryptionCertificate"))
+    name = text(prop(obj, "Name"))
+    has_key = known_flag(prop(obj, "HasPrivateSigningKey"))
+    if has_key is None:
+        notes.append(
+            f"Guardian '{printable(name)}': the host did not say plainly whether it has its private signing key; "
+            "the certificate store is asked instead."
+        )
     return GuardianFacts(
-        name=text(prop(obj, "Name")),
-        has_private_signing_key=flag(prop(obj, "HasPrivateSigningKey")),
+        name=name,
+        has_private_signing_key=bool(has_key),
         signing_thumbprint=signing,
         encryption_thumbprint=encryption,
         signing_subject=signing_subject,
@@ -139,24 +142,65 @@ def read_guardian(obj: Any) -> GuardianFacts:
     )
 
 
-def read_certificate(obj: Any) -> CertificateFacts:
-    return CertificateFacts(
+def read_certificate(obj: Any, notes: Notes | None = None) -> CertificateFacts:
+    notes = [] if notes is None else notes
+    facts = CertificateFacts(
         thumbprint=text(prop(obj, "Thumbprint")).upper(),
         subject=text(prop(obj, "Subject")),
         not_before=timestamp(prop(obj, "NotBefore")),
         not_after=timestamp(prop(obj, "NotAfter")),
-        has_private_key=flag(prop(obj, "HasPrivateKey")),
+        has_private_key=bool(known_flag(prop(obj, "HasPrivateKey"))),
     )
+    shown = f"Certificate {facts.thumbprint or printable(facts.subject) or '(no thumbprint)'}"
+    if not facts.thumbprint:
+        notes.append(f"{shown} in the shielded store came without a thumbprint: it is left out.")
+    if facts.not_after is None:
+        notes.append(f"{shown}: its expiry date could not be read, so it is not checked.")
+    if known_flag(prop(obj, "HasPrivateKey")) is None:
+        notes.append(f"{shown}: whether the store holds its private key was not said plainly; taken as not.")
+    return facts
 
 
-def read_vm(obj: Any) -> VmFacts:
-    return VmFacts(
+def read_vm(obj: Any, notes: Notes | None = None) -> VmFacts:
+    """A VM, always: a fact that is missing or of another type is left empty (0 for the generation), with a note."""
+    notes = [] if notes is None else notes
+    vm = VmFacts(
         name=text(prop(obj, "Name", "VMName")),
         vm_id=text(prop(obj, "VMId", "Id")).lower(),
         state=text(prop(obj, "State")),
-        generation=number(prop(obj, "Generation")),
+        generation=known_number(prop(obj, "Generation")) or 0,
         path=text(prop(obj, "Path", "ConfigurationLocation")),
     )
+    if not vm.name:
+        vm.name = f"(unnamed VM {vm.vm_id})" if vm.vm_id else "(unnamed VM)"
+        notes.append(f"A VM came without a name; it is listed as '{vm.name}'.")
+    shown = f"VM '{printable(vm.name)}'"
+    if not vm.vm_id:
+        notes.append(f"{shown} came without its id; it is told apart by its name.")
+    if not vm.state:
+        notes.append(f"{shown}: its state was not sent; it is shown as unknown.")
+    if vm.generation not in (1, 2):
+        notes.append(f"{shown}: its generation ({printable(text(prop(obj, 'Generation'), 'none'))}) is unknown.")
+    return vm
+
+
+def read_security(obj: Any, detail: VmDetails) -> None:
+    """A VM's TpmEnabled and Shielded; when TpmEnabled is not true/false, whether the VM has a vTPM stays unknown."""
+    tpm, shielded = known_flag(prop(obj, "TpmEnabled")), known_flag(prop(obj, "Shielded"))
+    shown = f"VM '{printable(detail.name)}'"
+    if tpm is None:
+        detail.problems.append(f"{shown}: the host did not say plainly whether its vTPM is on; it is unknown.")
+        return
+    if shielded is None:
+        detail.problems.append(f"{shown}: the host did not say plainly whether it is shielded; taken as not.")
+    detail.security_read, detail.tpm_enabled, detail.shielded = True, tpm, bool(shielded)
+
+
+def read_raw_key_protector(data: bytes, detail: VmDetails) -> None:
+    """The raw key protector, and the guardians its DER scan finds (the fallback: keyprotectors.py asks the host)."""
+    detail.raw_key_protector = data
+    detail.key_protector = read_key_protector(data)
+    detail.key_protector_read = True
 
 
 def fill_guardian_thumbprints(guardians: list[GuardianFacts], certificates: list[CertificateFacts]) -> None:
@@ -180,7 +224,9 @@ def _store_missing(error: RemoteCommandError) -> bool:
 
 @dataclass
 class ReadHostInventory(Operation[HostInventoryFacts]):
-    """Everything of a host in one pipeline; without the per-VM details (vm_details=False) six statements."""
+    """Everything of a host in one pipeline; with `unsealers`, who may unseal its VMs in a second one (read_inventory
+    asks; a workflow that reads the key protectors it needs with ReadVmDetails does not). Without the per-VM details
+    (vm_details=False) six statements."""
 
     name: ClassVar[str] = "Read host inventory"
     read_only: ClassVar[bool] = True
@@ -196,9 +242,11 @@ class ReadHostInventory(Operation[HostInventoryFacts]):
         "Get-VMKeyProtector",
         "Get-VMSnapshot",
         "Select-Object",
+        *ReadKeyProtectors.CMDLETS,  # its follow-up
     )
 
     vm_details: bool = True  # False: leave out the statements piped from Get-VM (see read_inventory)
+    unsealers: bool = False  # True: the details' key protectors are read by the host (ReadKeyProtectors) too
 
     def statements(self) -> list[list[Cmd]]:
         # The bulk (key protectors, ~3 KB a VM) goes first: a host answers a Receive as soon as some output is
@@ -222,85 +270,129 @@ class ReadHostInventory(Operation[HostInventoryFacts]):
     def parse(self, result: PipelineResult) -> HostInventoryFacts:
         inventory = HostInventoryFacts(facts=HostFacts())
         reader = _PipedDetails()
+        unsure_keys: list[GuardianFacts] = []
         for kind, value in result.events:
             if kind == "error":
                 self._error(value, inventory, reader)
-            elif isinstance(value, bytes | bytearray):
+                continue
+            value = _readable(value, inventory.problems)
+            if isinstance(value, bytes | bytearray):
                 reader.key_protectors.append(bytes(value))
             elif isinstance(value, bool):  # the only bare boolean: Test-Path of the certificate store
                 inventory.store_exists = value
-            elif is_security(value) or is_snapshot(value):
-                reader.add(value)
+            elif is_security(value):
+                reader.security.append(value)
+            elif is_snapshot(value):
+                reader.add_checkpoint(value, inventory.problems)
             else:
-                self._sort(value, inventory)
+                self._sort(value, inventory, unsure_keys)
         if not inventory.facts.os_caption and not inventory.facts.mode:
             raise result.errors[0] if result.errors else UnexpectedReply("The host sent no OS facts.")
+        inventory.problems += inventory.facts.problems
         fill_guardian_thumbprints(inventory.guardians, inventory.certificates)
+        _signing_keys_from_store(unsure_keys, inventory)
         inventory.details, inventory.details_complete = reader.details_of(inventory.vms)
         return inventory
+
+    def follow_up(self, parsed: HostInventoryFacts) -> Operation[HostInventoryFacts] | None:
+        """Who may unseal each VM, when asked, unless the details are read again anyway (read_inventory)."""
+        wanted = self.unsealers and parsed.details_complete
+        pending = to_convert(list(parsed.details.values())) if wanted else []
+        return ReadKeyProtectors(parsed, pending) if pending else None
 
     @staticmethod
     def _error(error: RemoteCommandError, inventory: HostInventoryFacts, reader: _PipedDetails) -> None:
         command = command_of(error)
         if _store_missing(error):
             inventory.store_exists = False
-        elif command == "Get-VMKeyProtector":
-            reader.key_protectors.append(error)  # keeps its place among the VMs' key protectors
-        elif command in ("Get-VMSecurity", "Get-VMSnapshot"):
+        elif command in ("Get-VMKeyProtector", "Get-VMSecurity"):
+            reader.answer_of(command).append(error)  # keeps its place among the VMs' answers
+        elif command == "Get-VMSnapshot":
             reader.problems.append(error)
         else:
             inventory.problems.append(str(error))
 
     @staticmethod
-    def _sort(obj: Any, inventory: HostInventoryFacts) -> None:
+    def _sort(obj: Any, inventory: HostInventoryFacts, unsure_keys: list[GuardianFacts]) -> None:
+        notes = inventory.problems
         if is_os(obj):
             read_os(obj, inventory.facts)
         elif is_hgs_configuration(obj):
             read_hgs(obj, inventory.facts)
         elif is_guardian(obj):
-            inventory.guardians.append(read_guardian(obj))
+            inventory.guardians.append(read_guardian(obj, notes))
+            if known_flag(prop(obj, "HasPrivateSigningKey")) is None:
+                unsure_keys.append(inventory.guardians[-1])
         elif is_certificate(obj):
-            inventory.certificates.append(read_certificate(obj))
+            inventory.certificates.append(read_certificate(obj, notes))
         elif is_vm(obj):
-            inventory.vms.append(read_vm(obj))
+            inventory.vms.append(read_vm(obj, notes))
+
+
+def _readable(value: Any, notes: Notes) -> Any:
+    """An output as the parsers can read it: CLIXML pypsrp could not parse (control characters) parsed again, with
+    a note either way."""
+    value, was_repaired = repaired(value)
+    if was_repaired:
+        name = text(prop(value, "Name", "VMName")) or text(prop(value, "Thumbprint"))
+        notes.append(
+            f"The host's answer for '{printable(name)}' held control characters that XML does not allow; it was read "
+            "with them escaped."
+        )
+    elif unparsed(value):
+        notes.append("An answer from the host was not well-formed CLIXML and could not be read at all.")
+    return value
+
+
+def _signing_keys_from_store(guardians: list[GuardianFacts], inventory: HostInventoryFacts) -> None:
+    """A guardian whose HasPrivateSigningKey was unclear has its signing key if the store holds that key."""
+    keyed = {c.thumbprint for c in inventory.certificates if c.has_private_key}
+    for guardian in guardians:
+        guardian.has_private_signing_key = bool(guardian.signing_thumbprint) and guardian.signing_thumbprint in keyed
 
 
 class _PipedDetails:
-    """Security settings, checkpoints and key protectors of `Get-VM | Get-…` statements, matched to the VMs."""
+    """Security settings, checkpoints and key protectors of `Get-VM | Get-…` statements, matched to the VMs:
+    security settings and key protectors by position (one answer, or one error, per VM in Get-VM's order),
+    checkpoints by the VM they name."""
 
     def __init__(self) -> None:
-        self.security: dict[str, Any] = {}  # by VM id, and by name
-        self.checkpoints: dict[str, int] = {}
+        self.security: list[Any] = []  # a VMSecurity or the RemoteCommandError in its place
         self.key_protectors: list[bytes | RemoteCommandError] = []
+        self.checkpoints: dict[str, int] = {}
         self.problems: list[RemoteCommandError] = []
 
-    def add(self, obj: Any) -> None:
-        keys = [text(prop(obj, "VMId")).lower(), text(prop(obj, "VMName"))]
-        for key in filter(None, keys):
-            if is_security(obj):
-                self.security[key] = obj
-            else:
-                self.checkpoints[key] = self.checkpoints.get(key, 0) + 1
+    def answer_of(self, command: str) -> list[Any]:
+        return self.key_protectors if command == "Get-VMKeyProtector" else self.security
+
+    def add_checkpoint(self, obj: Any, notes: Notes) -> None:
+        keys = [k for k in (text(prop(obj, "VMId")).lower(), text(prop(obj, "VMName"))) if k]
+        if not keys:
+            notes.append("A checkpoint came without the name or id of its VM; it is not counted.")
+        for key in keys:
+            self.checkpoints[key] = self.checkpoints.get(key, 0) + 1
 
     def details_of(self, vms: list[VmFacts]) -> tuple[dict[str, VmDetails], bool]:
         details: dict[str, VmDetails] = {}
-        aligned = len(self.key_protectors) == len(vms)
+        aligned = len(self.key_protectors) == len(vms) and len(self.security) == len(vms)
         for position, vm in enumerate(vms):
             detail = details[vm.name] = VmDetails(vm.name)
-            security = self.security.get(vm.vm_id) or self.security.get(vm.name)
-            if security is not None:
-                detail.security_read = True
-                detail.tpm_enabled = flag(prop(security, "TpmEnabled"))
-                detail.shielded = flag(prop(security, "Shielded"))
             detail.checkpoint_count = self.checkpoints.get(vm.vm_id, self.checkpoints.get(vm.name, 0))
-            answer = self.key_protectors[position] if aligned else None
-            if isinstance(answer, bytes):
-                detail.key_protector = read_key_protector(answer)
-                detail.key_protector_read = True
-            elif isinstance(answer, RemoteCommandError):
-                detail.problems.append(str(answer))
+            if aligned:
+                self._give(detail, self.security[position], self.key_protectors[position])
         complete = aligned and all(d.security_read for d in details.values()) and not self.problems
         return details, complete
+
+    @staticmethod
+    def _give(detail: VmDetails, security: Any, key_protector: bytes | RemoteCommandError) -> None:
+        if isinstance(security, RemoteCommandError):
+            detail.problems.append(str(security))
+        else:
+            read_security(security, detail)
+        if isinstance(key_protector, RemoteCommandError):
+            detail.problems.append(str(key_protector))
+        else:
+            read_raw_key_protector(key_protector, detail)
 
 
 _COMMAND_OF_FQID = {
@@ -329,14 +421,20 @@ def is_snapshot(obj: Any) -> bool:
 
 @dataclass
 class ReadVmDetails(Operation[dict[str, VmDetails]]):
-    """Security settings, raw key protector and checkpoints of the given VMs, three statements per VM."""
+    """Security settings, raw key protector and checkpoints of the given VMs, three statements per VM; then who may
+    unseal them (ReadKeyProtectors)."""
 
     vm_names: list[str] = field(default_factory=list)
 
     name: ClassVar[str] = "Read VM details"
     read_only: ClassVar[bool] = True
     errors_are_fatal: ClassVar[bool] = False
-    CMDLETS: ClassVar[tuple[str, ...]] = ("Get-VMSecurity", "Get-VMKeyProtector", "Get-VMSnapshot")
+    CMDLETS: ClassVar[tuple[str, ...]] = (
+        "Get-VMSecurity",
+        "Get-VMKeyProtector",
+        "Get-VMSnapshot",
+        *ReadKeyProtectors.CMDLETS,  # its follow-up
+    )
 
     def statements(self) -> list[list[Cmd]]:
         statements = []
@@ -351,12 +449,17 @@ class ReadVmDetails(Operation[dict[str, VmDetails]]):
     def parse(self, result: PipelineResult) -> dict[str, VmDetails]:
         return _VmDetailsReader(self.vm_names).read(result.events)
 
+    def follow_up(self, parsed: dict[str, VmDetails]) -> Operation[dict[str, VmDetails]] | None:
+        pending = to_convert(list(parsed.values()))
+        return ReadKeyProtectors(parsed, pending) if pending else None
+
 
 class _VmDetailsReader:
     """Walks the ordered outputs and errors of ReadVmDetails, one VM after the other.
 
     Per VM the host answers: one security object (or an error), one byte array (or an error), then zero or more
-    checkpoints (or an error). A security object names its VM, which re-aligns the walk if an answer is missing.
+    checkpoints (or an error). A security object that names its VM (Windows' does not) re-aligns the walk if an
+    answer is missing.
     """
 
     def __init__(self, names: list[str]) -> None:
@@ -369,13 +472,20 @@ class _VmDetailsReader:
         for kind, value in events:
             if kind == "error":
                 self._error(value)
-            elif is_security(value):
+                continue
+            value = _readable(value, self._notes())
+            if is_security(value):
                 self._security(value)
             elif isinstance(value, bytes | bytearray):
                 self._key_protector(bytes(value))
             elif is_snapshot(value):
                 self._snapshot(value)
         return self.details
+
+    def _notes(self) -> Notes:
+        """Where a note about an answer goes: the VM being read (or the first one, before any)."""
+        current = self._current() or next(iter(self.details.values()), None)
+        return current.problems if current is not None else []
 
     def _current(self) -> VmDetails | None:
         return self.details[self.names[self.index]] if 0 <= self.index < len(self.names) else None
@@ -391,16 +501,13 @@ class _VmDetailsReader:
     def _security(self, obj: Any) -> None:
         vm = self._advance(text(prop(obj, "VMName")))
         if vm is not None:
-            vm.security_read = True
-            vm.tpm_enabled = flag(prop(obj, "TpmEnabled"))
-            vm.shielded = flag(prop(obj, "Shielded"))
+            read_security(obj, vm)
 
     def _key_protector(self, data: bytes) -> None:
         vm = self._current()
         if vm is None or self.expect != "kp":
             return  # an answer we cannot place: leave it out rather than give it to the wrong VM
-        vm.key_protector = read_key_protector(data)
-        vm.key_protector_read = True
+        read_raw_key_protector(data, vm)
         self.expect = "security"
 
     def _snapshot(self, obj: Any) -> None:
@@ -423,10 +530,11 @@ class _VmDetailsReader:
 
 
 def read_inventory(session: HostSession) -> HostInventoryFacts:
-    """Everything a host holds, with every VM's details: one pipeline, a second one only when needed — a VM
-    appeared or vanished between the statements, or the host failed the statements piped from Get-VM outright."""
+    """Everything a host holds, with every VM's details: two pipelines (the second asks the host who may unseal each
+    VM), and the details read again, per VM, only when needed — a VM appeared or vanished between the statements,
+    or the host failed the statements piped from Get-VM outright."""
     try:
-        inventory = session.run(ReadHostInventory())
+        inventory = session.run(ReadHostInventory(unsealers=True))
     except RemoteCommandError:
         inventory = session.run(ReadHostInventory(vm_details=False))
     names = [vm.name for vm in inventory.vms if vm.name]
