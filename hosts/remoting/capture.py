@@ -67,11 +67,14 @@ class Recording:
             "skipped": [],
         }
 
-    def run(self, op: Operation[Any]) -> Any:
-        """Send the operation, keep what came back and what the console made of it; the result, or None."""
+    def run(self, op: Operation[Any], follows: str = "") -> Any:
+        """Send the operation (and its follow-up pipelines, as HostSession.run does), keep what came back and what
+        the console made of it; the result, or None. A follow-up (the host reading key protectors it was sent back)
+        is kept as the commands and answers only: it is rebuilt from the read it follows, not from arguments."""
         entry = {
             "operation": type(op).__name__,
-            "arguments": encode(arguments_of(op)),
+            "follows": follows,
+            "arguments": {} if follows else encode(arguments_of(op)),
             "statements": [[{"cmdlet": c.name, "parameters": encode(c.params)} for c in s] for s in op.statements()],
             "powershell": render_powershell(op),
             "messages": [],
@@ -81,10 +84,12 @@ class Recording:
         try:
             result = self.session.exchange(op)
             entry["messages"] = [{"type": kind, "clixml": clixml} for kind, clixml in result.received]
-            return op.read(result)
+            parsed = op.read(result)
         except Exception as err:  # the capture keeps going: what failed is part of what the host sends
             entry["outcome"] = f"{type(err).__name__}: {err}"
             return None
+        follow_up = op.follow_up(parsed)
+        return parsed if follow_up is None else self.run(follow_up, follows=follows or type(op).__name__)
 
     def skip(self, operation: type[Operation[Any]] | str, why: str) -> None:
         name = operation if isinstance(operation, str) else operation.__name__
@@ -216,7 +221,10 @@ def result_of(entry: dict[str, Any]) -> PipelineResult:
 
 def read_back(entry: dict[str, Any]) -> Any:
     """What the console makes of a recorded answer: the operation's result, or the RemotingError it raises. Any
-    other exception is a parser that cannot cope with what the host sent."""
+    other exception is a parser that cannot cope with what the host sent. A follow-up pipeline is read as the
+    messages it holds (its operation is made from the read it follows)."""
+    if entry.get("follows"):
+        return result_of(entry)
     return operation_of(entry).read(result_of(entry))
 
 

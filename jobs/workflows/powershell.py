@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from hosts.remoting.catalog.guardians import TEMP_DIR
 from hosts.remoting.operation import Cmd, Operation, render_cmd
@@ -32,6 +32,14 @@ def sample_token() -> str:
 def sample_pfx_paths(token: str) -> list[str]:
     """The temporary PFX paths of an escrow or import, as the job names them (gc-<token>-signing.pfx, …)."""
     return [f"{TEMP_DIR}\\gc-{token}-signing.pfx", f"{TEMP_DIR}\\gc-{token}-encryption.pfx"]
+
+
+@runtime_checkable
+class KeyProtectorReader(Protocol):
+    """An operation that sends VMs' key protectors back to the host (catalog.keyprotectors.ReadKeyProtectors):
+    which of its statements carries which VM's bytes (as the VM is named in Get-VMKeyProtector -VMName)."""
+
+    def key_protector_of(self) -> dict[int, str]: ...
 
 
 @dataclass
@@ -59,6 +67,9 @@ class PowerShellScript:
         self.host = ""
         self.current: dict[str, _Bytes] = {}
         self.variables: dict[str, _Bytes] = {}
+        # Each VM's key protector as read (Get-VMKeyProtector -VMName X), for a later statement that names its VM
+        # (ReadKeyProtectors sends every VM's bytes back in one pipeline: each must take its own VM's variable).
+        self.key_protectors: dict[str, _Bytes] = {}
 
     def comment(self, text: str) -> PowerShellScript:
         self.items.append(f"# {text}")
@@ -86,30 +97,38 @@ class PowerShellScript:
 
     def add(self, *operations: Operation[Any], into: str = "") -> PowerShellScript:
         for op in operations:
-            for cmds in op.statements():
-                self._statement(list(cmds), into)
+            of_vm = op.key_protector_of() if isinstance(op, KeyProtectorReader) else {}
+            for number, cmds in enumerate(op.statements()):
+                self._statement(list(cmds), into, of_vm.get(number, ""))
         return self
 
-    def _statement(self, cmds: list[Cmd], into: str) -> None:
+    def _statement(self, cmds: list[Cmd], into: str, of_vm: str = "") -> None:
         statement = _Statement(self.host, cmds)
         for index, cmd in enumerate(cmds):
             for param, value in cmd.params.items():
                 channel = BYTE_INPUTS.get((cmd.name, param))
-                if channel and isinstance(value, bytes | bytearray) and channel in self.current:
-                    source = self.current[channel]
+                own = self.key_protectors.get(of_vm) if channel == "kp" else None
+                if channel and isinstance(value, bytes | bytearray) and (own or channel in self.current):
+                    source = own or self.current[channel]
                     statement.inputs[(index, param)] = (source.expression, source.statement)
                     if source.statement is not None:
                         source.statement.used = True
         self.items.append(statement)
         last = cmds[-1].name
         if last == "Get-VMKeyProtector":
-            self._output(statement, "kp", into or "$kp")
+            self._key_protector_read(statement, str(cmds[-1].params.get("VMName", "")), into)
         elif last == "Grant-HgsKeyProtectorAccess":
             self._output(statement, "kp", into or "$grantedKp", ".RawData")
         elif last == "Revoke-HgsKeyProtectorAccess":
             self._output(statement, "kp", into or "$revokedKp", ".RawData")
         elif last == "Get-Content" and cmds[-1].params.get("Encoding") == "Byte":
             self._output(statement, "file", into or "$fileBytes")
+
+    def _key_protector_read(self, statement: _Statement, vm: str, into: str) -> None:
+        """$kp for the first VM's key protector, $kp2, $kp3… for the next ones (each VM keeps its own)."""
+        variable = into or ("$kp" if not self.key_protectors else f"$kp{len(self.key_protectors) + 1}")
+        self._output(statement, "kp", variable)
+        self.key_protectors[vm] = self.current["kp"]
 
     def _output(self, statement: _Statement, channel: str, variable: str, member: str = "") -> None:
         statement.into = variable

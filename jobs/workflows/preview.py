@@ -25,8 +25,9 @@ from hosts.remoting.catalog.guardians import (
     WriteFileBytes,
 )
 from hosts.remoting.catalog.inventory import GuardianFacts, ReadVmDetails, VmDetails, VmFacts
+from hosts.remoting.catalog.keyprotectors import shown_follow_ups
 from hosts.remoting.catalog.vms import GetVM
-from hosts.remoting.keyprotector import GuardianRef, KeyProtectorInfo
+from hosts.remoting.keyprotector import MIN_KEY_PROTECTOR_BYTES, GuardianRef, KeyProtectorInfo
 from hosts.remoting.operation import Operation
 from hosts.vault.services import thumbprint_pairs
 
@@ -52,7 +53,9 @@ class InventoryAnswers:
         if not op.read_only:
             raise TypeError(f"{type(op).__name__} changes the host: a preview shows it, it does not answer it")
         self.script.add(op)
-        return cast(T, self.answer(op))
+        answer = self.answer(op)
+        self.script.add(*shown_follow_ups(op, answer))  # the host reads the key protectors, as the job's session asks
+        return cast(T, answer)
 
     def answer(self, op: Operation[Any]) -> object:
         if isinstance(op, GetGuardians):
@@ -102,7 +105,7 @@ def vm_details(row: VirtualMachine) -> VmDetails:
         owner=GuardianRef(*owner[0]) if owner else None,
         readable=row.kp_readable,
     )
-    return VmDetails(
+    details = VmDetails(
         row.name,
         security_read=row.details_read,
         tpm_enabled=row.tpm_enabled,
@@ -111,6 +114,9 @@ def vm_details(row: VirtualMachine) -> VmDetails:
         key_protector_read=row.details_read,
         checkpoint_count=row.checkpoint_count,
     )
+    if row.has_key_protector:  # the bytes a preview shows as a variable; their length says "there is one"
+        details.raw_key_protector = bytes(MIN_KEY_PROTECTOR_BYTES)
+    return details
 
 
 def show(

@@ -43,7 +43,7 @@ def assert_page_shows(client: Client, url: str, *scripts: PowerShellScript) -> N
 def reset_previewed_and_run(sim: Any, host: Host, client: Client) -> DirectRun:
     """Show the reset for the host's last inventory, run it, and check the host received exactly what was shown."""
     assert refresh_host(host).ok
-    script = reset_script(plan_from_inventory(host, GUARDIAN))
+    script = reset_script(plan_from_inventory(host, GUARDIAN), host)
     assert_page_shows(client, f"/jobs/new/reset/?host={host.pk}&guardian={GUARDIAN}", script)
     since = len(sim.command_log)
     with DirectRun() as run, open_session(host.connection_spec()) as session:

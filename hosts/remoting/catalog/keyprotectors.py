@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..keyprotector import MIN_KEY_PROTECTOR_BYTES, GuardianRef, KeyProtectorInfo, guardian_ref
-from ..operation import Cmd, Operation, PipelineResult
+from ..operation import Cmd, Operation, PipelineResult, literal_name
 from ..psobjects import printable, repaired
 
 if TYPE_CHECKING:
@@ -78,6 +78,11 @@ class ReadKeyProtectors(Operation[T]):
                 ],
             ]
         return statements
+
+    def key_protector_of(self) -> dict[int, str]:
+        """Which statement sends which VM's bytes, the VM named as Get-VMKeyProtector -VMName names it (for Show
+        PowerShell, where each VM's key protector is a variable of its own)."""
+        return {2 * index + 1: literal_name(question.vm.name) for index, question in enumerate(self.questions)}
 
     def parse(self, result: PipelineResult) -> T:
         unplaced, sections = _sections(result.events)
@@ -158,3 +163,16 @@ def _unknown(question: Question, why: str) -> None:
         return
     vm.key_protector = KeyProtectorInfo(present=True, readable=False)
     vm.problems.append(f"Who may unseal VM '{shown}' is unknown: its key protector could not be read; {why}")
+
+
+def shown_follow_ups(op: Operation[Any], answer: Any) -> list[Operation[Any]]:
+    """The pipelines HostSession.run sends after `op` to have the host read key protectors, as they follow from the
+    answer it ends with (each VM's guardians known): what Show PowerShell lists after a read of VM details. The
+    guardians of every VM with a key protector, then the owner of each sealed to several."""
+    first = op.follow_up(answer)
+    if not isinstance(first, ReadKeyProtectors):
+        return []
+    several = [
+        Question(q.vm, q.vm.key_protector.guardians) for q in first.questions if len(q.vm.key_protector.guardians) > 1
+    ]
+    return [first] + ([ReadKeyProtectors(first.answer, several, 2)] if several else [])

@@ -22,6 +22,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from hosts.models import Host
 from hosts.remoting.catalog.guardians import ReadFileBytes, RemoveFiles
 from hosts.remoting.catalog.inventory import VmFacts
+from hosts.remoting.catalog.keyprotectors import shown_follow_ups
 from hosts.remoting.catalog.vms import (
     CompareMove,
     CompareVM,
@@ -90,9 +91,12 @@ class LiveSide(Side):
         self.session, self.script = session, script
 
     def run(self, op: Operation[T], shown_as: str = "") -> T:
-        if self.script is not None:
-            self.script.on(self.host, self.role).add(op, into=shown_as)
-        return self.session.run(op)
+        if self.script is None:
+            return self.session.run(op)
+        self.script.on(self.host, self.role).add(op, into=shown_as)
+        answer = self.session.run(op)
+        self.script.add(*shown_follow_ups(op, answer))  # what the session sent after it: the host reads key protectors
+        return answer
 
     def again(self, op: Operation[T]) -> T:
         try:

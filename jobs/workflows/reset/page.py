@@ -82,7 +82,7 @@ def preflight(host: Host | None, guardian: str) -> ResetPreflight:
     if host is None:
         return choose_host()
     plan = plan_from_inventory(host, guardian)
-    flight = ResetPreflight(guardian, host, plan=plan, powershell=reset_script(plan).lines())
+    flight = ResetPreflight(guardian, host, plan=plan, powershell=reset_script(plan, host).lines())
     flight.undoable = past_resets(host)
     if plan.guardian is not None and plan.guardian.has_private_signing_key:
         flight.problem = f"The last inventory shows '{guardian}' on {host} with its private keys: it is not broken."

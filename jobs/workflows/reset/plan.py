@@ -43,6 +43,7 @@ from jobs.models import Job
 
 from ..escrow.plan import escrow_lines, escrow_pair
 from ..powershell import PowerShellScript, by_hand, sample_token
+from ..preview import InventoryAnswers
 
 log = logging.getLogger(__name__)
 
@@ -314,9 +315,10 @@ def verify_tpm_changes(run: Run, session: HostSession, host: Host, plan: ResetPl
         return f"TPM changes work again (checked on '{plan.check_vm}')"
 
 
-def reset_script(plan: ResetPlan) -> PowerShellScript:
-    """What the reset sends, in the job's order, for a plan (from the last inventory, on the preflight page)."""
-    script = PowerShellScript().add(ReadHostInventory(), vm_details(plan.vm_names))
+def reset_script(plan: ResetPlan, host: Host) -> PowerShellScript:
+    """What the reset sends, in the job's order, for a plan (from `host`'s last inventory, on the preflight page)."""
+    script = PowerShellScript().add(ReadHostInventory())
+    InventoryAnswers(host, script)(vm_details(plan.vm_names))  # with the host's reading of each key protector
     for signing, encryption, name in plan.to_escrow:
         script.comment(f"Escrowed first (the vault lacks it): {name or 'pair'} {signing[:8]}/{encryption[:8]}")
         escrow_lines(script, signing, encryption)
