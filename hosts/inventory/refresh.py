@@ -1,4 +1,5 @@
-"""Refresh a host's inventory: two pipelines on one session whatever the number of VMs, saved in one transaction.
+"""Refresh a host's inventory: two pipelines on one session whatever the number of VMs, saved in one transaction
+together with the update of the stored analysis that the change affects (facts.py).
 
 An unreachable host (or one that answers garbage, or drops the connection half-way) keeps its last inventory,
 marked stale with the time and the error: nothing is half-saved, because nothing is written until every read has
@@ -24,6 +25,7 @@ from hosts.remoting import HostSession
 from hosts.remoting.catalog.inventory import HostInventoryFacts, VmDetails, read_inventory
 from hosts.remoting.errors import RemotingError
 
+from . import facts
 from .models import Certificate, Guardian, HostInventory, VirtualMachine
 
 logger = logging.getLogger(__name__)
@@ -110,9 +112,9 @@ def _saving() -> Iterator[None]:
 
 
 def mark_stale(host: Host, error: str, kind: str = "") -> None:
-    """Keep what we knew, say it is stale, and why."""
+    """Keep what we knew, say it is stale, and why (which changes no stored fact: they follow the last good read)."""
     now = timezone.now()
-    with _saving():
+    with _saving(), facts.batched():
         state, _ = HostInventory.objects.select_for_update().get_or_create(host=host)
         state.stale = True
         state.last_error = error[:2000]
@@ -121,10 +123,14 @@ def mark_stale(host: Host, error: str, kind: str = "") -> None:
         state.save(update_fields=["stale", "last_error", "error_kind", "attempted_at"])
 
 
-def save_reading(host: Host, reading: HostReading, requests: int = 0) -> None:
-    """Make the host's inventory rows what was just read, all or nothing."""
-    with _saving():
+def save_reading(host: Host, reading: HostReading, requests: int = 0) -> facts.UpdateStats:
+    """Make the host's inventory rows what was just read, and the stored analysis what they now mean: all or
+    nothing. Saves take turns (the analysis lock, taken first), so concurrent refreshes each build on the others'."""
+    with _saving(), facts.batched():
+        facts.lock()
+        before = facts.touched_pairs({host.pk})  # the VMs that vanish take their key-protector entries with them
         _save_rows(host, reading, requests)
+        return facts.update({host.pk}, before)
 
 
 def _save_rows(host: Host, reading: HostReading, requests: int) -> None:
@@ -169,7 +175,10 @@ def _sync(model: type[Row], host: Host, rows: list[Row], key: Callable[[Row], Ha
             duplicates.append(row.pk)
         else:
             existing[key(row)] = row
-    fields = [f.name for f in model._meta.concrete_fields if not f.primary_key and f.name != "host"]
+    derived = getattr(model, "DERIVED_FIELDS", ())  # the analysis's columns: not read from the host
+    fields = [
+        f.name for f in model._meta.concrete_fields if not f.primary_key and f.name != "host" and f.name not in derived
+    ]
     created, changed = [], []
     for row in rows:
         old = existing.pop(key(row), None)
