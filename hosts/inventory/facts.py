@@ -402,34 +402,46 @@ def _what_vms_see(guardian: KnownGuardian, holdings: Iterable[KeyHolding]) -> tu
     return (keys, starts, guardian.escrowed, guardian.not_after)
 
 
+def _holding_key(holding: KeyHolding) -> tuple[Any, ...]:
+    names = tuple(holding.names)
+    return (holding.host_id, names, holding.has_private_keys, holding.holds_encryption_key, holding.starts_vms)
+
+
+def _guardian_values(guardian: KnownGuardian) -> tuple[Any, ...]:
+    return tuple(getattr(guardian, "vault_entry_id" if f == "vault_entry" else f) for f in GUARDIAN_FIELDS)
+
+
 def _rebuild_guardians(known: dict[Pair, KnownGuardian]) -> set[int]:
-    """Recompute the guardians' facts and holdings; drop the ones nothing names any more. The ids of those whose
-    VM-relevant facts changed."""
+    """Recompute the guardians' facts and holdings, writing only what changed; drop the guardians nothing names
+    any more. The ids of those whose VM-relevant facts changed."""
     if not known:
         return set()
     lab = _load_lab(known)
     ids = sorted(g.pk for g in known.values())
-    before_holdings: dict[int, list[KeyHolding]] = defaultdict(list)
+    before: dict[int, list[KeyHolding]] = defaultdict(list)
     for batch in chunks(ids):
         for holding in KeyHolding.objects.filter(guardian__in=batch):
-            before_holdings[holding.guardian_id].append(holding)
-    changed, kept, gone, holdings = set(), [], [], []
+            before[holding.guardian_id].append(holding)
+    changed, rewritten, gone, holdings, moved = set(), [], [], [], []
     for guardian in known.values():
-        before = _what_vms_see(guardian, before_holdings[guardian.pk])
+        seen_by_vms, values = _what_vms_see(guardian, before[guardian.pk]), _guardian_values(guardian)
         mine = _holdings(guardian, lab)
         if guardian.pk not in lab.named and not any(h.names for h in mine):
             gone.append(guardian.pk)  # neither a guardian row nor a key protector names it: not a guardian here
             continue
         _describe(guardian, mine, lab)
-        kept.append(guardian)
-        holdings += mine
-        if _what_vms_see(guardian, mine) != before:
+        if _guardian_values(guardian) != values:
+            rewritten.append(guardian)
+        if sorted(map(_holding_key, mine)) != sorted(map(_holding_key, before[guardian.pk])):
+            moved.append(guardian.pk)
+            holdings += mine
+        if _what_vms_see(guardian, mine) != seen_by_vms:
             changed.add(guardian.pk)
-    for batch in chunks(ids):
+    for batch in chunks(moved + gone):
         KeyHolding.objects.filter(guardian__in=batch).delete()
     for batch in chunks(gone):
         KnownGuardian.objects.filter(pk__in=batch).delete()
-    KnownGuardian.objects.bulk_update(kept, GUARDIAN_FIELDS, batch_size=CHUNK)
+    KnownGuardian.objects.bulk_update(rewritten, GUARDIAN_FIELDS, batch_size=CHUNK)
     KeyHolding.objects.bulk_create(holdings, batch_size=CHUNK)
     return changed
 
