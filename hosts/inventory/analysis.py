@@ -223,11 +223,7 @@ class Inventory:
         return actions.escrow_all(host) if held else []
 
     def vm_actions(self, vm: VirtualMachine) -> list[Action]:
-        """Move the VM, and turn its vTPM off or on (generation 2 VMs only have one)."""
-        found = actions.migrate(vm.host, vm.name)
-        if vm.generation == 2:
-            found += actions.vtpm(vm.host, vm.name, vm.tpm_enabled)
-        return found
+        return actions.for_vm(vm)
 
     # -- risks -----------------------------------------------------------------------------------------------------
 

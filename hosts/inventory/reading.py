@@ -51,7 +51,8 @@ class RiskKind:
 
     def of(self, now: dt.datetime, host: Host | int | None = None) -> QuerySet[Any]:
         rows = self.rows(now)
-        return rows.filter(**{self.host_field: host}) if host is not None else rows
+        host_id = host.pk if isinstance(host, Host) else host
+        return rows.filter(**{self.host_field: host_id}) if host_id is not None else rows
 
 
 def _vm_rows(code: str) -> Callable[[dt.datetime], QuerySet[Any]]:
