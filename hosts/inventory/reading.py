@@ -138,8 +138,7 @@ def risk_groups(first: int = 5, host: Host | None = None, now: dt.datetime | Non
     for kind in RISK_KINDS:
         rows = kind.of(now, host)
         shown = [kind.risk(row, now) for row in rows[:first]] if first else []
-        count = len(shown) if len(shown) < first else rows.count()
-        groups.append(RiskGroup(kind.code, kind.title, count, shown))
+        groups.append(RiskGroup(kind.code, kind.title, rows.count(), shown))
     return groups
 
 
