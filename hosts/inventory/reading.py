@@ -168,18 +168,14 @@ def start_answers(questions: list[tuple[VirtualMachine, Host]]) -> list[tuple[bo
         )
     )
     names = display_names(pairs)
-    answers = []
-    for vm, host in questions:
-        answers.append(
-            rules.start_answer(
-                vm,
-                host,
-                states.get(host.pk),
-                lambda thumbprint, host_id=host.pk: (host_id, thumbprint) in held,  # type: ignore[misc]
-                lambda pair: names.get(pair, "a guardian"),
-            )
-        )
-    return answers
+
+    def held_on(host: Host) -> Callable[[str], bool]:
+        return lambda thumbprint: (host.pk, thumbprint) in held
+
+    def name_of(pair: Pair) -> str:
+        return names.get(pair, "a guardian")
+
+    return [rules.start_answer(vm, host, states.get(host.pk), held_on(host), name_of) for vm, host in questions]
 
 
 def known_guardians(pairs: Iterable[Pair]) -> dict[Pair, KnownGuardian]:

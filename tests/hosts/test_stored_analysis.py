@@ -10,6 +10,7 @@ Then the same with refreshes of several hosts at once, on threads, as a fleet re
 from __future__ import annotations
 
 import datetime as dt
+import io
 import random
 import threading
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from itertools import count
 from typing import Any
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -422,3 +424,19 @@ def test_hosts_refreshed_at_the_same_time_leave_the_analysis_right(seed: int) ->
             thread.join()
         assert not errors, errors
         assert_same_analysis(f"round {round_} of concurrent refreshes of {chosen}")
+
+
+@pytest.mark.django_db
+def test_check_analysis_says_when_the_stored_analysis_differs_and_rebuild_repairs_it() -> None:
+    lab = Lab(random.Random(3), hosts=4)
+    for _ in range(10):
+        lab.step()
+    out = io.StringIO()
+    call_command("check_analysis", stdout=out)
+    assert "matches a from-scratch one" in out.getvalue()
+    VmFacts.objects.update(risk="")  # rows edited in the database behind the console's back
+
+    with pytest.raises(CommandError, match="differs"):
+        call_command("check_analysis", stdout=io.StringIO())
+    call_command("check_analysis", "--rebuild", stdout=out)
+    assert_same_analysis("check_analysis --rebuild")
