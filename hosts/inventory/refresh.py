@@ -25,7 +25,7 @@ from hosts.remoting import HostSession
 from hosts.remoting.catalog.inventory import HostInventoryFacts, VmDetails, read_inventory
 from hosts.remoting.errors import RemotingError
 
-from . import facts
+from . import facts, rules
 from .models import Certificate, Guardian, HostInventory, VirtualMachine
 
 logger = logging.getLogger(__name__)
@@ -129,14 +129,17 @@ def save_reading(host: Host, reading: HostReading, requests: int = 0) -> facts.U
     with _saving(), facts.batched():
         facts.lock()
         before = facts.touched_pairs({host.pk})  # the VMs that vanish take their key-protector entries with them
-        _save_rows(host, reading, requests)
+        if not _save_rows(host, reading, requests):
+            return facts.UpdateStats()  # the same host as last time: nothing the analysis reads has changed
         return facts.update({host.pk}, before)
 
 
-def _save_rows(host: Host, reading: HostReading, requests: int) -> None:
+def _save_rows(host: Host, reading: HostReading, requests: int) -> bool:
+    """Write the host's rows; whether anything the analysis reads changed (a row, or whether its keys count)."""
     inventory = reading.inventory
     now = timezone.now()
     state, _ = HostInventory.objects.select_for_update().get_or_create(host=host)
+    counted_before = rules.can_start_here(state)
     state.facts = {**inventory.facts.as_dict(), "store_exists": inventory.store_exists}
     state.mode = inventory.facts.mode
     state.refreshed_at = state.attempted_at = now
@@ -145,8 +148,9 @@ def _save_rows(host: Host, reading: HostReading, requests: int) -> None:
     state.problems = inventory.problems + [p for d in reading.details.values() for p in d.problems]
     state.requests = requests
     state.save()
+    changed = rules.can_start_here(state) != counted_before
     private = {c.thumbprint for c in inventory.certificates if c.has_private_key}
-    _sync(Certificate, host, _certificates(host, inventory), lambda c: c.thumbprint)
+    changed |= _sync(Certificate, host, _certificates(host, inventory), lambda c: c.thumbprint)
     guardians = [
         Guardian(
             host=host,
@@ -160,14 +164,16 @@ def _save_rows(host: Host, reading: HostReading, requests: int) -> None:
         )
         for g in inventory.guardians
     ]
-    _sync(Guardian, host, guardians, lambda g: (g.signing_thumbprint, g.encryption_thumbprint, g.name))
+    changed |= _sync(Guardian, host, guardians, lambda g: (g.signing_thumbprint, g.encryption_thumbprint, g.name))
     # A VM is the same VM as long as Hyper-V gives it the same id (a rename keeps its page); without an id, its name.
-    _sync(VirtualMachine, host, _vm_rows(host, reading), lambda vm: vm.vm_id or f"name:{vm.name}")
+    changed |= _sync(VirtualMachine, host, _vm_rows(host, reading), lambda vm: vm.vm_id or f"name:{vm.name}")
+    return changed
 
 
-def _sync(model: type[Row], host: Host, rows: list[Row], key: Callable[[Row], Hashable]) -> None:
+def _sync(model: type[Row], host: Host, rows: list[Row], key: Callable[[Row], Hashable]) -> bool:
     """Make the host's rows of `model` what was just read while keeping the rows (and so their pk, which pages and
-    links use) of everything still there: update what changed, create what is new, delete only what vanished."""
+    links use) of everything still there: update what changed, create what is new, delete only what vanished.
+    Whether anything was written."""
     existing: dict[Hashable, Row] = {}
     duplicates: list[int] = []
     for row in model._default_manager.filter(host=host):
@@ -194,6 +200,7 @@ def _sync(model: type[Row], host: Host, rows: list[Row], key: Callable[[Row], Ha
         model._default_manager.bulk_update(changed, fields, batch_size=500)
     if created:
         model._default_manager.bulk_create(created, batch_size=500)
+    return bool(vanished or changed or created)
 
 
 def _certificates(host: Host, inventory: HostInventoryFacts) -> list[Certificate]:

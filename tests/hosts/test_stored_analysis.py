@@ -371,10 +371,22 @@ def test_a_rebuild_from_the_rows_changes_nothing() -> None:
 
 
 @pytest.mark.django_db
-def test_an_unchanged_refresh_touches_only_the_hosts_vms() -> None:
+def test_a_refresh_that_finds_the_host_unchanged_updates_nothing() -> None:
     lab = Lab(random.Random(7), hosts=6)
     name = next(n for n, sim in lab.sims.items() if sim.vms)
     lab.refresh(name)
+
+    stats = save_reading(lab.hosts[name], reading_of(lab.sims[name]))
+
+    assert stats.vms == stats.guardians == 0
+
+
+@pytest.mark.django_db
+def test_a_refresh_that_changes_no_fact_looks_only_at_the_hosts_vms() -> None:
+    lab = Lab(random.Random(7), hosts=6)
+    name = next(n for n, sim in lab.sims.items() if sim.vms)
+    lab.refresh(name)
+    lab.sims[name].vms[0].generation = 1  # a row changed, but nothing the analysis concludes
 
     stats = save_reading(lab.hosts[name], reading_of(lab.sims[name]))
 
