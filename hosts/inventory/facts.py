@@ -115,8 +115,8 @@ def touched_pairs(hosts: set[int]) -> set[Pair]:
     rows are deleted too: a deleted VM's entries go with it (a refresh and signals.py pass them to `update`)."""
     if not hosts:
         return set()
-    held = KnownGuardian.objects.filter(holdings__host__in=hosts)
-    named = KnownGuardian.objects.filter(entries__vm__host__in=hosts)
+    held = KnownGuardian.objects.filter(holdings__host__in=hosts).order_by()
+    named = KnownGuardian.objects.filter(entries__vm__host__in=hosts).order_by()
     fields = ("signing_thumbprint", "encryption_thumbprint")
     return set(held.values_list(*fields)) | set(named.values_list(*fields))
 
@@ -129,12 +129,16 @@ def vm_pairs(vm: VirtualMachine) -> list[Pair]:
 def _pairs_now(hosts: set[int], vms: list[VirtualMachine]) -> tuple[set[Pair], set[Pair]]:
     """(pairs the hosts' rows name, known pairs with a certificate in their stores) as the rows are now."""
     named = {pair for vm in vms for pair in vm_pairs(vm)}
-    guardians = Guardian.objects.filter(host__in=hosts).values_list("signing_thumbprint", "encryption_thumbprint")
+    guardians = (
+        Guardian.objects.filter(host__in=hosts).order_by().values_list("signing_thumbprint", "encryption_thumbprint")
+    )
     named |= {pair for pair in guardians if pair != ("", "")}
-    thumbprints = set(Certificate.objects.filter(host__in=hosts).values_list("thumbprint", flat=True))
+    thumbprints = set(Certificate.objects.filter(host__in=hosts).order_by().values_list("thumbprint", flat=True))
     stored: set[Pair] = set()
     for batch in chunks(thumbprints):
-        rows = KnownGuardian.objects.filter(Q(signing_thumbprint__in=batch) | Q(encryption_thumbprint__in=batch))
+        rows = KnownGuardian.objects.filter(
+            Q(signing_thumbprint__in=batch) | Q(encryption_thumbprint__in=batch)
+        ).order_by()
         stored |= set(rows.values_list("signing_thumbprint", "encryption_thumbprint"))
     return named, stored
 
@@ -143,7 +147,7 @@ def _known(pairs: set[Pair], create: set[Pair]) -> dict[Pair, KnownGuardian]:
     """The known guardians of `pairs`, those of `create` made when missing."""
     found: dict[Pair, KnownGuardian] = {}
     for batch in chunks(sorted({signing for signing, _ in pairs | create})):
-        for guardian in KnownGuardian.objects.filter(signing_thumbprint__in=batch):
+        for guardian in KnownGuardian.objects.filter(signing_thumbprint__in=batch).order_by():
             if guardian.pair in pairs | create:
                 found[guardian.pair] = guardian
     missing = [KnownGuardian(signing_thumbprint=s, encryption_thumbprint=e) for s, e in create - set(found)]
@@ -163,7 +167,9 @@ def update(hosts: Iterable[int] = (), pairs: Iterable[Pair] = ()) -> UpdateStats
     host_ids, extra = set(hosts), set(pairs)
     with transaction.atomic():
         lock()
-        vms = [vm for batch in chunks(sorted(host_ids)) for vm in VirtualMachine.objects.filter(host__in=batch)]
+        vms = [
+            vm for batch in chunks(sorted(host_ids)) for vm in VirtualMachine.objects.filter(host__in=batch).order_by()
+        ]
         named, stored = _pairs_now(host_ids, vms)
         known = _known(extra | touched_pairs(host_ids) | stored, named)
         _rebuild_entries(host_ids, vms, known)
@@ -224,7 +230,7 @@ def _rebuild_entries(hosts: set[int], vms: list[VirtualMachine], known: dict[Pai
     wanted = {_entry_key(e): e for vm in vms for e in entries_of(vm, known)}
     stale: list[int] = []
     for batch in chunks(sorted(hosts)):
-        for entry in KeyProtectorEntry.objects.filter(vm__host__in=batch):
+        for entry in KeyProtectorEntry.objects.filter(vm__host__in=batch).order_by():
             if wanted.pop(_entry_key(entry), None) is None:
                 stale.append(entry.pk)
     for ids in chunks(stale):
@@ -264,6 +270,7 @@ def _load_lab(known: dict[Pair, KnownGuardian]) -> _Lab:
     host_names: dict[int, str] = {}
     _place_guardian_rows(pairs, places, host_names)
     certificates, private = _store(sorted({t for pair in pairs for t in pair}), host_names)
+    named, entry_subjects = _entries_of(known)
     for pair in pairs:
         for thumbprint in set(pair):
             for host_id, _not_after, _subject in certificates.get(thumbprint, []):
@@ -276,8 +283,8 @@ def _load_lab(known: dict[Pair, KnownGuardian]) -> _Lab:
         host_names=host_names,
         certificates=certificates,
         startable=_startable_hosts(),
-        entry_subjects=_entry_subjects(known),
-        named=_named(known),
+        entry_subjects=entry_subjects,
+        named=named,
         vault=_vault(signings),
     )
 
@@ -301,9 +308,9 @@ def _store(
     private: dict[str, set[int]] = defaultdict(set)
     fields = ("host_id", "host__name", "thumbprint", "has_private_key", "not_after", "subject")
     for batch in chunks(thumbprints):
-        for host_id, host_name, thumbprint, has_private_key, not_after, subject in Certificate.objects.filter(
-            thumbprint__in=batch
-        ).values_list(*fields):
+        for host_id, host_name, thumbprint, has_private_key, not_after, subject in (
+            Certificate.objects.filter(thumbprint__in=batch).order_by().values_list(*fields)
+        ):
             certificates[thumbprint].append((host_id, not_after, subject))
             host_names[host_id] = host_name
             if has_private_key:
@@ -316,27 +323,22 @@ def _startable_hosts() -> set[int]:
     return {state.host_id for state in states if rules.can_start_here(state)}
 
 
-def _entry_subjects(known: dict[Pair, KnownGuardian]) -> dict[int, str]:
-    """Per guardian, the subject the first VM (by name, then host) sealed to it embeds: what names a guardian no
-    host holds any more."""
-    found: dict[int, str] = {}
+def _entries_of(known: dict[Pair, KnownGuardian]) -> tuple[set[int], dict[int, str]]:
+    """Which guardians some key protector names; and per guardian, the subject the first VM (by name, then host)
+    sealed to it embeds: what names a guardian no host holds any more."""
+    named: set[int] = set()
+    subjects: dict[int, str] = {}
     for batch in chunks(sorted(g.pk for g in known.values())):
         rows = (
-            KeyProtectorEntry.objects.filter(guardian__in=batch, listed=True)
-            .exclude(subject="")
+            KeyProtectorEntry.objects.filter(guardian__in=batch)
             .order_by("vm__name", "vm__host__name", "position")
-            .values_list("guardian_id", "subject")
+            .values_list("guardian_id", "listed", "subject")
         )
-        for guardian_id, subject in rows:
-            found.setdefault(guardian_id, subject)
-    return found
-
-
-def _named(known: dict[Pair, KnownGuardian]) -> set[int]:
-    found: set[int] = set()
-    for batch in chunks(sorted(g.pk for g in known.values())):
-        found |= set(KeyProtectorEntry.objects.filter(guardian__in=batch).values_list("guardian_id", flat=True))
-    return found
+        for guardian_id, listed, subject in rows:
+            named.add(guardian_id)
+            if listed and subject:
+                subjects.setdefault(guardian_id, subject)
+    return named, subjects
 
 
 def _vault(signings: list[str]) -> dict[Pair, tuple[int, str]]:
@@ -420,7 +422,7 @@ def _rebuild_guardians(known: dict[Pair, KnownGuardian]) -> set[int]:
     ids = sorted(g.pk for g in known.values())
     before: dict[int, list[KeyHolding]] = defaultdict(list)
     for batch in chunks(ids):
-        for holding in KeyHolding.objects.filter(guardian__in=batch):
+        for holding in KeyHolding.objects.filter(guardian__in=batch).order_by():
             before[holding.guardian_id].append(holding)
     changed, rewritten, gone, holdings, moved = set(), [], [], [], []
     for guardian in known.values():
@@ -474,7 +476,7 @@ def _guardian_views(vm_ids: list[int]) -> tuple[dict[int, list[_GuardianView]], 
     views: dict[int, _GuardianView] = {}
     hosts: dict[int, Host] = {}
     for batch in chunks(guardian_ids):
-        for g in KnownGuardian.objects.filter(pk__in=batch):
+        for g in KnownGuardian.objects.filter(pk__in=batch).order_by():
             views[g.pk] = _GuardianView(g.pair, g.escrowed, g.not_after)
         for holding in KeyHolding.objects.filter(guardian__in=batch, holds_encryption_key=True).select_related("host"):
             views[holding.guardian_id].key_hosts.add(holding.host_id)
@@ -524,7 +526,7 @@ def _rebuild_vm_facts(vm_ids: set[int]) -> int:
     """Recompute the VMs' facts, writing only those that changed; how many did."""
     written = 0
     for batch in chunks(sorted(vm_ids)):
-        vms = list(VirtualMachine.objects.filter(pk__in=batch))
+        vms = list(VirtualMachine.objects.filter(pk__in=batch).order_by())
         views, hosts = _guardian_views(batch)
         existing = {f.pk: f for f in VmFacts.objects.filter(vm__in=batch)}
         created, changed = [], []
@@ -548,7 +550,7 @@ def _mark_resets(hosts: set[int], vms: list[VirtualMachine]) -> None:
             owners[vm.host_id].add(vm.owner_pair)
     flips: dict[bool, list[int]] = {True: [], False: []}
     for batch in chunks(sorted(hosts)):
-        for guardian in Guardian.objects.filter(host__in=batch):
+        for guardian in Guardian.objects.filter(host__in=batch).order_by():
             needed = rules.needs_reset(guardian, owners[guardian.host_id])
             if needed != guardian.needs_reset:
                 flips[needed].append(guardian.pk)

@@ -176,7 +176,7 @@ def _sync(model: type[Row], host: Host, rows: list[Row], key: Callable[[Row], Ha
     Whether anything was written."""
     existing: dict[Hashable, Row] = {}
     duplicates: list[int] = []
-    for row in model._default_manager.filter(host=host):
+    for row in model._default_manager.filter(host=host).order_by():
         if key(row) in existing:
             duplicates.append(row.pk)
         else:
