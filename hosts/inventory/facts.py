@@ -161,8 +161,9 @@ def _known(pairs: set[Pair], create: set[Pair]) -> dict[Pair, KnownGuardian]:
 # -- the update -----------------------------------------------------------------------------------------------------
 
 
-def update(hosts: Iterable[int] = (), pairs: Iterable[Pair] = ()) -> UpdateStats:
-    """Recompute what a change of these hosts' inventory rows, or of these pairs in the vault, can affect."""
+def update(hosts: Iterable[int] = (), pairs: Iterable[Pair] = (), touched: set[Pair] | None = None) -> UpdateStats:
+    """Recompute what a change of these hosts' inventory rows, or of these pairs in the vault, can affect.
+    `touched`: touched_pairs(hosts) taken before the change in this transaction, when the caller has it."""
     started = time.perf_counter()
     host_ids, extra = set(hosts), set(pairs)
     with transaction.atomic():
@@ -171,13 +172,13 @@ def update(hosts: Iterable[int] = (), pairs: Iterable[Pair] = ()) -> UpdateStats
             vm for batch in chunks(sorted(host_ids)) for vm in VirtualMachine.objects.filter(host__in=batch).order_by()
         ]
         named, stored = _pairs_now(host_ids, vms)
-        known = _known(extra | touched_pairs(host_ids) | stored, named)
+        known = _known(extra | (touched_pairs(host_ids) if touched is None else touched) | stored, named)
         _rebuild_entries(host_ids, vms, known)
         stats = UpdateStats(hosts=len(host_ids), guardians=len(known))
         changed = _rebuild_guardians(known)
         stats.guardians_changed = len(changed)
         vm_ids = {vm.pk for vm in vms} | _sealed_to(changed)
-        stats.vms, stats.vms_changed = len(vm_ids), _rebuild_vm_facts(vm_ids)
+        stats.vms, stats.vms_changed = len(vm_ids), _rebuild_vm_facts(vm_ids, {vm.pk: vm for vm in vms})
         _mark_resets(host_ids, vms)
         LabAnalysis.objects.filter(pk=1).update(updated_at=timezone.now(), updates=F("updates") + 1)
     stats.seconds = time.perf_counter() - started
@@ -439,7 +440,7 @@ def _rebuild_guardians(known: dict[Pair, KnownGuardian]) -> set[int]:
             holdings += mine
         if _what_vms_see(guardian, mine) != seen_by_vms:
             changed.add(guardian.pk)
-    for batch in chunks(moved + gone):
+    for batch in chunks([pk for pk in moved + gone if before[pk]]):
         KeyHolding.objects.filter(guardian__in=batch).delete()
     for batch in chunks(gone):
         KnownGuardian.objects.filter(pk__in=batch).delete()
@@ -522,11 +523,13 @@ def _fact_values(facts: VmFacts) -> tuple[Any, ...]:
     return tuple(getattr(facts, "holder_id" if name == "holder" else name) for name in VM_FACT_FIELDS)
 
 
-def _rebuild_vm_facts(vm_ids: set[int]) -> int:
-    """Recompute the VMs' facts, writing only those that changed; how many did."""
+def _rebuild_vm_facts(vm_ids: set[int], loaded: dict[int, VirtualMachine]) -> int:
+    """Recompute the VMs' facts (`loaded`: those already read), writing only those that changed; how many did."""
     written = 0
     for batch in chunks(sorted(vm_ids)):
-        vms = list(VirtualMachine.objects.filter(pk__in=batch).order_by())
+        missing = [pk for pk in batch if pk not in loaded]
+        vms = [loaded[pk] for pk in batch if pk in loaded]
+        vms += VirtualMachine.objects.filter(pk__in=missing).order_by() if missing else []
         views, hosts = _guardian_views(batch)
         existing = {f.pk: f for f in VmFacts.objects.filter(vm__in=batch)}
         created, changed = [], []

@@ -131,7 +131,7 @@ def save_reading(host: Host, reading: HostReading, requests: int = 0) -> facts.U
         before = facts.touched_pairs({host.pk})  # the VMs that vanish take their key-protector entries with them
         if not _save_rows(host, reading, requests):
             return facts.UpdateStats()  # the same host as last time: nothing the analysis reads has changed
-        return facts.update({host.pk}, before)
+        return facts.update({host.pk}, touched=before)
 
 
 def _save_rows(host: Host, reading: HostReading, requests: int) -> bool:
