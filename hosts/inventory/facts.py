@@ -532,17 +532,22 @@ def _rebuild_vm_facts(vm_ids: set[int], loaded: dict[int, VirtualMachine]) -> in
         vms += VirtualMachine.objects.filter(pk__in=missing).order_by() if missing else []
         views, hosts = _guardian_views(batch)
         existing = {f.pk: f for f in VmFacts.objects.filter(vm__in=batch)}
-        created, changed = [], []
+        created: list[VmFacts] = []
+        changed: dict[tuple[Any, ...], list[int]] = defaultdict(list)  # new values → the VMs that now have them
         for vm in vms:
             facts = vm_facts(vm, views.get(vm.pk, []), hosts)
             old = existing.get(vm.pk)
             if old is None:
                 created.append(facts)
             elif _fact_values(old) != _fact_values(facts):
-                changed.append(facts)
+                changed[_fact_values(facts)].append(vm.pk)
         VmFacts.objects.bulk_create(created, batch_size=CHUNK)
-        VmFacts.objects.bulk_update(changed, VM_FACT_FIELDS, batch_size=CHUNK)
-        written += len(created) + len(changed)
+        # A change usually gives many VMs the same new facts (a guardian's keys lost: all its VMs start nowhere):
+        # one UPDATE per distinct outcome, rather than a CASE per VM and column.
+        for values, ids in changed.items():
+            columns = ["holder_id" if name == "holder" else name for name in VM_FACT_FIELDS]
+            VmFacts.objects.filter(pk__in=ids).update(**dict(zip(columns, values, strict=True)))
+        written += len(created) + sum(len(ids) for ids in changed.values())
     return written
 
 
