@@ -96,11 +96,12 @@ def make_lab(hosts: int, vms: int) -> dict[str, Any]:
     user = get_user_model().objects.create_user("bench", password=PASSWORD)
     set_role(user, "admin")
     host = Host.objects.get(name="HV001")
-    vm = VirtualMachine.objects.filter(host=host, has_key_protector=True).order_by("name").first()
+    vms = VirtualMachine.objects.order_by("-has_key_protector", "host__name", "name")  # HV001's protected VMs first
+    vm = vms.filter(host=host).first() or vms.first()
     pair = EscrowedPair.objects.filter(source_host__isnull=False).order_by("pk").first()
     job = Job.objects.filter(hosts=host).order_by("-pk").first()
-    assert vm is not None and pair is not None and job is not None
-    return {"user": user, "urls": pages(host.pk, vm.pk, pair.pk, job.pk), "generated": generated}
+    urls = pages(host.pk, vm.pk if vm else 0, pair.pk if pair else 0, job.pk if job else 0)
+    return {"user": user, "urls": urls, "generated": generated}
 
 
 def measure_pages(user: Any, urls: dict[str, str], requests: int) -> dict[str, dict[str, Any]]:
@@ -113,7 +114,7 @@ def measure_pages(user: Any, urls: dict[str, str], requests: int) -> dict[str, d
     found = {}
     for name, url in urls.items():
         status = client.get(url).status_code
-        if status == 404:  # a page this version of the console does not have
+        if status == 404:  # a page this version of the console does not have, or an object a tiny lab lacks
             continue
         if status != 200:
             raise SystemExit(f"{url} answered {status}")
