@@ -96,8 +96,8 @@ def make_lab(hosts: int, vms: int) -> dict[str, Any]:
     user = get_user_model().objects.create_user("bench", password=PASSWORD)
     set_role(user, "admin")
     host = Host.objects.get(name="HV001")
-    vms = VirtualMachine.objects.order_by("-has_key_protector", "host__name", "name")  # HV001's protected VMs first
-    vm = vms.filter(host=host).first() or vms.first()
+    sealed = VirtualMachine.objects.order_by("-has_key_protector", "host__name", "name")  # HV001's protected VMs first
+    vm = sealed.filter(host=host).first() or sealed.first()
     pair = EscrowedPair.objects.filter(source_host__isnull=False).order_by("pk").first()
     job = Job.objects.filter(hosts=host).order_by("-pk").first()
     urls = pages(host.pk, vm.pk if vm else 0, pair.pk if pair else 0, job.pk if job else 0)
