@@ -1,8 +1,15 @@
-"""Reading values people type or send in URLs: one place, so every page refuses the same bad input the same way."""
+"""Reading values people type or send in URLs: one place, so every page refuses the same bad input the same way;
+and which page of a long list they asked for."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 
 def parse_id(raw: Any) -> int | None:
@@ -11,3 +18,24 @@ def parse_id(raw: Any) -> int | None:
     if not isinstance(raw, str) or not raw or len(raw) > 18 or not (raw.isascii() and raw.isdigit()):
         return None
     return int(raw)
+
+
+def page_of(request: HttpRequest, items: Sequence[Any] | QuerySet[Any], per_page: int, param: str = "page") -> Listing:
+    """The page of a long list that the request asks for (`?page=`, the last one when past the end), with the rest
+    of the query string for the pager's links (filters stay on when paging)."""
+    page = Paginator(items, per_page).get_page(request.GET.get(param))
+    query = request.GET.copy()
+    query.pop(param, None)
+    return Listing(page, query.urlencode(), param)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A page of a list, and what its pager needs (templates/_pager.html)."""
+
+    page: Page[Any]
+    query: str  # the other parameters, URL-encoded
+    param: str
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.page)

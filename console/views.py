@@ -7,19 +7,25 @@ The refresh buttons start jobs, and hosts never import jobs: their views live he
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from hosts.inventory.analysis import Inventory, risk_counts
+from hosts.inventory import reading
+from hosts.inventory.models import KnownGuardian, VirtualMachine
 from hosts.models import Host
 from jobs.inventory import INVENTORY_REFRESH
 from jobs.services import create_job
 
 from .models import AuditEvent
+from .params import page_of
 from .roles import Forbidden, SecondFactorRequired, lowest_role_with, require
 from .two_factor import send_to_verify
+
+DASHBOARD_HOSTS = 25  # hosts that need attention first; the host list has them all
+RISKS_PER_TILE = 5  # the first risks of each kind; its page has them all
+AUDIT_PER_PAGE = 100
 
 
 def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -34,28 +40,47 @@ def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 @require("view_console")
 def dashboard(request: HttpRequest) -> HttpResponse:
-    """Counts of each risk, linking to the affected objects; every host with its last refresh and health."""
-    inventory = Inventory()
-    risks = inventory.risks()
-    hosts = [(host, inventory.states.get(host.pk)) for host in inventory.hosts]
+    """Counts of each risk with the first few, linking to all of them; the hosts that need attention first, with
+    their last refresh, health and number of risks. The same queries whatever the size of the lab."""
+    groups = reading.risk_groups(first=RISKS_PER_TILE)
+    per_host = reading.risks_per_host()
+    hosts = list(Host.objects.select_related("inventory").order_by("name"))
     context = {
-        "risk_groups": risk_counts(risks),
-        "risk_total": len(risks),
-        "hosts": hosts,
-        "vm_count": len(inventory.vms),
-        "guardian_count": len(inventory.identities),
+        "risk_groups": groups,
+        "risk_total": sum(group.count for group in groups),
+        "hosts": [
+            (host, getattr(host, "inventory", None), per_host.get(host.pk, 0))
+            for host in attention_first(hosts, per_host)
+        ],
+        "host_count": len(hosts),
+        "vm_count": VirtualMachine.objects.count(),
+        "guardian_count": KnownGuardian.objects.count(),
     }
     return render(request, "console/dashboard.html", context)
 
 
+def attention_first(hosts: list[Host], risks: dict[int, int]) -> list[Host]:
+    """The dashboard's hosts: unhealthy ones first, then those with the most risks, then by name; a screenful."""
+
+    def order(host: Host) -> tuple[int, int, str]:
+        state = getattr(host, "inventory", None)
+        health = state.health if state is not None else "never"
+        return (0 if health != "ok" else 1, -risks.get(host.pk, 0), host.name.lower())
+
+    return sorted(hosts, key=order)[:DASHBOARD_HOSTS]
+
+
 @require("view_console")
 def audit_trail(request: HttpRequest) -> HttpResponse:
-    events = AuditEvent.objects.select_related("user")
-    action = request.GET.get("action", "")
+    """The audit trail, newest first: filtered by action and searched (who, what object) by the database."""
+    events = AuditEvent.objects.all()
+    action, query = request.GET.get("action", ""), request.GET.get("q", "").strip()
     if action:
         events = events.filter(action=action)
-    page = Paginator(events, 100).get_page(request.GET.get("page"))
-    return render(request, "console/audit.html", {"page": page, "action": action})
+    if query:
+        events = events.filter(Q(username__icontains=query) | Q(object_repr__icontains=query))
+    context = {"listing": page_of(request, events, AUDIT_PER_PAGE), "action": action, "q": query}
+    return render(request, "console/audit.html", context)
 
 
 @require("run_jobs")

@@ -9,14 +9,14 @@ from typing import Any
 
 from django.contrib import messages
 from django.db import transaction
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.models import AuditEvent
-from console.params import parse_id
+from console.params import page_of, parse_id
 from console.roles import require
 
 from . import crypto
@@ -28,6 +28,8 @@ from .remoting.catalog.host import CLIENT_EDITION_NOTE
 from .remoting.errors import REMEDIES, RemotingError
 
 logger = logging.getLogger(__name__)
+
+HOSTS_PER_PAGE = 100
 
 # Account names shown inside the copy-paste PowerShell; anything else is replaced by a placeholder, so a host's
 # user name can never smuggle text into commands an admin runs.
@@ -116,8 +118,12 @@ def _failure(kind: str, detail: str, action: str) -> ConnectionTestOutcome:
 
 @require("view_console")
 def host_list(request: HttpRequest) -> HttpResponse:
+    """A page of the registered hosts, searched by name or address in the database."""
     hosts = Host.objects.select_related("inventory")  # the last contact may be the last inventory refresh
-    return render(request, "hosts/list.html", {"hosts": hosts})
+    query = request.GET.get("q", "").strip()
+    if query:
+        hosts = hosts.filter(Q(name__icontains=query) | Q(address__icontains=query))
+    return render(request, "hosts/list.html", {"listing": page_of(request, hosts, HOSTS_PER_PAGE), "q": query})
 
 
 @require("view_console")

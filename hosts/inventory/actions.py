@@ -16,6 +16,8 @@ from django.urls import NoReverseMatch, reverse
 from console.roles import can
 from hosts.models import Host
 
+from .models import VirtualMachine
+
 RUN_JOBS, DESTRUCTIVE = "run_jobs", "run_destructive_jobs"
 
 
@@ -75,6 +77,14 @@ def vtpm(host: Host, vm_name: str, enabled: bool) -> list[Action]:
 
 def migrate(host: Host, vm_name: str) -> list[Action]:
     return _action("migrate", "Migrate…", "migrate_wizard", RUN_JOBS, host=host.pk, vm=vm_name)
+
+
+def for_vm(vm: VirtualMachine) -> list[Action]:
+    """Move the VM, and turn its vTPM off or on (generation 2 VMs only have one)."""
+    found = migrate(vm.host, vm.name)
+    if vm.generation == 2:
+        found += vtpm(vm.host, vm.name, vm.tpm_enabled)
+    return found
 
 
 def import_guardian(entry_pk: int, host: Host) -> list[Action]:

@@ -1,6 +1,9 @@
-"""What the inventory means: guardian identities across hosts, "can VM X start on host Y?", and the risks.
+"""The from-scratch analysis: every host's inventory loaded at once, and what it means — guardian identities across
+hosts, "can VM X start on host Y?", and the risks.
 
-Rules, from domain.md:
+Pages read the stored analysis instead (facts.py, updated when an inventory changes); this computation is the
+reference the stored one is tested against, and what a few workflow pages still use. Both apply the rules of
+rules.py (from domain.md):
 - A guardian's identity is its certificate pair (signing, encryption thumbprints); names are not identities.
 - In Local mode a host starts a VM when its store holds the private key of the encryption certificate of any
   guardian the VM's key protector is sealed to.
@@ -11,7 +14,6 @@ Rules, from domain.md:
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -20,14 +22,25 @@ from django.utils import timezone
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
 
-from . import actions
+from . import actions, rules
 from .actions import Action
 from .models import Certificate, Guardian, HostInventory, VirtualMachine
+from .rules import EXPIRY_WINDOW, RISK_TITLES, UNTRUSTED_GUARDIAN, Pair, Risk, name_from_subject
 
-UNTRUSTED_GUARDIAN = "UntrustedGuardian"
-EXPIRY_WINDOW = dt.timedelta(days=365)
-
-Pair = tuple[str, str]
+__all__ = [
+    "EXPIRY_WINDOW",
+    "RISK_TITLES",
+    "UNTRUSTED_GUARDIAN",
+    "GuardianIdentity",
+    "Holding",
+    "Inventory",
+    "Pair",
+    "Risk",
+    "can_start",
+    "escrowed_pairs",
+    "name_from_subject",
+    "risk_counts",
+]
 
 
 @dataclass
@@ -63,8 +76,7 @@ class GuardianIdentity:
 
     @property
     def display_name(self) -> str:
-        names = ", ".join(sorted(n for n in self.names if n))
-        return names or self.vault_name or name_from_subject(self.subject) or "(unnamed guardian)"
+        return rules.display_name(self.names, self.vault_name, self.subject)
 
     @property
     def vault_url(self) -> str:
@@ -77,28 +89,6 @@ class GuardianIdentity:
     @property
     def hosts_without_keys(self) -> list[Host]:
         return [h.host for h in self.holdings.values() if not h.has_private_keys]
-
-
-@dataclass
-class Risk:
-    code: str
-    title: str
-    explanation: str
-    subject: str  # what the risk is about, e.g. "Win11-A on HV02"
-    url: str = ""
-    host: Host | None = None
-    actions: list[Action] = field(default_factory=list)  # the workflow pages that fix it (filter with permitted)
-    vm: VirtualMachine | None = None  # the VM it is about, for a VM's risks
-
-
-RISK_TITLES = {
-    "vm_cannot_start": "VM can start on no registered host",
-    "single_copy": "Keys on one host only, not escrowed",
-    "guardian_without_keys": "Guardian without private keys",
-    "cert_expiring": "Certificate expiring within 12 months",
-    "hgs_mode": "Host in HGS mode",
-    "stale_inventory": "Inventory out of date",
-}
 
 
 class Inventory:
@@ -184,26 +174,13 @@ class Inventory:
     # -- can VM X start on host Y? ----------------------------------------------------------------------------------
 
     def can_start(self, vm: VirtualMachine, host: Host) -> tuple[bool, str]:
-        state = self.states.get(host.pk)
-        if not vm.protected:
-            return True, "Yes: the VM has no vTPM key protector, so no guardian is needed."
-        if not vm.kp_readable:
-            return False, "Unknown: the guardians of its key protector could not be read (see the VM's problems)."
-        if state is None or state.refreshed_at is None:
-            return False, f"Unknown: {host} has not been inventoried yet — refresh it first."
-        if state.mode and state.mode != "Local":
-            return False, f"No: {host} is in HGS mode; it starts only VMs its Host Guardian Service releases keys for."
         keys = self.private_keys.get(host.pk, set())
-        for signing, encryption in vm.guardian_pairs:
-            if encryption in keys:
-                identity = self.identities.get((signing, encryption))
-                name = identity.display_name if identity else "a guardian"
-                return True, f"Yes: {host} holds the private key of guardian {name}, which the key protector trusts."
-        count = len(vm.guardian_pairs)
-        return False, (
-            f"No: {host} holds the private keys of none of the {count} guardian(s) the key protector is sealed to. "
-            "Import the owner's certificate pair (from the vault or a PFX backup) on this host first."
-        )
+
+        def name_of(pair: Pair) -> str:
+            identity = self.identities.get(pair)
+            return identity.display_name if identity else "a guardian"
+
+        return rules.start_answer(vm, host, self.states.get(host.pk), keys.__contains__, name_of)
 
     def start_answers(self, vm: VirtualMachine) -> list[tuple[Host, bool, str]]:
         return [(host, *self.can_start(vm, host)) for host in self.hosts]
@@ -246,11 +223,7 @@ class Inventory:
         return actions.escrow_all(host) if held else []
 
     def vm_actions(self, vm: VirtualMachine) -> list[Action]:
-        """Move the VM, and turn its vTPM off or on (generation 2 VMs only have one)."""
-        found = actions.migrate(vm.host, vm.name)
-        if vm.generation == 2:
-            found += actions.vtpm(vm.host, vm.name, vm.tpm_enabled)
-        return found
+        return actions.for_vm(vm)
 
     # -- risks -----------------------------------------------------------------------------------------------------
 
@@ -266,39 +239,12 @@ class Inventory:
     def _vm_risks(self, vm: VirtualMachine) -> list[Risk]:
         if not vm.protected or not vm.kp_readable:
             return []
-        url = f"/vms/{vm.pk}/"
-        subject = f"{vm.name} on {vm.host}"
         if not self.startable_anywhere(vm):
-            return [
-                Risk(
-                    "vm_cannot_start",
-                    RISK_TITLES["vm_cannot_start"],
-                    f"{vm.name} cannot start anywhere: no registered host holds the private keys of a guardian its "
-                    'key protector is sealed to ("The key protector could not be unwrapped"). Restore the owner\'s '
-                    "certificate pair from the vault or a PFX backup onto a host.",
-                    subject,
-                    url,
-                    vm.host,
-                    actions.restore(vm.host, vm.name) + ([] if self._escrowed(vm) else actions.upload_backup()),
-                    vm,
-                )
-            ]
+            return [rules.vm_cannot_start(vm, self._escrowed(vm))]
         holders = self.hosts_with_vm_keys(vm)
         if len(holders) == 1 and not self._escrowed(vm):
             holder = next(h for h in self.hosts if h.pk in holders)
-            return [
-                Risk(
-                    "single_copy",
-                    RISK_TITLES["single_copy"],
-                    f"{vm.name} is one reinstall away from loss: the private keys it needs exist only on "
-                    f"{holder} and are not escrowed. Escrow the guardian into the vault now.",
-                    subject,
-                    url,
-                    vm.host,
-                    actions.escrow(holder, self._pair_held(vm, holder)),
-                    vm,
-                )
-            ]
+            return [rules.single_copy(vm, holder, self._pair_held(vm, holder))]
         return []
 
     def _escrowed(self, vm: VirtualMachine) -> bool:
@@ -307,9 +253,7 @@ class Inventory:
 
     def _pair_held(self, vm: VirtualMachine, host: Host) -> Pair:
         """The guardian pair whose keys let `host` start the VM: the owner's when the host has it."""
-        keys = self.private_keys.get(host.pk, set())
-        held = [pair for pair in vm.guardian_pairs if pair[1] in keys]
-        return vm.owner_pair if vm.owner_pair in held else held[0]
+        return rules.pair_to_escrow(vm, self.private_keys.get(host.pk, set()).__contains__)
 
     def broken_guardians(self) -> list[Guardian]:
         """Guardians without private keys that should have them: `UntrustedGuardian`, or the owner of a VM on
@@ -320,96 +264,18 @@ class Inventory:
         for vm in self.vms:
             if vm.owner_pair:
                 owners_here[vm.host_id].add(vm.owner_pair)
-        self._broken = [
-            g
-            for g in self.guardians
-            if not g.has_private_signing_key and (g.name == UNTRUSTED_GUARDIAN or g.identity in owners_here[g.host_id])
-        ]
+        self._broken = [g for g in self.guardians if rules.needs_reset(g, owners_here[g.host_id])]
         return self._broken
 
     def _guardian_risks(self) -> list[Risk]:
-        found = []
-        for guardian in self.broken_guardians():
-            found.append(
-                Risk(
-                    "guardian_without_keys",
-                    RISK_TITLES["guardian_without_keys"],
-                    f"Guardian {guardian.name} on {guardian.host} has no private keys: TPM changes will fail "
-                    '("does not have a private key and cannot be the owner"). A guardian reset is needed — '
-                    "escrow first anything still recoverable.",
-                    f"{guardian.name} on {guardian.host}",
-                    f"/hosts/{guardian.host_id}/#host-guardians",
-                    guardian.host,
-                    actions.reset(guardian.host, guardian.name),
-                )
-            )
-        return found
+        return [rules.guardian_without_keys(guardian) for guardian in self.broken_guardians()]
 
     def _expiry_risks(self) -> list[Risk]:
-        horizon = timezone.now() + EXPIRY_WINDOW
-        found = []
-        for cert in self.certificates:
-            if cert.not_after is None or cert.not_after > horizon:
-                continue
-            expired = cert.not_after <= timezone.now()
-            when = "expired on" if expired else "expires on"
-            found.append(
-                Risk(
-                    "cert_expiring",
-                    RISK_TITLES["cert_expiring"],
-                    f"Certificate {cert.subject or cert.thumbprint} on {cert.host} {when} "
-                    f"{cert.not_after:%Y-%m-%d}. New key protectors cannot use an expired guardian without "
-                    "-AllowExpired; plan a new guardian and re-grant access.",
-                    f"{cert.subject or cert.thumbprint} on {cert.host}",
-                    f"/hosts/{cert.host_id}/",
-                    cert.host,
-                )
-            )
-        return found
+        now = timezone.now()
+        return [rules.cert_expiring(cert, now) for cert in self.certificates if rules.expiring(cert, now)]
 
     def _host_risks(self) -> list[Risk]:
-        found = []
-        for host in self.hosts:
-            state = self.states.get(host.pk)
-            if state is None:
-                continue
-            if state.mode and state.mode != "Local":
-                found.append(
-                    Risk(
-                        "hgs_mode",
-                        RISK_TITLES["hgs_mode"],
-                        f"{host} is in HGS mode ({state.mode}): its keys come from a Host Guardian Service, so "
-                        "local guardian operations (escrow, import, reset) do not apply.",
-                        str(host),
-                        f"/hosts/{host.pk}/",
-                        host,
-                    )
-                )
-            if state.stale:
-                found.append(
-                    Risk(
-                        "stale_inventory",
-                        RISK_TITLES["stale_inventory"],
-                        f"The last refresh of {host} failed ({state.last_error}); what is shown is from "
-                        f"{state.refreshed_at:%Y-%m-%d %H:%M} UTC."
-                        if state.refreshed_at
-                        else f"{host} has never been read successfully: {state.last_error}",
-                        str(host),
-                        f"/hosts/{host.pk}/",
-                        host,
-                    )
-                )
-        return found
-
-
-_GENERATED_SUBJECT = re.compile(r"Shielded VM \w+ Certificate \((?P<name>[^)]*)\) \((?P<host>[^)]*)\)")
-
-
-def name_from_subject(subject: str) -> str:
-    """'UntrustedGuardian (HV02)' from a subject Hyper-V generated, so a guardian no host holds any more still
-    says where it came from; '' when the subject does not say."""
-    match = _GENERATED_SUBJECT.search(subject or "")
-    return f"{match['name']} (of {match['host']})" if match else ""
+        return [risk for host in self.hosts for risk in rules.host_risks(host, self.states.get(host.pk))]
 
 
 def escrowed_pairs() -> dict[Pair, tuple[int, str]]:

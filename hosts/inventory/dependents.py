@@ -7,10 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hosts.vault.models import EscrowedPair
-from hosts.vault.services import thumbprint_pairs
 
-from .analysis import Inventory
-from .models import Guardian, VirtualMachine
+from . import reading
+from .models import Guardian, KeyProtectorEntry, KnownGuardian, VirtualMachine
+
+FIRST_VMS = 50  # the page lists these, and links to the VM list filtered on the pair for the rest
 
 
 @dataclass
@@ -18,33 +19,45 @@ class Dependents:
     """Where a pair is installed (hosts whose guardian has these thumbprints) and which VMs are sealed to it."""
 
     installed: list[Guardian] = field(default_factory=list)
-    vms: list[VirtualMachine] = field(default_factory=list)
+    vms: list[VirtualMachine] = field(default_factory=list)  # the first FIRST_VMS, by name
+    vm_count: int = 0
     owner_of: set[int] = field(default_factory=set)  # ids of VMs whose owner is this pair
+    guardian: KnownGuardian | None = None  # the pair as the inventory knows it (None: no host or VM names it)
 
 
 def dependents(pair: EscrowedPair) -> Dependents:
-    """Lab-sized data, so VMs are scanned in Python (JSON containment queries are not portable to SQLite)."""
+    """Indexed queries on the stored key-protector entries (a VM is sealed to the pair when its key protector lists
+    it or names it as owner), whatever the number of VMs."""
+    key = (pair.signing_thumbprint.upper(), pair.encryption_thumbprint.upper())
     found = Dependents()
-    key = (pair.signing_thumbprint, pair.encryption_thumbprint)
     found.installed = list(
         Guardian.objects.filter(signing_thumbprint=key[0], encryption_thumbprint=key[1]).select_related("host")
     )
-    for vm in VirtualMachine.objects.select_related("host"):
-        owners = thumbprint_pairs(vm.kp_owner_thumbprints)
-        if key in owners or key in thumbprint_pairs(vm.kp_guardian_thumbprints):
-            found.vms.append(vm)
-            if key in owners:
-                found.owner_of.add(vm.pk)
+    found.guardian = KnownGuardian.objects.filter(signing_thumbprint=key[0], encryption_thumbprint=key[1]).first()
+    if found.guardian is None:
+        return found
+    entries = KeyProtectorEntry.objects.filter(guardian=found.guardian)
+    found.vm_count = entries.count()
+    chosen = entries.select_related("vm", "vm__host").order_by("vm__name", "vm__host__name")[:FIRST_VMS]
+    for entry in chosen:
+        found.vms.append(entry.vm)
+        if entry.owner:
+            found.owner_of.add(entry.vm_id)
     return found
 
 
 def sealed_vm_rows(deps: Dependents) -> list[dict[str, object]]:
     """The VMs sealed to a pair, each with whether it starts on its own host: the restore button goes where it can't."""
-    inventory = Inventory() if deps.vms else None
+    answers = reading.start_answers([(vm, vm.host) for vm in deps.vms])
     rows: list[dict[str, object]] = []
-    for vm in deps.vms:
-        starts, why = inventory.can_start(vm, vm.host) if inventory else (None, "")
-        if why.startswith("Unknown"):  # not inventoried or unreadable: offer no restore on a guess
-            starts = None
-        rows.append({"vm": vm, "owner": vm.pk in deps.owner_of, "starts": starts, "why": why})
+    for vm, (starts, why) in zip(deps.vms, answers, strict=True):
+        rows.append(
+            {
+                "vm": vm,
+                "owner": vm.pk in deps.owner_of,
+                # not inventoried or unreadable: offer no restore on a guess
+                "starts": None if why.startswith("Unknown") else starts,
+                "why": why,
+            }
+        )
     return rows

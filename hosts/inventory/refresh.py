@@ -1,5 +1,6 @@
 """Refresh a host's inventory: two pipelines on one session whatever the number of VMs (the second asks the host who
-may unseal each VM), saved in one transaction.
+may unseal each VM), saved in one transaction together with the update of the stored analysis that the change
+affects (facts.py).
 
 An unreachable host (or one that answers garbage, or drops the connection half-way) keeps its last inventory,
 marked stale with the time and the error: nothing is half-saved, because nothing is written until every read has
@@ -26,6 +27,7 @@ from hosts.remoting.catalog.inventory import HostInventoryFacts, VmDetails, read
 from hosts.remoting.errors import RemotingError
 from hosts.remoting.keyprotector import KeyProtectorInfo
 
+from . import facts, rules
 from .models import Certificate, Guardian, HostInventory, VirtualMachine
 
 logger = logging.getLogger(__name__)
@@ -112,9 +114,9 @@ def _saving() -> Iterator[None]:
 
 
 def mark_stale(host: Host, error: str, kind: str = "") -> None:
-    """Keep what we knew, say it is stale, and why."""
+    """Keep what we knew, say it is stale, and why (which changes no stored fact: they follow the last good read)."""
     now = timezone.now()
-    with _saving():
+    with _saving(), facts.batched():
         state, _ = HostInventory.objects.select_for_update().get_or_create(host=host)
         state.stale = True
         state.last_error = error[:2000]
@@ -123,16 +125,23 @@ def mark_stale(host: Host, error: str, kind: str = "") -> None:
         state.save(update_fields=["stale", "last_error", "error_kind", "attempted_at"])
 
 
-def save_reading(host: Host, reading: HostReading, requests: int = 0) -> None:
-    """Make the host's inventory rows what was just read, all or nothing."""
-    with _saving():
-        _save_rows(host, reading, requests)
+def save_reading(host: Host, reading: HostReading, requests: int = 0) -> facts.UpdateStats:
+    """Make the host's inventory rows what was just read, and the stored analysis what they now mean: all or
+    nothing. Saves take turns (the analysis lock, taken first), so concurrent refreshes each build on the others'."""
+    with _saving(), facts.batched():
+        facts.lock()
+        before = facts.touched_pairs({host.pk})  # the VMs that vanish take their key-protector entries with them
+        if not _save_rows(host, reading, requests):
+            return facts.UpdateStats()  # the same host as last time: nothing the analysis reads has changed
+        return facts.update({host.pk}, touched=before)
 
 
-def _save_rows(host: Host, reading: HostReading, requests: int) -> None:
+def _save_rows(host: Host, reading: HostReading, requests: int) -> bool:
+    """Write the host's rows; whether anything the analysis reads changed (a row, or whether its keys count)."""
     inventory = reading.inventory
     now = timezone.now()
     state, _ = HostInventory.objects.select_for_update().get_or_create(host=host)
+    counted_before = rules.can_start_here(state)
     state.facts = {**inventory.facts.as_dict(), "store_exists": inventory.store_exists}
     state.mode = inventory.facts.mode
     state.refreshed_at = state.attempted_at = now
@@ -141,8 +150,9 @@ def _save_rows(host: Host, reading: HostReading, requests: int) -> None:
     state.problems = inventory.problems + [p for d in reading.details.values() for p in d.problems]
     state.requests = requests
     state.save()
+    changed = rules.can_start_here(state) != counted_before
     private = {c.thumbprint for c in inventory.certificates if c.has_private_key}
-    _sync(Certificate, host, _certificates(host, inventory), lambda c: c.thumbprint)
+    changed |= _sync(Certificate, host, _certificates(host, inventory), lambda c: c.thumbprint)
     guardians = [
         Guardian(
             host=host,
@@ -156,22 +166,27 @@ def _save_rows(host: Host, reading: HostReading, requests: int) -> None:
         )
         for g in inventory.guardians
     ]
-    _sync(Guardian, host, guardians, lambda g: (g.signing_thumbprint, g.encryption_thumbprint, g.name))
+    changed |= _sync(Guardian, host, guardians, lambda g: (g.signing_thumbprint, g.encryption_thumbprint, g.name))
     # A VM is the same VM as long as Hyper-V gives it the same id (a rename keeps its page); without an id, its name.
-    _sync(VirtualMachine, host, _vm_rows(host, reading), lambda vm: vm.vm_id or f"name:{vm.name}")
+    changed |= _sync(VirtualMachine, host, _vm_rows(host, reading), lambda vm: vm.vm_id or f"name:{vm.name}")
+    return changed
 
 
-def _sync(model: type[Row], host: Host, rows: list[Row], key: Callable[[Row], Hashable]) -> None:
+def _sync(model: type[Row], host: Host, rows: list[Row], key: Callable[[Row], Hashable]) -> bool:
     """Make the host's rows of `model` what was just read while keeping the rows (and so their pk, which pages and
-    links use) of everything still there: update what changed, create what is new, delete only what vanished."""
+    links use) of everything still there: update what changed, create what is new, delete only what vanished.
+    Whether anything was written."""
     existing: dict[Hashable, Row] = {}
     duplicates: list[int] = []
-    for row in model._default_manager.filter(host=host):
+    for row in model._default_manager.filter(host=host).order_by():
         if key(row) in existing:
             duplicates.append(row.pk)
         else:
             existing[key(row)] = row
-    fields = [f.name for f in model._meta.concrete_fields if not f.primary_key and f.name != "host"]
+    derived = getattr(model, "DERIVED_FIELDS", ())  # the analysis's columns: not read from the host
+    fields = [
+        f.name for f in model._meta.concrete_fields if not f.primary_key and f.name != "host" and f.name not in derived
+    ]
     created, changed = [], []
     for row in rows:
         old = existing.pop(key(row), None)
@@ -187,6 +202,7 @@ def _sync(model: type[Row], host: Host, rows: list[Row], key: Callable[[Row], Ha
         model._default_manager.bulk_update(changed, fields, batch_size=500)
     if created:
         model._default_manager.bulk_create(created, batch_size=500)
+    return bool(vanished or changed or created)
 
 
 def _certificates(host: Host, inventory: HostInventoryFacts) -> list[Certificate]:

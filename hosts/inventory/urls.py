@@ -1,4 +1,4 @@
-"""URLs of the inventory app: /guardians/ and /vms/.
+"""URLs of the inventory app: /guardians/, /vms/ and /risks/.
 
 console/urls.py includes them under the namespace "inventory", together with the refresh buttons' routes
 (/hosts/<pk>/refresh/, /hosts/refresh/), whose views start jobs and so are console's.
@@ -14,4 +14,5 @@ urlpatterns = [
     path("guardians/", views.guardian_list, name="guardians"),
     path("vms/", views.vm_list, name="vms"),
     path("vms/<int:pk>/", views.vm_detail, name="vm"),
+    path("risks/", views.risk_list, name="risks"),
 ]

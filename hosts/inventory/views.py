@@ -1,59 +1,107 @@
-"""Pages of the inventory: guardian identities across hosts, and VMs with "can it start here?".
+"""Pages of the inventory: guardian identities across hosts, VMs with "can it start here?", and the risks of one
+kind. They read the stored analysis (facts.py) a page at a time, with the same number of queries whatever the size
+of the lab; filters and search are done by the database.
 
 Its refresh buttons start jobs, so their views are console's (console/views.py): hosts never import jobs."""
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 
+from console.params import page_of, parse_id
 from console.roles import require
+from hosts.models import Host
 
-from . import actions
-from .analysis import Inventory
+from . import actions, reading
 from .models import VirtualMachine
+from .rules import RISK_TITLES, VM_RISKS
+
+GUARDIANS_PER_PAGE = 50
+VMS_PER_PAGE = 100
+HOSTS_PER_PAGE = 50  # a VM page's "can it start on…" answers
+RISKS_PER_PAGE = 100
+
+
+def chosen_host(request: HttpRequest) -> Host | None:
+    """The host a list is narrowed to (?host=), if it is one."""
+    pk = parse_id(request.GET.get("host"))
+    return Host.objects.filter(pk=pk).first() if pk is not None else None
 
 
 @require("view_console")
 def guardian_list(request: HttpRequest) -> HttpResponse:
-    inventory = Inventory()
-    identities = sorted(inventory.identities.values(), key=lambda i: (i.display_name.lower(), i.signing))
-    rows = [(identity, inventory.identity_actions(identity)) for identity in identities]
-    return render(request, "inventory/guardians.html", {"identities": rows})
+    query, escrow, keys = (request.GET.get(name, "") for name in ("q", "escrow", "keys"))
+    listing = page_of(request, reading.guardians_matching(query, escrow, keys), GUARDIANS_PER_PAGE)
+    context = {
+        "listing": listing,
+        "rows": reading.guardian_rows(list(listing.page)),
+        "q": query,
+        "escrow": escrow,
+        "keys": keys,
+    }
+    return render(request, "inventory/guardians.html", context)
 
 
 @require("view_console")
 def vm_list(request: HttpRequest) -> HttpResponse:
-    inventory = Inventory()
-    risks_by_vm: dict[int, list[str]] = {}
-    for risk in inventory.risks():
-        if risk.vm is not None:
-            risks_by_vm.setdefault(risk.vm.pk, []).append(risk.title)
-    rows = [(vm, risks_by_vm.get(vm.pk, []), inventory.startable_anywhere(vm)) for vm in inventory.vms]
-    return render(request, "inventory/vms.html", {"rows": rows})
+    query, risk, starts = (request.GET.get(name, "") for name in ("q", "risk", "starts"))
+    host = chosen_host(request)
+    guardian = reading.guardian_by_key(request.GET.get("guardian", "")) if request.GET.get("guardian") else None
+    found = reading.vms_matching(query, host.pk if host else None, risk, starts, guardian)
+    context = {
+        "listing": page_of(request, found, VMS_PER_PAGE),
+        "q": query,
+        "risk": risk,
+        "starts": starts,
+        "host": host,
+        "guardian": guardian,
+        "risk_choices": [(code, RISK_TITLES[code]) for code in VM_RISKS],
+    }
+    return render(request, "inventory/vms.html", context)
 
 
 @require("view_console")
 def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    inventory = Inventory()
-    vm = next((v for v in inventory.vms if v.pk == pk), None)
-    if vm is None:
-        if not VirtualMachine.objects.filter(pk=pk).exists():
-            raise Http404("No such VM in the inventory.")
-        vm = get_object_or_404(VirtualMachine.objects.select_related("host"), pk=pk)
-    guardians = [(pair, inventory.identity(pair), pair == vm.owner_pair) for pair in vm.guardian_pairs]
-    entries = [identity.vault_entry for _pair, identity, _owner in guardians if identity and identity.vault_entry]
+    vm = get_object_or_404(
+        VirtualMachine.objects.select_related("host", "host__inventory", "facts", "facts__holder"), pk=pk
+    )
+    guardians = reading.sealed_guardians(vm)
+    entries = [g.known.vault_entry_id for g in guardians if g.known is not None and g.known.vault_entry_id]
+    hosts = page_of(request, Host.objects.order_by("name"), HOSTS_PER_PAGE, param="hosts")
+    answers = reading.start_answers([(vm, host) for host in hosts])
+    risk = reading.vm_risk(vm)
     context = {
         "vm": vm,
+        "hosts": hosts,
         "answers": [
             (host, ok, reason, [] if ok or not entries else actions.import_guardian(entries[0], host))
-            for host, ok, reason in inventory.start_answers(vm)
+            for host, (ok, reason) in zip(hosts, answers, strict=True)
         ],
+        "starts_on": reading.start_hosts(vm),
         "guardians": guardians,
-        "risks": [r for r in inventory.risks() if r.vm is not None and r.vm.pk == vm.pk],
-        "state": inventory.states.get(vm.host_id),
-        "owner_identity": inventory.identity(vm.owner_pair) if vm.owner_pair else None,
+        "risks": [risk] if risk else [],
+        "state": getattr(vm.host, "inventory", None),
         "vault_entry": entries[0] if entries else None,
-        "vm_actions": inventory.vm_actions(vm),
+        "vm_actions": actions.for_vm(vm),
     }
     return render(request, "inventory/vm_detail.html", context)
+
+
+@require("view_console")
+def risk_list(request: HttpRequest) -> HttpResponse:
+    """Every risk of one kind (the dashboard shows the first few), of the whole lab or of one host; the first kind
+    when none (or an unknown one) is asked for."""
+    kind = reading.KINDS_BY_CODE.get(request.GET.get("code", ""), reading.RISK_KINDS[0])
+    host = chosen_host(request)
+    now = timezone.now()
+    listing = page_of(request, kind.of(now, host), RISKS_PER_PAGE)
+    context = {
+        "kind": kind,
+        "host": host,
+        "listing": listing,
+        "risks": [kind.risk(row, now) for row in listing.page],
+        "kinds": reading.RISK_KINDS,
+    }
+    return render(request, "inventory/risks.html", context)

@@ -81,3 +81,8 @@ def test_the_simulator_throughput_benchmark_runs(benchmarks: dict[str, Benchmark
 def test_the_job_log_benchmark_runs(benchmarks: dict[str, BenchmarkRun]) -> None:
     out = benchmarks["joblog"].output()
     assert "lost 0, duplicated 0" in out and "replay of a 2000-line job from seq 0: 2000 lines" in out
+
+
+def test_the_pages_benchmark_runs() -> None:
+    out = run_benchmark("pages.py", "--sizes", "2x2,10x2", "--requests", "1", "--clients", "1")
+    assert "dashboard" in out and "saving one host's refresh (unchanged)" in out and "peak" in out

@@ -7,30 +7,42 @@ from typing import Any
 
 from django import template
 
+from console.params import page_of
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
 
+from .. import reading
 from ..actions import Action, permitted
-from ..analysis import Inventory
 from ..dependents import dependents, sealed_vm_rows
+from ..models import Certificate, Guardian, HostInventory, VirtualMachine
+from ..rules import RISK_TITLES
 
 register = template.Library()
+
+VMS_PER_HOST_PAGE = 100
+RISKS_PER_KIND = 10
 
 
 @register.inclusion_tag("inventory/_host_inventory.html", takes_context=True)
 def host_inventory(context: dict[str, Any], host: Host) -> dict[str, Any]:
-    """Everything the host page shows about what the host holds, with "can it start here?" per VM."""
-    inventory = Inventory()
-    vms = [(vm, *inventory.can_start(vm, host)) for vm in inventory.vms if vm.host_id == host.pk]
+    """Everything the host page shows about what the host holds, with "can it start here?" per VM (a page of them),
+    and the host's risks of each kind (the first few, linking to all)."""
+    request = context.get("request")
+    vms = VirtualMachine.objects.filter(host=host).order_by("name", "pk")
+    listing = page_of(request, vms, VMS_PER_HOST_PAGE, param="vms") if request else None
+    shown = list(listing.page) if listing else list(vms[:VMS_PER_HOST_PAGE])
+    answers = reading.start_answers([(vm, host) for vm in shown])
+    guardians = list(Guardian.objects.filter(host=host).select_related("host"))
     return {
         "host": host,
-        "state": inventory.states.get(host.pk),
-        "vms": vms,
-        "guardians": [g for g in inventory.guardians if g.host_id == host.pk],
-        "certificates": [c for c in inventory.certificates if c.host_id == host.pk],
-        "risks": [r for r in inventory.risks() if r.host is not None and r.host.pk == host.pk],
-        "guardian_actions": {g.pk: inventory.guardian_actions(g) for g in inventory.guardians if g.host_id == host.pk},
-        "host_actions": inventory.host_actions(host),
+        "state": HostInventory.objects.filter(host=host).first(),
+        "vms": [(vm, ok, reason) for vm, (ok, reason) in zip(shown, answers, strict=True)],
+        "vm_listing": listing,
+        "guardians": guardians,
+        "certificates": Certificate.objects.filter(host=host).order_by("subject", "thumbprint"),
+        "risk_groups": [g for g in reading.risk_groups(first=RISKS_PER_KIND, host=host) if g.count],
+        "guardian_actions": reading.guardian_actions(host, guardians),
+        "host_actions": reading.host_actions(host),
         "user": context.get("user"),
         "perm_run_jobs": context.get("perm_run_jobs", False),
         "perm_destructive": context.get("perm_destructive", False),
@@ -40,8 +52,9 @@ def host_inventory(context: dict[str, Any], host: Host) -> dict[str, Any]:
 
 @register.inclusion_tag("inventory/_pair_dependents.html", takes_context=True)
 def pair_dependents(context: dict[str, Any], pair: EscrowedPair) -> dict[str, Any]:
-    """Where a vault pair is installed and which VMs are sealed to it, with a restore offer where one cannot start
-    (only on an intact entry, for users who may run jobs: the vault page's `integrity_error` and `can_run`)."""
+    """Where a vault pair is installed and which VMs are sealed to it (the first of them), with a restore offer where
+    one cannot start (only on an intact entry, for users who may run jobs: the vault page's `integrity_error` and
+    `can_run`)."""
     deps = dependents(pair)
     return {
         "deps": deps,
@@ -66,3 +79,8 @@ def short_thumbprint(value: str) -> str:
     """The first and last few digits, enough to tell thumbprints apart on a page; the full one is in the title."""
     value = value or ""
     return f"{value[:8]}…{value[-4:]}" if len(value) > 16 else value
+
+
+@register.filter
+def risk_title(code: str) -> str:
+    return RISK_TITLES.get(code, code)

@@ -1,0 +1,356 @@
+"""What pages ask of the stored analysis (facts.py), each question a constant number of indexed queries whatever the
+size of the lab: the risks of one kind (a page of them, or how many), can these VMs start on those hosts, the
+guardians and VMs of a list page with what each row shows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Count, F, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from hosts.models import Host
+
+from . import actions, rules
+from .actions import Action
+from .models import Certificate, Guardian, HostInventory, KeyHolding, KeyProtectorEntry, KnownGuardian, VirtualMachine
+from .rules import EXPIRY_WINDOW, RISK_TITLES, Pair, Risk
+
+# -- risks ----------------------------------------------------------------------------------------------------------
+
+
+def vm_risk(vm: VirtualMachine) -> Risk | None:
+    """The VM's risk as its stored facts say (select_related "facts" and "facts__holder")."""
+    facts = getattr(vm, "facts", None)
+    if facts is None or not facts.risk:
+        return None
+    if facts.risk == "vm_cannot_start":
+        return rules.vm_cannot_start(vm, facts.escrowed)
+    assert facts.holder is not None  # a single copy has its one holder
+    return rules.single_copy(vm, facts.holder, (facts.escrow_signing, facts.escrow_encryption))
+
+
+@dataclass(frozen=True)
+class RiskKind:
+    """One kind of risk: where its rows are, and how a row reads as a Risk."""
+
+    code: str
+    rows: Callable[[dt.datetime], QuerySet[Any]]
+    risk: Callable[[Any, dt.datetime], Risk]
+    host_field: str  # the rows' path to their host, to list one host's risks
+
+    @property
+    def title(self) -> str:
+        return RISK_TITLES[self.code]
+
+    def of(self, now: dt.datetime, host: Host | int | None = None) -> QuerySet[Any]:
+        rows = self.rows(now)
+        host_id = host.pk if isinstance(host, Host) else host
+        return rows.filter(**{self.host_field: host_id}) if host_id is not None else rows
+
+
+def _vm_rows(code: str) -> Callable[[dt.datetime], QuerySet[Any]]:
+    def rows(now: dt.datetime) -> QuerySet[Any]:
+        chosen = VirtualMachine.objects.filter(facts__risk=code)
+        return chosen.select_related("host", "facts", "facts__holder").order_by("name", "host__name", "pk")
+
+    return rows
+
+
+def _vm_as_risk(vm: VirtualMachine, now: dt.datetime) -> Risk:
+    risk = vm_risk(vm)
+    assert risk is not None  # the rows are filtered on it
+    return risk
+
+
+def _hgs_hosts(now: dt.datetime) -> QuerySet[Any]:
+    chosen = Host.objects.filter(inventory__mode__gt="").exclude(inventory__mode="Local")
+    return chosen.select_related("inventory").order_by("name")
+
+
+def _stale_hosts(now: dt.datetime) -> QuerySet[Any]:
+    return Host.objects.filter(inventory__stale=True).select_related("inventory").order_by("name")
+
+
+def _host_as(code: str) -> Callable[[Host, dt.datetime], Risk]:
+    def risk(host: Host, now: dt.datetime) -> Risk:
+        state: HostInventory = host.inventory  # type: ignore[attr-defined]  # the inventory's one-to-one
+        return next(r for r in rules.host_risks(host, state) if r.code == code)
+
+    return risk
+
+
+RISK_KINDS = [
+    RiskKind("vm_cannot_start", _vm_rows("vm_cannot_start"), _vm_as_risk, "host"),
+    RiskKind("single_copy", _vm_rows("single_copy"), _vm_as_risk, "host"),
+    RiskKind(
+        "guardian_without_keys",
+        lambda now: Guardian.objects.filter(needs_reset=True).select_related("host").order_by("host__name", "name"),
+        lambda guardian, now: rules.guardian_without_keys(guardian),
+        "host",
+    ),
+    RiskKind(
+        "cert_expiring",
+        lambda now: (
+            Certificate.objects.filter(not_after__lte=now + EXPIRY_WINDOW)
+            .select_related("host")
+            .order_by("not_after", "host__name", "pk")
+        ),
+        rules.cert_expiring,
+        "host",
+    ),
+    RiskKind("hgs_mode", _hgs_hosts, _host_as("hgs_mode"), "pk"),
+    RiskKind("stale_inventory", _stale_hosts, _host_as("stale_inventory"), "pk"),
+]
+KINDS_BY_CODE = {kind.code: kind for kind in RISK_KINDS}
+
+
+def all_risks(now: dt.datetime | None = None) -> list[Risk]:
+    """Every stored risk: what the tests compare with the from-scratch analysis (pages read a page at a time)."""
+    now = now or timezone.now()
+    return [kind.risk(row, now) for kind in RISK_KINDS for row in kind.of(now)]
+
+
+@dataclass
+class RiskGroup:
+    """How many risks of one kind, with the first few of them."""
+
+    code: str
+    title: str
+    count: int
+    first: list[Risk]
+
+    @property
+    def more(self) -> int:
+        return self.count - len(self.first)
+
+
+def risk_groups(first: int = 5, host: Host | None = None, now: dt.datetime | None = None) -> list[RiskGroup]:
+    """Every kind of risk in a fixed order, with its count and first items: two queries a kind."""
+    now = now or timezone.now()
+    groups = []
+    for kind in RISK_KINDS:
+        rows = kind.of(now, host)
+        shown = [kind.risk(row, now) for row in rows[:first]] if first else []
+        groups.append(RiskGroup(kind.code, kind.title, rows.count(), shown))
+    return groups
+
+
+def risks_per_host(now: dt.datetime | None = None) -> dict[int, int]:
+    """How many risks each host has: one grouped query per kind."""
+    now = now or timezone.now()
+    counts: dict[int, int] = defaultdict(int)
+    for kind in RISK_KINDS:
+        path = "host_id" if kind.host_field == "host" else "pk"
+        for host_id, count in kind.of(now).order_by().values_list(path).annotate(n=Count("pk")):
+            counts[host_id] += count
+    return counts
+
+
+# -- can VM X start on host Y? -------------------------------------------------------------------------------------
+
+
+def start_answers(questions: list[tuple[VirtualMachine, Host]]) -> list[tuple[bool, str]]:
+    """rules.start_answer for many (VM, host) questions at once: three queries, whatever their number."""
+    host_ids = {host.pk for _vm, host in questions}
+    states = {s.host_id: s for s in HostInventory.objects.filter(host__in=host_ids)}
+    pairs = {pair for vm, _host in questions for pair in vm.guardian_pairs}
+    encryptions = {encryption for _signing, encryption in pairs}
+    held = set(
+        Certificate.objects.filter(host__in=host_ids, thumbprint__in=encryptions, has_private_key=True).values_list(
+            "host_id", "thumbprint"
+        )
+    )
+    names = display_names(pairs)
+
+    def held_on(host: Host) -> Callable[[str], bool]:
+        return lambda thumbprint: (host.pk, thumbprint) in held
+
+    def name_of(pair: Pair) -> str:
+        return names.get(pair, "a guardian")
+
+    return [rules.start_answer(vm, host, states.get(host.pk), held_on(host), name_of) for vm, host in questions]
+
+
+def known_guardians(pairs: Iterable[Pair]) -> dict[Pair, KnownGuardian]:
+    wanted = set(pairs)
+    rows = KnownGuardian.objects.filter(signing_thumbprint__in={s for s, _ in wanted})
+    return {g.pair: g for g in rows if g.pair in wanted}
+
+
+def display_names(pairs: Iterable[Pair]) -> dict[Pair, str]:
+    return {pair: g.display_name for pair, g in known_guardians(pairs).items()}
+
+
+# -- guardians ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GuardianRow:
+    """A known guardian as the guardians page (and a VM's page) shows it."""
+
+    guardian: KnownGuardian
+    hosts_with_keys: list[Host] = field(default_factory=list)
+    hosts_without_keys: list[Host] = field(default_factory=list)
+    sealed: int = 0  # VMs whose key protector lists it
+    first_sealed: list[tuple[VirtualMachine, bool]] = field(default_factory=list)  # (VM, is its owner)
+    resets: list[Guardian] = field(default_factory=list)  # its rows on hosts that need a reset
+
+    @property
+    def actions(self) -> list[Action]:
+        """Escrow a pair the vault lacks from a host that has its keys; reset it where it is broken."""
+        found: list[Action] = []
+        if not self.guardian.escrowed and self.hosts_with_keys:
+            found += actions.escrow(self.hosts_with_keys[0], self.guardian.pair)
+        for row in self.resets:
+            found += actions.reset(row.host, row.name)
+        return found
+
+    @property
+    def vault_url(self) -> str:
+        return actions.vault_entry_url(self.guardian.vault_entry_id)
+
+
+def guardian_rows(guardians: list[KnownGuardian], first_vms: int = 5) -> list[GuardianRow]:
+    """Rows for a page of guardians: four queries, whatever the page holds."""
+    rows = {g.pk: GuardianRow(g) for g in guardians}
+    holdings = KeyHolding.objects.filter(guardian__in=rows).select_related("host").order_by("host__name")
+    for holding in holdings:
+        row = rows[holding.guardian_id]
+        (row.hosts_with_keys if holding.has_private_keys else row.hosts_without_keys).append(holding.host)
+    listed = KeyProtectorEntry.objects.filter(guardian__in=rows, listed=True)
+    for guardian_id, count in listed.order_by().values_list("guardian_id").annotate(n=Count("pk")):
+        rows[guardian_id].sealed = count
+    if first_vms:
+        ranked = listed.select_related("vm", "vm__host").annotate(
+            rank=Window(RowNumber(), partition_by=[F("guardian_id")], order_by=[F("vm__name"), F("vm__host__name")])
+        )
+        for entry in ranked.filter(rank__lte=first_vms).order_by("guardian_id", "rank"):
+            rows[entry.guardian_id].first_sealed.append((entry.vm, entry.owner))
+    pairs = {g.pair: g.pk for g in guardians}
+    broken = Guardian.objects.filter(needs_reset=True, signing_thumbprint__in={s for s, _ in pairs})
+    for guardian in broken.select_related("host"):
+        if guardian.identity in pairs:
+            rows[pairs[guardian.identity]].resets.append(guardian)
+    return [rows[g.pk] for g in guardians]
+
+
+def guardians_matching(query: str = "", escrow: str = "", keys: str = "") -> QuerySet[KnownGuardian]:
+    """The guardians page's filters, done by the database: a name or thumbprint, escrowed or not, keys or none."""
+    found = KnownGuardian.objects.order_by("sort_name", "signing_thumbprint")
+    if query:
+        needle = query.strip()
+        found = found.filter(
+            Q(sort_name__contains=needle.lower())
+            | Q(signing_thumbprint__startswith=needle.upper())
+            | Q(encryption_thumbprint__startswith=needle.upper())
+        )
+    if escrow in ("yes", "no"):
+        found = found.filter(escrowed=escrow == "yes")
+    if keys == "none":
+        found = found.filter(key_host_count=0)
+    elif keys == "one":
+        found = found.filter(key_host_count=1)
+    return found
+
+
+def guardian_by_key(key: str) -> KnownGuardian | None:
+    signing, _, encryption = key.partition("-")
+    return KnownGuardian.objects.filter(signing_thumbprint=signing, encryption_thumbprint=encryption).first()
+
+
+# -- VMs ------------------------------------------------------------------------------------------------------------
+
+
+def vms_matching(
+    query: str = "", host: int | None = None, risk: str = "", starts: str = "", guardian: KnownGuardian | None = None
+) -> QuerySet[VirtualMachine]:
+    """The VM list's filters, done by the database."""
+    found = VirtualMachine.objects.select_related("host", "facts").order_by("name", "host__name", "pk")
+    if query:
+        found = found.filter(name__icontains=query.strip())
+    if host is not None:
+        found = found.filter(host=host)
+    if risk in rules.VM_RISKS:
+        found = found.filter(facts__risk=risk)
+    elif risk == "any":
+        found = found.filter(facts__risk__gt="")
+    if starts == "no":
+        found = found.filter(facts__startable=False)
+    if guardian is not None:
+        found = found.filter(key_protector_entries__guardian=guardian)
+    return found
+
+
+@dataclass
+class SealedGuardian:
+    """One guardian a VM's key protector lists, as the VM's page shows it."""
+
+    pair: Pair
+    known: KnownGuardian | None
+    owner: bool
+    hosts_with_keys: list[Host] = field(default_factory=list)
+
+    @property
+    def vault_url(self) -> str:
+        return actions.vault_entry_url(self.known.vault_entry_id) if self.known else ""
+
+
+def sealed_guardians(vm: VirtualMachine) -> list[SealedGuardian]:
+    """The guardians the VM's key protector lists, with where their keys are: two queries."""
+    known = known_guardians(vm.guardian_pairs)
+    ids = [g.pk for g in known.values()]
+    keys: dict[int, list[Host]] = defaultdict(list)
+    holdings = KeyHolding.objects.filter(guardian__in=ids, has_private_keys=True).select_related("host")
+    for holding in holdings.order_by("host__name"):
+        keys[holding.guardian_id].append(holding.host)
+    found = []
+    for pair in vm.guardian_pairs:
+        guardian = known.get(pair)
+        found.append(SealedGuardian(pair, guardian, pair == vm.owner_pair, keys[guardian.pk] if guardian else []))
+    return found
+
+
+def start_hosts(vm: VirtualMachine) -> list[Host]:
+    """The hosts that can start the VM, by name (its page's summary above the host-by-host answers)."""
+    if not vm.protected:
+        return []
+    ids = [g.pk for g in known_guardians(vm.guardian_pairs).values()]
+    holdings = KeyHolding.objects.filter(guardian__in=ids, starts_vms=True).select_related("host")
+    return sorted({h.host for h in holdings}, key=lambda host: host.name)
+
+
+# -- hosts ----------------------------------------------------------------------------------------------------------
+
+
+def guardian_actions(host: Host, guardians: list[Guardian]) -> dict[int, list[Action]]:
+    """For the guardian rows of a host: reset the broken, escrow from here what the vault lacks. Two queries."""
+    pairs = {g.identity for g in guardians}
+    known = known_guardians(pairs)
+    held = set(
+        KeyHolding.objects.filter(
+            host=host, has_private_keys=True, guardian__in=[g.pk for g in known.values()]
+        ).values_list("guardian__signing_thumbprint", "guardian__encryption_thumbprint")
+    )
+    found: dict[int, list[Action]] = {}
+    for guardian in guardians:
+        identity = known.get(guardian.identity)
+        if guardian.needs_reset:
+            found[guardian.pk] = actions.reset(host, guardian.name)
+        elif identity is not None and guardian.identity in held and not identity.escrowed:
+            found[guardian.pk] = actions.escrow(host, identity.pair)
+        else:
+            found[guardian.pk] = []
+    return found
+
+
+def host_actions(host: Host) -> list[Action]:
+    """Escrow every pair whose private keys the host holds, in one job."""
+    held = KeyHolding.objects.filter(host=host, has_private_keys=True).exists()
+    return actions.escrow_all(host) if held else []
