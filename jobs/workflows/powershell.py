@@ -69,7 +69,7 @@ class PowerShellScript:
         self.variables: dict[str, _Bytes] = {}
         # Each VM's key protector as read (Get-VMKeyProtector -VMName X), for a later statement that names its VM
         # (ReadKeyProtectors sends every VM's bytes back in one pipeline: each must take its own VM's variable).
-        self.key_protectors: dict[str, _Bytes] = {}
+        self.key_protectors: dict[tuple[str, str], _Bytes] = {}  # by (host, VM)
 
     def comment(self, text: str) -> PowerShellScript:
         self.items.append(f"# {text}")
@@ -107,7 +107,7 @@ class PowerShellScript:
         for index, cmd in enumerate(cmds):
             for param, value in cmd.params.items():
                 channel = BYTE_INPUTS.get((cmd.name, param))
-                own = self.key_protectors.get(of_vm) if channel == "kp" else None
+                own = self.key_protectors.get((self.host, of_vm)) if channel == "kp" and of_vm else None
                 if channel and isinstance(value, bytes | bytearray) and (own or channel in self.current):
                     source = own or self.current[channel]
                     statement.inputs[(index, param)] = (source.expression, source.statement)
@@ -125,10 +125,14 @@ class PowerShellScript:
             self._output(statement, "file", into or "$fileBytes")
 
     def _key_protector_read(self, statement: _Statement, vm: str, into: str) -> None:
-        """$kp for the first VM's key protector, $kp2, $kp3… for the next ones (each VM keeps its own)."""
-        variable = into or ("$kp" if not self.key_protectors else f"$kp{len(self.key_protectors) + 1}")
+        """$kp for the first VM's key protector, $kp2, $kp3… for other VMs (a VM read again keeps its variable); a
+        read of every VM at once (no -VMName) is the plain $kp of its statement."""
+        known = self.key_protectors.get((self.host, vm)) if vm else None
+        numbered = "$kp" if not self.key_protectors else f"$kp{len(self.key_protectors) + 1}"
+        variable = into or (known.expression if known is not None else numbered if vm else "$kp")
         self._output(statement, "kp", variable)
-        self.key_protectors[vm] = self.current["kp"]
+        if vm:
+            self.key_protectors[(self.host, vm)] = self.current["kp"]
 
     def _output(self, statement: _Statement, channel: str, variable: str, member: str = "") -> None:
         statement.into = variable
