@@ -1,4 +1,5 @@
-"""Template filters of the host pages: humane relative times ("just now", "3 minutes ago", "yesterday")."""
+"""Template filters of the host pages: humane relative times ("just now", "3 minutes ago", "yesterday"), and values
+quoted as PowerShell literals in the commands the Prepare-a-host page suggests."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from datetime import datetime, timedelta
 
 from django import template
 from django.utils import timezone
+
+from hosts.remoting.operation import quote
 
 register = template.Library()
 
@@ -43,3 +46,9 @@ def humane_ago(moment: datetime | None, now: datetime | None = None) -> str:
 def ago(moment: datetime | None) -> str:
     """`{{ when|ago }}`: humane_ago for templates."""
     return humane_ago(moment)
+
+
+@register.filter
+def ps_literal(value: object) -> str:
+    """A value as a PowerShell literal, quoted as Show PowerShell quotes (for the commands a page suggests)."""
+    return quote(str(value))

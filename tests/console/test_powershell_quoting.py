@@ -10,9 +10,11 @@ safe when it comes back whole as one of the literals and nothing of it is left i
 from __future__ import annotations
 
 import datetime
+import html
 from html import unescape
 
 import pytest
+from django.template import Context, Template
 from django.test import Client
 
 from hosts.inventory.models import VirtualMachine
@@ -168,3 +170,12 @@ def test_job_step_titles_that_name_a_cmdlet_quote_the_vm_name(name: str) -> None
             title = step.title.removesuffix(f" on {host}")
             assert_no_code_from(title)
             assert name in literals_and_code(title)[0], title
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_the_prepare_a_host_page_quotes_what_it_pastes_into_its_commands(name: str) -> None:
+    """The page suggests commands with the host's DNS name and account in them: quoted as Show PowerShell quotes."""
+    line = Template("{% load hosts_tags %}New-LocalUser -Name {{ account|ps_literal }}").render(
+        Context({"account": name})
+    )
+    assert_quoted(html.unescape(line), name)
