@@ -166,6 +166,12 @@ class JobContext:
         self._exit = ExitStack()
         self._open_steps: list[tuple[JobStep, Step]] = []
 
+    def the_host(self, missing: str = "No host given.") -> Host:
+        """The job's (first) host; a job created without one ends failed with `missing` (what to choose)."""
+        if self.host is None:
+            raise JobFailed(missing)
+        return self.host
+
     @property
     def host(self) -> Host | None:
         return self.hosts[0] if self.hosts else None

@@ -10,9 +10,7 @@ from .plan import escrow_host, escrow_pair
 @job_kind("escrow_guardian", label="Escrow a guardian", permission="run_jobs", mutating=True)
 def escrow_guardian_job(ctx: JobContext) -> str:
     """params: signing_thumbprint, encryption_thumbprint, guardian_name."""
-    host = ctx.host
-    if host is None:
-        raise JobFailed("No host given: choose the host that holds the guardian.")
+    host = ctx.the_host("No host given: choose the host that holds the guardian.")
     sign, enc = ctx.params.get("signing_thumbprint", ""), ctx.params.get("encryption_thumbprint", "")
     remedy = f"Nothing was stored in the vault; run the escrow again once {host} answers."
     with ctx.step(f"Escrow {ctx.params.get('guardian_name') or 'guardian'} from {host}", if_host_fails=remedy):
@@ -24,9 +22,7 @@ def escrow_guardian_job(ctx: JobContext) -> str:
 
 @job_kind("escrow_host", label="Escrow every pair on a host", permission="run_jobs", mutating=True)
 def escrow_host_job(ctx: JobContext) -> str:
-    host = ctx.host
-    if host is None:
-        raise JobFailed("No host given.")
+    host = ctx.the_host("No host given.")
     with ctx.step(f"Escrow every pair with private keys on {host}"):
         stored, already, failures = escrow_host(ctx.session(host), host, user=ctx.user)
     ctx.record("stored", stored)

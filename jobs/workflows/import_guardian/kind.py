@@ -13,9 +13,7 @@ from .plan import import_pair
 @job_kind("import_guardian", label="Import a guardian to a host", permission="run_jobs", mutating=True)
 def import_guardian_job(ctx: JobContext) -> str:
     """params: vault_entry (EscrowedPair id), exportable (bool, admins only)."""
-    host = ctx.host
-    if host is None:
-        raise JobFailed("No host given: choose the host to import the guardian to.")
+    host = ctx.the_host("No host given: choose the host to import the guardian to.")
     pk = parse_id(str(ctx.params.get("vault_entry", "")))
     pair = EscrowedPair.objects.filter(pk=pk).first() if pk is not None else None
     if pair is None:

@@ -35,9 +35,7 @@ def undo_again(job: Job) -> str:
 )
 def reset_guardian_job(ctx: JobContext) -> str:
     """params: guardian_name (default UntrustedGuardian)."""
-    host = ctx.host
-    if host is None:
-        raise JobFailed("No host given: choose the host whose guardian lost its private keys.")
+    host = ctx.the_host("No host given: choose the host whose guardian lost its private keys.")
     summary = reset_guardian(ctx, ctx.session(host), host, ctx.params.get("guardian_name") or UNTRUSTED_GUARDIAN)
     removed = dict(ctx.job.results.get("removed_guardian") or {})
     removed.pop("metadata_xml", None)

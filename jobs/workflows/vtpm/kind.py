@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from console.models import AuditEvent
-from jobs.kinds import JobContext, JobFailed, job_kind
+from jobs.kinds import JobContext, job_kind
 from jobs.models import Job
 
 from ..pages import preflight_link
@@ -25,9 +25,7 @@ def vtpm_again(job: Job) -> str:
 )
 def vtpm_job(ctx: JobContext) -> str:
     """params: action (disable|enable), confirmed (VM names typed), remove_saved_state (VM names)."""
-    host = ctx.host
-    if host is None:
-        raise JobFailed("No host given.")
+    host = ctx.the_host("No host given.")
     try:
         return change_vtpms(ctx, ctx.session(host), host, changes_from(ctx.params, ctx.vms))
     finally:
