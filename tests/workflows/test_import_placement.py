@@ -38,7 +38,10 @@ def uploaded_pair() -> EscrowedPair:
 
 def import_job_of(user: Any, host: Any, pair: EscrowedPair, **params: Any) -> JobContext:
     """What the import kind reads of its context before it opens any session."""
-    return cast(JobContext, SimpleNamespace(host=host, user=user, params={"vault_entry": pair.pk} | params, job=None))
+    params = {"vault_entry": pair.pk} | params
+    return cast(
+        JobContext, SimpleNamespace(host=host, the_host=lambda _missing: host, user=user, params=params, job=None)
+    )
 
 
 @PREFLIGHT_URLS
