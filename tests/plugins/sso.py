@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
-import sys
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -22,7 +20,7 @@ from django.test import Client
 
 from tests.plugins.ldap_server import Directory
 from tests.plugins.oidc_provider import Provider
-from tests.plugins.worker import ARTIFACTS, REPO, ConsoleProcess, LiveConsole, console_env, wait_for
+from tests.plugins.worker import REPO, LiveConsole, console_env, start_daphne, still_alive
 
 SSO_PREFIXES = ("OIDC_", "AUTH_LDAP_", "LDAP_")
 SSO_NAMES = {"AUTHENTICATION_BACKENDS", "LOGIN_REDIRECT_URL_FAILURE", "ADMIN_2FA"}
@@ -77,31 +75,14 @@ def oidc_callback(
 def _sso_daphne(
     django_db_setup: None, sso_console_port: int, oidc_provider: Provider, ldap_directory: Directory
 ) -> Iterator[LiveConsole]:
-    port = sso_console_port
     env = console_env(**oidc_provider.console_env(), **ldap_directory.console_env())
-    process = ConsoleProcess(
-        name="daphne-sso",
-        args=[sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"],
-        env=env,
-        log_path=ARTIFACTS / "logs" / f"daphne-sso-{port}.log",
-    )
-    process.start()
-
-    def listening() -> bool:
-        if not process.alive():
-            raise RuntimeError(f"daphne (single sign-on) exited at start:\n{process.output()[-3000:]}")
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_for(listening, 60, "daphne (single sign-on) start", process.log_path)
-    yield LiveConsole(url=f"http://127.0.0.1:{port}", process=process)
-    process.stop()
+    console = start_daphne("daphne-sso", sso_console_port, env)
+    yield console
+    console.process.stop()
 
 
 @pytest.fixture
 def sso_console(transactional_db: None, _sso_daphne: LiveConsole) -> LiveConsole:
     """The console served by daphne with both single sign-ons on: OIDC through `oidc_provider`, LDAP through
     `ldap_directory`; `.url`."""
-    if not _sso_daphne.process.alive():
-        raise RuntimeError(f"daphne (single sign-on) died:\n{_sso_daphne.process.output()[-3000:]}")
-    return _sso_daphne
+    return still_alive(_sso_daphne)

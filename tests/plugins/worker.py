@@ -235,32 +235,42 @@ class LiveConsole:
         return "ws" + self.url[len("http") :]
 
 
-@pytest.fixture(scope="session")
-def _daphne(request: pytest.FixtureRequest, django_db_setup: None) -> Iterator[LiveConsole]:
-    port = free_port()
+def start_daphne(name: str, port: int, env: dict[str, str]) -> LiveConsole:
+    """A daphne serving the console on 127.0.0.1:`port` with this environment, once it listens."""
     process = ConsoleProcess(
-        name="daphne",
+        name=name,
         args=[sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"],
-        # The same job kinds as the worker, so pages show and offer the test-only kinds too.
-        env=console_env(CONSOLE_JOB_KIND_MODULES=kind_modules(request.session)),
-        log_path=ARTIFACTS / "logs" / f"daphne-{port}.log",
+        env=env,
+        log_path=ARTIFACTS / "logs" / f"{name}-{port}.log",
     )
     process.start()
 
     def listening() -> bool:
         if not process.alive():
-            raise RuntimeError(f"daphne exited at start:\n{process.output()[-3000:]}")
+            raise RuntimeError(f"{name} exited at start:\n{process.output()[-3000:]}")
         with socket.socket() as sock:
             return sock.connect_ex(("127.0.0.1", port)) == 0
 
-    wait_for(listening, 60, "daphne start", process.log_path)
-    yield LiveConsole(url=f"http://127.0.0.1:{port}", process=process)
-    process.stop()
+    wait_for(listening, 60, f"{name} start", process.log_path)
+    return LiveConsole(url=f"http://127.0.0.1:{port}", process=process)
+
+
+def still_alive(console: LiveConsole) -> LiveConsole:
+    """The console, or the error that says its daphne died (with the end of its log)."""
+    if not console.process.alive():
+        raise RuntimeError(f"{console.process.name} died:\n{console.process.output()[-3000:]}")
+    return console
+
+
+@pytest.fixture(scope="session")
+def _daphne(request: pytest.FixtureRequest, django_db_setup: None) -> Iterator[LiveConsole]:
+    # The same job kinds as the worker, so pages show and offer the test-only kinds too.
+    console = start_daphne("daphne", free_port(), console_env(CONSOLE_JOB_KIND_MODULES=kind_modules(request.session)))
+    yield console
+    console.process.stop()
 
 
 @pytest.fixture
 def live_console(transactional_db: None, _daphne: LiveConsole) -> LiveConsole:
     """The console served by daphne (HTTP and websockets) on 127.0.0.1:<free port>; `.url`, `.ws_url`."""
-    if not _daphne.process.alive():
-        raise RuntimeError(f"daphne died:\n{_daphne.process.output()[-3000:]}")
-    return _daphne
+    return still_alive(_daphne)
