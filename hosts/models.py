@@ -391,7 +391,8 @@ UNC_PATH = re.compile(r"^\\\\[A-Za-z0-9][A-Za-z0-9._-]*(\\[^\\/:*?\"<>|\x00-\x1f
 
 
 def validate_unc(path: str) -> None:
-    if not UNC_PATH.match(path):
+    # A `.` or `..` folder would let the path leave the share it names once a VM's folder is joined to it.
+    if not UNC_PATH.match(path) or {".", ".."} & set(path[2:].split("\\")):
         raise ValidationError("Give a UNC path: \\\\server\\share (a folder below it is fine).")
 
 

@@ -38,7 +38,18 @@ def test_an_admin_lists_a_share_for_two_hosts_and_it_is_audited(admin_client: Cl
     assert not LabShare.objects.exists() and AuditEvent.objects.filter(action="share.delete").count() == 1
 
 
-@pytest.mark.parametrize("path", ["C:\\exports", "\\\\", "//files/vms", "\\\\FILES", "\\\\FILES\\vms\\a*b"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "C:\\exports",
+        "\\\\",
+        "//files/vms",
+        "\\\\FILES",
+        "\\\\FILES\\vms\\a*b",
+        "\\\\FILES\\vms\\..\\c$",
+        "\\\\FILES\\.\\vms",
+    ],
+)
 def test_a_share_must_be_a_unc_path(admin_client: Client, path: str) -> None:
     hv01 = make_host("HV01")
     page = admin_client.post("/hosts/shares/", {"path": path, "hosts": [hv01.pk]}).content.decode()
