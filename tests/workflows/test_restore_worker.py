@@ -25,13 +25,23 @@ def everything_shown(job: Job) -> str:
     return f"{lines} {job.summary} {job.error} {job.params} {job.results} {audit}"
 
 
+def reinstalled_with_backup_in_vault(sim_host: Any, registered_host: Any, admin: Any) -> tuple[Any, Any, Any, str]:
+    """HV02's story: a reinstalled host, and the backup of its lost guardian uploaded to the vault."""
+    sim = sim_host("reinstalled")
+    signing, encryption, password = previous_guardian_backup(sim)
+    pair = store_pair(signing, encryption, password, user=admin, origin="upload", allow_expired=True).pair
+    return sim, registered_host(sim), pair, password
+
+
+def escrow_params(sim: Any) -> dict[str, str]:
+    guardian = sim.model.guardian("UntrustedGuardian")
+    return {"signing_thumbprint": guardian.signing.thumbprint, "encryption_thumbprint": guardian.encryption.thumbprint}
+
+
 def test_restore_job_brings_the_vm_back_after_reinstall(
     celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any, admin: Any
 ) -> None:
-    sim = sim_host("reinstalled")
-    host = registered_host(sim)
-    signing, encryption, password = previous_guardian_backup(sim)
-    store_pair(signing, encryption, password, user=admin, origin="upload", allow_expired=True)
+    sim, host, _pair, password = reinstalled_with_backup_in_vault(sim_host, registered_host, admin)
     job = wait_for_job(create_job(admin, "restore_vm", hosts=[host], vms=["Win11-A"]))
     assert job.state == JobState.SUCCEEDED, job.error
     assert sim.model.vm("Win11-A").state == "Running"
@@ -52,12 +62,7 @@ def test_escrow_job_puts_the_healthy_guardian_in_the_vault(
 ) -> None:
     sim = sim_host("healthy")
     host = registered_host(sim)
-    guardian = sim.model.guardian("UntrustedGuardian")
-    params = {
-        "signing_thumbprint": guardian.signing.thumbprint,
-        "encryption_thumbprint": guardian.encryption.thumbprint,
-        "guardian_name": "UntrustedGuardian",
-    }
+    params = {**escrow_params(sim), "guardian_name": "UntrustedGuardian"}
     job = wait_for_job(create_job(operator, "escrow_guardian", hosts=[host], params=params))
     assert job.state == JobState.SUCCEEDED, job.error
     pair = EscrowedPair.objects.get()
@@ -71,12 +76,7 @@ def test_escrow_job_fails_clearly_when_the_keys_are_gone(
 ) -> None:
     sim = sim_host("deleted-certs")
     host = registered_host(sim)
-    guardian = sim.model.guardian("UntrustedGuardian")
-    params = {
-        "signing_thumbprint": guardian.signing.thumbprint,
-        "encryption_thumbprint": guardian.encryption.thumbprint,
-    }
-    job = wait_for_job(create_job(operator, "escrow_guardian", hosts=[host], params=params))
+    job = wait_for_job(create_job(operator, "escrow_guardian", hosts=[host], params=escrow_params(sim)))
     assert job.state == JobState.FAILED
     assert "cannot be escrowed" in job.error and EscrowedPair.objects.count() == 0
 
@@ -84,10 +84,7 @@ def test_escrow_job_fails_clearly_when_the_keys_are_gone(
 def test_import_job_cut_off_mid_way_fails_clearly_and_a_second_run_finishes(
     celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any, admin: Any
 ) -> None:
-    sim = sim_host("reinstalled")
-    host = registered_host(sim)
-    signing, encryption, password = previous_guardian_backup(sim)
-    pair = store_pair(signing, encryption, password, user=admin, origin="upload", allow_expired=True).pair
+    sim, host, pair, password = reinstalled_with_backup_in_vault(sim_host, registered_host, admin)
     sim.faults.drop_on_cmdlet = "Import-PfxCertificate"
     job = wait_for_job(create_job(admin, "import_guardian", hosts=[host], params={"vault_entry": pair.pk}))
     assert job.state == JobState.FAILED
