@@ -125,7 +125,7 @@ def live_verdict(src: HopFacts, tgt: HopFacts) -> Verdict:
             f"{src.host} authenticates migrations with CredSSP, which needs the operator's own credentials on "
             f"{src.host}; the console's {src.logon} session has none (Windows: 0x8009030D)."
         ]
-        verdict.configure = credssp_logon(src) + kerberos_migration(src, tgt)
+        verdict.configure = kerberos_migration(src, tgt) + credssp_logon(src)
     elif src.migration_authentication == KERBEROS and src.host.auth in ("ntlm", "basic"):
         verdict.runnable = False
         verdict.reasons = [
@@ -137,9 +137,9 @@ def live_verdict(src: HopFacts, tgt: HopFacts) -> Verdict:
 
 def credssp_logon(side: HopFacts) -> list[str]:
     return [
-        f"Enable-WSManCredSSP -Role Server -Force  # on {side.host}; then register {side.host} in the console with "
-        "CredSSP over HTTPS (Prepare a host: the risk, and a dedicated account)",
-        "# or, with Kerberos delegation instead:",
+        f"# Or let {side.host} receive the account's credentials, and register it in the console with CredSSP over "
+        "HTTPS (Prepare a host says the risk: use a dedicated account):",
+        f"Enable-WSManCredSSP -Role Server -Force  # on {side.host}",
     ]
 
 
