@@ -33,6 +33,12 @@ def domain_pair(sim_lab: Any, registered_host: Any) -> Any:
     return lab
 
 
+def migrate(lab: Any, opts: MigrationOptions) -> str:
+    source, target = lab.source_host, lab.target_host
+    with DirectRun() as run, open_session(source.connection_spec()) as s, open_session(target.connection_spec()) as t:
+        return migrate_vm(run, (s, t), (source, target), opts)
+
+
 @pytest.fixture
 def lab(sim_lab: Any, registered_host: Any) -> Any:
     return domain_pair(sim_lab, registered_host)
@@ -55,10 +61,7 @@ def test_the_preflight_rates_live_migration_and_the_share_as_possible_and_says_w
 
 @pytest.mark.django_db
 def test_a_live_migration_over_credssp_starts_the_vm_on_the_target(lab: Any) -> None:
-    hosts = (lab.source_host, lab.target_host)
-    opts = MigrationOptions("Win11-A", method="live", unseal="carry")
-    with DirectRun() as run, open_session(hosts[0].connection_spec()) as s, open_session(hosts[1].connection_spec()) as t:
-        migrate_vm(run, (s, t), hosts, opts)
+    migrate(lab, MigrationOptions("Win11-A", method="live", unseal="carry"))
     assert lab.target.model.vm("Win11-A").state == "Running"
     assert "Win11-A" not in {vm.name for vm in lab.source.model.vms.values()}
     assert [c["outcome"] for c in lab.source.command_log if c["cmdlet"] == "Move-VM"] == ["ok"]
@@ -66,10 +69,7 @@ def test_a_live_migration_over_credssp_starts_the_vm_on_the_target(lab: Any) -> 
 
 @pytest.mark.django_db
 def test_the_share_method_over_credssp_runs_the_vm_on_the_target(lab: Any) -> None:
-    hosts = (lab.source_host, lab.target_host)
-    opts = MigrationOptions("Win11-B", method="export", unseal="carry")
-    with DirectRun() as run, open_session(hosts[0].connection_spec()) as s, open_session(hosts[1].connection_spec()) as t:
-        migrate_vm(run, (s, t), hosts, opts)
+    migrate(lab, MigrationOptions("Win11-B", method="export", unseal="carry"))
     assert lab.target.model.vm("Win11-B").state == "Running"
 
 
