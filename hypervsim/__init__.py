@@ -113,7 +113,13 @@ class SimHost:
 
     def announcement(self) -> dict[str, Any]:
         """What the CLI prints for this host: enough to register it in the console."""
-        line = {"name": self.name, "url": self.url, "user": self.user, "password": self.password, "auth": self.auth}
+        line: dict[str, Any] = {
+            "name": self.name,
+            "url": self.url,
+            "user": self.user,
+            "password": self.password,
+            "auth": self.auth,
+        }
         if self._runtime.credssp is not None and self.model.credssp_server:
             line["credssp"] = True  # the listener also accepts CredSSP (HTTPS, the CredSSP server role on)
         return line | ({"ca_file": self.ca_file} if self.ca_file else {})

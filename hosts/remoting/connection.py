@@ -169,7 +169,7 @@ class Transport:
             operation_timeout=settings.WINRM_OPERATION_TIMEOUT,
             max_envelope_size=MAX_ENVELOPE_SIZE,
             no_proxy=True,
-            **({"credssp_minimum_version": CREDSSP_MINIMUM_VERSION} if spec.auth == "credssp" else {}),
+            **self._credssp_options(),
         )
         # Build the HTTP session now (pypsrp would on first use) to count requests and pin fingerprints.
         session = wsman.transport.session = wsman.transport._build_session()
@@ -185,6 +185,9 @@ class Transport:
             pins = adapter.poolmanager.connection_pool_kw  # type: ignore[attr-defined]
             pins["assert_fingerprint"] = normalise_fingerprint(spec.fingerprint_sha256)
         return wsman
+
+    def _credssp_options(self) -> dict[str, Any]:
+        return {"credssp_minimum_version": CREDSSP_MINIMUM_VERSION} if self.spec.auth == "credssp" else {}
 
     def _count_requests(self, adapter: Any) -> None:
         """Count every HTTP request, authentication round trips included (they go through adapter.send too)."""
