@@ -35,8 +35,9 @@ def domain_host(sim_host: Any) -> Any:
 
 
 def test_a_credssp_host_connects_refreshes_and_its_session_reaches_the_share(
-    operator_client: Client, domain_host: Any, registered_host: Any
+    operator_client: Client, domain_host: Any, registered_host: Any, caplog: Any
 ) -> None:
+    caplog.set_level(logging.DEBUG)  # pyspnego and requests-credssp log every token at DEBUG
     host, page = run_test(operator_client, registered_host(domain_host, auth="credssp"))
     assert host.last_test_ok is True, host.last_test_message
     assert "connected" in page and domain_host.password not in page
@@ -47,6 +48,7 @@ def test_a_credssp_host_connects_refreshes_and_its_session_reaches_the_share(
         assert session.run(vms.TestPath(SHARE)) is True
     with open_session(replace(host.connection_spec(), auth="ntlm")) as session:
         assert session.run(vms.TestPath(SHARE)) is False
+    assert domain_host.password not in caplog.text
 
 
 def test_credssp_refused_by_the_host_names_the_remedy_and_no_credential(
