@@ -241,7 +241,8 @@ class Command(BaseCommand):
         workgroup = [*lab, "--dir", str(var / "lab"), "--hosts", str(len(DEMO_SCENARIOS))]
         for scenario in DEMO_SCENARIOS:
             workgroup += ["--scenario", scenario]
-        domain = [*lab, "--dir", str(var / "lab-domain"), "--hosts", str(DOMAIN_HOSTS), *DOMAIN_LAB]
+        # One directory for both: one lab share (\\LAB\share) that every host sees, as in one building.
+        domain = [*lab, "--dir", str(var / "lab"), "--hosts", str(DOMAIN_HOSTS), *DOMAIN_LAB]
         labs = [(self.spawn_lab("lab", workgroup, env, len(DEMO_SCENARIOS)), len(DEMO_SCENARIOS))]
         labs.append((self.spawn_lab("lab-domain", domain, env, DOMAIN_HOSTS), DOMAIN_HOSTS))
         return [name for process, count in labs for name in self.read_lab(process, count)]
