@@ -31,12 +31,13 @@ def challenges(sim: Any) -> list[str]:
     return list(reply.raw.headers.getlist("WWW-Authenticate"))
 
 
-def credssp(sim: Any, password: str | None = None) -> WSMan:
+def credssp(sim: Any, password: str | None = None, auth: str = "credssp") -> WSMan:
+    """A WSMan client of the host over HTTPS with the lab CA verified (CredSSP, or `auth`)."""
     return WSMan(
         sim.address,
         port=sim.port,
         ssl=True,
-        auth="credssp",
+        auth=auth,
         username=ACCOUNT,
         password=password or sim.password,
         cert_validation=sim.ca_file,
@@ -86,9 +87,7 @@ def test_a_credssp_session_reaches_the_share_and_live_migrates(tmp_path: Any) ->
             assert not move.had_errors, [str(e) for e in move.streams.error]
         assert lab.hosts[1].model.vm("Win11-B")
         # The same host over NTLM: no credentials for the second hop, as before.
-        ntlm = WSMan(source.address, port=source.port, ssl=True, username=ACCOUNT, password=source.password,
-                     cert_validation=source.ca_file)  # fmt: skip
-        with ntlm, RunspacePool(ntlm) as pool:
+        with credssp(source, auth="ntlm") as wsman, RunspacePool(wsman) as pool:
             assert invoke(pool, "Test-Path", Path=SHARE).output == [False]
             move = invoke(pool, "Move-VM", Name="Win11-A", DestinationHost="HV02")
             assert NOT_RECOGNISED in str(move.streams.error[0])
