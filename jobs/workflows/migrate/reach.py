@@ -93,8 +93,10 @@ def share_remedy(side: HopFacts, share: str) -> list[str]:
     return [
         f"# On a domain controller: let {side.host} delegate to the file server (Kerberos constrained delegation),",
         f"Set-ADComputer -Identity {side.computer_name} -Add @{{'msDS-AllowedToDelegateTo'=@('cifs/{server}')}}",
-        f"# and connect to {side.host} with Kerberos. Or, on {side.host}, accept delegated credentials (CredSSP):",
+        f"# and connect to {side.host} with Kerberos. Or, on {side.host}, accept delegated credentials (CredSSP),",
         "Enable-WSManCredSSP -Role Server -Force",
+        f"# and register {side.host} in the console with CredSSP over HTTPS (a dedicated account: it receives the "
+        "password).",
     ]
 
 
