@@ -12,6 +12,13 @@ from .remoting.connection import kerberos_available
 PASSWORD_KEPT = "•••••••• stored — leave empty to keep it"  # noqa: S105 (a placeholder, not a password)
 MAX_CA_BUNDLE_BYTES = 256 * 1024
 # What the choices mean on a console without python-gssapi (its `kerberos` extra), so nobody picks a dead end.
+# The risk of CredSSP, said where the choice is made (the prepare page says it again with the host's steps).
+CREDSSP_RISK = (
+    "CredSSP hands the host the account's reusable password: that is what lets the host reach the lab share and "
+    "the other host of a migration (the second hop), and whoever controls the host can take it. Use a dedicated "
+    "account for the console, only over HTTPS with a verified certificate, and turn on the host's CredSSP server "
+    "role (Enable-WSManCredSSP -Role Server, on the prepare page)."
+)
 WITHOUT_KERBEROS: dict[str, str] = {
     Auth.NEGOTIATE: "Negotiate (NTLM here: Kerberos is not installed on this console)",
     Auth.KERBEROS: "Kerberos (not installed on this console: see the README)",
@@ -53,6 +60,7 @@ class HostForm(forms.ModelForm):  # type: ignore[type-arg]
             "username": forms.TextInput(attrs={"autocomplete": "off", "placeholder": r"LAB\hvadmin"}),
             "configuration_name": forms.TextInput(attrs={"class": "mono", "spellcheck": "false"}),
         }
+        help_texts = {"auth": CREDSSP_RISK}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from . import crypto
 from .fields import EncryptedField, open_text, seal_text
-from .remoting.connection import KERBEROS_MISSING, ConnectionSpec, kerberos_available
+from .remoting.connection import CREDSSP_NEEDS_VERIFIED_HTTPS, KERBEROS_MISSING, ConnectionSpec, kerberos_available
 from .remoting.errors import REMEDIES
 
 
@@ -38,6 +38,7 @@ class Auth(models.TextChoices):
     NTLM = "ntlm", "NTLM"
     KERBEROS = "kerberos", "Kerberos"
     BASIC = "basic", "Basic (HTTPS only, local accounts)"
+    CREDSSP = "credssp", "CredSSP (HTTPS with a verified certificate only; the host receives the password)"
 
 
 class CertCheck(models.TextChoices):
@@ -73,6 +74,7 @@ FAILURE_HEADLINES = {
     "unexpected": "Unexpected reply",
     "cancelled": "Cancelled",
     "kerberos": "Kerberos unavailable",
+    "credssp": "CredSSP refused",
     "secret": "Stored password unreadable",
 }
 
@@ -310,8 +312,18 @@ class Host(models.Model):
         if self.auth == Auth.KERBEROS and not kerberos_available():
             errors["auth"] = f"{KERBEROS_MISSING} {REMEDIES['kerberos']}"
         errors.update(self._clean_certificate_check())
+        errors.update(self._clean_credssp())
         if errors:
             raise ValidationError(errors)
+
+    def _clean_credssp(self) -> dict[str, str]:
+        if self.auth != Auth.CREDSSP:
+            return {}
+        if self.transport != Transport.HTTPS:
+            return {"auth": f"{CREDSSP_NEEDS_VERIFIED_HTTPS} This host is set to plain HTTP."}
+        if self.cert_check == CertCheck.NONE:
+            return {"cert_check": f"{CREDSSP_NEEDS_VERIFIED_HTTPS} The certificate check is off."}
+        return {}
 
     def _clean_certificate_check(self) -> dict[str, str]:
         if self.transport != Transport.HTTPS:

@@ -25,7 +25,7 @@ from .jea import ENDPOINT_NAME, JeaEndpoint
 from .models import Host, failure_headline
 from .remoting import catalog, open_session
 from .remoting.catalog.host import CLIENT_EDITION_NOTE
-from .remoting.errors import REMEDIES, RemotingError
+from .remoting.errors import RemotingError, remedy_action
 
 logger = logging.getLogger(__name__)
 
@@ -89,16 +89,6 @@ def _describe_error(error: Any) -> str:
     if seen and seen not in detail:
         detail = f"{detail.rstrip('.')}; the host presented a certificate with SHA-256 fingerprint {seen}."
     return detail
-
-
-def remedy_action(kind: str) -> str:
-    """What to do about a failure of this kind, without restating it.
-
-    The remoting layer's REMEDIES read "<what happened>: <what to do>", and its errors already say what happened
-    (with the address and port), so only the part after the first colon is added. A remedy without that part is
-    only a diagnosis, and adds nothing to the error."""
-    _diagnosis, colon, action = REMEDIES.get(kind, "").partition(": ")
-    return action[:1].upper() + action[1:] if colon else ""
 
 
 def _action(error: RemotingError, host: Host) -> str:

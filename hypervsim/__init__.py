@@ -113,7 +113,15 @@ class SimHost:
 
     def announcement(self) -> dict[str, Any]:
         """What the CLI prints for this host: enough to register it in the console."""
-        line = {"name": self.name, "url": self.url, "user": self.user, "password": self.password, "auth": self.auth}
+        line: dict[str, Any] = {
+            "name": self.name,
+            "url": self.url,
+            "user": self.user,
+            "password": self.password,
+            "auth": self.auth,
+        }
+        if self._runtime.credssp is not None and self.model.credssp_server:
+            line["credssp"] = True  # the listener also accepts CredSSP (HTTPS, the CredSSP server role on)
         return line | ({"ca_file": self.ca_file} if self.ca_file else {})
 
     def down(self) -> None:
@@ -229,8 +237,10 @@ def start_lab(
     strict: Strictness | None = None,
     idle_timeout: float | None = None,
     edition: str | None = None,
+    first: int = 1,
 ) -> Lab:
-    """Start hosts HV01, HV02, ... sharing `dir/share`. A scenario like "migration" seeds several hosts."""
+    """Start hosts HV01, HV02, ... (from HV<first>) sharing `dir/share`. A scenario like "migration" seeds several
+    hosts."""
     root = Path(dir)
     share = _directory(root / "share")
     lab = Lab(root, share, LabContext(share=share))
@@ -238,7 +248,7 @@ def start_lab(
     try:
         for index in range(max(hosts, len(seeds))):
             scenario = seeds[min(index, len(seeds) - 1)]
-            name = f"HV{index + 1:02d}"
+            name = f"HV{index + first:02d}"
             start_host(
                 name, None, scenario, auth, https, user, password, lab=lab, configurations=configurations,
                 strict=replace(strict) if strict else None, idle_timeout=idle_timeout, edition=edition,

@@ -20,7 +20,9 @@ from typing import Any
 import spnego
 import spnego.exceptions
 
-from hypervsim.logon import BASIC, NTLM, Logon
+from hypervsim.credssp import SCHEME as CREDSSP_SCHEME
+from hypervsim.credssp import CredSSPAcceptor, delegated_user
+from hypervsim.logon import BASIC, CREDSSP, NTLM, Logon
 
 PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 BOUNDARY = b"--Encrypted Boundary"
@@ -89,13 +91,30 @@ def spellings(user: str, computer_name: str) -> list[tuple[str, str]]:
 class ConnectionSecurity:
     """Authentication and message encryption state of one TCP connection."""
 
-    def __init__(self, account: Account, scheme: str, https: bool) -> None:
+    def __init__(self, account: Account, scheme: str, https: bool, credssp: CredSSPAcceptor | None = None) -> None:
         self.account, self.scheme, self.https = account, scheme, https
+        self.credssp = credssp  # set on a TLS listener that may offer CredSSP (when the host's role is on)
         self._context: Any = None
         self.authenticated = False
+        self.mechanism = "negotiate"  # or "credssp": which HTTP scheme the connection's context speaks
+        self.delegated_user = ""  # the account CredSSP delegated
 
     def reset(self) -> None:
         self._context, self.authenticated = None, False
+
+    @property
+    def offers_credssp(self) -> bool:
+        return self.scheme == "negotiate" and self.credssp is not None and self.credssp.enabled()
+
+    def challenges(self) -> list[str]:
+        """The WWW-Authenticate values of a 401, one header each as a Windows listener sends them."""
+        if self.scheme == "basic":
+            return [CHALLENGES["basic"]]
+        return [CHALLENGES["negotiate"]] + ([CREDSSP_SCHEME] if self.offers_credssp else [])
+
+    def token_header(self, token: str) -> str:
+        """A WWW-Authenticate value carrying the next handshake token, in the scheme the client is using."""
+        return f"{CREDSSP_SCHEME if self.mechanism == 'credssp' else 'Negotiate'} {token}"
 
     def authenticate(self, authorization: str | None) -> str | None:
         """Check one request's Authorization header; returns a token for WWW-Authenticate or None.
@@ -114,10 +133,12 @@ class ConnectionSecurity:
                 raise AuthenticationRejected(None)
             return None
         if self.scheme == "negotiate" and kind.lower() in ("negotiate", "ntlm"):
-            return self._step(value.strip())
+            return self._step(value.strip(), "negotiate")
+        if kind.lower() == "credssp" and self.offers_credssp:
+            return self._step(value.strip(), "credssp")
         raise AuthenticationRejected(None)
 
-    def _step(self, token_b64: str) -> str | None:
+    def _step(self, token_b64: str, mechanism: str) -> str | None:
         try:
             token = base64.b64decode(token_b64, validate=True)
         except binascii.Error:
@@ -126,10 +147,8 @@ class ConnectionSecurity:
         with _NTLM_STORE_LOCK:
             os.environ["NTLM_USER_FILE"] = str(self.account.ntlm_store)
             try:
-                if self._context is None or self.authenticated:
-                    self._context = spnego.server(
-                        service="HTTP", protocol="negotiate", options=spnego.NegotiateOptions.wrapping_winrm
-                    )
+                if self._context is None or self.authenticated or mechanism != self.mechanism:
+                    self._context, self.mechanism = self._new_context(mechanism), mechanism
                     self.authenticated = False
                 out = self._context.step(token)
             except (spnego.exceptions.SpnegoError, ValueError, struct.error):
@@ -138,8 +157,24 @@ class ConnectionSecurity:
         answer = base64.b64encode(out).decode() if out else None
         if not self._context.complete:
             raise AuthenticationRejected(answer)
+        if mechanism == "credssp":
+            self._accept_delegation()
         self.authenticated = True
         return answer
+
+    def _new_context(self, mechanism: str) -> Any:
+        if mechanism == "credssp":
+            assert self.credssp is not None
+            return self.credssp.new_context()
+        return spnego.server(service="HTTP", protocol="negotiate", options=spnego.NegotiateOptions.wrapping_winrm)
+
+    def _accept_delegation(self) -> None:
+        matches = lambda name: bare_name(name).lower() == bare_name(self.account.user).lower()  # noqa: E731
+        user = delegated_user(self._context, matches, self.account.password)
+        if user is None:
+            self.reset()
+            raise AuthenticationRejected(None)
+        self.delegated_user = user
 
     @property
     def logon(self) -> Logon | None:
@@ -148,11 +183,13 @@ class ConnectionSecurity:
             return Logon(BASIC, self.account.user)
         if not self.authenticated:
             return None
+        if self.mechanism == "credssp":
+            return Logon(CREDSSP, self.delegated_user)
         return Logon(NTLM, str(getattr(self._context, "client_principal", None) or self.account.user))
 
     @property
     def encrypts(self) -> bool:
-        return self.scheme == "negotiate" and self.authenticated
+        return self.scheme == "negotiate" and self.authenticated  # CredSSP wraps WinRM messages too (MS-WSMV)
 
     def unwrap(self, body: bytes, content_type: str) -> bytes:
         """The SOAP envelope inside a multipart/encrypted body."""

@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     lab = commands.add_parser("lab", help="several hosts sharing one lab share")
     lab.add_argument("--dir", required=True, type=Path)
     lab.add_argument("--hosts", type=int, default=2)
+    lab.add_argument("--first", type=int, default=1, help="number of the first host (HV05 with 5)")
     lab.add_argument("--scenario", action="extend", nargs="+", dest="scenarios", metavar="NAME")
     for sub in (serve, lab):
         sub.add_argument("--auth", choices=["negotiate", "basic"], default="negotiate")
@@ -94,7 +95,7 @@ def _start(args: argparse.Namespace) -> list[SimHost]:
         name = args.name or (capture.host if capture else "HV01")
         hosts = [start_host(name, args.state, args.scenario, port=args.port, capture=capture, **credentials)]
     else:
-        hosts = start_lab(args.dir, args.hosts, args.scenarios, **credentials).hosts
+        hosts = start_lab(args.dir, args.hosts, args.scenarios, first=args.first, **credentials).hosts
     for host in hosts:
         _second_hop_facts(host, args)
     return hosts

@@ -16,8 +16,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from hypervsim.auth import CHALLENGES, Account, AuthenticationRejected, ConnectionSecurity, MalformedEncryptedBody
+from hypervsim.auth import Account, AuthenticationRejected, ConnectionSecurity, MalformedEncryptedBody
 from hypervsim.capture import Capture
+from hypervsim.credssp import CredSSPAcceptor
 from hypervsim.faults import ConnectionDrop, Faults
 from hypervsim.jea import Role
 from hypervsim.model import HostModel, LabContext
@@ -68,6 +69,8 @@ class HostRuntime:
         self.request_count = 0
         self.port = 0
         self._counter_lock = threading.Lock()
+        # A TLS listener may offer CredSSP, while the host's CredSSP server role is on (Enable-WSManCredSSP).
+        self.credssp = CredSSPAcceptor(tls, lambda: model.credssp_server) if tls and scheme == "negotiate" else None
 
     @property
     def url(self) -> str:
@@ -97,7 +100,9 @@ class _WinRMHandler(BaseHTTPRequestHandler):
         # a client that stalls half-way through a request is dropped after as long.
         self.connection.settimeout(self.server.runtime.idle_timeout)
         runtime = self.server.runtime
-        self.security = ConnectionSecurity(runtime.account, runtime.scheme, https=runtime.tls is not None)
+        self.security = ConnectionSecurity(
+            runtime.account, runtime.scheme, https=runtime.tls is not None, credssp=runtime.credssp
+        )
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.server.runtime.name, format % args)
@@ -126,7 +131,7 @@ class _WinRMHandler(BaseHTTPRequestHandler):
             token = self.security.authenticate(self.headers.get("Authorization"))
         except AuthenticationRejected as rejected:
             return self._challenge(rejected.args[0] if rejected.args else None)
-        extra = {"WWW-Authenticate": f"Negotiate {token}"} if token else {}
+        extra = {"WWW-Authenticate": self.security.token_header(token)} if token else {}
         if not body:  # the empty POST that completes authentication before message encryption
             return (
                 self._answer(500, *INTERNAL_ERROR)
@@ -187,9 +192,14 @@ class _WinRMHandler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _challenge(self, token: str | None) -> None:
-        scheme = self.server.runtime.scheme
-        value = f"Negotiate {token}" if token else CHALLENGES[scheme]
-        self._answer(401, b"", "text/plain", {"WWW-Authenticate": value})
+        """401 with the next handshake token, or with one WWW-Authenticate header per scheme the listener offers."""
+        values = [self.security.token_header(token)] if token else self.security.challenges()
+        self.send_response(401)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "0")
+        for value in values:
+            self.send_header("WWW-Authenticate", value)
+        self.end_headers()
 
     def _fault(self, fault: Fault, extra: dict[str, str] | None = None) -> None:
         self._answer(500, fault_response(fault, None, self.server.runtime.name), SOAP, extra)

@@ -2,6 +2,8 @@
 
 Rules kept here, in one place:
 - HTTP only with Negotiate/NTLM/Kerberos and message encryption always on; Basic only over HTTPS.
+- CredSSP hands the host the account's password (that is its point: the second hop), so only over HTTPS whose
+  certificate is verified: to an unverified server it would give the password away.
 - HTTPS verifies the server: system CAs, an uploaded CA bundle, or a pinned SHA-256 fingerprint checked during
   the TLS handshake (urllib3 `assert_fingerprint`), so a wrong server is refused before any credential is sent.
   "none" is possible but logged loudly.
@@ -27,11 +29,17 @@ from .errors import KerberosUnavailable, RemotingError
 
 log = logging.getLogger(__name__)
 
-AUTH_METHODS = ("negotiate", "ntlm", "kerberos", "basic")
+AUTH_METHODS = ("negotiate", "ntlm", "kerberos", "basic", "credssp")
 CERT_CHECKS = ("system", "ca_bundle", "fingerprint", "none")
 DEFAULT_CONFIGURATION = "Microsoft.PowerShell"
 # The name becomes part of the WSMan resource URI: nothing but a plain name may get there.
 CONFIGURATION_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# CredSSP versions 5 and 6 carry the fix of CVE-2018-0886 (a relayed CredSSP exchange); older hosts are refused.
+CREDSSP_MINIMUM_VERSION = 5
+CREDSSP_NEEDS_VERIFIED_HTTPS = (
+    "CredSSP gives the host the account's password itself: use it only over HTTPS with the server certificate "
+    "verified (system CAs, a CA bundle or a pinned fingerprint), so the password cannot go to an impostor."
+)
 # Large enough that a refresh of a few hundred VMs comes back in one or two Receive replies and a long
 # pipeline goes out in one Command; Windows' own default limit (MaxEnvelopeSizekb) is 500 KB.
 MAX_ENVELOPE_SIZE = 500 * 1024
@@ -78,6 +86,8 @@ class ConnectionSpec:
             raise InvalidConnectionSpec(f"Unknown authentication method {self.auth!r}.")
         if self.auth == "basic" and not self.https:
             raise InvalidConnectionSpec("Basic authentication is only allowed over HTTPS: it has no encryption.")
+        if self.auth == "credssp" and not (self.https and self.cert_check != "none"):
+            raise InvalidConnectionSpec(CREDSSP_NEEDS_VERIFIED_HTTPS)
         if self.auth == "kerberos" and not kerberos_available():
             raise KerberosUnavailable(KERBEROS_MISSING)
         if self.https and self.cert_check not in CERT_CHECKS:
@@ -159,6 +169,7 @@ class Transport:
             operation_timeout=settings.WINRM_OPERATION_TIMEOUT,
             max_envelope_size=MAX_ENVELOPE_SIZE,
             no_proxy=True,
+            **self._credssp_options(),
         )
         # Build the HTTP session now (pypsrp would on first use) to count requests and pin fingerprints.
         session = wsman.transport.session = wsman.transport._build_session()
@@ -174,6 +185,9 @@ class Transport:
             pins = adapter.poolmanager.connection_pool_kw  # type: ignore[attr-defined]
             pins["assert_fingerprint"] = normalise_fingerprint(spec.fingerprint_sha256)
         return wsman
+
+    def _credssp_options(self) -> dict[str, Any]:
+        return {"credssp_minimum_version": CREDSSP_MINIMUM_VERSION} if self.spec.auth == "credssp" else {}
 
     def _count_requests(self, adapter: Any) -> None:
         """Count every HTTP request, authentication round trips included (they go through adapter.send too)."""

@@ -46,6 +46,12 @@ class AuthenticationFailed(RemotingError):
     kind = "auth"
 
 
+class CredSSPRefused(RemotingError):
+    """The host's WinRM service does not offer CredSSP: its server role is off (Enable-WSManCredSSP -Role Server)."""
+
+    kind = "credssp"
+
+
 class WinRMFault(RemotingError):
     """The WinRM service answered with a fault (WSMan fault or an HTTP error status) instead of a result."""
 
@@ -121,6 +127,9 @@ REMEDIES = {
     "tls": "The server certificate did not pass the check: upload the right CA bundle or pin the fingerprint shown.",
     "auth": "The host refused the credentials (HTTP 401): check the user name (DOMAIN\\user or .\\user), the "
     "password, and that the account is an administrator on the host.",
+    "credssp": "The host's WinRM service does not offer CredSSP: turn on its CredSSP server role in an elevated "
+    "PowerShell on the host (Enable-WSManCredSSP -Role Server -Force); the console is not Windows and needs no "
+    "client role. Or choose another authentication for this host.",
     "winrm_fault": "The WinRM service answered with a fault: check the WinRM configuration and service on the host.",
     "dropped": "The connection was lost in the middle of the exchange: try again.",
     "remote": "A command failed on the host; its message is shown above.",
@@ -131,3 +140,13 @@ REMEDIES = {
     "(pip install 'guardian-console[kerberos]': python-gssapi, which builds against libkrb5-dev) and give them a "
     "krb5.conf for the domain, or choose Negotiate or NTLM.",
 }
+
+
+def remedy_action(kind: str) -> str:
+    """What to do about a failure of this kind, without restating it.
+
+    REMEDIES read "<what happened>: <what to do>", and the errors already say what happened (with the address and
+    port), so only the part after the first colon is added. A remedy without that part is only a diagnosis, and
+    adds nothing to the error."""
+    _diagnosis, colon, action = REMEDIES.get(kind, "").partition(": ")
+    return action[:1].upper() + action[1:] if colon else ""

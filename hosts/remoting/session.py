@@ -38,7 +38,7 @@ BeforeSendFn = Callable[[Operation[Any]], None]
 
 RETRYABLE_KINDS = ("dropped", "timeout")
 POLL_SECONDS = 2
-BROKEN_KINDS = ("dns", "refused", "timeout", "tls", "auth", "dropped", "unexpected")
+BROKEN_KINDS = ("dns", "refused", "timeout", "tls", "auth", "credssp", "dropped", "unexpected")
 
 
 def _no_log(text: str, level: str) -> None:

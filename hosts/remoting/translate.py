@@ -19,6 +19,8 @@ from pypsrp.exceptions import (
     WinRMTransportError,
     WSManFaultError,
 )
+from requests_credssp.exceptions import AuthenticationException as CredSSPAuthenticationError
+from requests_credssp.exceptions import NTStatusException
 from urllib3 import exceptions as u3
 
 from .errors import (
@@ -26,6 +28,7 @@ from .errors import (
     ConnectionDropped,
     ConnectionRefused,
     ConnectTimeout,
+    CredSSPRefused,
     DnsFailure,
     RemoteCommandError,
     RemotingError,
@@ -79,6 +82,8 @@ WSMAN_ACCESS_DENIED = "5"
 WSMAN_UNKNOWN_SHELL = "2150858843"
 # What a host answers to a message encrypted for a connection it has closed (reproduced with hypervsim's idle timeout).
 UNDECRYPTABLE = "encrypted message cannot be decrypted"
+# requests-credssp's words when the host's 401 does not list CredSSP among its schemes.
+CREDSSP_NOT_OFFERED = "available authentication method"
 _FINGERPRINT_GOT = re.compile(r'got "?([0-9a-fA-F:]{40,})"?')
 
 
@@ -110,6 +115,9 @@ def remoting_error(err: BaseException, spec: ConnectionSpec) -> RemotingError:
 
     if has(AuthenticationError):
         return AuthenticationFailed(f"{where} refused the credentials of {spec.username!r} (HTTP 401).")
+    credssp = has(CredSSPAuthenticationError, NTStatusException)
+    if credssp is not None:
+        return _credssp_error(credssp, spec)
     tls = has(ssl.SSLError, u3.SSLError, requests.exceptions.SSLError)
     if tls is not None:
         return _tls_error(tls, spec)
@@ -141,6 +149,18 @@ def remoting_error(err: BaseException, spec: ConnectionSpec) -> RemotingError:
     if has(ParseError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         return UnexpectedReply(f"{where} sent a reply that is not valid WinRM/PowerShell remoting data.")
     return UnexpectedReply(f"Talking to {where} failed unexpectedly ({type(err).__name__}).")
+
+
+def _credssp_error(err: BaseException, spec: ConnectionSpec) -> RemotingError:
+    where = f"{spec.address}:{spec.port}"
+    if isinstance(err, CredSSPAuthenticationError) and CREDSSP_NOT_OFFERED in str(err):
+        return CredSSPRefused(
+            f"{where} does not accept CredSSP (HTTP 401 without CredSSP among its authentication schemes): "
+            "the CredSSP server role of its WinRM service is off."
+        )
+    status = getattr(err, "status", None)
+    detail = f"CredSSP, NTSTATUS 0x{status:08X}" if isinstance(status, int) else "CredSSP"
+    return AuthenticationFailed(f"{where} refused the credentials of {spec.username!r} ({detail}).")
 
 
 def _tls_error(tls: BaseException, spec: ConnectionSpec) -> TlsVerificationFailed:

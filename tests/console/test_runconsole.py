@@ -78,7 +78,7 @@ def test_make_run_starts_the_console_with_a_refreshed_demo_lab_and_ctrl_c_stops_
     password = re.search(r"Log in as 'admin' with password: (\S+)", output)
     url = re.search(r"running at (http://127\.0\.0\.1:\d+/)", output)
     assert password and url, output
-    assert "Demo lab: HV01, HV02, HV03, HV04" in output
+    assert "Demo lab: HV01, HV02, HV03, HV04, HV05, HV06" in output
     assert "Traceback" not in output
 
     with urllib.request.urlopen(url.group(1) + "login/", timeout=10) as response:  # noqa: S310 (loopback)
@@ -92,9 +92,12 @@ def test_make_run_starts_the_console_with_a_refreshed_demo_lab_and_ctrl_c_stops_
     wait_for(refreshed, timeout=60)
     with sqlite3.connect(var / "console.sqlite3") as db:
         hosts = [row[0] for row in db.execute("select name from hosts_host order by name")]
+        auth = dict(db.execute("select name, auth || ' over ' || transport from hosts_host"))
         vms = db.execute("select count(*) from inventory_virtualmachine").fetchone()[0]
         audited = [row for row in db.execute("select action, object_repr from console_auditevent order by id")]
-    assert hosts == ["HV01", "HV02", "HV03", "HV04"]
+    assert hosts == ["HV01", "HV02", "HV03", "HV04", "HV05", "HV06"]
+    # Both worlds: the workgroup hosts with Negotiate (NTLM), the domain pair with CredSSP over verified HTTPS.
+    assert (auth["HV01"], auth["HV05"], auth["HV06"]) == ("negotiate over http", *["credssp over https"] * 2)
     assert vms > 0
     # The admin and the demo hosts it made are in the audit trail like any other change.
     assert ("user.create", "admin") in audited
@@ -113,7 +116,7 @@ def test_make_run_starts_the_console_with_a_refreshed_demo_lab_and_ctrl_c_stops_
     wait_for(lambda: any("worker" in c.cmdline() for c in psutil.Process(process.pid).children()), timeout=10)
 
     children = psutil.Process(process.pid).children(recursive=True)
-    assert len(children) >= 5  # redis, lab, worker, beat, daphne
+    assert len(children) >= 6  # redis, the two labs, worker, beat, daphne
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0
     gone, alive = psutil.wait_procs(children, timeout=15)

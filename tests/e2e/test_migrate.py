@@ -10,6 +10,7 @@ import pytest
 from hosts.inventory.refresh import refresh_host
 from jobs.models import Job
 from tests.plugins.browser import ARTIFACTS, login
+from tests.workflows.test_migrate_credssp import domain_pair
 
 pytestmark = [pytest.mark.e2e, pytest.mark.worker]
 
@@ -80,3 +81,38 @@ def test_in_a_workgroup_the_wizard_explains_why_live_migration_cannot_work_and_o
     assert page.locator("#migrate-submit").count() == 0
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "migrate-workgroup-preflight.png"), full_page=True)
+
+
+def test_in_a_domain_reached_with_credssp_the_wizard_offers_live_migration_and_it_runs(
+    browser_page: Any, live_console: Any, celery_worker_process: Any, sim_lab: Any, registered_host: Any, operator: Any
+) -> None:
+    """The other world: two hosts of domain lab.test, the second hop as Windows has it, reached with CredSSP over
+    HTTPS, so the console's sessions hold the account's credentials and Move-VM can authenticate to the target."""
+    lab = domain_pair(sim_lab, registered_host)
+    source, target = lab.source_host, lab.target_host
+    assert refresh_host(source).ok and refresh_host(target).ok
+    page = browser_page
+    login(page, live_console, operator)
+    page.goto(f"{live_console.url}/jobs/new/migrate/")
+    with page.expect_navigation():
+        page.select_option("#source-host", str(source.pk))
+    page.select_option("#vm", "Win11-A")
+    page.select_option("#target-host", str(target.pk))
+    page.check("input[name=method][value=live]")
+    page.check("input[name=unseal][value=authorise]")  # no private key leaves HV01 (an operator may)
+    with page.expect_navigation():
+        page.click("#preview")
+    live = page.locator("#methods tr[data-method=live]")
+    assert "can work" in live.inner_text() and "logs on to it with CredSSP" in live.inner_text()
+    assert "can work" in page.locator("#methods tr[data-method=export]").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "migrate-domain-credssp-preflight.png"), full_page=True)
+    with page.expect_navigation():
+        page.click("#migrate-submit")
+    job = Job.objects.get(kind="migrate_vm")
+    page.wait_for_function("window.guardianJobLog && window.guardianJobLog.snapshot().ended", timeout=60_000)
+    assert page.locator(f'[data-job-state="{job.pk}"]').inner_text() == "succeeded"
+    page.screenshot(path=str(ARTIFACTS / "migrate-domain-credssp-job-log.png"), full_page=True)
+    assert lab.target.model.vm("Win11-A").state == "Running"
+    assert "Win11-A" not in {vm.name for vm in lab.source.model.vms.values()}
+    assert lab.source.password not in page.content()  # the job log names no credential

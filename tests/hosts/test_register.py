@@ -99,7 +99,7 @@ def test_an_admin_registers_a_host_and_the_default_port_follows_the_transport(ad
         ({"port": "65536"}, "port", "less than or equal to 65535"),
         ({"port": "fifty"}, "port", "whole number"),
         ({"transport": "ftp"}, "transport", "valid choice"),
-        ({"auth": "credssp"}, "auth", "valid choice"),
+        ({"auth": "digest"}, "auth", "valid choice"),
         ({"auth": "basic"}, "auth", "only with HTTPS"),
         ({"auth": "kerberos", "address": "10.0.0.5"}, "address", "Kerberos needs"),
         ({"transport": "https", "cert_check": "sometimes"}, "cert_check", "valid choice"),

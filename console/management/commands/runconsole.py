@@ -41,6 +41,12 @@ from jobs.services import create_job
 # HV01 healthy, HV02 reinstalled (its VMs will not start), HV03 with deleted certificates, HV04 fresh (a target
 # for the migration wizard).
 DEMO_SCENARIOS = ["healthy", "reinstalled", "deleted-certs", "fresh"]
+# HV05 and HV06, the other world: a pair of domain lab.test reached with CredSSP over HTTPS (the lab CA verified),
+# migrations authenticated with CredSSP, the second hop as Windows has it. Live migration runs there; between the
+# workgroup hosts above the wizard explains why it cannot.
+DOMAIN_LAB = ["--first", "5", "--scenario", "migration", "--https", "--user", "LAB\\labadmin", "--domain", "lab.test"]
+DOMAIN_LAB += ["--migration-authentication", "CredSSP", "--credssp-server", "--strict", "second_hop"]
+DOMAIN_HOSTS = 2
 # A child that dies is started again after FIRST_BACKOFF seconds, doubling up to MAX_BACKOFF while it keeps dying
 # within STABLE_SECONDS of its start (a crash loop must not spin the machine); one that ran that long starts over.
 FIRST_BACKOFF, MAX_BACKOFF, STABLE_SECONDS = 1.0, 60.0, 60.0
@@ -230,26 +236,26 @@ class Command(BaseCommand):
         return f"Log in as 'admin' with password: {password}   (shown once; the console asks you to change it)"
 
     def start_lab(self, var: Path, env: dict[str, str]) -> list[str]:
-        argv = [
-            sys.executable,
-            "-m",
-            "hypervsim",
-            "lab",
-            "--dir",
-            str(var / "lab"),
-            "--hosts",
-            str(len(DEMO_SCENARIOS)),
-        ]
+        """Both worlds, each a `hypervsim lab` of its own, started together (startup waits for the slower one)."""
+        lab = [sys.executable, "-m", "hypervsim", "lab"]
+        workgroup = [*lab, "--dir", str(var / "lab"), "--hosts", str(len(DEMO_SCENARIOS))]
         for scenario in DEMO_SCENARIOS:
-            argv += ["--scenario", scenario]
-        lab = self.spawn("lab", argv, env, after_restart=self.read_lab, stdout=subprocess.PIPE, text=True)
-        return self.read_lab(lab)
+            workgroup += ["--scenario", scenario]
+        # One directory for both: one lab share (\\LAB\share) that every host sees, as in one building.
+        domain = [*lab, "--dir", str(var / "lab"), "--hosts", str(DOMAIN_HOSTS), *DOMAIN_LAB]
+        labs = [(self.spawn_lab("lab", workgroup, env, len(DEMO_SCENARIOS)), len(DEMO_SCENARIOS))]
+        labs.append((self.spawn_lab("lab-domain", domain, env, DOMAIN_HOSTS), DOMAIN_HOSTS))
+        return [name for process, count in labs for name in self.read_lab(process, count)]
 
-    def read_lab(self, lab: subprocess.Popen[Any]) -> list[str]:
+    def spawn_lab(self, name: str, argv: list[str], env: dict[str, str], count: int) -> subprocess.Popen[Any]:
+        again = lambda process: self.read_lab(process, count)  # noqa: E731 - re-register after a restart
+        return self.spawn(name, argv, env, after_restart=again, stdout=subprocess.PIPE, text=True)
+
+    def read_lab(self, lab: subprocess.Popen[Any], count: int) -> list[str]:
         """Register the hosts the lab announces (again after a restart: their ports change)."""
         assert lab.stdout is not None
         hosts = []
-        for _ in DEMO_SCENARIOS:
+        for _ in range(count):
             line = lab.stdout.readline()
             if not line:
                 raise CommandError(f"the simulated lab exited with code {lab.wait()} before it was ready")
@@ -275,7 +281,7 @@ class Command(BaseCommand):
         host.address = url.hostname or "127.0.0.1"
         host.port = url.port or 5985
         host.transport = "https" if url.scheme == "https" else "http"
-        host.auth = "basic" if host.transport == "https" and announced.get("auth") == "basic" else "negotiate"
+        host.auth = self.demo_auth(host.transport, announced)
         host.cert_check = "ca_bundle" if announced.get("ca_file") else "system"
         host.ca_bundle = Path(announced["ca_file"]).read_text() if announced.get("ca_file") else ""
         host.username = announced["user"]
@@ -284,6 +290,13 @@ class Command(BaseCommand):
         host.save()
         AuditEvent.record(None, "host.create" if created else "host.update", host, via="runconsole (demo lab)")
         return host.name
+
+    @staticmethod
+    def demo_auth(transport: str, announced: dict[str, Any]) -> str:
+        """CredSSP where the host offers it over HTTPS (the domain pair), Basic where it asks for it, else Negotiate."""
+        if transport == "https" and announced.get("credssp"):
+            return "credssp"
+        return "basic" if transport == "https" and announced.get("auth") == "basic" else "negotiate"
 
     def refresh_demo_hosts(self, names: list[str]) -> None:
         """Queue a first inventory refresh so the dashboard shows the lab's risks straight away."""

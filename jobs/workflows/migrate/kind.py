@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from console.models import AuditEvent
 from hosts.models import Host
-from hosts.remoting.errors import RemotingError
+from hosts.remoting.errors import RemotingError, remedy_action
 from hosts.remoting.session import HostSession
 from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobContext, JobFailed, job_kind
@@ -73,4 +73,5 @@ def reach(ctx: JobContext, host: Host) -> HostSession:
         session: HostSession = ctx.session(host)
         return session
     except RemotingError as exc:
-        raise JobFailed(f"Nothing was changed: {host} cannot be reached — {exc}") from None
+        action = remedy_action(exc.kind)
+        raise JobFailed(f"Nothing was changed: {host} cannot be reached — {exc} {action}".rstrip()) from None

@@ -20,7 +20,9 @@ KERBEROS, CREDSSP = "Kerberos", "CredSSP"
 MIGRATION_SERVICE = "Microsoft Virtual System Migration Service"
 # How the console's session logs on, by the host's authentication setting. Negotiate becomes NTLM towards an IP
 # address or a workgroup host, so it is not counted as Kerberos here.
-LOGON = {"negotiate": "Negotiate", "ntlm": "NTLM", "kerberos": "Kerberos", "basic": "Basic"}
+LOGON = {"negotiate": "Negotiate", "ntlm": "NTLM", "kerberos": "Kerberos", "basic": "Basic", "credssp": "CredSSP"}
+# CredSSP hands the host the account's password: its session can act on a third machine as that account.
+DELEGATES_CREDENTIALS = "credssp"
 
 
 @dataclass
@@ -36,6 +38,10 @@ class HopFacts:
     @property
     def logon(self) -> str:
         return LOGON.get(self.host.auth, self.host.auth)
+
+    @property
+    def delegates_credentials(self) -> bool:
+        return self.host.auth == DELEGATES_CREDENTIALS
 
 
 @dataclass
@@ -61,6 +67,11 @@ def share_verdict(src: HopFacts, tgt: HopFacts, share: str) -> Verdict:
     verdict = Verdict("export", True)
     for side in (src, tgt):
         if side.share_reachable:
+            if side.delegates_credentials:
+                verdict.reasons.append(
+                    f"{side.host} reaches {share} from the console's session: logged on with CredSSP, the session "
+                    "holds the account's credentials for the share (the second hop)."
+                )
             continue
         verdict.runnable = False
         verdict.reasons.append(
@@ -82,8 +93,10 @@ def share_remedy(side: HopFacts, share: str) -> list[str]:
     return [
         f"# On a domain controller: let {side.host} delegate to the file server (Kerberos constrained delegation),",
         f"Set-ADComputer -Identity {side.computer_name} -Add @{{'msDS-AllowedToDelegateTo'=@('cifs/{server}')}}",
-        f"# and connect to {side.host} with Kerberos. Or, on {side.host}, accept delegated credentials (CredSSP):",
+        f"# and connect to {side.host} with Kerberos. Or, on {side.host}, accept delegated credentials (CredSSP),",
         "Enable-WSManCredSSP -Role Server -Force",
+        f"# and register {side.host} in the console with CredSSP over HTTPS (a dedicated account: it receives the "
+        "password).",
     ]
 
 
@@ -101,13 +114,20 @@ def live_verdict(src: HopFacts, tgt: HopFacts) -> Verdict:
     elif src.membership.domain.casefold() != tgt.membership.domain.casefold():
         verdict.runnable = False
         verdict.reasons = [f"{src.host} is in {src.membership} and {tgt.host} in {tgt.membership}: they need a trust."]
+    elif src.migration_authentication == CREDSSP and src.delegates_credentials:
+        verdict.runnable = True
+        verdict.reasons = [
+            f"{src.host} and {tgt.host} are both in {src.membership}; {src.host} authenticates migrations with "
+            f"CredSSP and the console logs on to it with CredSSP, so Move-VM on {src.host} holds the account's "
+            f"credentials to authenticate to {tgt.host}."
+        ]
     elif src.migration_authentication == CREDSSP:
         verdict.runnable = False
         verdict.reasons = [
             f"{src.host} authenticates migrations with CredSSP, which needs the operator's own credentials on "
             f"{src.host}; the console's {src.logon} session has none (Windows: 0x8009030D)."
         ]
-        verdict.configure = kerberos_migration(src, tgt)
+        verdict.configure = kerberos_migration(src, tgt) + credssp_logon(src)
     elif src.migration_authentication == KERBEROS and src.host.auth in ("ntlm", "basic"):
         verdict.runnable = False
         verdict.reasons = [
@@ -115,6 +135,14 @@ def live_verdict(src: HopFacts, tgt: HopFacts) -> Verdict:
         ]
         verdict.configure = [f"# Register {src.host} with Kerberos authentication in the console."]
     return verdict
+
+
+def credssp_logon(side: HopFacts) -> list[str]:
+    return [
+        f"# Or let {side.host} receive the account's credentials, and register it in the console with CredSSP over "
+        "HTTPS (Prepare a host says the risk: use a dedicated account):",
+        f"Enable-WSManCredSSP -Role Server -Force  # on {side.host}",
+    ]
 
 
 def kerberos_migration(src: HopFacts, tgt: HopFacts) -> list[str]:
