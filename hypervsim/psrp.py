@@ -555,6 +555,10 @@ class RunspaceSession:
             self.outbox[payload.pipeline_id].append(payload.data)
         self.changed.notify_all()
 
+    def reply_full(self, pipeline_id: uuid.UUID | None) -> bool:
+        """Whether the output waiting for one target fills a Receive reply (lock held)."""
+        return sum(map(wire_size, self.outbox[pipeline_id])) >= self.room
+
     def take(self, pipeline_id: uuid.UUID | None) -> list[bytes]:
         """Queued payloads for one target that fit one Receive response (lock held)."""
         queue, size = self.outbox[pipeline_id], 0

@@ -401,6 +401,8 @@ class WSManService:
             if run is not None:
                 # Like WinRM's block buffering: a command about to finish sends its output and end together.
                 session.changed.wait_for(lambda: run.finished or session.closed, timeout=OUTPUT_BATCH_WAIT)
+            if run is not None and not run.finished and not session.reply_full(pipeline_id):
+                self.host.count_paced_reply()  # the command's pace, not the envelope, ends this reply
             payloads = session.take(pipeline_id)
             done = run is not None and run.finished and not session.outbox[pipeline_id]
         return _envelope(f"{SHELL}/ReceiveResponse", request.message_id, _receive_body(payloads, command_id, done))
