@@ -81,9 +81,10 @@ def test_the_three_seed_scenarios_show_their_risks(sim_host: Any, registered_hos
     assert by_code["guardian_without_keys"] == {"UntrustedGuardian on HV03"}
 
 
-def converted(h: Any) -> int:
-    """How many key protectors the host has been asked to read so far."""
-    return sum(1 for c in h.command_log if c["cmdlet"] == "ConvertTo-HgsKeyProtector")
+def asked(h: Any) -> int:
+    """How many key protectors the host has been asked to name the guardians of so far (one statement each)."""
+    guardians = {"ExpandProperty": "Guardians"}
+    return sum(1 for c in h.command_log if c["cmdlet"] == "Select-Object" and c["parameters"] == guardians)
 
 
 def test_requests_per_refresh_of_200_unchanged_vms_stay_at_10(sim_host: Any, registered_host: Any) -> None:
@@ -98,7 +99,7 @@ def test_requests_per_refresh_of_200_unchanged_vms_stay_at_10(sim_host: Any, reg
             )
     # The first read of 196 new key protectors sends their bytes (~3 KB each) to the host and reads its answers:
     # more than one 500 KB envelope each way, so more requests, once.
-    assert refresh_host(host).ok and converted(h) == 3 + 196
+    assert refresh_host(host).ok and asked(h) == 3 + 196
     pair = (guardian.signing.thumbprint, guardian.encryption.thumbprint)
     paced = h.paced_replies
 
@@ -108,14 +109,14 @@ def test_requests_per_refresh_of_200_unchanged_vms_stay_at_10(sim_host: Any, reg
     # statements (here: the simulator sharing two loaded cores with the test; on Windows, a slow Get-VM) may send
     # what it has before the pipeline ends: those extra replies are its pace, not what the console asked for.
     assert again.ok and few <= 10 and again.requests - (h.paced_replies - paced) <= 10
-    assert converted(h) == 3 + 196  # the same bytes name the same guardians: none was sent again
+    assert asked(h) == 3 + 196  # the same bytes name the same guardians: none was sent again
     sealed = VirtualMachine.objects.filter(host=host, has_key_protector=True)
     assert sealed.count() == 199 and {vm.owner_pair for vm in sealed} == {pair}
 
 
 def test_a_key_protector_that_changed_is_read_by_the_host_again(sim_host: Any, registered_host: Any) -> None:
     h, host = windows_host(sim_host, registered_host)
-    assert refresh_host(host).ok and converted(h) == 3
+    assert refresh_host(host).ok and asked(h) == 3
     with h.model.changing() as model:  # Win11-B's protector is granted to a peer guardian: new bytes
         owner = model.guardian("UntrustedGuardian")
         signing, encryption = model.store[owner.signing.thumbprint], model.store[owner.encryption.thumbprint]
@@ -125,7 +126,7 @@ def test_a_key_protector_that_changed_is_read_by_the_host_again(sim_host: Any, r
 
     outcome = refresh_host(host)
 
-    assert outcome.ok and converted(h) == 3 + 1  # only Win11-B's new bytes
+    assert outcome.ok and asked(h) == 3 + 1  # only Win11-B's new bytes
     row = VirtualMachine.objects.get(host=host, name="Win11-B")
     assert set(row.guardian_pairs) == {row.owner_pair, (peer_s.thumbprint, peer_e.thumbprint)}
     assert VirtualMachine.objects.get(host=host, name="Win11-A").owner_pair == row.owner_pair
