@@ -67,9 +67,13 @@ def known_key_protectors(host: Host) -> KnownProtectors:
     known: KnownProtectors = {}
     rows = VirtualMachine.objects.filter(host=host).exclude(kp_sha256="")
     for digest, owner, guardians in rows.values_list("kp_sha256", "kp_owner_thumbprints", "kp_guardian_thumbprints"):
-        refs = [GuardianRef(**g) for g in guardians]
-        known[digest] = KeyProtectorInfo(present=True, guardians=refs, owner=GuardianRef(**owner) if owner else None)
+        refs = [_guardian_ref(g) for g in guardians]
+        known[digest] = KeyProtectorInfo(present=True, guardians=refs, owner=_guardian_ref(owner) if owner else None)
     return known
+
+
+def _guardian_ref(stored: dict[str, str]) -> GuardianRef:
+    return GuardianRef(stored.get("signing", ""), stored.get("encryption", ""), stored.get("subject", ""))
 
 
 def refresh_host(host: Host, session: HostSession | None = None, log: LogFn | None = None) -> RefreshOutcome:

@@ -18,8 +18,9 @@ its guardians are unknown, with a note in its problems: it never reads as "seale
 The guardians are in the bytes (a key protector embeds every guardian's certificates, domain.md), so the same bytes
 always read the same: what the host said about them is kept with their SHA-256 (`kp_sha256`), and a caller that
 passes those answers back (`known`) has only new or changed key protectors sent to the host again. At ~3 KB a
-protector, sent up and read back, that is what keeps a refresh of a host whose VMs did not change within one
-envelope each way.
+protector, sent up and read back, that is what keeps a refresh of a host whose VMs did not change to one pipeline.
+The first read of hundreds of new protectors still fills several 500 KB envelopes each way: `-Bytes` takes no
+pipeline input, so the host cannot be handed Get-VMKeyProtector's output in the same pipeline.
 """
 
 from __future__ import annotations
