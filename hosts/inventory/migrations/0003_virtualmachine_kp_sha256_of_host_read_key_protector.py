@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('inventory', '0002_stored_analysis'),
+        ("inventory", "0002_stored_analysis"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='virtualmachine',
-            name='kp_sha256',
-            field=models.CharField(blank=True, default='', max_length=64),
+            model_name="virtualmachine",
+            name="kp_sha256",
+            field=models.CharField(blank=True, default="", max_length=64),
         ),
     ]
