@@ -101,6 +101,11 @@ class SimHost:
         return self._runtime.request_count
 
     @property
+    def paced_replies(self) -> int:
+        """Receive replies the host sent before its command ended with room left in them (see HostRuntime)."""
+        return self._runtime.paced_replies
+
+    @property
     def configurations(self) -> tuple[str, ...] | None:
         """The registered session configuration names; None when any name opens (the default)."""
         endpoints = self._runtime.endpoints

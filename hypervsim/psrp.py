@@ -439,6 +439,17 @@ def fail_pipeline(pipe: psrpcore.ServerPipeline, record: PSObject) -> None:
 
 RUNSPACE_REQUESTS = (psrpcore.SetMaxRunspacesEvent, psrpcore.SetMinRunspacesEvent, psrpcore.ResetRunspaceStateEvent)
 MESSAGE_HEADER = 40  # destination, message type, runspace pool id, pipeline id (MS-PSRP 2.2.1)
+# A Receive reply's SOAP around its streams (headers, namespaces, CommandState): generous, so a reply stays inside the
+# client's MaxEnvelopeSize (wsman.py); each stream adds its own element around its base64.
+ENVELOPE_OVERHEAD = 2048
+STREAM_OVERHEAD = len('<rsp:Stream Name="stdout" CommandId="00000000-0000-0000-0000-000000000000"></rsp:Stream>')
+
+
+def wire_size(payload: bytes) -> int:
+    """What one payload takes in a Receive reply: its base64 inside an rsp:Stream element."""
+    return 4 * -(-len(payload) // 3) + STREAM_OVERHEAD
+
+
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -483,8 +494,10 @@ class RunspaceSession:
         self.runs: dict[uuid.UUID, PipelineRun] = {}
         self.closed = False
         self._first_use_announced = False
-        # Room for PSRP bytes in one Receive response: the envelope minus SOAP overhead, before base64.
-        self.chunk = max(1024, (max_envelope - 2048) * 3 // 4)
+        # Room in one Receive reply for its streams (their wrappers and base64 counted, see wire_size): the client's
+        # envelope minus the SOAP around them; a payload on its own fits one reply.
+        self.room = max_envelope - ENVELOPE_OVERHEAD
+        self.chunk = max(1024, (self.room - STREAM_OVERHEAD) * 3 // 4)
 
     def sees(self, command: str) -> bool:
         """Whether the endpoint exposes the command; a JEA endpoint hides the rest as if they did not exist."""
@@ -542,12 +555,16 @@ class RunspaceSession:
             self.outbox[payload.pipeline_id].append(payload.data)
         self.changed.notify_all()
 
+    def reply_full(self, pipeline_id: uuid.UUID | None) -> bool:
+        """Whether the output waiting for one target fills a Receive reply (lock held)."""
+        return sum(map(wire_size, self.outbox[pipeline_id])) >= self.room
+
     def take(self, pipeline_id: uuid.UUID | None) -> list[bytes]:
         """Queued payloads for one target that fit one Receive response (lock held)."""
         queue, size = self.outbox[pipeline_id], 0
         taken: list[bytes] = []
-        while queue and (not taken or size + len(queue[0]) <= self.chunk):
-            size += len(queue[0])
+        while queue and (not taken or size + wire_size(queue[0]) <= self.room):
+            size += wire_size(queue[0])
             taken.append(queue.popleft())
         return taken
 

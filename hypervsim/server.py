@@ -67,6 +67,9 @@ class HostRuntime:
         self.wsman = WSManService(self)
         self.command_log: list[dict[str, Any]] = []
         self.request_count = 0
+        # Receive replies sent while their command still ran, with room left: the command's pace cut them, not the
+        # client's envelope (a benchmark or test tells the host's timing from what the client sent this way).
+        self.paced_replies = 0
         self.port = 0
         self._counter_lock = threading.Lock()
         # A TLS listener may offer CredSSP, while the host's CredSSP server role is on (Enable-WSManCredSSP).
@@ -79,6 +82,10 @@ class HostRuntime:
     def count_request(self) -> None:
         with self._counter_lock:
             self.request_count += 1
+
+    def count_paced_reply(self) -> None:
+        with self._counter_lock:
+            self.paced_replies += 1
 
     def record_command(self, cmdlet: str, parameters: dict[str, Any], outcome: str) -> None:
         with self._counter_lock:

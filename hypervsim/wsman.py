@@ -99,6 +99,13 @@ def malformed(reason: str) -> Fault:
     )
 
 
+# MS-WSMV 3.1.4.1.7: a reply is no larger than the client's MaxEnvelopeSize, or than the service's MaxEnvelopeSizekb
+# (default 500, section 2.2.4.10) times 1024 when the client asks for more or does not say; below 8192 octets the
+# service returns a wsman:EncodingLimit fault.
+SERVICE_MAX_ENVELOPE = 500 * 1024
+MIN_ENVELOPE = 8192
+
+
 def oversized(limit: int) -> Fault:
     text = f"The WS-Management service cannot process the request because the request exceeds {limit} bytes."
     return Fault(2150858817, "w:EncodingLimit", text)
@@ -157,16 +164,20 @@ def parse(body: bytes) -> Request:
         )
         raise Fault(INVALID_HEADER, "a:InvalidMessageInformationHeader", text)
     selector = header.find("w:SelectorSet/w:Selector[@Name='ShellId']", NS)
-    envelope_size = _header_text(header, "w:MaxEnvelopeSize") or "153600"
+    envelope_size = _header_text(header, "w:MaxEnvelopeSize") or str(SERVICE_MAX_ENVELOPE)
     if not envelope_size.isdigit():
         raise malformed("MaxEnvelopeSize is not a number.")
+    if int(envelope_size) < MIN_ENVELOPE:
+        # The simulator's wording: MS-WSMV names the fault (wsman:EncodingLimit), not its text or code.
+        text = f"The WS-Management service cannot process the request because MaxEnvelopeSize is below {MIN_ENVELOPE}."
+        raise Fault(2150858817, "w:EncodingLimit", text)
     return Request(
         action=action,
         message_id=message_id,
         resource_uri=_header_text(header, "w:ResourceURI") or "",
         shell_id=selector.text.strip().upper() if selector is not None and selector.text else None,
         timeout=_seconds(_header_text(header, "w:OperationTimeout"), 60.0),
-        max_envelope=max(8192, min(int(envelope_size), 10_000_000)),
+        max_envelope=min(int(envelope_size), SERVICE_MAX_ENVELOPE),
         body=soap_body[0] if len(soap_body) else None,
     )
 
@@ -390,6 +401,8 @@ class WSManService:
             if run is not None:
                 # Like WinRM's block buffering: a command about to finish sends its output and end together.
                 session.changed.wait_for(lambda: run.finished or session.closed, timeout=OUTPUT_BATCH_WAIT)
+            if run is not None and not run.finished and not session.reply_full(pipeline_id):
+                self.host.count_paced_reply()  # the command's pace, not the envelope, ends this reply
             payloads = session.take(pipeline_id)
             done = run is not None and run.finished and not session.outbox[pipeline_id]
         return _envelope(f"{SHELL}/ReceiveResponse", request.message_id, _receive_body(payloads, command_id, done))
@@ -411,6 +424,8 @@ class WSManService:
 
 
 def _receive_body(payloads: list[bytes], command_id: str | None, done: bool) -> str:
+    """The body of a Receive reply: one stdout stream per payload (RunspaceSession.take keeps their sum, wrappers
+    and base64 counted, inside the client's MaxEnvelopeSize)."""
     target = f' CommandId="{str(_uuid(command_id)).upper()}"' if command_id else ""
     streams = "".join(
         f'<rsp:Stream Name="stdout"{target}>{base64.b64encode(p).decode()}</rsp:Stream>' for p in payloads

@@ -114,6 +114,9 @@ class VirtualMachine(models.Model):
     kp_owner_thumbprints = models.JSONField(default=dict, blank=True)
     # [{"signing": …, "encryption": …}, …]: every guardian the key protector is sealed to, owner included.
     kp_guardian_thumbprints = models.JSONField(default=list, blank=True)
+    # SHA-256 of the key protector's bytes when the host itself named its guardians (ConvertTo-HgsKeyProtector), ""
+    # otherwise: the next refresh does not send those same bytes to the host again (keyprotectors.py).
+    kp_sha256 = models.CharField(max_length=64, blank=True, default="")
     details_read = models.BooleanField(default=True)  # False: security/KP of this VM could not be read
     problems = models.JSONField(default=list, blank=True)
 

@@ -1,6 +1,6 @@
 """Refresh a host's inventory: two pipelines on one session whatever the number of VMs (the second asks the host who
-may unseal each VM), saved in one transaction together with the update of the stored analysis that the change
-affects (facts.py).
+may unseal each VM whose key protector it has not read before, and is left out when there is none), saved in one
+transaction together with the update of the stored analysis that the change affects (facts.py).
 
 An unreachable host (or one that answers garbage, or drops the connection half-way) keeps its last inventory,
 marked stale with the time and the error: nothing is half-saved, because nothing is written until every read has
@@ -24,8 +24,9 @@ from hosts.crypto import SecretError
 from hosts.models import Host
 from hosts.remoting import HostSession
 from hosts.remoting.catalog.inventory import HostInventoryFacts, VmDetails, read_inventory
+from hosts.remoting.catalog.keyprotectors import KnownProtectors
 from hosts.remoting.errors import RemotingError
-from hosts.remoting.keyprotector import KeyProtectorInfo
+from hosts.remoting.keyprotector import GuardianRef, KeyProtectorInfo
 
 from . import facts, rules
 from .models import Certificate, Guardian, HostInventory, VirtualMachine
@@ -53,10 +54,26 @@ class HostReading:
     details: dict[str, VmDetails]
 
 
-def read_host(session: HostSession) -> HostReading:
-    """A refresh's reads on an open session: two pipelines, more only when needed (see read_inventory)."""
-    inventory = read_inventory(session)
+def read_host(session: HostSession, known: KnownProtectors | None = None) -> HostReading:
+    """A refresh's reads on an open session: two pipelines, more only when needed (see read_inventory); the host
+    reads only the key protectors that are not `known`."""
+    inventory = read_inventory(session, known)
     return HostReading(inventory, inventory.details)
+
+
+def known_key_protectors(host: Host) -> KnownProtectors:
+    """The key protectors of the host's VMs whose guardians the host itself named at the last refresh, by the
+    SHA-256 of their bytes: the same bytes name the same guardians, so they need not be sent to it again."""
+    known: KnownProtectors = {}
+    rows = VirtualMachine.objects.filter(host=host).exclude(kp_sha256="")
+    for digest, owner, guardians in rows.values_list("kp_sha256", "kp_owner_thumbprints", "kp_guardian_thumbprints"):
+        refs = [_guardian_ref(g) for g in guardians]
+        known[digest] = KeyProtectorInfo(present=True, guardians=refs, owner=_guardian_ref(owner) if owner else None)
+    return known
+
+
+def _guardian_ref(stored: dict[str, str]) -> GuardianRef:
+    return GuardianRef(stored.get("signing", ""), stored.get("encryption", ""), stored.get("subject", ""))
 
 
 def refresh_host(host: Host, session: HostSession | None = None, log: LogFn | None = None) -> RefreshOutcome:
@@ -71,7 +88,7 @@ def refresh_host(host: Host, session: HostSession | None = None, log: LogFn | No
         try:
             if own_session:
                 session.open()
-            reading = read_host(session)
+            reading = read_host(session, known_key_protectors(host))
         finally:
             requests = session.request_count - before
             if own_session:
@@ -243,6 +260,7 @@ def _vm_rows(host: Host, reading: HostReading) -> list[VirtualMachine]:
                 kp_readable=kp.readable,
                 kp_owner_thumbprints=kp.owner.as_dict() if kp.owner else {},
                 kp_guardian_thumbprints=[g.as_dict() for g in kp.guardians],
+                kp_sha256=detail.kp_sha256,
                 details_read=detail.security_read and detail.key_protector_read,
                 problems=detail.problems,
             )

@@ -3,6 +3,7 @@ checkpoints, even when some statements fail on the host (a VM deleted between th
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
@@ -281,6 +282,28 @@ def test_a_vm_sealed_to_several_guardians_is_asked_for_its_owner() -> None:
     assert second.statements()[1][1].params == {"ExpandProperty": "Owner"}
     second.parse(events(0, guardian_a))
     assert (pairs(a), owner(a)) == ([pair_peer, pair_a], pair_a)
+
+
+def test_a_key_protector_the_host_read_before_is_not_sent_again_and_a_changed_one_is() -> None:
+    a, guardian_a, pair_a = sealed("HA")
+    read = ReadKeyProtectors("answer", to_convert([a]))
+    read.parse(events(0, guardian_a))
+    assert a.kp_sha256 == hashlib.sha256(a.raw_key_protector).hexdigest()  # what the host named, by its bytes
+    known = {a.kp_sha256: a.key_protector}
+    same, _g, _p = sealed("HA")  # the same bytes, read again at the next refresh
+    changed, _g, _p = sealed("HB")
+    changed.raw_key_protector += b"granted to one more guardian"
+
+    questions = to_convert([same, changed], known)
+
+    assert [q.vm.name for q in questions] == ["HB"]
+    assert (pairs(same), owner(same), same.key_protector.readable, same.kp_sha256) == (
+        [pair_a],
+        pair_a,
+        True,
+        a.kp_sha256,
+    )
+    assert changed.kp_sha256 == "" and not changed.key_protector.readable  # unknown until the host answers
 
 
 def test_a_vm_the_host_cannot_read_is_unknown_and_the_rest_are_asked_again() -> None:

@@ -12,6 +12,7 @@ from pypsrp.exceptions import AuthenticationError, WSManFaultError
 from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 
 from hypervsim import CMDLETS
+from hypervsim.keyprotector import KeyProtector
 from tests.plugins.sim import sim_run as run
 from tests.plugins.sim import sim_wsman as wsman
 
@@ -259,6 +260,57 @@ def test_output_is_chunked_to_the_clients_max_envelope_size(sim_host: Any) -> No
     assert len(ps.output) == 2 * len(h.model.vms) + 1 + len(h.model.guardians)
     assert sum(sizes) > 3 * 8192  # the output really needed several responses
     assert max(sizes) <= 8192
+
+
+def _replies_of(client: Any) -> list[int]:
+    """The sizes of the host's replies to `client`, as they arrive (decrypted SOAP)."""
+    sizes: list[int] = []
+    send = client.transport.send
+
+    def recording_send(message: bytes, **kw: Any) -> bytes:
+        response = send(message, **kw)
+        sizes.append(len(response))
+        return response
+
+    client.transport.send = recording_send
+    return sizes
+
+
+def test_many_small_outputs_fill_a_reply_no_larger_than_the_clients_max_envelope_size(sim_host: Any) -> None:
+    h = sim_host("healthy")
+    client = wsman(h, max_envelope_size=16384)
+    sizes = _replies_of(client)
+    with RunspacePool(client) as pool:
+        # One statement after another: each answer is a payload (a stream in the reply) of its own.
+        ps = run(pool, *[("Select-Object", {"InputObject": i}) for i in range(300)])
+    assert ps.output == list(range(300))
+    assert sum(sizes) > 3 * 16384  # several replies, each packed with many small outputs
+    assert max(sizes) <= 16384  # every stream's wrapper and base64 counted (MS-WSMV 3.1.4.1.7)
+
+
+def test_a_client_asking_for_larger_envelopes_gets_windows_default_500_kb_at_most(sim_host: Any) -> None:
+    h = sim_host("healthy")
+    guardian = h.model.guardian("UntrustedGuardian")
+    signing, encryption = h.model.store[guardian.signing.thumbprint], h.model.store[guardian.encryption.thumbprint]
+    with h.model.changing() as model:
+        for i in range(200):
+            model.add_vm(
+                f"Big-{i:03}", tpm_enabled=True, key_protector=KeyProtector.create(signing, encryption).to_bytes()
+            )
+    client = wsman(h, max_envelope_size=4 * 1024 * 1024)
+    sizes = _replies_of(client)
+    with RunspacePool(client) as pool:
+        ps = PowerShell(pool).add_cmdlet("Get-VM").add_cmdlet("Get-VMKeyProtector")
+        ps.invoke()
+    assert len(ps.output) == len(h.model.vms)
+    assert sum(sizes) > 512000 and max(sizes) <= 512000  # MaxEnvelopeSizekb 500, the service's default
+
+
+def test_a_max_envelope_size_below_8192_is_an_encoding_limit_fault(sim_host: Any) -> None:
+    h = sim_host("healthy")
+    with pytest.raises(WSManFaultError) as caught:
+        RunspacePool(wsman(h, max_envelope_size=4096)).open()
+    assert caught.value.code == 2150858817 and "MaxEnvelopeSize" in caught.value.message
 
 
 def test_client_input_is_the_first_commands_pipeline_input(sim_host: Any) -> None:

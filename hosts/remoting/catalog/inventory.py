@@ -4,7 +4,7 @@ ReadHostInventory sends nine statements: every VM's raw key protector, security 
 from Get-VM, so no VM name is needed up front — the VMs, OS facts, HGS client configuration, guardians, whether the
 shielded-VM certificate store exists, and its certificates. Select-Object keeps only the properties the inventory
 stores. Asked for `unsealers` (as read_inventory does), its follow-up pipeline (keyprotectors.py) asks the host who
-may unseal each VM.
+may unseal each VM whose key protector is not `known` from an earlier read.
 
 Outputs of all statements arrive in one ordered stream. Objects are told apart by their type names and
 properties; checkpoints name their VM; security settings (VMSecurity has no VMName or VMId) and key protectors
@@ -35,7 +35,7 @@ from ..psobjects import (
     timestamp,
     unparsed,
 )
-from .keyprotectors import ReadKeyProtectors, to_convert
+from .keyprotectors import KnownProtectors, ReadKeyProtectors, to_convert
 
 if TYPE_CHECKING:
     from ..session import HostSession
@@ -89,6 +89,7 @@ class VmDetails:
     checkpoint_count: int = 0
     problems: list[str] = field(default_factory=list)
     raw_key_protector: bytes = field(default=b"", repr=False)  # as Get-VMKeyProtector gave it
+    kp_sha256: str = ""  # of raw_key_protector, once the host has named its guardians (keyprotectors.py)
 
 
 @dataclass
@@ -247,6 +248,7 @@ class ReadHostInventory(Operation[HostInventoryFacts]):
 
     vm_details: bool = True  # False: leave out the statements piped from Get-VM (see read_inventory)
     unsealers: bool = False  # True: the details' key protectors are read by the host (ReadKeyProtectors) too
+    known: KnownProtectors = field(default_factory=dict, repr=False)  # key protectors the host need not read again
 
     def statements(self) -> list[list[Cmd]]:
         # The bulk (key protectors, ~3 KB a VM) goes first: a host answers a Receive as soon as some output is
@@ -297,7 +299,7 @@ class ReadHostInventory(Operation[HostInventoryFacts]):
     def follow_up(self, parsed: HostInventoryFacts) -> Operation[HostInventoryFacts] | None:
         """Who may unseal each VM, when asked, unless the details are read again anyway (read_inventory)."""
         wanted = self.unsealers and parsed.details_complete
-        pending = to_convert(list(parsed.details.values())) if wanted else []
+        pending = to_convert(list(parsed.details.values()), self.known) if wanted else []
         return ReadKeyProtectors(parsed, pending) if pending else None
 
     @staticmethod
@@ -425,6 +427,7 @@ class ReadVmDetails(Operation[dict[str, VmDetails]]):
     unseal them (ReadKeyProtectors)."""
 
     vm_names: list[str] = field(default_factory=list)
+    known: KnownProtectors = field(default_factory=dict, repr=False)  # key protectors the host need not read again
 
     name: ClassVar[str] = "Read VM details"
     read_only: ClassVar[bool] = True
@@ -450,7 +453,7 @@ class ReadVmDetails(Operation[dict[str, VmDetails]]):
         return _VmDetailsReader(self.vm_names).read(result.events)
 
     def follow_up(self, parsed: dict[str, VmDetails]) -> Operation[dict[str, VmDetails]] | None:
-        pending = to_convert(list(parsed.values()))
+        pending = to_convert(list(parsed.values()), self.known)
         return ReadKeyProtectors(parsed, pending) if pending else None
 
 
@@ -529,16 +532,18 @@ class _VmDetailsReader:
             vm.problems.append(str(error))
 
 
-def read_inventory(session: HostSession) -> HostInventoryFacts:
+def read_inventory(session: HostSession, known: KnownProtectors | None = None) -> HostInventoryFacts:
     """Everything a host holds, with every VM's details: two pipelines (the second asks the host who may unseal each
-    VM), and the details read again, per VM, only when needed — a VM appeared or vanished between the statements,
-    or the host failed the statements piped from Get-VM outright."""
+    VM whose key protector is not `known`, and is not sent when none is new), and the details read again, per VM,
+    only when needed — a VM appeared or vanished between the statements, or the host failed the statements piped
+    from Get-VM outright."""
+    known = known or {}
     try:
-        inventory = session.run(ReadHostInventory(unsealers=True))
+        inventory = session.run(ReadHostInventory(unsealers=True, known=known))
     except RemoteCommandError:
         inventory = session.run(ReadHostInventory(vm_details=False))
     names = [vm.name for vm in inventory.vms if vm.name]
     if names and not inventory.details_complete:
-        inventory.details = session.run(ReadVmDetails(names))
+        inventory.details = session.run(ReadVmDetails(names, known))
     inventory.details_complete = True
     return inventory

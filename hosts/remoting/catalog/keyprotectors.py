@@ -14,11 +14,19 @@ the VM's place in the batch, echoed back by `Select-Object -InputObject <index>`
 
 A VM the host cannot read keeps what the DER scan of its bytes found (keyprotector.py) or, when that found nothing,
 its guardians are unknown, with a note in its problems: it never reads as "sealed to no guardian".
+
+The guardians are in the bytes (a key protector embeds every guardian's certificates, domain.md), so the same bytes
+always read the same: what the host said about them is kept with their SHA-256 (`kp_sha256`), and a caller that
+passes those answers back (`known`) has only new or changed key protectors sent to the host again. At ~3 KB a
+protector, sent up and read back, that is what keeps a refresh of a host whose VMs did not change to one pipeline.
+The first read of hundreds of new protectors still fills several 500 KB envelopes each way: `-Bytes` takes no
+pipeline input, so the host cannot be handed Get-VMKeyProtector's output in the same pipeline.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..keyprotector import MIN_KEY_PROTECTOR_BYTES, GuardianRef, KeyProtectorInfo, guardian_ref
@@ -30,14 +38,32 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Events = list[tuple[str, Any]]
+# What the host said about key protectors it read before, by the SHA-256 of their bytes (see kp_sha256).
+KnownProtectors = dict[str, KeyProtectorInfo]
 # Pipelines at most: the guardians, the owners of VMs with several, and one more for VMs a failing statement kept
 # from being read (a host stops the pipeline at a terminating error).
 ROUNDS = 3
 
 
-def to_convert(details: list[VmDetails]) -> list[Question]:
-    """The VMs whose raw key protector came back and holds one (a VM without one sends a few bytes only)."""
-    return [Question(d) for d in details if len(d.raw_key_protector) >= MIN_KEY_PROTECTOR_BYTES]
+def key_protector_hash(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def to_convert(details: list[VmDetails], known: KnownProtectors | None = None) -> list[Question]:
+    """The VMs whose raw key protector came back and holds one (a VM without one sends a few bytes only), less those
+    whose very bytes the host read before: those take the guardians it named then."""
+    questions = []
+    for detail in details:
+        if len(detail.raw_key_protector) < MIN_KEY_PROTECTOR_BYTES:
+            continue
+        digest = key_protector_hash(detail.raw_key_protector)
+        if known and digest in known:
+            answer = known[digest]
+            detail.key_protector = replace(answer, guardians=list(answer.guardians))
+            detail.kp_sha256 = digest
+        else:
+            questions.append(Question(detail))
+    return questions
 
 
 @dataclass
@@ -145,6 +171,7 @@ def _known(vm: VmDetails, guardians: list[GuardianRef], owner: GuardianRef) -> N
     pairs = {(g.signing, g.encryption) for g in guardians}
     everyone = guardians if (owner.signing, owner.encryption) in pairs else [owner, *guardians]
     vm.key_protector = KeyProtectorInfo(present=True, guardians=everyone, owner=owner)
+    vm.kp_sha256 = key_protector_hash(vm.raw_key_protector)  # only what the host named is worth keeping
 
 
 def _unknown(question: Question, why: str) -> None:
