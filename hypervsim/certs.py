@@ -119,8 +119,25 @@ def guardian_subject(role: str, guardian: str, host: str) -> str:
 
 def self_signed(common_name: str, *, encryption: bool, key_label: str | None = None) -> Certificate:
     key = new_key(key_label)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name, _validate=False)])
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    cert = signed(key, common_name, encryption=encryption, not_before=now - dt.timedelta(minutes=5), validity=VALIDITY)
+    return Certificate(cert.public_bytes(serialization.Encoding.DER), key)
+
+
+def guardian_certificate(
+    key: rsa.RSAPrivateKey, role: str, guardian: str, host: str, not_before: dt.datetime, days: int
+) -> x509.Certificate:
+    """A guardian's Signing or Encryption certificate as Hyper-V makes it, with chosen dates (expired or expiring
+    ones included)."""
+    common_name = guardian_subject(role, guardian, host)
+    return signed(key, common_name, encryption=role == "Encryption", not_before=not_before, validity=dt.timedelta(days))
+
+
+def signed(
+    key: rsa.RSAPrivateKey, common_name: str, *, encryption: bool, not_before: dt.datetime, validity: dt.timedelta
+) -> x509.Certificate:
+    """Self-signed, SHA-256, with the key usage Hyper-V gives a guardian's signing or encryption certificate."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name, _validate=False)])
     usage = x509.KeyUsage(
         digital_signature=not encryption,
         content_commitment=False,
@@ -132,18 +149,17 @@ def self_signed(common_name: str, *, encryption: bool, key_label: str | None = N
         encipher_only=False,
         decipher_only=False,
     )
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + validity)
         .add_extension(usage, critical=True)
         .sign(key, hashes.SHA256())
     )
-    return Certificate(cert.public_bytes(serialization.Encoding.DER), key)
 
 
 def guardian_pair(guardian: str, host: str, key_label: str | None = None) -> tuple[Certificate, Certificate]:

@@ -5,16 +5,15 @@ RSA keys are cached per process: generating them is the slow part and no test de
 
 from __future__ import annotations
 
-import warnings
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, NoEncryption, pkcs12
-from cryptography.x509.oid import NameOID
+
+from hypervsim.certs import guardian_certificate
 
 PASSWORD = "Pfx-Test-Password-7f3a"
 
@@ -24,39 +23,8 @@ def rsa_key(slot: int) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def certificate(
-    key: rsa.RSAPrivateKey, role: str, guardian: str, host: str, not_before: datetime, days: int
-) -> x509.Certificate:
-    # Windows writes CNs longer than X.520's 64 characters ("... Encryption Certificate (UntrustedGuardian) (HOST)").
-    common_name = f"Shielded VM {role} Certificate ({guardian}) ({host})"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name, _validate=False)])
-    signing = role == "Signing"
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_before + timedelta(days=days))
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=signing,
-                content_commitment=False,
-                key_encipherment=not signing,
-                data_encipherment=not signing,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
+# The simulator's own certificate maker: the vault tests get what a simulated (or real) Hyper-V host would export.
+certificate = guardian_certificate
 
 
 def pfx(key: rsa.RSAPrivateKey | None, cert: x509.Certificate, password: str) -> bytes:
