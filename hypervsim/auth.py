@@ -1,7 +1,8 @@
-"""WinRM authentication as a Windows listener does it: Negotiate/NTLM with message encryption, or Basic over HTTPS.
+"""WinRM authentication as a Windows listener does it: Negotiate (NTLM, or Kerberos when the host has a keytab) with
+message encryption, or Basic over HTTPS.
 
-One `ConnectionSecurity` lives per TCP connection, so one NTLM security context is bound to one connection, as
-on Windows. Message encryption follows MS-WSMV: the SOAP body travels as `multipart/encrypted`.
+One `ConnectionSecurity` lives per TCP connection, so one security context is bound to one connection, as on
+Windows. Message encryption follows MS-WSMV: the SOAP body travels as `multipart/encrypted`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import re
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,15 +22,19 @@ from typing import Any
 import spnego
 import spnego.exceptions
 
-from hypervsim.logon import BASIC, NTLM, Logon
+from hypervsim.logon import BASIC, NTLM, Delegation, KerberosTicket, Logon, kerberos_logon
 
 PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 BOUNDARY = b"--Encrypted Boundary"
 CHALLENGES = {"negotiate": "Negotiate", "basic": 'Basic realm="WSMAN"'}
 
-# pyspnego's NTLM acceptor reads its account store from the NTLM_USER_FILE environment variable. Hosts in one
-# process may have different accounts, so each acceptor step runs with its host's store under this lock.
+# pyspnego's NTLM acceptor reads its account store from the NTLM_USER_FILE environment variable, and GSSAPI's
+# Kerberos acceptor its keys from the keytab KRB5_KTNAME names. Hosts in one process may have different accounts
+# and keytabs, so each acceptor step runs with its host's under this lock.
 _NTLM_STORE_LOCK = threading.Lock()
+# MIT's GSS_KRB5_GET_TKT_FLAGS_OID (1.2.840.113554.1.2.2.5.1): the flags of the service ticket an acceptor got.
+_TICKET_FLAGS_OID = "1.2.840.113554.1.2.2.5.1"
+_TKT_FLG_FORWARDABLE = 0x40000000
 
 
 class AuthenticationRejected(Exception):
@@ -46,15 +52,24 @@ class Account:
     user: str
     password: str
     ntlm_store: Path
+    # The host's service keys in its realm (WSMAN/<name>, HTTP/<name>): with one, Negotiate accepts Kerberos too.
+    # Without, KRB5_KTNAME points at a file that does not exist, so no keytab of the machine is ever used.
+    keytab: Path
 
     @classmethod
-    def create(cls, user: str, password: str, state_dir: Path, computer_name: str) -> Account:
+    def create(
+        cls, user: str, password: str, state_dir: Path, computer_name: str, keytab: Path | None = None
+    ) -> Account:
         if any(c in user + password for c in ":\r\n"):
             raise ValueError("the simulator's account store cannot hold ':' or line breaks in user or password")
         store = state_dir / "ntlm-accounts"
         store.write_text("".join(f"{domain}:{name}:{password}\n" for domain, name in spellings(user, computer_name)))
         store.chmod(0o600)
-        return cls(user, password, store)
+        return cls(user, password, store, keytab or state_dir / "no-keytab")
+
+    @property
+    def kerberos(self) -> bool:
+        return self.keytab.is_file()
 
     def basic_matches(self, header_value: str) -> bool:
         try:
@@ -89,8 +104,11 @@ def spellings(user: str, computer_name: str) -> list[tuple[str, str]]:
 class ConnectionSecurity:
     """Authentication and message encryption state of one TCP connection."""
 
-    def __init__(self, account: Account, scheme: str, https: bool) -> None:
+    def __init__(
+        self, account: Account, scheme: str, https: bool, delegation: Callable[[], Delegation] = Delegation
+    ) -> None:
         self.account, self.scheme, self.https = account, scheme, https
+        self.delegation = delegation  # the host's computer account as the domain sees it, asked at each logon
         self._context: Any = None
         self.authenticated = False
 
@@ -125,6 +143,7 @@ class ConnectionSecurity:
             raise AuthenticationRejected(None) from None
         with _NTLM_STORE_LOCK:
             os.environ["NTLM_USER_FILE"] = str(self.account.ntlm_store)
+            os.environ["KRB5_KTNAME"] = f"FILE:{self.account.keytab}"
             try:
                 if self._context is None or self.authenticated:
                     self._context = spnego.server(
@@ -132,9 +151,11 @@ class ConnectionSecurity:
                     )
                     self.authenticated = False
                 out = self._context.step(token)
-            except (spnego.exceptions.SpnegoError, ValueError, struct.error):
+            except (spnego.exceptions.SpnegoError, ValueError, struct.error) as exc:
                 self.reset()
-                raise AuthenticationRejected(None) from None
+                # A Kerberos acceptor that refuses an AP-REQ (clock skew, a key it lacks) answers with a KRB-ERROR
+                # token, as Windows does, so the client can say why.
+                raise AuthenticationRejected(_error_token(exc)) from None
         answer = base64.b64encode(out).decode() if out else None
         if not self._context.complete:
             raise AuthenticationRejected(answer)
@@ -148,7 +169,10 @@ class ConnectionSecurity:
             return Logon(BASIC, self.account.user)
         if not self.authenticated:
             return None
-        return Logon(NTLM, str(getattr(self._context, "client_principal", None) or self.account.user))
+        user = str(getattr(self._context, "client_principal", None) or self.account.user)
+        if self._context.negotiated_protocol == "kerberos":
+            return kerberos_logon(user, _ticket(self._context), self.delegation())
+        return Logon(NTLM, user)
 
     @property
     def encrypts(self) -> bool:
@@ -189,3 +213,30 @@ class ConnectionSecurity:
             ]
         )
         return f'multipart/encrypted;protocol="{PROTOCOL}";boundary="Encrypted Boundary"', body
+
+
+def _gss_context(negotiate: Any) -> Any:
+    """The python-gssapi SecurityContext under pyspnego's Negotiate acceptor (its chosen mechanism's context).
+    pyspnego exposes no ticket flags or delegated credentials, so this one helper reaches inside it."""
+    return negotiate._context._context
+
+
+def _ticket(negotiate: Any) -> KerberosTicket:
+    import gssapi
+    import gssapi.raw
+
+    context = _gss_context(negotiate)
+    flags_oid = gssapi.OID.from_int_seq(_TICKET_FLAGS_OID)
+    raw = gssapi.raw.inquire_sec_context_by_oid(context, flags_oid)[0]
+    flags = int.from_bytes(raw[:4], "little")
+    return KerberosTicket(bool(flags & _TKT_FLG_FORWARDABLE), context.delegated_creds is not None)
+
+
+def _error_token(exc: BaseException) -> str | None:
+    """The base64 KRB-ERROR GSSAPI produced for a refused AP-REQ, if any."""
+    while exc is not None:
+        token = getattr(exc, "token", None)
+        if token:
+            return base64.b64encode(token).decode()
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return None

@@ -97,7 +97,9 @@ class _WinRMHandler(BaseHTTPRequestHandler):
         # a client that stalls half-way through a request is dropped after as long.
         self.connection.settimeout(self.server.runtime.idle_timeout)
         runtime = self.server.runtime
-        self.security = ConnectionSecurity(runtime.account, runtime.scheme, https=runtime.tls is not None)
+        self.security = ConnectionSecurity(
+            runtime.account, runtime.scheme, https=runtime.tls is not None, delegation=lambda: runtime.model.delegation
+        )
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.server.runtime.name, format % args)

@@ -86,8 +86,10 @@ def sim_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...,
 def sim_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Lab]]:
     labs: list[Lab] = []
 
-    def start(hosts: int = 2, scenarios: list[str] | None = None, https: bool = False, auth: str = "negotiate") -> Lab:
-        lab = start_lab(Path(tmp_path_factory.mktemp("sim-lab")), hosts, scenarios, https=https, auth=auth)
+    def start(
+        hosts: int = 2, scenarios: list[str] | None = None, https: bool = False, auth: str = "negotiate", **kw: Any
+    ) -> Lab:
+        lab = start_lab(Path(tmp_path_factory.mktemp("sim-lab")), hosts, scenarios, https=https, auth=auth, **kw)
         labs.append(lab)
         return lab
 
