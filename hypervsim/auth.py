@@ -151,11 +151,13 @@ class ConnectionSecurity:
                     )
                     self.authenticated = False
                 out = self._context.step(token)
-            except (spnego.exceptions.SpnegoError, ValueError, struct.error) as exc:
-                self.reset()
+            except (spnego.exceptions.SpnegoError, ValueError, struct.error, AttributeError):
                 # A Kerberos acceptor that refuses an AP-REQ (clock skew, a key it lacks) answers with a KRB-ERROR
-                # token, as Windows does, so the client can say why.
-                raise AuthenticationRejected(_error_token(exc)) from None
+                # token, as Windows does, so the client can say why. (pyspnego stumbles over python-gssapi's
+                # deferred error there with an AttributeError; the error and its token are kept on the context.)
+                refusal = _error_token(self._context)
+                self.reset()
+                raise AuthenticationRejected(refusal) from None
         answer = base64.b64encode(out).decode() if out else None
         if not self._context.complete:
             raise AuthenticationRejected(answer)
@@ -232,11 +234,11 @@ def _ticket(negotiate: Any) -> KerberosTicket:
     return KerberosTicket(bool(flags & _TKT_FLG_FORWARDABLE), context.delegated_creds is not None)
 
 
-def _error_token(exc: BaseException) -> str | None:
-    """The base64 KRB-ERROR GSSAPI produced for a refused AP-REQ, if any."""
-    while exc is not None:
-        token = getattr(exc, "token", None)
-        if token:
-            return base64.b64encode(token).decode()
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return None
+def _error_token(negotiate: Any) -> str | None:
+    """The base64 KRB-ERROR python-gssapi produced for a refused AP-REQ (kept as the context's deferred error)."""
+    try:
+        error = _gss_context(negotiate)._last_err
+    except (AttributeError, KeyError, StopIteration, TypeError):
+        return None  # not a Kerberos context, or no context yet
+    token = getattr(error, "token", None)
+    return base64.b64encode(token).decode() if token else None

@@ -27,6 +27,7 @@ from .errors import (
     ConnectionRefused,
     ConnectTimeout,
     DnsFailure,
+    KerberosFailed,
     RemoteCommandError,
     RemotingError,
     TlsVerificationFailed,
@@ -74,6 +75,29 @@ ERROR_CATEGORIES = [
     "NotEnabled",
 ]
 
+# MIT Kerberos error codes (krb5.h) that say which part of a Kerberos logon failed, with the failure's kind. The krb5
+# package carries them as `err_code` (the AS exchange: the TGT), python-gssapi as the minor status `min_code` (the
+# service ticket and the host's answer to it, unsigned).
+KRB5_FAILURES = {
+    -1765328228: "kerberos_kdc",  # KRB5_KDC_UNREACH: Cannot contact any KDC for realm
+    -1765328230: "kerberos_kdc",  # KRB5_REALM_UNKNOWN: Cannot find KDC for requested realm
+    -1765328164: "kerberos_kdc",  # KRB5_REALM_CANT_RESOLVE: Cannot resolve network address for KDC in realm
+    -1765328347: "kerberos_clock",  # KRB5KRB_AP_ERR_SKEW: Clock skew too great
+    -1765328351: "kerberos_clock",  # KRB5KRB_AP_ERR_TKT_NYV: Ticket not yet valid (the KDC's clock is ahead)
+    -1765328236: "kerberos_clock",  # KRB5_KDCREP_SKEW: Clock skew too great in KDC reply
+    -1765328378: "kerberos_principal",  # KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN: Client not found in Kerberos database
+    -1765328377: "kerberos_principal",  # KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN: Server not found in Kerberos database
+    -1765328360: "kerberos_account",  # KRB5KDC_ERR_PREAUTH_FAILED: Preauthentication failed (wrong password)
+    -1765328353: "kerberos_account",  # KRB5KRB_AP_ERR_BAD_INTEGRITY: the reply did not decrypt (wrong password)
+    -1765328366: "kerberos_account",  # KRB5KDC_ERR_CLIENT_REVOKED: disabled or locked out
+    -1765328361: "kerberos_account",  # KRB5KDC_ERR_KEY_EXP: Password has expired
+    -1765328343: "kerberos_ticket",  # KRB5KRB_AP_ERR_MODIFIED: the host's key does not open the ticket
+    -1765328340: "kerberos_ticket",  # KRB5KRB_AP_ERR_BADKEYVER: the host has no key of the ticket's version
+    -1765328339: "kerberos_ticket",  # KRB5KRB_AP_ERR_NOKEY: the host has no key for the ticket
+}
+KRB5_SERVER_UNKNOWN = -1765328377
+KRB5_TICKET_NOT_YET_VALID = -1765328351
+
 # WSMan fault codes that mean something more specific than "a fault".
 WSMAN_ACCESS_DENIED = "5"
 WSMAN_UNKNOWN_SHELL = "2150858843"
@@ -108,6 +132,9 @@ def remoting_error(err: BaseException, spec: ConnectionSpec) -> RemotingError:
     def has(*types: type[BaseException]) -> BaseException | None:
         return next((e for e in chain if isinstance(e, types)), None)
 
+    kerberos = _kerberos_failure(chain, spec)
+    if kerberos is not None:
+        return kerberos
     if has(AuthenticationError):
         return AuthenticationFailed(f"{where} refused the credentials of {spec.username!r} (HTTP 401).")
     tls = has(ssl.SSLError, u3.SSLError, requests.exceptions.SSLError)
@@ -141,6 +168,37 @@ def remoting_error(err: BaseException, spec: ConnectionSpec) -> RemotingError:
     if has(ParseError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         return UnexpectedReply(f"{where} sent a reply that is not valid WinRM/PowerShell remoting data.")
     return UnexpectedReply(f"Talking to {where} failed unexpectedly ({type(err).__name__}).")
+
+
+def _krb5_code(err: BaseException) -> int | None:
+    code = getattr(err, "err_code", None)
+    if not isinstance(code, int):
+        code = getattr(err, "min_code", None)
+    if not isinstance(code, int) or isinstance(code, bool):
+        return None
+    return code - 2**32 if code >= 2**31 else code  # GSSAPI minor statuses are unsigned 32-bit
+
+
+def _kerberos_failure(chain: list[BaseException], spec: ConnectionSpec) -> KerberosFailed | None:
+    """The Kerberos failure in the chain, told from its krb5 error code (the library's text is not reused)."""
+    code = next((c for c in map(_krb5_code, chain) if c in KRB5_FAILURES), None)
+    if code is None:
+        return None
+    kind, where, account = KRB5_FAILURES[code], f"{spec.address}:{spec.port}", repr(spec.username)
+    messages = {
+        "kerberos_kdc": f"No Kerberos KDC answered for the realm of {account}, so no ticket for {where} was issued.",
+        "kerberos_clock": f"Kerberos refused the ticket for {where}: the clocks of the console, the KDC and the host "
+        "are further apart than Kerberos allows"
+        + (" (the ticket starts in the future)." if code == KRB5_TICKET_NOT_YET_VALID else "."),
+        "kerberos_principal": f"The Kerberos realm has no service principal for {spec.address} (host/{spec.address})."
+        if code == KRB5_SERVER_UNKNOWN
+        else f"The Kerberos realm does not know the account {account}."
+        + (" Kerberos names accounts user@REALM, not DOMAIN\\user." if "\\" in spec.username else ""),
+        "kerberos_account": f"The Kerberos KDC refused the password of {account} (or the account is disabled, "
+        "locked out or its password expired).",
+        "kerberos_ticket": f"{where} could not read the Kerberos ticket the KDC issued for it.",
+    }
+    return KerberosFailed(messages[kind], kind)
 
 
 def _tls_error(tls: BaseException, spec: ConnectionSpec) -> TlsVerificationFailed:

@@ -35,6 +35,7 @@ HOST_NAME = "localhost"  # how the console names every simulated host: it resolv
 # The service classes a client may ask for, as a Windows computer account has them: pypsrp asks for host/<name>
 # (HOST, which Active Directory maps HTTP to), WinRM registers WSMAN/<name>, browsers ask for HTTP/<name>.
 SERVICES = ("host", "HTTP", "WSMAN")
+SPNS = tuple(f"{service}/{HOST_NAME}" for service in SERVICES)
 USER = f"{DEFAULT_USER}@{REALM}"  # the simulated hosts' administrator, as a domain account
 PASSWORD = DEFAULT_PASSWORD
 MASTER_PASSWORD = "kdc-master-Passw0rd"  # noqa: S105 (a throwaway realm's)
@@ -116,6 +117,21 @@ class Kdc:
         self.kadmin(f"addprinc -pw {password} +requires_preauth {name}")
         return f"{name}@{REALM}"
 
+    def write_keytab(self) -> None:
+        """New keys for the simulated hosts' service principals, in a keytab of their own (as a rejoin does)."""
+        self.keytab.unlink(missing_ok=True)
+        self.kadmin(f"ktadd -k {self.keytab} {' '.join(SPNS)}")
+
+    @contextmanager
+    def without(self, principal: str) -> Iterator[None]:
+        """The principal deleted from the realm for the block (a name the realm does not know), made again after."""
+        self.kadmin(f"delprinc -force {principal}")
+        try:
+            yield
+        finally:
+            self.kadmin(f"addprinc -randkey {principal}")
+            self.write_keytab()
+
     def start(self, clock_offset: str = "") -> None:
         """krb5kdc in the foreground; with a clock offset ("+1h") under libfaketime, a KDC whose clock is wrong."""
         started = self._log_count("commencing operation")
@@ -179,8 +195,8 @@ def create_realm(workdir: Path) -> Kdc:
         timeout=60,
         check=True,
     )
-    spns = [f"{service}/{HOST_NAME}" for service in SERVICES]
-    kdc.kadmin(*(f"addprinc -randkey {spn}" for spn in spns), f"ktadd -k {kdc.keytab} {' '.join(spns)}")
+    kdc.kadmin(*(f"addprinc -randkey {spn}" for spn in SPNS))
+    kdc.write_keytab()
     kdc.add_user(DEFAULT_USER, PASSWORD)
     return kdc
 
