@@ -111,9 +111,10 @@ class ConnectionSecurity:
         self.delegation = delegation  # the host's computer account as the domain sees it, asked at each logon
         self._context: Any = None
         self.authenticated = False
+        self.ticket: KerberosTicket | None = None  # a Kerberos logon's service ticket, once authenticated
 
     def reset(self) -> None:
-        self._context, self.authenticated = None, False
+        self._context, self.authenticated, self.ticket = None, False, None
 
     def authenticate(self, authorization: str | None) -> str | None:
         """Check one request's Authorization header; returns a token for WWW-Authenticate or None.
@@ -162,6 +163,8 @@ class ConnectionSecurity:
         if not self._context.complete:
             raise AuthenticationRejected(answer)
         self.authenticated = True
+        # What the ticket allows is fixed at logon; what the domain lets the host do with it is asked at each use.
+        self.ticket = _ticket(self._context) if self._context.negotiated_protocol == "kerberos" else None
         return answer
 
     @property
@@ -172,8 +175,8 @@ class ConnectionSecurity:
         if not self.authenticated:
             return None
         user = str(getattr(self._context, "client_principal", None) or self.account.user)
-        if self._context.negotiated_protocol == "kerberos":
-            return kerberos_logon(user, _ticket(self._context), self.delegation())
+        if self.ticket is not None:
+            return kerberos_logon(user, self.ticket, self.delegation())
         return Logon(NTLM, user)
 
     @property

@@ -10,6 +10,7 @@ the console's worker. The realm's names resolve on any machine: every simulated 
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import subprocess
@@ -29,7 +30,9 @@ SBIN = "/usr/sbin:/usr/bin:/sbin:/bin"
 KRB5KDC = shutil.which("krb5kdc", path=SBIN) or "/usr/sbin/krb5kdc"
 KDB5_UTIL = shutil.which("kdb5_util", path=SBIN) or "/usr/sbin/kdb5_util"
 KADMIN_LOCAL = shutil.which("kadmin.local", path=SBIN) or "/usr/sbin/kadmin.local"
-FAKETIME = shutil.which("faketime", path=SBIN) or "/usr/bin/faketime"
+# libfaketime (Debian's faketime) preloaded into krb5kdc itself, so the process this plugin stops is the KDC (the
+# faketime command would leave its child running when terminated).
+LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))), "libfaketime.so.1")
 REALM = "LAB.TEST"
 HOST_NAME = "localhost"  # how the console names every simulated host: it resolves to 127.0.0.1 everywhere
 # The service classes a client may ask for, as a Windows computer account has them: pypsrp asks for host/<name>
@@ -136,11 +139,10 @@ class Kdc:
         """krb5kdc in the foreground; with a clock offset ("+1h") under libfaketime, a KDC whose clock is wrong."""
         started = self._log_count("commencing operation")
         command = [KRB5KDC, "-n", "-r", REALM, "-P", str(self.workdir / "kdc.pid")]
+        env = os.environ | self.env()
         if clock_offset:
-            command = [FAKETIME, "-f", clock_offset, *command]
-        self.process = subprocess.Popen(
-            command, env=os.environ | self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+            env |= {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": clock_offset}
+        self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while self._log_count("commencing operation") == started:
             if self.process.poll() is not None or time.monotonic() > deadline:
