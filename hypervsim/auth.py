@@ -162,10 +162,18 @@ class ConnectionSecurity:
         answer = base64.b64encode(out).decode() if out else None
         if not self._context.complete:
             raise AuthenticationRejected(answer)
+        if self._context.negotiated_protocol == "kerberos" and not self._administrator(self._context.client_principal):
+            # Any account of the realm gets a ticket; WinRM lets in only the host's administrators (HTTP 401).
+            self.reset()
+            raise AuthenticationRejected(None)
         self.authenticated = True
         # What the ticket allows is fixed at logon; what the domain lets the host do with it is asked at each use.
         self.ticket = _ticket(self._context) if self._context.negotiated_protocol == "kerberos" else None
         return answer
+
+    def _administrator(self, principal: str | None) -> bool:
+        """Whether a Kerberos principal (user@REALM) is the host's administrator account."""
+        return (principal or "").partition("@")[0].casefold() == bare_name(self.account.user).casefold()
 
     @property
     def logon(self) -> Logon | None:

@@ -115,6 +115,16 @@ def test_a_name_or_password_the_realm_refuses_is_named(
     assert no_secret_in(page) and no_secret_in(logs.text) and no_secret_in(host.last_test_message)
 
 
+def test_an_account_of_the_realm_that_is_not_the_hosts_administrator_is_refused_by_the_host(
+    kerberos: Any, sim: Any, registered_host: Any, admin_client: Client
+) -> None:
+    visitor = kerberos.add_user("visitor", "Visitor-Passw0rd!")
+    host = registered_host(sim, address=HOST_NAME, auth="kerberos", username=visitor, password="Visitor-Passw0rd!")
+    host, _ = run_test(admin_client, host)
+    assert_failed_as(host, "auth")  # the KDC gave it a ticket; WinRM answers 401 to a non-administrator
+    assert "refused the credentials of 'visitor@LAB.TEST'" in host.last_test_message
+
+
 def test_a_host_name_without_a_service_principal_is_named(
     kerberos: Any, host: Host, admin_client: Client, logs: pytest.LogCaptureFixture
 ) -> None:
