@@ -85,3 +85,12 @@ def test_the_wizard_shows_the_delegation_to_grant_and_offers_no_job(lab: Any, op
     assert 'data-method="live" data-runnable="no"' in page and "msDS-AllowedToDelegateTo" in page
     assert "verdict.configure" not in page  # each line of PowerShell, not the template's own text
     assert 'id="migrate-submit"' not in page and PASSWORD not in page
+
+
+def test_with_the_kdc_down_the_preflight_says_so_and_nothing_runs(kerberos: Any, lab: Any) -> None:
+    lab.source.model.delegation = Delegation(TO_HV02, any_protocol=True)
+    opts = MigrationOptions("Win11-A", method="live", unseal="carry")
+    with kerberos.down():
+        plan, _, error = live_preview(lab.source_host, lab.target_host, opts)
+    assert plan is None and error.startswith("Preflight could not read both hosts: No Kerberos KDC answered")
+    assert PASSWORD not in error and lab.source.command_log == []
