@@ -185,20 +185,31 @@ def _kerberos_failure(chain: list[BaseException], spec: ConnectionSpec) -> Kerbe
     if code is None:
         return None
     kind, where, account = KRB5_FAILURES[code], f"{spec.address}:{spec.port}", repr(spec.username)
-    messages = {
-        "kerberos_kdc": f"No Kerberos KDC answered for the realm of {account}, so no ticket for {where} was issued.",
-        "kerberos_clock": f"Kerberos refused the ticket for {where}: the clocks of the console, the KDC and the host "
-        "are further apart than Kerberos allows"
-        + (" (the ticket starts in the future)." if code == KRB5_TICKET_NOT_YET_VALID else "."),
-        "kerberos_principal": f"The Kerberos realm has no service principal for {spec.address} (host/{spec.address})."
-        if code == KRB5_SERVER_UNKNOWN
-        else f"The Kerberos realm does not know the account {account}."
-        + (" Kerberos names accounts user@REALM, not DOMAIN\\user." if "\\" in spec.username else ""),
-        "kerberos_account": f"The Kerberos KDC refused the password of {account} (or the account is disabled, "
-        "locked out or its password expired).",
-        "kerberos_ticket": f"{where} could not read the Kerberos ticket the KDC issued for it.",
-    }
-    return KerberosFailed(messages[kind], kind)
+    if kind == "kerberos_kdc":
+        message = f"No Kerberos KDC answered for the realm of {account}, so no ticket for {where} was issued."
+    elif kind == "kerberos_clock":
+        future = " (the ticket starts in the future)" if code == KRB5_TICKET_NOT_YET_VALID else ""
+        message = (
+            f"Kerberos refused the ticket for {where}: the clocks of the console, the KDC and the host are further "
+            f"apart than Kerberos allows{future}."
+        )
+    elif kind == "kerberos_principal":
+        message = _unknown_principal(code, spec)
+    elif kind == "kerberos_account":
+        message = (
+            f"The Kerberos KDC refused the password of {account} (or the account is disabled, locked out or its "
+            "password expired)."
+        )
+    else:
+        message = f"{where} could not read the Kerberos ticket the KDC issued for it."
+    return KerberosFailed(message, kind)
+
+
+def _unknown_principal(code: int, spec: ConnectionSpec) -> str:
+    if code == KRB5_SERVER_UNKNOWN:
+        return f"The Kerberos realm has no service principal for {spec.address} (host/{spec.address})."
+    hint = " Kerberos names accounts user@REALM, not DOMAIN\\user." if "\\" in spec.username else ""
+    return f"The Kerberos realm does not know the account {spec.username!r}.{hint}"
 
 
 def _tls_error(tls: BaseException, spec: ConnectionSpec) -> TlsVerificationFailed:
