@@ -71,6 +71,8 @@ def test_without_delegation_to_the_target_the_preflight_refuses_and_says_what_to
     assert f"'{MIGRATION_SERVICE}/HV02', '{MIGRATION_SERVICE}/HV02.lab.test'" in grant
     assert "Set-ADComputer -Identity HV01 -Add @{'msDS-AllowedToDelegateTo'=@(" in grant
     assert "-TrustedToAuthForDelegation $true" in grant and "connect to" not in grant  # it already uses Kerberos
+    share = "\n".join(plan.methods["export"].configure)  # no delegation to the lab share's server either
+    assert "'msDS-AllowedToDelegateTo'=@('cifs/LAB')" in share and "connect to" not in share
     with pytest.raises(JobFailed, match="Nothing was changed"):
         migrate(lab, opts)
     assert "Win11-A" in vm_names(lab.source) and "Win11-A" not in vm_names(lab.target)

@@ -80,11 +80,22 @@ def share_remedy(side: HopFacts, share: str) -> list[str]:
             f"{side.host} and use “Register VM files already on the target”, or give {side.host} its own "
             "credentials for the share."
         ]
+    connect = f"and connect to {side.host} with Kerberos. " if side.host.auth != "kerberos" else ""
     return [
         f"# On a domain controller: let {side.host} delegate to the file server (Kerberos constrained delegation),",
         f"Set-ADComputer -Identity {side.computer_name} -Add @{{'msDS-AllowedToDelegateTo'=@('cifs/{server}')}}",
-        f"# and connect to {side.host} with Kerberos. Or, on {side.host}, accept delegated credentials (CredSSP):",
+        *any_protocol(side),
+        f"# {connect}Or, on {side.host}, accept delegated credentials (CredSSP):",
         "Enable-WSManCredSSP -Role Server -Force",
+    ]
+
+
+def any_protocol(side: HopFacts) -> list[str]:
+    """Protocol transition for the host's computer account: the console's Kerberos tickets are not forwardable."""
+    return [
+        "# with any authentication protocol: the console's Kerberos tickets are not forwardable (it hands no host "
+        "its TGT), so the host must get its own forwardable ticket for the console's account (S4U2self) first,",
+        f"Set-ADAccountControl -Identity (Get-ADComputer {side.computer_name}) -TrustedToAuthForDelegation $true",
     ]
 
 
@@ -124,9 +135,7 @@ def kerberos_migration(src: HopFacts, tgt: HopFacts) -> list[str]:
         f"Set-VMHost -VirtualMachineMigrationAuthenticationType Kerberos  # on {src.host} and on {tgt.host}",
         f"# On a domain controller: let {src.host} delegate to {tgt.host}'s migration service and file shares,",
         f"Set-ADComputer -Identity {src.computer_name} -Add @{{'msDS-AllowedToDelegateTo'=@({services})}}",
-        "# with any authentication protocol: the console's Kerberos tickets are not forwardable (it hands no host "
-        "its TGT), so the host must get its own forwardable ticket for the console's account (S4U2self) first,",
-        f"Set-ADAccountControl -Identity (Get-ADComputer {src.computer_name}) -TrustedToAuthForDelegation $true",
+        *any_protocol(src),
     ]
     if src.host.auth != "kerberos":
         lines.append(f"# and connect to {src.host} with Kerberos.")
