@@ -83,7 +83,7 @@ KRB5_FAILURES = {
     -1765328230: "kerberos_kdc",  # KRB5_REALM_UNKNOWN: Cannot find KDC for requested realm
     -1765328164: "kerberos_kdc",  # KRB5_REALM_CANT_RESOLVE: Cannot resolve network address for KDC in realm
     -1765328347: "kerberos_clock",  # KRB5KRB_AP_ERR_SKEW: Clock skew too great
-    -1765328351: "kerberos_clock",  # KRB5KRB_AP_ERR_TKT_NYV: Ticket not yet valid (the KDC's clock is ahead)
+    -1765328351: "kerberos_clock",  # KRB5KRB_AP_ERR_TKT_NYV: Ticket not yet valid (the KDC ahead of the host)
     -1765328236: "kerberos_clock",  # KRB5_KDCREP_SKEW: Clock skew too great in KDC reply
     -1765328378: "kerberos_principal",  # KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN: Client not found in Kerberos database
     -1765328377: "kerberos_principal",  # KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN: Server not found in Kerberos database

@@ -7,7 +7,12 @@ the refresh with its own headline and remedy, never a 500, and no password in an
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +23,8 @@ from hosts.inventory.refresh import refresh_host
 from hosts.models import Host, failure_headline
 from tests.hosts.test_connection import assert_failed_as, assert_shown_once, run_test
 from tests.hosts.test_register import register
-from tests.plugins.kdc import HOST_NAME, PASSWORD, USER
+from tests.plugins.kdc import HOST_NAME, LIBFAKETIME, PASSWORD, USER
+from tests.plugins.worker import REPO
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.django_db]
 WRONG = "Not-The-Passw0rd!"
@@ -134,3 +140,40 @@ def test_a_host_name_without_a_service_principal_is_named(
     assert "no service principal for localhost (host/localhost)" in host.last_test_message
     assert "setspn -L" in host.last_test_message
     assert run_test(admin_client, host)[0].last_test_ok  # the new key reached the host's keytab
+
+
+@pytest.fixture
+def served_host(kerberos: Any, tmp_path: Any, request: Any) -> Iterator[dict[str, Any]]:
+    """`python -m hypervsim serve` with the realm's keytab, its clock off by request.param ("-1h") (libfaketime)."""
+    clock = {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": request.param, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "hypervsim", "serve", "--state", str(tmp_path / "hv01"), "--keytab"]
+    process = subprocess.Popen(
+        [*command, str(kerberos.keytab)], cwd=REPO, env=os.environ | clock, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        yield json.loads(process.stdout.readline())
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("served_host", "words"),
+    [("-1h", "(the ticket starts in the future)."), ("+1h", "further apart than Kerberos allows.")],
+    ids=["host-an-hour-behind", "host-an-hour-ahead"],
+    indirect=["served_host"],
+)
+def test_a_host_whose_clock_is_off_is_a_clock_problem(
+    served_host: dict[str, Any], admin_client: Client, logs: pytest.LogCaptureFixture, words: str
+) -> None:
+    port = int(served_host["url"].rsplit(":", 1)[1].split("/")[0])
+    host = Host(name="HV01", address=HOST_NAME, port=port, auth="kerberos", username=USER)
+    host.set_password(PASSWORD)
+    host.full_clean()
+    host.save()
+    host, page = run_test(admin_client, host)
+    assert_failed_as(host, "kerberos_clock")  # the host refused the ticket or its authenticator by its own clock
+    assert_shown_once(host, page)
+    assert words in host.last_test_message
+    assert no_secret_in(logs.text)
