@@ -73,11 +73,11 @@ FAILURE_HEADLINES = {
     "unexpected": "Unexpected reply",
     "cancelled": "Cancelled",
     "kerberos": "Kerberos unavailable",
-    "kerberos_kdc": "Kerberos KDC unreachable",
-    "kerberos_clock": "Clocks too far apart for Kerberos",
-    "kerberos_principal": "Unknown to the Kerberos realm",
-    "kerberos_account": "Kerberos refused the account",
-    "kerberos_ticket": "Kerberos ticket unreadable",
+    "krb_kdc": "Kerberos KDC unreachable",
+    "krb_clock": "Clocks too far apart for Kerberos",
+    "krb_principal": "Unknown to the Kerberos realm",
+    "krb_account": "Kerberos refused the account",
+    "krb_ticket": "Kerberos ticket unreadable",
     "secret": "Stored password unreadable",
 }
 

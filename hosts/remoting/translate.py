@@ -79,21 +79,21 @@ ERROR_CATEGORIES = [
 # package carries them as `err_code` (the AS exchange: the TGT), python-gssapi as the minor status `min_code` (the
 # service ticket and the host's answer to it, unsigned).
 KRB5_FAILURES = {
-    -1765328228: "kerberos_kdc",  # KRB5_KDC_UNREACH: Cannot contact any KDC for realm
-    -1765328230: "kerberos_kdc",  # KRB5_REALM_UNKNOWN: Cannot find KDC for requested realm
-    -1765328164: "kerberos_kdc",  # KRB5_REALM_CANT_RESOLVE: Cannot resolve network address for KDC in realm
-    -1765328347: "kerberos_clock",  # KRB5KRB_AP_ERR_SKEW: Clock skew too great
-    -1765328351: "kerberos_clock",  # KRB5KRB_AP_ERR_TKT_NYV: Ticket not yet valid (the KDC ahead of the host)
-    -1765328236: "kerberos_clock",  # KRB5_KDCREP_SKEW: Clock skew too great in KDC reply
-    -1765328378: "kerberos_principal",  # KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN: Client not found in Kerberos database
-    -1765328377: "kerberos_principal",  # KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN: Server not found in Kerberos database
-    -1765328360: "kerberos_account",  # KRB5KDC_ERR_PREAUTH_FAILED: Preauthentication failed (wrong password)
-    -1765328353: "kerberos_account",  # KRB5KRB_AP_ERR_BAD_INTEGRITY: the reply did not decrypt (wrong password)
-    -1765328366: "kerberos_account",  # KRB5KDC_ERR_CLIENT_REVOKED: disabled or locked out
-    -1765328361: "kerberos_account",  # KRB5KDC_ERR_KEY_EXP: Password has expired
-    -1765328343: "kerberos_ticket",  # KRB5KRB_AP_ERR_MODIFIED: the host's key does not open the ticket
-    -1765328340: "kerberos_ticket",  # KRB5KRB_AP_ERR_BADKEYVER: the host has no key of the ticket's version
-    -1765328339: "kerberos_ticket",  # KRB5KRB_AP_ERR_NOKEY: the host has no key for the ticket
+    -1765328228: "krb_kdc",  # KRB5_KDC_UNREACH: Cannot contact any KDC for realm
+    -1765328230: "krb_kdc",  # KRB5_REALM_UNKNOWN: Cannot find KDC for requested realm
+    -1765328164: "krb_kdc",  # KRB5_REALM_CANT_RESOLVE: Cannot resolve network address for KDC in realm
+    -1765328347: "krb_clock",  # KRB5KRB_AP_ERR_SKEW: Clock skew too great
+    -1765328351: "krb_clock",  # KRB5KRB_AP_ERR_TKT_NYV: Ticket not yet valid (the KDC ahead of the host)
+    -1765328236: "krb_clock",  # KRB5_KDCREP_SKEW: Clock skew too great in KDC reply
+    -1765328378: "krb_principal",  # KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN: Client not found in Kerberos database
+    -1765328377: "krb_principal",  # KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN: Server not found in Kerberos database
+    -1765328360: "krb_account",  # KRB5KDC_ERR_PREAUTH_FAILED: Preauthentication failed (wrong password)
+    -1765328353: "krb_account",  # KRB5KRB_AP_ERR_BAD_INTEGRITY: the reply did not decrypt (wrong password)
+    -1765328366: "krb_account",  # KRB5KDC_ERR_CLIENT_REVOKED: disabled or locked out
+    -1765328361: "krb_account",  # KRB5KDC_ERR_KEY_EXP: Password has expired
+    -1765328343: "krb_ticket",  # KRB5KRB_AP_ERR_MODIFIED: the host's key does not open the ticket
+    -1765328340: "krb_ticket",  # KRB5KRB_AP_ERR_BADKEYVER: the host has no key of the ticket's version
+    -1765328339: "krb_ticket",  # KRB5KRB_AP_ERR_NOKEY: the host has no key for the ticket
 }
 KRB5_SERVER_UNKNOWN = -1765328377
 KRB5_TICKET_NOT_YET_VALID = -1765328351
@@ -185,17 +185,17 @@ def _kerberos_failure(chain: list[BaseException], spec: ConnectionSpec) -> Kerbe
     if code is None:
         return None
     kind, where, account = KRB5_FAILURES[code], f"{spec.address}:{spec.port}", repr(spec.username)
-    if kind == "kerberos_kdc":
+    if kind == "krb_kdc":
         message = f"No Kerberos KDC answered for the realm of {account}, so no ticket for {where} was issued."
-    elif kind == "kerberos_clock":
+    elif kind == "krb_clock":
         future = " (the ticket starts in the future)" if code == KRB5_TICKET_NOT_YET_VALID else ""
         message = (
             f"Kerberos refused the ticket for {where}: the clocks of the console, the KDC and the host are further "
             f"apart than Kerberos allows{future}."
         )
-    elif kind == "kerberos_principal":
+    elif kind == "krb_principal":
         message = _unknown_principal(code, spec)
-    elif kind == "kerberos_account":
+    elif kind == "krb_account":
         message = (
             f"The Kerberos KDC refused the password of {account} (or the account is disabled, locked out or its "
             "password expired)."

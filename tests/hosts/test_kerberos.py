@@ -20,7 +20,7 @@ from django.test import Client
 
 from hosts.inventory.models import HostInventory, VirtualMachine
 from hosts.inventory.refresh import refresh_host
-from hosts.models import Host, failure_headline
+from hosts.models import FAILURE_HEADLINES, Host, failure_headline
 from tests.hosts.test_connection import assert_failed_as, assert_shown_once, run_test
 from tests.hosts.test_register import register
 from tests.plugins.kdc import HOST_NAME, LIBFAKETIME, PASSWORD, USER
@@ -73,11 +73,11 @@ def test_with_the_kdc_down_the_test_and_the_refresh_say_the_kdc_is_unreachable(
     with kerberos.down():
         host, page = run_test(admin_client, host)
         outcome = refresh_host(host)
-    assert_failed_as(host, "kerberos_kdc")
+    assert_failed_as(host, "krb_kdc")
     assert_shown_once(host, page)
     assert "No Kerberos KDC answered" in host.last_test_message and "krb5.conf" in host.last_test_message
-    assert failure_headline("kerberos_kdc") == "Kerberos KDC unreachable"
-    assert not outcome.ok and outcome.kind == "kerberos_kdc"
+    assert failure_headline("krb_kdc") == "Kerberos KDC unreachable"
+    assert not outcome.ok and outcome.kind == "krb_kdc"
     assert HostInventory.objects.get(host=host).stale
     assert run_test(admin_client, host)[0].last_test_ok  # the KDC is back: so is the host
     assert no_secret_in(logs.text)
@@ -88,7 +88,7 @@ def test_a_kdc_whose_clock_is_an_hour_ahead_is_a_clock_problem(
 ) -> None:
     with kerberos.clock_off_by("+1h"):
         host, page = run_test(admin_client, host)
-    assert_failed_as(host, "kerberos_clock")
+    assert_failed_as(host, "krb_clock")
     assert_shown_once(host, page)
     assert "clocks" in host.last_test_message and "w32tm /resync" in host.last_test_message
     assert no_secret_in(logs.text)
@@ -97,9 +97,9 @@ def test_a_kdc_whose_clock_is_an_hour_ahead_is_a_clock_problem(
 @pytest.mark.parametrize(
     ("username", "password", "kind", "words"),
     [
-        ("nobody@LAB.TEST", PASSWORD, "kerberos_principal", "does not know the account 'nobody@LAB.TEST'"),
-        ("LAB\\labadmin", PASSWORD, "kerberos_principal", "Kerberos names accounts user@REALM, not DOMAIN\\user"),
-        (USER, WRONG, "kerberos_account", f"refused the password of '{USER}'"),
+        ("nobody@LAB.TEST", PASSWORD, "krb_principal", "does not know the account 'nobody@LAB.TEST'"),
+        ("LAB\\labadmin", PASSWORD, "krb_principal", "Kerberos names accounts user@REALM, not DOMAIN\\user"),
+        (USER, WRONG, "krb_account", f"refused the password of '{USER}'"),
     ],
     ids=["unknown-user", "domain-backslash-user", "wrong-password"],
 )
@@ -136,7 +136,7 @@ def test_a_host_name_without_a_service_principal_is_named(
 ) -> None:
     with kerberos.without("host/localhost"):
         host, _ = run_test(admin_client, host)
-    assert_failed_as(host, "kerberos_principal")
+    assert_failed_as(host, "krb_principal")
     assert "no service principal for localhost (host/localhost)" in host.last_test_message
     assert "setspn -L" in host.last_test_message
     assert run_test(admin_client, host)[0].last_test_ok  # the new key reached the host's keytab
@@ -173,7 +173,14 @@ def test_a_host_whose_clock_is_off_is_a_clock_problem(
     host.full_clean()
     host.save()
     host, page = run_test(admin_client, host)
-    assert_failed_as(host, "kerberos_clock")  # the host refused the ticket or its authenticator by its own clock
+    assert_failed_as(host, "krb_clock")  # the host refused the ticket or its authenticator by its own clock
     assert_shown_once(host, page)
     assert words in host.last_test_message
     assert no_secret_in(logs.text)
+
+
+def test_every_failure_kind_fits_the_fields_that_keep_it() -> None:
+    """The kind of a failed connection test or refresh is stored (16 characters): a longer one breaks on PostgreSQL."""
+    widths = {Host._meta.get_field("last_test_kind").max_length, HostInventory._meta.get_field("error_kind").max_length}
+    longest = max(FAILURE_HEADLINES, key=len)
+    assert len(longest) <= min(w for w in widths if w), longest
