@@ -52,7 +52,7 @@ class Account:
     user: str
     password: str
     ntlm_store: Path
-    # The host's service keys in its realm (WSMAN/<name>, HTTP/<name>): with one, Negotiate accepts Kerberos too.
+    # The host's service keys in its realm (host/, HTTP/, WSMAN/<name>): with one, Negotiate accepts Kerberos too.
     # Without, KRB5_KTNAME points at a file that does not exist, so no keytab of the machine is ever used.
     keytab: Path
 
@@ -162,14 +162,18 @@ class ConnectionSecurity:
         answer = base64.b64encode(out).decode() if out else None
         if not self._context.complete:
             raise AuthenticationRejected(answer)
-        if self._context.negotiated_protocol == "kerberos" and not self._administrator(self._context.client_principal):
+        self._log_on()
+        return answer
+
+    def _log_on(self) -> None:
+        kerberos = self._context.negotiated_protocol == "kerberos"
+        if kerberos and not self._administrator(self._context.client_principal):
             # Any account of the realm gets a ticket; WinRM lets in only the host's administrators (HTTP 401).
             self.reset()
             raise AuthenticationRejected(None)
         self.authenticated = True
         # What the ticket allows is fixed at logon; what the domain lets the host do with it is asked at each use.
-        self.ticket = _ticket(self._context) if self._context.negotiated_protocol == "kerberos" else None
-        return answer
+        self.ticket = _ticket(self._context) if kerberos else None
 
     def _administrator(self, principal: str | None) -> bool:
         """Whether a Kerberos principal (user@REALM) is the host's administrator account."""

@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
             "--keytab",
             type=Path,
             metavar="FILE",
-            help="accept Kerberos with the service keys in this keytab (WSMAN/<name>, HTTP/<name> as clients name "
+            help="accept Kerberos with the service keys in this keytab (host/, HTTP/ or WSMAN/<name> as clients name "
             "the host; the realm's krb5.conf comes from KRB5_CONFIG), besides NTLM",
         )
         sub.add_argument(
