@@ -4,8 +4,9 @@ krb5kdc runs as a child process on a free loopback port (TCP and UDP), its datab
 with kadmin.local in a temporary folder. Everything Kerberos reads goes through KRB5_CONFIG pointing at the realm's
 own krb5.conf (never /etc/krb5.conf) and a KRB5CCNAME per test, set for the test run's process and inherited by
 the processes it starts afterwards (a Celery worker started earlier in the session does not see the realm; the
-Kerberos tests run the console's work in-process). The realm's names resolve on any machine: every simulated host is reached as `localhost`
-(dns_canonicalize_hostname and rdns off, so the service principal is host/localhost as the client names it).
+Kerberos tests run the console's work in-process). The realm's names resolve on any machine: every simulated host
+is reached as `localhost` (dns_canonicalize_hostname and rdns off, so the service principal is host/localhost as
+the client names it).
 `make test` installs krb5-kdc, krb5-admin-server and faketime; nothing here is skipped when they are missing.
 """
 
