@@ -4,16 +4,18 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/guardian_console
 
-.PHONY: run test test-sqlite test-postgres lint chromium ldap-build-deps sso-test-servers
+.PHONY: run test test-sqlite test-postgres lint chromium ldap-build-deps kerberos-build-deps sso-test-servers \
+	kerberos-test-servers
 
-# Debian packages, installed when missing (as root): python-ldap builds against OpenLDAP's and SASL's headers; the
-# single sign-on tests start their own slapd (and load it with ldap-utils).
+# Debian packages, installed when missing (as root): python-ldap builds against OpenLDAP's and SASL's headers,
+# python-gssapi and krb5 (the kerberos extra) against MIT Kerberos'; the single sign-on tests start their own slapd
+# (and load it with ldap-utils), the Kerberos tests their own MIT KDC.
 DEBIAN_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
-$(VENV)/.installed: pyproject.toml | ldap-build-deps
+$(VENV)/.installed: pyproject.toml | ldap-build-deps kerberos-build-deps
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet -e '.[dev,kerberos]'
 	touch $@
 
 run: $(VENV)/.installed
@@ -30,6 +32,15 @@ ldap-build-deps:
 sso-test-servers:
 	@command -v slapd >/dev/null && command -v ldapadd >/dev/null || { $(DEBIAN_INSTALL) slapd ldap-utils; }
 
+kerberos-build-deps:
+	@[ -e /usr/include/gssapi/gssapi_krb5.h ] && command -v krb5-config >/dev/null || { $(DEBIAN_INSTALL) libkrb5-dev; }
+
+# The Kerberos tests start their own MIT KDC on a loopback port (krb5kdc; kdb5_util from krb5-kdc, kadmin.local
+# from krb5-admin-server), and one whose clock is wrong under faketime. Their krb5.conf is their own (KRB5_CONFIG).
+kerberos-test-servers:
+	@PATH="$$PATH:/usr/sbin:/sbin"; command -v krb5kdc >/dev/null && command -v kadmin.local >/dev/null && \
+		command -v faketime >/dev/null || { $(DEBIAN_INSTALL) krb5-kdc krb5-admin-server faketime; }
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
@@ -41,7 +52,7 @@ lint: $(VENV)/.installed
 # the slowest part, not the sum. Each part's output is printed when that part ends.
 XDIST := -n 2 --dist loadfile
 
-test: $(VENV)/.installed chromium sso-test-servers
+test: $(VENV)/.installed chromium sso-test-servers kerberos-test-servers
 	$(MAKE) --jobs=3 --keep-going --output-sync=target test-sqlite test-postgres lint
 
 test-sqlite:

@@ -75,6 +75,11 @@ FAILURE_HEADLINES = {
     "cancelled": "Cancelled",
     "kerberos": "Kerberos unavailable",
     "credssp": "CredSSP refused",
+    "krb_kdc": "Kerberos KDC unreachable",
+    "krb_clock": "Clocks too far apart for Kerberos",
+    "krb_principal": "Unknown to the Kerberos realm",
+    "krb_account": "Kerberos refused the account",
+    "krb_ticket": "Kerberos ticket unreadable",
     "secret": "Stored password unreadable",
 }
 

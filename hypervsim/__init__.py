@@ -5,6 +5,7 @@ h = start_host(name="HV01", state_dir=tmp, scenario="healthy")   # listening whe
 h.faults.latency = 0.2; h.down(); h.up(); h.command_log; h.stop()
 h.strict.depth_one = True                                          # as strict as Windows, per behaviour (strict.py)
 h = start_host("HV01", tmp, capture="capture.json")               # answers recorded from a real host (capture.py)
+h = start_host("HV01", tmp, keytab="hosts.keytab")                # Negotiate accepts Kerberos too (auth.py)
 lab = start_lab(dir=tmp, hosts=2, scenarios=["migration"])        # hosts sharing lab.share
 """
 
@@ -116,15 +117,15 @@ class SimHost:
         """The session configuration name of every shell opened on this host, in order ("Microsoft.PowerShell")."""
         return self._runtime.opened_configurations
 
+    @property
+    def kerberos(self) -> bool:
+        """Whether the host accepts Kerberos (it has a keytab)."""
+        return self._runtime.account.kerberos
+
     def announcement(self) -> dict[str, Any]:
         """What the CLI prints for this host: enough to register it in the console."""
-        line: dict[str, Any] = {
-            "name": self.name,
-            "url": self.url,
-            "user": self.user,
-            "password": self.password,
-            "auth": self.auth,
-        }
+        line: dict[str, Any] = {"name": self.name, "url": self.url, "user": self.user, "password": self.password}
+        line |= {"auth": self.auth} | ({"kerberos": True} if self.kerberos else {})
         if self._runtime.credssp is not None and self.model.credssp_server:
             line["credssp"] = True  # the listener also accepts CredSSP (HTTPS, the CredSSP server role on)
         return line | ({"ca_file": self.ca_file} if self.ca_file else {})
@@ -184,6 +185,7 @@ def start_host(
     idle_timeout: float | None = None,
     edition: str | None = None,
     capture: Capture | Path | str | None = None,
+    keytab: Path | str | None = None,
 ) -> SimHost:
     """Start one host listening on 127.0.0.1 (port 0: any free port). Its state persists in state_dir.
 
@@ -196,7 +198,9 @@ def start_host(
     which an idle keep-alive connection is closed, as HTTP.sys does (120, or HYPERVSIM_IDLE_TIMEOUT when set).
     edition: "server" (Windows Server 2022, a new host's default) or "client" (Windows 11 Pro); None keeps the
     edition the host was saved with. capture: a capture file (manage.py capture_host) whose recorded answers the host
-    gives instead of running the commands (hypervsim/capture.py).
+    gives instead of running the commands (hypervsim/capture.py). keytab: the host's service keys in a Kerberos
+    realm (WSMAN/<name> and HTTP/<name> as the client names it); with one, Negotiate accepts Kerberos as well as NTLM,
+    and a Kerberos logon may delegate where `model.delegation` allows (hypervsim/logon.py).
     """
     if auth not in ("negotiate", "basic"):
         raise ValueError(f"auth must be 'negotiate' or 'basic', not {auth!r}")
@@ -217,7 +221,7 @@ def start_host(
     if strict is not None:
         model.strict = strict
     tls = listener_certificate((lab.dir if lab else state_dir) / "tls", name) if https else None
-    account = Account.create(user, password, state_dir, name)
+    account = Account.create(user, password, state_dir, name, Path(keytab) if keytab else None)
     idle = default_idle_timeout() if idle_timeout is None else idle_timeout
     if capture is not None and not isinstance(capture, Capture):
         capture = Capture.load(capture)
@@ -243,6 +247,7 @@ def start_lab(
     idle_timeout: float | None = None,
     edition: str | None = None,
     first: int = 1,
+    keytab: Path | str | None = None,
 ) -> Lab:
     """Start hosts HV01, HV02, ... (from HV<first>) sharing `dir/share`. A scenario like "migration" seeds several
     hosts."""
@@ -257,6 +262,7 @@ def start_lab(
             start_host(
                 name, None, scenario, auth, https, user, password, lab=lab, configurations=configurations,
                 strict=replace(strict) if strict else None, idle_timeout=idle_timeout, edition=edition,
+                keytab=keytab,
             )  # fmt: skip
     except BaseException:
         lab.stop()

@@ -1,7 +1,8 @@
-"""WinRM authentication as a Windows listener does it: Negotiate/NTLM with message encryption, or Basic over HTTPS.
+"""WinRM authentication as a Windows listener does it: Negotiate (NTLM, or Kerberos when the host has a keytab) with
+message encryption, or Basic over HTTPS.
 
-One `ConnectionSecurity` lives per TCP connection, so one NTLM security context is bound to one connection, as
-on Windows. Message encryption follows MS-WSMV: the SOAP body travels as `multipart/encrypted`.
+One `ConnectionSecurity` lives per TCP connection, so one security context is bound to one connection, as on
+Windows. Message encryption follows MS-WSMV: the SOAP body travels as `multipart/encrypted`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import re
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,15 +24,19 @@ import spnego.exceptions
 
 from hypervsim.credssp import SCHEME as CREDSSP_SCHEME
 from hypervsim.credssp import CredSSPAcceptor, delegated_user
-from hypervsim.logon import BASIC, CREDSSP, NTLM, Logon
+from hypervsim.logon import BASIC, CREDSSP, NTLM, Delegation, KerberosTicket, Logon, kerberos_logon
 
 PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 BOUNDARY = b"--Encrypted Boundary"
 CHALLENGES = {"negotiate": "Negotiate", "basic": 'Basic realm="WSMAN"'}
 
-# pyspnego's NTLM acceptor reads its account store from the NTLM_USER_FILE environment variable. Hosts in one
-# process may have different accounts, so each acceptor step runs with its host's store under this lock.
+# pyspnego's NTLM acceptor reads its account store from the NTLM_USER_FILE environment variable, and GSSAPI's
+# Kerberos acceptor its keys from the keytab KRB5_KTNAME names. Hosts in one process may have different accounts
+# and keytabs, so each acceptor step runs with its host's under this lock.
 _NTLM_STORE_LOCK = threading.Lock()
+# MIT's GSS_KRB5_GET_TKT_FLAGS_OID (1.2.840.113554.1.2.2.5.1): the flags of the service ticket an acceptor got.
+_TICKET_FLAGS_OID = "1.2.840.113554.1.2.2.5.1"
+_TKT_FLG_FORWARDABLE = 0x40000000
 
 
 class AuthenticationRejected(Exception):
@@ -48,15 +54,24 @@ class Account:
     user: str
     password: str
     ntlm_store: Path
+    # The host's service keys in its realm (host/, HTTP/, WSMAN/<name>): with one, Negotiate accepts Kerberos too.
+    # Without, KRB5_KTNAME points at a file that does not exist, so no keytab of the machine is ever used.
+    keytab: Path
 
     @classmethod
-    def create(cls, user: str, password: str, state_dir: Path, computer_name: str) -> Account:
+    def create(
+        cls, user: str, password: str, state_dir: Path, computer_name: str, keytab: Path | None = None
+    ) -> Account:
         if any(c in user + password for c in ":\r\n"):
             raise ValueError("the simulator's account store cannot hold ':' or line breaks in user or password")
         store = state_dir / "ntlm-accounts"
         store.write_text("".join(f"{domain}:{name}:{password}\n" for domain, name in spellings(user, computer_name)))
         store.chmod(0o600)
-        return cls(user, password, store)
+        return cls(user, password, store, keytab or state_dir / "no-keytab")
+
+    @property
+    def kerberos(self) -> bool:
+        return self.keytab.is_file()
 
     def basic_matches(self, header_value: str) -> bool:
         try:
@@ -91,16 +106,25 @@ def spellings(user: str, computer_name: str) -> list[tuple[str, str]]:
 class ConnectionSecurity:
     """Authentication and message encryption state of one TCP connection."""
 
-    def __init__(self, account: Account, scheme: str, https: bool, credssp: CredSSPAcceptor | None = None) -> None:
+    def __init__(
+        self,
+        account: Account,
+        scheme: str,
+        https: bool,
+        credssp: CredSSPAcceptor | None = None,
+        delegation: Callable[[], Delegation] = Delegation,
+    ) -> None:
         self.account, self.scheme, self.https = account, scheme, https
         self.credssp = credssp  # set on a TLS listener that may offer CredSSP (when the host's role is on)
+        self.delegation = delegation  # the host's computer account as the domain sees it, asked at each logon
         self._context: Any = None
         self.authenticated = False
         self.mechanism = "negotiate"  # or "credssp": which HTTP scheme the connection's context speaks
         self.delegated_user = ""  # the account CredSSP delegated
+        self.ticket: KerberosTicket | None = None  # a Kerberos logon's service ticket, once authenticated
 
     def reset(self) -> None:
-        self._context, self.authenticated = None, False
+        self._context, self.authenticated, self.ticket = None, False, None
 
     @property
     def offers_credssp(self) -> bool:
@@ -146,20 +170,27 @@ class ConnectionSecurity:
             raise AuthenticationRejected(None) from None
         with _NTLM_STORE_LOCK:
             os.environ["NTLM_USER_FILE"] = str(self.account.ntlm_store)
+            os.environ["KRB5_KTNAME"] = f"FILE:{self.account.keytab}"
             try:
                 if self._context is None or self.authenticated or mechanism != self.mechanism:
                     self._context, self.mechanism = self._new_context(mechanism), mechanism
                     self.authenticated = False
                 out = self._context.step(token)
-            except (spnego.exceptions.SpnegoError, ValueError, struct.error):
+            except (spnego.exceptions.SpnegoError, ValueError, struct.error, AttributeError):
+                # A Kerberos acceptor that refuses an AP-REQ (clock skew, a key it lacks) answers with a KRB-ERROR
+                # token, as Windows does, so the client can say why. (pyspnego stumbles over python-gssapi's
+                # deferred error there with an AttributeError; the error and its token are kept on the context.)
+                refusal = _error_token(self._context)
                 self.reset()
-                raise AuthenticationRejected(None) from None
+                raise AuthenticationRejected(refusal) from None
         answer = base64.b64encode(out).decode() if out else None
         if not self._context.complete:
             raise AuthenticationRejected(answer)
         if mechanism == "credssp":
             self._accept_delegation()
-        self.authenticated = True
+            self.authenticated = True
+        else:
+            self._log_on()
         return answer
 
     def _new_context(self, mechanism: str) -> Any:
@@ -176,6 +207,20 @@ class ConnectionSecurity:
             raise AuthenticationRejected(None)
         self.delegated_user = user
 
+    def _log_on(self) -> None:
+        kerberos = self._context.negotiated_protocol == "kerberos"
+        if kerberos and not self._administrator(self._context.client_principal):
+            # Any account of the realm gets a ticket; WinRM lets in only the host's administrators (HTTP 401).
+            self.reset()
+            raise AuthenticationRejected(None)
+        self.authenticated = True
+        # What the ticket allows is fixed at logon; what the domain lets the host do with it is asked at each use.
+        self.ticket = _ticket(self._context) if kerberos else None
+
+    def _administrator(self, principal: str | None) -> bool:
+        """Whether a Kerberos principal (user@REALM) is the host's administrator account."""
+        return (principal or "").partition("@")[0].casefold() == bare_name(self.account.user).casefold()
+
     @property
     def logon(self) -> Logon | None:
         """How the connection authenticated, once it has: NTLM or Basic hold no credentials for a second hop."""
@@ -185,7 +230,10 @@ class ConnectionSecurity:
             return None
         if self.mechanism == "credssp":
             return Logon(CREDSSP, self.delegated_user)
-        return Logon(NTLM, str(getattr(self._context, "client_principal", None) or self.account.user))
+        user = str(getattr(self._context, "client_principal", None) or self.account.user)
+        if self.ticket is not None:
+            return kerberos_logon(user, self.ticket, self.delegation())
+        return Logon(NTLM, user)
 
     @property
     def encrypts(self) -> bool:
@@ -226,3 +274,30 @@ class ConnectionSecurity:
             ]
         )
         return f'multipart/encrypted;protocol="{PROTOCOL}";boundary="Encrypted Boundary"', body
+
+
+def _gss_context(negotiate: Any) -> Any:
+    """The python-gssapi SecurityContext under pyspnego's Negotiate acceptor (its chosen mechanism's context).
+    pyspnego exposes no ticket flags or delegated credentials, so this one helper reaches inside it."""
+    return negotiate._context._context
+
+
+def _ticket(negotiate: Any) -> KerberosTicket:
+    import gssapi
+    import gssapi.raw
+
+    context = _gss_context(negotiate)
+    flags_oid = gssapi.OID.from_int_seq(_TICKET_FLAGS_OID)
+    raw = gssapi.raw.inquire_sec_context_by_oid(context, flags_oid)[0]
+    flags = int.from_bytes(raw[:4], "little")
+    return KerberosTicket(bool(flags & _TKT_FLG_FORWARDABLE), context.delegated_creds is not None)
+
+
+def _error_token(negotiate: Any) -> str | None:
+    """The base64 KRB-ERROR python-gssapi produced for a refused AP-REQ (kept as the context's deferred error)."""
+    try:
+        error = _gss_context(negotiate)._last_err
+    except (AttributeError, KeyError, StopIteration, TypeError):
+        return None  # not a Kerberos context, or no context yet
+    token = getattr(error, "token", None)
+    return base64.b64encode(token).decode() if token else None

@@ -16,6 +16,7 @@ from typing import Any
 
 from hypervsim import DEFAULT_PASSWORD, DEFAULT_USER, SimHost, Strictness, scenarios, start_host, start_lab
 from hypervsim.capture import Capture
+from hypervsim.logon import Delegation
 from hypervsim.model import EDITIONS
 from hypervsim.server import default_idle_timeout
 
@@ -70,6 +71,26 @@ def _parser() -> argparse.ArgumentParser:
             "--credssp-server", action="store_true", help="the WinRM service accepts delegated credentials"
         )
         sub.add_argument(
+            "--keytab",
+            type=Path,
+            metavar="FILE",
+            help="accept Kerberos with the service keys in this keytab (host/, HTTP/ or WSMAN/<name> as clients name "
+            "the host; the realm's krb5.conf comes from KRB5_CONFIG), besides NTLM",
+        )
+        sub.add_argument(
+            "--delegate-to",
+            action="append",
+            metavar="SPN",
+            help="the domain lets the host delegate a Kerberos logon to this service (msDS-AllowedToDelegateTo, "
+            "e.g. 'Microsoft Virtual System Migration Service/HV02' or 'cifs/LAB'); repeatable",
+        )
+        sub.add_argument(
+            "--delegate-any-protocol",
+            action="store_true",
+            help="with --delegate-to: protocol transition (TrustedToAuthForDelegation), so a ticket that is not "
+            "forwardable is delegated too",
+        )
+        sub.add_argument(
             "--edition",
             choices=sorted(EDITIONS),
             default=None,
@@ -90,6 +111,7 @@ def _start(args: argparse.Namespace) -> list[SimHost]:
     credentials = {"auth": args.auth, "https": args.https, "user": args.user, "password": args.password}
     credentials["configurations"] = tuple(args.configurations) if args.configurations else None
     credentials |= {"strict": args.strict, "idle_timeout": args.idle_timeout, "edition": args.edition}
+    credentials["keytab"] = args.keytab
     if args.command == "serve":
         capture = Capture.load(args.capture) if args.capture else None
         name = args.name or (capture.host if capture else "HV01")
@@ -102,7 +124,8 @@ def _start(args: argparse.Namespace) -> list[SimHost]:
 
 
 def _second_hop_facts(host: SimHost, args: argparse.Namespace) -> None:
-    """Domain membership, migration authentication and the CredSSP role, where the command line sets them."""
+    """Domain membership, migration authentication, the CredSSP role and delegation, where the command line sets
+    them."""
     with host.model.changing() as model:
         if args.domain is not None:
             model.domain = args.domain or None
@@ -110,6 +133,8 @@ def _second_hop_facts(host: SimHost, args: argparse.Namespace) -> None:
             model.migration_authentication = args.migration_authentication
         if args.credssp_server:
             model.credssp_server = True
+        if args.delegate_to:
+            model.delegation = Delegation(tuple(args.delegate_to), args.delegate_any_protocol)
 
 
 def _announcement(host: SimHost) -> dict[str, Any]:

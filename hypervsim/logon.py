@@ -26,7 +26,8 @@ MIGRATION_SERVICE = "Microsoft Virtual System Migration Service"
 class Logon:
     """One session's logon: the mechanism, the account as the client gave it, and the services it may delegate to.
 
-    `delegates_to` holds service classes ("cifs", MIGRATION_SERVICE) for Kerberos constrained delegation; CredSSP
+    `delegates_to` holds, for Kerberos, service classes ("cifs", MIGRATION_SERVICE: any server, as a forwarded TGT
+    reaches) or service principal names ("cifs/LAB", f"{MIGRATION_SERVICE}/HV02": constrained delegation). CredSSP
     needs none, as the host holds the credentials themselves.
     """
 
@@ -34,9 +35,53 @@ class Logon:
     user: str = ""
     delegates_to: frozenset[str] = frozenset()
 
-    def can_reach(self, service: str) -> bool:
-        """Whether this logon can authenticate to a service on a third machine."""
-        return self.mechanism == CREDSSP or (self.mechanism == KERBEROS and service in self.delegates_to)
+    def can_reach(self, service: str, server: str = "") -> bool:
+        """Whether this logon can authenticate to a service (on `server`, when known) on a third machine."""
+        if self.mechanism == CREDSSP:
+            return True
+        if self.mechanism != KERBEROS:
+            return False
+        return service in self.delegates_to or any(_names(spn, service, server) for spn in self.delegates_to)
+
+
+def _names(spn: str, service: str, server: str) -> bool:
+    """Whether an SPN names the service on the server; `HV02` and `hv02.lab.test` are one computer."""
+    spn_service, _, spn_host = spn.partition("/")
+    same_host = spn_host.split(".")[0].casefold() == server.split(".")[0].casefold()
+    return bool(server) and spn_service.casefold() == service.casefold() and same_host
+
+
+def kerberos_logon(user: str, ticket: KerberosTicket, delegation: Delegation) -> Logon:
+    """A Kerberos logon, with what its host may do with it (MS-SFU).
+
+    A forwarded TGT (unconstrained delegation) reaches any service. Constrained delegation reaches the SPNs the
+    domain lists for the host's computer account (msDS-AllowedToDelegateTo), and S4U2proxy needs a forwardable
+    ticket as evidence unless the account may use any authentication protocol (protocol transition:
+    TrustedToAuthForDelegation, where the host first asks S4U2self for a forwardable ticket itself).
+    """
+    if ticket.tgt_delegated:
+        return Logon(KERBEROS, user, frozenset({SHARE_SERVICE, MIGRATION_SERVICE}))
+    if ticket.forwardable or delegation.any_protocol:
+        return Logon(KERBEROS, user, frozenset(delegation.allowed_to))
+    return Logon(KERBEROS, user)
+
+
+@dataclass(frozen=True)
+class KerberosTicket:
+    """What the host learnt from a client's AP-REQ: whether the service ticket was forwardable, and whether the
+    client forwarded its TGT with it (GSS_C_DELEG_FLAG)."""
+
+    forwardable: bool
+    tgt_delegated: bool
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """The Active Directory side of a host's computer account: the SPNs it may delegate to
+    (msDS-AllowedToDelegateTo) and whether it may use any authentication protocol (TrustedToAuthForDelegation)."""
+
+    allowed_to: tuple[str, ...] = ()
+    any_protocol: bool = False
 
 
 # What runs outside any session (scenario seeding, tests calling cmdlets directly) is the host itself: local work

@@ -160,7 +160,8 @@ class FileArea:
         """Whether the current session's logon is refused on this path (a share it has no credentials for)."""
         text = windows_path.replace("/", "\\").strip().casefold()
         unc = text == LAB_SHARE_UNC.casefold() or text.startswith(LAB_SHARE_UNC.casefold() + "\\")
-        return unc and self._second_hop() and not logon.current().can_reach(logon.SHARE_SERVICE)
+        server = LAB_SHARE_UNC.strip("\\").split("\\")[0]
+        return unc and self._second_hop() and not logon.current().can_reach(logon.SHARE_SERVICE, server)
 
     def resolve(self, windows_path: str) -> Path:
         """The local path for a Windows path; PathOutsideArea if it could escape or is not a path we serve."""
@@ -231,6 +232,9 @@ class HostModel:
         self.domain: str | None = None
         self.migration_authentication = MIGRATION_CREDSSP
         self.credssp_server = False
+        # The domain's word on this host's computer account (Active Directory, not the host): where it may delegate
+        # a Kerberos logon to (constrained delegation, hypervsim/logon.py). Nothing until an admin grants it.
+        self.delegation = logon.Delegation()
         self.lock = threading.RLock()
         self.files = FileArea(state_dir / "files", second_hop=lambda: self.strict.second_hop)
         self.lab: LabContext | None = None
@@ -282,6 +286,7 @@ class HostModel:
                 "vms": [vm.to_json() for vm in self.vms.values()],
                 "live_migration": self.live_migration,
                 "membership": [self.domain, self.migration_authentication, self.credssp_server],
+                "delegation": [list(self.delegation.allowed_to), self.delegation.any_protocol],
             }
             _atomic_write(self.state_dir / "host.json", json.dumps(data, indent=1))
 
@@ -307,6 +312,8 @@ class HostModel:
         self.domain, self.migration_authentication, self.credssp_server = data.get(
             "membership", [None, MIGRATION_CREDSSP, False]
         )
+        allowed_to, any_protocol = data.get("delegation", [[], False])
+        self.delegation = logon.Delegation(tuple(allowed_to), any_protocol)
         self.store = None
         if data["store_exists"]:
             self.store = {}

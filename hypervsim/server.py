@@ -108,7 +108,11 @@ class _WinRMHandler(BaseHTTPRequestHandler):
         self.connection.settimeout(self.server.runtime.idle_timeout)
         runtime = self.server.runtime
         self.security = ConnectionSecurity(
-            runtime.account, runtime.scheme, https=runtime.tls is not None, credssp=runtime.credssp
+            runtime.account,
+            runtime.scheme,
+            https=runtime.tls is not None,
+            credssp=runtime.credssp,
+            delegation=lambda: runtime.model.delegation,
         )
 
     def log_message(self, format: str, *args: Any) -> None:

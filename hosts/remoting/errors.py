@@ -82,6 +82,15 @@ class KerberosUnavailable(RemotingError):
     kind = "kerberos"
 
 
+class KerberosFailed(RemotingError):
+    """Kerberos could not get or present a ticket for the host; `kind` says which part failed (the KDC, the clocks,
+    a principal the realm does not know, the account, or the host's keys), so the page names the remedy."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class OperationCancelled(RemotingError):
     """The running pipeline was stopped on request (session.stop_current())."""
 
@@ -136,6 +145,17 @@ REMEDIES = {
     "not_local": "The host's HGS client is in HostGuardianService mode: local guardian operations do not apply.",
     "unexpected": "The host sent a reply the console cannot read.",
     "cancelled": "The command was stopped on request.",
+    "krb_kdc": "No KDC of the account's realm answered: check that the console's krb5.conf (KRB5_CONFIG) names "
+    "the domain's KDCs (its domain controllers) and that they answer on port 88 from the console and every worker.",
+    "krb_clock": "The clocks are too far apart for Kerberos (5 minutes by default): synchronise the console's, "
+    "the host's and the domain controllers' clocks (NTP; on Windows w32tm /resync).",
+    "krb_principal": "The realm does not know a name Kerberos needs: write the account as user@REALM (Kerberos "
+    "takes no DOMAIN\\user), and register the host by a DNS name its computer account has a service principal for "
+    "(setspn -L <computer> lists them).",
+    "krb_account": "The KDC refused the account: check the password, and that the account is enabled, not "
+    "locked out and its password not expired.",
+    "krb_ticket": "The host could not read its Kerberos ticket: its keys differ from the KDC's (a computer "
+    "account password reset, or a stale keytab); rejoin the host to the domain or reset its computer account.",
     "kerberos": "Install the console with its kerberos extra on every web server and worker "
     "(pip install 'guardian-console[kerberos]': python-gssapi, which builds against libkrb5-dev) and give them a "
     "krb5.conf for the domain, or choose Negotiate or NTLM.",

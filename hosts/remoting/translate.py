@@ -30,6 +30,7 @@ from .errors import (
     ConnectTimeout,
     CredSSPRefused,
     DnsFailure,
+    KerberosFailed,
     RemoteCommandError,
     RemotingError,
     TlsVerificationFailed,
@@ -77,6 +78,29 @@ ERROR_CATEGORIES = [
     "NotEnabled",
 ]
 
+# MIT Kerberos error codes (krb5.h) that say which part of a Kerberos logon failed, with the failure's kind. The krb5
+# package carries them as `err_code` (the AS exchange: the TGT), python-gssapi as the minor status `min_code` (the
+# service ticket and the host's answer to it, unsigned).
+KRB5_FAILURES = {
+    -1765328228: "krb_kdc",  # KRB5_KDC_UNREACH: Cannot contact any KDC for realm
+    -1765328230: "krb_kdc",  # KRB5_REALM_UNKNOWN: Cannot find KDC for requested realm
+    -1765328164: "krb_kdc",  # KRB5_REALM_CANT_RESOLVE: Cannot resolve network address for KDC in realm
+    -1765328347: "krb_clock",  # KRB5KRB_AP_ERR_SKEW: Clock skew too great
+    -1765328351: "krb_clock",  # KRB5KRB_AP_ERR_TKT_NYV: Ticket not yet valid (the KDC ahead of the host)
+    -1765328236: "krb_clock",  # KRB5_KDCREP_SKEW: Clock skew too great in KDC reply
+    -1765328378: "krb_principal",  # KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN: Client not found in Kerberos database
+    -1765328377: "krb_principal",  # KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN: Server not found in Kerberos database
+    -1765328360: "krb_account",  # KRB5KDC_ERR_PREAUTH_FAILED: Preauthentication failed (wrong password)
+    -1765328353: "krb_account",  # KRB5KRB_AP_ERR_BAD_INTEGRITY: the reply did not decrypt (wrong password)
+    -1765328366: "krb_account",  # KRB5KDC_ERR_CLIENT_REVOKED: disabled or locked out
+    -1765328361: "krb_account",  # KRB5KDC_ERR_KEY_EXP: Password has expired
+    -1765328343: "krb_ticket",  # KRB5KRB_AP_ERR_MODIFIED: the host's key does not open the ticket
+    -1765328340: "krb_ticket",  # KRB5KRB_AP_ERR_BADKEYVER: the host has no key of the ticket's version
+    -1765328339: "krb_ticket",  # KRB5KRB_AP_ERR_NOKEY: the host has no key for the ticket
+}
+KRB5_SERVER_UNKNOWN = -1765328377
+KRB5_TICKET_NOT_YET_VALID = -1765328351
+
 # WSMan fault codes that mean something more specific than "a fault".
 WSMAN_ACCESS_DENIED = "5"
 WSMAN_UNKNOWN_SHELL = "2150858843"
@@ -113,6 +137,9 @@ def remoting_error(err: BaseException, spec: ConnectionSpec) -> RemotingError:
     def has(*types: type[BaseException]) -> BaseException | None:
         return next((e for e in chain if isinstance(e, types)), None)
 
+    kerberos = _kerberos_failure(chain, spec)
+    if kerberos is not None:
+        return kerberos
     if has(AuthenticationError):
         return AuthenticationFailed(f"{where} refused the credentials of {spec.username!r} (HTTP 401).")
     credssp = has(CredSSPAuthenticationError, NTStatusException)
@@ -161,6 +188,48 @@ def _credssp_error(err: BaseException, spec: ConnectionSpec) -> RemotingError:
     status = getattr(err, "status", None)
     detail = f"CredSSP, NTSTATUS 0x{status:08X}" if isinstance(status, int) else "CredSSP"
     return AuthenticationFailed(f"{where} refused the credentials of {spec.username!r} ({detail}).")
+
+
+def _krb5_code(err: BaseException) -> int | None:
+    code = getattr(err, "err_code", None)
+    if not isinstance(code, int):
+        code = getattr(err, "min_code", None)
+    if not isinstance(code, int) or isinstance(code, bool):
+        return None
+    return code - 2**32 if code >= 2**31 else code  # GSSAPI minor statuses are unsigned 32-bit
+
+
+def _kerberos_failure(chain: list[BaseException], spec: ConnectionSpec) -> KerberosFailed | None:
+    """The Kerberos failure in the chain, told from its krb5 error code (the library's text is not reused)."""
+    code = next((c for c in map(_krb5_code, chain) if c in KRB5_FAILURES), None)
+    if code is None:
+        return None
+    kind, where, account = KRB5_FAILURES[code], f"{spec.address}:{spec.port}", repr(spec.username)
+    if kind == "krb_kdc":
+        message = f"No Kerberos KDC answered for the realm of {account}, so no ticket for {where} was issued."
+    elif kind == "krb_clock":
+        future = " (the ticket starts in the future)" if code == KRB5_TICKET_NOT_YET_VALID else ""
+        message = (
+            f"Kerberos refused the ticket for {where}: the clocks of the console, the KDC and the host are further "
+            f"apart than Kerberos allows{future}."
+        )
+    elif kind == "krb_principal":
+        message = _unknown_principal(code, spec)
+    elif kind == "krb_account":
+        message = (
+            f"The Kerberos KDC refused the password of {account} (or the account is disabled, locked out or its "
+            "password expired)."
+        )
+    else:
+        message = f"{where} could not read the Kerberos ticket the KDC issued for it."
+    return KerberosFailed(message, kind)
+
+
+def _unknown_principal(code: int, spec: ConnectionSpec) -> str:
+    if code == KRB5_SERVER_UNKNOWN:
+        return f"The Kerberos realm has no service principal for {spec.address} (host/{spec.address})."
+    hint = " Kerberos names accounts user@REALM, not DOMAIN\\user." if "\\" in spec.username else ""
+    return f"The Kerberos realm does not know the account {spec.username!r}.{hint}"
 
 
 def _tls_error(tls: BaseException, spec: ConnectionSpec) -> TlsVerificationFailed:

@@ -883,7 +883,8 @@ def second_hop_problem(source: HostModel, destination: HostModel) -> str | None:
     if source.migration_authentication == MIGRATION_CREDSSP and session.mechanism != logon.CREDSSP:
         # SEC_E_UNKNOWN_CREDENTIALS: CredSSP migration needs the operator's credentials on the source
         return AUTHENTICATION_FAILED + "The credentials supplied to the package were not recognized (0x8009030D)."
-    if source.migration_authentication == MIGRATION_KERBEROS and not session.can_reach(logon.MIGRATION_SERVICE):
+    delegated = session.can_reach(logon.MIGRATION_SERVICE, destination.name)
+    if source.migration_authentication == MIGRATION_KERBEROS and not delegated:
         # SEC_E_NO_CREDENTIALS: no constrained delegation to the destination's migration service
         return AUTHENTICATION_FAILED + "No credentials are available in the security package (0x8009030E)."
     return None

@@ -33,7 +33,7 @@ from hosts.vault.models import EscrowedPair, find_pair
 
 from ..import_guardian.plan import distinct_name
 from ..placement import may_place, placement_refusal
-from .reach import HopFacts, Verdict, assess
+from .reach import NO_DELEGATION, HopFacts, Verdict, assess, delegation_refused
 from .sides import Sender
 
 METHODS = {
@@ -162,6 +162,7 @@ class MigrationPlan:
     target_storage: str = ""  # live migration: the folder on the target that receives all the VM's files
     target_store_exists: bool = True  # carry: whether the import must first create the target's shielded store
     methods: dict[str, Verdict] = field(default_factory=dict)  # every method between these hosts, and why (not)
+    hops: tuple[HopFacts, HopFacts] | None = None  # source and target as the second hop sees them
 
     def add(self, level: str, text: str) -> None:
         self.checks.append(Check(level, text))
@@ -179,9 +180,8 @@ def plan_migration(
     src, tgt = read_side(source_session), read_side(target_session)
     plan.add("ok", f"{source} and {target} answer, both in Local mode")
     share = opts.share
-    plan.methods = assess(
-        hop_facts(src, source_session, source, share), hop_facts(tgt, target_session, target, share), share
-    )
+    plan.hops = hop_facts(src, source_session, source, share), hop_facts(tgt, target_session, target, share)
+    plan.methods = assess(*plan.hops, share)
     plan.target_name, plan.source_name = tgt.computer_name, src.computer_name
     plan.target_store_exists = tgt.inventory.store_exists
     if tgt.virtual_machine_path:
@@ -274,7 +274,9 @@ def compare_move(plan: MigrationPlan, source_session: Sender, source: Host, targ
         report = source_session.run(CompareMove(plan.vm.name, plan.target_name, plan.target_storage))
     except RemoteCommandError as exc:  # the source cannot even ask the target, e.g. no credentials for the second hop
         plan.add("fail", f"Compare-VM on {source} for a move to {target} failed: {exc}")
+        refuse_without_delegation(plan, [str(exc)])
         return
+    refuse_without_delegation(plan, report.incompatibilities)
     for problem in report.incompatibilities:
         if plan.unseal_needed and "key protector" in problem.lower():
             plan.add(
@@ -286,6 +288,15 @@ def compare_move(plan: MigrationPlan, source_session: Sender, source: Host, targ
             plan.add("fail", f"Compare-VM on {source} for a move to {target}: {problem}")
     if report.ok:
         plan.add("ok", f"Compare-VM on {source} reports no incompatibility for a move to {target}")
+
+
+def refuse_without_delegation(plan: MigrationPlan, answers: list[str]) -> None:
+    """Compare-VM's "no credentials" (0x8009030E) means the source may not delegate the console's logon to the
+    target: live migration cannot work, and the methods table says what to grant in Active Directory."""
+    if plan.hops is not None and any(NO_DELEGATION in answer for answer in answers):
+        plan.methods["live"] = verdict = delegation_refused(*plan.hops)
+        for reason in verdict.reasons:
+            plan.add("fail", reason)
 
 
 def check_unseal(

@@ -18,6 +18,7 @@ from hosts.remoting.catalog.vms import Membership
 
 KERBEROS, CREDSSP = "Kerberos", "CredSSP"
 MIGRATION_SERVICE = "Microsoft Virtual System Migration Service"
+NO_DELEGATION = "0x8009030E"  # SEC_E_NO_CREDENTIALS: the source has no credentials it may pass on to the target
 # How the console's session logs on, by the host's authentication setting. Negotiate becomes NTLM towards an IP
 # address or a workgroup host, so it is not counted as Kerberos here.
 LOGON = {"negotiate": "Negotiate", "ntlm": "NTLM", "kerberos": "Kerberos", "basic": "Basic", "credssp": "CredSSP"}
@@ -90,13 +91,24 @@ def share_remedy(side: HopFacts, share: str) -> list[str]:
             f"{side.host} and use “Register VM files already on the target”, or give {side.host} its own "
             "credentials for the share."
         ]
+    connect = f"and connect to {side.host} with Kerberos. " if side.host.auth != "kerberos" else ""
     return [
         f"# On a domain controller: let {side.host} delegate to the file server (Kerberos constrained delegation),",
         f"Set-ADComputer -Identity {side.computer_name} -Add @{{'msDS-AllowedToDelegateTo'=@('cifs/{server}')}}",
-        f"# and connect to {side.host} with Kerberos. Or, on {side.host}, accept delegated credentials (CredSSP),",
+        *any_protocol(side),
+        f"# {connect}Or, on {side.host}, accept delegated credentials (CredSSP),",
         "Enable-WSManCredSSP -Role Server -Force",
         f"# and register {side.host} in the console with CredSSP over HTTPS (a dedicated account: it receives the "
         "password).",
+    ]
+
+
+def any_protocol(side: HopFacts) -> list[str]:
+    """Protocol transition for the host's computer account: the console's Kerberos tickets are not forwardable."""
+    return [
+        "# with any authentication protocol: the console's Kerberos tickets are not forwardable (it hands no host "
+        "its TGT), so the host must get its own forwardable ticket for the console's account (S4U2self) first,",
+        f"Set-ADAccountControl -Identity (Get-ADComputer {side.computer_name}) -TrustedToAuthForDelegation $true",
     ]
 
 
@@ -146,13 +158,35 @@ def credssp_logon(side: HopFacts) -> list[str]:
 
 
 def kerberos_migration(src: HopFacts, tgt: HopFacts) -> list[str]:
-    return [
+    services = ", ".join(f"'{spn}'" for spn in delegation_targets(tgt))
+    lines = [
         f"Set-VMHost -VirtualMachineMigrationAuthenticationType Kerberos  # on {src.host} and on {tgt.host}",
         f"# On a domain controller: let {src.host} delegate to {tgt.host}'s migration service and file shares,",
-        f"Set-ADComputer -Identity {src.computer_name} -Add @{{'msDS-AllowedToDelegateTo'=@("
-        f"'{MIGRATION_SERVICE}/{tgt.computer_name}', 'cifs/{tgt.computer_name}')}}",
-        f"# and connect to {src.host} with Kerberos.",
+        f"Set-ADComputer -Identity {src.computer_name} -Add @{{'msDS-AllowedToDelegateTo'=@({services})}}",
+        *any_protocol(src),
     ]
+    if src.host.auth != "kerberos":
+        lines.append(f"# and connect to {src.host} with Kerberos.")
+    return lines
+
+
+def delegation_targets(tgt: HopFacts) -> list[str]:
+    """The target's services a source must be allowed to delegate to, by its short and its DNS name."""
+    names = [tgt.computer_name]
+    if tgt.membership.part_of_domain:
+        names.append(f"{tgt.computer_name}.{tgt.membership.domain}")
+    return [f"{service}/{name}" for service in (MIGRATION_SERVICE, "cifs") for name in names]
+
+
+def delegation_refused(src: HopFacts, tgt: HopFacts) -> Verdict:
+    """What the preflight says when Compare-VM on the source finds it may not pass the console's logon on to the
+    target (SEC_E_NO_CREDENTIALS): delegation is missing in Active Directory, and how to grant it."""
+    reason = (
+        f"{src.host} may not pass the console's {src.logon} logon on to {tgt.host} (Compare-VM: no credentials, "
+        f"{NO_DELEGATION}). Live migration with Kerberos needs {src.computer_name} to be allowed to delegate to "
+        f"{tgt.computer_name}'s migration service (Kerberos constrained delegation, set in Active Directory)."
+    )
+    return Verdict("live", False, [reason], kerberos_migration(src, tgt))
 
 
 def register_verdict() -> Verdict:
