@@ -17,13 +17,15 @@ from jobs.workflows.migrate.run import migrate_vm
 from jobs.workflows.powershell import PowerShellScript
 from tests.plugins.powershell import assert_shown_is_sent, sent_commands, shown_commands
 from tests.plugins.runs import DirectRun
+from tests.plugins.sim import kind_to_the_second_hop
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def lab(sim_lab: Any, registered_host: Any) -> Any:
-    lab = sim_lab(scenarios=["migration"])
+    # Show PowerShell of the share and live methods from NTLM sessions: the second hop is not the subject here.
+    lab = kind_to_the_second_hop(sim_lab(scenarios=["migration"]))
     lab.source, lab.target = lab.hosts
     lab.source_host, lab.target_host = registered_host(lab.source), registered_host(lab.target)
     return lab
