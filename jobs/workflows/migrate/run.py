@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +45,7 @@ from hosts.remoting.catalog.vms import (
     StopVM,
     exported_config_path,
 )
-from hosts.remoting.errors import RemotingError
+from hosts.remoting.errors import RemoteCommandError, RemotingError
 from hosts.remoting.operation import Credential, quote
 from hosts.remoting.session import HostSession
 from jobs.kinds import JobCancelled, JobFailed, Run
@@ -328,10 +329,17 @@ class Migration:
             undo=lambda: self.tgt.again(RemoveFolder(staging)),
             by_hand=f"on {self.target}: {by_hand(RemoveFolder(staging))}",
         )
+        account = self.share_account
+        wrong_account = (
+            f"check the account {account.user} and its password stored for {root} (Hosts › Lab shares), "
+            f"and that {self.source} shares {root} with File and Printer Sharing open"
+        )
+        share_lost = f"check that {self.source} is on the network and still shares {root}, then migrate again"
         try:
-            with self.run.step(f"Map {root} on {self.target} with the share's account {self.share_account.user}"):
-                self.tgt.run(MapShare(drive, root, self.share_account))
-            with self.run.step(f"Copy the export from {root} to {staging} on {self.target}"):
+            mapping = self.run.step(f"Map {root} on {self.target} with the share's account {account.user}")
+            with mapping, remedied(wrong_account):
+                self.tgt.run(MapShare(drive, root, account))
+            with self.run.step(f"Copy the export from {root} to {staging} on {self.target}"), remedied(share_lost):
                 self.tgt.run(CopyFolder(f"{drive}:\\{exported}", staging))
         finally:
             self.unmap(drive, mapped)
@@ -409,6 +417,15 @@ class Migration:
                 self.src.run(RemoveVM(self.vm.name))
             return f"the source copy was removed from {self.source} (its disks stay there)"
         return f"the source copy stays on {self.source}, off"
+
+
+@contextmanager
+def remedied(remedy: str) -> Iterator[None]:
+    """What the host refused, followed by what to do about it."""
+    try:
+        yield
+    except RemoteCommandError as exc:
+        raise JobFailed(f"{exc} — {remedy}") from None
 
 
 def read_guardian_metadata(side: Side, guardian: str) -> bytes:
