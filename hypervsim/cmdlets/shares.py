@@ -31,6 +31,12 @@ WIN32 = [
     "System.SystemException",
     "System.Exception",
 ]
+NOT_SUPPORTED = [
+    "System.Management.Automation.PSNotSupportedException",
+    "System.NotSupportedException",
+    "System.SystemException",
+    "System.Exception",
+]
 CIM = ["Microsoft.Management.Infrastructure.CimException", "System.SystemException", "System.Exception"]
 _UNC_ROOT = re.compile(r"^\\\\([^\\]+)\\([^\\]+)\\?$")
 # Windows' texts for WNetAddConnection2's errors (winerror.h: 1326, 53, 67) and ERROR_NETNAME_DELETED (64).
@@ -160,7 +166,8 @@ def remove_ps_drive(inv: Invocation) -> list[Any]:
 @cmdlet(
     "Copy-Item",
     "Microsoft.PowerShell.Commands.CopyItemCommand",
-    "Path LiteralPath Destination Container Recurse Force PassThru Filter Include Exclude",
+    "Path LiteralPath Destination Container Recurse Force PassThru Filter Include Exclude Credential UseTransaction "
+    "FromSession ToSession",
     "Path Destination",
     True,
 )
@@ -168,6 +175,12 @@ def copy_item(inv: Invocation) -> list[Any]:
     """Copy a file, or a folder with -Recurse, file by file; each file is read through its path again, so a share
     that goes away in the middle fails the copy there (Windows: ERROR_NETNAME_DELETED)."""
     inv.require("Destination")
+    if inv.get("Credential") is not None:  # the FileSystem provider takes credentials only through New-PSDrive
+        message = (
+            "The provider does not support the use of credentials. Perform the operation again without specifying "
+            "credentials."
+        )
+        raise CmdletError(message, "NotSupported", "NotImplemented", NOT_SUPPORTED)
     destination = str(inv.get("Destination"))
     for text in inv.strings("LiteralPath") or inv.strings("Path"):
         source = local_path(inv.host, text)

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from hosts.inventory.refresh import refresh_host
+from hosts.models import LabShare
 from jobs.models import Job
 from tests.plugins.browser import ARTIFACTS, login
+from tests.plugins.sim import kind_to_the_second_hop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.worker]
 
@@ -17,7 +19,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.worker]
 def test_operator_migrates_a_vm_with_the_wizard_and_sees_it_run_on_the_target(
     browser_page: Any, live_console: Any, celery_worker_process: Any, sim_lab: Any, registered_host: Any, operator: Any
 ) -> None:
-    lab = sim_lab(scenarios=["migration"])
+    # The export method's wizard from NTLM sessions: the second hop is the workgroup story's subject, not this one's.
+    lab = kind_to_the_second_hop(sim_lab(scenarios=["migration"]))
     source, target = (registered_host(h) for h in lab.hosts)
     assert refresh_host(source).ok and refresh_host(target).ok
     page = browser_page
@@ -27,6 +30,7 @@ def test_operator_migrates_a_vm_with_the_wizard_and_sees_it_run_on_the_target(
         page.select_option("#source-host", str(source.pk))
     page.select_option("#vm", "Win11-B")
     page.select_option("#target-host", str(target.pk))
+    page.check("input[name=method][value=export]")
     page.check("input[name=unseal][value=authorise]")
     with page.expect_navigation():
         page.click("#preview")
@@ -79,3 +83,54 @@ def test_in_a_workgroup_the_wizard_explains_why_live_migration_cannot_work_and_o
     assert page.locator("#migrate-submit").count() == 0
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "migrate-workgroup-preflight.png"), full_page=True)
+
+
+def test_in_a_workgroup_the_operator_moves_a_vm_through_the_sources_own_share(
+    browser_page: Any, live_console: Any, celery_worker_process: Any, sim_lab: Any, registered_host: Any, operator: Any
+) -> None:
+    """Two workgroup hosts, NTLM sessions, the second hop refused as on Windows: the wizard says the lab share and
+    live migration cannot work and why, offers the copy from the source's own share with its stored account, and the
+    job moves the VM; the share's password is on no page."""
+    lab = sim_lab(scenarios=["migration"])
+    for sim in lab.hosts:
+        sim.model.domain = None
+    password = "Sh4re-only-Pa55!"
+    lab.hosts[0].model.share_folder("VMExports", r"D:\VMExports", {r"HV01\vmshare": password})
+    source, target = (registered_host(h) for h in lab.hosts)
+    share = LabShare(path=r"\\HV01\VMExports", account=r"HV01\vmshare")
+    share.set_password(password)
+    share.save()
+    share.hosts.set([source, target])
+    assert refresh_host(source).ok and refresh_host(target).ok
+    page = browser_page
+    login(page, live_console, operator)
+    page.goto(f"{live_console.url}/jobs/new/migrate/")
+    with page.expect_navigation():
+        page.select_option("#source-host", str(source.pk))
+    page.select_option("#vm", "Win11-B")
+    page.select_option("#target-host", str(target.pk))
+    page.check("input[name=method][value=pull]")
+    page.check("input[name=unseal][value=authorise]")
+    with page.expect_navigation():
+        page.click("#preview")
+    methods = page.locator("#methods")
+    assert "can work" in methods.locator("tr[data-method=pull]").inner_text()
+    assert "not a second hop" in methods.locator("tr[data-method=pull]").inner_text()
+    assert "cannot work" in methods.locator("tr[data-method=export]").inner_text()
+    assert "A workgroup pair cannot live-migrate" in methods.locator("tr[data-method=live]").inner_text()
+    page.click("text=Show PowerShell")
+    powershell = page.locator("pre.powershell").inner_text()
+    assert "New-PSDrive -Name" in powershell and "-Credential (Get-Credential -UserName 'HV01\\vmshare'" in powershell
+    assert "Copy-Item -LiteralPath" in powershell and "Remove-PSDrive -Name" in powershell
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "migrate-workgroup-share.png"), full_page=True)
+    assert password not in page.content()
+    with page.expect_navigation():
+        page.click("#migrate-submit")
+    job = Job.objects.get(kind="migrate_vm")
+    page.wait_for_function("window.guardianJobLog && window.guardianJobLog.snapshot().ended", timeout=60_000)
+    assert page.locator(f'[data-job-state="{job.pk}"]').inner_text() == "succeeded"
+    assert "running there" in page.locator("#job-summary").inner_text()
+    assert password not in page.content()
+    page.screenshot(path=str(ARTIFACTS / "migrate-workgroup-job-log.png"), full_page=True)
+    assert lab.hosts[1].model.vm("Win11-B").state == "Running"

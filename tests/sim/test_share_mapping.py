@@ -107,3 +107,12 @@ def test_a_share_survives_a_restart_of_its_host(pair, tmp_path):
     source.save()
     again = HostModel.load_or_create(source.state_dir, "HV01")
     assert again.shares["vmexports"].path == FOLDER and again.shares["vmexports"].accepts("HV01", "vmshare", PASSWORD)
+
+
+def test_copy_item_takes_no_credentials_of_its_own(pair):
+    """The reason the console maps a drive: the FileSystem provider takes credentials only through New-PSDrive."""
+    _, target = pair
+    with logon.impersonating(ntlm()):
+        refused = error(target, "Copy-Item", LiteralPath=rf"{SHARE}\out", Destination=r"C:\In", Recurse=None,
+                        Credential=Credential(ACCOUNT, Secret(PASSWORD)))  # fmt: skip
+        assert refused.message.startswith("The provider does not support the use of credentials.")
