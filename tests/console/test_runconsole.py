@@ -94,7 +94,11 @@ def test_make_run_starts_the_console_with_a_refreshed_demo_lab_and_ctrl_c_stops_
         hosts = [row[0] for row in db.execute("select name from hosts_host order by name")]
         vms = db.execute("select count(*) from inventory_virtualmachine").fetchone()[0]
         audited = [row for row in db.execute("select action, object_repr from console_auditevent order by id")]
+        shares = {row[0]: row[1:] for row in db.execute("select path, account, password from hosts_labshare")}
     assert hosts == ["HV01", "HV02", "HV03", "HV04"]
+    # A workgroup lab: each host shares a folder with an account of its own, stored sealed for the migration wizard.
+    account, sealed = shares["\\\\HV01\\VMExports"]
+    assert account == "HV01\\vmshare" and sealed.startswith("v1:") and len(shares) == 5  # and \\LAB\share
     assert vms > 0
     # The admin and the demo hosts it made are in the audit trail like any other change.
     assert ("user.create", "admin") in audited

@@ -34,13 +34,17 @@ from console.datafiles import exposed_database_files, private_dir
 from console.models import AuditEvent, PasswordChangeRequired
 from console.roles import ADMIN, set_role
 from console.settings import redis_services
-from hosts.models import Host
+from hosts.models import Host, LabShare
 from jobs.inventory import INVENTORY_REFRESH
 from jobs.services import create_job
 
 # HV01 healthy, HV02 reinstalled (its VMs will not start), HV03 with deleted certificates, HV04 fresh (a target
 # for the migration wizard).
 DEMO_SCENARIOS = ["healthy", "reinstalled", "deleted-certs", "fresh"]
+# The demo hosts are a workgroup (NTLM sessions, no second hop): each shares a folder with a local account of its
+# own, which the console stores per share, so the wizard's "copy from the source's own share" works between them.
+DEMO_SHARE = "VMExports=D:\\VMExports"
+LAB_SHARE_PATH = "\\\\LAB\\share"  # listed too, so the wizard explains why exporting to it cannot work
 # A child that dies is started again after FIRST_BACKOFF seconds, doubling up to MAX_BACKOFF while it keeps dying
 # within STABLE_SECONDS of its start (a crash loop must not spin the machine); one that ran that long starts over.
 FIRST_BACKOFF, MAX_BACKOFF, STABLE_SECONDS = 1.0, 60.0, 60.0
@@ -242,20 +246,23 @@ class Command(BaseCommand):
         ]
         for scenario in DEMO_SCENARIOS:
             argv += ["--scenario", scenario]
+        argv += ["--share", DEMO_SHARE]
         lab = self.spawn("lab", argv, env, after_restart=self.read_lab, stdout=subprocess.PIPE, text=True)
         return self.read_lab(lab)
 
     def read_lab(self, lab: subprocess.Popen[Any]) -> list[str]:
         """Register the hosts the lab announces (again after a restart: their ports change)."""
         assert lab.stdout is not None
-        hosts = []
+        hosts, shares = [], []
         for _ in DEMO_SCENARIOS:
             line = lab.stdout.readline()
             if not line:
                 raise CommandError(f"the simulated lab exited with code {lab.wait()} before it was ready")
             announced = json.loads(line)
             hosts.append(self.register(announced))
+            shares += announced.get("shares", [])
             self.backups.extend(text for text in self.describe_backup(announced) if text not in self.backups)
+        register_demo_shares(shares, list(Host.objects.filter(name__in=hosts)))
         return hosts
 
     @staticmethod
@@ -346,3 +353,17 @@ def refuse_exposed_database() -> None:
             f"Other users of this machine can read the console's database ({names}): it holds live session keys. "
             f"Make it private, then start again:\n    chmod 600 {names}\n    chmod 700 {Path(settings.VAR_DIR)}"
         )
+
+
+def register_demo_shares(announced: list[dict[str, Any]], hosts: list[Host]) -> None:
+    """List the demo hosts' shares for all of them, each with the account the lab gave it (sealed, never printed),
+    and the lab share, which the wizard then rates as unreachable from NTLM sessions."""
+    for entry in [{"path": LAB_SHARE_PATH}, *announced]:
+        share, created = LabShare.objects.get_or_create(path=entry["path"])
+        share.account = entry.get("account", "")
+        share.set_password(entry.get("password", ""))
+        share.save()
+        share.hosts.set(hosts)
+        if created:
+            detail = {"path": share.path, "hosts": sorted(h.name for h in hosts), "account": share.account}
+            AuditEvent.record(None, "share.create", share, via="runconsole (demo lab)", **detail)
