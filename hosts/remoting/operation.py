@@ -141,7 +141,7 @@ def quote(value: Any) -> str:
     if isinstance(value, Secret):
         return "(Read-Host -AsSecureString '<password>')"
     if isinstance(value, Credential):
-        return f"(Get-Credential -UserName {quote(value.user)} -Message '<password of the share account>')"
+        return f"(Get-Credential -UserName {quote(value.user)} -Message 'Password of the share account')"
     if isinstance(value, bool):
         return "$true" if value else "$false"
     if value is None:

@@ -118,6 +118,8 @@ def test_in_a_workgroup_the_operator_moves_a_vm_through_the_sources_own_share(
     assert "not a second hop" in methods.locator("tr[data-method=pull]").inner_text()
     assert "cannot work" in methods.locator("tr[data-method=export]").inner_text()
     assert "A workgroup pair cannot live-migrate" in methods.locator("tr[data-method=live]").inner_text()
+    remedy = methods.locator("tr[data-method=export] pre.remedy").inner_text()
+    assert "Copy from the source's own share" in remedy
     page.click("text=Show PowerShell")
     powershell = page.locator("pre.powershell").inner_text()
     assert "New-PSDrive -Name" in powershell and "-Credential (Get-Credential -UserName 'HV01\\vmshare'" in powershell

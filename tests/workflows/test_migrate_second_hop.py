@@ -96,6 +96,8 @@ def test_the_wizard_shows_the_methods_and_offers_no_job_for_a_refused_one(world:
     page = operator_client.get("/jobs/new/migrate/", choose).content.decode()
     assert 'id="methods"' in page and "A workgroup pair cannot live-migrate" in page
     assert 'data-method="export" data-runnable="no"' in page and 'data-method="register" data-runnable="yes"' in page
+    # The PowerShell that would make a refused method work, as lines (the template once printed its own source)
+    assert "Add-Computer -DomainName &lt;domain&gt; -Restart  # on HV01\n" in page and "verdict.configure" not in page
     assert 'id="migrate-submit"' not in page
 
 

@@ -317,7 +317,7 @@ class Migration:
         the mapping whatever happened (a failed removal stays in the ledger with the command to run)."""
         if self.share_account is None:
             raise JobFailed(f"No account is stored for {self.opts.share} (Hosts › Lab shares).")
-        drive = f"gc{secrets.token_hex(4)}"
+        drive = f"gc-{secrets.token_hex(4)}-share"  # a drive of this session alone, named like the temporary files
         root = self.opts.share.rstrip("\\")
         mapped = self.ledger.did(
             f"{root} mapped on {self.target} as drive {drive}:",
