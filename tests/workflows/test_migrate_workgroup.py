@@ -136,7 +136,8 @@ def test_the_preflight_says_why_not_and_what_to_configure(world: Any) -> None:
     assert verdicts == {"pull": False, "export": False, "live": False, "register": True}
     assert "not a share of HV01" in plan.methods["pull"].reasons[0]
     configure = "\n".join(plan.methods["pull"].configure)
-    assert "New-SmbShare -Name 'share' -Path 'D:\\VMExports' -ReadAccess 'HV01\\vmshare'" in configure
+    assert "New-SmbShare -Name 'VMExports' -Path 'D:\\VMExports' -ReadAccess 'HV01\\vmshare'" in configure
+    assert "Hosts › Lab shares: \\\\HV01\\VMExports for HV01 and HV02, with the account HV01\\vmshare" in configure
     assert "Set-NetFirewallRule -DisplayGroup 'File And Printer Sharing' -Enabled True -Profile Private" in configure
     assert "Copy from the source's own share" in plan.methods["export"].configure[0]
     live = "\n".join(plan.methods["live"].configure)

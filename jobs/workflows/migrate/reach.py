@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from hosts.models import Host, LabShare
 from hosts.remoting.catalog.vms import Membership
+from hosts.remoting.operation import quote
 
 KERBEROS, CREDSSP = "Kerberos", "CredSSP"
 MIGRATION_SERVICE = "Microsoft Virtual System Migration Service"
@@ -95,7 +96,7 @@ def pull_verdict(src: HopFacts, tgt: HopFacts, pull: PullFacts) -> Verdict:
         )
     if verdict.reasons:
         verdict.runnable = False
-        verdict.configure = serve_share(src, tgt, pull.path)
+        verdict.configure = serve_share(src, tgt, share_name(pull.path) if served_here else "VMExports")
         return verdict
     assert share is not None
     verdict.reasons = [
@@ -118,15 +119,14 @@ def share_name(unc: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-def serve_share(src: HopFacts, tgt: HopFacts, unc: str) -> list[str]:
+def serve_share(src: HopFacts, tgt: HopFacts, name: str) -> list[str]:
     """The PowerShell that makes the source serve a folder to the target with an account of its own."""
-    name = share_name(unc) or "VMExports"
     account = f"{src.computer_name}\\vmshare"
     return [
         f"# On {src.host}: a local account that may only read the exports, a folder and its share,",
         "New-LocalUser -Name 'vmshare' -Password (Read-Host -AsSecureString 'Password of vmshare')",
         "New-Item -ItemType Directory -Path 'D:\\VMExports'",
-        f"New-SmbShare -Name '{name}' -Path 'D:\\VMExports' -ReadAccess '{account}'",
+        f"New-SmbShare -Name {quote(name)} -Path 'D:\\VMExports' -ReadAccess {quote(account)}",
         "# and File and Printer Sharing open on the Private profile (the network must be Private too):",
         "Set-NetConnectionProfile -InterfaceAlias 'Ethernet' -NetworkCategory Private",
         "Set-NetFirewallRule -DisplayGroup 'File And Printer Sharing' -Enabled True -Profile Private",
