@@ -116,3 +116,25 @@ def test_copy_item_takes_no_credentials_of_its_own(pair):
         refused = error(target, "Copy-Item", LiteralPath=rf"{SHARE}\out", Destination=r"C:\In", Recurse=None,
                         Credential=Credential(ACCOUNT, Secret(PASSWORD)))  # fmt: skip
         assert refused.message.startswith("The provider does not support the use of credentials.")
+
+
+@pytest.mark.parametrize(
+    ("session", "without_mapping"),
+    [
+        (Logon(logon.NTLM, "labadmin"), False),
+        (Logon(logon.BASIC, "labadmin"), False),
+        (Logon(logon.KERBEROS, "labadmin@LAB.TEST"), False),
+        (Logon(logon.KERBEROS, "labadmin@LAB.TEST", frozenset({logon.SHARE_SERVICE})), True),
+        (Logon(logon.CREDSSP, "LAB\\labadmin"), True),
+    ],
+    ids=["ntlm", "basic", "kerberos", "kerberos-delegated-to-cifs", "credssp"],
+)
+def test_every_session_kind_reaches_a_share_mapped_with_its_account(pair, session, without_mapping):
+    """The share's own account works whatever the session: it is not a second hop. Only a logon that can delegate
+    reaches the share on its own credentials."""
+    _, target = pair
+    with logon.impersonating(session):
+        assert out(target, "Test-Path", Path=rf"{SHARE}\out") == [without_mapping]
+        mapped(target)
+        assert out(target, "Test-Path", Path=r"gcx:\out\Win11-B\disk.vhdx") == [True]
+        out(target, "Remove-PSDrive", Name="gcx")
