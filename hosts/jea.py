@@ -24,16 +24,16 @@ CONFIG_DIR = r"C:\ProgramData\GuardianConsole"
 VISIBLE_PROVIDERS = ("Certificate", "FileSystem")
 SAFE_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\\@-]{0,127}")
 CMDLET_NAME = re.compile(r"[A-Za-z]+-[A-Za-z0-9]+")
-# Every HgsClient command has a noun starting with "Hgs" (Get-HgsGuardian, ConvertTo-HgsKeyProtector, ...), and no
-# other command the console sends has one.
-HGS_CLIENT_NOUN = re.compile(r"-Hgs", flags=re.IGNORECASE)
+# Every HgsClient command has a noun starting with "Hgs" (Get-HgsGuardian, ConvertTo-HgsKeyProtector, ...), every
+# SmbShare one with "Smb" (Get-SmbShare, a CDXML function), and no other command the console sends has one.
+FUNCTION_NOUN = re.compile(r"-(Hgs|Smb)", flags=re.IGNORECASE)
 # Stable GUIDs, so the files are the same every time the page is rendered for the same endpoint.
 GUID_NAMESPACE = uuid.UUID("6b0f4f2e-6d39-4c55-9a3b-7c1c2d0e9f11")
 
 
-def is_hgs_client_function(command: str) -> bool:
-    """Whether the command comes from the HgsClient module, whose commands are functions, not cmdlets."""
-    return bool(HGS_CLIENT_NOUN.search(command))
+def is_module_function(command: str) -> bool:
+    """Whether the command comes from the HgsClient or SmbShare module, whose commands are functions, not cmdlets."""
+    return bool(FUNCTION_NOUN.search(command))
 
 
 def quoted_list(values: list[str] | tuple[str, ...]) -> str:
@@ -61,11 +61,11 @@ class JeaEndpoint:
 
     @property
     def visible_cmdlets(self) -> tuple[str, ...]:
-        return tuple(c for c in self.cmdlets if not is_hgs_client_function(c))
+        return tuple(c for c in self.cmdlets if not is_module_function(c))
 
     @property
     def visible_functions(self) -> tuple[str, ...]:
-        return tuple(c for c in self.cmdlets if is_hgs_client_function(c))
+        return tuple(c for c in self.cmdlets if is_module_function(c))
 
     @property
     def role_capability_path(self) -> str:

@@ -420,12 +420,39 @@ class LabShare(models.Model):
     path = models.CharField("UNC path", max_length=260, unique=True, validators=[validate_unc])
     hosts = models.ManyToManyField(Host, related_name="lab_shares", blank=True)
     created = models.DateTimeField(default=timezone.now)
+    # The share's own account (a local account of the host that serves it), for hosts whose session cannot pass its
+    # credentials on (NTLM, a workgroup): the target maps the share with it. Sealed like a host's password.
+    account = models.CharField("Share account", max_length=200, blank=True)
+    password = EncryptedField()
 
     class Meta:
         ordering = ["path"]
 
     def __str__(self) -> str:
         return self.path
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.account and self.password)
+
+    def set_password(self, plaintext: str) -> None:
+        self.password = seal_text(plaintext)
+
+    def get_password(self) -> str:
+        """The share account's password; raises crypto.SecretError (naming the share, never the secret)."""
+        try:
+            return open_text(self.password)
+        except crypto.SecretError as error:
+            raise type(error)(f"password of the share {self.path}: {error}") from None
+
+    @property
+    def server(self) -> str:
+        """The host part of \\\\server\\share."""
+        return self.path.lstrip("\\").split("\\", 1)[0]
+
+    @property
+    def share_name(self) -> str:
+        return self.path.lstrip("\\").split("\\")[1] if self.path.count("\\") >= 3 else ""
 
     @classmethod
     def offered_to(cls, *hosts: Host) -> list[str]:

@@ -1,9 +1,13 @@
 """Lab shares: the admin page that names the file shares VMs may be exported through, and which hosts may use each.
 
 Administrators own this list (manage_hosts); the migration wizard offers only these shares. Every change is audited.
+A share may carry its own account (a local account of the host serving it): the workgroup method maps the share
+with it from the target, as a PSCredential. The password is sealed like a host's and never shown or audited.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from django import forms
 from django.contrib import messages
@@ -20,10 +24,28 @@ from .models import Host, LabShare
 
 class LabShareForm(forms.ModelForm):  # type: ignore[type-arg]
     hosts = forms.ModelMultipleChoiceField(Host.objects.order_by("name"), widget=forms.CheckboxSelectMultiple)
+    # For a share served by a source host in a workgroup: the target maps it with this account (never shown again).
+    password = forms.CharField(
+        label="Share account's password", required=False, strip=False, widget=forms.PasswordInput(render_value=False)
+    )
 
     class Meta:
         model = LabShare
-        fields = ["path", "hosts"]
+        fields = ["path", "hosts", "account"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if bool(cleaned.get("account")) != bool(cleaned.get("password")):
+            raise forms.ValidationError("Give the share account and its password together, or neither.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> LabShare:
+        share: LabShare = super().save(commit=False)
+        share.set_password(self.cleaned_data.get("password") or "")
+        if commit:
+            share.save()
+            self.save_m2m()
+        return share
 
 
 @require("manage_hosts")
@@ -34,7 +56,7 @@ def share_list(request: HttpRequest) -> HttpResponse:
         with transaction.atomic():
             share = form.save()
             hosts = sorted(h.name for h in share.hosts.all())
-            AuditEvent.record(request.user, "share.create", share, path=share.path, hosts=hosts)
+            AuditEvent.record(request.user, "share.create", share, path=share.path, hosts=hosts, account=share.account)
         messages.success(request, f"Lab share {share} added.")
         return redirect("hosts:shares")
     shares = LabShare.objects.prefetch_related("hosts")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import secrets
 import signal
 import sys
 import threading
@@ -19,6 +20,8 @@ from hypervsim.capture import Capture
 from hypervsim.logon import Delegation
 from hypervsim.model import EDITIONS
 from hypervsim.server import default_idle_timeout
+
+SHARE_ACCOUNT = "vmshare"  # the local account --share makes a share readable by (as New-SmbShare -ReadAccess)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,6 +94,15 @@ def _parser() -> argparse.ArgumentParser:
             "forwardable is delegated too",
         )
         sub.add_argument(
+            "--share",
+            action="append",
+            dest="shares",
+            default=[],
+            metavar="NAME=FOLDER",
+            help=f"share a local folder on each host, readable by its local account '{SHARE_ACCOUNT}' (repeatable); "
+            "the announcement gives the account and its password",
+        )
+        sub.add_argument(
             "--edition",
             choices=sorted(EDITIONS),
             default=None,
@@ -120,7 +132,20 @@ def _start(args: argparse.Namespace) -> list[SimHost]:
         hosts = start_lab(args.dir, args.hosts, args.scenarios, first=args.first, **credentials).hosts
     for host in hosts:
         _second_hop_facts(host, args)
+        _share_folders(host, args.shares)
     return hosts
+
+
+def _share_folders(host: SimHost, specs: list[str]) -> None:
+    """New-SmbShare on the host for each NAME=FOLDER, readable by its local account SHARE_ACCOUNT; a share it already
+    has (a restarted lab) keeps its password."""
+    with host.model.changing() as model:
+        for spec in specs:
+            name, _, folder = spec.partition("=")
+            if not name or not folder:
+                raise ValueError(f"--share wants NAME=FOLDER, not {spec!r}")
+            if name.casefold() not in model.shares:
+                model.share_folder(name, folder, {SHARE_ACCOUNT: secrets.token_urlsafe(12)})
 
 
 def _second_hop_facts(host: SimHost, args: argparse.Namespace) -> None:
@@ -141,6 +166,12 @@ def _announcement(host: SimHost) -> dict[str, Any]:
     """The host's JSON line. A reinstalled host's lost guardian gets its backup written to the lab share first (as an
     admin would have exported it), so a demo can show the restore; the line says where and with which password."""
     line = host.announcement()
+    shares = [
+        {"path": f"\\\\{host.name}\\{share.name}", "account": f"{host.name}\\{user}", "password": password}
+        for share in host.model.shares.values()
+        for user, password in share.accounts.items()
+    ]
+    line |= {"shares": shares} if shares else {}
     if scenarios.has_previous_guardian(host) and host.model.lab is not None:
         directory = host.model.lab.share / "backup" / host.name
         scenarios.backup_files(host, directory)

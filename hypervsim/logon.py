@@ -15,11 +15,22 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 NTLM, BASIC, CREDSSP, KERBEROS = "NTLM", "Basic", "CredSSP", "Kerberos"
 SHARE_SERVICE = "cifs"
 MIGRATION_SERVICE = "Microsoft Virtual System Migration Service"
+
+
+@dataclass(frozen=True)
+class Drive:
+    """A PowerShell drive on a share, made by New-PSDrive with explicit credentials: Windows connects to the share
+    with them (WNetAddConnection2) for this logon session, so the session reaches that one share without any
+    credentials of its own to pass on — not a second hop."""
+
+    name: str
+    root: str  # \\server\share
+    user: str
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,8 @@ class Logon:
     mechanism: str
     user: str = ""
     delegates_to: frozenset[str] = frozenset()
+    # The session's drives by name (casefolded): runspace state, changed by New-PSDrive / Remove-PSDrive.
+    drives: dict[str, Drive] = field(default_factory=dict, compare=False, hash=False)
 
     def can_reach(self, service: str, server: str = "") -> bool:
         """Whether this logon can authenticate to a service (on `server`, when known) on a third machine."""
@@ -42,6 +55,10 @@ class Logon:
         if self.mechanism != KERBEROS:
             return False
         return service in self.delegates_to or any(_names(spn, service, server) for spn in self.delegates_to)
+
+    def connected_to(self, root: str) -> bool:
+        """Whether this session holds an explicit-credential connection to the share \\\\server\\share."""
+        return any(d.root.casefold() == root.casefold() for d in self.drives.values())
 
 
 def _names(spn: str, service: str, server: str) -> bool:

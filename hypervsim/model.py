@@ -59,7 +59,44 @@ class PathOutsideArea(ValueError):
 
 
 class ShareAccessDenied(PathOutsideArea):
-    """The lab share, asked for by a session whose logon cannot reach another machine (the second hop)."""
+    """A share, asked for by a session whose logon cannot reach another machine (the second hop)."""
+
+
+class ShareGone(PathOutsideArea):
+    """A host's share that was there and is no longer (removed, or its host left the network)."""
+
+
+class DriveMissing(PathOutsideArea):
+    """A path on a PowerShell drive this session does not have."""
+
+    def __init__(self, drive: str) -> None:
+        super().__init__(drive)
+        self.drive = drive
+
+
+@dataclass
+class SmbShare:
+    """A folder a host shares (New-SmbShare), and the local accounts allowed to read it with their passwords.
+
+    `vanishes_after` (runtime only, a fault): the share disappears after that many more paths were opened through it,
+    as when its host stops sharing or drops off the network in the middle of a copy."""
+
+    name: str
+    path: str  # the local folder on the sharing host
+    accounts: dict[str, str] = field(default_factory=dict)  # user (as the host spells it) -> password
+    vanishes_after: int | None = field(default=None, compare=False)
+
+    def accepts(self, host_name: str, user: str, password: str) -> bool:
+        """Whether a local account of the host matches: `user`, `HOST\\user` and `.\\user` name the same one."""
+        wanted = _account(host_name, user)
+        return any(_account(host_name, u) == wanted and p == password for u, p in self.accounts.items())
+
+
+def _account(host_name: str, user: str) -> str:
+    domain, _, name = user.rpartition("\\")
+    if domain in ("", ".") or domain.casefold() == host_name.casefold():
+        return name.casefold()
+    return user.casefold()
 
 
 @dataclass
@@ -149,12 +186,14 @@ class LabContext:
 
 
 class FileArea:
-    """Maps Windows paths onto directories: drives under <state>/files/<letter>, \\\\LAB\\share onto the lab share."""
+    """Maps Windows paths onto directories: drives under <state>/files/<letter>, \\\\LAB\\share onto the lab share,
+    \\\\<host>\\<share> onto a lab host's shared folder, `<drive>:\\` onto the session's PowerShell drives."""
 
     def __init__(self, root: Path, share: Path | None = None, second_hop: Callable[[], bool] = lambda: False) -> None:
         self.root = root
         self.share = share
         self._second_hop = second_hop  # whether the share asks the session's logon, as Windows does
+        self.lab: LabContext | None = None  # the hosts whose shares a UNC path may name
 
     def denied(self, windows_path: str) -> bool:
         """Whether the current session's logon is refused on this path (a share it has no credentials for)."""
@@ -168,6 +207,11 @@ class FileArea:
         text = windows_path.replace("/", "\\").strip()
         if self.denied(text):
             raise ShareAccessDenied(windows_path)
+        drive = re.match(r"^([^\\:/]{2,}):(\\|$)", text)
+        if drive:
+            return self._on_drive(drive.group(1), text[drive.end() :], windows_path)
+        if _host_share(text):
+            return self._on_host_share(text, windows_path)
         if text.casefold().startswith(LAB_SHARE_UNC.casefold() + "\\") or text.casefold() == LAB_SHARE_UNC.casefold():
             if self.share is None:
                 raise PathOutsideArea(windows_path)
@@ -179,6 +223,32 @@ class FileArea:
         else:
             return self.resolve(HOME + "\\" + text)
         return self._walk(base, [p for p in rest.split("\\") if p not in ("", ".")], windows_path)
+
+    def _on_drive(self, name: str, rest: str, original: str) -> Path:
+        found = logon.current().drives.get(name.casefold())
+        if found is None:
+            raise DriveMissing(name)
+        return self.resolve(found.root + "\\" + rest)
+
+    def _on_host_share(self, text: str, original: str) -> Path:
+        """A path on a share of a lab host: its folder there, if the session may read it (docs/domain.md)."""
+        server, name, *rest = text.lstrip("\\").split("\\")
+        root = f"\\\\{server}\\{name}"
+        peer = self.lab.peer(server) if self.lab is not None else None
+        share = peer.shares.get(name.casefold()) if peer is not None and peer.on_network else None
+        if share is None:
+            raise PathOutsideArea(original)
+        session = logon.current()
+        if self._second_hop() and not (session.can_reach(logon.SHARE_SERVICE) or session.connected_to(root)):
+            raise ShareAccessDenied(original)
+        assert peer is not None
+        if share.vanishes_after is not None:
+            share.vanishes_after -= 1
+            if share.vanishes_after < 0:
+                peer.shares.pop(name.casefold(), None)
+                raise ShareGone(original)
+        with logon.impersonating(logon.LOCAL_SYSTEM):  # the file server reads its own folder
+            return peer.files.resolve("\\".join([share.path, *rest]))
 
     def _walk(self, base: Path, parts: list[str], original: str) -> Path:
         current = base
@@ -201,8 +271,18 @@ class FileArea:
         """The Windows spelling of a local path inside the area (inverse of resolve)."""
         if self.share is not None and local.is_relative_to(self.share):
             return "\\".join([LAB_SHARE_UNC, *local.relative_to(self.share).parts])
+        if not local.is_relative_to(self.root):
+            return str(local)  # a file of another host, read through its share
         drive, *rest = local.relative_to(self.root).parts
         return f"{drive}:\\" + "\\".join(rest)
+
+
+def _host_share(text: str) -> bool:
+    """\\\\server\\share[\\...] naming a host's share (the lab share \\\\LAB\\share has its own folder)."""
+    if not text.startswith("\\\\"):
+        return False
+    parts = text[2:].split("\\")
+    return len(parts) >= 2 and all(parts[:2]) and parts[0].casefold() != "lab"
 
 
 def _existing_case(directory: Path, name: str) -> str:
@@ -235,6 +315,7 @@ class HostModel:
         # The domain's word on this host's computer account (Active Directory, not the host): where it may delegate
         # a Kerberos logon to (constrained delegation, hypervsim/logon.py). Nothing until an admin grants it.
         self.delegation = logon.Delegation()
+        self.shares: dict[str, SmbShare] = {}  # by name, casefolded
         self.lock = threading.RLock()
         self.files = FileArea(state_dir / "files", second_hop=lambda: self.strict.second_hop)
         self.lab: LabContext | None = None
@@ -263,7 +344,7 @@ class HostModel:
         """Join a lab: its share becomes reachable as \\\\LAB\\share and peers can find this host."""
         lab.share.mkdir(parents=True, exist_ok=True)
         self.files.share = lab.share
-        self.lab = lab
+        self.files.lab = self.lab = lab
         lab.register(self)
 
     def save(self) -> None:
@@ -287,6 +368,7 @@ class HostModel:
                 "live_migration": self.live_migration,
                 "membership": [self.domain, self.migration_authentication, self.credssp_server],
                 "delegation": [list(self.delegation.allowed_to), self.delegation.any_protocol],
+                "shares": [[s.name, s.path, s.accounts] for s in self.shares.values()],
             }
             _atomic_write(self.state_dir / "host.json", json.dumps(data, indent=1))
 
@@ -314,6 +396,7 @@ class HostModel:
         )
         allowed_to, any_protocol = data.get("delegation", [[], False])
         self.delegation = logon.Delegation(tuple(allowed_to), any_protocol)
+        self.shares = {n.casefold(): SmbShare(n, p, a) for n, p, a in data.get("shares", [])}
         self.store = None
         if data["store_exists"]:
             self.store = {}
@@ -382,6 +465,12 @@ class HostModel:
         for vhd in vm.vhd_paths:
             self.write_file(vhd, b"vhdx" + name.encode())
         return vm
+
+    def share_folder(self, name: str, path: str, accounts: dict[str, str]) -> SmbShare:
+        """Share a local folder (New-SmbShare -Name -Path -ReadAccess) readable by these local accounts."""
+        self.files.resolve(path).mkdir(parents=True, exist_ok=True)
+        share = self.shares[name.casefold()] = SmbShare(name, path, dict(accounts))
+        return share
 
     def write_file(self, windows_path: str, data: bytes) -> Path:
         local = self.files.resolve(windows_path)

@@ -21,6 +21,7 @@ from psrpcore.types import (
     CommandTypes,
     ErrorCategory,
     ProgressRecordType,
+    PSCredential,
     PSDict,
     PSInt,
     PSInt64,
@@ -43,7 +44,7 @@ from hypervsim.faults import ConnectionDrop
 from hypervsim.jea import Role
 from hypervsim.logon import Logon
 from hypervsim.serialization import at_depth_one
-from hypervsim.types import Secret
+from hypervsim.types import Credential, Secret
 
 if TYPE_CHECKING:
     from hypervsim.server import HostRuntime
@@ -234,6 +235,9 @@ def scripts_not_allowed(script: str) -> CmdletError:
 def _plain(value: Any) -> Any:
     if isinstance(value, PSSecureString):
         return Secret(value.decrypt())
+    if isinstance(value, PSCredential):  # rehydrated as Windows does (MS-PSRP 2.2.3.25), its password decrypted
+        password = value.Password
+        return Credential(str(value.UserName), Secret(password.decrypt() if password is not None else ""))
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
@@ -260,6 +264,8 @@ def masked(parameters: dict[str, Any]) -> dict[str, Any]:
     def mask(value: Any) -> Any:
         if isinstance(value, Secret):
             return "********"
+        if isinstance(value, Credential):
+            return f"PSCredential({value.user}, ********)"
         if isinstance(value, bytes | bytearray):
             return f"<{len(value)} bytes>"
         if isinstance(value, list):

@@ -49,9 +49,10 @@ class Strictness:
     opaque_key_protector: bool = True
     # The second hop (hypervsim/logon.py): a session logged on with NTLM, Basic or Kerberos without delegation is
     # refused on \\LAB\share (Test-Path False, Hyper-V's "General access denied error (0x80070005)") and by other
-    # hosts (Move-VM, Compare-VM -DestinationHost), and a workgroup pair cannot live-migrate. Off: the console's
-    # share and live-migration methods run from its NTLM sessions.
-    second_hop: bool = False
+    # hosts (Move-VM, Compare-VM -DestinationHost), and a workgroup pair cannot live-migrate; a share mapped with
+    # explicit credentials (New-PSDrive -Credential) is reached, as that is not a second hop. Off: every session
+    # reaches every share and host, which Windows never does.
+    second_hop: bool = True
 
     @classmethod
     def windows(cls) -> Strictness:

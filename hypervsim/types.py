@@ -20,6 +20,18 @@ class Secret(str):
         return "Secret('********')"
 
 
+class Credential:
+    """A PSCredential parameter value: the user name and the decrypted password; its repr shows only the user."""
+
+    __slots__ = ("user", "password")
+
+    def __init__(self, user: str, password: Secret) -> None:
+        self.user, self.password = user, password
+
+    def __repr__(self) -> str:
+        return f"Credential({self.user!r}, '********')"
+
+
 def dotnet_object(
     type_names: list[str],
     adapted: dict[str, Any],

@@ -30,6 +30,18 @@ class Secret(str):
         return "Secret('********')"
 
 
+@dataclass(frozen=True, repr=False)
+class Credential:
+    """A parameter value sent as a PSCredential (the user name and a SecureString password). It renders as a prompt
+    for the password and never shows the password in repr()."""
+
+    user: str
+    password: Secret
+
+    def __repr__(self) -> str:
+        return f"Credential({self.user!r}, Secret('********'))"
+
+
 class Switch:
     """A switch parameter (`-Force`): present, without a value."""
 
@@ -108,7 +120,10 @@ class Operation(Generic[T]):
 
     def has_secrets(self) -> bool:
         return any(
-            isinstance(v, Secret) for statement in self.statements() for c in statement for v in c.params.values()
+            isinstance(v, Secret | Credential)
+            for statement in self.statements()
+            for c in statement
+            for v in c.params.values()
         )
 
     def describe(self) -> str:
@@ -125,6 +140,8 @@ def quote(value: Any) -> str:
     (PowerShell also treats the typographic quotes ‘ ’ ‚ ‛ as single quotes, so those are doubled too)."""
     if isinstance(value, Secret):
         return "(Read-Host -AsSecureString '<password>')"
+    if isinstance(value, Credential):
+        return f"(Get-Credential -UserName {quote(value.user)} -Message 'Password of the share account')"
     if isinstance(value, bool):
         return "$true" if value else "$false"
     if value is None:

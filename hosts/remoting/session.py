@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from django.conf import settings
-from pypsrp.complex_objects import PSInvocationState
+from pypsrp.complex_objects import PSCredential, PSInvocationState
 from pypsrp.exceptions import WinRMError
 from pypsrp.messages import MessageType
 from pypsrp.powershell import PowerShell, RunspacePool
@@ -28,7 +28,7 @@ from pypsrp.serializer import ObjectMeta, Serializer, TaggedValue
 
 from .connection import ConnectionSpec, Transport, peer_fingerprint
 from .errors import OperationCancelled, RemotingError, UnexpectedReply
-from .operation import Operation, PipelineResult, Secret, Switch
+from .operation import Credential, Operation, PipelineResult, Secret, Switch
 from .translate import error_from_record, remoting_error
 
 T = TypeVar("T")
@@ -262,6 +262,10 @@ class HostSession:
                         if self.on_secret is not None:
                             self.on_secret(str(value))
                         ps.add_parameter(name, TaggedValue("SS", str(value)))
+                    elif isinstance(value, Credential):
+                        if self.on_secret is not None:
+                            self.on_secret(str(value.password))
+                        ps.add_parameter(name, PSCredential(username=value.user, password=str(value.password)))
                     else:
                         ps.add_parameter(name, value)
             ps.add_statement()

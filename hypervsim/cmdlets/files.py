@@ -10,7 +10,7 @@ from typing import Any
 
 from hypervsim.certs import Certificate, PfxPasswordError, export_pfx, load_pfx
 from hypervsim.cmdlets import CmdletError, Invocation, cmdlet
-from hypervsim.model import HostModel, PathOutsideArea, ShareAccessDenied
+from hypervsim.model import DriveMissing, HostModel, PathOutsideArea, ShareAccessDenied, ShareGone
 from hypervsim.types import dotnet_object, property_of, utc
 
 STORE_NAME = "Shielded VM Local Certificates"
@@ -31,6 +31,13 @@ WIN32 = [
     "System.Exception",
 ]
 IO = ["System.IO.IOException", "System.SystemException", "System.Exception"]
+DRIVE_NOT_FOUND = [
+    "System.Management.Automation.DriveNotFoundException",
+    "System.Management.Automation.SessionStateException",
+    "System.Management.Automation.RuntimeException",
+    "System.SystemException",
+    "System.Exception",
+]
 _CERT_PREFIX = re.compile(r"^(cert:|microsoft\.powershell\.security\\certificate::)\\?", re.IGNORECASE)
 
 
@@ -168,6 +175,12 @@ def local_path(host: HostModel, windows_path: str) -> Path:
         return host.files.resolve(windows_path)
     except ShareAccessDenied:
         raise access_denied(windows_path) from None
+    except ShareGone:  # Windows' ERROR_NETNAME_DELETED
+        message = "The specified network name is no longer available."
+        raise io_error(message, "ShareGone", "ReadError", windows_path) from None
+    except DriveMissing as missing:
+        message = f"Cannot find drive. A drive with the name '{missing.drive}' does not exist."
+        raise CmdletError(message, "DriveNotFound", "ObjectNotFound", DRIVE_NOT_FOUND, missing.drive) from None
     except PathOutsideArea:
         raise path_not_found(windows_path) from None
 
@@ -382,7 +395,7 @@ def _exists(host: HostModel, text: str, kind: str) -> bool:
         return found and (kind == "any" or (kind == "container") == container)
     try:
         local = host.files.resolve(text)
-    except PathOutsideArea:
+    except PathOutsideArea:  # a share refused or gone, a drive the session lacks: False, as on Windows
         return False
     return {"any": local.exists(), "leaf": local.is_file(), "container": local.is_dir()}.get(kind, False)
 

@@ -95,9 +95,13 @@ def test_make_run_starts_the_console_with_a_refreshed_demo_lab_and_ctrl_c_stops_
         auth = dict(db.execute("select name, auth || ' over ' || transport from hosts_host"))
         vms = db.execute("select count(*) from inventory_virtualmachine").fetchone()[0]
         audited = [row for row in db.execute("select action, object_repr from console_auditevent order by id")]
+        shares = {row[0]: row[1:] for row in db.execute("select path, account, password from hosts_labshare")}
     assert hosts == ["HV01", "HV02", "HV03", "HV04", "HV05", "HV06"]
     # Both worlds: the workgroup hosts with Negotiate (NTLM), the domain pair with CredSSP over verified HTTPS.
     assert (auth["HV01"], auth["HV05"], auth["HV06"]) == ("negotiate over http", *["credssp over https"] * 2)
+    # Each workgroup host shares a folder with an account of its own, stored sealed for the migration wizard.
+    account, sealed = shares["\\\\HV01\\VMExports"]
+    assert account == "HV01\\vmshare" and sealed.startswith("v1:") and len(shares) == 5  # and \\LAB\share
     assert vms > 0
     # The admin and the demo hosts it made are in the audit trail like any other change.
     assert ("user.create", "admin") in audited

@@ -8,29 +8,54 @@ from typing import Any
 import pytest
 
 from hosts.inventory.refresh import refresh_host
+from hosts.models import Host, LabShare
 from jobs.models import Job
 from tests.plugins.browser import ARTIFACTS, login
+from tests.plugins.sim import kind_to_the_second_hop
 from tests.workflows.test_migrate_credssp import domain_pair
 
 pytestmark = [pytest.mark.e2e, pytest.mark.worker]
 
 
+def preview(
+    page: Any, console: Any, operator: Any, source: Host, target: Host, vm: str, method: str, unseal: str = ""
+) -> None:
+    """The operator's way through the wizard up to the preflight: both hosts refreshed, VM, target, method
+    (and how the VM may unseal there), then "Check"."""
+    assert refresh_host(source).ok and refresh_host(target).ok
+    login(page, console, operator)
+    page.goto(f"{console.url}/jobs/new/migrate/")
+    with page.expect_navigation():
+        page.select_option("#source-host", str(source.pk))
+    page.select_option("#vm", vm)
+    page.select_option("#target-host", str(target.pk))
+    page.check(f"input[name=method][value={method}]")
+    if unseal:
+        page.check(f"input[name=unseal][value={unseal}]")
+    with page.expect_navigation():
+        page.click("#preview")
+
+
+def start_and_follow(page: Any, screenshot: str) -> Job:
+    """Start the previewed migration and watch its live log until it ends: it must succeed."""
+    with page.expect_navigation():
+        page.click("#migrate-submit")
+    job = Job.objects.get(kind="migrate_vm")
+    assert page.url.endswith(f"/jobs/{job.pk}/")
+    page.wait_for_function("window.guardianJobLog && window.guardianJobLog.snapshot().ended", timeout=60_000)
+    assert page.locator(f'[data-job-state="{job.pk}"]').inner_text() == "succeeded"
+    page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
+    return job
+
+
 def test_operator_migrates_a_vm_with_the_wizard_and_sees_it_run_on_the_target(
     browser_page: Any, live_console: Any, celery_worker_process: Any, sim_lab: Any, registered_host: Any, operator: Any
 ) -> None:
-    lab = sim_lab(scenarios=["migration"])
+    # The export method's wizard from NTLM sessions: the second hop is the workgroup story's subject, not this one's.
+    lab = kind_to_the_second_hop(sim_lab(scenarios=["migration"]))
     source, target = (registered_host(h) for h in lab.hosts)
-    assert refresh_host(source).ok and refresh_host(target).ok
     page = browser_page
-    login(page, live_console, operator)
-    page.goto(f"{live_console.url}/jobs/new/migrate/")
-    with page.expect_navigation():
-        page.select_option("#source-host", str(source.pk))
-    page.select_option("#vm", "Win11-B")
-    page.select_option("#target-host", str(target.pk))
-    page.check("input[name=unseal][value=authorise]")
-    with page.expect_navigation():
-        page.click("#preview")
+    preview(page, live_console, operator, source, target, "Win11-B", "export", unseal="authorise")
     checks = page.locator("#checks").inner_text()
     assert "HV02 sees the lab share" in checks and "then authorises it" in checks
     page.click("text=Show PowerShell")
@@ -38,14 +63,8 @@ def test_operator_migrates_a_vm_with_the_wizard_and_sees_it_run_on_the_target(
     assert "Export-VM -Name 'Win11-B'" in powershell and "Grant-HgsKeyProtectorAccess" in powershell
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "migrate-preflight.png"), full_page=True)
-    with page.expect_navigation():
-        page.click("#migrate-submit")
-    job = Job.objects.get(kind="migrate_vm")
-    assert page.url.endswith(f"/jobs/{job.pk}/")
-    page.wait_for_function("window.guardianJobLog && window.guardianJobLog.snapshot().ended", timeout=60_000)
-    assert page.locator(f'[data-job-state="{job.pk}"]').inner_text() == "succeeded"
+    start_and_follow(page, "migrate-job-log.png")
     assert "running there" in page.locator("#job-summary").inner_text()
-    page.screenshot(path=str(ARTIFACTS / "migrate-job-log.png"), full_page=True)
     # The inventory of both hosts was refreshed after the job: the VM list shows it running on the target.
     page.goto(f"{live_console.url}/vms/")
     row = page.locator("tr", has_text="Win11-B").filter(has_text="HV02")
@@ -59,20 +78,10 @@ def test_in_a_workgroup_the_wizard_explains_why_live_migration_cannot_work_and_o
     """The second hop as Windows has it (the `second_hop` switch): two workgroup hosts, the console's sessions NTLM."""
     lab = sim_lab(scenarios=["migration"])
     for sim in lab.hosts:
-        sim.strict.second_hop = True
-        sim.model.domain = None
+        sim.model.domain = None  # the second hop is refused by default, as on Windows
     source, target = (registered_host(h) for h in lab.hosts)
-    assert refresh_host(source).ok and refresh_host(target).ok
     page = browser_page
-    login(page, live_console, operator)
-    page.goto(f"{live_console.url}/jobs/new/migrate/")
-    with page.expect_navigation():
-        page.select_option("#source-host", str(source.pk))
-    page.select_option("#vm", "Win11-B")
-    page.select_option("#target-host", str(target.pk))
-    page.check("input[name=method][value=live]")
-    with page.expect_navigation():
-        page.click("#preview")
+    preview(page, live_console, operator, source, target, "Win11-B", "live")
     assert "A workgroup pair cannot live-migrate" in page.locator("#checks").inner_text()
     methods = page.locator("#methods")
     assert "cannot work" in methods.locator("tr[data-method=export]").inner_text()
@@ -89,30 +98,53 @@ def test_in_a_domain_reached_with_credssp_the_wizard_offers_live_migration_and_i
     """The other world: two hosts of domain lab.test, the second hop as Windows has it, reached with CredSSP over
     HTTPS, so the console's sessions hold the account's credentials and Move-VM can authenticate to the target."""
     lab = domain_pair(sim_lab, registered_host)
-    source, target = lab.source_host, lab.target_host
-    assert refresh_host(source).ok and refresh_host(target).ok
     page = browser_page
-    login(page, live_console, operator)
-    page.goto(f"{live_console.url}/jobs/new/migrate/")
-    with page.expect_navigation():
-        page.select_option("#source-host", str(source.pk))
-    page.select_option("#vm", "Win11-A")
-    page.select_option("#target-host", str(target.pk))
-    page.check("input[name=method][value=live]")
-    page.check("input[name=unseal][value=authorise]")  # no private key leaves HV01 (an operator may)
-    with page.expect_navigation():
-        page.click("#preview")
+    # No private key leaves HV01 (an operator may authorise).
+    preview(page, live_console, operator, lab.source_host, lab.target_host, "Win11-A", "live", unseal="authorise")
     live = page.locator("#methods tr[data-method=live]")
     assert "can work" in live.inner_text() and "logs on to it with CredSSP" in live.inner_text()
     assert "can work" in page.locator("#methods tr[data-method=export]").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "migrate-domain-credssp-preflight.png"), full_page=True)
-    with page.expect_navigation():
-        page.click("#migrate-submit")
-    job = Job.objects.get(kind="migrate_vm")
-    page.wait_for_function("window.guardianJobLog && window.guardianJobLog.snapshot().ended", timeout=60_000)
-    assert page.locator(f'[data-job-state="{job.pk}"]').inner_text() == "succeeded"
-    page.screenshot(path=str(ARTIFACTS / "migrate-domain-credssp-job-log.png"), full_page=True)
+    start_and_follow(page, "migrate-domain-credssp-job-log.png")
     assert lab.target.model.vm("Win11-A").state == "Running"
     assert "Win11-A" not in {vm.name for vm in lab.source.model.vms.values()}
     assert lab.source.password not in page.content()  # the job log names no credential
+
+
+def test_in_a_workgroup_the_operator_moves_a_vm_through_the_sources_own_share(
+    browser_page: Any, live_console: Any, celery_worker_process: Any, sim_lab: Any, registered_host: Any, operator: Any
+) -> None:
+    """Two workgroup hosts, NTLM sessions, the second hop refused as on Windows: the wizard says the lab share and
+    live migration cannot work and why, offers the copy from the source's own share with its stored account, and the
+    job moves the VM; the share's password is on no page."""
+    lab = sim_lab(scenarios=["migration"])
+    for sim in lab.hosts:
+        sim.model.domain = None
+    password = "Sh4re-only-Pa55!"
+    lab.hosts[0].model.share_folder("VMExports", r"D:\VMExports", {r"HV01\vmshare": password})
+    source, target = (registered_host(h) for h in lab.hosts)
+    share = LabShare(path=r"\\HV01\VMExports", account=r"HV01\vmshare")
+    share.set_password(password)
+    share.save()
+    share.hosts.set([source, target])
+    page = browser_page
+    preview(page, live_console, operator, source, target, "Win11-B", "pull", unseal="authorise")
+    methods = page.locator("#methods")
+    assert "can work" in methods.locator("tr[data-method=pull]").inner_text()
+    assert "not a second hop" in methods.locator("tr[data-method=pull]").inner_text()
+    assert "cannot work" in methods.locator("tr[data-method=export]").inner_text()
+    assert "A workgroup pair cannot live-migrate" in methods.locator("tr[data-method=live]").inner_text()
+    remedy = methods.locator("tr[data-method=export] pre.remedy").inner_text()
+    assert "Copy from the source's own share" in remedy
+    page.click("text=Show PowerShell")
+    powershell = page.locator("pre.powershell").inner_text()
+    assert "New-PSDrive -Name" in powershell and "-Credential (Get-Credential -UserName 'HV01\\vmshare'" in powershell
+    assert "Copy-Item -LiteralPath" in powershell and "Remove-PSDrive -Name" in powershell
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "migrate-workgroup-share.png"), full_page=True)
+    assert password not in page.content()
+    start_and_follow(page, "migrate-workgroup-job-log.png")
+    assert "running there" in page.locator("#job-summary").inner_text()
+    assert password not in page.content()
+    assert lab.hosts[1].model.vm("Win11-B").state == "Running"

@@ -83,3 +83,27 @@ def test_a_job_with_a_share_nobody_listed_fails_before_touching_a_host(settings:
     ctx = SimpleNamespace(hosts=[hv01, hv02], vms=["Win11-B"], params={"share": r"\\attacker\drop"})
     with pytest.raises(JobFailed, match="Choose a lab share listed for both"):
         migrate_vm_job(ctx)  # type: ignore[arg-type]  # refused before any session is asked for
+
+
+def test_an_admin_stores_a_shares_account_sealed_and_it_is_never_shown_or_audited(admin_client: Client) -> None:
+    """The workgroup method maps a share of the source with the share's own account: the password is written once,
+    sealed like a host's, and appears on no page and in no audit event."""
+    hv01, hv02 = make_host("HV01"), make_host("HV02")
+    password = "Sh4re-only-Pa55!"
+    form = {"path": r"\\HV01\VMExports", "hosts": [hv01.pk, hv02.pk], "account": r"HV01\vmshare"}
+    assert admin_client.post("/hosts/shares/", form | {"password": password}).status_code == 302
+    share = LabShare.objects.get()
+    assert share.has_credentials and share.get_password() == password and password not in share.password
+    page = admin_client.get("/hosts/shares/").content.decode()
+    assert "HV01\\vmshare (password stored)" in page and password not in page
+    assert 'type="password"' in page and 'value="Sh4re' not in page
+    event = AuditEvent.objects.get(action="share.create")
+    assert event.detail["account"] == r"HV01\vmshare" and password not in str(event.detail)
+
+
+@pytest.mark.parametrize("given", [{"account": r"HV01\vmshare"}, {"password": "only-a-password"}])
+def test_a_shares_account_and_password_come_together(admin_client: Client, given: dict[str, str]) -> None:
+    hv01 = make_host("HV01")
+    page = admin_client.post("/hosts/shares/", {"path": r"\\HV01\VMExports", "hosts": [hv01.pk], **given})
+    assert "Give the share account and its password together" in page.content.decode()
+    assert not LabShare.objects.exists() and "only-a-password" not in page.content.decode()

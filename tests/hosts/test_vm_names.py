@@ -20,6 +20,7 @@ from jobs.workflows.migrate.run import migrate_vm
 from jobs.workflows.restore.plan import restore_vm
 from jobs.workflows.vtpm.plan import TpmChange, change_vtpm
 from tests.plugins.runs import DirectRun
+from tests.plugins.sim import kind_to_the_second_hop
 
 pytestmark = pytest.mark.django_db
 PATTERNS = ("*", "Win11-?")
@@ -86,7 +87,7 @@ def test_starting_a_vm_named_like_a_pattern_starts_only_it(sim_host: Any, regist
 
 def test_exporting_a_vm_named_like_a_pattern_moves_only_it(sim_lab: Any, registered_host: Any) -> None:
     """`[` and `]` are allowed in a folder name, so this one exports: by export and import to the other host."""
-    lab = sim_lab(scenarios=["migration"])
+    lab = kind_to_the_second_hop(sim_lab(scenarios=["migration"]))  # VM names, not the second hop, are the subject
     source, target = lab.hosts
     add_sealed_copies(source, *PATTERNS, "Win11-[AB]")
     hosts = (registered_host(source), registered_host(target))

@@ -6,7 +6,7 @@ import re
 from html import unescape
 from typing import Any
 
-from hosts.remoting.operation import Secret, Switch
+from hosts.remoting.operation import Credential, Secret, Switch
 
 
 def shown_powershell(html: str) -> list[str]:
@@ -34,8 +34,8 @@ def assert_runnable(lines: list[str]) -> None:
 # Shown versus sent ---------------------------------------------------------------------------------------------
 # A preflight's Show PowerShell and the job must be one plan: the commands a simulated host received are compared
 # with the commands the preview rendered, in order, with what legitimately differs between the two made equal:
-# secrets (a prompt in the preview, a SecureString sent), byte arrays (a variable in the preview, bytes sent) and the
-# random token of temporary names (a sample in the preview, a fresh one in the job).
+# secrets (a prompt in the preview, a SecureString or PSCredential sent), byte arrays (a variable in the preview,
+# bytes sent) and the random token of temporary names (a sample in the preview, a fresh one in the job).
 
 TEMP_TOKEN = re.compile(r"gc-[0-9a-f]{6,}-")
 
@@ -43,6 +43,8 @@ TEMP_TOKEN = re.compile(r"gc-[0-9a-f]{6,}-")
 def comparable(value: Any) -> Any:
     if isinstance(value, Secret) or value == "********":
         return "<secret>"
+    if isinstance(value, Credential):  # the simulator logs a PSCredential as PSCredential(<user>, ********)
+        return f"PSCredential({value.user}, ********)"
     if isinstance(value, bytes | bytearray) or (isinstance(value, str) and re.fullmatch(r"<\d+ bytes>", value)):
         return "<bytes>"
     if isinstance(value, Switch) or value is True:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.plugins.sim import kind_to_the_second_hop
 from tests.sim.test_cmdlets import error, lab, make_host, out  # noqa: F401 - fixtures shared with the HGS tests
 from tests.sim.test_cmdlets_remote import fails, guardian_names, ok, prop, run, session
 
@@ -75,7 +76,8 @@ def test_get_vm_finds_by_name_or_by_id_but_not_by_both(sim_host):
 
 
 def test_import_needs_copy_for_a_new_id_and_takes_a_report_piped_from_compare(sim_lab):
-    lab = sim_lab(hosts=2, scenarios=["healthy", "fresh"])
+    # NTLM sessions reaching the lab share or the peer: a parameter-set story (test_second_hop.py has the hop).
+    lab = kind_to_the_second_hop(sim_lab(hosts=2, scenarios=["healthy", "fresh"]))
     source, target = lab.hosts
     with session(source) as pool:
         ok(pool, "Export-VM", Name="Srv-Plain", Path=r"\\LAB\share\exports")
@@ -117,7 +119,8 @@ def messages(report: Any) -> list[str]:
 
 
 def test_compare_checks_a_move_to_a_lab_peer_as_move_vm_does_it(sim_lab):
-    lab = sim_lab(hosts=2, scenarios=["migration"])
+    # NTLM sessions reaching the lab share or the peer: a parameter-set story (test_second_hop.py has the hop).
+    lab = kind_to_the_second_hop(sim_lab(hosts=2, scenarios=["migration"]))
     source, target = lab.hosts
     with session(source) as pool:
         (ready,) = ok(pool, "Compare-VM", Name="Win11-B", DestinationHost="HV02", DestinationStoragePath=r"D:\Moved")
@@ -162,7 +165,8 @@ def test_compare_again_with_a_move_report_sees_the_vm_already_there(make_host):
 
 
 def test_a_lab_peer_off_the_network_cannot_be_moved_to(sim_lab):
-    lab = sim_lab(hosts=2, scenarios=["migration"])
+    # NTLM sessions reaching the lab share or the peer: a parameter-set story (test_second_hop.py has the hop).
+    lab = kind_to_the_second_hop(sim_lab(hosts=2, scenarios=["migration"]))
     source, target = lab.hosts
     target.down()
     try:

@@ -81,9 +81,11 @@ def test_an_ntlm_session_cannot_import_compare_or_list_an_export_on_the_share(ma
     assert vm.Name == "Win11-B"
 
 
-def test_with_the_switch_off_the_share_answers_every_session_as_before(make_host):
+def test_the_switch_is_on_by_default_and_off_the_share_answers_every_session(make_host):
     host = make_host("healthy")
     with logon.impersonating(NTLM):
+        assert out(host, "Test-Path", Path=SHARE) == [False]  # Windows' behaviour, the default
+        host.strict.second_hop = False
         assert out(host, "Test-Path", Path=SHARE) == [True]
 
 

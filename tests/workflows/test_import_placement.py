@@ -26,6 +26,7 @@ from jobs.workflows.restore.plan import restore_vm
 from tests.hosts.test_vault_support import PASSWORD, make_pair, unreachable_host
 from tests.plugins.powershell import shown_powershell
 from tests.plugins.runs import DirectRun
+from tests.plugins.sim import kind_to_the_second_hop
 
 pytestmark = pytest.mark.django_db
 PREFLIGHT_URLS = pytest.mark.urls("tests.hosts.test_vault_support")
@@ -141,7 +142,8 @@ def test_the_restore_page_refuses_an_operator_a_new_host(operator_client: Client
 
 @pytest.fixture
 def lab(sim_lab: Any, registered_host: Any) -> Any:
-    lab = sim_lab(scenarios=["migration"])
+    # The carry's placement rule, over the export method from NTLM sessions: not a second-hop story.
+    lab = kind_to_the_second_hop(sim_lab(scenarios=["migration"]))
     lab.source, lab.target = lab.hosts
     lab.source_host, lab.target_host = registered_host(lab.source), registered_host(lab.target)
     return lab

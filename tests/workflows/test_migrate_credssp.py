@@ -49,6 +49,7 @@ def test_the_preflight_rates_live_migration_and_the_share_as_possible_and_says_w
     plan, _, error = live_preview(lab.source_host, lab.target_host, MigrationOptions("Win11-A", method="live"))
     assert plan is not None, error
     assert {key: verdict.runnable for key, verdict in plan.methods.items()} == {
+        "pull": False,  # the lab share is not a share of the source: the workgroup method has nothing to copy from
         "export": True,
         "live": True,
         "register": True,

@@ -12,12 +12,14 @@ from hosts.inventory.refresh import refresh_host
 from hosts.vault.models import EscrowedPair
 from jobs.models import Job, JobState
 from tests.plugins.jobs import wait_for_job
+from tests.plugins.sim import kind_to_the_second_hop
 from tests.plugins.users import client_for
 
 
 @pytest.fixture
 def lab(sim_lab: Any, registered_host: Any) -> Any:
-    lab = sim_lab(hosts=2, scenarios=["healthy", "fresh"])
+    # Both unseal choices over the export method from NTLM sessions: not a second-hop story.
+    lab = kind_to_the_second_hop(sim_lab(hosts=2, scenarios=["healthy", "fresh"]))
     lab.source, lab.target = lab.hosts
     lab.source_host, lab.target_host = registered_host(lab.source), registered_host(lab.target)
     assert refresh_host(lab.source_host).ok and refresh_host(lab.target_host).ok

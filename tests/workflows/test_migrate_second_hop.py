@@ -34,11 +34,12 @@ EXPECTED = {
     # Delegation is Active Directory's: the preflight lets Compare-VM on the source answer, and it refuses.
     ("domain, Kerberos migrations, NTLM session", "live"): "No credentials are available in the security package",
 }
+# "pull" needs a share of the source with its account (test_migrate_workgroup.py): \\LAB\share is neither.
 VERDICTS = {
-    "workgroup, NTLM": {"export": False, "live": False, "register": True},
-    "domain, CredSSP migrations, NTLM session": {"export": False, "live": False, "register": True},
+    "workgroup, NTLM": {"pull": False, "export": False, "live": False, "register": True},
+    "domain, CredSSP migrations, NTLM session": {"pull": False, "export": False, "live": False, "register": True},
     # Compare-VM on the source answers "no credentials" (0x8009030E): the preflight then knows live cannot work.
-    "domain, Kerberos migrations, NTLM session": {"export": False, "live": False, "register": True},
+    "domain, Kerberos migrations, NTLM session": {"pull": False, "export": False, "live": False, "register": True},
 }
 
 
@@ -47,7 +48,7 @@ def world(request: Any, sim_lab: Any, registered_host: Any) -> Any:
     lab = sim_lab(scenarios=["migration"])
     domain, authentication = WORLDS[request.param]
     for sim in lab.hosts:
-        sim.strict.second_hop = True
+        assert sim.strict.second_hop  # Windows' behaviour is the default
         sim.model.domain, sim.model.migration_authentication = domain, authentication
     lab.source_host, lab.target_host = (registered_host(sim) for sim in lab.hosts)
     lab.world = request.param
@@ -83,7 +84,8 @@ def test_the_remedy_for_credssp_migrations_is_kerberos_with_delegation(world: An
     plan, _, _ = live_preview(world.source_host, world.target_host, MigrationOptions("Win11-B", method="live"))
     assert plan is not None
     configure = plan.methods["live"].configure
-    assert configure[0].startswith("Set-VMHost -VirtualMachineMigrationAuthenticationType Kerberos")
+    assert configure[0] == "Enable-VMMigration  # on HV01 and on HV02"
+    assert configure[1].startswith("Set-VMHost -VirtualMachineMigrationAuthenticationType Kerberos")
     assert any("Microsoft Virtual System Migration Service/HV02" in line for line in configure)
 
 
@@ -95,6 +97,8 @@ def test_the_wizard_shows_the_methods_and_offers_no_job_for_a_refused_one(world:
     page = operator_client.get("/jobs/new/migrate/", choose).content.decode()
     assert 'id="methods"' in page and "A workgroup pair cannot live-migrate" in page
     assert 'data-method="export" data-runnable="no"' in page and 'data-method="register" data-runnable="yes"' in page
+    # The PowerShell that would make a refused method work, as lines (the template once printed its own source)
+    assert "Add-Computer -DomainName &lt;domain&gt; -Restart  # on HV01\n" in page and "verdict.configure" not in page
     assert 'id="migrate-submit"' not in page
 
 

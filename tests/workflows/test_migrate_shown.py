@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from hosts.models import LabShare
 from hosts.remoting import open_session
 from hosts.remoting.catalog.vms import ExportVM, exported_config_path
 from hosts.vault.models import EscrowedPair
@@ -15,15 +16,17 @@ from jobs.workflows.migrate.page import live_preview
 from jobs.workflows.migrate.plan import MigrationOptions
 from jobs.workflows.migrate.run import migrate_vm
 from jobs.workflows.powershell import PowerShellScript
-from tests.plugins.powershell import assert_shown_is_sent, sent_commands, shown_commands
+from tests.plugins.powershell import assert_runnable, assert_shown_is_sent, sent_commands, shown_commands
 from tests.plugins.runs import DirectRun
+from tests.plugins.sim import kind_to_the_second_hop
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def lab(sim_lab: Any, registered_host: Any) -> Any:
-    lab = sim_lab(scenarios=["migration"])
+    # Show PowerShell of the share and live methods from NTLM sessions: the second hop is not the subject here.
+    lab = kind_to_the_second_hop(sim_lab(scenarios=["migration"]))
     lab.source, lab.target = lab.hosts
     lab.source_host, lab.target_host = registered_host(lab.source), registered_host(lab.target)
     return lab
@@ -93,3 +96,23 @@ def test_carrying_to_a_target_whose_store_exists_sends_what_show_powershell_show
     with lab.target.model.changing() as model:
         model.store = {}  # created by an earlier TPM change, still empty
     assert_migration_sends_what_was_shown(lab, MigrationOptions("Win11-B", unseal="carry"))
+
+
+def test_copying_from_the_sources_own_share_sends_what_show_powershell_shows(lab: Any) -> None:
+    """The workgroup method, with the second hop refused as on Windows: the mapping with the share's account, the
+    copy and the removal of the mapping are shown as sent (the password as a Get-Credential prompt)."""
+    for sim in lab.hosts:
+        sim.strict.second_hop, sim.model.domain = True, None
+    lab.source.model.share_folder("VMExports", r"D:\VMExports", {r"HV01\vmshare": "Sh4re-only-Pa55!"})
+    share = LabShare(path=r"\\HV01\VMExports", account=r"HV01\vmshare")
+    share.set_password("Sh4re-only-Pa55!")
+    share.save()
+    share.hosts.set([lab.source_host, lab.target_host])
+    opts = MigrationOptions("Win11-B", method="pull", unseal="authorise", share=share.path)
+    script = preview(lab, opts)
+    lines = script.lines()
+    assert_runnable(lines)
+    mapping = next(line for line in lines if line.startswith("New-PSDrive"))
+    assert "-Credential (Get-Credential -UserName 'HV01\\vmshare'" in mapping and "Sh4re" not in "".join(lines)
+    assert_migration_sends_what_was_shown(lab, opts)
+    assert lab.target.model.vm("Win11-B").state == "Running"

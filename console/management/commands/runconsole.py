@@ -34,7 +34,7 @@ from console.datafiles import exposed_database_files, private_dir
 from console.models import AuditEvent, PasswordChangeRequired
 from console.roles import ADMIN, set_role
 from console.settings import redis_services
-from hosts.models import Host
+from hosts.models import Host, LabShare
 from jobs.inventory import INVENTORY_REFRESH
 from jobs.services import create_job
 
@@ -47,6 +47,11 @@ DEMO_SCENARIOS = ["healthy", "reinstalled", "deleted-certs", "fresh"]
 DOMAIN_LAB = ["--first", "5", "--scenario", "migration", "--https", "--user", "LAB\\labadmin", "--domain", "lab.test"]
 DOMAIN_LAB += ["--migration-authentication", "CredSSP", "--credssp-server", "--strict", "second_hop"]
 DOMAIN_HOSTS = 2
+# HV01-HV04 are a workgroup (NTLM sessions, no second hop): each host shares a folder with a local account of its
+# own, which the console stores per share, so the wizard's "copy from the source's own share" works between them.
+DEMO_SHARE = "VMExports=D:\\VMExports"
+# The lab share is listed too: the wizard explains why the workgroup cannot export to it; the CredSSP pair can.
+LAB_SHARE_PATH = "\\\\LAB\\share"
 # A child that dies is started again after FIRST_BACKOFF seconds, doubling up to MAX_BACKOFF while it keeps dying
 # within STABLE_SECONDS of its start (a crash loop must not spin the machine); one that ran that long starts over.
 FIRST_BACKOFF, MAX_BACKOFF, STABLE_SECONDS = 1.0, 60.0, 60.0
@@ -241,6 +246,7 @@ class Command(BaseCommand):
         workgroup = [*lab, "--dir", str(var / "lab"), "--hosts", str(len(DEMO_SCENARIOS))]
         for scenario in DEMO_SCENARIOS:
             workgroup += ["--scenario", scenario]
+        workgroup += ["--share", DEMO_SHARE]
         # One directory for both: one lab share (\\LAB\share) that every host sees, as in one building.
         domain = [*lab, "--dir", str(var / "lab"), "--hosts", str(DOMAIN_HOSTS), *DOMAIN_LAB]
         labs = [(self.spawn_lab("lab", workgroup, env, len(DEMO_SCENARIOS)), len(DEMO_SCENARIOS))]
@@ -254,14 +260,16 @@ class Command(BaseCommand):
     def read_lab(self, lab: subprocess.Popen[Any], count: int) -> list[str]:
         """Register the hosts the lab announces (again after a restart: their ports change)."""
         assert lab.stdout is not None
-        hosts = []
+        hosts, shares = [], []
         for _ in range(count):
             line = lab.stdout.readline()
             if not line:
                 raise CommandError(f"the simulated lab exited with code {lab.wait()} before it was ready")
             announced = json.loads(line)
             hosts.append(self.register(announced))
+            shares += announced.get("shares", [])
             self.backups.extend(text for text in self.describe_backup(announced) if text not in self.backups)
+        register_demo_shares(shares, list(Host.objects.filter(name__in=hosts)))
         return hosts
 
     @staticmethod
@@ -359,3 +367,17 @@ def refuse_exposed_database() -> None:
             f"Other users of this machine can read the console's database ({names}): it holds live session keys. "
             f"Make it private, then start again:\n    chmod 600 {names}\n    chmod 700 {Path(settings.VAR_DIR)}"
         )
+
+
+def register_demo_shares(announced: list[dict[str, Any]], hosts: list[Host]) -> None:
+    """List the demo hosts' shares for all of them, each with the account the lab gave it (sealed, never printed),
+    and the lab share, which the wizard then rates as unreachable from NTLM sessions."""
+    for entry in [{"path": LAB_SHARE_PATH}, *announced]:
+        share, created = LabShare.objects.get_or_create(path=entry["path"])
+        share.account = entry.get("account", "")
+        share.set_password(entry.get("password", ""))
+        share.save()
+        share.hosts.add(*hosts)  # each world's lab adds its hosts
+        if created:
+            detail = {"path": share.path, "hosts": sorted(h.name for h in hosts), "account": share.account}
+            AuditEvent.record(None, "share.create", share, via="runconsole (demo lab)", **detail)

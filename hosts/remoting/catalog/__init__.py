@@ -1,7 +1,8 @@
 """The catalog: every remote operation the console can send, each a short sequence of cmdlets with a typed result.
 
 Modules: host.py (test connection), inventory.py (refresh), keyprotectors.py (who may unseal a VM, as the host reads
-its key protector), guardians.py (guardians, certificate store, PFX), vms.py (VMs, TPM, key protectors, moving VMs).
+its key protector), guardians.py (guardians, certificate store, PFX), shares.py (a share
+reached with explicit credentials), vms.py (VMs, TPM, key protectors, moving VMs).
 Each operation is also a name of the catalog (`catalog.RemoveGuardian`). `all_cmdlets()` is what the simulator must
 implement; a test keeps the two equal.
 """
@@ -36,6 +37,7 @@ from .inventory import (
     VmFacts,
 )
 from .keyprotectors import ReadKeyProtectors
+from .shares import CopyFolder, GetSmbShare, MapShare, UnmapShare
 from .vms import (
     CompareMove,
     CompareVM,
@@ -116,6 +118,11 @@ __all__ = [
     "StoreCertificate",
     "StoreListing",
     "WriteFileBytes",
+    # shares.py
+    "CopyFolder",
+    "GetSmbShare",
+    "MapShare",
+    "UnmapShare",
     # vms.py
     "CompareMove",
     "CompareVM",

@@ -18,6 +18,7 @@ from hosts.remoting.catalog.inventory import (
     ReadVmDetails,
     VmFacts,
 )
+from hosts.remoting.catalog.shares import GetSmbShare
 from hosts.remoting.catalog.vms import (
     CompareMove,
     CompareVM,
@@ -29,14 +30,16 @@ from hosts.remoting.catalog.vms import (
 )
 from hosts.remoting.errors import RemoteCommandError
 from hosts.remoting.keyprotector import KeyProtectorInfo
+from hosts.remoting.operation import Credential, Secret
 from hosts.vault.models import EscrowedPair, find_pair
 
 from ..import_guardian.plan import distinct_name
 from ..placement import may_place, placement_refusal
-from .reach import NO_DELEGATION, HopFacts, Verdict, assess, delegation_refused
+from .reach import NO_DELEGATION, HopFacts, PullFacts, Verdict, assess, delegation_refused, same_machine, share_name
 from .sides import Sender
 
 METHODS = {
+    "pull": "Copy from the source's own share with the share's account, import a copy on the target (workgroups)",
     "export": "Export to the lab share, import a copy on the target",
     "live": "Live migration (Move-VM)",
     "register": "Register VM files already on the target",
@@ -52,9 +55,12 @@ UNSEAL = {
 SOURCE_AFTER = {"off": "Leave the source copy off", "remove": "Remove the source copy (its disks stay on the host)"}
 
 
+COPIES = ("pull", "export")  # the methods that import a copy of an export on the target
+
+
 def share_problems(opts: MigrationOptions, source: Host, target: Host) -> list[str]:
     """An export goes only through a share an administrator listed for both hosts, whatever the request says."""
-    if opts.method != "export" or opts.share in LabShare.offered_to(source, target):
+    if opts.method not in COPIES or opts.share in LabShare.offered_to(source, target):
         return []
     return [f"Choose a lab share listed for both {source} and {target} (Hosts › Lab shares)."]
 
@@ -87,7 +93,7 @@ class MigrationOptions:
             found.append("Choose what happens to the source copy.")
         if self.method == "register" and not self.files_path.lower().endswith(".vmcx"):
             found.append("Give the path of the VM's .vmcx file on the target (…\\Virtual Machines\\<ID>.vmcx).")
-        if self.method == "export" and not self.share.startswith("\\\\"):
+        if self.method in COPIES and not self.share.startswith("\\\\"):
             found.append("The lab share must be a UNC path (\\\\server\\share) that both hosts can reach.")
         return found
 
@@ -146,6 +152,25 @@ def hop_facts(side: HostSide, session: Sender, host: Host, share: str) -> HopFac
     return HopFacts(host, side.computer_name, side.membership, side.migration_authentication, reachable)
 
 
+def pull_facts(session: Sender, source: Host, side: HostSide, path: str) -> PullFacts:
+    """The share the source would serve its export from: the administrator's entry, and the folder behind it as the
+    source's own Get-SmbShare says (asked only when the share names the source)."""
+    share = LabShare.objects.filter(path=path).first()
+    folder = None
+    if share is not None and same_machine(share.server, side.computer_name, str(source)) and share_name(path):
+        folder = session.run(GetSmbShare(share_name(path)))
+    return PullFacts(share, path, folder)
+
+
+def share_credential(path: str, shown: bool = False) -> Credential | None:
+    """The share's account as a PSCredential parameter value (shown: without opening the password, for Show
+    PowerShell, which prompts for it). None when no account is stored."""
+    share = LabShare.objects.filter(path=path).first()
+    if share is None or not share.has_credentials:
+        return None
+    return Credential(share.account, Secret("" if shown else share.get_password()))
+
+
 @dataclass
 class MigrationPlan:
     checks: list[Check] = field(default_factory=list)
@@ -163,6 +188,8 @@ class MigrationPlan:
     target_store_exists: bool = True  # carry: whether the import must first create the target's shielded store
     methods: dict[str, Verdict] = field(default_factory=dict)  # every method between these hosts, and why (not)
     hops: tuple[HopFacts, HopFacts] | None = None  # source and target as the second hop sees them
+    share_folder: str = ""  # pull: the source's local folder behind the share
+    target_vm_path: str = ""  # pull: the target's default folder for VMs (where the copy lands, then the import)
 
     def add(self, level: str, text: str) -> None:
         self.checks.append(Check(level, text))
@@ -180,8 +207,10 @@ def plan_migration(
     src, tgt = read_side(source_session), read_side(target_session)
     plan.add("ok", f"{source} and {target} answer, both in Local mode")
     share = opts.share
+    pull = pull_facts(source_session, source, src, share)
     plan.hops = hop_facts(src, source_session, source, share), hop_facts(tgt, target_session, target, share)
-    plan.methods = assess(*plan.hops, share)
+    plan.methods = assess(*plan.hops, share, pull)
+    plan.share_folder, plan.target_vm_path = pull.folder or "", tgt.virtual_machine_path.rstrip("\\")
     plan.target_name, plan.source_name = tgt.computer_name, src.computer_name
     plan.target_store_exists = tgt.inventory.store_exists
     if tgt.virtual_machine_path:
@@ -223,7 +252,7 @@ def check_target(plan: MigrationPlan, tgt: HostSide, target: Host, opts: Migrati
     same_id = any(vm.vm_id == plan.vm.vm_id for vm in tgt.inventory.vms)
     if same_id and opts.method == "live":
         plan.add("fail", f"{target} already has a VM with the ID {plan.vm.vm_id}.")
-    elif same_id and opts.method == "export" and not opts.new_id:
+    elif same_id and opts.method in COPIES and not opts.new_id:
         plan.add("fail", f"{target} already has a VM with the ID {plan.vm.vm_id}: tick “new ID” to import a copy.")
 
 
@@ -252,6 +281,12 @@ def check_method(
             plan.add("ok", f"{source} sees the lab share {opts.share}")
             plan.add("ok", f"{target} sees the lab share {opts.share}")
         plan.add("ok", "Compare-VM runs on the target after the export; the job stops if it reports a problem")
+    elif opts.method == "pull":
+        if verdict.runnable:
+            plan.add("ok", verdict.reasons[0])
+        if not plan.target_vm_path:
+            plan.add("fail", f"{target} did not say where it keeps VMs (Get-VMHost VirtualMachinePath).")
+        plan.add("ok", "Compare-VM runs on the target after the copy; the job stops if it reports a problem")
     else:
         if not target_session.run(TestPath(opts.files_path)):
             plan.add("fail", f"{target} has no file {opts.files_path}.")

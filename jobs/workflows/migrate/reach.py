@@ -7,14 +7,19 @@ and whether the share answers *from the host's session* (Test-Path there) — an
 
 A verdict is False only where Windows is known to refuse; where the answer lies in Active Directory (constrained
 delegation, which the console cannot read) it is None, and Compare-VM on the source decides before anything runs.
+
+The method made for workgroups ("pull") needs no second hop at all: the source exports to a folder it shares
+itself (a local path for Export-VM), and the target maps that share with the share's own account, given as a
+PSCredential for that one connection (New-PSDrive -Credential), copies the export to a local folder and imports it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hosts.models import Host
+from hosts.models import Host, LabShare
 from hosts.remoting.catalog.vms import Membership
+from hosts.remoting.operation import quote
 
 KERBEROS, CREDSSP = "Kerberos", "CredSSP"
 MIGRATION_SERVICE = "Microsoft Virtual System Migration Service"
@@ -60,8 +65,81 @@ class Verdict:
         return {True: "can work", False: "cannot work", None: "Compare-VM decides"}[self.runnable]
 
 
-def assess(src: HopFacts, tgt: HopFacts, share: str) -> dict[str, Verdict]:
-    return {"export": share_verdict(src, tgt, share), "live": live_verdict(src, tgt), "register": register_verdict()}
+@dataclass
+class PullFacts:
+    """The share the source would serve its export from, as the preflight found it: the administrator's entry (with
+    or without the share's account) and the folder the source's own Get-SmbShare says the share serves."""
+
+    share: LabShare | None
+    path: str
+    folder: str | None  # None: the source serves no share of that name (or the share is another machine's)
+
+
+def assess(src: HopFacts, tgt: HopFacts, share: str, pull: PullFacts) -> dict[str, Verdict]:
+    return {
+        "pull": pull_verdict(src, tgt, pull),
+        "export": share_verdict(src, tgt, share),
+        "live": live_verdict(src, tgt),
+        "register": register_verdict(),
+    }
+
+
+def pull_verdict(src: HopFacts, tgt: HopFacts, pull: PullFacts) -> Verdict:
+    """Whether the target can copy the export from a share of the source with the share's own account."""
+    verdict = Verdict("pull", True)
+    share = pull.share
+    served_here = share is not None and same_machine(share.server, src.computer_name, str(src.host))
+    if not served_here:
+        verdict.reasons.append(
+            f"{pull.path} is not a share of {src.host}: this method copies from a folder {src.host} shares itself "
+            "(Export-VM writes there locally, with no second hop)."
+        )
+    elif pull.folder is None:
+        verdict.reasons.append(f"{src.host} has no share named '{share_name(pull.path)}' (Get-SmbShare).")
+    if share is None or not share.has_credentials:
+        verdict.reasons.append(
+            f"No account is stored for {pull.path}: an administrator gives the share's account (a local account of "
+            f"{src.host} that may read the share) in Hosts › Lab shares."
+        )
+    if verdict.reasons:
+        verdict.runnable = False
+        verdict.configure = serve_share(src, tgt, share_name(pull.path) if served_here else "VMExports")
+        return verdict
+    assert share is not None
+    verdict.reasons = [
+        f"{src.host} exports to {pull.folder}, the folder behind {pull.path}; {tgt.host} maps {pull.path} with the "
+        f"share's account {share.account} (explicit credentials for that one share: not a second hop), copies the "
+        "export to a local folder and imports it there. Wrong credentials or an unreachable share stop the job "
+        "before anything is imported."
+    ]
+    return verdict
+
+
+def same_machine(server: str, *names: str) -> bool:
+    """Whether a UNC server name (HV01 or HV01.lab.test) names the host."""
+    first = server.split(".")[0].casefold()
+    return any(first == name.split(".")[0].casefold() for name in names if name)
+
+
+def share_name(unc: str) -> str:
+    parts = unc.lstrip("\\").split("\\")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def serve_share(src: HopFacts, tgt: HopFacts, name: str) -> list[str]:
+    """The PowerShell that makes the source serve a folder to the target with an account of its own."""
+    account = f"{src.computer_name}\\vmshare"
+    return [
+        f"# On {src.host}: a local account that may only read the exports, a folder and its share,",
+        "New-LocalUser -Name 'vmshare' -Password (Read-Host -AsSecureString 'Password of vmshare')",
+        "New-Item -ItemType Directory -Path 'D:\\VMExports'",
+        f"New-SmbShare -Name {quote(name)} -Path 'D:\\VMExports' -ReadAccess {quote(account)}",
+        "# and File and Printer Sharing open on the Private profile (the network must be Private too):",
+        "Set-NetConnectionProfile -InterfaceAlias 'Ethernet' -NetworkCategory Private",
+        "Set-NetFirewallRule -DisplayGroup 'File And Printer Sharing' -Enabled True -Profile Private",
+        f"# Then in the console, Hosts › Lab shares: \\\\{src.computer_name}\\{name} for {src.host} and {tgt.host}, "
+        f"with the account {account} and its password.",
+    ]
 
 
 def share_verdict(src: HopFacts, tgt: HopFacts, share: str) -> Verdict:
@@ -87,9 +165,8 @@ def share_remedy(side: HopFacts, share: str) -> list[str]:
     server = share.lstrip("\\").split("\\", 1)[0]
     if not side.membership.part_of_domain:
         return [
-            f"# {side.host} is in {side.membership}: it cannot delegate credentials. Copy the VM's files to "
-            f"{side.host} and use “Register VM files already on the target”, or give {side.host} its own "
-            "credentials for the share."
+            f"# {side.host} is in {side.membership}: it cannot delegate credentials. Use “Copy from the source's own "
+            "share”: the target maps a share of the source with the share's own account (no second hop)."
         ]
     connect = f"and connect to {side.host} with Kerberos. " if side.host.auth != "kerberos" else ""
     return [
@@ -160,6 +237,7 @@ def credssp_logon(side: HopFacts) -> list[str]:
 def kerberos_migration(src: HopFacts, tgt: HopFacts) -> list[str]:
     services = ", ".join(f"'{spn}'" for spn in delegation_targets(tgt))
     lines = [
+        f"Enable-VMMigration  # on {src.host} and on {tgt.host}",
         f"Set-VMHost -VirtualMachineMigrationAuthenticationType Kerberos  # on {src.host} and on {tgt.host}",
         f"# On a domain controller: let {src.host} delegate to {tgt.host}'s migration service and file shares,",
         f"Set-ADComputer -Identity {src.computer_name} -Add @{{'msDS-AllowedToDelegateTo'=@({services})}}",

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from hosts.remoting.catalog.guardians import (
     WriteFileBytes,
 )
 from hosts.remoting.catalog.inventory import VmFacts
+from hosts.remoting.catalog.shares import CopyFolder, MapShare, UnmapShare
 from hosts.remoting.catalog.vms import (
     CompareMove,
     CompareVM,
@@ -43,13 +45,13 @@ from hosts.remoting.catalog.vms import (
     StopVM,
     exported_config_path,
 )
-from hosts.remoting.errors import RemotingError
-from hosts.remoting.operation import quote
+from hosts.remoting.errors import RemoteCommandError, RemotingError
+from hosts.remoting.operation import Credential, quote
 from hosts.remoting.session import HostSession
 from jobs.kinds import JobCancelled, JobFailed, Run
 
 from ..powershell import PowerShellScript, by_hand
-from .plan import MigrationOptions, MigrationPlan, check_carry_placement, plan_migration
+from .plan import MigrationOptions, MigrationPlan, check_carry_placement, plan_migration, share_credential
 from .sides import LiveSide, ShownLab, ShownRun, Side
 
 log = logging.getLogger(__name__)
@@ -76,8 +78,14 @@ class Ledger:
     def __init__(self) -> None:
         self.entries: list[Entry] = []
 
-    def did(self, done: str, undo: Callable[[], None] | None = None, by_hand: str = "") -> None:
-        self.entries.append(Entry(done, undo, by_hand))
+    def did(self, done: str, undo: Callable[[], None] | None = None, by_hand: str = "") -> Entry:
+        entry = Entry(done, undo, by_hand)
+        self.entries.append(entry)
+        return entry
+
+    def forget(self, entry: Entry) -> None:
+        """The change was put back by the steps themselves: nothing is left to undo."""
+        self.entries = [e for e in self.entries if e is not entry]
 
     def unwind(self) -> tuple[list[str], list[str]]:
         """Undo what can be undone, newest first; returns (undone, left with how to finish by hand)."""
@@ -107,6 +115,7 @@ class Migration:
         self.ledger = Ledger()
         self.plan = MigrationPlan()
         self.granted_key_protector: bytes | None = None  # authorise: the protector that names the target's guardian
+        self.share_account: Credential | None = None  # pull: the share's account, opened only for the job
 
     @property
     def vm(self) -> VmFacts:
@@ -133,6 +142,8 @@ class Migration:
             except RemotingError as exc:
                 raise JobFailed(f"Nothing was changed: the preflight could not read both hosts — {exc}") from None
             check_carry_placement(self.plan, self.target, self.run.user)
+            if self.opts.method == "pull" and not self.plan.failures:
+                self.share_account = share_credential(self.opts.share)
             for check in self.plan.checks:
                 self.log.log(CHECK_LEVELS[check.level], check.text)
             if self.plan.failures:
@@ -247,6 +258,8 @@ class Migration:
             config = exported_config_path(f"{folder}\\{self.vm.name}", self.vm.vm_id)
             self.import_on_target(ImportOptions(config, copy=True, generate_new_id=self.opts.new_id))
             self.remove_export(folder)
+        elif self.opts.method == "pull":
+            self.pull_through_source_share()
         else:
             self.import_on_target(ImportOptions(self.opts.files_path, copy=False))
 
@@ -278,6 +291,75 @@ class Migration:
         with self.run.step(f"Export-VM {quote(self.vm.name)} to {folder}"):
             self.src.run(ExportVM(self.vm.name, folder))
         return folder
+
+    def pull_through_source_share(self) -> None:
+        """The workgroup method: export on the source to the folder it shares, copy it to the target through a drive
+        mapped with the share's account, import the local copy, then remove the export and the copy."""
+        name = f"gc-{secrets.token_hex(4)}-migrate"
+        local = f"{self.plan.share_folder.rstrip(chr(92))}\\{name}"
+        self.ledger.did(
+            f"export of '{self.vm.name}' in {local} on {self.source}",
+            undo=lambda: self.src.again(RemoveFolder(local)),
+            by_hand=f"on {self.source}: {by_hand(RemoveFolder(local))}",
+        )
+        with self.run.step(f"Export-VM {quote(self.vm.name)} to {local} on {self.source} (behind {self.opts.share})"):
+            self.src.run(ExportVM(self.vm.name, local))
+        staging = f"{self.plan.target_vm_path}\\{name}"
+        self.copy_from_share(f"{name}\\{self.vm.name}", staging)
+        config = exported_config_path(staging, self.vm.vm_id)
+        home = f"{self.plan.target_vm_path}\\{self.vm.name}"
+        self.import_on_target(ImportOptions(config, True, self.opts.new_id, home, f"{home}\\Virtual Hard Disks"))
+        self.remove_folder(self.tgt, staging, "the copy of the export")
+        self.remove_folder(self.src, local, "the export")
+
+    def copy_from_share(self, exported: str, staging: str) -> None:
+        """Map the source's share on the target with the share's account, copy the export to `staging`, and remove
+        the mapping whatever happened (a failed removal stays in the ledger with the command to run)."""
+        if self.share_account is None:
+            raise JobFailed(f"No account is stored for {self.opts.share} (Hosts › Lab shares).")
+        drive = f"gc-{secrets.token_hex(4)}-share"  # a drive of this session alone, named like the temporary files
+        root = self.opts.share.rstrip("\\")
+        mapped = self.ledger.did(
+            f"{root} mapped on {self.target} as drive {drive}:",
+            undo=lambda: self.tgt.again(UnmapShare(drive)),
+            by_hand=f"on {self.target}: {by_hand(UnmapShare(drive))} (or end the console's WinRM session)",
+        )
+        self.ledger.did(
+            f"copy of the export in {staging} on {self.target}",
+            undo=lambda: self.tgt.again(RemoveFolder(staging)),
+            by_hand=f"on {self.target}: {by_hand(RemoveFolder(staging))}",
+        )
+        account = self.share_account
+        wrong_account = (
+            f"check the account {account.user} and its password stored for {root} (Hosts › Lab shares), "
+            f"and that {self.source} shares {root} with File and Printer Sharing open"
+        )
+        share_lost = f"check that {self.source} is on the network and still shares {root}, then migrate again"
+        try:
+            mapping = self.run.step(f"Map {root} on {self.target} with the share's account {account.user}")
+            with mapping, remedied(wrong_account):
+                self.tgt.run(MapShare(drive, root, account))
+            with self.run.step(f"Copy the export from {root} to {staging} on {self.target}"), remedied(share_lost):
+                self.tgt.run(CopyFolder(f"{drive}:\\{exported}", staging))
+        finally:
+            self.unmap(drive, mapped)
+
+    def unmap(self, drive: str, mapped: Entry) -> None:
+        try:
+            with self.run.step(f"Remove the mapping {drive}: on {self.target}"):
+                self.tgt.again(UnmapShare(drive))
+        except (RemotingError, JobFailed) as exc:
+            self.log.warning(f"Could not remove the mapping {drive}: on {self.target}: {exc}")
+            return  # stays in the ledger, with the command to run
+        self.ledger.forget(mapped)
+
+    def remove_folder(self, side: Side, folder: str, what: str) -> None:
+        try:
+            side.again(RemoveFolder(folder))
+            self.ledger.entries = [e for e in self.ledger.entries if folder not in e.done]
+            self.log.info(f"Removed {what} {folder} from {side}")
+        except RemotingError as exc:
+            self.log.warning(f"Could not remove {what} {folder} from {side}: {exc}. Remove it by hand later.")
 
     def import_on_target(self, options: ImportOptions) -> None:
         with self.run.step(f"Compare-VM on {self.target}"):
@@ -337,6 +419,15 @@ class Migration:
         return f"the source copy stays on {self.source}, off"
 
 
+@contextmanager
+def remedied(remedy: str) -> Iterator[None]:
+    """What the host refused, followed by what to do about it."""
+    try:
+        yield
+    except RemoteCommandError as exc:
+        raise JobFailed(f"{exc} — {remedy}") from None
+
+
 def read_guardian_metadata(side: Side, guardian: str) -> bytes:
     """The public part of a guardian of this host (Export-HgsGuardian's XML), read through a temporary file."""
     temp = f"{TEMP_DIR}\\gc-{secrets.token_hex(8)}-guardian.xml"
@@ -377,6 +468,7 @@ def migration_script(
     lab = ShownLab(script, plan.vm, plan.target_store_exists)
     migration = Migration(ShownRun(script), (lab.side(hosts[0], "source"), lab.side(hosts[1], "target")), opts)
     migration.plan, migration.log = plan, Unsaid(log)
+    migration.share_account = share_credential(opts.share, shown=True)  # the password is prompted for, never shown
     migration.carry_out()
     return script
 
