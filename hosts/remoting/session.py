@@ -28,7 +28,7 @@ from pypsrp.serializer import ObjectMeta, Serializer, TaggedValue
 
 from .connection import ConnectionSpec, Transport, peer_fingerprint
 from .errors import OperationCancelled, RemotingError, UnexpectedReply
-from .operation import Operation, PipelineResult, Secret, Switch
+from .operation import Long, Operation, PipelineResult, Secret, Switch
 from .translate import error_from_record, remoting_error
 
 T = TypeVar("T")
@@ -262,6 +262,8 @@ class HostSession:
                         if self.on_secret is not None:
                             self.on_secret(str(value))
                         ps.add_parameter(name, TaggedValue("SS", str(value)))
+                    elif isinstance(value, Long):
+                        ps.add_parameter(name, TaggedValue("I64", int(value)))
                     else:
                         ps.add_parameter(name, value)
             ps.add_statement()

@@ -1,7 +1,8 @@
 """The catalog: every remote operation the console can send, each a short sequence of cmdlets with a typed result.
 
 Modules: host.py (test connection), inventory.py (refresh), keyprotectors.py (who may unseal a VM, as the host reads
-its key protector), guardians.py (guardians, certificate store, PFX), vms.py (VMs, TPM, key protectors, moving VMs).
+its key protector), guardians.py (guardians, certificate store, PFX), vms.py (VMs, TPM, key protectors, moving VMs),
+vmconfig.py (a VM's configuration, and a new VM built from it).
 Each operation is also a name of the catalog (`catalog.RemoveGuardian`). `all_cmdlets()` is what the simulator must
 implement; a test keeps the two equal.
 """
@@ -36,6 +37,17 @@ from .inventory import (
     VmFacts,
 )
 from .keyprotectors import ReadKeyProtectors
+from .vmconfig import (
+    AddHardDiskDrive,
+    AddNetworkAdapter,
+    NetworkAdapter,
+    NewVM,
+    ReadVmSettings,
+    RenameVM,
+    SetProcessorCount,
+    SetSecureBoot,
+    VmSettings,
+)
 from .vms import (
     CompareMove,
     CompareVM,
@@ -144,6 +156,16 @@ __all__ = [
     "TestPath",
     "VmHostFacts",
     "VmSecurity",
+    # vmconfig.py
+    "AddHardDiskDrive",
+    "AddNetworkAdapter",
+    "NetworkAdapter",
+    "NewVM",
+    "ReadVmSettings",
+    "RenameVM",
+    "SetProcessorCount",
+    "SetSecureBoot",
+    "VmSettings",
     # the catalog as a whole
     "all_cmdlets",
     "operations",
