@@ -122,16 +122,27 @@ def vm_url(vm: VirtualMachine) -> str:
 
 
 def vm_cannot_start(vm: VirtualMachine, escrowed: bool) -> Risk:
+    why = (
+        f"{vm.name} cannot start anywhere: no registered host holds the private keys of a guardian its "
+        'key protector is sealed to ("The key protector could not be unwrapped"). '
+    )
+    if escrowed:
+        fix = "The vault holds them: restore them onto its host."
+        offered = actions.restore(vm.host, vm.name)
+    else:
+        fix = (
+            "The vault does not hold them either. Upload a PFX backup if one exists; otherwise rescue it as a new "
+            "VM without a vTPM on its disks, or turn its vTPM off (BitLocker then asks for its recovery key)."
+        )
+        offered = actions.lost_keys(vm.host, vm.name)
     return Risk(
         "vm_cannot_start",
         RISK_TITLES["vm_cannot_start"],
-        f"{vm.name} cannot start anywhere: no registered host holds the private keys of a guardian its "
-        'key protector is sealed to ("The key protector could not be unwrapped"). Restore the owner\'s '
-        "certificate pair from the vault or a PFX backup onto a host.",
+        why + fix,
         f"{vm.name} on {vm.host}",
         vm_url(vm),
         vm.host,
-        actions.restore(vm.host, vm.name) + ([] if escrowed else actions.upload_backup()),
+        offered,
         vm,
     )
 
