@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from hosts.models import Host
 
-from . import actions, rules
+from . import actions, marks, rules
 from .actions import Action
 from .models import Certificate, Guardian, HostInventory, KeyHolding, KeyProtectorEntry, KnownGuardian, VirtualMachine
 from .rules import EXPIRY_WINDOW, RISK_TITLES, Pair, Risk
@@ -57,7 +57,7 @@ class RiskKind:
 
 def _vm_rows(code: str) -> Callable[[dt.datetime], QuerySet[Any]]:
     def rows(now: dt.datetime) -> QuerySet[Any]:
-        chosen = VirtualMachine.objects.filter(facts__risk=code)
+        chosen = VirtualMachine.objects.filter(facts__risk=code).exclude(marks.vm_marked())  # given up on: hidden
         return chosen.select_related("host", "facts", "facts__holder").order_by("name", "host__name", "pk")
 
     return rows
@@ -91,7 +91,12 @@ RISK_KINDS = [
     RiskKind("single_copy", _vm_rows("single_copy"), _vm_as_risk, "host"),
     RiskKind(
         "guardian_without_keys",
-        lambda now: Guardian.objects.filter(needs_reset=True).select_related("host").order_by("host__name", "name"),
+        lambda now: (
+            Guardian.objects.filter(needs_reset=True)
+            .exclude(marks.pair_marked())
+            .select_related("host")
+            .order_by("host__name", "name")
+        ),
         lambda guardian, now: rules.guardian_without_keys(guardian),
         "host",
     ),
@@ -144,12 +149,17 @@ def risk_groups(first: int = 5, host: Host | None = None, now: dt.datetime | Non
 
 def risks_per_host(now: dt.datetime | None = None) -> dict[int, int]:
     """How many risks each host has: one grouped query per kind."""
+    return {host_id: sum(kinds.values()) for host_id, kinds in risk_grid(now).items()}
+
+
+def risk_grid(now: dt.datetime | None = None) -> dict[int, dict[str, int]]:
+    """How many risks of each kind each host has (the dashboard's host × risk grid): one grouped query per kind."""
     now = now or timezone.now()
-    counts: dict[int, int] = defaultdict(int)
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
     for kind in RISK_KINDS:
         path = "host_id" if kind.host_field == "host" else "pk"
         for host_id, count in kind.of(now).order_by().values_list(path).annotate(n=Count("pk")):
-            counts[host_id] += count
+            counts[host_id][kind.code] = counts[host_id].get(kind.code, 0) + count
     return counts
 
 
