@@ -51,7 +51,7 @@ class Node:
 class Edge:
     start: Node
     end: Node
-    state: str  # keys | public (a guardian row without private keys) | sealed
+    state: str  # keys | public (a guardian without private keys) | missing (VMs here need it, no keys here) | sealed
 
     @property
     def path(self) -> str:
@@ -111,8 +111,9 @@ def lab_map(hosts: list[Host], more_hosts: int = 0) -> LabMap:
     picture = LabMap(hosts=[Node(h.name, f"/hosts/{h.pk}/", "muted", f"host {h.name}") for h in drawn])
     by_host = {h.pk: node for h, node in zip(drawn, picture.hosts, strict=True)}
     holdings = list(KeyHolding.objects.filter(host__in=drawn).select_related("guardian").order_by("guardian_id"))
-    owned = KeyProtectorEntry.objects.filter(vm__host__in=drawn, owner=True).order_by()
-    guardian_ids = {h.guardian_id for h in holdings} | set(owned.values_list("guardian_id", flat=True))
+    owners = KeyProtectorEntry.objects.filter(vm__host__in=drawn, owner=True).order_by()
+    needed = set(owners.values_list("vm__host_id", "guardian_id").distinct())  # (host, the guardian its VMs need)
+    guardian_ids = {h.guardian_id for h in holdings} | {guardian_id for _host, guardian_id in needed}
     guardians = _worst_first(KnownGuardian.objects.filter(pk__in=guardian_ids))
     marks = _marks(drawn)
     shown = guardians[:MAX_GUARDIANS]
@@ -125,6 +126,10 @@ def lab_map(hosts: list[Host], more_hosts: int = 0) -> LabMap:
         if holding.guardian_id in nodes:
             kind = "keys" if holding.has_private_keys else "public"
             picture.edges.append(Edge(by_host[holding.host_id], nodes[holding.guardian_id], kind))
+    held = {(h.host_id, h.guardian_id) for h in holdings}
+    for host_id, guardian_id in sorted(needed - held):  # its VMs here need a guardian this host does not hold at all
+        if guardian_id in nodes:
+            picture.edges.append(Edge(by_host[host_id], nodes[guardian_id], "missing"))
     _add_vms(picture, nodes, marks["vms"])
     if len(guardians) > MAX_GUARDIANS:  # what is not drawn, summarised at the foot of its column
         picture.guardians.append(Node(f"+{len(guardians) - MAX_GUARDIANS} more guardians", "/guardians/", "muted", ""))

@@ -30,6 +30,7 @@ def test_the_dashboard_draws_hosts_guardians_and_vms_with_their_states(operator_
     assert nodes["HV02"] == "muted" and nodes["Win11-Orphan on HV02"] == "bad"  # starts nowhere
     assert nodes["Win11-A on HV01"] == "warn"  # one copy, not escrowed
     assert '<path class="map-edge keys"' in page and '<path class="map-edge sealed"' in page
+    assert '<path class="map-edge missing"' in page  # HV02's orphan needs a guardian no host holds
     assert 'style="' not in page.split('id="dashboard-lab-map"', 1)[1].split("</figure>", 1)[0]  # the CSP: classes only
     grid = page.split('id="risk-grid"', 1)[1].split("</section>", 1)[0]
     assert f'href="/risks/?code=vm_cannot_start&amp;host={f.hv02.pk}"' in grid
