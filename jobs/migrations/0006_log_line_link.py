@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0005_job_unsent_since'),
+        ("jobs", "0005_job_unsent_since"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='joblogline',
-            name='link',
-            field=models.CharField(blank=True, default='', max_length=500),
+            model_name="joblogline",
+            name="link",
+            field=models.CharField(blank=True, default="", max_length=500),
         ),
     ]

@@ -5,29 +5,46 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('hosts', '0005_lab_shares'),
-        ('inventory', '0002_stored_analysis'),
+        ("hosts", "0005_lab_shares"),
+        ("inventory", "0002_stored_analysis"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Mark',
+            name="Mark",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('vm_id', models.CharField(blank=True, max_length=64)),
-                ('signing_thumbprint', models.CharField(blank=True, max_length=40)),
-                ('encryption_thumbprint', models.CharField(blank=True, max_length=40)),
-                ('name', models.CharField(max_length=500)),
-                ('state', models.CharField(choices=[('lost', 'lost'), ('retired', 'retired')], max_length=16)),
-                ('marked_by', models.CharField(blank=True, max_length=150)),
-                ('marked_at', models.DateTimeField(auto_now_add=True)),
-                ('host', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='hosts.host')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("vm_id", models.CharField(blank=True, max_length=64)),
+                ("signing_thumbprint", models.CharField(blank=True, max_length=40)),
+                ("encryption_thumbprint", models.CharField(blank=True, max_length=40)),
+                ("name", models.CharField(max_length=500)),
+                ("state", models.CharField(choices=[("lost", "lost"), ("retired", "retired")], max_length=16)),
+                ("marked_by", models.CharField(blank=True, max_length=150)),
+                ("marked_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "host",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="hosts.host",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-marked_at', 'pk'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('vm_id__gt', '')), fields=('host', 'vm_id'), name='inventory_mark_vm_once'), models.UniqueConstraint(condition=models.Q(('signing_thumbprint__gt', '')), fields=('signing_thumbprint', 'encryption_thumbprint'), name='inventory_mark_guardian_once')],
+                "ordering": ["-marked_at", "pk"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("vm_id__gt", "")), fields=("host", "vm_id"), name="inventory_mark_vm_once"
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("signing_thumbprint__gt", "")),
+                        fields=("signing_thumbprint", "encryption_thumbprint"),
+                        name="inventory_mark_guardian_once",
+                    ),
+                ],
             },
         ),
     ]
