@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hosts.models import Host
+from hosts.remoting.catalog.keyprotectors import shown_follow_ups
 from hosts.remoting.catalog.vmconfig import (
     AddHardDiskDrive,
     AddNetworkAdapter,
@@ -152,8 +153,9 @@ def rescue_script(session: HostSession, host: Host, vm_name: str) -> tuple[Rescu
     script.on(host)
 
     def ask(op: Operation[Any]) -> Any:
-        script.add(op)
-        return session.run(op)
+        answer = session.run(op)
+        script.add(op, *shown_follow_ups(op, answer))  # the key protectors the session had the host read
+        return answer
 
     plan = plan_rescue(ask, host, vm_name)
     script.add(*plan.operations())
