@@ -3,6 +3,8 @@ disks and with its own settings, and the old VM is kept, renamed, with its key p
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from hosts.remoting import open_session
 from hosts.vault.services import store_pair
 from hypervsim.model import LAB_SWITCH
 from hypervsim.scenarios import previous_guardian_backup
-from jobs.kinds import JobFailed
+from jobs.kinds import JobFailed, Step
 from jobs.workflows.rescue.plan import kept_name, rescue_vm
 from tests.plugins.runs import DirectRun
 
@@ -100,3 +102,35 @@ def test_the_rescue_page_sends_a_vm_whose_keys_are_escrowed_to_the_restore(
     page = client.get(f"/jobs/new/rescue/?host={host.pk}&vm=Win11-A").content.decode()
     assert "restore it instead" in page and f'href="/jobs/new/restore/?host={host.pk}&amp;vm=Win11-A"' in page
     assert "Show PowerShell" not in page
+
+
+class ResumedRun(DirectRun):
+    """A job delivered again after its worker stopped: the steps `done` are skipped, as JobContext skips them."""
+
+    resumed = True
+
+    def __init__(self, done: set[str]) -> None:
+        super().__init__()
+        self.done = done
+
+    @contextmanager
+    def step(self, title: str, destructive: bool = False) -> Iterator[Step]:
+        if title in self.done:
+            yield Step(title=title, needed=False)
+            return
+        with super().step(title, destructive) as step:
+            yield step
+
+
+def test_a_rescue_delivered_again_after_the_rename_carries_on_from_the_kept_vm(
+    sim_host: Any, registered_host: Any
+) -> None:
+    sim = sim_host("reinstalled")
+    host = registered_host(sim)
+    with sim.model.changing():
+        sim.model.vm("Win11-A").name = kept_name("Win11-A")  # what the first delivery did before its worker died
+    run = ResumedRun({f"Rename-VM 'Win11-A' on {host}"})
+    with run, open_session(host.connection_spec()) as session:
+        rescue_vm(run, session, host, "Win11-A")
+    assert sim.model.vm("Win11-A").state == "Running" and sim.model.vm(kept_name("Win11-A")).tpm_enabled
+    assert [c["cmdlet"] for c in sim.command_log].count("Rename-VM") == 0

@@ -119,8 +119,14 @@ def refusal(ask: Ask, host: Host, old: VmSettings | None, vm_name: str) -> str:
     return ""
 
 
-def plan_rescue(ask: Ask, host: Host, vm_name: str) -> RescuePlan:
-    """Read the VM's settings and check the rescue applies; JobFailed with the reason when it does not."""
+def plan_rescue(ask: Ask, host: Host, vm_name: str, resumed: bool = False) -> RescuePlan:
+    """Read the VM's settings and check the rescue applies; JobFailed with the reason when it does not. A resumed
+    job whose earlier delivery renamed the old VM already reads the settings from that kept VM and carries on."""
+    if resumed:
+        kept = ask(ReadVmSettings(kept_name(vm_name)))
+        if kept is not None and kept.same_name == 1:
+            kept.name = vm_name
+            return RescuePlan(host, kept)
     old = ask(ReadVmSettings(vm_name))
     reason = refusal(ask, host, old, vm_name)
     if reason:
@@ -131,12 +137,14 @@ def plan_rescue(ask: Ask, host: Host, vm_name: str) -> RescuePlan:
 
 def rescue_vm(run: Run, session: HostSession, host: Host, vm_name: str) -> RescuePlan:
     """Run the plan step by step; the last Get-VM proves the new VM runs."""
-    plan = plan_rescue(session.run, host, vm_name)
+    plan = plan_rescue(session.run, host, vm_name, resumed=bool(getattr(run, "resumed", False)))
     run.record("old_vm", plan.old.as_record())
     run.record("kept_as", plan.kept_as)
     log.warning("%s", BITLOCKER_WARNING)
     for op in plan.operations()[:-1]:
-        with run.step(f"{op.describe()} '{plan.vm_name}' on {host}", destructive=False) as step:
+        # A step cut off by a worker's restart is run again only if running it twice is harmless.
+        unsafe_twice = not isinstance(op, SetProcessorCount | SetSecureBoot | StartVM)
+        with run.step(step_title(op, plan, host), destructive=unsafe_twice) as step:
             if step.needed:
                 session.run(op)
     running = session.run(GetVM(plan.vm_name))
@@ -145,6 +153,16 @@ def rescue_vm(run: Run, session: HostSession, host: Host, vm_name: str) -> Rescu
         raise JobFailed(f"The new VM '{plan.vm_name}' is {state} after Start-VM. Look at its event log on {host}.")
     log.info("'%s' runs on %s without a vTPM; the old VM is kept as '%s'", plan.vm_name, host, plan.kept_as)
     return plan
+
+
+def step_title(op: Operation[Any], plan: RescuePlan, host: Host) -> str:
+    """One title per operation, unique within the job (a resumed job finds its steps by title)."""
+    detail = ""
+    if isinstance(op, AddHardDiskDrive):
+        detail = f" {op.path}"
+    elif isinstance(op, AddNetworkAdapter):
+        detail = f" {op.adapter_name}"
+    return f"{op.describe()} '{plan.vm_name}'{detail} on {host}"
 
 
 def rescue_script(session: HostSession, host: Host, vm_name: str) -> tuple[RescuePlan, PowerShellScript]:
