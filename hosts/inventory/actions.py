@@ -53,12 +53,12 @@ def rescue(host: Host, vm_name: str) -> list[Action]:
     return _action("rescue", label, "rescue_preflight", RUN_JOBS, "danger", host=host.pk, vm=vm_name)
 
 
-def lost_keys(host: Host, vm_name: str) -> list[Action]:
-    """For a VM no host can start and the vault cannot help: the two ways out that need no keys (domain.md), and
-    the upload of a backup that may still exist outside the console."""
+def lost_keys(host: Host, vm_name: str, vtpm_off: bool = True) -> list[Action]:
+    """For a VM no host can start and the vault cannot help: the two ways out that need no keys (domain.md) — the
+    vTPM off only where Hyper-V allows it (`vtpm_off`) — and the upload of a backup that may exist elsewhere."""
     query = {"host": host.pk, "vm": vm_name, "action": "disable"}
-    vtpm_off = _action("vtpm_off", "Turn vTPM off…", "vtpm_preflight", DESTRUCTIVE, "danger", **query)
-    return rescue(host, vm_name) + vtpm_off + upload_backup()
+    off = _action("vtpm_off", "Turn vTPM off…", "vtpm_preflight", DESTRUCTIVE, "danger", **query) if vtpm_off else []
+    return rescue(host, vm_name) + off + upload_backup()
 
 
 def upload_backup() -> list[Action]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, F, Q, QuerySet, Window
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -25,13 +25,23 @@ from .rules import EXPIRY_WINDOW, RISK_TITLES, Pair, Risk
 # -- risks ----------------------------------------------------------------------------------------------------------
 
 
+def local_guardian_broken() -> Exists:
+    """For VirtualMachine rows: the UntrustedGuardian of the VM's host has lost its keys (no vTPM change there)."""
+    broken = Guardian.objects.filter(host=OuterRef("host"), name=rules.UNTRUSTED_GUARDIAN, needs_reset=True)
+    return Exists(broken)
+
+
 def vm_risk(vm: VirtualMachine) -> Risk | None:
-    """The VM's risk as its stored facts say (select_related "facts" and "facts__holder")."""
+    """The VM's risk as its stored facts say (select_related "facts" and "facts__holder"; annotated with
+    `guardian_broken` by the risk lists, asked here otherwise)."""
     facts = getattr(vm, "facts", None)
     if facts is None or not facts.risk:
         return None
     if facts.risk == "vm_cannot_start":
-        return rules.vm_cannot_start(vm, facts.escrowed)
+        broken = getattr(vm, "guardian_broken", None)
+        if broken is None:
+            broken = Guardian.objects.filter(host=vm.host_id, name=rules.UNTRUSTED_GUARDIAN, needs_reset=True).exists()
+        return rules.vm_cannot_start(vm, facts.escrowed, bool(broken))
     assert facts.holder is not None  # a single copy has its one holder
     return rules.single_copy(vm, facts.holder, (facts.escrow_signing, facts.escrow_encryption))
 
@@ -58,6 +68,7 @@ class RiskKind:
 def _vm_rows(code: str) -> Callable[[dt.datetime], QuerySet[Any]]:
     def rows(now: dt.datetime) -> QuerySet[Any]:
         chosen = VirtualMachine.objects.filter(facts__risk=code).exclude(marks.vm_marked())  # given up on: hidden
+        chosen = chosen.annotate(guardian_broken=local_guardian_broken())
         return chosen.select_related("host", "facts", "facts__holder").order_by("name", "host__name", "pk")
 
     return rows

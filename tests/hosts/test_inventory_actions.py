@@ -147,3 +147,14 @@ def test_an_escrowed_pair_links_to_its_vault_entry_and_needs_no_upload(operator_
     assert "upload" not in links and "restore" in links  # the vault has the pair: restore from it, nothing to upload
     imports = links["import"]  # and every host that cannot start it is offered the import of the entry
     assert f"/jobs/new/import/?pair={entry.pk}&host={f.hv01.pk}" in imports
+
+
+def test_a_vm_that_starts_nowhere_is_offered_the_vtpm_off_only_where_hyper_v_allows_it(admin_client: Client) -> None:
+    f = fleet()
+    stuck = give_vm(f.hv03, "Win11-Stuck", (thumb("lostS"), thumb("lostE")))  # HV03's guardian has lost its keys
+    dashboard = offered(admin_client.get("/").content.decode())
+    assert any("vm=Win11-Orphan" in url for url in dashboard["vtpm_off"])  # HV02: no broken guardian
+    assert not any("vm=Win11-Stuck" in url for url in dashboard["vtpm_off"])  # refused there until the reset
+    assert any("vm=Win11-Stuck" in url for url in dashboard["rescue"])
+    page = admin_client.get(f"/vms/{stuck.pk}/").content.decode()
+    assert "once the guardian of HV03 is reset" in page
