@@ -110,6 +110,7 @@ def risk_list(request: HttpRequest) -> HttpResponse:
         "listing": listing,
         "risks": [kind.risk(row, now) for row in listing.page],
         "kinds": reading.RISK_KINDS,
+        "marked_count": Mark.objects.count(),
     }
     return render(request, "inventory/risks.html", context)
 
