@@ -20,6 +20,7 @@ from jobs.workflows import pages
 from jobs.workflows.escrow import page as escrow
 from jobs.workflows.import_guardian import page as import_guardian
 from jobs.workflows.migrate import page as migrate
+from jobs.workflows.rescue import page as rescue
 from jobs.workflows.reset import page as reset
 from jobs.workflows.restore import page as restore
 from jobs.workflows.vtpm import page as vtpm
@@ -130,6 +131,7 @@ WORKFLOWS: dict[str, Workflow] = {
     "escrow": Workflow("escrow_guardian", guardian_page(escrow.EscrowForm, escrow.preflight)),
     "import": Workflow("import_guardian", guardian_page(import_guardian.ImportForm, import_guardian.preflight)),
     "restore": Workflow("restore_vm", guardian_page(restore.RestoreForm, restore.preflight)),
+    "rescue": Workflow("rescue_vm", guardian_page(rescue.RescueForm, rescue.preflight)),
     "reset": Workflow("reset_guardian", reset_flight),
     "reset_undo": Workflow("undo_guardian_reset", undo_flight),
     "vtpm": Workflow("vtpm", vtpm_flight),

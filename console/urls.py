@@ -10,7 +10,7 @@ from django.urls import include, path, re_path
 
 from hosts.inventory import urls as inventory_urls
 
-from . import accounts, sso, two_factor, users, views
+from . import accounts, guardian, sso, two_factor, users, views
 
 handler403 = views.forbidden
 
@@ -34,6 +34,7 @@ user_patterns = [
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("audit/", views.audit_trail, name="audit"),
+    path("guardians/<str:key>/", guardian.guardian_detail, name="guardian"),
     path("login/", accounts.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/password/", accounts.PasswordChangeView.as_view(), name="password_change"),

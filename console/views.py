@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from hosts.inventory import reading
-from hosts.inventory.models import KnownGuardian, VirtualMachine
+from hosts.inventory.models import KnownGuardian, Mark, VirtualMachine
 from hosts.models import Host
 from jobs.inventory import INVENTORY_REFRESH
 from jobs.services import create_job
@@ -43,15 +43,19 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     """Counts of each risk with the first few, linking to all of them; the hosts that need attention first, with
     their last refresh, health and number of risks. The same queries whatever the size of the lab."""
     groups = reading.risk_groups(first=RISKS_PER_TILE)
-    per_host = reading.risks_per_host()
+    grid = reading.risk_grid()
+    per_host = {host_id: sum(kinds.values()) for host_id, kinds in grid.items()}
     hosts = list(Host.objects.select_related("inventory").order_by("name"))
+    shown = attention_first(hosts, per_host)
     context = {
         "risk_groups": groups,
         "risk_total": sum(group.count for group in groups),
-        "hosts": [
-            (host, getattr(host, "inventory", None), per_host.get(host.pk, 0))
-            for host in attention_first(hosts, per_host)
-        ],
+        "hosts": [(host, getattr(host, "inventory", None), per_host.get(host.pk, 0)) for host in shown],
+        "grid": [(host, [grid.get(host.pk, {}).get(kind.code, 0) for kind in reading.RISK_KINDS]) for host in shown],
+        "risk_kinds": reading.RISK_KINDS,
+        "map_hosts": shown,
+        "hidden_hosts": len(hosts) - len(shown),
+        "marked_count": Mark.objects.count(),
         "host_count": len(hosts),
         "vm_count": VirtualMachine.objects.count(),
         "guardian_count": KnownGuardian.objects.count(),

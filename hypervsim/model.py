@@ -33,6 +33,8 @@ MIGRATION_CREDSSP, MIGRATION_KERBEROS = "CredSSP", "Kerberos"  # VirtualMachineM
 VM_ROOT = r"C:\ProgramData\Microsoft\Windows\Hyper-V"
 VHD_ROOT = r"C:\ProgramData\Microsoft\Windows\Virtual Hard Disks"
 HOME = r"C:\Users\labadmin\Documents"
+LAB_SWITCH = "LabSwitch"  # the external virtual switch every simulated host has
+SECURE_BOOT_TEMPLATES = ("MicrosoftWindows", "MicrosoftUEFICertificateAuthority", "OpenSourceShieldedVM")
 STANDARD_FOLDERS = (r"C:\Windows\Temp", HOME, VM_ROOT, VHD_ROOT)
 _BAD_COMPONENT = re.compile(r'[<>:"|?*\x00-\x1f]')
 
@@ -138,6 +140,10 @@ class VirtualMachine:
     vhd_paths: list[str] = field(default_factory=list)
     memory_mb: int = 4096
     processor_count: int = 2
+    # [{"name": ..., "switch": ... ("" = not connected)}] in the order Get-VMNetworkAdapter lists them
+    network_adapters: list[dict[str, str]] = field(default_factory=list)
+    secure_boot: bool = True  # generation 2 only, like the template
+    secure_boot_template: str = "MicrosoftWindows"
     created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
 
     @property
@@ -307,6 +313,7 @@ class HostModel:
         self.guardians: dict[str, Guardian] = {}
         self.vms: dict[str, VirtualMachine] = {}
         self.live_migration = False
+        self.switches: list[str] = [LAB_SWITCH]
         # Second-hop facts (docs/domain.md): None is a workgroup host; a domain name joins it. Hyper-V's default
         # migration authentication is CredSSP; the WSMan CredSSP server role is off until Enable-WSManCredSSP.
         self.domain: str | None = None
@@ -366,6 +373,7 @@ class HostModel:
                 ],
                 "vms": [vm.to_json() for vm in self.vms.values()],
                 "live_migration": self.live_migration,
+                "switches": self.switches,
                 "membership": [self.domain, self.migration_authentication, self.credssp_server],
                 "delegation": [list(self.delegation.allowed_to), self.delegation.any_protocol],
                 "shares": [[s.name, s.path, s.accounts] for s in self.shares.values()],
@@ -391,6 +399,7 @@ class HostModel:
         self.product_type = data.get("product_type", EDITIONS["server"].product_type)
         self.hgs_mode = data["hgs_mode"]
         self.live_migration = data["live_migration"]
+        self.switches = data.get("switches", [LAB_SWITCH])
         self.domain, self.migration_authentication, self.credssp_server = data.get(
             "membership", [None, MIGRATION_CREDSSP, False]
         )
@@ -461,6 +470,8 @@ class HostModel:
             vm.last_good_key_protector = vm.key_protector  # a seeded VM has run with the protector it has
         if not vm.vhd_paths:
             vm.vhd_paths = [rf"{VHD_ROOT}\{name}.vhdx"]
+        if "network_adapters" not in fields:
+            vm.network_adapters = [{"name": "Network Adapter", "switch": LAB_SWITCH}]
         self.vms[vm.id] = vm
         for vhd in vm.vhd_paths:
             self.write_file(vhd, b"vhdx" + name.encode())

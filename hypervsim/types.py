@@ -136,3 +136,16 @@ class HgsClientMode(PSEnumBase):
     Unknown = 0
     Local = 1
     HostGuardianService = 2
+
+
+@PSType(["Microsoft.HyperV.PowerShell.ControllerType"])
+class ControllerType(PSEnumBase):
+    IDE = 0
+    SCSI = 1
+    PMEM = 2
+
+
+@PSType(["Microsoft.HyperV.PowerShell.OnOffState"])
+class OnOffState(PSEnumBase):
+    On = 0
+    Off = 1

@@ -61,8 +61,9 @@ def lines_after(job_id: int, after: int, upto: int | None, limit: int) -> list[l
     # only those rows, where an open one makes the database sort the whole rest of a long log for every chunk.
     last = after + limit if upto is None else min(upto, after + limit)
     rows = JobLogLine.objects.filter(job_id=job_id, seq__gt=after, seq__lte=last)
-    values = rows.order_by("seq").annotate(ms=EpochMillis("at")).values_list("seq", "ms", "level", "text")[:limit]
-    return [list(row) for row in values]
+    fields = ("seq", "ms", "level", "text", "link")
+    values = rows.order_by("seq").annotate(ms=EpochMillis("at")).values_list(*fields)[:limit]
+    return [list(row) if row[4] else list(row[:4]) for row in values]  # a link only where there is one
 
 
 def batch_bounds(event: dict[str, Any]) -> tuple[int, int, str]:

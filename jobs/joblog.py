@@ -3,7 +3,9 @@ logger, and while a job runs in this thread (or task) those records become lines
 `JobLogHandler` does. No `log=` callables are passed around.
 
 A line's level is the record's (debug, info, warning, error); `extra={"job_level": "progress"}` (or "verbose")
-picks one of the job log's own levels instead. Records logged outside a job go only to the usual handlers.
+picks one of the job log's own levels instead. `extra={"job_link": "/jobs/new/reset/?host=3"}` gives the line the
+page of this console that fixes what it reports (a remedy): the job page shows it as a link. Records logged outside
+a job go only to the usual handlers.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-LineWriter = Callable[[str, str], None]
+LineWriter = Callable[..., None]  # write(text, level) or write(text, level, link)
 
 # The loggers whose records are job lines: the domain code, not the job machinery's own diagnostics.
 DOMAIN_LOGGERS = ("jobs.workflows", "jobs.inventory", "hosts")
@@ -39,8 +41,12 @@ class JobLogHandler(logging.Handler):
         write = _writer.get()
         if write is None:
             return
+        link = str(getattr(record, "job_link", "") or "")
         try:
-            write(record.getMessage(), job_level(record))
+            if link:
+                write(record.getMessage(), job_level(record), link)
+            else:
+                write(record.getMessage(), job_level(record))
         except Exception:  # noqa: BLE001 - logging must never break the job
             self.handleError(record)
 

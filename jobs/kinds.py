@@ -119,7 +119,7 @@ class Step:
     data: dict[str, Any] = field(default_factory=dict)  # kept with the step, for a resumed job to read back
 
 
-LogFunction = Callable[[str, str], None]
+LogFunction = Callable[..., None]  # write(text, level) or write(text, level, link)
 
 
 class Run(Protocol):
@@ -176,8 +176,12 @@ class JobContext:
     def host(self) -> Host | None:
         return self.hosts[0] if self.hosts else None
 
-    def log(self, text: str, level: str = "info") -> None:
-        self._write(str(text), level)
+    def log(self, text: str, level: str = "info", link: str = "") -> None:
+        """A line of the job's log; `link`: the page of this console that fixes what it reports."""
+        if link:
+            self._write(str(text), level, link)
+        else:
+            self._write(str(text), level)
 
     # Secrets ----------------------------------------------------------------------------------------------
     def keep_secret(self, value: str) -> None:

@@ -468,6 +468,9 @@ class JobLogLine(models.Model):
     at = models.DateTimeField()
     level = models.CharField(max_length=10, default="info")
     text = models.TextField()
+    # A page of this console that fixes what the line reports (a remedy: "/jobs/new/reset/?host=3"), given by the
+    # code that logs it (extra={"job_link": url}), so pages make it a link without reading URLs out of the text.
+    link = models.CharField(max_length=500, blank=True, default="")
 
     class Meta:
         ordering = ["job", "seq"]
@@ -477,12 +480,12 @@ class JobLogLine(models.Model):
         return f"{self.job_id}:{self.seq} {self.text[:60]}"
 
     def as_message(self) -> list[Any]:
-        return line_tuple(self.seq, self.at, self.level, self.text)
+        return line_tuple(self.seq, self.at, self.level, self.text, self.link)
 
 
-def line_tuple(seq: int, at: Any, level: str, text: str) -> list[Any]:
-    """The compact wire form of a line: [seq, epoch milliseconds, level, text]."""
-    return [seq, epoch_millis(at), level, text]
+def line_tuple(seq: int, at: Any, level: str, text: str, link: str = "") -> list[Any]:
+    """The compact wire form of a line: [seq, epoch milliseconds, level, text], and its link when it has one."""
+    return [seq, epoch_millis(at), level, text, *([link] if link else [])]
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -524,7 +527,7 @@ def lines_frame(lines: list[list[Any]]) -> str:
 
 def lines_message(rows: list[JobLogLine]) -> dict[str, Any]:
     """The group message of a batch: its websocket frame is encoded here once, not once per viewer."""
-    frame = lines_frame([line_tuple(row.seq, row.at, row.level, row.text) for row in rows])
+    frame = lines_frame([line_tuple(row.seq, row.at, row.level, row.text, row.link) for row in rows])
     return {"type": "job.lines", "first": rows[0].seq, "last": rows[-1].seq, "frame": frame}
 
 
@@ -602,7 +605,7 @@ class OrphanedRun(models.Model):
         steps_done: list[str],
         stopped_before: str = "",
         outcome: str = "",
-        lines: Sequence[tuple[datetime, str, str]] = (),
+        lines: Sequence[tuple[datetime, str, str, str]] = (),
     ) -> OrphanedRun:
         """Write what the runner `runner` knows after losing `job`, and audit it as `job.orphaned`.
         Precondition: the job is not running under `runner` any more (the runner checked)."""
@@ -617,7 +620,7 @@ class OrphanedRun(models.Model):
                 steps_done=list(steps_done),
                 stopped_before=stopped_before[:4000],
                 outcome=outcome[:4000],
-                lines=[[at.isoformat(), level, text] for at, level, text in kept],
+                lines=[[at.isoformat(), level, text] for at, level, text, _link in kept],
             )
             AuditEvent.record(
                 None,

@@ -47,7 +47,7 @@ from .models import (
 )
 from .redaction import Redactor, clean_exception
 from .registry import JobKind, UnknownJobKind, get_kind
-from .services import create_job, ordered_hosts
+from .services import create_job, is_same_site_path, ordered_hosts
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def take_over(job: Job, kind: JobKind, token: str) -> Claim | None:
 # The log pump --------------------------------------------------------------------------------------------------
 
 
-Line = tuple[datetime, str, str]  # (at, level, text)
+Line = tuple[datetime, str, str, str]  # (at, level, text, link)
 
 
 class LogPump(threading.Thread):
@@ -168,12 +168,13 @@ class LogPump(threading.Thread):
         self.next_heartbeat = time.monotonic() + self.heartbeat_seconds  # the claim wrote the first one
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def write(self, text: str, level: str = "info") -> None:
+    def write(self, text: str, level: str = "info", link: str = "") -> None:
         level = level if level in LOG_LEVELS else "info"
         lines = self.redactor.redact(text).splitlines() or [""]
+        link = link if is_same_site_path(link) else ""  # a page of this console, or no link
         now = timezone.now()
         with self.lock:
-            self.pending.extend((now, level, line) for line in lines)
+            self.pending.extend((now, level, line, link if i == len(lines) - 1 else "") for i, line in enumerate(lines))
             count = len(self.pending)
         if count == len(lines) or count >= BATCH_LINES:
             self.wake.set()
@@ -231,8 +232,8 @@ class LogPump(threading.Thread):
             return
         first = self.seq + 1
         rows = [
-            JobLogLine(job_id=self.job_id, seq=first + i, at=at, level=level, text=text)
-            for i, (at, level, text) in enumerate(batch)
+            JobLogLine(job_id=self.job_id, seq=first + i, at=at, level=level, text=text, link=link)
+            for i, (at, level, text, link) in enumerate(batch)
         ]
         if not self.job.save_lines(self.token, rows):
             # These numbers are no longer ours to use: the reaper or another runner writes after last_seq now.

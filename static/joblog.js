@@ -137,6 +137,7 @@
       this.times = [];
       this.levels = [];
       this.texts = [];
+      this.links = []; // a line's remedy page on this console (its 5th field), "" for most lines
       this.visible = []; // indexes of lines passing the level filter
       this.lastSeq = 0;
       this.duplicates = 0;
@@ -207,6 +208,7 @@
         this.times.push(line[1]);
         this.levels.push(line[2]);
         this.texts.push(line[3]);
+        this.links.push(typeof line[4] === "string" && /^\/(?![\/\\])/.test(line[4]) ? line[4] : "");
         this.lastSeq = seq;
         if ((LEVELS[line[2]] ?? 3) >= this.minLevel) this.visible.push(index);
       }
@@ -286,6 +288,14 @@
       time.textContent = timeOf(this.times[index]);
       div.appendChild(time);
       appendAnsi(div, this.texts[index]);
+      if (this.links[index]) {
+        const link = document.createElement("a");
+        link.className = "jl-link";
+        link.href = this.links[index];
+        link.textContent = "Open the fix";
+        div.appendChild(document.createTextNode(" "));
+        div.appendChild(link);
+      }
       return div;
     }
 

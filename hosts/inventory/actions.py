@@ -23,7 +23,7 @@ RUN_JOBS, DESTRUCTIVE = "run_jobs", "run_destructive_jobs"
 
 @dataclass(frozen=True)
 class Action:
-    code: str  # restore, upload, escrow, escrow_all, reset, vtpm_off, vtpm_on, migrate, import
+    code: str  # restore, upload, rescue, escrow, escrow_all, reset, vtpm_off, vtpm_on, migrate, import, mark
     label: str
     url: str
     permission: str
@@ -46,6 +46,19 @@ def _action(code: str, label: str, name: str, permission: str, style: str = "sec
 
 def restore(host: Host, vm_name: str) -> list[Action]:
     return _action("restore", "Restore…", "restore_preflight", RUN_JOBS, host=host.pk, vm=vm_name)
+
+
+def rescue(host: Host, vm_name: str) -> list[Action]:
+    label = "Rescue as a new VM without vTPM…"
+    return _action("rescue", label, "rescue_preflight", RUN_JOBS, "danger", host=host.pk, vm=vm_name)
+
+
+def lost_keys(host: Host, vm_name: str, vtpm_off: bool = True) -> list[Action]:
+    """For a VM no host can start and the vault cannot help: the two ways out that need no keys (domain.md) — the
+    vTPM off only where Hyper-V allows it (`vtpm_off`) — and the upload of a backup that may exist elsewhere."""
+    query = {"host": host.pk, "vm": vm_name, "action": "disable"}
+    off = _action("vtpm_off", "Turn vTPM off…", "vtpm_preflight", DESTRUCTIVE, "danger", **query) if vtpm_off else []
+    return rescue(host, vm_name) + off + upload_backup()
 
 
 def upload_backup() -> list[Action]:

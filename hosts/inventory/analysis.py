@@ -240,12 +240,16 @@ class Inventory:
         if not vm.protected or not vm.kp_readable:
             return []
         if not self.startable_anywhere(vm):
-            return [rules.vm_cannot_start(vm, self._escrowed(vm))]
+            return [rules.vm_cannot_start(vm, self._escrowed(vm), self._local_guardian_broken(vm.host_id))]
         holders = self.hosts_with_vm_keys(vm)
         if len(holders) == 1 and not self._escrowed(vm):
             holder = next(h for h in self.hosts if h.pk in holders)
             return [rules.single_copy(vm, holder, self._pair_held(vm, holder))]
         return []
+
+    def _local_guardian_broken(self, host_id: int) -> bool:
+        """Whether the host's UntrustedGuardian has lost its keys: Hyper-V then refuses every vTPM change there."""
+        return any(g.host_id == host_id and g.name == rules.UNTRUSTED_GUARDIAN for g in self.broken_guardians())
 
     def _escrowed(self, vm: VirtualMachine) -> bool:
         """Whether the vault holds a pair the VM's key protector is sealed to."""

@@ -245,3 +245,44 @@ class VmFacts(models.Model):
 
     def __str__(self) -> str:
         return f"facts of VM {self.vm_id}"
+
+
+# -- what the team has given up on (pages hide its risks; the marks page lists them) -------------------------------
+
+
+class Mark(models.Model):
+    """A VM (by host and VM id, which survive a refresh) or a guardian (by its pair) the team has marked lost — no
+    way back, stop warning — or retired — taken out of service on purpose. Its risks leave the dashboard and the risk
+    lists, which then show only what can still be acted on; deleting the mark (unmark) brings them back."""
+
+    LOST, RETIRED = "lost", "retired"
+    STATES = [(LOST, "lost"), (RETIRED, "retired")]
+
+    host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.CASCADE, related_name="+")  # a VM's
+    vm_id = models.CharField(max_length=64, blank=True)
+    signing_thumbprint = models.CharField(max_length=40, blank=True)
+    encryption_thumbprint = models.CharField(max_length=40, blank=True)
+    name = models.CharField(max_length=500)  # what it was called when marked ("Win11-A on HV02")
+    state = models.CharField(max_length=16, choices=STATES)
+    marked_by = models.CharField(max_length=150, blank=True)  # the username, kept if the user goes
+    marked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-marked_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "vm_id"], condition=models.Q(vm_id__gt=""), name="inventory_mark_vm_once"
+            ),
+            models.UniqueConstraint(
+                fields=["signing_thumbprint", "encryption_thumbprint"],
+                condition=models.Q(signing_thumbprint__gt=""),
+                name="inventory_mark_guardian_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} marked {self.state}"
+
+    @property
+    def is_vm(self) -> bool:
+        return bool(self.vm_id)

@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, F, Q, QuerySet, Window
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from hosts.models import Host
 
-from . import actions, rules
+from . import actions, marks, rules
 from .actions import Action
 from .models import Certificate, Guardian, HostInventory, KeyHolding, KeyProtectorEntry, KnownGuardian, VirtualMachine
 from .rules import EXPIRY_WINDOW, RISK_TITLES, Pair, Risk
@@ -25,13 +25,23 @@ from .rules import EXPIRY_WINDOW, RISK_TITLES, Pair, Risk
 # -- risks ----------------------------------------------------------------------------------------------------------
 
 
+def local_guardian_broken() -> Exists:
+    """For VirtualMachine rows: the UntrustedGuardian of the VM's host has lost its keys (no vTPM change there)."""
+    broken = Guardian.objects.filter(host=OuterRef("host"), name=rules.UNTRUSTED_GUARDIAN, needs_reset=True)
+    return Exists(broken)
+
+
 def vm_risk(vm: VirtualMachine) -> Risk | None:
-    """The VM's risk as its stored facts say (select_related "facts" and "facts__holder")."""
+    """The VM's risk as its stored facts say (select_related "facts" and "facts__holder"; annotated with
+    `guardian_broken` by the risk lists, asked here otherwise)."""
     facts = getattr(vm, "facts", None)
     if facts is None or not facts.risk:
         return None
     if facts.risk == "vm_cannot_start":
-        return rules.vm_cannot_start(vm, facts.escrowed)
+        broken = getattr(vm, "guardian_broken", None)
+        if broken is None:
+            broken = Guardian.objects.filter(host=vm.host_id, name=rules.UNTRUSTED_GUARDIAN, needs_reset=True).exists()
+        return rules.vm_cannot_start(vm, facts.escrowed, bool(broken))
     assert facts.holder is not None  # a single copy has its one holder
     return rules.single_copy(vm, facts.holder, (facts.escrow_signing, facts.escrow_encryption))
 
@@ -57,7 +67,8 @@ class RiskKind:
 
 def _vm_rows(code: str) -> Callable[[dt.datetime], QuerySet[Any]]:
     def rows(now: dt.datetime) -> QuerySet[Any]:
-        chosen = VirtualMachine.objects.filter(facts__risk=code)
+        chosen = VirtualMachine.objects.filter(facts__risk=code).exclude(marks.vm_marked())  # given up on: hidden
+        chosen = chosen.annotate(guardian_broken=local_guardian_broken())
         return chosen.select_related("host", "facts", "facts__holder").order_by("name", "host__name", "pk")
 
     return rows
@@ -91,7 +102,12 @@ RISK_KINDS = [
     RiskKind("single_copy", _vm_rows("single_copy"), _vm_as_risk, "host"),
     RiskKind(
         "guardian_without_keys",
-        lambda now: Guardian.objects.filter(needs_reset=True).select_related("host").order_by("host__name", "name"),
+        lambda now: (
+            Guardian.objects.filter(needs_reset=True)
+            .exclude(marks.pair_marked())
+            .select_related("host")
+            .order_by("host__name", "name")
+        ),
         lambda guardian, now: rules.guardian_without_keys(guardian),
         "host",
     ),
@@ -144,12 +160,17 @@ def risk_groups(first: int = 5, host: Host | None = None, now: dt.datetime | Non
 
 def risks_per_host(now: dt.datetime | None = None) -> dict[int, int]:
     """How many risks each host has: one grouped query per kind."""
+    return {host_id: sum(kinds.values()) for host_id, kinds in risk_grid(now).items()}
+
+
+def risk_grid(now: dt.datetime | None = None) -> dict[int, dict[str, int]]:
+    """How many risks of each kind each host has (the dashboard's host × risk grid): one grouped query per kind."""
     now = now or timezone.now()
-    counts: dict[int, int] = defaultdict(int)
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
     for kind in RISK_KINDS:
         path = "host_id" if kind.host_field == "host" else "pk"
         for host_id, count in kind.of(now).order_by().values_list(path).annotate(n=Count("pk")):
-            counts[host_id] += count
+            counts[host_id][kind.code] = counts[host_id].get(kind.code, 0) + count
     return counts
 
 

@@ -121,17 +121,31 @@ def vm_url(vm: VirtualMachine) -> str:
     return f"/vms/{vm.pk}/"
 
 
-def vm_cannot_start(vm: VirtualMachine, escrowed: bool) -> Risk:
+def vm_cannot_start(vm: VirtualMachine, escrowed: bool, guardian_broken: bool = False) -> Risk:
+    """`guardian_broken`: the UntrustedGuardian of the VM's host has lost its keys, so Hyper-V refuses to turn its
+    vTPM off until that guardian is reset (domain.md, 3): then the vTPM is not offered."""
+    why = (
+        f"{vm.name} cannot start anywhere: no registered host holds the private keys of a guardian its "
+        'key protector is sealed to ("The key protector could not be unwrapped"). '
+    )
+    if escrowed:
+        fix = "The vault holds them: restore them onto its host."
+        offered = actions.restore(vm.host, vm.name)
+    else:
+        vtpm = f"turn its vTPM off once the guardian of {vm.host} is reset" if guardian_broken else "turn its vTPM off"
+        fix = (
+            "The vault does not hold them either. Upload a PFX backup if one exists; otherwise rescue it as a new "
+            f"VM without a vTPM on its disks, or {vtpm} (BitLocker then asks for its recovery key)."
+        )
+        offered = actions.lost_keys(vm.host, vm.name, vtpm_off=not guardian_broken)
     return Risk(
         "vm_cannot_start",
         RISK_TITLES["vm_cannot_start"],
-        f"{vm.name} cannot start anywhere: no registered host holds the private keys of a guardian its "
-        'key protector is sealed to ("The key protector could not be unwrapped"). Restore the owner\'s '
-        "certificate pair from the vault or a PFX backup onto a host.",
+        why + fix,
         f"{vm.name} on {vm.host}",
         vm_url(vm),
         vm.host,
-        actions.restore(vm.host, vm.name) + ([] if escrowed else actions.upload_backup()),
+        offered,
         vm,
     )
 

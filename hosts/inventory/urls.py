@@ -1,4 +1,4 @@
-"""URLs of the inventory app: /guardians/, /vms/ and /risks/.
+"""URLs of the inventory app: /guardians/, /vms/, /risks/ and /marks/ (lost or retired, and the way back).
 
 console/urls.py includes them under the namespace "inventory", together with the refresh buttons' routes
 (/hosts/<pk>/refresh/, /hosts/refresh/), whose views start jobs and so are console's.
@@ -15,4 +15,8 @@ urlpatterns = [
     path("vms/", views.vm_list, name="vms"),
     path("vms/<int:pk>/", views.vm_detail, name="vm"),
     path("risks/", views.risk_list, name="risks"),
+    path("vms/<int:pk>/mark/", views.vm_mark, name="vm-mark"),
+    path("guardians/<str:key>/mark/", views.guardian_mark, name="guardian-mark"),
+    path("marks/", views.mark_list, name="marks"),
+    path("marks/<int:pk>/unmark/", views.unmark, name="unmark"),
 ]

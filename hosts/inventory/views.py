@@ -6,22 +6,28 @@ Its refresh buttons start jobs, so their views are console's (console/views.py):
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from collections.abc import Callable
+
+from django import forms
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from console.params import page_of, parse_id
 from console.roles import require
 from hosts.models import Host
 
-from . import actions, reading
-from .models import VirtualMachine
+from . import actions, marks, reading
+from .models import Mark, VirtualMachine
 from .rules import RISK_TITLES, VM_RISKS
 
 GUARDIANS_PER_PAGE = 50
 VMS_PER_PAGE = 100
 HOSTS_PER_PAGE = 50  # a VM page's "can it start on…" answers
 RISKS_PER_PAGE = 100
+MARKS_PER_PAGE = 100
 
 
 def chosen_host(request: HttpRequest) -> Host | None:
@@ -85,6 +91,7 @@ def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "state": getattr(vm.host, "inventory", None),
         "vault_entry": entries[0] if entries else None,
         "vm_actions": actions.for_vm(vm),
+        "mark": marks.mark_of_vm(vm),
     }
     return render(request, "inventory/vm_detail.html", context)
 
@@ -103,5 +110,56 @@ def risk_list(request: HttpRequest) -> HttpResponse:
         "listing": listing,
         "risks": [kind.risk(row, now) for row in listing.page],
         "kinds": reading.RISK_KINDS,
+        "marked_count": Mark.objects.count(),
     }
     return render(request, "inventory/risks.html", context)
+
+
+# -- marking lost or retired ------------------------------------------------------------------------------------------
+
+
+class MarkForm(forms.Form):
+    state = forms.ChoiceField(choices=Mark.STATES, error_messages={"invalid_choice": "Choose lost or retired."})
+
+
+def _marked(request: HttpRequest, done: Callable[[str], Mark], back: str) -> HttpResponse:
+    form = MarkForm(request.POST)
+    if form.is_valid():
+        mark = done(form.cleaned_data["state"])
+        messages.success(request, f"{mark.name} is marked {mark.state}: its risks are no longer counted.")
+    else:
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
+    return redirect(back)
+
+
+@require_POST
+@require("run_jobs")
+def vm_mark(request: HttpRequest, pk: int) -> HttpResponse:
+    vm = get_object_or_404(VirtualMachine.objects.select_related("host"), pk=pk)
+    return _marked(request, lambda state: marks.mark_vm(request.user, vm, state), f"/vms/{vm.pk}/")
+
+
+@require_POST
+@require("run_jobs")
+def guardian_mark(request: HttpRequest, key: str) -> HttpResponse:
+    guardian = reading.guardian_by_key(key)
+    if guardian is None:
+        raise Http404("No such guardian.")
+    back = f"/guardians/{guardian.key}/"
+    return _marked(request, lambda state: marks.mark_guardian(request.user, guardian, state), back)
+
+
+@require_POST
+@require("run_jobs")
+def unmark(request: HttpRequest, pk: int) -> HttpResponse:
+    mark = get_object_or_404(Mark, pk=pk)
+    marks.unmark(request.user, mark)
+    messages.success(request, f"{mark.name} is no longer marked {mark.state}: its risks are counted again.")
+    return redirect(marks.page_of_marked(mark))
+
+
+@require("view_console")
+def mark_list(request: HttpRequest) -> HttpResponse:
+    """What the team marked lost or retired: left out of the dashboard and the risk lists, each with its way back."""
+    listing = page_of(request, marks.all_marks(), MARKS_PER_PAGE)
+    return render(request, "inventory/marks.html", {"listing": listing})

@@ -54,6 +54,10 @@ class Switch:
 SWITCH = Switch()
 
 
+class Long(int):
+    """A [long] parameter value (`-MemoryStartupBytes`): sent as an Int64, since 4 GB does not fit an Int32."""
+
+
 @dataclass(frozen=True)
 class Cmd:
     """One command of a statement: a cmdlet name and its parameters, in order."""

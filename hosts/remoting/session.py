@@ -28,7 +28,7 @@ from pypsrp.serializer import ObjectMeta, Serializer, TaggedValue
 
 from .connection import ConnectionSpec, Transport, peer_fingerprint
 from .errors import OperationCancelled, RemotingError, UnexpectedReply
-from .operation import Credential, Operation, PipelineResult, Secret, Switch
+from .operation import Credential, Long, Operation, PipelineResult, Secret, Switch
 from .translate import error_from_record, remoting_error
 
 T = TypeVar("T")
@@ -266,6 +266,8 @@ class HostSession:
                         if self.on_secret is not None:
                             self.on_secret(str(value.password))
                         ps.add_parameter(name, PSCredential(username=value.user, password=str(value.password)))
+                    elif isinstance(value, Long):
+                        ps.add_parameter(name, TaggedValue("I64", int(value)))
                     else:
                         ps.add_parameter(name, value)
             ps.add_statement()

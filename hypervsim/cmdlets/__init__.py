@@ -386,4 +386,4 @@ def invoke(
 
 
 # Importing the families registers their cmdlets.
-from hypervsim.cmdlets import files, hgs, shares, system, utility, vms  # noqa: E402,F401
+from hypervsim.cmdlets import files, hgs, shares, system, utility, vmconfig, vms  # noqa: E402,F401

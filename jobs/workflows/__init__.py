@@ -13,4 +13,5 @@ KIND_MODULES = (
     "jobs.workflows.reset.kind",
     "jobs.workflows.vtpm.kind",
     "jobs.workflows.migrate.kind",
+    "jobs.workflows.rescue.kind",
 )

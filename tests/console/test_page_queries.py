@@ -65,6 +65,8 @@ def pages(sample: Sample) -> dict[str, str]:
         "vm": f"/vms/{sample.vm.pk}/",
         "risks": "/risks/?code=single_copy",
         "risks of a host": f"/risks/?code=single_copy&host={sample.host.pk}",
+        "guardian": f"/guardians/{sample.pair.signing_thumbprint}-{sample.pair.encryption_thumbprint}/",
+        "marks": "/marks/",
         "vault": "/vault/",
         "vault pair": f"/vault/{sample.pair.pk}/",
         "audit": "/audit/",

@@ -182,11 +182,22 @@ class World:
         GUESSED_ROUTES.add(route.name)
         return self.host
 
+    def guardian_key(self) -> str:
+        """A guardian identity (the vault pair's), made inside the test's transaction: pages address it by pair."""
+        from hosts.inventory.models import KnownGuardian
+
+        pair = (self.pair.signing_thumbprint, self.pair.encryption_thumbprint)
+        names = {"display_name": "UntrustedGuardian (sweep)", "sort_name": "untrustedguardian (sweep)"}
+        KnownGuardian.objects.get_or_create(signing_thumbprint=pair[0], encryption_thumbprint=pair[1], defaults=names)
+        return f"{pair[0]}-{pair[1]}"
+
     def url(self, route: Route) -> str:
         def fill(match: re.Match[str]) -> str:
             converter, kwarg = match.group(1) or "str", match.group(2)
             if converter == "int":
                 return str(self.object_for(route, kwarg).pk)
+            if kwarg == "key" and route.pattern.startswith("guardians/"):
+                return self.guardian_key()
             return {"path": "console.css"}.get(converter, "not-a-real-token")
 
         path = re.sub(r"\(\?P<\w+>[^)]*\)", "console.css", route.pattern)  # regex routes: only static files

@@ -84,9 +84,9 @@ def test_the_dashboard_shows_the_risks_of_the_three_seed_scenarios(
 
     assert page.locator('#risk-guardian_without_keys a[data-action="reset"]').count() == 1
     with page.expect_navigation():
-        page.click('#risk-vm_cannot_start a[data-action="restore"] >> nth=0')
-    assert "/jobs/new/restore/?host=" in page.url and "Page not found" not in page.content()
-    shoot(page, "3b-restore-from-a-risk")
+        page.click('#risk-vm_cannot_start a[data-action="rescue"] >> nth=0')  # no backup anywhere: no restore
+    assert "/jobs/new/rescue/?host=" in page.url and "Page not found" not in page.content()
+    shoot(page, "3b-rescue-from-a-risk")
 
     page.goto(f"{live_console.url}/")
     page.click("#risk-vm_cannot_start a >> nth=0")

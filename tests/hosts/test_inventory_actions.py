@@ -24,6 +24,7 @@ pytestmark = pytest.mark.django_db
 PAGE_OF = {  # action code → URL name of the workflow page it must land on
     "restore": "restore_preflight",
     "upload": "vault_upload",
+    "rescue": "rescue_preflight",
     "escrow": "escrow_preflight",
     "escrow_all": "escrow_preflight",
     "reset": "reset_preflight",
@@ -70,7 +71,7 @@ def test_every_action_resolves_to_its_workflow_page_with_the_right_query(admin_c
     by_code: dict[str, Action] = {}
     for action in actions:
         by_code.setdefault(action.code, action)
-    assert set(by_code) == set(PAGE_OF)
+    assert set(by_code) == set(PAGE_OF) - {"restore"}  # the orphan's keys are in no vault: rescued, not restored
 
     for code, action in by_code.items():
         parts = urlsplit(action.url)
@@ -79,11 +80,11 @@ def test_every_action_resolves_to_its_workflow_page_with_the_right_query(admin_c
         assert response.status_code == 200, (code, action.url, response.status_code)
 
     query = {code: {k: v[0] for k, v in parse_qs(urlsplit(a.url).query).items()} for code, a in by_code.items()}
-    assert query["restore"] == {"host": str(f.hv02.pk), "vm": "Win11-Orphan"}
+    assert query["rescue"] == {"host": str(f.hv02.pk), "vm": "Win11-Orphan"}
     assert query["escrow"] == {"host": str(f.hv01.pk), "guardian": f"{f.pair[0]}:{f.pair[1]}"}
     assert query["escrow_all"] == {"host": str(f.hv01.pk), "guardian": "all"}
     assert query["reset"] == {"host": str(f.hv03.pk), "guardian": "UntrustedGuardian"}
-    assert query["vtpm_off"] == {"host": str(f.hv01.pk), "vm": "Win11-A", "action": "disable"}
+    assert query["vtpm_off"] == {"host": str(f.hv02.pk), "vm": "Win11-Orphan", "action": "disable"}  # its way out
     assert query["vtpm_on"] == {"host": str(f.hv01.pk), "vm": "Srv Plain", "action": "enable"}
     assert query["migrate"] == {"host": str(f.hv01.pk), "vm": "Win11-A"}
 
@@ -100,15 +101,15 @@ def test_viewers_see_the_risks_but_no_action(viewer_client: Client) -> None:
 
 def test_operators_get_the_harmless_actions_admins_every_one(operator_client: Client, admin_client: Client) -> None:
     f = fleet()
-    harmless = {"restore", "upload", "escrow", "escrow_all", "migrate"}
+    harmless = {"restore", "upload", "rescue", "escrow", "escrow_all", "migrate"}
     pages = {
-        "/": {"restore", "upload", "escrow", "reset"},
+        "/": {"rescue", "vtpm_off", "upload", "escrow", "reset"},
         "/guardians/": {"escrow", "reset"},
-        f"/vms/{f.orphan.pk}/": {"restore", "upload", "migrate", "vtpm_off"},
+        f"/vms/{f.orphan.pk}/": {"rescue", "upload", "migrate", "vtpm_off"},
         f"/vms/{f.healthy.pk}/": {"escrow", "migrate", "vtpm_off"},
         f"/vms/{f.plain.pk}/": {"migrate", "vtpm_on"},
         f"/hosts/{f.hv01.pk}/": {"escrow", "escrow_all"},  # the single copy's risk and guardian row, the host button
-        f"/hosts/{f.hv02.pk}/": {"restore", "upload"},
+        f"/hosts/{f.hv02.pk}/": {"rescue", "vtpm_off", "upload"},
         f"/hosts/{f.hv03.pk}/": {"reset"},
     }
     for url, codes in pages.items():
@@ -146,3 +147,14 @@ def test_an_escrowed_pair_links_to_its_vault_entry_and_needs_no_upload(operator_
     assert "upload" not in links and "restore" in links  # the vault has the pair: restore from it, nothing to upload
     imports = links["import"]  # and every host that cannot start it is offered the import of the entry
     assert f"/jobs/new/import/?pair={entry.pk}&host={f.hv01.pk}" in imports
+
+
+def test_a_vm_that_starts_nowhere_is_offered_the_vtpm_off_only_where_hyper_v_allows_it(admin_client: Client) -> None:
+    f = fleet()
+    stuck = give_vm(f.hv03, "Win11-Stuck", (thumb("lostS"), thumb("lostE")))  # HV03's guardian has lost its keys
+    dashboard = offered(admin_client.get("/").content.decode())
+    assert any("vm=Win11-Orphan" in url for url in dashboard["vtpm_off"])  # HV02: no broken guardian
+    assert not any("vm=Win11-Stuck" in url for url in dashboard["vtpm_off"])  # refused there until the reset
+    assert any("vm=Win11-Stuck" in url for url in dashboard["rescue"])
+    page = admin_client.get(f"/vms/{stuck.pk}/").content.decode()
+    assert "once the guardian of HV03 is reset" in page

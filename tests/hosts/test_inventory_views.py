@@ -109,12 +109,12 @@ def test_operators_get_the_next_step_links_and_viewers_do_not(operator_client: C
     signing, encryption = objects.pair
     hv01, orphan = objects.hv01, objects.orphan
     escrow = f"/jobs/new/escrow/?host={hv01.pk}&amp;guardian={signing}:{encryption}"
-    restore = f"/jobs/new/restore/?host={orphan.host_id}&amp;vm=Win11-Orphan"
+    rescue = f"/jobs/new/rescue/?host={orphan.host_id}&amp;vm=Win11-Orphan"  # its keys are in no vault
 
     assert escrow in operator_client.get("/guardians/").content.decode()
     assert escrow not in viewer_client.get("/guardians/").content.decode()
-    assert restore in operator_client.get(f"/vms/{orphan.pk}/").content.decode()
-    assert restore not in viewer_client.get(f"/vms/{orphan.pk}/").content.decode()
+    assert rescue in operator_client.get(f"/vms/{orphan.pk}/").content.decode()
+    assert rescue not in viewer_client.get(f"/vms/{orphan.pk}/").content.decode()
 
 
 def test_admins_get_reset_and_vtpm_links_operators_only_the_harmless_ones(

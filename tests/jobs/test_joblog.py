@@ -51,3 +51,22 @@ def test_records_of_a_workflow_logger_become_lines_of_the_running_job_and_only_t
         ("info", "Job succeeded: told"),
     ]
     assert not JobLogLine.objects.filter(text__contains="not a line").exists()
+
+
+@job_kind("test_remedy", label="Names its remedy (test)", mutating=False, refresh_inventory=False)
+def names_its_remedy(ctx: JobContext) -> str:
+    story.error("The guardian of HV03 has lost its keys: reset it", extra={"job_link": "/jobs/new/reset/?host=3"})
+    story.error("A link to another site is not kept", extra={"job_link": "//evil.example/reset"})
+    return "named"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_remedy_line_keeps_its_page_as_a_link_field_and_the_socket_sends_it() -> None:
+    job = Job.objects.create(kind="test_remedy")
+    assert execute(job.pk) == JobState.SUCCEEDED
+    rows = {text: link for text, link in JobLogLine.objects.filter(job=job).values_list("text", "link")}
+    assert rows["The guardian of HV03 has lost its keys: reset it"] == "/jobs/new/reset/?host=3"
+    assert rows["A link to another site is not kept"] == ""
+    line = JobLogLine.objects.get(job=job, link__gt="")
+    assert line.as_message()[3:] == ["The guardian of HV03 has lost its keys: reset it", "/jobs/new/reset/?host=3"]
+    assert len(JobLogLine.objects.get(job=job, text__startswith="A link").as_message()) == 4  # no link, no field

@@ -19,6 +19,7 @@ class DirectRun:
         self.lines: list[tuple[str, str]] = []
         self.results: dict[str, Any] = {}
         self.steps: list[str] = []
+        self.links: list[tuple[str, str]] = []  # (text, link) of the lines that carry a link
 
     def __enter__(self) -> DirectRun:
         """`with DirectRun() as run:` also keeps what domain code logs through its logger in `lines`."""
@@ -29,8 +30,10 @@ class DirectRun:
     def __exit__(self, *exc: object) -> None:
         self._capture.__exit__(None, None, None)
 
-    def log(self, text: str, level: str = "info") -> None:
+    def log(self, text: str, level: str = "info", link: str = "") -> None:
         self.lines.append((level, text))
+        if link:
+            self.links.append((text, link))
 
     @property
     def text(self) -> str:

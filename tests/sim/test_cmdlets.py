@@ -35,6 +35,9 @@ ISSUE_CMDLETS = {
 BEYOND_THE_ISSUE = {
     "Select-Object", "Get-Command", "Revoke-HgsKeyProtectorAccess",
     "Get-SmbShare", "New-PSDrive", "Remove-PSDrive", "Copy-Item",
+    # The rescue of a VM whose keys are lost (issue 13): its settings read, a new VM without a vTPM built from them.
+    "Get-VMHardDiskDrive", "Get-VMNetworkAdapter", "Get-VMFirmware", "Set-VMProcessor", "Rename-VM",
+    "New-VM", "Set-VMFirmware", "Add-VMHardDiskDrive", "Add-VMNetworkAdapter",
 }  # fmt: skip
 
 

@@ -43,11 +43,13 @@ def test_restore_without_the_pair_in_the_vault_changes_nothing(sim_host: Any, re
     sim = sim_host("reinstalled")
     host = registered_host(sim)
     with (
+        DirectRun() as run,
         open_session(host.connection_spec()) as session,
         pytest.raises(JobFailed, match="none of them is in the vault"),
     ):
         restore_vm(session, host, "Win11-A")
     assert sim.model.vm("Win11-A").state == "Off"
+    assert run.links[0][1].startswith("/vault/upload/?next=")  # the remedy's page, as a link of its log line
     assert not {"Set-Content", "New-HgsGuardian", "Start-VM"} & {c["cmdlet"] for c in sim.command_log}
 
 

@@ -71,10 +71,13 @@ def test_a_running_vm_fails_alone_and_the_others_still_change(sim_host: Any, reg
 def test_a_broken_guardian_is_named_with_the_reset_as_remedy(sim_host: Any, registered_host: Any) -> None:
     sim = sim_host("deleted-certs")
     host = registered_host(sim)
-    with open_session(host.connection_spec()) as session, pytest.raises(JobFailed) as failed:
-        change_vtpms(DirectRun(), session, host, [TpmChange("Srv-Plain", "enable")])
-    assert "does not have a private key" in str(failed.value)
-    assert f"/jobs/new/reset/?host={host.pk}" in str(failed.value)
+    run = DirectRun()
+    with run, open_session(host.connection_spec()) as session, pytest.raises(JobFailed) as failed:
+        change_vtpms(run, session, host, [TpmChange("Srv-Plain", "enable")])
+    assert "does not have a private key" in str(failed.value) and "Reset a broken guardian" in str(failed.value)
+    fix = f"/jobs/new/reset/?host={host.pk}&guardian=UntrustedGuardian"
+    assert run.results["next_url"] == fix  # the job page's button, not a URL to copy out of the text
+    assert [link for _text, link in run.links] == [fix] and "Srv-Plain" in run.links[0][0]
 
 
 def test_the_job_refuses_a_disable_nobody_confirmed() -> None:

@@ -11,7 +11,7 @@ from console.params import page_of
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
 
-from .. import reading
+from .. import labmap, reading
 from ..actions import Action, permitted
 from ..dependents import dependents, sealed_vm_rows
 from ..models import Certificate, Guardian, HostInventory, VirtualMachine
@@ -50,6 +50,19 @@ def host_inventory(context: dict[str, Any], host: Host) -> dict[str, Any]:
     }
 
 
+@register.inclusion_tag("inventory/_lab_map.html")
+def lab_map(hosts: list[Host], more_hosts: int = 0, map_id: str = "lab-map") -> dict[str, Any]:
+    """The lab as a picture for these hosts (the dashboard's attention-first list, or one host)."""
+    picture = labmap.lab_map(list(hosts), more_hosts)
+    return {"picture": picture, "nodes": [picture.hosts, picture.guardians, picture.vms], "map_id": map_id}
+
+
+@register.inclusion_tag("inventory/_lab_map.html")
+def host_lab_map(host: Host) -> dict[str, Any]:
+    """One host's part of the picture: its guardians, and the VMs sealed to them wherever they are."""
+    return lab_map([host], map_id="host-lab-map")
+
+
 @register.inclusion_tag("inventory/_pair_dependents.html", takes_context=True)
 def pair_dependents(context: dict[str, Any], pair: EscrowedPair) -> dict[str, Any]:
     """Where a vault pair is installed and which VMs are sealed to it (the first of them), with a restore offer where
@@ -72,6 +85,11 @@ def action_links(context: dict[str, Any], actions: list[Action]) -> dict[str, An
 @register.filter
 def lookup(mapping: dict[Any, Any], key: Any) -> Any:
     return mapping.get(key) if mapping else None
+
+
+@register.filter
+def index(items: list[Any], position: int) -> Any:
+    return items[position]
 
 
 @register.filter

@@ -2,7 +2,8 @@
 
 Modules: host.py (test connection), inventory.py (refresh), keyprotectors.py (who may unseal a VM, as the host reads
 its key protector), guardians.py (guardians, certificate store, PFX), shares.py (a share
-reached with explicit credentials), vms.py (VMs, TPM, key protectors, moving VMs).
+reached with explicit credentials), vms.py (VMs, TPM, key protectors, moving VMs), vmconfig.py (a VM's configuration,
+and a new VM built from it).
 Each operation is also a name of the catalog (`catalog.RemoveGuardian`). `all_cmdlets()` is what the simulator must
 implement; a test keeps the two equal.
 """
@@ -38,6 +39,17 @@ from .inventory import (
 )
 from .keyprotectors import ReadKeyProtectors
 from .shares import CopyFolder, GetSmbShare, MapShare, UnmapShare
+from .vmconfig import (
+    AddHardDiskDrive,
+    AddNetworkAdapter,
+    NetworkAdapter,
+    NewVM,
+    ReadVmSettings,
+    RenameVM,
+    SetProcessorCount,
+    SetSecureBoot,
+    VmSettings,
+)
 from .vms import (
     CompareMove,
     CompareVM,
@@ -151,6 +163,16 @@ __all__ = [
     "TestPath",
     "VmHostFacts",
     "VmSecurity",
+    # vmconfig.py
+    "AddHardDiskDrive",
+    "AddNetworkAdapter",
+    "NetworkAdapter",
+    "NewVM",
+    "ReadVmSettings",
+    "RenameVM",
+    "SetProcessorCount",
+    "SetSecureBoot",
+    "VmSettings",
     # the catalog as a whole
     "all_cmdlets",
     "operations",

@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.http import HttpRequest, HttpResponse
 
+from hosts.inventory.models import KeyHolding
 from hosts.models import Host
 from hosts.remoting.catalog.guardians import TEMP_DIR
 from hosts.vault.models import EscrowedPair
@@ -77,6 +78,9 @@ def preflight(host: Host | None, pair: EscrowedPair | None, user: Any = None, ex
         return Preflight(problem=placement_refusal(host, pair), cancel_url=cancel_url)
     if exportable and not allows_exportable(user):
         return Preflight(problem="Only an admin may import private keys as exportable.", cancel_url=cancel_url)
+    present = already_there(host, pair)
+    if present is not None:
+        return present
     plan, script = import_script(host, pair, exportable)
     impact = [
         f"{host}: two certificates with private keys added to its shielded store, and one guardian; existing "
@@ -91,6 +95,26 @@ def preflight(host: Host | None, pair: EscrowedPair | None, user: Any = None, ex
         post=[("host", host.pk), ("pair", pair.pk)] + ([("exportable", "on")] if exportable else []),
         cancel_url=cancel_url,
         job=NewJob("import_guardian", [host], params={"vault_entry": pair.pk} | exportable_param(exportable)),
+    )
+
+
+def already_there(host: Host, pair: EscrowedPair) -> Preflight | None:
+    """The stored inventory's answer before the host is asked: the host holds this guardian with both private keys
+    already, so an import would change nothing."""
+    holding = KeyHolding.objects.filter(
+        host=host,
+        has_private_keys=True,
+        guardian__signing_thumbprint=pair.signing_thumbprint,
+        guardian__encryption_thumbprint=pair.encryption_thumbprint,
+    ).first()
+    if holding is None:
+        return None
+    names = ", ".join(holding.names) or "its certificates only"
+    key = f"{pair.signing_thumbprint}-{pair.encryption_thumbprint}"
+    return Preflight(
+        problem=f"{host} already holds {pair} with both private keys ({names}): there is nothing to import.",
+        problem_links=[("The guardian's page", f"/guardians/{key}/")],
+        cancel_url=f"/vault/{pair.pk}/",
     )
 
 

@@ -146,6 +146,7 @@ class Wizard:
     vms: list[VmChoice] = field(default_factory=list)
     targets: list[TargetChoice] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    fixes: list[tuple[str, str]] = field(default_factory=list)  # (label, URL) of pages that remove a problem
     shares: list[str] = field(default_factory=list)  # the lab shares an administrator listed for both hosts
     plan: MigrationPlan | None = None
     error: str = ""  # why the preflight could not read both hosts
@@ -185,6 +186,7 @@ def check_both_hosts(wizard: Wizard, user: Any) -> None:
     if source is None or target is None:
         return
     wizard.problems += share_problems(opts, source, target)
+    known_problems(wizard, source, target, opts)
     if wizard.problems:
         return
     wizard.plan, script, wizard.error = live_preview(source, target, opts)
@@ -193,6 +195,22 @@ def check_both_hosts(wizard: Wizard, user: Any) -> None:
     wizard.powershell = script.lines()
     if wizard.plan is not None and not wizard.plan.failures:
         wizard.job = NewJob("migrate_vm", [source, target], [opts.vm_name], opts.as_params())
+
+
+def known_problems(wizard: Wizard, source: Host, target: Host, opts: MigrationOptions) -> None:
+    """What the stored inventory already says against the move, before asking either host: the target has a VM
+    with this VM's id (Import-VM without a new id, or Move-VM, fails on it: "the identifier is already in use")."""
+    vm = VirtualMachine.objects.filter(host=source, name=opts.vm_name).first()
+    if vm is None or not vm.vm_id or (opts.method == "export" and opts.new_id):
+        return
+    twin = VirtualMachine.objects.filter(host=target, vm_id__iexact=vm.vm_id).first()
+    if twin is not None:
+        wizard.problems.append(
+            f"{target} already has a VM with the id of '{vm.name}' ('{twin.name}', {twin.state or 'state unknown'}): "
+            "an import or move that keeps the id would fail on it. Export and import a copy with a new id, or look "
+            "at that VM first (an earlier migration may have left it there)."
+        )
+        wizard.fixes.append((f"'{twin.name}' on {target}", f"/vms/{twin.pk}/"))
 
 
 @kind_page("migrate_vm")

@@ -125,7 +125,26 @@ class UndoPreflight:
     powershell: list[str] = field(default_factory=list)
     other_powershell: list[str] = field(default_factory=list)
     problem: str = ""
+    problem_links: list[tuple[str, str]] = field(default_factory=list)
     job: NewJob | None = None
+
+
+def guardian_since(host: Host, removed: RemovedGuardian) -> UndoPreflight | None:
+    """What the stored inventory shows in the way of the undo: the guardian is back already, or a new guardian took
+    its name (re-creating it would fail: "already exists")."""
+    row = Guardian.objects.filter(host=host, name__iexact=removed.guardian_name).first()
+    if row is None:
+        return None
+    key = f"{row.signing_thumbprint}-{row.encryption_thumbprint}"
+    links = [(f"Guardian {row.name} on {host}", f"/guardians/{key}/")]
+    if (row.signing_thumbprint.upper(), row.encryption_thumbprint.upper()) == tuple(map(str.upper, removed.identity)):
+        return UndoPreflight(problem=f"'{row.name}' is back on {host} already: nothing to undo.", problem_links=links)
+    return UndoPreflight(
+        problem=f"Since the reset, {host} has a new guardian named '{row.name}' (VMs may already be sealed to it): "
+        "the undo would fail on its name. Import the removed pair under another name from the vault instead, or "
+        "look at the new guardian first.",
+        problem_links=links,
+    )
 
 
 def undo_preview(reset: Job | None) -> UndoPreflight:
@@ -136,6 +155,9 @@ def undo_preview(reset: Job | None) -> UndoPreflight:
     hosts = ordered_hosts(reset)
     if not hosts:
         return UndoPreflight(problem="The host of that reset is not registered.")
+    in_the_way = guardian_since(hosts[0], removed)
+    if in_the_way is not None:
+        return in_the_way
     by_thumbprints = certificates_in_inventory(hosts[0], removed)
     return UndoPreflight(
         reset,

@@ -53,7 +53,21 @@ def where_to_get(host: Host, vm_name: str, guardians: list[GuardianRef]) -> list
     links = [("Upload the PFX pair from a backup…", "/vault/upload/?" + urlencode({"next": back}))]
     for g in guardians:
         links += holder_links(g.signing, g.encryption)
+    if len(links) == 1:  # no host to escrow from: the last resort (domain.md)
+        links.append(
+            ("Rescue as a new VM without vTPM…", "/jobs/new/rescue/?" + urlencode({"host": host.pk, "vm": vm_name}))
+        )
     return links
+
+
+def no_copy_anywhere(host: Host, vm_name: str) -> str:
+    """What the stored analysis adds when no registered host holds the keys either: the rescue is the way out."""
+    row = VirtualMachine.objects.filter(host=host, name=vm_name, facts__key_hosts=0).first()
+    return (
+        " No registered host holds them either: without a backup, rescue the VM as a new VM without a vTPM."
+        if row is not None
+        else ""
+    )
 
 
 def inventoried_guardians(host: Host, vm_name: str) -> list[GuardianRef]:
@@ -94,7 +108,7 @@ def preflight(host: Host | None, vm: str, user: Any = None) -> Preflight:
             f"The last inventory shows VM '{vm}' sealed to {listed}; none of these is in the vault. Upload the pair "
             "from a backup or escrow it from a host that has it (the job would stop without changing anything)."
         )
-        return Preflight(problem=problem, problem_links=where_to_get(host, vm, guardians))
+        return Preflight(problem=problem + no_copy_anywhere(host, vm), problem_links=where_to_get(host, vm, guardians))
     try:
         plan, script = restore_script(host, vm)
     except JobFailed as exc:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from hosts.models import Host
 from hosts.remoting.catalog.inventory import ReadVmDetails, VmFacts
@@ -81,6 +82,9 @@ def plan_restore(ask: Ask, host: Host, vm_name: str) -> RestorePlan:
     pair = pair_for(guardians)
     if pair is None:
         listed = ", ".join(f"{g.signing[:8]}/{g.encryption[:8]}" for g in guardians)
+        back = "/jobs/new/restore/?" + urlencode({"host": host.pk, "vm": vm_name})
+        upload = "/vault/upload/?" + urlencode({"next": back})
+        log.info("Upload the pair from a backup, then run the restore again", extra={"job_link": upload})
         raise JobFailed(
             f"VM '{vm_name}' is sealed to guardian(s) {listed}, and none of them is in the vault. Upload the pair "
             "from a backup (UntrustedGuardian-signing.pfx / -encryption.pfx) or escrow it from a host that still "

@@ -10,14 +10,14 @@ from django import forms
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.urls import reverse
 
-from hosts.inventory.models import VirtualMachine
+from hosts.inventory.models import Guardian, VirtualMachine
 from hosts.inventory.refresh import refresh_host
 from hosts.models import Host
 from hosts.remoting.catalog.vms import StopVM
 
 from ..pages import HostForm, NewJob, kind_page, refusals, start_or_show
 from ..powershell import by_hand
-from .plan import ACTIONS, TPM_OFF_WARNING, changes_from, vtpm_script
+from .plan import ACTIONS, LOCAL_GUARDIAN_NAME, TPM_OFF_WARNING, changes_from, reset_url, vtpm_script
 
 NOTHING_ELIGIBLE = "None of the chosen VMs can change now: see what each needs below, then check again."
 
@@ -52,11 +52,25 @@ class VmRow:
     blocker: str = ""
 
 
+def broken_guardian(host: Host) -> str:
+    """Why Hyper-V refuses every vTPM change on this host, as the stored inventory knows ("" when it does not): its
+    UntrustedGuardian has lost its private keys (domain.md, 3)."""
+    if Guardian.objects.filter(host=host, name=LOCAL_GUARDIAN_NAME, needs_reset=True).exists():
+        return (
+            f"the {LOCAL_GUARDIAN_NAME} of {host} has lost its private keys, and Hyper-V refuses every vTPM change "
+            '("does not have a private key and cannot be the owner") until it is reset.'
+        )
+    return ""
+
+
 def vm_rows(host: Host, chosen: list[str], action: str) -> list[VmRow]:
     rows = []
+    broken = broken_guardian(host)
     for vm in VirtualMachine.objects.filter(host=host, name__in=chosen).order_by("name"):
         row = VmRow(vm, saved=vm.state == "Saved" or vm.has_saved_state)
-        if vm.state not in ("Off", "Saved"):
+        if broken:
+            row.blocker = f"Not now: {broken}"
+        elif vm.state not in ("Off", "Saved"):
             row.blocker = (
                 f"{vm.state}: shut it down from inside the guest (or, on {host}: {by_hand(StopVM(vm.name))}), "
                 "then check again."
@@ -104,6 +118,7 @@ class VtpmPreflight:
     recheck_error: str = ""
     problems: list[str] = field(default_factory=list)  # why the choices were refused
     errors: list[str] = field(default_factory=list)  # why a POST's confirmation was refused
+    fix: tuple[str, str] | None = None  # (label, URL) of the page that removes what blocks the VMs
     job: NewJob | None = None
 
     @property
@@ -146,6 +161,8 @@ def preflight(host: Host | None, action: str, vm: list[str], recheck: bool) -> V
         flight.recheck_error = read_again(host)
     flight.all_vms = vms_on(host)
     flight.rows = vm_rows(host, vm, action)
+    if broken_guardian(host):
+        flight.fix = ("Reset the broken guardian…", reset_url(host))
     query = [("host", str(host.pk)), ("action", action), *(("vm", name) for name in vm), ("recheck", "1")]
     flight.recheck_url = f"{reverse('vtpm_preflight')}?{urlencode(query)}"
     ready = flight.ready

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from hosts.inventory.models import VirtualMachine
 from hosts.models import Host
@@ -44,6 +45,7 @@ TPM_OFF_WARNING = (
 
 
 BROKEN_GUARDIAN = "does not have a private key"
+LOCAL_GUARDIAN_NAME = "UntrustedGuardian"  # the guardian Hyper-V applies security changes with (domain.md)
 
 
 @dataclass(frozen=True)
@@ -173,17 +175,24 @@ def change_vtpm(run: Run, session: HostSession, host: Host, change: TpmChange) -
     return f"{vm}: TPM off"
 
 
-def remedy_of(exc: RemotingError, host: Host) -> str:
+def remedy_of(exc: RemotingError, host: Host) -> tuple[str, str]:
+    """What went wrong, and the page that fixes it ("" when none does): a link on the job's log line and page."""
     if isinstance(exc, RemoteCommandError) and BROKEN_GUARDIAN in exc.message:
         return (
             f"{exc.message.strip()} — the guardian of {host} has lost its private keys. Reset it first "
-            f"(Jobs → Reset a broken guardian: /jobs/new/reset/?host={host.pk}), then run this again."
+            "(Jobs → Reset a broken guardian), then run this again.",
+            reset_url(host),
         )
-    return str(exc)
+    return str(exc), ""
+
+
+def reset_url(host: Host) -> str:
+    return f"/jobs/new/reset/?{urlencode({'host': host.pk, 'guardian': LOCAL_GUARDIAN_NAME})}"
 
 
 def change_vtpms(run: Run, session: HostSession, host: Host, changes: list[TpmChange]) -> str:
-    """Each VM on its own: one failing does not stop the others; the job fails if any did, naming which."""
+    """Each VM on its own: one failing does not stop the others; the job fails if any did, naming which. A failure
+    with a remedy page logs it as the line's link and records it as the job page's next-action button."""
     done: list[str] = []
     failed: list[str] = []
     for change in changes:
@@ -191,8 +200,11 @@ def change_vtpms(run: Run, session: HostSession, host: Host, changes: list[TpmCh
         try:
             done.append(change_vtpm(run, session, host, change))
         except (JobFailed, RemotingError) as exc:
-            message = remedy_of(exc, host) if isinstance(exc, RemotingError) else str(exc)
-            log.error("'%s': %s", change.vm_name, message)
+            message, link = remedy_of(exc, host) if isinstance(exc, RemotingError) else (str(exc), "")
+            log.error("'%s': %s", change.vm_name, message, extra={"job_link": link} if link else None)
+            if link:
+                run.record("next_url", link)  # the job page's button (jobs.views.NEXT_URL)
+                run.record("next_label", "Reset the broken guardian…")
             failed.append(f"{change.vm_name}: {message}")
     run.record("changed", done)
     if failed:
