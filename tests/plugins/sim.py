@@ -10,6 +10,7 @@ def test_y(sim_lab):
 from __future__ import annotations
 
 import itertools
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
+from hosts.remoting.catalog.vms import exported_config_path
 from hypervsim import Lab, SimHost, start_host, start_lab
 
 
@@ -94,3 +96,11 @@ def sim_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., 
     yield start
     for lab in labs:
         lab.stop()
+
+
+def files_copied_to(lab: Lab, vm_id: str, share_folder: str, target_folder: str) -> str:
+    """Copy a VM's exported files from the lab share into a folder of the target (as an administrator would before
+    registering them in place); returns the path of its .vmcx there."""
+    source, target = lab.hosts
+    shutil.copytree(source.model.files.resolve(share_folder), target.model.files.resolve(target_folder))
+    return exported_config_path(target_folder, vm_id)

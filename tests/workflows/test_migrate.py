@@ -19,10 +19,10 @@ from hosts.remoting.catalog.vms import (
     RevokeKeyProtectorAccess,
     SetKeyProtector,
     StopVM,
-    exported_config_path,
 )
 from hosts.vault.models import EscrowedPair
 from hypervsim.keyprotector import parse as parse_kp
+from hypervsim.model import VM_ROOT
 from jobs.kinds import JobCancelled, JobFailed, Step
 from jobs.models import Job
 from jobs.services import rerun_preflight_url
@@ -32,6 +32,7 @@ from jobs.workflows.migrate.sides import LiveSide
 from tests.hosts.test_vault_support import temp_pfx_left
 from tests.plugins.powershell import assert_runnable, shown_powershell
 from tests.plugins.runs import DirectRun
+from tests.plugins.sim import files_copied_to
 
 pytestmark = pytest.mark.django_db
 
@@ -124,11 +125,54 @@ def test_registering_files_already_on_the_target(lab: Any) -> None:
     vm = lab.source.model.vm("Win11-B")
     with open_session(lab.source_host.connection_spec()) as s:
         s.run(ExportVM("Win11-B", "\\\\LAB\\share\\copied"))
-    config = exported_config_path("\\\\LAB\\share\\copied\\Win11-B", vm.id)
+    config = files_copied_to(lab, vm.id, "\\\\LAB\\share\\copied\\Win11-B", f"{VM_ROOT}\\Win11-B")
     opts = MigrationOptions("Win11-B", method="register", unseal="authorise", files_path=config, start=True)
     migrate(lab, opts)
     assert lab.target.model.vm("Win11-B").state == "Running"
     assert "Import-VM" in cmdlets(lab.target)
+
+
+HOSTILE_FILES_PATHS = {
+    "a network share": "\\\\attacker.example\\loot\\Virtual Machines\\A.vmcx",
+    "the lab share": "\\\\LAB\\share\\copied\\Win11-B\\Virtual Machines\\A.vmcx",
+    "a device path": "\\\\?\\C:\\ProgramData\\Microsoft\\Windows\\Hyper-V\\A.vmcx",
+    "forward slashes": "//attacker.example/loot/A.vmcx",
+    "climbing out": f"{VM_ROOT}\\..\\..\\Secrets\\A.vmcx",
+    "a relative path": "Virtual Machines\\A.vmcx",
+    "a stream": f"{VM_ROOT}\\A.vmcx:hidden.vmcx",
+    "a control character": f"{VM_ROOT}\\A\nWARNING fake.vmcx",
+    "an invisible character": f"{VM_ROOT}\\A\u202e.vmcx",
+    "a trailing dot": f"{VM_ROOT}\\Win11-B.\\A.vmcx",
+}
+
+
+@pytest.mark.parametrize("path", HOSTILE_FILES_PATHS.values(), ids=HOSTILE_FILES_PATHS.keys())
+def test_a_hostile_files_path_is_refused_before_the_target_is_asked(lab: Any, path: str) -> None:
+    problems = MigrationOptions("Win11-B", method="register", unseal="authorise", files_path=path).problems()
+    assert len(problems) == 1 and problems[0].startswith("The configuration file's path ")
+    assert not lab.target.command_log
+
+
+@pytest.mark.parametrize("path", ["D:\\VMs\\Win11-B\\A.vmcx", "C:\\Windows\\System32\\A.vmcx", "C:\\A.vmcx"])
+def test_a_files_path_outside_the_folders_the_target_reported_is_refused(lab: Any, path: str) -> None:
+    """Another drive, a folder Hyper-V does not use, a drive's root: the preflight says which folders the target
+    reported, and the target is never asked to look at the path (no Test-Path, no Compare-VM)."""
+    opts = MigrationOptions("Win11-B", method="register", unseal="authorise", files_path=path)
+    assert opts.problems() == []
+    message = failure_of(lab, opts)
+    assert f"{path} is not under a folder HV02 reported for VM files ({VM_ROOT}; " in message
+    assert not {"Compare-VM", "Import-VM"} & set(cmdlets(lab.target))
+    assert path.casefold() not in repr(lab.target.command_log).replace("\\\\", "\\").casefold()
+
+
+def test_registering_under_a_reported_folder_in_another_spelling_of_its_case(lab: Any) -> None:
+    vm = lab.source.model.vm("Win11-B")
+    with open_session(lab.source_host.connection_spec()) as s:
+        s.run(ExportVM("Win11-B", "\\\\LAB\\share\\copied"))
+    config = files_copied_to(lab, vm.id, "\\\\LAB\\share\\copied\\Win11-B", f"{VM_ROOT}\\Win11-B")
+    opts = MigrationOptions("Win11-B", method="register", unseal="authorise", files_path=config.upper(), start=False)
+    migrate(lab, opts)
+    assert lab.target.model.vm("Win11-B").state == "Off"
 
 
 # -- preflight and faults ----------------------------------------------------------------------------------------------
