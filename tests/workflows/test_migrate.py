@@ -7,7 +7,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from django.test import Client
 
+from api.models import ApiToken
 from hosts.inventory.refresh import refresh_host
 from hosts.remoting import open_session
 from hosts.remoting.catalog.vms import (
@@ -353,6 +355,46 @@ def test_wizard_refuses_a_blocked_migration_and_bad_input(lab: Any, operator_cli
     assert "Choose a migration method" in weird
     assert viewer_client.get("/jobs/new/migrate/").status_code == 403
     assert Job.objects.count() == 0
+
+
+@pytest.mark.urls("tests.hosts.test_vault_support")
+def test_removing_the_source_copy_needs_the_vm_name_typed_exactly(lab: Any, operator_client: Any) -> None:
+    assert refresh_host(lab.source_host).ok
+    choose = {"form": "1", "preview": "1", "host": lab.source_host.pk, "target": lab.target_host.pk, "vm": "Win11-B"}
+    choose |= {"method": "export", "unseal": "authorise", "source_after": "remove", "start": "on"}
+    page = operator_client.get("/jobs/new/migrate/", choose).content.decode()
+    assert 'name="confirm_name"' in page and "Type the VM&#x27;s name" not in page  # asked, not yet refused
+    refusal = "Type the VM&#x27;s name &#x27;Win11-B&#x27; exactly to confirm removing its source copy from HV01."
+    for typed in (None, "", "win11-b", "Win11-B ", "Win11-A"):
+        sent = choose if typed is None else {**choose, "confirm_name": typed}
+        response = operator_client.post("/jobs/new/migrate/", sent)
+        assert response.status_code == 400 and Job.objects.count() == 0
+        assert refusal in response.content.decode() or not typed  # an empty box is refused, the field says why
+    response = operator_client.post("/jobs/new/migrate/", {**choose, "confirm_name": "Win11-B"})
+    job = Job.objects.get()
+    assert response["Location"] == f"/jobs/{job.pk}/" and job.params["source_after"] == "remove"
+    assert "confirm_name" not in job.params
+
+
+@pytest.mark.urls("tests.hosts.test_vault_support")
+def test_the_api_removes_a_source_copy_only_with_the_vm_name_typed(lab: Any, operator: Any) -> None:
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(operator, 'script', 'operator', 1)[1]}")
+    choices = {"host": lab.source_host.pk, "target": lab.target_host.pk, "vm": "Win11-B", "method": "export"}
+    choices |= {"unseal": "authorise", "source_after": "remove", "start": True, "form": True}
+
+    def start(**more: Any) -> Any:
+        body = {"workflow": "migrate", "choices": {**choices, **more}}
+        return api.post("/api/jobs/", body, content_type="application/json")
+
+    refused = start(confirm_name="WIN11-B")
+    assert refused.status_code == 400 and refused.json()["started"] is None
+    assert (
+        "Type the VM's name 'Win11-B' exactly to confirm removing its source copy from HV01."
+        in refused.json()["problems"]
+    )
+    assert start().status_code == 400 and Job.objects.count() == 0
+    started = start(confirm_name="Win11-B")
+    assert started.status_code == 201 and Job.objects.get().params["source_after"] == "remove"
 
 
 def test_a_start_cut_off_on_the_target_undoes_the_move_and_restarts_the_source(lab: Any) -> None:
