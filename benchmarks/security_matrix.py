@@ -6,8 +6,8 @@ pytest and counts what each case recorded it exercised (`record_property`), neve
   and the REST API (every role × every method, with a personal token of the role);
 - websocket routes × roles × origins;
 - hostile values tried per form (every field of every form, one value at a time), with the server errors among them;
-- the fault cases (paused worker, killed worker, task queue away, host down): passed or not, with the lost and
-  duplicated log lines and the commands sent after the loss of ownership that the tests measured.
+- the fault cases (paused worker, killed worker, task queue away, Redis restarted, host down): passed or not, with
+  the lost and duplicated log lines and the commands sent after the loss of ownership that the tests measured.
 
 A failed case is counted as failed, and the script exits 1 if any did.
 
@@ -37,6 +37,8 @@ FAULT_TESTS = {
     "test_a_job_created_while_the_task_queue_was_unreachable_runs_once_it_answers",
     "host down (a migration's target)": "tests/workflows/test_reset_worker.py::"
     "test_migration_job_with_the_target_down_changes_nothing",
+    "Redis restarted mid-job (killed, started again empty)": "tests/jobs/test_redis_restart.py::"
+    "test_a_redis_restart_mid_job_loses_and_duplicates_no_log_line",
 }
 
 
@@ -89,7 +91,8 @@ def print_figures(collected: Collected, faults: bool) -> None:
         count, routes, roles, methods = matrix(collected, what)
         named = ", ".join(sorted(methods))
         print(f"  {title}: {len(routes)} URLs × {len(roles)} roles × {len(methods)} methods ({named})")
-        print(f"    {count} requests, each a case that passed unless counted below")
+        combinations = {row[1:4] for row in collected.exercised if row[0] == what}
+        print(f"    {len(combinations)} distinct URL × role × method combinations in {count} requests")
         by_method = Counter(row[3] for row in collected.exercised if row[0] == what)
         print("    per method: " + ", ".join(f"{m} {n}" for m, n in sorted(by_method.items())))
     csrf = matrix(collected, "csrf")
