@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/guardian_console
 
-.PHONY: run test test-sqlite test-postgres lint chromium ldap-build-deps sso-test-servers
+.PHONY: run test test-sqlite test-postgres lint chromium ldap-build-deps sso-test-servers redis-test-server
 
 # Debian packages, installed when missing (as root): python-ldap builds against OpenLDAP's and SASL's headers; the
 # single sign-on tests start their own slapd (and load it with ldap-utils).
@@ -30,6 +30,10 @@ ldap-build-deps:
 sso-test-servers:
 	@command -v slapd >/dev/null && command -v ldapadd >/dev/null || { $(DEBIAN_INSTALL) slapd ldap-utils; }
 
+# The Redis-restart fault test starts (and kills, and starts again) a redis-server of its own on a loopback port.
+redis-test-server:
+	@command -v redis-server >/dev/null || { $(DEBIAN_INSTALL) redis-server; }
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
@@ -41,7 +45,7 @@ lint: $(VENV)/.installed
 # the slowest part, not the sum. Each part's output is printed when that part ends.
 XDIST := -n 2 --dist loadfile
 
-test: $(VENV)/.installed chromium sso-test-servers
+test: $(VENV)/.installed chromium sso-test-servers redis-test-server
 	$(MAKE) --jobs=3 --keep-going --output-sync=target test-sqlite test-postgres lint
 
 test-sqlite:
