@@ -267,3 +267,43 @@ def test_the_api_starts_a_reset_that_waits_and_a_second_admin_approves_it(
     assert sim.model.guardian(GUARDIAN) is None
     replay = decide(approver, "approve")
     assert replay.status_code == 409 and "an approval counts once" in replay.json()["detail"]
+
+
+@pytest.mark.usefixtures("policy")
+def test_the_approver_sees_the_vtpm_preflight_with_what_the_requester_confirmed(
+    sim_host: Any, registered_host: Any, admin_client: Client, second_admin: Any
+) -> None:
+    host = registered_host(sim_host("healthy"))
+    assert refresh_host(host).ok
+    chosen = {"host": host.pk, "action": "disable", "vm": ["Win11-B", "Win11-C"], "confirm-Win11-B": "Win11-B"}
+    admin_client.post("/jobs/new/vtpm/", chosen | {"confirm-Win11-C": "Win11-C", "saved-Win11-C": "remove"})
+    job = Job.objects.get()
+    assert job.state == JobState.AWAITING_APPROVAL and "'Win11-B', 'Win11-C'" in job.approval_reason
+    review = client_for(second_admin).get(f"/jobs/{job.pk}/approval/").content.decode()
+    shown = shown_powershell(review)
+    assert "Disable-VMTPM -VMName 'Win11-B'" in shown and "Remove-VMSavedState -VMName 'Win11-C'" in shown
+    assert "would not start this job now" not in review  # the typed names and the ticked box came along
+
+
+@pytest.mark.usefixtures("policy")
+@pytest.mark.urls("tests.hosts.test_vault_support")
+def test_the_approver_sees_the_migration_preflight_run_live_again(
+    sim_lab: Any, registered_host: Any, operator_client: Client, admin: Any
+) -> None:
+    """An operator's migration that removes the source copy waits for an admin, who sees both hosts checked again."""
+    lab = sim_lab(scenarios=["migration"])
+    source, target = (registered_host(sim) for sim in lab.hosts)
+    assert refresh_host(source).ok
+    choose = {"form": "1", "preview": "1", "host": source.pk, "target": target.pk, "vm": "Win11-B"}
+    choose |= {"method": "export", "unseal": "authorise", "source_after": "remove", "confirm_name": "Win11-B"}
+    assert operator_client.post("/jobs/new/migrate/", choose).status_code == 302
+    job = Job.objects.get()
+    assert job.state == JobState.AWAITING_APPROVAL and "removes the VM's source copy from HV01" in job.approval_reason
+    review = client_for(admin).get(f"/jobs/{job.pk}/approval/").content.decode()
+    shown = shown_powershell(review)
+    assert any(line.startswith("Export-VM -Name 'Win11-B'") for line in shown)
+    assert any(line.startswith("Remove-VM") for line in shown)  # the removal of the source copy
+    assert "would not start this job now" not in review
+    assert client_for(admin).post(f"/jobs/{job.pk}/approval/", {"decision": "approve"}).status_code == 302
+    job.refresh_from_db()
+    assert job.state == JobState.QUEUED and job.decided_by_name == "ada"
