@@ -505,6 +505,21 @@ def forms_on(page: str, url: str) -> list[tuple[str, str, list[str]]]:
     return found
 
 
+def forms_of(admin: Client, world: World, route: Route) -> list[tuple[str, str, list[str]]]:
+    """The forms of the route's page as it opens, and for a preflight page also once a host and a VM are chosen
+    (its later steps' forms appear only then), each once."""
+    url = world.url(route)
+    urls = [url]
+    if route.pattern.startswith("jobs/new/"):
+        urls.append(f"{url}?{QUERIES[0].format(host=world.host.pk, pair=world.pair.pk)}")
+    found: list[tuple[str, str, list[str]]] = []
+    for page_url in urls:
+        page = admin.get(page_url)
+        if page.status_code == 200 and page.get("Content-Type", "").startswith("text/html"):
+            found += [form for form in forms_on(page.content.decode(), url) if form not in found]
+    return found
+
+
 FORM_ROUTES = [r for r in ROUTES if r.name not in PUBLIC and not r.is_api and r.name != "static"]
 
 
@@ -514,12 +529,8 @@ def test_hostile_values_in_every_field_of_every_form_never_break_it(
 ) -> None:
     """As an admin (who sees every form): each field of each form on the page, one at a time, gets each hostile value
     while the others stay empty; the answer is never a 500 and never shows the markup unescaped."""
-    admin, url = client_as(world, "admin"), world.url(route)
-    page = admin.get(url)
-    if page.status_code != 200 or not page.get("Content-Type", "").startswith("text/html"):
-        return
-    exercised = []
-    for method, action, names in forms_on(page.content.decode(), url):
+    admin, exercised = client_as(world, "admin"), []
+    for method, action, names in forms_of(admin, world, route):
         for name in names:
             for value in HOSTILE_VALUES:
                 data = {other: "" for other in names} | {name: value}
