@@ -5,7 +5,7 @@ PYTEST := $(VENV)/bin/pytest
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/guardian_console
 
 .PHONY: run test test-sqlite test-postgres lint chromium ldap-build-deps kerberos-build-deps sso-test-servers \
-	kerberos-test-servers
+	kerberos-test-servers redis-test-server
 
 # Debian packages, installed when missing (as root): python-ldap builds against OpenLDAP's and SASL's headers,
 # python-gssapi and krb5 (the kerberos extra) against MIT Kerberos'; the single sign-on tests start their own slapd
@@ -41,6 +41,10 @@ kerberos-test-servers:
 	@PATH="$$PATH:/usr/sbin:/sbin"; command -v krb5kdc >/dev/null && command -v kadmin.local >/dev/null && \
 		command -v faketime >/dev/null || { $(DEBIAN_INSTALL) krb5-kdc krb5-admin-server faketime; }
 
+# The Redis-restart fault test starts (and kills, and starts again) a redis-server of its own on a loopback port.
+redis-test-server:
+	@command -v redis-server >/dev/null || { $(DEBIAN_INSTALL) redis-server; }
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
@@ -52,7 +56,7 @@ lint: $(VENV)/.installed
 # the slowest part, not the sum. Each part's output is printed when that part ends.
 XDIST := -n 2 --dist loadfile
 
-test: $(VENV)/.installed chromium sso-test-servers kerberos-test-servers
+test: $(VENV)/.installed chromium sso-test-servers kerberos-test-servers redis-test-server
 	$(MAKE) --jobs=3 --keep-going --output-sync=target test-sqlite test-postgres lint
 
 test-sqlite:

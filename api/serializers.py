@@ -11,8 +11,7 @@ from hosts.inventory.models import Guardian, VirtualMachine
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
 from jobs.models import Job, JobLogLine
-
-from .workflows import WORKFLOWS
+from jobs.workflows.preflights import WORKFLOWS
 
 
 class HostSerializer(serializers.ModelSerializer):  # type: ignore[misc]  # DRF has no type hints here
@@ -79,6 +78,7 @@ class JobSerializer(serializers.ModelSerializer):  # type: ignore[misc]
         fields = [
             "id", "kind", "label", "state", "host_names", "vms", "params", "requested_by_name", "rerun_of",
             "created_at", "started_at", "finished_at", "cancel_requested", "summary", "error", "results", "last_seq",
+            "approval_reason", "approval_expires_at", "decided_by_name", "decided_at",
         ]  # fmt: skip
 
 
@@ -110,6 +110,11 @@ class JobStartSerializer(serializers.Serializer):  # type: ignore[misc]
         "for a multiple choice); vtpm off also needs 'confirm-<VM name>': '<VM name>' per VM, as its page asks.",
     )
     dry_run = serializers.BooleanField(default=False, help_text="Only the preflight: start nothing.")
+
+
+class DecisionSerializer(serializers.Serializer):  # type: ignore[misc]
+    decision = serializers.ChoiceField(choices=["approve", "reject"])
+    note = serializers.CharField(required=False, default="", allow_blank=True, max_length=500)
 
 
 class NewJobSerializer(serializers.Serializer):  # type: ignore[misc]

@@ -32,6 +32,7 @@ urlpatterns = [
     path("api/jobs/<int:pk>/", api(views.JobDetail), name="api-job"),
     path("api/jobs/<int:pk>/log/", api(views.JobLog), name="api-job-log"),
     path("api/jobs/<int:pk>/cancel/", api(views.JobCancel), name="api-job-cancel"),
+    path("api/jobs/<int:pk>/decision/", api(views.JobDecision), name="api-job-decision"),
     path("api/audit/", api(views.AuditList), name="api-audit"),
     path("account/tokens/", account.api_tokens, name="api_tokens"),
     path("account/tokens/<int:pk>/revoke/", account.api_token_revoke, name="api_token_revoke"),

@@ -23,14 +23,15 @@ from hosts.inventory.analysis import Inventory
 from hosts.inventory.models import Guardian, VirtualMachine
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
-from jobs.models import TERMINAL_STATES, Job, JobLogLine
+from jobs.models import TERMINAL_STATES, ApprovalRefused, Job, JobLogLine
 from jobs.registry import KINDS
 from jobs.services import cancel_job, create_job
+from jobs.workflows.approval import APPROVE_PERMISSION, decide
+from jobs.workflows.preflights import WORKFLOWS, Outcome, preflight
 
 from . import serializers as s
 from .pagination import Pages
 from .permissions import RolePermission, require
-from .workflows import WORKFLOWS, Outcome, preflight
 
 LOG_PAGE = 1000  # log lines per answer; a client asks again after the last seq it got
 
@@ -236,3 +237,21 @@ class JobCancel(ConsoleView, APIView):  # type: ignore[misc]
         if job.state in TERMINAL_STATES:
             return Response(s.JobSerializer(job).data, status=status.HTTP_409_CONFLICT)
         return Response(s.JobSerializer(cancel_job(job, request.user)).data)
+
+
+class JobDecision(ConsoleView, APIView):  # type: ignore[misc]
+    """Approve or reject a job that waits for a second admin's approval (two-person policy), as its approval page
+    does: never the requester's own, never twice, never after the request expired (409, saying why)."""
+
+    permissions = {"POST": APPROVE_PERMISSION}
+
+    @extend_schema(operation_id="jobs_decide", request=s.DecisionSerializer, responses={200: s.JobSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        job = get_object_or_404(Job, pk=pk)
+        asked = s.DecisionSerializer(data=request.data)
+        asked.is_valid(raise_exception=True)
+        try:
+            decide(job, request.user, asked.validated_data["decision"], asked.validated_data["note"])
+        except ApprovalRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(s.JobSerializer(job).data)

@@ -7,6 +7,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django import forms
+from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -18,6 +20,19 @@ def parse_id(raw: Any) -> int | None:
     if not isinstance(raw, str) or not raw or len(raw) > 18 or not (raw.isascii() and raw.isdigit()):
         return None
     return int(raw)
+
+
+class RowsField(forms.ModelMultipleChoiceField):  # type: ignore[type-arg]  # generic in django-stubs only
+    """Several rows (hosts) chosen by their ids, each read as parse_id reads one: a number too large for the
+    database's integer, or digits that are not ASCII, is refused as a choice that does not exist (never a 500)."""
+
+    def clean(self, value: Any) -> Any:
+        for pk in value or []:
+            if parse_id(str(pk)) is None:
+                raise ValidationError(
+                    self.error_messages["invalid_pk_value"], code="invalid_pk_value", params={"pk": pk}
+                )
+        return super().clean(value)
 
 
 def page_of(request: HttpRequest, items: Sequence[Any] | QuerySet[Any], per_page: int, param: str = "page") -> Listing:

@@ -390,6 +390,14 @@ if ADMIN_2FA not in ("required", "optional", "off"):
     raise ImproperlyConfigured(f"CONSOLE_ADMIN_2FA must be required, optional or off, not {ADMIN_2FA!r}")
 OTP_TOTP_ISSUER = env("CONSOLE_2FA_ISSUER", "Guardian Console")
 
+# --- two-person approval (jobs/approval.py) -------------------------------------------------------------------------
+
+# On: destructive jobs (a guardian reset, a vTPM turned off, a migration that removes the source copy, keys imported
+# to a host that never held them) wait for a second admin's approval. From the environment, not from a page: the
+# policy guards against one admin acting alone, so one admin alone must not be able to switch it off.
+TWO_PERSON_APPROVAL = envbool("CONSOLE_TWO_PERSON_APPROVAL", False)
+APPROVAL_HOURS = envnumber("CONSOLE_APPROVAL_HOURS", 24)  # how long a request may wait; then it ends, undecided
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",

@@ -17,13 +17,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.models import AuditEvent
+from console.params import RowsField
 from console.roles import require
 
 from .models import Host, LabShare
 
 
 class LabShareForm(forms.ModelForm):  # type: ignore[type-arg]
-    hosts = forms.ModelMultipleChoiceField(Host.objects.order_by("name"), widget=forms.CheckboxSelectMultiple)
+    hosts = RowsField(Host.objects.order_by("name"), widget=forms.CheckboxSelectMultiple)
     # For a share served by a source host in a workgroup: the target maps it with this account (never shown again).
     password = forms.CharField(
         label="Share account's password", required=False, strip=False, widget=forms.PasswordInput(render_value=False)

@@ -8,6 +8,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
+from console.params import RowsField
 from hosts.models import Host
 
 from .models import Job, JobState
@@ -57,7 +58,7 @@ class JobFilterForm(forms.Form):
 
 
 class RefreshForm(forms.Form):
-    hosts = forms.ModelMultipleChoiceField(
+    hosts = RowsField(
         queryset=Host.objects.order_by("name"),
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": "Choose at least one host."},

@@ -1,8 +1,9 @@
 """Jobs: every change to a host is a Job whose log lines are saved (with a per-job sequence number) before they are
 published, so the database is the source of truth for live viewers and for readers afterwards.
 
-The lifecycle of a job lives here, one method per change of state: `Job.enqueue` (queued), `send` (or waiting for the
-task queue), `claim` (running), `wait_for` (waiting), `take_over`, `heartbeat`, `finish`, `end_unstarted`,
+The lifecycle of a job lives here, one method per change of state: `Job.enqueue` (queued, or waiting for approval
+under the two-person policy), `approve` and `reject` (by a second admin), `expire_approvals`, `send` (or waiting for
+the task queue), `claim` (running), `wait_for` (waiting), `take_over`, `heartbeat`, `finish`, `end_unstarted`,
 `mark_lost` and `cancel`. Each is one conditional UPDATE whose WHERE names the states it starts from, so two workers,
 a cancel and the reaper racing for one job never both win; each that changed the state publishes it to viewers.
 
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 class JobState(models.TextChoices):
     QUEUED = "queued", "queued"
+    AWAITING_APPROVAL = "approval", "waiting for approval"  # two-person policy: no task until a second admin approves
     WAITING = "waiting", "waiting"
     RUNNING = "running", "running"
     SUCCEEDED = "succeeded", "succeeded"
@@ -51,7 +53,7 @@ class JobState(models.TextChoices):
 
 
 PENDING_STATES = frozenset({JobState.QUEUED, JobState.WAITING})  # no runner yet: claimed, or cancelled at once
-ACTIVE_STATES = PENDING_STATES | {JobState.RUNNING}
+ACTIVE_STATES = PENDING_STATES | {JobState.RUNNING, JobState.AWAITING_APPROVAL}
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.ERRORED, JobState.CANCELLED, JobState.LOST})
 ENDED_BADLY = frozenset({JobState.FAILED, JobState.ERRORED, JobState.LOST})
 
@@ -72,6 +74,11 @@ TEMPORARY_FILES = "temporary_files"
 def check_terminal(state: str) -> None:
     if state not in TERMINAL_STATES:
         raise ValueError(f"a job ends {' or '.join(sorted(TERMINAL_STATES))}, never {state}")
+
+
+class ApprovalRefused(Exception):
+    """An approval or rejection that does not count (the requester's own, a request already decided or expired):
+    the message says why, for the person who tried."""
 
 
 class WaitForHost(Exception):  # noqa: N818 - an outcome, not an error
@@ -133,6 +140,12 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     results = models.JSONField(default=dict, blank=True)
     last_seq = models.PositiveIntegerField(default=0)
+    # Two-person approval (settings.TWO_PERSON_APPROVAL): why the job needs it, until when it may be given, and who
+    # approved or rejected it when.
+    approval_reason = models.TextField(blank=True)
+    approval_expires_at = models.DateTimeField(null=True, blank=True)
+    decided_by_name = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
 
@@ -195,10 +208,17 @@ class Job(models.Model):
         vms: Iterable[str] = (),
         params: dict[str, Any] | None = None,
         rerun_of: Job | None = None,
+        approval: str = "",
     ) -> Job:
         """A new queued job and its `job.create` audit event; its task is sent once the surrounding transaction
-        commits. Precondition: the caller checked the user's permission and the parameters (services.create_job)."""
+        commits. With `approval` (why it needs a second admin's approval) it waits for approval instead, until
+        settings.APPROVAL_HOURS from now, and no task is sent. Precondition: the caller checked the user's permission
+        and the parameters, and decided whether it needs approval (services.create_job)."""
         params = dict(params or {})
+        waits: dict[str, Any] = {}
+        if approval:
+            expires = timezone.now() + timedelta(hours=settings.APPROVAL_HOURS)
+            waits = {"state": JobState.AWAITING_APPROVAL, "approval_reason": approval, "approval_expires_at": expires}
         with transaction.atomic():
             job = cls.objects.create(
                 kind=kind,
@@ -208,11 +228,91 @@ class Job(models.Model):
                 requested_by=user if user is not None and user.is_authenticated else None,
                 requested_by_name=user.get_username() if user is not None else "console",
                 rerun_of=rerun_of,
+                **waits,
             )
             job.hosts.set(list(hosts))
             AuditEvent.record(user, "job.create", job, kind=kind, hosts=job.host_names, vms=job.vms, params=params)
-            transaction.on_commit(job.send, robust=True)
+            if approval:
+                until = waits["approval_expires_at"].isoformat()
+                AuditEvent.record(user, "job.approval_requested", job, reason=approval, expires=until)
+            else:
+                transaction.on_commit(job.send, robust=True)
         return job
+
+    def approve(self, user: Any) -> None:
+        """waiting for approval → queued, by `user`, who is not the requester, before the request expires; audited
+        as `job.approved`, and its task is sent once that commits. Precondition: the caller checked that `user` may
+        approve. ApprovalRefused (audited as `job.approval_refused`) otherwise: the requester's own approval, an
+        expired request (which ends it) or one already decided — a replayed approval counts once."""
+        now, name = timezone.now(), user.get_username()
+        with transaction.atomic():
+            approved = (
+                self._undecided(user)
+                .filter(approval_expires_at__gt=now)
+                .update(state=JobState.QUEUED, decided_by_name=name, decided_at=now)
+            )
+            if approved:
+                AuditEvent.record(user, "job.approved", self, kind=self.kind, requested_by=self.requested_by_name)
+                transaction.on_commit(self.send, robust=True)
+        if not approved:
+            self._refuse_decision(user, now, "approve")
+        self._changed()
+
+    def reject(self, user: Any, note: str = "") -> None:
+        """waiting for approval → cancelled, by `user`, who is not the requester (who cancels instead); audited as
+        `job.rejected`. ApprovalRefused as for `approve`; an expired request may still be rejected."""
+        now, name = timezone.now(), user.get_username()
+        summary = f"Rejected by {name}" + (f": {note}" if note else ".") + " Nothing was sent to a host."
+        with transaction.atomic():
+            rejected = self._undecided(user).update(
+                state=JobState.CANCELLED, decided_by_name=name, decided_at=now, finished_at=now, summary=summary[:2000]
+            )
+            if rejected:
+                AuditEvent.record(user, "job.rejected", self, kind=self.kind, note=note[:500])
+        if not rejected:
+            self._refuse_decision(user, now, "reject")
+        self._changed()
+
+    def _undecided(self, user: Any) -> JobQuerySet:
+        """This job while it waits for approval, unless `user` asked for it (by account, or by name: an account
+        removed and made again under the same name is the same person)."""
+        waiting = Job.objects.filter(pk=self.pk, state=JobState.AWAITING_APPROVAL)
+        return waiting.exclude(requested_by=user).exclude(requested_by_name=user.get_username())
+
+    def _refuse_decision(self, user: Any, now: datetime, decision: str) -> None:
+        Job.expire_approvals(now)
+        self.refresh_from_db()
+        expiry = self.approval_expires_at
+        if self.state != JobState.AWAITING_APPROVAL and self.decided_by_name:
+            why = f"it was already decided by {self.decided_by_name}: an approval counts once"
+        elif expiry is not None and expiry <= now:
+            why = f"the request expired at {expiry:%Y-%m-%d %H:%M} UTC; ask for the job again"
+        elif self.state != JobState.AWAITING_APPROVAL:
+            why = f"it is {self.get_state_display()}, not waiting for approval"
+        else:
+            why = "you asked for it: another admin must decide"
+        AuditEvent.record(user, "job.approval_refused", self, decision=decision, reason=why)
+        raise ApprovalRefused(f"Job #{self.pk} cannot be {decision}d by you: {why}.")
+
+    @classmethod
+    def expire_approvals(cls, now: datetime | None = None) -> list[int]:
+        """Requests for approval past their time end cancelled (nothing was sent to a host), each audited as
+        `job.approval_expired`. Run by the reaper, and before refusing a decision."""
+        now = now or timezone.now()
+        expired = []
+        overdue = cls.objects.filter(state=JobState.AWAITING_APPROVAL, approval_expires_at__lte=now)
+        for job in overdue:
+            summary = "The request for approval expired without a decision. Nothing was sent to a host."
+            with transaction.atomic():
+                ended = cls.objects.filter(pk=job.pk, state=JobState.AWAITING_APPROVAL).update(
+                    state=JobState.CANCELLED, finished_at=now, summary=summary, decided_at=now
+                )
+                if ended:
+                    AuditEvent.record(None, "job.approval_expired", job, kind=job.kind)
+            if ended:
+                expired.append(job.pk)
+                job._changed()
+        return expired
 
     def send(self) -> bool:
         """Send the task that runs this job and note when (the reaper sends it again if it is forgotten); True when
@@ -393,12 +493,12 @@ class Job(models.Model):
         ]
 
     def cancel(self, user: Any) -> None:
-        """At `user`'s request: a pending job ends cancelled at once and never runs; a running one is asked to stop
-        at its next safe point (its runner notices within a second). Precondition: none; a job that has ended is
-        left as it is. Audited as `job.cancel` either way."""
+        """At `user`'s request: a pending job (or one waiting for approval) ends cancelled at once and never runs; a
+        running one is asked to stop at its next safe point (its runner notices within a second). Precondition:
+        none; a job that has ended is left as it is. Audited as `job.cancel` either way."""
         name = user.get_username() if user is not None else "console"
         stopped = (
-            Job.objects.pending()
+            Job.objects.filter(state__in=PENDING_STATES | {JobState.AWAITING_APPROVAL})
             .filter(pk=self.pk)
             .update(
                 state=JobState.CANCELLED,

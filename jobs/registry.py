@@ -6,11 +6,13 @@ import `job_kind` from jobs/kinds.py, next to the JobContext their function rece
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from hosts.models import Host
+
     from .kinds import JobContext
     from .models import Job
 
@@ -25,6 +27,9 @@ class RerunNeedsPreflight(Exception):
 
 KindFunction = Callable[["JobContext"], str]
 PreflightUrl = Callable[["Job"], str]
+# `rule(hosts, params)` → why a job of the kind with these targets needs a second admin's approval under the
+# two-person policy ("" when it does not): one rule per kind, read by services.create_job whatever starts the job.
+ApprovalRule = Callable[[Sequence["Host"], dict[str, Any]], str]
 
 # The permission of kinds that change or remove what cannot simply be put back. Their preflight page asks for a
 # typed confirmation, so "Run again" sends the user back there instead of re-running in one click.
@@ -44,6 +49,7 @@ class JobKind:
     # `preflight_url(job)` → the kind's preflight page filled with that job's targets and parameters (a same-site
     # path). When set, "Run again" goes there; a destructive kind without one cannot be re-run from its job page.
     preflight_url: PreflightUrl | None = None
+    approval: ApprovalRule | None = None  # None: never needs approval
 
     @property
     def destructive(self) -> bool:
@@ -66,11 +72,12 @@ def job_kind(
     mutating: bool = True,
     refresh_inventory: bool = True,
     preflight_url: PreflightUrl | None = None,
+    approval: ApprovalRule | None = None,
 ) -> Callable[[KindFunction], KindFunction]:
     """Register `function(ctx) -> summary` as the job kind `name`. Mutating kinds take a per-host lock."""
 
     def register(function: KindFunction) -> KindFunction:
-        KINDS[name] = JobKind(name, label, permission, mutating, function, refresh_inventory, preflight_url)
+        KINDS[name] = JobKind(name, label, permission, mutating, function, refresh_inventory, preflight_url, approval)
         return function
 
     return register

@@ -459,6 +459,7 @@ def reap(now: datetime | None = None) -> list[int]:
     HostLock.objects.filter(job__state__in=TERMINAL_STATES).delete()
     requeue_unsent()
     requeue_forgotten(now)
+    Job.expire_approvals(now)
     return reaped
 
 

@@ -6,13 +6,14 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from console.roles import check
 
 from .models import Job
 from .params import check_no_secrets
-from .registry import RerunNeedsPreflight, get_kind
+from .registry import JobKind, RerunNeedsPreflight, get_kind
 
 if TYPE_CHECKING:
     from hosts.models import Host
@@ -28,7 +29,8 @@ def create_job(
     params: dict[str, Any] | None = None,
     rerun_of: Job | None = None,
 ) -> Job:
-    """Create a queued job, audit it, and enqueue it once the surrounding transaction commits.
+    """Create a queued job, audit it, and enqueue it once the surrounding transaction commits — or, under the
+    two-person policy, let it wait for a second admin's approval when its kind's rule says so.
 
     `user` None means the console itself (periodic tasks). Raises Forbidden when the user lacks the kind's
     permission, UnknownJobKind for an unknown kind and ValueError for secret-looking parameters.
@@ -38,7 +40,16 @@ def create_job(
         check(user, job_kind.permission)
     params = dict(params or {})
     check_no_secrets(params)
-    return Job.enqueue(user, kind, hosts, vms, params, rerun_of)
+    approval = approval_needed(user, job_kind, hosts, params)
+    return Job.enqueue(user, kind, hosts, vms, params, rerun_of, approval=approval)
+
+
+def approval_needed(user: Any, kind: JobKind, hosts: Sequence[Host], params: dict[str, Any]) -> str:
+    """Why this job waits for a second admin ("" when it does not): the kind's rule, under the two-person policy,
+    for a job a person asked for (the console's own scheduled jobs have nobody to ask a second person for)."""
+    if user is None or not settings.TWO_PERSON_APPROVAL or kind.approval is None:
+        return ""
+    return kind.approval(hosts, params)
 
 
 def cancel_job(job: Job, user: Any) -> Job:

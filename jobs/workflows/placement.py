@@ -1,6 +1,7 @@
 """Where a vault pair's private keys may go: onto a host that has held the pair before, by anyone who may run jobs;
 onto a host that never held it, only by an admin (whoever administers that host could take the keys, so placing them
-there is as much an admin's decision as downloading them from the vault).
+there is as much an admin's decision as downloading them from the vault). Under the two-person policy
+(settings.TWO_PERSON_APPROVAL) such an import also waits for a second admin's approval (import_guardian/kind.py).
 
 "Has held it" is read from what the console knows: the host's last inventory (a guardian or a store certificate of the
 pair), the host the pair was escrowed from, and the vault's earlier placements (hosts.vault.models.Placement, written

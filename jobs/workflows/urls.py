@@ -1,9 +1,11 @@
-"""The workflows' pages, under /jobs/new/: one explicit table, so a newcomer can grep a URL to its view."""
+"""The workflows' pages, under /jobs/new/, and the approval of a waiting job: one explicit table, so a newcomer can
+grep a URL to its view."""
 
 from __future__ import annotations
 
 from django.urls import path
 
+from .approval import job_approval
 from .escrow.page import escrow_preflight
 from .import_guardian.page import import_preflight
 from .migrate.page import migrate_wizard
@@ -21,4 +23,5 @@ urlpatterns = [
     path("jobs/new/reset/undo/", undo_preflight, name="reset_undo_preflight"),
     path("jobs/new/vtpm/", vtpm_preflight, name="vtpm_preflight"),
     path("jobs/new/migrate/", migrate_wizard, name="migrate_wizard"),
+    path("jobs/<int:pk>/approval/", job_approval, name="job_approval"),  # two-person approval
 ]

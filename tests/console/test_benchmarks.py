@@ -16,11 +16,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# One case of the security sweep: what the security matrix counts, cut down to a single request.
+SWEEP_CASE = (
+    "tests/console/test_security_sweep.py::"
+    "test_the_api_answers_each_role_and_method_as_its_permissions_say[admin-api-jobs-GET]"
+)
 BENCHMARKS = {
     "inventory": ["inventory.py", "--vms", "1", "--hosts", "2", "--latency", "0"],
     "sim_throughput": ["sim_throughput.py", "--hosts", "2", "--seconds", "1", "--idle", "1", "--workers", "1"],
     "joblog": ["joblog.py", "--seconds", "1", "--viewers", "1", "--replay-lines", "2000"],
     "pages": ["pages.py", "--sizes", "2x2,10x2", "--requests", "1", "--clients", "1"],
+    "security_matrix": ["security_matrix.py", "--no-faults", "--workers", "0", "--sweep", SWEEP_CASE],
 }
 
 pytestmark = [
@@ -50,7 +56,7 @@ class BenchmarkRun:
 
 @pytest.fixture(scope="module")
 def benchmarks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, BenchmarkRun]]:
-    """All four start together: each mostly waits (sim_throughput gives its clients ten seconds to connect), so
+    """All five start together: each mostly waits (sim_throughput gives its clients ten seconds to connect), so
     together they take about as long as the slowest one instead of the sum."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSOLE_", "DJANGO_", "DATABASE_"))}
     directory = tmp_path_factory.mktemp("benchmarks")
@@ -87,3 +93,8 @@ def test_the_job_log_benchmark_runs(benchmarks: dict[str, BenchmarkRun]) -> None
 def test_the_pages_benchmark_runs(benchmarks: dict[str, BenchmarkRun]) -> None:
     out = benchmarks["pages"].output()
     assert "dashboard" in out and "saving one host's refresh (unchanged)" in out and "peak" in out
+
+
+def test_the_security_matrix_counts_what_the_sweep_exercised(benchmarks: dict[str, BenchmarkRun]) -> None:
+    out = benchmarks["security_matrix"].output()
+    assert "REST API: 1 URLs × 1 roles × 1 methods (GET)" in out and "Pages: 0 URLs" in out

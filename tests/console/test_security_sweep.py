@@ -9,10 +9,17 @@ route must do:
 - a role with the permission: the page (or a redirect, or 405 for POST-only views) — never 403, 404 or 500,
   and a GET changes nothing in the database;
 - a POST without a CSRF token: 403, for every route;
-- websockets: no anonymous or role-less connection, no connection from a foreign Origin;
+- PUT, PATCH and DELETE, for every role: what the permission says (403/405 or the login page for those without it),
+  never a 500, and the database unchanged — no view treats another method as a POST;
+- websockets: every role from the console's own Origin gets in as its permission says (anonymous and role-less never),
+  nobody from a foreign Origin;
+- every field of every form, filled with hostile values one at a time, as an admin: never a 500, never reflected raw;
 - the REST API, for every role and method, with a personal token of that role: 401, 403 or 405 as the view's
   permission map (method → permission) says, the permitted answer otherwise, never a 500.
 Last, a host password, a vault pair's PFX password and private-key PEM markers appear on no page.
+
+Each case records what it exercised (`record_property("exercised", …)`: what, route, role, method), which
+benchmarks/security_matrix.py counts for the closing figures.
 """
 
 from __future__ import annotations
@@ -318,7 +325,10 @@ def test_every_page_but_login_requires_a_permission(route: Route) -> None:
 
 
 @pytest.mark.parametrize(("role", "route"), list(role_cases(ROUTES)))
-def test_get_answers_each_role_as_its_permission_says(world: World, role: str, route: Route) -> None:
+def test_get_answers_each_role_as_its_permission_says(
+    world: World, role: str, route: Route, record_property: Callable[[str, object], None]
+) -> None:
+    record_property("exercised", ("api" if route.is_api else "page", route.name, role, "GET"))
     client, url = client_as(world, role), world.url(route)
     before = row_counts()
     response = client.get(url)
@@ -349,7 +359,10 @@ def test_get_answers_each_role_as_its_permission_says(world: World, role: str, r
 
 
 @pytest.mark.parametrize("route", list(cases(ROUTES, "csrf")))
-def test_post_without_csrf_token_is_refused(world: World, route: Route) -> None:
+def test_post_without_csrf_token_is_refused(
+    world: World, route: Route, record_property: Callable[[str, object], None]
+) -> None:
+    record_property("exercised", ("csrf", route.name, "admin", "POST"))
     client, url = client_as(world, "admin", enforce_csrf_checks=True), world.url(route)
     before = row_counts()
     response = client.post(url, {"confirm": "yes", "name": "x"})
@@ -359,8 +372,11 @@ def test_post_without_csrf_token_is_refused(world: World, route: Route) -> None:
 
 
 @pytest.mark.parametrize(("role", "route"), list(role_cases(ROUTES, refused_only=True)))
-def test_post_by_a_role_without_the_permission_is_refused(world: World, role: str, route: Route) -> None:
+def test_post_by_a_role_without_the_permission_is_refused(
+    world: World, role: str, route: Route, record_property: Callable[[str, object], None]
+) -> None:
     """Only roles that lack the view's permission: the permitted POSTs are the feature tests' business."""
+    record_property("exercised", ("api" if route.is_api else "page", route.name, role, "POST"))
     client, url = client_as(world, role), world.url(route)
     before = row_counts()
     response = client.post(url, {"confirm": "yes", "name": "x"})
@@ -372,6 +388,33 @@ def test_post_by_a_role_without_the_permission_is_refused(world: World, role: st
     else:
         assert response.status_code in (403, 405), seen
     assert row_counts() == before, f"{seen}: a refused POST changed the database"
+
+
+OTHER_METHODS = ("PUT", "PATCH", "DELETE")
+PAGE_ROUTES = [route for route in ROUTES if not route.is_api]
+
+
+@pytest.mark.parametrize(("role", "route"), list(role_cases(PAGE_ROUTES)))
+def test_other_methods_answer_each_role_as_its_permission_says(
+    world: World, role: str, route: Route, record_property: Callable[[str, object], None]
+) -> None:
+    """PUT, PATCH and DELETE on a page: no page takes them for a POST (nothing changes), none breaks."""
+    client, url = client_as(world, role), world.url(route)
+    exercised = []
+    for method in OTHER_METHODS:
+        before = row_counts()
+        response = client.generic(method, url, "confirm=yes&name=x", content_type="application/x-www-form-urlencoded")
+        status, seen = response.status_code, f"{method} {url} as {role} → {described(response)}"
+        assert status < 500, seen
+        if route.name in PUBLIC or (route.name in SELF_SERVICE and role != "anonymous"):
+            pass  # their own rules: the login page, one's own account
+        elif role == "anonymous":
+            assert status == 302 and response["Location"].startswith("/login/?next="), seen
+        elif not role_may(role, route.permission):
+            assert status in (403, 405), seen
+        assert row_counts() == before, f"{seen}: changed the database"
+        exercised.append(("page", route.name, role, method))
+    record_property("exercised", exercised)
 
 
 API_ROUTES = [route for route in ROUTES if route.is_api]
@@ -394,9 +437,10 @@ def api_cases() -> Iterator[Any]:
 
 @pytest.mark.parametrize(("role", "route", "method"), list(api_cases()))
 def test_the_api_answers_each_role_and_method_as_its_permissions_say(
-    world: World, role: str, route: Route, method: str
+    world: World, role: str, route: Route, method: str, record_property: Callable[[str, object], None]
 ) -> None:
     """With a personal token of the role (a session for a user without a role, who cannot have a token)."""
+    record_property("exercised", ("api", route.name, role, method))
     token = world.tokens.get(role)
     client = Client(HTTP_AUTHORIZATION=f"Bearer {token}") if token else client_as(world, role)
     url, before = world.url(route), row_counts()
@@ -438,6 +482,77 @@ def test_bad_query_strings_and_unknown_ids_never_break_a_page(world: World, rout
         missing = re.sub(r"<int:\w+>", "987654321", route.pattern)
         response = admin.get("/" + missing)
         assert response.status_code in (302, 404, 405), f"GET /{missing} → {described(response)}"
+
+
+# What a form field may be sent by someone hostile: PowerShell and markup injection, traversal and UNC paths, control,
+# invisible and bidirectional characters, non-ASCII digits, numbers too large for any column, and very long text.
+HOSTILE_VALUES = (
+    "'; Start-Process calc.exe; $(whoami)`'",
+    INJECTED + "</script>",
+    "..\\..\\Windows\\System32\\config\\SAM",
+    "\\\\attacker.example\\loot",
+    "line\r\nWARNING forged log line",
+    "HV01\u202egnp.exe\u200b",
+    "\u00b2\u0663",
+    "99999999999999999999999999",
+    "x" * 5000,
+    "\x00",
+)
+FORM = re.compile(r"<form\b([^>]*)>(.*?)</form>", re.S)
+FIELD = re.compile(r"<(?:input|select|textarea)\b[^>]*?\bname=\"([^\"]+)\"")
+SKIPPED_FORMS = {"/logout/"}  # it ends the session the sweep runs in
+
+
+def forms_on(page: str, url: str) -> list[tuple[str, str, list[str]]]:
+    """(method, action, field names) of each form of a page, the CSRF token left out."""
+    found = []
+    for attributes, body in FORM.findall(page):
+        method = "post" if re.search(r"method=\"post\"", attributes, re.I) else "get"
+        action = re.search(r"action=\"([^\"]*)\"", attributes)
+        target = (action.group(1) if action and action.group(1) else url).replace("&amp;", "&")
+        names = sorted({name for name in FIELD.findall(body) if name != "csrfmiddlewaretoken"})
+        if target.startswith("/") and target.split("?")[0] not in SKIPPED_FORMS and names:
+            found.append((method, target, names))
+    return found
+
+
+def forms_of(admin: Client, world: World, route: Route) -> list[tuple[str, str, list[str]]]:
+    """The forms of the route's page as it opens, and for a preflight page also once a host and a VM are chosen
+    (its later steps' forms appear only then), each once."""
+    url = world.url(route)
+    urls = [url]
+    if route.pattern.startswith("jobs/new/"):
+        urls.append(f"{url}?{QUERIES[0].format(host=world.host.pk, pair=world.pair.pk)}")
+    found: list[tuple[str, str, list[str]]] = []
+    for page_url in urls:
+        page = admin.get(page_url)
+        if page.status_code == 200 and page.get("Content-Type", "").startswith("text/html"):
+            found += [form for form in forms_on(page.content.decode(), url) if form not in found]
+    return found
+
+
+FORM_ROUTES = [r for r in ROUTES if r.name not in PUBLIC and not r.is_api and r.name != "static"]
+
+
+@pytest.mark.parametrize("route", list(cases(FORM_ROUTES, "hostile")))
+def test_hostile_values_in_every_field_of_every_form_never_break_it(
+    world: World, route: Route, record_property: Callable[[str, object], None]
+) -> None:
+    """As an admin (who sees every form): each field of each form on the page, one at a time, gets each hostile value
+    while the others stay empty; the answer is never a 500 and never shows the markup unescaped."""
+    admin, exercised = client_as(world, "admin"), []
+    for method, action, names in forms_of(admin, world, route):
+        for name in names:
+            for value in HOSTILE_VALUES:
+                data = {other: "" for other in names} | {name: value}
+                send = admin.post if method == "post" else admin.get
+                response = send(action.split("?")[0] if method == "get" else action, data)
+                seen = f"{method.upper()} {action} with {name}={value[:40]!r} → {described(response)}"
+                assert response.status_code < 500, seen
+                if not response.streaming:
+                    assert INJECTED not in response.content.decode(errors="replace"), f"{seen} reflects markup"
+                exercised.append(("form", f"{route.name} {method.upper()} {action.split('?')[0]}", name, value[:20]))
+    record_property("exercised", exercised)
 
 
 def registered_kinds() -> list[Any]:
@@ -498,22 +613,26 @@ async def connects(path: str, user: Any | None, origin: str) -> bool:
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_websockets_refuse_anonymous_roleless_and_foreign_origins() -> None:
+async def test_websockets_refuse_anonymous_roleless_and_foreign_origins(
+    record_property: Callable[[str, object], None],
+) -> None:
+    """Every route, every role, from the console's own Origin and a foreign one: a role that may view gets in from
+    home only (the control that makes the refusals mean something); anonymous and role-less never."""
     world = await database_sync_to_async(_world_for_websockets)()
-    viewer, nobody = world.users["viewer"], world.users["nobody"]
     home, evil = "http://127.0.0.1", "http://evil.example"
+    exercised = []
     for route in websocket_paths(world):
-        # The control first: a viewer from the console's own origin gets in, so the refusals below mean something.
-        assert await connects(route, viewer, home), f"{route}: a viewer from {home} was refused"
-        assert not await connects(route, None, home), f"{route}: anonymous connection accepted"
-        assert not await connects(route, nobody, home), f"{route}: a user without a role was accepted"
-        assert not await connects(route, viewer, evil), f"{route}: connection from Origin {evil} accepted"
-        assert not await connects(route, world.users["admin"], evil), f"{route}: admin from {evil} accepted"
+        for role in ROLES:
+            user = world.users.get(role)
+            may_view = role_may(role, "view_console")
+            assert await connects(route, user, home) == may_view, f"{route}: {role} from {home}"
+            assert not await connects(route, user, evil), f"{route}: {role} from Origin {evil} accepted"
+            exercised += [("websocket", route, role, home), ("websocket", route, role, evil)]
+    record_property("exercised", exercised)
 
 
 def _world_for_websockets() -> World:
-    roles = ("nobody", "viewer", "admin")
-    users = {role: make_user(f"ws-{role}", None if role == "nobody" else role) for role in roles}
+    users = {role: make_user(f"ws-{role}", None if role == "nobody" else role) for role in ROLES[1:]}
     host = make_host("HV-WS", port=11)
     return World(host=host, job=make_job(host, users["admin"]), vm=None, pair=None, users=users)
 

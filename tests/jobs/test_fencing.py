@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from jobs.kinds import (
 )
 from jobs.models import TEMPORARY_FILES, HostLock, Job, JobLogLine, JobState, JobStep, OrphanedRun
 from jobs.services import create_job
+from tests.plugins.jobs import log_integrity
 
 WORKER_JOB_KINDS = True  # the worker process imports this module, so it knows the test-only kind below
 
@@ -204,6 +206,7 @@ def test_a_paused_worker_resumed_after_its_job_was_declared_lost_sends_nothing_m
     sim_host: Any,
     registered_host: Any,
     monkeypatch: pytest.MonkeyPatch,
+    record_property: Callable[[str, object], None],
 ) -> None:
     sim = sim_host("healthy")
     host = registered_host(sim)
@@ -235,6 +238,10 @@ def test_a_paused_worker_resumed_after_its_job_was_declared_lost_sends_nothing_m
     time.sleep(1)  # room for a runner that wrongly carried on
 
     assert sim.command_log == sent_until_lost
+    integrity = log_integrity(job)
+    assert integrity["lost_lines"] == integrity["duplicated_lines"] == 0
+    after_loss = len(sim.command_log) - len(sent_until_lost)
+    record_property("fault", {"case": "paused worker", "commands_after_loss": after_loss, **integrity})
     assert cmdlets(sim) == ["Set-Content", SLOW_CMDLET]  # never the second file, never Remove-Item
     job.refresh_from_db()
     assert job.state == JobState.LOST

@@ -39,10 +39,23 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sent
 
 
-def test_the_states_are_named_once_and_every_state_is_pending_running_or_ended() -> None:
+def test_the_states_are_named_once_and_every_state_is_pending_running_waiting_for_approval_or_ended() -> None:
     assert {JobState.QUEUED, JobState.WAITING} == PENDING_STATES
-    assert PENDING_STATES | {JobState.RUNNING} == ACTIVE_STATES
+    assert PENDING_STATES | {JobState.RUNNING, JobState.AWAITING_APPROVAL} == ACTIVE_STATES
     assert set(JobState) == ACTIVE_STATES | TERMINAL_STATES and not ACTIVE_STATES & TERMINAL_STATES
+
+
+def test_a_job_waiting_for_approval_sends_no_task_and_no_runner_claims_it(
+    admin: Any, sent: list[int], django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        waiting = Job.enqueue(admin, "reset_guardian", hosts=[make_host("HV01")], approval="a reset removes a guardian")
+    assert sent == [] and waiting.state == JobState.AWAITING_APPROVAL
+    assert not waiting.claim(RUNNER, [])  # a task that arrives anyway (sent by hand, replayed) runs nothing
+    waiting.refresh_from_db()
+    assert waiting.state == JobState.AWAITING_APPROVAL and waiting.started_at is None
+    waiting.cancel(admin)  # the requester withdraws it
+    assert waiting.state == JobState.CANCELLED and waiting.finished_at is not None
 
 
 def test_a_new_job_is_queued_and_audited_and_its_task_sent_once_the_transaction_commits(

@@ -4,7 +4,7 @@ queue" — and is sent again by the reaper of every worker, every JOBS_REAPER_SE
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ from jobs.models import TASK_QUEUE, Job, JobState
 from jobs.models import send_run_task as real_send_run_task
 from jobs.runner import reap, requeue_unsent
 from jobs.services import create_job
+from tests.plugins.jobs import log_integrity
 from tests.plugins.worker import free_port
 
 
@@ -105,7 +106,7 @@ def test_jobs_are_sent_again_well_within_30_seconds_of_the_queue_coming_back() -
 
 @pytest.mark.worker
 def test_a_job_created_while_the_task_queue_was_unreachable_runs_once_it_answers(
-    celery_worker_process: Any, operator: Any
+    celery_worker_process: Any, operator: Any, record_property: Callable[[str, object], None]
 ) -> None:
     """This process never reaches the queue: the task the worker runs is the one its reaper sent once the queue
     answered (for the worker, it is back; WORKER_TIMINGS makes its reaper run every second)."""
@@ -117,3 +118,6 @@ def test_a_job_created_while_the_task_queue_was_unreachable_runs_once_it_answers
             time.sleep(0.1)
     job.refresh_from_db()
     assert job.error.startswith("No host to refresh") and job.unsent_since is None and job.enqueued_at is not None
+    integrity = log_integrity(job)
+    assert integrity["lost_lines"] == integrity["duplicated_lines"] == 0
+    record_property("fault", {"case": "task queue unreachable", **integrity})

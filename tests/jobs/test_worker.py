@@ -5,6 +5,7 @@ step."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from jobs.kinds import JobContext, JobFailed, job_kind
 from jobs.models import HostLock, Job, JobLogLine, JobState, JobStep
 from jobs.services import cancel_job, create_job
 from jobs.tasks import run_job
-from tests.plugins.jobs import wait_for_job, wait_for_line
+from tests.plugins.jobs import log_integrity, wait_for_job, wait_for_line
 
 WORKER_JOB_KINDS = True  # the worker process imports this module, so it knows the test-only kinds below
 
@@ -163,7 +164,11 @@ def test_a_job_failure_keeps_its_message(celery_worker_process: Any, operator: A
 
 
 def test_a_killed_worker_leaves_a_lost_job_and_a_free_host(
-    celery_worker_process: Any, operator: Any, hv01: Host, tmp_path: Path
+    celery_worker_process: Any,
+    operator: Any,
+    hv01: Host,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
     job = create_job(operator, "test_hold", hosts=[hv01], params={"gate": str(tmp_path / "never")})
     wait_for_line(job, "holding")
@@ -176,6 +181,9 @@ def test_a_killed_worker_leaves_a_lost_job_and_a_free_host(
     assert "The worker running this job stopped" in job.error
     assert texts(job)[-1] == job.error  # the explanation is the log's last line
     wait_for_job(next_job, {JobState.SUCCEEDED}, timeout=20)  # the lock was released
+    integrity = log_integrity(job)
+    assert integrity["lost_lines"] == integrity["duplicated_lines"] == 0
+    record_property("fault", {"case": "killed worker", **integrity})
     assert not HostLock.objects.exists()
 
 

@@ -53,3 +53,15 @@ def _poll(condition: Callable[[], bool], timeout: float) -> bool:
             return False
         time.sleep(POLL_SECONDS)
     return True
+
+
+def log_integrity(job: Job) -> dict[str, int]:
+    """How the job's saved log stands: its lines, the seqs missing below its last_seq (lost lines) and the seqs saved
+    twice (duplicates). What a fault test asserts and records for benchmarks/security_matrix.py."""
+    job.refresh_from_db()
+    seqs = list(JobLogLine.objects.filter(job=job).values_list("seq", flat=True))
+    return {
+        "lines": len(seqs),
+        "lost_lines": len(set(range(1, job.last_seq + 1)) - set(seqs)),
+        "duplicated_lines": len(seqs) - len(set(seqs)),
+    }

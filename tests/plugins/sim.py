@@ -10,6 +10,7 @@ def test_y(sim_lab):
 from __future__ import annotations
 
 import itertools
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
+from hosts.remoting.catalog.vms import exported_config_path
 from hypervsim import Lab, SimHost, start_host, start_lab
 
 LabT = TypeVar("LabT", bound=Lab)
@@ -108,3 +110,11 @@ def kind_to_the_second_hop(lab: LabT) -> LabT:
     for sim in lab.hosts:
         sim.strict.second_hop = False
     return lab
+
+
+def files_copied_to(lab: Lab, vm_id: str, share_folder: str, target_folder: str) -> str:
+    """Copy a VM's exported files from the lab share into a folder of the target (as an administrator would before
+    registering them in place); returns the path of its .vmcx there."""
+    source, target = lab.hosts
+    shutil.copytree(source.model.files.resolve(share_folder), target.model.files.resolve(target_folder))
+    return exported_config_path(target_folder, vm_id)

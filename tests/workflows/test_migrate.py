@@ -7,7 +7,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from django.test import Client
 
+from api.models import ApiToken
 from hosts.inventory.refresh import refresh_host
 from hosts.remoting import open_session
 from hosts.remoting.catalog.vms import (
@@ -19,10 +21,10 @@ from hosts.remoting.catalog.vms import (
     RevokeKeyProtectorAccess,
     SetKeyProtector,
     StopVM,
-    exported_config_path,
 )
 from hosts.vault.models import EscrowedPair
 from hypervsim.keyprotector import parse as parse_kp
+from hypervsim.model import VM_ROOT
 from jobs.kinds import JobCancelled, JobFailed, Step
 from jobs.models import Job
 from jobs.services import rerun_preflight_url
@@ -32,7 +34,7 @@ from jobs.workflows.migrate.sides import LiveSide
 from tests.hosts.test_vault_support import temp_pfx_left
 from tests.plugins.powershell import assert_runnable, shown_powershell
 from tests.plugins.runs import DirectRun
-from tests.plugins.sim import kind_to_the_second_hop
+from tests.plugins.sim import files_copied_to, kind_to_the_second_hop
 
 pytestmark = pytest.mark.django_db
 
@@ -126,11 +128,54 @@ def test_registering_files_already_on_the_target(lab: Any) -> None:
     vm = lab.source.model.vm("Win11-B")
     with open_session(lab.source_host.connection_spec()) as s:
         s.run(ExportVM("Win11-B", "\\\\LAB\\share\\copied"))
-    config = exported_config_path("\\\\LAB\\share\\copied\\Win11-B", vm.id)
+    config = files_copied_to(lab, vm.id, "\\\\LAB\\share\\copied\\Win11-B", f"{VM_ROOT}\\Win11-B")
     opts = MigrationOptions("Win11-B", method="register", unseal="authorise", files_path=config, start=True)
     migrate(lab, opts)
     assert lab.target.model.vm("Win11-B").state == "Running"
     assert "Import-VM" in cmdlets(lab.target)
+
+
+HOSTILE_FILES_PATHS = {
+    "a network share": "\\\\attacker.example\\loot\\Virtual Machines\\A.vmcx",
+    "the lab share": "\\\\LAB\\share\\copied\\Win11-B\\Virtual Machines\\A.vmcx",
+    "a device path": "\\\\?\\C:\\ProgramData\\Microsoft\\Windows\\Hyper-V\\A.vmcx",
+    "forward slashes": "//attacker.example/loot/A.vmcx",
+    "climbing out": f"{VM_ROOT}\\..\\..\\Secrets\\A.vmcx",
+    "a relative path": "Virtual Machines\\A.vmcx",
+    "a stream": f"{VM_ROOT}\\A.vmcx:hidden.vmcx",
+    "a control character": f"{VM_ROOT}\\A\nWARNING fake.vmcx",
+    "an invisible character": f"{VM_ROOT}\\A\u202e.vmcx",
+    "a trailing dot": f"{VM_ROOT}\\Win11-B.\\A.vmcx",
+}
+
+
+@pytest.mark.parametrize("path", HOSTILE_FILES_PATHS.values(), ids=HOSTILE_FILES_PATHS.keys())
+def test_a_hostile_files_path_is_refused_before_the_target_is_asked(lab: Any, path: str) -> None:
+    problems = MigrationOptions("Win11-B", method="register", unseal="authorise", files_path=path).problems()
+    assert len(problems) == 1 and problems[0].startswith("The configuration file's path ")
+    assert not lab.target.command_log
+
+
+@pytest.mark.parametrize("path", ["D:\\VMs\\Win11-B\\A.vmcx", "C:\\Windows\\System32\\A.vmcx", "C:\\A.vmcx"])
+def test_a_files_path_outside_the_folders_the_target_reported_is_refused(lab: Any, path: str) -> None:
+    """Another drive, a folder Hyper-V does not use, a drive's root: the preflight says which folders the target
+    reported, and the target is never asked to look at the path (no Test-Path, no Compare-VM)."""
+    opts = MigrationOptions("Win11-B", method="register", unseal="authorise", files_path=path)
+    assert opts.problems() == []
+    message = failure_of(lab, opts)
+    assert f"{path} is not under a folder HV02 reported for VM files ({VM_ROOT}; " in message
+    assert not {"Compare-VM", "Import-VM"} & set(cmdlets(lab.target))
+    assert path.casefold() not in repr(lab.target.command_log).replace("\\\\", "\\").casefold()
+
+
+def test_registering_under_a_reported_folder_in_another_spelling_of_its_case(lab: Any) -> None:
+    vm = lab.source.model.vm("Win11-B")
+    with open_session(lab.source_host.connection_spec()) as s:
+        s.run(ExportVM("Win11-B", "\\\\LAB\\share\\copied"))
+    config = files_copied_to(lab, vm.id, "\\\\LAB\\share\\copied\\Win11-B", f"{VM_ROOT}\\Win11-B")
+    opts = MigrationOptions("Win11-B", method="register", unseal="authorise", files_path=config.upper(), start=False)
+    migrate(lab, opts)
+    assert lab.target.model.vm("Win11-B").state == "Off"
 
 
 # -- preflight and faults ----------------------------------------------------------------------------------------------
@@ -311,6 +356,46 @@ def test_wizard_refuses_a_blocked_migration_and_bad_input(lab: Any, operator_cli
     assert "Choose a migration method" in weird
     assert viewer_client.get("/jobs/new/migrate/").status_code == 403
     assert Job.objects.count() == 0
+
+
+@pytest.mark.urls("tests.hosts.test_vault_support")
+def test_removing_the_source_copy_needs_the_vm_name_typed_exactly(lab: Any, operator_client: Any) -> None:
+    assert refresh_host(lab.source_host).ok
+    choose = {"form": "1", "preview": "1", "host": lab.source_host.pk, "target": lab.target_host.pk, "vm": "Win11-B"}
+    choose |= {"method": "export", "unseal": "authorise", "source_after": "remove", "start": "on"}
+    page = operator_client.get("/jobs/new/migrate/", choose).content.decode()
+    assert 'name="confirm_name"' in page and "Type the VM&#x27;s name" not in page  # asked, not yet refused
+    refusal = "Type the VM&#x27;s name &#x27;Win11-B&#x27; exactly to confirm removing its source copy from HV01."
+    for typed in (None, "", "win11-b", "Win11-B ", "Win11-A"):
+        sent = choose if typed is None else {**choose, "confirm_name": typed}
+        response = operator_client.post("/jobs/new/migrate/", sent)
+        assert response.status_code == 400 and Job.objects.count() == 0
+        assert refusal in response.content.decode() or not typed  # an empty box is refused, the field says why
+    response = operator_client.post("/jobs/new/migrate/", {**choose, "confirm_name": "Win11-B"})
+    job = Job.objects.get()
+    assert response["Location"] == f"/jobs/{job.pk}/" and job.params["source_after"] == "remove"
+    assert "confirm_name" not in job.params
+
+
+@pytest.mark.urls("tests.hosts.test_vault_support")
+def test_the_api_removes_a_source_copy_only_with_the_vm_name_typed(lab: Any, operator: Any) -> None:
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(operator, 'script', 'operator', 1)[1]}")
+    choices = {"host": lab.source_host.pk, "target": lab.target_host.pk, "vm": "Win11-B", "method": "export"}
+    choices |= {"unseal": "authorise", "source_after": "remove", "start": True, "form": True}
+
+    def start(**more: Any) -> Any:
+        body = {"workflow": "migrate", "choices": {**choices, **more}}
+        return api.post("/api/jobs/", body, content_type="application/json")
+
+    refused = start(confirm_name="WIN11-B")
+    assert refused.status_code == 400 and refused.json()["started"] is None
+    assert (
+        "Type the VM's name 'Win11-B' exactly to confirm removing its source copy from HV01."
+        in refused.json()["problems"]
+    )
+    assert start().status_code == 400 and Job.objects.count() == 0
+    started = start(confirm_name="Win11-B")
+    assert started.status_code == 201 and Job.objects.get().params["source_after"] == "remove"
 
 
 def test_a_start_cut_off_on_the_target_undoes_the_move_and_restarts_the_source(lab: Any) -> None:

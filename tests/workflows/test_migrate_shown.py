@@ -9,8 +9,9 @@ import pytest
 
 from hosts.models import LabShare
 from hosts.remoting import open_session
-from hosts.remoting.catalog.vms import ExportVM, exported_config_path
+from hosts.remoting.catalog.vms import ExportVM
 from hosts.vault.models import EscrowedPair
+from hypervsim.model import VM_ROOT
 from jobs.workflows.escrow.plan import escrow_pair
 from jobs.workflows.migrate.page import live_preview
 from jobs.workflows.migrate.plan import MigrationOptions
@@ -18,7 +19,7 @@ from jobs.workflows.migrate.run import migrate_vm
 from jobs.workflows.powershell import PowerShellScript
 from tests.plugins.powershell import assert_runnable, assert_shown_is_sent, sent_commands, shown_commands
 from tests.plugins.runs import DirectRun
-from tests.plugins.sim import kind_to_the_second_hop
+from tests.plugins.sim import files_copied_to, kind_to_the_second_hop
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +78,7 @@ def test_registering_copied_files_sends_what_show_powershell_shows(lab: Any) -> 
     vm = lab.source.model.vm("Win11-B")
     with open_session(lab.source_host.connection_spec()) as s:
         s.run(ExportVM("Win11-B", "\\\\LAB\\share\\copied"))
-    config = exported_config_path("\\\\LAB\\share\\copied\\Win11-B", vm.id)
+    config = files_copied_to(lab, vm.id, "\\\\LAB\\share\\copied\\Win11-B", f"{VM_ROOT}\\Win11-B")
     opts = MigrationOptions("Win11-B", method="register", unseal="authorise", files_path=config)
     assert_migration_sends_what_was_shown(lab, opts)
     assert lab.target.model.vm("Win11-B").state == "Running"

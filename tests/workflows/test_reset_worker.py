@@ -3,6 +3,7 @@ simulated hosts; no password or private key in any log line, result, page or aud
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from hosts.vault.models import EscrowedPair
 from jobs.models import Job, JobLogLine, JobState
 from jobs.services import create_job, rerun_preflight_url
 from tests.hosts.test_vault_support import assert_no_secret
-from tests.plugins.jobs import wait_for_job
+from tests.plugins.jobs import log_integrity, wait_for_job
 from tests.plugins.sim import kind_to_the_second_hop
 from tests.plugins.users import client_for
 from tests.workflows.test_reset import lose_signing_key_but_keep_an_older_pair
@@ -115,7 +116,12 @@ def test_migration_job_carries_the_owner_and_runs_the_vm_on_the_target(
 
 
 def test_migration_job_with_the_target_down_changes_nothing(
-    celery_worker_process: Any, transactional_db: None, sim_lab: Any, registered_host: Any, operator: Any
+    celery_worker_process: Any,
+    transactional_db: None,
+    sim_lab: Any,
+    registered_host: Any,
+    operator: Any,
+    record_property: Callable[[str, object], None],
 ) -> None:
     lab = sim_lab(scenarios=["migration"])
     source, target = (registered_host(h) for h in lab.hosts)
@@ -125,3 +131,6 @@ def test_migration_job_with_the_target_down_changes_nothing(
     assert job.state == JobState.FAILED
     assert "Nothing was changed" in job.error and "HV02" in job.error
     assert lab.hosts[0].model.vm("Win11-B").state == "Off" and EscrowedPair.objects.count() == 0
+    integrity = log_integrity(job)
+    assert integrity["lost_lines"] == integrity["duplicated_lines"] == 0
+    record_property("fault", {"case": "host down", **integrity})

@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from console.params import parse_id
+from hosts.models import Host
 from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobContext, JobFailed, job_kind
 
-from ..placement import check_exportable, check_placement, record_placement
+from ..placement import check_exportable, check_placement, has_held, record_placement
 from .plan import import_pair
 
 
-@job_kind("import_guardian", label="Import a guardian to a host", permission="run_jobs", mutating=True)
+def vault_pair(params: dict[str, Any]) -> EscrowedPair | None:
+    pk = parse_id(str(params.get("vault_entry", "")))
+    return EscrowedPair.objects.filter(pk=pk).first() if pk is not None else None
+
+
+def import_approval(hosts: Sequence[Host], params: dict[str, Any]) -> str:
+    """Private keys going to a host that never held them (placement.py) need a second admin."""
+    pair = vault_pair(params)
+    if not hosts or pair is None or has_held(hosts[0], pair):
+        return ""
+    return f"{hosts[0]} has never held {pair}: its private keys would be put on a new host."
+
+
+@job_kind(
+    "import_guardian",
+    label="Import a guardian to a host",
+    permission="run_jobs",
+    mutating=True,
+    approval=import_approval,
+)
 def import_guardian_job(ctx: JobContext) -> str:
     """params: vault_entry (EscrowedPair id), exportable (bool, admins only)."""
     host = ctx.the_host("No host given: choose the host to import the guardian to.")
-    pk = parse_id(str(ctx.params.get("vault_entry", "")))
-    pair = EscrowedPair.objects.filter(pk=pk).first() if pk is not None else None
+    pair = vault_pair(ctx.params)
     if pair is None:
         raise JobFailed("The vault entry no longer exists.")
     exportable = ctx.params.get("exportable") is True

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from console.models import AuditEvent
 from hosts.models import Host
 from hosts.remoting.errors import RemotingError, remedy_action
@@ -33,12 +36,20 @@ def migrate_again(job: Job) -> str:
     return preflight_link("/jobs/new/migrate/", job, query)
 
 
+def migrate_approval(hosts: Sequence[Host], params: dict[str, Any]) -> str:
+    if params.get("source_after") != "remove":
+        return ""
+    source = hosts[0] if hosts else "the source"
+    return f"The migration removes the VM's source copy from {source} once it runs on the target."
+
+
 @job_kind(
     "migrate_vm",
     label="Migrate a VM between hosts",
     permission="run_jobs",
     mutating=True,
     preflight_url=migrate_again,
+    approval=migrate_approval,
 )
 def migrate_vm_job(ctx: JobContext) -> str:
     """hosts: [source, target]; vms: [name]; params: MigrationOptions.as_params()."""

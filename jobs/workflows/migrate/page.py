@@ -49,6 +49,7 @@ class MigrationForm(HostForm):
     share = forms.CharField(required=False, strip=False)
     files_path = forms.CharField(required=False, strip=False)
     preview = forms.BooleanField(required=False)  # "Check both hosts"
+    confirm_name = forms.CharField(required=False, strip=False, max_length=200)  # typed to remove the source copy
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -152,6 +153,8 @@ class Wizard:
     error: str = ""  # why the preflight could not read both hosts
     powershell: list[str] = field(default_factory=list)
     job: NewJob | None = None
+    confirm_name: str = ""  # what was typed to confirm removing the source copy
+    errors: list[str] = field(default_factory=list)  # why a complete, checked migration was not allowed to start
     # What the wizard offers (class attributes, not fields): each option's value and label.
     methods, unseals, afters = METHODS, UNSEAL, SOURCE_AFTER
 
@@ -166,6 +169,7 @@ def preflight(form: MigrationForm, user: Any = None) -> Wizard:
     valid, chosen = form.is_valid(), form.cleaned_data
     source, target = chosen.get("host"), chosen.get("target")
     wizard = Wizard(source, target, form.chosen_options(), problems=refusals(form))
+    wizard.confirm_name = chosen.get("confirm_name") or ""
     if source is not None:
         vms = list(VirtualMachine.objects.filter(host=source).order_by("name"))
         wizard.vms = vm_choices(vms, source, target)
@@ -193,7 +197,10 @@ def check_both_hosts(wizard: Wizard, user: Any) -> None:
     if wizard.plan is not None:
         check_carry_placement(wizard.plan, target, user)
     wizard.powershell = script.lines()
-    if wizard.plan is not None and not wizard.plan.failures:
+    if wizard.plan is None or wizard.plan.failures:
+        return
+    wizard.errors = removal_unconfirmed(opts, wizard.confirm_name, source)
+    if not wizard.errors:
         wizard.job = NewJob("migrate_vm", [source, target], [opts.vm_name], opts.as_params())
 
 
@@ -211,6 +218,13 @@ def known_problems(wizard: Wizard, source: Host, target: Host, opts: MigrationOp
             "at that VM first (an earlier migration may have left it there)."
         )
         wizard.fixes.append((f"'{twin.name}' on {target}", f"/vms/{twin.pk}/"))
+
+
+def removal_unconfirmed(opts: MigrationOptions, typed: str, source: Host) -> list[str]:
+    """Removing the source copy needs the VM's name typed exactly (case too), as turning a TPM off does."""
+    if opts.source_after != "remove" or typed == opts.vm_name:
+        return []
+    return [f"Type the VM's name '{opts.vm_name}' exactly to confirm removing its source copy from {source}."]
 
 
 @kind_page("migrate_vm")

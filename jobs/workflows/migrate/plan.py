@@ -35,6 +35,7 @@ from hosts.vault.models import EscrowedPair, find_pair
 
 from ..import_guardian.plan import distinct_name
 from ..placement import may_place, placement_refusal
+from .paths import lies_under, local_path_refusal, reported_folders
 from .reach import NO_DELEGATION, HopFacts, PullFacts, Verdict, assess, delegation_refused, same_machine, share_name
 from .sides import Sender
 
@@ -91,11 +92,17 @@ class MigrationOptions:
             found.append("Choose how the target gets the right to unseal the VM.")
         if self.source_after not in SOURCE_AFTER:
             found.append("Choose what happens to the source copy.")
-        if self.method == "register" and not self.files_path.lower().endswith(".vmcx"):
-            found.append("Give the path of the VM's .vmcx file on the target (…\\Virtual Machines\\<ID>.vmcx).")
+        if self.method == "register":
+            found += self.files_path_problems()
         if self.method in COPIES and not self.share.startswith("\\\\"):
             found.append("The lab share must be a UNC path (\\\\server\\share) that both hosts can reach.")
         return found
+
+    def files_path_problems(self) -> list[str]:
+        if not self.files_path.lower().endswith(".vmcx"):
+            return ["Give the path of the VM's .vmcx file on the target (…\\Virtual Machines\\<ID>.vmcx)."]
+        refusal = local_path_refusal(self.files_path)
+        return [f"The configuration file's path {refusal}"] if refusal else []
 
     @classmethod
     def from_params(cls, vm_name: str, params: dict[str, Any]) -> MigrationOptions:
@@ -122,8 +129,15 @@ class HostSide:
     computer_name: str
     live_migration: bool
     virtual_machine_path: str = ""
+    virtual_hard_disk_path: str = ""
     membership: Membership = field(default_factory=lambda: Membership(False, "WORKGROUP"))
     migration_authentication: str = ""
+
+    @property
+    def folders(self) -> list[str]:
+        """The folders the host reported for VM files: its default folders and where its VMs live."""
+        defaults = [self.virtual_machine_path, self.virtual_hard_disk_path]
+        return reported_folders(defaults + [vm.path for vm in self.inventory.vms])
 
     @property
     def keyed(self) -> set[str]:
@@ -141,7 +155,9 @@ def read_side(session: Sender) -> HostSide:
     inventory.facts.require_local()
     vm_host = session.run(GetVmHost())
     name = vm_host.computer_name or inventory.facts.computer_name
-    side = HostSide(inventory, name, vm_host.live_migration, vm_host.virtual_machine_path)
+    side = HostSide(
+        inventory, name, vm_host.live_migration, vm_host.virtual_machine_path, vm_host.virtual_hard_disk_path
+    )
     side.membership, side.migration_authentication = session.run(ReadMembership()), vm_host.migration_authentication
     return side
 
@@ -288,14 +304,26 @@ def check_method(
             plan.add("fail", f"{target} did not say where it keeps VMs (Get-VMHost VirtualMachinePath).")
         plan.add("ok", "Compare-VM runs on the target after the copy; the job stops if it reports a problem")
     else:
-        if not target_session.run(TestPath(opts.files_path)):
-            plan.add("fail", f"{target} has no file {opts.files_path}.")
-            return
-        report = target_session.run(CompareVM(ImportOptions(opts.files_path, copy=False)))
-        for problem in report.incompatibilities:
-            plan.add("fail", f"Compare-VM on {target}: {problem}")
-        if report.ok:
-            plan.add("ok", f"Compare-VM on {target} reports no incompatibility")
+        check_files_in_place(plan, tgt, target, target_session, opts)
+
+
+def check_files_in_place(
+    plan: MigrationPlan, tgt: HostSide, target: Host, target_session: Sender, opts: MigrationOptions
+) -> None:
+    """Register: the .vmcx must lie under a folder the target reported, before the target is asked anything about
+    it (Test-Path on a path of the form's choosing would already make the host look there)."""
+    if not lies_under(opts.files_path, tgt.folders):
+        listed = "; ".join(tgt.folders) or "none"
+        plan.add("fail", f"{opts.files_path} is not under a folder {target} reported for VM files ({listed}).")
+        return
+    if not target_session.run(TestPath(opts.files_path)):
+        plan.add("fail", f"{target} has no file {opts.files_path}.")
+        return
+    report = target_session.run(CompareVM(ImportOptions(opts.files_path, copy=False)))
+    for problem in report.incompatibilities:
+        plan.add("fail", f"Compare-VM on {target}: {problem}")
+    if report.ok:
+        plan.add("ok", f"Compare-VM on {target} reports no incompatibility")
 
 
 def compare_move(plan: MigrationPlan, source_session: Sender, source: Host, target: Host) -> None:

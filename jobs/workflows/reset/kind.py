@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from console.models import AuditEvent
 from console.params import parse_id
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
+from hosts.models import Host
 from jobs.kinds import JobContext, JobFailed, job_kind
 from jobs.models import Job
 
@@ -26,12 +29,19 @@ def undo_again(job: Job) -> str:
     return f"/jobs/new/reset/undo/?job={parse_id(str(job.params.get('reset_job', ''))) or ''}"
 
 
+def reset_approval(hosts: Sequence[Host], params: dict[str, Any]) -> str:
+    name = params.get("guardian_name") or UNTRUSTED_GUARDIAN
+    where = hosts[0] if hosts else "its host"
+    return f"A guardian reset removes guardian '{name}' from {where} (the VMs sealed to it only start again from it)."
+
+
 @job_kind(
     "reset_guardian",
     label="Reset a broken guardian",
     permission="run_destructive_jobs",
     mutating=True,
     preflight_url=reset_again,
+    approval=reset_approval,
 )
 def reset_guardian_job(ctx: JobContext) -> str:
     """params: guardian_name (default UntrustedGuardian)."""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from console.models import AuditEvent
+from hosts.models import Host
 from jobs.kinds import JobContext, job_kind
 from jobs.models import Job
 
@@ -16,12 +20,21 @@ def vtpm_again(job: Job) -> str:
     )
 
 
+def vtpm_approval(hosts: Sequence[Host], params: dict[str, Any]) -> str:
+    if params.get("action") != "disable":
+        return ""
+    names = ", ".join(f"'{name}'" for name in params.get("confirmed") or [])
+    where = hosts[0] if hosts else "its host"
+    return f"Turning the vTPM off on {where} ({names}) discards what each TPM holds (BitLocker keys, Windows Hello)."
+
+
 @job_kind(
     "vtpm",
     label="Turn vTPM off or on",
     permission="run_destructive_jobs",
     mutating=True,
     preflight_url=vtpm_again,
+    approval=vtpm_approval,
 )
 def vtpm_job(ctx: JobContext) -> str:
     """params: action (disable|enable), confirmed (VM names typed), remove_saved_state (VM names)."""

@@ -1,8 +1,10 @@
-"""Starting a job through the API: each workflow's own form and `preflight()` (jobs/workflows/<name>/page.py), so the
-API validates, previews and refuses exactly as the page does. One table, one entry per page.
+"""Each workflow page's preflight run from choices given as data: by the API, which starts jobs through each
+workflow's own form and `preflight()` (jobs/workflows/<name>/page.py) so it validates, previews and refuses exactly
+as the page does, and by the approval page, which shows a second admin the preflight of a waiting job's choices.
+One table, one entry per page.
 
-The pages' forms are bound to a request (PageForm reads request.POST); the API binds them to a plain HttpRequest
-that carries the JSON choices as its POST, and the preflights themselves see no request.
+The pages' forms are bound to a request (PageForm reads request.POST); the choices are bound to a plain HttpRequest
+that carries them as its POST, and the preflights themselves see no request.
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from django.http import HttpRequest, QueryDict
 
 from hosts.models import Host
 from jobs.forms import RefreshForm
 from jobs.inventory import INVENTORY_REFRESH
+from jobs.models import Job
+from jobs.registry import get_kind
+from jobs.services import ordered_hosts
 from jobs.workflows import pages
 from jobs.workflows.escrow import page as escrow
 from jobs.workflows.import_guardian import page as import_guardian
@@ -145,3 +151,32 @@ def preflight(workflow: str, choices: dict[str, Any]) -> Outcome:
     if entry.flight is None:
         return refreshed(choices)
     return outcome_of(entry.flight(posted(choices)))
+
+
+def preflight_of(job: Job) -> Outcome:
+    """The preflight of the page that started `job`, run now on the choices that made it (as "Run again" fills the
+    page, with the confirmations its requester typed): what the approver of the job sees."""
+    workflow = next((name for name, entry in WORKFLOWS.items() if entry.kind == job.kind), "")
+    if not workflow:
+        return Outcome(problems=[f"Jobs of kind {job.label} have no preflight page."])
+    return preflight(workflow, choices_of(job))
+
+
+def choices_of(job: Job) -> dict[str, Any]:
+    """The page's choices that made `job`: the query of its kind's "Run again" link, plus what was confirmed."""
+    kind = get_kind(job.kind)
+    query = parse_qs(urlsplit(kind.preflight_url(job)).query) if kind.preflight_url else {}
+    choices: dict[str, Any] = {name: values if len(values) > 1 else values[0] for name, values in query.items()}
+    hosts = ordered_hosts(job)
+    if job.kind == "import_guardian" and hosts:
+        choices |= {
+            "host": hosts[0].pk,
+            "pair": job.params.get("vault_entry"),
+            "exportable": job.params.get("exportable"),
+        }
+    if job.kind == "vtpm":
+        choices |= {f"confirm-{name}": name for name in job.params.get("confirmed") or []}
+        choices |= {f"saved-{name}": "remove" for name in job.params.get("remove_saved_state") or []}
+    if job.kind == "migrate_vm" and job.params.get("source_after") == "remove":
+        choices["confirm_name"] = job.vms[0] if job.vms else ""
+    return choices
