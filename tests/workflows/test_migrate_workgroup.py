@@ -18,7 +18,7 @@ import pytest
 from hosts.models import LabShare
 from hosts.remoting import open_session
 from hypervsim.cmdlets import invoke
-from hypervsim.model import MIGRATION_KERBEROS
+from hypervsim.model import MIGRATION_KERBEROS, VM_ROOT
 from jobs.kinds import JobFailed
 from jobs.workflows.migrate.page import live_preview
 from jobs.workflows.migrate.plan import MigrationOptions
@@ -29,7 +29,8 @@ pytestmark = pytest.mark.django_db
 
 SHARE, FOLDER = r"\\HV01\VMExports", r"D:\VMExports"
 ACCOUNT, PASSWORD = r"HV01\vmshare", "Sh4re-only-Pa55!"
-COPIED = r"D:\Copied\Win11-B"  # "register": the VM's files, carried to the target by hand
+# "register": the VM's files, carried by hand into a folder the target reports for VMs (the only place it may register)
+COPIED = rf"{VM_ROOT}\Win11-B"
 
 WORLDS = {
     # world: (domain of both hosts, their migration authentication); the console's sessions are NTLM in both
