@@ -16,11 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from copy import deepcopy
 from functools import partial
 from typing import Any, TypeVar
 
 from django.conf import settings
-from pypsrp.complex_objects import PSInvocationState
+from pypsrp.complex_objects import Command, ComplexObject, PSInvocationState
 from pypsrp.exceptions import WinRMError
 from pypsrp.messages import MessageType
 from pypsrp.powershell import PowerShell, RunspacePool
@@ -70,6 +71,40 @@ class _OrderedPowerShell(PowerShell):
             elif message_type == MessageType.ERROR_RECORD and next_error < len(self.streams.error):
                 self.events.append(("error", self.streams.error[next_error]))
                 next_error += 1
+
+
+# What describes a pypsrp object's serialized form, never its data: fixed at construction, never changed after.
+_METADATA = ("_adapted_properties", "_extended_properties", "_property_sets", "_types")
+
+
+class _Command(Command):
+    """pypsrp's Command, cheaper to copy. pypsrp deep-copies every command each time it serializes a pipeline
+    (so that no object is shared between two statements), metadata included: ~300 objects a command, most of a
+    refresh's console CPU. The copy here is the same deep copy of the data — every ComplexObject a new one, shared
+    ones still shared, so the message is the same — that shares the metadata instead."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Command:
+        _share_metadata(self, memo)
+        copied = _Command.__new__(_Command)
+        memo[id(self)] = copied
+        copied.__dict__.update({name: deepcopy(value, memo) for name, value in vars(self).items()})
+        return copied
+
+
+def _share_metadata(value: Any, memo: dict[int, Any]) -> None:
+    """Make deepcopy (through `memo`) keep the metadata of every ComplexObject in `value` (a command: its merge
+    settings, its parameters and their values) rather than copy it."""
+    if isinstance(value, ComplexObject):
+        for name in _METADATA:
+            metadata = getattr(value, name, None)
+            if metadata is not None:
+                memo[id(metadata)] = metadata
+        for part in vars(value).values():
+            if not isinstance(part, (str, bytes, int, bool, float, type(None), tuple)):
+                _share_metadata(part, memo)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _share_metadata(item, memo)
 
 
 # What a pipeline answers (MS-PSRP message types, by pypsrp's names): the messages a capture keeps.
@@ -254,7 +289,8 @@ class HostSession:
         ps = _OrderedPowerShell(self._pool)
         for statement in op.statements():
             for cmd in statement:
-                ps.add_cmdlet(cmd.name)
+                protocol = self._pool.protocol_version or ""
+                ps.add_command(_Command(cmd.name, protocol_version=protocol, is_script=False, use_local_scope=None))
                 for name, value in cmd.params.items():
                     if isinstance(value, Switch):
                         ps.add_parameter(name)  # a switch: no value
