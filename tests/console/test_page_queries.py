@@ -22,6 +22,7 @@ from jobs.models import Job
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(300)]
 
+
 @dataclass
 class Sample:
     """The objects of one generated lab that the per-object pages are measured on."""
@@ -45,10 +46,11 @@ def generate(prefix: str, hosts: int, vms: int) -> Sample:
     job = Job.objects.filter(hosts=host).order_by("-pk").first()
     target = Host.objects.filter(name__startswith=prefix).exclude(pk=host.pk).order_by("name").first()
     assert vm is not None and pair is not None and job is not None and target is not None
-    entries = KeyProtectorEntry.objects.filter(guardian__signing_thumbprint=pair.signing_thumbprint)
-    sealed = VirtualMachine.objects.filter(key_protector_entries__in=entries).order_by("host__name", "name").first()
-    assert sealed is not None
-    return Sample(host, vm, pair, job, target, sealed)
+    to_pair = KeyProtectorEntry.objects.filter(guardian__signing_thumbprint=pair.signing_thumbprint)
+    restorable = VirtualMachine.objects.filter(key_protector_entries__in=to_pair, host__name__startswith=prefix)
+    sealed_vm = restorable.order_by("host__name", "name").first()
+    assert sealed_vm is not None
+    return Sample(host, vm, pair, job, target, sealed_vm)
 
 
 def pages(sample: Sample) -> dict[str, str]:
