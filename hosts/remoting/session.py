@@ -16,12 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from copy import deepcopy
+from copy import copy, deepcopy
 from functools import partial
 from typing import Any, TypeVar
 
 from django.conf import settings
-from pypsrp.complex_objects import Command, ComplexObject, PSInvocationState
+from pypsrp.complex_objects import Command, CommandParameter, ComplexObject, PSInvocationState
 from pypsrp.exceptions import WinRMError
 from pypsrp.messages import MessageType
 from pypsrp.powershell import PowerShell, RunspacePool
@@ -73,38 +73,27 @@ class _OrderedPowerShell(PowerShell):
                 next_error += 1
 
 
-# What describes a pypsrp object's serialized form, never its data: fixed at construction, never changed after.
-_METADATA = ("_adapted_properties", "_extended_properties", "_property_sets", "_types")
-
-
 class _Command(Command):
-    """pypsrp's Command, cheaper to copy. pypsrp deep-copies every command each time it serializes a pipeline
-    (so that no object is shared between two statements), metadata included: ~300 objects a command, most of a
-    refresh's console CPU. The copy here is the same deep copy of the data — every ComplexObject a new one, shared
-    ones still shared, so the message is the same — that shares the metadata instead."""
+    """pypsrp's Command, cheaper to copy. pypsrp deep-copies every command each time it serializes a pipeline (so
+    that no object is shared between two statements), its fixed metadata included: ~300 objects a command, the
+    largest share of a refresh's console CPU. This copy is a new command with new parameters and merge settings
+    (those shared in the original shared in the copy too, so the message is the same) and copies of the values,
+    sharing only what describes the serialized form, which a serializer fills in the same way every time."""
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _Command:
-        _share_metadata(self, memo)
-        copied = _Command.__new__(_Command)
+        copied = copy(self)  # a shallow copy: the metadata is shared
         memo[id(self)] = copied
-        copied.__dict__.update({name: deepcopy(value, memo) for name, value in vars(self).items()})
+        for name, value in vars(self).items():
+            if isinstance(value, ComplexObject):  # the merge settings: one object, several attributes
+                setattr(copied, name, memo.get(id(value)) or memo.setdefault(id(value), copy(value)))
+        copied.args = [_parameter_copy(parameter, memo) for parameter in self.args]
         return copied
 
 
-def _share_metadata(value: Any, memo: dict[int, Any]) -> None:
-    """Make deepcopy (through `memo`) keep the metadata of every ComplexObject in `value` (a command: its merge
-    settings, its parameters and their values) rather than copy it."""
-    if isinstance(value, ComplexObject):
-        for name in _METADATA:
-            metadata = getattr(value, name, None)
-            if metadata is not None:
-                memo[id(metadata)] = metadata
-        for part in vars(value).values():
-            if not isinstance(part, (str, bytes, int, bool, float, type(None), tuple)):
-                _share_metadata(part, memo)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _share_metadata(item, memo)
+def _parameter_copy(parameter: CommandParameter, memo: dict[int, Any]) -> CommandParameter:
+    copied = copy(parameter)
+    copied.value = deepcopy(parameter.value, memo)
+    return copied
 
 
 # What a pipeline answers (MS-PSRP message types, by pypsrp's names): the messages a capture keeps.

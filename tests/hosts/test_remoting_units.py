@@ -264,8 +264,10 @@ def test_a_pipeline_is_serialized_as_pypsrp_serializes_it_with_its_own_commands(
     sent = message(ours)
     assert sent == message(theirs)
     assert "<Ref " not in sent and sent.count("Get-VMKeyProtector") == 3
+    assert message(ours) == sent  # again: what the serializer filled in the shared metadata the first time holds
     # A copy is a copy: changing its parameters or merge settings leaves the command as it was.
     command = ours.commands[0]
     copied = deepcopy(command)
+    assert copied.merge_error is copied.merge_warning  # shared in the original, shared in the copy
     copied.args[0].value, copied.merge_error.value = "changed", 1
     assert command.args[0].value != "changed" and command.merge_error.value != 1
