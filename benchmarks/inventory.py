@@ -202,6 +202,18 @@ def start_fleet(count: int, latency: float, directory: Path) -> tuple[Any, list[
     return process, fleet
 
 
+def cpu_floor(console: float, hosts: float, count: int, one: float) -> str:
+    """Per host refresh, the CPU the console and the simulated host spent; and the shortest the parallel refresh
+    could take here if both kept every core busy and nothing else ran: their CPU over this machine's cores."""
+    cores = os.cpu_count() or 1
+    floor = (console + hosts) / cores
+    ours, theirs = console / count * 1000, hosts / count * 1000
+    return (
+        f"    per host refresh: console {ours:.0f} ms CPU, simulated host {theirs:.0f} ms CPU; on {cores} cores no "
+        f"run can take less than {floor:.2f}s = {floor / one:.1f}x one host"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency", type=float, default=0.02, help="seconds added to every HTTP request")
@@ -279,6 +291,7 @@ def main() -> None:
             + f"\n    CPU used meanwhile: console {cpu:.2f}s, the {args.hosts} simulated hosts {sim_cpu:.2f}s"
             + f" (this machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})"
         )
+        print(cpu_floor(cpu, sim_cpu, args.hosts, one.seconds))
         visited = fleet if args.full else fleet[:5]
         sequential = sum(per_cmdlet_refresh(sim, args.auth).seconds for sim in visited) * len(fleet) / len(visited)
         note = "" if args.full else f" (scaled from {len(visited)} hosts)"

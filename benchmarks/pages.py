@@ -10,6 +10,7 @@ Next to them, the figures main had when issue 12 was filed (measured the same wa
     .venv/bin/python benchmarks/pages.py --sizes 4x4 --requests 2 --no-memory
     .venv/bin/python benchmarks/pages.py --json after.json                # keep the figures …
     .venv/bin/python benchmarks/pages.py --compare before.json            # … and show another run's next to these
+    .venv/bin/python benchmarks/pages.py --keep /tmp/labs                 # build the labs once, reuse them after
 """
 
 from __future__ import annotations
@@ -42,11 +43,20 @@ MAIN_AT_200X50 = {
 }
 
 
-# Pages of jobs/workflows/, which load inventory per object: the memory run is made without them, then with them.
-WORKFLOW_PAGES = ("migrate wizard", "reset page")
+# Pages of jobs/workflows/ (the preflights): the memory run is made without them, then with them.
+WORKFLOW_PAGES = (
+    "escrow page",
+    "import page",
+    "restore page",
+    "reset page",
+    "reset, no host",
+    "vtpm page",
+    "migrate wizard",
+    "migrate, vm chosen",
+)
 
 
-def pages(host: int, vm: int, pair: int, job: int) -> dict[str, str]:
+def pages(host: int, vm: int, pair: int, job: int, vm_name: str = "", target: int = 0) -> dict[str, str]:
     return {
         "dashboard": "/",
         "hosts": "/hosts/",
@@ -61,8 +71,14 @@ def pages(host: int, vm: int, pair: int, job: int) -> dict[str, str]:
         "audit": "/audit/",
         "jobs": "/jobs/",
         "job": f"/jobs/{job}/",
-        "migrate wizard": f"/jobs/new/migrate/?host={host}",
+        "escrow page": f"/jobs/new/escrow/?host={host}&guardian=all",
+        "import page": f"/jobs/new/import/?host={host}&pair={pair}",
+        "restore page": f"/jobs/new/restore/?host={host}&vm={vm_name}",
         "reset page": f"/jobs/new/reset/?host={host}",
+        "reset, no host": "/jobs/new/reset/?host=",
+        "vtpm page": f"/jobs/new/vtpm/?host={host}&vm={vm_name}",
+        "migrate wizard": f"/jobs/new/migrate/?host={host}",
+        "migrate, vm chosen": f"/jobs/new/migrate/?host={host}&vm={vm_name}&target={target}",
     }
 
 
@@ -79,29 +95,49 @@ def setup_django(directory: Path, size: str) -> None:
     django.setup()
 
 
-def make_lab(hosts: int, vms: int) -> dict[str, Any]:
+def make_lab(hosts: int, vms: int, database: Path) -> dict[str, Any]:
+    """The lab of that size: generated, or the one an earlier run left in `database` (--keep)."""
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
     from console.roles import set_role
+
+    reused = database.exists()
+    call_command("migrate", verbosity=0)
+    started = time.perf_counter()
+    if not reused:
+        call_command("generate_lab", hosts=hosts, vms_per_host=vms, seed=12, stdout=open(os.devnull, "w"))  # noqa: SIM115
+    generated = None if reused else time.perf_counter() - started
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    user.set_password(PASSWORD)
+    user.save()
+    set_role(user, "admin")
+    return {"user": user, "urls": lab_urls(), "generated": generated}
+
+
+def lab_urls() -> dict[str, str]:
+    """The pages, on objects of HV001 (a host with protected VMs) and a target HV002."""
+    from urllib.parse import quote
+
     from hosts.inventory.models import VirtualMachine
     from hosts.models import Host
     from hosts.vault.models import EscrowedPair
     from jobs.models import Job
 
-    call_command("migrate", verbosity=0)
-    started = time.perf_counter()
-    call_command("generate_lab", hosts=hosts, vms_per_host=vms, seed=12, stdout=open(os.devnull, "w"))  # noqa: SIM115
-    generated = time.perf_counter() - started
-    user = get_user_model().objects.create_user("bench", password=PASSWORD)
-    set_role(user, "admin")
     host = Host.objects.get(name="HV001")
+    target = Host.objects.filter(name="HV002").first()
     sealed = VirtualMachine.objects.order_by("-has_key_protector", "host__name", "name")  # HV001's protected VMs first
     vm = sealed.filter(host=host).first() or sealed.first()
     pair = EscrowedPair.objects.filter(source_host__isnull=False).order_by("pk").first()
     job = Job.objects.filter(hosts=host).order_by("-pk").first()
-    urls = pages(host.pk, vm.pk if vm else 0, pair.pk if pair else 0, job.pk if job else 0)
-    return {"user": user, "urls": urls, "generated": generated}
+    return pages(
+        host.pk,
+        vm.pk if vm else 0,
+        pair.pk if pair else 0,
+        job.pk if job else 0,
+        quote(vm.name) if vm else "",
+        target.pk if target else 0,
+    )
 
 
 def measure_pages(user: Any, urls: dict[str, str], requests: int) -> dict[str, dict[str, Any]]:
@@ -293,7 +329,7 @@ def run_lab(size: str, directory: Path, requests: int, memory: bool, clients: in
     """Child process: make the lab, print its figures as one JSON line."""
     hosts, vms = (int(part) for part in size.split("x"))
     setup_django(directory, size)
-    lab = make_lab(hosts, vms)
+    lab = make_lab(hosts, vms, directory / f"lab-{size}.sqlite3")
     result: dict[str, Any] = {"size": size, "generated": lab["generated"]}
     result["pages"] = measure_pages(lab["user"], lab["urls"], requests)
     if hosts >= 10:
@@ -340,7 +376,8 @@ def print_table(results: list[dict[str, Any]], before: dict[str, dict[str, Any]]
             row += f" | {cell(before.get(largest, {}).get('pages', {}).get(name))}"
         print(f"{name:<16}{row}")
     for r in results:
-        print(f"\n{r['size']}: generated in {r['generated']:.1f} s")
+        made = f"generated in {r['generated']:.1f} s" if r["generated"] is not None else "reused (--keep)"
+        print(f"\n{r['size']}: {made}")
         for label, figures in r.get("refresh", {}).items():
             cpu = f", {figures['cpu']:.0f} ms CPU" if figures.get("cpu") is not None else ""
             print(f"  saving one host's refresh ({label}): {figures['wall']:.0f} ms{cpu}")
@@ -368,6 +405,9 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the ASGI memory run on the largest lab")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--compare", type=Path, help="figures of another run (--json) to show next to these")
+    parser.add_argument(
+        "--keep", type=Path, help="keep the labs in this directory, and reuse those an earlier run left there"
+    )
     parser.add_argument("--lab", help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
@@ -376,7 +416,8 @@ def main() -> None:
         run_lab(args.lab, args.dir, args.requests, args.memory, args.clients)
         return
     sizes = args.sizes.split(",")
-    directory = Path(tempfile.mkdtemp(prefix="gc-pages-"))
+    directory = args.keep or Path(tempfile.mkdtemp(prefix="gc-pages-"))
+    directory.mkdir(parents=True, exist_ok=True)
     results = []
     for size in sizes:
         print(f"generating and measuring the {size} lab…", file=sys.stderr, flush=True)

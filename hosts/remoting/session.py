@@ -16,11 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from copy import copy, deepcopy
 from functools import partial
 from typing import Any, TypeVar
 
 from django.conf import settings
-from pypsrp.complex_objects import PSCredential, PSInvocationState
+from pypsrp.complex_objects import Command, CommandParameter, ComplexObject, PSCredential, PSInvocationState
 from pypsrp.exceptions import WinRMError
 from pypsrp.messages import MessageType
 from pypsrp.powershell import PowerShell, RunspacePool
@@ -70,6 +71,29 @@ class _OrderedPowerShell(PowerShell):
             elif message_type == MessageType.ERROR_RECORD and next_error < len(self.streams.error):
                 self.events.append(("error", self.streams.error[next_error]))
                 next_error += 1
+
+
+class _Command(Command):
+    """pypsrp's Command, cheaper to copy. pypsrp deep-copies every command each time it serializes a pipeline (so
+    that no object is shared between two statements), its fixed metadata included: ~300 objects a command, the
+    largest share of a refresh's console CPU. This copy is a new command with new parameters and merge settings
+    (those shared in the original shared in the copy too, so the message is the same) and copies of the values,
+    sharing only what describes the serialized form, which a serializer fills in the same way every time."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Command:
+        copied = copy(self)  # a shallow copy: the metadata is shared
+        memo[id(self)] = copied
+        for name, value in vars(self).items():
+            if isinstance(value, ComplexObject):  # the merge settings: one object, several attributes
+                setattr(copied, name, memo.get(id(value)) or memo.setdefault(id(value), copy(value)))
+        copied.args = [_parameter_copy(parameter, memo) for parameter in self.args]
+        return copied
+
+
+def _parameter_copy(parameter: CommandParameter, memo: dict[int, Any]) -> CommandParameter:
+    copied = copy(parameter)
+    copied.value = deepcopy(parameter.value, memo)
+    return copied
 
 
 # What a pipeline answers (MS-PSRP message types, by pypsrp's names): the messages a capture keeps.
@@ -254,7 +278,8 @@ class HostSession:
         ps = _OrderedPowerShell(self._pool)
         for statement in op.statements():
             for cmd in statement:
-                ps.add_cmdlet(cmd.name)
+                protocol = self._pool.protocol_version or ""
+                ps.add_command(_Command(cmd.name, protocol_version=protocol, is_script=False, use_local_scope=None))
                 for name, value in cmd.params.items():
                     if isinstance(value, Switch):
                         ps.add_parameter(name)  # a switch: no value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -136,6 +137,13 @@ def find_pair(signing_thumbprint: str, encryption_thumbprint: str) -> EscrowedPa
     return EscrowedPair.objects.filter(
         signing_thumbprint=signing_thumbprint.upper(), encryption_thumbprint=encryption_thumbprint.upper()
     ).first()
+
+
+def pairs_in_vault(pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these (signing, encryption) pairs the vault holds, in upper case: one query for them all."""
+    wanted = {(signing.upper(), encryption.upper()) for signing, encryption in pairs}
+    held = EscrowedPair.objects.filter(signing_thumbprint__in={signing for signing, _ in wanted})
+    return {pair for pair in held.values_list("signing_thumbprint", "encryption_thumbprint") if pair in wanted}
 
 
 class Placement(models.Model):

@@ -226,3 +226,48 @@ def test_a_session_configuration_name_cannot_smuggle_text_into_the_resource_uri(
             open_session(spec(1, configuration_name=bad)),
         ):
             pass
+
+
+def test_a_pipeline_is_serialized_as_pypsrp_serializes_it_with_its_own_commands() -> None:
+    """The session's commands copy cheaply (pypsrp deep-copies each one whenever it serializes a pipeline): the
+    message the host gets must still be pypsrp's own, byte for byte — every object a new one, none sent as a
+    reference to another statement's."""
+    from copy import deepcopy
+    from xml.etree import ElementTree
+
+    from pypsrp.complex_objects import Pipeline
+    from pypsrp.powershell import PowerShell, RunspacePool
+    from pypsrp.serializer import Serializer
+    from pypsrp.wsman import WSMan
+
+    from hosts.remoting.session import HostSession
+
+    op = ReadVmDetails(["Win11-A", "Srv 2022", "Ünïcode"])  # several statements, list and switch parameters
+    pool = RunspacePool(WSMan("127.0.0.1", port=1, auth="ntlm", username="u", password="p", ssl=False))
+    pool.protocol_version = "2.3"
+    session = HostSession(spec(1))
+    session._pool = pool
+    ours = session._build(op)
+    theirs = PowerShell(pool)
+    for statement in op.statements():
+        for cmd in statement:
+            theirs.add_cmdlet(cmd.name)
+            for name, value in cmd.params.items():
+                theirs.add_parameter(name, None if value is SWITCH else value)
+        theirs.add_statement()
+
+    def message(ps: PowerShell) -> str:
+        element = Serializer().serialize(Pipeline(is_nested=False, cmds=ps.commands, history=None))
+        assert element is not None
+        return ElementTree.tostring(element, encoding="unicode")
+
+    sent = message(ours)
+    assert sent == message(theirs)
+    assert "<Ref " not in sent and sent.count("Get-VMKeyProtector") == 3
+    assert message(ours) == sent  # again: what the serializer filled in the shared metadata the first time holds
+    # A copy is a copy: changing its parameters or merge settings leaves the command as it was.
+    command = ours.commands[0]
+    copied = deepcopy(command)
+    assert copied.merge_error is copied.merge_warning  # shared in the original, shared in the copy
+    copied.args[0].value, copied.merge_error.value = "changed", 1
+    assert command.args[0].value != "changed" and command.merge_error.value != 1

@@ -47,6 +47,21 @@ def test_vms_whose_name_is_taken_on_a_target_are_marked_before_choosing(lab: Any
     assert Job.objects.count() == 0
 
 
+@pytest.mark.django_db
+def test_a_name_taken_in_another_case_is_taken_too_outside_ascii_as_well(lab: Any, operator_client: Client) -> None:
+    """Hyper-V names are case-insensitive: the database finds the taken names (SQLite lowers ASCII only)."""
+    with lab.source.model.changing() as model:
+        model.add_vm("über-Gast", state="Off")
+    with lab.target.model.changing() as model:
+        model.add_vm("WIN11-B", state="Off")
+        model.add_vm("ÜBER-GAST", state="Off")
+    assert refresh_host(lab.source_host).ok and refresh_host(lab.target_host).ok
+    page = operator_client.get("/jobs/new/migrate/", {"host": lab.source_host.pk}).content.decode()
+    assert "Win11-B (Off, vTPM) — name taken on HV02</option>" in page
+    assert "über-Gast (Off) — name taken on HV02</option>" in page
+    assert page.count("— name taken on HV02</option>") == 3  # and Srv-Plain, as before; no other VM
+
+
 @pytest.mark.worker
 def test_both_unseal_choices_move_healthy_vms_to_a_fresh_host_from_the_wizard(
     celery_worker_process: Any, transactional_db: None, lab: Any, admin: Any

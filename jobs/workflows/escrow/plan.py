@@ -29,7 +29,7 @@ from hosts.remoting.catalog.inventory import GuardianFacts
 from hosts.remoting.errors import RemotingError
 from hosts.remoting.operation import Operation
 from hosts.remoting.session import HostSession
-from hosts.vault.models import EscrowedPair, find_pair
+from hosts.vault.models import EscrowedPair, find_pair, pairs_in_vault
 from hosts.vault.pfx import SAME_GENERATION, PfxError, windows_subject
 from hosts.vault.services import store_pair
 from jobs.kinds import JobFailed
@@ -177,7 +177,9 @@ def pairs_on(ask: Ask) -> tuple[StoreListing, list[Pair]]:
 
 
 def not_in_vault(pairs: list[Pair]) -> list[Pair]:
-    return [pair for pair in pairs if find_pair(pair[0], pair[1]) is None]
+    """The pairs the vault lacks: one query, however many pairs the host holds."""
+    vaulted = pairs_in_vault((sign, enc) for sign, enc, _name in pairs)
+    return [pair for pair in pairs if (pair[0].upper(), pair[1].upper()) not in vaulted]
 
 
 def escrow_host(

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
+from django.db.models import Q
+from django.db.models.functions import Lower
 from django.http import HttpRequest, HttpResponse
 
 from hosts.inventory.models import VirtualMachine
@@ -28,6 +30,8 @@ from .plan import (
 )
 from .run import migration_script
 from .sides import LiveSide
+
+NOT_ASCII = "[^ -~]"  # a character outside printable ASCII (a control character just costs a comparison)
 
 
 def choice_of(options: dict[str, str], refusal: str) -> forms.ChoiceField:
@@ -90,14 +94,22 @@ def live_preview(
 
 
 def names_taken(source: Host, names: list[str]) -> dict[str, list[Host]]:
-    """Per VM name (lower case): the other hosts whose last inventory has a VM of that name."""
+    """Per VM name (lower case): the other hosts whose last inventory has a VM of that name. The database finds
+    them rather than the whole lab being read: the VMs whose name it lowers to one of those — and, for a name
+    outside ASCII (which SQLite does not lower), every name outside ASCII, for Python's lower() to decide."""
 
     taken: dict[str, list[Host]] = {}
-    others = VirtualMachine.objects.exclude(host=source).select_related("host").order_by("host__name")
     wanted = {name.lower() for name in names}
-    for vm in others:
-        if vm.name.lower() in wanted and vm.host not in taken.setdefault(vm.name.lower(), []):
-            taken[vm.name.lower()].append(vm.host)
+    if not wanted:
+        return taken
+    match = Q(lower_name__in=wanted)
+    if not all(name.isascii() for name in wanted):
+        match |= Q(name__regex=NOT_ASCII)
+    others = VirtualMachine.objects.exclude(host=source).annotate(lower_name=Lower("name"))
+    for vm in others.filter(match).select_related("host").order_by("host__name"):
+        name = vm.name.lower()
+        if name in wanted and vm.host not in taken.setdefault(name, []):
+            taken[name].append(vm.host)
     return taken
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from django import forms
 from django.http import HttpRequest, HttpResponse
 
-from hosts.inventory.analysis import UNTRUSTED_GUARDIAN, Inventory
+from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
 from hosts.inventory.models import Guardian
 from hosts.models import Host
 from hosts.remoting.catalog.guardians import RemoveGuardian
@@ -74,8 +74,10 @@ class ResetPreflight:
 
 
 def choose_host(problem: str = "") -> ResetPreflight:
-    """The page without a host: the broken guardians that every host's last inventory shows, to choose one."""
-    return ResetPreflight(offers=Inventory().broken_guardians(), problem=problem)
+    """The page without a host: the broken guardians that every host's last inventory shows, to choose one (the
+    stored analysis marks them: Guardian.needs_reset)."""
+    broken = Guardian.objects.filter(needs_reset=True).select_related("host").order_by("host__name", "name")
+    return ResetPreflight(offers=list(broken), problem=problem)
 
 
 def preflight(host: Host | None, guardian: str) -> ResetPreflight:

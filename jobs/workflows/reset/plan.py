@@ -37,7 +37,7 @@ from hosts.remoting.catalog.vms import DisableTpm, EnableTpm, GetVM
 from hosts.remoting.errors import RemoteCommandError, RemotingError
 from hosts.remoting.operation import quote
 from hosts.remoting.session import HostSession
-from hosts.vault.models import find_pair
+from hosts.vault.models import pairs_in_vault
 from jobs.kinds import JobFailed, Run
 from jobs.models import Job
 
@@ -137,11 +137,16 @@ def decide_reset(guardian_name: str, guardian: GuardianFacts | None, vms: list[S
         return plan
     identity = (guardian.signing_thumbprint.upper(), guardian.encryption_thumbprint.upper())
     sealed = [vm for vm in vms if identity in vm.pairs]
+    vaulted = pairs_in_vault([identity, *(pair for vm in sealed for pair in vm.pairs)])  # one query, not one a VM
     for vm in sealed:
-        escrowed = any(find_pair(*p) is not None for p in vm.pairs)
+        escrowed = any(upper(p) in vaulted for p in vm.pairs)
         plan.sealed.append(SealedVm(vm.name, vm.state, escrowed, any(set(p) <= keyed for p in vm.pairs)))
-    plan.to_escrow = pairs_to_escrow(identity, guardian.name, [vm.pairs for vm in sealed], keyed)
+    plan.to_escrow = pairs_to_escrow(identity, guardian.name, [vm.pairs for vm in sealed], keyed, vaulted)
     return plan
+
+
+def upper(pair: Pair) -> Pair:
+    return (pair[0].upper(), pair[1].upper())
 
 
 def plan_reset(session: HostSession, host: Host, guardian_name: str = UNTRUSTED_GUARDIAN) -> ResetPlan:
@@ -185,16 +190,18 @@ def plan_from_inventory(host: Host, guardian_name: str) -> ResetPlan:
     return decide_reset(guardian_name, guardian, seen, {t.upper() for t in keyed})
 
 
-def pairs_to_escrow(identity: Pair, name: str, sealed: list[list[Pair]], keyed: set[str]) -> list[tuple[str, str, str]]:
+def pairs_to_escrow(
+    identity: Pair, name: str, sealed: list[list[Pair]], keyed: set[str], vaulted: set[Pair]
+) -> list[tuple[str, str, str]]:
     """(signing, encryption, guardian name) of what a reset escrows first: the guardian's own pair when the host
     holds its keys, and each pair of a VM sealed to it (`sealed`: their pairs) that the host holds keys for —
-    but not those the vault has already."""
+    but not those the vault has already (`vaulted`, upper case)."""
     wanted: dict[Pair, str] = {identity: name} if set(identity) <= keyed else {}
     for pairs in sealed:
         for pair in pairs:
             if set(pair) <= keyed:
                 wanted.setdefault(pair, name if pair == identity else "")
-    return [(s, e, n) for (s, e), n in wanted.items() if find_pair(s, e) is None]
+    return [(s, e, n) for (s, e), n in wanted.items() if upper((s, e)) not in vaulted]
 
 
 def check_candidate(vms: list[tuple[str, str, bool, bool]]) -> tuple[str, bool]:

@@ -20,7 +20,7 @@ from hosts.remoting.catalog.vms import GetVM, StartVM
 from hosts.remoting.keyprotector import GuardianRef
 from hosts.remoting.operation import Operation
 from hosts.remoting.session import HostSession
-from hosts.vault.models import EscrowedPair, find_pair
+from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobFailed
 
 from ..import_guardian.plan import ImportChecks, ImportPlan, announce, files_for, introduce, plan_import
@@ -62,11 +62,11 @@ def sealed_to(ask: Ask, host: Host, vm_name: str) -> list[GuardianRef]:
 
 
 def pair_for(guardians: list[GuardianRef]) -> EscrowedPair | None:
-    for ref in guardians:
-        pair = find_pair(ref.signing, ref.encryption)
-        if pair is not None:
-            return pair
-    return None
+    """The vault's pair of the first of these guardians it holds (one query for them all)."""
+    wanted = [(ref.signing.upper(), ref.encryption.upper()) for ref in guardians]
+    found = EscrowedPair.objects.filter(signing_thumbprint__in={signing for signing, _ in wanted})
+    held = {(pair.signing_thumbprint, pair.encryption_thumbprint): pair for pair in found}
+    return next((held[key] for key in wanted if key in held), None)
 
 
 def vm_state(ask: Ask, vm_name: str) -> str:
