@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.plugins.ldap_server",  # a real slapd with a throwaway directory
     "tests.plugins.oidc_provider",  # a real OpenID Connect provider process (tests/oidc_provider/)
     "tests.plugins.sso",  # the console pointed at those two
+    "tests.plugins.notifications",  # a real SMTP server and webhook receiver on loopback, a worker sending to them
 ]
 
 

@@ -1,0 +1,57 @@
+"""notify(): the one way anything tells the people and channels that asked about a kind of event.
+
+It writes the notification and what is owed to each recipient inside the caller's transaction, so a change that
+rolls back tells nobody, and hands the immediate deliveries to Celery once that transaction commits: nothing is sent
+from a request or from inside a job's own transaction, and a slow mail server never holds either.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import current_app
+from django.db import transaction
+
+from console.roles import can
+
+from .models import EVENT_KINDS, Delivery, Destination, Notification, Subscription
+
+log = logging.getLogger(__name__)
+
+# The Celery task that sends one delivery (tasks.py), sent by name: tasks.py tells of expiring certificates through
+# this module, so this module cannot import it.
+DELIVER_TASK = "notifications.deliver"
+
+
+def notify(kind: str, subject: str, body: str, link: str = "") -> Notification | None:
+    """Tell everyone subscribed to `kind` (one of models.EventKind) and every enabled team destination that takes it.
+    `link` is a path of the console (e.g. /jobs/12/). None when nobody asked to be told."""
+    if kind not in EVENT_KINDS:
+        raise ValueError(f"unknown kind of event {kind!r} (one of {', '.join(EVENT_KINDS)})")
+    destinations = [d for d in Destination.objects.filter(enabled=True) if kind in d.kinds]
+    subscriptions = [s for s in Subscription.objects.select_related("user") if wants(s, kind)]
+    if not destinations and not subscriptions:
+        return None
+    notification = Notification.objects.create(kind=kind, subject=subject[:200], body=body, link=link[:300])
+    owed = [Delivery(notification=notification, destination=d) for d in destinations]
+    owed += [
+        Delivery(notification=notification, user=s.user, digest=s.mode == Subscription.DIGEST) for s in subscriptions
+    ]
+    created = Delivery.objects.bulk_create(owed)
+    now = [delivery.pk for delivery in created if not delivery.digest]
+    transaction.on_commit(lambda: send_later(now), robust=True)
+    return notification
+
+
+def wants(subscription: Subscription, kind: str) -> bool:
+    """A subscriber is told only while they may read the console (a user whose role was taken away is not)."""
+    user = subscription.user
+    return kind in subscription.kinds and user.is_active and can(user, "view_console")
+
+
+def send_later(delivery_ids: list[int]) -> None:
+    for delivery_id in delivery_ids:
+        try:
+            current_app.send_task(DELIVER_TASK, args=[delivery_id])
+        except Exception:  # noqa: BLE001 - whatever the broker's client raises: the delivery stays pending
+            log.warning("delivery %s could not be queued; the next digest round sends it", delivery_id, exc_info=True)
