@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import email
+import email.policy
 import hashlib
 import hmac
 import threading
@@ -49,7 +50,7 @@ class SmtpServer:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook name
         self.recipients.append(list(envelope.rcpt_tos))
-        self.messages.append(email.message_from_bytes(envelope.original_content))
+        self.messages.append(email.message_from_bytes(envelope.original_content, policy=email.policy.default))
         return "250 Message accepted for delivery"
 
     def wait_for(self, count: int, timeout: float = 20) -> list[Message]:

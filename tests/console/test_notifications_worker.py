@@ -1,0 +1,100 @@
+"""Notifications sent by a real Celery worker process: a job that fails in the worker reaches a subscriber's mail at a
+real SMTP server and a webhook receiver that checks its signature; a receiver that never answers is tried again
+after a growing back-off and then logged as failed, with a clear error."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from console.notifications.models import Delivery, DeliveryAttempt, Destination, EventKind, Subscription
+from hosts.models import Host
+from jobs.kinds import JobContext, JobFailed, job_kind
+from jobs.models import JobState
+from jobs.services import create_job
+from tests.plugins.jobs import wait_for_job
+from tests.plugins.notifications import (
+    ATTEMPTS,
+    RETRY_SECONDS,
+    TIMEOUT_SECONDS,
+    SmtpServer,
+    WebhookReceiver,
+    body_of,
+    valid_signature,
+    wait_until,
+)
+from tests.plugins.worker import WorkerProcess
+
+WORKER_JOB_KINDS = True  # the worker process imports this module, so it knows the test-only kind below
+
+pytestmark = pytest.mark.worker
+
+SECRET = "whsec-Worker-Signing-5m1p0"  # noqa: S105
+
+
+@job_kind("test_notify_fail", label="Fail for notifications (test)", mutating=False, refresh_inventory=False)
+def fail(ctx: JobContext) -> str:
+    raise JobFailed("HV01 holds no private key for this guardian: escrow it from the host that has it.")
+
+
+def team_webhook(url: str) -> Destination:
+    destination = Destination(name="ops-hook", type=Destination.WEBHOOK, kinds=[EventKind.JOB_FAILED])
+    destination.set_url(url)
+    destination.set_secret(SECRET)
+    destination.save()
+    return destination
+
+
+@pytest.fixture
+def hv01(transactional_db: None) -> Host:
+    host = Host(name="HV01", address="127.0.0.1", port=9, transport="http", auth="negotiate", username="labadmin")
+    host.set_password("unused-Passw0rd")
+    host.save()
+    return host
+
+
+def test_a_job_failing_in_the_worker_reaches_the_mail_server_and_the_signed_webhook(
+    notifying_worker: WorkerProcess,
+    smtp_server: SmtpServer,
+    webhook_receiver: WebhookReceiver,
+    operator: Any,
+    hv01: Host,
+) -> None:
+    operator.email = "otto@lab.example"
+    operator.save()
+    Subscription.objects.create(user=operator, kinds=[EventKind.JOB_FAILED])
+    team_webhook(webhook_receiver.url("/guardian"))
+
+    job = wait_for_job(create_job(operator, "test_notify_fail", hosts=[hv01]))
+    assert job.state == JobState.FAILED
+
+    mail = smtp_server.wait_for(1)[0]
+    assert smtp_server.recipients == [["otto@lab.example"]]
+    assert mail["Subject"] == f"[Guardian Console] Job #{job.pk} Fail for notifications (test) on HV01 failed"
+    assert "escrow it from the host that has it" in body_of(mail)
+    request = webhook_receiver.wait_for(1)[0]
+    assert valid_signature(request, SECRET)
+    assert json.loads(request.body)["subject"] == f"Job #{job.pk} Fail for notifications (test) on HV01 failed"
+    wait_until(lambda: DeliveryAttempt.objects.filter(outcome="sent").count() == 2, 10, "two sends logged")
+
+
+def test_a_webhook_that_never_answers_is_retried_with_back_off_then_logged_as_failed(
+    notifying_worker: WorkerProcess, webhook_receiver: WebhookReceiver, operator: Any, hv01: Host
+) -> None:
+    webhook_receiver.answer(200, delay=TIMEOUT_SECONDS + 2)
+    team_webhook(webhook_receiver.url())
+
+    wait_for_job(create_job(operator, "test_notify_fail", hosts=[hv01]))
+
+    wait_until(lambda: Delivery.objects.filter(state="failed").exists(), 30, "the delivery failing")
+    attempts = list(DeliveryAttempt.objects.order_by("pk"))
+    assert [(a.attempt, a.outcome) for a in attempts] == [(1, "retrying"), (2, "retrying"), (ATTEMPTS, "failed")]
+    where = f"http://127.0.0.1:{webhook_receiver.server.server_port}"
+    assert {a.error for a in attempts} == {f"{where} gave no answer within {TIMEOUT_SECONDS:g} s"}
+    assert len(webhook_receiver.requests) == ATTEMPTS
+    # Each wait is the timeout plus a back-off that doubles: 0.2 s, then 0.4 s.
+    gaps = [later.at - earlier.at for earlier, later in zip(attempts, attempts[1:], strict=False)]
+    assert gaps[0].total_seconds() >= TIMEOUT_SECONDS + RETRY_SECONDS
+    assert gaps[1].total_seconds() >= TIMEOUT_SECONDS + 2 * RETRY_SECONDS
