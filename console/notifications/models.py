@@ -32,7 +32,7 @@ class Subscription(models.Model):
     gathered into the digest."""
 
     IMMEDIATE, DIGEST = "immediate", "digest"
-    MODES = [(IMMEDIATE, "each at once"), (DIGEST, "one digest e-mail a day")]
+    MODES = [(IMMEDIATE, "each at once"), (DIGEST, "gathered into a digest e-mail")]
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     kinds = models.JSONField(default=list, blank=True)

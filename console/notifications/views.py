@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -35,7 +36,8 @@ def my_notifications(request: HttpRequest) -> HttpResponse:
         save_subscription(user, **form.cleaned_data)
         messages.success(request, "Your notifications are saved.")
         return redirect("notifications:mine")
-    return render(request, "notifications/mine.html", {"form": form}, status=400 if form.errors else 200)
+    context = {"form": form, "digest_hours": settings.NOTIFY_DIGEST_HOURS}
+    return render(request, "notifications/mine.html", context, status=400 if form.errors else 200)
 
 
 @require("manage_users")

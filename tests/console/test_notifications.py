@@ -69,7 +69,7 @@ def deliver_all() -> list[str]:
     pending = Delivery.objects.filter(digest=False, state="pending").order_by("pk").values_list("pk", flat=True)
     outcomes = []
     for delivery_id in list(pending):
-        deliver.apply(args=[delivery_id])
+        deliver.apply(args=(delivery_id,))
         outcomes.append(Delivery.objects.get(pk=delivery_id).state)
     return outcomes
 
@@ -138,7 +138,7 @@ def test_delivery_waits_for_the_commit_and_a_change_that_rolls_back_tells_nobody
         notify(EventKind.JOB_FAILED, "rolled back", "…")
         raise RuntimeError("the change fails")
     assert not Notification.objects.filter(subject="rolled back").exists()
-    assert DELIVER_TASK == deliver.name
+    assert deliver.name == DELIVER_TASK
 
 
 def test_an_unknown_kind_of_event_is_refused() -> None:
@@ -172,7 +172,8 @@ def test_a_failed_job_reaches_the_subscribers_mail_and_a_signed_webhook(
     assert payload["event"] == "job_failed" and payload["link"] == f"https://guardian.lab.example/jobs/{job.pk}/"
     assert request.headers["X-Guardian-Event"] == "job_failed"
     outcomes = DeliveryAttempt.objects.values_list("recipient", "attempt", "outcome", "error")
-    assert set(outcomes) == {("e-mail to vera", 1, "sent", ""), ("Webhook (signed JSON POST) 'ops-hook'", 1, "sent", "")}
+    hook = "Webhook (signed JSON POST) 'ops-hook'"
+    assert set(outcomes) == {("e-mail to vera", 1, "sent", ""), (hook, 1, "sent", "")}
 
 
 def test_a_signature_over_a_changed_body_or_an_old_timestamp_does_not_verify(
@@ -217,7 +218,12 @@ def test_new_risks_of_the_stored_analysis_are_told_once(viewer: Any, host: Host)
     HostInventory.objects.create(host=host, mode="Local", refreshed_at=timezone.now())
     sealed = [{"signing": "A" * 40, "encryption": "B" * 40, "subject": "CN=Shielded VM Signing Certificate"}]
     vm = VirtualMachine.objects.create(
-        host=host, vm_id="vm-1", name="Win11-A", tpm_enabled=True, has_key_protector=True, kp_guardian_thumbprints=sealed
+        host=host,
+        vm_id="vm-1",
+        name="Win11-A",
+        tpm_enabled=True,
+        has_key_protector=True,
+        kp_guardian_thumbprints=sealed,
     )
     told = Notification.objects.get(kind=EventKind.RISK)
     assert told.subject == "New risk: VM can start on no registered host: Win11-A on HV02"
@@ -263,7 +269,8 @@ def test_a_receiver_that_refuses_is_not_retried_and_one_that_errs_is_retried_the
     assert deliver_all() == ["failed"]
     assert len(webhook_receiver.requests) == 1
     refused = DeliveryAttempt.objects.get()
-    assert refused.outcome == "failed" and refused.error == f"http://127.0.0.1:{webhook_receiver.server.server_port} answered HTTP 403"
+    where = f"http://127.0.0.1:{webhook_receiver.server.server_port}"
+    assert refused.outcome == "failed" and refused.error == f"{where} answered HTTP 403"
 
     webhook_receiver.answer(503)
     failed_job()

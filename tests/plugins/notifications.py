@@ -1,9 +1,9 @@
 """Fixtures: real receivers of notifications on loopback, and a worker that sends to them.
 
-    smtp_server         an aiosmtpd SMTP server; `.messages` (email.message.Message), `.wait_for(n)`
-    webhook_receiver    an http.server in a thread; `.requests`, `.wait_for(n)`, `.answer(status, delay)`,
-                        `.url(path)`; `valid_signature(request, secret)` checks a request as a receiver would
-    notifying_worker    a real Celery worker whose mail goes to smtp_server, with short timeouts and back-off
+smtp_server         an aiosmtpd SMTP server; `.messages` (email.message.Message), `.wait_for(n)`
+webhook_receiver    an http.server in a thread; `.requests`, `.wait_for(n)`, `.answer(status, delay)`,
+                    `.url(path)`; `valid_signature(request, secret)` checks a request as a receiver would
+notifying_worker    a real Celery worker whose mail goes to smtp_server, with short timeouts and back-off
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def body_of(message: Message) -> str:
     return payload.decode() if isinstance(payload, bytes) else str(message.get_payload())
 
 
-# -- HTTP ---------------------------------------------------------------------------------------------------------------
+# -- HTTP -------------------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -133,7 +133,8 @@ def valid_signature(request: Received, secret: str, max_age: float = 300) -> boo
     timestamp (an old one is a replay)."""
     timestamp = request.headers.get("X-Guardian-Timestamp", "")
     sent = request.headers.get("X-Guardian-Signature", "")
-    expected = "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + request.body, hashlib.sha256).hexdigest()
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + request.body, hashlib.sha256).hexdigest()
+    expected = f"sha256={digest}"
     fresh = timestamp.isdigit() and abs(time.time() - int(timestamp)) <= max_age
     return fresh and hmac.compare_digest(sent, expected)
 
