@@ -14,9 +14,13 @@ from django.db import transaction
 
 from console.roles import can
 
-from .models import EVENT_KINDS, Delivery, Destination, Notification, Subscription
+from .models import EVENT_KINDS, Delivery, Destination, EventKind, Notification, Subscription
 
 log = logging.getLogger(__name__)
+
+# What a subscriber must be allowed to do to be told of a kind of event: read the console, and for a job waiting for
+# approval, approve it (run destructive jobs).
+PERMISSION_TO_BE_TOLD: dict[str, str] = {EventKind.APPROVAL: "run_destructive_jobs"}
 
 # The Celery task that sends one delivery (tasks.py), sent by name: tasks.py tells of expiring certificates through
 # this module, so this module cannot import it.
@@ -32,7 +36,9 @@ def notify(kind: str, subject: str, body: str, link: str = "") -> Notification |
     subscriptions = [s for s in Subscription.objects.select_related("user") if wants(s, kind)]
     if not destinations and not subscriptions:
         return None
-    notification = Notification.objects.create(kind=kind, subject=subject[:200], body=body, link=link[:300])
+    # One line: a subject is an e-mail header (a VM's name read from a host could carry a line break).
+    subject = " ".join(subject.split())[:200]
+    notification = Notification.objects.create(kind=kind, subject=subject, body=body, link=link[:300])
     owed = [Delivery(notification=notification, destination=d) for d in destinations]
     owed += [
         Delivery(notification=notification, user=s.user, digest=s.mode == Subscription.DIGEST) for s in subscriptions
@@ -44,9 +50,10 @@ def notify(kind: str, subject: str, body: str, link: str = "") -> Notification |
 
 
 def wants(subscription: Subscription, kind: str) -> bool:
-    """A subscriber is told only while they may read the console (a user whose role was taken away is not)."""
+    """A subscriber is told only while their role allows it (a user whose role was taken away is not)."""
     user = subscription.user
-    return kind in subscription.kinds and user.is_active and can(user, "view_console")
+    needed = PERMISSION_TO_BE_TOLD.get(kind, "view_console")
+    return kind in subscription.kinds and user.is_active and can(user, needed)
 
 
 def send_later(delivery_ids: list[int]) -> None:

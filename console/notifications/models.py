@@ -21,7 +21,7 @@ class EventKind(models.TextChoices):
     RISK = "risk", "A new risk appears"
     JOB_FAILED = "job_failed", "A job fails or is lost"
     CERT_EXPIRING = "cert_expiring", "A certificate enters its expiry window"
-    APPROVAL = "approval", "A job waits for approval"
+    APPROVAL = "approval", "A job waits for approval (told to admins only)"
 
 
 EVENT_KINDS = [kind.value for kind in EventKind]

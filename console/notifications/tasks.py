@@ -8,6 +8,7 @@ cured (an unknown address, a 4xx, a secret that cannot be opened) fails at once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,8 @@ from . import channels, sources
 from .channels import DeliveryFailed
 from .events import DELIVER_TASK, send_later
 from .models import Delivery, DeliveryAttempt, DeliveryState, Destination, Outcome
+
+log = logging.getLogger(__name__)
 
 FORGOTTEN_AFTER = timedelta(minutes=5)  # an immediate delivery never tried by then lost its task message
 
@@ -39,6 +42,10 @@ def attempt_send(task: Any, send: Callable[[], None], recipient: str, event: str
         failure = DeliveryFailed(f"the destination's stored secret cannot be opened: {error}", retry=False)
     except DeliveryFailed as error:
         failure = error
+    except Exception as error:  # noqa: BLE001 - a fault of the console: logged as failed, by its type only (its
+        # message might carry an address)
+        log.warning("sending to %s failed unexpectedly: %s", recipient, type(error).__name__)
+        failure = DeliveryFailed(f"an unexpected {type(error).__name__} (a fault of the console)", retry=False)
     else:
         DeliveryAttempt.log(recipient, event, attempt, Outcome.SENT)
         return Outcome.SENT

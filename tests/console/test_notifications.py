@@ -141,9 +141,12 @@ def test_delivery_waits_for_the_commit_and_a_change_that_rolls_back_tells_nobody
     assert deliver.name == DELIVER_TASK
 
 
-def test_an_unknown_kind_of_event_is_refused() -> None:
+def test_an_unknown_kind_of_event_is_refused_and_a_subject_is_one_line(viewer: Any) -> None:
     with pytest.raises(ValueError, match="unknown kind of event 'job_done'"):
         notify("job_done", "x", "y")
+    subscribe(viewer, [EventKind.RISK])
+    told = notify(EventKind.RISK, "New risk: Win11\r\nBcc: someone@else on HV02", "…")
+    assert told is not None and told.subject == "New risk: Win11 Bcc: someone@else on HV02"
 
 
 # -- what is told ---------------------------------------------------------------------------------------------------
@@ -190,8 +193,11 @@ def test_a_signature_over_a_changed_body_or_an_old_timestamp_does_not_verify(
     assert not valid_signature(replayed, SECRET)
 
 
-def test_a_lost_job_an_errored_one_and_an_approval_are_told_and_a_success_is_not(viewer: Any, host: Host) -> None:
-    subscribe(viewer, [EventKind.JOB_FAILED, EventKind.APPROVAL])
+def test_a_lost_job_an_errored_one_and_an_approval_are_told_and_a_success_is_not(
+    viewer: Any, admin: Any, host: Host
+) -> None:
+    subscribe(viewer, [EventKind.JOB_FAILED, EventKind.APPROVAL])  # told of failures; approvals are for admins
+    subscribe(admin, [EventKind.APPROVAL])
     lost, errored = failed_job(host, JobState.LOST), failed_job(host, JobState.ERRORED)
     ok = Job.objects.create(kind="inventory_refresh", state=JobState.RUNNING, runner="t")
     ok.finish("t", JobState.SUCCEEDED)
@@ -211,6 +217,8 @@ def test_a_lost_job_an_errored_one_and_an_approval_are_told_and_a_success_is_not
     assert approval.kind == EventKind.APPROVAL and approval.link == f"/jobs/{waiting.pk}/"
     assert "otto asks for Refresh inventory on HV02: A guardian reset." in approval.body
     assert "before 2026-12-07 10:00 UTC" in approval.body
+    assert [d.user for d in approval.deliveries.all()] == [admin]
+    assert all(n.deliveries.get().user == viewer for n in told.values() if n != approval)
 
 
 def test_new_risks_of_the_stored_analysis_are_told_once(viewer: Any, host: Host) -> None:

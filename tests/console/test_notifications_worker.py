@@ -1,15 +1,26 @@
 """Notifications sent by a real Celery worker process: a job that fails in the worker reaches a subscriber's mail at a
 real SMTP server and a webhook receiver that checks its signature; a receiver that never answers is tried again
-after a growing back-off and then logged as failed, with a clear error."""
+after a growing back-off and then logged as failed, with a clear error; a delivery whose task never reached the queue
+is sent after the periodic sweep."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
-from console.notifications.models import Delivery, DeliveryAttempt, Destination, EventKind, Subscription
+from console.notifications.models import (
+    Delivery,
+    DeliveryAttempt,
+    Destination,
+    EventKind,
+    Notification,
+    Subscription,
+)
+from console.notifications.tasks import FORGOTTEN_AFTER, sweep
 from hosts.models import Host
 from jobs.kinds import JobContext, JobFailed, job_kind
 from jobs.models import JobState
@@ -98,3 +109,20 @@ def test_a_webhook_that_never_answers_is_retried_with_back_off_then_logged_as_fa
     gaps = [later.at - earlier.at for earlier, later in zip(attempts, attempts[1:], strict=False)]
     assert gaps[0].total_seconds() >= TIMEOUT_SECONDS + RETRY_SECONDS
     assert gaps[1].total_seconds() >= TIMEOUT_SECONDS + 2 * RETRY_SECONDS
+
+
+def test_a_delivery_whose_task_was_never_sent_is_queued_again_by_the_sweep(
+    notifying_worker: WorkerProcess, webhook_receiver: WebhookReceiver
+) -> None:
+    """As when the task queue was down at the commit: the delivery waits, never tried, until the periodic sweep."""
+    destination = team_webhook(webhook_receiver.url())
+    then = timezone.now() - FORGOTTEN_AFTER - dt.timedelta(seconds=1)
+    notification = Notification.objects.create(kind=EventKind.JOB_FAILED, subject="Job #7 failed", body="…")
+    Notification.objects.filter(pk=notification.pk).update(created_at=then)
+    Delivery.objects.create(notification=notification, destination=destination)
+
+    sweep.apply()
+
+    request = webhook_receiver.wait_for(1)[0]
+    assert valid_signature(request, SECRET) and json.loads(request.body)["subject"] == "Job #7 failed"
+    wait_until(lambda: Delivery.objects.filter(state="sent").exists(), 10, "the delivery marked sent")
