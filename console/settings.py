@@ -546,8 +546,10 @@ EMAIL_TIMEOUT = NOTIFY_TIMEOUT_SECONDS
 NOTIFY_ATTEMPTS = max(1, envint("CONSOLE_NOTIFY_ATTEMPTS", 5))
 NOTIFY_RETRY_SECONDS = envnumber("CONSOLE_NOTIFY_RETRY_SECONDS", 30)
 NOTIFY_DIGEST_HOURS = envnumber("CONSOLE_NOTIFY_DIGEST_HOURS", 24)
-# How often expiring certificates are looked for (and deliveries whose task was never sent are queued again).
+# How often expiring certificates are looked for (and deliveries whose task was never sent are queued again); how
+# long notifications and the delivery log are kept.
 NOTIFY_SWEEP_SECONDS = envnumber("CONSOLE_NOTIFY_SWEEP_SECONDS", 900)
+NOTIFY_KEEP_DAYS = envnumber("CONSOLE_NOTIFY_KEEP_DAYS", 90)
 
 CELERY_BEAT_SCHEDULE = {
     "refresh-all-inventory": {"task": "jobs.refresh_all_inventory", "schedule": float(INVENTORY_REFRESH_SECONDS)},

@@ -22,7 +22,7 @@ from hosts.crypto import SecretError
 from . import channels, sources
 from .channels import DeliveryFailed
 from .events import DELIVER_TASK, send_later
-from .models import Delivery, DeliveryAttempt, DeliveryState, Destination, Outcome
+from .models import Delivery, DeliveryAttempt, DeliveryState, Destination, Notification, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,12 @@ def send_digest(self: Any, user_id: int) -> str:
 
 @shared_task(name="notifications.sweep", ignore_result=True)
 def sweep() -> int:
-    """Tell of certificates that entered their expiry window, and queue again immediate deliveries never tried
-    (their task could not be sent); how many certificates were told of."""
+    """Tell of certificates that entered their expiry window, queue again immediate deliveries never tried (their
+    task could not be sent), and forget notifications and log rows older than NOTIFY_KEEP_DAYS; how many
+    certificates were told of."""
+    old = timezone.now() - timedelta(days=settings.NOTIFY_KEEP_DAYS)
+    Notification.objects.filter(created_at__lt=old).delete()
+    DeliveryAttempt.objects.filter(at__lt=old).delete()
     forgotten = Delivery.objects.filter(
         digest=False,
         state=DeliveryState.PENDING,

@@ -264,6 +264,22 @@ def test_certificates_entering_the_expiry_window_are_told_once(viewer: Any, host
     assert list(ExpiryNotice.objects.values_list("thumbprint", flat=True)) == ["D" * 40]
 
 
+def test_the_sweep_forgets_notifications_and_log_rows_past_their_keeping(viewer: Any, settings: Any) -> None:
+    settings.NOTIFY_KEEP_DAYS = 90
+    subscribe(viewer, [EventKind.RISK])
+    old, recent = notify(EventKind.RISK, "old", "…"), notify(EventKind.RISK, "recent", "…")
+    assert old is not None and recent is not None
+    long_ago = timezone.now() - dt.timedelta(days=91)
+    Notification.objects.filter(pk=old.pk).update(created_at=long_ago)
+    DeliveryAttempt.log("e-mail to vera", "old", 1, "sent")
+    DeliveryAttempt.objects.update(at=long_ago)
+    DeliveryAttempt.log("e-mail to vera", "recent", 1, "sent")
+    sweep.apply()
+    assert list(Notification.objects.values_list("subject", flat=True)) == ["recent"]
+    assert list(DeliveryAttempt.objects.values_list("event", flat=True)) == ["recent"]
+    assert Delivery.objects.get().notification == recent
+
+
 # -- delivery: refusals, retries, chat services ---------------------------------------------------------------------
 
 
