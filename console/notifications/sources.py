@@ -53,8 +53,9 @@ def told_safely(tell: Any, *args: Any) -> None:
 # -- jobs -----------------------------------------------------------------------------------------------------------
 
 
-def audited(sender: type[AuditEvent], instance: AuditEvent, created: bool = False, **_: Any) -> None:
-    if created and instance.action in JOB_ACTIONS and instance.object_id.isdigit():
+def audited(sender: type[AuditEvent], instance: AuditEvent, created: bool = False, raw: bool = False, **_: Any) -> None:
+    """A job's audited end or approval request (never a fixture being loaded: what it tells happened long ago)."""
+    if created and not raw and instance.action in JOB_ACTIONS and instance.object_id.isdigit():
         told_safely(tell_job, instance)
 
 
