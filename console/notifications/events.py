@@ -11,10 +11,11 @@ import logging
 
 from celery import current_app
 from django.db import transaction
+from django.urls import reverse
 
 from console.roles import can
 
-from .models import EVENT_KINDS, Delivery, Destination, EventKind, Notification, Subscription
+from .models import EVENT_KINDS, TEST_KIND, Delivery, Destination, EventKind, Notification, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,19 @@ def notify(kind: str, subject: str, body: str, link: str = "") -> Notification |
     created = Delivery.objects.bulk_create(owed)
     now = [delivery.pk for delivery in created if not delivery.digest]
     transaction.on_commit(lambda: send_later(now), robust=True)
+    return notification
+
+
+def send_test(destination: Destination, by: str) -> Notification:
+    """A message to this destination alone, whatever kinds it takes: the delivery log then shows whether it arrives."""
+    notification = Notification.objects.create(
+        kind=TEST_KIND,
+        subject=f"Test message to {destination.name}",
+        body=f"{by} sent this test from the Guardian Console. Nothing happened on any host.",
+        link=reverse("notifications:team"),
+    )
+    delivery = Delivery.objects.create(notification=notification, destination=destination)
+    transaction.on_commit(lambda: send_later([delivery.pk]), robust=True)
     return notification
 
 

@@ -25,6 +25,7 @@ class EventKind(models.TextChoices):
 
 
 EVENT_KINDS = [kind.value for kind in EventKind]
+TEST_KIND = "test"  # an admin's test of one destination: not an event anyone subscribes to
 
 
 class Subscription(models.Model):
@@ -100,7 +101,7 @@ def shown_address(url: str) -> str:
 class Notification(models.Model):
     """Something that happened, as it is told: one row however many recipients it has."""
 
-    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    kind = models.CharField(max_length=20, choices=[*EventKind.choices, (TEST_KIND, "A test message")])
     subject = models.CharField(max_length=200)
     body = models.TextField()
     link = models.CharField(max_length=300, blank=True)  # a path of the console, e.g. /jobs/12/

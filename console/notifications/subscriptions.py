@@ -9,6 +9,7 @@ from django.db import transaction
 
 from console.models import AuditEvent
 
+from .events import send_test
 from .models import Destination, Subscription
 
 
@@ -62,3 +63,9 @@ def remove_destination(by: Any, destination: Destination) -> None:
     with transaction.atomic():
         AuditEvent.record(by, "notifications.destination.delete", destination, to=destination.shown)
         destination.delete()
+
+
+def test_destination(by: Any, destination: Destination) -> None:
+    with transaction.atomic():
+        send_test(destination, by.get_username())
+        AuditEvent.record(by, "notifications.destination.test", destination, to=destination.shown)

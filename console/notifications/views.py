@@ -15,7 +15,13 @@ from console.roles import require
 
 from .forms import DestinationForm, SubscriptionForm
 from .models import EVENT_KINDS, DeliveryAttempt, Destination
-from .subscriptions import remove_destination, save_destination, save_subscription, subscription_of
+from .subscriptions import (
+    remove_destination,
+    save_destination,
+    save_subscription,
+    subscription_of,
+    test_destination,
+)
 
 LOG_ROWS = 100  # the latest attempts the admin page shows
 
@@ -72,4 +78,13 @@ def destination_delete(request: HttpRequest, pk: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=pk)
     remove_destination(request.user, destination)
     messages.success(request, f"Destination {destination} removed.")
+    return redirect("notifications:team")
+
+
+@require("manage_users")
+@require_POST
+def destination_test(request: HttpRequest, pk: int) -> HttpResponse:
+    destination = get_object_or_404(Destination, pk=pk)
+    test_destination(request.user, destination)
+    messages.success(request, f"A test message to {destination} is on its way: see the delivery log.")
     return redirect("notifications:team")

@@ -442,6 +442,22 @@ def test_editing_a_destination_keeps_its_secrets_when_left_blank_and_removing_it
     assert AuditEvent.objects.filter(action="notifications.destination.delete", object_repr="renamed").exists()
 
 
+def test_an_admin_sends_a_test_message_to_one_destination(
+    admin_client: Client, webhook_receiver: WebhookReceiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    tested = webhook(webhook_receiver.url(), kinds=[EventKind.RISK])
+    webhook("http://127.0.0.1:9/other", name="other")
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = admin_client.post(f"/notifications/destinations/{tested.pk}/test/")
+    assert response.status_code == 302 and len(queued) == 1  # sent by the worker, after the commit
+    assert deliver_all() == ["sent"]
+    request = webhook_receiver.wait_for(1)[0]
+    assert valid_signature(request, SECRET)
+    assert json.loads(request.body)["event"] == "test"
+    assert json.loads(request.body)["subject"] == "Test message to ops-hook"
+    assert AuditEvent.objects.filter(action="notifications.destination.test", object_repr="ops-hook").exists()
+
+
 def test_a_webhook_needs_an_http_url_and_a_secret_and_apprise_a_url_it_knows(admin_client: Client) -> None:
     bad = [
         ({"type": "webhook", "url": "ftp://hooks.lab.example/x", "secret": SECRET}, b"http:// or https://"),
