@@ -1,7 +1,7 @@
-"""Notifications sent by a real Celery worker process: a job that fails in the worker reaches a subscriber's mail at a
-real SMTP server and a webhook receiver that checks its signature; a receiver that never answers is tried again
-after a growing back-off and then logged as failed, with a clear error; a delivery whose task never reached the queue
-is sent after the periodic sweep."""
+"""Notifications sent by a real Celery worker process: a job that fails in the worker, and one its reaper declares
+lost, reach a subscriber's mail at a real SMTP server and a webhook receiver that checks its signature; a receiver
+that never answers is tried again after a growing back-off and then logged as failed, with a clear error; a delivery
+whose task never reached the queue is sent after the periodic sweep."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from console.notifications.models import (
 from console.notifications.tasks import FORGOTTEN_AFTER, sweep
 from hosts.models import Host
 from jobs.kinds import JobContext, JobFailed, job_kind
-from jobs.models import JobState
+from jobs.models import Job, JobState
 from jobs.services import create_job
 from tests.plugins.jobs import wait_for_job
 from tests.plugins.notifications import (
@@ -89,6 +89,17 @@ def test_a_job_failing_in_the_worker_reaches_the_mail_server_and_the_signed_webh
     assert valid_signature(request, SECRET)
     assert json.loads(request.body)["subject"] == f"Job #{job.pk} Fail for notifications (test) on HV01 failed"
     wait_until(lambda: DeliveryAttempt.objects.filter(outcome="sent").count() == 2, 10, "two sends logged")
+
+    # A job whose worker died (its runner is gone, its heartbeat old): the worker's reaper declares it lost.
+    stale = timezone.now() - dt.timedelta(seconds=30)
+    orphan = Job.objects.create(
+        kind="test_notify_fail", host_names=["HV01"], state=JobState.RUNNING, runner="gone:4242:x", heartbeat_at=stale
+    )
+    wait_for_job(orphan, {JobState.LOST}, timeout=15)
+    lost = smtp_server.wait_for(2)[1]
+    assert lost["Subject"] == f"[Guardian Console] Job #{orphan.pk} Fail for notifications (test) on HV01 was lost"
+    assert "The worker running this job stopped" in body_of(lost)
+    assert valid_signature(webhook_receiver.wait_for(2)[1], SECRET)
 
 
 def test_a_webhook_that_never_answers_is_retried_with_back_off_then_logged_as_failed(
