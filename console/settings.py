@@ -413,6 +413,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "console",
+    "console.notifications",
     "hosts",
     "hosts.inventory",
     "hosts.vault",
@@ -533,8 +534,35 @@ JOBS_HEARTBEAT_SECONDS = float(env("CONSOLE_JOBS_HEARTBEAT_SECONDS", "5"))
 JOBS_LOST_AFTER_SECONDS = float(env("CONSOLE_JOBS_LOST_AFTER_SECONDS", "30"))
 JOBS_REAPER_SECONDS = float(env("CONSOLE_JOBS_REAPER_SECONDS", "15"))
 JOBS_WAIT_RETRY_SECONDS = float(env("CONSOLE_JOBS_WAIT_RETRY_SECONDS", "2"))
+# --- notifications (console/notifications/) ---------------------------------------------------------------------
+
+# E-mail goes through Django's mail over SMTP. CONSOLE_URL (e.g. https://guardian.lab.example) makes the links in
+# notifications absolute; without it they are paths of the console.
+EMAIL_HOST = env("CONSOLE_SMTP_HOST", "localhost")
+EMAIL_PORT = envint("CONSOLE_SMTP_PORT", 25)
+EMAIL_HOST_USER = env("CONSOLE_SMTP_USER")
+EMAIL_HOST_PASSWORD = env("CONSOLE_SMTP_PASSWORD")
+EMAIL_USE_TLS = envbool("CONSOLE_SMTP_STARTTLS", False)
+EMAIL_USE_SSL = envbool("CONSOLE_SMTP_SSL", False)
+DEFAULT_FROM_EMAIL = env("CONSOLE_MAIL_FROM", "guardian-console@localhost")
+EMAIL_SUBJECT_PREFIX = env("CONSOLE_MAIL_SUBJECT_PREFIX", "[Guardian Console] ")
+CONSOLE_URL = env("CONSOLE_URL")
+# How long one attempt waits on a mail server, webhook or chat service; how many attempts, and the first back-off
+# (doubled each time: 30 s, 60 s, 120 s, … by default); how often the digest e-mails go out.
+NOTIFY_TIMEOUT_SECONDS = envnumber("CONSOLE_NOTIFY_TIMEOUT_SECONDS", 10)
+EMAIL_TIMEOUT = NOTIFY_TIMEOUT_SECONDS
+NOTIFY_ATTEMPTS = max(1, envint("CONSOLE_NOTIFY_ATTEMPTS", 5))
+NOTIFY_RETRY_SECONDS = envnumber("CONSOLE_NOTIFY_RETRY_SECONDS", 30)
+NOTIFY_DIGEST_HOURS = envnumber("CONSOLE_NOTIFY_DIGEST_HOURS", 24)
+# How often expiring certificates are looked for (and deliveries whose task was never sent are queued again); how
+# long notifications and the delivery log are kept.
+NOTIFY_SWEEP_SECONDS = envnumber("CONSOLE_NOTIFY_SWEEP_SECONDS", 900)
+NOTIFY_KEEP_DAYS = envnumber("CONSOLE_NOTIFY_KEEP_DAYS", 90)
+
 CELERY_BEAT_SCHEDULE = {
     "refresh-all-inventory": {"task": "jobs.refresh_all_inventory", "schedule": float(INVENTORY_REFRESH_SECONDS)},
+    "notifications-digest": {"task": "notifications.send_digests", "schedule": NOTIFY_DIGEST_HOURS * 3600},
+    "notifications-sweep": {"task": "notifications.sweep", "schedule": NOTIFY_SWEEP_SECONDS},
 }
 
 LOGGING = {
@@ -547,7 +575,8 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "formatter": "plain",
             "level": env("CONSOLE_LOG_LEVEL", "INFO"),
-        }
+        },
+        "nowhere": {"class": "logging.NullHandler"},
     },
     "root": {"handlers": ["console"], "level": env("CONSOLE_LOG_LEVEL", "INFO")},
     "loggers": {
@@ -557,5 +586,8 @@ LOGGING = {
         "spnego": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "axes": {"level": "WARNING"},  # every login at INFO; failures and lockouts stay, and are audited anyway
+        # apprise logs the service URL (which holds its token) and the message: it writes nowhere. Why a send
+        # failed is captured, scrubbed of the URL's secrets, into the delivery log (console/notifications).
+        "apprise": {"handlers": ["nowhere"], "level": "WARNING", "propagate": False},
     },
 }

@@ -44,6 +44,7 @@ urlpatterns = [
     path("oidc/authenticate/", sso.oidc_sign_in, name="oidc_authentication_init"),
     path("oidc/callback/", sso.oidc_callback, name="oidc_authentication_callback"),
     path("users/", include((user_patterns, "users"))),
+    path("", include("console.notifications.urls")),  # My account → Notifications, and the team's destinations
     path("", include("hosts.urls")),
     path("", include((inventory_patterns, "inventory"))),
     path("", include("hosts.vault.urls")),

@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.plugins.oidc_provider",  # a real OpenID Connect provider process (tests/oidc_provider/)
     "tests.plugins.sso",  # the console pointed at those two
     "tests.plugins.kdc",  # a real MIT Kerberos KDC with a throwaway realm
+    "tests.plugins.notifications",  # a real SMTP server and webhook receiver on loopback, a worker sending to them
 ]
 
 

@@ -48,6 +48,7 @@ from .models import (
     VirtualMachine,
     VmFacts,
 )
+from .news import risks_appeared
 from .rules import Pair
 
 CHUNK = 500  # ids per IN (…) list: well under every database's limit on query parameters
@@ -178,9 +179,13 @@ def update(hosts: Iterable[int] = (), pairs: Iterable[Pair] = (), touched: set[P
         changed = _rebuild_guardians(known)
         stats.guardians_changed = len(changed)
         vm_ids = {vm.pk for vm in vms} | _sealed_to(changed)
-        stats.vms, stats.vms_changed = len(vm_ids), _rebuild_vm_facts(vm_ids, {vm.pk: vm for vm in vms})
-        _mark_resets(host_ids, vms)
+        new_risks: list[tuple[int, str]] = []
+        stats.vms = len(vm_ids)
+        stats.vms_changed = _rebuild_vm_facts(vm_ids, {vm.pk: vm for vm in vms}, new_risks)
+        broken = _mark_resets(host_ids, vms)
         LabAnalysis.objects.filter(pk=1).update(updated_at=timezone.now(), updates=F("updates") + 1)
+        if new_risks or broken:
+            risks_appeared.send(sender=VmFacts, vm_risks=new_risks, guardians=broken)
     stats.seconds = time.perf_counter() - started
     return stats
 
@@ -523,8 +528,9 @@ def _fact_values(facts: VmFacts) -> tuple[Any, ...]:
     return tuple(getattr(facts, "holder_id" if name == "holder" else name) for name in VM_FACT_FIELDS)
 
 
-def _rebuild_vm_facts(vm_ids: set[int], loaded: dict[int, VirtualMachine]) -> int:
-    """Recompute the VMs' facts (`loaded`: those already read), writing only those that changed; how many did."""
+def _rebuild_vm_facts(vm_ids: set[int], loaded: dict[int, VirtualMachine], new_risks: list[tuple[int, str]]) -> int:
+    """Recompute the VMs' facts (`loaded`: those already read), writing only those that changed; how many did.
+    Adds (VM id, risk) to `new_risks` for each VM whose risk is new: it had none, or another one."""
     written = 0
     for batch in chunks(sorted(vm_ids)):
         missing = [pk for pk in batch if pk not in loaded]
@@ -537,6 +543,8 @@ def _rebuild_vm_facts(vm_ids: set[int], loaded: dict[int, VirtualMachine]) -> in
         for vm in vms:
             facts = vm_facts(vm, views.get(vm.pk, []), hosts)
             old = existing.get(vm.pk)
+            if facts.risk and (old is None or old.risk != facts.risk):
+                new_risks.append((vm.pk, facts.risk))
             if old is None:
                 created.append(facts)
             elif _fact_values(old) != _fact_values(facts):
@@ -551,7 +559,8 @@ def _rebuild_vm_facts(vm_ids: set[int], loaded: dict[int, VirtualMachine]) -> in
     return written
 
 
-def _mark_resets(hosts: set[int], vms: list[VirtualMachine]) -> None:
+def _mark_resets(hosts: set[int], vms: list[VirtualMachine]) -> list[int]:
+    """Set needs_reset of the hosts' guardian rows; the ids of those that have just come to need one."""
     owners: dict[int, set[Pair]] = defaultdict(set)
     for vm in vms:
         if vm.owner_pair:
@@ -565,3 +574,4 @@ def _mark_resets(hosts: set[int], vms: list[VirtualMachine]) -> None:
     for value, ids in flips.items():
         for batch in chunks(ids):
             Guardian.objects.filter(pk__in=batch).update(needs_reset=value)
+    return flips[True]

@@ -16,7 +16,8 @@ route must do:
 - every field of every form, filled with hostile values one at a time, as an admin: never a 500, never reflected raw;
 - the REST API, for every role and method, with a personal token of that role: 401, 403 or 405 as the view's
   permission map (method → permission) says, the permitted answer otherwise, never a 500.
-Last, a host password, a vault pair's PFX password and private-key PEM markers appear on no page.
+Last, a host password, a vault pair's PFX password, private-key PEM markers, and a notification destination's URL
+token and webhook signing secret appear on no page.
 
 Each case records what it exercised (`record_property("exercised", …)`: what, route, role, method), which
 benchmarks/security_matrix.py counts for the closing figures.
@@ -54,6 +55,8 @@ SELF_SERVICE = {"password_change", "two_factor", "two_factor_verify", "api_token
 API_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 HOST_PASSWORD = "Sweep-Host-Passw0rd!x91"  # noqa: S105
 PFX_PASSWORD = "Sweep-Pfx-Passw0rd!k27"  # noqa: S105
+WEBHOOK_TOKEN = "Sweep-Hook-Token-q81z"  # noqa: S105 - in the webhook's URL path, as chat webhooks carry theirs
+WEBHOOK_SECRET = "Sweep-Hook-Signing-w55c"  # noqa: S105
 GUESSED_ROUTES: set[str] = set()  # routes whose <int:...> id the sweep had to guess (see World.object_for)
 PRIVATE_KEY_MARKERS = ("PRIVATE KEY-----", "BEGIN RSA PRIVATE", "BEGIN ENCRYPTED PRIVATE")
 
@@ -175,12 +178,19 @@ class World:
     users: dict[str, Any]
     signing_pfx: bytes = b""
     tokens: dict[str, str] = field(default_factory=dict)  # role → a personal API token of that role
+    destination: Any = None  # a team's notification webhook
 
     def object_for(self, route: Route, kwarg: str) -> Any:
         """The row whose id fills `kwarg` of the route, chosen by the route's URL prefix."""
         if kwarg == "job_id" or route.pattern.startswith("jobs/"):
             return self.job
-        by_prefix = {"hosts/": self.host, "users/": self.users["viewer"], "vms/": self.vm, "vault/": self.pair}
+        by_prefix = {
+            "hosts/": self.host,
+            "users/": self.users["viewer"],
+            "vms/": self.vm,
+            "vault/": self.pair,
+            "notifications/": self.destination,
+        }
         for prefix, row in by_prefix.items():
             if route.pattern.startswith(prefix) and row is not None:
                 return row
@@ -244,6 +254,17 @@ def make_vm(host: Host) -> Any:
     )
 
 
+def make_destination() -> Any:
+    """A team webhook whose URL holds WEBHOOK_TOKEN and whose signing secret is WEBHOOK_SECRET."""
+    from console.notifications.models import Destination
+
+    destination = Destination(name="sweep-hook", type=Destination.WEBHOOK, kinds=["job_failed"])
+    destination.set_url(f"https://hooks.lab.example/services/{WEBHOOK_TOKEN}")
+    destination.set_secret(WEBHOOK_SECRET)
+    destination.save()
+    return destination
+
+
 def make_pair(user: Any, host: Host) -> tuple[Any, bytes]:
     """A vault entry whose PFX password is PFX_PASSWORD, and its signing PFX bytes."""
     from hosts.vault.models import EscrowedPair
@@ -265,10 +286,12 @@ def shared_world(django_db_setup: None, django_db_blocker: Any) -> Iterator[Worl
         pair, signing_pfx = make_pair(users["admin"], host)
         job, vm = make_job(host, users["admin"]), make_vm(host)
         world = World(host=host, job=job, vm=vm, pair=pair, users=users, signing_pfx=signing_pfx)
+        world.destination = make_destination()
         world.tokens = {role: ApiToken.issue(users[role], "sweep", role, 1)[1] for role in ROLES[2:]}
     yield world
     with django_db_blocker.unblock():
         Job.objects.filter(pk=job.pk).delete()
+        world.destination.delete()
         pair.delete()
         host.delete()
         get_user_model().objects.filter(pk__in=[user.pk for user in users.values()]).delete()
@@ -301,9 +324,10 @@ def role_may(role: str, permission: str | None) -> bool:
 
 
 def row_counts() -> dict[str, int]:
+    from console.notifications.models import Destination, Subscription
     from hosts.vault.models import EscrowedPair
 
-    models: list[Any] = [AuditEvent, Job, JobLogLine, Host, EscrowedPair, get_user_model()]
+    models: list[Any] = [AuditEvent, Job, JobLogLine, Host, EscrowedPair, get_user_model(), Destination, Subscription]
     return {model.__name__: model.objects.count() for model in models}
 
 
@@ -666,6 +690,8 @@ def test_no_secret_on_any_page(world: World) -> None:
         "PFX bytes (base64)": base64.b64encode(world.signing_pfx[99:147]).decode(),
         "PFX bytes (hex)": world.signing_pfx[100:132].hex(),
         "PFX bytes (HEX)": world.signing_pfx[100:132].hex().upper(),
+        "webhook URL token": WEBHOOK_TOKEN,
+        "webhook signing secret": WEBHOOK_SECRET,
         **{f"PEM marker {marker!r}": marker for marker in PRIVATE_KEY_MARKERS},
     }
     pages = [world.url(route) for route in ROUTES if route.name != "static"]
