@@ -20,6 +20,7 @@ from .inventory import INVENTORY_REFRESH
 from .models import RUN_JOB_TASK, Job
 from .services import create_job
 from .workflows.escrow.policy import escrow_missing
+from .workflows.recovery_kit.kit import write_scheduled_copy
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,13 @@ def escrow_policy() -> list[int]:
     """The automatic escrow policy on its own schedule (CONSOLE_ESCROW_POLICY_SECONDS > 0): an escrow job per guardian
     the vault lacks, from the stored inventory; nothing when the policy is off."""
     return [job.pk for job in escrow_missing(trigger="schedule")]
+
+
+@shared_task(name="jobs.write_recovery_kit", ignore_result=True)
+def write_recovery_kit() -> str:
+    """The scheduled copy of the recovery kit (CONSOLE_RECOVERY_KIT_DIR and _PASSPHRASE_FILE set)."""
+    path = write_scheduled_copy()
+    return str(path or "")
 
 
 @worker_ready.connect

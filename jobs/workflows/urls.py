@@ -7,6 +7,7 @@ from django.urls import path
 from .escrow.page import escrow_preflight
 from .import_guardian.page import import_preflight
 from .migrate.page import migrate_wizard
+from .recovery_kit.page import recovery_kit_download
 from .reset.page import reset_preflight, undo_preflight
 from .restore.page import restore_preflight
 from .vtpm.page import vtpm_preflight
@@ -19,4 +20,7 @@ urlpatterns = [
     path("jobs/new/reset/undo/", undo_preflight, name="reset_undo_preflight"),
     path("jobs/new/vtpm/", vtpm_preflight, name="vtpm_preflight"),
     path("jobs/new/migrate/", migrate_wizard, name="migrate_wizard"),
+    # Not a job: the kit is built in the request (it only reads the vault), but it needs the inventory and the
+    # PowerShell renderer, which live above the vault.
+    path("vault/recovery-kit/", recovery_kit_download, name="recovery_kit"),
 ]

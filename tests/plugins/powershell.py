@@ -6,7 +6,7 @@ import re
 from html import unescape
 from typing import Any
 
-from hosts.remoting.operation import Secret, Switch
+from hosts.remoting.operation import SWITCH, Secret, Switch
 
 
 def shown_powershell(html: str) -> list[str]:
@@ -79,3 +79,50 @@ def assert_shown_is_sent(shown: list[Any], sent: list[Any]) -> None:
             b = sent[i] if i < len(sent) else "—"
             rows.append(f"{'  ' if a == b else '≠ '}{i:>2} shown {a}\n      sent  {b}")
         raise AssertionError("Show PowerShell differs from what the host received:\n" + "\n".join(rows))
+
+
+# Shown lines back into commands ----------------------------------------------------------------------------------
+# A printed line (a recovery kit's README) read back as the structured commands it stands for, so a test can send
+# exactly what a person pasting it would run. Only what the renderer writes is understood: anything else fails.
+
+PROMPT = "(Read-Host -AsSecureString '<password>')"
+_TOKEN = re.compile(
+    r"\s*(-[A-Za-z]+:?|'(?:[^']|'')*'|\$true|\$false|-?\d+|\(Read-Host -AsSecureString '<password>'\)|\|)"
+)
+
+
+def parse_line(line: str, typed_password: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """The pipeline of one rendered line: [(cmdlet, {parameter: value})]; a password prompt becomes `typed_password`
+    (what the person types at it) as a Secret, a switch a Switch."""
+    name, _, rest = line.strip().partition(" ")
+    pipeline: list[tuple[str, dict[str, Any]]] = [(name, {})]
+    position, pending = 0, ""
+    while position < len(rest):
+        match = _TOKEN.match(rest, position)
+        assert match is not None, f"not something the renderer writes: {rest[position:]!r} in {line!r}"
+        token, position = match.group(1), match.end()
+        if token == "|":
+            after = rest[position:].strip()
+            next_name, _, tail = after.partition(" ")
+            pipeline.append((next_name, {}))
+            rest, position, pending = tail, 0, ""
+            continue
+        params = pipeline[-1][1]
+        if token.startswith("-") and not token[1:].isdigit():
+            pending = token[1:].rstrip(":")
+            params[pending] = SWITCH  # until a value follows
+            continue
+        assert pending, f"a value without a parameter in {line!r}"
+        params[pending] = _value(token, typed_password)
+        pending = ""
+    return pipeline
+
+
+def _value(token: str, typed_password: str) -> Any:
+    if token == PROMPT:
+        return Secret(typed_password)
+    if token in ("$true", "$false"):
+        return token == "$true"
+    if token.startswith("'"):
+        return token[1:-1].replace("''", "'")
+    return int(token)
