@@ -58,6 +58,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "guardian_count": KnownGuardian.objects.count(),
         "coverage": reading.escrow_coverage(),
         "escrow_policy": settings.ESCROW_POLICY,
+        "escrow_policy_seconds": int(settings.ESCROW_POLICY_SECONDS),
     }
     return render(request, "console/dashboard.html", context)
 
