@@ -46,7 +46,18 @@ def refresh_inventory(ctx: JobContext) -> str:
     if failed and len(failed) == len(ctx.hosts):
         raise JobFailed(f"Could not refresh {', '.join(failed)}: see the log for the reason of each host.")
     if settings.ESCROW_POLICY and not settings.ESCROW_POLICY_SECONDS:  # the policy's default: at the next refresh
-        ctx.record("escrow_jobs", [job.pk for job in escrow_missing(trigger=f"refresh job {ctx.job.pk}")])
+        escrow_after_refresh(ctx)
     refreshed = len(ctx.hosts) - len(failed)
     summary = f"Refreshed {refreshed} of {len(ctx.hosts)} host{'s' if several else ''}"
     return summary + (f"; unreachable: {', '.join(failed)}" if failed else "")
+
+
+def escrow_after_refresh(ctx: JobContext) -> None:
+    """The automatic escrow policy on what this refresh found. Its failure is logged, never the refresh's: the
+    inventory was read all the same, and the next run tries the escrow again."""
+    try:
+        jobs = escrow_missing(trigger=f"refresh job {ctx.job.pk}")
+    except Exception as exc:  # noqa: BLE001 - the refresh succeeded; the policy's trouble is said, not raised
+        log.warning("The automatic escrow policy could not start its jobs: %s", exc)
+        return
+    ctx.record("escrow_jobs", [job.pk for job in jobs])

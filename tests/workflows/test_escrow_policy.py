@@ -130,6 +130,32 @@ def test_the_service_user_is_an_operator_that_cannot_log_in(db: None, settings: 
     assert "_auth_user_id" not in response.client.session
 
 
+def test_an_admin_pauses_the_policy_by_deactivating_its_account(
+    db: None, settings: Any, sim_host: Any, registered_host: Any
+) -> None:
+    settings.ESCROW_POLICY = True
+    host = registered_host(sim_host("healthy"))
+    assert refresh_host(host).ok
+    user = service_user()
+    user.is_active = False
+    user.save()
+    assert escrow_missing("schedule") == [] and Job.objects.count() == 0
+    user.is_active = True
+    user.save()
+    assert len(escrow_missing("schedule")) == 1
+
+
+@pytest.mark.worker
+def test_policy_off_a_scheduled_refresh_escrows_nothing(
+    celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any
+) -> None:
+    registered_host(sim_host("healthy"))
+    refresh = scheduled_refresh()  # the session's worker: the policy is off, as by default
+    assert refresh.state == JobState.SUCCEEDED and "escrow_jobs" not in refresh.results
+    assert list(Job.objects.values_list("kind", flat=True)) == ["inventory_refresh"]
+    assert EscrowedPair.objects.count() == 0
+
+
 def test_unreachable_holder_gets_no_job(db: None, settings: Any, sim_host: Any, registered_host: Any) -> None:
     settings.ESCROW_POLICY = True
     sim = sim_host("healthy")

@@ -35,7 +35,8 @@ RUN_LOCK, RUN_LOCK_SECONDS = "escrow-policy-run", 60
 
 def service_user() -> Any:
     """The console's own account for policy jobs: an operator (escrow needs no more) that cannot log in. Created on
-    first use; its role is set again each time, so an edit by hand cannot leave the policy without its permission."""
+    first use; its role and unusable password are set again each time, so an edit by hand cannot widen or break it.
+    An admin who deactivates it on the Users page pauses the policy (and the run says so in its log)."""
     users = get_user_model()
     user, created = users.objects.get_or_create(
         username=settings.ESCROW_POLICY_USER,
@@ -79,6 +80,9 @@ def _escrow_missing(trigger: str) -> list[Job]:
         log.info("Escrow policy: every guardian with private keys on a host is in the vault or being escrowed")
         return []
     user = service_user()
+    if not user.is_active:
+        log.warning("Escrow policy: the account '%s' is deactivated, so it starts no job", user.get_username())
+        return []
     with transaction.atomic():
         jobs = [start_escrow(user, holding) for holding in todo]
         AuditEvent.record(
