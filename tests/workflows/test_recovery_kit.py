@@ -22,6 +22,7 @@ from hosts.inventory.refresh import refresh_host
 from hosts.remoting import open_session
 from hosts.remoting.operation import Cmd, Operation, PipelineResult
 from hosts.vault import recovery_kit
+from hosts.vault.models import EscrowedPair
 from hosts.vault.services import store_pair
 from hypervsim.scenarios import previous_guardian_backup
 from jobs.tasks import write_recovery_kit
@@ -105,6 +106,19 @@ def test_a_wrong_passphrase_or_any_changed_byte_is_refused(
     path.write_bytes(b"PK\x03\x04 a zip, not a kit")
     with pytest.raises(CommandError, match="not a Guardian Console recovery kit"):
         verify(path, PASSPHRASE, monkeypatch)
+
+
+def test_a_damaged_vault_entry_is_left_out_and_named(
+    sim_host: Any, registered_host: Any, admin: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reinstalled_lab(sim_host, registered_host, admin)
+    EscrowedPair.objects.update(sha256="0" * 64)  # as if a row's blobs had been swapped or altered
+    kit = build(PASSPHRASE)
+    assert kit.guardians == 0 and len(kit.skipped) == 1 and "SHA-256" in kit.skipped[0]
+    contents = recovery_kit.read(kit.data, PASSPHRASE)
+    assert contents.index["guardians"] == [] and contents.index["left_out"] == kit.skipped
+    assert "LEFT OUT" in contents.text(recovery_kit.INDEX_TEXT) and "LEFT OUT" in contents.text(recovery_kit.README)
+    assert not any(name.endswith(".pfx") for name in contents.files)
 
 
 # -- restoring with the README only ---------------------------------------------------------------------------------
