@@ -33,9 +33,12 @@ from tests.plugins.powershell import parse_line
 pytestmark = pytest.mark.django_db
 
 PASSPHRASE = "correct horse battery staple 42"
+HOSTILE = "Ops' guardian’; Remove-Item C:\\ -Recurse #"
 
 
-def reinstalled_lab(sim_host: Any, registered_host: Any, admin: Any) -> tuple[Any, Any]:
+def reinstalled_lab(
+    sim_host: Any, registered_host: Any, admin: Any, guardian_name: str = "UntrustedGuardian"
+) -> tuple[Any, Any]:
     """HV02's story: a host reinstalled with its VM files kept (no store, no guardian), its inventory read, and the
     backup of the lost guardian in the vault."""
     sim = sim_host("reinstalled")
@@ -43,13 +46,7 @@ def reinstalled_lab(sim_host: Any, registered_host: Any, admin: Any) -> tuple[An
     assert refresh_host(host).ok
     signing, encryption, password = previous_guardian_backup(sim)
     store_pair(
-        signing,
-        encryption,
-        password,
-        user=admin,
-        origin="upload",
-        allow_expired=True,
-        guardian_name="UntrustedGuardian",
+        signing, encryption, password, user=admin, origin="upload", allow_expired=True, guardian_name=guardian_name
     )
     return sim, host
 
@@ -143,7 +140,8 @@ class Pasted(Operation[PipelineResult]):
 
 
 def test_a_vm_comes_back_on_a_fresh_host_with_only_the_readme(sim_host: Any, registered_host: Any, admin: Any) -> None:
-    sim, host = reinstalled_lab(sim_host, registered_host, admin)
+    # A name that would be code if pasted into PowerShell unquoted: the README quotes it, the host gets it as is.
+    sim, host = reinstalled_lab(sim_host, registered_host, admin, guardian_name=HOSTILE)
     contents = recovery_kit.read(build(PASSPHRASE).data, PASSPHRASE)
     folder, lines = restore_lines(contents.text(recovery_kit.README), "Win11-A")
     assert lines[0].startswith("New-Item") and lines[-2:] == ["Start-VM -Name 'Win11-A'", "Get-VM -Name 'Win11-A'"]
@@ -157,8 +155,9 @@ def test_a_vm_comes_back_on_a_fresh_host_with_only_the_readme(sim_host: Any, reg
             result = session.run(Pasted([Cmd(name, params) for name, params in parse_line(line, typed)]))
             assert not result.errors, (line, result.errors)
     assert sim.model.vm("Win11-A").state == "Running"
-    guardian = sim.model.guardian("UntrustedGuardian")
+    guardian = sim.model.guardian(HOSTILE)
     assert guardian is not None and sim.model.private_key_held(guardian.signing)
+    assert folder.startswith("guardians/01-Ops_guardian_Remove-Item_C_-Recurse-")  # a file name from the name
 
 
 def restore_lines(readme: str, vm_name: str) -> tuple[str, list[str]]:
