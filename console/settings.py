@@ -559,11 +559,37 @@ NOTIFY_DIGEST_HOURS = envnumber("CONSOLE_NOTIFY_DIGEST_HOURS", 24)
 NOTIFY_SWEEP_SECONDS = envnumber("CONSOLE_NOTIFY_SWEEP_SECONDS", 900)
 NOTIFY_KEEP_DAYS = envnumber("CONSOLE_NOTIFY_KEEP_DAYS", 90)
 
-CELERY_BEAT_SCHEDULE = {
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "refresh-all-inventory": {"task": "jobs.refresh_all_inventory", "schedule": float(INVENTORY_REFRESH_SECONDS)},
     "notifications-digest": {"task": "notifications.send_digests", "schedule": NOTIFY_DIGEST_HOURS * 3600},
     "notifications-sweep": {"task": "notifications.sweep", "schedule": NOTIFY_SWEEP_SECONDS},
 }
+
+# Automatic escrow (jobs/workflows/escrow/policy.py): every guardian whose private keys the inventory finds on a host
+# and the vault lacks is escrowed by a job of the service user ESCROW_POLICY_USER. Deployment configuration, like
+# CONSOLE_ADMIN_2FA: the web, worker and beat processes read the same environment, so they always agree. Off by
+# default: it moves private keys. CONSOLE_ESCROW_POLICY_SECONDS: 0 (the default) escrows at the end of every
+# inventory refresh (scheduled or by hand); N > 0 escrows from beat every N seconds instead (a quieter lab).
+ESCROW_POLICY = envbool("CONSOLE_ESCROW_POLICY", False)
+ESCROW_POLICY_SECONDS = envnumber("CONSOLE_ESCROW_POLICY_SECONDS", 0)
+ESCROW_POLICY_USER = "escrow-policy"
+if ESCROW_POLICY and ESCROW_POLICY_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["escrow-policy"] = {"task": "jobs.escrow_policy", "schedule": float(ESCROW_POLICY_SECONDS)}
+
+# Disaster-recovery kit (jobs/workflows/recovery_kit/): a scheduled encrypted copy is written to RECOVERY_KIT_DIR
+# every RECOVERY_KIT_SECONDS (default daily), keeping the newest RECOVERY_KIT_KEEP, encrypted with the passphrase
+# read from the file RECOVERY_KIT_PASSPHRASE_FILE at each run (kept out of the environment, the database and logs).
+# No folder or no passphrase file: no scheduled copy. The scrypt cost (2^N) is written into each kit's header.
+RECOVERY_KIT_DIR = env("CONSOLE_RECOVERY_KIT_DIR", "")
+RECOVERY_KIT_PASSPHRASE_FILE = env("CONSOLE_RECOVERY_KIT_PASSPHRASE_FILE", "")
+RECOVERY_KIT_KEEP = int(env("CONSOLE_RECOVERY_KIT_KEEP", "7"))
+RECOVERY_KIT_SECONDS = envnumber("CONSOLE_RECOVERY_KIT_SECONDS", 86400)
+RECOVERY_KIT_SCRYPT_LOG2N = int(env("CONSOLE_RECOVERY_KIT_SCRYPT_LOG2N", "17"))
+if RECOVERY_KIT_DIR and RECOVERY_KIT_PASSPHRASE_FILE:
+    CELERY_BEAT_SCHEDULE["recovery-kit-copy"] = {
+        "task": "jobs.write_recovery_kit",
+        "schedule": float(RECOVERY_KIT_SECONDS),
+    }
 
 LOGGING = {
     "version": 1,

@@ -6,6 +6,7 @@ The refresh buttons start jobs, and hosts never import jobs: their views live he
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
@@ -59,6 +60,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "host_count": len(hosts),
         "vm_count": VirtualMachine.objects.count(),
         "guardian_count": KnownGuardian.objects.count(),
+        "coverage": reading.escrow_coverage(),
+        "escrow_policy": settings.ESCROW_POLICY,
+        "escrow_policy_seconds": int(settings.ESCROW_POLICY_SECONDS),
     }
     return render(request, "console/dashboard.html", context)
 

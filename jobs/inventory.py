@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from django.conf import settings
+
 from hosts.inventory.refresh import refresh_hosts
 
 from .kinds import JobContext, JobFailed, job_kind
+from .workflows.escrow.policy import escrow_missing
 
 log = logging.getLogger(__name__)  # its records are lines of the running job (jobs/joblog.py)
 
@@ -42,6 +45,19 @@ def refresh_inventory(ctx: JobContext) -> str:
     ctx.record("failed_hosts", failed)
     if failed and len(failed) == len(ctx.hosts):
         raise JobFailed(f"Could not refresh {', '.join(failed)}: see the log for the reason of each host.")
+    if settings.ESCROW_POLICY and not settings.ESCROW_POLICY_SECONDS:  # the policy's default: at the next refresh
+        escrow_after_refresh(ctx)
     refreshed = len(ctx.hosts) - len(failed)
     summary = f"Refreshed {refreshed} of {len(ctx.hosts)} host{'s' if several else ''}"
     return summary + (f"; unreachable: {', '.join(failed)}" if failed else "")
+
+
+def escrow_after_refresh(ctx: JobContext) -> None:
+    """The automatic escrow policy on what this refresh found. Its failure is logged, never the refresh's: the
+    inventory was read all the same, and the next run tries the escrow again."""
+    try:
+        jobs = escrow_missing(trigger=f"refresh job {ctx.job.pk}")
+    except Exception as exc:  # noqa: BLE001 - the refresh succeeded; the policy's trouble is said, not raised
+        log.warning("The automatic escrow policy could not start its jobs: %s", exc)
+        return
+    ctx.record("escrow_jobs", [job.pk for job in jobs])

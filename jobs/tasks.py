@@ -19,6 +19,8 @@ from . import runner
 from .inventory import INVENTORY_REFRESH
 from .models import RUN_JOB_TASK, Job
 from .services import create_job
+from .workflows.escrow.policy import escrow_missing
+from .workflows.recovery_kit.kit import write_scheduled_copy
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,20 @@ def refresh_all_inventory() -> int | None:
     if not hosts or Job.objects.active().filter(kind=INVENTORY_REFRESH).exists():
         return None
     return create_job(None, INVENTORY_REFRESH, hosts=hosts, params={"scheduled": True}).pk
+
+
+@shared_task(name="jobs.escrow_policy", ignore_result=True)
+def escrow_policy() -> list[int]:
+    """The automatic escrow policy on its own schedule (CONSOLE_ESCROW_POLICY_SECONDS > 0): an escrow job per guardian
+    the vault lacks, from the stored inventory; nothing when the policy is off."""
+    return [job.pk for job in escrow_missing(trigger="schedule")]
+
+
+@shared_task(name="jobs.write_recovery_kit", ignore_result=True)
+def write_recovery_kit() -> str:
+    """The scheduled copy of the recovery kit (CONSOLE_RECOVERY_KIT_DIR and _PASSPHRASE_FILE set)."""
+    path = write_scheduled_copy()
+    return str(path or "")
 
 
 @worker_ready.connect

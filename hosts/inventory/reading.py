@@ -375,3 +375,51 @@ def host_actions(host: Host) -> list[Action]:
     """Escrow every pair whose private keys the host holds, in one job."""
     held = KeyHolding.objects.filter(host=host, has_private_keys=True).exists()
     return actions.escrow_all(host) if held else []
+
+
+# -- escrow ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EscrowCoverage:
+    """How many vTPM VMs the vault can bring back: `escrowed` of `total` have a pair of their key protector in the
+    vault; `lost` have no copy of any of their guardians' private keys anywhere the console sees (no host, not the
+    vault), so no escrow can cover them: only an upload of a backup can. The percent is of the others."""
+
+    total: int
+    escrowed: int
+    lost: int
+
+    @property
+    def recoverable(self) -> int:
+        return self.total - self.lost
+
+    @property
+    def percent(self) -> int:
+        """Escrowed of the recoverable, rounded down (99% until the last one is in), 100 when none is recoverable."""
+        return 100 if not self.recoverable else self.escrowed * 100 // self.recoverable
+
+
+def escrow_coverage() -> EscrowCoverage:
+    """One aggregate query over the VMs' stored facts, whatever the size of the lab."""
+    vtpm = VirtualMachine.objects.filter(Q(tpm_enabled=True) | Q(shielded=True), has_key_protector=True)
+    counts = vtpm.aggregate(
+        total=Count("pk"),
+        escrowed=Count("pk", filter=Q(facts__escrowed=True)),
+        lost=Count("pk", filter=Q(facts__escrowed=False, facts__key_hosts=0)),
+    )
+    return EscrowCoverage(counts["total"], counts["escrowed"], counts["lost"])
+
+
+def unescrowed_holdings() -> list[KeyHolding]:
+    """Each guardian the vault lacks whose private keys a host holds (by its last good inventory), once, with the
+    first such host by name: what the automatic escrow policy copies into the vault. One query."""
+    rows = (
+        KeyHolding.objects.filter(guardian__escrowed=False, has_private_keys=True, host__inventory__stale=False)
+        .select_related("guardian", "host")
+        .order_by("guardian__sort_name", "guardian_id", "host__name")
+    )
+    first: dict[int, KeyHolding] = {}
+    for holding in rows:
+        first.setdefault(holding.guardian_id, holding)
+    return list(first.values())

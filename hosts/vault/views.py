@@ -56,6 +56,7 @@ def vault_list(request: HttpRequest) -> HttpResponse:
         "q": query,
         "damaged": {pair.pk for pair in listing if not unseals(pair)},
         "can_upload": can(request.user, "run_jobs"),
+        "can_download": can(request.user, "download_vault"),
     }
     return render(request, "vault/list.html", context)
 

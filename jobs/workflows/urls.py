@@ -9,6 +9,7 @@ from .approval import job_approval
 from .escrow.page import escrow_preflight
 from .import_guardian.page import import_preflight
 from .migrate.page import migrate_wizard
+from .recovery_kit.page import recovery_kit_download
 from .rescue.page import rescue_preflight
 from .reset.page import reset_preflight, undo_preflight
 from .restore.page import restore_preflight
@@ -24,4 +25,7 @@ urlpatterns = [
     path("jobs/new/vtpm/", vtpm_preflight, name="vtpm_preflight"),
     path("jobs/new/migrate/", migrate_wizard, name="migrate_wizard"),
     path("jobs/<int:pk>/approval/", job_approval, name="job_approval"),  # two-person approval
+    # Not a job: the kit is built in the request (it only reads the vault), but it needs the inventory and the
+    # PowerShell renderer, which live above the vault.
+    path("vault/recovery-kit/", recovery_kit_download, name="recovery_kit"),
 ]

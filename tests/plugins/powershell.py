@@ -6,7 +6,7 @@ import re
 from html import unescape
 from typing import Any
 
-from hosts.remoting.operation import Credential, Secret, Switch
+from hosts.remoting.operation import SWITCH, Credential, Secret, Switch
 
 
 def shown_powershell(html: str) -> list[str]:
@@ -81,3 +81,68 @@ def assert_shown_is_sent(shown: list[Any], sent: list[Any]) -> None:
             b = sent[i] if i < len(sent) else "—"
             rows.append(f"{'  ' if a == b else '≠ '}{i:>2} shown {a}\n      sent  {b}")
         raise AssertionError("Show PowerShell differs from what the host received:\n" + "\n".join(rows))
+
+
+# Shown lines back into commands ----------------------------------------------------------------------------------
+# A printed line (a recovery kit's README) read back as the structured commands it stands for, so a test can send
+# exactly what a person pasting it would run. Only what the renderer writes is understood: anything else fails.
+
+PROMPT = "(Read-Host -AsSecureString '<password>')"
+QUOTES = "'\u2018\u2019\u201a\u201b"  # PowerShell takes each of these as a single quote
+_WORD = re.compile(r"\s*(-[A-Za-z]+:?|\$true|\$false|-?\d+|\(Read-Host -AsSecureString '<password>'\)|\|)")
+
+
+def parse_line(line: str, typed_password: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """The pipeline of one rendered line: [(cmdlet, {parameter: value})]; a password prompt becomes `typed_password`
+    (what the person types at it) as a Secret, a switch a Switch. Strings are read as PowerShell reads them."""
+    name, _, rest = line.strip().partition(" ")
+    pipeline: list[tuple[str, dict[str, Any]]] = [(name, {})]
+    position, pending = 0, ""
+    while position < len(rest):
+        if rest[position] == " ":
+            position += 1
+            continue
+        if rest[position] in QUOTES:
+            value, position = _quoted(rest, position)
+            assert pending, f"a value without a parameter in {line!r}"
+            pipeline[-1][1][pending], pending = value, ""
+            continue
+        match = _WORD.match(rest, position)
+        assert match is not None, f"not something the renderer writes: {rest[position:]!r} in {line!r}"
+        token, position = match.group(1), match.end()
+        if token == "|":
+            next_name, _, rest = rest[position:].strip().partition(" ")
+            pipeline.append((next_name, {}))
+            position, pending = 0, ""
+        elif token.startswith("-") and not token[1:].isdigit():
+            pending = token[1:].rstrip(":")
+            pipeline[-1][1][pending] = SWITCH  # until a value follows
+        else:
+            assert pending, f"a value without a parameter in {line!r}"
+            pipeline[-1][1][pending], pending = _value(token, typed_password), ""
+    return pipeline
+
+
+def _quoted(text: str, start: int) -> tuple[str, int]:
+    """A single-quoted string from `start`: a quote character doubled stands for the second one (PowerShell's
+    tokenizer), a single one ends it."""
+    out, position = [], start + 1
+    while position < len(text):
+        char = text[position]
+        if char in QUOTES:
+            if position + 1 < len(text) and text[position + 1] in QUOTES:
+                out.append(text[position + 1])
+                position += 2
+                continue
+            return "".join(out), position + 1
+        out.append(char)
+        position += 1
+    raise AssertionError(f"an unterminated string in {text!r}")
+
+
+def _value(token: str, typed_password: str) -> Any:
+    if token == PROMPT:
+        return Secret(typed_password)
+    if token in ("$true", "$false"):
+        return token == "$true"
+    return int(token)

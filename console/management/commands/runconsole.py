@@ -146,6 +146,8 @@ class Command(BaseCommand):
         env = os.environ.copy()
         env.setdefault("CONSOLE_ENV", settings.ENV)
         env["CONSOLE_VAR_DIR"] = str(var)
+        if with_lab:  # the demo lab shows automatic escrow at work: its coverage reaches 100% without a click
+            env.setdefault("CONSOLE_ESCROW_POLICY", "1")
         if not os.environ.get("REDIS_URL"):
             env["REDIS_URL"] = self.start_private_redis(var)
             point_at_redis(env["REDIS_URL"])
@@ -173,6 +175,7 @@ class Command(BaseCommand):
                 f"Demo lab: {', '.join(lab_hosts)} (simulated Hyper-V hosts; their state stays in {var / 'lab'}, "
                 "`make run ARGS=--fresh-lab` starts them over)"
             )
+        self.stdout.write(escrow_policy_line(env))
         self.stdout.write(f"Logs of the worker, beat, daphne, Redis and the lab: {var / 'log'}")
         self.stdout.write("Press Ctrl-C to stop everything.\n")
 
@@ -356,6 +359,16 @@ class Command(BaseCommand):
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def escrow_policy_line(env: dict[str, str]) -> str:
+    """The banner's word on automatic escrow, as the worker will see it (the environment it was started with)."""
+    if env.get("CONSOLE_ESCROW_POLICY", "").strip().lower() in ("1", "true", "yes"):
+        return (
+            "Automatic escrow is on: after each refresh the console's account 'escrow-policy' escrows every guardian "
+            "a host holds that the vault lacks (CONSOLE_ESCROW_POLICY=0 turns it off)."
+        )
+    return "Automatic escrow is off (CONSOLE_ESCROW_POLICY=1 turns it on)."
 
 
 def refuse_exposed_database() -> None:
