@@ -221,6 +221,11 @@ class JobLogConsumer(RefusingConsumer):
         if not self.ended:
             await self.send_state(event["state"])
 
+    async def job_progress(self, event: dict[str, Any]) -> None:
+        """A step started or ended: the page's list of steps."""
+        if not self.ended:
+            await self.send_json({"type": "progress", **event["progress"]})
+
     async def send_state(self, state: dict[str, Any]) -> None:
         if state["state"] in TERMINAL_STATES:
             await self.replay(upto=state["seq"])
@@ -244,6 +249,11 @@ class JobListConsumer(RefusingConsumer):
 
     async def job_state(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "state", **event["state"]})
+
+    async def job_progress(self, event: dict[str, Any]) -> None:
+        """How far a job has got, without its list of steps (the list shows "step 3 of 7: …")."""
+        shown = {key: value for key, value in event["progress"].items() if key != "steps"}
+        await self.send_json({"type": "progress", **shown})
 
     async def job_lines(self, event: dict[str, Any]) -> None:
         """Lines are not sent to the list."""

@@ -44,6 +44,7 @@ from hosts.remoting import open_session
 from hosts.remoting.errors import RemotingError
 from hosts.remoting.operation import Operation, render_powershell
 
+from . import events
 from .models import TEMPORARY_FILES, JobState, JobStep, StepState
 from .params import check_no_secrets
 from .redaction import Redactor
@@ -73,6 +74,7 @@ __all__ = [
     "JobContext",
     "JobFailed",
     "JobKind",
+    "JobPartlyFailed",
     "KindFunction",
     "OwnershipLost",
     "PreflightUrl",
@@ -90,6 +92,16 @@ __all__ = [
 
 class JobFailed(Exception):
     """Raise from a job kind to end the job `failed` with this message (say what went wrong and the remedy)."""
+
+
+class JobPartlyFailed(Exception):
+    """Raise from a job kind when some of its hosts or VMs were done and others failed: the job ends
+    `partly failed`, with `summary` (what was done) and `error` (what failed, and the remedy)."""
+
+    def __init__(self, summary: str, error: str) -> None:
+        super().__init__(error)
+        self.summary = summary
+        self.error = error
 
 
 class JobCancelled(Exception):
@@ -120,6 +132,7 @@ class Step:
 
 
 LogFunction = Callable[[str, str], None]
+Publish = Callable[[str, dict[str, Any]], None]  # (group, message)
 
 
 class Run(Protocol):
@@ -146,8 +159,11 @@ class JobContext:
         resumed: bool = False,
         redactor: Redactor | None = None,
         token: str | None = None,
+        publish: Publish | None = None,
     ) -> None:
         self.job = job
+        # How step changes reach live viewers: the runner's log pump sends them after the lines logged before them.
+        self._publish: Publish = publish if publish is not None else events.publish
         # The runner token that claimed the job: its fencing token (every remote operation checks it first).
         self.token = job.runner if token is None else token
         self.params: dict[str, Any] = dict(job.params)
@@ -288,6 +304,7 @@ class JobContext:
             step.needed = self._resume_step(record, destructive)
         if step.needed:
             self.log(f"▶ {title}", "info")
+            self.publish_progress()
         self._open_steps.append((record, step))
         try:
             yield step
@@ -296,6 +313,7 @@ class JobContext:
         except BaseException as exc:
             if step.needed:
                 self._finish_step(record, StepState.FAILED, step.data)
+                self.publish_progress()
             if if_host_fails and isinstance(exc, RemotingError) and not self.cancel_requested:
                 raise JobFailed(f"{exc} {if_host_fails}") from None
             raise
@@ -304,6 +322,13 @@ class JobContext:
         if step.needed:
             self._finish_step(record, StepState.DONE, step.data)
             self.steps_done.append(title)
+            self.publish_progress()
+
+    def publish_progress(self) -> None:
+        """Tell the job's page and the job list how far the job has got (best effort: pages read it again)."""
+        message = {"type": "job.progress", "progress": {"job": self.job.pk, **self.job.progress().as_message()}}
+        self._publish(events.job_group(self.job.pk), message)
+        self._publish(events.JOBS_GROUP, message)
 
     def _resume_step(self, record: JobStep, destructive: bool) -> bool:
         if record.state == StepState.DONE:

@@ -26,6 +26,27 @@ class RerunNeedsPreflight(Exception):
 KindFunction = Callable[["JobContext"], str]
 PreflightUrl = Callable[["Job"], str]
 
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A step a job is known to take before it runs (its title is the one the kind passes to `ctx.step`); `of` is
+    (n, m) for the n-th of m steps that repeat per VM or host."""
+
+    title: str
+    of: tuple[int, int] | None = None
+
+
+# `outline(job)` → the steps the job will take, in order, as far as its parameters tell (steps a host's answers
+# decide appear when they run). The job page lists them with the current one; the job list shows "n of m".
+Outline = Callable[["Job"], list[PlannedStep]]
+
+
+def each(titles: list[str]) -> list[PlannedStep]:
+    """The same step repeated per VM or host: numbered "n of m" when there are several."""
+    count = len(titles)
+    return [PlannedStep(title, (n, count) if count > 1 else None) for n, title in enumerate(titles, start=1)]
+
+
 # The permission of kinds that change or remove what cannot simply be put back. Their preflight page asks for a
 # typed confirmation, so "Run again" sends the user back there instead of re-running in one click.
 DESTRUCTIVE_PERMISSION = "run_destructive_jobs"
@@ -44,6 +65,7 @@ class JobKind:
     # `preflight_url(job)` → the kind's preflight page filled with that job's targets and parameters (a same-site
     # path). When set, "Run again" goes there; a destructive kind without one cannot be re-run from its job page.
     preflight_url: PreflightUrl | None = None
+    outline: Outline | None = None
 
     @property
     def destructive(self) -> bool:
@@ -66,11 +88,12 @@ def job_kind(
     mutating: bool = True,
     refresh_inventory: bool = True,
     preflight_url: PreflightUrl | None = None,
+    outline: Outline | None = None,
 ) -> Callable[[KindFunction], KindFunction]:
     """Register `function(ctx) -> summary` as the job kind `name`. Mutating kinds take a per-host lock."""
 
     def register(function: KindFunction) -> KindFunction:
-        KINDS[name] = JobKind(name, label, permission, mutating, function, refresh_inventory, preflight_url)
+        KINDS[name] = JobKind(name, label, permission, mutating, function, refresh_inventory, preflight_url, outline)
         return function
 
     return register
@@ -86,3 +109,9 @@ def get_kind(name: str) -> JobKind:
 def label_of(name: str) -> str:
     kind = KINDS.get(name)
     return kind.label if kind else name
+
+
+def outline_of(job: Job) -> list[PlannedStep]:
+    """The steps the job's kind plans for it; none for a kind without an outline (or no longer known)."""
+    kind = KINDS.get(job.kind)
+    return kind.outline(job) if kind is not None and kind.outline is not None else []

@@ -9,9 +9,10 @@ from console.params import parse_id
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
 from jobs.kinds import JobContext, JobFailed, job_kind
 from jobs.models import Job
+from jobs.registry import PlannedStep
 
 from ..pages import preflight_link
-from .plan import removed_by, reset_guardian, reset_job_of, undo_reset
+from .plan import removed_by, reset_guardian, reset_job_of, reset_outline, undo_outline, undo_reset
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,25 @@ def undo_again(job: Job) -> str:
     return f"/jobs/new/reset/undo/?job={parse_id(str(job.params.get('reset_job', ''))) or ''}"
 
 
+def planned_reset(job: Job) -> list[PlannedStep]:
+    name = job.params.get("guardian_name") or UNTRUSTED_GUARDIAN
+    return [PlannedStep(title) for host in job.host_names[:1] for title in reset_outline(name, host)]
+
+
+def planned_undo(job: Job) -> list[PlannedStep]:
+    removed = removed_by(reset_job_of(job.params.get("reset_job")))
+    if removed is None:
+        return []
+    return [PlannedStep(title) for host in job.host_names[:1] for title in undo_outline(removed.guardian_name, host)]
+
+
 @job_kind(
     "reset_guardian",
     label="Reset a broken guardian",
     permission="run_destructive_jobs",
     mutating=True,
     preflight_url=reset_again,
+    outline=planned_reset,
 )
 def reset_guardian_job(ctx: JobContext) -> str:
     """params: guardian_name (default UntrustedGuardian)."""
@@ -53,6 +67,7 @@ def reset_guardian_job(ctx: JobContext) -> str:
     permission="run_destructive_jobs",
     mutating=True,
     preflight_url=undo_again,
+    outline=planned_undo,
 )
 def undo_reset_job(ctx: JobContext) -> str:
     """params: reset_job (id of the finished reset job whose removed guardian comes back)."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from console.models import AuditEvent
 from jobs.kinds import JobContext, job_kind
 from jobs.models import Job
+from jobs.registry import PlannedStep, each
 
 from ..pages import preflight_link
-from .plan import change_vtpms, changes_from
+from .plan import change_vtpms, changes_from, tpm_step
 
 
 def vtpm_again(job: Job) -> str:
@@ -16,12 +17,19 @@ def vtpm_again(job: Job) -> str:
     )
 
 
+def vtpm_outline(job: Job) -> list[PlannedStep]:
+    """Per VM its Enable- or Disable-VMTPM; the steps before it (a saved state, a key protector) show when run."""
+    host = job.host_names[0] if job.host_names else ""
+    return each([tpm_step(vm, job.params.get("action") == "enable", host) for vm in job.vms])
+
+
 @job_kind(
     "vtpm",
     label="Turn vTPM off or on",
     permission="run_destructive_jobs",
     mutating=True,
     preflight_url=vtpm_again,
+    outline=vtpm_outline,
 )
 def vtpm_job(ctx: JobContext) -> str:
     """params: action (disable|enable), confirmed (VM names typed), remove_saved_state (VM names)."""
