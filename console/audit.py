@@ -125,8 +125,16 @@ def unsaid_detail(event: AuditEvent) -> list[tuple[str, str]]:
     return [(key.replace("_", " "), plain(value)) for key, value in event.detail.items() if key not in said]
 
 
+def action_words(action: str) -> str:
+    """An action as the filter lists it: its sentence with "…" for what varies ("Turned the vTPM off for … on …")."""
+    sentence = SENTENCES[action]
+    for name in placeholders(sentence):
+        sentence = sentence.replace("{" + name + "}", "…")
+    return sentence[0].upper() + sentence[1:]
+
+
 def action_choices() -> list[tuple[str, str]]:
-    return [("", "any action")] + [(action, action) for action in sorted(SENTENCES)]
+    return [("", "any action")] + sorted(((action, action_words(action)) for action in SENTENCES), key=lambda c: c[1])
 
 
 class AuditFilterForm(forms.Form):
