@@ -425,8 +425,10 @@
       message: (m) => {
         if (m.type === "progress") { showHeadline(m.job, m); return; }
         if (m.type !== "state") return;
-        if (updateBadges(m) > 0) return;
-        if (root.hasAttribute("data-joblist-refresh")) refreshRows();
+        const refreshes = root.hasAttribute("data-joblist-refresh");
+        // A job that ended gets its result and duration, rendered by the server like the rest of the row.
+        if (updateBadges(m) > 0) { if (m.ended && refreshes) refreshRows(); return; }
+        if (refreshes) refreshRows();
         else if (notice) notice.hidden = false;
       },
     });

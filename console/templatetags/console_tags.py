@@ -86,7 +86,10 @@ def when(moment: datetime | None, style: str = "") -> SafeString | str:
     )
     if style == "exact":
         return exact
-    return format_html('{} <span class="muted ago">({})</span>', exact, humane_ago(moment))
+    ago = humane_ago(moment)
+    if ago.startswith("on "):  # a week or more ago: the date is already there
+        return exact
+    return format_html('{} <span class="muted ago">({})</span>', exact, ago)
 
 
 @register.simple_tag(takes_context=True)

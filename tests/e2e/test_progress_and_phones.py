@@ -132,6 +132,11 @@ def test_live_progress_on_the_job_page_and_the_job_list_without_reload(
     listing.wait_for_function(
         f"document.querySelector('#job-list [data-job-state=\"{job.pk}\"]').textContent === 'partly failed'"
     )
+    row_text = f"#job-list tr:has(a[href='/jobs/{job.pk}/'])"
+    listing.wait_for_function(
+        f"document.querySelector(\"{row_text}\").textContent.includes('Win11-A, Win11-C restored')"
+    )
+    assert "no key protector the vault can open" in listing.inner_text(row_text)  # what failed, in the row
     assert listing.evaluate("window.notReloaded") is True
     assert progress.inner_text() == ""  # no current step once it ended
     shoot(detail, "progress-3-job-page-partly-failed")
@@ -197,6 +202,18 @@ def test_every_main_page_fits_a_390_px_phone(browser_page: Any, live_console: An
     shoot(page, "phone-menu-open")
     page.click("nav[aria-label=Main] >> text=Vault")
     assert page.url.endswith("/vault/")
+
+    # Copy buttons put a PowerShell block on the clipboard; the log wraps long lines on request.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_console.url)
+    page.goto(f"{live_console.url}{pages['prepare']}")
+    page.locator(".copy-button").first.click()
+    assert page.locator(".copy-button").first.inner_text() == "Copied"
+    assert page.evaluate("navigator.clipboard.readText()").startswith("Enable-PSRemoting")
+    page.goto(f"{live_console.url}{pages['job']}")
+    page.check(".jl-wrap")
+    assert "jl-wrapped" in (page.get_attribute("[data-joblog]", "class") or "")
+    assert page.evaluate("getComputedStyle(document.querySelector('.jl-row')).whiteSpace") == "pre-wrap"
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
 
 
 def test_the_time_zone_chosen_in_my_account_is_the_one_a_job_page_shows(
