@@ -29,6 +29,7 @@ the running step, so a job that is lost meanwhile names them with the command th
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -117,6 +118,8 @@ class OwnershipLost(BaseException):  # noqa: N818 - an outcome, like JobCancelle
         super().__init__(f"job {job_id} is no longer this runner's")
         self.stopped_before = stopped_before
 
+
+log = logging.getLogger(__name__)
 
 # How often a fencing check that could not reach the database is tried before the run gives up on the operation.
 FENCE_ATTEMPTS = 3
@@ -326,7 +329,12 @@ class JobContext:
 
     def publish_progress(self) -> None:
         """Tell the job's page and the job list how far the job has got (best effort: pages read it again)."""
-        message = {"type": "job.progress", "progress": {"job": self.job.pk, **self.job.progress().as_message()}}
+        try:
+            progress = self.job.progress().as_message()
+        except DatabaseError:  # a busy database must not fail the step: the page shows the steps on its next read
+            log.warning("reading the steps of job %s failed; progress not sent", self.job.pk, exc_info=True)
+            return
+        message = {"type": "job.progress", "progress": {"job": self.job.pk, **progress}}
         self._publish(events.job_group(self.job.pk), message)
         self._publish(events.JOBS_GROUP, message)
 

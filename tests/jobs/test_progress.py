@@ -27,7 +27,7 @@ from tests.plugins.users import client_for
 # The VMs of a job the test kind below fails on; anything else it "handles".
 FAILING = "broken"
 # Released by the websocket test once it has seen the first step start: the job then goes on.
-GO_ON = {"event": None}
+GO_ON: dict[str, threading.Event | None] = {"event": None}
 
 
 def handle_step(vm: str) -> str:
@@ -93,7 +93,8 @@ def test_a_job_with_one_vm_failed_of_three_ends_partly_failed_counted_and_filter
     assert job.state == JobState.PARTLY_FAILED and job.state_label == "partly failed"
     assert job.summary == "2 of 3 VMs handled" and job.error == "'broken' is Running: shut it down first."
     assert AuditEvent.objects.filter(action="job.partly_failed", object_id=str(job.pk)).exists()
-    assert job.lines.order_by("-seq").first().text == "Job partly failed: 2 of 3 VMs handled"
+    last = job.lines.order_by("-seq").first()
+    assert last is not None and last.text == "Job partly failed: 2 of 3 VMs handled"
     steps = [(s.title, s.state, s.counted) for s in job.progress().steps]
     assert steps == [
         ("Look at the host", "done", ""),
@@ -141,12 +142,12 @@ async def test_the_job_list_and_the_job_page_hear_each_step_as_it_runs(
     page = await communicator(f"/ws/jobs/{job.pk}/", viewer)
     assert (await listing.connect())[0] and (await page.connect())[0]
     await page.receive_json_from(timeout=5)  # its state on connecting: queued
-    GO_ON["event"] = threading.Event()
+    gate = GO_ON["event"] = threading.Event()
     try:
         running = asyncio.ensure_future(database_sync_to_async(execute, thread_sensitive=False)(job.pk))
         first = await progress_until(listing, "step 1 of 3: Look at the host")
         assert all("steps" not in m for m in first if m["type"] == "progress")  # the list gets the headline only
-        GO_ON["event"].set()
+        gate.set()
         await progress_until(listing, "step 3 of 3: Handle VM 'b' (2 of 2)")
         assert await running == JobState.SUCCEEDED
     finally:
