@@ -172,6 +172,11 @@ class Job(models.Model):
         duration = self.duration
         return spoken_duration(duration) if duration is not None else ""
 
+    @property
+    def started_millis(self) -> int | None:
+        """When it started, for the browser's running clock (static/console.js counts up from it)."""
+        return epoch_millis(self.started_at) if self.started_at else None
+
     def progress(self) -> Progress:
         """Its planned and recorded steps, merged (jobs/progress.py): one query."""
         return progress(self, list(self.steps.all()), self.is_finished)
@@ -195,7 +200,7 @@ class Job(models.Model):
             "cancel_requested": self.cancel_requested,
             "state_label": self.state_label,
             "ran": self.ran_display,
-            "started": epoch_millis(self.started_at) if self.started_at else None,
+            "started": self.started_millis,
             "finished": epoch_millis(self.finished_at) if self.finished_at else None,
             "ended": self.is_finished,  # so the browser keeps no list of end states of its own
             "progress": self.progress().as_message(),

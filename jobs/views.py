@@ -85,7 +85,6 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_cancel": may_cancel(request, job),
         "can_rerun": allowed and job.state in TERMINAL_STATES and kind is not None,
         "progress": job.progress(),
-        "started_ms": epoch_millis(job.started_at) if job.started_at else None,
         "finished_ms": epoch_millis(job.finished_at) if job.finished_at else None,
         "host_links": host_links(job),
         "vm_links": vm_links(job),

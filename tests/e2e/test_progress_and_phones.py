@@ -207,7 +207,7 @@ def test_every_main_page_fits_a_390_px_phone(browser_page: Any, live_console: An
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_console.url)
     page.goto(f"{live_console.url}{pages['prepare']}")
     page.locator(".copy-button").first.click()
-    assert page.locator(".copy-button").first.inner_text() == "Copied"
+    page.wait_for_function("document.querySelector('.copy-button').textContent === 'Copied'", timeout=5000)
     assert page.evaluate("navigator.clipboard.readText()").startswith("Enable-PSRemoting")
     page.goto(f"{live_console.url}{pages['job']}")
     page.check(".jl-wrap")
