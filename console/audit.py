@@ -87,7 +87,7 @@ def placeholders(sentence: str) -> list[str]:
 
 def plain(value: Any) -> str:
     if isinstance(value, list | tuple):
-        return ", ".join(str(item) for item in value) or "—"
+        return ", ".join(str(item) for item in value) or "nothing"
     if isinstance(value, bool):
         return "yes" if value else "no"
     return "—" if value in (None, "") else str(value)
