@@ -236,6 +236,11 @@ class JobLogConsumer(RefusingConsumer):
             await self.send_json({"type": "state", **state})
 
 
+def headline_only(progress: dict[str, Any]) -> dict[str, Any]:
+    """How far a job has got without its list of steps: the job list shows "step 3 of 7: …" only."""
+    return {key: value for key, value in progress.items() if key != "steps"}
+
+
 class JobListConsumer(RefusingConsumer):
     """Keeps state badges live on the job list and the dashboard: forwards every job's state change."""
 
@@ -248,12 +253,13 @@ class JobListConsumer(RefusingConsumer):
         self.watch_access()
 
     async def job_state(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "state", **event["state"]})
+        state = dict(event["state"])
+        if isinstance(state.get("progress"), dict):
+            state["progress"] = headline_only(state["progress"])
+        await self.send_json({"type": "state", **state})
 
     async def job_progress(self, event: dict[str, Any]) -> None:
-        """How far a job has got, without its list of steps (the list shows "step 3 of 7: …")."""
-        shown = {key: value for key, value in event["progress"].items() if key != "steps"}
-        await self.send_json({"type": "progress", **shown})
+        await self.send_json({"type": "progress", **headline_only(event["progress"])})
 
     async def job_lines(self, event: dict[str, Any]) -> None:
         """Lines are not sent to the list."""
