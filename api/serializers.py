@@ -72,13 +72,14 @@ class VaultEntrySerializer(serializers.ModelSerializer):  # type: ignore[misc]
 
 class JobSerializer(serializers.ModelSerializer):  # type: ignore[misc]
     label = serializers.CharField(read_only=True)
+    state_label = serializers.CharField(read_only=True, help_text='The state as people read it ("partly failed").')
 
     class Meta:
         model = Job
         fields = [
-            "id", "kind", "label", "state", "host_names", "vms", "params", "requested_by_name", "rerun_of",
-            "created_at", "started_at", "finished_at", "cancel_requested", "summary", "error", "results", "last_seq",
-            "approval_reason", "approval_expires_at", "decided_by_name", "decided_at",
+            "id", "kind", "label", "state", "state_label", "host_names", "vms", "params", "requested_by_name",
+            "rerun_of", "created_at", "started_at", "finished_at", "cancel_requested", "summary", "error", "results",
+            "last_seq", "approval_reason", "approval_expires_at", "decided_by_name", "decided_at",
         ]  # fmt: skip
 
 

@@ -29,6 +29,7 @@ urlpatterns = [
     path("api/vault/", api(views.VaultList), name="api-vault"),
     path("api/vault/<int:pk>/", api(views.VaultDetail), name="api-vault-entry"),
     path("api/jobs/", api(views.JobList), name="api-jobs"),
+    path("api/jobs/counts/", api(views.JobCounts), name="api-job-counts"),
     path("api/jobs/<int:pk>/", api(views.JobDetail), name="api-job"),
     path("api/jobs/<int:pk>/log/", api(views.JobLog), name="api-job-log"),
     path("api/jobs/<int:pk>/cancel/", api(views.JobCancel), name="api-job-cancel"),

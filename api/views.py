@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
@@ -23,7 +23,7 @@ from hosts.inventory.analysis import Inventory
 from hosts.inventory.models import Guardian, VirtualMachine
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
-from jobs.models import TERMINAL_STATES, ApprovalRefused, Job, JobLogLine
+from jobs.models import TERMINAL_STATES, ApprovalRefused, Job, JobLogLine, JobState
 from jobs.registry import KINDS
 from jobs.services import cancel_job, create_job
 from jobs.workflows.approval import APPROVE_PERMISSION, decide
@@ -196,6 +196,19 @@ def answer_status(outcome: Outcome, started: Job | None) -> int:
     if started is not None:
         return status.HTTP_201_CREATED
     return status.HTTP_200_OK if outcome.job is not None else status.HTTP_400_BAD_REQUEST
+
+
+class JobCounts(ConsoleView, APIView):  # type: ignore[misc]
+    """How many jobs ended (or stand) in each state, with the job list's filters: one query. A job that partly
+    failed is counted as such, never as succeeded."""
+
+    filters = JobList.filters
+
+    @extend_schema(operation_id="jobs_counts", parameters=filter_parameters(list(JobList.filters)), responses=dict)
+    def get(self, request: Request) -> Response:
+        rows = self.filtered(Job.objects.order_by(), request).values("state").annotate(count=Count("id", distinct=True))
+        counts = dict.fromkeys(JobState.values, 0) | {row["state"]: row["count"] for row in rows}
+        return Response(counts)
 
 
 class JobDetail(ConsoleView, generics.RetrieveAPIView):  # type: ignore[misc]

@@ -434,6 +434,8 @@ MIDDLEWARE = [
     # request.user.is_verified(): has this session passed the second factor (console.roles asks before admin work)
     "django_otp.middleware.OTPMiddleware",
     "console.middleware.SessionLifetimeMiddleware",
+    # Every time shown in the user's own time zone (console/time_zones.py).
+    "console.time_zones.TimeZoneMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "console.middleware.PasswordChangeRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",

@@ -10,7 +10,7 @@ from django.urls import include, path, re_path
 
 from hosts.inventory import urls as inventory_urls
 
-from . import accounts, guardian, sso, two_factor, users, views
+from . import accounts, guardian, sso, time_zones, two_factor, users, views
 
 handler403 = views.forbidden
 
@@ -35,8 +35,11 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("audit/", views.audit_trail, name="audit"),
     path("guardians/<str:key>/", guardian.guardian_detail, name="guardian"),
+    path("audit/export.csv", views.audit_csv, name="audit_csv"),
     path("login/", accounts.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/", time_zones.my_account, name="my_account"),
+    path("account/time-zone/", time_zones.browser_time_zone, name="browser_time_zone"),
     path("account/password/", accounts.PasswordChangeView.as_view(), name="password_change"),
     path("account/two-factor/", two_factor.two_factor, name="two_factor"),
     path("account/two-factor/verify/", two_factor.two_factor_verify, name="two_factor_verify"),

@@ -222,6 +222,11 @@ class JobLogConsumer(RefusingConsumer):
         if not self.ended:
             await self.send_state(event["state"])
 
+    async def job_progress(self, event: dict[str, Any]) -> None:
+        """A step started or ended: the page's list of steps."""
+        if not self.ended:
+            await self.send_json({"type": "progress", **event["progress"]})
+
     async def send_state(self, state: dict[str, Any]) -> None:
         if state["state"] in TERMINAL_STATES:
             await self.replay(upto=state["seq"])
@@ -230,6 +235,11 @@ class JobLogConsumer(RefusingConsumer):
             self.ended = True
         else:
             await self.send_json({"type": "state", **state})
+
+
+def headline_only(progress: dict[str, Any]) -> dict[str, Any]:
+    """How far a job has got without its list of steps: the job list shows "step 3 of 7: …" only."""
+    return {key: value for key, value in progress.items() if key != "steps"}
 
 
 class JobListConsumer(RefusingConsumer):
@@ -244,7 +254,13 @@ class JobListConsumer(RefusingConsumer):
         self.watch_access()
 
     async def job_state(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "state", **event["state"]})
+        state = dict(event["state"])
+        if isinstance(state.get("progress"), dict):
+            state["progress"] = headline_only(state["progress"])
+        await self.send_json({"type": "state", **state})
+
+    async def job_progress(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "progress", **headline_only(event["progress"])})
 
     async def job_lines(self, event: dict[str, Any]) -> None:
         """Lines are not sent to the list."""

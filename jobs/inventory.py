@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from hosts.inventory.refresh import refresh_hosts
 
-from .kinds import JobContext, JobFailed, job_kind
+from .kinds import JobContext, JobFailed, JobPartlyFailed, job_kind
+from .registry import PlannedStep
 from .workflows.escrow.policy import escrow_missing
+
+if TYPE_CHECKING:
+    from .models import Job
 
 log = logging.getLogger(__name__)  # its records are lines of the running job (jobs/joblog.py)
 
@@ -28,7 +33,23 @@ def host_log(ctx: JobContext, host_name: str) -> Callable[..., None]:
     return write
 
 
-@job_kind(INVENTORY_REFRESH, label="Refresh inventory", permission="run_jobs", mutating=False, refresh_inventory=False)
+def refresh_step(host_names: list[str]) -> str:
+    several = len(host_names) > 1
+    return f"Refresh inventory of {len(host_names)} hosts" if several else f"Refresh inventory of {''.join(host_names)}"
+
+
+def refresh_outline(job: Job) -> list[PlannedStep]:
+    return [PlannedStep(refresh_step(job.host_names))] if job.host_names else []
+
+
+@job_kind(
+    INVENTORY_REFRESH,
+    label="Refresh inventory",
+    permission="run_jobs",
+    mutating=False,
+    refresh_inventory=False,
+    outline=refresh_outline,
+)
 def refresh_inventory(ctx: JobContext) -> str:
     """Read all hosts at once, each over its own session (refresh_hosts); an unreachable host keeps its last
     inventory, marked stale. Cancel is honoured before the reads start: they are short and read-only."""
@@ -36,7 +57,7 @@ def refresh_inventory(ctx: JobContext) -> str:
         raise JobFailed("No host to refresh: choose at least one host.")
     ctx.check_cancelled()
     several = len(ctx.hosts) > 1
-    with ctx.step(f"Refresh inventory of {len(ctx.hosts)} hosts" if several else f"Refresh inventory of {ctx.host}"):
+    with ctx.step(refresh_step([host.name for host in ctx.hosts])):
         outcomes = refresh_hosts(ctx.hosts, log_for=lambda host: host_log(ctx, host.name if several else ""))
     for host in ctx.hosts:  # failures were logged by the refresh itself, with their reason
         if outcomes[host.pk].ok:
@@ -49,7 +70,14 @@ def refresh_inventory(ctx: JobContext) -> str:
         escrow_after_refresh(ctx)
     refreshed = len(ctx.hosts) - len(failed)
     summary = f"Refreshed {refreshed} of {len(ctx.hosts)} host{'s' if several else ''}"
-    return summary + (f"; unreachable: {', '.join(failed)}" if failed else "")
+    if failed:
+        # Not a success: the failed hosts keep their last inventory, marked stale.
+        raise JobPartlyFailed(
+            f"{summary}; unreachable: {', '.join(failed)}",
+            f"Could not refresh {', '.join(failed)}: see the log for the reason of each host. Their last inventory "
+            "is kept, marked stale.",
+        )
+    return summary
 
 
 def escrow_after_refresh(ctx: JobContext) -> None:

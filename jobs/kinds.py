@@ -29,6 +29,7 @@ the running step, so a job that is lost meanwhile names them with the command th
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -44,6 +45,7 @@ from hosts.remoting import open_session
 from hosts.remoting.errors import RemotingError
 from hosts.remoting.operation import Operation, render_powershell
 
+from . import events
 from .models import TEMPORARY_FILES, JobState, JobStep, StepState
 from .params import check_no_secrets
 from .redaction import Redactor
@@ -73,6 +75,7 @@ __all__ = [
     "JobContext",
     "JobFailed",
     "JobKind",
+    "JobPartlyFailed",
     "KindFunction",
     "OwnershipLost",
     "PreflightUrl",
@@ -92,6 +95,16 @@ class JobFailed(Exception):
     """Raise from a job kind to end the job `failed` with this message (say what went wrong and the remedy)."""
 
 
+class JobPartlyFailed(Exception):
+    """Raise from a job kind when some of its hosts or VMs were done and others failed: the job ends
+    `partly failed`, with `summary` (what was done) and `error` (what failed, and the remedy)."""
+
+    def __init__(self, summary: str, error: str) -> None:
+        super().__init__(error)
+        self.summary = summary
+        self.error = error
+
+
 class JobCancelled(Exception):
     """Raised by `ctx.check_cancelled()` at a safe point once someone asked to cancel the job."""
 
@@ -105,6 +118,8 @@ class OwnershipLost(BaseException):  # noqa: N818 - an outcome, like JobCancelle
         super().__init__(f"job {job_id} is no longer this runner's")
         self.stopped_before = stopped_before
 
+
+log = logging.getLogger(__name__)
 
 # How often a fencing check that could not reach the database is tried before the run gives up on the operation.
 FENCE_ATTEMPTS = 3
@@ -120,6 +135,7 @@ class Step:
 
 
 LogFunction = Callable[..., None]  # write(text, level) or write(text, level, link)
+Publish = Callable[[str, dict[str, Any]], None]  # (group, message)
 
 
 class Run(Protocol):
@@ -146,8 +162,11 @@ class JobContext:
         resumed: bool = False,
         redactor: Redactor | None = None,
         token: str | None = None,
+        publish: Publish | None = None,
     ) -> None:
         self.job = job
+        # How step changes reach live viewers: the runner's log pump sends them after the lines logged before them.
+        self._publish: Publish = publish if publish is not None else events.publish
         # The runner token that claimed the job: its fencing token (every remote operation checks it first).
         self.token = job.runner if token is None else token
         self.params: dict[str, Any] = dict(job.params)
@@ -292,6 +311,7 @@ class JobContext:
             step.needed = self._resume_step(record, destructive)
         if step.needed:
             self.log(f"▶ {title}", "info")
+            self.publish_progress()
         self._open_steps.append((record, step))
         try:
             yield step
@@ -300,6 +320,7 @@ class JobContext:
         except BaseException as exc:
             if step.needed:
                 self._finish_step(record, StepState.FAILED, step.data)
+                self.publish_progress()
             if if_host_fails and isinstance(exc, RemotingError) and not self.cancel_requested:
                 raise JobFailed(f"{exc} {if_host_fails}") from None
             raise
@@ -308,6 +329,18 @@ class JobContext:
         if step.needed:
             self._finish_step(record, StepState.DONE, step.data)
             self.steps_done.append(title)
+            self.publish_progress()
+
+    def publish_progress(self) -> None:
+        """Tell the job's page and the job list how far the job has got (best effort: pages read it again)."""
+        try:
+            progress = self.job.progress().as_message()
+        except DatabaseError:  # a busy database must not fail the step: the page shows the steps on its next read
+            log.warning("reading the steps of job %s failed; progress not sent", self.job.pk, exc_info=True)
+            return
+        message = {"type": "job.progress", "progress": {"job": self.job.pk, **progress}}
+        self._publish(events.job_group(self.job.pk), message)
+        self._publish(events.JOBS_GROUP, message)
 
     def _resume_step(self, record: JobStep, destructive: bool) -> bool:
         if record.state == StepState.DONE:

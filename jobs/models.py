@@ -32,6 +32,7 @@ from hosts.remoting.catalog.guardians import RemoveFiles
 from hosts.remoting.operation import render_powershell
 
 from .events import job_group, publish, publish_state
+from .progress import Progress, progress
 from .registry import label_of
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class JobState(models.TextChoices):
     WAITING = "waiting", "waiting"
     RUNNING = "running", "running"
     SUCCEEDED = "succeeded", "succeeded"
+    # Some of the job's hosts or VMs were done and others failed (JobPartlyFailed): not green, not all red either.
+    PARTLY_FAILED = "partly_failed", "partly failed"
     FAILED = "failed", "failed"  # an explained failure (JobFailed, a host's error): the message says what to do
     ERRORED = "errored", "errored"  # an unexpected exception in the kind: a fault of the console, not of the host
     CANCELLED = "cancelled", "cancelled"
@@ -54,8 +57,10 @@ class JobState(models.TextChoices):
 
 PENDING_STATES = frozenset({JobState.QUEUED, JobState.WAITING})  # no runner yet: claimed, or cancelled at once
 ACTIVE_STATES = PENDING_STATES | {JobState.RUNNING, JobState.AWAITING_APPROVAL}
-TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.ERRORED, JobState.CANCELLED, JobState.LOST})
-ENDED_BADLY = frozenset({JobState.FAILED, JobState.ERRORED, JobState.LOST})
+TERMINAL_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.PARTLY_FAILED, JobState.FAILED, JobState.ERRORED, JobState.CANCELLED, JobState.LOST}
+)
+ENDED_BADLY = frozenset({JobState.PARTLY_FAILED, JobState.FAILED, JobState.ERRORED, JobState.LOST})
 
 LOG_LEVELS = ("debug", "verbose", "info", "progress", "warning", "error")
 
@@ -169,12 +174,25 @@ class Job(models.Model):
         return ", ".join(self.host_names)
 
     @property
+    def state_label(self) -> str:
+        return JobState(self.state).label if self.state in JobState.values else self.state
+
+    @property
     def ran_display(self) -> str:
-        """When the job ran, as the job page shows it (UTC, like the log's timestamps)."""
-        if not self.started_at:
+        """How long the job ran ("2 min 5 s"), or "not started"; the page shows when, in the reader's time zone."""
+        if self.started_at is None:
             return "not started"
-        end = f"{self.finished_at:%H:%M:%S}" if self.finished_at else "…"
-        return f"{self.started_at:%H:%M:%S} – {end}"
+        duration = self.duration
+        return spoken_duration(duration) if duration is not None else ""
+
+    @property
+    def started_millis(self) -> int | None:
+        """When it started, for the browser's running clock (static/console.js counts up from it)."""
+        return epoch_millis(self.started_at) if self.started_at else None
+
+    def progress(self) -> Progress:
+        """Its planned and recorded steps, merged (jobs/progress.py): one query."""
+        return progress(self, list(self.steps.all()), self.is_finished)
 
     @property
     def duration(self) -> timedelta | None:
@@ -193,8 +211,12 @@ class Job(models.Model):
             "error": self.error,
             "seq": self.last_seq,
             "cancel_requested": self.cancel_requested,
+            "state_label": self.state_label,
             "ran": self.ran_display,
+            "started": self.started_millis,
+            "finished": epoch_millis(self.finished_at) if self.finished_at else None,
             "ended": self.is_finished,  # so the browser keeps no list of end states of its own
+            "progress": self.progress().as_message(),
         }
 
     # The lifecycle ------------------------------------------------------------------------------------------------
@@ -542,6 +564,16 @@ class Job(models.Model):
         line = JobLogLine.objects.create(job=self, seq=seq, at=timezone.now(), level=level, text=text)
         Job.objects.filter(pk=self.pk).update(last_seq=seq)
         return line
+
+
+def spoken_duration(duration: timedelta) -> str:
+    """ "45 s", "2 min 5 s", "1 h 3 min": a duration as a person says it."""
+    seconds = max(0, int(duration.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
 def send_run_task(job_id: int) -> None:

@@ -31,6 +31,27 @@ PreflightUrl = Callable[["Job"], str]
 # two-person policy ("" when it does not): one rule per kind, read by services.create_job whatever starts the job.
 ApprovalRule = Callable[[Sequence["Host"], dict[str, Any]], str]
 
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A step a job is known to take before it runs (its title is the one the kind passes to `ctx.step`); `of` is
+    (n, m) for the n-th of m steps that repeat per VM or host."""
+
+    title: str
+    of: tuple[int, int] | None = None
+
+
+# `outline(job)` → the steps the job will take, in order, as far as its parameters tell (steps a host's answers
+# decide appear when they run). The job page lists them with the current one; the job list shows "n of m".
+Outline = Callable[["Job"], list[PlannedStep]]
+
+
+def each(titles: list[str]) -> list[PlannedStep]:
+    """The same step repeated per VM or host: numbered "n of m" when there are several."""
+    count = len(titles)
+    return [PlannedStep(title, (n, count) if count > 1 else None) for n, title in enumerate(titles, start=1)]
+
+
 # The permission of kinds that change or remove what cannot simply be put back. Their preflight page asks for a
 # typed confirmation, so "Run again" sends the user back there instead of re-running in one click.
 DESTRUCTIVE_PERMISSION = "run_destructive_jobs"
@@ -50,6 +71,7 @@ class JobKind:
     # path). When set, "Run again" goes there; a destructive kind without one cannot be re-run from its job page.
     preflight_url: PreflightUrl | None = None
     approval: ApprovalRule | None = None  # None: never needs approval
+    outline: Outline | None = None
 
     @property
     def destructive(self) -> bool:
@@ -73,11 +95,14 @@ def job_kind(
     refresh_inventory: bool = True,
     preflight_url: PreflightUrl | None = None,
     approval: ApprovalRule | None = None,
+    outline: Outline | None = None,
 ) -> Callable[[KindFunction], KindFunction]:
     """Register `function(ctx) -> summary` as the job kind `name`. Mutating kinds take a per-host lock."""
 
     def register(function: KindFunction) -> KindFunction:
-        KINDS[name] = JobKind(name, label, permission, mutating, function, refresh_inventory, preflight_url, approval)
+        KINDS[name] = JobKind(
+            name, label, permission, mutating, function, refresh_inventory, preflight_url, approval, outline
+        )
         return function
 
     return register
@@ -93,3 +118,9 @@ def get_kind(name: str) -> JobKind:
 def label_of(name: str) -> str:
     kind = KINDS.get(name)
     return kind.label if kind else name
+
+
+def outline_of(job: Job) -> list[PlannedStep]:
+    """The steps the job's kind plans for it; none for a kind without an outline (or no longer known)."""
+    kind = KINDS.get(job.kind)
+    return kind.outline(job) if kind is not None and kind.outline is not None else []

@@ -32,7 +32,7 @@ from hosts.inventory.refresh import refresh_host
 from .events import job_group
 from .inventory import INVENTORY_REFRESH
 from .joblog import lines_to
-from .kinds import JobCancelled, JobContext, JobFailed, OwnershipLost, running
+from .kinds import JobCancelled, JobContext, JobFailed, JobPartlyFailed, OwnershipLost, running
 from .models import (
     ENDED_BADLY,
     LOG_LEVELS,
@@ -314,7 +314,15 @@ def run_claimed(claimed: Claim) -> str:
             ctx.ownership_lost()
 
     pump = LogPump(job, claimed.token, redactor, on_cancel=on_cancel, on_lost=on_lost)
-    ctx = JobContext(job, hosts, pump.write, resumed=claimed.resumed, redactor=redactor, token=claimed.token)
+    ctx = JobContext(
+        job,
+        hosts,
+        pump.write,
+        resumed=claimed.resumed,
+        redactor=redactor,
+        token=claimed.token,
+        publish=pump.publish_after_lines,
+    )
     ctx_holder.append(ctx)
     pump.start()
     if job.cancel_requested:
@@ -357,6 +365,11 @@ def run_kind(ctx: JobContext, kind: JobKind, resumed: bool) -> tuple[str, str, s
         return JobState.SUCCEEDED, str(summary), ""
     except JobCancelled:
         return cancelled(ctx)
+    except JobPartlyFailed as exc:
+        if ctx.cancel_requested:
+            return cancelled(ctx)
+        ctx.log(exc.error, "error")
+        return JobState.PARTLY_FAILED, exc.summary, ctx_redact(ctx, exc.error)
     except JobFailed as exc:
         if ctx.cancel_requested:
             return cancelled(ctx)
@@ -418,7 +431,8 @@ def finish(ctx: JobContext, pump: LogPump, state: str, summary: str, error: str)
     job = ctx.job
     # A kind's summary or error may quote what a host or library said, secrets included.
     summary, error = ctx_redact(ctx, summary), ctx_redact(ctx, error)
-    ctx.log(f"Job {state}" + (f": {summary}" if summary else ""), "error" if state in ENDED_BADLY else "info")
+    shown = JobState(state).label
+    ctx.log(f"Job {shown}" + (f": {summary}" if summary else ""), "error" if state in ENDED_BADLY else "info")
     pump.stop()
     if not pump.owned or not job.finish(pump.token, state, summary, error):
         return orphaned(ctx, pump, (state, summary, error))

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.safestring import SafeString
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.roles import Forbidden, can, check, require
@@ -19,8 +20,10 @@ from hosts.inventory.models import VirtualMachine
 
 from .forms import JobFilterForm, RefreshForm
 from .inventory import INVENTORY_REFRESH
-from .models import ACTIVE_STATES, TERMINAL_STATES, Job, JobLogLine, JobState
+from .models import ACTIVE_STATES, TERMINAL_STATES, Job, JobLogLine, JobState, JobStep, epoch_millis
+from .progress import progress
 from .registry import KINDS, RerunNeedsPreflight, UnknownJobKind
+from .results import as_list, result_sentences
 from .runner import jobs_setting, runner_alive
 from .services import cancel_job, create_job, is_same_site_path, rerun_job, rerun_preflight_url
 
@@ -29,6 +32,15 @@ from .services import cancel_job, create_job, is_same_site_path, rerun_job, reru
 NEXT_URL, NEXT_LABEL = "next_url", "next_label"
 NEXT_LABELS = {"reset_guardian": "Undo this reset…"}
 LONG_TEXT = 120  # characters; a longer result value (an XML blob in base64) is shown by its size only
+
+
+def note_progress(running: list[Job]) -> None:
+    """The running jobs of a list, each with `headline` ("step 3 of 7: …"): their steps in one query."""
+    steps: dict[int, list[JobStep]] = {}
+    for step in JobStep.objects.filter(job__in=running).order_by("id"):
+        steps.setdefault(step.job_id, []).append(step)
+    for job in running:
+        job.headline = progress(job, steps.get(job.pk, []), ended=False).headline  # type: ignore[attr-defined]
 
 
 def may_run(request: HttpRequest, job: Job) -> bool:
@@ -51,6 +63,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     filters = JobFilterForm(request.GET or None)
     jobs = filters.apply(Job.objects.select_related("requested_by"))
     page = Paginator(jobs, 50).get_page(request.GET.get("page"))
+    note_progress([job for job in page if job.state == JobState.RUNNING])
     query = request.GET.copy()
     query.pop("page", None)
     context = {
@@ -71,11 +84,12 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "job": job,
         "can_cancel": may_cancel(request, job),
         "can_rerun": allowed and job.state in TERMINAL_STATES and kind is not None,
-        "steps": job.steps.all(),
+        "progress": job.progress(),
+        "finished_ms": epoch_millis(job.finished_at) if job.finished_at else None,
         "host_links": host_links(job),
         "vm_links": vm_links(job),
         "params": readable(job.params),
-        "results": readable({k: v for k, v in job.results.items() if k not in (NEXT_URL, NEXT_LABEL)}),
+        "results": results_shown(job),
         "next_action": next_action(job),
         "silent": silence(job),
         "unsent": unsent_notice(job),
@@ -105,6 +119,12 @@ def vm_links(job: Job) -> list[tuple[str, str]]:
         if name not in found or rank < found[name][0]:
             found[name] = (rank, pk)
     return [(name, reverse("inventory:vm", args=[found[name][1]]) if name in found else "") for name in job.vms]
+
+
+def results_shown(job: Job) -> SafeString | str:
+    """The results as sentences with links (jobs/results.py), or "" when there is nothing to say."""
+    sentences = result_sentences(job.results)
+    return as_list(sentences) if sentences else ""
 
 
 def readable(data: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +157,7 @@ def silence(job: Job) -> str:
     """Why a running job has gone quiet, for the page: "" while its worker heartbeats."""
     if job.state != JobState.RUNNING or runner_alive(job, check_process=False):
         return ""
-    since = f"{job.heartbeat_at:%H:%M:%S} UTC" if job.heartbeat_at else "its start"
+    since = f"{timezone.localtime(job.heartbeat_at):%H:%M:%S %Z}" if job.heartbeat_at else "its start"
     # A running worker's reaper marks such a job lost within one reaper period after JOBS_LOST_AFTER_SECONDS.
     grace = jobs_setting("JOBS_LOST_AFTER_SECONDS", 30) + 2 * jobs_setting("JOBS_REAPER_SECONDS", 15)
     overdue = job.heartbeat_at is None or timezone.now() - job.heartbeat_at > timedelta(seconds=grace)
@@ -160,8 +180,8 @@ def unsent_notice(job: Job) -> str:
     every = jobs_setting("JOBS_REAPER_SECONDS", 15)
     return (
         f"Waiting for the task queue: the task of this job could not be sent to the queue (Redis) since "
-        f"{job.unsent_since:%H:%M:%S} UTC. It is sent again every {every:g} seconds, and starts as soon as the queue "
-        "answers; nothing needs doing here. If it lasts, check that Redis is running (REDIS_URL)."
+        f"{timezone.localtime(job.unsent_since):%H:%M:%S %Z}. It is sent again every {every:g} seconds, and starts "
+        "as soon as the queue answers; nothing needs doing here. If it lasts, check that Redis is running (REDIS_URL)."
     )
 
 

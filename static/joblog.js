@@ -13,13 +13,26 @@
   // console.css (.jl-row there has the same height): the Content-Security-Policy refuses injected <style>.
   const ROW_HEIGHT = 18;
   const OVERSCAN = 20;
+  const WRAP_LIMIT = 5000;
 
   function socketUrl(path) {
     return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
   }
 
+  // Log times in the reader's time zone (chosen in "My account", on <body>), with milliseconds; UTC on hover.
+  const ZONE = document.body.dataset.timeZone || "UTC";
+  let clock = null;
+  try {
+    clock = new Intl.DateTimeFormat("en-GB", {
+      timeZone: ZONE, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+    });
+  } catch (error) {
+    clock = null; // an unknown zone: UTC below
+  }
+
   function timeOf(ms) {
-    return new Date(ms).toISOString().slice(11, 23);
+    if (!clock) return new Date(ms).toISOString().slice(11, 23);
+    return clock.format(new Date(ms)) + "." + String(ms % 1000).padStart(3, "0");
   }
 
   // ANSI SGR colours → spans. Text is always set with textContent, never parsed as HTML.
@@ -64,17 +77,70 @@
   function updateBadges(message) {
     const badges = document.querySelectorAll('[data-job-state="' + message.job + '"]');
     for (const badge of badges) {
-      let text = message.state;
+      let text = message.state_label || message.state;
       if (message.state === "waiting" && message.waiting_for) text += " for " + message.waiting_for;
       if (message.state === "running" && message.cancel_requested) text += " · cancelling";
       badge.textContent = text;
       badge.className = "badge " + message.state;
     }
+    if (message.progress) showHeadline(message.job, message.progress);
     if (message.ended || message.cancel_requested) {
       // The list's per-row Cancel: nothing left to cancel (the server would only say so).
       for (const form of document.querySelectorAll('[data-job-cancel="' + message.job + '"]')) form.remove();
     }
     return badges.length;
+  }
+
+  function capitalised(text) {
+    return text ? text.charAt(0).toUpperCase() + text.slice(1) : "";
+  }
+
+  /* The list's "step 3 of 7: …" under a running job's badge (nothing once it ended). */
+  function showHeadline(job, progress) {
+    for (const element of document.querySelectorAll('[data-job-progress="' + job + '"]')) {
+      element.textContent = capitalised(progress.headline || "");
+    }
+  }
+
+  /* The job page's list of steps, redrawn from a progress message (text only, never HTML). */
+  function showSteps(progress) {
+    const list = document.getElementById("job-steps");
+    if (!list || !progress.steps) return;
+    const items = progress.steps.map((step) => {
+      const item = document.createElement("li");
+      item.className = "step step-" + step.state;
+      if (step.state === "running") item.setAttribute("aria-current", "step");
+      const title = document.createElement("span");
+      title.className = "step-title";
+      title.textContent = step.title;
+      item.appendChild(title);
+      if (step.of) {
+        const of = document.createElement("span");
+        of.className = "step-of";
+        of.textContent = step.of;
+        item.append(" ", of);
+      }
+      const state = document.createElement("span");
+      state.className = "step-state";
+      state.textContent = step.words;
+      if (step.started && step.finished) state.textContent += " · " + window.guardianSpoken(step.finished - step.started);
+      else if (step.started && step.state === "running") {
+        const running = document.createElement("span");
+        running.dataset.started = step.started;
+        running.textContent = window.guardianSpoken(Date.now() - step.started);
+        state.append(" · ", running);
+      }
+      item.append(" ", state);
+      return item;
+    });
+    if (items.length) list.replaceChildren(...items);
+    const count = document.getElementById("job-progress-count");
+    if (count) count.textContent = progress.done + " of " + progress.total + " done";
+    const headline = document.getElementById("job-headline");
+    if (headline) {
+      headline.textContent = capitalised(progress.headline || "");
+      headline.hidden = !progress.headline;
+    }
   }
 
   // Close codes the server sends after accepting: retrying cannot help, so the page says why and stops.
@@ -152,6 +218,7 @@
       this.rows = root.querySelector(".jl-rows");
       this.follow = root.querySelector(".jl-follow");
       this.times_ = root.querySelector(".jl-times");
+      this.wrap = root.querySelector(".jl-wrap");
       this.level = root.querySelector(".jl-level");
       this.statusEl = root.querySelector(".jl-status");
       this.countEl = root.querySelector(".jl-count");
@@ -169,6 +236,11 @@
     bindControls() {
       this.follow.addEventListener("change", () => this.follow.checked && this.scheduleRender());
       this.times_.addEventListener("change", () => this.root.classList.toggle("jl-hide-times", !this.times_.checked));
+      // Wrapped lines have no fixed height: the newest WRAP_LIMIT lines are drawn in full instead of a window.
+      this.wrap.addEventListener("change", () => {
+        this.root.classList.toggle("jl-wrapped", this.wrap.checked);
+        this.scheduleRender();
+      });
       this.level.addEventListener("change", () => this.applyFilter());
       this.view.addEventListener("scroll", () => this.scheduleRender(), { passive: true });
       // Reading back up the log stops following; only a person scrolls with wheel or keys.
@@ -184,6 +256,7 @@
 
     onMessage(m) {
       if (m.type === "lines") this.addLines(m.lines);
+      else if (m.type === "progress") showSteps(m);
       else if (m.type === "state") this.showState(m);
       else if (m.type === "end") {
         this.ended = true;
@@ -222,7 +295,12 @@
       const error = document.getElementById("job-error");
       if (summary) { summary.textContent = m.summary || ""; summary.hidden = !m.summary; }
       const ran = document.getElementById("job-ran");
-      if (ran && m.ran) ran.textContent = m.ran;
+      if (ran) {
+        if (m.started) ran.dataset.started = m.started;
+        if (m.finished) ran.dataset.finished = m.finished;
+        if (m.ran) ran.textContent = m.ran;
+      }
+      if (m.progress) showSteps(m.progress);
       if (error) { error.textContent = m.error || ""; error.hidden = !m.error; }
       if (m.ended) {
         const cancel = document.getElementById("cancel-form");
@@ -267,6 +345,7 @@
     }
 
     render() {
+      if (this.wrap.checked) return this.renderWrapped();
       const total = this.visible.length;
       this.spacer.style.height = total * ROW_HEIGHT + "px";
       if (this.follow.checked) this.view.scrollTop = this.view.scrollHeight;
@@ -279,6 +358,19 @@
       this.countEl.textContent = this.seqs.length + " lines" + (total !== this.seqs.length ? " (" + total + " shown)" : "");
     }
 
+    renderWrapped() {
+      const total = this.visible.length;
+      const first = Math.max(0, total - WRAP_LIMIT);
+      this.spacer.style.height = "auto";
+      this.rows.style.transform = "none";
+      const fragment = document.createDocumentFragment();
+      for (let v = first; v < total; v++) fragment.appendChild(this.row(this.visible[v]));
+      this.rows.replaceChildren(fragment);
+      if (this.follow.checked) this.view.scrollTop = this.view.scrollHeight;
+      const shown = first ? " (the last " + WRAP_LIMIT + " shown wrapped; the download has all)" : "";
+      this.countEl.textContent = this.seqs.length + " lines" + shown;
+    }
+
     row(index) {
       const div = document.createElement("div");
       div.className = "jl-row jl-lvl-" + this.levels[index];
@@ -286,6 +378,7 @@
       const time = document.createElement("span");
       time.className = "jl-time";
       time.textContent = timeOf(this.times[index]);
+      time.title = new Date(this.times[index]).toISOString().replace("T", " ").slice(0, 23) + " UTC";
       div.appendChild(time);
       appendAnsi(div, this.texts[index]);
       if (this.links[index]) {
@@ -310,12 +403,43 @@
     }
   }
 
+  /* A list of jobs: badges and progress follow every job; a job the list does not show yet (a new one) makes the
+   * first page of /jobs/ fetch itself again and swap its rows, the server rendering them (links, permissions,
+   * filters); other lists (a later page, the dashboard) say "New jobs started". */
   function liveList(root) {
     const notice = root.querySelector(".jobs-new");
+    let fetching = null;
+    let again = false;
+    const live = { refreshes: 0 };
+    root.guardianList = live;
+
+    function refreshRows() {
+      if (fetching) { again = true; return; }
+      fetching = fetch(location.href, { credentials: "same-origin" })
+        .then((response) => (response.ok ? response.text() : null))
+        .then((html) => {
+          if (!html) return;
+          const fresh = new DOMParser().parseFromString(html, "text/html").querySelector("#job-list tbody");
+          const rows = root.querySelector("#job-list tbody");
+          if (fresh && rows) rows.replaceWith(document.importNode(fresh, true));
+          live.refreshes++;
+        })
+        .catch(() => { if (notice) notice.hidden = false; })
+        .finally(() => {
+          fetching = null;
+          if (again) { again = false; refreshRows(); }
+        });
+    }
+
     const socket = reconnecting(() => "/ws/jobs/", {
       message: (m) => {
+        if (m.type === "progress") { showHeadline(m.job, m); return; }
         if (m.type !== "state") return;
-        if (updateBadges(m) === 0 && notice) notice.hidden = false;
+        const refreshes = root.hasAttribute("data-joblist-refresh");
+        // A job that ended gets its result and duration, rendered by the server like the rest of the row.
+        if (updateBadges(m) > 0) { if (m.ended && refreshes) refreshRows(); return; }
+        if (refreshes) refreshRows();
+        else if (notice) notice.hidden = false;
       },
     });
     socket.open();

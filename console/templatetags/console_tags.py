@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from django import template
 from django.urls import Resolver404, resolve
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from console.roles import can
+from hosts.templatetags.hosts_tags import humane_ago
 from jobs.kinds import get_kind
 
 register = template.Library()
@@ -58,3 +63,41 @@ def detail(data: dict[str, Any] | None) -> dict[str, Any]:
     """Render a JSON object (audit detail, job parameters or results) as labelled lines."""
     items = [(key.replace("_", " "), plain(value)) for key, value in (data or {}).items()]
     return {"items": items}
+
+
+@register.filter
+def when(moment: datetime | None, style: str = "") -> SafeString | str:
+    """`{{ at|when }}`: a time in the reader's time zone (console/time_zones.py) with how long ago, and UTC on hover.
+    `{{ at|when:"date" }}` the date only; `{{ at|when:"exact" }}` without "… ago"."""
+    if moment is None:
+        return "—"
+    local = timezone.localtime(moment)
+    utc = moment.astimezone(UTC)
+    if style == "date":
+        return format_html(
+            '<time datetime="{}" title="{} UTC">{}</time>',
+            utc.isoformat(),
+            f"{utc:%Y-%m-%d %H:%M}",
+            f"{local:%Y-%m-%d}",
+        )
+    shown = f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
+    exact = format_html(
+        '<time datetime="{}" title="{} UTC">{}</time>', utc.isoformat(), f"{utc:%Y-%m-%d %H:%M:%S}", shown
+    )
+    if style == "exact":
+        return exact
+    ago = humane_ago(moment)
+    if ago.startswith("on "):  # a week or more ago: the date is already there
+        return exact
+    return format_html('{} <span class="muted ago">({})</span>', exact, ago)
+
+
+@register.simple_tag(takes_context=True)
+def nav_link(context: template.Context, href: str, label: str) -> SafeString:
+    """A link of the top bar, marked as the current page (aria-current, highlighted) for its section's pages."""
+    request = context.get("request")
+    path = getattr(request, "path", "")
+    current = path == href if href == "/" else path.startswith(href)
+    if current:
+        return format_html('<a href="{}" aria-current="page" class="current">{}</a>', href, label)
+    return format_html('<a href="{}">{}</a>', href, label)

@@ -74,6 +74,7 @@ def pages(sample: Sample) -> dict[str, str]:
         "vault pair": f"/vault/{sample.pair.pk}/",
         "audit": "/audit/",
         "audit searched": "/audit/?q=ada",
+        "audit filtered": "/audit/?actor=system&action=job.succeeded&object_type=job&since=2020-01-01&until=2099-12-31",
         "jobs": "/jobs/",
         "job": f"/jobs/{sample.job.pk}/",
         # The workflows' preflights, which read the host's last inventory and the stored analysis.

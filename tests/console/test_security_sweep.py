@@ -51,7 +51,15 @@ ROLES = ("anonymous", "nobody", "viewer", "operator", "admin")
 SIGN_IN_STEPS = {"oidc_authentication_init", "oidc_authentication_callback"}
 PUBLIC = {"login", "logout", "static", *SIGN_IN_STEPS}  # reachable without login by design
 # One's own account: for anyone logged in, whatever their role.
-SELF_SERVICE = {"password_change", "two_factor", "two_factor_verify", "api_tokens", "api_token_revoke"}
+SELF_SERVICE = {
+    "password_change",
+    "two_factor",
+    "two_factor_verify",
+    "api_tokens",
+    "api_token_revoke",
+    "my_account",
+    "browser_time_zone",
+}
 API_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 HOST_PASSWORD = "Sweep-Host-Passw0rd!x91"  # noqa: S105
 PFX_PASSWORD = "Sweep-Pfx-Passw0rd!k27"  # noqa: S105

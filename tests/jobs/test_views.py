@@ -241,8 +241,10 @@ def test_job_page_links_its_hosts_and_vms_and_reads_parameters_and_results(
     assert f'<a href="/hosts/{hv01.pk}/">HV01</a>, <a href="/hosts/{hv02.pk}/">HV02</a>, OLD-HOST' in body
     assert f'<a href="/vms/{vm.pk}/">Win11-B</a>, Win11-A<' in body  # Win11-A is on no host of the job: plain
     assert "<dt>signing thumbprint</dt><dd>116F00AA</dd>" in body and "{&#x27;" not in body  # lines, not a repr
-    assert "failed hosts" not in body  # empty results are left out
-    assert "metadata_xml=(800 characters)" in body and "PD94PD94" not in body
+    assert "Not refreshed" not in body  # empty results are left out
+    # Results are sentences: the removed guardian by its name, its kept metadata never dumped (nor its size).
+    assert "Removed guardian 'UG' from" in body and "its public metadata is kept for the undo" in body
+    assert "PD94" not in body and "metadata_xml" not in body
     assert 'id="next-action"' not in body
 
 

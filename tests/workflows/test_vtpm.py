@@ -10,7 +10,7 @@ from django.test import Client
 from hosts.inventory.refresh import refresh_host
 from hosts.remoting import open_session
 from hosts.remoting.catalog.vms import StartVM, StopVM
-from jobs.kinds import JobFailed
+from jobs.kinds import JobFailed, JobPartlyFailed
 from jobs.models import Job
 from jobs.workflows.vtpm.plan import TpmChange, change_vtpm, change_vtpms, changes_from
 from tests.plugins.powershell import assert_runnable, shown_powershell
@@ -61,10 +61,10 @@ def test_a_running_vm_fails_alone_and_the_others_still_change(sim_host: Any, reg
     sim = sim_host("healthy")
     host = registered_host(sim)
     changes = [TpmChange("Win11-A", "disable"), TpmChange("Win11-B", "disable")]
-    with open_session(host.connection_spec()) as session, pytest.raises(JobFailed) as failed:
+    with open_session(host.connection_spec()) as session, pytest.raises(JobPartlyFailed) as failed:
         change_vtpms(DirectRun(), session, host, changes)
-    assert "1 done (Win11-B: TPM off); 1 failed" in str(failed.value)
-    assert "Win11-A: 'Win11-A' is Running: a TPM change needs it Off" in str(failed.value)
+    assert failed.value.summary == "1 of 2 done: Win11-B: TPM off"
+    assert "Win11-A: 'Win11-A' is Running: a TPM change needs it Off" in failed.value.error
     assert sim.model.vm("Win11-A").tpm_enabled and not sim.model.vm("Win11-B").tpm_enabled
 
 

@@ -33,6 +33,7 @@ from hosts.vault.models import EscrowedPair, find_pair, pairs_in_vault
 from hosts.vault.pfx import SAME_GENERATION, PfxError, windows_subject
 from hosts.vault.services import store_pair
 from jobs.kinds import JobFailed
+from jobs.words import counted
 
 from ..powershell import PowerShellScript
 from ..preview import Ask, InventoryAnswers, show
@@ -190,7 +191,7 @@ def escrow_host(
     if not listing.exists:
         log.info("%s has no shielded certificate store: nothing to escrow", host)
         return 0, 0, []
-    log.info("%d pair(s) with private keys found on %s", len(pairs), host)
+    log.info("%s with private keys found on %s", counted(len(pairs), "pair").capitalize(), host)
     missing = not_in_vault(pairs)
     failures: list[str] = []
     for sign, enc, name in missing:

@@ -9,6 +9,8 @@ from console.params import parse_id
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobContext, JobFailed, job_kind
+from jobs.models import Job
+from jobs.registry import PlannedStep
 
 from ..placement import check_exportable, check_placement, has_held, record_placement
 from .plan import import_pair
@@ -27,12 +29,22 @@ def import_approval(hosts: Sequence[Host], params: dict[str, Any]) -> str:
     return f"{hosts[0]} has never held {pair}: its private keys would be put on a new host."
 
 
+def import_step(pair: object, host: object) -> str:
+    return f"Import {pair} to {host}"
+
+
+def import_outline(job: Job) -> list[PlannedStep]:
+    pair = vault_pair(job.params)
+    return [PlannedStep(import_step(pair, host)) for host in job.host_names[:1] if pair is not None]
+
+
 @job_kind(
     "import_guardian",
     label="Import a guardian to a host",
     permission="run_jobs",
     mutating=True,
     approval=import_approval,
+    outline=import_outline,
 )
 def import_guardian_job(ctx: JobContext) -> str:
     """params: vault_entry (EscrowedPair id), exportable (bool, admins only)."""
@@ -47,7 +59,7 @@ def import_guardian_job(ctx: JobContext) -> str:
         f"The vault entry is unchanged. Run the import again once {host} answers: it skips what is already done "
         "(certificates already in the store are not imported twice)."
     )
-    with ctx.step(f"Import {pair} to {host}", if_host_fails=remedy):
+    with ctx.step(import_step(pair, host), if_host_fails=remedy):
         name = import_pair(ctx.session(host), host, pair, exportable)
     record_placement(ctx.user, host, pair, exportable, job=ctx.job.pk)
     ctx.record("guardian_name", name)

@@ -12,9 +12,10 @@ from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
 from hosts.models import Host
 from jobs.kinds import JobContext, JobFailed, job_kind
 from jobs.models import Job
+from jobs.registry import PlannedStep
 
 from ..pages import preflight_link
-from .plan import removed_by, reset_guardian, reset_job_of, undo_reset
+from .plan import removed_by, reset_guardian, reset_job_of, reset_outline, undo_outline, undo_reset
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,18 @@ def reset_approval(hosts: Sequence[Host], params: dict[str, Any]) -> str:
     return f"A guardian reset removes guardian '{name}' from {where} (the VMs sealed to it only start again from it)."
 
 
+def planned_reset(job: Job) -> list[PlannedStep]:
+    name = job.params.get("guardian_name") or UNTRUSTED_GUARDIAN
+    return [PlannedStep(title) for host in job.host_names[:1] for title in reset_outline(name, host)]
+
+
+def planned_undo(job: Job) -> list[PlannedStep]:
+    removed = removed_by(reset_job_of(job.params.get("reset_job")))
+    if removed is None:
+        return []
+    return [PlannedStep(title) for host in job.host_names[:1] for title in undo_outline(removed.guardian_name, host)]
+
+
 @job_kind(
     "reset_guardian",
     label="Reset a broken guardian",
@@ -42,6 +55,7 @@ def reset_approval(hosts: Sequence[Host], params: dict[str, Any]) -> str:
     mutating=True,
     preflight_url=reset_again,
     approval=reset_approval,
+    outline=planned_reset,
 )
 def reset_guardian_job(ctx: JobContext) -> str:
     """params: guardian_name (default UntrustedGuardian)."""
@@ -63,6 +77,7 @@ def reset_guardian_job(ctx: JobContext) -> str:
     permission="run_destructive_jobs",
     mutating=True,
     preflight_url=undo_again,
+    outline=planned_undo,
 )
 def undo_reset_job(ctx: JobContext) -> str:
     """params: reset_job (id of the finished reset job whose removed guardian comes back)."""

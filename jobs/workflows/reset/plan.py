@@ -40,6 +40,7 @@ from hosts.remoting.session import HostSession
 from hosts.vault.models import pairs_in_vault
 from jobs.kinds import JobFailed, Run
 from jobs.models import Job
+from jobs.words import counted
 
 from ..escrow.plan import escrow_lines, escrow_pair
 from ..powershell import PowerShellScript, by_hand, sample_token
@@ -215,9 +216,43 @@ def check_candidate(vms: list[tuple[str, str, bool, bool]]) -> tuple[str, bool]:
 # -- the job ----------------------------------------------------------------------------------------------------
 
 
+# The titles of the steps, shared by the job and its outline (what the job page lists before they run).
+def read_step(name: str, host: object) -> str:
+    return f"Read what is sealed to '{name}' on {host}"
+
+
+def keep_step(name: str, host: object) -> str:
+    return f"Keep guardian '{name}' of {host} for an undo"
+
+
+def remove_step(name: str, host: object) -> str:
+    return f"Remove-HgsGuardian '{name}' on {host}"
+
+
+def check_step(host: object) -> str:
+    return f"Check that TPM changes work on {host}"
+
+
+def undo_check_step(name: str, host: object) -> str:
+    return f"Check that '{name}' can come back on {host}"
+
+
+def recreate_step(name: str, host: object) -> str:
+    return f"Re-create guardian '{name}' on {host}"
+
+
+def reset_outline(name: str, host: str) -> list[str]:
+    """The reset's steps known before it runs; the escrows it needs first show when they run."""
+    return [read_step(name, host), keep_step(name, host), remove_step(name, host), check_step(host)]
+
+
+def undo_outline(name: str, host: str) -> list[str]:
+    return [undo_check_step(name, host), recreate_step(name, host)]
+
+
 def reset_guardian(run: Run, session: HostSession, host: Host, guardian_name: str = UNTRUSTED_GUARDIAN) -> str:
     """The whole reset; returns a one-line summary. Raises JobFailed with what is left when a step fails."""
-    with run.step(f"Read what is sealed to '{guardian_name}' on {host}"):
+    with run.step(read_step(guardian_name, host)):
         try:
             plan = plan_reset(session, host, guardian_name)
         except RemotingError as exc:
@@ -230,7 +265,7 @@ def reset_guardian(run: Run, session: HostSession, host: Host, guardian_name: st
     remove_guardian(run, session, host, plan)
     checked = verify_tpm_changes(run, session, host, plan)
     run.record("sealed_vms", [vm.name for vm in plan.sealed])
-    return f"Removed '{plan.name}' from {host} ({escrowed} pair(s) escrowed first); {checked}"
+    return f"Removed '{plan.name}' from {host} ({counted(escrowed, 'pair')} escrowed first); {checked}"
 
 
 def describe_plan(host: Host, plan: ResetPlan) -> None:
@@ -241,7 +276,7 @@ def describe_plan(host: Host, plan: ResetPlan) -> None:
         keys = "its keys are on this host" if vm.keys_here else "no private key for it on this host"
         level = logging.INFO if vm.escrowed or vm.keys_here else logging.WARNING
         log.log(level, "VM '%s' (%s) is sealed to it: %s; %s", vm.name, vm.state, where, keys)
-    log.info("%d pair(s) to escrow before removing the guardian", len(plan.to_escrow))
+    log.info("%s to escrow before removing the guardian", counted(len(plan.to_escrow), "pair").capitalize())
 
 
 def escrow_before_reset(run: Run, session: HostSession, host: Host, plan: ResetPlan) -> int:
@@ -271,7 +306,7 @@ def keep_metadata(session: HostSession, plan: ResetPlan) -> str:
 def remove_guardian(run: Run, session: HostSession, host: Host, plan: ResetPlan) -> None:
     assert plan.guardian is not None
     name = plan.name
-    with run.step(f"Keep guardian '{name}' of {host} for an undo"):
+    with run.step(keep_step(name, host)):
         kept = RemovedGuardian(
             host.name,
             name,
@@ -286,7 +321,7 @@ def remove_guardian(run: Run, session: HostSession, host: Host, plan: ResetPlan)
             kept.signing_thumbprint,
             kept.encryption_thumbprint,
         )
-    with run.step(f"Remove-HgsGuardian '{name}' on {host}", destructive=True) as step:
+    with run.step(remove_step(name, host), destructive=True) as step:
         if step.needed:
             session.run(plan.removal())
             log.info("Removed guardian '%s' from %s; its certificates, if any, stay in the store", name, host)
@@ -294,7 +329,7 @@ def remove_guardian(run: Run, session: HostSession, host: Host, plan: ResetPlan)
 
 def verify_tpm_changes(run: Run, session: HostSession, host: Host, plan: ResetPlan) -> str:
     """Re-apply an Off VM's current TPM setting: it changes nothing, and fails while a broken guardian is there."""
-    with run.step(f"Check that TPM changes work on {host}"):
+    with run.step(check_step(host)):
         remaining = [g for g in session.run(plan.confirmation()) if g.name == plan.name]
         if remaining:
             raise JobFailed(f"Guardian '{remaining[0].name}' is still on {host} after Remove-HgsGuardian.")
@@ -403,7 +438,7 @@ def undo_reset(run: Run, session: HostSession, host: Host, removed: RemovedGuard
     metadata kept before the reset (its public certificates, as it was)."""
     name = removed.guardian_name
     guardians, listing = removed.looks()
-    with run.step(f"Check that '{name}' can come back on {host}"):
+    with run.step(undo_check_step(name, host)):
         existing = next((g for g in session.run(guardians) if g.name.lower() == name.lower()), None)
         if existing is not None:
             if (existing.signing_thumbprint.upper(), existing.encryption_thumbprint.upper()) == removed.identity:
@@ -415,7 +450,7 @@ def undo_reset(run: Run, session: HostSession, host: Host, removed: RemovedGuard
                 f"{by_hand(RemoveGuardian(name))}, then run the undo again."
             )
         store = session.run(listing)
-    with run.step(f"Re-create guardian '{name}' on {host}", destructive=True) as step:
+    with run.step(recreate_step(name, host), destructive=True) as step:
         if not step.needed:
             return f"'{name}' re-created on {host}"
         if store.exists and all(store.find(t) for t in removed.identity):

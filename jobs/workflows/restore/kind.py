@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 from hosts.vault.models import EscrowedPair
-from jobs.kinds import JobContext, JobFailed, job_kind
+from jobs.kinds import JobContext, JobFailed, JobPartlyFailed, job_kind
+from jobs.models import Job
+from jobs.registry import PlannedStep, each
 
 from ..placement import check_placement, record_placement
 from .plan import restore_vm
 
 
-@job_kind("restore_vm", label="Restore a VM after reinstall", permission="run_jobs", mutating=True)
+def restore_outline(job: Job) -> list[PlannedStep]:
+    host = job.host_names[0] if job.host_names else ""
+    return each([restore_step(vm_name, host) for vm_name in job.vms])
+
+
+@job_kind(
+    "restore_vm", label="Restore a VM after reinstall", permission="run_jobs", mutating=True, outline=restore_outline
+)
 def restore_vm_job(ctx: JobContext) -> str:
     host = ctx.host
     if host is None or not ctx.vms:
         raise JobFailed("Choose the host and the VM to restore.")
-    restored = []
+    restored: list[str] = []
     placed: list[EscrowedPair] = []  # the pairs whose keys this run copies to the host, for the audit trail
 
     def placing(pair: EscrowedPair) -> None:
@@ -26,8 +35,14 @@ def restore_vm_job(ctx: JobContext) -> str:
             f"Nothing was taken out of the vault. Run the restore again once {host} answers: it continues where it "
             "stopped."
         )
-        with ctx.step(f"Restore VM '{vm_name}' on {host}", if_host_fails=remedy):
-            name = restore_vm(ctx.session(host), host, vm_name, placing)
+        try:
+            with ctx.step(restore_step(vm_name, host), if_host_fails=remedy):
+                name = restore_vm(ctx.session(host), host, vm_name, placing)
+        except JobFailed as exc:
+            if not restored:
+                raise
+            ctx.record("restored_vms", restored)  # the VMs restored before this one stay restored
+            raise JobPartlyFailed(f"{', '.join(restored)} running on {host}", f"'{vm_name}': {exc}") from None
         for pair in placed:
             record_placement(ctx.user, host, pair, exportable=False, job=ctx.job.pk)
         placed.clear()
@@ -35,3 +50,7 @@ def restore_vm_job(ctx: JobContext) -> str:
         ctx.record("guardian_name", name)
     ctx.record("restored_vms", restored)
     return f"{', '.join(restored)} running on {host}"
+
+
+def restore_step(vm_name: str, host: object) -> str:
+    return f"Restore VM '{vm_name}' on {host}"

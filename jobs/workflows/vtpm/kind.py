@@ -9,9 +9,10 @@ from console.models import AuditEvent
 from hosts.models import Host
 from jobs.kinds import JobContext, job_kind
 from jobs.models import Job
+from jobs.registry import PlannedStep, each
 
 from ..pages import preflight_link
-from .plan import change_vtpms, changes_from
+from .plan import change_vtpms, changes_from, tpm_step
 
 
 def vtpm_again(job: Job) -> str:
@@ -28,6 +29,12 @@ def vtpm_approval(hosts: Sequence[Host], params: dict[str, Any]) -> str:
     return f"Turning the vTPM off on {where} ({names}) discards what each TPM holds (BitLocker keys, Windows Hello)."
 
 
+def vtpm_outline(job: Job) -> list[PlannedStep]:
+    """Per VM its Enable- or Disable-VMTPM; the steps before it (a saved state, a key protector) show when run."""
+    host = job.host_names[0] if job.host_names else ""
+    return each([tpm_step(vm, job.params.get("action") == "enable", host) for vm in job.vms])
+
+
 @job_kind(
     "vtpm",
     label="Turn vTPM off or on",
@@ -35,6 +42,7 @@ def vtpm_approval(hosts: Sequence[Host], params: dict[str, Any]) -> str:
     mutating=True,
     preflight_url=vtpm_again,
     approval=vtpm_approval,
+    outline=vtpm_outline,
 )
 def vtpm_job(ctx: JobContext) -> str:
     """params: action (disable|enable), confirmed (VM names typed), remove_saved_state (VM names)."""

@@ -28,7 +28,7 @@ from hosts.remoting.catalog.vms import (
 from hosts.remoting.errors import RemoteCommandError, RemotingError
 from hosts.remoting.operation import Operation, quote
 from hosts.remoting.session import HostSession
-from jobs.kinds import JobFailed, Run
+from jobs.kinds import JobFailed, JobPartlyFailed, Run
 
 from ..powershell import PowerShellScript, by_hand
 
@@ -116,12 +116,12 @@ class TpmChange:
             title = f"Remove the saved state of '{vm}' on {host}"
             steps.append(TpmStep(RemoveSavedState(vm), title, True, f"Discarded the saved state of '{vm}'"))
         if not self.enabling:
-            return [*steps, TpmStep(DisableTpm(vm), f"Disable-VMTPM {quote(vm)} on {host}", destructive=True)]
+            return [*steps, TpmStep(DisableTpm(vm), tpm_step(vm, False, host), destructive=True)]
         if not now.has_key_protector:
             title = f"Set-VMKeyProtector -NewLocalKeyProtector {quote(vm)} on {host}"
             done = f"'{vm}' is now sealed to the UntrustedGuardian of {host}"
             steps.append(TpmStep(NewLocalKeyProtector(vm), title, done=done))
-        return [*steps, TpmStep(EnableTpm(vm), f"Enable-VMTPM {quote(vm)} on {host}")]
+        return [*steps, TpmStep(EnableTpm(vm), tpm_step(vm, True, host))]
 
     def verification(self) -> GetVmSecurity:
         """Read back the TPM setting: the change counts only when the host shows it."""
@@ -135,6 +135,11 @@ class TpmChange:
         steps = self.steps(now, host)
         looks: list[Operation[Any]] = [self.look(), *([security] if security else [])]
         return [*looks, *(step.operation for step in steps), self.verification()] if steps else looks
+
+
+def tpm_step(vm_name: str, enabling: bool, host: object) -> str:
+    """The title of the step that turns a VM's TPM on or off: the one step of each VM known before the job runs."""
+    return f"{'Enable' if enabling else 'Disable'}-VMTPM {quote(vm_name)} on {host}"
 
 
 def look_at(session: HostSession, host: Host, change: TpmChange) -> VmNow:
@@ -207,8 +212,10 @@ def change_vtpms(run: Run, session: HostSession, host: Host, changes: list[TpmCh
                 run.record("next_label", "Reset the broken guardian…")
             failed.append(f"{change.vm_name}: {message}")
     run.record("changed", done)
+    if failed and done:
+        raise JobPartlyFailed(f"{len(done)} of {len(changes)} done: {'; '.join(done)}", " | ".join(failed))
     if failed:
-        raise JobFailed(f"{len(done)} done ({'; '.join(done) or 'none'}); {len(failed)} failed — " + " | ".join(failed))
+        raise JobFailed(f"None of {len(changes)} done; {len(failed)} failed — " + " | ".join(failed))
     return "; ".join(done)
 
 
