@@ -195,3 +195,6 @@ def assert_moved(lab: Any, opts: MigrationOptions, plan: Any, verdict: bool | No
     else:
         assert on_source[opts.vm_name] == "Off"
     assert leftovers(lab) == {"source": [], "target": []}
+    if opts.method == "pull":  # the share mapped with its account around the copy, and removed after it
+        sent = [c["cmdlet"] for c in lab.target.command_log]
+        assert sent.index("New-PSDrive") < sent.index("Copy-Item") < sent.index("Remove-PSDrive")
