@@ -5,7 +5,7 @@ on, hypervsim's default); they differ in what decides the second hop — domain 
 and what the domain lets the source delegate:
 
     lab = ntlm_pair(sim_lab, registered_host)                         # a workgroup, NTLM sessions
-    lab = ntlm_pair(sim_lab, registered_host, domain=LAB_DOMAIN)      # a domain, still NTLM sessions
+    lab = ntlm_pair(sim_lab, registered_host, LAB_DOMAIN)             # a domain, still NTLM sessions
     lab = credssp_pair(sim_lab, registered_host)                      # a domain, CredSSP over HTTPS
     lab = kerberos_pair(kerberos, sim_lab, registered_host, DELEGATED)  # a domain, Kerberos (the test KDC)
     serve_source_share(lab)      # HV01 shares D:\\VMExports to HV01\\vmshare, listed in the console for both hosts
@@ -20,7 +20,7 @@ from typing import Any
 
 from hosts.models import LabShare
 from hypervsim.logon import MIGRATION_SERVICE, Delegation
-from hypervsim.model import MIGRATION_CREDSSP
+from hypervsim.model import MIGRATION_CREDSSP, MIGRATION_KERBEROS
 from hypervsim.scenarios import LAB_DOMAIN
 from tests.plugins.kdc import HOST_NAME
 from tests.plugins.kdc import PASSWORD as KERBEROS_PASSWORD
@@ -36,12 +36,18 @@ TO_HV02 = (f"{MIGRATION_SERVICE}/HV02", "cifs/HV02")
 DELEGATED = Delegation(TO_HV02, any_protocol=True)
 
 
-def ntlm_pair(sim_lab: Callable[..., Any], registered_host: Callable[..., Any], domain: str | None = None) -> Any:
-    """The console reaches both hosts with Negotiate (NTLM); the hosts are in `domain`, or in a workgroup (None)."""
+def ntlm_pair(
+    sim_lab: Callable[..., Any],
+    registered_host: Callable[..., Any],
+    domain: str | None = None,
+    migration_authentication: str = MIGRATION_KERBEROS,
+) -> Any:
+    """The console reaches both hosts with Negotiate (NTLM); the hosts are in `domain`, or in a workgroup (None),
+    and authenticate migrations with Kerberos (the "migration" lab's) or CredSSP (Hyper-V's default)."""
     lab = sim_lab(scenarios=["migration"])
     for sim in lab.hosts:
         with sim.model.changing() as model:
-            model.domain = domain
+            model.domain, model.migration_authentication = domain, migration_authentication
     return registered(lab, registered_host)
 
 

@@ -6,7 +6,8 @@ the source delegate. Each cell of the table is what Windows would do: a method i
 preflight with the reason and changes nothing on either host; the others move the VM, start it on the target, and
 leave the source copy as the options say (gone after a live move or "remove", off after "off"), with no export or
 copy left behind. Besides the issue's four worlds (workgroup NTLM, CredSSP, Kerberos with and without delegation)
-the table keeps a domain pair reached with NTLM, the console's default, where Compare-VM itself refuses the move.
+the table has a domain pair reached with NTLM, the console's default: with Kerberos migrations Compare-VM itself
+refuses the move, with CredSSP migrations (Hyper-V's default) the preflight knows the session has no credentials.
 
 Each cell starts its own world (a lab costs a fraction of a second; the migration it runs is the cell's cost), as
 every migration changes both hosts.
@@ -21,7 +22,7 @@ import pytest
 
 from hypervsim.cmdlets import invoke
 from hypervsim.logon import Delegation
-from hypervsim.model import VM_ROOT
+from hypervsim.model import MIGRATION_CREDSSP, VM_ROOT
 from hypervsim.scenarios import LAB_DOMAIN
 from jobs.kinds import JobFailed
 from jobs.workflows.migrate.page import live_preview
@@ -43,6 +44,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.timeout(90)]
 # The worlds, set up by WORLDS below.
 WORKGROUP_NTLM = "workgroup, NTLM"
 DOMAIN_NTLM = "domain, NTLM sessions"
+DOMAIN_NTLM_CREDSSP_MIGRATIONS = "domain, NTLM sessions, CredSSP migrations"
 CREDSSP = "domain, CredSSP"
 KERBEROS_DELEGATED = "domain, Kerberos with delegation"
 KERBEROS_UNDELEGATED = "domain, Kerberos without delegation"
@@ -62,6 +64,12 @@ TABLE: dict[str, dict[str, bool | str | None]] = {
         "pull": RUNS,
         "export": SECOND_HOP,
         "live": "No credentials are available in the security package",  # Compare-VM on the source, as Windows says
+        "register": RUNS,
+    },
+    DOMAIN_NTLM_CREDSSP_MIGRATIONS: {
+        "pull": RUNS,
+        "export": SECOND_HOP,
+        "live": "authenticates migrations with CredSSP, which needs the operator's own credentials",
         "register": RUNS,
     },
     CREDSSP: {"pull": RUNS, "export": RUNS, "live": RUNS, "register": RUNS},
@@ -109,7 +117,8 @@ def lab_fixtures(request: pytest.FixtureRequest) -> tuple[Any, Any]:
 
 WORLDS: dict[str, Callable[[pytest.FixtureRequest], Any]] = {
     WORKGROUP_NTLM: lambda request: ntlm_pair(*lab_fixtures(request)),
-    DOMAIN_NTLM: lambda request: ntlm_pair(*lab_fixtures(request), domain=LAB_DOMAIN),
+    DOMAIN_NTLM: lambda request: ntlm_pair(*lab_fixtures(request), LAB_DOMAIN),
+    DOMAIN_NTLM_CREDSSP_MIGRATIONS: lambda request: ntlm_pair(*lab_fixtures(request), LAB_DOMAIN, MIGRATION_CREDSSP),
     CREDSSP: lambda request: credssp_pair(*lab_fixtures(request)),
     KERBEROS_DELEGATED: lambda request: kerberos_world(request, SOURCE_DELEGATES, TARGET_DELEGATES),
     KERBEROS_UNDELEGATED: lambda request: kerberos_world(request),
