@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from hosts.inventory.refresh import refresh_host
-from hosts.models import Host, LabShare
+from hosts.models import Host
 from jobs.models import Job
 from tests.plugins.browser import ARTIFACTS, login
 from tests.plugins.sim import kind_to_the_second_hop
-from tests.workflows.test_migrate_credssp import domain_pair
+from tests.plugins.worlds import PASSWORD, credssp_pair, ntlm_pair, serve_source_share
 
 pytestmark = [pytest.mark.e2e, pytest.mark.worker]
 
@@ -97,7 +97,7 @@ def test_in_a_domain_reached_with_credssp_the_wizard_offers_live_migration_and_i
 ) -> None:
     """The other world: two hosts of domain lab.test, the second hop as Windows has it, reached with CredSSP over
     HTTPS, so the console's sessions hold the account's credentials and Move-VM can authenticate to the target."""
-    lab = domain_pair(sim_lab, registered_host)
+    lab = credssp_pair(sim_lab, registered_host)
     page = browser_page
     # No private key leaves HV01 (an operator may authorise).
     preview(page, live_console, operator, lab.source_host, lab.target_host, "Win11-A", "live", unseal="authorise")
@@ -118,16 +118,9 @@ def test_in_a_workgroup_the_operator_moves_a_vm_through_the_sources_own_share(
     """Two workgroup hosts, NTLM sessions, the second hop refused as on Windows: the wizard says the lab share and
     live migration cannot work and why, offers the copy from the source's own share with its stored account, and the
     job moves the VM; the share's password is on no page."""
-    lab = sim_lab(scenarios=["migration"])
-    for sim in lab.hosts:
-        sim.model.domain = None
-    password = "Sh4re-only-Pa55!"
-    lab.hosts[0].model.share_folder("VMExports", r"D:\VMExports", {r"HV01\vmshare": password})
-    source, target = (registered_host(h) for h in lab.hosts)
-    share = LabShare(path=r"\\HV01\VMExports", account=r"HV01\vmshare")
-    share.set_password(password)
-    share.save()
-    share.hosts.set([source, target])
+    lab = ntlm_pair(sim_lab, registered_host)
+    serve_source_share(lab)
+    source, target, password = lab.source_host, lab.target_host, PASSWORD
     page = browser_page
     preview(page, live_console, operator, source, target, "Win11-B", "pull", unseal="authorise")
     methods = page.locator("#methods")

@@ -106,7 +106,7 @@ def kind_to_the_second_hop(lab: LabT) -> LabT:
     """The lab with its hosts' `second_hop` switch off: the console's NTLM sessions then reach the lab share and
     each other, as no Windows host lets them. Only for stories about something else (unsealing, faults, Show
     PowerShell of the share and live methods) until the console's CredSSP and Kerberos sessions land (issue 10):
-    tests/workflows/test_migrate_second_hop.py and test_migrate_workgroup.py tell Windows' behaviour."""
+    tests/workflows/test_migrate_worlds.py (every method in every world) tells Windows' behaviour."""
     for sim in lab.hosts:
         sim.strict.second_hop = False
     return lab

@@ -1,6 +1,7 @@
 """A domain pair reached with CredSSP over HTTPS (issue 10): the second hop as Windows has it (`second_hop` on), and
 the console's sessions hold the account's credentials, so the lab share and live migration both work; a host whose
-CredSSP server role is off stops the job before anything changed, with the remedy and no credential in its log."""
+CredSSP server role is off stops the job before anything changed, with the remedy and no credential in its log.
+That each method moves the VM in this world is the table of test_migrate_worlds.py."""
 
 from __future__ import annotations
 
@@ -8,40 +9,16 @@ from typing import Any
 
 import pytest
 
-from hosts.remoting import open_session
-from hypervsim.model import MIGRATION_CREDSSP
 from jobs.models import Job, JobLogLine, JobState
 from jobs.runner import execute
 from jobs.workflows.migrate.page import live_preview
 from jobs.workflows.migrate.plan import MigrationOptions
-from jobs.workflows.migrate.run import migrate_vm
-from tests.plugins.runs import DirectRun
-
-ACCOUNT = r"LAB\hvconsole"
-
-
-def domain_pair(sim_lab: Any, registered_host: Any) -> Any:
-    """HV01 (healthy) and HV02 (fresh) of domain lab.test, migrations authenticated with CredSSP, the CredSSP server
-    role on, registered in the console with CredSSP over HTTPS (the lab CA verified)."""
-    lab = sim_lab(scenarios=["migration"], https=True, user=ACCOUNT)
-    for sim in lab.hosts:
-        sim.strict.second_hop = True
-        with sim.model.changing() as model:
-            model.domain, model.migration_authentication, model.credssp_server = "lab.test", MIGRATION_CREDSSP, True
-    lab.source, lab.target = lab.hosts
-    lab.source_host, lab.target_host = (registered_host(sim, auth="credssp") for sim in lab.hosts)
-    return lab
-
-
-def migrate(lab: Any, opts: MigrationOptions) -> str:
-    source, target = lab.source_host, lab.target_host
-    with DirectRun() as run, open_session(source.connection_spec()) as s, open_session(target.connection_spec()) as t:
-        return migrate_vm(run, (s, t), (source, target), opts)
+from tests.plugins.worlds import credssp_pair
 
 
 @pytest.fixture
 def lab(sim_lab: Any, registered_host: Any) -> Any:
-    return domain_pair(sim_lab, registered_host)
+    return credssp_pair(sim_lab, registered_host)
 
 
 @pytest.mark.django_db
@@ -60,25 +37,11 @@ def test_the_preflight_rates_live_migration_and_the_share_as_possible_and_says_w
     assert plan.failures == []
 
 
-@pytest.mark.django_db
-def test_a_live_migration_over_credssp_starts_the_vm_on_the_target(lab: Any) -> None:
-    migrate(lab, MigrationOptions("Win11-A", method="live", unseal="carry"))
-    assert lab.target.model.vm("Win11-A").state == "Running"
-    assert "Win11-A" not in {vm.name for vm in lab.source.model.vms.values()}
-    assert [c["outcome"] for c in lab.source.command_log if c["cmdlet"] == "Move-VM"] == ["ok"]
-
-
-@pytest.mark.django_db
-def test_the_share_method_over_credssp_runs_the_vm_on_the_target(lab: Any) -> None:
-    migrate(lab, MigrationOptions("Win11-B", method="export", unseal="carry"))
-    assert lab.target.model.vm("Win11-B").state == "Running"
-
-
 @pytest.mark.django_db(transaction=True)
 def test_credssp_refused_by_the_target_ends_the_job_with_the_remedy_and_nothing_moved(
     sim_lab: Any, registered_host: Any, operator: Any
 ) -> None:
-    lab = domain_pair(sim_lab, registered_host)
+    lab = credssp_pair(sim_lab, registered_host)
     with lab.target.model.changing() as model:
         model.credssp_server = False  # Disable-WSManCredSSP -Role Server on HV02
     opts = MigrationOptions("Win11-A", method="live", unseal="carry")

@@ -10,13 +10,12 @@ from typing import Any
 import pytest
 
 from console.models import AuditEvent
-from hosts.models import LabShare
 from jobs.models import JobState
 from jobs.services import create_job
 from tests.hosts.test_vault_support import assert_no_secret
 from tests.plugins.jobs import wait_for_job
 from tests.plugins.users import client_for
-from tests.workflows.test_migrate_workgroup import ACCOUNT, FOLDER, PASSWORD, SHARE
+from tests.plugins.worlds import ACCOUNT, FOLDER, PASSWORD, SHARE, ntlm_pair, serve_source_share
 from tests.workflows.test_reset_worker import assert_nothing_secret, log_of
 
 pytestmark = pytest.mark.worker
@@ -26,15 +25,8 @@ PARAMS = {"method": "pull", "unseal": "authorise", "start": True, "source_after"
 
 @pytest.fixture
 def workgroup(transactional_db: None, sim_lab: Any, registered_host: Any) -> Any:
-    lab = sim_lab(scenarios=["migration"])
-    for sim in lab.hosts:
-        sim.model.domain = None
-    lab.hosts[0].model.share_folder("VMExports", FOLDER, {ACCOUNT: PASSWORD})
-    lab.source_host, lab.target_host = (registered_host(sim) for sim in lab.hosts)
-    share = LabShare(path=SHARE, account=ACCOUNT)
-    share.set_password(PASSWORD)
-    share.save()
-    share.hosts.set([lab.source_host, lab.target_host])
+    lab = ntlm_pair(sim_lab, registered_host)
+    serve_source_share(lab)
     return lab
 
 
