@@ -1,5 +1,6 @@
 """A script that knows only the OpenAPI schema: it reads /api/schema/, finds the operations by their ids, starts a
-refresh and then a guardian reset on a simulated host, and follows each job's log to its end, with a real worker."""
+refresh and then a guardian reset on a simulated host (which, under the two-person policy, a second admin's script
+approves), and follows each job's log to its end, with a real worker."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from django.test import Client
 from api.models import ApiToken
 from console.models import AuditEvent
 from jobs.models import JobState
+from tests.plugins.users import make_user
 
 pytestmark = pytest.mark.worker
 
@@ -62,13 +64,16 @@ def json_body(body: dict[str, Any] | None) -> str:
     return json.dumps(body or {})
 
 
-def test_a_schema_only_client_refreshes_and_resets_and_follows_the_logs(
-    celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any, admin: Any
+def test_a_schema_only_client_refreshes_and_resets_with_approval_and_follows_the_logs(
+    celery_worker_process: Any, transactional_db: None, sim_host: Any, registered_host: Any, admin: Any, settings: Any
 ) -> None:
+    settings.TWO_PERSON_APPROVAL = True  # the reset waits for a second admin
     sim = sim_host("deleted-certs")
     registered_host(sim)
     _token, plain = ApiToken.issue(admin, "schema client", "admin", 1)
     api = SchemaClient(plain)
+    _token, second_plain = ApiToken.issue(make_user("bea", "admin"), "approver's script", "admin", 1)
+    approver = SchemaClient(second_plain)
     assert {"refresh", "reset"} <= set(api.enum("JobStartRequest", "workflow"))
     host = api.call("hosts_list", name=sim.name).json()["results"][0]
 
@@ -85,6 +90,9 @@ def test_a_schema_only_client_refreshes_and_resets_and_follows_the_logs(
     reset = api.call("jobs_start", {"workflow": "reset", "choices": choices})
     assert reset.status_code == 201, reset.content
     job_id = reset.json()["started"]["id"]
+    assert reset.json()["started"]["state"] == JobState.AWAITING_APPROVAL
+    assert api.call("jobs_decide", {"decision": "approve"}, id=job_id).status_code == 409  # not one's own job
+    assert approver.call("jobs_decide", {"decision": "approve"}, id=job_id).status_code == 200
     state, lines = api.follow_log(job_id)
     assert state == JobState.SUCCEEDED, lines
     assert api.call("jobs_retrieve", id=job_id).json()["state"] == JobState.SUCCEEDED
