@@ -272,9 +272,9 @@ def measure_memory(directory: Path, size: str, urls: dict[str, str], clients: in
     try:
         for _ in range(300):
             try:
-                requests.get(f"{base}/login/", timeout=2)
+                requests.get(f"{base}/login/", timeout=10)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or its first answer is slow
                 time.sleep(0.1)
         process = psutil.Process(server.pid)
         idle = process.memory_info().rss
