@@ -22,6 +22,7 @@ from jobs.runner import reap
 from jobs.services import create_job
 from tests.plugins.jobs import wait_for_job
 from tests.plugins.powershell import shown_powershell
+from tests.plugins.sim import kind_to_the_second_hop
 from tests.plugins.users import client_for, make_user
 
 GUARDIAN = "UntrustedGuardian"
@@ -291,7 +292,8 @@ def test_the_approver_sees_the_migration_preflight_run_live_again(
     sim_lab: Any, registered_host: Any, operator_client: Client, admin: Any
 ) -> None:
     """An operator's migration that removes the source copy waits for an admin, who sees both hosts checked again."""
-    lab = sim_lab(scenarios=["migration"])
+    # The export through the lab share from NTLM sessions: the second hop is not this story's subject.
+    lab = kind_to_the_second_hop(sim_lab(scenarios=["migration"]))
     source, target = (registered_host(sim) for sim in lab.hosts)
     assert refresh_host(source).ok
     choose = {"form": "1", "preview": "1", "host": source.pk, "target": target.pk, "vm": "Win11-B"}
