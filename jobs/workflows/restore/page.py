@@ -153,8 +153,8 @@ RESTORE_ALL_PAGE = GuardianPage(
     submit_label="Restore them all",
     risks=RESTORE_PAGE.risks
     + [
-        "The job restores the VMs one after another; if one fails, the others are still restored and the job says "
-        "which failed."
+        "The job restores the VMs one after another and stops at the first that fails: those before it stay "
+        "restored, and its log says which VM failed and why."
     ],
 )
 
