@@ -22,7 +22,7 @@ from console.roles import require
 from . import crypto
 from .forms import HostForm
 from .jea import ENDPOINT_NAME, JeaEndpoint
-from .models import Host, failure_headline
+from .models import Host, LabShare, failure_headline
 from .remoting import catalog, open_session
 from .remoting.catalog.host import CLIENT_EDITION_NOTE
 from .remoting.errors import RemotingError, remedy_action
@@ -197,18 +197,44 @@ def host_test(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("hosts:detail", pk=host.pk)
 
 
+def other_host(host: Host | None) -> str:
+    """Another registered host, to name the migration partner in the commands (an example name without one)."""
+    others = Host.objects.exclude(pk=host.pk) if host else Host.objects.none()
+    partner = others.order_by("name").first()
+    return partner.name if partner else "HV02"
+
+
+def served_share(host: Host | None, console_account: str) -> dict[str, str]:
+    """The share this host serves for the workgroup migration, as an administrator listed it in Hosts › Lab shares
+    (its name and account), else the names the console suggests. Never the share's password."""
+    computer = host.name if host else "HV01"
+    listed = next((s for s in LabShare.objects.all() if s.server.casefold() == computer.casefold()), None)
+    name = listed.share_name if listed and listed.share_name else "VMExports"
+    account = listed.account if listed and listed.account else f"{computer}\\vmshare"
+    folder = "D:\\VMExports"
+    # Export-VM writes into the folder as the console's account (modify, inherited); the share stays read-only.
+    grant = f"{console_account}:(OI)(CI)M"
+    return {"name": name, "account": account, "local_user": account.split("\\")[-1], "folder": folder, "grant": grant}
+
+
 @require("view_console")
 def prepare_host(request: HttpRequest) -> HttpResponse:
     """The PowerShell an admin runs once on a new host, filled in with a registered host's account if given."""
     host_id = parse_id(request.GET.get("host"))
     host = Host.objects.filter(pk=host_id).first() if host_id is not None else None
     account = host.username if host and SAFE_ACCOUNT.fullmatch(host.username) else "hvconsole"
+    partner = other_host(host)
     dns_name = host.address if host and not host.address.replace(".", "").isdigit() and ":" not in host.address else ""
     context = {
         "host": host,
         "account": account,
         "local_account": account.split("\\")[-1].split("@")[0].lstrip("."),
         "dns_name": dns_name or "hv01.lab.example",
+        "computer": host.name if host else "HV01",
+        "other_host": partner,
+        "migration_service": f"Microsoft Virtual System Migration Service/{partner}",
+        "cifs_service": f"cifs/{partner}",
+        "share": served_share(host, account),
         "jea": JeaEndpoint(
             name=host.configuration_name if host and host.uses_jea else ENDPOINT_NAME,
             account=account,

@@ -1,21 +1,19 @@
 /* The migration wizard (templates/workflows/migrate.html). Plain JavaScript, loaded with <script src>: the
- * Content-Security-Policy runs no inline script. */
+ * Content-Security-Policy runs no inline script. The page works without it: every step is a plain form. */
 "use strict";
 
-// Choosing a VM marks (and disables) the targets that already have a VM of its name; the server checks again.
+// The method step: only the chosen method's own fields are shown (the server reads only those of the method sent).
 (function () {
-  const vm = document.getElementById("vm"), target = document.getElementById("target-host");
-  if (!vm || !target) return;
-  function mark() {
-    const chosen = vm.options[vm.selectedIndex], name = chosen ? chosen.value : "";
-    const taken = ((chosen && chosen.dataset.taken) || "").split(" ").filter(Boolean);
-    for (const option of target.options) {
-      if (!option.value) continue;
-      const blocked = name !== "" && taken.includes(option.value);
-      option.disabled = blocked && !option.selected;
-      option.textContent = option.dataset.name + (blocked ? " — has a VM named '" + name + "'" : "");
+  const methods = document.getElementById("methods");
+  if (!methods) return;
+  function show() {
+    const chosen = methods.querySelector("input[name=method]:checked");
+    for (const fields of methods.querySelectorAll("[data-fields-of]")) {
+      fields.hidden = !chosen || fields.dataset.fieldsOf !== chosen.value;
     }
+    const newId = document.getElementById("new-id");
+    if (newId) newId.hidden = !chosen || !["export", "pull"].includes(chosen.value);
   }
-  vm.addEventListener("change", mark);
-  mark();
+  methods.addEventListener("change", show);
+  show();
 })();

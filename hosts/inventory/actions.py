@@ -23,7 +23,7 @@ RUN_JOBS, DESTRUCTIVE = "run_jobs", "run_destructive_jobs"
 
 @dataclass(frozen=True)
 class Action:
-    code: str  # restore, upload, rescue, escrow, escrow_all, reset, vtpm_off, vtpm_on, migrate, import, mark
+    code: str  # restore, restore_all, upload, rescue, escrow, escrow_all, reset, vtpm_off, vtpm_off_many, vtpm_on, …
     label: str
     url: str
     permission: str
@@ -73,6 +73,17 @@ def escrow(host: Host, pair: tuple[str, str]) -> list[Action]:
 def escrow_all(host: Host) -> list[Action]:
     label = "Escrow every pair on this host…"
     return _action("escrow_all", label, "escrow_preflight", RUN_JOBS, host=host.pk, guardian="all")
+
+
+def restore_all(host: Host) -> list[Action]:
+    label = "Restore every restorable VM…"
+    return _action("restore_all", label, "restore_all_preflight", RUN_JOBS, host=host.pk)
+
+
+def vtpm_off_selection(host: Host) -> list[Action]:
+    """The vTPM page for the host: tick the VMs, type each one's name."""
+    label = "Turn vTPM off for several VMs…"
+    return _action("vtpm_off_many", label, "vtpm_preflight", DESTRUCTIVE, "danger", host=host.pk, action="disable")
 
 
 def reset(host: Host, guardian_name: str) -> list[Action]:

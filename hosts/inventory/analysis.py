@@ -217,10 +217,24 @@ class Inventory:
         return []
 
     def host_actions(self, host: Host) -> list[Action]:
-        """Escrow every pair whose private keys the host holds, in one job."""
+        """Escrow every pair whose private keys the host holds, in one job; restore every VM the vault can bring
+        back, in one job; turn the vTPM off for a selection of its VMs."""
         holdings = [i.holdings.get(host.pk) for i in self.identities.values()]
         held = any(h is not None and h.has_private_keys for h in holdings)
-        return actions.escrow_all(host) if held else []
+        found = actions.escrow_all(host) if held else []
+        if any(self._escrowed(vm) for vm in self._vms_starting_nowhere(host)):
+            found += actions.restore_all(host)
+        if any(vm.host_id == host.pk and vm.tpm_enabled for vm in self.vms):
+            found += actions.vtpm_off_selection(host)
+        return found
+
+    def _vms_starting_nowhere(self, host: Host) -> list[VirtualMachine]:
+        """The host's VMs with the risk "can start on no registered host" (the ones a restore may bring back)."""
+        return [
+            vm
+            for vm in self.vms
+            if vm.host_id == host.pk and self._vm_risks(vm) and vm.kp_readable and not self.startable_anywhere(vm)
+        ]
 
     def vm_actions(self, vm: VirtualMachine) -> list[Action]:
         return actions.for_vm(vm)

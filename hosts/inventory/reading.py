@@ -153,7 +153,7 @@ def risk_groups(first: int = 5, host: Host | None = None, now: dt.datetime | Non
     groups = []
     for kind in RISK_KINDS:
         rows = kind.of(now, host)
-        shown = [kind.risk(row, now) for row in rows[:first]] if first else []
+        shown = rules.one_escrow_per_guardian([kind.risk(row, now) for row in rows[:first]]) if first else []
         groups.append(RiskGroup(kind.code, kind.title, rows.count(), shown))
     return groups
 
@@ -372,9 +372,22 @@ def guardian_actions(host: Host, guardians: list[Guardian]) -> dict[int, list[Ac
 
 
 def host_actions(host: Host) -> list[Action]:
-    """Escrow every pair whose private keys the host holds, in one job."""
+    """Escrow every pair whose private keys the host holds, in one job; restore every VM the vault can bring back,
+    in one job; turn the vTPM off for a selection of its VMs."""
     held = KeyHolding.objects.filter(host=host, has_private_keys=True).exists()
-    return actions.escrow_all(host) if held else []
+    found = actions.escrow_all(host) if held else []
+    if restorable_vms(host):
+        found += actions.restore_all(host)
+    if VirtualMachine.objects.filter(host=host, tpm_enabled=True).exists():
+        found += actions.vtpm_off_selection(host)
+    return found
+
+
+def restorable_vms(host: Host) -> list[str]:
+    """The host's VMs the stored analysis says start nowhere while the vault holds a pair they are sealed to: the
+    rows "Restore…" is offered on (those marked lost or retired left out)."""
+    rows = VirtualMachine.objects.filter(host=host, facts__risk="vm_cannot_start", facts__escrowed=True)
+    return list(rows.exclude(marks.vm_marked()).order_by("name").values_list("name", flat=True))
 
 
 # -- escrow ---------------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hosts.models import Host
 
@@ -45,6 +45,25 @@ class Risk:
     host: Host | None = None
     actions: list[Action] = field(default_factory=list)  # the workflow pages that fix it (filter with permitted)
     vm: VirtualMachine | None = None  # the VM it is about, for a VM's risks
+
+
+def one_escrow_per_guardian(risks: list[Risk]) -> list[Risk]:
+    """Several VMs whose keys exist once share one guardian, and escrowing it once protects them all: the first of
+    their risks in the list offers one "Escrow…" naming them, the others none (in place: the risks are the list's)."""
+    sharing: dict[str, list[Risk]] = {}
+    for risk in risks:
+        for action in risk.actions:
+            if action.code == "escrow":
+                sharing.setdefault(action.url, []).append(risk)
+    for url, group in sharing.items():
+        if len(group) < 2:
+            continue
+        names = ", ".join(risk.vm.name if risk.vm else risk.subject for risk in group)
+        first, *others = group
+        first.actions = [replace(a, label=f"Escrow… (protects {names})") if a.url == url else a for a in first.actions]
+        for risk in others:
+            risk.actions = [a for a in risk.actions if a.url != url]
+    return risks
 
 
 # -- can VM X start on host Y? ----------------------------------------------------------------------------------------

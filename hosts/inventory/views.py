@@ -19,7 +19,7 @@ from console.params import page_of, parse_id
 from console.roles import require
 from hosts.models import Host
 
-from . import actions, marks, reading
+from . import actions, marks, reading, rules
 from .models import Mark, VirtualMachine
 from .rules import RISK_TITLES, VM_RISKS
 
@@ -108,7 +108,7 @@ def risk_list(request: HttpRequest) -> HttpResponse:
         "kind": kind,
         "host": host,
         "listing": listing,
-        "risks": [kind.risk(row, now) for row in listing.page],
+        "risks": rules.one_escrow_per_guardian([kind.risk(row, now) for row in listing.page]),
         "kinds": reading.RISK_KINDS,
         "marked_count": Mark.objects.count(),
     }

@@ -207,7 +207,8 @@ class Preflight:
 def preflight_page(request: HttpRequest, page: GuardianPage, form: HostForm, flight: Preflight) -> HttpResponse:
     """A guardian preflight page: the host picker and the page's list filled from the form, then the preflight."""
     context = {"page": page, "flight": flight, "hosts": form.hosts, "host": form.chosen_host}
-    context |= {"choices": form.options(page.choice), "chosen": form.raw(page.choice)}
+    if page.choice:  # a page about the whole host (restore every VM) has no list beside the picker
+        context |= {"choices": form.options(page.choice), "chosen": form.raw(page.choice)}
     if page.tick is not None and can(request.user, page.tick_permission):
         context |= {"tick": page.tick, "ticked": bool(form.data.get(page.tick[0])), "tick_url": toggled(form, page)}
     return start_or_show(request, flight.job, "workflows/guardian_preflight.html", context)

@@ -12,13 +12,14 @@ from .migrate.page import migrate_wizard
 from .recovery_kit.page import recovery_kit_download
 from .rescue.page import rescue_preflight
 from .reset.page import reset_preflight, undo_preflight
-from .restore.page import restore_preflight
+from .restore.page import restore_all_preflight, restore_preflight
 from .vtpm.page import vtpm_preflight
 
 urlpatterns = [
     path("jobs/new/escrow/", escrow_preflight, name="escrow_preflight"),
     path("jobs/new/import/", import_preflight, name="import_guardian_preflight"),
     path("jobs/new/restore/", restore_preflight, name="restore_preflight"),
+    path("jobs/new/restore/all/", restore_all_preflight, name="restore_all_preflight"),
     path("jobs/new/rescue/", rescue_preflight, name="rescue_preflight"),
     path("jobs/new/reset/", reset_preflight, name="reset_preflight"),
     path("jobs/new/reset/undo/", undo_preflight, name="reset_undo_preflight"),

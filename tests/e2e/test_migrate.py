@@ -17,23 +17,37 @@ from tests.plugins.worlds import PASSWORD, credssp_pair, ntlm_pair, serve_source
 pytestmark = [pytest.mark.e2e, pytest.mark.worker]
 
 
-def preview(
-    page: Any, console: Any, operator: Any, source: Host, target: Host, vm: str, method: str, unseal: str = ""
-) -> None:
-    """The operator's way through the wizard up to the preflight: both hosts refreshed, VM, target, method
-    (and how the VM may unseal there), then "Check"."""
+def to_methods(page: Any, console: Any, operator: Any, source: Host, target: Host, vm: str) -> None:
+    """The wizard's first two steps, as an operator takes them: both hosts refreshed, the source and its VM, Next,
+    the target, Next: the method step, which reads both hosts."""
     assert refresh_host(source).ok and refresh_host(target).ok
     login(page, console, operator)
     page.goto(f"{console.url}/jobs/new/migrate/")
     with page.expect_navigation():
         page.select_option("#source-host", str(source.pk))
     page.select_option("#vm", vm)
+    with page.expect_navigation():
+        page.click("#wizard-next")
     page.select_option("#target-host", str(target.pk))
+    with page.expect_navigation():
+        page.click("#wizard-next")
+    assert page.locator("#wizard-step").get_attribute("data-step") == "method"
+
+
+def preview(
+    page: Any, console: Any, operator: Any, source: Host, target: Host, vm: str, method: str, unseal: str = ""
+) -> None:
+    """The operator's way through the wizard up to the review: VM, target, method (offered only when it can work),
+    how the VM may unseal there, then "Check both hosts"."""
+    to_methods(page, console, operator, source, target, vm)
     page.check(f"input[name=method][value={method}]")
+    with page.expect_navigation():
+        page.click("#wizard-next")
     if unseal:
         page.check(f"input[name=unseal][value={unseal}]")
     with page.expect_navigation():
         page.click("#preview")
+    assert page.locator("#wizard-step").get_attribute("data-step") == "review"
 
 
 def start_and_follow(page: Any, screenshot: str) -> Job:
@@ -75,18 +89,21 @@ def test_operator_migrates_a_vm_with_the_wizard_and_sees_it_run_on_the_target(
 def test_in_a_workgroup_the_wizard_explains_why_live_migration_cannot_work_and_offers_no_job(
     browser_page: Any, live_console: Any, sim_lab: Any, registered_host: Any, operator: Any
 ) -> None:
-    """The second hop as Windows has it (the `second_hop` switch): two workgroup hosts, the console's sessions NTLM."""
+    """The second hop as Windows has it (the `second_hop` switch): two workgroup hosts, the console's sessions NTLM.
+    The method step says why live migration and the lab share cannot work and offers only what can."""
     lab = sim_lab(scenarios=["migration"])
     for sim in lab.hosts:
         sim.model.domain = None  # the second hop is refused by default, as on Windows
     source, target = (registered_host(h) for h in lab.hosts)
     page = browser_page
-    preview(page, live_console, operator, source, target, "Win11-B", "live")
-    assert "A workgroup pair cannot live-migrate" in page.locator("#checks").inner_text()
+    to_methods(page, live_console, operator, source, target, "Win11-B")
     methods = page.locator("#methods")
-    assert "cannot work" in methods.locator("tr[data-method=export]").inner_text()
+    live = methods.locator(".method[data-method=live]")
+    assert "cannot work" in live.inner_text() and "A workgroup pair cannot live-migrate" in live.inner_text()
+    assert "cannot work" in methods.locator(".method[data-method=export]").inner_text()
     assert "holds no credentials for a third machine" in methods.inner_text()
-    assert "can work" in methods.locator("tr[data-method=register]").inner_text()
+    assert "can work" in methods.locator(".method[data-method=register]").inner_text()
+    assert page.locator("input[name=method]").evaluate_all("radios => radios.map(r => r.value)") == ["register"]
     assert page.locator("#migrate-submit").count() == 0
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "migrate-workgroup-preflight.png"), full_page=True)
@@ -141,3 +158,63 @@ def test_in_a_workgroup_the_operator_moves_a_vm_through_the_sources_own_share(
     assert "running there" in page.locator("#job-summary").inner_text()
     assert password not in page.content()
     assert lab.hosts[1].model.vm("Win11-B").state == "Running"
+
+
+def test_the_operator_walks_the_wizard_step_by_step_back_and_forth(
+    browser_page: Any, live_console: Any, sim_lab: Any, registered_host: Any, operator: Any
+) -> None:
+    """Each step shows only its fields (a screenshot of each in test-artifacts/); Back keeps the choices; the review
+    warns that leaving the source off keeps the VM's ID on two hosts, and removing the source needs its name typed."""
+    lab = kind_to_the_second_hop(sim_lab(scenarios=["migration"]))
+    source, target = (registered_host(h) for h in lab.hosts)
+    page = browser_page
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def shot(step: str, number: int) -> None:
+        assert page.locator("#wizard-step").get_attribute("data-step") == step
+        assert page.locator("#wizard-steps li[aria-current=step]").get_attribute("data-step") == step
+        page.screenshot(path=str(ARTIFACTS / f"migrate-step-{number}-{step}.png"), full_page=True)
+
+    def next_step(button: str = "#wizard-next") -> None:
+        with page.expect_navigation():
+            page.click(button)
+
+    to_methods(page, live_console, operator, source, target, "Win11-B")
+    shot("method", 3)
+    assert page.locator("#source-host, #vm, #target-host, input[name=unseal]").count() == 0
+    # Only the chosen method's own fields are shown (migrate.js); the register path lists the target's folders.
+    page.check("input[name=method][value=register]")
+    assert page.locator("#files-path").is_visible() and page.locator("#new-id").is_hidden()
+    assert "Hyper-V" in page.locator("#target-folders").inner_text()
+    page.check("input[name=method][value=export]")
+    assert page.locator("#files-path").is_hidden() and page.locator("#new-id").is_visible()
+    next_step("#wizard-back")
+    shot("target", 2)
+    assert page.locator("#target-host").input_value() == str(target.pk)  # Back kept the choice
+    next_step("#wizard-back")
+    shot("vm", 1)
+    assert page.locator("#vm").input_value() == "Win11-B"
+    next_step()
+    next_step()
+    page.check("input[name=method][value=export]")
+    next_step()
+    shot("unseal", 4)
+    assert "Export to the lab share" in page.locator("#wizard-chosen").inner_text()
+    page.check("input[name=unseal][value=authorise]")
+    page.check("input[name=source_after][value=off]")
+    next_step("#preview")
+    shot("review", 5)
+    assert "the same VM ID on two hosts" in page.locator("#twin-warning").inner_text()
+    assert page.locator("#confirm-name").count() == 0 and page.locator("#migrate-submit").is_visible()
+    page.click("text=Show PowerShell")
+    assert "Export-VM -Name 'Win11-B'" in page.locator("pre.powershell").inner_text()
+    # Back to unsealing: remove the source copy instead. The review then asks for the VM's name, typed exactly.
+    page.click("#wizard-steps a:has-text('Unsealing')")
+    page.check("input[name=source_after][value=remove]")
+    next_step("#preview")
+    assert page.locator("#twin-warning").count() == 0
+    page.fill("#confirm-name", "win11-b")
+    next_step("#migrate-submit")
+    assert "Type the VM's name 'Win11-B' exactly" in page.content().replace("&#x27;", "'")
+    page.screenshot(path=str(ARTIFACTS / "migrate-step-5-review-refused.png"), full_page=True)
+    assert Job.objects.count() == 0

@@ -60,3 +60,24 @@ def test_operator_restores_a_vm_after_reinstall_and_sees_it_running(
     assert "is running on" in log_text and password not in page.content()
     assert page.locator("[data-job-state]").first.inner_text() == "succeeded"
     assert sim.model.vm("Win11-A").state == "Running"
+
+
+def test_operator_restores_every_restorable_vm_of_the_host_from_its_page(
+    celery_worker_process: Any, live_console: Any, operator: Any, reinstalled: tuple[Any, Any, str], browser_page: Any
+) -> None:
+    sim, host, password = reinstalled
+    page = browser_page
+    login(page, live_console, operator)
+    page.goto(f"{live_console.url}/hosts/{host.pk}/")
+    with page.expect_navigation():
+        page.click("a[data-action=restore_all]")
+    main = page.inner_text("main")
+    assert "'Win11-A': Read the key protector" in main and "'Win11-B': Read the key protector" in main
+    shoot(page, "all-1-preflight")
+    with page.expect_navigation():
+        page.click("button:has-text('Restore them all')")
+    page.wait_for_function("window.guardianJobLog && window.guardianJobLog.snapshot().ended", timeout=60_000)
+    shoot(page, "all-2-job")
+    assert page.locator("[data-job-state]").first.inner_text() == "succeeded"
+    assert "Win11-A, Win11-B running on" in page.inner_text("main") and password not in page.content()
+    assert sim.model.vm("Win11-A").state == "Running" and sim.model.vm("Win11-B").state == "Running"

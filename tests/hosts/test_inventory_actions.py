@@ -29,6 +29,8 @@ PAGE_OF = {  # action code → URL name of the workflow page it must land on
     "escrow_all": "escrow_preflight",
     "reset": "reset_preflight",
     "vtpm_off": "vtpm_preflight",
+    "vtpm_off_many": "vtpm_preflight",
+    "restore_all": "restore_all_preflight",
     "vtpm_on": "vtpm_preflight",
     "migrate": "migrate_wizard",
 }
@@ -71,7 +73,8 @@ def test_every_action_resolves_to_its_workflow_page_with_the_right_query(admin_c
     by_code: dict[str, Action] = {}
     for action in actions:
         by_code.setdefault(action.code, action)
-    assert set(by_code) == set(PAGE_OF) - {"restore"}  # the orphan's keys are in no vault: rescued, not restored
+    # The orphan's keys are in no vault: rescued, not restored (restore_all's own story: tests/workflows/test_bulk.py)
+    assert set(by_code) == set(PAGE_OF) - {"restore", "restore_all"}
 
     for code, action in by_code.items():
         parts = urlsplit(action.url)
@@ -85,6 +88,7 @@ def test_every_action_resolves_to_its_workflow_page_with_the_right_query(admin_c
     assert query["escrow_all"] == {"host": str(f.hv01.pk), "guardian": "all"}
     assert query["reset"] == {"host": str(f.hv03.pk), "guardian": "UntrustedGuardian"}
     assert query["vtpm_off"] == {"host": str(f.hv02.pk), "vm": "Win11-Orphan", "action": "disable"}  # its way out
+    assert query["vtpm_off_many"] == {"host": str(f.hv01.pk), "action": "disable"}  # tick VMs, type each name
     assert query["vtpm_on"] == {"host": str(f.hv01.pk), "vm": "Srv Plain", "action": "enable"}
     assert query["migrate"] == {"host": str(f.hv01.pk), "vm": "Win11-A"}
 
@@ -108,8 +112,9 @@ def test_operators_get_the_harmless_actions_admins_every_one(operator_client: Cl
         f"/vms/{f.orphan.pk}/": {"rescue", "upload", "migrate", "vtpm_off"},
         f"/vms/{f.healthy.pk}/": {"escrow", "migrate", "vtpm_off"},
         f"/vms/{f.plain.pk}/": {"migrate", "vtpm_on"},
-        f"/hosts/{f.hv01.pk}/": {"escrow", "escrow_all"},  # the single copy's risk and guardian row, the host button
-        f"/hosts/{f.hv02.pk}/": {"rescue", "vtpm_off", "upload"},
+        # the single copy's risk and guardian row, the host buttons
+        f"/hosts/{f.hv01.pk}/": {"escrow", "escrow_all", "vtpm_off_many"},
+        f"/hosts/{f.hv02.pk}/": {"rescue", "vtpm_off", "upload", "vtpm_off_many"},
         f"/hosts/{f.hv03.pk}/": {"reset"},
     }
     for url, codes in pages.items():

@@ -313,7 +313,8 @@ def test_wizard_checks_both_hosts_shows_powershell_and_starts_the_job(lab: Any, 
     again = rerun_preflight_url(job)
     assert again is not None and again.startswith(f"/jobs/new/migrate/?host={lab.source_host.pk}&target=")
     refilled = operator_client.get(again).content.decode()
-    assert '<option value="Win11-B" data-taken="" selected>' in refilled
+    # The last step before the review, the earlier choices carried and listed, nothing read from the hosts yet.
+    assert 'data-step="unseal"' in refilled and '<input type="hidden" name="vm" value="Win11-B">' in refilled
     assert 'name="unseal" value="authorise" checked' in refilled and 'id="migrate-submit"' not in refilled
 
 

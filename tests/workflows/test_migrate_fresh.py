@@ -38,7 +38,7 @@ def test_vms_whose_name_is_taken_on_a_target_are_marked_before_choosing(lab: Any
     assert "Win11-B (Off, vTPM)</option>" in page
     chosen = operator_client.get("/jobs/new/migrate/", {"host": lab.source_host.pk, "vm": "Srv-Plain"}).content
     assert f'<option value="{lab.target_host.pk}" data-name="HV02" disabled>HV02 — has a VM named' in chosen.decode()
-    targeted = {"host": lab.source_host.pk, "target": lab.target_host.pk, "vm": "Win11-B"}
+    targeted = {"host": lab.source_host.pk, "target": lab.target_host.pk, "vm": "Win11-B", "step": "vm"}  # back
     listing = operator_client.get("/jobs/new/migrate/", targeted).content.decode()
     assert 'data-taken="' + str(lab.target_host.pk) + '" disabled>Srv-Plain' in listing
     refused = operator_client.post("/jobs/new/migrate/", wizard(lab, "Srv-Plain", "carry"))

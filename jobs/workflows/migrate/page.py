@@ -19,6 +19,7 @@ from hosts.remoting.errors import RemotingError
 from ..pages import HostForm, NewJob, host_field, kind_page, refusals, start_or_show
 from ..powershell import PowerShellScript
 from .plan import (
+    COPIES,
     METHODS,
     SOURCE_AFTER,
     UNSEAL,
@@ -27,9 +28,12 @@ from .plan import (
     check_carry_placement,
     plan_migration,
     share_problems,
+    twin_left_behind,
 )
+from .reach import Verdict
 from .run import migration_script
 from .sides import LiveSide
+from .steps import STEPS, StepLink, carried, hidden_fields, next_step, previous_step, step_links, step_of
 
 NOT_ASCII = "[^ -~]"  # a character outside printable ASCII (a control character just costs a comparison)
 
@@ -54,6 +58,7 @@ class MigrationForm(HostForm):
     files_path = forms.CharField(required=False, strip=False)
     preview = forms.BooleanField(required=False)  # "Check both hosts"
     confirm_name = forms.CharField(required=False, strip=False, max_length=200)  # typed to remove the source copy
+    step = choice_of(STEPS, "Choose a step of the wizard.")  # which step to show; the choices travel with it
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -167,12 +172,35 @@ class Wizard:
     job: NewJob | None = None
     confirm_name: str = ""  # what was typed to confirm removing the source copy
     errors: list[str] = field(default_factory=list)  # why a complete, checked migration was not allowed to start
+    step: str = "vm"  # the step shown (steps.py)
+    links: list[StepLink] = field(default_factory=list)
+    hidden: list[tuple[str, str]] = field(default_factory=list)  # the other steps' choices
+    verdicts: dict[str, Verdict] = field(default_factory=dict)  # the method step: every method, read live
+    target_folders: list[str] = field(default_factory=list)  # the folders the target reported (register)
+    twin_warning: str = ""  # the review: leaving the source off leaves the VM's id on two hosts
     # What the wizard offers (class attributes, not fields): each option's value and label.
     methods, unseals, afters = METHODS, UNSEAL, SOURCE_AFTER
 
     @property
     def method_label(self) -> str:
         return METHODS.get(self.opts.method, "")
+
+    @property
+    def next_step(self) -> str:
+        return next_step(self.step)
+
+    @property
+    def previous_step(self) -> str:
+        return previous_step(self.step)
+
+    @property
+    def offered(self) -> list[str]:
+        """The methods the method step lets the user choose: all but those Windows is known to refuse here."""
+        return [key for key, verdict in self.verdicts.items() if verdict.runnable is not False]
+
+    @property
+    def offers_copy(self) -> bool:
+        return any(key in COPIES for key in self.offered)
 
 
 def preflight(form: MigrationForm, user: Any = None) -> Wizard:
@@ -190,9 +218,48 @@ def preflight(form: MigrationForm, user: Any = None) -> Wizard:
         wizard.shares = LabShare.offered_to(source, target)
         if not chosen.get("share") and wizard.shares:
             wizard.opts.share = wizard.shares[0]
-    if valid and source and target and wizard.opts.vm_name and chosen["preview"]:
+    show_step(form, wizard)
+    if valid and source and target and wizard.opts.vm_name and wizard.step == "method":
+        read_methods(wizard)
+    if valid and source and target and wizard.opts.vm_name and wizard.step == "review":
         check_both_hosts(wizard, user)
     return wizard
+
+
+def first_open_step(form: MigrationForm, wizard: Wizard) -> tuple[str, list[str]]:
+    """The first step whose choices are missing or refused, and why (the review: none)."""
+    chosen, refused = form.cleaned_data, set(form.errors)
+    if wizard.source is None or not wizard.opts.vm_name or refused & {"host", "vm"}:
+        return "vm", ["Choose the source host and the VM first."]
+    if wizard.target is None or refused & {"target", "__all__"}:
+        return "target", ["Choose the target host first."]
+    method = wizard.opts.problems() + share_problems(wizard.opts, wizard.source, wizard.target)
+    if not chosen.get("method") or method or refused & {"method", "share", "files_path", "new_id"}:
+        return "method", method or ["Choose a migration method first."]
+    if not chosen.get("unseal") or not chosen.get("source_after") or refused & {"unseal", "source_after"}:
+        return "unseal", ["Choose how the target may unseal the VM, and what happens to the source copy, first."]
+    return "review", []
+
+
+def show_step(form: MigrationForm, wizard: Wizard) -> None:
+    """Which step the page shows, the trail of steps, and the other steps' choices as hidden fields."""
+    chosen = form.cleaned_data
+    first, why = first_open_step(form, wizard)
+    requested = chosen.get("step") or ""
+    wizard.step = step_of(requested, bool(chosen.get("preview")), first)
+    if requested and wizard.step != requested:  # sent past an open step: say what it still needs
+        wizard.problems += [reason for reason in why if reason not in wizard.problems]
+    values = carried({**chosen, "start": wizard.opts.start})
+    wizard.hidden, wizard.links = hidden_fields(values, wizard.step), step_links(values, wizard.step, first)
+
+
+def read_methods(wizard: Wizard) -> None:
+    """The method step: every method between the two hosts with its verdict, and the folders the target reported
+    (where the files of a VM registered in place must lie), read live from both hosts."""
+    assert wizard.source is not None and wizard.target is not None
+    plan, _, wizard.error = live_preview(wizard.source, wizard.target, wizard.opts)
+    if plan is not None:
+        wizard.verdicts, wizard.target_folders = plan.methods, plan.target_folders
 
 
 def check_both_hosts(wizard: Wizard, user: Any) -> None:
@@ -211,6 +278,7 @@ def check_both_hosts(wizard: Wizard, user: Any) -> None:
     wizard.powershell = script.lines()
     if wizard.plan is None or wizard.plan.failures:
         return
+    wizard.twin_warning = twin_left_behind(wizard.plan, opts, source, target)
     wizard.errors = removal_unconfirmed(opts, wizard.confirm_name, source)
     if not wizard.errors:
         wizard.job = NewJob("migrate_vm", [source, target], [opts.vm_name], opts.as_params())

@@ -206,6 +206,7 @@ class MigrationPlan:
     hops: tuple[HopFacts, HopFacts] | None = None  # source and target as the second hop sees them
     share_folder: str = ""  # pull: the source's local folder behind the share
     target_vm_path: str = ""  # pull: the target's default folder for VMs (where the copy lands, then the import)
+    target_folders: list[str] = field(default_factory=list)  # register: the folders the target reported for VM files
 
     def add(self, level: str, text: str) -> None:
         self.checks.append(Check(level, text))
@@ -228,7 +229,7 @@ def plan_migration(
     plan.methods = assess(*plan.hops, share, pull)
     plan.share_folder, plan.target_vm_path = pull.folder or "", tgt.virtual_machine_path.rstrip("\\")
     plan.target_name, plan.source_name = tgt.computer_name, src.computer_name
-    plan.target_store_exists = tgt.inventory.store_exists
+    plan.target_store_exists, plan.target_folders = tgt.inventory.store_exists, tgt.folders
     if tgt.virtual_machine_path:
         plan.target_storage = f"{tgt.virtual_machine_path.rstrip(chr(92))}\\{opts.vm_name}"
     plan.vm = src.vm(opts.vm_name)
@@ -244,6 +245,21 @@ def plan_migration(
     if opts.method == "live":
         compare_move(plan, source_session, source, target)
     return plan
+
+
+def twin_left_behind(plan: MigrationPlan, opts: MigrationOptions, source: Host, target: Host) -> str:
+    """Why leaving the source copy off is a trap when the copy keeps the VM's id (an export without a new id, the
+    copy from the source's share, or its files registered in place): the same id is then registered on two hosts,
+    and a later import or move of either to the other's host fails on "the identifier is already in use"."""
+    keeps_id = opts.method == "register" or (opts.method in COPIES and not opts.new_id)
+    if plan.vm is None or opts.source_after != "off" or not keeps_id:
+        return ""
+    return (
+        f"'{plan.vm.name}' keeps its ID {plan.vm.vm_id} on {target}, and its source copy stays registered on "
+        f"{source} (off): the same VM ID on two hosts. A later import or move of either one to the other's host "
+        'fails ("the identifier is already in use"), and starting both runs two machines of one identity. Remove '
+        "the source copy (its disks stay), or give the imported copy a new ID."
+    )
 
 
 def check_state(plan: MigrationPlan, opts: MigrationOptions, source: Host) -> None:

@@ -1,4 +1,4 @@
-"""The restore job kind: one VM of one host."""
+"""The restore job kind: VMs of one host, one after another (one from the restore page, all from "every VM")."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 
 from hosts.inventory import reading
 from hosts.inventory.models import VirtualMachine
+from hosts.inventory.reading import restorable_vms
 from hosts.models import Host
 from hosts.remoting.keyprotector import GuardianRef
 from hosts.vault.models import EscrowedPair
@@ -137,3 +138,51 @@ def restore_preflight(request: HttpRequest) -> HttpResponse:
     form = RestoreForm(request)
     flight = preflight(**form.cleaned_data, user=request.user) if form.is_valid() else Preflight.refused(form)
     return preflight_page(request, RESTORE_PAGE, form, flight)
+
+
+# -- every restorable VM of a host, in one job ---------------------------------------------------------------------
+
+
+RESTORE_ALL_PAGE = GuardianPage(
+    title="Restore every restorable VM of a host",
+    intro="One restore job for every VM of the host that cannot start while the vault holds the guardian it is "
+    "sealed to (typically after a reinstall): each VM's own preflight decides whether it is in the job.",
+    choice="",
+    choice_label="",
+    submit_label="Restore them all",
+    risks=RESTORE_PAGE.risks
+    + [
+        "The job restores the VMs one after another and stops at the first that fails: those before it stay "
+        "restored, and its log says which VM failed and why."
+    ],
+)
+
+
+def preflight_all(host: Host | None, user: Any = None) -> Preflight:
+    """The restore of every restorable VM of `host`: each VM's own preflight, the ones it refuses left out and
+    named."""
+    if host is None:
+        return Preflight(problem="Choose the host whose VMs to restore.")
+    flights = [(name, preflight(host, name, user)) for name in restorable_vms(host)]
+    ready = [(name, flight) for name, flight in flights if flight.job is not None]
+    left_out = [f"Left out: '{name}' — {flight.problem}" for name, flight in flights if flight.job is None]
+    if not ready:
+        reason = "No VM of this host is restorable: none cannot start with its guardian in the vault."
+        return Preflight(problem=" ".join([reason, *left_out]) if left_out else reason)
+    names = [name for name, _ in ready]
+    return Preflight(
+        steps=[f"'{name}': {step}" for name, flight in ready for step in flight.steps],
+        impact=[f"{host}: the guardians of {', '.join(names)} added; the VMs started."],
+        warnings=left_out + [w for _, flight in ready for w in flight.warnings],
+        powershell=[line for name, flight in ready for line in [f"# VM '{name}'", *flight.powershell]],
+        post=[("host", host.pk)],
+        cancel_url=f"/hosts/{host.pk}/",
+        job=NewJob("restore_vm", [host], names),
+    )
+
+
+@kind_page("restore_vm")
+def restore_all_preflight(request: HttpRequest) -> HttpResponse:
+    form = HostForm(request)
+    flight = preflight_all(**form.cleaned_data, user=request.user) if form.is_valid() else Preflight.refused(form)
+    return preflight_page(request, RESTORE_ALL_PAGE, form, flight)
