@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
@@ -131,6 +131,46 @@ def all_risks(now: dt.datetime | None = None) -> list[Risk]:
     """Every stored risk: what the tests compare with the from-scratch analysis (pages read a page at a time)."""
     now = now or timezone.now()
     return [kind.risk(row, now) for kind in RISK_KINDS for row in kind.of(now)]
+
+
+class StoredRisks(Sequence[Risk]):
+    """The stored risks of some kinds in the dashboard's order (kind by kind), read a slice at a time, so a
+    paginator costs a count per kind and a query per kind its page spans, whatever the size of the lab."""
+
+    def __init__(self, kinds: list[RiskKind], now: dt.datetime | None = None) -> None:
+        self.kinds = kinds
+        self.now = now or timezone.now()
+        self._counts: list[int] | None = None
+
+    def counts(self) -> list[int]:
+        if self._counts is None:
+            self._counts = [kind.of(self.now).count() for kind in self.kinds]
+        return self._counts
+
+    def __len__(self) -> int:
+        return sum(self.counts())
+
+    @overload
+    def __getitem__(self, index: int) -> Risk: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Risk]: ...
+
+    def __getitem__(self, index: int | slice) -> Risk | list[Risk]:
+        if isinstance(index, int):
+            found = self[index : index + 1] if index >= 0 else self[len(self) + index : len(self) + index + 1]
+            if not found:
+                raise IndexError(index)
+            return found[0]
+        start, stop, _step = index.indices(len(self))  # a paginator never asks for a step
+        risks: list[Risk] = []
+        offset = 0
+        for kind, count in zip(self.kinds, self.counts(), strict=True):
+            first, last = max(start - offset, 0), min(stop - offset, count)
+            if first < last:
+                risks += [kind.risk(row, self.now) for row in kind.of(self.now)[first:last]]
+            offset += count
+        return risks
 
 
 @dataclass
