@@ -157,7 +157,7 @@ def test_a_password_swapped_between_entries_is_detected() -> None:
 
 @pytest.mark.django_db
 def test_an_entry_stored_before_the_opened_seal_is_opened_until_the_nightly_check_records_it() -> None:
-    from django.core.management import call_command
+    from django.core.management import CommandError, call_command
 
     a = store(slot=0)
     signing, encryption = make_pair(slot=1, host="HV02", password="another-password-123")
@@ -168,7 +168,7 @@ def test_an_entry_stored_before_the_opened_seal_is_opened_until_the_nightly_chec
         EscrowedPair.objects.get(pk=b.pk).confirm_intact()  # no record: the files are opened, and refuse
     EscrowedPair.objects.get(pk=a.pk).confirm_intact()
 
-    with pytest.raises(Exception, match="1 of 2 vault entries are damaged"):
+    with pytest.raises(CommandError, match="1 of 2 vault entries are damaged"):
         call_command("verify_vault", stdout=io.StringIO())
     intact, damaged = EscrowedPair.objects.get(pk=a.pk), EscrowedPair.objects.get(pk=b.pk)
     assert intact.opened_seal.startswith("v1:") and PASSWORD not in intact.opened_seal
