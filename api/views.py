@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from console.models import AuditEvent
 from console.params import parse_id
-from hosts.inventory.analysis import Inventory
+from hosts.inventory import reading
 from hosts.inventory.models import Guardian, VirtualMachine
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
@@ -113,15 +113,16 @@ class GuardianList(FilteredList):
 
 
 class RiskList(ConsoleView, generics.ListAPIView):  # type: ignore[misc]
-    """What is about to break, as the dashboard lists it (computed from the stored inventories)."""
+    """What is about to break, as the dashboard lists it: kind by kind, read from the stored analysis a page at a
+    time."""
 
     serializer_class = s.RiskSerializer
 
     @extend_schema(parameters=filter_parameters(["code"]))
     def get(self, request: Request) -> Response:
-        risks = Inventory().risks()
         code = request.query_params.get("code")
-        page = self.paginate_queryset([risk for risk in risks if not code or risk.code == code])
+        kinds = [kind for kind in reading.RISK_KINDS if not code or kind.code == code]  # unknown code: none
+        page = self.paginate_queryset(reading.StoredRisks(kinds))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
 

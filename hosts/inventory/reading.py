@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
@@ -133,6 +133,46 @@ def all_risks(now: dt.datetime | None = None) -> list[Risk]:
     return [kind.risk(row, now) for kind in RISK_KINDS for row in kind.of(now)]
 
 
+class StoredRisks(Sequence[Risk]):
+    """The stored risks of some kinds in the dashboard's order (kind by kind), read a slice at a time, so a
+    paginator costs a count per kind and a query per kind its page spans, whatever the size of the lab."""
+
+    def __init__(self, kinds: list[RiskKind], now: dt.datetime | None = None) -> None:
+        self.kinds = kinds
+        self.now = now or timezone.now()
+        self._counts: list[int] | None = None
+
+    def counts(self) -> list[int]:
+        if self._counts is None:
+            self._counts = [kind.of(self.now).count() for kind in self.kinds]
+        return self._counts
+
+    def __len__(self) -> int:
+        return sum(self.counts())
+
+    @overload
+    def __getitem__(self, index: int) -> Risk: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Risk]: ...
+
+    def __getitem__(self, index: int | slice) -> Risk | list[Risk]:
+        if isinstance(index, int):
+            found = self[index : index + 1] if index >= 0 else self[len(self) + index : len(self) + index + 1]
+            if not found:
+                raise IndexError(index)
+            return found[0]
+        start, stop, _step = index.indices(len(self))  # a paginator never asks for a step
+        risks: list[Risk] = []
+        offset = 0
+        for kind, count in zip(self.kinds, self.counts(), strict=True):
+            first, last = max(start - offset, 0), min(stop - offset, count)
+            if first < last:
+                risks += [kind.risk(row, self.now) for row in kind.of(self.now)[first:last]]
+            offset += count
+        return risks
+
+
 @dataclass
 class RiskGroup:
     """How many risks of one kind, with the first few of them."""
@@ -212,6 +252,16 @@ def display_names(pairs: Iterable[Pair]) -> dict[Pair, str]:
 # -- guardians ------------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SealedVm:
+    """One of the first VMs sealed to a guardian, as its row links it: no VM or host row is loaded for it."""
+
+    pk: int
+    name: str
+    host: str
+    owner: bool  # whether the guardian is the VM's owner
+
+
 @dataclass
 class GuardianRow:
     """A known guardian as the guardians page (and a VM's page) shows it."""
@@ -220,7 +270,7 @@ class GuardianRow:
     hosts_with_keys: list[Host] = field(default_factory=list)
     hosts_without_keys: list[Host] = field(default_factory=list)
     sealed: int = 0  # VMs whose key protector lists it
-    first_sealed: list[tuple[VirtualMachine, bool]] = field(default_factory=list)  # (VM, is its owner)
+    first_sealed: list[SealedVm] = field(default_factory=list)
     resets: list[Guardian] = field(default_factory=list)  # its rows on hosts that need a reset
 
     @property
@@ -238,10 +288,16 @@ class GuardianRow:
         return actions.vault_entry_url(self.guardian.vault_entry_id)
 
 
+# What a row shows of a host (a link with its name): loading no more than that (and SealedVm for VMs) keeps a page
+# of guardians, each with its hosts and VMs, from decoding every VM's JSON columns and every host's settings.
+ROW_HOST = ("host__id", "host__name")
+
+
 def guardian_rows(guardians: list[KnownGuardian], first_vms: int = 5) -> list[GuardianRow]:
     """Rows for a page of guardians: four queries, whatever the page holds."""
     rows = {g.pk: GuardianRow(g) for g in guardians}
     holdings = KeyHolding.objects.filter(guardian__in=rows).select_related("host").order_by("host__name")
+    holdings = holdings.only("guardian_id", "has_private_keys", *ROW_HOST)
     for holding in holdings:
         row = rows[holding.guardian_id]
         (row.hosts_with_keys if holding.has_private_keys else row.hosts_without_keys).append(holding.host)
@@ -249,14 +305,19 @@ def guardian_rows(guardians: list[KnownGuardian], first_vms: int = 5) -> list[Gu
     for guardian_id, count in listed.order_by().values_list("guardian_id").annotate(n=Count("pk")):
         rows[guardian_id].sealed = count
     if first_vms:
-        ranked = listed.select_related("vm", "vm__host").annotate(
+        ranked = listed.annotate(
             rank=Window(RowNumber(), partition_by=[F("guardian_id")], order_by=[F("vm__name"), F("vm__host__name")])
         )
-        for entry in ranked.filter(rank__lte=first_vms).order_by("guardian_id", "rank"):
-            rows[entry.guardian_id].first_sealed.append((entry.vm, entry.owner))
+        first = ranked.filter(rank__lte=first_vms).order_by("guardian_id", "rank")
+        for guardian_id, vm_id, name, host, owner in first.values_list(
+            "guardian_id", "vm_id", "vm__name", "vm__host__name", "owner"
+        ):
+            rows[guardian_id].first_sealed.append(SealedVm(vm_id, name, host, owner))
     pairs = {g.pair: g.pk for g in guardians}
     broken = Guardian.objects.filter(needs_reset=True, signing_thumbprint__in={s for s, _ in pairs})
-    for guardian in broken.select_related("host"):
+    for guardian in broken.select_related("host").only(
+        "name", "signing_thumbprint", "encryption_thumbprint", *ROW_HOST
+    ):
         if guardian.identity in pairs:
             rows[pairs[guardian.identity]].resets.append(guardian)
     return [rows[g.pk] for g in guardians]

@@ -23,6 +23,11 @@ class EscrowedPair(models.Model):
     Identity is the pair of thumbprints (a key protector stores certificates, not names). The three secrets are
     sealed by hosts.crypto; `sha256` binds the thumbprints to both PFX files so a blob swapped between rows, or
     altered in any way, is detected by `open()` and never used.
+
+    Opening both PFX files costs about 60 ms each (the password's key derivation), too much for a page view. They
+    were opened when the pair was stored; `opened_seal` (sealed, so it can be neither read nor forged without the
+    encryption key) records which password opened which files then, so `confirm_intact()` proves the same guarantee
+    by decrypting and hashing only. Downloads, imports and the nightly `verify_vault` still open the files.
     """
 
     ORIGIN_ESCROW, ORIGIN_UPLOAD = "escrow", "upload"
@@ -42,6 +47,7 @@ class EscrowedPair(models.Model):
     encryption_pfx = EncryptedField()
     pfx_password = EncryptedField()
     sha256 = models.CharField(max_length=64)
+    opened_seal = EncryptedField()  # opened_digest() of the files and password opened together; empty: never yet
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -68,6 +74,16 @@ class EscrowedPair(models.Model):
             h.update(part)
         return h.hexdigest()
 
+    @staticmethod
+    def opened_digest(sha256: str, password: str) -> str:
+        """SHA-256 over the files' digest and the password that opens them; only ever stored sealed (a readable
+        hash of a password would invite guessing)."""
+        h = hashlib.sha256()
+        for part in (sha256.encode(), password.encode()):
+            h.update(len(part).to_bytes(8, "big"))
+            h.update(part)
+        return h.hexdigest()
+
     @classmethod
     def seal(
         cls,
@@ -79,6 +95,7 @@ class EscrowedPair(models.Model):
     ) -> EscrowedPair:
         """An unsaved row holding a checked pair, its secrets sealed."""
         sign, enc = pair.signing.thumbprint, pair.encryption.thumbprint
+        sha256 = cls.digest(sign, enc, signing_pfx, encryption_pfx)
         return cls(
             signing_thumbprint=sign,
             encryption_thumbprint=enc,
@@ -90,7 +107,8 @@ class EscrowedPair(models.Model):
             signing_pfx=seal_bytes(signing_pfx),
             encryption_pfx=seal_bytes(encryption_pfx),
             pfx_password=seal_text(password),
-            sha256=cls.digest(sign, enc, signing_pfx, encryption_pfx),
+            sha256=sha256,
+            opened_seal=seal_text(cls.opened_digest(sha256, password)),  # `pair` is checked: its files opened
             **fields,
         )
 
@@ -118,9 +136,34 @@ class EscrowedPair(models.Model):
             raise crypto.TamperedSecretError(f"vault entry {self} is damaged or tampered: {exc}") from None
         return signing, encryption, password
 
+    def confirm_intact(self) -> None:
+        """What a page shows about the entry's integrity, as `open()` finds it, without opening the files when
+        the record says they opened with this password before; raises as `open` does."""
+        _signing, _encryption, password = self.unseal()
+        if not self.opened_recorded(password):  # never recorded, or something changed: only opening can tell why
+            self.open()
+
+    def opened_recorded(self, password: str) -> bool:
+        if not self.opened_seal:  # stored before the console kept the record
+            return False
+        try:
+            return open_text(self.opened_seal) == self.opened_digest(self.sha256, password)
+        except crypto.SecretError:  # a damaged record proves nothing either way
+            return False
+
+    def record_opened(self) -> None:
+        """Note, after `open()` succeeded, that its files open with its password: `confirm_intact()` then needs no
+        opening."""
+        _signing, _encryption, password = self.unseal()
+        self.opened_seal = seal_text(self.opened_digest(self.sha256, password))
+        self.save(update_fields=["opened_seal"])
+
     # A template never decrypts or opens a pair: a page that renders a list must not pay (or leak) for it.
     unseal.alters_data = True  # type: ignore[attr-defined]
     open.alters_data = True  # type: ignore[attr-defined]
+    confirm_intact.alters_data = True  # type: ignore[attr-defined]
+    opened_recorded.alters_data = True  # type: ignore[attr-defined]
+    record_opened.alters_data = True  # type: ignore[attr-defined]
 
     def expired(self) -> bool:
         from django.utils import timezone

@@ -62,7 +62,7 @@ def vault_list(request: HttpRequest) -> HttpResponse:
 
 
 def unseals(pair: EscrowedPair) -> bool:
-    """The list's quick check (decryption and SHA-256); the entry's page also opens both PFX files."""
+    """The list's quick check (decryption and SHA-256); the entry's page checks the password too."""
     try:
         pair.unseal()
     except crypto.SecretError:
@@ -75,7 +75,7 @@ def vault_detail(request: HttpRequest, pk: int) -> HttpResponse:
     pair = get_object_or_404(EscrowedPair, pk=pk)
     integrity = ""
     try:
-        pair.open()
+        pair.confirm_intact()
     except crypto.SecretError as exc:
         integrity = str(exc)
     context = {
@@ -204,7 +204,7 @@ def import_commands(pair: EscrowedPair, name: str) -> list[str]:
 @require_POST
 @require("view_console")
 def vault_verify(request: HttpRequest, pk: int) -> HttpResponse:
-    """Re-check one entry on demand (the detail page does it too); audited when it fails."""
+    """Open one entry's files on demand (the detail page checks without opening them); audited when it fails."""
     pair = get_object_or_404(EscrowedPair, pk=pk)
     try:
         pair.open()

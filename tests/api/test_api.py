@@ -153,3 +153,39 @@ def test_every_workflow_page_can_start_its_job_through_the_api() -> None:
     by_api = {workflow.kind for workflow in WORKFLOWS.values()}
     by_pages = {getattr(route.callback, "required_kind", None) for route in urlpatterns} - {None}
     assert by_pages <= by_api and INVENTORY_REFRESH in by_api
+
+
+def test_risks_come_from_the_stored_analysis_kind_by_kind_in_pages(viewer: Any) -> None:
+    import random
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from hosts.inventory import reading
+    from hosts.inventory.analysis import Inventory
+    from tests.hosts.test_stored_analysis import Lab
+
+    lab = Lab(random.Random(5), hosts=5)
+    for _ in range(25):
+        lab.step()
+    api = api_as(viewer, "viewer")
+    everything = api.get("/api/risks/", {"page_size": 500}).json()
+    oracle = sorted((r.code, r.subject) for r in Inventory().risks())
+    assert sorted((r["code"], r["subject"]) for r in everything["results"]) == oracle and len(oracle) > 3
+    codes = [r["code"] for r in everything["results"]]
+    assert codes == sorted(codes, key=[kind.code for kind in reading.RISK_KINDS].index)  # the dashboard's order
+
+    walked, url = [], "/api/risks/?page_size=2"
+    while url:
+        with CaptureQueriesContext(connection) as queries:
+            page = api.get(url).json()
+        assert len(queries) <= 20, "a page reads a slice of each kind, not the lab"
+        walked += page["results"]
+        url = page["next"]
+    assert walked == everything["results"]
+
+    first_code = codes[0]
+    one_kind = api.get("/api/risks/", {"code": first_code, "page_size": 500}).json()
+    assert one_kind["count"] == codes.count(first_code)
+    assert {r["code"] for r in one_kind["results"]} == {first_code}
+    assert api.get("/api/risks/", {"code": "no_such_risk"}).json()["count"] == 0

@@ -134,6 +134,8 @@ def test_a_blob_swapped_between_entries_is_detected() -> None:
     a.save()
     with pytest.raises(crypto.TamperedSecretError, match="SHA-256"):
         EscrowedPair.objects.get(pk=a.pk).open()
+    with pytest.raises(crypto.TamperedSecretError, match="SHA-256"):
+        EscrowedPair.objects.get(pk=a.pk).confirm_intact()  # what the entry's page asks
 
 
 @pytest.mark.django_db
@@ -145,6 +147,33 @@ def test_a_password_swapped_between_entries_is_detected() -> None:
     a.save()
     with pytest.raises(crypto.TamperedSecretError, match="damaged or tampered"):
         EscrowedPair.objects.get(pk=a.pk).open()
+    with pytest.raises(crypto.TamperedSecretError, match="damaged or tampered: the password does not open"):
+        EscrowedPair.objects.get(pk=a.pk).confirm_intact()  # the record names another password: files are opened
+    a.opened_seal = b.opened_seal  # and the other entry's record of its own password names other files
+    a.save()
+    with pytest.raises(crypto.TamperedSecretError, match="damaged or tampered"):
+        EscrowedPair.objects.get(pk=a.pk).confirm_intact()
+
+
+@pytest.mark.django_db
+def test_an_entry_stored_before_the_opened_seal_is_opened_until_the_nightly_check_records_it() -> None:
+    from django.core.management import CommandError, call_command
+
+    a = store(slot=0)
+    signing, encryption = make_pair(slot=1, host="HV02", password="another-password-123")
+    b = store_pair(signing, encryption, "another-password-123", user=None, origin="upload").pair
+    EscrowedPair.objects.update(opened_seal="")  # as rows stored by an older console are
+    EscrowedPair.objects.filter(pk=b.pk).update(pfx_password=a.pfx_password)
+    with pytest.raises(crypto.TamperedSecretError, match="damaged or tampered"):
+        EscrowedPair.objects.get(pk=b.pk).confirm_intact()  # no record: the files are opened, and refuse
+    EscrowedPair.objects.get(pk=a.pk).confirm_intact()
+
+    with pytest.raises(CommandError, match="1 of 2 vault entries are damaged"):
+        call_command("verify_vault", stdout=io.StringIO())
+    intact, damaged = EscrowedPair.objects.get(pk=a.pk), EscrowedPair.objects.get(pk=b.pk)
+    assert intact.opened_seal.startswith("v1:") and PASSWORD not in intact.opened_seal
+    assert damaged.opened_seal == ""  # never recorded for files that do not open
+    intact.confirm_intact()
 
 
 @pytest.mark.django_db
@@ -155,6 +184,12 @@ def test_edited_ciphertext_is_detected() -> None:
     row.save()
     with pytest.raises(crypto.TamperedSecretError):
         EscrowedPair.objects.get(pk=row.pk).open()
+    with pytest.raises(crypto.TamperedSecretError):
+        EscrowedPair.objects.get(pk=row.pk).confirm_intact()
+    row = store(slot=1, host="HV02")
+    prefix, kid, token = row.opened_seal.split(":", 2)
+    EscrowedPair.objects.filter(pk=row.pk).update(opened_seal=f"{prefix}:{kid}:{token[:-8]}AAAAAAAA")
+    EscrowedPair.objects.get(pk=row.pk).confirm_intact()  # only the record is damaged: the files open, as before
 
 
 # --- pages ----------------------------------------------------------------------------------------------------
@@ -272,6 +307,20 @@ def test_tampered_entry_is_reported_and_never_handed_out(admin_client: Client) -
     assert EscrowedPair.objects.count() == 2  # nothing deleted: the evidence stays
 
 
+def test_an_entry_with_another_entrys_password_is_reported_on_its_page_and_never_handed_out(
+    admin_client: Client,
+) -> None:
+    a = store(slot=0)
+    signing, encryption = make_pair(slot=1, host="HV02", password="another-password-123")
+    b = store_pair(signing, encryption, "another-password-123", user=None, origin="upload").pair
+    EscrowedPair.objects.filter(pk=a.pk).update(pfx_password=b.pfx_password)
+    detail = admin_client.get(f"/vault/{a.pk}/").content.decode()
+    assert "damaged or has been tampered with" in detail and "Download for offline use" not in detail
+    assert "damaged or has been tampered with" not in admin_client.get(f"/vault/{b.pk}/").content.decode()
+    response = admin_client.post(f"/vault/{a.pk}/download/", follow=True)
+    assert b"Not downloaded" in response.content and b"another-password-123" not in response.content
+
+
 def test_unknown_entry_is_a_404_not_a_500(admin_client: Client) -> None:
     assert admin_client.get("/vault/999/").status_code == 404
     assert admin_client.get("/vault/999/download/abc/").status_code in (302, 404)
@@ -379,7 +428,9 @@ def test_vault_entries_survive_key_rotation(settings: Any) -> None:
     settings.ENCRYPTION_KEYS = [new_key]  # the old keys are gone: only the re-sealed columns can open
     row.refresh_from_db()
     assert crypto.sealed_with(row.signing_pfx) == crypto.key_id(new_key)
+    assert crypto.sealed_with(row.opened_seal) == crypto.key_id(new_key)
     assert row.open() == (signing, encryption, PASSWORD)
+    row.confirm_intact()
 
 
 @pytest.mark.django_db

@@ -27,6 +27,9 @@ class Command(BaseCommand):
                 damaged += 1
                 AuditEvent.record(None, "vault.tampered", pair, reason=str(exc))
                 self.stdout.write(self.style.ERROR(f"#{pair.pk} {exc}"))
+            else:
+                if not pair.opened_seal:  # stored before pages could check cheaply: now they can
+                    pair.record_opened()
         total = EscrowedPair.objects.count()
         if damaged:
             raise CommandError(f"{damaged} of {total} vault entries are damaged; restore them from a backup.")
