@@ -22,6 +22,13 @@ def parse_id(raw: Any) -> int | None:
     return int(raw)
 
 
+def search_text(request: HttpRequest, name: str, limit: int = 200) -> str:
+    """A filter or search typed into a list page's query string, trimmed, with control characters dropped: PostgreSQL
+    refuses a NUL in a text comparison (a 500 otherwise), and no name the console shows holds one."""
+    raw = request.GET.get(name, "")
+    return "".join(ch for ch in raw[:limit] if ch.isprintable()).strip()
+
+
 class RowsField(forms.ModelMultipleChoiceField):  # type: ignore[type-arg]  # generic in django-stubs only
     """Several rows (hosts) chosen by their ids, each read as parse_id reads one: a number too large for the
     database's integer, or digits that are not ASCII, is refused as a choice that does not exist (never a 500)."""

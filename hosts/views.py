@@ -16,7 +16,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.models import AuditEvent
-from console.params import page_of, parse_id
+from console.params import page_of, parse_id, search_text
 from console.roles import require
 
 from . import crypto
@@ -110,7 +110,7 @@ def _failure(kind: str, detail: str, action: str) -> ConnectionTestOutcome:
 def host_list(request: HttpRequest) -> HttpResponse:
     """A page of the registered hosts, searched by name or address in the database."""
     hosts = Host.objects.select_related("inventory")  # the last contact may be the last inventory refresh
-    query = request.GET.get("q", "").strip()
+    query = search_text(request, "q")
     if query:
         hosts = hosts.filter(Q(name__icontains=query) | Q(address__icontains=query))
     return render(request, "hosts/list.html", {"listing": page_of(request, hosts, HOSTS_PER_PAGE), "q": query})

@@ -37,3 +37,6 @@ if str(DATABASES["default"]["ENGINE"]).endswith("sqlite3"):
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_guardian_console_{_RUN.replace('-', '_')}"}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+# Jobs run in this process heartbeat as often as the test workers' (tests/plugins/worker.py): a worker started by an
+# earlier test shares this database, and its reaper calls a job lost after 3 s of silence.
+JOBS_HEARTBEAT_SECONDS = 0.5

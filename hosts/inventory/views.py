@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from console.params import page_of, parse_id
+from console.params import page_of, parse_id, search_text
 from console.roles import require
 from hosts.models import Host
 
@@ -38,7 +38,7 @@ def chosen_host(request: HttpRequest) -> Host | None:
 
 @require("view_console")
 def guardian_list(request: HttpRequest) -> HttpResponse:
-    query, escrow, keys = (request.GET.get(name, "") for name in ("q", "escrow", "keys"))
+    query, escrow, keys = (search_text(request, name) for name in ("q", "escrow", "keys"))
     listing = page_of(request, reading.guardians_matching(query, escrow, keys), GUARDIANS_PER_PAGE)
     context = {
         "listing": listing,
@@ -52,9 +52,9 @@ def guardian_list(request: HttpRequest) -> HttpResponse:
 
 @require("view_console")
 def vm_list(request: HttpRequest) -> HttpResponse:
-    query, risk, starts = (request.GET.get(name, "") for name in ("q", "risk", "starts"))
+    query, risk, starts = (search_text(request, name) for name in ("q", "risk", "starts"))
     host = chosen_host(request)
-    guardian = reading.guardian_by_key(request.GET.get("guardian", "")) if request.GET.get("guardian") else None
+    guardian = reading.guardian_by_key(key) if (key := search_text(request, "guardian")) else None
     found = reading.vms_matching(query, host.pk if host else None, risk, starts, guardian)
     context = {
         "listing": page_of(request, found, VMS_PER_PAGE),
@@ -100,7 +100,7 @@ def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def risk_list(request: HttpRequest) -> HttpResponse:
     """Every risk of one kind (the dashboard shows the first few), of the whole lab or of one host; the first kind
     when none (or an unknown one) is asked for."""
-    kind = reading.KINDS_BY_CODE.get(request.GET.get("code", ""), reading.RISK_KINDS[0])
+    kind = reading.KINDS_BY_CODE.get(search_text(request, "code"), reading.RISK_KINDS[0])
     host = chosen_host(request)
     now = timezone.now()
     listing = page_of(request, kind.of(now, host), RISKS_PER_PAGE)

@@ -21,7 +21,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.models import AuditEvent
-from console.params import page_of
+from console.params import page_of, search_text
 from console.roles import can, require
 from hosts import crypto
 from hosts.remoting.catalog.guardians import CreateShieldedStore, ImportPfx, NewGuardianByThumbprints
@@ -41,7 +41,7 @@ PAIRS_PER_PAGE = 50
 def vault_list(request: HttpRequest) -> HttpResponse:
     """A page of the vault, searched by guardian name, thumbprint or source host in the database; each entry on
     the page checked quickly (decrypted, SHA-256)."""
-    query = request.GET.get("q", "").strip()
+    query = search_text(request, "q")
     pairs = EscrowedPair.objects.select_related("created_by").prefetch_related("placements")
     if query:
         pairs = pairs.filter(
