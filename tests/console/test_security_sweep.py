@@ -356,6 +356,7 @@ def test_every_page_but_login_requires_a_permission(route: Route) -> None:
     )
 
 
+@pytest.mark.same_on_every_database
 @pytest.mark.parametrize(("role", "route"), list(role_cases(ROUTES)))
 def test_get_answers_each_role_as_its_permission_says(
     world: World, role: str, route: Route, record_property: Callable[[str, object], None]
@@ -403,6 +404,7 @@ def test_post_without_csrf_token_is_refused(
     assert row_counts() == before
 
 
+@pytest.mark.same_on_every_database
 @pytest.mark.parametrize(("role", "route"), list(role_cases(ROUTES, refused_only=True)))
 def test_post_by_a_role_without_the_permission_is_refused(
     world: World, role: str, route: Route, record_property: Callable[[str, object], None]
@@ -426,6 +428,7 @@ OTHER_METHODS = ("PUT", "PATCH", "DELETE")
 PAGE_ROUTES = [route for route in ROUTES if not route.is_api]
 
 
+@pytest.mark.same_on_every_database
 @pytest.mark.parametrize(("role", "route"), list(role_cases(PAGE_ROUTES)))
 def test_other_methods_answer_each_role_as_its_permission_says(
     world: World, role: str, route: Route, record_property: Callable[[str, object], None]
@@ -467,6 +470,7 @@ def api_cases() -> Iterator[Any]:
                 yield pytest.param(role, route, method, id=f"{role}-{route.name}-{method}")
 
 
+@pytest.mark.same_on_every_database
 @pytest.mark.parametrize(("role", "route", "method"), list(api_cases()))
 def test_the_api_answers_each_role_and_method_as_its_permissions_say(
     world: World, role: str, route: Route, method: str, record_property: Callable[[str, object], None]
