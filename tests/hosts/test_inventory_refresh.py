@@ -320,7 +320,7 @@ def test_the_host_names_the_guardians_of_opaque_key_protectors(sim_host: Any, re
     converted = [c for c in h.command_log if c["cmdlet"] == "ConvertTo-HgsKeyProtector"]
     assert len(converted) == 3 and all(c["outcome"] == "ok" for c in converted)  # one per sealed VM, bytes sent once
     assert HostInventory.objects.get(host=host).problems == []
-    assert outcome.requests <= 10
+    assert outcome.requests - h.paced_replies <= 10  # replies a busy host sent early are its pace (see above)
 
 
 def test_a_key_protector_sealed_to_several_guardians_names_its_owner(sim_host: Any, registered_host: Any) -> None:

@@ -29,6 +29,13 @@ def is_not_found(error: Any) -> bool:
     return any(hint in blob for hint in NOT_FOUND_HINTS)
 
 
+def raise_unless_not_found(result: PipelineResult) -> None:
+    """For operations where "already gone" is success: raise the first error that is not a not-found."""
+    real = [e for e in result.errors if not is_not_found(e)]
+    if real:
+        raise real[0]
+
+
 def guardian_facts(obj: Any) -> GuardianFacts:
     facts = read_guardian(obj)
     facts.signing_thumbprint = facts.signing_thumbprint.upper()

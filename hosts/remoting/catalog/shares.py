@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from ..operation import SWITCH, Cmd, Credential, Operation, PipelineResult
 from ..psobjects import prop, text
-from .guardians import is_not_found
+from .guardians import raise_unless_not_found
 
 
 @dataclass
@@ -29,9 +29,7 @@ class GetSmbShare(Operation[str | None]):
         return [[Cmd("Get-SmbShare", {"Name": self.share_name})]]
 
     def parse(self, result: PipelineResult) -> str | None:
-        real = [e for e in result.errors if not is_not_found(e)]
-        if real:
-            raise real[0]
+        raise_unless_not_found(result)
         return text(prop(result.output[0], "Path")) or None if result.output else None
 
 
@@ -69,9 +67,7 @@ class UnmapShare(Operation[None]):
         return [[Cmd("Remove-PSDrive", {"Name": self.drive, "Scope": "Global", "Force": SWITCH})]]
 
     def parse(self, result: PipelineResult) -> None:
-        real = [e for e in result.errors if not is_not_found(e)]
-        if real:
-            raise real[0]
+        raise_unless_not_found(result)
         return None
 
 

@@ -17,7 +17,7 @@ from ..errors import UnexpectedReply
 from ..keyprotector import MIN_KEY_PROTECTOR_BYTES
 from ..operation import SWITCH, Cmd, Operation, PipelineResult, literal_name
 from ..psobjects import byte_string, flag, prop, text
-from .guardians import is_not_found
+from .guardians import raise_unless_not_found
 from .inventory import VmFacts, is_vm, read_vm
 
 # -- reads ------------------------------------------------------------------------------------------------------
@@ -530,9 +530,7 @@ class RemoveFolder(Operation[None]):
         return [[Cmd("Remove-Item", {"LiteralPath": self.path, "Recurse": SWITCH, "Force": SWITCH})]]
 
     def parse(self, result: PipelineResult) -> None:
-        real = [e for e in result.errors if not is_not_found(e)]
-        if real:
-            raise real[0]
+        raise_unless_not_found(result)
         return None
 
 
