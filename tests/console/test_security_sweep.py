@@ -356,7 +356,6 @@ def test_every_page_but_login_requires_a_permission(route: Route) -> None:
     )
 
 
-@pytest.mark.same_on_every_database
 @pytest.mark.parametrize(("role", "route"), list(role_cases(ROUTES)))
 def test_get_answers_each_role_as_its_permission_says(
     world: World, role: str, route: Route, record_property: Callable[[str, object], None]
