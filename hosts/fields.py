@@ -52,8 +52,14 @@ def seal_bytes(plaintext: bytes) -> str:
     return crypto.encrypt(plaintext) if plaintext else ""
 
 
-def open_text(stored: str) -> str:
-    return crypto.decrypt_text(stored) if stored else ""
+def open_text(stored: str, what: str = "") -> str:
+    """The plaintext of a sealed value; a SecretError names `what` it was (and the key), never the secret."""
+    try:
+        return crypto.decrypt_text(stored) if stored else ""
+    except crypto.SecretError as error:
+        if not what:
+            raise
+        raise type(error)(f"{what}: {error}") from None
 
 
 def open_bytes(stored: str) -> bytes:

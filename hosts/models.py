@@ -22,7 +22,6 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from . import crypto
 from .fields import EncryptedField, open_text, seal_text
 from .remoting.connection import CREDSSP_NEEDS_VERIFIED_HTTPS, KERBEROS_MISSING, ConnectionSpec, kerberos_available
 from .remoting.errors import REMEDIES
@@ -298,10 +297,7 @@ class Host(models.Model):
 
     def get_password(self) -> str:
         """The account's password; raises crypto.SecretError (naming the missing key, never the secret)."""
-        try:
-            return open_text(self.password)
-        except crypto.SecretError as error:
-            raise type(error)(f"password of host {self.name}: {error}") from None
+        return open_text(self.password, f"password of host {self.name}")
 
     def clean(self) -> None:
         self.address = normalize_address(self.address)
@@ -440,10 +436,7 @@ class LabShare(models.Model):
 
     def get_password(self) -> str:
         """The share account's password; raises crypto.SecretError (naming the share, never the secret)."""
-        try:
-            return open_text(self.password)
-        except crypto.SecretError as error:
-            raise type(error)(f"password of the share {self.path}: {error}") from None
+        return open_text(self.password, f"password of the share {self.path}")
 
     @property
     def server(self) -> str:
