@@ -21,7 +21,9 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
 from hosts.remoting.catalog.vms import exported_config_path
+from hosts.vault.services import store_pair
 from hypervsim import Lab, SimHost, start_host, start_lab
+from hypervsim.scenarios import previous_guardian_backup
 
 LabT = TypeVar("LabT", bound=Lab)
 
@@ -118,3 +120,14 @@ def files_copied_to(lab: Lab, vm_id: str, share_folder: str, target_folder: str)
     source, target = lab.hosts
     shutil.copytree(source.model.files.resolve(share_folder), target.model.files.resolve(target_folder))
     return exported_config_path(target_folder, vm_id)
+
+
+def reinstalled_with_backup_in_vault(
+    sim_host: Any, registered_host: Any, user: Any = None
+) -> tuple[Any, Any, Any, str]:
+    """HV02's story: a reinstalled host, registered, and the backup of its lost guardian uploaded to the vault (by
+    `user`); (simulated host, Host, vault pair, PFX password)."""
+    sim = sim_host("reinstalled")
+    signing, encryption, password = previous_guardian_backup(sim)
+    pair = store_pair(signing, encryption, password, user=user, origin="upload", allow_expired=True).pair
+    return sim, registered_host(sim), pair, password

@@ -26,7 +26,8 @@ from jobs.workflows.restore.plan import restore_vm
 from tests.hosts.test_vault_support import PASSWORD, make_pair, unreachable_host
 from tests.plugins.powershell import shown_powershell
 from tests.plugins.runs import DirectRun
-from tests.plugins.sim import kind_to_the_second_hop
+from tests.plugins.sim import kind_to_the_second_hop, reinstalled_with_backup_in_vault
+from tests.plugins.worlds import registered
 
 pytestmark = pytest.mark.django_db
 PREFLIGHT_URLS = pytest.mark.urls("tests.hosts.test_vault_support")
@@ -117,10 +118,7 @@ def test_keys_are_imported_non_exportable_and_the_placement_is_audited(
 def test_a_restore_by_an_operator_stops_before_the_keys_are_copied(
     sim_host: Any, registered_host: Any, operator: Any
 ) -> None:
-    sim = sim_host("reinstalled")
-    host = registered_host(sim)
-    signing, encryption, password = previous_guardian_backup(sim)
-    store_pair(signing, encryption, password, user=None, origin="upload", allow_expired=True)
+    sim, host, _pair, _password = reinstalled_with_backup_in_vault(sim_host, registered_host)
     refused = pytest.raises(JobFailed, match="has never held")
     with DirectRun(), open_session(host.connection_spec()) as session, refused:
         restore_vm(session, host, "Win11-A", lambda pair: check_placement(operator, host, pair))
@@ -143,9 +141,7 @@ def test_the_restore_page_refuses_an_operator_a_new_host(operator_client: Client
 @pytest.fixture
 def lab(sim_lab: Any, registered_host: Any) -> Any:
     # The carry's placement rule, over the export method from NTLM sessions: not a second-hop story.
-    lab = kind_to_the_second_hop(sim_lab(scenarios=["migration"]))
-    lab.source, lab.target = lab.hosts
-    lab.source_host, lab.target_host = registered_host(lab.source), registered_host(lab.target)
+    lab = registered(kind_to_the_second_hop(sim_lab(scenarios=["migration"])), registered_host)
     return lab
 
 

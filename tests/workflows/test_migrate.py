@@ -35,6 +35,7 @@ from tests.hosts.test_vault_support import temp_pfx_left
 from tests.plugins.powershell import assert_runnable, shown_powershell
 from tests.plugins.runs import DirectRun
 from tests.plugins.sim import files_copied_to, kind_to_the_second_hop
+from tests.plugins.worlds import registered
 
 pytestmark = pytest.mark.django_db
 
@@ -42,9 +43,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def lab(sim_lab: Any, registered_host: Any) -> Any:
     # Export, live migration and their faults from NTLM sessions: the second hop is not these stories' subject.
-    lab = kind_to_the_second_hop(sim_lab(scenarios=["migration"]))
-    lab.source, lab.target = lab.hosts
-    lab.source_host, lab.target_host = registered_host(lab.source), registered_host(lab.target)
+    lab = registered(kind_to_the_second_hop(sim_lab(scenarios=["migration"])), registered_host)
     return lab
 
 

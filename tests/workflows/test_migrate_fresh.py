@@ -14,14 +14,13 @@ from jobs.models import Job, JobState
 from tests.plugins.jobs import wait_for_job
 from tests.plugins.sim import kind_to_the_second_hop
 from tests.plugins.users import client_for
+from tests.plugins.worlds import registered
 
 
 @pytest.fixture
 def lab(sim_lab: Any, registered_host: Any) -> Any:
     # Both unseal choices over the export method from NTLM sessions: not a second-hop story.
-    lab = kind_to_the_second_hop(sim_lab(hosts=2, scenarios=["healthy", "fresh"]))
-    lab.source, lab.target = lab.hosts
-    lab.source_host, lab.target_host = registered_host(lab.source), registered_host(lab.target)
+    lab = registered(kind_to_the_second_hop(sim_lab(hosts=2, scenarios=["healthy", "fresh"])), registered_host)
     assert refresh_host(lab.source_host).ok and refresh_host(lab.target_host).ok
     return lab
 

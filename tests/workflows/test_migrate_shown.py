@@ -20,6 +20,7 @@ from jobs.workflows.powershell import PowerShellScript
 from tests.plugins.powershell import assert_runnable, assert_shown_is_sent, sent_commands, shown_commands
 from tests.plugins.runs import DirectRun
 from tests.plugins.sim import files_copied_to, kind_to_the_second_hop
+from tests.plugins.worlds import registered
 
 pytestmark = pytest.mark.django_db
 
@@ -27,9 +28,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def lab(sim_lab: Any, registered_host: Any) -> Any:
     # Show PowerShell of the share and live methods from NTLM sessions: the second hop is not the subject here.
-    lab = kind_to_the_second_hop(sim_lab(scenarios=["migration"]))
-    lab.source, lab.target = lab.hosts
-    lab.source_host, lab.target_host = registered_host(lab.source), registered_host(lab.target)
+    lab = registered(kind_to_the_second_hop(sim_lab(scenarios=["migration"])), registered_host)
     return lab
 
 

@@ -12,12 +12,11 @@ from django.test import Client
 
 from hosts.inventory.refresh import refresh_host
 from hosts.remoting import open_session
-from hosts.vault.services import store_pair
 from hypervsim.model import LAB_SWITCH
-from hypervsim.scenarios import previous_guardian_backup
 from jobs.kinds import JobFailed, Step
 from jobs.workflows.rescue.plan import kept_name, rescue_vm
 from tests.plugins.runs import DirectRun
+from tests.plugins.sim import reinstalled_with_backup_in_vault
 
 pytestmark = pytest.mark.django_db
 
@@ -55,10 +54,7 @@ def test_a_vm_with_no_copy_of_its_keys_runs_again_without_a_vtpm(sim_host: Any, 
 def test_a_vm_whose_keys_are_in_the_vault_is_sent_to_the_restore_and_nothing_changes(
     sim_host: Any, registered_host: Any
 ) -> None:
-    sim = sim_host("reinstalled")
-    host = registered_host(sim)
-    signing, encryption, password = previous_guardian_backup(sim)
-    store_pair(signing, encryption, password, user=None, origin="upload", allow_expired=True)
+    sim, host, _pair, _password = reinstalled_with_backup_in_vault(sim_host, registered_host)
     with (
         DirectRun() as run,
         open_session(host.connection_spec()) as session,
@@ -92,10 +88,7 @@ def test_the_rescue_page_reads_the_vm_from_the_host_and_shows_what_it_sends(
 def test_the_rescue_page_sends_a_vm_whose_keys_are_escrowed_to_the_restore(
     sim_host: Any, registered_host: Any, operator: Any
 ) -> None:
-    sim = sim_host("reinstalled")
-    host = registered_host(sim)
-    signing, encryption, password = previous_guardian_backup(sim)
-    store_pair(signing, encryption, password, user=None, origin="upload", allow_expired=True)
+    sim, host, _pair, _password = reinstalled_with_backup_in_vault(sim_host, registered_host)
     assert refresh_host(host).ok
     client = Client()
     client.force_login(operator)

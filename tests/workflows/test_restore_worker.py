@@ -8,12 +8,11 @@ import pytest
 
 from console.models import AuditEvent
 from hosts.vault.models import EscrowedPair
-from hosts.vault.services import store_pair
-from hypervsim.scenarios import previous_guardian_backup
 from jobs.models import Job, JobLogLine, JobState
 from jobs.services import create_job
 from tests.hosts.test_vault_support import assert_no_secret, temp_pfx_left
 from tests.plugins.jobs import wait_for_job
+from tests.plugins.sim import reinstalled_with_backup_in_vault
 from tests.plugins.users import client_for
 
 pytestmark = pytest.mark.worker
@@ -23,14 +22,6 @@ def everything_shown(job: Job) -> str:
     lines = " ".join(JobLogLine.objects.filter(job=job).values_list("text", flat=True))
     audit = " ".join(str(e.detail) for e in AuditEvent.objects.all())
     return f"{lines} {job.summary} {job.error} {job.params} {job.results} {audit}"
-
-
-def reinstalled_with_backup_in_vault(sim_host: Any, registered_host: Any, admin: Any) -> tuple[Any, Any, Any, str]:
-    """HV02's story: a reinstalled host, and the backup of its lost guardian uploaded to the vault."""
-    sim = sim_host("reinstalled")
-    signing, encryption, password = previous_guardian_backup(sim)
-    pair = store_pair(signing, encryption, password, user=admin, origin="upload", allow_expired=True).pair
-    return sim, registered_host(sim), pair, password
 
 
 def escrow_params(sim: Any) -> dict[str, str]:
