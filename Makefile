@@ -5,7 +5,7 @@ PYTEST := $(VENV)/bin/pytest
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/guardian_console
 
 .PHONY: run test test-sqlite test-postgres lint chromium ldap-build-deps kerberos-build-deps sso-test-servers \
-	kerberos-test-servers redis-test-server
+	kerberos-test-servers redis-test-server i18n-tools messages
 
 # Debian packages, installed when missing (as root): python-ldap builds against OpenLDAP's and SASL's headers,
 # python-gssapi and krb5 (the kerberos extra) against MIT Kerberos'; the single sign-on tests start their own slapd
@@ -45,6 +45,20 @@ kerberos-test-servers:
 redis-test-server:
 	@command -v redis-server >/dev/null || { $(DEBIAN_INSTALL) redis-server; }
 
+# GNU gettext (xgettext, msgmerge, msgfmt): Django's makemessages and compilemessages. The compiled catalogue is
+# committed, so running the console needs none of it; the catalogue test re-extracts every string with it.
+i18n-tools:
+	@command -v xgettext >/dev/null && command -v msgmerge >/dev/null && command -v msgfmt >/dev/null || \
+		{ $(DEBIAN_INSTALL) gettext; }
+
+# After changing a user-visible string: extract every string into locale/ja (then translate the new entries and
+# clear their "fuzzy" flags), and compile. tests/console/test_translations.py fails until both are done.
+MESSAGE_IGNORES := -i '.venv/*' -i 'tests/*' -i 'hypervsim/*' -i 'benchmarks/*' -i 'var/*' -i 'docs/*' -i 'test-artifacts/*'
+messages: $(VENV)/.installed i18n-tools
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemessages -l ja --no-location --no-obsolete $(MESSAGE_IGNORES)
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemessages -l ja --no-location --no-obsolete -d djangojs $(MESSAGE_IGNORES)
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py compilemessages -l ja -i '.venv'
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
@@ -59,7 +73,7 @@ lint: $(VENV)/.installed
 # the slowest part, not the sum. Each part's output is printed when that part ends.
 XDIST := -n 2 --dist loadfile
 
-test: $(VENV)/.installed chromium sso-test-servers kerberos-test-servers redis-test-server
+test: $(VENV)/.installed chromium sso-test-servers kerberos-test-servers redis-test-server i18n-tools
 	$(MAKE) --jobs=3 --keep-going --output-sync=target test-sqlite test-postgres lint
 
 test-sqlite:

@@ -72,6 +72,7 @@ SENTENCES = {
     "api_token.create": "created the API token {object} (role {role})",
     "api_token.revoke": "revoked the API token {object} of {owner}",
     "account.time_zone": "chose to see times in {time_zone}",
+    "account.language": "chose to see pages in {language}",
     "audit.export": "exported the audit trail as CSV",
 }
 # Sentences that name no actor ("A sign-in … failed", "Job #3 succeeded") start with a capital or {object}.
@@ -160,7 +161,7 @@ class AuditFilterForm(forms.Form):
         if data["actor"]:
             who = data["actor"].strip()
             events = events.filter(username="") if who.lower() == "system" else events.filter(username__iexact=who)
-        # Dates are the reader's: __date converts to the active time zone (console/time_zones.py).
+        # Dates are the reader's: __date converts to the active time zone (console/preferences.py).
         lookups = {
             "action": "action",
             "object_type": "object_type",

@@ -125,13 +125,16 @@ class ExternalAccount(models.Model):
 
 class Preferences(models.Model):
     """What a user chose for themselves in "My account": the time zone every page shows times in ("" until chosen:
-    the browser's own zone is then stored once, by static/console.js)."""
+    the browser's own zone is then stored once, by static/console.js) and the language of every page ("": the
+    browser's)."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="console_preferences"
     )
     time_zone = models.CharField(max_length=64, blank=True)
     time_zone_from_browser = models.BooleanField(default=False)  # set by the browser, not chosen by the user
+    # One of settings.LANGUAGES; "" follows the browser's Accept-Language.
+    language = models.CharField(max_length=16, blank=True)
 
     def __str__(self) -> str:
         return f"preferences of {self.user}"

@@ -428,14 +428,17 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The browser's language (Accept-Language) until the user chooses one in "My account" (console/preferences.py).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # request.user.is_verified(): has this session passed the second factor (console.roles asks before admin work)
     "django_otp.middleware.OTPMiddleware",
     "console.middleware.SessionLifetimeMiddleware",
-    # Every time shown in the user's own time zone (console/time_zones.py).
-    "console.time_zones.TimeZoneMiddleware",
+    # Every time shown in the user's own time zone, every word in their language (console/preferences.py).
+    "console.preferences.TimeZoneMiddleware",
+    "console.preferences.LanguageMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "console.middleware.PasswordChangeRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -476,9 +479,15 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
-LANGUAGE_CODE = "en-us"
+# Every word a page, form, message or job log shows goes through Django's translation machinery; the catalogue is
+# locale/<language>/LC_MESSAGES (django.po for Python and templates, djangojs.po for static/*.js), compiled .mo
+# files committed beside it. Dates and numbers follow the language's formats (console/formats/).
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("ja", "日本語")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+FORMAT_MODULE_PATH = ["console.formats"]
+USE_I18N = True
 TIME_ZONE = env("CONSOLE_TIME_ZONE", "UTC")
-USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"

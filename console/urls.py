@@ -7,10 +7,11 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.staticfiles.views import serve
 from django.urls import include, path, re_path
+from django.views.i18n import JavaScriptCatalog
 
 from hosts.inventory import urls as inventory_urls
 
-from . import accounts, guardian, sso, time_zones, two_factor, users, views
+from . import accounts, guardian, preferences, sso, two_factor, users, views
 
 handler403 = views.forbidden
 
@@ -36,10 +37,12 @@ urlpatterns = [
     path("audit/", views.audit_trail, name="audit"),
     path("guardians/<str:key>/", guardian.guardian_detail, name="guardian"),
     path("audit/export.csv", views.audit_csv, name="audit_csv"),
+    # The words of static/*.js in the reader's language (locale/*/LC_MESSAGES/djangojs.po): gettext() in scripts.
+    path("jsi18n/", login_not_required(JavaScriptCatalog.as_view()), name="javascript-catalog"),
     path("login/", accounts.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("account/", time_zones.my_account, name="my_account"),
-    path("account/time-zone/", time_zones.browser_time_zone, name="browser_time_zone"),
+    path("account/", preferences.my_account, name="my_account"),
+    path("account/time-zone/", preferences.browser_time_zone, name="browser_time_zone"),
     path("account/password/", accounts.PasswordChangeView.as_view(), name="password_change"),
     path("account/two-factor/", two_factor.two_factor, name="two_factor"),
     path("account/two-factor/verify/", two_factor.two_factor_verify, name="two_factor_verify"),

@@ -25,7 +25,7 @@ from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.db.models.functions import Coalesce
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from console.models import AuditEvent
 from hosts.remoting.catalog.guardians import RemoveFiles
@@ -128,6 +128,9 @@ class Job(models.Model):
     state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED, db_index=True)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     requested_by_name = models.CharField(max_length=150, blank=True)
+    # The language of the job's log: the requester's when they started it (console/preferences.py); a log is
+    # written once, for the whole team, in the words of the person who asked for the work.
+    language = models.CharField(max_length=16, blank=True)
     rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -249,6 +252,7 @@ class Job(models.Model):
                 params=params,
                 requested_by=user if user is not None and user.is_authenticated else None,
                 requested_by_name=user.get_username() if user is not None else "console",
+                language=translation.get_language() or settings.LANGUAGE_CODE,
                 rerun_of=rerun_of,
                 **waits,
             )

@@ -25,7 +25,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from hosts.inventory.refresh import refresh_host
 
@@ -295,7 +295,9 @@ def execute(job_id: int) -> str:
         return f"waiting:{wait.host_name}"
     if claimed is None:
         return "skipped"
-    return run_claimed(claimed)
+    # The whole log, from the first line to the last, in the language of whoever asked for the job.
+    with translation.override(claimed.job.language or settings.LANGUAGE_CODE):
+        return run_claimed(claimed)
 
 
 def run_claimed(claimed: Claim) -> str:

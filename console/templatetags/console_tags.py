@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from django import template
 from django.urls import Resolver404, resolve
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -67,7 +68,7 @@ def detail(data: dict[str, Any] | None) -> dict[str, Any]:
 
 @register.filter
 def when(moment: datetime | None, style: str = "") -> SafeString | str:
-    """`{{ at|when }}`: a time in the reader's time zone (console/time_zones.py) with how long ago, and UTC on hover.
+    """`{{ at|when }}`: a time in the reader's time zone (console/preferences.py) with how long ago, and UTC on hover.
     `{{ at|when:"date" }}` the date only; `{{ at|when:"exact" }}` without "… ago"."""
     if moment is None:
         return "—"
@@ -77,12 +78,12 @@ def when(moment: datetime | None, style: str = "") -> SafeString | str:
         return format_html(
             '<time datetime="{}" title="{} UTC">{}</time>',
             utc.isoformat(),
-            f"{utc:%Y-%m-%d %H:%M}",
-            f"{local:%Y-%m-%d}",
+            date_format(utc, "SHORT_DATETIME_FORMAT"),
+            date_format(local, "DATE_FORMAT"),
         )
-    shown = f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
+    shown = f"{date_format(local, 'DATETIME_FORMAT')} {local.tzname()}"
     exact = format_html(
-        '<time datetime="{}" title="{} UTC">{}</time>', utc.isoformat(), f"{utc:%Y-%m-%d %H:%M:%S}", shown
+        '<time datetime="{}" title="{} UTC">{}</time>', utc.isoformat(), date_format(utc, "DATETIME_FORMAT"), shown
     )
     if style == "exact":
         return exact
