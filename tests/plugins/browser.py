@@ -87,7 +87,13 @@ def browser_page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     # Content-Security-Policy (no eval) refuses: the page bypasses the policy unless the test is marked
     # `enforce_csp` (and then keeps to locators and clicks, as tests/e2e/test_content_security_policy.py does).
     bypass_csp = request.node.get_closest_marker("enforce_csp") is None
-    context = _chromium.browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp)
+    # `@pytest.mark.browser_locale("ja-JP")`: the browser's language (its Accept-Language), as a Japanese user's.
+    locale = request.node.get_closest_marker("browser_locale")
+    context = _chromium.browser.new_context(
+        viewport={"width": 1280, "height": 900},
+        bypass_csp=bypass_csp,
+        locale=locale.args[0] if locale else "en-US",
+    )
     try:
         page = context.new_page()
         page.set_default_timeout(10_000)
