@@ -94,6 +94,5 @@ def test_the_dashboard_to_reset_journey_in_japanese(
     assert page.get_attribute("html", "lang") == "en"
     page.goto(f"{live_console.url}/jobs/{job.pk}/")
     assert "Dashboard" in page.locator("nav").inner_text()
-    assert (
-        first_line.text in page.locator("section.joblog").inner_text()
-    )  # a log is written once, in its requester's words
+    # A log is written once, in its requester's words.
+    assert first_line.text in page.locator("section.joblog").inner_text()
