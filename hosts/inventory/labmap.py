@@ -19,6 +19,7 @@ from django.utils.translation import ngettext
 
 from hosts.models import Host
 
+from . import rules
 from .models import KeyHolding, KeyProtectorEntry, KnownGuardian, Mark
 
 MAX_HOSTS = 12
@@ -128,7 +129,8 @@ def lab_map(hosts: list[Host], more_hosts: int = 0) -> LabMap:
     nodes = {}
     for guardian in shown:
         state, title = guardian_state(guardian, guardian.pair in marks["guardians"])
-        nodes[guardian.pk] = Node(guardian.display_name, f"/guardians/{guardian.key}/", state, title)
+        name = rules.shown_name(guardian.display_name, guardian.subject)
+        nodes[guardian.pk] = Node(name, f"/guardians/{guardian.key}/", state, title)
     picture.guardians = list(nodes.values())
     for holding in holdings:
         if holding.guardian_id in nodes:

@@ -252,7 +252,7 @@ def known_guardians(pairs: Iterable[Pair]) -> dict[Pair, KnownGuardian]:
 
 
 def display_names(pairs: Iterable[Pair]) -> dict[Pair, str]:
-    return {pair: g.display_name for pair, g in known_guardians(pairs).items()}
+    return {pair: rules.shown_name(g.display_name, g.subject) for pair, g in known_guardians(pairs).items()}
 
 
 # -- guardians ------------------------------------------------------------------------------------------------------

@@ -156,10 +156,25 @@ def name_from_subject(subject: str) -> str:
     return f"{match['name']} (of {match['host']})" if match else ""
 
 
-# Not translated: the name is stored (KnownGuardian.display_name, a mark's name) and sorted on, like a host's name.
+UNNAMED = "(unnamed guardian)"
+
+
+# English: the name is stored (KnownGuardian.display_name, a mark's name) and sorted on; shown_name translates the
+# two forms made up here when a page shows it.
 def display_name(names: Iterable[str], vault_name: str, subject: str) -> str:
     shown = ", ".join(sorted(n for n in set(names) if n))
-    return shown or vault_name or name_from_subject(subject) or "(unnamed guardian)"
+    return shown or vault_name or name_from_subject(subject) or UNNAMED
+
+
+def shown_name(display_name: str, subject: str) -> str:
+    """A stored display name in the reader's language: "(unnamed guardian)" and "X (of HV02)" (made from the
+    subject) translated, a guardian's own name as it is."""
+    if display_name == UNNAMED:
+        return _("(unnamed guardian)")
+    match = _GENERATED_SUBJECT.search(subject or "")
+    if match and display_name == name_from_subject(subject):
+        return _("%(name)s (of %(host)s)") % {"name": match["name"], "host": match["host"]}
+    return display_name
 
 
 # -- the words of each risk -------------------------------------------------------------------------------------------

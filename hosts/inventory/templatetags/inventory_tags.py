@@ -14,7 +14,7 @@ from hosts.vault.models import EscrowedPair
 from .. import labmap, reading, rules
 from ..actions import Action, permitted
 from ..dependents import dependents, sealed_vm_rows
-from ..models import Certificate, Guardian, HostInventory, VirtualMachine
+from ..models import Certificate, Guardian, HostInventory, KnownGuardian, VirtualMachine
 
 register = template.Library()
 
@@ -102,3 +102,9 @@ def short_thumbprint(value: str) -> str:
 def risk_title(code: str) -> str:
     """A risk code's title in the reader's language."""
     return rules.risk_title(code)
+
+
+@register.filter
+def guardian_name(guardian: KnownGuardian) -> str:
+    """A known guardian's name in the reader's language (rules.shown_name)."""
+    return rules.shown_name(guardian.display_name, guardian.subject)
