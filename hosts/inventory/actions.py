@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext as _
 
 from console.roles import can
 from hosts.models import Host
@@ -23,6 +24,8 @@ RUN_JOBS, DESTRUCTIVE = "run_jobs", "run_destructive_jobs"
 
 @dataclass(frozen=True)
 class Action:
+    """Built when a page asks (labels in the reader's language); never stored."""
+
     code: str  # restore, restore_all, upload, rescue, escrow, escrow_all, reset, vtpm_off, vtpm_off_many, vtpm_on, …
     label: str
     url: str
@@ -45,11 +48,11 @@ def _action(code: str, label: str, name: str, permission: str, style: str = "sec
 
 
 def restore(host: Host, vm_name: str) -> list[Action]:
-    return _action("restore", "Restore…", "restore_preflight", RUN_JOBS, host=host.pk, vm=vm_name)
+    return _action("restore", _("Restore…"), "restore_preflight", RUN_JOBS, host=host.pk, vm=vm_name)
 
 
 def rescue(host: Host, vm_name: str) -> list[Action]:
-    label = "Rescue as a new VM without vTPM…"
+    label = _("Rescue as a new VM without vTPM…")
     return _action("rescue", label, "rescue_preflight", RUN_JOBS, "danger", host=host.pk, vm=vm_name)
 
 
@@ -57,50 +60,50 @@ def lost_keys(host: Host, vm_name: str, vtpm_off: bool = True) -> list[Action]:
     """For a VM no host can start and the vault cannot help: the two ways out that need no keys (domain.md) — the
     vTPM off only where Hyper-V allows it (`vtpm_off`) — and the upload of a backup that may exist elsewhere."""
     query = {"host": host.pk, "vm": vm_name, "action": "disable"}
-    off = _action("vtpm_off", "Turn vTPM off…", "vtpm_preflight", DESTRUCTIVE, "danger", **query) if vtpm_off else []
+    off = _action("vtpm_off", _("Turn vTPM off…"), "vtpm_preflight", DESTRUCTIVE, "danger", **query) if vtpm_off else []
     return rescue(host, vm_name) + off + upload_backup()
 
 
 def upload_backup() -> list[Action]:
-    return _action("upload", "Upload a backup…", "vault_upload", RUN_JOBS)
+    return _action("upload", _("Upload a backup…"), "vault_upload", RUN_JOBS)
 
 
 def escrow(host: Host, pair: tuple[str, str]) -> list[Action]:
     guardian = f"{pair[0]}:{pair[1]}"
-    return _action("escrow", "Escrow…", "escrow_preflight", RUN_JOBS, host=host.pk, guardian=guardian)
+    return _action("escrow", _("Escrow…"), "escrow_preflight", RUN_JOBS, host=host.pk, guardian=guardian)
 
 
 def escrow_all(host: Host) -> list[Action]:
-    label = "Escrow every pair on this host…"
+    label = _("Escrow every pair on this host…")
     return _action("escrow_all", label, "escrow_preflight", RUN_JOBS, host=host.pk, guardian="all")
 
 
 def restore_all(host: Host) -> list[Action]:
-    label = "Restore every restorable VM…"
+    label = _("Restore every restorable VM…")
     return _action("restore_all", label, "restore_all_preflight", RUN_JOBS, host=host.pk)
 
 
 def vtpm_off_selection(host: Host) -> list[Action]:
     """The vTPM page for the host: tick the VMs, type each one's name."""
-    label = "Turn vTPM off for several VMs…"
+    label = _("Turn vTPM off for several VMs…")
     return _action("vtpm_off_many", label, "vtpm_preflight", DESTRUCTIVE, "danger", host=host.pk, action="disable")
 
 
 def reset(host: Host, guardian_name: str) -> list[Action]:
-    return _action("reset", "Reset…", "reset_preflight", DESTRUCTIVE, "danger", host=host.pk, guardian=guardian_name)
+    return _action("reset", _("Reset…"), "reset_preflight", DESTRUCTIVE, "danger", host=host.pk, guardian=guardian_name)
 
 
 def vtpm(host: Host, vm_name: str, enabled: bool) -> list[Action]:
     query: dict[str, Any]
     if enabled:
         query = {"host": host.pk, "vm": vm_name, "action": "disable"}
-        return _action("vtpm_off", "Turn vTPM off…", "vtpm_preflight", DESTRUCTIVE, "danger", **query)
+        return _action("vtpm_off", _("Turn vTPM off…"), "vtpm_preflight", DESTRUCTIVE, "danger", **query)
     query = {"host": host.pk, "vm": vm_name, "action": "enable"}
-    return _action("vtpm_on", "Turn vTPM on…", "vtpm_preflight", DESTRUCTIVE, **query)
+    return _action("vtpm_on", _("Turn vTPM on…"), "vtpm_preflight", DESTRUCTIVE, **query)
 
 
 def migrate(host: Host, vm_name: str) -> list[Action]:
-    return _action("migrate", "Migrate…", "migrate_wizard", RUN_JOBS, host=host.pk, vm=vm_name)
+    return _action("migrate", _("Migrate…"), "migrate_wizard", RUN_JOBS, host=host.pk, vm=vm_name)
 
 
 def for_vm(vm: VirtualMachine) -> list[Action]:
@@ -112,7 +115,7 @@ def for_vm(vm: VirtualMachine) -> list[Action]:
 
 
 def import_guardian(entry_pk: int, host: Host) -> list[Action]:
-    label = "Import the escrowed guardian here…"
+    label = _("Import the escrowed guardian here…")
     return _action("import", label, "import_guardian_preflight", RUN_JOBS, pair=entry_pk, host=host.pk)
 
 

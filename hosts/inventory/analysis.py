@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
@@ -178,7 +179,7 @@ class Inventory:
 
         def name_of(pair: Pair) -> str:
             identity = self.identities.get(pair)
-            return identity.display_name if identity else "a guardian"
+            return identity.display_name if identity else _("a guardian")
 
         return rules.start_answer(vm, host, self.states.get(host.pk), keys.__contains__, name_of)
 
@@ -313,4 +314,4 @@ def risk_counts(risks: list[Risk]) -> list[tuple[str, str, list[Risk]]]:
     grouped: dict[str, list[Risk]] = defaultdict(list)
     for risk in risks:
         grouped[risk.code].append(risk)
-    return [(code, title, grouped.get(code, [])) for code, title in RISK_TITLES.items()]
+    return [(code, rules.risk_title(code), grouped.get(code, [])) for code in RISK_TITLES]

@@ -48,15 +48,14 @@ def dependents(pair: EscrowedPair) -> Dependents:
 
 def sealed_vm_rows(deps: Dependents) -> list[dict[str, object]]:
     """The VMs sealed to a pair, each with whether it starts on its own host: the restore button goes where it can't."""
-    answers = reading.start_answers([(vm, vm.host) for vm in deps.vms])
+    answers = reading.start_verdicts([(vm, vm.host) for vm in deps.vms])
     rows: list[dict[str, object]] = []
     for vm, (starts, why) in zip(deps.vms, answers, strict=True):
         rows.append(
             {
                 "vm": vm,
                 "owner": vm.pk in deps.owner_of,
-                # not inventoried or unreadable: offer no restore on a guess
-                "starts": None if why.startswith("Unknown") else starts,
+                "starts": starts,  # None: not inventoried or unreadable, so no restore is offered on a guess
                 "why": why,
             }
         )

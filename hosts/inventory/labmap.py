@@ -14,9 +14,12 @@ from typing import Any
 
 from django.db.models import Count, F, QuerySet, Window
 from django.db.models.functions import RowNumber
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from hosts.models import Host
 
+from . import rules
 from .models import KeyHolding, KeyProtectorEntry, KnownGuardian, Mark
 
 MAX_HOSTS = 12
@@ -79,36 +82,42 @@ class LabMap:
 
     @property
     def headings(self) -> list[tuple[int, str]]:
-        return list(zip(COLUMNS, ("Hosts", "Guardians (keys · escrow)", "VMs sealed to them"), strict=True))
+        headings = (_("Hosts"), _("Guardians (keys · escrow)"), _("VMs sealed to them"))
+        return list(zip(COLUMNS, headings, strict=True))
 
 
 def guardian_state(guardian: KnownGuardian, marked: bool) -> tuple[str, str]:
     if marked:
-        return "marked", "marked lost or retired"
+        return "marked", _("marked lost or retired")
     if guardian.key_host_count == 0:
-        return ("warn", "keys on no host; escrowed") if guardian.escrowed else ("bad", "keys on no host, not escrowed")
+        if guardian.escrowed:
+            return "warn", _("keys on no host; escrowed")
+        return "bad", _("keys on no host, not escrowed")
+    count = {"count": guardian.key_host_count}
     if not guardian.escrowed:
-        return "warn", f"keys on {guardian.key_host_count} host(s), not escrowed"
-    return "ok", f"keys on {guardian.key_host_count} host(s), escrowed"
+        return "warn", _("keys on %(count)d host(s), not escrowed") % count
+    return "ok", _("keys on %(count)d host(s), escrowed") % count
 
 
 def vm_state(entry: KeyProtectorEntry, marked: bool) -> tuple[str, str]:
     facts = getattr(entry.vm, "facts", None)
     risk = facts.risk if facts is not None else ""
     if marked:
-        return "marked", "marked lost or retired"
+        return "marked", _("marked lost or retired")
     if risk == "vm_cannot_start":
-        return "bad", "can start on no registered host"
+        return "bad", _("can start on no registered host")
     if risk == "single_copy":
-        return "warn", "its keys are on one host only, not escrowed"
-    return "ok", "can start; keys safe"
+        return "warn", _("its keys are on one host only, not escrowed")
+    return "ok", _("can start; keys safe")
 
 
 def lab_map(hosts: list[Host], more_hosts: int = 0) -> LabMap:
     """The picture of these hosts (already chosen and ordered by the caller: at most MAX_HOSTS are drawn), the
     guardians they hold or their VMs are sealed to, and the first VMs of each guardian."""
     drawn, hidden = hosts[:MAX_HOSTS], more_hosts + max(0, len(hosts) - MAX_HOSTS)
-    picture = LabMap(hosts=[Node(h.name, f"/hosts/{h.pk}/", "muted", f"host {h.name}") for h in drawn])
+    picture = LabMap(
+        hosts=[Node(h.name, f"/hosts/{h.pk}/", "muted", _("host %(name)s") % {"name": h.name}) for h in drawn]
+    )
     by_host = {h.pk: node for h, node in zip(drawn, picture.hosts, strict=True)}
     holdings = list(KeyHolding.objects.filter(host__in=drawn).select_related("guardian").order_by("guardian_id"))
     owners = KeyProtectorEntry.objects.filter(vm__host__in=drawn, owner=True).order_by()
@@ -120,7 +129,8 @@ def lab_map(hosts: list[Host], more_hosts: int = 0) -> LabMap:
     nodes = {}
     for guardian in shown:
         state, title = guardian_state(guardian, guardian.pair in marks["guardians"])
-        nodes[guardian.pk] = Node(guardian.display_name, f"/guardians/{guardian.key}/", state, title)
+        name = rules.shown_name(guardian.display_name, guardian.subject)
+        nodes[guardian.pk] = Node(name, f"/guardians/{guardian.key}/", state, title)
     picture.guardians = list(nodes.values())
     for holding in holdings:
         if holding.guardian_id in nodes:
@@ -132,9 +142,12 @@ def lab_map(hosts: list[Host], more_hosts: int = 0) -> LabMap:
             picture.edges.append(Edge(by_host[host_id], nodes[guardian_id], "missing"))
     _add_vms(picture, nodes, marks["vms"])
     if len(guardians) > MAX_GUARDIANS:  # what is not drawn, summarised at the foot of its column
-        picture.guardians.append(Node(f"+{len(guardians) - MAX_GUARDIANS} more guardians", "/guardians/", "muted", ""))
+        more = len(guardians) - MAX_GUARDIANS
+        label = ngettext("+%(count)d more guardian", "+%(count)d more guardians", more) % {"count": more}
+        picture.guardians.append(Node(label, "/guardians/", "muted", ""))
     if hidden:
-        picture.hosts.append(Node(f"+{hidden} more hosts", "/hosts/", "muted", ""))
+        label = ngettext("+%(count)d more host", "+%(count)d more hosts", hidden) % {"count": hidden}
+        picture.hosts.append(Node(label, "/hosts/", "muted", ""))
     _place(picture)
     return picture
 
@@ -169,13 +182,15 @@ def _add_vms(picture: LabMap, nodes: dict[int, Node], marked: set[tuple[Any, str
         for entry in per_guardian[guardian_id]:
             vm = entry.vm
             state, title = vm_state(entry, (vm.host_id, vm.vm_id) in marked)
-            vm_node = Node(f"{vm.name} on {vm.host.name}", f"/vms/{vm.pk}/", state, title)
+            label = _("%(name)s on %(host)s") % {"name": vm.name, "host": vm.host.name}
+            vm_node = Node(label, f"/vms/{vm.pk}/", state, title)
             picture.vms.append(vm_node)
             picture.edges.append(Edge(node, vm_node, "sealed"))
         rest = counts.get(guardian_id, 0) - len(per_guardian[guardian_id])
         if rest > 0:
             key = node.url.rstrip("/").rsplit("/", 1)[-1]
-            summary = Node(f"+{rest} more VMs", f"/vms/?guardian={key}", "muted", "")
+            label = ngettext("+%(count)d more VM", "+%(count)d more VMs", rest) % {"count": rest}
+            summary = Node(label, f"/vms/?guardian={key}", "muted", "")
             picture.vms.append(summary)
             picture.edges.append(Edge(node, summary, "sealed"))
 

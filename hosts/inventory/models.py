@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils.translation import pgettext_lazy
 
 from hosts.models import Host
 
@@ -260,7 +261,7 @@ class Mark(models.Model):
     lists, which then show only what can still be acted on; deleting the mark (unmark) brings them back."""
 
     LOST, RETIRED = "lost", "retired"
-    STATES = [(LOST, "lost"), (RETIRED, "retired")]
+    STATES = [(LOST, pgettext_lazy("marked", "lost")), (RETIRED, pgettext_lazy("marked", "retired"))]
 
     host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.CASCADE, related_name="+")  # a VM's
     vm_id = models.CharField(max_length=64, blank=True)

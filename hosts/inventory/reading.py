@@ -14,13 +14,14 @@ from typing import Any, overload
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from hosts.models import Host
 
 from . import actions, marks, rules
 from .actions import Action
 from .models import Certificate, Guardian, HostInventory, KeyHolding, KeyProtectorEntry, KnownGuardian, VirtualMachine
-from .rules import EXPIRY_WINDOW, RISK_TITLES, Pair, Risk
+from .rules import EXPIRY_WINDOW, Pair, Risk
 
 # -- risks ----------------------------------------------------------------------------------------------------------
 
@@ -57,7 +58,7 @@ class RiskKind:
 
     @property
     def title(self) -> str:
-        return RISK_TITLES[self.code]
+        return rules.risk_title(self.code)
 
     def of(self, now: dt.datetime, host: Host | int | None = None) -> QuerySet[Any]:
         rows = self.rows(now)
@@ -219,6 +220,11 @@ def risk_grid(now: dt.datetime | None = None) -> dict[int, dict[str, int]]:
 
 def start_answers(questions: list[tuple[VirtualMachine, Host]]) -> list[tuple[bool, str]]:
     """rules.start_answer for many (VM, host) questions at once: three queries, whatever their number."""
+    return [(bool(verdict), why) for verdict, why in start_verdicts(questions)]
+
+
+def start_verdicts(questions: list[tuple[VirtualMachine, Host]]) -> list[tuple[bool | None, str]]:
+    """rules.start_verdict for many questions at once (None: it cannot be told): three queries."""
     host_ids = {host.pk for _vm, host in questions}
     states = {s.host_id: s for s in HostInventory.objects.filter(host__in=host_ids)}
     pairs = {pair for vm, _host in questions for pair in vm.guardian_pairs}
@@ -234,9 +240,9 @@ def start_answers(questions: list[tuple[VirtualMachine, Host]]) -> list[tuple[bo
         return lambda thumbprint: (host.pk, thumbprint) in held
 
     def name_of(pair: Pair) -> str:
-        return names.get(pair, "a guardian")
+        return names[pair] if pair in names else _("a guardian")
 
-    return [rules.start_answer(vm, host, states.get(host.pk), held_on(host), name_of) for vm, host in questions]
+    return [rules.start_verdict(vm, host, states.get(host.pk), held_on(host), name_of) for vm, host in questions]
 
 
 def known_guardians(pairs: Iterable[Pair]) -> dict[Pair, KnownGuardian]:
@@ -246,7 +252,7 @@ def known_guardians(pairs: Iterable[Pair]) -> dict[Pair, KnownGuardian]:
 
 
 def display_names(pairs: Iterable[Pair]) -> dict[Pair, str]:
-    return {pair: g.display_name for pair, g in known_guardians(pairs).items()}
+    return {pair: rules.shown_name(g.display_name, g.subject) for pair, g in known_guardians(pairs).items()}
 
 
 # -- guardians ------------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from django.db import connection, models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from hosts.crypto import SecretError
 from hosts.models import Host
@@ -101,15 +102,23 @@ def refresh_host(host: Host, session: HostSession | None = None, log: LogFn | No
         return _failed(host, str(err), "secret", say, session)
     except Exception as err:  # a bug or the database: still no 500 page and no half-saved inventory
         logger.exception("Inventory refresh of %s failed", host)
+        # Stored as the host's error (last_error, shown to everyone): English, like the remoting errors it sits with.
         return _failed(host, f"The refresh failed unexpectedly ({type(err).__name__}).", "unexpected", say, session)
+    # The log lines are the job's, written in its requester's language (jobs/runner.py).
     if not reading.inventory.store_exists:
-        say(f"{host}: the 'Shielded VM Local Certificates' store does not exist yet (no vTPM enabled so far)", "info")
-    say(f"Inventory of {host} refreshed: {len(reading.inventory.vms)} VMs, {requests} WinRM requests", "info")
+        say(
+            _("%(host)s: the 'Shielded VM Local Certificates' store does not exist yet (no vTPM enabled so far)")
+            % {"host": host},
+            "info",
+        )
+    words = {"host": host, "vms": len(reading.inventory.vms), "requests": requests}
+    say(_("Inventory of %(host)s refreshed: %(vms)d VMs, %(requests)d WinRM requests") % words, "info")
     return RefreshOutcome(ok=True, requests=requests, host=str(host))
 
 
 def _failed(host: Host, error: str, kind: str, say: LogFn, session: HostSession | None) -> RefreshOutcome:
-    say(f"Inventory of {host} not refreshed: {error} — its last inventory is kept, marked stale", "error")
+    words = {"host": host, "error": error}
+    say(_("Inventory of %(host)s not refreshed: %(error)s — its last inventory is kept, marked stale") % words, "error")
     mark_stale(host, error, kind)
     requests = session.request_count if session is not None else 0
     return RefreshOutcome(ok=False, error=error, requests=requests, kind=kind, host=str(host))

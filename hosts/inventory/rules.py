@@ -13,6 +13,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
+
 from hosts.models import Host
 
 from . import actions
@@ -24,15 +27,23 @@ EXPIRY_WINDOW = dt.timedelta(days=365)
 
 Pair = tuple[str, str]
 
+# The English titles, marked for the catalogue but kept English here: notifications store them in their text and the
+# API sends them. Pages show risk_title(code), translated when shown. No risk text is stored: a VM's stored facts hold
+# only its risk's code (VmFacts.risk), and every Risk below is built when a page (or the API) asks, in its language.
 RISK_TITLES = {
-    "vm_cannot_start": "VM can start on no registered host",
-    "single_copy": "Keys on one host only, not escrowed",
-    "guardian_without_keys": "Guardian without private keys",
-    "cert_expiring": "Certificate expiring within 12 months",
-    "hgs_mode": "Host in HGS mode",
-    "stale_inventory": "Inventory out of date",
+    "vm_cannot_start": gettext_noop("VM can start on no registered host"),
+    "single_copy": gettext_noop("Keys on one host only, not escrowed"),
+    "guardian_without_keys": gettext_noop("Guardian without private keys"),
+    "cert_expiring": gettext_noop("Certificate expiring within 12 months"),
+    "hgs_mode": gettext_noop("Host in HGS mode"),
+    "stale_inventory": gettext_noop("Inventory out of date"),
 }
 VM_RISKS = ("vm_cannot_start", "single_copy")
+
+
+def risk_title(code: str) -> str:
+    """The title of a kind of risk in the active language (the code itself for an unknown kind)."""
+    return _(RISK_TITLES[code]) if code in RISK_TITLES else code
 
 
 @dataclass
@@ -60,7 +71,8 @@ def one_escrow_per_guardian(risks: list[Risk]) -> list[Risk]:
             continue
         names = ", ".join(risk.vm.name if risk.vm else risk.subject for risk in group)
         first, *others = group
-        first.actions = [replace(a, label=f"Escrow… (protects {names})") if a.url == url else a for a in first.actions]
+        label = _("Escrow… (protects %(names)s)") % {"names": names}
+        first.actions = [replace(a, label=label) if a.url == url else a for a in first.actions]
         for risk in others:
             risk.actions = [a for a in risk.actions if a.url != url]
     return risks
@@ -83,23 +95,39 @@ def start_answer(
 ) -> tuple[bool, str]:
     """Can the VM start on the host, and why (not). `held(thumbprint)`: does the host's store hold that private key;
     `name_of(pair)`: how the page names a guardian."""
+    verdict, why = start_verdict(vm, host, state, held, name_of)
+    return bool(verdict), why
+
+
+def start_verdict(
+    vm: VirtualMachine,
+    host: Host,
+    state: HostInventory | None,
+    held: Callable[[str], bool],
+    name_of: Callable[[Pair], str],
+) -> tuple[bool | None, str]:
+    """start_answer, with None when it cannot be told (key protector unreadable, host not inventoried): the reason
+    is in the reader's language, so callers tell "unknown" by this, never by its words."""
     if not vm.protected:
-        return True, "Yes: the VM has no vTPM key protector, so no guardian is needed."
+        return True, _("Yes: the VM has no vTPM key protector, so no guardian is needed.")
     if not vm.kp_readable:
-        return False, "Unknown: the guardians of its key protector could not be read (see the VM's problems)."
+        return None, _("Unknown: the guardians of its key protector could not be read (see the VM's problems).")
     if state is None or state.refreshed_at is None:
-        return False, f"Unknown: {host} has not been inventoried yet — refresh it first."
+        return None, _("Unknown: %(host)s has not been inventoried yet — refresh it first.") % {"host": host}
     if state.mode and state.mode != "Local":
-        return False, f"No: {host} is in HGS mode; it starts only VMs its Host Guardian Service releases keys for."
+        return False, _(
+            "No: %(host)s is in HGS mode; it starts only VMs its Host Guardian Service releases keys for."
+        ) % {"host": host}
     for pair in vm.guardian_pairs:
         if held(pair[1]):
-            name = name_of(pair)
-            return True, f"Yes: {host} holds the private key of guardian {name}, which the key protector trusts."
+            return True, _(
+                "Yes: %(host)s holds the private key of guardian %(guardian)s, which the key protector trusts."
+            ) % {"host": host, "guardian": name_of(pair)}
     count = len(vm.guardian_pairs)
-    return False, (
-        f"No: {host} holds the private keys of none of the {count} guardian(s) the key protector is sealed to. "
+    return False, _(
+        "No: %(host)s holds the private keys of none of the %(count)d guardian(s) the key protector is sealed to. "
         "Import the owner's certificate pair (from the vault or a PFX backup) on this host first."
-    )
+    ) % {"host": host, "count": count}
 
 
 def pair_to_escrow(vm: VirtualMachine, held: Callable[[str], bool]) -> Pair:
@@ -128,9 +156,25 @@ def name_from_subject(subject: str) -> str:
     return f"{match['name']} (of {match['host']})" if match else ""
 
 
+UNNAMED = "(unnamed guardian)"
+
+
+# English: the name is stored (KnownGuardian.display_name, a mark's name) and sorted on; shown_name translates the
+# two forms made up here when a page shows it.
 def display_name(names: Iterable[str], vault_name: str, subject: str) -> str:
     shown = ", ".join(sorted(n for n in set(names) if n))
-    return shown or vault_name or name_from_subject(subject) or "(unnamed guardian)"
+    return shown or vault_name or name_from_subject(subject) or UNNAMED
+
+
+def shown_name(display_name: str, subject: str) -> str:
+    """A stored display name in the reader's language: "(unnamed guardian)" and "X (of HV02)" (made from the
+    subject) translated, a guardian's own name as it is."""
+    if display_name == UNNAMED:
+        return _("(unnamed guardian)")
+    match = _GENERATED_SUBJECT.search(subject or "")
+    if match and display_name == name_from_subject(subject):
+        return _("%(name)s (of %(host)s)") % {"name": match["name"], "host": match["host"]}
+    return display_name
 
 
 # -- the words of each risk -------------------------------------------------------------------------------------------
@@ -140,28 +184,39 @@ def vm_url(vm: VirtualMachine) -> str:
     return f"/vms/{vm.pk}/"
 
 
+def on_host(name: object, host: object) -> str:
+    """A risk's subject: "Win11-A on HV02"."""
+    return _("%(name)s on %(host)s") % {"name": name, "host": host}
+
+
 def vm_cannot_start(vm: VirtualMachine, escrowed: bool, guardian_broken: bool = False) -> Risk:
     """`guardian_broken`: the UntrustedGuardian of the VM's host has lost its keys, so Hyper-V refuses to turn its
     vTPM off until that guardian is reset (domain.md, 3): then the vTPM is not offered."""
-    why = (
-        f"{vm.name} cannot start anywhere: no registered host holds the private keys of a guardian its "
+    why = _(
+        "%(vm)s cannot start anywhere: no registered host holds the private keys of a guardian its "
         'key protector is sealed to ("The key protector could not be unwrapped"). '
-    )
+    ) % {"vm": vm.name}
     if escrowed:
-        fix = "The vault holds them: restore them onto its host."
+        fix = _("The vault holds them: restore them onto its host.")
         offered = actions.restore(vm.host, vm.name)
     else:
-        vtpm = f"turn its vTPM off once the guardian of {vm.host} is reset" if guardian_broken else "turn its vTPM off"
-        fix = (
-            "The vault does not hold them either. Upload a PFX backup if one exists; otherwise rescue it as a new "
-            f"VM without a vTPM on its disks, or {vtpm} (BitLocker then asks for its recovery key)."
-        )
+        if guardian_broken:
+            fix = _(
+                "The vault does not hold them either. Upload a PFX backup if one exists; otherwise rescue it as a new "
+                "VM without a vTPM on its disks, or turn its vTPM off once the guardian of %(host)s is reset "
+                "(BitLocker then asks for its recovery key)."
+            ) % {"host": vm.host}
+        else:
+            fix = _(
+                "The vault does not hold them either. Upload a PFX backup if one exists; otherwise rescue it as a new "
+                "VM without a vTPM on its disks, or turn its vTPM off (BitLocker then asks for its recovery key)."
+            )
         offered = actions.lost_keys(vm.host, vm.name, vtpm_off=not guardian_broken)
     return Risk(
         "vm_cannot_start",
-        RISK_TITLES["vm_cannot_start"],
+        risk_title("vm_cannot_start"),
         why + fix,
-        f"{vm.name} on {vm.host}",
+        on_host(vm.name, vm.host),
         vm_url(vm),
         vm.host,
         offered,
@@ -172,10 +227,13 @@ def vm_cannot_start(vm: VirtualMachine, escrowed: bool, guardian_broken: bool = 
 def single_copy(vm: VirtualMachine, holder: Host, pair: Pair) -> Risk:
     return Risk(
         "single_copy",
-        RISK_TITLES["single_copy"],
-        f"{vm.name} is one reinstall away from loss: the private keys it needs exist only on "
-        f"{holder} and are not escrowed. Escrow the guardian into the vault now.",
-        f"{vm.name} on {vm.host}",
+        risk_title("single_copy"),
+        _(
+            "%(vm)s is one reinstall away from loss: the private keys it needs exist only on "
+            "%(holder)s and are not escrowed. Escrow the guardian into the vault now."
+        )
+        % {"vm": vm.name, "holder": holder},
+        on_host(vm.name, vm.host),
         vm_url(vm),
         vm.host,
         actions.escrow(holder, pair),
@@ -186,11 +244,14 @@ def single_copy(vm: VirtualMachine, holder: Host, pair: Pair) -> Risk:
 def guardian_without_keys(guardian: Guardian) -> Risk:
     return Risk(
         "guardian_without_keys",
-        RISK_TITLES["guardian_without_keys"],
-        f"Guardian {guardian.name} on {guardian.host} has no private keys: TPM changes will fail "
-        '("does not have a private key and cannot be the owner"). A guardian reset is needed — '
-        "escrow first anything still recoverable.",
-        f"{guardian.name} on {guardian.host}",
+        risk_title("guardian_without_keys"),
+        _(
+            "Guardian %(guardian)s on %(host)s has no private keys: TPM changes will fail "
+            '("does not have a private key and cannot be the owner"). A guardian reset is needed — '
+            "escrow first anything still recoverable."
+        )
+        % {"guardian": guardian.name, "host": guardian.host},
+        on_host(guardian.name, guardian.host),
         f"/hosts/{guardian.host_id}/#host-guardians",
         guardian.host,
         actions.reset(guardian.host, guardian.name),
@@ -203,14 +264,22 @@ def expiring(cert: Certificate, now: dt.datetime) -> bool:
 
 def cert_expiring(cert: Certificate, now: dt.datetime) -> Risk:
     assert cert.not_after is not None  # only expiring certificates get here
-    when = "expired on" if cert.not_after <= now else "expires on"
+    words = {"cert": cert.subject or cert.thumbprint, "host": cert.host, "date": f"{cert.not_after:%Y-%m-%d}"}
+    if cert.not_after <= now:
+        text = _(
+            "Certificate %(cert)s on %(host)s expired on %(date)s. New key protectors cannot use an expired guardian "
+            "without -AllowExpired; plan a new guardian and re-grant access."
+        )
+    else:
+        text = _(
+            "Certificate %(cert)s on %(host)s expires on %(date)s. New key protectors cannot use an expired guardian "
+            "without -AllowExpired; plan a new guardian and re-grant access."
+        )
     return Risk(
         "cert_expiring",
-        RISK_TITLES["cert_expiring"],
-        f"Certificate {cert.subject or cert.thumbprint} on {cert.host} {when} "
-        f"{cert.not_after:%Y-%m-%d}. New key protectors cannot use an expired guardian without "
-        "-AllowExpired; plan a new guardian and re-grant access.",
-        f"{cert.subject or cert.thumbprint} on {cert.host}",
+        risk_title("cert_expiring"),
+        text % words,
+        on_host(cert.subject or cert.thumbprint, cert.host),
         f"/hosts/{cert.host_id}/",
         cert.host,
     )
@@ -225,9 +294,12 @@ def host_risks(host: Host, state: HostInventory | None) -> list[Risk]:
         found.append(
             Risk(
                 "hgs_mode",
-                RISK_TITLES["hgs_mode"],
-                f"{host} is in HGS mode ({state.mode}): its keys come from a Host Guardian Service, so "
-                "local guardian operations (escrow, import, reset) do not apply.",
+                risk_title("hgs_mode"),
+                _(
+                    "%(host)s is in HGS mode (%(mode)s): its keys come from a Host Guardian Service, so "
+                    "local guardian operations (escrow, import, reset) do not apply."
+                )
+                % {"host": host, "mode": state.mode},
                 str(host),
                 f"/hosts/{host.pk}/",
                 host,
@@ -237,14 +309,22 @@ def host_risks(host: Host, state: HostInventory | None) -> list[Risk]:
         found.append(
             Risk(
                 "stale_inventory",
-                RISK_TITLES["stale_inventory"],
-                f"The last refresh of {host} failed ({state.last_error}); what is shown is from "
-                f"{state.refreshed_at:%Y-%m-%d %H:%M} UTC."
-                if state.refreshed_at
-                else f"{host} has never been read successfully: {state.last_error}",
+                risk_title("stale_inventory"),
+                _stale_words(host, state),
                 str(host),
                 f"/hosts/{host.pk}/",
                 host,
             )
         )
     return found
+
+
+def _stale_words(host: Host, state: HostInventory) -> str:
+    """The error is the host's (or the connection's) own words, stored with the inventory as they came."""
+    if state.refreshed_at:
+        return _("The last refresh of %(host)s failed (%(error)s); what is shown is from %(when)s UTC.") % {
+            "host": host,
+            "error": state.last_error,
+            "when": f"{state.refreshed_at:%Y-%m-%d %H:%M}",
+        }
+    return _("%(host)s has never been read successfully: %(error)s") % {"host": host, "error": state.last_error}

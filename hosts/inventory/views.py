@@ -13,6 +13,8 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from console.params import page_of, parse_id, search_text
@@ -21,7 +23,7 @@ from hosts.models import Host
 
 from . import actions, marks, reading, rules
 from .models import Mark, VirtualMachine
-from .rules import RISK_TITLES, VM_RISKS
+from .rules import VM_RISKS, risk_title
 
 GUARDIANS_PER_PAGE = 50
 VMS_PER_PAGE = 100
@@ -63,7 +65,7 @@ def vm_list(request: HttpRequest) -> HttpResponse:
         "starts": starts,
         "host": host,
         "guardian": guardian,
-        "risk_choices": [(code, RISK_TITLES[code]) for code in VM_RISKS],
+        "risk_choices": [(code, risk_title(code)) for code in VM_RISKS],
     }
     return render(request, "inventory/vms.html", context)
 
@@ -119,14 +121,17 @@ def risk_list(request: HttpRequest) -> HttpResponse:
 
 
 class MarkForm(forms.Form):
-    state = forms.ChoiceField(choices=Mark.STATES, error_messages={"invalid_choice": "Choose lost or retired."})
+    state = forms.ChoiceField(
+        choices=Mark.STATES, error_messages={"invalid_choice": gettext_lazy("Choose lost or retired.")}
+    )
 
 
 def _marked(request: HttpRequest, done: Callable[[str], Mark], back: str) -> HttpResponse:
     form = MarkForm(request.POST)
     if form.is_valid():
         mark = done(form.cleaned_data["state"])
-        messages.success(request, f"{mark.name} is marked {mark.state}: its risks are no longer counted.")
+        words = {"name": mark.name, "state": mark.get_state_display()}
+        messages.success(request, _("%(name)s is marked %(state)s: its risks are no longer counted.") % words)
     else:
         messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
     return redirect(back)
@@ -144,7 +149,7 @@ def vm_mark(request: HttpRequest, pk: int) -> HttpResponse:
 def guardian_mark(request: HttpRequest, key: str) -> HttpResponse:
     guardian = reading.guardian_by_key(key)
     if guardian is None:
-        raise Http404("No such guardian.")
+        raise Http404(_("No such guardian."))
     back = f"/guardians/{guardian.key}/"
     return _marked(request, lambda state: marks.mark_guardian(request.user, guardian, state), back)
 
@@ -154,7 +159,8 @@ def guardian_mark(request: HttpRequest, key: str) -> HttpResponse:
 def unmark(request: HttpRequest, pk: int) -> HttpResponse:
     mark = get_object_or_404(Mark, pk=pk)
     marks.unmark(request.user, mark)
-    messages.success(request, f"{mark.name} is no longer marked {mark.state}: its risks are counted again.")
+    words = {"name": mark.name, "state": mark.get_state_display()}
+    messages.success(request, _("%(name)s is no longer marked %(state)s: its risks are counted again.") % words)
     return redirect(marks.page_of_marked(mark))
 
 

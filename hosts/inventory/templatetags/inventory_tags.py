@@ -11,11 +11,10 @@ from console.params import page_of
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
 
-from .. import labmap, reading
+from .. import labmap, reading, rules
 from ..actions import Action, permitted
 from ..dependents import dependents, sealed_vm_rows
-from ..models import Certificate, Guardian, HostInventory, VirtualMachine
-from ..rules import RISK_TITLES
+from ..models import Certificate, Guardian, HostInventory, KnownGuardian, VirtualMachine
 
 register = template.Library()
 
@@ -101,4 +100,11 @@ def short_thumbprint(value: str) -> str:
 
 @register.filter
 def risk_title(code: str) -> str:
-    return RISK_TITLES.get(code, code)
+    """A risk code's title in the reader's language."""
+    return rules.risk_title(code)
+
+
+@register.filter
+def guardian_name(guardian: KnownGuardian) -> str:
+    """A known guardian's name in the reader's language (rules.shown_name)."""
+    return rules.shown_name(guardian.display_name, guardian.subject)
