@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import ProtectedError, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.debug import sensitive_post_parameters
@@ -141,7 +142,7 @@ def host_create(request: HttpRequest) -> HttpResponse:
             AuditEvent.record(request.user, "host.create", host, address=host.address, port=host.port)
         messages.success(request, _("Host %(host)s registered. Test the connection next.") % {"host": host})
         return redirect("hosts:detail", pk=host.pk)
-    return render(request, "hosts/form.html", {"form": form, "host": None})
+    return render(request, "hosts/form.html", {"form": form, "host": None, "jea_url": _jea_url(None)})
 
 
 @sensitive_post_parameters("password")  # kept out of error reports, should one ever be made
@@ -156,7 +157,13 @@ def host_edit(request: HttpRequest, pk: int) -> HttpResponse:
             AuditEvent.record(request.user, "host.update", host, changed=form.changed_fields())
         messages.success(request, _("Host %(host)s saved.") % {"host": host})
         return redirect("hosts:detail", pk=host.pk)
-    return render(request, "hosts/form.html", {"form": form, "host": host})
+    return render(request, "hosts/form.html", {"form": form, "host": host, "jea_url": _jea_url(host)})
+
+
+def _jea_url(host: Host | None) -> str:
+    """The JEA section of the prepare page (for this host, when there is one): a link inside a translated sentence."""
+    query = f"?host={host.pk}" if host else ""
+    return f"{reverse('hosts:prepare')}{query}#jea"
 
 
 @require("manage_hosts")
