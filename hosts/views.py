@@ -175,11 +175,11 @@ def host_delete(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(
             request,
             ngettext(
-                "%(host)s has %(count)d unfinished job: wait for it or cancel it first.",
-                "%(host)s has %(count)d unfinished jobs: wait for them or cancel them first.",
+                "This host has an unfinished job: wait for it or cancel it first.",
+                "This host has %(count)d unfinished jobs: wait for them or cancel them first.",
                 unfinished,
             )
-            % {"host": host, "count": unfinished},
+            % {"count": unfinished},
         )
         return redirect("hosts:detail", pk=pk)
     if request.method == "POST":

@@ -46,7 +46,7 @@ def humane_ago(moment: datetime | None, now: datetime | None = None) -> str:
     days = hours // 24
     if days == 1:
         return _("yesterday")
-    return ngettext("%(count)d day ago", "%(count)d days ago", days) % {"count": days}
+    return ngettext("a day ago", "%(count)d days ago", days) % {"count": days}
 
 
 @register.filter
