@@ -5,23 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.functional import Promise
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .models import DEFAULT_CONFIGURATION, DEFAULT_PORTS, Auth, CertCheck, Host, Transport
 from .remoting.connection import kerberos_available
 
-PASSWORD_KEPT = "•••••••• stored — leave empty to keep it"  # noqa: S105 (a placeholder, not a password)
+PASSWORD_KEPT = gettext_lazy("•••••••• stored — leave empty to keep it")  # noqa: S105 (a placeholder, not a password)
 MAX_CA_BUNDLE_BYTES = 256 * 1024
 # What the choices mean on a console without python-gssapi (its `kerberos` extra), so nobody picks a dead end.
 # The risk of CredSSP, said where the choice is made (the prepare page says it again with the host's steps).
-CREDSSP_RISK = (
+CREDSSP_RISK = gettext_lazy(
     "CredSSP hands the host the account's reusable password: that is what lets the host reach the lab share and "
     "the other host of a migration (the second hop), and whoever controls the host can take it. Use a dedicated "
     "account for the console, only over HTTPS with a verified certificate, and turn on the host's CredSSP server "
     "role (Enable-WSManCredSSP -Role Server, on the prepare page)."
 )
-WITHOUT_KERBEROS: dict[str, str] = {
-    Auth.NEGOTIATE: "Negotiate (NTLM here: Kerberos is not installed on this console)",
-    Auth.KERBEROS: "Kerberos (not installed on this console: see the README)",
+WITHOUT_KERBEROS: dict[str, str | Promise] = {
+    Auth.NEGOTIATE: gettext_lazy("Negotiate (NTLM here: Kerberos is not installed on this console)"),
+    Auth.KERBEROS: gettext_lazy("Kerberos (not installed on this console: see the README)"),
 }
 
 
@@ -32,10 +35,13 @@ class HostForm(forms.ModelForm):  # type: ignore[type-arg]
         strip=False,
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Password of the account above; stored encrypted and never shown again.",
+        label=gettext_lazy("Password"),
+        help_text=gettext_lazy("Password of the account above; stored encrypted and never shown again."),
     )
     ca_bundle_file = forms.FileField(
-        label="…or upload the CA bundle (PEM file)", required=False, help_text="Replaces the text above."
+        label=gettext_lazy("…or upload the CA bundle (PEM file)"),
+        required=False,
+        help_text=gettext_lazy("Replaces the text above."),
     )
 
     class Meta:
@@ -61,6 +67,13 @@ class HostForm(forms.ModelForm):  # type: ignore[type-arg]
             "configuration_name": forms.TextInput(attrs={"class": "mono", "spellcheck": "false"}),
         }
         help_texts = {"auth": CREDSSP_RISK}
+        # The fields whose model column has no verbose name of its own (a label from the field name is not translated).
+        labels = {
+            "address": gettext_lazy("Address"),
+            "transport": gettext_lazy("Transport"),
+            "port": gettext_lazy("Port"),
+            "username": gettext_lazy("Username"),
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -80,7 +93,7 @@ class HostForm(forms.ModelForm):  # type: ignore[type-arg]
         if "PRIVATE KEY-----" in value:
             self.data = {**self.data.dict(), "ca_bundle": ""}  # type: ignore[attr-defined]  # never echo a key back
             raise forms.ValidationError(
-                "This text contains a private key. Paste only the CA certificate(s), never a key."
+                _("This text contains a private key. Paste only the CA certificate(s), never a key.")
             )
         return value
 
@@ -92,11 +105,11 @@ class HostForm(forms.ModelForm):  # type: ignore[type-arg]
         if not upload:
             return ""
         if upload.size > MAX_CA_BUNDLE_BYTES:
-            raise forms.ValidationError("A CA bundle is a few kilobytes; this file is too large.")
+            raise forms.ValidationError(_("A CA bundle is a few kilobytes; this file is too large."))
         try:
             return str(upload.read().decode("ascii"))
         except UnicodeDecodeError:
-            raise forms.ValidationError("Upload the bundle in PEM form (text), not DER or PFX.") from None
+            raise forms.ValidationError(_("Upload the bundle in PEM form (text), not DER or PFX.")) from None
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -115,8 +128,11 @@ class HostForm(forms.ModelForm):  # type: ignore[type-arg]
         if basic and cleaned.get("transport") == Transport.HTTPS and cleaned.get("cert_check") == CertCheck.NONE:
             self.add_error(
                 "cert_check",
-                "Basic authentication sends the password itself: with the certificate unchecked, anyone on the path "
-                "can read it. Pin the host's SHA-256 fingerprint or upload its CA bundle, or use Negotiate or NTLM.",
+                _(
+                    "Basic authentication sends the password itself: with the certificate unchecked, anyone on the "
+                    "path can read it. Pin the host's SHA-256 fingerprint or upload its CA bundle, or use Negotiate or "
+                    "NTLM."
+                ),
             )
 
     def save(self, commit: bool = True) -> Host:

@@ -21,6 +21,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .fields import EncryptedField, open_text, seal_text
 from .remoting.connection import CREDSSP_NEEDS_VERIFIED_HTTPS, KERBEROS_MISSING, ConnectionSpec, kerberos_available
@@ -28,23 +31,26 @@ from .remoting.errors import REMEDIES
 
 
 class Transport(models.TextChoices):
-    HTTP = "http", "HTTP (port 5985, Negotiate message encryption — Windows' default listener)"
-    HTTPS = "https", "HTTPS (port 5986)"
+    HTTP = "http", gettext_lazy("HTTP (port 5985, Negotiate message encryption — Windows' default listener)")
+    HTTPS = "https", gettext_lazy("HTTPS (port 5986)")
 
 
 class Auth(models.TextChoices):
-    NEGOTIATE = "negotiate", "Negotiate (Kerberos, falling back to NTLM)"
+    NEGOTIATE = "negotiate", gettext_lazy("Negotiate (Kerberos, falling back to NTLM)")
     NTLM = "ntlm", "NTLM"
     KERBEROS = "kerberos", "Kerberos"
-    BASIC = "basic", "Basic (HTTPS only, local accounts)"
-    CREDSSP = "credssp", "CredSSP (HTTPS with a verified certificate only; the host receives the password)"
+    BASIC = "basic", gettext_lazy("Basic (HTTPS only, local accounts)")
+    CREDSSP = (
+        "credssp",
+        gettext_lazy("CredSSP (HTTPS with a verified certificate only; the host receives the password)"),
+    )
 
 
 class CertCheck(models.TextChoices):
-    SYSTEM = "system", "System CAs"
-    CA_BUNDLE = "ca_bundle", "An uploaded CA bundle"
-    FINGERPRINT = "fingerprint", "A pinned SHA-256 fingerprint"
-    NONE = "none", "DO NOT VERIFY (insecure: anyone on the path can read the credentials)"
+    SYSTEM = "system", gettext_lazy("System CAs")
+    CA_BUNDLE = "ca_bundle", gettext_lazy("An uploaded CA bundle")
+    FINGERPRINT = "fingerprint", gettext_lazy("A pinned SHA-256 fingerprint")
+    NONE = "none", gettext_lazy("DO NOT VERIFY (insecure: anyone on the path can read the credentials)")
 
 
 DEFAULT_PORTS = {"http": 5985, "https": 5986}
@@ -60,31 +66,36 @@ PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
 
 
 # A short name of each failure class (a RemotingError kind, or "secret"), for badges; the message says the rest.
-FAILURE_HEADLINES = {
-    "dns": "DNS",
-    "refused": "Connection refused",
-    "timeout": "Timeout",
-    "tls": "TLS verification failed",
-    "auth": "401 Unauthorized",
-    "winrm_fault": "WinRM fault",
-    "not_local": "Not in Local mode",
-    "dropped": "Connection dropped",
-    "remote": "Command failed on the host",
-    "unexpected": "Unexpected reply",
-    "cancelled": "Cancelled",
-    "kerberos": "Kerberos unavailable",
-    "credssp": "CredSSP refused",
-    "krb_kdc": "Kerberos KDC unreachable",
-    "krb_clock": "Clocks too far apart for Kerberos",
-    "krb_principal": "Unknown to the Kerberos realm",
-    "krb_account": "Kerberos refused the account",
-    "krb_ticket": "Kerberos ticket unreadable",
-    "secret": "Stored password unreadable",
+FAILURE_HEADLINES: dict[str, str | Promise] = {
+    "dns": gettext_lazy("DNS"),
+    "refused": gettext_lazy("Connection refused"),
+    "timeout": gettext_lazy("Timeout"),
+    "tls": gettext_lazy("TLS verification failed"),
+    "auth": gettext_lazy("401 Unauthorized"),
+    "winrm_fault": gettext_lazy("WinRM fault"),
+    "not_local": gettext_lazy("Not in Local mode"),
+    "dropped": gettext_lazy("Connection dropped"),
+    "remote": gettext_lazy("Command failed on the host"),
+    "unexpected": gettext_lazy("Unexpected reply"),
+    "cancelled": gettext_lazy("Cancelled"),
+    "kerberos": gettext_lazy("Kerberos unavailable"),
+    "credssp": gettext_lazy("CredSSP refused"),
+    "krb_kdc": gettext_lazy("Kerberos KDC unreachable"),
+    "krb_clock": gettext_lazy("Clocks too far apart for Kerberos"),
+    "krb_principal": gettext_lazy("Unknown to the Kerberos realm"),
+    "krb_account": gettext_lazy("Kerberos refused the account"),
+    "krb_ticket": gettext_lazy("Kerberos ticket unreadable"),
+    "secret": gettext_lazy("Stored password unreadable"),
 }
 
 
 def failure_headline(kind: str) -> str:
-    return FAILURE_HEADLINES.get(kind, FAILURE_HEADLINES["unexpected"])
+    return str(FAILURE_HEADLINES.get(kind, FAILURE_HEADLINES["unexpected"]))
+
+
+# How the console last reached a host, shown before "5 minutes ago".
+VIA_TEST = gettext_lazy("connection test")
+VIA_REFRESH = gettext_lazy("inventory refresh")
 
 
 @dataclass(frozen=True)
@@ -93,14 +104,14 @@ class Contact:
 
     ok: bool
     at: datetime
-    via: str  # "connection test" | "inventory refresh"
+    via: str | Promise  # VIA_TEST | VIA_REFRESH, in the reader's language
     kind: str = ""  # the failure class of a failed exchange
     message: str = ""  # the error of a failed exchange
     last_ok_at: datetime | None = None  # the last success, older than a failed latest exchange
 
     @property
     def headline(self) -> str:
-        return "reachable" if self.ok else failure_headline(self.kind)
+        return _("reachable") if self.ok else failure_headline(self.kind)
 
 
 def normalize_address(value: str) -> str:
@@ -122,11 +133,11 @@ def validate_address(value: str) -> None:
     address = normalize_address(value)
     if _is_ip(address):
         return
-    message = "Enter a host name (such as hv01.lab.example) or an IP address — no scheme, port or path."
+    message = _("Enter a host name (such as hv01.lab.example) or an IP address — no scheme, port or path.")
     if not address or len(address) > 253 or not all(HOSTNAME_LABEL.match(label) for label in address.split(".")):
         raise ValidationError(message, code="address")
     if address.replace(".", "").isdigit():
-        raise ValidationError("That looks like an IP address but is not a valid one.", code="address")
+        raise ValidationError(_("That looks like an IP address but is not a valid one."), code="address")
 
 
 def normalize_fingerprint(value: str) -> str:
@@ -136,7 +147,7 @@ def normalize_fingerprint(value: str) -> str:
 def validate_fingerprint(value: str) -> None:
     if not re.fullmatch(r"[0-9a-f]{64}", normalize_fingerprint(value)):
         raise ValidationError(
-            "A SHA-256 fingerprint is 64 hexadecimal digits (colons and spaces are fine).", code="fingerprint"
+            _("A SHA-256 fingerprint is 64 hexadecimal digits (colons and spaces are fine)."), code="fingerprint"
         )
 
 
@@ -145,21 +156,25 @@ def validate_ca_bundle(value: str) -> None:
     kinds = set(PEM_BLOCK.findall(value))
     if any("PRIVATE KEY" in kind for kind in kinds):
         raise ValidationError(
-            "This text contains a private key. Paste only the CA certificate(s), never a key.", code="ca_bundle"
+            _("This text contains a private key. Paste only the CA certificate(s), never a key."), code="ca_bundle"
         )
     if kinds != {"CERTIFICATE"}:
-        raise ValidationError("Paste one or more PEM certificates (-----BEGIN CERTIFICATE----- …).", code="ca_bundle")
+        raise ValidationError(
+            _("Paste one or more PEM certificates (-----BEGIN CERTIFICATE----- …)."), code="ca_bundle"
+        )
     try:
         x509.load_pem_x509_certificates(value.encode())
     except ValueError:
-        raise ValidationError("The CA bundle holds a certificate that cannot be read.", code="ca_bundle") from None
+        raise ValidationError(_("The CA bundle holds a certificate that cannot be read."), code="ca_bundle") from None
 
 
 def validate_configuration_name(value: str) -> None:
     if not CONFIGURATION_NAME.fullmatch(value):
         raise ValidationError(
-            "A session configuration name is letters, digits, dots, dashes and underscores (such as "
-            "Microsoft.PowerShell or GuardianConsole), starting with a letter or digit.",
+            _(
+                "A session configuration name is letters, digits, dots, dashes and underscores (such as "
+                "Microsoft.PowerShell or GuardianConsole), starting with a letter or digit."
+            ),
             code="configuration_name",
         )
 
@@ -178,64 +193,76 @@ def validate_display_name(value: str) -> None:
         category = unicodedata.category(char)
         if category in UNSAFE_CATEGORIES or (category == "Zs" and char != " "):
             raise ValidationError(
-                f"The name contains an invisible, control or direction-changing character (U+{ord(char):04X}): "
-                "use letters, digits, spaces and punctuation on one line.",
+                _(
+                    "The name contains an invisible, control or direction-changing character (%(code_point)s): "
+                    "use letters, digits, spaces and punctuation on one line."
+                )
+                % {"code_point": f"U+{ord(char):04X}"},
                 code="display_name",
             )
     if unicodedata.normalize("NFKC", value) != value:
         raise ValidationError(
-            "The name contains full-width, superscript or other stand-in characters: type it in plain characters "
-            f"({unicodedata.normalize('NFKC', value)}).",
+            _(
+                "The name contains full-width, superscript or other stand-in characters: type it in plain characters "
+                "(%(plain)s)."
+            )
+            % {"plain": unicodedata.normalize("NFKC", value)},
             code="display_name",
         )
     scripts = {unicodedata.name(char, "").partition(" ")[0] for char in value if char.isalpha()}
     if "LATIN" in scripts and scripts & CONFUSABLE_WITH_LATIN:
         raise ValidationError(
-            "The name mixes Latin letters with look-alike letters of another script (such as Cyrillic Н for H), "
-            "so it would pass for another name: use one script.",
+            _(
+                "The name mixes Latin letters with look-alike letters of another script (such as Cyrillic Н for H), "
+                "so it would pass for another name: use one script."
+            ),
             code="display_name",
         )
 
 
 def validate_username(value: str) -> None:
     if value != value.strip() or any(ord(char) < 32 for char in value):
-        raise ValidationError("The user name has leading/trailing spaces or control characters.", code="username")
+        raise ValidationError(_("The user name has leading/trailing spaces or control characters."), code="username")
 
 
 class Host(models.Model):
     """A Hyper-V host the console talks to over WinRM/PSRP."""
 
     name = models.CharField(
-        "display name",
+        gettext_lazy("display name"),
         max_length=64,
         validators=[validate_display_name],
-        help_text="How the console shows this host, e.g. HV01.",
+        help_text=gettext_lazy("How the console shows this host, e.g. HV01."),
     )
     address = models.CharField(
-        max_length=253, validators=[validate_address], help_text="Host name or IP address the console connects to."
+        max_length=253,
+        validators=[validate_address],
+        help_text=gettext_lazy("Host name or IP address the console connects to."),
     )
     transport = models.CharField(max_length=5, choices=Transport.choices, default=Transport.HTTP)
     port = models.PositiveIntegerField(
         blank=True,  # blank in the form means "the transport's default"; clean() fills it in
         validators=[MinValueValidator(1), MaxValueValidator(65535)],
-        help_text="Leave empty for the default: 5985 for HTTP, 5986 for HTTPS.",
+        help_text=gettext_lazy("Leave empty for the default: 5985 for HTTP, 5986 for HTTPS."),
     )
-    auth = models.CharField("authentication", max_length=9, choices=Auth.choices, default=Auth.NEGOTIATE)
+    auth = models.CharField(gettext_lazy("authentication"), max_length=9, choices=Auth.choices, default=Auth.NEGOTIATE)
     cert_check = models.CharField(
-        "server certificate check", max_length=11, choices=CertCheck.choices, default=CertCheck.SYSTEM
+        gettext_lazy("server certificate check"), max_length=11, choices=CertCheck.choices, default=CertCheck.SYSTEM
     )
-    ca_bundle = models.TextField("CA bundle (PEM)", blank=True, validators=[validate_ca_bundle])
+    ca_bundle = models.TextField(gettext_lazy("CA bundle (PEM)"), blank=True, validators=[validate_ca_bundle])
     fingerprint_sha256 = models.CharField(
-        "pinned SHA-256 fingerprint", max_length=95, blank=True, validators=[validate_fingerprint]
+        gettext_lazy("pinned SHA-256 fingerprint"), max_length=95, blank=True, validators=[validate_fingerprint]
     )
     username = models.CharField(max_length=256, validators=[validate_username])
     configuration_name = models.CharField(
-        "PowerShell endpoint",
+        gettext_lazy("PowerShell endpoint"),
         max_length=128,
         default=DEFAULT_CONFIGURATION,
         validators=[validate_configuration_name],
-        help_text="The session configuration to connect to: Microsoft.PowerShell, or the name of a JEA endpoint "
-        "registered from the prepare page (such as GuardianConsole).",
+        help_text=gettext_lazy(
+            "The session configuration to connect to: Microsoft.PowerShell, or the name of a JEA endpoint "
+            "registered from the prepare page (such as GuardianConsole)."
+        ),
     )
     password = EncryptedField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -251,12 +278,12 @@ class Host(models.Model):
             models.UniqueConstraint(
                 Lower("name"),
                 name="hosts_host_name_unique",
-                violation_error_message="A host with this name is already registered.",
+                violation_error_message=gettext_lazy("A host with this name is already registered."),
             ),
             models.UniqueConstraint(
                 fields=["address", "port"],
                 name="hosts_host_endpoint_unique",
-                violation_error_message="A host with this address and port is already registered.",
+                violation_error_message=gettext_lazy("A host with this address and port is already registered."),
             ),
         ]
 
@@ -297,7 +324,7 @@ class Host(models.Model):
 
     def get_password(self) -> str:
         """The account's password; raises crypto.SecretError (naming the missing key, never the secret)."""
-        return open_text(self.password, f"password of host {self.name}")
+        return open_text(self.password, _("password of host %(host)s") % {"host": self.name})
 
     def clean(self) -> None:
         self.address = normalize_address(self.address)
@@ -307,9 +334,9 @@ class Host(models.Model):
             self.port = DEFAULT_PORTS[self.transport]
         errors: dict[str, Any] = {}
         if self.auth == Auth.BASIC and self.transport != Transport.HTTPS:
-            errors["auth"] = "Basic authentication sends the password in the clear: use it only with HTTPS."
+            errors["auth"] = _("Basic authentication sends the password in the clear: use it only with HTTPS.")
         if self.auth == Auth.KERBEROS and _is_ip(self.address):
-            errors["address"] = "Kerberos needs the host's DNS name (its service principal), not an IP address."
+            errors["address"] = _("Kerberos needs the host's DNS name (its service principal), not an IP address.")
         if self.auth == Auth.KERBEROS and not kerberos_available():
             errors["auth"] = f"{KERBEROS_MISSING} {REMEDIES['kerberos']}"
         errors.update(self._clean_certificate_check())
@@ -321,9 +348,9 @@ class Host(models.Model):
         if self.auth != Auth.CREDSSP:
             return {}
         if self.transport != Transport.HTTPS:
-            return {"auth": f"{CREDSSP_NEEDS_VERIFIED_HTTPS} This host is set to plain HTTP."}
+            return {"auth": f"{CREDSSP_NEEDS_VERIFIED_HTTPS} {_('This host is set to plain HTTP.')}"}
         if self.cert_check == CertCheck.NONE:
-            return {"cert_check": f"{CREDSSP_NEEDS_VERIFIED_HTTPS} The certificate check is off."}
+            return {"cert_check": f"{CREDSSP_NEEDS_VERIFIED_HTTPS} {_('The certificate check is off.')}"}
         return {}
 
     def _clean_certificate_check(self) -> dict[str, str]:
@@ -333,9 +360,9 @@ class Host(models.Model):
             return {}
         self.fingerprint_sha256 = normalize_fingerprint(self.fingerprint_sha256)
         if self.cert_check == CertCheck.CA_BUNDLE and not self.ca_bundle.strip():
-            return {"ca_bundle": "Paste or upload the CA certificate(s) that issued the host's certificate."}
+            return {"ca_bundle": _("Paste or upload the CA certificate(s) that issued the host's certificate.")}
         if self.cert_check == CertCheck.FINGERPRINT and not self.fingerprint_sha256:
-            return {"fingerprint_sha256": "Enter the SHA-256 fingerprint of the host's certificate."}
+            return {"fingerprint_sha256": _("Enter the SHA-256 fingerprint of the host's certificate.")}
         if self.cert_check != CertCheck.CA_BUNDLE:
             self.ca_bundle = ""
         if self.cert_check != CertCheck.FINGERPRINT:
@@ -370,7 +397,7 @@ class Host(models.Model):
 
     @property
     def last_test_headline(self) -> str:
-        return "connected" if self.last_test_ok else failure_headline(self.last_test_kind)
+        return _("connected") if self.last_test_ok else failure_headline(self.last_test_kind)
 
     @property
     def contact(self) -> Contact | None:
@@ -378,18 +405,16 @@ class Host(models.Model):
         exchanges = []
         if self.last_test_at is not None:
             ok = bool(self.last_test_ok)
-            exchanges.append(
-                Contact(ok, self.last_test_at, "connection test", self.last_test_kind, self.last_test_message)
-            )
+            exchanges.append(Contact(ok, self.last_test_at, VIA_TEST, self.last_test_kind, self.last_test_message))
         try:
             inventory = self.inventory  # type: ignore[attr-defined]  # the inventory app's one-to-one
         except (ObjectDoesNotExist, AttributeError):
             inventory = None
         if inventory is not None and inventory.refreshed_at is not None:
-            exchanges.append(Contact(True, inventory.refreshed_at, "inventory refresh"))
+            exchanges.append(Contact(True, inventory.refreshed_at, VIA_REFRESH))
         if inventory is not None and inventory.stale and inventory.attempted_at is not None:
             exchanges.append(
-                Contact(False, inventory.attempted_at, "inventory refresh", inventory.error_kind, inventory.last_error)
+                Contact(False, inventory.attempted_at, VIA_REFRESH, inventory.error_kind, inventory.last_error)
             )
         if not exchanges:
             return None
@@ -406,19 +431,19 @@ UNC_PATH = re.compile(r"^\\\\[A-Za-z0-9][A-Za-z0-9._-]*(\\[^\\/:*?\"<>|\x00-\x1f
 def validate_unc(path: str) -> None:
     # A `.` or `..` folder would let the path leave the share it names once a VM's folder is joined to it.
     if not UNC_PATH.match(path) or {".", ".."} & set(path[2:].split("\\")):
-        raise ValidationError("Give a UNC path: \\\\server\\share (a folder below it is fine).")
+        raise ValidationError(_("Give a UNC path: \\\\server\\share (a folder below it is fine)."))
 
 
 class LabShare(models.Model):
     """A file share VMs may be exported through, and the hosts allowed to use it. Administrators name shares; an
     operator only chooses among them, so a job never sends a path somebody typed in a migration form."""
 
-    path = models.CharField("UNC path", max_length=260, unique=True, validators=[validate_unc])
+    path = models.CharField(gettext_lazy("UNC path"), max_length=260, unique=True, validators=[validate_unc])
     hosts = models.ManyToManyField(Host, related_name="lab_shares", blank=True)
     created = models.DateTimeField(default=timezone.now)
     # The share's own account (a local account of the host that serves it), for hosts whose session cannot pass its
     # credentials on (NTLM, a workgroup): the target maps the share with it. Sealed like a host's password.
-    account = models.CharField("Share account", max_length=200, blank=True)
+    account = models.CharField(gettext_lazy("Share account"), max_length=200, blank=True)
     password = EncryptedField()
 
     class Meta:
@@ -436,7 +461,7 @@ class LabShare(models.Model):
 
     def get_password(self) -> str:
         """The share account's password; raises crypto.SecretError (naming the share, never the secret)."""
-        return open_text(self.password, f"password of the share {self.path}")
+        return open_text(self.password, _("password of the share %(share)s") % {"share": self.path})
 
     @property
     def server(self) -> str:

@@ -14,6 +14,8 @@ from django.contrib import messages
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.models import AuditEvent
@@ -24,10 +26,13 @@ from .models import Host, LabShare
 
 
 class LabShareForm(forms.ModelForm):  # type: ignore[type-arg]
-    hosts = RowsField(Host.objects.order_by("name"), widget=forms.CheckboxSelectMultiple)
+    hosts = RowsField(Host.objects.order_by("name"), label=gettext_lazy("Hosts"), widget=forms.CheckboxSelectMultiple)
     # For a share served by a source host in a workgroup: the target maps it with this account (never shown again).
     password = forms.CharField(
-        label="Share account's password", required=False, strip=False, widget=forms.PasswordInput(render_value=False)
+        label=gettext_lazy("Share account's password"),
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
     )
 
     class Meta:
@@ -37,7 +42,7 @@ class LabShareForm(forms.ModelForm):  # type: ignore[type-arg]
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         if bool(cleaned.get("account")) != bool(cleaned.get("password")):
-            raise forms.ValidationError("Give the share account and its password together, or neither.")
+            raise forms.ValidationError(_("Give the share account and its password together, or neither."))
         return cleaned
 
     def save(self, commit: bool = True) -> LabShare:
@@ -58,7 +63,7 @@ def share_list(request: HttpRequest) -> HttpResponse:
             share = form.save()
             hosts = sorted(h.name for h in share.hosts.all())
             AuditEvent.record(request.user, "share.create", share, path=share.path, hosts=hosts, account=share.account)
-        messages.success(request, f"Lab share {share} added.")
+        messages.success(request, _("Lab share %(share)s added.") % {"share": share})
         return redirect("hosts:shares")
     shares = LabShare.objects.prefetch_related("hosts")
     return render(request, "hosts/shares.html", {"form": form, "shares": shares})
@@ -71,5 +76,5 @@ def share_delete(request: HttpRequest, pk: int) -> HttpResponse:
     with transaction.atomic():
         AuditEvent.record(request.user, "share.delete", share, path=share.path)
         share.delete()
-    messages.success(request, f"Lab share {share.path} removed.")
+    messages.success(request, _("Lab share %(share)s removed.") % {"share": share.path})
     return redirect("hosts:shares")

@@ -12,6 +12,9 @@ from django.db import transaction
 from django.db.models import ProtectedError, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -35,14 +38,16 @@ HOSTS_PER_PAGE = 100
 # user name can never smuggle text into commands an admin runs.
 SAFE_ACCOUNT = re.compile(r"[A-Za-z0-9.][A-Za-z0-9._\\@-]{0,100}")
 
-SECRET_ACTION = "Re-enter the password on the Edit page, or add the missing key back to CONSOLE_ENCRYPTION_KEYS."  # noqa: S105
+SECRET_ACTION = gettext_lazy(  # noqa: S105 (advice, not a secret)
+    "Re-enter the password on the Edit page, or add the missing key back to CONSOLE_ENCRYPTION_KEYS."
+)
 # WinRM's ERROR_WSMAN_INVALID_RESOURCE_URI: no session configuration of the requested name on the host.
 WSMAN_NO_SUCH_ENDPOINT = "2150858811"
-NO_ENDPOINT_ACTION = (
+NO_ENDPOINT_ACTION = gettext_lazy(
     "The host has no PowerShell endpoint of that name: correct it on the Edit page, or register it "
     "(Prepare this host → Just Enough Administration)."
 )
-JEA_MISSING_COMMAND_ACTION = (
+JEA_MISSING_COMMAND_ACTION = gettext_lazy(
     "The host's JEA role capability does not list this command: re-run the two Set-Content lines of "
     "Prepare this host → Just Enough Administration."
 )
@@ -56,7 +61,7 @@ class ConnectionTestOutcome:
 
     @property
     def headline(self) -> str:
-        return failure_headline(self.kind) if not self.ok else "Connected"
+        return failure_headline(self.kind) if not self.ok else _("Connected")
 
 
 def run_connection_test(host: Host) -> ConnectionTestOutcome:
@@ -64,7 +69,7 @@ def run_connection_test(host: Host) -> ConnectionTestOutcome:
     try:
         spec = host.connection_spec()
     except crypto.SecretError as error:
-        return _failure("secret", str(error), SECRET_ACTION)
+        return _failure("secret", str(error), str(SECRET_ACTION))
     try:
         with open_session(spec) as session:
             result = session.run(catalog.TestConnection())
@@ -72,30 +77,34 @@ def run_connection_test(host: Host) -> ConnectionTestOutcome:
         return _failure(error.kind, _describe_error(error), _action(error, host))
     except Exception as error:  # never a 500: an unknown failure is reported by class only (no message: no secret)
         logger.warning("connection test of host %s failed with %s", host.pk, type(error).__name__)
-        return _failure("unexpected", f"The test failed unexpectedly ({type(error).__name__})", "")
+        failed = _("The test failed unexpectedly (%(error)s)") % {"error": type(error).__name__}
+        return _failure("unexpected", failed, "")
     return ConnectionTestOutcome(True, "", _connected(result))
 
 
 def _connected(facts: catalog.HostFacts) -> str:
     """What the host is; a client edition (Windows 11/10 Pro) also hears how it differs from a server."""
     if facts.client_edition:
-        return f"Connected: {facts}. {CLIENT_EDITION_NOTE}"
-    return f"Connected: {facts}"
+        return _("Connected: %(facts)s. %(note)s") % {"facts": facts, "note": CLIENT_EDITION_NOTE}
+    return _("Connected: %(facts)s") % {"facts": facts}
 
 
 def _describe_error(error: Any) -> str:
     detail = str(error)
     seen = getattr(error, "fingerprint_seen", "")
     if seen and seen not in detail:
-        detail = f"{detail.rstrip('.')}; the host presented a certificate with SHA-256 fingerprint {seen}."
+        detail = _("%(error)s; the host presented a certificate with SHA-256 fingerprint %(fingerprint)s.") % {
+            "error": detail.rstrip("."),
+            "fingerprint": seen,
+        }
     return detail
 
 
 def _action(error: RemotingError, host: Host) -> str:
     if getattr(error, "code", "") == WSMAN_NO_SUCH_ENDPOINT:
-        return NO_ENDPOINT_ACTION
+        return str(NO_ENDPOINT_ACTION)
     if host.uses_jea and "CommandNotFound" in getattr(error, "fqid", ""):
-        return JEA_MISSING_COMMAND_ACTION
+        return str(JEA_MISSING_COMMAND_ACTION)
     return remedy_action(error.kind)
 
 
@@ -131,9 +140,9 @@ def host_create(request: HttpRequest) -> HttpResponse:
         with transaction.atomic():
             host = form.save()
             AuditEvent.record(request.user, "host.create", host, address=host.address, port=host.port)
-        messages.success(request, f"Host {host} registered. Test the connection next.")
+        messages.success(request, _("Host %(host)s registered. Test the connection next.") % {"host": host})
         return redirect("hosts:detail", pk=host.pk)
-    return render(request, "hosts/form.html", {"form": form, "host": None})
+    return render(request, "hosts/form.html", {"form": form, "host": None, "jea_url": _jea_url(None)})
 
 
 @sensitive_post_parameters("password")  # kept out of error reports, should one ever be made
@@ -146,9 +155,15 @@ def host_edit(request: HttpRequest, pk: int) -> HttpResponse:
         with transaction.atomic():
             host = form.save()
             AuditEvent.record(request.user, "host.update", host, changed=form.changed_fields())
-        messages.success(request, f"Host {host} saved.")
+        messages.success(request, _("Host %(host)s saved.") % {"host": host})
         return redirect("hosts:detail", pk=host.pk)
-    return render(request, "hosts/form.html", {"form": form, "host": host})
+    return render(request, "hosts/form.html", {"form": form, "host": host, "jea_url": _jea_url(host)})
+
+
+def _jea_url(host: Host | None) -> str:
+    """The JEA section of the prepare page (for this host, when there is one): a link inside a translated sentence."""
+    query = f"?host={host.pk}" if host else ""
+    return f"{reverse('hosts:prepare')}{query}#jea"
 
 
 @require("manage_hosts")
@@ -157,7 +172,15 @@ def host_delete(request: HttpRequest, pk: int) -> HttpResponse:
     host = get_object_or_404(Host, pk=pk)
     unfinished = _unfinished_jobs(host)
     if request.method == "POST" and unfinished:
-        messages.error(request, f"{host} has {unfinished} unfinished job(s): wait for them or cancel them first.")
+        messages.error(
+            request,
+            ngettext(
+                "This host has an unfinished job: wait for it or cancel it first.",
+                "This host has %(count)d unfinished jobs: wait for them or cancel them first.",
+                unfinished,
+            )
+            % {"count": unfinished},
+        )
         return redirect("hosts:detail", pk=pk)
     if request.method == "POST":
         name = host.name
@@ -166,9 +189,12 @@ def host_delete(request: HttpRequest, pk: int) -> HttpResponse:
                 AuditEvent.record(request.user, "host.delete", host, address=host.address, port=host.port)
                 host.delete()
         except ProtectedError:
-            messages.error(request, f"Host {name} is still referenced (for example by jobs) and cannot be deleted.")
+            messages.error(
+                request,
+                _("Host %(host)s is still referenced (for example by jobs) and cannot be deleted.") % {"host": name},
+            )
             return redirect("hosts:detail", pk=pk)
-        messages.success(request, f"Host {name} deleted.")
+        messages.success(request, _("Host %(host)s deleted.") % {"host": name})
         return redirect("hosts:list")
     return render(request, "hosts/confirm_delete.html", {"host": host, "unfinished": unfinished})
 
@@ -189,10 +215,12 @@ def host_test(request: HttpRequest, pk: int) -> HttpResponse:
     AuditEvent.record(request.user, "host.test_connection", host, ok=outcome.ok, failure=outcome.kind)
     # The message itself is on the page once, under "Last connection test"; the flash only says how it went.
     if outcome.ok:
-        messages.success(request, f"The connection to {host} works.")
+        messages.success(request, _("The connection to %(host)s works.") % {"host": host})
     else:
         messages.error(
-            request, f"The connection test of {host} failed ({outcome.headline}): what to do is shown below."
+            request,
+            _("The connection test of %(host)s failed (%(failure)s): what to do is shown below.")
+            % {"host": host, "failure": outcome.headline},
         )
     return redirect("hosts:detail", pk=host.pk)
 

@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from console.roles import can
-from hosts.templatetags.hosts_tags import humane_ago
+from hosts.templatetags.hosts_tags import humane_ago, is_a_date
 from jobs.kinds import get_kind
 
 register = template.Library()
@@ -87,10 +87,9 @@ def when(moment: datetime | None, style: str = "") -> SafeString | str:
     )
     if style == "exact":
         return exact
-    ago = humane_ago(moment)
-    if ago.startswith("on "):  # a week or more ago: the date is already there
+    if is_a_date(moment):  # a week or more ago: the date is already there (asked, not read from the words)
         return exact
-    return format_html('{} <span class="muted ago">({})</span>', exact, ago)
+    return format_html('{} <span class="muted ago">({})</span>', exact, humane_ago(moment))
 
 
 @register.simple_tag(takes_context=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy
 
 from console.models import AuditEvent
 from hosts import crypto
@@ -31,7 +32,7 @@ class EscrowedPair(models.Model):
     """
 
     ORIGIN_ESCROW, ORIGIN_UPLOAD = "escrow", "upload"
-    ORIGINS = [(ORIGIN_ESCROW, "escrowed from a host"), (ORIGIN_UPLOAD, "uploaded")]
+    ORIGINS = [(ORIGIN_ESCROW, gettext_lazy("escrowed from a host")), (ORIGIN_UPLOAD, gettext_lazy("uploaded"))]
 
     signing_thumbprint = models.CharField(max_length=40, db_index=True)
     encryption_thumbprint = models.CharField(max_length=40, db_index=True)

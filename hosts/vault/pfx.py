@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
+from django.utils.translation import gettext as _
 
 from .pfx_contents import UnreadablePart, check_encrypted_parts
 from .pfx_limits import PfxShapeError, PfxTooCostly, check_certificate_count, check_pfx_cost
@@ -123,19 +124,23 @@ def looks_like_pfx(data: bytes) -> bool:
 def read_pfx(data: bytes, password: str, label: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     """The private key and certificate of one guardian PFX, or a PfxError naming the file (`label`)."""
     if not looks_like_pfx(data):
-        raise NotAPfx(f"{label} is not a PFX (PKCS#12) file")
+        raise NotAPfx(_("%(file)s is not a PFX (PKCS#12) file") % {"file": label})
     check_cost(data, password, label)
     try:
         key, cert, others = pkcs12.load_key_and_certificates(data, password.encode() if password else None)
     except ValueError:
-        raise WrongPassword(f"the password does not open {label} (wrong password, or the file is damaged)") from None
+        raise WrongPassword(
+            _("the password does not open %(file)s (wrong password, or the file is damaged)") % {"file": label}
+        ) from None
     check_cost_after_opening(len(others) + (cert is not None), label)
     if cert is None and not others:
-        raise NotAPfx(f"{label} holds no certificate")
+        raise NotAPfx(_("%(file)s holds no certificate") % {"file": label})
     if key is None or cert is None:
-        raise MissingPrivateKey(f"{label} holds no private key, so it cannot unlock a VM (export it with its key)")
+        raise MissingPrivateKey(
+            _("%(file)s holds no private key, so it cannot unlock a VM (export it with its key)") % {"file": label}
+        )
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise NotAPfx(f"{label} holds a non-RSA key; Hyper-V guardians use RSA keys")
+        raise NotAPfx(_("%(file)s holds a non-RSA key; Hyper-V guardians use RSA keys") % {"file": label})
     return key, cert
 
 
@@ -145,11 +150,13 @@ def check_cost(data: bytes, password: str, label: str) -> None:
     try:
         check_encrypted_parts(check_pfx_cost(data), password)
     except UnreadablePart:
-        raise WrongPassword(f"the password does not open {label} (wrong password, or the file is damaged)") from None
+        raise WrongPassword(
+            _("the password does not open %(file)s (wrong password, or the file is damaged)") % {"file": label}
+        ) from None
     except PfxTooCostly as exc:
-        raise TooCostly(f"{label} {exc}") from None
+        raise TooCostly(_("%(file)s %(problem)s") % {"file": label, "problem": exc}) from None
     except PfxShapeError as exc:
-        raise NotAPfx(f"{label} {exc}") from None
+        raise NotAPfx(_("%(file)s %(problem)s") % {"file": label, "problem": exc}) from None
 
 
 def check_cost_after_opening(certificates: int, label: str) -> None:
@@ -157,7 +164,7 @@ def check_cost_after_opening(certificates: int, label: str) -> None:
     try:
         check_certificate_count(certificates)
     except PfxTooCostly as exc:
-        raise TooCostly(f"{label} {exc}") from None
+        raise TooCostly(_("%(file)s %(problem)s") % {"file": label, "problem": exc}) from None
 
 
 def check_signing_key(key: rsa.RSAPrivateKey, cert: x509.Certificate, label: str) -> None:
@@ -169,7 +176,9 @@ def check_signing_key(key: rsa.RSAPrivateKey, cert: x509.Certificate, label: str
             raise InvalidSignature
         public.verify(signature, probe, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
-        raise MismatchedPair(f"the private key in {label} does not belong to its certificate") from None
+        raise MismatchedPair(
+            _("the private key in %(file)s does not belong to its certificate") % {"file": label}
+        ) from None
 
 
 def check_encryption_key(key: rsa.RSAPrivateKey, cert: x509.Certificate, label: str) -> None:
@@ -177,13 +186,13 @@ def check_encryption_key(key: rsa.RSAPrivateKey, cert: x509.Certificate, label: 
     oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
     public = cert.public_key()
     if not isinstance(public, rsa.RSAPublicKey):
-        raise MismatchedPair(f"the certificate in {label} has no RSA public key")
+        raise MismatchedPair(_("the certificate in %(file)s has no RSA public key") % {"file": label})
     try:
         ok = key.decrypt(public.encrypt(probe, oaep), oaep) == probe
     except ValueError:
         ok = False
     if not ok:
-        raise MismatchedPair(f"the private key in {label} does not belong to its certificate")
+        raise MismatchedPair(_("the private key in %(file)s does not belong to its certificate") % {"file": label})
 
 
 def windows_subject(subject: str) -> re.Match[str] | None:
@@ -193,23 +202,36 @@ def windows_subject(subject: str) -> re.Match[str] | None:
 def check_generated_together(signing: CertificateFacts, encryption: CertificateFacts) -> tuple[str, str]:
     """(guardian name, host name) when the subjects follow Windows' pattern; raise when they cannot be a pair."""
     if signing.thumbprint == encryption.thumbprint:
-        raise MismatchedPair("both files hold the same certificate; a guardian needs a signing and an encryption one")
+        raise MismatchedPair(
+            _("both files hold the same certificate; a guardian needs a signing and an encryption one")
+        )
     sign_match, enc_match = windows_subject(signing.subject), windows_subject(encryption.subject)
     if sign_match and sign_match["role"] == "Encryption" and enc_match and enc_match["role"] == "Signing":
-        raise MismatchedPair("the two files are swapped: the signing file holds the encryption certificate")
+        raise MismatchedPair(_("the two files are swapped: the signing file holds the encryption certificate"))
     if sign_match and sign_match["role"] != "Signing":
-        raise MismatchedPair(f"the signing file holds {signing.subject}, not a signing certificate")
+        raise MismatchedPair(
+            _("the signing file holds %(subject)s, not a signing certificate") % {"subject": signing.subject}
+        )
     if enc_match and enc_match["role"] != "Encryption":
-        raise MismatchedPair(f"the encryption file holds {encryption.subject}, not an encryption certificate")
+        raise MismatchedPair(
+            _("the encryption file holds %(subject)s, not an encryption certificate") % {"subject": encryption.subject}
+        )
     if not (sign_match and enc_match):
         return "", ""
     same_names = (sign_match["guardian"], sign_match["host"]) == (enc_match["guardian"], enc_match["host"])
     same_time = abs(signing.not_before - encryption.not_before) <= SAME_GENERATION
     if not (same_names and same_time):
         raise MismatchedPair(
-            "the two certificates do not belong together: "
-            f"{signing.subject} (from {signing.not_before:%Y-%m-%d %H:%M}) and "
-            f"{encryption.subject} (from {encryption.not_before:%Y-%m-%d %H:%M})"
+            _(
+                "the two certificates do not belong together: %(signing)s (from %(signing_from)s) and "
+                "%(encryption)s (from %(encryption_from)s)"
+            )
+            % {
+                "signing": signing.subject,
+                "signing_from": f"{signing.not_before:%Y-%m-%d %H:%M}",
+                "encryption": encryption.subject,
+                "encryption_from": f"{encryption.not_before:%Y-%m-%d %H:%M}",
+            }
         )
     return sign_match["guardian"], sign_match["host"]
 
@@ -233,12 +255,23 @@ def check_pair(
     pair = GuardianPair(signing, encryption, guardian_name, host_name)
     if expect_thumbprints and (signing.thumbprint, encryption.thumbprint) != tuple(expect_thumbprints):
         raise MismatchedPair(
-            f"the exported certificates ({signing.thumbprint} / {encryption.thumbprint}) are not the guardian's "
-            f"({expect_thumbprints[0]} / {expect_thumbprints[1]})"
+            _(
+                "the exported certificates (%(signing)s / %(encryption)s) are not the guardian's "
+                "(%(expected_signing)s / %(expected_encryption)s)"
+            )
+            % {
+                "signing": signing.thumbprint,
+                "encryption": encryption.thumbprint,
+                "expected_signing": expect_thumbprints[0],
+                "expected_encryption": expect_thumbprints[1],
+            }
         )
     if not allow_expired and pair.expired(now):
         raise ExpiredPair(
-            f"the pair expired on {pair.not_after:%Y-%m-%d}; it can still unlock VMs sealed to it — "
-            "store it anyway by accepting expired certificates"
+            _(
+                "the pair expired on %(date)s; it can still unlock VMs sealed to it — "
+                "store it anyway by accepting expired certificates"
+            )
+            % {"date": f"{pair.not_after:%Y-%m-%d}"}
         )
     return pair

@@ -14,6 +14,7 @@ from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+from django.utils.translation import gettext as _
 
 from .pfx_limits import (
     OID,
@@ -59,7 +60,7 @@ def check_encrypted_parts(cost: PfxCost, password: str) -> None:
         for algorithm, encrypted in cost.encrypted_parts:
             walk_safe_contents(readable_contents(algorithm, encrypted, password), cost, 2)
     except IndexError:
-        raise PfxShapeError("is not a PFX (an encrypted part is malformed)") from None
+        raise PfxShapeError(_("is not a PFX (an encrypted part is malformed)")) from None
     check_limits(cost)
 
 
@@ -68,7 +69,7 @@ def readable_contents(algorithm: Element, encrypted: bytes, password: str) -> by
     for plaintext in decryptions(algorithm, encrypted, password):
         if plaintext is not None and is_safe_contents(plaintext):
             return plaintext
-    raise UnreadablePart("the password does not decrypt the file")
+    raise UnreadablePart(_("the password does not decrypt the file"))
 
 
 def decryptions(algorithm: Element, encrypted: bytes, password: str) -> Iterator[bytes | None]:
@@ -81,7 +82,7 @@ def decryptions(algorithm: Element, encrypted: bytes, password: str) -> Iterator
         for secret in [bmp_password(password)] if password else [b"", b"\x00\x00"]:
             yield decrypt_pkcs12_3des(scheme, params, encrypted, secret)
     else:
-        raise PfxShapeError("encrypts its certificates in a way the console does not read: export it with AES-256")
+        raise PfxShapeError(_("encrypts its certificates in a way the console does not read: export it with AES-256"))
 
 
 def is_safe_contents(data: bytes) -> bool:
@@ -99,7 +100,7 @@ def decrypt_pbes2(params: Element, encrypted: bytes, password: str) -> bytes | N
     prf_oid = next((children(p)[0].body for p in kdf_params[2:] if p.tag == SEQUENCE), _DIGEST + b"\x07")
     cipher_oid, iv = children(scheme)[0].body, octets(children(scheme)[1])
     if prf_oid not in PBKDF2_PRFS or (cipher_oid not in AES_CBC and cipher_oid != DES_EDE3_CBC):
-        raise PfxShapeError("encrypts its certificates in a way the console does not read: export it with AES-256")
+        raise PfxShapeError(_("encrypts its certificates in a way the console does not read: export it with AES-256"))
     length = AES_CBC.get(cipher_oid, 24)
     key = PBKDF2HMAC(PBKDF2_PRFS[prf_oid], length, salt, rounds).derive(password.encode())
     algorithm = algorithms.AES(key) if cipher_oid in AES_CBC else TripleDES(key)
@@ -142,7 +143,7 @@ def pkcs12_kdf(secret: bytes, salt: bytes, rounds: int, purpose: int, size: int)
     out = b""
     while len(out) < size:
         digest = bytes([purpose]) * v + block
-        for _ in range(rounds):
+        for _round in range(rounds):
             digest = hashlib.sha1(digest).digest()  # noqa: S324 - the KDF RFC 7292 defines
         out += digest
         b = int.from_bytes((digest * (v // u + 1))[:v], "big") + 1

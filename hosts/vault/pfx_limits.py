@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.utils.translation import gettext as _
+
 # A guardian PFX is a few kilobytes; anything far larger is not one and is not read further.
 MAX_PFX_BYTES = 256 * 1024
 # Windows writes 2000 rounds, OpenSSL 2048, `cryptography` 20000; 100000 leaves room and still opens in well under
@@ -75,14 +77,14 @@ class PfxCost:
 def read_element(data: bytes, offset: int = 0, depth: int = 0) -> tuple[Element, int]:
     """The element at `offset` and the offset after it; BER indefinite lengths (some exporters write them) too."""
     if depth > MAX_DEPTH:
-        raise PfxShapeError("is nested too deeply to be a PFX")
+        raise PfxShapeError(_("is nested too deeply to be a PFX"))
     if offset + 2 > len(data) or data[offset] & 0x1F == 0x1F:
-        raise PfxShapeError("is truncated or not DER")
+        raise PfxShapeError(_("is truncated or not DER"))
     tag, first = data[offset], data[offset + 1]
     start = offset + 2
     if first == 0x80:  # indefinite length: children up to the end-of-contents octets
         if not tag & 0x20:
-            raise PfxShapeError("is not DER")
+            raise PfxShapeError(_("is not DER"))
         end = start
         while data[end : end + 2] != b"\x00\x00":
             _child, end = read_element(data, end, depth + 1)
@@ -91,10 +93,10 @@ def read_element(data: bytes, offset: int = 0, depth: int = 0) -> tuple[Element,
     if first & 0x80:
         count = first & 0x7F
         if count > 4 or start + count > len(data):
-            raise PfxShapeError("is truncated or not DER")
+            raise PfxShapeError(_("is truncated or not DER"))
         length, start = int.from_bytes(data[start : start + count], "big"), start + count
     if start + length > len(data):
-        raise PfxShapeError("is truncated")
+        raise PfxShapeError(_("is truncated"))
     return Element(tag, data[start : start + length]), start + length
 
 
@@ -108,7 +110,7 @@ def children(element: Element, depth: int = 0) -> list[Element]:
 
 def expect(element: Element, tag: int, what: str) -> Element:
     if element.tag != tag:
-        raise PfxShapeError(f"is not a PFX ({what} is malformed)")
+        raise PfxShapeError(_("is not a PFX (%(part)s is malformed)") % {"part": what})
     return element
 
 
@@ -118,7 +120,7 @@ def octets(element: Element) -> bytes:
         return element.body
     if element.tag == OCTET_STRING | 0x20:
         return b"".join(octets(piece) for piece in children(element))
-    raise PfxShapeError("is not a PFX (an OCTET STRING is malformed)")
+    raise PfxShapeError(_("is not a PFX (an OCTET STRING is malformed)"))
 
 
 def integer(element: Element, what: str) -> int:
@@ -128,7 +130,7 @@ def integer(element: Element, what: str) -> int:
 def explicit_content(content_info: list[Element]) -> Element:
     """The [0] EXPLICIT content of a ContentInfo (or of a SafeBag)."""
     if len(content_info) < 2 or content_info[1].tag != 0xA0:
-        raise PfxShapeError("is not a PFX (content is missing)")
+        raise PfxShapeError(_("is not a PFX (content is missing)"))
     return children(content_info[1])[0]
 
 
@@ -136,13 +138,13 @@ def pbe_rounds(algorithm: Element) -> int:
     """Rounds of a password-based AlgorithmIdentifier: PBES2/PBMAC1 (PBKDF2 parameters) or PKCS#12/PBES1 PBE."""
     parts = children(expect(algorithm, SEQUENCE, "an encryption algorithm"))
     if len(parts) < 2 or parts[0].tag != OID:
-        raise PfxShapeError("is not a PFX (an encryption algorithm is malformed)")
+        raise PfxShapeError(_("is not a PFX (an encryption algorithm is malformed)"))
     params = children(expect(parts[1], SEQUENCE, "encryption parameters"))
     if parts[0].body in (OID_PBES2, OID_PBMAC1):
         kdf = children(expect(params[0], SEQUENCE, "a key derivation"))
         params = children(expect(kdf[1], SEQUENCE, "key derivation parameters"))
     if len(params) < 2:
-        raise PfxShapeError("is not a PFX (encryption parameters are malformed)")
+        raise PfxShapeError(_("is not a PFX (encryption parameters are malformed)"))
     return integer(params[1], "a round count")
 
 
@@ -150,7 +152,9 @@ def walk_safe_contents(data: bytes, cost: PfxCost, depth: int) -> None:
     for bag in children(expect(read_element(data, 0, depth)[0], SEQUENCE, "SafeContents"), depth):
         cost.bags += 1
         if cost.bags > MAX_BAGS:
-            raise PfxTooCostly(f"holds more than {MAX_BAGS} items; a guardian PFX holds a certificate and a key")
+            raise PfxTooCostly(
+                _("holds more than %(count)d items; a guardian PFX holds a certificate and a key") % {"count": MAX_BAGS}
+            )
         parts = children(expect(bag, SEQUENCE, "a SafeBag"), depth)
         kind = expect(parts[0], OID, "a SafeBag").body
         if kind == OID_CERT_BAG:
@@ -174,13 +178,13 @@ def walk_authenticated_safe(content: bytes, cost: PfxCost) -> None:
             cost.derivations.append(("encrypted part", pbe_rounds(content_info[1])))
             cost.encrypted_parts.append((content_info[1], ciphertext(content_info)))
         else:
-            raise PfxShapeError("uses a PKCS#12 layout the console does not read (public-key protection)")
+            raise PfxShapeError(_("uses a PKCS#12 layout the console does not read (public-key protection)"))
 
 
 def ciphertext(content_info: list[Element]) -> bytes:
     """The [0] IMPLICIT encryptedContent of an EncryptedContentInfo (primitive, or BER pieces)."""
     if len(content_info) < 3 or content_info[2].tag not in (0x80, 0xA0):
-        raise PfxShapeError("is not a PFX (an encrypted part has no content)")
+        raise PfxShapeError(_("is not a PFX (an encrypted part has no content)"))
     content = content_info[2]
     return content.body if content.tag == 0x80 else b"".join(octets(piece) for piece in children(content))
 
@@ -200,20 +204,23 @@ def pfx_cost(data: bytes) -> PfxCost:
         parts = children(expect(outer, SEQUENCE, "the file"))
         auth_safe = children(expect(parts[1], SEQUENCE, "AuthenticatedSafe"))
         if expect(auth_safe[0], OID, "AuthenticatedSafe").body != OID_DATA:
-            raise PfxShapeError("uses a PKCS#12 layout the console does not read (public-key protection)")
+            raise PfxShapeError(_("uses a PKCS#12 layout the console does not read (public-key protection)"))
         cost = PfxCost()
         if len(parts) > 2:
             cost.derivations.append(("MAC", mac_rounds(parts[2])))
         walk_authenticated_safe(octets(explicit_content(auth_safe)), cost)
     except IndexError:
-        raise PfxShapeError("is truncated or not a PFX") from None
+        raise PfxShapeError(_("is truncated or not a PFX")) from None
     return cost
 
 
 def check_pfx_cost(data: bytes) -> PfxCost:
     """Refuse (PfxShapeError, PfxTooCostly) a file too large, too costly to open, or with too many certificates."""
     if len(data) > MAX_PFX_BYTES:
-        raise PfxTooCostly(f"is {len(data)} bytes; a guardian PFX is a few kilobytes (at most {MAX_PFX_BYTES})")
+        raise PfxTooCostly(
+            _("is %(size)d bytes; a guardian PFX is a few kilobytes (at most %(limit)d)")
+            % {"size": len(data), "limit": MAX_PFX_BYTES}
+        )
     cost = pfx_cost(data)
     check_limits(cost)
     return cost
@@ -223,17 +230,26 @@ def check_limits(cost: PfxCost) -> None:
     for what, rounds in cost.derivations:
         if rounds > MAX_KDF_ROUNDS or rounds < 1:
             raise PfxTooCostly(
-                f"asks for {rounds:,} key-derivation rounds ({what}); the console opens at most {MAX_KDF_ROUNDS:,} "
-                "(Windows writes 2,000): export it again with default settings"
+                _(
+                    "asks for %(rounds)s key-derivation rounds (%(what)s); the console opens at most %(limit)s "
+                    "(Windows writes 2,000): export it again with default settings"
+                )
+                % {"rounds": f"{rounds:,}", "what": what, "limit": f"{MAX_KDF_ROUNDS:,}"}
             )
     if cost.total_rounds > MAX_TOTAL_KDF_ROUNDS:
         raise PfxTooCostly(
-            f"asks for {cost.total_rounds:,} key-derivation rounds in all; the console opens at most "
-            f"{MAX_TOTAL_KDF_ROUNDS:,}: export it again with default settings"
+            _(
+                "asks for %(rounds)s key-derivation rounds in all; the console opens at most %(limit)s: "
+                "export it again with default settings"
+            )
+            % {"rounds": f"{cost.total_rounds:,}", "limit": f"{MAX_TOTAL_KDF_ROUNDS:,}"}
         )
     check_certificate_count(cost.certificates)
 
 
 def check_certificate_count(count: int) -> None:
     if count > MAX_CERTIFICATES:
-        raise PfxTooCostly(f"holds {count} certificates; a guardian PFX holds one (at most {MAX_CERTIFICATES})")
+        raise PfxTooCostly(
+            _("holds %(count)d certificates; a guardian PFX holds one (at most %(limit)d)")
+            % {"count": count, "limit": MAX_CERTIFICATES}
+        )

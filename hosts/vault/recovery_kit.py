@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 from .pfx import PfxError, check_pair
 
@@ -50,7 +51,8 @@ class KitError(ValueError):
 def check_passphrase(passphrase: str) -> None:
     """At least MIN_PASSPHRASE characters and none of the console's password rules broken (not a common password);
     raises ValidationError with the reasons."""
-    problems = [f"Use at least {MIN_PASSPHRASE} characters."] if len(passphrase) < MIN_PASSPHRASE else []
+    short = len(passphrase) < MIN_PASSPHRASE
+    problems = [_("Use at least %(count)d characters.") % {"count": MIN_PASSPHRASE}] if short else []
     try:
         validate_password(passphrase)
     except ValidationError as exc:
@@ -75,18 +77,23 @@ def seal(archive: bytes, passphrase: str, log2n: int) -> bytes:
 def unseal(data: bytes, passphrase: str) -> bytes:
     """The archive inside a kit, or KitError saying why not."""
     if len(data) < HEADER_SIZE + 16 or not data.startswith(MAGIC):
-        raise KitError("This is not a Guardian Console recovery kit (its first bytes are not a kit header).")
+        raise KitError(_("This is not a Guardian Console recovery kit (its first bytes are not a kit header)."))
     magic, version, kdf, log2n, r, p, salt, nonce = _HEADER.unpack(data[:HEADER_SIZE])
     if version != VERSION or kdf != KDF_SCRYPT:
-        raise KitError(f"This kit's format (version {version}, KDF {kdf}) is not one this console reads.")
+        raise KitError(
+            _("This kit's format (version %(version)d, KDF %(kdf)d) is not one this console reads.")
+            % {"version": version, "kdf": kdf}
+        )
     if log2n not in LOG2N_RANGE or (r, p) != (SCRYPT_R, SCRYPT_P):
-        raise KitError("This kit's header asks for key-derivation parameters no kit is written with: refused.")
+        raise KitError(_("This kit's header asks for key-derivation parameters no kit is written with: refused."))
     try:
         return AESGCM(_key(passphrase, salt, log2n, r, p)).decrypt(nonce, data[HEADER_SIZE:], data[:HEADER_SIZE])
     except InvalidTag:
         raise KitError(
-            "Refused: the passphrase is wrong, or the file was altered or damaged (the authentication tag does not "
-            "match). Nothing in it can be trusted; try the passphrase again, or use another copy of the kit."
+            _(
+                "Refused: the passphrase is wrong, or the file was altered or damaged (the authentication tag does "
+                "not match). Nothing in it can be trusted; try the passphrase again, or use another copy of the kit."
+            )
         ) from None
 
 
@@ -108,7 +115,7 @@ def read(data: bytes, passphrase: str) -> KitContents:
     with zipfile.ZipFile(io.BytesIO(unseal(data, passphrase))) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}
     if INDEX_JSON not in files or README not in files:
-        raise KitError("The kit opened but holds no index or README: it was not written by the console.")
+        raise KitError(_("The kit opened but holds no index or README: it was not written by the console."))
     contents = KitContents(files, json.loads(files[INDEX_JSON]))
     for guardian in contents.index.get("guardians", []):
         contents.problems += _check_guardian(files, guardian)
@@ -121,7 +128,7 @@ def _check_guardian(files: dict[str, bytes], guardian: dict[str, Any]) -> list[s
         signing, encryption = files[guardian["signing_file"]], files[guardian["encryption_file"]]
         password = files[f"{folder}/{PASSWORD_FILE}"].decode("utf-8").strip()
     except KeyError as exc:
-        return [f"{folder}: {exc.args[0]} is missing"]
+        return [_("%(folder)s: %(file)s is missing") % {"folder": folder, "file": exc.args[0]}]
     expected = (guardian["signing_thumbprint"], guardian["encryption_thumbprint"])
     try:
         check_pair(signing, encryption, password, allow_expired=True, expect_thumbprints=expected)

@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -113,12 +114,15 @@ def vault_upload(request: HttpRequest) -> HttpResponse:
                 guardian_name=data["guardian_name"],
             )
         except PfxError as exc:
-            form.add_error(None, f"Not stored: {exc}.")
+            form.add_error(None, _("Not stored: %(reason)s.") % {"reason": exc})
         else:
             if outcome.created:
-                messages.success(request, f"Stored {outcome.pair} in the vault.")
+                messages.success(request, _("Stored %(pair)s in the vault.") % {"pair": outcome.pair})
             else:
-                messages.info(request, f"This pair is already in the vault as {outcome.pair}; nothing changed.")
+                messages.info(
+                    request,
+                    _("This pair is already in the vault as %(pair)s; nothing changed.") % {"pair": outcome.pair},
+                )
             return redirect(back) if back else redirect("vault_detail", pk=outcome.pair.pk)
     return render(request, "vault/upload.html", {"form": form, "next": back})
 
@@ -135,7 +139,9 @@ def vault_download(request: HttpRequest, pk: int) -> HttpResponse:
         _signing, _encryption, password = pair.open()
     except crypto.SecretError as exc:
         AuditEvent.record(request.user, "vault.download_refused", pair, reason=str(exc))
-        messages.error(request, f"Not downloaded: {exc}. The entry is not used; restore it from a backup.")
+        messages.error(
+            request, _("Not downloaded: %(reason)s. The entry is not used; restore it from a backup.") % {"reason": exc}
+        )
         return redirect("vault_detail", pk=pair.pk)
     token = secrets.token_urlsafe(24)
     request.session[f"vault-download-{token}"] = {"pk": pair.pk, "until": time.time() + DOWNLOAD_TTL_SECONDS}
@@ -148,13 +154,13 @@ def vault_download(request: HttpRequest, pk: int) -> HttpResponse:
 def vault_download_file(request: HttpRequest, pk: int, token: str) -> HttpResponse:
     ticket = request.session.pop(f"vault-download-{token}", None)
     if not ticket or ticket.get("pk") != pk or ticket.get("until", 0) < time.time():
-        messages.error(request, "That download link was used already or has expired; confirm the download again.")
+        messages.error(request, _("That download link was used already or has expired; confirm the download again."))
         return redirect("vault_detail", pk=pk)
     pair = get_object_or_404(EscrowedPair, pk=pk)
     try:
         signing, encryption, _password = pair.open()
     except crypto.SecretError as exc:
-        messages.error(request, f"Not downloaded: {exc}.")
+        messages.error(request, _("Not downloaded: %(reason)s.") % {"reason": exc})
         return redirect("vault_detail", pk=pk)
     response = HttpResponse(pair_zip(pair, signing, encryption), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="guardian-{pair.signing_thumbprint[:8]}.zip"'
@@ -212,5 +218,5 @@ def vault_verify(request: HttpRequest, pk: int) -> HttpResponse:
         AuditEvent.record(request.user, "vault.tampered", pair, reason=str(exc))
         messages.error(request, str(exc))
     else:
-        messages.success(request, "Both files open with the stored password and match the recorded thumbprints.")
+        messages.success(request, _("Both files open with the stored password and match the recorded thumbprints."))
     return redirect("vault_detail", pk=pk)

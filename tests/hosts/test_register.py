@@ -412,7 +412,7 @@ def test_a_host_with_an_unfinished_job_is_not_deleted_from_under_it(admin_client
     host = Host.objects.get()
     job = Job.objects.create(kind="refresh_inventory")
     job.hosts.add(host)
-    assert b"have not finished" in admin_client.get(f"/hosts/{host.pk}/delete/").content
+    assert b"A job on this host has not finished" in admin_client.get(f"/hosts/{host.pk}/delete/").content
     response = admin_client.post(f"/hosts/{host.pk}/delete/", follow=True)
     assert b"unfinished job" in response.content
     assert Host.objects.filter(pk=host.pk).exists()
