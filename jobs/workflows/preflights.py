@@ -98,6 +98,18 @@ def guardian_page(form_class: type[pages.HostForm], preflight: Callable[..., Any
     return flight
 
 
+def restore_flight(request: HttpRequest) -> Any:
+    """The restore page's preflight for one VM; for several (a job of "every restorable VM"), each VM's own."""
+    vms = request.POST.getlist("vm")
+    if len(vms) < 2:
+        return guardian_page(restore.RestoreForm, restore.preflight)(request)
+    form = pages.HostForm(request)
+    if not form.is_valid():
+        return pages.Preflight.refused(form)
+    host = form.cleaned_data["host"]
+    return restore.preflight_each(host, vms) if host is not None else restore.preflight_all(None)
+
+
 def reset_flight(request: HttpRequest) -> Any:
     form = reset.ResetForm(request)
     return reset.preflight(**form.cleaned_data) if form.is_valid() else reset.choose_host(pages.refusals(form)[0])
@@ -136,7 +148,7 @@ WORKFLOWS: dict[str, Workflow] = {
     "refresh": Workflow(INVENTORY_REFRESH, None),
     "escrow": Workflow("escrow_guardian", guardian_page(escrow.EscrowForm, escrow.preflight)),
     "import": Workflow("import_guardian", guardian_page(import_guardian.ImportForm, import_guardian.preflight)),
-    "restore": Workflow("restore_vm", guardian_page(restore.RestoreForm, restore.preflight)),
+    "restore": Workflow("restore_vm", restore_flight),
     "rescue": Workflow("rescue_vm", guardian_page(rescue.RescueForm, rescue.preflight)),
     "reset": Workflow("reset_guardian", reset_flight),
     "reset_undo": Workflow("undo_guardian_reset", undo_flight),
@@ -174,6 +186,8 @@ def choices_of(job: Job) -> dict[str, Any]:
             "pair": job.params.get("vault_entry"),
             "exportable": job.params.get("exportable"),
         }
+    if job.kind == "restore_vm" and hosts:  # no "Run again" page to read them from: the job's host and VMs
+        choices |= {"host": hosts[0].pk, "vm": job.vms if len(job.vms) > 1 else "".join(job.vms)}
     if job.kind == "vtpm":
         choices |= {f"confirm-{name}": name for name in job.params.get("confirmed") or []}
         choices |= {f"saved-{name}": "remove" for name in job.params.get("remove_saved_state") or []}

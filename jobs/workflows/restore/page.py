@@ -163,7 +163,13 @@ def preflight_all(host: Host | None, user: Any = None) -> Preflight:
     named."""
     if host is None:
         return Preflight(problem="Choose the host whose VMs to restore.")
-    flights = [(name, preflight(host, name, user)) for name in restorable_vms(host)]
+    return preflight_each(host, restorable_vms(host), user)
+
+
+def preflight_each(host: Host, vms: list[str], user: Any = None) -> Preflight:
+    """The restore of VMs `vms` of `host` in one job: each VM's own preflight, the ones it refuses left out and named
+    (what "every restorable VM" starts, and what the approval page checks again for such a job)."""
+    flights = [(name, preflight(host, name, user)) for name in vms]
     ready = [(name, flight) for name, flight in flights if flight.job is not None]
     left_out = [f"Left out: '{name}' — {flight.problem}" for name, flight in flights if flight.job is None]
     if not ready:
