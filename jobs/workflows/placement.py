@@ -64,9 +64,7 @@ def allows_exportable(user: Any) -> bool:
 
 def check_exportable(user: Any, exportable: bool) -> None:
     if exportable and not allows_exportable(user):
-        raise JobFailed(
-            _("Only an admin may import private keys as exportable.") + " " + _("Nothing was sent to the host.")
-        )
+        raise JobFailed(_("Only an admin may import private keys as exportable. Nothing was sent to the host."))
 
 
 def record_placement(user: Any, host: Host, pair: EscrowedPair, exportable: bool, job: int | None = None) -> None:
