@@ -11,6 +11,7 @@ from typing import Any
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext_lazy
 
 from console.roles import require
 from jobs.models import ApprovalRefused, Job, JobState
@@ -21,10 +22,13 @@ from .preflights import preflight_of
 APPROVE_PERMISSION = "run_destructive_jobs"
 
 
+CHOOSE = gettext_lazy("Choose approve or reject.")
+
+
 class DecisionForm(forms.Form):
     decision = forms.ChoiceField(
-        choices=[("approve", "Approve"), ("reject", "Reject")],
-        error_messages={"required": "Choose approve or reject.", "invalid_choice": "Choose approve or reject."},
+        choices=[("approve", gettext_lazy("Approve")), ("reject", gettext_lazy("Reject"))],
+        error_messages={"required": CHOOSE, "invalid_choice": CHOOSE},
     )
     note = forms.CharField(required=False, max_length=500)  # why it was rejected, for the requester
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import wraps
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
 
 from django import forms
@@ -20,6 +20,7 @@ from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy
 
 from console.params import parse_id
 from console.roles import can, check
@@ -27,6 +28,9 @@ from hosts.models import Host
 from jobs.kinds import get_kind
 from jobs.models import Job
 from jobs.services import create_job, ordered_hosts
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise
 
 View = Callable[..., HttpResponse]
 
@@ -59,7 +63,10 @@ class RowField(forms.ModelChoiceField):  # type: ignore[type-arg]  # generic in 
         return super().to_python(value)
 
 
-def host_field(refusal: str = "Choose a registered host.") -> RowField:
+CHOOSE_HOST = gettext_lazy("Choose a registered host.")
+
+
+def host_field(refusal: _StrOrPromise = CHOOSE_HOST) -> RowField:
     return RowField(Host.objects.order_by("name"), required=False, error_messages={"invalid_choice": refusal})
 
 
@@ -171,14 +178,14 @@ class GuardianPage:
     """What a guardian preflight page says whatever is chosen: its title and intro, the list beside the host picker
     (the form field `choice`), its button and what could go wrong."""
 
-    title: str
-    intro: str
+    title: _StrOrPromise
+    intro: _StrOrPromise
     choice: str
-    choice_label: str
-    submit_label: str
-    risks: list[str]
+    choice_label: _StrOrPromise
+    submit_label: _StrOrPromise
+    risks: list[_StrOrPromise]
     # A checkbox of the form beside the list, (field name, label), shown only to users with `tick_permission`.
-    tick: tuple[str, str] | None = None
+    tick: tuple[str, _StrOrPromise] | None = None
     tick_permission: str = ""
 
 

@@ -13,6 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from django.utils.translation import gettext as _
+
 from hosts.remoting.catalog.guardians import TEMP_DIR
 from hosts.remoting.operation import Cmd, Operation, render_cmd
 
@@ -79,7 +81,8 @@ class PowerShellScript:
         """The next statements run on `host`: a comment line says so whenever the host changes."""
         if str(host) != self.host:
             self.host = str(host)
-            self.comment(f"On {host}{f' ({role})' if role else ''}:")
+            said = {"host": host, "role": role}
+            self.comment(_("On %(host)s (%(role)s):") % said if role else _("On %(host)s:") % said)
         return self
 
     def bind(self, channel: str, variable: str, expression: str, note: str = "") -> PowerShellScript:
@@ -151,7 +154,8 @@ class PowerShellScript:
             for expression, source in item.inputs.values():
                 if source is not None and source.host != item.host:
                     variable = expression.split(".")[0]
-                    out.append(f"# {variable} holds what was read on {source.host} above: carry its value over first")
+                    carry = _("%(variable)s holds what was read on %(host)s above: carry its value over first")
+                    out.append("# " + carry % {"variable": variable, "host": source.host})
             out.append(_render_statement(item))
         return out
 

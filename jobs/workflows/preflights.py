@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from django.http import HttpRequest, QueryDict
+from django.utils.translation import gettext as _
 
 from hosts.models import Host
 from jobs.forms import RefreshForm
@@ -61,16 +62,16 @@ def outcome_of(flight: Any) -> Outcome:
     the job anyway: the job re-reads the host)."""
     said = [getattr(flight, "problem", ""), getattr(flight, "error", ""), *getattr(flight, "problems", [])]
     said += list(getattr(flight, "errors", []))
-    said = [text for text in said if text]
-    warnings = list(getattr(flight, "warnings", []))
+    said = [str(text) for text in said if text]
+    warnings = [str(text) for text in getattr(flight, "warnings", [])]
     warnings += [f"{row.vm.name}: {row.blocker}" for row in getattr(flight, "blocked", [])]
-    warnings += [text for text in [getattr(flight, "warning", "")] if text]
+    warnings += [str(text) for text in [getattr(flight, "warning", "")] if text]
     plan = getattr(flight, "plan", None)
-    failures = list(getattr(plan, "failures", []) or [])
+    failures = [str(text) for text in getattr(plan, "failures", []) or []]
     job = flight.job
     return Outcome(
-        steps=list(getattr(flight, "steps", [])),
-        impact=list(getattr(flight, "impact", [])),
+        steps=[str(text) for text in getattr(flight, "steps", [])],
+        impact=[str(text) for text in getattr(flight, "impact", [])],
         warnings=warnings + (said if job is not None else []),
         powershell=list(flight.powershell),
         problems=(said + failures) if job is None else [],
@@ -84,8 +85,8 @@ def refreshed(choices: dict[str, Any]) -> Outcome:
         return Outcome(problems=pages.refusals(form))
     hosts: list[Host] = list(form.cleaned_data["hosts"])
     return Outcome(
-        steps=[f"Read the guardians, certificates and VMs of {host}." for host in hosts],
-        impact=["Nothing on the hosts changes: the refresh only reads them."],
+        steps=[_("Read the guardians, certificates and VMs of %(host)s.") % {"host": host} for host in hosts],
+        impact=[_("Nothing on the hosts changes: the refresh only reads them.")],
         job=pages.NewJob(INVENTORY_REFRESH, hosts),
     )
 
@@ -96,6 +97,18 @@ def guardian_page(form_class: type[pages.HostForm], preflight: Callable[..., Any
         return preflight(**form.cleaned_data) if form.is_valid() else pages.Preflight.refused(form)
 
     return flight
+
+
+def restore_flight(request: HttpRequest) -> Any:
+    """The restore page's preflight for one VM; for several (a job of "every restorable VM"), each VM's own."""
+    vms = request.POST.getlist("vm")
+    if len(vms) < 2:
+        return guardian_page(restore.RestoreForm, restore.preflight)(request)
+    form = pages.HostForm(request)
+    if not form.is_valid():
+        return pages.Preflight.refused(form)
+    host = form.cleaned_data["host"]
+    return restore.preflight_each(host, vms) if host is not None else restore.preflight_all(None)
 
 
 def reset_flight(request: HttpRequest) -> Any:
@@ -136,7 +149,7 @@ WORKFLOWS: dict[str, Workflow] = {
     "refresh": Workflow(INVENTORY_REFRESH, None),
     "escrow": Workflow("escrow_guardian", guardian_page(escrow.EscrowForm, escrow.preflight)),
     "import": Workflow("import_guardian", guardian_page(import_guardian.ImportForm, import_guardian.preflight)),
-    "restore": Workflow("restore_vm", guardian_page(restore.RestoreForm, restore.preflight)),
+    "restore": Workflow("restore_vm", restore_flight),
     "rescue": Workflow("rescue_vm", guardian_page(rescue.RescueForm, rescue.preflight)),
     "reset": Workflow("reset_guardian", reset_flight),
     "reset_undo": Workflow("undo_guardian_reset", undo_flight),
@@ -158,7 +171,7 @@ def preflight_of(job: Job) -> Outcome:
     page, with the confirmations its requester typed): what the approver of the job sees."""
     workflow = next((name for name, entry in WORKFLOWS.items() if entry.kind == job.kind), "")
     if not workflow:
-        return Outcome(problems=[f"Jobs of kind {job.label} have no preflight page."])
+        return Outcome(problems=[_("Jobs of kind %(kind)s have no preflight page.") % {"kind": job.label}])
     return preflight(workflow, choices_of(job))
 
 
@@ -174,6 +187,8 @@ def choices_of(job: Job) -> dict[str, Any]:
             "pair": job.params.get("vault_entry"),
             "exportable": job.params.get("exportable"),
         }
+    if job.kind == "restore_vm" and hosts:  # no "Run again" page to read them from: the job's host and VMs
+        choices |= {"host": hosts[0].pk, "vm": job.vms if len(job.vms) > 1 else "".join(job.vms)}
     if job.kind == "vtpm":
         choices |= {f"confirm-{name}": name for name in job.params.get("confirmed") or []}
         choices |= {f"saved-{name}": "remove" for name in job.params.get("remove_saved_state") or []}

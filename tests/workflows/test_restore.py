@@ -114,3 +114,29 @@ def test_restore_preflight_shows_the_pair_and_the_powershell(admin_client: Clien
     response = admin_client.post("/jobs/new/restore/", {"host": host.pk, "vm": "Win11-A"})
     job = Job.objects.get()
     assert response["Location"] == f"/jobs/{job.pk}/" and job.kind == "restore_vm" and job.vms == ["Win11-A"]
+
+
+@PREFLIGHT_URLS
+def test_the_approver_sees_the_restore_preflight_again(admin: Any, settings: Any) -> None:
+    """A restore that waits for a second admin (one VM, or several from "every restorable VM"): the approval page runs
+    the restore's preflight again on the job's host and VMs, as for the other kinds."""
+    from jobs.models import JobState
+    from tests.plugins.users import client_for, make_user
+
+    settings.TWO_PERSON_APPROVAL = True
+    host = unreachable_host()
+    pair = store_pair(*make_pair(), PASSWORD, user=None, origin="upload").pair
+    key = {"signing": pair.signing_thumbprint, "encryption": pair.encryption_thumbprint}
+    for number, name in enumerate(["Win11-A", "Win11-B"]):
+        VirtualMachine.objects.create(
+            host=host, vm_id=str(number), name=name, state="Off", has_key_protector=True, kp_owner_thumbprints=key
+        )
+    approver = client_for(make_user("bea", "admin"))
+    for vms in (["Win11-A"], ["Win11-A", "Win11-B"]):
+        job = Job.enqueue(admin, "restore_vm", [host], vms, approval="a test's reason")
+        assert job.state == JobState.AWAITING_APPROVAL
+        review = approver.get(f"/jobs/{job.pk}/approval/").content.decode()
+        assert "would not start this job now" not in review
+        shown = shown_powershell(review)
+        for name in vms:
+            assert f"Start-VM -Name '{name}'" in shown, (vms, shown)

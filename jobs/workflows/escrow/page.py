@@ -5,6 +5,8 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from hosts.inventory.models import Guardian
 from hosts.models import Host
@@ -20,12 +22,22 @@ EVERY_PAIR = "all"
 
 def guardian_choices(host: Host | None) -> list[tuple[str, str]]:
     rows = Guardian.objects.filter(host=host).order_by("name") if host else []
-    choices = [(EVERY_PAIR, "Every pair with private keys on this host")]
+    choices = [(EVERY_PAIR, _("Every pair with private keys on this host"))]
     for g in rows:
         if g.signing_thumbprint and g.encryption_thumbprint:
-            key = "private keys" if g.has_private_signing_key else "NO private signing key"
-            choices.append((f"{g.signing_thumbprint}:{g.encryption_thumbprint}", f"{g.name} ({key})"))
+            label = (
+                _("%(guardian)s (private keys)")
+                if g.has_private_signing_key
+                else _("%(guardian)s (NO private signing key)")
+            )
+            choices.append((f"{g.signing_thumbprint}:{g.encryption_thumbprint}", label % {"guardian": g.name}))
     return choices
+
+
+def guardian_name(host: Host, guardian: str) -> str:
+    """The name of the guardian listed as `guardian` ("signing:encryption") on the host ("" when not listed)."""
+    rows = Guardian.objects.filter(host=host).order_by("name")
+    return next((g.name for g in rows if f"{g.signing_thumbprint}:{g.encryption_thumbprint}" == guardian), "")
 
 
 def is_pair(value: str) -> bool:
@@ -36,7 +48,9 @@ def is_pair(value: str) -> bool:
 
 class EscrowForm(HostForm):
     guardian = ListedChoiceField(
-        guardian_choices, unlisted=is_pair, error_messages={"invalid_choice": "Choose a guardian from the list."}
+        guardian_choices,
+        unlisted=is_pair,
+        error_messages={"invalid_choice": gettext_lazy("Choose a guardian from the list.")},
     )
 
 
@@ -50,14 +64,14 @@ def holder_links(signing: str, encryption: str, exclude: Host | None = None) -> 
         if exclude is not None and row.host_id == exclude.pk:
             continue
         query = urlencode({"host": row.host_id, "guardian": f"{signing}:{encryption}"})
-        links.append((f"Escrow it from {row.host}…", f"/jobs/new/escrow/?{query}"))
+        links.append((_("Escrow it from %(host)s…") % {"host": row.host}, f"/jobs/new/escrow/?{query}"))
     return links
 
 
 def escrow_warnings(signing: str, encryption: str) -> list[str]:
     existing = find_pair(signing, encryption)
     if existing is not None:
-        return [f"This pair is already in the vault as {existing}: the job will change nothing."]
+        return [_("This pair is already in the vault as %(pair)s: the job will change nothing.") % {"pair": existing}]
     return []
 
 
@@ -67,53 +81,69 @@ def keyless_problem(host: Host, signing: str, encryption: str) -> tuple[str, lis
     row = Guardian.objects.filter(host=host, signing_thumbprint=signing, encryption_thumbprint=encryption).first()
     if row is None or row.has_private_signing_key or find_pair(signing, encryption) is not None:
         return "", []
-    problem = (
-        f"The last inventory shows guardian '{row.name}' on {host} without its private signing key: there is nothing "
-        f"to escrow from {host} (the job would stop without storing anything). Upload a backup of the pair, or escrow "
-        f"it from a host that still has it. If the inventory is out of date, refresh {host} first."
-    )
-    links = [("Upload the PFX pair from a backup…", "/vault/upload/")]
+    problem = _(
+        "The last inventory shows guardian '%(guardian)s' on %(host)s without its private signing key: there is "
+        "nothing to escrow from %(host)s (the job would stop without storing anything). Upload a backup of the pair, "
+        "or escrow it from a host that still has it. If the inventory is out of date, refresh %(host)s first."
+    ) % {"guardian": row.name, "host": host}
+    links = [(_("Upload the PFX pair from a backup…"), "/vault/upload/")]
     links += holder_links(signing, encryption, exclude=host)
-    links.append((f"{host}: refresh…", f"/hosts/{host.pk}/"))
+    links.append((_("%(host)s: refresh…") % {"host": host}, f"/hosts/{host.pk}/"))
     return problem, links
 
 
 ESCROW_PAGE = GuardianPage(
-    title="Escrow a guardian into the vault",
-    intro="Copies a guardian's two certificates with their private keys from a host into the console's encrypted "
-    "vault, so that the VMs sealed to it survive a reinstall of that host and can move to other hosts.",
+    title=gettext_lazy("Escrow a guardian into the vault"),
+    intro=gettext_lazy(
+        "Copies a guardian's two certificates with their private keys from a host into the console's encrypted "
+        "vault, so that the VMs sealed to it survive a reinstall of that host and can move to other hosts."
+    ),
     choice="guardian",
-    choice_label="Guardian",
-    submit_label="Escrow",
+    choice_label=gettext_lazy("Guardian"),
+    submit_label=gettext_lazy("Escrow"),
     risks=[
-        "A certificate without its private key (deleted from the store) cannot be escrowed: the job stops, nothing "
-        "is stored, and the log says where else the pair might be found.",
-        "If the connection drops, the console reconnects to delete the temporary PFX files; if it cannot, the log "
-        "names them with the command to delete them by hand.",
-        "A host registered without certificate checking (HTTPS, check off) is refused: the password would not be safe.",
+        gettext_lazy(
+            "A certificate without its private key (deleted from the store) cannot be escrowed: the job stops, "
+            "nothing is stored, and the log says where else the pair might be found."
+        ),
+        gettext_lazy(
+            "If the connection drops, the console reconnects to delete the temporary PFX files; if it cannot, the "
+            "log names them with the command to delete them by hand."
+        ),
+        gettext_lazy(
+            "A host registered without certificate checking (HTTPS, check off) is refused: the password would not "
+            "be safe."
+        ),
     ],
 )
 
-EVERY_PAIR_STEPS = [
-    "List the guardians and the shielded certificate store of {host}.",
-    "Pair the certificates with private keys: each guardian's, and older pairs left in the store (same names in the "
-    "subjects, generated together).",
-    "Escrow each pair not yet in the vault, as below (one generated password per pair).",
-]
 
-ONE_PAIR_STEPS = [
-    "Check that both certificates are in the store with their private keys.",
-    "Export each as PFX with a strong password the console generates (it is never shown or logged).",
-    "Read both files back over the encrypted session, then delete them from the host (also on failure).",
-    "Check the two files open with the password, match the guardian's thumbprints and belong together.",
-    "Store them in the vault, encrypted; a pair already there is not stored twice.",
-]
+def every_pair_steps(host: Host) -> list[str]:
+    return [
+        _("List the guardians and the shielded certificate store of %(host)s.") % {"host": host},
+        _(
+            "Pair the certificates with private keys: each guardian's, and older pairs left in the store (same names "
+            "in the subjects, generated together)."
+        ),
+        _("Escrow each pair not yet in the vault, as below (one generated password per pair)."),
+    ]
+
+
+def one_pair_steps() -> list[str]:
+    return [
+        _("Check that both certificates are in the store with their private keys."),
+        _("Export each as PFX with a strong password the console generates (it is never shown or logged)."),
+        _("Read both files back over the encrypted session, then delete them from the host (also on failure)."),
+        _("Check the two files open with the password, match the guardian's thumbprints and belong together."),
+        _("Store them in the vault, encrypted; a pair already there is not stored twice."),
+    ]
 
 
 def escrow_impact(host: Host) -> list[str]:
     return [
-        f"{host}: two files under {TEMP_DIR} for a few seconds; no guardian, certificate or VM changes.",
-        "The vault: a new entry (audited) that can restore every VM sealed to this guardian.",
+        _("%(host)s: two files under %(folder)s for a few seconds; no guardian, certificate or VM changes.")
+        % {"host": host, "folder": TEMP_DIR},
+        _("The vault: a new entry (audited) that can restore every VM sealed to this guardian."),
     ]
 
 
@@ -121,10 +151,10 @@ def preflight(host: Host | None, guardian: str) -> Preflight:
     """The escrow of `guardian` (a "signing:encryption" pair, or every pair) from `host`, as the last inventory
     shows it."""
     if host is None or not guardian:
-        return Preflight(problem="" if host else "Choose the host that holds the guardian.")
+        return Preflight(problem="" if host else _("Choose the host that holds the guardian."))
     if guardian == EVERY_PAIR:
         return Preflight(
-            steps=[step.format(host=host) for step in EVERY_PAIR_STEPS],
+            steps=every_pair_steps(host),
             impact=escrow_impact(host),
             warnings=transport_warnings(host),
             powershell=escrow_host_script(host).lines(),
@@ -139,10 +169,10 @@ def one_pair(host: Host, guardian: str) -> Preflight:
     problem, links = keyless_problem(host, signing, encryption)
     if problem:
         return Preflight(problem=problem, problem_links=links)
-    name = dict(guardian_choices(host)).get(guardian, "").split(" (")[0]
-    params = {"signing_thumbprint": signing, "encryption_thumbprint": encryption, "guardian_name": name}
+    params = {"signing_thumbprint": signing, "encryption_thumbprint": encryption}
+    params["guardian_name"] = guardian_name(host, guardian)  # from the row: the choice's label is translated
     return Preflight(
-        steps=ONE_PAIR_STEPS,
+        steps=one_pair_steps(),
         impact=escrow_impact(host),
         warnings=transport_warnings(host) + escrow_warnings(signing, encryption),
         powershell=escrow_pair_script(signing, encryption).lines(),

@@ -6,6 +6,8 @@ from typing import Any
 
 from django import forms
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from hosts.inventory.models import KeyHolding
 from hosts.models import Host
@@ -20,7 +22,7 @@ from .plan import import_notes, import_script
 
 class VaultEntryField(RowField):
     def label_from_instance(self, obj: EscrowedPair) -> str:
-        return f"{obj.guardian_name or 'guardian'} {obj.signing_thumbprint[:8]}"
+        return f"{obj.guardian_name or _('guardian')} {obj.signing_thumbprint[:8]}"
 
 
 class ImportForm(HostForm):
@@ -28,42 +30,60 @@ class ImportForm(HostForm):
         EscrowedPair.objects.all(),
         required=False,
         empty_label=None,
-        error_messages={"invalid_choice": "Choose a vault entry from the list."},
+        error_messages={"invalid_choice": gettext_lazy("Choose a vault entry from the list.")},
     )
     exportable = forms.BooleanField(required=False)
 
 
 IMPORT_PAGE = GuardianPage(
-    title="Import a guardian to a host",
-    intro="Installs a guardian from the vault on a host, with its private keys, so that the VMs sealed to it can "
-    "start there (after a reinstall, or before moving a VM to that host).",
+    title=gettext_lazy("Import a guardian to a host"),
+    intro=gettext_lazy(
+        "Installs a guardian from the vault on a host, with its private keys, so that the VMs sealed to it can "
+        "start there (after a reinstall, or before moving a VM to that host)."
+    ),
     choice="pair",
-    choice_label="Vault entry",
-    submit_label="Import",
+    choice_label=gettext_lazy("Vault entry"),
+    submit_label=gettext_lazy("Import"),
     risks=[
-        "A vault entry that fails its integrity check is not used: nothing is sent to the host.",
-        "If the connection drops during the import, the console reconnects to delete the temporary PFX files; "
-        "running the import again continues where it stopped (certificates already in the store are not imported "
-        "twice).",
-        "If the guardian shows HasPrivateSigningKey False afterwards, the job fails and says so.",
-        "A host registered without certificate checking (HTTPS, check off) is refused: the password would not be safe.",
-        'The private keys are imported non-exportable unless an admin ticks "Exportable": nobody can export them '
-        "from that host again (escrow the pair from the vault, not from the host).",
+        gettext_lazy("A vault entry that fails its integrity check is not used: nothing is sent to the host."),
+        gettext_lazy(
+            "If the connection drops during the import, the console reconnects to delete the temporary PFX files; "
+            "running the import again continues where it stopped (certificates already in the store are not "
+            "imported twice)."
+        ),
+        gettext_lazy("If the guardian shows HasPrivateSigningKey False afterwards, the job fails and says so."),
+        gettext_lazy(
+            "A host registered without certificate checking (HTTPS, check off) is refused: the password would not "
+            "be safe."
+        ),
+        gettext_lazy(
+            'The private keys are imported non-exportable unless an admin ticks "Exportable": nobody can export '
+            "them from that host again (escrow the pair from the vault, not from the host)."
+        ),
     ],
-    tick=("exportable", "Exportable"),
+    tick=("exportable", gettext_lazy("Exportable")),
     tick_permission=PLACE_ANYWHERE,
 )
 
 
 def import_steps(host: Host, guardian_name: str, exportable: bool) -> list[str]:
-    how = "exportable" if exportable else "not exportable"
+    copy = (
+        _("Copy both PFX files to %(folder)s over the encrypted session and import them into the store (exportable).")
+        if exportable
+        else _(
+            "Copy both PFX files to %(folder)s over the encrypted session and import them into the store "
+            "(not exportable)."
+        )
+    )
     return [
-        f"Read the guardians and the shielded certificate store of {host}; stop here if the pair is already there.",
-        "Create 'Shielded VM Local Certificates' if this host never had a vTPM.",
-        f"Copy both PFX files to {TEMP_DIR} over the encrypted session and import them into the store ({how}).",
-        "Delete the temporary files (also when something fails).",
-        f"Create guardian '{guardian_name}' by thumbprints with -AllowExpired -AllowUntrustedRoot.",
-        "Check that the guardian has its private signing key (HasPrivateSigningKey).",
+        _("Read the guardians and the shielded certificate store of %(host)s; stop here if the pair is already there.")
+        % {"host": host},
+        _("Create 'Shielded VM Local Certificates' if this host never had a vTPM."),
+        copy % {"folder": TEMP_DIR},
+        _("Delete the temporary files (also when something fails)."),
+        _("Create guardian '%(guardian)s' by thumbprints with -AllowExpired -AllowUntrustedRoot.")
+        % {"guardian": guardian_name},
+        _("Check that the guardian has its private signing key (HasPrivateSigningKey)."),
     ]
 
 
@@ -71,21 +91,28 @@ def preflight(host: Host | None, pair: EscrowedPair | None, user: Any = None, ex
     """The import of vault entry `pair` to `host` by `user`, as the host's last inventory shows it."""
     cancel_url = f"/vault/{pair.pk}/" if pair is not None else "/vault/"
     if host is None or pair is None:
-        missing = "the host to import it to" if pair else ("the vault entry to import" if host else "")
-        problem = f"Choose {missing}." if missing else "Choose the vault entry and the host to import it to."
+        if pair is not None:
+            problem = _("Choose the host to import it to.")
+        elif host is not None:
+            problem = _("Choose the vault entry to import.")
+        else:
+            problem = _("Choose the vault entry and the host to import it to.")
         return Preflight(problem=problem, cancel_url=cancel_url)
     if not may_place(user, host, pair):
         return Preflight(problem=placement_refusal(host, pair), cancel_url=cancel_url)
     if exportable and not allows_exportable(user):
-        return Preflight(problem="Only an admin may import private keys as exportable.", cancel_url=cancel_url)
+        return Preflight(problem=_("Only an admin may import private keys as exportable."), cancel_url=cancel_url)
     present = already_there(host, pair)
     if present is not None:
         return present
     plan, script = import_script(host, pair, exportable)
     impact = [
-        f"{host}: two certificates with private keys added to its shielded store, and one guardian; existing "
-        "guardians and VMs are not changed.",
-        "VMs sealed to this guardian can then start on this host.",
+        _(
+            "%(host)s: two certificates with private keys added to its shielded store, and one guardian; existing "
+            "guardians and VMs are not changed."
+        )
+        % {"host": host},
+        _("VMs sealed to this guardian can then start on this host."),
     ]
     return Preflight(
         steps=import_steps(host, plan.name, exportable),
@@ -109,11 +136,13 @@ def already_there(host: Host, pair: EscrowedPair) -> Preflight | None:
     ).first()
     if holding is None:
         return None
-    names = ", ".join(holding.names) or "its certificates only"
+    names = ", ".join(holding.names) or _("its certificates only")
     key = f"{pair.signing_thumbprint}-{pair.encryption_thumbprint}"
+    said = {"host": host, "pair": pair, "names": names}
     return Preflight(
-        problem=f"{host} already holds {pair} with both private keys ({names}): there is nothing to import.",
-        problem_links=[("The guardian's page", f"/guardians/{key}/")],
+        problem=_("%(host)s already holds %(pair)s with both private keys (%(names)s): there is nothing to import.")
+        % said,
+        problem_links=[(_("The guardian's page"), f"/guardians/{key}/")],
         cancel_url=f"/vault/{pair.pk}/",
     )
 
@@ -121,7 +150,10 @@ def already_there(host: Host, pair: EscrowedPair) -> Preflight | None:
 def placement_notes(host: Host, pair: EscrowedPair) -> list[str]:
     if has_held(host, pair):
         return []
-    return [f"{host} has never held {pair}: you are placing its private keys on a new host (audited)."]
+    return [
+        _("%(host)s has never held %(pair)s: you are placing its private keys on a new host (audited).")
+        % {"host": host, "pair": pair}
+    ]
 
 
 def exportable_param(exportable: bool) -> dict[str, bool]:

@@ -7,6 +7,8 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
@@ -20,19 +22,25 @@ from .kit import build, file_name
 
 class PassphraseForm(forms.Form):
     passphrase = forms.CharField(
-        label="Passphrase",
+        label=gettext_lazy("Passphrase"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password", "minlength": MIN_PASSPHRASE}),
-        help_text=f"At least {MIN_PASSPHRASE} characters, not a common password. The console does not keep it: "
-        "without it the kit cannot be opened.",
+        help_text=ngettext_lazy(
+            "At least %(n)d character, not a common password. The console does not keep it: without it the kit "
+            "cannot be opened.",
+            "At least %(n)d characters, not a common password. The console does not keep it: without it the kit "
+            "cannot be opened.",
+            "n",
+        )
+        % {"n": MIN_PASSPHRASE},
     )
-    repeat = forms.CharField(label="The passphrase again", strip=False, widget=forms.PasswordInput)
+    repeat = forms.CharField(label=gettext_lazy("The passphrase again"), strip=False, widget=forms.PasswordInput)
 
     def clean(self) -> dict[str, str]:
         data = super().clean() or {}
         passphrase = data.get("passphrase", "")
         if passphrase and passphrase != data.get("repeat"):
-            raise ValidationError("The two passphrases differ.")
+            raise ValidationError(_("The two passphrases differ."))
         if passphrase:
             try:
                 check_passphrase(passphrase)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from hosts.inventory.models import VirtualMachine
 from hosts.models import Host
@@ -23,7 +25,8 @@ def lost_vms(host: Host | None) -> list[tuple[str, str]]:
     if host is None:
         return []
     rows = VirtualMachine.objects.filter(host=host, has_key_protector=True, facts__startable=False)
-    return [(vm.name, f"{vm.name} ({vm.state or 'state unknown'}, starts nowhere)") for vm in rows.order_by("name")]
+    label = _("%(vm)s (%(state)s, starts nowhere)")
+    return [(vm.name, label % {"vm": vm.name, "state": vm.state or _("state unknown")}) for vm in rows.order_by("name")]
 
 
 def any_vm_name(name: str) -> bool:
@@ -35,18 +38,23 @@ class RescueForm(HostForm):
 
 
 RESCUE_PAGE = GuardianPage(
-    title="Rescue a VM whose keys are lost",
-    intro="For a VM sealed to a guardian whose private keys exist on no host and in no vault: builds a new VM "
-    "without a vTPM on the same disks, with the same generation, memory, processors, Secure Boot and network "
-    "adapters, and starts it. The old VM stays, renamed, so its configuration (and its key protector, should a "
-    "backup of the keys turn up) is kept.",
+    title=gettext_lazy("Rescue a VM whose keys are lost"),
+    intro=gettext_lazy(
+        "For a VM sealed to a guardian whose private keys exist on no host and in no vault: builds a new VM "
+        "without a vTPM on the same disks, with the same generation, memory, processors, Secure Boot and network "
+        "adapters, and starts it. The old VM stays, renamed, so its configuration (and its key protector, should a "
+        "backup of the keys turn up) is kept."
+    ),
     choice="vm",
-    choice_label="VM",
-    submit_label="Rescue",
+    choice_label=gettext_lazy("VM"),
+    submit_label=gettext_lazy("Rescue"),
     risks=[
         BITLOCKER_WARNING,
-        "Both VMs point at the same disks: never start the old one once the new one has run.",
-        "If a step fails, nothing is deleted: the job says which step, and the VMs are as Hyper-V Manager shows them.",
+        gettext_lazy("Both VMs point at the same disks: never start the old one once the new one has run."),
+        gettext_lazy(
+            "If a step fails, nothing is deleted: the job says which step, and the VMs are as Hyper-V Manager shows "
+            "them."
+        ),
     ],
 )
 
@@ -58,13 +66,14 @@ def inventory_refusal(host: Host, vm: str) -> Preflight | None:
     back = urlencode({"host": host.pk, "vm": vm})
     if facts is not None and facts.escrowed:
         return Preflight(
-            problem=f"The vault holds the keys '{vm}' is sealed to: restore it instead, nothing is lost.",
-            problem_links=[("Restore…", f"/jobs/new/restore/?{back}")],
+            problem=_("The vault holds the keys '%(vm)s' is sealed to: restore it instead, nothing is lost.")
+            % {"vm": vm},
+            problem_links=[(_("Restore…"), f"/jobs/new/restore/?{back}")],
         )
     if facts is not None and facts.startable:
         return Preflight(
-            problem=f"'{vm}' can start on a registered host (see its page): it needs no rescue.",
-            problem_links=[("The VM's page", f"/vms/{row.pk}/")] if row is not None else [],
+            problem=_("'%(vm)s' can start on a registered host (see its page): it needs no rescue.") % {"vm": vm},
+            problem_links=[(_("The VM's page"), f"/vms/{row.pk}/")] if row is not None else [],
         )
     return None
 
@@ -72,7 +81,7 @@ def inventory_refusal(host: Host, vm: str) -> Preflight | None:
 def preflight(host: Host | None, vm: str) -> Preflight:
     """The stored analysis first, then the VM's settings read from the host now (what the new VM gets)."""
     if host is None or not vm:
-        return Preflight(problem="Choose the host and the VM whose keys are lost.")
+        return Preflight(problem=_("Choose the host and the VM whose keys are lost."))
     refused = inventory_refusal(host, vm)
     if refused is not None:
         return refused
@@ -81,12 +90,16 @@ def preflight(host: Host | None, vm: str) -> Preflight:
             session.open()
             plan, script = rescue_script(session, host, vm)
     except JobFailed as exc:
-        return Preflight(problem=f"{host} says the rescue would stop: {exc}")
+        return Preflight(problem=_("%(host)s says the rescue would stop: %(error)s") % {"host": host, "error": exc})
     except RemotingError as exc:
-        return Preflight(problem=f"Could not read the settings of '{vm}' from {host}: {exc}")
+        said = {"vm": vm, "host": host, "error": exc}
+        return Preflight(problem=_("Could not read the settings of '%(vm)s' from %(host)s: %(error)s") % said)
     return Preflight(
         steps=plan.steps(),
-        impact=[f"{host}: '{vm}' renamed to '{plan.kept_as}'; a new VM '{vm}' without a vTPM created and started."],
+        impact=[
+            _("%(host)s: '%(vm)s' renamed to '%(kept)s'; a new VM '%(vm)s' without a vTPM created and started.")
+            % {"host": host, "vm": vm, "kept": plan.kept_as}
+        ],
         warnings=[BITLOCKER_WARNING],
         powershell=script.lines(),
         post=[("host", host.pk), ("vm", vm)],

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from django import forms
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
 from hosts.inventory.models import Guardian
@@ -27,21 +29,31 @@ from .plan import (
 )
 
 RESET_RISKS = [
-    "A VM sealed only to this guardian, whose pair is not in the vault, stays unable to start: the reset does not "
-    "make that worse (the private keys are already gone), but only a backup of the pair can bring it back.",
-    "If any private key the host still holds for those VMs cannot be escrowed first, the job stops before removing "
-    "anything.",
-    "Enabling a TPM afterwards creates a new UntrustedGuardian; once a VM is sealed to it, the undo will refuse to "
-    "replace it.",
+    gettext_lazy(
+        "A VM sealed only to this guardian, whose pair is not in the vault, stays unable to start: the reset does "
+        "not make that worse (the private keys are already gone), but only a backup of the pair can bring it back."
+    ),
+    gettext_lazy(
+        "If any private key the host still holds for those VMs cannot be escrowed first, the job stops before "
+        "removing anything."
+    ),
+    gettext_lazy(
+        "Enabling a TPM afterwards creates a new UntrustedGuardian; once a VM is sealed to it, the undo will refuse "
+        "to replace it."
+    ),
 ]
 
 # The undo page shows the way the last inventory predicts first, then the other one, under this heading.
 OTHER_WAY = {
-    True: "If the certificates are gone from the store by then, it re-creates the guardian from the kept metadata:",
-    False: "If both certificates are back in the store by then, it re-creates the guardian by their thumbprints:",
+    True: gettext_lazy(
+        "If the certificates are gone from the store by then, it re-creates the guardian from the kept metadata:"
+    ),
+    False: gettext_lazy(
+        "If both certificates are back in the store by then, it re-creates the guardian by their thumbprints:"
+    ),
 }
 
-CHOOSE_RESET = "Choose a reset job that removed a guardian."
+CHOOSE_RESET = gettext_lazy("Choose a reset job that removed a guardian.")
 
 
 class ResetForm(HostForm):
@@ -87,7 +99,9 @@ def preflight(host: Host | None, guardian: str) -> ResetPreflight:
     flight = ResetPreflight(guardian, host, plan=plan, powershell=reset_script(plan, host).lines())
     flight.undoable = past_resets(host)
     if plan.guardian is not None and plan.guardian.has_private_signing_key:
-        flight.problem = f"The last inventory shows '{guardian}' on {host} with its private keys: it is not broken."
+        flight.problem = _(
+            "The last inventory shows '%(guardian)s' on %(host)s with its private keys: it is not broken."
+        ) % {"guardian": guardian, "host": host}
     flight.job = NewJob("reset_guardian", [host], params={"guardian_name": guardian})
     return flight
 
@@ -138,13 +152,18 @@ def guardian_since(host: Host, removed: RemovedGuardian) -> UndoPreflight | None
     if row is None:
         return None
     key = f"{row.signing_thumbprint}-{row.encryption_thumbprint}"
-    links = [(f"Guardian {row.name} on {host}", f"/guardians/{key}/")]
+    said = {"guardian": row.name, "host": host}
+    links = [(_("Guardian %(guardian)s on %(host)s") % said, f"/guardians/{key}/")]
     if (row.signing_thumbprint.upper(), row.encryption_thumbprint.upper()) == tuple(map(str.upper, removed.identity)):
-        return UndoPreflight(problem=f"'{row.name}' is back on {host} already: nothing to undo.", problem_links=links)
+        back = _("'%(guardian)s' is back on %(host)s already: nothing to undo.") % said
+        return UndoPreflight(problem=back, problem_links=links)
     return UndoPreflight(
-        problem=f"Since the reset, {host} has a new guardian named '{row.name}' (VMs may already be sealed to it): "
-        "the undo would fail on its name. Import the removed pair under another name from the vault instead, or "
-        "look at the new guardian first.",
+        problem=_(
+            "Since the reset, %(host)s has a new guardian named '%(guardian)s' (VMs may already be sealed to it): "
+            "the undo would fail on its name. Import the removed pair under another name from the vault instead, "
+            "or look at the new guardian first."
+        )
+        % said,
         problem_links=links,
     )
 
@@ -153,10 +172,10 @@ def undo_preview(reset: Job | None) -> UndoPreflight:
     """The undo of reset job `reset` (None: none chosen), as the last inventory of its host predicts it."""
     removed = removed_by(reset)
     if reset is None or removed is None:
-        return UndoPreflight(problem=CHOOSE_RESET)
+        return UndoPreflight(problem=str(CHOOSE_RESET))
     hosts = ordered_hosts(reset)
     if not hosts:
-        return UndoPreflight(problem="The host of that reset is not registered.")
+        return UndoPreflight(problem=_("The host of that reset is not registered."))
     in_the_way = guardian_since(hosts[0], removed)
     if in_the_way is not None:
         return in_the_way
@@ -165,7 +184,7 @@ def undo_preview(reset: Job | None) -> UndoPreflight:
         reset,
         hosts[0],
         removed,
-        other_way=OTHER_WAY[by_thumbprints],
+        other_way=str(OTHER_WAY[by_thumbprints]),
         powershell=undo_script(reset, removed, by_thumbprints).lines(),
         other_powershell=undo_script(reset, removed, not by_thumbprints, looks=False).lines(),
         job=NewJob("undo_guardian_reset", hosts[:1], params={"reset_job": reset.pk}),

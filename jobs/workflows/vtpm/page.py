@@ -9,6 +9,8 @@ from urllib.parse import urlencode
 from django import forms
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from hosts.inventory.models import Guardian, VirtualMachine
 from hosts.inventory.refresh import refresh_host
@@ -19,18 +21,20 @@ from ..pages import HostForm, NewJob, kind_page, refusals, start_or_show
 from ..powershell import by_hand
 from .plan import ACTIONS, LOCAL_GUARDIAN_NAME, TPM_OFF_WARNING, changes_from, reset_url, vtpm_script
 
-NOTHING_ELIGIBLE = "None of the chosen VMs can change now: see what each needs below, then check again."
+NOTHING_ELIGIBLE = gettext_lazy("None of the chosen VMs can change now: see what each needs below, then check again.")
 
 
 class VtpmForm(HostForm):
     action = forms.ChoiceField(
         choices=[(action, action) for action in ACTIONS],
         required=False,
-        error_messages={"invalid_choice": "Choose whether to turn the TPM off or on."},
+        error_messages={"invalid_choice": gettext_lazy("Choose whether to turn the TPM off or on.")},
     )
     vm = forms.MultipleChoiceField(
         required=False,
-        error_messages={"invalid_choice": "No VM named '%(value)s' in the host's last inventory: refresh it first."},
+        error_messages={
+            "invalid_choice": gettext_lazy("No VM named '%(value)s' in the host's last inventory: refresh it first.")
+        },
     )
     recheck = forms.BooleanField(required=False)  # "Check again": read the host now, before the preflight
 
@@ -56,10 +60,10 @@ def broken_guardian(host: Host) -> str:
     """Why Hyper-V refuses every vTPM change on this host, as the stored inventory knows ("" when it does not): its
     UntrustedGuardian has lost its private keys (domain.md, 3)."""
     if Guardian.objects.filter(host=host, name=LOCAL_GUARDIAN_NAME, needs_reset=True).exists():
-        return (
-            f"the {LOCAL_GUARDIAN_NAME} of {host} has lost its private keys, and Hyper-V refuses every vTPM change "
+        return _(
+            "the %(guardian)s of %(host)s has lost its private keys, and Hyper-V refuses every vTPM change "
             '("does not have a private key and cannot be the owner") until it is reset.'
-        )
+        ) % {"guardian": LOCAL_GUARDIAN_NAME, "host": host}
     return ""
 
 
@@ -69,16 +73,15 @@ def vm_rows(host: Host, chosen: list[str], action: str) -> list[VmRow]:
     for vm in VirtualMachine.objects.filter(host=host, name__in=chosen).order_by("name"):
         row = VmRow(vm, saved=vm.state == "Saved" or vm.has_saved_state)
         if broken:
-            row.blocker = f"Not now: {broken}"
+            row.blocker = _("Not now: %(reason)s") % {"reason": broken}
         elif vm.state not in ("Off", "Saved"):
-            row.blocker = (
-                f"{vm.state}: shut it down from inside the guest (or, on {host}: {by_hand(StopVM(vm.name))}), "
-                "then check again."
-            )
+            row.blocker = _(
+                "%(state)s: shut it down from inside the guest (or, on %(host)s: %(command)s), then check again."
+            ) % {"state": vm.state, "host": host, "command": by_hand(StopVM(vm.name))}
         elif action == "enable" and vm.tpm_enabled:
-            row.blocker = "TPM already on: nothing to do."
+            row.blocker = _("TPM already on: nothing to do.")
         elif action == "disable" and not vm.tpm_enabled:
-            row.blocker = "TPM already off: nothing to do."
+            row.blocker = _("TPM already off: nothing to do.")
         rows.append(row)
     return rows
 
@@ -100,7 +103,7 @@ def job_params(action: str, ready: list[VmRow]) -> dict[str, Any]:
 def read_again(host: Host) -> str:
     """Read the host again now (the user shut a VM down since the last inventory); "" or why it failed."""
     outcome = refresh_host(host)
-    return "" if outcome.ok else f"Could not read {host} again: {outcome.error}"
+    return "" if outcome.ok else _("Could not read %(host)s again: %(error)s") % {"host": host, "error": outcome.error}
 
 
 @dataclass
@@ -162,7 +165,7 @@ def preflight(host: Host | None, action: str, vm: list[str], recheck: bool) -> V
     flight.all_vms = vms_on(host)
     flight.rows = vm_rows(host, vm, action)
     if broken_guardian(host):
-        flight.fix = ("Reset the broken guardian…", reset_url(host))
+        flight.fix = (_("Reset the broken guardian…"), reset_url(host))
     query = [("host", str(host.pk)), ("action", action), *(("vm", name) for name in vm), ("recheck", "1")]
     flight.recheck_url = f"{reverse('vtpm_preflight')}?{urlencode(query)}"
     ready = flight.ready
@@ -184,7 +187,7 @@ class Confirmation(forms.Form):
             if flight.action == "disable":
                 self.fields[f"confirm-{name}"] = TypedName(name)
             if row.saved:
-                refusal = f"'{name}' has a saved state: tick “remove the saved state” to go on."
+                refusal = _("'%(vm)s' has a saved state: tick “remove the saved state” to go on.") % {"vm": name}
                 self.fields[f"saved-{name}"] = forms.ChoiceField(
                     choices=[("remove", "remove")], error_messages={"required": refusal, "invalid_choice": refusal}
                 )
@@ -199,7 +202,7 @@ class TypedName(forms.CharField):
     """A VM's name, typed exactly (case too) to confirm turning its TPM off."""
 
     def __init__(self, name: str) -> None:
-        refusal = f"Type the name '{name}' exactly to confirm turning its TPM off."
+        refusal = _("Type the name '%(vm)s' exactly to confirm turning its TPM off.") % {"vm": name}
         super().__init__(error_messages={"required": refusal})
         self.expected, self.refusal = name, refusal
 
