@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from console.roles import can
 from hosts.inventory.models import Certificate, Guardian
 from hosts.models import Host
@@ -43,16 +45,16 @@ def may_place(user: Any, host: Host, pair: EscrowedPair) -> bool:
 
 
 def placement_refusal(host: Host, pair: EscrowedPair) -> str:
-    return (
-        f"{host} has never held {pair}: putting its private keys on a new host is an admin action (anyone who "
+    return _(
+        "%(host)s has never held %(pair)s: putting its private keys on a new host is an admin action (anyone who "
         "administers that host could take them). Ask an admin to run it."
-    )
+    ) % {"host": host, "pair": pair}
 
 
 def check_placement(user: Any, host: Host, pair: EscrowedPair) -> None:
     """The job's own check, right before any key is sent: the page may have been skipped or the role changed since."""
     if not may_place(user, host, pair):
-        raise JobFailed(placement_refusal(host, pair) + " Nothing was sent to the host.")
+        raise JobFailed(placement_refusal(host, pair) + " " + _("Nothing was sent to the host."))
 
 
 def allows_exportable(user: Any) -> bool:
@@ -62,7 +64,7 @@ def allows_exportable(user: Any) -> bool:
 
 def check_exportable(user: Any, exportable: bool) -> None:
     if exportable and not allows_exportable(user):
-        raise JobFailed("Only an admin may import private keys as exportable. Nothing was sent to the host.")
+        raise JobFailed(_("Only an admin may import private keys as exportable. Nothing was sent to the host."))
 
 
 def record_placement(user: Any, host: Host, pair: EscrowedPair, exportable: bool, job: int | None = None) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Prefetch
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from console.models import AuditEvent
 from hosts import crypto
@@ -300,7 +301,12 @@ def write_scheduled_copy(now: dt.datetime | None = None) -> Path | None:
     AuditEvent.record(
         None, "vault.recovery_kit_copy", file=str(path), guardians=kit.guardians, left_out=kit.skipped, removed=removed
     )
-    log.info("Recovery kit written to %s (%d guardian(s)); %d older copies removed", path, kit.guardians, len(removed))
+    written = ngettext(
+        "Recovery kit written to %(path)s (%(count)d guardian); %(removed)d older copies removed",
+        "Recovery kit written to %(path)s (%(count)d guardians); %(removed)d older copies removed",
+        kit.guardians,
+    )
+    log.info(written, {"path": path, "count": kit.guardians, "removed": len(removed)})
     return path
 
 
