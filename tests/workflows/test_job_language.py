@@ -29,13 +29,13 @@ def test_a_reset_asked_for_in_japanese_logs_and_sums_up_in_japanese(
     job.refresh_from_db()
     lines = list(JobLogLine.objects.filter(job=job).order_by("seq").values_list("text", flat=True))
     logged = "\n".join(lines)
-    assert f"'{GUARDIAN}' を削除しました" in job.summary and "TPM の変更は再び機能します" in job.summary
-    assert f"▶ {host.name} で '{GUARDIAN}' にシールドされているものを読み取る" in lines
-    assert "にシールドされています: どこにもエスクローされていません" in logged or "どこにもエスクローされていません" in logged
+    assert f"から「{GUARDIAN}」を削除しました" in job.summary and "TPM の変更は再び機能します" in job.summary
+    assert f"▶ {host.name} で「{GUARDIAN}」にシールドされているものを読み取る" in lines
+    assert "にシールドされています: どこにもエスクローされていません" in logged
     assert f"元に戻すには: /jobs/new/reset/undo/?job={job.pk}" in lines
     assert job.results["next_label"] == "このリセットを元に戻す…"
     assert "Removed" not in job.summary and "To undo" not in logged
     # The outline is made in the job's language too, so its planned steps are the ones the run recorded.
     steps = job.progress().steps
     assert [step.state for step in steps] == ["done"] * 4
-    assert steps[0].title == f"{host.name} で '{GUARDIAN}' にシールドされているものを読み取る"
+    assert steps[0].title == f"{host.name} で「{GUARDIAN}」にシールドされているものを読み取る"
