@@ -16,7 +16,7 @@ from .registry import KINDS
 
 
 def kind_choices() -> list[tuple[str, str]]:
-    return [("", "any kind")] + sorted(((k.name, k.label) for k in KINDS.values()), key=lambda c: c[1])
+    return [("", "any kind")] + sorted(((k.name, str(k.label)) for k in KINDS.values()), key=lambda c: c[1])
 
 
 class JobFilterForm(forms.Form):

@@ -10,7 +10,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+from django.utils import translation
+
 if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
     from hosts.models import Host
 
     from .kinds import JobContext
@@ -62,7 +67,7 @@ class JobKind:
     """A registered kind: the function and what running it needs."""
 
     name: str
-    label: str
+    label: StrOrPromise  # gettext_lazy: each page says it in its reader's language
     permission: str
     mutating: bool
     function: KindFunction
@@ -89,7 +94,7 @@ KINDS: dict[str, JobKind] = {}
 def job_kind(
     name: str,
     *,
-    label: str,
+    label: StrOrPromise,
     permission: str = "run_jobs",
     mutating: bool = True,
     refresh_inventory: bool = True,
@@ -117,10 +122,16 @@ def get_kind(name: str) -> JobKind:
 
 def label_of(name: str) -> str:
     kind = KINDS.get(name)
-    return kind.label if kind else name
+    return str(kind.label) if kind else name
 
 
 def outline_of(job: Job) -> list[PlannedStep]:
-    """The steps the job's kind plans for it; none for a kind without an outline (or no longer known)."""
+    """The steps the job's kind plans for it; none for a kind without an outline (or no longer known).
+
+    In the job's language, whoever reads them: its steps are recorded (JobStep.key) under the titles the run made in
+    that language (jobs/runner.py), and jobs/progress.py matches the planned steps to the recorded ones by title."""
     kind = KINDS.get(job.kind)
-    return kind.outline(job) if kind is not None and kind.outline is not None else []
+    if kind is None or kind.outline is None:
+        return []
+    with translation.override(job.language or settings.LANGUAGE_CODE):
+        return [PlannedStep(str(step.title), step.of) for step in kind.outline(job)]

@@ -20,9 +20,11 @@ import re
 import ssl
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from pypsrp.wsman import WSMan
 
 from .errors import KerberosUnavailable, RemotingError
@@ -36,9 +38,13 @@ DEFAULT_CONFIGURATION = "Microsoft.PowerShell"
 CONFIGURATION_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # CredSSP versions 5 and 6 carry the fix of CVE-2018-0886 (a relayed CredSSP exchange); older hosts are refused.
 CREDSSP_MINIMUM_VERSION = 5
-CREDSSP_NEEDS_VERIFIED_HTTPS = (
-    "CredSSP gives the host the account's password itself: use it only over HTTPS with the server certificate "
-    "verified (system CAs, a CA bundle or a pinned fingerprint), so the password cannot go to an impostor."
+# Lazy texts (said in the reader's language), typed str for the f-strings of the host form; str() them to raise.
+CREDSSP_NEEDS_VERIFIED_HTTPS = cast(
+    str,
+    gettext_lazy(
+        "CredSSP gives the host the account's password itself: use it only over HTTPS with the server certificate "
+        "verified (system CAs, a CA bundle or a pinned fingerprint), so the password cannot go to an impostor."
+    ),
 )
 # Large enough that a refresh of a few hundred VMs comes back in one or two Receive replies and a long
 # pipeline goes out in one Command; Windows' own default limit (MaxEnvelopeSizekb) is 500 KB.
@@ -49,9 +55,12 @@ class InvalidConnectionSpec(RemotingError):
     kind = "unexpected"
 
 
-KERBEROS_MISSING = (
-    "Kerberos is not available here: this console has no GSSAPI library (python-gssapi) for pyspnego. "
-    "Negotiate on this machine can only use NTLM."
+KERBEROS_MISSING = cast(
+    str,
+    gettext_lazy(
+        "Kerberos is not available here: this console has no GSSAPI library (python-gssapi) for pyspnego. "
+        "Negotiate on this machine can only use NTLM."
+    ),
 )
 
 
@@ -83,21 +92,23 @@ class ConnectionSpec:
     def check(self) -> None:
         """Refuse combinations that would send credentials unprotected, with a message that says why."""
         if self.auth not in AUTH_METHODS:
-            raise InvalidConnectionSpec(f"Unknown authentication method {self.auth!r}.")
+            raise InvalidConnectionSpec(_("Unknown authentication method %(auth)s.") % {"auth": repr(self.auth)})
         if self.auth == "basic" and not self.https:
-            raise InvalidConnectionSpec("Basic authentication is only allowed over HTTPS: it has no encryption.")
+            raise InvalidConnectionSpec(_("Basic authentication is only allowed over HTTPS: it has no encryption."))
         if self.auth == "credssp" and not (self.https and self.cert_check != "none"):
-            raise InvalidConnectionSpec(CREDSSP_NEEDS_VERIFIED_HTTPS)
+            raise InvalidConnectionSpec(str(CREDSSP_NEEDS_VERIFIED_HTTPS))
         if self.auth == "kerberos" and not kerberos_available():
-            raise KerberosUnavailable(KERBEROS_MISSING)
+            raise KerberosUnavailable(str(KERBEROS_MISSING))
         if self.https and self.cert_check not in CERT_CHECKS:
-            raise InvalidConnectionSpec(f"Unknown server-certificate check {self.cert_check!r}.")
+            raise InvalidConnectionSpec(
+                _("Unknown server-certificate check %(check)s.") % {"check": repr(self.cert_check)}
+            )
         if self.https and self.cert_check == "fingerprint" and not normalise_fingerprint(self.fingerprint_sha256):
-            raise InvalidConnectionSpec("A pinned SHA-256 fingerprint (64 hex digits) is required.")
+            raise InvalidConnectionSpec(_("A pinned SHA-256 fingerprint (64 hex digits) is required."))
         if self.https and self.cert_check == "ca_bundle" and "BEGIN CERTIFICATE" not in self.ca_bundle_pem:
-            raise InvalidConnectionSpec("The CA bundle must hold at least one PEM certificate.")
+            raise InvalidConnectionSpec(_("The CA bundle must hold at least one PEM certificate."))
         if not CONFIGURATION_NAME.fullmatch(self.configuration_name or ""):
-            raise InvalidConnectionSpec("A session configuration name is 1 to 128 letters, digits, '.', '_' or '-'.")
+            raise InvalidConnectionSpec(_("A session configuration name is 1 to 128 letters, digits, '.', '_' or '-'."))
 
 
 def normalise_fingerprint(value: str) -> str:

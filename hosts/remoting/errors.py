@@ -6,6 +6,14 @@ from a library's own message, which may quote a request (and so a credential) ba
 
 from __future__ import annotations
 
+import re
+from typing import TYPE_CHECKING
+
+from django.utils.translation import gettext_lazy
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 
 class RemotingError(Exception):
     """Base of every failure of the remoting layer. `str()` is safe to show a user; it never holds a password."""
@@ -127,38 +135,66 @@ class RemoteCommandError(RemotingError):
         return f"RemoteCommandError({self.message!r}, fqid={self.fqid!r}, category={self.category!r})"
 
 
-# Why each kind happens and what to check, for pages that explain a failed test or refresh.
-REMEDIES = {
-    "dns": "The name does not resolve: check the address, or use the host's IP address.",
-    "refused": "Nothing listens on that port: enable PowerShell remoting (Enable-PSRemoting) and check the "
-    "firewall rule and the port (5985 HTTP, 5986 HTTPS).",
-    "timeout": "The host did not answer in time: check that it is up, reachable, and that no firewall drops packets.",
-    "tls": "The server certificate did not pass the check: upload the right CA bundle or pin the fingerprint shown.",
-    "auth": "The host refused the credentials (HTTP 401): check the user name (DOMAIN\\user or .\\user), the "
-    "password, and that the account is an administrator on the host.",
-    "credssp": "The host's WinRM service does not offer CredSSP: turn on its CredSSP server role in an elevated "
-    "PowerShell on the host (Enable-WSManCredSSP -Role Server -Force); the console is not Windows and needs no "
-    "client role. Or choose another authentication for this host.",
-    "winrm_fault": "The WinRM service answered with a fault: check the WinRM configuration and service on the host.",
-    "dropped": "The connection was lost in the middle of the exchange: try again.",
-    "remote": "A command failed on the host; its message is shown above.",
-    "not_local": "The host's HGS client is in HostGuardianService mode: local guardian operations do not apply.",
-    "unexpected": "The host sent a reply the console cannot read.",
-    "cancelled": "The command was stopped on request.",
-    "krb_kdc": "No KDC of the account's realm answered: check that the console's krb5.conf (KRB5_CONFIG) names "
-    "the domain's KDCs (its domain controllers) and that they answer on port 88 from the console and every worker.",
-    "krb_clock": "The clocks are too far apart for Kerberos (5 minutes by default): synchronise the console's, "
-    "the host's and the domain controllers' clocks (NTP; on Windows w32tm /resync).",
-    "krb_principal": "The realm does not know a name Kerberos needs: write the account as user@REALM (Kerberos "
-    "takes no DOMAIN\\user), and register the host by a DNS name its computer account has a service principal for "
-    "(setspn -L <computer> lists them).",
-    "krb_account": "The KDC refused the account: check the password, and that the account is enabled, not "
-    "locked out and its password not expired.",
-    "krb_ticket": "The host could not read its Kerberos ticket: its keys differ from the KDC's (a computer "
-    "account password reset, or a stale keytab); rejoin the host to the domain or reset its computer account.",
-    "kerberos": "Install the console with its kerberos extra on every web server and worker "
-    "(pip install 'guardian-console[kerberos]': python-gssapi, which builds against libkrb5-dev) and give them a "
-    "krb5.conf for the domain, or choose Negotiate or NTLM.",
+# Why each kind happens and what to check, for pages that explain a failed test or refresh. Each reads
+# "<what happened>: <what to do>" (remedy_action keeps the second part); a translation keeps that colon (": " or "：").
+REMEDIES: dict[str, StrOrPromise] = {
+    "dns": gettext_lazy("The name does not resolve: check the address, or use the host's IP address."),
+    "refused": gettext_lazy(
+        "Nothing listens on that port: enable PowerShell remoting (Enable-PSRemoting) and check the firewall "
+        "rule and the port (5985 HTTP, 5986 HTTPS)."
+    ),
+    "timeout": gettext_lazy(
+        "The host did not answer in time: check that it is up, reachable, and that no firewall drops packets."
+    ),
+    "tls": gettext_lazy(
+        "The server certificate did not pass the check: upload the right CA bundle or pin the fingerprint shown."
+    ),
+    "auth": gettext_lazy(
+        "The host refused the credentials (HTTP 401): check the user name (DOMAIN\\user or .\\user), the "
+        "password, and that the account is an administrator on the host."
+    ),
+    "credssp": gettext_lazy(
+        "The host's WinRM service does not offer CredSSP: turn on its CredSSP server role in an elevated "
+        "PowerShell on the host (Enable-WSManCredSSP -Role Server -Force); the console is not Windows and "
+        "needs no client role. Or choose another authentication for this host."
+    ),
+    "winrm_fault": gettext_lazy(
+        "The WinRM service answered with a fault: check the WinRM configuration and service on the host."
+    ),
+    "dropped": gettext_lazy("The connection was lost in the middle of the exchange: try again."),
+    "remote": gettext_lazy("A command failed on the host; its message is shown above."),
+    "not_local": gettext_lazy(
+        "The host's HGS client is in HostGuardianService mode: local guardian operations do not apply."
+    ),
+    "unexpected": gettext_lazy("The host sent a reply the console cannot read."),
+    "cancelled": gettext_lazy("The command was stopped on request."),
+    "krb_kdc": gettext_lazy(
+        "No KDC of the account's realm answered: check that the console's krb5.conf (KRB5_CONFIG) names the "
+        "domain's KDCs (its domain controllers) and that they answer on port 88 from the console and every "
+        "worker."
+    ),
+    "krb_clock": gettext_lazy(
+        "The clocks are too far apart for Kerberos (5 minutes by default): synchronise the console's, the "
+        "host's and the domain controllers' clocks (NTP; on Windows w32tm /resync)."
+    ),
+    "krb_principal": gettext_lazy(
+        "The realm does not know a name Kerberos needs: write the account as user@REALM (Kerberos takes no "
+        "DOMAIN\\user), and register the host by a DNS name its computer account has a service principal for "
+        "(setspn -L <computer> lists them)."
+    ),
+    "krb_account": gettext_lazy(
+        "The KDC refused the account: check the password, and that the account is enabled, not locked out and"
+        " its password not expired."
+    ),
+    "krb_ticket": gettext_lazy(
+        "The host could not read its Kerberos ticket: its keys differ from the KDC's (a computer account "
+        "password reset, or a stale keytab); rejoin the host to the domain or reset its computer account."
+    ),
+    "kerberos": gettext_lazy(
+        "Install the console with its kerberos extra on every web server and worker (pip install "
+        "'guardian-console[kerberos]': python-gssapi, which builds against libkrb5-dev) and give them a "
+        "krb5.conf for the domain, or choose Negotiate or NTLM."
+    ),
 }
 
 
@@ -168,5 +204,10 @@ def remedy_action(kind: str) -> str:
     REMEDIES read "<what happened>: <what to do>", and the errors already say what happened (with the address and
     port), so only the part after the first colon is added. A remedy without that part is only a diagnosis, and
     adds nothing to the error."""
-    _diagnosis, colon, action = REMEDIES.get(kind, "").partition(": ")
-    return action[:1].upper() + action[1:] if colon else ""
+    parts = SEPARATOR.split(str(REMEDIES.get(kind, "")), maxsplit=1)
+    action = parts[1] if len(parts) == 2 else ""
+    return action[:1].upper() + action[1:]
+
+
+# Between what happened and what to do: ": " in English, "：" (or ": ") in a translation.
+SEPARATOR = re.compile(": |：")

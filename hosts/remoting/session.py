@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 from pypsrp.complex_objects import Command, CommandParameter, ComplexObject, PSCredential, PSInvocationState
 from pypsrp.exceptions import WinRMError
 from pypsrp.messages import MessageType
@@ -198,7 +199,10 @@ class HostSession:
         except RemotingError:
             raise
         except Exception as err:  # a reply of a shape the parser did not expect is the host's fault, not a crash
-            raise UnexpectedReply(f"The reply of {op.describe()} from {self.spec.display} could not be read.") from err
+            raise UnexpectedReply(
+                _("The reply of %(command)s from %(host)s could not be read.")
+                % {"command": op.describe(), "host": self.spec.display}
+            ) from err
         follow_up = op.follow_up(parsed)
         return parsed if follow_up is None else self.run(follow_up)
 
@@ -218,7 +222,7 @@ class HostSession:
             except RemotingError as err:
                 if attempt == attempts or err.kind not in RETRYABLE_KINDS:
                     raise
-                self.log(f"{err} — retrying once on a new connection", "warning")
+                self.log(_("%(error)s — retrying once on a new connection") % {"error": err}, "warning")
                 self.close()
                 self.open()
         return result
@@ -239,7 +243,8 @@ class HostSession:
         elif self._pool is not None and self._idle_seconds() > float(settings.WINRM_IDLE_SECONDS):
             # The host may have closed the pool's connection (Windows: after 120 s idle): reopen it first, rather
             # than lose a message encrypted for the closed connection.
-            self.log(f"{self.spec.display} was idle for {self._idle_seconds():.0f} s: reconnecting", "info")
+            idle = {"host": self.spec.display, "seconds": f"{self._idle_seconds():.0f}"}
+            self.log(_("%(host)s was idle for %(seconds)s s: reconnecting") % idle, "info")
             self.close()
         if self._pool is None:
             self._open()
@@ -300,7 +305,9 @@ class HostSession:
 
     def _drive(self, ps: _OrderedPowerShell) -> None:
         if self._cancel_requested():
-            raise OperationCancelled(f"Stopped on request before it started on {self.spec.display}.")
+            raise OperationCancelled(
+                _("Stopped on request before it started on %(host)s.") % {"host": self.spec.display}
+            )
         ps.begin_invoke()
         piped = dict.fromkeys(("error", "warning", "verbose", "information", "progress"), 0)
         while ps.state == PSInvocationState.RUNNING:
@@ -308,10 +315,10 @@ class HostSession:
             self._pipe_streams(ps, piped)
             if ps.state == PSInvocationState.RUNNING and self._cancel_requested():
                 ps.stop()  # ctrl_c: the host stops the pipeline
-                raise OperationCancelled(f"Stopped on request on {self.spec.display}.")
+                raise OperationCancelled(_("Stopped on request on %(host)s.") % {"host": self.spec.display})
         self._pipe_streams(ps, piped)
         if ps.state == PSInvocationState.STOPPED:
-            raise OperationCancelled(f"Stopped on request on {self.spec.display}.")
+            raise OperationCancelled(_("Stopped on request on %(host)s.") % {"host": self.spec.display})
 
     @staticmethod
     def _poll_seconds() -> int:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from xml.etree.ElementTree import ParseError
 
 import requests
+from django.utils.translation import gettext as _
 from pypsrp.exceptions import (
     AuthenticationError,
     WinRMTransportError,
@@ -141,7 +142,10 @@ def remoting_error(err: BaseException, spec: ConnectionSpec) -> RemotingError:
     if kerberos is not None:
         return kerberos
     if has(AuthenticationError):
-        return AuthenticationFailed(f"{where} refused the credentials of {spec.username!r} (HTTP 401).")
+        return AuthenticationFailed(
+            _("%(where)s refused the credentials of %(account)s (HTTP 401).")
+            % {"where": where, "account": repr(spec.username)}
+        )
     credssp = has(CredSSPAuthenticationError, NTStatusException)
     if credssp is not None:
         return _credssp_error(credssp, spec)
@@ -149,13 +153,15 @@ def remoting_error(err: BaseException, spec: ConnectionSpec) -> RemotingError:
     if tls is not None:
         return _tls_error(tls, spec)
     if has(u3.NameResolutionError, socket.gaierror):
-        return DnsFailure(f"The name {spec.address!r} could not be resolved.")
+        return DnsFailure(_("The name %(address)s could not be resolved.") % {"address": repr(spec.address)})
     if has(ConnectionRefusedError):
-        return ConnectionRefused(f"{where} refused the connection: nothing listens there, or a firewall rejects it.")
+        return ConnectionRefused(
+            _("%(where)s refused the connection: nothing listens there, or a firewall rejects it.") % {"where": where}
+        )
     if has(requests.exceptions.ConnectTimeout, u3.ConnectTimeoutError) and not has(u3.NewConnectionError):
-        return ConnectTimeout(f"{where} did not accept a connection within the connect timeout.")
+        return ConnectTimeout(_("%(where)s did not accept a connection within the connect timeout.") % {"where": where})
     if has(requests.exceptions.ReadTimeout, u3.ReadTimeoutError, socket.timeout, TimeoutError):
-        return ConnectTimeout(f"{where} stopped answering (read timeout).")
+        return ConnectTimeout(_("%(where)s stopped answering (read timeout).") % {"where": where})
     fault = has(WSManFaultError)
     transport = has(WinRMTransportError)
     if fault is not None:
@@ -163,7 +169,10 @@ def remoting_error(err: BaseException, spec: ConnectionSpec) -> RemotingError:
         return _wsman_fault(fault, where, status)  # type: ignore[arg-type]
     if transport is not None:
         code = getattr(transport, "code", 0)
-        return WinRMFault(f"{where} answered HTTP {code} instead of a WinRM reply.", code=str(code))
+        return WinRMFault(
+            _("%(where)s answered HTTP %(code)s instead of a WinRM reply.") % {"where": where, "code": code},
+            code=str(code),
+        )
     if has(
         ConnectionResetError,
         ConnectionAbortedError,
@@ -172,22 +181,34 @@ def remoting_error(err: BaseException, spec: ConnectionSpec) -> RemotingError:
         requests.exceptions.ChunkedEncodingError,
         requests.exceptions.ConnectionError,
     ):
-        return ConnectionDropped(f"The connection to {where} was lost in the middle of the exchange.")
+        return ConnectionDropped(
+            _("The connection to %(where)s was lost in the middle of the exchange.") % {"where": where}
+        )
     if has(ParseError, ValueError, KeyError, TypeError, AttributeError, IndexError):
-        return UnexpectedReply(f"{where} sent a reply that is not valid WinRM/PowerShell remoting data.")
-    return UnexpectedReply(f"Talking to {where} failed unexpectedly ({type(err).__name__}).")
+        return UnexpectedReply(
+            _("%(where)s sent a reply that is not valid WinRM/PowerShell remoting data.") % {"where": where}
+        )
+    return UnexpectedReply(
+        _("Talking to %(where)s failed unexpectedly (%(type)s).") % {"where": where, "type": type(err).__name__}
+    )
 
 
 def _credssp_error(err: BaseException, spec: ConnectionSpec) -> RemotingError:
     where = f"{spec.address}:{spec.port}"
     if isinstance(err, CredSSPAuthenticationError) and CREDSSP_NOT_OFFERED in str(err):
         return CredSSPRefused(
-            f"{where} does not accept CredSSP (HTTP 401 without CredSSP among its authentication schemes): "
-            "the CredSSP server role of its WinRM service is off."
+            _(
+                "%(where)s does not accept CredSSP (HTTP 401 without CredSSP among its authentication schemes): the "
+                "CredSSP server role of its WinRM service is off."
+            )
+            % {"where": where}
         )
     status = getattr(err, "status", None)
     detail = f"CredSSP, NTSTATUS 0x{status:08X}" if isinstance(status, int) else "CredSSP"
-    return AuthenticationFailed(f"{where} refused the credentials of {spec.username!r} ({detail}).")
+    return AuthenticationFailed(
+        _("%(where)s refused the credentials of %(account)s (%(detail)s).")
+        % {"where": where, "account": repr(spec.username), "detail": detail}
+    )
 
 
 def _krb5_code(err: BaseException) -> int | None:
@@ -205,31 +226,51 @@ def _kerberos_failure(chain: list[BaseException], spec: ConnectionSpec) -> Kerbe
     if code is None:
         return None
     kind, where, account = KRB5_FAILURES[code], f"{spec.address}:{spec.port}", repr(spec.username)
+    words = {"where": where, "account": account}
     if kind == "krb_kdc":
-        message = f"No Kerberos KDC answered for the realm of {account}, so no ticket for {where} was issued."
-    elif kind == "krb_clock":
-        future = " (the ticket starts in the future)" if code == KRB5_TICKET_NOT_YET_VALID else ""
         message = (
-            f"Kerberos refused the ticket for {where}: the clocks of the console, the KDC and the host are further "
-            f"apart than Kerberos allows{future}."
+            _("No Kerberos KDC answered for the realm of %(account)s, so no ticket for %(where)s was issued.") % words
+        )
+    elif kind == "krb_clock" and code == KRB5_TICKET_NOT_YET_VALID:
+        message = (
+            _(
+                "Kerberos refused the ticket for %(where)s: the clocks of the console, the KDC and the host are "
+                "further apart than Kerberos allows (the ticket starts in the future)."
+            )
+            % words
+        )
+    elif kind == "krb_clock":
+        message = (
+            _(
+                "Kerberos refused the ticket for %(where)s: the clocks of the console, the KDC and the host are "
+                "further apart than Kerberos allows."
+            )
+            % words
         )
     elif kind == "krb_principal":
         message = _unknown_principal(code, spec)
     elif kind == "krb_account":
         message = (
-            f"The Kerberos KDC refused the password of {account} (or the account is disabled, locked out or its "
-            "password expired)."
+            _(
+                "The Kerberos KDC refused the password of %(account)s (or the account is disabled, locked out or its "
+                "password expired)."
+            )
+            % words
         )
     else:
-        message = f"{where} could not read the Kerberos ticket the KDC issued for it."
+        message = _("%(where)s could not read the Kerberos ticket the KDC issued for it.") % words
     return KerberosFailed(message, kind)
 
 
 def _unknown_principal(code: int, spec: ConnectionSpec) -> str:
     if code == KRB5_SERVER_UNKNOWN:
-        return f"The Kerberos realm has no service principal for {spec.address} (host/{spec.address})."
-    hint = " Kerberos names accounts user@REALM, not DOMAIN\\user." if "\\" in spec.username else ""
-    return f"The Kerberos realm does not know the account {spec.username!r}.{hint}"
+        return _("The Kerberos realm has no service principal for %(address)s (host/%(address)s).") % {
+            "address": spec.address
+        }
+    unknown = _("The Kerberos realm does not know the account %(account)s.") % {"account": repr(spec.username)}
+    if "\\" in spec.username:
+        return unknown + " " + _("Kerberos names accounts user@REALM, not DOMAIN\\user.")
+    return unknown
 
 
 def _tls_error(tls: BaseException, spec: ConnectionSpec) -> TlsVerificationFailed:
@@ -239,14 +280,20 @@ def _tls_error(tls: BaseException, spec: ConnectionSpec) -> TlsVerificationFaile
     match = _FINGERPRINT_GOT.search(raw)
     if match:
         seen = match.group(1).replace(":", "").lower()
+    words = {"where": where}
     if spec.cert_check == "fingerprint":
-        message = f"The certificate of {where} does not match the pinned SHA-256 fingerprint."
+        message = _("The certificate of %(where)s does not match the pinned SHA-256 fingerprint.") % words
     elif spec.cert_check == "ca_bundle":
-        message = f"The certificate of {where} is not signed by the uploaded CA bundle (or does not name the host)."
+        message = (
+            _("The certificate of %(where)s is not signed by the uploaded CA bundle (or does not name the host).")
+            % words
+        )
     elif not spec.https:
-        message = f"{where} expected TLS: the port may be an HTTPS listener."
+        message = _("%(where)s expected TLS: the port may be an HTTPS listener.") % words
     else:
-        message = f"The certificate of {where} is not trusted by the system CAs (or does not name the host)."
+        message = (
+            _("The certificate of %(where)s is not trusted by the system CAs (or does not name the host).") % words
+        )
     return TlsVerificationFailed(message, fingerprint_seen=seen)
 
 
@@ -254,19 +301,30 @@ def _wsman_fault(fault: WSManFaultError, where: str, status: int = 0) -> Remotin
     code = str(fault.code or "")
     reason = _short(fault.reason or "")
     if code == WSMAN_ACCESS_DENIED:
-        return AuthenticationFailed(f"{where}: access denied by WinRM — the account may not be allowed to connect.")
+        return AuthenticationFailed(
+            _("%(where)s: access denied by WinRM — the account may not be allowed to connect.") % {"where": where}
+        )
     if code == WSMAN_UNKNOWN_SHELL:
-        return ConnectionDropped(f"{where} no longer knows the session (the WinRM shell was closed on the host).")
+        return ConnectionDropped(
+            _("%(where)s no longer knows the session (the WinRM shell was closed on the host).") % {"where": where}
+        )
     if UNDECRYPTABLE in reason.lower():
         # The host closed the idle connection this message was encrypted for; the HTTP client reconnected and
         # sent it anyway. The session is as good as dropped: a new one works.
         return ConnectionDropped(
-            f"{where} could not decrypt the message: it was encrypted for a connection the host had closed "
-            "(idle too long)."
+            _(
+                "%(where)s could not decrypt the message: it was encrypted for a connection the host had closed (idle "
+                "too long)."
+            )
+            % {"where": where}
         )
-    detail = f": {reason}" if reason else ""
-    http = f"HTTP {status} with " if status else ""
-    return WinRMFault(f"{where} answered {http}a WinRM fault (code {code or 'unknown'}){detail}", code=code)
+    words = {"where": where, "status": status, "code": code or _("unknown")}
+    if status:
+        answered = _("%(where)s answered HTTP %(status)s with a WinRM fault (code %(code)s)") % words
+    else:
+        answered = _("%(where)s answered a WinRM fault (code %(code)s)") % words
+    # The reason is the host's own text (Windows' words): never translated.
+    return WinRMFault(f"{answered}: {reason}" if reason else answered, code=code)
 
 
 def _short(value: str, limit: int = 300) -> str:
@@ -282,7 +340,7 @@ def error_from_record(record: Any) -> RemoteCommandError:
         or text(prop(exception, "Message"))
         or text(getattr(record, "message", None))
         or text(exception)
-        or "The command failed on the host."
+        or _("The command failed on the host.")
     )
     category_value = getattr(record, "category", None)
     if isinstance(category_value, int) and 0 <= category_value < len(ERROR_CATEGORIES):

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from hosts.models import Host
 from hosts.remoting.catalog.guardians import (
     TEMP_DIR,
@@ -45,9 +47,12 @@ def require_protected_transport(session: HostSession) -> None:
     spec = session.spec
     if spec.https and spec.cert_check == "none":
         raise JobFailed(
-            f"{spec.display} is registered with certificate checking off, so the console cannot be sure it is "
-            "talking to the host; it will not send a PFX password there. Edit the host to check its certificate "
-            "(CA bundle or pinned fingerprint), or use HTTP with Negotiate (message-encrypted)."
+            _(
+                "%(host)s is registered with certificate checking off, so the console cannot be sure it is talking "
+                "to the host; it will not send a PFX password there. Edit the host to check its certificate (CA "
+                "bundle or pinned fingerprint), or use HTTP with Negotiate (message-encrypted)."
+            )
+            % {"host": spec.display}
         )
 
 
@@ -147,19 +152,23 @@ def remove_temporary_files(session: HostSession, host: Host, paths: list[str]) -
             left = session.run(RemoveFiles(paths))
         except RemotingError as exc:
             if attempt == 1:
-                log.warning("Removing the temporary PFX files failed (%s); reconnecting to try again", exc)
+                log.warning(
+                    _("Removing the temporary PFX files failed (%(error)s); reconnecting to try again"), {"error": exc}
+                )
                 reopen(session)
                 continue
             left = paths
         if not left:
             forget_temporary_files(host, paths)
-            log.info("Temporary PFX files removed from %s", host)
+            log.info(_("Temporary PFX files removed from %(host)s"), {"host": host})
             return []
         break
     log.error(
-        "Could not remove the temporary PFX files from %s. Remove them by hand now, they hold private keys: %s",
-        host,
-        "; ".join(render_powershell(RemoveFiles(paths))),
+        _(
+            "Could not remove the temporary PFX files from %(host)s. Remove them by hand now, they hold private "
+            "keys: %(command)s"
+        ),
+        {"host": host, "command": "; ".join(render_powershell(RemoveFiles(paths)))},
     )
     return paths
 
@@ -179,7 +188,10 @@ def is_thumbprint(value: str) -> bool:
 def transport_warnings(host: Host) -> list[str]:
     if host.transport == "https" and host.cert_check == "none":
         return [
-            f"{host} is registered with certificate checking off: the job will refuse to send a PFX password there. "
-            "Edit the host to check its certificate first."
+            _(
+                "%(host)s is registered with certificate checking off: the job will refuse to send a PFX password "
+                "there. Edit the host to check its certificate first."
+            )
+            % {"host": host}
         ]
     return []

@@ -15,6 +15,8 @@ import logging
 from typing import Any, cast
 
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from hosts.models import Host
 from hosts.remoting.catalog.guardians import (
@@ -33,7 +35,6 @@ from hosts.vault.models import EscrowedPair, find_pair, pairs_in_vault
 from hosts.vault.pfx import SAME_GENERATION, PfxError, windows_subject
 from hosts.vault.services import store_pair
 from jobs.kinds import JobFailed
-from jobs.words import counted
 
 from ..powershell import PowerShellScript
 from ..preview import Ask, InventoryAnswers, show
@@ -65,7 +66,7 @@ def escrow_pair(
     signing_thumbprint, encryption_thumbprint = signing_thumbprint.upper(), encryption_thumbprint.upper()
     existing = find_pair(signing_thumbprint, encryption_thumbprint)
     if existing is not None:
-        log.info("%s is already in the vault; nothing to do", existing)
+        log.info(_("%(pair)s is already in the vault; nothing to do"), {"pair": existing})
         return existing
     require_protected_transport(session)
     if listing is not None:
@@ -88,9 +89,10 @@ def escrow_pair(
         )
     except PfxError as exc:
         raise JobFailed(
-            f"The files exported from {host} failed the pair check, so nothing was stored: {exc}."
+            _("The files exported from %(host)s failed the pair check, so nothing was stored: %(error)s.")
+            % {"host": host, "error": exc}
         ) from None
-    log.info("Escrowed %s from %s into the vault", outcome.pair, host)
+    log.info(_("Escrowed %(pair)s from %(host)s into the vault"), {"pair": outcome.pair, "host": host})
     return outcome.pair
 
 
@@ -107,22 +109,31 @@ class EscrowChecks:
             check_private_keys(cast(StoreListing, answer), self.host, *self.thumbprints)
         elif isinstance(op, ReadFileBytes):
             if not isinstance(answer, bytes) or not answer:
-                raise JobFailed(f"The exported file {op.path} came back empty; nothing was stored.")
+                raise JobFailed(
+                    _("The exported file %(path)s came back empty; nothing was stored.") % {"path": op.path}
+                )
             self.read[op.path] = answer
 
 
 def check_private_keys(listing: StoreListing, host: Host, *thumbprints: str) -> None:
-    for role, thumbprint in zip(("signing", "encryption"), thumbprints, strict=True):
+    for role, thumbprint in zip((_("signing"), _("encryption")), thumbprints, strict=True):
         cert = listing.find(thumbprint)
+        words = {"role": role, "thumbprint": thumbprint, "host": host}
         if cert is None:
             raise JobFailed(
-                f"The {role} certificate {thumbprint} is not in the shielded store of {host}, so it cannot be "
-                "escrowed from there. If another host or an old backup has it, escrow or upload it from there."
+                _(
+                    "The %(role)s certificate %(thumbprint)s is not in the shielded store of %(host)s, so it cannot "
+                    "be escrowed from there. If another host or an old backup has it, escrow or upload it from there."
+                )
+                % words
             )
         if not cert.has_private_key:
             raise JobFailed(
-                f"The {role} certificate {thumbprint} on {host} has no private key (deleted or never there); "
-                "it cannot be escrowed from this host. Upload the pair from a backup if one exists."
+                _(
+                    "The %(role)s certificate %(thumbprint)s on %(host)s has no private key (deleted or never "
+                    "there); it cannot be escrowed from this host. Upload the pair from a backup if one exists."
+                )
+                % words
             )
 
 
@@ -189,9 +200,17 @@ def escrow_host(
     """Escrow every pair with private keys on the host. Returns (newly stored, already there, failures)."""
     listing, pairs = pairs_on(session.run)
     if not listing.exists:
-        log.info("%s has no shielded certificate store: nothing to escrow", host)
+        log.info(_("%(host)s has no shielded certificate store: nothing to escrow"), {"host": host})
         return 0, 0, []
-    log.info("%s with private keys found on %s", counted(len(pairs), "pair").capitalize(), host)
+    if pairs:
+        found = ngettext(
+            "%(count)d pair with private keys found on %(host)s",
+            "%(count)d pairs with private keys found on %(host)s",
+            len(pairs),
+        )
+        log.info(found, {"count": len(pairs), "host": host})
+    else:
+        log.info(_("No pair with private keys found on %(host)s"), {"host": host})
     missing = not_in_vault(pairs)
     failures: list[str] = []
     for sign, enc, name in missing:
@@ -199,7 +218,10 @@ def escrow_host(
             escrow_pair(session, host, sign, enc, guardian_name=name, user=user, listing=listing)
         except (JobFailed, RemotingError) as exc:
             failures.append(f"{name} {sign[:8]}/{enc[:8]}: {exc}")
-            log.error("Could not escrow %s %s/%s: %s", name, sign[:8], enc[:8], exc)
+            log.error(
+                _("Could not escrow %(guardian)s %(signing)s/%(encryption)s: %(error)s"),
+                {"guardian": name, "signing": sign[:8], "encryption": enc[:8], "error": exc},
+            )
     return len(missing) - len(failures), len(pairs) - len(missing), failures
 
 

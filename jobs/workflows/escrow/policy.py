@@ -17,6 +17,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from console.models import AuditEvent
 from console.roles import OPERATOR, set_role
@@ -64,7 +66,7 @@ def escrow_missing(trigger: str) -> list[Job]:
     if not settings.ESCROW_POLICY:
         return []
     if not cache.add(RUN_LOCK, trigger, RUN_LOCK_SECONDS):
-        log.info("Escrow policy: another run is under way; it starts what is missing")
+        log.info(_("Escrow policy: another run is under way; it starts what is missing"))
         return []
     try:
         return _escrow_missing(trigger)
@@ -77,11 +79,14 @@ def _escrow_missing(trigger: str) -> list[Job]:
     busy = pending_pairs()
     todo = [h for h in holdings if h.guardian.pair not in busy]
     if not todo:
-        log.info("Escrow policy: every guardian with private keys on a host is in the vault or being escrowed")
+        log.info(_("Escrow policy: every guardian with private keys on a host is in the vault or being escrowed"))
         return []
     user = service_user()
     if not user.is_active:
-        log.warning("Escrow policy: the account '%s' is deactivated, so it starts no job", user.get_username())
+        log.warning(
+            _("Escrow policy: the account '%(user)s' is deactivated, so it starts no job"),
+            {"user": user.get_username()},
+        )
         return []
     with transaction.atomic():
         jobs = [start_escrow(user, holding) for holding in todo]
@@ -92,7 +97,12 @@ def _escrow_missing(trigger: str) -> list[Job]:
             jobs=[job.pk for job in jobs],
             guardians=[f"{h.guardian.display_name} {h.guardian.signing_thumbprint[:8]} on {h.host}" for h in todo],
         )
-    log.info("Escrow policy: started %d escrow job(s): %s", len(jobs), ", ".join(f"#{job.pk}" for job in jobs))
+    started = ngettext(
+        "Escrow policy: started %(count)d escrow job: %(jobs)s",
+        "Escrow policy: started %(count)d escrow jobs: %(jobs)s",
+        len(jobs),
+    )
+    log.info(started, {"count": len(jobs), "jobs": ", ".join(f"#{job.pk}" for job in jobs)})
     return jobs
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 from console.params import parse_id
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
@@ -26,11 +29,15 @@ def import_approval(hosts: Sequence[Host], params: dict[str, Any]) -> str:
     pair = vault_pair(params)
     if not hosts or pair is None or has_held(hosts[0], pair):
         return ""
-    return f"{hosts[0]} has never held {pair}: its private keys would be put on a new host."
+    return _("%(host)s has never held %(pair)s: its private keys would be put on a new host.") % {
+        "host": hosts[0],
+        "pair": pair,
+    }
 
 
 def import_step(pair: object, host: object) -> str:
-    return f"Import {pair} to {host}"
+    """A step title, in the job's language: the same on every run of the job, so a resumed run finds it done."""
+    return _("Import %(pair)s to %(host)s") % {"pair": pair, "host": host}
 
 
 def import_outline(job: Job) -> list[PlannedStep]:
@@ -40,7 +47,7 @@ def import_outline(job: Job) -> list[PlannedStep]:
 
 @job_kind(
     "import_guardian",
-    label="Import a guardian to a host",
+    label=gettext_lazy("Import a guardian to a host"),
     permission="run_jobs",
     mutating=True,
     approval=import_approval,
@@ -48,19 +55,23 @@ def import_outline(job: Job) -> list[PlannedStep]:
 )
 def import_guardian_job(ctx: JobContext) -> str:
     """params: vault_entry (EscrowedPair id), exportable (bool, admins only)."""
-    host = ctx.the_host("No host given: choose the host to import the guardian to.")
+    host = ctx.the_host(_("No host given: choose the host to import the guardian to."))
     pair = vault_pair(ctx.params)
     if pair is None:
-        raise JobFailed("The vault entry no longer exists.")
+        raise JobFailed(_("The vault entry no longer exists."))
     exportable = ctx.params.get("exportable") is True
     check_exportable(ctx.user, exportable)
     check_placement(ctx.user, host, pair)
-    remedy = (
-        f"The vault entry is unchanged. Run the import again once {host} answers: it skips what is already done "
+    remedy = _(
+        "The vault entry is unchanged. Run the import again once %(host)s answers: it skips what is already done "
         "(certificates already in the store are not imported twice)."
-    )
+    ) % {"host": host}
     with ctx.step(import_step(pair, host), if_host_fails=remedy):
         name = import_pair(ctx.session(host), host, pair, exportable)
     record_placement(ctx.user, host, pair, exportable, job=ctx.job.pk)
     ctx.record("guardian_name", name)
-    return f"{host} holds {pair} as guardian '{name}' with its private keys"
+    return _("%(host)s holds %(pair)s as guardian '%(guardian)s' with its private keys") % {
+        "host": host,
+        "pair": pair,
+        "guardian": name,
+    }

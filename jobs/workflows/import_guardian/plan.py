@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, cast
 
+from django.utils.translation import gettext as _
+
 from hosts import crypto
 from hosts.models import Host
 from hosts.remoting.catalog.guardians import (
@@ -106,12 +108,18 @@ def import_pair(session: HostSession, host: Host, pair: EscrowedPair, exportable
 def announce(plan: ImportPlan, host: Host) -> None:
     """The job log's word on what the reads found, before anything is sent."""
     if plan.done:
-        log.info("%s already has this pair as guardian '%s' with its private keys; nothing changed", host, plan.name)
+        log.info(
+            _("%(host)s already has this pair as guardian '%(guardian)s' with its private keys; nothing changed"),
+            {"host": host, "guardian": plan.name},
+        )
         return
     if not plan.store_exists:
-        log.info("The shielded certificate store does not exist on %s yet; creating it", host)
+        log.info(_("The shielded certificate store does not exist on %(host)s yet; creating it"), {"host": host})
     if not plan.present and plan.name != plan.wanted:
-        log.warning("'%s' exists on %s with other certificates; kept it", plan.wanted, host)
+        log.warning(
+            _("'%(guardian)s' exists on %(host)s with other certificates; kept it"),
+            {"guardian": plan.wanted, "host": host},
+        )
 
 
 def files_for(plan: ImportPlan, pair: EscrowedPair, session: HostSession) -> PfxFiles:
@@ -134,8 +142,11 @@ def open_pair(pair: EscrowedPair) -> tuple[bytes, bytes, str]:
         return pair.open()
     except crypto.SecretError as exc:
         raise JobFailed(
-            f"The vault entry cannot be used: {exc}. Nothing was sent to the host. Escrow the pair again from a host "
-            "that still holds it, or upload it from a backup."
+            _(
+                "The vault entry cannot be used: %(error)s. Nothing was sent to the host. Escrow the pair again from "
+                "a host that still holds it, or upload it from a backup."
+            )
+            % {"error": exc}
         ) from None
 
 
@@ -150,17 +161,26 @@ class ImportChecks:
         if isinstance(op, ImportPfx):
             self.imported_certificate(str(answer))
         elif isinstance(op, NewGuardianByThumbprints):
-            log.info("Created guardian '%s' on %s from the imported certificates", self.plan.name, self.host)
+            log.info(
+                _("Created guardian '%(guardian)s' on %(host)s from the imported certificates"),
+                {"guardian": self.plan.name, "host": self.host},
+            )
         elif isinstance(op, GetGuardians):
             verify(cast(list[GuardianFacts], answer), self.host, self.plan.key)
 
     def imported_certificate(self, thumbprint: str) -> None:
         expected = self.plan.key[self.imported]
         if thumbprint and thumbprint != expected:
-            raise JobFailed(f"{self.host} imported certificate {thumbprint} where {expected} was expected; stopped.")
+            raise JobFailed(
+                _("%(host)s imported certificate %(thumbprint)s where %(expected)s was expected; stopped.")
+                % {"host": self.host, "thumbprint": thumbprint, "expected": expected}
+            )
         self.imported += 1
         if self.imported == len(self.plan.key):
-            log.info("Imported both certificates with their private keys into the shielded store of %s", self.host)
+            log.info(
+                _("Imported both certificates with their private keys into the shielded store of %(host)s"),
+                {"host": self.host},
+            )
 
 
 def distinct_name(pair: EscrowedPair, guardians: list[GuardianFacts]) -> str:
@@ -180,11 +200,17 @@ def distinct_name(pair: EscrowedPair, guardians: list[GuardianFacts]) -> str:
 def verify(guardians: list[GuardianFacts], host: Host, key: tuple[str, str]) -> None:
     found = next((g for g in guardians if thumbprints_of(g) == key), None)
     if found is None:
-        raise JobFailed(f"After the import, {host} shows no guardian with these certificates; check Get-HgsGuardian.")
+        raise JobFailed(
+            _("After the import, %(host)s shows no guardian with these certificates; check Get-HgsGuardian.")
+            % {"host": host}
+        )
     if not found.has_private_signing_key:
         raise JobFailed(
-            f"Guardian '{found.name}' exists on {host} but HasPrivateSigningKey is False: the private keys did not "
-            "arrive in 'Shielded VM Local Certificates'. Check the store, then run the import again."
+            _(
+                "Guardian '%(guardian)s' exists on %(host)s but HasPrivateSigningKey is False: the private keys did "
+                "not arrive in 'Shielded VM Local Certificates'. Check the store, then run the import again."
+            )
+            % {"guardian": found.name, "host": host}
         )
 
 
@@ -232,17 +258,28 @@ def import_notes(host: Host, pair: EscrowedPair, plan: ImportPlan) -> list[str]:
     """What the last inventory says about the host, for the preflight page."""
     notes = []
     if plan.done:
-        notes.append(f"The last inventory shows {host} already has this pair as '{plan.name}': nothing will change.")
+        notes.append(
+            _("The last inventory shows %(host)s already has this pair as '%(guardian)s': nothing will change.")
+            % {"host": host, "guardian": plan.name}
+        )
     elif plan.present:
         notes.append(
-            f"The last inventory shows {host} has this pair as '{plan.name}' without its private keys: the import "
-            "brings them back."
+            _(
+                "The last inventory shows %(host)s has this pair as '%(guardian)s' without its private keys: the "
+                "import brings them back."
+            )
+            % {"host": host, "guardian": plan.name}
         )
     elif plan.name != plan.wanted:
         notes.append(
-            f"'{plan.wanted}' exists on {host} with other certificates: it is kept, and this pair is imported as "
-            f"'{plan.name}'."
+            _(
+                "'%(wanted)s' exists on %(host)s with other certificates: it is kept, and this pair is imported as "
+                "'%(guardian)s'."
+            )
+            % {"wanted": plan.wanted, "host": host, "guardian": plan.name}
         )
     if pair.expired():
-        notes.append("The pair has expired; it is imported with -AllowExpired and still unlocks the VMs sealed to it.")
+        notes.append(
+            _("The pair has expired; it is imported with -AllowExpired and still unlocks the VMs sealed to it.")
+        )
     return notes

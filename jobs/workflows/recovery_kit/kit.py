@@ -23,6 +23,8 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Prefetch
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from console.models import AuditEvent
 from hosts import crypto
@@ -208,23 +210,41 @@ def index(guardians: list[KitGuardian], skipped: list[str], now: dt.datetime) ->
     }
 
 
+# The kit's prose is in the language active when it is built (the downloader's, or the default for the scheduled
+# copy); its layout ("== <folder>: …" sections, titles ending in ":", indented commands) and commands never change.
 def index_text(guardians: list[KitGuardian], skipped: list[str], now: dt.datetime) -> str:
-    out = [f"Guardian Console recovery kit, {now:%Y-%m-%d %H:%M} UTC: {len(guardians)} guardian(s)", ""]
+    title = ngettext(
+        "Guardian Console recovery kit, %(when)s UTC: %(count)d guardian",
+        "Guardian Console recovery kit, %(when)s UTC: %(count)d guardians",
+        len(guardians),
+    ) % {"when": f"{now:%Y-%m-%d %H:%M}", "count": len(guardians)}
+    out = [title, ""]
     for g in guardians:
+        pair = g.pair
         out.append(f"{g.folder}  {plain(g.name)}")
-        out.append(f"  signing {g.pair.signing_thumbprint}  encryption {g.pair.encryption_thumbprint}")
-        out.append(f"  valid until {g.pair.not_after:%Y-%m-%d}; escrowed from {g.pair.source_host_name or '-'}")
-        out.append(f"  private keys also on: {', '.join(g.key_hosts) or 'no registered host'}")
+        out.append(
+            "  "
+            + _("signing %(signing)s  encryption %(encryption)s")
+            % {"signing": pair.signing_thumbprint, "encryption": pair.encryption_thumbprint}
+        )
+        out.append(
+            "  "
+            + _("valid until %(date)s; escrowed from %(host)s")
+            % {"date": f"{pair.not_after:%Y-%m-%d}", "host": pair.source_host_name or "-"}
+        )
+        hosts = ", ".join(g.key_hosts) or _("no registered host")
+        out.append("  " + _("private keys also on: %(hosts)s") % {"hosts": hosts})
         for vm in g.vms:
-            out.append(f"  VM {plain(vm.name)} on {plain(vm.host)} ({vm.vm_id})")
+            shown = {"vm": plain(vm.name), "host": plain(vm.host), "id": vm.vm_id}
+            out.append("  " + _("VM %(vm)s on %(host)s (%(id)s)") % shown)
         if not g.vms:
-            out.append("  no VM of the last inventory is sealed to it")
+            out.append("  " + _("no VM of the last inventory is sealed to it"))
         out.append("")
-    out += [f"LEFT OUT (failed the vault's check): {plain(item)}" for item in skipped]
+    out += [_("LEFT OUT (failed the vault's check): %(entry)s") % {"entry": plain(item)} for item in skipped]
     return "\r\n".join(out) + "\r\n"
 
 
-README_INTRO = """GUARDIAN CONSOLE RECOVERY KIT - restoring VMs without the console
+README_INTRO = gettext_lazy("""GUARDIAN CONSOLE RECOVERY KIT - restoring VMs without the console
 
 This kit holds every guardian pair of the console's vault, as the well-known export script writes them
 (<guardian>-signing.pfx and <guardian>-encryption.pfx), each with the password that opens both (pfx-password.txt
@@ -241,7 +261,7 @@ PowerShell:
   3. Run the two lines of each VM of that guardian that this host has: Start-VM, then Get-VM shows it Running.
   4. Delete {folder} from the host afterwards: it holds private keys.
 The private keys are imported non-exportable, as the console's own import does.
-"""
+""")
 
 
 def plain(text: str) -> str:
@@ -251,16 +271,25 @@ def plain(text: str) -> str:
 
 
 def readme(guardians: list[KitGuardian], skipped: list[str], now: dt.datetime) -> str:
-    out = [README_INTRO.format(folder=KIT_FOLDER, store=STORE_PATH), f"Written {now:%Y-%m-%d %H:%M} UTC.", ""]
-    out += [f"LEFT OUT (failed the vault's check; restore it from another copy): {plain(item)}" for item in skipped]
+    intro = str(README_INTRO).format(folder=KIT_FOLDER, store=STORE_PATH)
+    out = [intro, _("Written %(when)s UTC.") % {"when": f"{now:%Y-%m-%d %H:%M}"}, ""]
+    out += [
+        _("LEFT OUT (failed the vault's check; restore it from another copy): %(entry)s") % {"entry": plain(item)}
+        for item in skipped
+    ]
     for g in guardians:
-        out.append(f"== {g.folder}: guardian {plain(g.name)} ==")
-        out.append(f"   signing {g.pair.signing_thumbprint}, encryption {g.pair.encryption_thumbprint}")
-        out.append(f"   password: {g.folder}/{recovery_kit.PASSWORD_FILE}")
-        out.append("Import the guardian:")
+        pair = g.pair
+        out.append(f"== {g.folder}: " + _("guardian %(name)s") % {"name": plain(g.name)} + " ==")
+        out.append(
+            "   "
+            + _("signing %(signing)s, encryption %(encryption)s")
+            % {"signing": pair.signing_thumbprint, "encryption": pair.encryption_thumbprint}
+        )
+        out.append("   " + _("password: %(file)s") % {"file": f"{g.folder}/{recovery_kit.PASSWORD_FILE}"})
+        out.append(_("Import the guardian") + ":")
         out += [f"    {line}" for line in lines(import_operations(g))]
         for vm in g.vms:
-            out.append(f"Start VM {plain(vm.name)} (it ran on {plain(vm.host)}):")
+            out.append(_("Start VM %(vm)s (it ran on %(host)s)") % {"vm": plain(vm.name), "host": plain(vm.host)} + ":")
             out += [f"    {line}" for line in lines(start_operations(vm))]
         out.append("")
     return "\r\n".join(out) + "\r\n"
@@ -300,7 +329,12 @@ def write_scheduled_copy(now: dt.datetime | None = None) -> Path | None:
     AuditEvent.record(
         None, "vault.recovery_kit_copy", file=str(path), guardians=kit.guardians, left_out=kit.skipped, removed=removed
     )
-    log.info("Recovery kit written to %s (%d guardian(s)); %d older copies removed", path, kit.guardians, len(removed))
+    written = ngettext(
+        "Recovery kit written to %(path)s (%(count)d guardian); %(removed)d older copies removed",
+        "Recovery kit written to %(path)s (%(count)d guardians); %(removed)d older copies removed",
+        kit.guardians,
+    )
+    log.info(written, {"path": path, "count": kit.guardians, "removed": len(removed)})
     return path
 
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
+
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from hosts.models import Host
 from hosts.remoting.catalog.keyprotectors import shown_follow_ups
@@ -39,13 +42,17 @@ from ..restore.plan import pair_for, sealed_to
 
 log = logging.getLogger(__name__)
 
-KEPT_SUFFIX = " (keys lost)"
+KEPT_SUFFIX = " (keys lost)"  # part of a VM name on the host: never translated
 
-BITLOCKER_WARNING = (
-    "The new VM has no vTPM: a guest that used BitLocker asks for its recovery key at the first boot (have it at "
-    "hand: Active Directory, Entra ID, a Microsoft account or a printout), and Windows Hello PINs, face and "
-    "fingerprint sign-in and virtual smart card keys are gone for good. A Windows 11 guest needs a vTPM for "
-    "updates: once it runs, add one (Turn vTPM on) and let BitLocker seal to it again."
+# Lazy (said in the reader's language where it is shown); typed str for the pages that list it with other texts.
+BITLOCKER_WARNING = cast(
+    str,
+    gettext_lazy(
+        "The new VM has no vTPM: a guest that used BitLocker asks for its recovery key at the first boot (have it at "
+        "hand: Active Directory, Entra ID, a Microsoft account or a printout), and Windows Hello PINs, face and "
+        "fingerprint sign-in and virtual smart card keys are gone for good. A Windows 11 guest needs a vTPM for "
+        "updates: once it runs, add one (Turn vTPM on) and let BitLocker seal to it again."
+    ),
 )
 
 
@@ -85,37 +92,64 @@ class RescuePlan:
     def steps(self) -> list[str]:
         """What the page lists, in the job's order."""
         old = self.old
-        adapters = ", ".join(f"{a.name} → {a.switch or 'not connected'}" for a in old.adapters) or "none"
-        secure_boot = f"on ({old.secure_boot_template})" if old.secure_boot else "off"
+        adapters = ", ".join(f"{a.name} → {a.switch or _('not connected')}" for a in old.adapters) or _("none")
+        secure_boot = _("on (%(template)s)") % {"template": old.secure_boot_template} if old.secure_boot else _("off")
+        processors = ngettext("%(count)d processor", "%(count)d processors", old.processor_count) % {
+            "count": old.processor_count
+        }
+        disks = ngettext(
+            "Attach its %(count)d disk in their order: %(disks)s.",
+            "Attach its %(count)d disks in their order: %(disks)s.",
+            len(old.disks),
+        ) % {"count": len(old.disks), "disks": ", ".join(old.disks)}
         return [
-            f"Rename '{self.vm_name}' to '{self.kept_as}' (kept, with its key protector, for reference).",
-            f"Create '{self.vm_name}': generation {old.generation}, {old.memory_startup_bytes // 2**20} MB, "
-            f"{old.processor_count} processor(s), Secure Boot {secure_boot}, no vTPM.",
-            f"Attach its {len(old.disks)} disk(s) in their order: {', '.join(old.disks)}.",
-            f"Network adapters: {adapters}.",
-            f"Start '{self.vm_name}' and check that it is Running.",
+            _("Rename '%(vm)s' to '%(kept)s' (kept, with its key protector, for reference).")
+            % {"vm": self.vm_name, "kept": self.kept_as},
+            _(
+                "Create '%(vm)s': generation %(generation)s, %(memory)s MB, %(processors)s, Secure Boot "
+                "%(secure_boot)s, no vTPM."
+            )
+            % {
+                "vm": self.vm_name,
+                "generation": old.generation,
+                "memory": old.memory_startup_bytes // 2**20,
+                "processors": processors,
+                "secure_boot": secure_boot,
+            },
+            disks,
+            _("Network adapters: %(adapters)s.") % {"adapters": adapters},
+            _("Start '%(vm)s' and check that it is Running.") % {"vm": self.vm_name},
         ]
 
 
 def refusal(ask: Ask, host: Host, old: VmSettings | None, vm_name: str) -> str:
     """Why the rescue does not apply to this VM as the host shows it ("" when it does)."""
     if old is None:
-        return f"{host} has no VM named '{vm_name}'. Refresh the inventory and choose again."
+        return _("%(host)s has no VM named '%(vm)s'. Refresh the inventory and choose again.") % {
+            "host": host,
+            "vm": vm_name,
+        }
+    words = {"host": host, "vm": vm_name, "count": old.same_name, "generation": old.generation}
     if old.same_name > 1:
-        return f"{host} has {old.same_name} VMs named '{vm_name}': rename all but one in Hyper-V Manager first."
+        return _("%(host)s has %(count)s VMs named '%(vm)s': rename all but one in Hyper-V Manager first.") % words
     if old.generation != 2:
-        return f"'{vm_name}' is a generation {old.generation} VM: only generation 2 VMs have a vTPM to lose."
+        return _("'%(vm)s' is a generation %(generation)s VM: only generation 2 VMs have a vTPM to lose.") % words
     if old.state == "Running":
-        return f"'{vm_name}' is running on {host}: its keys are not lost, it needs no rescue."
+        return _("'%(vm)s' is running on %(host)s: its keys are not lost, it needs no rescue.") % words
     if not old.disks:
-        return f"'{vm_name}' has no virtual hard disk: there is nothing to rescue."
+        return _("'%(vm)s' has no virtual hard disk: there is nothing to rescue.") % words
     if ask(GetVM(kept_name(vm_name))) is not None:
-        return f"{host} already has a VM named '{kept_name(vm_name)}': rename or remove it first."
+        return _("%(host)s already has a VM named '%(kept)s': rename or remove it first.") % {
+            "host": host,
+            "kept": kept_name(vm_name),
+        }
     if not ask(GetVmSecurity(vm_name)).tpm_enabled:
-        return f"The vTPM of '{vm_name}' is off: it needs no guardian, just start it."
+        return _("The vTPM of '%(vm)s' is off: it needs no guardian, just start it.") % words
     pair = pair_for(sealed_to(ask, host, vm_name))
     if pair is not None:
-        return f"The vault holds {pair}, a guardian '{vm_name}' is sealed to: restore the VM instead (nothing lost)."
+        return _(
+            "The vault holds %(pair)s, a guardian '%(vm)s' is sealed to: restore the VM instead (nothing lost)."
+        ) % {"pair": pair, "vm": vm_name}
     return ""
 
 
@@ -140,7 +174,7 @@ def rescue_vm(run: Run, session: HostSession, host: Host, vm_name: str) -> Rescu
     plan = plan_rescue(session.run, host, vm_name, resumed=bool(getattr(run, "resumed", False)))
     run.record("old_vm", plan.old.as_record())
     run.record("kept_as", plan.kept_as)
-    log.warning("%s", BITLOCKER_WARNING)
+    log.warning("%s", str(BITLOCKER_WARNING))
     for op in plan.operations()[:-1]:
         # A step cut off by a worker's restart is run again only if running it twice is harmless.
         unsafe_twice = not isinstance(op, SetProcessorCount | SetSecureBoot | StartVM)
@@ -149,9 +183,15 @@ def rescue_vm(run: Run, session: HostSession, host: Host, vm_name: str) -> Rescu
                 session.run(op)
     running = session.run(GetVM(plan.vm_name))
     if running is None or running.state != "Running":
-        state = running.state if running is not None else "missing"
-        raise JobFailed(f"The new VM '{plan.vm_name}' is {state} after Start-VM. Look at its event log on {host}.")
-    log.info("'%s' runs on %s without a vTPM; the old VM is kept as '%s'", plan.vm_name, host, plan.kept_as)
+        state = running.state if running is not None else _("missing")
+        raise JobFailed(
+            _("The new VM '%(vm)s' is %(state)s after Start-VM. Look at its event log on %(host)s.")
+            % {"vm": plan.vm_name, "state": state, "host": host}
+        )
+    log.info(
+        _("'%(vm)s' runs on %(host)s without a vTPM; the old VM is kept as '%(kept)s'"),
+        {"vm": plan.vm_name, "host": host, "kept": plan.kept_as},
+    )
     return plan
 
 
@@ -162,7 +202,13 @@ def step_title(op: Operation[Any], plan: RescuePlan, host: Host) -> str:
         detail = f" {op.path}"
     elif isinstance(op, AddNetworkAdapter):
         detail = f" {op.adapter_name}"
-    return f"{op.describe()} '{plan.vm_name}'{detail} on {host}"
+    # In the job's language, fixed for the job: a resumed run finds its steps under the same titles.
+    return _("%(cmdlets)s '%(vm)s'%(detail)s on %(host)s") % {
+        "cmdlets": op.describe(),
+        "vm": plan.vm_name,
+        "detail": detail,
+        "host": host,
+    }
 
 
 def rescue_script(session: HostSession, host: Host, vm_name: str) -> tuple[RescuePlan, PowerShellScript]:

@@ -6,6 +6,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 from console.models import AuditEvent
 from console.params import parse_id
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
@@ -32,8 +35,11 @@ def undo_again(job: Job) -> str:
 
 def reset_approval(hosts: Sequence[Host], params: dict[str, Any]) -> str:
     name = params.get("guardian_name") or UNTRUSTED_GUARDIAN
-    where = hosts[0] if hosts else "its host"
-    return f"A guardian reset removes guardian '{name}' from {where} (the VMs sealed to it only start again from it)."
+    where = hosts[0] if hosts else _("its host")
+    return _(
+        "A guardian reset removes guardian '%(guardian)s' from %(host)s (the VMs sealed to it only start again from "
+        "it)."
+    ) % {"guardian": name, "host": where}
 
 
 def planned_reset(job: Job) -> list[PlannedStep]:
@@ -50,7 +56,7 @@ def planned_undo(job: Job) -> list[PlannedStep]:
 
 @job_kind(
     "reset_guardian",
-    label="Reset a broken guardian",
+    label=gettext_lazy("Reset a broken guardian"),
     permission="run_destructive_jobs",
     mutating=True,
     preflight_url=reset_again,
@@ -59,21 +65,21 @@ def planned_undo(job: Job) -> list[PlannedStep]:
 )
 def reset_guardian_job(ctx: JobContext) -> str:
     """params: guardian_name (default UntrustedGuardian)."""
-    host = ctx.the_host("No host given: choose the host whose guardian lost its private keys.")
+    host = ctx.the_host(_("No host given: choose the host whose guardian lost its private keys."))
     summary = reset_guardian(ctx, ctx.session(host), host, ctx.params.get("guardian_name") or UNTRUSTED_GUARDIAN)
     removed = dict(ctx.job.results.get("removed_guardian") or {})
     removed.pop("metadata_xml", None)
     AuditEvent.record(ctx.user, "guardian.reset", host, job=ctx.job.pk, **removed)
     undo_url = f"/jobs/new/reset/undo/?job={ctx.job.pk}"
     ctx.record("next_url", undo_url)  # the job page shows it as a button (jobs.views.NEXT_URL)
-    ctx.record("next_label", "Undo this reset…")
-    log.info("To undo: %s", undo_url)
+    ctx.record("next_label", _("Undo this reset…"))
+    log.info(_("To undo: %(url)s"), {"url": undo_url})
     return summary
 
 
 @job_kind(
     "undo_guardian_reset",
-    label="Undo a guardian reset",
+    label=gettext_lazy("Undo a guardian reset"),
     permission="run_destructive_jobs",
     mutating=True,
     preflight_url=undo_again,
@@ -84,7 +90,7 @@ def undo_reset_job(ctx: JobContext) -> str:
     host = ctx.host
     removed = removed_by(reset_job_of(ctx.params.get("reset_job")))
     if host is None or removed is None:
-        raise JobFailed("That reset job recorded no removed guardian: there is nothing to undo.")
+        raise JobFailed(_("That reset job recorded no removed guardian: there is nothing to undo."))
     summary = undo_reset(ctx, ctx.session(host), host, removed)
     AuditEvent.record(ctx.user, "guardian.reset_undone", host, job=ctx.job.pk, reset_job=ctx.params.get("reset_job"))
     return summary

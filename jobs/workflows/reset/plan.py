@@ -16,6 +16,9 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
 from console.params import parse_id
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN, Pair
 from hosts.inventory.models import Guardian, VirtualMachine
@@ -40,7 +43,6 @@ from hosts.remoting.session import HostSession
 from hosts.vault.models import pairs_in_vault
 from jobs.kinds import JobFailed, Run
 from jobs.models import Job
-from jobs.words import counted
 
 from ..escrow.plan import escrow_lines, escrow_pair
 from ..powershell import PowerShellScript, by_hand, sample_token
@@ -156,14 +158,17 @@ def plan_reset(session: HostSession, host: Host, guardian_name: str = UNTRUSTED_
     inventory.facts.require_local()
     guardian = next((g for g in inventory.guardians if g.name.lower() == guardian_name.lower()), None)
     if guardian is None:
-        problem = f"{host} has no guardian named '{guardian_name}': there is nothing to reset."
+        problem = _("%(host)s has no guardian named '%(guardian)s': there is nothing to reset.") % {
+            "host": host,
+            "guardian": guardian_name,
+        }
         return ResetPlan(guardian_name, problem=problem)
     keyed = _keyed(inventory.certificates)
     if not is_broken(guardian, keyed):
-        problem = (
-            f"Guardian '{guardian.name}' on {host} has its private keys: it is not broken, and removing it would "
-            "only cut its VMs off. Nothing to reset."
-        )
+        problem = _(
+            "Guardian '%(guardian)s' on %(host)s has its private keys: it is not broken, and removing it would only "
+            "cut its VMs off. Nothing to reset."
+        ) % {"guardian": guardian.name, "host": host}
         return ResetPlan(guardian_name, guardian, problem=problem)
     details = session.run(vm_details(vm.name for vm in inventory.vms))
     seen = []
@@ -216,29 +221,47 @@ def check_candidate(vms: list[tuple[str, str, bool, bool]]) -> tuple[str, bool]:
 # -- the job ----------------------------------------------------------------------------------------------------
 
 
-# The titles of the steps, shared by the job and its outline (what the job page lists before they run).
+# The titles of the steps, shared by the job and its outline (what the job page lists before they run). They are
+# in the job's language: jobs/runner.py runs the job, and registry.outline_of makes its outline, under
+# translation.override(job.language), which never changes for a job; so a run resumed after a worker restart
+# records and skips its steps (JobStep.key) under the same titles as the run before it.
 def read_step(name: str, host: object) -> str:
-    return f"Read what is sealed to '{name}' on {host}"
+    return _("Read what is sealed to '%(guardian)s' on %(host)s") % {"guardian": name, "host": host}
 
 
 def keep_step(name: str, host: object) -> str:
-    return f"Keep guardian '{name}' of {host} for an undo"
+    return _("Keep guardian '%(guardian)s' of %(host)s for an undo") % {"guardian": name, "host": host}
 
 
 def remove_step(name: str, host: object) -> str:
-    return f"Remove-HgsGuardian '{name}' on {host}"
+    return _("%(command)s on %(host)s") % {"command": f"Remove-HgsGuardian '{name}'", "host": host}
 
 
 def check_step(host: object) -> str:
-    return f"Check that TPM changes work on {host}"
+    return _("Check that TPM changes work on %(host)s") % {"host": host}
 
 
 def undo_check_step(name: str, host: object) -> str:
-    return f"Check that '{name}' can come back on {host}"
+    return _("Check that '%(guardian)s' can come back on %(host)s") % {"guardian": name, "host": host}
 
 
 def recreate_step(name: str, host: object) -> str:
-    return f"Re-create guardian '{name}' on {host}"
+    return _("Re-create guardian '%(guardian)s' on %(host)s") % {"guardian": name, "host": host}
+
+
+def escrow_first_step(name: str, signing: str, encryption: str, host: object) -> str:
+    if not name:
+        return _("Escrow guardian %(signing)s/%(encryption)s from %(host)s before the reset") % {
+            "signing": signing[:8],
+            "encryption": encryption[:8],
+            "host": host,
+        }
+    return _("Escrow %(guardian)s %(signing)s/%(encryption)s from %(host)s before the reset") % {
+        "guardian": name,
+        "signing": signing[:8],
+        "encryption": encryption[:8],
+        "host": host,
+    }
 
 
 def reset_outline(name: str, host: str) -> list[str]:
@@ -256,7 +279,9 @@ def reset_guardian(run: Run, session: HostSession, host: Host, guardian_name: st
         try:
             plan = plan_reset(session, host, guardian_name)
         except RemotingError as exc:
-            raise JobFailed(f"Nothing was changed: {host} could not be read — {exc}") from None
+            raise JobFailed(
+                _("Nothing was changed: %(host)s could not be read — %(error)s") % {"host": host, "error": exc}
+            ) from None
         if plan.problem:
             raise JobFailed(plan.problem)
         describe_plan(host, plan)
@@ -265,30 +290,56 @@ def reset_guardian(run: Run, session: HostSession, host: Host, guardian_name: st
     remove_guardian(run, session, host, plan)
     checked = verify_tpm_changes(run, session, host, plan)
     run.record("sealed_vms", [vm.name for vm in plan.sealed])
-    return f"Removed '{plan.name}' from {host} ({counted(escrowed, 'pair')} escrowed first); {checked}"
+    words = {"guardian": plan.name, "host": host, "count": escrowed, "checked": checked}
+    if not escrowed:
+        return _("Removed '%(guardian)s' from %(host)s (no pair escrowed first); %(checked)s") % words
+    return (
+        ngettext(
+            "Removed '%(guardian)s' from %(host)s (%(count)d pair escrowed first); %(checked)s",
+            "Removed '%(guardian)s' from %(host)s (%(count)d pairs escrowed first); %(checked)s",
+            escrowed,
+        )
+        % words
+    )
 
 
 def describe_plan(host: Host, plan: ResetPlan) -> None:
     if not plan.sealed:
-        log.info("No VM on %s is sealed to this guardian", host)
+        log.info(_("No VM on %(host)s is sealed to this guardian"), {"host": host})
     for vm in plan.sealed:
-        where = "escrowed in the vault" if vm.escrowed else "NOT escrowed anywhere"
-        keys = "its keys are on this host" if vm.keys_here else "no private key for it on this host"
+        where = _("escrowed in the vault") if vm.escrowed else _("NOT escrowed anywhere")
+        keys = _("its keys are on this host") if vm.keys_here else _("no private key for it on this host")
         level = logging.INFO if vm.escrowed or vm.keys_here else logging.WARNING
-        log.log(level, "VM '%s' (%s) is sealed to it: %s; %s", vm.name, vm.state, where, keys)
-    log.info("%s to escrow before removing the guardian", counted(len(plan.to_escrow), "pair").capitalize())
+        log.log(
+            level,
+            _("VM '%(vm)s' (%(state)s) is sealed to it: %(where)s; %(keys)s"),
+            {"vm": vm.name, "state": vm.state, "where": where, "keys": keys},
+        )
+    count = len(plan.to_escrow)
+    if not count:
+        log.info(_("No pair to escrow before removing the guardian"))
+    else:
+        many = ngettext(
+            "%(count)d pair to escrow before removing the guardian",
+            "%(count)d pairs to escrow before removing the guardian",
+            count,
+        )
+        log.info(many, {"count": count})
 
 
 def escrow_before_reset(run: Run, session: HostSession, host: Host, plan: ResetPlan) -> int:
     """Escrow every pair the host still holds keys for and the vault lacks; stop the reset if one fails."""
     for signing, encryption, name in plan.to_escrow:
-        with run.step(f"Escrow {name or 'guardian'} {signing[:8]}/{encryption[:8]} from {host} before the reset"):
+        with run.step(escrow_first_step(name, signing, encryption, host)):
             try:
                 escrow_pair(session, host, signing, encryption, guardian_name=name, user=run.user)
             except (JobFailed, RemotingError) as exc:
                 raise JobFailed(
-                    f"Could not escrow {signing[:8]}/{encryption[:8]} first, so the guardian was NOT removed and "
-                    f"nothing changed on {host}: {exc}"
+                    _(
+                        "Could not escrow %(signing)s/%(encryption)s first, so the guardian was NOT removed and "
+                        "nothing changed on %(host)s: %(error)s"
+                    )
+                    % {"signing": signing[:8], "encryption": encryption[:8], "host": host, "error": exc}
                 ) from None
     return len(plan.to_escrow)
 
@@ -316,15 +367,16 @@ def remove_guardian(run: Run, session: HostSession, host: Host, plan: ResetPlan)
         )
         run.record("removed_guardian", kept.record())
         log.info(
-            "Recorded for the undo: '%s' signing %s, encryption %s",
-            name,
-            kept.signing_thumbprint,
-            kept.encryption_thumbprint,
+            _("Recorded for the undo: '%(guardian)s' signing %(signing)s, encryption %(encryption)s"),
+            {"guardian": name, "signing": kept.signing_thumbprint, "encryption": kept.encryption_thumbprint},
         )
     with run.step(remove_step(name, host), destructive=True) as step:
         if step.needed:
             session.run(plan.removal())
-            log.info("Removed guardian '%s' from %s; its certificates, if any, stay in the store", name, host)
+            log.info(
+                _("Removed guardian '%(guardian)s' from %(host)s; its certificates, if any, stay in the store"),
+                {"guardian": name, "host": host},
+            )
 
 
 def verify_tpm_changes(run: Run, session: HostSession, host: Host, plan: ResetPlan) -> str:
@@ -332,29 +384,40 @@ def verify_tpm_changes(run: Run, session: HostSession, host: Host, plan: ResetPl
     with run.step(check_step(host)):
         remaining = [g for g in session.run(plan.confirmation()) if g.name == plan.name]
         if remaining:
-            raise JobFailed(f"Guardian '{remaining[0].name}' is still on {host} after Remove-HgsGuardian.")
+            raise JobFailed(
+                _("Guardian '%(guardian)s' is still on %(host)s after Remove-HgsGuardian.")
+                % {"guardian": remaining[0].name, "host": host}
+            )
         check = plan.check()
         if check is None:
             log.warning(
-                "No VM on %s is Off, so no TPM setting could be re-applied as a check. The broken guardian is "
-                "gone; the next TPM change will create a fresh UntrustedGuardian with private keys.",
-                host,
+                _(
+                    "No VM on %(host)s is Off, so no TPM setting could be re-applied as a check. The broken guardian "
+                    "is gone; the next TPM change will create a fresh UntrustedGuardian with private keys."
+                ),
+                {"host": host},
             )
-            return "guardian removed (no Off VM to check a TPM change with)"
+            return _("guardian removed (no Off VM to check a TPM change with)")
         look, reapply = check
         vm = session.run(look)
         if vm is None or vm.state != "Off":
-            return f"guardian removed; VM '{plan.check_vm}' is no longer Off, so the check was skipped"
+            return _("guardian removed; VM '%(vm)s' is no longer Off, so the check was skipped") % {"vm": plan.check_vm}
         try:
             session.run(reapply)
         except RemoteCommandError as exc:
             raise JobFailed(
-                f"The guardian was removed, but re-applying the TPM setting of '{plan.check_vm}' still fails: "
-                f"{exc.message}. Look at Get-HgsGuardian on {host} for another guardian without private keys."
+                _(
+                    "The guardian was removed, but re-applying the TPM setting of '%(vm)s' still fails: %(error)s. "
+                    "Look at Get-HgsGuardian on %(host)s for another guardian without private keys."
+                )
+                % {"vm": plan.check_vm, "error": exc.message, "host": host}
             ) from None
-        setting = "on" if plan.check_tpm_enabled else "off"
-        log.info("TPM changes work again on %s: re-applied “TPM %s” to '%s' (no change)", host, setting, plan.check_vm)
-        return f"TPM changes work again (checked on '{plan.check_vm}')"
+        if plan.check_tpm_enabled:
+            reapplied = _("TPM changes work again on %(host)s: re-applied “TPM on” to '%(vm)s' (no change)")
+        else:
+            reapplied = _("TPM changes work again on %(host)s: re-applied “TPM off” to '%(vm)s' (no change)")
+        log.info(reapplied, {"host": host, "vm": plan.check_vm})
+        return _("TPM changes work again (checked on '%(vm)s')") % {"vm": plan.check_vm}
 
 
 def reset_script(plan: ResetPlan, host: Host) -> PowerShellScript:
@@ -442,33 +505,53 @@ def undo_reset(run: Run, session: HostSession, host: Host, removed: RemovedGuard
         existing = next((g for g in session.run(guardians) if g.name.lower() == name.lower()), None)
         if existing is not None:
             if (existing.signing_thumbprint.upper(), existing.encryption_thumbprint.upper()) == removed.identity:
-                return f"'{name}' is already on {host} with the same certificates; nothing to undo"
+                return _("'%(guardian)s' is already on %(host)s with the same certificates; nothing to undo") % {
+                    "guardian": name,
+                    "host": host,
+                }
             raise JobFailed(
-                f"{host} has a new guardian named '{name}' now (signing {existing.signing_thumbprint}), made after "
-                "the reset — enabling a TPM creates one. The undo would have to remove it, and VMs sealed since then "
-                f"would lose their owner, so nothing was changed. If you are sure, on the host: "
-                f"{by_hand(RemoveGuardian(name))}, then run the undo again."
+                _(
+                    "%(host)s has a new guardian named '%(guardian)s' now (signing %(signing)s), made after the reset "
+                    "— enabling a TPM creates one. The undo would have to remove it, and VMs sealed since then would "
+                    "lose their owner, so nothing was changed. If you are sure, on the host: %(command)s, then run "
+                    "the undo again."
+                )
+                % {
+                    "host": host,
+                    "guardian": name,
+                    "signing": existing.signing_thumbprint,
+                    "command": by_hand(RemoveGuardian(name)),
+                }
             )
         store = session.run(listing)
     with run.step(recreate_step(name, host), destructive=True) as step:
+        words = {"guardian": name, "host": host}
         if not step.needed:
-            return f"'{name}' re-created on {host}"
+            return _("'%(guardian)s' re-created on %(host)s") % words
         if store.exists and all(store.find(t) for t in removed.identity):
             session.run(removed.by_thumbprints())
-            how = "by thumbprints"
-        else:
-            restore_from_metadata(session, removed)
-            how = "from its metadata kept before the reset (its certificates are no longer in the store)"
-        log.info("Re-created '%s' on %s %s", name, host, how)
-    return f"'{name}' re-created on {host} {how.split(' (')[0]}"
+            log.info(_("Re-created '%(guardian)s' on %(host)s by thumbprints"), words)
+            return _("'%(guardian)s' re-created on %(host)s by thumbprints") % words
+        restore_from_metadata(session, removed)
+        log.info(
+            _(
+                "Re-created '%(guardian)s' on %(host)s from its metadata kept before the reset (its certificates are "
+                "no longer in the store)"
+            ),
+            words,
+        )
+    return _("'%(guardian)s' re-created on %(host)s from its metadata kept before the reset") % words
 
 
 def restore_from_metadata(session: HostSession, removed: RemovedGuardian) -> None:
     if not removed.metadata_xml:
         raise JobFailed(
-            f"The certificates of '{removed.guardian_name}' are no longer in the store and the reset kept no "
-            "metadata: it cannot be re-created. (It had already lost its private keys, so no VM lost access through "
-            "the reset.)"
+            _(
+                "The certificates of '%(guardian)s' are no longer in the store and the reset kept no metadata: it "
+                "cannot be re-created. (It had already lost its private keys, so no VM lost access through the "
+                "reset.)"
+            )
+            % {"guardian": removed.guardian_name}
         )
     write, import_, remove = removed.from_metadata(temp_metadata_path(secrets.token_hex(8)))
     try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobContext, JobFailed, JobPartlyFailed, job_kind
 from jobs.models import Job
@@ -17,12 +20,16 @@ def restore_outline(job: Job) -> list[PlannedStep]:
 
 
 @job_kind(
-    "restore_vm", label="Restore a VM after reinstall", permission="run_jobs", mutating=True, outline=restore_outline
+    "restore_vm",
+    label=gettext_lazy("Restore a VM after reinstall"),
+    permission="run_jobs",
+    mutating=True,
+    outline=restore_outline,
 )
 def restore_vm_job(ctx: JobContext) -> str:
     host = ctx.host
     if host is None or not ctx.vms:
-        raise JobFailed("Choose the host and the VM to restore.")
+        raise JobFailed(_("Choose the host and the VM to restore."))
     restored: list[str] = []
     placed: list[EscrowedPair] = []  # the pairs whose keys this run copies to the host, for the audit trail
 
@@ -31,10 +38,10 @@ def restore_vm_job(ctx: JobContext) -> str:
         placed.append(pair)
 
     for vm_name in ctx.vms:
-        remedy = (
-            f"Nothing was taken out of the vault. Run the restore again once {host} answers: it continues where it "
+        remedy = _(
+            "Nothing was taken out of the vault. Run the restore again once %(host)s answers: it continues where it "
             "stopped."
-        )
+        ) % {"host": host}
         try:
             with ctx.step(restore_step(vm_name, host), if_host_fails=remedy):
                 name = restore_vm(ctx.session(host), host, vm_name, placing)
@@ -42,15 +49,20 @@ def restore_vm_job(ctx: JobContext) -> str:
             if not restored:
                 raise
             ctx.record("restored_vms", restored)  # the VMs restored before this one stay restored
-            raise JobPartlyFailed(f"{', '.join(restored)} running on {host}", f"'{vm_name}': {exc}") from None
+            raise JobPartlyFailed(running_on(restored, host), f"'{vm_name}': {exc}") from None
         for pair in placed:
             record_placement(ctx.user, host, pair, exportable=False, job=ctx.job.pk)
         placed.clear()
         restored.append(vm_name)
         ctx.record("guardian_name", name)
     ctx.record("restored_vms", restored)
-    return f"{', '.join(restored)} running on {host}"
+    return running_on(restored, host)
+
+
+def running_on(restored: list[str], host: object) -> str:
+    return _("%(vms)s running on %(host)s") % {"vms": ", ".join(restored), "host": host}
 
 
 def restore_step(vm_name: str, host: object) -> str:
-    return f"Restore VM '{vm_name}' on {host}"
+    """A step title, in the job's language: the same on every run of the job, so a resumed run finds it done."""
+    return _("Restore VM '%(vm)s' on %(host)s") % {"vm": vm_name, "host": host}

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from django.utils.translation import gettext as _
+
 from hosts.models import Host
 from hosts.remoting.catalog.inventory import ReadVmDetails, VmFacts
 from hosts.remoting.catalog.vms import GetVM, StartVM
@@ -51,20 +53,28 @@ def sealed_to(ask: Ask, host: Host, vm_name: str) -> list[GuardianRef]:
     details = ask(ReadVmDetails([vm_name])).get(vm_name)
     if details is None or not details.key_protector_read:
         problems = "; ".join(details.problems) if details is not None else ""
-        raise JobFailed(f"Could not read the key protector of VM '{vm_name}' on {host}. {problems}".strip())
+        raise JobFailed(
+            (
+                _("Could not read the key protector of VM '%(vm)s' on %(host)s.") % {"vm": vm_name, "host": host}
+                + f" {problems}"
+            ).strip()
+        )
     kp = details.key_protector
     if not kp.present:
-        raise JobFailed(f"VM '{vm_name}' on {host} has no key protector: it needs no guardian to start.")
+        raise JobFailed(
+            _("VM '%(vm)s' on %(host)s has no key protector: it needs no guardian to start.")
+            % {"vm": vm_name, "host": host}
+        )
     ordered = ([kp.owner] if kp.owner else []) + [g for g in kp.guardians if g != kp.owner]
     if not ordered:
-        raise JobFailed(f"The key protector of VM '{vm_name}' names no guardian the console can read.")
+        raise JobFailed(_("The key protector of VM '%(vm)s' names no guardian the console can read.") % {"vm": vm_name})
     return ordered
 
 
 def pair_for(guardians: list[GuardianRef]) -> EscrowedPair | None:
     """The vault's pair of the first of these guardians it holds (one query for them all)."""
     wanted = [(ref.signing.upper(), ref.encryption.upper()) for ref in guardians]
-    found = EscrowedPair.objects.filter(signing_thumbprint__in={signing for signing, _ in wanted})
+    found = EscrowedPair.objects.filter(signing_thumbprint__in={signing for signing, _encryption in wanted})
     held = {(pair.signing_thumbprint, pair.encryption_thumbprint): pair for pair in found}
     return next((held[key] for key in wanted if key in held), None)
 
@@ -84,11 +94,14 @@ def plan_restore(ask: Ask, host: Host, vm_name: str) -> RestorePlan:
         listed = ", ".join(f"{g.signing[:8]}/{g.encryption[:8]}" for g in guardians)
         back = "/jobs/new/restore/?" + urlencode({"host": host.pk, "vm": vm_name})
         upload = "/vault/upload/?" + urlencode({"next": back})
-        log.info("Upload the pair from a backup, then run the restore again", extra={"job_link": upload})
+        log.info(_("Upload the pair from a backup, then run the restore again"), extra={"job_link": upload})
         raise JobFailed(
-            f"VM '{vm_name}' is sealed to guardian(s) {listed}, and none of them is in the vault. Upload the pair "
-            "from a backup (UntrustedGuardian-signing.pfx / -encryption.pfx) or escrow it from a host that still "
-            "has it, then run the restore again."
+            _(
+                "VM '%(vm)s' is sealed to guardian(s) %(guardians)s, and none of them is in the vault. Upload the "
+                "pair from a backup (UntrustedGuardian-signing.pfx / -encryption.pfx) or escrow it from a host that "
+                "still has it, then run the restore again."
+            )
+            % {"vm": vm_name, "guardians": listed}
         )
     guardian = plan_import(ask, pair)
     return RestorePlan(vm_name, pair, guardian, running=vm_state(ask, vm_name) == "Running")
@@ -100,12 +113,12 @@ def restore_vm(
     """Import the pair the VM is sealed to from the vault, start the VM, and check that it runs. `placing` sees the
     pair before its keys are copied to the host, and may refuse (JobFailed): the job's placement check."""
     plan = plan_restore(session.run, host, vm_name)
-    log.info("VM '%s' is sealed to %s, which is in the vault", vm_name, plan.pair)
+    log.info(_("VM '%(vm)s' is sealed to %(pair)s, which is in the vault"), {"vm": vm_name, "pair": plan.pair})
     if plan.guardian.copies and placing is not None:
         placing(plan.pair)
     announce(plan.guardian, host)
     if plan.running:
-        log.info("VM '%s' is already running", vm_name)
+        log.info(_("VM '%(vm)s' is already running"), {"vm": vm_name})
     files = files_for(plan.guardian, plan.pair, session)
     run_in_order(session, host, plan.operations(files), RestoreChecks(plan, host))
     return plan.guardian.name
@@ -125,10 +138,13 @@ class RestoreChecks(ImportChecks):
         state = answer.state if isinstance(answer, VmFacts) else ""
         if state != "Running":
             raise JobFailed(
-                f"Guardian '{self.plan.name}' is on {self.host} with its private keys, but VM '{self.vm_name}' is "
-                f"{state} after Start-VM. Look at the VM's event log on the host."
+                _(
+                    "Guardian '%(guardian)s' is on %(host)s with its private keys, but VM '%(vm)s' is %(state)s "
+                    "after Start-VM. Look at the VM's event log on the host."
+                )
+                % {"guardian": self.plan.name, "host": self.host, "vm": self.vm_name, "state": state}
             )
-        log.info("VM '%s' is running on %s", self.vm_name, self.host)
+        log.info(_("VM '%(vm)s' is running on %(host)s"), {"vm": self.vm_name, "host": self.host})
 
 
 def restore_script(host: Host, vm_name: str) -> tuple[RestorePlan, PowerShellScript]:

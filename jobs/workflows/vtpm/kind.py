@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 from console.models import AuditEvent
 from hosts.models import Host
 from jobs.kinds import JobContext, job_kind
@@ -25,8 +28,10 @@ def vtpm_approval(hosts: Sequence[Host], params: dict[str, Any]) -> str:
     if params.get("action") != "disable":
         return ""
     names = ", ".join(f"'{name}'" for name in params.get("confirmed") or [])
-    where = hosts[0] if hosts else "its host"
-    return f"Turning the vTPM off on {where} ({names}) discards what each TPM holds (BitLocker keys, Windows Hello)."
+    where = hosts[0] if hosts else _("its host")
+    return _(
+        "Turning the vTPM off on %(host)s (%(vms)s) discards what each TPM holds (BitLocker keys, Windows Hello)."
+    ) % {"host": where, "vms": names}
 
 
 def vtpm_outline(job: Job) -> list[PlannedStep]:
@@ -37,7 +42,7 @@ def vtpm_outline(job: Job) -> list[PlannedStep]:
 
 @job_kind(
     "vtpm",
-    label="Turn vTPM off or on",
+    label=gettext_lazy("Turn vTPM off or on"),
     permission="run_destructive_jobs",
     mutating=True,
     preflight_url=vtpm_again,
@@ -46,7 +51,7 @@ def vtpm_outline(job: Job) -> list[PlannedStep]:
 )
 def vtpm_job(ctx: JobContext) -> str:
     """params: action (disable|enable), confirmed (VM names typed), remove_saved_state (VM names)."""
-    host = ctx.the_host("No host given.")
+    host = ctx.the_host(_("No host given."))
     try:
         return change_vtpms(ctx, ctx.session(host), host, changes_from(ctx.params, ctx.vms))
     finally:

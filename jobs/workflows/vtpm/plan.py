@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
+
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from hosts.inventory.models import VirtualMachine
 from hosts.models import Host
@@ -37,14 +40,18 @@ log = logging.getLogger(__name__)
 ACTIONS = ("disable", "enable")
 
 
-TPM_OFF_WARNING = (
-    "Turning the vTPM off loses everything it holds. A guest with BitLocker goes to recovery at its next boot "
-    "unless BitLocker was suspended first (Suspend-BitLocker in the guest); Windows Hello PINs, face and fingerprint "
-    "sign-in, and virtual smart card keys are gone for good. Have the BitLocker recovery key at hand."
+# Lazy (said in the reader's language where it is shown); typed str for the pages that list it with other texts.
+TPM_OFF_WARNING = cast(
+    str,
+    gettext_lazy(
+        "Turning the vTPM off loses everything it holds. A guest with BitLocker goes to recovery at its next "
+        "boot unless BitLocker was suspended first (Suspend-BitLocker in the guest); Windows Hello PINs, face and "
+        "fingerprint sign-in, and virtual smart card keys are gone for good. Have the BitLocker recovery key at hand."
+    ),
 )
 
 
-BROKEN_GUARDIAN = "does not have a private key"
+BROKEN_GUARDIAN = "does not have a private key"  # in Windows' own error message: never translated
 LOCAL_GUARDIAN_NAME = "UntrustedGuardian"  # the guardian Hyper-V applies security changes with (domain.md)
 
 
@@ -95,31 +102,36 @@ class TpmChange:
         """Why the job stops at this VM once it saw its state ("" = it goes on): Hyper-V changes a TPM only while
         the VM is Off, and a saved state is discarded only when the user chose that."""
         if state == "Saved" and not self.remove_saved_state:
-            return (
-                f"'{self.vm_name}' has a saved state, which cannot be resumed after a TPM change. Tick “remove "
-                "the saved state” to discard it, or start the VM and shut it down from the guest first."
-            )
+            return _(
+                "'%(vm)s' has a saved state, which cannot be resumed after a TPM change. Tick “remove the saved "
+                "state” to discard it, or start the VM and shut it down from the guest first."
+            ) % {"vm": self.vm_name}
         if state not in ("Off", "Saved"):
-            return (
-                f"'{self.vm_name}' is {state}: a TPM change needs it Off. Shut it down from the guest (or "
-                f"{by_hand(StopVM(self.vm_name))}) and run this again."
-            )
+            return _(
+                "'%(vm)s' is %(state)s: a TPM change needs it Off. Shut it down from the guest (or %(command)s) and "
+                "run this again."
+            ) % {"vm": self.vm_name, "state": state, "command": by_hand(StopVM(self.vm_name))}
         return ""
 
     def steps(self, now: VmNow, host: Host) -> list[TpmStep]:
         """The changes, in order, for a VM the host shows as `now`; none when its TPM is on already."""
+        # Titles in the job's language, fixed for the job: a resumed run finds its steps under the same titles.
         vm = self.vm_name
         if self.enabling and now.tpm_enabled:
             return []
         steps = []
         if now.state == "Saved":
-            title = f"Remove the saved state of '{vm}' on {host}"
-            steps.append(TpmStep(RemoveSavedState(vm), title, True, f"Discarded the saved state of '{vm}'"))
+            title = _("Remove the saved state of '%(vm)s' on %(host)s") % {"vm": vm, "host": host}
+            done = _("Discarded the saved state of '%(vm)s'") % {"vm": vm}
+            steps.append(TpmStep(RemoveSavedState(vm), title, True, done))
         if not self.enabling:
             return [*steps, TpmStep(DisableTpm(vm), tpm_step(vm, False, host), destructive=True)]
         if not now.has_key_protector:
-            title = f"Set-VMKeyProtector -NewLocalKeyProtector {quote(vm)} on {host}"
-            done = f"'{vm}' is now sealed to the UntrustedGuardian of {host}"
+            title = _("%(command)s on %(host)s") % {
+                "command": f"Set-VMKeyProtector -NewLocalKeyProtector {quote(vm)}",
+                "host": host,
+            }
+            done = _("'%(vm)s' is now sealed to the UntrustedGuardian of %(host)s") % {"vm": vm, "host": host}
             steps.append(TpmStep(NewLocalKeyProtector(vm), title, done=done))
         return [*steps, TpmStep(EnableTpm(vm), tpm_step(vm, True, host))]
 
@@ -139,14 +151,18 @@ class TpmChange:
 
 def tpm_step(vm_name: str, enabling: bool, host: object) -> str:
     """The title of the step that turns a VM's TPM on or off: the one step of each VM known before the job runs."""
-    return f"{'Enable' if enabling else 'Disable'}-VMTPM {quote(vm_name)} on {host}"
+    command = f"{'Enable' if enabling else 'Disable'}-VMTPM {quote(vm_name)}"
+    return _("%(command)s on %(host)s") % {"command": command, "host": host}
 
 
 def look_at(session: HostSession, host: Host, change: TpmChange) -> VmNow:
     """Read the VM as the change needs it; JobFailed when it is missing or cannot change now."""
     vm = session.run(change.look())
     if vm is None:
-        raise JobFailed(f"{host} has no VM named '{change.vm_name}'. Refresh the inventory and choose again.")
+        raise JobFailed(
+            _("%(host)s has no VM named '%(vm)s'. Refresh the inventory and choose again.")
+            % {"host": host, "vm": change.vm_name}
+        )
     refusal = change.refusal(vm.state)
     if refusal:
         raise JobFailed(refusal)
@@ -162,8 +178,8 @@ def change_vtpm(run: Run, session: HostSession, host: Host, change: TpmChange) -
     vm = change.vm_name
     steps = change.steps(look_at(session, host, change), host)
     if not steps:
-        log.info("The TPM of '%s' is already on; nothing to do", vm)
-        return f"{vm}: TPM already on"
+        log.info(_("The TPM of '%(vm)s' is already on; nothing to do"), {"vm": vm})
+        return _("%(vm)s: TPM already on") % {"vm": vm}
     for planned in steps:
         with run.step(planned.title, destructive=planned.destructive) as step:
             if step.needed:
@@ -171,23 +187,26 @@ def change_vtpm(run: Run, session: HostSession, host: Host, change: TpmChange) -
                 if planned.done:
                     log.info("%s", planned.done)
     if session.run(change.verification()).tpm_enabled != change.enabling:
-        cmdlet, shown = ("Enable-VMTPM", "disabled") if change.enabling else ("Disable-VMTPM", "enabled")
-        raise JobFailed(f"{cmdlet} returned, but '{vm}' still shows its TPM {shown}.")
+        if change.enabling:
+            still = _("Enable-VMTPM returned, but '%(vm)s' still shows its TPM disabled.")
+        else:
+            still = _("Disable-VMTPM returned, but '%(vm)s' still shows its TPM enabled.")
+        raise JobFailed(still % {"vm": vm})
     if change.enabling:
-        log.info("The TPM of '%s' is on", vm)
-        return f"{vm}: TPM on"
-    log.info("The TPM of '%s' is off: it can start on any host, without a guardian", vm)
-    return f"{vm}: TPM off"
+        log.info(_("The TPM of '%(vm)s' is on"), {"vm": vm})
+        return _("%(vm)s: TPM on") % {"vm": vm}
+    log.info(_("The TPM of '%(vm)s' is off: it can start on any host, without a guardian"), {"vm": vm})
+    return _("%(vm)s: TPM off") % {"vm": vm}
 
 
 def remedy_of(exc: RemotingError, host: Host) -> tuple[str, str]:
     """What went wrong, and the page that fixes it ("" when none does): a link on the job's log line and page."""
     if isinstance(exc, RemoteCommandError) and BROKEN_GUARDIAN in exc.message:
-        return (
-            f"{exc.message.strip()} — the guardian of {host} has lost its private keys. Reset it first "
-            "(Jobs → Reset a broken guardian), then run this again.",
-            reset_url(host),
-        )
+        remedy = _(
+            "the guardian of %(host)s has lost its private keys. Reset it first (Jobs → Reset a broken guardian), "
+            "then run this again."
+        ) % {"host": host}
+        return f"{exc.message.strip()} — {remedy}", reset_url(host)
     return str(exc), ""
 
 
@@ -209,13 +228,19 @@ def change_vtpms(run: Run, session: HostSession, host: Host, changes: list[TpmCh
             log.error("'%s': %s", change.vm_name, message, extra={"job_link": link} if link else None)
             if link:
                 run.record("next_url", link)  # the job page's button (jobs.views.NEXT_URL)
-                run.record("next_label", "Reset the broken guardian…")
+                run.record("next_label", _("Reset the broken guardian…"))
             failed.append(f"{change.vm_name}: {message}")
     run.record("changed", done)
     if failed and done:
-        raise JobPartlyFailed(f"{len(done)} of {len(changes)} done: {'; '.join(done)}", " | ".join(failed))
+        summary = _("%(done)s of %(count)s done: %(changed)s") % {
+            "done": len(done),
+            "count": len(changes),
+            "changed": "; ".join(done),
+        }
+        raise JobPartlyFailed(summary, " | ".join(failed))
     if failed:
-        raise JobFailed(f"None of {len(changes)} done; {len(failed)} failed — " + " | ".join(failed))
+        none = _("None of %(count)s done; %(failed)s failed") % {"count": len(changes), "failed": len(failed)}
+        raise JobFailed(f"{none} — " + " | ".join(failed))
     return "; ".join(done)
 
 
@@ -223,11 +248,14 @@ def changes_from(params: dict[str, Any], vms: list[str]) -> list[TpmChange]:
     """The job's changes, re-checking on the worker what the page checked: a disable needs every name confirmed."""
     action = params.get("action")
     if action not in ACTIONS or not vms:
-        raise JobFailed("Choose the VMs and whether to turn their TPM off or on.")
+        raise JobFailed(_("Choose the VMs and whether to turn their TPM off or on."))
     if action == "disable":
         unconfirmed = [vm for vm in vms if vm not in (params.get("confirmed") or [])]
         if unconfirmed:
-            raise JobFailed(f"Turning the TPM off was not confirmed by typing the name of: {', '.join(unconfirmed)}.")
+            raise JobFailed(
+                _("Turning the TPM off was not confirmed by typing the name of: %(vms)s.")
+                % {"vms": ", ".join(unconfirmed)}
+            )
     saved = set(params.get("remove_saved_state") or [])
     return [TpmChange(vm, str(action), vm in saved) for vm in vms]
 
