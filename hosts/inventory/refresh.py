@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from django.db import connection, models, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from hosts.crypto import SecretError
@@ -285,10 +285,12 @@ def refresh_hosts(
     targets = list(hosts)
     if not targets:
         return {}
+    language = translation.get_language()  # a new thread starts in the default language, not the job's
 
     def one(host: Host) -> RefreshOutcome:
         try:
-            return refresh_host(host, log=log_for(host) if log_for else None)
+            with translation.override(language):
+                return refresh_host(host, log=log_for(host) if log_for else None)
         finally:
             connection.close()  # each worker thread opened its own database connection
 
