@@ -2,9 +2,10 @@
 
 ReadHostInventory sends ten statements: every VM's raw key protector, security settings and checkpoints — piped
 from Get-VM, so no VM name is needed up front — the VMs, OS facts, HGS client configuration, whether live migration
-is enabled (Get-VMHost), guardians, whether the shielded-VM certificate store exists, and its certificates. Select-Object keeps only the properties the inventory
-stores. Asked for `unsealers` (as read_inventory does), its follow-up pipeline (keyprotectors.py) asks the host who
-may unseal each VM whose key protector is not `known` from an earlier read.
+is enabled (Get-VMHost), guardians, whether the shielded-VM certificate store exists, and its certificates.
+Select-Object keeps only the properties the inventory stores. Asked for `unsealers` (as read_inventory does), its
+follow-up pipeline (keyprotectors.py) asks the host who may unseal each VM whose key protector is not `known` from an
+earlier read.
 
 Outputs of all statements arrive in one ordered stream. Objects are told apart by their type names and
 properties; checkpoints name their VM; security settings (VMSecurity has no VMName or VMId) and key protectors

@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.http import HttpRequest, HttpResponse
 
-from hosts.inventory.models import VirtualMachine
+from hosts.inventory.models import HostInventory, VirtualMachine
 from hosts.models import Host, LabShare
 from hosts.remoting import open_session
 from hosts.remoting.errors import RemotingError
@@ -36,6 +36,7 @@ from .sides import LiveSide
 from .steps import STEPS, StepLink, carried, hidden_fields, next_step, previous_step, step_links, step_of
 
 NOT_ASCII = "[^ -~]"  # a character outside printable ASCII (a control character just costs a comparison)
+PREPARE_LIVE_MIGRATION = "/hosts/prepare/#live-migration"
 
 
 def choice_of(options: dict[str, str], refusal: str) -> forms.ChoiceField:
@@ -260,6 +261,33 @@ def read_methods(wizard: Wizard) -> None:
     plan, _, wizard.error = live_preview(wizard.source, wizard.target, wizard.opts)
     if plan is not None:
         wizard.verdicts, wizard.target_folders = plan.methods, plan.target_folders
+        refuse_live_where_stored_off(wizard, wizard.source, wizard.target)
+
+
+def migration_off(source: Host, target: Host) -> list[Host]:
+    """The hosts whose last inventory says live migration is off on them (Get-VMHost VirtualMachineMigrationEnabled);
+    a host not read yet is not counted: the live check decides for it."""
+    off = set(HostInventory.objects.filter(host__in=[source, target], live_migration_enabled=False).values_list("host"))
+    return [host for host in (source, target) if (host.pk,) in off]
+
+
+def live_migration_off_reason(host: Host) -> str:
+    return (
+        f"Live migration is not enabled on {host} (its last inventory refresh: VirtualMachineMigrationEnabled is "
+        "False). Run Enable-VMMigration there as Prepare a host says, refresh its inventory, or use export/import."
+    )
+
+
+def refuse_live_where_stored_off(wizard: Wizard, source: Host, target: Host) -> None:
+    """The method step: live migration is not offered when the stored inventory says a host has it off."""
+    off = migration_off(source, target)
+    live = wizard.verdicts.get("live")
+    if not off or live is None:
+        return
+    live.runnable = False
+    live.reasons = [live_migration_off_reason(host) for host in off] + live.reasons
+    live.configure = [f"Enable-VMMigration  # on {host}" for host in off] + live.configure
+    wizard.fixes.append(("Prepare a host: live migration", PREPARE_LIVE_MIGRATION))
 
 
 def check_both_hosts(wizard: Wizard, user: Any) -> None:
@@ -285,8 +313,13 @@ def check_both_hosts(wizard: Wizard, user: Any) -> None:
 
 
 def known_problems(wizard: Wizard, source: Host, target: Host, opts: MigrationOptions) -> None:
-    """What the stored inventory already says against the move, before asking either host: the target has a VM
-    with this VM's id (Import-VM without a new id, or Move-VM, fails on it: "the identifier is already in use")."""
+    """What the stored inventory already says against the move, before asking either host: live migration is off on
+    a host, or the target has a VM with this VM's id (Import-VM without a new id, or Move-VM, fails on it: "the
+    identifier is already in use")."""
+    off = migration_off(source, target) if opts.method == "live" else []
+    if off:
+        wizard.problems += [live_migration_off_reason(host) for host in off]
+        wizard.fixes.append(("Prepare a host: live migration", PREPARE_LIVE_MIGRATION))
     vm = VirtualMachine.objects.filter(host=source, name=opts.vm_name).first()
     if vm is None or not vm.vm_id or (opts.method == "export" and opts.new_id):
         return
