@@ -99,3 +99,17 @@ def test_the_pull_and_register_outlines_follow_their_own_steps() -> None:
         "Start 'Win11-B' on HV02 and check it runs",
         "Remove the source copy of 'Win11-B' from HV01",
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_japanese_job_plans_and_records_its_steps_in_japanese_whoever_looks(lab: Any, admin: Any) -> None:
+    opts = MigrationOptions("Win11-B", method="export", unseal="carry")
+    job = migration_job(lab, admin, opts)
+    job.language = "ja"
+    job.save(update_fields=["language"])
+    assert steps_of(job)[0] == ("HV01 と HV02 の事前チェック", "to_come")  # the viewer's language is English here
+    assert execute(job.pk) == JobState.SUCCEEDED, Job.objects.get(pk=job.pk).error
+    job.refresh_from_db()
+    steps = steps_of(job)
+    assert {state for _, state in steps} == {"done"} and "Import-VM 'Win11-B' を HV02 で" in [t for t, _ in steps]
+    assert "を HV01 から HV02 に移行しました" in job.summary
