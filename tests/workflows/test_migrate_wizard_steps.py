@@ -131,3 +131,13 @@ def test_live_migration_is_refused_from_the_stored_inventory_when_a_host_has_it_
     assert "Live migration is not enabled on HV02" in page and "Live migration is not enabled on HV01" not in page
     assert 'href="/hosts/prepare/#live-migration"' in page and 'id="migrate-submit"' not in page
     assert [len(sim.command_log) for sim in lab.hosts] == sent
+
+
+def test_the_wizard_speaks_japanese_to_a_japanese_browser(workgroup: Any, operator_client: Client) -> None:
+    chosen = {"form": "1", "host": workgroup.source_host.pk, "vm": "Win11-B", "target": workgroup.target_host.pk}
+    page = operator_client.get(
+        "/jobs/new/migrate/", {**chosen, "step": "method"}, HTTP_ACCEPT_LANGUAGE="ja"
+    ).content.decode()
+    assert "ホスト間で仮想マシンを移行" in page and "3. 移行方法" in page and "使用不可" in page
+    assert "ワークグループのホスト間ではライブ マイグレーションできません" in page  # a verdict, made at run time
+    assert "移行先に既にある仮想マシン ファイルを登録" in page  # a method's label, from a lazy table
