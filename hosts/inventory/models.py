@@ -31,6 +31,9 @@ class HostInventory(models.Model):
     error_kind = models.CharField(max_length=16, blank=True)
     problems = models.JSONField(default=list, blank=True)  # partial failures of the last refresh (one VM, …)
     requests = models.PositiveIntegerField(default=0)  # WinRM HTTP requests the last refresh cost
+    # Get-VMHost's VirtualMachineMigrationEnabled at the last refresh (None: not read yet): the migration wizard
+    # refuses live migration from it before asking the hosts.
+    live_migration_enabled = models.BooleanField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "host inventories"

@@ -175,6 +175,7 @@ def _save_rows(host: Host, reading: HostReading, requests: int) -> bool:
     state.last_error = state.error_kind = ""
     state.problems = inventory.problems + [p for d in reading.details.values() for p in d.problems]
     state.requests = requests
+    state.live_migration_enabled = inventory.facts.live_migration_enabled
     state.save()
     changed = rules.can_start_here(state) != counted_before
     private = {c.thumbprint for c in inventory.certificates if c.has_private_key}

@@ -400,3 +400,14 @@ def test_a_vm_whose_text_holds_control_characters_is_listed_with_a_note(sim_host
     assert vm.details_read and not vm.tpm_enabled
     problems = HostInventory.objects.get(host=host).problems
     assert any("Bell\\x07VM" in p and "control characters" in p for p in problems), problems
+
+
+def test_the_refresh_stores_whether_live_migration_is_enabled_on_the_host(sim_host: Any, registered_host: Any) -> None:
+    h = sim_host(scenario="healthy")
+    host = registered_host(h)
+    assert refresh_host(host).ok
+    assert HostInventory.objects.get(host=host).live_migration_enabled is False  # off on a new host
+    h.model.live_migration = True  # Enable-VMMigration on the host
+    assert refresh_host(host).ok
+    assert HostInventory.objects.get(host=host).live_migration_enabled is True
+    assert "Get-VMHost" in [c["cmdlet"] for c in h.command_log]

@@ -111,3 +111,33 @@ def test_the_review_warns_of_the_vm_id_left_on_two_hosts_and_asks_the_name_to_re
     job = Job.objects.get()
     assert response["Location"] == f"/jobs/{job.pk}/" and job.params["source_after"] == "remove"
     assert job.params["method"] == "export" and job.params["unseal"] == "authorise"
+
+
+def test_live_migration_is_refused_from_the_stored_inventory_when_a_host_has_it_off(
+    sim_lab: Any, registered_host: Any, operator_client: Client
+) -> None:
+    lab = kind_to_the_second_hop(sim_lab(scenarios=["migration"]))
+    lab.hosts[1].model.live_migration = False  # HV02 never ran Enable-VMMigration
+    source, target = (registered_host(sim) for sim in lab.hosts)
+    assert refresh_host(source).ok and refresh_host(target).ok
+    chosen = {"form": "1", "host": source.pk, "vm": "Win11-B", "target": target.pk}
+    page = operator_client.get("/jobs/new/migrate/", {**chosen, "step": "method"}).content.decode()
+    assert 'data-method="live" data-runnable="no"' in page and 'name="method" value="live"' not in page
+    assert "Live migration is not enabled on HV02" in page and 'href="/hosts/prepare/#live-migration"' in page
+    # The review refuses it before asking either host: nothing more is sent to them.
+    sent = [len(sim.command_log) for sim in lab.hosts]
+    chosen |= {"method": "live", "unseal": "carry", "source_after": "off", "start": "on", "step": "review"}
+    page = operator_client.get("/jobs/new/migrate/", chosen).content.decode()
+    assert "Live migration is not enabled on HV02" in page and "Live migration is not enabled on HV01" not in page
+    assert 'href="/hosts/prepare/#live-migration"' in page and 'id="migrate-submit"' not in page
+    assert [len(sim.command_log) for sim in lab.hosts] == sent
+
+
+def test_the_wizard_speaks_japanese_to_a_japanese_browser(workgroup: Any, operator_client: Client) -> None:
+    chosen = {"form": "1", "host": workgroup.source_host.pk, "vm": "Win11-B", "target": workgroup.target_host.pk}
+    page = operator_client.get(
+        "/jobs/new/migrate/", {**chosen, "step": "method"}, HTTP_ACCEPT_LANGUAGE="ja"
+    ).content.decode()
+    assert "ホスト間で仮想マシンを移行" in page and "3. 移行方法" in page and "使用不可" in page
+    assert "ワークグループのホスト間ではライブ マイグレーションできません" in page  # a verdict, made at run time
+    assert "移行先に既にある仮想マシン ファイルを登録" in page  # a method's label, from a lazy table

@@ -49,6 +49,8 @@ class HostFacts:
     mode: str = ""  # Local | HostGuardianService | "" (unknown: Get-HgsClientConfiguration failed)
     is_host_guarded: bool = False
     attestation_status: str = ""
+    # Get-VMHost's VirtualMachineMigrationEnabled, as the inventory read it (None: not read, e.g. Test connection).
+    live_migration_enabled: bool | None = None
     problems: list[str] = field(default_factory=list)
 
     @property

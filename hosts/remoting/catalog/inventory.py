@@ -1,10 +1,11 @@
 """Inventory reads: everything a host holds in two pipelines, whatever its number of VMs.
 
-ReadHostInventory sends nine statements: every VM's raw key protector, security settings and checkpoints — piped
-from Get-VM, so no VM name is needed up front — the VMs, OS facts, HGS client configuration, guardians, whether the
-shielded-VM certificate store exists, and its certificates. Select-Object keeps only the properties the inventory
-stores. Asked for `unsealers` (as read_inventory does), its follow-up pipeline (keyprotectors.py) asks the host who
-may unseal each VM whose key protector is not `known` from an earlier read.
+ReadHostInventory sends ten statements: every VM's raw key protector, security settings and checkpoints — piped
+from Get-VM, so no VM name is needed up front — the VMs, OS facts, HGS client configuration, whether live migration
+is enabled (Get-VMHost), guardians, whether the shielded-VM certificate store exists, and its certificates.
+Select-Object keeps only the properties the inventory stores. Asked for `unsealers` (as read_inventory does), its
+follow-up pipeline (keyprotectors.py) asks the host who may unseal each VM whose key protector is not `known` from an
+earlier read.
 
 Outputs of all statements arrive in one ordered stream. Objects are told apart by their type names and
 properties; checkpoints name their VM; security settings (VMSecurity has no VMName or VMId) and key protectors
@@ -47,6 +48,9 @@ SHIELDED_STORE = "Cert:\\LocalMachine\\Shielded VM Local Certificates"
 VM_PROPERTIES = ["Name", "VMId", "State", "Generation", "Path"]
 # VMSecurity names neither its VM nor the VM's id: its answers are matched to VMs by their order.
 SECURITY_PROPERTIES = ["TpmEnabled", "Shielded"]
+# Whether the host takes part in live migrations (Enable-VMMigration): the migration wizard refuses live migration
+# from the stored fact before it asks either host.
+VM_HOST_STATEMENT = [Cmd("Get-VMHost"), Cmd("Select-Object", {"Property": ["VirtualMachineMigrationEnabled"]})]
 Notes = list[str]
 
 
@@ -112,6 +116,10 @@ def is_certificate(obj: Any) -> bool:
     return has_type(obj, "X509Certificate") or (
         prop(obj, "Thumbprint") is not None and prop(obj, "NotAfter") is not None
     )
+
+
+def is_vm_host(obj: Any) -> bool:
+    return prop(obj, "VirtualMachineMigrationEnabled") is not None
 
 
 def is_vm(obj: Any) -> bool:
@@ -227,7 +235,7 @@ def _store_missing(error: RemoteCommandError) -> bool:
 class ReadHostInventory(Operation[HostInventoryFacts]):
     """Everything of a host in one pipeline; with `unsealers`, who may unseal its VMs in a second one (read_inventory
     asks; a workflow that reads the key protectors it needs with ReadVmDetails does not). Without the per-VM details
-    (vm_details=False) six statements."""
+    (vm_details=False) seven statements."""
 
     name: ClassVar[str] = "Read host inventory"
     read_only: ClassVar[bool] = True
@@ -242,6 +250,7 @@ class ReadHostInventory(Operation[HostInventoryFacts]):
         "Get-VMSecurity",
         "Get-VMKeyProtector",
         "Get-VMSnapshot",
+        "Get-VMHost",
         "Select-Object",
         *ReadKeyProtectors.CMDLETS,  # its follow-up
     )
@@ -262,6 +271,7 @@ class ReadHostInventory(Operation[HostInventoryFacts]):
             [Cmd("Get-VM"), Cmd("Select-Object", {"Property": VM_PROPERTIES})],
             OS_STATEMENT,
             HGS_STATEMENT,
+            VM_HOST_STATEMENT,
             [Cmd("Get-HgsGuardian")],
             # A host whose TPMs were never enabled has no store yet: Test-Path answers that, and the listing stays
             # quiet (-ErrorAction Ignore), so a new host costs no PathNotFound error line in every refresh's log.
@@ -319,6 +329,8 @@ class ReadHostInventory(Operation[HostInventoryFacts]):
         notes = inventory.problems
         if is_os(obj):
             read_os(obj, inventory.facts)
+        elif is_vm_host(obj):
+            inventory.facts.live_migration_enabled = known_flag(prop(obj, "VirtualMachineMigrationEnabled"))
         elif is_hgs_configuration(obj):
             read_hgs(obj, inventory.facts)
         elif is_guardian(obj):

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext as _
+
 from console.models import AuditEvent
 from hosts.models import Host
 from hosts.remoting.errors import RemotingError, remedy_action
@@ -12,12 +16,13 @@ from hosts.remoting.session import HostSession
 from hosts.vault.models import EscrowedPair
 from jobs.kinds import JobContext, JobFailed, job_kind
 from jobs.models import Job
+from jobs.registry import PlannedStep
 from jobs.services import ordered_hosts
 
 from ..pages import preflight_link
 from ..placement import record_placement
 from .plan import MigrationOptions, share_problems
-from .run import migrate_vm
+from .run import migrate_vm, migration_outline
 
 
 def migrate_again(job: Job) -> str:
@@ -39,8 +44,20 @@ def migrate_again(job: Job) -> str:
 def migrate_approval(hosts: Sequence[Host], params: dict[str, Any]) -> str:
     if params.get("source_after") != "remove":
         return ""
-    source = hosts[0] if hosts else "the source"
-    return f"The migration removes the VM's source copy from {source} once it runs on the target."
+    source = hosts[0] if hosts else _("the source")
+    return _("The migration removes the VM's source copy from %(source)s once it runs on the target.") % {
+        "source": source
+    }
+
+
+def planned_migration(job: Job) -> list[PlannedStep]:
+    """The steps the job's options decide (run.migration_outline), titled in the job's language as its recorded
+    steps are (the runner logs in it), whoever looks at the job."""
+    if len(job.host_names) != 2 or len(job.vms) != 1:
+        return []
+    opts = MigrationOptions.from_params(job.vms[0], job.params)
+    with translation.override(job.language or settings.LANGUAGE_CODE):
+        return [PlannedStep(title) for title in migration_outline(opts, *job.host_names)]
 
 
 @job_kind(
@@ -50,11 +67,12 @@ def migrate_approval(hosts: Sequence[Host], params: dict[str, Any]) -> str:
     mutating=True,
     preflight_url=migrate_again,
     approval=migrate_approval,
+    outline=planned_migration,
 )
 def migrate_vm_job(ctx: JobContext) -> str:
     """hosts: [source, target]; vms: [name]; params: MigrationOptions.as_params()."""
     if len(ctx.hosts) != 2 or len(ctx.vms) != 1:
-        raise JobFailed("A migration needs a source host, a target host and one VM.")
+        raise JobFailed(_("A migration needs a source host, a target host and one VM."))
     opts = MigrationOptions.from_params(ctx.vms[0], ctx.params)
     if opts.problems():
         raise JobFailed(" ".join(opts.problems()))
@@ -85,4 +103,9 @@ def reach(ctx: JobContext, host: Host) -> HostSession:
         return session
     except RemotingError as exc:
         action = remedy_action(exc.kind)
-        raise JobFailed(f"Nothing was changed: {host} cannot be reached — {exc} {action}".rstrip()) from None
+        refused = _("Nothing was changed: %(host)s cannot be reached — %(error)s %(action)s") % {
+            "host": host,
+            "error": exc,
+            "action": action,
+        }
+        raise JobFailed(refused.rstrip()) from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,8 +10,11 @@ from django import forms
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.http import HttpRequest, HttpResponse
+from django.utils.functional import Promise
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from hosts.inventory.models import VirtualMachine
+from hosts.inventory.models import HostInventory, VirtualMachine
 from hosts.models import Host, LabShare
 from hosts.remoting import open_session
 from hosts.remoting.errors import RemotingError
@@ -36,21 +39,23 @@ from .sides import LiveSide
 from .steps import STEPS, StepLink, carried, hidden_fields, next_step, previous_step, step_links, step_of
 
 NOT_ASCII = "[^ -~]"  # a character outside printable ASCII (a control character just costs a comparison)
+PREPARE_LIVE_MIGRATION = "/hosts/prepare/#live-migration"
 
 
-def choice_of(options: dict[str, str], refusal: str) -> forms.ChoiceField:
+def choice_of(options: Mapping[str, str | Promise], refusal: Any) -> forms.ChoiceField:
+    """`refusal`: a str or a lazy translation (made when the form class is)."""
     return forms.ChoiceField(choices=list(options.items()), required=False, error_messages={"invalid_choice": refusal})
 
 
 class MigrationForm(HostForm):
     """The wizard's choices: the source (`host`), the VM, the target and the options; the POST sends them again."""
 
-    host = host_field("Choose a registered source host.")
+    host = host_field(gettext_lazy("Choose a registered source host."))  # type: ignore[arg-type]  # lazy: a str
     vm = forms.CharField(required=False, strip=False, max_length=200)
-    target = host_field("Choose a registered target host.")
-    method = choice_of(METHODS, "Choose a migration method.")
-    unseal = choice_of(UNSEAL, "Choose how the target gets the right to unseal the VM.")
-    source_after = choice_of(SOURCE_AFTER, "Choose what happens to the source copy.")
+    target = host_field(gettext_lazy("Choose a registered target host."))  # type: ignore[arg-type]  # lazy: a str
+    method = choice_of(METHODS, gettext_lazy("Choose a migration method."))
+    unseal = choice_of(UNSEAL, gettext_lazy("Choose how the target gets the right to unseal the VM."))
+    source_after = choice_of(SOURCE_AFTER, gettext_lazy("Choose what happens to the source copy."))
     new_id = forms.BooleanField(required=False)
     start = forms.BooleanField(required=False)
     form = forms.BooleanField(required=False)  # the options were on the page: an unticked box sends nothing
@@ -58,13 +63,15 @@ class MigrationForm(HostForm):
     files_path = forms.CharField(required=False, strip=False)
     preview = forms.BooleanField(required=False)  # "Check both hosts"
     confirm_name = forms.CharField(required=False, strip=False, max_length=200)  # typed to remove the source copy
-    step = choice_of(STEPS, "Choose a step of the wizard.")  # which step to show; the choices travel with it
+    step = choice_of(
+        STEPS, gettext_lazy("Choose a step of the wizard.")
+    )  # which step to show; the choices travel with it
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         source, target = cleaned.get("host"), cleaned.get("target")
         if source is not None and target is not None and source.pk == target.pk:
-            raise forms.ValidationError("Choose a target host other than the source.")
+            raise forms.ValidationError(_("Choose a target host other than the source."))
         return cleaned
 
     def chosen_options(self) -> MigrationOptions:
@@ -88,13 +95,15 @@ def live_preview(
     """The preflight run live against both hosts, and Show PowerShell: the reads it sent, then the job's steps as
     the preflight predicts them. (None, …, reason) when a host cannot be read."""
 
-    script = PowerShellScript().comment(f"Preflight on {source} and {target}: reads only")
+    script = PowerShellScript().comment(
+        _("Preflight on %(source)s and %(target)s: reads only") % {"source": source, "target": target}
+    )
     try:
         with open_session(source.connection_spec()) as s, open_session(target.connection_spec()) as t:
             sides = LiveSide(s, source, "source", script), LiveSide(t, target, "target", script)
             plan = plan_migration(*sides, source, target, opts)
     except RemotingError as exc:
-        return None, script, f"Preflight could not read both hosts: {exc}"
+        return None, script, _("Preflight could not read both hosts: %(error)s") % {"error": exc}
     return plan, migration_script(plan, opts, (source, target), script), ""
 
 
@@ -183,7 +192,7 @@ class Wizard:
 
     @property
     def method_label(self) -> str:
-        return METHODS.get(self.opts.method, "")
+        return str(METHODS.get(self.opts.method, ""))
 
     @property
     def next_step(self) -> str:
@@ -197,6 +206,12 @@ class Wizard:
     def offered(self) -> list[str]:
         """The methods the method step lets the user choose: all but those Windows is known to refuse here."""
         return [key for key, verdict in self.verdicts.items() if verdict.runnable is not False]
+
+    @property
+    def files_path_example(self) -> str:
+        """The register method's placeholder: a .vmcx under the first folder the target reported."""
+        folder = self.target_folders[0] if self.target_folders else "D:\\VMs"
+        return f"{folder}\\Virtual Machines\\<ID>.vmcx"
 
     @property
     def offers_copy(self) -> bool:
@@ -230,14 +245,14 @@ def first_open_step(form: MigrationForm, wizard: Wizard) -> tuple[str, list[str]
     """The first step whose choices are missing or refused, and why (the review: none)."""
     chosen, refused = form.cleaned_data, set(form.errors)
     if wizard.source is None or not wizard.opts.vm_name or refused & {"host", "vm"}:
-        return "vm", ["Choose the source host and the VM first."]
+        return "vm", [_("Choose the source host and the VM first.")]
     if wizard.target is None or refused & {"target", "__all__"}:
-        return "target", ["Choose the target host first."]
+        return "target", [_("Choose the target host first.")]
     method = wizard.opts.problems() + share_problems(wizard.opts, wizard.source, wizard.target)
     if not chosen.get("method") or method or refused & {"method", "share", "files_path", "new_id"}:
-        return "method", method or ["Choose a migration method first."]
+        return "method", method or [_("Choose a migration method first.")]
     if not chosen.get("unseal") or not chosen.get("source_after") or refused & {"unseal", "source_after"}:
-        return "unseal", ["Choose how the target may unseal the VM, and what happens to the source copy, first."]
+        return "unseal", [_("Choose how the target may unseal the VM, and what happens to the source copy, first.")]
     return "review", []
 
 
@@ -260,6 +275,33 @@ def read_methods(wizard: Wizard) -> None:
     plan, _, wizard.error = live_preview(wizard.source, wizard.target, wizard.opts)
     if plan is not None:
         wizard.verdicts, wizard.target_folders = plan.methods, plan.target_folders
+        refuse_live_where_stored_off(wizard, wizard.source, wizard.target)
+
+
+def migration_off(source: Host, target: Host) -> list[Host]:
+    """The hosts whose last inventory says live migration is off on them (Get-VMHost VirtualMachineMigrationEnabled);
+    a host not read yet is not counted: the live check decides for it."""
+    off = set(HostInventory.objects.filter(host__in=[source, target], live_migration_enabled=False).values_list("host"))
+    return [host for host in (source, target) if (host.pk,) in off]
+
+
+def live_migration_off_reason(host: Host) -> str:
+    return _(
+        "Live migration is not enabled on %(host)s (its last inventory refresh: VirtualMachineMigrationEnabled is "
+        "False). Run Enable-VMMigration there as Prepare a host says, refresh its inventory, or use export/import."
+    ) % {"host": host}
+
+
+def refuse_live_where_stored_off(wizard: Wizard, source: Host, target: Host) -> None:
+    """The method step: live migration is not offered when the stored inventory says a host has it off."""
+    off = migration_off(source, target)
+    live = wizard.verdicts.get("live")
+    if not off or live is None:
+        return
+    live.runnable = False
+    live.reasons = [live_migration_off_reason(host) for host in off] + live.reasons
+    live.configure = [f"Enable-VMMigration  # on {host}" for host in off] + live.configure
+    wizard.fixes.append((_("Prepare a host: live migration"), PREPARE_LIVE_MIGRATION))
 
 
 def check_both_hosts(wizard: Wizard, user: Any) -> None:
@@ -285,26 +327,37 @@ def check_both_hosts(wizard: Wizard, user: Any) -> None:
 
 
 def known_problems(wizard: Wizard, source: Host, target: Host, opts: MigrationOptions) -> None:
-    """What the stored inventory already says against the move, before asking either host: the target has a VM
-    with this VM's id (Import-VM without a new id, or Move-VM, fails on it: "the identifier is already in use")."""
+    """What the stored inventory already says against the move, before asking either host: live migration is off on
+    a host, or the target has a VM with this VM's id (Import-VM without a new id, or Move-VM, fails on it: "the
+    identifier is already in use")."""
+    off = migration_off(source, target) if opts.method == "live" else []
+    if off:
+        wizard.problems += [live_migration_off_reason(host) for host in off]
+        wizard.fixes.append((_("Prepare a host: live migration"), PREPARE_LIVE_MIGRATION))
     vm = VirtualMachine.objects.filter(host=source, name=opts.vm_name).first()
     if vm is None or not vm.vm_id or (opts.method == "export" and opts.new_id):
         return
     twin = VirtualMachine.objects.filter(host=target, vm_id__iexact=vm.vm_id).first()
     if twin is not None:
         wizard.problems.append(
-            f"{target} already has a VM with the id of '{vm.name}' ('{twin.name}', {twin.state or 'state unknown'}): "
-            "an import or move that keeps the id would fail on it. Export and import a copy with a new id, or look "
-            "at that VM first (an earlier migration may have left it there)."
+            _(
+                "%(target)s already has a VM with the id of '%(vm)s' ('%(twin)s', %(state)s): an import or move that "
+                "keeps the id would fail on it. Export and import a copy with a new id, or look at that VM first (an "
+                "earlier migration may have left it there)."
+            )
+            % {"target": target, "vm": vm.name, "twin": twin.name, "state": twin.state or _("state unknown")}
         )
-        wizard.fixes.append((f"'{twin.name}' on {target}", f"/vms/{twin.pk}/"))
+        wizard.fixes.append((_("'%(vm)s' on %(host)s") % {"vm": twin.name, "host": target}, f"/vms/{twin.pk}/"))
 
 
 def removal_unconfirmed(opts: MigrationOptions, typed: str, source: Host) -> list[str]:
     """Removing the source copy needs the VM's name typed exactly (case too), as turning a TPM off does."""
     if opts.source_after != "remove" or typed == opts.vm_name:
         return []
-    return [f"Type the VM's name '{opts.vm_name}' exactly to confirm removing its source copy from {source}."]
+    return [
+        _("Type the VM's name '%(vm)s' exactly to confirm removing its source copy from %(source)s.")
+        % {"vm": opts.vm_name, "source": source}
+    ]
 
 
 @kind_page("migrate_vm")

@@ -12,23 +12,26 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from django.utils.translation import gettext as _
+
 DRIVE_PATH = re.compile(r"^[A-Za-z]:\\[^\\]")  # C:\something: a full path on a local drive, not the drive's root
 
 
 def local_path_refusal(path: str) -> str:
-    """Why `path` is not a plain full path on one of the target's drives ("" when it is)."""
+    """Why `path` is not a plain full path on one of the target's drives ("" when it is): what the path must be or
+    may not contain, said after "The configuration file's path"."""
     if path.startswith(("\\\\", "//", "\\??\\")):
-        return "must be on one of the target's own drives, not a network or device path (\\\\server\\…)."
+        return _("must be on one of the target's own drives, not a network or device path (\\\\server\\…).")
     if "/" in path:
-        return "must use backslashes (\\) between folders."
+        return _("must use backslashes (\\) between folders.")
     if not DRIVE_PATH.match(path):
-        return "must be a full path on a drive of the target, such as C:\\…\\<ID>.vmcx."
+        return _("must be a full path on a drive of the target, such as C:\\…\\<ID>.vmcx.")
     if ":" in path[2:]:
-        return "may not contain ':' after the drive letter (alternate data streams are not VM files)."
+        return _("may not contain ':' after the drive letter (alternate data streams are not VM files).")
     if not path.isprintable():
-        return "may not contain control or invisible characters."
+        return _("may not contain control or invisible characters.")
     if any(part in ("..", ".") or part != part.rstrip(" .") for part in path[3:].split("\\")):
-        return "may not contain '..' or '.' or a folder name that ends in a dot or a space."
+        return _("may not contain '..' or '.' or a folder name that ends in a dot or a space.")
     return ""
 
 

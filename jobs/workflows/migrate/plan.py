@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
 from hosts.models import Host, LabShare
@@ -40,20 +42,27 @@ from .reach import NO_DELEGATION, HopFacts, PullFacts, Verdict, assess, delegati
 from .sides import Sender
 
 METHODS = {
-    "pull": "Copy from the source's own share with the share's account, import a copy on the target (workgroups)",
-    "export": "Export to the lab share, import a copy on the target",
-    "live": "Live migration (Move-VM)",
-    "register": "Register VM files already on the target",
+    "pull": gettext_lazy(
+        "Copy from the source's own share with the share's account, import a copy on the target (workgroups)"
+    ),
+    "export": gettext_lazy("Export to the lab share, import a copy on the target"),
+    "live": gettext_lazy("Live migration (Move-VM)"),
+    "register": gettext_lazy("Register VM files already on the target"),
 }
 
 
 UNSEAL = {
-    "carry": "Carry the owner guardian's PFX pair through the vault",
-    "authorise": "Authorise the target's own guardian in the VM's key protector (no private key leaves the source)",
+    "carry": gettext_lazy("Carry the owner guardian's PFX pair through the vault"),
+    "authorise": gettext_lazy(
+        "Authorise the target's own guardian in the VM's key protector (no private key leaves the source)"
+    ),
 }
 
 
-SOURCE_AFTER = {"off": "Leave the source copy off", "remove": "Remove the source copy (its disks stay on the host)"}
+SOURCE_AFTER = {
+    "off": gettext_lazy("Leave the source copy off"),
+    "remove": gettext_lazy("Remove the source copy (its disks stay on the host)"),
+}
 
 
 COPIES = ("pull", "export")  # the methods that import a copy of an export on the target
@@ -63,7 +72,10 @@ def share_problems(opts: MigrationOptions, source: Host, target: Host) -> list[s
     """An export goes only through a share an administrator listed for both hosts, whatever the request says."""
     if opts.method not in COPIES or opts.share in LabShare.offered_to(source, target):
         return []
-    return [f"Choose a lab share listed for both {source} and {target} (Hosts › Lab shares)."]
+    return [
+        _("Choose a lab share listed for both %(source)s and %(target)s (Hosts › Lab shares).")
+        % {"source": source, "target": target}
+    ]
 
 
 def lab_share() -> str:
@@ -87,22 +99,22 @@ class MigrationOptions:
     def problems(self) -> list[str]:
         found = []
         if self.method not in METHODS:
-            found.append("Choose a migration method.")
+            found.append(_("Choose a migration method."))
         if self.unseal not in UNSEAL:
-            found.append("Choose how the target gets the right to unseal the VM.")
+            found.append(_("Choose how the target gets the right to unseal the VM."))
         if self.source_after not in SOURCE_AFTER:
-            found.append("Choose what happens to the source copy.")
+            found.append(_("Choose what happens to the source copy."))
         if self.method == "register":
             found += self.files_path_problems()
         if self.method in COPIES and not self.share.startswith("\\\\"):
-            found.append("The lab share must be a UNC path (\\\\server\\share) that both hosts can reach.")
+            found.append(_("The lab share must be a UNC path (\\\\server\\share) that both hosts can reach."))
         return found
 
     def files_path_problems(self) -> list[str]:
         if not self.files_path.lower().endswith(".vmcx"):
-            return ["Give the path of the VM's .vmcx file on the target (…\\Virtual Machines\\<ID>.vmcx)."]
+            return [_("Give the path of the VM's .vmcx file on the target (…\\Virtual Machines\\<ID>.vmcx).")]
         refusal = local_path_refusal(self.files_path)
-        return [f"The configuration file's path {refusal}"] if refusal else []
+        return [_("The configuration file's path %(refusal)s") % {"refusal": refusal}] if refusal else []
 
     @classmethod
     def from_params(cls, vm_name: str, params: dict[str, Any]) -> MigrationOptions:
@@ -222,7 +234,7 @@ def plan_migration(
     """Check both hosts live and decide every step; failures are listed in plan.checks, nothing is changed."""
     plan = MigrationPlan()
     src, tgt = read_side(source_session), read_side(target_session)
-    plan.add("ok", f"{source} and {target} answer, both in Local mode")
+    plan.add("ok", _("%(source)s and %(target)s answer, both in Local mode") % {"source": source, "target": target})
     share = opts.share
     pull = pull_facts(source_session, source, src, share)
     plan.hops = hop_facts(src, source_session, source, share), hop_facts(tgt, target_session, target, share)
@@ -234,7 +246,7 @@ def plan_migration(
         plan.target_storage = f"{tgt.virtual_machine_path.rstrip(chr(92))}\\{opts.vm_name}"
     plan.vm = src.vm(opts.vm_name)
     if plan.vm is None:
-        plan.add("fail", f"{source} has no VM named '{opts.vm_name}'.")
+        plan.add("fail", _("%(source)s has no VM named '%(vm)s'.") % {"source": source, "vm": opts.vm_name})
         return plan
     details = source_session.run(ReadVmDetails([plan.vm.name]))[plan.vm.name]
     plan.tpm_enabled, plan.key_protector = details.tpm_enabled, details.key_protector
@@ -254,23 +266,24 @@ def twin_left_behind(plan: MigrationPlan, opts: MigrationOptions, source: Host, 
     keeps_id = opts.method == "register" or (opts.method in COPIES and not opts.new_id)
     if plan.vm is None or opts.source_after != "off" or not keeps_id:
         return ""
-    return (
-        f"'{plan.vm.name}' keeps its ID {plan.vm.vm_id} on {target}, and its source copy stays registered on "
-        f"{source} (off): the same VM ID on two hosts. A later import or move of either one to the other's host "
+    return _(
+        "'%(vm)s' keeps its ID %(id)s on %(target)s, and its source copy stays registered on "
+        "%(source)s (off): the same VM ID on two hosts. A later import or move of either one to the other's host "
         'fails ("the identifier is already in use"), and starting both runs two machines of one identity. Remove '
         "the source copy (its disks stay), or give the imported copy a new ID."
-    )
+    ) % {"vm": plan.vm.name, "id": plan.vm.vm_id, "target": target, "source": source}
 
 
 def check_state(plan: MigrationPlan, opts: MigrationOptions, source: Host) -> None:
     assert plan.vm is not None
     state = plan.vm.state
+    said = {"vm": plan.vm.name, "state": state, "source": source}
     if state == "Running" and opts.method != "live":
-        plan.add("warn", f"'{plan.vm.name}' is Running on {source}: the job shuts it down before moving it.")
+        plan.add("warn", _("'%(vm)s' is Running on %(source)s: the job shuts it down before moving it.") % said)
     elif state not in ("Off", "Running", "Saved"):
-        plan.add("fail", f"'{plan.vm.name}' is {state} on {source}: turn it Off (or let it run) first.")
+        plan.add("fail", _("'%(vm)s' is %(state)s on %(source)s: turn it Off (or let it run) first.") % said)
     else:
-        plan.add("ok", f"'{plan.vm.name}' is {state} on {source}")
+        plan.add("ok", _("'%(vm)s' is %(state)s on %(source)s") % said)
 
 
 def check_target(plan: MigrationPlan, tgt: HostSide, target: Host, opts: MigrationOptions) -> None:
@@ -278,14 +291,18 @@ def check_target(plan: MigrationPlan, tgt: HostSide, target: Host, opts: Migrati
     if tgt.vm(opts.vm_name) is not None:
         plan.add(
             "fail",
-            f"{target} already has a VM named '{opts.vm_name}'. Rename or remove one of them first: two VMs of one "
-            "name on a host cannot be told apart by name.",
+            _(
+                "%(target)s already has a VM named '%(vm)s'. Rename or remove one of them first: two VMs of one "
+                "name on a host cannot be told apart by name."
+            )
+            % {"target": target, "vm": opts.vm_name},
         )
     same_id = any(vm.vm_id == plan.vm.vm_id for vm in tgt.inventory.vms)
+    said = {"target": target, "id": plan.vm.vm_id}
     if same_id and opts.method == "live":
-        plan.add("fail", f"{target} already has a VM with the ID {plan.vm.vm_id}.")
+        plan.add("fail", _("%(target)s already has a VM with the ID %(id)s.") % said)
     elif same_id and opts.method in COPIES and not opts.new_id:
-        plan.add("fail", f"{target} already has a VM with the ID {plan.vm.vm_id}: tick “new ID” to import a copy.")
+        plan.add("fail", _("%(target)s already has a VM with the ID %(id)s: tick “new ID” to import a copy.") % said)
 
 
 def check_method(
@@ -305,20 +322,27 @@ def check_method(
     if opts.method == "live":
         for host, side in ((source, src), (target, tgt)):
             if side.live_migration:
-                plan.add("ok", f"Live migration is enabled on {host}")
+                plan.add("ok", _("Live migration is enabled on %(host)s") % {"host": host})
             else:
-                plan.add("fail", f"Live migration is not enabled on {host} (Enable-VMMigration): use export/import.")
+                plan.add(
+                    "fail",
+                    _("Live migration is not enabled on %(host)s (Enable-VMMigration): use export/import.")
+                    % {"host": host},
+                )
     elif opts.method == "export":
         if verdict.runnable:  # both tried it from their own sessions
-            plan.add("ok", f"{source} sees the lab share {opts.share}")
-            plan.add("ok", f"{target} sees the lab share {opts.share}")
-        plan.add("ok", "Compare-VM runs on the target after the export; the job stops if it reports a problem")
+            for host in (source, target):
+                plan.add("ok", _("%(host)s sees the lab share %(share)s") % {"host": host, "share": opts.share})
+        plan.add("ok", _("Compare-VM runs on the target after the export; the job stops if it reports a problem"))
     elif opts.method == "pull":
         if verdict.runnable:
             plan.add("ok", verdict.reasons[0])
         if not plan.target_vm_path:
-            plan.add("fail", f"{target} did not say where it keeps VMs (Get-VMHost VirtualMachinePath).")
-        plan.add("ok", "Compare-VM runs on the target after the copy; the job stops if it reports a problem")
+            plan.add(
+                "fail",
+                _("%(target)s did not say where it keeps VMs (Get-VMHost VirtualMachinePath).") % {"target": target},
+            )
+        plan.add("ok", _("Compare-VM runs on the target after the copy; the job stops if it reports a problem"))
     else:
         check_files_in_place(plan, tgt, target, target_session, opts)
 
@@ -329,17 +353,21 @@ def check_files_in_place(
     """Register: the .vmcx must lie under a folder the target reported, before the target is asked anything about
     it (Test-Path on a path of the form's choosing would already make the host look there)."""
     if not lies_under(opts.files_path, tgt.folders):
-        listed = "; ".join(tgt.folders) or "none"
-        plan.add("fail", f"{opts.files_path} is not under a folder {target} reported for VM files ({listed}).")
+        listed = "; ".join(tgt.folders) or _("none")
+        plan.add(
+            "fail",
+            _("%(path)s is not under a folder %(target)s reported for VM files (%(folders)s).")
+            % {"path": opts.files_path, "target": target, "folders": listed},
+        )
         return
     if not target_session.run(TestPath(opts.files_path)):
-        plan.add("fail", f"{target} has no file {opts.files_path}.")
+        plan.add("fail", _("%(target)s has no file %(path)s.") % {"target": target, "path": opts.files_path})
         return
     report = target_session.run(CompareVM(ImportOptions(opts.files_path, copy=False)))
     for problem in report.incompatibilities:
-        plan.add("fail", f"Compare-VM on {target}: {problem}")
+        plan.add("fail", _("Compare-VM on %(host)s: %(problems)s") % {"host": target, "problems": problem})
     if report.ok:
-        plan.add("ok", f"Compare-VM on {target} reports no incompatibility")
+        plan.add("ok", _("Compare-VM on %(target)s reports no incompatibility") % {"target": target})
 
 
 def compare_move(plan: MigrationPlan, source_session: Sender, source: Host, target: Host) -> None:
@@ -352,7 +380,11 @@ def compare_move(plan: MigrationPlan, source_session: Sender, source: Host, targ
     try:
         report = source_session.run(CompareMove(plan.vm.name, plan.target_name, plan.target_storage))
     except RemoteCommandError as exc:  # the source cannot even ask the target, e.g. no credentials for the second hop
-        plan.add("fail", f"Compare-VM on {source} for a move to {target} failed: {exc}")
+        plan.add(
+            "fail",
+            _("Compare-VM on %(source)s for a move to %(target)s failed: %(error)s")
+            % {"source": source, "target": target, "error": exc},
+        )
         refuse_without_delegation(plan, [str(exc)])
         return
     refuse_without_delegation(plan, report.incompatibilities)
@@ -360,13 +392,24 @@ def compare_move(plan: MigrationPlan, source_session: Sender, source: Host, targ
         if plan.unseal_needed and "key protector" in problem.lower():
             plan.add(
                 "ok",
-                f"Compare-VM on {source}: {target} cannot unwrap the key protector yet — the job gives it "
-                "the right first, then runs Compare-VM again before Move-VM",
+                _(
+                    "Compare-VM on %(source)s: %(target)s cannot unwrap the key protector yet — the job gives it "
+                    "the right first, then runs Compare-VM again before Move-VM"
+                )
+                % {"source": source, "target": target},
             )
         else:
-            plan.add("fail", f"Compare-VM on {source} for a move to {target}: {problem}")
+            plan.add(
+                "fail",
+                _("Compare-VM on %(source)s for a move to %(target)s: %(problem)s")
+                % {"source": source, "target": target, "problem": problem},
+            )
     if report.ok:
-        plan.add("ok", f"Compare-VM on {source} reports no incompatibility for a move to {target}")
+        plan.add(
+            "ok",
+            _("Compare-VM on %(source)s reports no incompatibility for a move to %(target)s")
+            % {"source": source, "target": target},
+        )
 
 
 def refuse_without_delegation(plan: MigrationPlan, answers: list[str]) -> None:
@@ -388,10 +431,10 @@ def check_unseal(
 ) -> None:
     kp = plan.key_protector
     if not kp.present:
-        plan.add("ok", "The VM has no key protector: it needs no guardian on the target")
+        plan.add("ok", _("The VM has no key protector: it needs no guardian on the target"))
         return
     if tgt.can_unseal(kp):
-        plan.add("ok", f"{target} already holds the private keys of a guardian of this VM")
+        plan.add("ok", _("%(target)s already holds the private keys of a guardian of this VM") % {"target": target})
         return
     plan.unseal_needed = True
     if opts.unseal == "carry":
@@ -406,14 +449,18 @@ def plan_carry(plan: MigrationPlan, src: HostSide, tgt: HostSide, source: Host, 
     ordered = ([kp.owner] if kp.owner else []) + [g for g in kp.guardians if g != kp.owner]
     plan.vault_pair = next((p for g in ordered if (p := find_pair(g.signing, g.encryption)) is not None), None)
     if plan.vault_pair is not None:
-        plan.add("ok", f"{target} will get {plan.vault_pair} from the vault")
+        plan.add("ok", _("%(target)s will get %(pair)s from the vault") % {"target": target, "pair": plan.vault_pair})
         plan.import_name = distinct_name(plan.vault_pair, tgt.inventory.guardians)
     elif kp.owner is not None and {kp.owner.signing, kp.owner.encryption} <= src.keyed:
-        plan.add("ok", f"The owner guardian will be escrowed from {source} first, then imported to {target}")
+        plan.add(
+            "ok",
+            _("The owner guardian will be escrowed from %(source)s first, then imported to %(target)s")
+            % {"source": source, "target": target},
+        )
         escrowed = EscrowedPair(signing_thumbprint=kp.owner.signing, encryption_thumbprint=kp.owner.encryption)
         plan.import_name = distinct_name(escrowed, tgt.inventory.guardians)
     else:
-        plan.add("fail", "No guardian of this VM is in the vault, and the source lacks the owner's private keys.")
+        plan.add("fail", _("No guardian of this VM is in the vault, and the source lacks the owner's private keys."))
 
 
 def check_carry_placement(plan: MigrationPlan, target: Host, user: Any) -> None:
@@ -427,26 +474,35 @@ def check_carry_placement(plan: MigrationPlan, target: Host, user: Any) -> None:
         assert owner is not None
         pair = EscrowedPair(signing_thumbprint=owner.signing, encryption_thumbprint=owner.encryption)
     if not may_place(user, target, pair):
-        plan.add("fail", placement_refusal(target, pair) + " Or choose to authorise the target's own guardian.")
+        plan.add("fail", placement_refusal(target, pair) + " " + _("Or choose to authorise the target's own guardian."))
 
 
 def plan_authorise(plan: MigrationPlan, src: HostSide, tgt: HostSide, source: Host, target: Host) -> None:
     assert plan.vm is not None
     owner = plan.key_protector.owner
     if owner is None or owner.signing not in src.keyed:
-        plan.add("fail", f"{source} lacks the owner's private signing key, which granting access needs: use carry.")
+        plan.add(
+            "fail",
+            _("%(source)s lacks the owner's private signing key, which granting access needs: use carry.")
+            % {"source": source},
+        )
     if plan.vm.state == "Saved":
-        plan.add("fail", "A saved state cannot be resumed after its key protector changes: use carry, or discard it.")
+        plan.add(
+            "fail", _("A saved state cannot be resumed after its key protector changes: use carry, or discard it.")
+        )
     elif plan.vm.state == "Running":
-        plan.add("warn", "The VM is shut down before its key protector changes (it cannot change while running).")
+        plan.add("warn", _("The VM is shut down before its key protector changes (it cannot change while running)."))
     local = next((g for g in tgt.inventory.guardians if g.name == UNTRUSTED_GUARDIAN), None)
+    said = {"target": target}
     if local is None:
-        plan.add("ok", f"{target} has no guardian yet: the job creates its UntrustedGuardian, then authorises it")
+        plan.add(
+            "ok", _("%(target)s has no guardian yet: the job creates its UntrustedGuardian, then authorises it") % said
+        )
     elif not local.has_private_signing_key or local.encryption_thumbprint.upper() not in tgt.keyed:
-        plan.add("fail", f"The UntrustedGuardian of {target} has lost its private keys: reset it first.")
+        plan.add("fail", _("The UntrustedGuardian of %(target)s has lost its private keys: reset it first.") % said)
     else:
         plan.target_guardian = local.name
-        plan.add("ok", f"The UntrustedGuardian of {target} will be authorised in the VM's key protector")
+        plan.add("ok", _("The UntrustedGuardian of %(target)s will be authorised in the VM's key protector") % said)
     wanted = f"{plan.target_name or target}-{plan.target_guardian or UNTRUSTED_GUARDIAN}"
     plan.granted_name = free_name(wanted, src.inventory.guardians)
 

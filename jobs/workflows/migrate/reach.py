@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.utils.translation import gettext as _
+
 from hosts.models import Host, LabShare
 from hosts.remoting.catalog.vms import Membership
 from hosts.remoting.operation import quote
@@ -62,7 +64,7 @@ class Verdict:
 
     @property
     def label(self) -> str:
-        return {True: "can work", False: "cannot work", None: "Compare-VM decides"}[self.runnable]
+        return {True: _("can work"), False: _("cannot work"), None: _("Compare-VM decides")}[self.runnable]
 
 
 @dataclass
@@ -91,15 +93,24 @@ def pull_verdict(src: HopFacts, tgt: HopFacts, pull: PullFacts) -> Verdict:
     served_here = share is not None and same_machine(share.server, src.computer_name, str(src.host))
     if not served_here:
         verdict.reasons.append(
-            f"{pull.path} is not a share of {src.host}: this method copies from a folder {src.host} shares itself "
-            "(Export-VM writes there locally, with no second hop)."
+            _(
+                "%(share)s is not a share of %(source)s: this method copies from a folder %(source)s shares itself "
+                "(Export-VM writes there locally, with no second hop)."
+            )
+            % {"share": pull.path, "source": src.host}
         )
     elif pull.folder is None:
-        verdict.reasons.append(f"{src.host} has no share named '{share_name(pull.path)}' (Get-SmbShare).")
+        verdict.reasons.append(
+            _("%(source)s has no share named '%(name)s' (Get-SmbShare).")
+            % {"source": src.host, "name": share_name(pull.path)}
+        )
     if share is None or not share.has_credentials:
         verdict.reasons.append(
-            f"No account is stored for {pull.path}: an administrator gives the share's account (a local account of "
-            f"{src.host} that may read the share) in Hosts › Lab shares."
+            _(
+                "No account is stored for %(share)s: an administrator gives the share's account (a local account "
+                "of %(source)s that may read the share) in Hosts › Lab shares."
+            )
+            % {"share": pull.path, "source": src.host}
         )
     if verdict.reasons:
         verdict.runnable = False
@@ -107,10 +118,13 @@ def pull_verdict(src: HopFacts, tgt: HopFacts, pull: PullFacts) -> Verdict:
         return verdict
     assert share is not None
     verdict.reasons = [
-        f"{src.host} exports to {pull.folder}, the folder behind {pull.path}; {tgt.host} maps {pull.path} with the "
-        f"share's account {share.account} (explicit credentials for that one share: not a second hop), copies the "
-        "export to a local folder and imports it there. Wrong credentials or an unreachable share stop the job "
-        "before anything is imported."
+        _(
+            "%(source)s exports to %(folder)s, the folder behind %(share)s; %(target)s maps %(share)s with the "
+            "share's account %(account)s (explicit credentials for that one share: not a second hop), copies the "
+            "export to a local folder and imports it there. Wrong credentials or an unreachable share stop the job "
+            "before anything is imported."
+        )
+        % {"source": src.host, "folder": pull.folder, "share": pull.path, "target": tgt.host, "account": share.account}
     ]
     return verdict
 
@@ -148,14 +162,20 @@ def share_verdict(src: HopFacts, tgt: HopFacts, share: str) -> Verdict:
         if side.share_reachable:
             if side.delegates_credentials:
                 verdict.reasons.append(
-                    f"{side.host} reaches {share} from the console's session: logged on with CredSSP, the session "
-                    "holds the account's credentials for the share (the second hop)."
+                    _(
+                        "%(host)s reaches %(share)s from the console's session: logged on with CredSSP, the session "
+                        "holds the account's credentials for the share (the second hop)."
+                    )
+                    % {"host": side.host, "share": share}
                 )
             continue
         verdict.runnable = False
         verdict.reasons.append(
-            f"{side.host} cannot reach {share} from the console's session (Test-Path on {side.host} is False). "
-            f"A session logged on with {side.logon} holds no credentials for a third machine (the second hop)."
+            _(
+                "%(host)s cannot reach %(share)s from the console's session (Test-Path on %(host)s is False). "
+                "A session logged on with %(logon)s holds no credentials for a third machine (the second hop)."
+            )
+            % {"host": side.host, "share": share, "logon": side.logon}
         )
         verdict.configure += share_remedy(side, share)
     return verdict
@@ -190,37 +210,55 @@ def any_protocol(side: HopFacts) -> list[str]:
 
 
 def live_verdict(src: HopFacts, tgt: HopFacts) -> Verdict:
-    verdict = Verdict("live", None, ["Delegation lives in Active Directory: Compare-VM on the source tells."])
+    verdict = Verdict("live", None, [_("Delegation lives in Active Directory: Compare-VM on the source tells.")])
     outside = [side for side in (src, tgt) if not side.membership.part_of_domain]
     if outside:
         verdict.runnable = False
         verdict.reasons = [
-            f"{side.host} is in {side.membership}: live migration without a cluster needs both hosts in one (or a "
-            "trusting) domain. A workgroup pair cannot live-migrate: use export/import."
+            _(
+                "%(host)s is in %(membership)s: live migration without a cluster needs both hosts in one (or a "
+                "trusting) domain. A workgroup pair cannot live-migrate: use export/import."
+            )
+            % {"host": side.host, "membership": side.membership}
             for side in outside
         ]
         verdict.configure = [f"Add-Computer -DomainName <domain> -Restart  # on {side.host}" for side in outside]
     elif src.membership.domain.casefold() != tgt.membership.domain.casefold():
         verdict.runnable = False
-        verdict.reasons = [f"{src.host} is in {src.membership} and {tgt.host} in {tgt.membership}: they need a trust."]
+        verdict.reasons = [
+            _("%(source)s is in %(source_membership)s and %(target)s in %(target_membership)s: they need a trust.")
+            % {
+                "source": src.host,
+                "source_membership": src.membership,
+                "target": tgt.host,
+                "target_membership": tgt.membership,
+            }
+        ]
     elif src.migration_authentication == CREDSSP and src.delegates_credentials:
         verdict.runnable = True
         verdict.reasons = [
-            f"{src.host} and {tgt.host} are both in {src.membership}; {src.host} authenticates migrations with "
-            f"CredSSP and the console logs on to it with CredSSP, so Move-VM on {src.host} holds the account's "
-            f"credentials to authenticate to {tgt.host}."
+            _(
+                "%(source)s and %(target)s are both in %(membership)s; %(source)s authenticates migrations with "
+                "CredSSP and the console logs on to it with CredSSP, so Move-VM on %(source)s holds the account's "
+                "credentials to authenticate to %(target)s."
+            )
+            % {"source": src.host, "target": tgt.host, "membership": src.membership}
         ]
     elif src.migration_authentication == CREDSSP:
         verdict.runnable = False
         verdict.reasons = [
-            f"{src.host} authenticates migrations with CredSSP, which needs the operator's own credentials on "
-            f"{src.host}; the console's {src.logon} session has none (Windows: 0x8009030D)."
+            _(
+                "%(source)s authenticates migrations with CredSSP, which needs the operator's own credentials on "
+                "%(source)s; the console's %(logon)s session has none (Windows: 0x8009030D)."
+            )
+            % {"source": src.host, "logon": src.logon}
         ]
         verdict.configure = kerberos_migration(src, tgt) + credssp_logon(src)
     elif src.migration_authentication == KERBEROS and src.host.auth in ("ntlm", "basic"):
         verdict.runnable = False
         verdict.reasons = [
-            f"Kerberos delegation needs a Kerberos logon: the console connects to {src.host} with {src.logon}."
+            _("Kerberos delegation needs a Kerberos logon: the console connects to %(source)s with %(logon)s.")
+            % {"source": src.host, "logon": src.logon}
         ]
         verdict.configure = [f"# Register {src.host} with Kerberos authentication in the console."]
     return verdict
@@ -259,13 +297,20 @@ def delegation_targets(tgt: HopFacts) -> list[str]:
 def delegation_refused(src: HopFacts, tgt: HopFacts) -> Verdict:
     """What the preflight says when Compare-VM on the source finds it may not pass the console's logon on to the
     target (SEC_E_NO_CREDENTIALS): delegation is missing in Active Directory, and how to grant it."""
-    reason = (
-        f"{src.host} may not pass the console's {src.logon} logon on to {tgt.host} (Compare-VM: no credentials, "
-        f"{NO_DELEGATION}). Live migration with Kerberos needs {src.computer_name} to be allowed to delegate to "
-        f"{tgt.computer_name}'s migration service (Kerberos constrained delegation, set in Active Directory)."
-    )
+    reason = _(
+        "%(source)s may not pass the console's %(logon)s logon on to %(target)s (Compare-VM: no credentials, "
+        "%(code)s). Live migration with Kerberos needs %(source_computer)s to be allowed to delegate to "
+        "%(target_computer)s's migration service (Kerberos constrained delegation, set in Active Directory)."
+    ) % {
+        "source": src.host,
+        "logon": src.logon,
+        "target": tgt.host,
+        "code": NO_DELEGATION,
+        "source_computer": src.computer_name,
+        "target_computer": tgt.computer_name,
+    }
     return Verdict("live", False, [reason], kerberos_migration(src, tgt))
 
 
 def register_verdict() -> Verdict:
-    return Verdict("register", True, ["Runs on the target alone (its own files): no second hop."])
+    return Verdict("register", True, [_("Runs on the target alone (its own files): no second hop.")])

@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy
+
 STEPS = {
-    "vm": "The VM",
-    "target": "The target",
-    "method": "The method",
-    "unseal": "Unsealing and afterwards",
-    "review": "Review and start",
+    "vm": gettext_lazy("The VM"),
+    "target": gettext_lazy("The target"),
+    "method": gettext_lazy("The method"),
+    "unseal": gettext_lazy("Unsealing and afterwards"),
+    "review": gettext_lazy("Review and start"),
 }
 ORDER = list(STEPS)
 # The fields each step shows; the others travel in hidden fields. Review shows none: it checks them all.
@@ -30,7 +33,7 @@ CARRIED = ("host", "vm", "target", "method", "share", "new_id", "files_path", "u
 @dataclass(frozen=True)
 class StepLink:
     key: str
-    label: str
+    label: str | Promise
     url: str  # "" for the current step and the ones not reachable yet
     current: bool
 
