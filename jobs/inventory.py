@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from hosts.inventory.refresh import refresh_hosts
 
@@ -34,8 +36,9 @@ def host_log(ctx: JobContext, host_name: str) -> Callable[..., None]:
 
 
 def refresh_step(host_names: list[str]) -> str:
-    several = len(host_names) > 1
-    return f"Refresh inventory of {len(host_names)} hosts" if several else f"Refresh inventory of {''.join(host_names)}"
+    if len(host_names) > 1:
+        return _("Refresh inventory of %(count)s hosts") % {"count": len(host_names)}
+    return _("Refresh inventory of %(host)s") % {"host": "".join(host_names)}
 
 
 def refresh_outline(job: Job) -> list[PlannedStep]:
@@ -44,7 +47,7 @@ def refresh_outline(job: Job) -> list[PlannedStep]:
 
 @job_kind(
     INVENTORY_REFRESH,
-    label="Refresh inventory",
+    label=gettext_lazy("Refresh inventory"),
     permission="run_jobs",
     mutating=False,
     refresh_inventory=False,
@@ -54,28 +57,41 @@ def refresh_inventory(ctx: JobContext) -> str:
     """Read all hosts at once, each over its own session (refresh_hosts); an unreachable host keeps its last
     inventory, marked stale. Cancel is honoured before the reads start: they are short and read-only."""
     if not ctx.hosts:
-        raise JobFailed("No host to refresh: choose at least one host.")
+        raise JobFailed(_("No host to refresh: choose at least one host."))
     ctx.check_cancelled()
     several = len(ctx.hosts) > 1
     with ctx.step(refresh_step([host.name for host in ctx.hosts])):
         outcomes = refresh_hosts(ctx.hosts, log_for=lambda host: host_log(ctx, host.name if several else ""))
     for host in ctx.hosts:  # failures were logged by the refresh itself, with their reason
         if outcomes[host.pk].ok:
-            log.info("%s: inventory refreshed (%s requests)", host.name, outcomes[host.pk].requests)
+            done = {"host": host.name, "requests": outcomes[host.pk].requests}
+            log.info(_("%(host)s: inventory refreshed (%(requests)s requests)"), done)
     failed = [host.name for host in ctx.hosts if not outcomes[host.pk].ok]
     ctx.record("failed_hosts", failed)
     if failed and len(failed) == len(ctx.hosts):
-        raise JobFailed(f"Could not refresh {', '.join(failed)}: see the log for the reason of each host.")
+        raise JobFailed(
+            _("Could not refresh %(hosts)s: see the log for the reason of each host.") % {"hosts": ", ".join(failed)}
+        )
     if settings.ESCROW_POLICY and not settings.ESCROW_POLICY_SECONDS:  # the policy's default: at the next refresh
         escrow_after_refresh(ctx)
     refreshed = len(ctx.hosts) - len(failed)
-    summary = f"Refreshed {refreshed} of {len(ctx.hosts)} host{'s' if several else ''}"
+    counts = {"refreshed": refreshed, "count": len(ctx.hosts)}
+    summary = (
+        ngettext(
+            "Refreshed %(refreshed)s of %(count)s host", "Refreshed %(refreshed)s of %(count)s hosts", len(ctx.hosts)
+        )
+        % counts
+    )
     if failed:
         # Not a success: the failed hosts keep their last inventory, marked stale.
+        unreachable = ", ".join(failed)
         raise JobPartlyFailed(
-            f"{summary}; unreachable: {', '.join(failed)}",
-            f"Could not refresh {', '.join(failed)}: see the log for the reason of each host. Their last inventory "
-            "is kept, marked stale.",
+            _("%(summary)s; unreachable: %(hosts)s") % {"summary": summary, "hosts": unreachable},
+            _(
+                "Could not refresh %(hosts)s: see the log for the reason of each host. Their last inventory is kept, "
+                "marked stale."
+            )
+            % {"hosts": unreachable},
         )
     return summary
 
@@ -86,6 +102,6 @@ def escrow_after_refresh(ctx: JobContext) -> None:
     try:
         jobs = escrow_missing(trigger=f"refresh job {ctx.job.pk}")
     except Exception as exc:  # noqa: BLE001 - the refresh succeeded; the policy's trouble is said, not raised
-        log.warning("The automatic escrow policy could not start its jobs: %s", exc)
+        log.warning(_("The automatic escrow policy could not start its jobs: %(error)s"), {"error": exc})
         return
     ctx.record("escrow_jobs", [job.pk for job in jobs])

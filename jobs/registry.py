@@ -10,6 +10,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+from django.utils import translation
+from django.utils.functional import Promise
+
 if TYPE_CHECKING:
     from hosts.models import Host
 
@@ -62,7 +66,7 @@ class JobKind:
     """A registered kind: the function and what running it needs."""
 
     name: str
-    label: str
+    label: str | Promise  # a lazy translation: said in the reader's language (see label_of)
     permission: str
     mutating: bool
     function: KindFunction
@@ -89,7 +93,7 @@ KINDS: dict[str, JobKind] = {}
 def job_kind(
     name: str,
     *,
-    label: str,
+    label: str | Promise,
     permission: str = "run_jobs",
     mutating: bool = True,
     refresh_inventory: bool = True,
@@ -116,11 +120,17 @@ def get_kind(name: str) -> JobKind:
 
 
 def label_of(name: str) -> str:
+    """The kind's label in the active language (the name itself for a kind no longer known)."""
     kind = KINDS.get(name)
-    return kind.label if kind else name
+    return str(kind.label) if kind else name
 
 
 def outline_of(job: Job) -> list[PlannedStep]:
     """The steps the job's kind plans for it; none for a kind without an outline (or no longer known)."""
     kind = KINDS.get(job.kind)
-    return kind.outline(job) if kind is not None and kind.outline is not None else []
+    if kind is None or kind.outline is None:
+        return []
+    # The titles must match the keys the job's steps were recorded under, written in the job's language (the runner
+    # runs the kind under translation.override(job.language)), whoever reads the page.
+    with translation.override(getattr(job, "language", "") or settings.LANGUAGE_CODE):
+        return [PlannedStep(str(step.title), step.of) for step in kind.outline(job)]
