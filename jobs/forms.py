@@ -8,7 +8,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from console.params import RowsField
 from hosts.models import Host
@@ -42,8 +42,12 @@ class JobFilterForm(forms.Form):
         to_field_name="username",
         label=gettext_lazy("user"),
     )
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label=gettext_lazy("from"))
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label=gettext_lazy("to"))
+    since = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label=pgettext_lazy("date filter", "from")
+    )
+    until = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label=pgettext_lazy("date filter", "to")
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
