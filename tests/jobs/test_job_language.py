@@ -34,3 +34,22 @@ def test_a_job_started_by_a_user_whose_language_is_japanese_logs_the_runners_lin
     assert execute(job.pk) == JobState.SUCCEEDED
     texts = list(JobLogLine.objects.filter(job=job).order_by("seq").values_list("text", flat=True))
     assert texts == ["otto が Says little (test) を要求しました", "ジョブ終了（成功）"]
+
+
+@pytest.mark.django_db
+def test_the_job_pages_speak_the_readers_language(operator: Any) -> None:
+    Preferences.objects.create(user=operator, language="ja")
+    job = Job.objects.create(
+        kind="inventory_refresh",
+        requested_by=operator,
+        requested_by_name="otto",
+        state=JobState.SUCCEEDED,
+        results={"failed_hosts": ["HV02"]},
+    )
+    client = Client()
+    client.force_login(operator)
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "ジョブ #" in page and "インベントリの更新" in page and ">成功</span>" in page
+    assert "更新されていません（接続不可）: HV02。" in page and "ログのダウンロード" in page
+    listing = client.get("/jobs/").content.decode()
+    assert "すべての種類" in listing and ">成功</span>" in listing
