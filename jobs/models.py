@@ -34,7 +34,7 @@ from hosts.remoting.catalog.guardians import RemoveFiles
 from hosts.remoting.operation import render_powershell
 
 from .events import job_group, publish, publish_state
-from .progress import Progress, progress
+from .progress import Progress, progress, spoken_progress
 from .registry import label_of
 
 if TYPE_CHECKING:
@@ -183,18 +183,11 @@ class Job(models.Model):
 
     @property
     def state_label(self) -> str:
-        return str(JobState(self.state).label) if self.state in JobState.values else self.state
+        return state_label_of(self.state)
 
     @property
     def badge(self) -> str:
-        """The state as its badge says it: "waiting for HV01", "running · cancelling"."""
-        label = self.state_label
-        if self.state == JobState.WAITING and self.waiting_for:
-            waited = _("the task queue") if self.waiting_for == TASK_QUEUE else self.waiting_for
-            label = _("waiting for %(what)s") % {"what": waited}
-        if self.state == JobState.RUNNING and self.cancel_requested:
-            label = _("%(state)s · cancelling") % {"state": label}
-        return label
+        return badge_text(self.state, self.waiting_for, self.cancel_requested)
 
     def in_its_language(self) -> translation.override:
         """What is written for the whole team (summaries, errors, log lines) is in the requester's language, whoever
@@ -204,10 +197,7 @@ class Job(models.Model):
     @property
     def ran_display(self) -> str:
         """How long the job ran ("2 min 5 s"), or "not started"; the page shows when, in the reader's time zone."""
-        if self.started_at is None:
-            return _("not started")
-        duration = self.duration
-        return spoken_duration(duration) if duration is not None else ""
+        return ran_text(self.started_at, self.finished_at)
 
     @property
     def started_millis(self) -> int | None:
@@ -614,6 +604,45 @@ class Job(models.Model):
         line = JobLogLine.objects.create(job=self, seq=seq, at=timezone.now(), level=level, text=text)
         Job.objects.filter(pk=self.pk).update(last_seq=seq)
         return line
+
+
+def state_label_of(state: str) -> str:
+    return str(JobState(state).label) if state in JobState.values else state
+
+
+def badge_text(state: str, waiting_for: str, cancel_requested: bool) -> str:
+    """The state as its badge says it: "waiting for HV01", "running · cancelling"."""
+    label = state_label_of(state)
+    if state == JobState.WAITING and waiting_for:
+        waited = _("the task queue") if waiting_for == TASK_QUEUE else waiting_for
+        label = _("waiting for %(what)s") % {"what": waited}
+    if state == JobState.RUNNING and cancel_requested:
+        label = _("%(state)s · cancelling") % {"state": label}
+    return label
+
+
+def ran_text(started_at: datetime | None, finished_at: datetime | None) -> str:
+    if started_at is None:
+        return _("not started")
+    return spoken_duration((finished_at or timezone.now()) - started_at)
+
+
+def spoken_state(message: dict[str, Any]) -> dict[str, Any]:
+    """A state message (Job.state_message) with its words said again in the active language: each viewer's socket
+    sends it in the viewer's language, whoever published it (a runner writes in its job's language)."""
+    moment = {
+        key: EPOCH + timedelta(milliseconds=message[key]) if message.get(key) else None
+        for key in ("started", "finished")
+    }
+    said = {
+        **message,
+        "state_label": state_label_of(message["state"]),
+        "badge": badge_text(message["state"], message.get("waiting_for", ""), message.get("cancel_requested", False)),
+        "ran": ran_text(moment["started"], moment["finished"]),
+    }
+    if isinstance(message.get("progress"), dict):
+        said["progress"] = spoken_progress(message["progress"])
+    return said
 
 
 def spoken_duration(duration: timedelta) -> str:

@@ -67,6 +67,7 @@ class StepView:
             "state": self.state,
             "words": self.words,
             "of": self.counted,
+            "count": list(self.of) if self.of else None,  # so each viewer's socket says "2 of 3" in its language
             "started": millis(self.started_at),
             "finished": millis(self.finished_at),
         }
@@ -138,6 +139,21 @@ class Progress:
             "headline": self.headline,
             "steps": [step.as_message() for step in self.steps],
         }
+
+
+def counted_pair(count: Any) -> tuple[int, int] | None:
+    return (int(count[0]), int(count[1])) if isinstance(count, list) and len(count) == 2 else None
+
+
+def spoken_progress(message: dict[str, Any]) -> dict[str, Any]:
+    """A progress message (Progress.as_message) with its words said again in the active language: what a viewer's
+    socket sends, whoever published it. Without its steps (the job list's) it is left as it is."""
+    steps = message.get("steps")
+    if not isinstance(steps, list):
+        return message
+    views = [StepView(step["title"], step["state"], counted_pair(step.get("count"))) for step in steps]
+    said = [{**step, "words": view.words, "of": view.counted} for step, view in zip(steps, views, strict=True)]
+    return {**message, "headline": Progress(views).headline, "steps": said}
 
 
 def progress(job: Any, recorded: Sequence[RecordedStep], ended: bool) -> Progress:
