@@ -19,13 +19,17 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.utils import translation
+from django.utils.translation.trans_real import get_supported_language_variant, parse_accept_lang_header
 
 from console.params import parse_id
+from console.preferences import LANGUAGE_SESSION_KEY, known_language
 from console.roles import can
 from console.sessions import session_user
 
 from .events import JOBS_GROUP, job_group
-from .models import TERMINAL_STATES, EpochMillis, Job, JobLogLine, join_frames, lines_frame
+from .models import TERMINAL_STATES, EpochMillis, Job, JobLogLine, join_frames, lines_frame, spoken_state
+from .progress import spoken_progress
 
 REPLAY_CHUNK = 5000
 CLOSE_FORBIDDEN = 4403  # not logged in (any more) or without the role: the page says so and stops retrying
@@ -43,6 +47,25 @@ def still_may_view(scope: dict[str, Any]) -> bool:
     session, user = scope.get("session"), scope.get("user")
     fresh = session_user(getattr(session, "session_key", None), getattr(user, "pk", None))
     return fresh is not None and can(fresh, "view_console")
+
+
+@database_sync_to_async
+def viewer_language(scope: dict[str, Any]) -> str:
+    """The language of the viewer's pages: the one chosen in "My account" (kept in the session by
+    console.preferences), else the browser's (Accept-Language), else the console's default."""
+    session = scope.get("session")
+    chosen = str(session.get(LANGUAGE_SESSION_KEY, "") or "") if session is not None else ""
+    if known_language(chosen):
+        return chosen
+    headers = dict(scope.get("headers") or [])
+    for code, _quality in parse_accept_lang_header(headers.get(b"accept-language", b"").decode("latin-1")):
+        if code == "*":
+            break
+        try:
+            return get_supported_language_variant(code)
+        except LookupError:
+            continue
+    return settings.LANGUAGE_CODE
 
 
 def recheck_seconds() -> float:
@@ -85,6 +108,19 @@ class RefusingConsumer(AsyncJsonWebsocketConsumer):
     groups_joined: list[str]
     watcher: asyncio.Task[None] | None = None
     revoked = False  # the re-check failed: the socket is closing and forwards nothing more
+    language = ""  # the viewer's (viewer_language): states and steps are said in it, whoever published them
+
+    async def learn_language(self) -> None:
+        self.language = await viewer_language(self.scope)
+
+    def said(self, state: dict[str, Any]) -> dict[str, Any]:
+        """A state message in the viewer's language."""
+        with translation.override(self.language or settings.LANGUAGE_CODE):
+            return spoken_state(state)
+
+    def said_progress(self, progress: dict[str, Any]) -> dict[str, Any]:
+        with translation.override(self.language or settings.LANGUAGE_CODE):
+            return spoken_progress(progress)
 
     async def refuse(self, code: int) -> None:
         """Accept, then close with `code`. A close before the accept reaches a browser as 1006 with no code, and
@@ -144,6 +180,7 @@ class JobLogConsumer(RefusingConsumer):
         if await job_state(self.job_id) is None:
             await self.refuse(CLOSE_NOT_FOUND)
             return
+        await self.learn_language()
         # Join before reading the database: a line saved after the read arrives through the group.
         await self.join(job_group(self.job_id))
         await self.accept()
@@ -225,9 +262,10 @@ class JobLogConsumer(RefusingConsumer):
     async def job_progress(self, event: dict[str, Any]) -> None:
         """A step started or ended: the page's list of steps."""
         if not self.ended:
-            await self.send_json({"type": "progress", **event["progress"]})
+            await self.send_json({"type": "progress", **self.said_progress(event["progress"])})
 
     async def send_state(self, state: dict[str, Any]) -> None:
+        state = self.said(state)
         if state["state"] in TERMINAL_STATES:
             await self.replay(upto=state["seq"])
             await self.send_json({"type": "state", **state})
@@ -249,18 +287,19 @@ class JobListConsumer(RefusingConsumer):
         if not await may_view(self.scope.get("user")):
             await self.refuse(CLOSE_FORBIDDEN)
             return
+        await self.learn_language()
         await self.join(JOBS_GROUP)
         await self.accept()
         self.watch_access()
 
     async def job_state(self, event: dict[str, Any]) -> None:
-        state = dict(event["state"])
+        state = self.said(event["state"])
         if isinstance(state.get("progress"), dict):
             state["progress"] = headline_only(state["progress"])
         await self.send_json({"type": "state", **state})
 
     async def job_progress(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "progress", **headline_only(event["progress"])})
+        await self.send_json({"type": "progress", **headline_only(self.said_progress(event["progress"]))})
 
     async def job_lines(self, event: dict[str, Any]) -> None:
         """Lines are not sent to the list."""

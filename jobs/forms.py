@@ -7,6 +7,8 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from console.params import RowsField
 from hosts.models import Host
@@ -16,23 +18,36 @@ from .registry import KINDS
 
 
 def kind_choices() -> list[tuple[str, str]]:
-    return [("", "any kind")] + sorted(((k.name, str(k.label)) for k in KINDS.values()), key=lambda c: c[1])
+    kinds = sorted(((k.name, str(k.label)) for k in KINDS.values()), key=lambda c: c[1])
+    return [("", _("any kind")), *kinds]
 
 
 class JobFilterForm(forms.Form):
     """Filters of the job list; invalid values are ignored rather than failing the page."""
 
-    host = forms.ModelChoiceField(queryset=Host.objects.order_by("name"), required=False, empty_label="any host")
-    kind = forms.ChoiceField(required=False)
-    state = forms.ChoiceField(choices=[("", "any state"), *JobState.choices], required=False)
+    host = forms.ModelChoiceField(
+        queryset=Host.objects.order_by("name"),
+        required=False,
+        empty_label=gettext_lazy("any host"),
+        label=gettext_lazy("host"),
+    )
+    kind = forms.ChoiceField(required=False, label=gettext_lazy("kind"))
+    state = forms.ChoiceField(
+        choices=[("", gettext_lazy("any state")), *JobState.choices], required=False, label=gettext_lazy("state")
+    )
     user = forms.ModelChoiceField(
         queryset=get_user_model().objects.order_by("username"),
         required=False,
-        empty_label="anyone",
+        empty_label=gettext_lazy("anyone"),
         to_field_name="username",
+        label=gettext_lazy("user"),
     )
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="from")
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="to")
+    since = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label=pgettext_lazy("date filter", "from")
+    )
+    until = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label=pgettext_lazy("date filter", "to")
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -61,5 +76,5 @@ class RefreshForm(forms.Form):
     hosts = RowsField(
         queryset=Host.objects.order_by("name"),
         widget=forms.CheckboxSelectMultiple,
-        error_messages={"required": "Choose at least one host."},
+        error_messages={"required": gettext_lazy("Choose at least one host.")},
     )

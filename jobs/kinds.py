@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from django.db import DatabaseError
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from hosts.remoting import open_session
 from hosts.remoting.errors import RemotingError
@@ -185,10 +186,10 @@ class JobContext:
         self._exit = ExitStack()
         self._open_steps: list[tuple[JobStep, Step]] = []
 
-    def the_host(self, missing: str = "No host given.") -> Host:
+    def the_host(self, missing: str = "") -> Host:
         """The job's (first) host; a job created without one ends failed with `missing` (what to choose)."""
         if self.host is None:
-            raise JobFailed(missing)
+            raise JobFailed(missing or _("No host given."))
         return self.host
 
     @property
@@ -288,7 +289,7 @@ class JobContext:
         try:
             self._exit.close()
         except Exception as exc:  # noqa: BLE001 - a host that went away while closing must not fail the job
-            self.log(f"Closing the remote session failed: {exc}", "warning")
+            self.log(_("Closing the remote session failed: %(error)s") % {"error": exc}, "warning")
         finally:
             sessions.clear()
 
@@ -344,12 +345,15 @@ class JobContext:
 
     def _resume_step(self, record: JobStep, destructive: bool) -> bool:
         if record.state == StepState.DONE:
-            self.log(f"Skipping “{record.key}”: it was done before the worker restarted.", "info")
+            self.log(_("Skipping “%(step)s”: it was done before the worker restarted.") % {"step": record.key}, "info")
             return False
         if record.destructive or destructive:
             raise JobFailed(
-                f"The step “{record.key}” was interrupted when a worker stopped, so its outcome is unknown. "
-                "It was not run again: refresh the host's inventory and check it before running this job again."
+                _(
+                    "The step “%(step)s” was interrupted when a worker stopped, so its outcome is unknown. It was not "
+                    "run again: refresh the host's inventory and check it before running this job again."
+                )
+                % {"step": record.key}
             )
         record.state = StepState.STARTED
         record.started_at = timezone.now()
@@ -404,7 +408,7 @@ class JobContext:
         if self._open_steps:
             return self._open_steps[-1]
         self.check_owner()  # the step is written to the job: only while it is ours
-        record, _ = JobStep.objects.get_or_create(job=self.job, key="Temporary files on the hosts")
+        record, _created = JobStep.objects.get_or_create(job=self.job, key=_("Temporary files on the hosts"))
         return record, Step(title=record.key, needed=True, data=record.data)
 
 

@@ -26,13 +26,15 @@ from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
 
 from console.models import AuditEvent
 from hosts.remoting.catalog.guardians import RemoveFiles
 from hosts.remoting.operation import render_powershell
 
 from .events import job_group, publish, publish_state
-from .progress import Progress, progress
+from .progress import Progress, progress, spoken_progress
 from .registry import label_of
 
 if TYPE_CHECKING:
@@ -42,17 +44,20 @@ log = logging.getLogger(__name__)
 
 
 class JobState(models.TextChoices):
-    QUEUED = "queued", "queued"
-    AWAITING_APPROVAL = "approval", "waiting for approval"  # two-person policy: no task until a second admin approves
-    WAITING = "waiting", "waiting"
-    RUNNING = "running", "running"
-    SUCCEEDED = "succeeded", "succeeded"
+    QUEUED = "queued", pgettext_lazy("job state", "queued")
+    # two-person policy: no task until a second admin approves
+    AWAITING_APPROVAL = "approval", pgettext_lazy("job state", "waiting for approval")
+    WAITING = "waiting", pgettext_lazy("job state", "waiting")
+    RUNNING = "running", pgettext_lazy("job state", "running")
+    SUCCEEDED = "succeeded", pgettext_lazy("job state", "succeeded")
     # Some of the job's hosts or VMs were done and others failed (JobPartlyFailed): not green, not all red either.
-    PARTLY_FAILED = "partly_failed", "partly failed"
-    FAILED = "failed", "failed"  # an explained failure (JobFailed, a host's error): the message says what to do
-    ERRORED = "errored", "errored"  # an unexpected exception in the kind: a fault of the console, not of the host
-    CANCELLED = "cancelled", "cancelled"
-    LOST = "lost", "lost"
+    PARTLY_FAILED = "partly_failed", pgettext_lazy("job state", "partly failed")
+    # an explained failure (JobFailed, a host's error): the message says what to do
+    FAILED = "failed", pgettext_lazy("job state", "failed")
+    # an unexpected exception in the kind: a fault of the console, not of the host
+    ERRORED = "errored", pgettext_lazy("job state", "errored")
+    CANCELLED = "cancelled", pgettext_lazy("job state", "cancelled")
+    LOST = "lost", pgettext_lazy("job state", "lost")
 
 
 PENDING_STATES = frozenset({JobState.QUEUED, JobState.WAITING})  # no runner yet: claimed, or cancelled at once
@@ -178,15 +183,21 @@ class Job(models.Model):
 
     @property
     def state_label(self) -> str:
-        return JobState(self.state).label if self.state in JobState.values else self.state
+        return state_label_of(self.state)
+
+    @property
+    def badge(self) -> str:
+        return badge_text(self.state, self.waiting_for, self.cancel_requested)
+
+    def in_its_language(self) -> translation.override:
+        """What is written for the whole team (summaries, errors, log lines) is in the requester's language, whoever
+        or whatever writes it (a canceller, the reaper): as the runner writes the log."""
+        return translation.override(self.language or settings.LANGUAGE_CODE)
 
     @property
     def ran_display(self) -> str:
         """How long the job ran ("2 min 5 s"), or "not started"; the page shows when, in the reader's time zone."""
-        if self.started_at is None:
-            return "not started"
-        duration = self.duration
-        return spoken_duration(duration) if duration is not None else ""
+        return ran_text(self.started_at, self.finished_at)
 
     @property
     def started_millis(self) -> int | None:
@@ -215,6 +226,7 @@ class Job(models.Model):
             "seq": self.last_seq,
             "cancel_requested": self.cancel_requested,
             "state_label": self.state_label,
+            "badge": self.badge,
             "ran": self.ran_display,
             "started": self.started_millis,
             "finished": epoch_millis(self.finished_at) if self.finished_at else None,
@@ -288,7 +300,11 @@ class Job(models.Model):
         """waiting for approval → cancelled, by `user`, who is not the requester (who cancels instead); audited as
         `job.rejected`. ApprovalRefused as for `approve`; an expired request may still be rejected."""
         now, name = timezone.now(), user.get_username()
-        summary = f"Rejected by {name}" + (f": {note}" if note else ".") + " Nothing was sent to a host."
+        with self.in_its_language():
+            if note:
+                summary = _("Rejected by %(name)s: %(note)s Nothing was sent to a host.") % {"name": name, "note": note}
+            else:
+                summary = _("Rejected by %(name)s. Nothing was sent to a host.") % {"name": name}
         with transaction.atomic():
             rejected = self._undecided(user).update(
                 state=JobState.CANCELLED, decided_by_name=name, decided_at=now, finished_at=now, summary=summary[:2000]
@@ -308,17 +324,27 @@ class Job(models.Model):
     def _refuse_decision(self, user: Any, now: datetime, decision: str) -> None:
         Job.expire_approvals(now)
         self.refresh_from_db()
+        with translation.override("en"):  # the audit trail is data: in one language
+            AuditEvent.record(user, "job.approval_refused", self, decision=decision, reason=self._refusal(now))
+        why = self._refusal(now)
+        if decision == "approve":
+            refused = _("Job #%(job)s cannot be approved by you: %(why)s.")
+        else:
+            refused = _("Job #%(job)s cannot be rejected by you: %(why)s.")
+        raise ApprovalRefused(refused % {"job": self.pk, "why": why})
+
+    def _refusal(self, now: datetime) -> str:
+        """Why a decision on this job does not count, in the active language."""
         expiry = self.approval_expires_at
         if self.state != JobState.AWAITING_APPROVAL and self.decided_by_name:
-            why = f"it was already decided by {self.decided_by_name}: an approval counts once"
-        elif expiry is not None and expiry <= now:
-            why = f"the request expired at {expiry:%Y-%m-%d %H:%M} UTC; ask for the job again"
-        elif self.state != JobState.AWAITING_APPROVAL:
-            why = f"it is {self.get_state_display()}, not waiting for approval"
-        else:
-            why = "you asked for it: another admin must decide"
-        AuditEvent.record(user, "job.approval_refused", self, decision=decision, reason=why)
-        raise ApprovalRefused(f"Job #{self.pk} cannot be {decision}d by you: {why}.")
+            return _("it was already decided by %(name)s: an approval counts once") % {"name": self.decided_by_name}
+        if expiry is not None and expiry <= now:
+            return _("the request expired at %(time)s UTC; ask for the job again") % {
+                "time": f"{expiry:%Y-%m-%d %H:%M}"
+            }
+        if self.state != JobState.AWAITING_APPROVAL:
+            return _("it is %(state)s, not waiting for approval") % {"state": self.state_label}
+        return _("you asked for it: another admin must decide")
 
     @classmethod
     def expire_approvals(cls, now: datetime | None = None) -> list[int]:
@@ -328,7 +354,8 @@ class Job(models.Model):
         expired = []
         overdue = cls.objects.filter(state=JobState.AWAITING_APPROVAL, approval_expires_at__lte=now)
         for job in overdue:
-            summary = "The request for approval expired without a decision. Nothing was sent to a host."
+            with job.in_its_language():
+                summary = _("The request for approval expired without a decision. Nothing was sent to a host.")
             with transaction.atomic():
                 ended = cls.objects.filter(pk=job.pk, state=JobState.AWAITING_APPROVAL).update(
                     state=JobState.CANCELLED, finished_at=now, summary=summary, decided_at=now
@@ -474,12 +501,8 @@ class Job(models.Model):
         audited. Temporary files its steps noted on hosts and did not remove are named with the command that removes
         them. Precondition: the runner this instance names stopped heartbeating (the reaper checked); False when the
         job changed runner or state meanwhile."""
-        last = self.heartbeat_at.strftime("%H:%M:%S UTC") if self.heartbeat_at else "never"
-        explanation = (
-            f"The worker running this job stopped (last heartbeat {last}). What it did on the host up to then is in "
-            "the log; refresh the host's inventory and check it before running the job again."
-        )
-        explanation += "".join(f" {text}" for text in self.temporary_files_advice())
+        with self.in_its_language():
+            explanation = self.lost_explanation()
         with transaction.atomic():
             lost = (
                 Job.objects.running()
@@ -497,6 +520,15 @@ class Job(models.Model):
         wake_waiting_jobs(released)
         return True
 
+    def lost_explanation(self) -> str:
+        """Why the job is lost and what to do, with the temporary files its steps left (active language)."""
+        last = self.heartbeat_at.strftime("%H:%M:%S UTC") if self.heartbeat_at else _("never")
+        explanation = _(
+            "The worker running this job stopped (last heartbeat %(last)s). What it did on the host up to then is in "
+            "the log; refresh the host's inventory and check it before running the job again."
+        ) % {"last": last}
+        return explanation + "".join(f" {text}" for text in self.temporary_files_advice())
+
     def temporary_files_left(self) -> dict[str, list[str]]:
         """{host name: paths} of the temporary files the job's steps noted on hosts and have not removed."""
         left: dict[str, list[str]] = {}
@@ -512,9 +544,11 @@ class Job(models.Model):
     def temporary_files_advice(self) -> list[str]:
         """One sentence per host with temporary files left: which, and the PowerShell that removes them (rendered
         like Show PowerShell, so every path is quoted by the same function as what the console sends)."""
+        advice = _(
+            "Temporary files may be left on %(host)s (PFX files hold private keys): remove them there with %(command)s"
+        )
         return [
-            f"Temporary files may be left on {host} (PFX files hold private keys): remove them there with "
-            + "; ".join(render_powershell(RemoveFiles(paths)))
+            advice % {"host": host, "command": "; ".join(render_powershell(RemoveFiles(paths)))}
             for host, paths in self.temporary_files_left().items()
         ]
 
@@ -523,6 +557,8 @@ class Job(models.Model):
         running one is asked to stop at its next safe point (its runner notices within a second). Precondition:
         none; a job that has ended is left as it is. Audited as `job.cancel` either way."""
         name = user.get_username() if user is not None else "console"
+        with self.in_its_language():
+            summary = _("Cancelled by %(name)s before it started.") % {"name": name}
         stopped = (
             Job.objects.filter(state__in=PENDING_STATES | {JobState.AWAITING_APPROVAL})
             .filter(pk=self.pk)
@@ -532,7 +568,7 @@ class Job(models.Model):
                 cancelled_by_name=name,
                 finished_at=timezone.now(),
                 waiting_for="",
-                summary=f"Cancelled by {name} before it started.",
+                summary=summary,
             )
         )
         if not stopped:
@@ -570,14 +606,55 @@ class Job(models.Model):
         return line
 
 
+def state_label_of(state: str) -> str:
+    return str(JobState(state).label) if state in JobState.values else state
+
+
+def badge_text(state: str, waiting_for: str, cancel_requested: bool) -> str:
+    """The state as its badge says it: "waiting for HV01", "running · cancelling"."""
+    label = state_label_of(state)
+    if state == JobState.WAITING and waiting_for:
+        waited = _("the task queue") if waiting_for == TASK_QUEUE else waiting_for
+        label = _("waiting for %(what)s") % {"what": waited}
+    if state == JobState.RUNNING and cancel_requested:
+        label = _("%(state)s · cancelling") % {"state": label}
+    return label
+
+
+def ran_text(started_at: datetime | None, finished_at: datetime | None) -> str:
+    if started_at is None:
+        return _("not started")
+    return spoken_duration((finished_at or timezone.now()) - started_at)
+
+
+def spoken_state(message: dict[str, Any]) -> dict[str, Any]:
+    """A state message (Job.state_message) with its words said again in the active language: each viewer's socket
+    sends it in the viewer's language, whoever published it (a runner writes in its job's language)."""
+    moment = {
+        key: EPOCH + timedelta(milliseconds=message[key]) if message.get(key) else None
+        for key in ("started", "finished")
+    }
+    said = {
+        **message,
+        "state_label": state_label_of(message["state"]),
+        "badge": badge_text(message["state"], message.get("waiting_for", ""), message.get("cancel_requested", False)),
+        "ran": ran_text(moment["started"], moment["finished"]),
+    }
+    if isinstance(message.get("progress"), dict):
+        said["progress"] = spoken_progress(message["progress"])
+    return said
+
+
 def spoken_duration(duration: timedelta) -> str:
     """ "45 s", "2 min 5 s", "1 h 3 min": a duration as a person says it."""
     seconds = max(0, int(duration.total_seconds()))
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+        return _("%(hours)s h %(minutes)s min") % {"hours": hours, "minutes": minutes}
+    if minutes:
+        return _("%(minutes)s min %(seconds)s s") % {"minutes": minutes, "seconds": seconds}
+    return _("%(seconds)s s") % {"seconds": seconds}
 
 
 def send_run_task(job_id: int) -> None:
@@ -674,9 +751,9 @@ def join_frames(frames: list[str]) -> str:
 
 
 class StepState(models.TextChoices):
-    STARTED = "started", "started"
-    DONE = "done", "done"
-    FAILED = "failed", "failed"
+    STARTED = "started", pgettext_lazy("step state", "started")
+    DONE = "done", pgettext_lazy("step state", "done")
+    FAILED = "failed", pgettext_lazy("step state", "failed")
 
 
 class JobStep(models.Model):
@@ -770,6 +847,10 @@ class OrphanedRun(models.Model):
                 lines=len(kept),
             )
         return orphaned
+
+    @property
+    def job_state_label(self) -> str:
+        return str(JobState(self.job_state).label) if self.job_state in JobState.values else self.job_state
 
     @property
     def lines_display(self) -> list[tuple[str, str, str]]:

@@ -12,17 +12,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
+
 from .registry import PlannedStep, outline_of
 
 # What a step is, as the job page and the job list say it (the CSS classes are the keys).
 DONE, FAILED, RUNNING, TO_COME, NOT_RUN, INTERRUPTED = "done", "failed", "running", "to_come", "not_run", "interrupted"
 STEP_WORDS = {
-    DONE: "done",
-    FAILED: "failed",
-    RUNNING: "running",
-    TO_COME: "to come",
-    NOT_RUN: "not run",
-    INTERRUPTED: "interrupted",
+    DONE: pgettext_lazy("step state", "done"),
+    FAILED: pgettext_lazy("step state", "failed"),
+    RUNNING: pgettext_lazy("step state", "running"),
+    TO_COME: pgettext_lazy("step state", "to come"),
+    NOT_RUN: pgettext_lazy("step state", "not run"),
+    INTERRUPTED: pgettext_lazy("step state", "interrupted"),
 }
 
 
@@ -45,12 +48,12 @@ class StepView:
 
     @property
     def words(self) -> str:
-        return STEP_WORDS[self.state]
+        return str(STEP_WORDS[self.state])
 
     @property
     def counted(self) -> str:
         """ "2 of 3" for a step repeated per VM or host, else ""."""
-        return f"{self.of[0]} of {self.of[1]}" if self.of else ""
+        return _("%(n)s of %(m)s") % {"n": self.of[0], "m": self.of[1]} if self.of else ""
 
     @property
     def duration(self) -> timedelta | None:
@@ -64,6 +67,7 @@ class StepView:
             "state": self.state,
             "words": self.words,
             "of": self.counted,
+            "count": list(self.of) if self.of else None,  # so each viewer's socket says "2 of 3" in its language
             "started": millis(self.started_at),
             "finished": millis(self.finished_at),
         }
@@ -119,8 +123,14 @@ class Progress:
         if current is None:
             return ""
         position = self.steps.index(current) + 1
-        counted = f" ({current.counted})" if current.counted else ""
-        return f"step {position} of {len(self.steps)}: {current.title}{counted}"
+        if current.counted:
+            return _("step %(n)s of %(m)s: %(title)s (%(counted)s)") % {
+                "n": position,
+                "m": len(self.steps),
+                "title": current.title,
+                "counted": current.counted,
+            }
+        return _("step %(n)s of %(m)s: %(title)s") % {"n": position, "m": len(self.steps), "title": current.title}
 
     def as_message(self) -> dict[str, Any]:
         return {
@@ -129,6 +139,21 @@ class Progress:
             "headline": self.headline,
             "steps": [step.as_message() for step in self.steps],
         }
+
+
+def counted_pair(count: Any) -> tuple[int, int] | None:
+    return (int(count[0]), int(count[1])) if isinstance(count, list) and len(count) == 2 else None
+
+
+def spoken_progress(message: dict[str, Any]) -> dict[str, Any]:
+    """A progress message (Progress.as_message) with its words said again in the active language: what a viewer's
+    socket sends, whoever published it. Without its steps (the job list's) it is left as it is."""
+    steps = message.get("steps")
+    if not isinstance(steps, list):
+        return message
+    views = [StepView(step["title"], step["state"], counted_pair(step.get("count"))) for step in steps]
+    said = [{**step, "words": view.words, "of": view.counted} for step, view in zip(steps, views, strict=True)]
+    return {**message, "headline": Progress(views).headline, "steps": said}
 
 
 def progress(job: Any, recorded: Sequence[RecordedStep], ended: bool) -> Progress:

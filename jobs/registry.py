@@ -121,6 +121,7 @@ def get_kind(name: str) -> JobKind:
 
 
 def label_of(name: str) -> str:
+    """The kind's label in the active language (the name itself for a kind no longer known)."""
     kind = KINDS.get(name)
     return str(kind.label) if kind else name
 

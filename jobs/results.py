@@ -11,8 +11,8 @@ from typing import Any
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-
-from .words import counted
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 # Results kept for the console's own use (the next button, the undo's metadata) and never shown as such.
 HIDDEN = frozenset({"next_url", "next_label"})
@@ -24,37 +24,64 @@ def names(values: Any) -> str:
 
 def removed_guardian(value: dict[str, Any]) -> SafeString:
     return format_html(
-        "Removed guardian '{}' from {} (signing {}…, encryption {}…); its public metadata is kept for the undo.",
-        value.get("guardian_name", ""),
-        value.get("host", ""),
-        str(value.get("signing_thumbprint", ""))[:8],
-        str(value.get("encryption_thumbprint", ""))[:8],
+        _(
+            "Removed guardian '{guardian}' from {host} (signing {signing}…, encryption {encryption}…); its public "
+            "metadata is kept for the undo."
+        ),
+        guardian=value.get("guardian_name", ""),
+        host=value.get("host", ""),
+        signing=str(value.get("signing_thumbprint", ""))[:8],
+        encryption=str(value.get("encryption_thumbprint", ""))[:8],
     )
 
 
 def vault_link(pk: Any, sentence: str) -> SafeString:
-    return format_html('{} <a href="{}">vault entry #{}</a>.', sentence, reverse("vault_detail", args=[pk]), pk)
+    """`sentence` with its {link} made a link to the vault entry `pk`."""
+    entry = _("vault entry #%(pk)s") % {"pk": pk}
+    return format_html(sentence, link=format_html('<a href="{}">{}</a>', reverse("vault_detail", args=[pk]), entry))
 
 
 def target_vm(value: dict[str, Any]) -> SafeString:
-    return format_html("The VM is now '{}' on {}.", value.get("name", ""), value.get("host", ""))
+    return format_html(_("The VM is now '{name}' on {host}."), name=value.get("name", ""), host=value.get("host", ""))
+
+
+def stored(count: int) -> str:
+    if count == 0:
+        return _("No new pair escrowed in the vault.")
+    return ngettext(
+        "%(count)s new pair escrowed in the vault.", "%(count)s new pairs escrowed in the vault.", count
+    ) % {"count": count}
+
+
+def already_escrowed(count: int) -> str:
+    if count == 0:
+        return _("No pair already in the vault.")
+    return ngettext("%(count)s pair already in the vault.", "%(count)s pairs already in the vault.", count) % {
+        "count": count
+    }
 
 
 SENTENCES: dict[str, Callable[[Any], SafeString | str]] = {
     "removed_guardian": removed_guardian,
-    "sealed_vms": lambda vms: f"VMs sealed to it: {names(vms)}." if vms else "No VM was sealed to it.",
-    "failed_hosts": lambda hosts: f"Not refreshed (unreachable): {', '.join(hosts)}." if hosts else "",
-    "restored_vms": lambda vms: f"Restored and running: {names(vms)}.",
-    "stored": lambda count: f"{counted(count, 'new pair').capitalize()} escrowed in the vault.",
-    "already_escrowed": lambda count: f"{counted(count, 'pair').capitalize()} already in the vault.",
-    "changed": lambda done: f"Changed: {'; '.join(done)}." if done else "Nothing changed.",
-    "guardian_name": lambda name: f"The guardian is named '{name}' on the host.",
-    "vault_entry": lambda pk: vault_link(pk, "Stored as"),
-    "carried_pair": lambda pk: vault_link(pk, "The owner guardian's keys were carried from"),
+    "sealed_vms": lambda vms: (
+        _("VMs sealed to it: %(vms)s.") % {"vms": names(vms)} if vms else _("No VM was sealed to it.")
+    ),
+    "failed_hosts": lambda hosts: (
+        _("Not refreshed (unreachable): %(hosts)s.") % {"hosts": ", ".join(hosts)} if hosts else ""
+    ),
+    "restored_vms": lambda vms: _("Restored and running: %(vms)s.") % {"vms": names(vms)},
+    "stored": stored,
+    "already_escrowed": already_escrowed,
+    "changed": lambda done: _("Changed: %(done)s.") % {"done": "; ".join(done)} if done else _("Nothing changed."),
+    "guardian_name": lambda name: _("The guardian is named '%(name)s' on the host.") % {"name": name},
+    "vault_entry": lambda pk: vault_link(pk, _("Stored as {link}.")),
+    "carried_pair": lambda pk: vault_link(pk, _("The owner guardian's keys were carried from {link}.")),
     "target_vm": target_vm,
-    "imported_vm_id": lambda vm_id: f"Imported with VM ID {vm_id}.",
+    "imported_vm_id": lambda vm_id: _("Imported with VM ID %(id)s.") % {"id": vm_id},
     "steps_done_before_cancel": lambda steps: (
-        f"Done before the cancel: {'; '.join(steps)}." if steps else "No step had completed before the cancel."
+        _("Done before the cancel: %(steps)s.") % {"steps": "; ".join(steps)}
+        if steps
+        else _("No step had completed before the cancel.")
     ),
 }
 

@@ -26,6 +26,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from hosts.inventory.refresh import refresh_host
 
@@ -76,7 +77,7 @@ def runner_alive(job: Job, now: datetime | None = None, check_process: bool = Tr
         return False
     if not check_process:
         return True
-    machine, _, rest = job.runner.partition(":")
+    machine, _sep, rest = job.runner.partition(":")
     pid = rest.partition(":")[0]
     if machine == socket.gethostname() and pid.isdigit():
         return pid_alive(int(pid))
@@ -114,13 +115,17 @@ def claim(job_id: int) -> Claim | None:
     try:
         kind = get_kind(job.kind)
     except UnknownJobKind:
-        job.end_unstarted(JobState.FAILED, error=f"Unknown job kind “{job.kind}”: this console cannot run it.")
+        with job.in_its_language():
+            error = _("Unknown job kind “%(kind)s”: this console cannot run it.") % {"kind": job.kind}
+        job.end_unstarted(JobState.FAILED, error=error)
         return None
     token = runner_id()
     if job.state == JobState.RUNNING:
         return take_over(job, kind, token)
     if job.cancel_requested:
-        job.end_unstarted(JobState.CANCELLED, summary="Cancelled before it started.")
+        with job.in_its_language():
+            summary = _("Cancelled before it started.")
+        job.end_unstarted(JobState.CANCELLED, summary=summary)
         return None
     # In primary-key order: two claims inserting the same locks crosswise would deadlock on PostgreSQL (an insert
     # waits for the other transaction's uncommitted row).
@@ -308,7 +313,7 @@ def run_claimed(claimed: Claim) -> str:
 
     def on_cancel() -> None:
         for ctx in ctx_holder:
-            ctx.log("Cancel requested: stopping the running command and ending at the next step.", "warning")
+            ctx.log(_("Cancel requested: stopping the running command and ending at the next step."), "warning")
             ctx.request_cancel()
 
     def on_lost() -> None:
@@ -355,11 +360,14 @@ def run_kind(ctx: JobContext, kind: JobKind, resumed: bool) -> tuple[str, str, s
     who = ctx.job.requested_by_name or "console"
     if resumed:
         ctx.log(
-            "A worker stopped while running this job; another worker resumes it. Steps already done are skipped.",
+            _("A worker stopped while running this job; another worker resumes it. Steps already done are skipped."),
             "warning",
         )
+    elif ctx.hosts:
+        requested = {"kind": str(kind.label), "who": who, "hosts": ctx.job.hosts_display}
+        ctx.log(_("%(kind)s requested by %(who)s on %(hosts)s") % requested, "info")
     else:
-        ctx.log(f"{kind.label} requested by {who}" + (f" on {ctx.job.hosts_display}" if ctx.hosts else ""), "info")
+        ctx.log(_("%(kind)s requested by %(who)s") % {"kind": str(kind.label), "who": who}, "info")
     try:
         summary = kind.function(ctx) or ""
         if ctx.cancel_requested:
@@ -390,7 +398,7 @@ def unexpected(ctx: JobContext, exc: Exception) -> tuple[str, str, str]:
     # A remoting error names its kind (unreachable, refused, …) and says what to check: an explained failure.
     state = JobState.FAILED if isinstance(remoting_kind, str) else JobState.ERRORED
     if state == JobState.ERRORED:
-        message = f"Unexpected error ({type(exc).__name__}): {message}"
+        message = _("Unexpected error (%(type)s): %(message)s") % {"type": type(exc).__name__, "message": message}
     message = ctx_redact(ctx, message)
     ctx.log(message, "error")
     return state, "", message
@@ -402,11 +410,15 @@ def ctx_redact(ctx: JobContext, text: str) -> str:
 
 
 def cancelled(ctx: JobContext) -> tuple[str, str, str]:
-    who = Job.objects.filter(pk=ctx.job.pk).values_list("cancelled_by_name", flat=True).first() or "a user"
-    done = ", ".join(ctx.steps_done) if ctx.steps_done else "no step had completed"
-    ctx.log(f"Cancelled by {who}. Done before the cancel: {done}.", "warning")
+    who = Job.objects.filter(pk=ctx.job.pk).values_list("cancelled_by_name", flat=True).first() or _("a user")
+    done = ", ".join(ctx.steps_done) if ctx.steps_done else _("no step had completed")
+    ctx.log(_("Cancelled by %(who)s. Done before the cancel: %(done)s.") % {"who": who, "done": done}, "warning")
     ctx.record("steps_done_before_cancel", list(ctx.steps_done))
-    return JobState.CANCELLED, f"Cancelled by {who}; done before the cancel: {done}.", ""
+    return (
+        JobState.CANCELLED,
+        _("Cancelled by %(who)s; done before the cancel: %(done)s.") % {"who": who, "done": done},
+        "",
+    )
 
 
 def refresh_touched_hosts(ctx: JobContext, kind: JobKind, state: str) -> None:
@@ -416,15 +428,17 @@ def refresh_touched_hosts(ctx: JobContext, kind: JobKind, state: str) -> None:
     if state == JobState.CANCELLED:
         # Whoever cancelled wants this job to end now; the refresh is a job of its own, watchable and cancellable.
         follow_up = create_job(None, INVENTORY_REFRESH, hosts=ctx.touched, params={"after_job": ctx.job.pk})
-        ctx.log(f"The inventory of {', '.join(h.name for h in ctx.touched)} is refreshed by job #{follow_up.pk}")
+        hosts = ", ".join(h.name for h in ctx.touched)
+        ctx.log(_("The inventory of %(hosts)s is refreshed by job #%(job)s") % {"hosts": hosts, "job": follow_up.pk})
         return
     for host in ctx.touched:
-        ctx.log(f"Refreshing the inventory of {host.name}", "info")
+        ctx.log(_("Refreshing the inventory of %(host)s") % {"host": host.name}, "info")
         session = ctx.open_session_for(host) if state == JobState.SUCCEEDED else None
         try:
             refresh_host(host, session=session, log=ctx.log)  # logs its own outcome
         except Exception as exc:  # noqa: BLE001 - the job's own outcome stands
-            ctx.log(f"Inventory refresh of {host.name} failed: {ctx_redact(ctx, clean_exception(exc))}", "warning")
+            failure = {"host": host.name, "error": ctx_redact(ctx, clean_exception(exc))}
+            ctx.log(_("Inventory refresh of %(host)s failed: %(error)s") % failure, "warning")
 
 
 def finish(ctx: JobContext, pump: LogPump, state: str, summary: str, error: str) -> str:
@@ -433,8 +447,12 @@ def finish(ctx: JobContext, pump: LogPump, state: str, summary: str, error: str)
     job = ctx.job
     # A kind's summary or error may quote what a host or library said, secrets included.
     summary, error = ctx_redact(ctx, summary), ctx_redact(ctx, error)
-    shown = JobState(state).label
-    ctx.log(f"Job {shown}" + (f": {summary}" if summary else ""), "error" if state in ENDED_BADLY else "info")
+    shown = str(JobState(state).label)
+    if summary:
+        ended = _("Job %(state)s: %(summary)s") % {"state": shown, "summary": summary}
+    else:
+        ended = _("Job %(state)s") % {"state": shown}
+    ctx.log(ended, "error" if state in ENDED_BADLY else "info")
     pump.stop()
     if not pump.owned or not job.finish(pump.token, state, summary, error):
         return orphaned(ctx, pump, (state, summary, error))
@@ -445,8 +463,10 @@ def orphaned(ctx: JobContext, pump: LogPump, outcome: tuple[str, str, str] | Non
     """The job is no longer this runner's (the reaper declared it lost, or another runner took it over): leave its
     state and log alone and write what this run knows to an OrphanedRun (and the audit trail). Returns "orphaned"."""
     pump.lose()  # from here on every line goes to pump.orphaned_lines, never into the job's log
-    not_sent = f" It stopped before sending: {stopped_before}" if stopped_before else ""
-    ctx.log(f"This worker no longer owns the job, so it sent nothing more to any host.{not_sent}", "error")
+    text = _("This worker no longer owns the job, so it sent nothing more to any host.")
+    if stopped_before:
+        text += " " + _("It stopped before sending: %(operation)s") % {"operation": stopped_before}
+    ctx.log(text, "error")
     pump.stop()
     ended = ""
     if outcome is not None:

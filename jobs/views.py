@@ -13,6 +13,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.roles import Forbidden, can, check, require
@@ -30,7 +32,7 @@ from .services import cancel_job, create_job, is_same_site_path, rerun_job, reru
 # Result keys a workflow records to offer the user's next move as a button (ctx.record("next_url", "/jobs/new/…"),
 # optionally ctx.record("next_label", "Undo this reset…")). They are not listed among the results.
 NEXT_URL, NEXT_LABEL = "next_url", "next_label"
-NEXT_LABELS = {"reset_guardian": "Undo this reset…"}
+NEXT_LABELS = {"reset_guardian": gettext_lazy("Undo this reset…")}
 LONG_TEXT = 120  # characters; a longer result value (an XML blob in base64) is shown by its size only
 
 
@@ -134,7 +136,7 @@ def readable(data: dict[str, Any]) -> dict[str, Any]:
 
 def shorten(value: Any) -> Any:
     if isinstance(value, str) and len(value) > LONG_TEXT:
-        return f"({len(value):,} characters)"
+        return _("(%(count)s characters)") % {"count": f"{len(value):,}"}
     if isinstance(value, dict):
         return {key: shorten(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -149,7 +151,7 @@ def next_action(job: Job) -> tuple[str, str] | None:
         return None
     label = job.results.get(NEXT_LABEL)
     if not isinstance(label, str) or not label.strip():
-        label = NEXT_LABELS.get(job.kind, "Next step…")
+        label = str(NEXT_LABELS.get(job.kind, _("Next step…")))
     return label.strip()[:80], url
 
 
@@ -157,20 +159,20 @@ def silence(job: Job) -> str:
     """Why a running job has gone quiet, for the page: "" while its worker heartbeats."""
     if job.state != JobState.RUNNING or runner_alive(job, check_process=False):
         return ""
-    since = f"{timezone.localtime(job.heartbeat_at):%H:%M:%S %Z}" if job.heartbeat_at else "its start"
+    since = f"{timezone.localtime(job.heartbeat_at):%H:%M:%S %Z}" if job.heartbeat_at else _("its start")
     # A running worker's reaper marks such a job lost within one reaper period after JOBS_LOST_AFTER_SECONDS.
     grace = jobs_setting("JOBS_LOST_AFTER_SECONDS", 30) + 2 * jobs_setting("JOBS_REAPER_SECONDS", 15)
     overdue = job.heartbeat_at is None or timezone.now() - job.heartbeat_at > timedelta(seconds=grace)
     if not overdue:
-        return (
-            f"No heartbeat from the worker running this job since {since}: its worker has probably stopped. "
+        return _(
+            "No heartbeat from the worker running this job since %(since)s: its worker has probably stopped. "
             "A running worker marks the job lost within a minute."
-        )
-    return (
-        f"No heartbeat from the worker running this job since {since}, and no worker has marked it lost: "
+        ) % {"since": since}
+    return _(
+        "No heartbeat from the worker running this job since %(since)s, and no worker has marked it lost: "
         "no worker seems to be running. Start one (make run, or celery -A console worker plus celery -A console "
         "beat); it marks this job lost at its start. Then check the host's inventory before running the job again."
-    )
+    ) % {"since": since}
 
 
 def unsent_notice(job: Job) -> str:
@@ -178,11 +180,11 @@ def unsent_notice(job: Job) -> str:
     if job.unsent_since is None or job.state not in ACTIVE_STATES:
         return ""
     every = jobs_setting("JOBS_REAPER_SECONDS", 15)
-    return (
-        f"Waiting for the task queue: the task of this job could not be sent to the queue (Redis) since "
-        f"{timezone.localtime(job.unsent_since):%H:%M:%S %Z}. It is sent again every {every:g} seconds, and starts "
-        "as soon as the queue answers; nothing needs doing here. If it lasts, check that Redis is running (REDIS_URL)."
-    )
+    return _(
+        "Waiting for the task queue: the task of this job could not be sent to the queue (Redis) since "
+        "%(since)s. It is sent again every %(every)s seconds, and starts as soon as the queue answers; nothing "
+        "needs doing here. If it lasts, check that Redis is running (REDIS_URL)."
+    ) % {"since": f"{timezone.localtime(job.unsent_since):%H:%M:%S %Z}", "every": f"{every:g}"}
 
 
 @require("view_console")
@@ -208,13 +210,15 @@ def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
         kind = KINDS.get(job.kind)
         raise Forbidden(kind.permission if kind else "run_jobs")
     if job.state in TERMINAL_STATES:
-        messages.info(request, f"Job #{job.pk} had already ended ({job.state}).")
+        messages.info(
+            request, _("Job #%(job)s had already ended (%(state)s).") % {"job": job.pk, "state": job.state_label}
+        )
         return redirect("jobs:detail", pk=job.pk)
     job = cancel_job(job, request.user)
     if job.state == JobState.CANCELLED:
-        messages.success(request, f"Job #{job.pk} was cancelled before it started.")
+        messages.success(request, _("Job #%(job)s was cancelled before it started.") % {"job": job.pk})
     else:
-        messages.info(request, f"Cancel requested: job #{job.pk} stops at its next step.")
+        messages.info(request, _("Cancel requested: job #%(job)s stops at its next step.") % {"job": job.pk})
     return redirect("jobs:detail", pk=job.pk)
 
 
@@ -227,9 +231,9 @@ def job_rerun(request: HttpRequest, pk: int) -> HttpResponse:
     except RerunNeedsPreflight:
         return rerun_through_preflight(request, job)
     except (UnknownJobKind, ValueError):
-        messages.error(request, f"Job #{job.pk} cannot be run again: its kind is no longer known.")
+        messages.error(request, _("Job #%(job)s cannot be run again: its kind is no longer known.") % {"job": job.pk})
         return redirect("jobs:detail", pk=job.pk)
-    messages.success(request, f"Job #{new.pk} runs {job.label} again.")
+    messages.success(request, _("Job #%(job)s runs %(kind)s again.") % {"job": new.pk, "kind": job.label})
     return redirect("jobs:detail", pk=new.pk)
 
 
@@ -239,10 +243,15 @@ def rerun_through_preflight(request: HttpRequest, job: Job) -> HttpResponse:
     url = rerun_preflight_url(job)
     if url is None:
         messages.error(
-            request, f"{job.label} is not run again in one click: start it from its page, which asks you to confirm."
+            request,
+            _("%(kind)s is not run again in one click: start it from its page, which asks you to confirm.")
+            % {"kind": job.label},
         )
         return redirect("jobs:detail", pk=job.pk)
-    messages.info(request, f"Check and confirm this page to run job #{job.pk} ({job.label}) again.")
+    messages.info(
+        request,
+        _("Check and confirm this page to run job #%(job)s (%(kind)s) again.") % {"job": job.pk, "kind": job.label},
+    )
     return redirect(url)
 
 

@@ -7,6 +7,7 @@
  *   browser's zone stored once; "My account" changes it.
  * - Copy buttons on every PowerShell block (pre.powershell) and every [data-copy] element (a download password).
  * - [data-started] (epoch ms) without [data-finished]: a running duration, counted up every second.
+ * Its words go through Django's JavaScript catalogue (gettext, interpolate from /jsi18n/, deferred before it).
  */
 "use strict";
 
@@ -53,16 +54,16 @@
     const button = document.createElement("button");
     button.type = "button";
     button.className = "secondary small copy-button";
-    button.textContent = "Copy";
-    button.setAttribute("aria-label", source.dataset.copyLabel || "Copy to the clipboard");
+    button.textContent = gettext("Copy");
+    button.setAttribute("aria-label", source.dataset.copyLabel || gettext("Copy to the clipboard"));
     button.addEventListener("click", function () {
       const text = source.innerText.replace(/\n$/, "");
       const done = (word) => {
         button.textContent = word;
-        setTimeout(() => { button.textContent = "Copy"; }, 2000);
+        setTimeout(() => { button.textContent = gettext("Copy"); }, 2000);
       };
-      if (!navigator.clipboard) { done("Select and copy"); return; }
-      navigator.clipboard.writeText(text).then(() => done("Copied"), () => done("Copy failed"));
+      if (!navigator.clipboard) { done(gettext("Select and copy")); return; }
+      navigator.clipboard.writeText(text).then(() => done(gettext("Copied")), () => done(gettext("Copy failed")));
     });
     const bar = document.createElement("div");
     bar.className = "copy-bar";
@@ -81,8 +82,10 @@
     seconds -= hours * 3600;
     const minutes = Math.floor(seconds / 60);
     seconds -= minutes * 60;
-    if (hours) return hours + " h " + minutes + " min";
-    return minutes ? minutes + " min " + seconds + " s" : seconds + " s";
+    const parts = { hours: hours, minutes: minutes, seconds: seconds };
+    if (hours) return interpolate(gettext("%(hours)s h %(minutes)s min"), parts, true);
+    if (minutes) return interpolate(gettext("%(minutes)s min %(seconds)s s"), parts, true);
+    return interpolate(gettext("%(seconds)s s"), parts, true);
   }
   window.guardianSpoken = spoken;
 

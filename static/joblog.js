@@ -4,6 +4,8 @@
  * database, then streams; lines carry a per-job seq, so a line already shown is dropped and a gap makes the page
  * reconnect from its last seq. Only the rows in view exist in the DOM, so a 100k-line log stays responsive.
  * Lists ([data-joblist]) open /ws/jobs/ and keep every [data-job-state] badge up to date.
+ * Its own words go through Django's JavaScript catalogue (gettext, ngettext, interpolate from /jsi18n/, which the
+ * pages load before this script); texts the server sends (states, steps, headlines) come translated.
  */
 "use strict";
 
@@ -77,10 +79,7 @@
   function updateBadges(message) {
     const badges = document.querySelectorAll('[data-job-state="' + message.job + '"]');
     for (const badge of badges) {
-      let text = message.state_label || message.state;
-      if (message.state === "waiting" && message.waiting_for) text += " for " + message.waiting_for;
-      if (message.state === "running" && message.cancel_requested) text += " · cancelling";
-      badge.textContent = text;
+      badge.textContent = message.badge || message.state_label || message.state;
       badge.className = "badge " + message.state;
     }
     if (message.progress) showHeadline(message.job, message.progress);
@@ -135,7 +134,9 @@
     });
     if (items.length) list.replaceChildren(...items);
     const count = document.getElementById("job-progress-count");
-    if (count) count.textContent = progress.done + " of " + progress.total + " done";
+    if (count) {
+      count.textContent = interpolate(gettext("%(done)s of %(total)s done"), { done: progress.done, total: progress.total }, true);
+    }
     const headline = document.getElementById("job-headline");
     if (headline) {
       headline.textContent = capitalised(progress.headline || "");
@@ -144,10 +145,12 @@
   }
 
   // Close codes the server sends after accepting: retrying cannot help, so the page says why and stops.
-  const REFUSED = {
-    4403: "not allowed — log in again", // the session expired or the role was taken away
-    4404: "job not found",
-  };
+  // A function: the words are looked up when needed, in the catalogue loaded by then.
+  function refusal(code) {
+    if (code === 4403) return gettext("not allowed — log in again"); // the session expired or the role was taken away
+    if (code === 4404) return gettext("job not found");
+    return null;
+  }
 
   /* A websocket that reconnects with backoff until `done()` says it should stop or the server refuses it. */
   function reconnecting(pathFn, handlers) {
@@ -158,19 +161,19 @@
       open() {
         const ws = new WebSocket(socketUrl(pathFn()));
         socket = ws;
-        ws.onopen = () => { retries = 0; handlers.status && handlers.status("live"); };
+        ws.onopen = () => { retries = 0; handlers.status && handlers.status(gettext("live")); };
         ws.onmessage = (event) => handlers.message(JSON.parse(event.data));
         ws.onclose = (event) => {
           if (socket !== ws) return; // replaced on purpose
           socket = null;
           if (handlers.done && handlers.done()) return;
-          if (REFUSED[event.code]) {
+          if (refusal(event.code)) {
             self.refused = event.code;
-            handlers.status && handlers.status(REFUSED[event.code]);
+            handlers.status && handlers.status(refusal(event.code));
             return;
           }
           const delay = Math.min(5000, 250 * Math.pow(2, retries++));
-          handlers.status && handlers.status("reconnecting…");
+          handlers.status && handlers.status(gettext("reconnecting…"));
           setTimeout(() => self.open(), delay);
         };
       },
@@ -251,7 +254,7 @@
     }
 
     setStatus(text) {
-      this.statusEl.textContent = this.ended ? "complete" : text;
+      this.statusEl.textContent = this.ended ? gettext("complete") : text;
     }
 
     onMessage(m) {
@@ -261,7 +264,7 @@
       else if (m.type === "end") {
         this.ended = true;
         this.endSeq = m.seq;
-        this.setStatus("complete");
+        this.setStatus(gettext("complete"));
         this.socket.close();
       }
     }
@@ -355,7 +358,8 @@
       const fragment = document.createDocumentFragment();
       for (let v = first; v < last; v++) fragment.appendChild(this.row(this.visible[v]));
       this.rows.replaceChildren(fragment);
-      this.countEl.textContent = this.seqs.length + " lines" + (total !== this.seqs.length ? " (" + total + " shown)" : "");
+      this.countEl.textContent = this.linesCounted() + (total !== this.seqs.length
+        ? " " + interpolate(gettext("(%(shown)s shown)"), { shown: total }, true) : "");
     }
 
     renderWrapped() {
@@ -367,8 +371,15 @@
       for (let v = first; v < total; v++) fragment.appendChild(this.row(this.visible[v]));
       this.rows.replaceChildren(fragment);
       if (this.follow.checked) this.view.scrollTop = this.view.scrollHeight;
-      const shown = first ? " (the last " + WRAP_LIMIT + " shown wrapped; the download has all)" : "";
-      this.countEl.textContent = this.seqs.length + " lines" + shown;
+      const shown = first
+        ? " " + interpolate(gettext("(the last %(limit)s shown wrapped; the download has all)"), { limit: WRAP_LIMIT }, true)
+        : "";
+      this.countEl.textContent = this.linesCounted() + shown;
+    }
+
+    linesCounted() {
+      const count = this.seqs.length;
+      return interpolate(ngettext("%(count)s line", "%(count)s lines", count), { count: count }, true);
     }
 
     row(index) {
@@ -385,7 +396,7 @@
         const link = document.createElement("a");
         link.className = "jl-link";
         link.href = this.links[index];
-        link.textContent = "Open the fix";
+        link.textContent = gettext("Open the fix");
         div.appendChild(document.createTextNode(" "));
         div.appendChild(link);
       }

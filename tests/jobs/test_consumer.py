@@ -16,6 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from console.asgi import application
+from console.models import Preferences
 from jobs.events import JOBS_GROUP, job_group
 from jobs.models import Job, JobLogLine, JobState, join_frames, line_tuple, lines_frame
 
@@ -307,3 +308,34 @@ async def test_an_open_socket_closes_within_seconds_once_its_user_may_no_longer_
     # Nothing is forwarded to it any more.
     await get_channel_layer().group_send(JOBS_GROUP, {"type": "job.state", "state": {"job": running_job.pk}})
     assert await comm.receive_nothing(timeout=0.3)
+
+
+def japanese_session(user: Any) -> str:
+    """A session whose pages are in Japanese, chosen in "My account" (the middleware keeps it in the session)."""
+    Preferences.objects.create(user=user, language="ja")
+    client = Client()
+    client.force_login(user)
+    client.get("/jobs/")
+    return client.cookies["sessionid"].value
+
+
+async def test_each_viewer_hears_states_and_steps_in_their_own_language(running_job: Job, viewer: Any) -> None:
+    cookie = await database_sync_to_async(japanese_session)(viewer)
+    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"), (b"cookie", f"sessionid={cookie}".encode())]
+    page = WebsocketCommunicator(application, f"/ws/jobs/{running_job.pk}/", headers=headers)
+    assert (await page.connect())[0]
+    first = (await receive_until(page, "state"))[-1]
+    assert first["state_label"] == "実行中" and first["badge"] == "実行中"
+    listing = WebsocketCommunicator(application, "/ws/jobs/", headers=headers)
+    assert (await listing.connect())[0]
+    state = await set_state(running_job, JobState.CANCELLED)  # published in English, as a worker might
+    assert state["state_label"] == "cancelled"
+    await asyncio.sleep(0.05)  # the subscription is confirmed asynchronously by Redis
+    await get_channel_layer().group_send(JOBS_GROUP, {"type": "job.state", "state": state})
+    await get_channel_layer().group_send(job_group(running_job.pk), {"type": "job.state", "state": state})
+    heard = await listing.receive_json_from(timeout=5)
+    assert heard["badge"] == "キャンセル済み" and heard["ran"] == "未開始"
+    ended = await receive_until(page, "end")
+    assert [m["badge"] for m in ended if m["type"] == "state"] == ["キャンセル済み"]
+    await listing.disconnect()
+    await page.disconnect()
