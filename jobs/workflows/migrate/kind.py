@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from console.models import AuditEvent
 from hosts.models import Host
@@ -62,7 +63,7 @@ def planned_migration(job: Job) -> list[PlannedStep]:
 
 @job_kind(
     "migrate_vm",
-    label="Migrate a VM between hosts",
+    label=gettext_lazy("Migrate a VM between hosts"),
     permission="run_jobs",
     mutating=True,
     preflight_url=migrate_again,
