@@ -22,8 +22,9 @@ run: $(VENV)/.installed
 	@[ -n "$$REDIS_URL" ] || command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 	CONSOLE_ENV=development $(PY) manage.py runconsole $(ARGS)
 
+# Chromium for the browser tests, and a Japanese font so that their screenshots of Japanese pages show the words.
 chromium:
-	@command -v chromium >/dev/null || { $(DEBIAN_INSTALL) chromium; }
+	@command -v chromium >/dev/null && fc-list :lang=ja | grep -q . || { $(DEBIAN_INSTALL) chromium fonts-ipafont-gothic; }
 
 ldap-build-deps:
 	@[ -e /usr/include/ldap.h ] && [ -e /usr/include/sasl/sasl.h ] || { $(DEBIAN_INSTALL) libldap2-dev libsasl2-dev; }
