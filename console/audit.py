@@ -22,7 +22,7 @@ from django.utils.functional import Promise
 from django.utils.html import format_html, strip_tags
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from .models import AuditEvent, redact_detail
 from .roles import role_title
@@ -177,8 +177,12 @@ class AuditFilterForm(forms.Form):
     action = forms.ChoiceField(required=False, label=gettext_lazy("Action"), choices=action_choices)
     object_type = forms.ChoiceField(required=False, label=gettext_lazy("Object"), choices=object_choices)
     object_id = forms.CharField(required=False, widget=forms.HiddenInput)
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label=gettext_lazy("From"))
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label=gettext_lazy("To"))
+    since = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label=pgettext_lazy("date range", "From")
+    )
+    until = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label=pgettext_lazy("date range", "To")
+    )
 
     def apply(self, events: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
         if not self.is_valid():
