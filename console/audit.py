@@ -15,6 +15,7 @@ from html import unescape
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone, translation
@@ -112,7 +113,12 @@ def plain(value: Any) -> str:
 
 
 def detail_value(name: str, value: Any) -> str:
-    return role_title(str(value)) if name in ROLE_DETAILS and isinstance(value, str) else plain(value)
+    """A value of the detail as its sentence says it: roles and languages by their names in the reader's language."""
+    if name in ROLE_DETAILS and isinstance(value, str):
+        return role_title(value)
+    if name == "language" and isinstance(value, str):
+        return str(dict(settings.LANGUAGES).get(value, _("the browser's language") if value == "browser" else value))
+    return plain(value)
 
 
 def object_link(event: AuditEvent) -> SafeString:
