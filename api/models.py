@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from console.models import AuditEvent
 from console.roles import ROLE_NAMES, needs_second_factor, role_of
@@ -60,7 +61,10 @@ class ApiToken(models.Model):
         """Make a token for `user` (audited) and return it with its plain text, which is never stored."""
         owner_role = role_of(user)
         if rank(role) < 0 or rank(role) > rank(owner_role):
-            raise TokenRefused(f"A token cannot have the role {role!r}: yours is {owner_role or 'none'}.")
+            raise TokenRefused(
+                _("A token cannot have the role %(role)r: yours is %(owner_role)s.")
+                % {"role": role, "owner_role": owner_role or "none"}
+            )
         plain = PREFIX + secrets.token_urlsafe(32)
         token = cls.objects.create(
             user=user,

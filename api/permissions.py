@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext as _
 from rest_framework import exceptions
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -18,17 +19,20 @@ def require(request: Request, codename: str) -> None:
     token = request.auth
     if isinstance(token, ApiToken) and codename not in ROLE_PERMISSIONS[token.role]:
         raise exceptions.PermissionDenied(
-            f"Token {token} has the role {token.role}; this needs {lowest_role_with(codename)} ({codename})."
+            _("Token %(token)s has the role %(role)s; this needs %(needed)s (%(codename)s).")
+            % {"token": token, "role": token.role, "needed": lowest_role_with(codename), "codename": codename}
         )
     try:
         check(request.user, codename)
     except SecondFactorRequired:
         raise exceptions.PermissionDenied(
-            f"This needs {codename} after the second factor: make the token in a session that passed it."
+            _("This needs %(codename)s after the second factor: make the token in a session that passed it.")
+            % {"codename": codename}
         ) from None
     except Forbidden:
         raise exceptions.PermissionDenied(
-            f"This needs the role {lowest_role_with(codename)} ({codename}); yours does not have it."
+            _("This needs the role %(needed)s (%(codename)s); yours does not have it.")
+            % {"needed": lowest_role_with(codename), "codename": codename}
         ) from None
 
 

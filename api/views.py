@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from django.db.models import Count, QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
@@ -53,7 +54,7 @@ class ConsoleView:
             if lookup.endswith("_id") or lookup == "pk":
                 value = parse_id(value)
                 if value is None:
-                    raise ValidationError({param: "An id is a number."})
+                    raise ValidationError({param: _("An id is a number.")})
             rows = rows.filter(**{lookup: value})
         return rows
 
@@ -230,7 +231,7 @@ class JobLog(ConsoleView, APIView):  # type: ignore[misc]
         job = get_object_or_404(Job, pk=pk)
         after = parse_id(request.query_params.get("after", "0") or "0")
         if after is None:
-            raise ValidationError({"after": "A seq is a number."})
+            raise ValidationError({"after": _("A seq is a number.")})
         lines = list(JobLogLine.objects.filter(job=job, seq__gt=after).order_by("seq")[:LOG_PAGE])
         last = lines[-1].seq if lines else after
         ended = job.state in TERMINAL_STATES and last >= job.last_seq

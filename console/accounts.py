@@ -24,7 +24,10 @@ from django.db.models import Max, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse_lazy
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.functional import Promise
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from . import sessions
 from .models import AuditEvent, PasswordChangeRequired
@@ -66,7 +69,7 @@ def client_detail(request: HttpRequest | None) -> dict[str, str]:
     return {"address": client_address(request) or "unknown", "user_agent": agent[:USER_AGENT_LENGTH]}
 
 
-def refuse(request: HttpRequest | None, reason: str) -> None:
+def refuse(request: HttpRequest | None, reason: str | Promise) -> None:
     """Note why a single sign-on was refused although the person may be who they say (no group, a local account of
     that name, the directory down): the login page shows it, the failed login's audit event keeps it."""
     if request is not None:
@@ -74,7 +77,19 @@ def refuse(request: HttpRequest | None, reason: str) -> None:
 
 
 def refusal(request: HttpRequest | None) -> str:
+    """Why the sign-in was refused, in the reader's language ("" if it was not)."""
     return str(getattr(request, REFUSAL, ""))
+
+
+def refusal_reason(request: HttpRequest | None) -> str | Promise:
+    """Why the sign-in was refused, untranslated yet: shown in the reader's language, recorded in English."""
+    return getattr(request, REFUSAL, "")
+
+
+def english(text: str | Promise) -> str:
+    """A reason as the audit trail keeps it: English, the trail's language whoever reads it later."""
+    with translation.override("en"):
+        return str(text)
 
 
 # --- lockouts -------------------------------------------------------------------------------------------------------
@@ -107,9 +122,9 @@ def wait_text(ends: datetime) -> str:
     """ "14 minutes", "1 minute", "40 seconds": the wait left until `ends`, rounded up."""
     seconds = max(1, math.ceil((ends - timezone.now()).total_seconds()))
     if seconds < 60:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
+        return ngettext("%(n)d second", "%(n)d seconds", seconds) % {"n": seconds}
     minutes = math.ceil(seconds / 60)
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return ngettext("%(n)d minute", "%(n)d minutes", minutes) % {"n": minutes}
 
 
 def lockout_context(request: HttpRequest, username: str | None) -> dict[str, Any]:
@@ -155,7 +170,7 @@ class NewPasswordForm(PasswordChangeForm):
         cleaned = super().clean() or {}
         new = cleaned.get("new_password1")
         if new and new == cleaned.get("old_password"):
-            self.add_error("new_password1", "Choose a password different from the current one.")
+            self.add_error("new_password1", _("Choose a password different from the current one."))
         return cleaned
 
 
@@ -179,7 +194,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
         PasswordChangeRequired.set_for(user, False)
         self.request.session.pop(sessions.MUST_CHANGE_PASSWORD, None)
         AuditEvent.record(user, "user.password_change", user, required=was_required, **client_detail(self.request))
-        messages.success(self.request, "Your password has been changed.")
+        messages.success(self.request, _("Your password has been changed."))
         return response
 
 
@@ -203,7 +218,7 @@ def on_login_failed(sender: Any, credentials: dict[str, Any], request: HttpReque
     name is read here). Runs after django-axes' own receiver (INSTALLED_APPS order), which flags a lockout."""
     typed = str(credentials.get("username", ""))[:150]
     locked = bool(getattr(request, "axes_locked_out", False))
-    reason = {"reason": refusal(request)} if refusal(request) else {}
+    reason = {"reason": english(refusal_reason(request))} if refusal(request) else {}
     AuditEvent.record(None, "login.failed", None, username=typed, locked_out=locked, **client_detail(request), **reason)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import string
 from collections.abc import Iterable, Iterator
 from datetime import UTC
@@ -14,72 +15,89 @@ from html import unescape
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.functional import Promise
 from django.utils.html import format_html, strip_tags
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from .models import AuditEvent, redact_detail
+from .roles import role_title
 
-# What each action says, after who did it ("ada …", "The console …"). {object} is the event's object, linked to its
+# What each action says. {actor} is who did it ("ada", "The console"): a placeholder, not a prefix, because the
+# word order differs between languages (「{actor} がサインインしました」). {object} is the event's object, linked to its
 # page; other {names} are values of its detail. An action not listed here is shown by its name.
-SENTENCES = {
-    "login": "signed in",
-    "logout": "signed out",
-    "login.failed": "A sign-in as {username} failed",
-    "login.unlock": "lifted the login lockout of {username}",
-    "user.create": "created user {object} with the role {role}",
-    "user.role_change": "changed the role of {object} from {role_from} to {role_to}",
-    "user.activate": "re-activated user {object}",
-    "user.deactivate": "deactivated user {object}",
-    "user.password_reset": "set a new password for {object}",
-    "user.password_change": "changed their password",
-    "user.must_change_password": "changed whether {object} must choose a new password",
-    "two_factor.enrol": "set up two-factor sign-in",
-    "two_factor.verify": "passed the second factor ({method})",
-    "two_factor.verify_failed": "failed the second factor",
-    "two_factor.reset": "reset the two-factor sign-in of {object}",
-    "two_factor.recovery_codes": "made new recovery codes",
-    "host.create": "registered host {object}",
-    "host.update": "changed host {object} ({changed})",
-    "host.delete": "removed host {object}",
-    "host.test_connection": "tested the connection to {object}",
-    "host.captured": "recorded host {object} as a capture",
-    "share.create": "added the share {path}",
-    "share.delete": "removed the share {path}",
-    "vault.escrow": "escrowed {object} in the vault",
-    "vault.upload": "uploaded {object} to the vault",
-    "vault.download": "downloaded {object} from the vault",
-    "vault.download_refused": "was refused the download of {object}: {reason}",
-    "vault.placed": "placed the private keys of {object} on {host}",
-    "vault.tampered": "found {object} tampered with: {reason}",
-    "secrets.rotated": "re-sealed the stored secrets with a new key",
-    "job.create": "started {object}",
-    "job.cancel": "cancelled {object}",
-    "job.succeeded": "{object} succeeded",
-    "job.partly_failed": "{object} partly failed",
-    "job.failed": "{object} failed",
-    "job.errored": "{object} ended with an unexpected error",
-    "job.cancelled": "{object} was cancelled",
-    "job.lost": "{object} was lost: its worker stopped",
-    "job.orphaned": "A worker came back after losing {object}; it sent nothing more",
-    "vm.tpm_enable": "turned the vTPM on for {vms} on {object}",
-    "vm.tpm_disable": "turned the vTPM off for {vms} on {object}",
-    "vm.migrated": "migrated a VM to {object}",
-    "guardian.reset": "reset the guardian {guardian_name} on {object}",
-    "guardian.reset_undone": "undid the guardian reset of job #{reset_job} on {object}",
-    "api_token.create": "created the API token {object} (role {role})",
-    "api_token.revoke": "revoked the API token {object} of {owner}",
-    "account.time_zone": "chose to see times in {time_zone}",
-    "account.language": "chose to see pages in {language}",
-    "audit.export": "exported the audit trail as CSV",
+SENTENCES: dict[str, Promise] = {
+    "login": gettext_lazy("{actor} signed in"),
+    "logout": gettext_lazy("{actor} signed out"),
+    "login.failed": gettext_lazy("A sign-in as {username} failed"),
+    "login.unlock": gettext_lazy("{actor} lifted the login lockout of {username}"),
+    "user.create": gettext_lazy("{actor} created user {object} with the role {role}"),
+    "user.role_change": gettext_lazy("{actor} changed the role of {object} from {role_from} to {role_to}"),
+    "user.activate": gettext_lazy("{actor} re-activated user {object}"),
+    "user.deactivate": gettext_lazy("{actor} deactivated user {object}"),
+    "user.password_reset": gettext_lazy("{actor} set a new password for {object}"),
+    "user.password_change": gettext_lazy("{actor} changed their password"),
+    "user.must_change_password": gettext_lazy("{actor} changed whether {object} must choose a new password"),
+    "two_factor.enrol": gettext_lazy("{actor} set up two-factor sign-in"),
+    "two_factor.verify": gettext_lazy("{actor} passed the second factor ({method})"),
+    "two_factor.verify_failed": gettext_lazy("{actor} failed the second factor"),
+    "two_factor.reset": gettext_lazy("{actor} reset the two-factor sign-in of {object}"),
+    "two_factor.recovery_codes": gettext_lazy("{actor} made new recovery codes"),
+    "host.create": gettext_lazy("{actor} registered host {object}"),
+    "host.update": gettext_lazy("{actor} changed host {object} ({changed})"),
+    "host.delete": gettext_lazy("{actor} removed host {object}"),
+    "host.test_connection": gettext_lazy("{actor} tested the connection to {object}"),
+    "host.captured": gettext_lazy("{actor} recorded host {object} as a capture"),
+    "share.create": gettext_lazy("{actor} added the share {path}"),
+    "share.delete": gettext_lazy("{actor} removed the share {path}"),
+    "vault.escrow": gettext_lazy("{actor} escrowed {object} in the vault"),
+    "vault.upload": gettext_lazy("{actor} uploaded {object} to the vault"),
+    "vault.download": gettext_lazy("{actor} downloaded {object} from the vault"),
+    "vault.download_refused": gettext_lazy("{actor} was refused the download of {object}: {reason}"),
+    "vault.placed": gettext_lazy("{actor} placed the private keys of {object} on {host}"),
+    "vault.tampered": gettext_lazy("{actor} found {object} tampered with: {reason}"),
+    "secrets.rotated": gettext_lazy("{actor} re-sealed the stored secrets with a new key"),
+    "job.create": gettext_lazy("{actor} started {object}"),
+    "job.cancel": gettext_lazy("{actor} cancelled {object}"),
+    "job.succeeded": gettext_lazy("{object} succeeded"),
+    "job.partly_failed": gettext_lazy("{object} partly failed"),
+    "job.failed": gettext_lazy("{object} failed"),
+    "job.errored": gettext_lazy("{object} ended with an unexpected error"),
+    "job.cancelled": gettext_lazy("{object} was cancelled"),
+    "job.lost": gettext_lazy("{object} was lost: its worker stopped"),
+    "job.orphaned": gettext_lazy("A worker came back after losing {object}; it sent nothing more"),
+    "vm.tpm_enable": gettext_lazy("{actor} turned the vTPM on for {vms} on {object}"),
+    "vm.tpm_disable": gettext_lazy("{actor} turned the vTPM off for {vms} on {object}"),
+    "vm.migrated": gettext_lazy("{actor} migrated a VM to {object}"),
+    "guardian.reset": gettext_lazy("{actor} reset the guardian {guardian_name} on {object}"),
+    "guardian.reset_undone": gettext_lazy("{actor} undid the guardian reset of job #{reset_job} on {object}"),
+    "api_token.create": gettext_lazy("{actor} created the API token {object} (role {role})"),
+    "api_token.revoke": gettext_lazy("{actor} revoked the API token {object} of {owner}"),
+    "account.time_zone": gettext_lazy("{actor} chose to see times in {time_zone}"),
+    "account.language": gettext_lazy("{actor} chose to see pages in {language}"),
+    "audit.export": gettext_lazy("{actor} exported the audit trail as CSV"),
 }
-# Sentences that name no actor ("A sign-in … failed", "Job #3 succeeded") start with a capital or {object}.
-NO_ACTOR = frozenset(action for action, sentence in SENTENCES.items() if sentence[0].isupper() or sentence[0] == "{")
 
-OBJECT_WORDS = {"escrowedpair": "vault pair", "apitoken": "API token", "job": "job", "host": "host", "user": "user"}
+OBJECT_WORDS: dict[str, Promise] = {
+    "escrowedpair": gettext_lazy("vault pair"),
+    "apitoken": gettext_lazy("API token"),
+    "job": gettext_lazy("job"),
+    "host": gettext_lazy("host"),
+    "user": gettext_lazy("user"),
+}
 OBJECT_PAGES = {"job": "jobs:detail", "host": "hosts:detail", "escrowedpair": "vault_detail", "user": "users:edit"}
+
+
+# Details that hold a role code, said as the role's title in the reader's language.
+ROLE_DETAILS = frozenset({"role", "role_from", "role_to"})
+# The start of a sentence that names who did it, left out where the filter lists the actions: "{actor} " in English,
+# 「{actor} が」 in Japanese.
+ACTOR_LEAD = re.compile(r"^\{actor\}\s*(?:が\s*)?")
 
 
 def placeholders(sentence: str) -> list[str]:
@@ -88,10 +106,19 @@ def placeholders(sentence: str) -> list[str]:
 
 def plain(value: Any) -> str:
     if isinstance(value, list | tuple):
-        return ", ".join(str(item) for item in value) or "nothing"
+        return _(", ").join(str(item) for item in value) or _("nothing")
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return _("yes") if value else _("no")
     return "—" if value in (None, "") else str(value)
+
+
+def detail_value(name: str, value: Any) -> str:
+    """A value of the detail as its sentence says it: roles and languages by their names in the reader's language."""
+    if name in ROLE_DETAILS and isinstance(value, str):
+        return role_title(value)
+    if name == "language" and isinstance(value, str):
+        return str(dict(settings.LANGUAGES).get(value, _("the browser's language") if value == "browser" else value))
+    return plain(value)
 
 
 def object_link(event: AuditEvent) -> SafeString:
@@ -107,49 +134,61 @@ def object_link(event: AuditEvent) -> SafeString:
 
 def describe(event: AuditEvent) -> SafeString:
     """The event as one sentence, its object linked: "ada turned the vTPM off for Win11-A on HV01"."""
-    sentence = SENTENCES.get(event.action)
-    if sentence is None:
+    if event.action not in SENTENCES:
         return format_html("{} <code>{}</code> {}", actor(event), event.action, object_link(event))
-    values: dict[str, Any] = {name: plain(event.detail.get(name)) for name in placeholders(sentence)}
-    values["object"] = object_link(event)
-    said = format_html(sentence, **values)
-    return said if event.action in NO_ACTOR else format_html("{} {}", actor(event), said)
+    sentence = str(SENTENCES[event.action])
+    values: dict[str, Any] = {name: detail_value(name, event.detail.get(name)) for name in placeholders(sentence)}
+    values.update(object=object_link(event), actor=actor(event))
+    return format_html(sentence, **values)
 
 
 def actor(event: AuditEvent) -> str:
-    return event.username or "The console"
+    return event.username or _("The console")
 
 
 def unsaid_detail(event: AuditEvent) -> list[tuple[str, str]]:
     """The detail the sentence does not say, as (words, value), for the line under it."""
-    said = set(placeholders(SENTENCES.get(event.action, "")))
+    said = set(placeholders(str(SENTENCES.get(event.action, ""))))
     return [(key.replace("_", " "), plain(value)) for key, value in event.detail.items() if key not in said]
 
 
 def action_words(action: str) -> str:
-    """An action as the filter lists it: its sentence with "…" for what varies ("Turned the vTPM off for … on …")."""
-    sentence = SENTENCES[action]
+    """An action as the filter lists it: its sentence without who did it, "…" for what varies ("Turned the vTPM off for
+    … on …")."""
+    sentence = ACTOR_LEAD.sub("", str(SENTENCES[action]))
     for name in placeholders(sentence):
         sentence = sentence.replace("{" + name + "}", "…")
     return sentence[0].upper() + sentence[1:]
 
 
 def action_choices() -> list[tuple[str, str]]:
-    return [("", "any action")] + sorted(((action, action_words(action)) for action in SENTENCES), key=lambda c: c[1])
+    return [("", _("any action"))] + sorted(
+        ((action, action_words(action)) for action in SENTENCES), key=lambda c: c[1]
+    )
+
+
+def object_choices() -> list[tuple[str, str]]:
+    words = sorted(((code, str(word)) for code, word in OBJECT_WORDS.items()), key=lambda c: c[1])
+    return [("", _("any object")), *words]
 
 
 class AuditFilterForm(forms.Form):
     """Filters of the audit trail; each narrows the query in the database (an invalid one is ignored)."""
 
-    q = forms.CharField(required=False, label="Search", widget=forms.TextInput(attrs={"type": "search"}))
-    actor = forms.CharField(required=False, label="Who", help_text='a user name, or "system"')
-    action = forms.ChoiceField(required=False, choices=action_choices)
-    object_type = forms.ChoiceField(
-        required=False, label="Object", choices=[("", "any object"), *sorted(OBJECT_WORDS.items(), key=lambda c: c[1])]
+    q = forms.CharField(required=False, label=gettext_lazy("Search"), widget=forms.TextInput(attrs={"type": "search"}))
+    # "system" is typed as it is, whatever the language: the filter compares it.
+    actor = forms.CharField(
+        required=False, label=gettext_lazy("Who"), help_text=gettext_lazy('a user name, or "system"')
     )
+    action = forms.ChoiceField(required=False, label=gettext_lazy("Action"), choices=action_choices)
+    object_type = forms.ChoiceField(required=False, label=gettext_lazy("Object"), choices=object_choices)
     object_id = forms.CharField(required=False, widget=forms.HiddenInput)
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
+    since = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label=pgettext_lazy("date range", "From")
+    )
+    until = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label=pgettext_lazy("date range", "To")
+    )
 
     def apply(self, events: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
         if not self.is_valid():
@@ -178,6 +217,9 @@ class AuditFilterForm(forms.Form):
 
 
 # -- CSV --------------------------------------------------------------------------------------------------------
+# The export stays English whatever the reader's language: it is a record handed on (to auditors, spreadsheets and
+# scripts that read its header and sentences), so it must say the same for every admin who makes it.
+CSV_LANGUAGE = "en"
 
 CSV_HEADER = ["time (UTC)", "time", "who", "action", "what happened", "object type", "object id", "object", "detail"]
 
@@ -197,13 +239,15 @@ def csv_rows(events: Iterable[AuditEvent]) -> Iterator[str]:
     writer = csv.writer(Echo())
     yield writer.writerow(CSV_HEADER)
     for event in events:
+        with translation.override(CSV_LANGUAGE):  # per row: an override never spans a yield (another request's turn)
+            who, what = actor(event), text_of(describe(event))
         detail = json.dumps(redact_detail(event.detail), ensure_ascii=False, sort_keys=True, default=str)
         row = [
             event.at.astimezone(UTC).isoformat(),
             timezone.localtime(event.at).isoformat(),
-            actor(event),
+            who,
             event.action,
-            text_of(describe(event)),
+            what,
             event.object_type,
             event.object_id,
             event.object_repr,

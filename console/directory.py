@@ -12,13 +12,15 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy
 from django_auth_ldap.backend import LDAPBackend, ldap_error
 
 from .accounts import refuse
 from .models import ExternalAccount
 from .sso import NAME_TAKEN, NO_GROUP, active_only, link, role_for, someone_else, take_role
 
-UNREACHABLE = (
+UNREACHABLE = gettext_lazy(
     "The directory (LDAP) could not be reached, or refused the console's own bind: directory accounts cannot log in "
     "now; local accounts can."
 )
@@ -41,7 +43,7 @@ class DirectoryBackend(LDAPBackend):
     def get_or_build_user(self, username: str, ldap_user: Any) -> tuple[Any, bool]:
         user, built = super().get_or_build_user(username, ldap_user)
         if not built and someone_else(user, ExternalAccount.LDAP, user.get_username()):
-            refuse(self.request, NAME_TAKEN.format(name=user.get_username()))
+            refuse(self.request, format_lazy(NAME_TAKEN, name=user.get_username()))
             raise ldap_user.AuthenticationFailed("a local account has this name")
         self.role = role_for(ldap_user.group_names, settings.LDAP_ROLE_GROUPS)
         if self.role is None:

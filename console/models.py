@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy
 
 
 class ConsolePermission(models.Model):
@@ -107,7 +108,7 @@ class ExternalAccount(models.Model):
     their groups there at every login. A local account is never taken over by a sign-in of the same name."""
 
     OIDC, LDAP = "oidc", "ldap"
-    SOURCES = [(OIDC, "OpenID Connect"), (LDAP, "LDAP directory")]
+    SOURCES = [(OIDC, gettext_lazy("OpenID Connect")), (LDAP, gettext_lazy("LDAP directory"))]
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="external_account"

@@ -18,10 +18,19 @@ from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy
 from django_otp import user_has_device
 
 VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 ROLE_NAMES = (VIEWER, OPERATOR, ADMIN)
+# The roles as pages name them; the codes above stay the group names, the audit's and the API's values.
+ROLE_TITLES: dict[str, Promise] = {
+    VIEWER: gettext_lazy("viewer"),
+    OPERATOR: gettext_lazy("operator"),
+    ADMIN: gettext_lazy("admin"),
+    "none": gettext_lazy("none"),
+}
 
 ROLE_PERMISSIONS = {
     VIEWER: ["view_console"],
@@ -38,6 +47,12 @@ ROLE_PERMISSIONS = {
 
 # Permissions that CONSOLE_ADMIN_2FA guards with the second factor.
 SECOND_FACTOR_PERMISSIONS = frozenset({"run_destructive_jobs", "download_vault", "manage_hosts", "manage_users"})
+
+
+def role_title(role: str) -> str:
+    """A role code as the reader's language names it ("admin" → 「管理者」; no role: "none"); an unknown code as it
+    is."""
+    return str(ROLE_TITLES.get(role or "none", role))
 
 
 def lowest_role_with(codename: str) -> str:

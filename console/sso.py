@@ -24,24 +24,37 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils.functional import Promise
+from django.utils.text import format_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
-from .accounts import client_detail, refusal, refuse
+from .accounts import client_detail, english, refusal, refusal_reason, refuse
 from .models import AuditEvent, ExternalAccount
 from .roles import ROLE_NAMES, role_of, set_role
 
-NO_GROUP = "Your account is in none of the groups that give a role in the console: ask an admin to add you."
-NO_NAME = "The provider named no user (no `sub` or `{claim}` claim): the sign-in is refused."
-NAME_TAKEN = "A local account named {name} exists: single sign-on does not take it over (an admin can rename it)."
-STALE = (
+# Refusals: shown in the reader's language, recorded in the audit trail in English (accounts.english).
+NO_GROUP = gettext_lazy(
+    "Your account is in none of the groups that give a role in the console: ask an admin to add you."
+)
+NO_NAME = gettext_lazy("The provider named no user (no `sub` or `{claim}` claim): the sign-in is refused.")
+NAME_TAKEN = gettext_lazy(
+    "A local account named {name} exists: single sign-on does not take it over (an admin can rename it)."
+)
+STALE = gettext_lazy(
     "This sign-in does not belong to this browser's session (unknown or already used state): "
     "start again with the sign-in button."
 )
-MISMATCH = "The provider's answer did not match this sign-in (nonce or signature): start again with the sign-in button."
-WRONG_ISSUER = "The ID token was issued by another provider or for another client: the sign-in is refused."
-UNREACHABLE = "The sign-in provider could not be reached or refused the sign-in code: try again later."
+MISMATCH = gettext_lazy(
+    "The provider's answer did not match this sign-in (nonce or signature): start again with the sign-in button."
+)
+WRONG_ISSUER = gettext_lazy(
+    "The ID token was issued by another provider or for another client: the sign-in is refused."
+)
+UNREACHABLE = gettext_lazy("The sign-in provider could not be reached or refused the sign-in code: try again later.")
 
 
 # --- what both sign-ins share ---------------------------------------------------------------------------------------
@@ -103,7 +116,7 @@ class OpenIDConnectBackend(OIDCAuthenticationBackend):
         audiences = audience if isinstance(audience, list) else [audience]
         if payload.get("iss") != settings.OIDC_ISSUER or self.OIDC_RP_CLIENT_ID not in audiences:
             refuse(self.request, WRONG_ISSUER)
-            raise SuspiciousOperation(WRONG_ISSUER)
+            raise SuspiciousOperation(english(WRONG_ISSUER))
         return super().get_or_create_user(access_token, id_token, payload)
 
     def get_userinfo(self, access_token: str, id_token: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +135,7 @@ class OpenIDConnectBackend(OIDCAuthenticationBackend):
             for user in self.filter_users_by_claims(claims):
                 take_role(user, None, ExternalAccount.OIDC)
         if not (claims.get("sub") and self.username(claims)):
-            refuse(self.request, NO_NAME.format(claim=settings.OIDC_USERNAME_CLAIM))
+            refuse(self.request, format_lazy(NO_NAME, claim=settings.OIDC_USERNAME_CLAIM))
         return bool(claims.get("sub") and self.username(claims) and self.role)
 
     def filter_users_by_claims(self, claims: dict[str, Any]) -> QuerySet[Any]:
@@ -136,7 +149,7 @@ class OpenIDConnectBackend(OIDCAuthenticationBackend):
     def create_user(self, claims: dict[str, Any]) -> Any:
         name = self.username(claims)
         if get_user_model().objects.filter(username__iexact=name).exists():
-            refuse(self.request, NAME_TAKEN.format(name=name))
+            refuse(self.request, format_lazy(NAME_TAKEN, name=name))
             raise SuspiciousOperation(f"a local account is named {name}")
         with transaction.atomic():
             user = get_user_model().objects.create_user(name, email=claims.get("email") or "")  # no usable password
@@ -158,7 +171,7 @@ class CallbackView(OIDCAuthenticationCallbackView):
         try:
             return super().get(request)
         except SuspiciousOperation:  # a wrong nonce or a bad signature, raised before a user is looked for
-            return self.refused(refusal(request) or MISMATCH)
+            return self.refused(refusal_reason(request) or MISMATCH)
         except requests.RequestException:  # the token or userinfo endpoint down, or the code refused (replayed)
             return self.refused(UNREACHABLE)
 
@@ -170,19 +183,20 @@ class CallbackView(OIDCAuthenticationCallbackView):
         """Authentication returned no user: the failed login is already audited (console.accounts.on_login_failed)."""
         error = re.sub(r"[^a-z_]", "", str(self.request.GET.get("error", "")))[:40]
         provider = settings.OIDC_PROVIDER_NAME
-        reason = refusal(self.request) or (f"{provider} refused the sign-in ({error})." if error else UNREACHABLE)
+        said = _("%(provider)s refused the sign-in (%(error)s).") % {"provider": provider, "error": error}
+        reason = refusal(self.request) or (said if error else str(UNREACHABLE))
         messages.error(self.request, reason)
         return redirect("login")
 
-    def refused(self, reason: str) -> HttpResponse:
+    def refused(self, reason: str | Promise) -> HttpResponse:
         detail = client_detail(self.request)
-        AuditEvent.record(None, "login.failed", None, via=ExternalAccount.OIDC, reason=reason, **detail)
-        messages.error(self.request, reason)
+        AuditEvent.record(None, "login.failed", None, via=ExternalAccount.OIDC, reason=english(reason), **detail)
+        messages.error(self.request, str(reason))
         return redirect("login")
 
 
 def sso_off(request: HttpRequest) -> HttpResponse:
-    messages.error(request, "Single sign-on is not configured on this console: log in with your user name.")
+    messages.error(request, _("Single sign-on is not configured on this console: log in with your user name."))
     return redirect("login")
 
 

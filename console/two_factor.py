@@ -26,6 +26,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
@@ -128,7 +130,9 @@ def setup_context(user: Any, key: str | None = None) -> dict[str, Any]:
 
 class CodeForm(forms.Form):
     code = forms.CharField(
-        max_length=20, widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autofocus": True})
+        label=gettext_lazy("Code"),
+        max_length=20,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autofocus": True}),
     )
 
     def clean_code(self) -> str:
@@ -148,7 +152,7 @@ def send_to_verify(request: HttpRequest, enrolled: bool) -> HttpResponse:
     back to the page asked for (after a POST: the page the form was on)."""
     back = request.get_full_path() if request.method == "GET" else request.META.get("HTTP_REFERER")
     target = "two_factor_verify" if enrolled else "two_factor"
-    messages.info(request, "This needs your second factor (your authenticator app's code) first.")
+    messages.info(request, _("This needs your second factor (your authenticator app's code) first."))
     return redirect(f"{reverse(target)}?{urlencode({'next': safe_next(request, back)})}")
 
 
@@ -181,7 +185,7 @@ def enrol_page(request: HttpRequest) -> HttpResponse:
             otp_login(request, enrol(user, key, step))  # type: ignore[arg-type]  # key is set when step is
             codes = new_recovery_codes(user)
             return render(request, "console/two_factor_codes.html", {"codes": codes, "next": next_url})
-        form.add_error("code", "That code does not match: check the app's clock and type the code it shows now.")
+        form.add_error("code", _("That code does not match: check the app's clock and type the code it shows now."))
     context = {"form": form, "next": next_url, **setup_context(user, key)}
     return render(request, "console/two_factor.html", context)
 
@@ -201,7 +205,7 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
             audit_verified(request, device)
             return redirect(next_url)
         AuditEvent.record(user, "two_factor.verify_failed", None, **client_detail(request))
-        form.add_error("code", "That code is not valid (or was used already). Wait for the next one and try again.")
+        form.add_error("code", _("That code is not valid (or was used already). Wait for the next one and try again."))
     context = {"form": form, "next": next_url, "enrolled": app_device(user) is not None}
     return render(request, "console/two_factor_verify.html", context)
 
@@ -209,7 +213,15 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
 def audit_verified(request: HttpRequest, device: Any) -> None:
     if isinstance(device, StaticDevice):
         left = recovery_codes_left(request.user)
-        messages.warning(request, f"You used a recovery code: {left} left. Make new ones on your two-factor page.")
+        messages.warning(
+            request,
+            ngettext(
+                "You used a recovery code: %(left)d left. Make new ones on your two-factor page.",
+                "You used a recovery code: %(left)d left. Make new ones on your two-factor page.",
+                left,
+            )
+            % {"left": left},
+        )
         AuditEvent.record(request.user, "two_factor.verify", None, method="recovery code", left=left)
     else:
         AuditEvent.record(request.user, "two_factor.verify", None, method="app", **client_detail(request))

@@ -18,29 +18,37 @@ from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .accounts import lockouts, unlock, wait_text
 from .models import AuditEvent, PasswordChangeRequired
-from .roles import ADMIN, require, role_of, set_role
+from .roles import ADMIN, require, role_of, role_title, set_role
 from .two_factor import forget_devices, has_two_factor
 
 NO_ROLE = "none"
 ROLE_CHOICES = [
-    ("viewer", "viewer — reads everything, changes nothing"),
-    ("operator", "operator — also runs non-destructive jobs"),
-    ("admin", "admin — also manages hosts, credentials, users and destructive jobs"),
-    (NO_ROLE, "no role — can log in but sees nothing"),
+    ("viewer", gettext_lazy("viewer — reads everything, changes nothing")),
+    ("operator", gettext_lazy("operator — also runs non-destructive jobs")),
+    ("admin", gettext_lazy("admin — also manages hosts, credentials, users and destructive jobs")),
+    (NO_ROLE, gettext_lazy("no role — can log in but sees nothing")),
 ]
 
 
 class UserCreateForm(forms.Form):
-    username = forms.CharField(max_length=150)
-    password = forms.CharField(strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
-    role = forms.ChoiceField(choices=ROLE_CHOICES, initial="viewer", widget=forms.RadioSelect)
+    username = forms.CharField(label=gettext_lazy("Username"), max_length=150)
+    password = forms.CharField(
+        label=gettext_lazy("Password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    role = forms.ChoiceField(
+        label=gettext_lazy("Role"), choices=ROLE_CHOICES, initial="viewer", widget=forms.RadioSelect
+    )
     must_change_password = forms.BooleanField(
-        label="Must choose a new password at first login", required=False, initial=True
+        label=gettext_lazy("Must choose a new password at first login"), required=False, initial=True
     )
 
     def clean_username(self) -> str:
@@ -49,7 +57,7 @@ class UserCreateForm(forms.Form):
         for validator in field.validators:
             validator(username)
         if get_user_model().objects.filter(username__iexact=username).exists():
-            raise forms.ValidationError("A user with this name already exists.")
+            raise forms.ValidationError(_("A user with this name already exists."))
         return username
 
     def clean(self) -> dict[str, Any]:
@@ -64,15 +72,18 @@ class UserCreateForm(forms.Form):
 
 
 class UserEditForm(forms.Form):
-    role = forms.ChoiceField(choices=ROLE_CHOICES, widget=forms.RadioSelect)
-    is_active = forms.BooleanField(label="Active (may log in)", required=False)
+    role = forms.ChoiceField(label=gettext_lazy("Role"), choices=ROLE_CHOICES, widget=forms.RadioSelect)
+    is_active = forms.BooleanField(label=gettext_lazy("Active (may log in)"), required=False)
     new_password = forms.CharField(
+        label=gettext_lazy("New password"),
         strip=False,
         required=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        help_text="Leave empty to keep the current password.",
+        help_text=gettext_lazy("Leave empty to keep the current password."),
     )
-    must_change_password = forms.BooleanField(label="Must choose a new password at next login", required=False)
+    must_change_password = forms.BooleanField(
+        label=gettext_lazy("Must choose a new password at next login"), required=False
+    )
 
     def __init__(self, *args: Any, user: Any, editor: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -81,11 +92,11 @@ class UserEditForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         if self.user.pk == self.editor.pk and (cleaned.get("role") != ADMIN or not cleaned.get("is_active")):
-            raise forms.ValidationError("You cannot take away your own admin role or deactivate yourself.")
+            raise forms.ValidationError(_("You cannot take away your own admin role or deactivate yourself."))
         if self.user.is_superuser and cleaned.get("role") != ADMIN:
-            self.add_error("role", "This is a superuser (admin by definition); change it with manage.py.")
+            self.add_error("role", _("This is a superuser (admin by definition); change it with manage.py."))
         if self.user.is_superuser and self.user.is_active and not cleaned.get("is_active"):
-            self.add_error("is_active", "This is the superuser: it cannot be deactivated here (use manage.py).")
+            self.add_error("is_active", _("This is the superuser: it cannot be deactivated here (use manage.py)."))
         if cleaned.get("new_password"):
             try:
                 password_validation.validate_password(cleaned["new_password"], self.user)
@@ -137,7 +148,7 @@ def user_unlock(request: HttpRequest, pk: int) -> HttpResponse:
     """Lift the login lockout of a user name (its failed logins are forgotten)."""
     subject = get_object_or_404(get_user_model(), pk=pk)
     unlock(request.user, username=subject.get_username())
-    messages.success(request, f"{subject.get_username()} can log in again.")
+    messages.success(request, _("%(name)s can log in again.") % {"name": subject.get_username()})
     return redirect("users:list")
 
 
@@ -149,12 +160,14 @@ def two_factor_reset(request: HttpRequest, pk: int) -> HttpResponse:
     with transaction.atomic():
         forget_devices(subject)
         AuditEvent.record(request.user, "two_factor.reset", subject)
-    messages.success(request, f"The two-factor of {subject.get_username()} is reset: they set it up again.")
+    messages.success(
+        request, _("The two-factor of %(name)s is reset: they set it up again.") % {"name": subject.get_username()}
+    )
     return redirect("users:list")
 
 
 class AddressForm(forms.Form):
-    address = forms.GenericIPAddressField()
+    address = forms.GenericIPAddressField(label=gettext_lazy("Address"))
 
 
 @require("manage_users")
@@ -163,10 +176,12 @@ def address_unlock(request: HttpRequest) -> HttpResponse:
     """Lift the login lockout of an address."""
     form = AddressForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "That is not an IP address.")
+        messages.error(request, _("That is not an IP address."))
         return redirect("users:list")
     unlock(request.user, address=form.cleaned_data["address"])
-    messages.success(request, f"Logins from {form.cleaned_data['address']} are accepted again.")
+    messages.success(
+        request, _("Logins from %(address)s are accepted again.") % {"address": form.cleaned_data["address"]}
+    )
     return redirect("users:list")
 
 
@@ -182,7 +197,10 @@ def user_create(request: HttpRequest) -> HttpResponse:
             apply_role(user, data["role"])
             PasswordChangeRequired.set_for(user, data["must_change_password"])
             AuditEvent.record(request.user, "user.create", user, role=data["role"])
-        messages.success(request, f"User {user.get_username()} created as {data['role']}.")
+        messages.success(
+            request,
+            _("User %(name)s created as %(role)s.") % {"name": user.get_username(), "role": role_title(data["role"])},
+        )
         return redirect("users:list")
     return render(request, "console/users_form.html", {"form": form, "subject": None})
 
@@ -202,11 +220,13 @@ def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
         with transaction.atomic():
             if leaves_no_admin(subject, form.cleaned_data):
                 name = subject.get_username()
-                form.add_error(None, f"{name} is the last active admin: make another user admin first.")
+                form.add_error(
+                    None, _("%(name)s is the last active admin: make another user admin first.") % {"name": name}
+                )
             else:
                 _apply_edit(request, subject, before, form.cleaned_data)
         if form.is_valid():
-            messages.success(request, f"User {subject.get_username()} saved.")
+            messages.success(request, _("User %(name)s saved.") % {"name": subject.get_username()})
             return redirect("users:list")
     return render(request, "console/users_form.html", {"form": form, "subject": subject})
 

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from hosts.inventory import reading
@@ -116,7 +117,7 @@ def refresh_all(request: HttpRequest) -> HttpResponse:
     """Refresh every registered host's inventory, in one job."""
     hosts = list(Host.objects.order_by("name"))
     if not hosts:
-        messages.info(request, "No host is registered yet: nothing to refresh.")
+        messages.info(request, _("No host is registered yet: nothing to refresh."))
         return redirect("dashboard")
     return _refresh_job(request, hosts)
 

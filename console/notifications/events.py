@@ -10,8 +10,11 @@ from __future__ import annotations
 import logging
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from console.roles import can
 
@@ -52,10 +55,13 @@ def notify(kind: str, subject: str, body: str, link: str = "") -> Notification |
 
 def send_test(destination: Destination, by: str) -> Notification:
     """A message to this destination alone, whatever kinds it takes: the delivery log then shows whether it arrives."""
+    with translation.override(settings.LANGUAGE_CODE):  # a team channel's language, as every notification's
+        subject = _("Test message to %(name)s") % {"name": destination.name}
+        body = _("%(by)s sent this test from the Guardian Console. Nothing happened on any host.") % {"by": by}
     notification = Notification.objects.create(
         kind=TEST_KIND,
-        subject=f"Test message to {destination.name}",
-        body=f"{by} sent this test from the Guardian Console. Nothing happened on any host.",
+        subject=subject,
+        body=body,
         link=reverse("notifications:team"),
     )
     delivery = Delivery.objects.create(notification=notification, destination=destination)

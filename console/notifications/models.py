@@ -13,15 +13,16 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from hosts.fields import EncryptedField, open_text, seal_text
 
 
 class EventKind(models.TextChoices):
-    RISK = "risk", "A new risk appears"
-    JOB_FAILED = "job_failed", "A job fails or is lost"
-    CERT_EXPIRING = "cert_expiring", "A certificate enters its expiry window"
-    APPROVAL = "approval", "A job waits for approval (told to admins only)"
+    RISK = "risk", gettext_lazy("A new risk appears")
+    JOB_FAILED = "job_failed", gettext_lazy("A job fails or is lost")
+    CERT_EXPIRING = "cert_expiring", gettext_lazy("A certificate enters its expiry window")
+    APPROVAL = "approval", gettext_lazy("A job waits for approval (told to admins only)")
 
 
 EVENT_KINDS = [kind.value for kind in EventKind]
@@ -33,7 +34,7 @@ class Subscription(models.Model):
     gathered into the digest."""
 
     IMMEDIATE, DIGEST = "immediate", "digest"
-    MODES = [(IMMEDIATE, "each at once"), (DIGEST, "gathered into a digest e-mail")]
+    MODES = [(IMMEDIATE, gettext_lazy("each at once")), (DIGEST, gettext_lazy("gathered into a digest e-mail"))]
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     kinds = models.JSONField(default=list, blank=True)
@@ -48,7 +49,10 @@ class Destination(models.Model):
     """A team channel an admin set up: a webhook (JSON POST signed with HMAC-SHA256) or an apprise URL."""
 
     WEBHOOK, APPRISE = "webhook", "apprise"
-    TYPES = [(WEBHOOK, "Webhook (signed JSON POST)"), (APPRISE, "Chat service (apprise URL)")]
+    TYPES = [
+        (WEBHOOK, gettext_lazy("Webhook (signed JSON POST)")),
+        (APPRISE, gettext_lazy("Chat service (apprise URL)")),
+    ]
 
     name = models.CharField(max_length=80, unique=True)
     type = models.CharField(max_length=10, choices=TYPES)
@@ -101,7 +105,7 @@ def shown_address(url: str) -> str:
 class Notification(models.Model):
     """Something that happened, as it is told: one row however many recipients it has."""
 
-    kind = models.CharField(max_length=20, choices=[*EventKind.choices, (TEST_KIND, "A test message")])
+    kind = models.CharField(max_length=20, choices=[*EventKind.choices, (TEST_KIND, gettext_lazy("A test message"))])
     subject = models.CharField(max_length=200)
     body = models.TextField()
     link = models.CharField(max_length=300, blank=True)  # a path of the console, e.g. /jobs/12/
@@ -150,9 +154,9 @@ class Delivery(models.Model):
 
 
 class Outcome(models.TextChoices):
-    SENT = "sent", "sent"
-    RETRYING = "retrying", "failed, will retry"
-    FAILED = "failed", "failed"
+    SENT = "sent", gettext_lazy("sent")
+    RETRYING = "retrying", gettext_lazy("failed, will retry")
+    FAILED = "failed", gettext_lazy("failed")
 
 
 class DeliveryAttempt(models.Model):

@@ -3,6 +3,9 @@
   transaction of that change of state (so a change that rolls back tells nobody);
 - new risks: the stored analysis' `risks_appeared` (hosts/inventory/news.py), one notification per update;
 - certificates entering their expiry window: the periodic sweep (tasks.py) compares the stores with what was told.
+
+A notification is written once for all its recipients, so it is put in words in the console's language
+(settings.LANGUAGE_CODE), not in that of whoever happened to cause it.
 """
 
 from __future__ import annotations
@@ -11,9 +14,13 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_save
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from console.models import AuditEvent
 from hosts.inventory.models import Certificate, Guardian, VirtualMachine
@@ -28,10 +35,10 @@ log = logging.getLogger(__name__)
 
 # Audited changes of a job's state that are told, and how (the approval's is written by the two-person policy).
 JOB_ACTIONS = {
-    "job.failed": (EventKind.JOB_FAILED, "failed"),
-    "job.errored": (EventKind.JOB_FAILED, "ended with an error"),
-    "job.lost": (EventKind.JOB_FAILED, "was lost"),
-    "job.approval_requested": (EventKind.APPROVAL, "waits for approval"),
+    "job.failed": (EventKind.JOB_FAILED, gettext_lazy("Job #%(pk)s %(label)s%(where)s failed")),
+    "job.errored": (EventKind.JOB_FAILED, gettext_lazy("Job #%(pk)s %(label)s%(where)s ended with an error")),
+    "job.lost": (EventKind.JOB_FAILED, gettext_lazy("Job #%(pk)s %(label)s%(where)s was lost")),
+    "job.approval_requested": (EventKind.APPROVAL, gettext_lazy("Job #%(pk)s %(label)s%(where)s waits for approval")),
 }
 MAX_LINES = 20  # of one notification's list of risks or certificates; the page linked shows them all
 
@@ -44,7 +51,7 @@ def connect() -> None:
 def told_safely(tell: Any, *args: Any) -> None:
     """Tell, in a savepoint: a failure to write the notification must never undo or break the change it tells of."""
     try:
-        with transaction.atomic():
+        with transaction.atomic(), translation.override(settings.LANGUAGE_CODE):
             tell(*args)
     except Exception:  # noqa: BLE001 - the change itself stands; the log says why nobody was told
         log.warning("a notification could not be written", exc_info=True)
@@ -64,16 +71,26 @@ def tell_job(event: AuditEvent) -> None:
     if job is None:
         return
     kind, happened = JOB_ACTIONS[event.action]
-    where = f" on {job.hosts_display}" if job.host_names else ""
-    subject = f"Job #{job.pk} {job.label}{where} {happened}"
+    where = _(" on %(hosts)s") % {"hosts": job.hosts_display} if job.host_names else ""
+    subject = str(happened) % {"pk": job.pk, "label": job.label, "where": where}
     if kind == EventKind.APPROVAL:
         reason, until = event.detail.get("reason", ""), event.detail.get("expires", "")
-        body = (
-            f"{job.requested_by_name} asks for {job.label}{where}: {reason} Another admin approves or rejects it on "
-            f"the job's page" + (f" before {until[:16].replace('T', ' ')} UTC." if until else ".")
-        )
+        values = {"by": job.requested_by_name, "label": job.label, "where": where, "reason": reason}
+        if until:
+            body = _(
+                "%(by)s asks for %(label)s%(where)s: %(reason)s Another admin approves or rejects it on the job's page "
+                "before %(until)s UTC."
+            ) % {**values, "until": until[:16].replace("T", " ")}
+        else:
+            body = (
+                _(
+                    "%(by)s asks for %(label)s%(where)s: %(reason)s Another admin approves or rejects it on the job's "
+                    "page."
+                )
+                % values
+            )
     else:
-        body = f"{subject}. {job.error or job.summary}".strip()
+        body = (_("%(subject)s. %(why)s") % {"subject": subject, "why": job.error or job.summary}).strip()
     notify(kind, subject, body, reverse("jobs:detail", args=[job.pk]))
 
 
@@ -86,21 +103,28 @@ def risks_found(sender: Any, vm_risks: list[tuple[int, str]], guardians: list[in
 
 def tell_risks(vm_risks: list[tuple[int, str]], guardians: list[int]) -> None:
     vms = VirtualMachine.objects.select_related("host").in_bulk([vm_id for vm_id, _risk in vm_risks])
-    lines = [f"{RISK_TITLES[risk]}: {vms[vm_id].name} on {vms[vm_id].host}" for vm_id, risk in vm_risks if vm_id in vms]
+    lines = [risk_line(RISK_TITLES[risk], vms[vm_id].name, vms[vm_id].host) for vm_id, risk in vm_risks if vm_id in vms]
     rows = Guardian.objects.select_related("host").filter(pk__in=guardians).order_by("host__name", "name")
-    lines += [f"{RISK_TITLES['guardian_without_keys']}: {row.name} on {row.host}" for row in rows]
+    lines += [risk_line(RISK_TITLES["guardian_without_keys"], row.name, row.host) for row in rows]
     if not lines:
         return
-    subject = f"New risk: {lines[0]}" if len(lines) == 1 else f"{len(lines)} new risks"
+    if len(lines) == 1:
+        subject = _("New risk: %(risk)s") % {"risk": lines[0]}
+    else:
+        subject = ngettext("%(n)d new risk", "%(n)d new risks", len(lines)) % {"n": len(lines)}
     one_vm = len(lines) == 1 and vm_risks
     link = reverse("inventory:vm", args=[vm_risks[0][0]]) if one_vm else reverse("inventory:risks")
     notify(EventKind.RISK, subject, listing(lines), link)
 
 
+def risk_line(title: Any, name: str, host: Any) -> str:
+    return _("%(risk)s: %(name)s on %(host)s") % {"risk": title, "name": name, "host": host}
+
+
 def listing(lines: list[str]) -> str:
     shown = [f"- {line}" for line in lines[:MAX_LINES]]
     if len(lines) > MAX_LINES:
-        shown.append(f"- and {len(lines) - MAX_LINES} more")
+        shown.append("- " + _("and %(n)d more") % {"n": len(lines) - MAX_LINES})
     return "\n".join(shown)
 
 
@@ -109,7 +133,7 @@ def listing(lines: list[str]) -> str:
 
 def announce_expiring_certificates(now: datetime) -> int:
     """One notification for the certificates that entered their expiry window since the last look; how many."""
-    with transaction.atomic():
+    with transaction.atomic(), translation.override(settings.LANGUAGE_CODE):
         told = set(ExpiryNotice.objects.values_list("thumbprint", flat=True))
         expiring = Certificate.objects.filter(not_after__lte=now + EXPIRY_WINDOW).select_related("host")
         new: dict[str, list[Certificate]] = {}
@@ -125,14 +149,21 @@ def announce_expiring_certificates(now: datetime) -> int:
 
 def expiry_subject(new: dict[str, list[Certificate]]) -> str:
     if len(new) > 1:
-        return f"{len(new)} certificates enter their expiry window"
+        return _("%(n)d certificates enter their expiry window") % {"n": len(new)}
     first = next(iter(new.values()))[0]
-    return f"Certificate {first.subject or first.thumbprint} expires on {first.not_after:%Y-%m-%d}"
+    values = {"name": first.subject or first.thumbprint, "date": f"{first.not_after:%Y-%m-%d}"}
+    return _("Certificate %(name)s expires on %(date)s") % values
 
 
 def expiry_line(certificates: list[Certificate], now: datetime) -> str:
     first = certificates[0]
     assert first.not_after is not None  # only expiring certificates get here
-    when = "expired on" if first.not_after <= now else "expires on"
-    hosts = ", ".join(sorted({str(cert.host) for cert in certificates}))
-    return f"{first.subject or first.thumbprint} ({first.thumbprint}) on {hosts} {when} {first.not_after:%Y-%m-%d}"
+    values = {
+        "name": first.subject or first.thumbprint,
+        "thumbprint": first.thumbprint,
+        "hosts": ", ".join(sorted({str(cert.host) for cert in certificates})),
+        "date": f"{first.not_after:%Y-%m-%d}",
+    }
+    if first.not_after <= now:
+        return _("%(name)s (%(thumbprint)s) on %(hosts)s expired on %(date)s") % values
+    return _("%(name)s (%(thumbprint)s) on %(hosts)s expires on %(date)s") % values

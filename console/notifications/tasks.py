@@ -15,7 +15,8 @@ from typing import Any
 
 from celery import shared_task
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import ngettext
 
 from hosts.crypto import SecretError
 
@@ -105,7 +106,8 @@ def send_digest(self: Any, user_id: int) -> str:
     user, ids = owed[0].user, [delivery.pk for delivery in owed]
     attempt = max(delivery.attempts for delivery in owed) + 1
     Delivery.objects.filter(pk__in=ids).update(attempts=attempt)
-    subject = f"Digest: {len(owed)} event{'s' if len(owed) != 1 else ''}"
+    with translation.override(settings.LANGUAGE_CODE):  # as the notifications it gathers (sources.py)
+        subject = ngettext("Digest: %(n)d event", "Digest: %(n)d events", len(owed)) % {"n": len(owed)}
     body = "\n\n".join(f"{d.notification.subject}\n{channels.text_of(d.notification)}" for d in owed)
     address = address_of(user)
     send = lambda: channels.send_email(address, subject, body)  # noqa: E731 - one line, named for the call

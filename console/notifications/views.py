@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.roles import require
@@ -40,7 +41,7 @@ def my_notifications(request: HttpRequest) -> HttpResponse:
     form = SubscriptionForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         save_subscription(user, **form.cleaned_data)
-        messages.success(request, "Your notifications are saved.")
+        messages.success(request, _("Your notifications are saved."))
         return redirect("notifications:mine")
     context = {"form": form, "digest_hours": settings.NOTIFY_DIGEST_HOURS}
     return render(request, "notifications/mine.html", context, status=400 if form.errors else 200)
@@ -52,7 +53,7 @@ def team_notifications(request: HttpRequest) -> HttpResponse:
     form = DestinationForm(request.POST or None, initial={"kinds": EVENT_KINDS})
     if request.method == "POST" and form.is_valid():
         destination = save_destination(request.user, None, form.cleaned_data)
-        messages.success(request, f"Destination {destination} added.")
+        messages.success(request, _("Destination %(name)s added.") % {"name": destination})
         return redirect("notifications:team")
     context = {"form": form, "destinations": Destination.objects.all(), "log": DeliveryAttempt.objects.all()[:LOG_ROWS]}
     return render(request, "notifications/team.html", context, status=400 if form.errors else 200)
@@ -66,7 +67,7 @@ def destination_edit(request: HttpRequest, pk: int) -> HttpResponse:
     form = DestinationForm(request.POST or None, instance=destination, initial=initial)
     if request.method == "POST" and form.is_valid():
         save_destination(request.user, destination, form.cleaned_data)
-        messages.success(request, f"Destination {destination} saved.")
+        messages.success(request, _("Destination %(name)s saved.") % {"name": destination})
         return redirect("notifications:team")
     context = {"form": form, "destination": destination}
     return render(request, "notifications/destination.html", context, status=400 if form.errors else 200)
@@ -77,7 +78,7 @@ def destination_edit(request: HttpRequest, pk: int) -> HttpResponse:
 def destination_delete(request: HttpRequest, pk: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=pk)
     remove_destination(request.user, destination)
-    messages.success(request, f"Destination {destination} removed.")
+    messages.success(request, _("Destination %(name)s removed.") % {"name": destination})
     return redirect("notifications:team")
 
 
@@ -86,5 +87,7 @@ def destination_delete(request: HttpRequest, pk: int) -> HttpResponse:
 def destination_test(request: HttpRequest, pk: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=pk)
     test_destination(request.user, destination)
-    messages.success(request, f"A test message to {destination} is on its way: see the delivery log.")
+    messages.success(
+        request, _("A test message to %(name)s is on its way: see the delivery log.") % {"name": destination}
+    )
     return redirect("notifications:team")

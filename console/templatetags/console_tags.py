@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,12 +13,15 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
 
+from console import roles
 from console.roles import can
 from hosts.templatetags.hosts_tags import humane_ago, is_a_date
 from jobs.kinds import get_kind
 
 register = template.Library()
+A_WEEK = timedelta(days=7)  # from then on humane_ago says the date
 
 
 def declared_permission(view: Callable[..., Any]) -> str | None:
@@ -51,12 +54,18 @@ def plain(value: Any) -> str:
     if value is None or value == "" or value == [] or value == {}:
         return "—"
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return _("yes") if value else _("no")
     if isinstance(value, list | tuple):
-        return ", ".join(plain(item) for item in value)
+        return _(", ").join(plain(item) for item in value)
     if isinstance(value, dict):
         return "; ".join(f"{key}={plain(item)}" for key, item in value.items())
     return str(value)
+
+
+@register.filter
+def role_title(role: str) -> str:
+    """`{{ role|role_title }}`: a role code ("admin") in the reader's language."""
+    return roles.role_title(str(role))
 
 
 @register.inclusion_tag("console/_detail.html")
@@ -89,7 +98,7 @@ def when(moment: datetime | None, style: str = "") -> SafeString | str:
         return exact
     if is_a_date(moment):  # a week or more ago: the date is already there (asked, not read from the words)
         return exact
-    return format_html('{} <span class="muted ago">({})</span>', exact, humane_ago(moment))
+    return format_html('{} <span class="muted ago">{}</span>', exact, _("(%(ago)s)") % {"ago": humane_ago(moment)})
 
 
 @register.simple_tag(takes_context=True)

@@ -28,9 +28,10 @@ def logged_in(username: str, password: str) -> Client:
     return client
 
 
-def test_a_viewer_changes_their_password_from_the_top_bar(viewer: Any) -> None:
+def test_a_viewer_changes_their_password_from_my_account(viewer: Any) -> None:
     client = logged_in("vera", PASSWORD)
-    assert 'href="/account/password/"' in client.get("/").content.decode()
+    assert 'href="/account/"' in client.get("/").content.decode()  # the top bar's My account
+    assert 'href="/account/password/"' in client.get("/account/").content.decode()
     page = change(client, PASSWORD, NEW)
     assert page.redirect_chain[-1][0] == "/" and "Your password has been changed" in page.content.decode()
     assert client.get("/").status_code == 200  # still logged in

@@ -171,7 +171,7 @@ def test_off_asks_nobody_and_hides_the_pages(settings: Any, admin: Any) -> None:
     client = client_for(admin)
     assert client.get("/users/").status_code == 200
     assert client.get("/account/two-factor/").status_code == 404
-    assert 'id="my-two-factor"' not in client.get("/").content.decode()
+    assert 'id="my-two-factor"' not in client.get("/account/").content.decode()
 
 
 def test_the_setting_defaults_to_required_in_production(monkeypatch: Any) -> None:

@@ -57,7 +57,9 @@ def test_sign_in_through_the_oidc_provider_and_a_group_change_there(
     sign_in_with_provider(page, sso_console, "alice")
     assert who_is_in(page) == "alice · admin"
     assert page.locator("nav a", has_text="Users").count() == 1
+    page.goto(f"{sso_console.url}/account/")
     assert page.locator("#change-my-password").count() == 0  # the provider keeps her password
+    page.goto(f"{sso_console.url}/")
 
     oidc_provider.set_groups("alice", ["gc-view"])
     log_out(page)
