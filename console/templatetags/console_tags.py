@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +21,6 @@ from hosts.templatetags.hosts_tags import humane_ago, is_a_date
 from jobs.kinds import get_kind
 
 register = template.Library()
-A_WEEK = timedelta(days=7)  # from then on humane_ago says the date
 
 
 def declared_permission(view: Callable[..., Any]) -> str | None:
