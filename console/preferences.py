@@ -24,9 +24,9 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from .models import AuditEvent, Preferences
+from .sessions import LANGUAGE_SESSION_KEY, known_language
 
 SESSION_KEY = "console_time_zone"
-LANGUAGE_SESSION_KEY = "console_language"
 
 
 @cache
@@ -68,10 +68,6 @@ class TimeZoneMiddleware:
 
 def stored_language(user: Any) -> str:
     return Preferences.objects.filter(user=user).values_list("language", flat=True).first() or ""
-
-
-def known_language(code: str) -> bool:
-    return code in dict(settings.LANGUAGES)
 
 
 class LanguageMiddleware:

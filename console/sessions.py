@@ -20,6 +20,19 @@ from django.utils.crypto import constant_time_compare
 LOGIN_AT = "console_login_at"
 RENEWED_AT = "console_renewed_at"
 MUST_CHANGE_PASSWORD = "console_must_change_password"  # noqa: S105 (a session key, not a password)
+# The language chosen in "My account" ("" = the browser's), kept in the session by console.preferences and read
+# by pages and websockets alike (jobs.consumers says states in each viewer's language).
+LANGUAGE_SESSION_KEY = "console_language"
+
+
+def known_language(code: str) -> bool:
+    return code in dict(settings.LANGUAGES)
+
+
+def chosen_language(session: Any) -> str:
+    """The language the session's user chose, "" when none (or none known)."""
+    chosen = str(session.get(LANGUAGE_SESSION_KEY, "") or "") if session is not None else ""
+    return chosen if known_language(chosen) else ""
 
 
 def start(session: SessionBase, must_change_password: bool) -> None:

@@ -23,9 +23,8 @@ from django.utils import translation
 from django.utils.translation.trans_real import get_supported_language_variant, parse_accept_lang_header
 
 from console.params import parse_id
-from console.preferences import LANGUAGE_SESSION_KEY, known_language
 from console.roles import can
-from console.sessions import session_user
+from console.sessions import chosen_language, session_user
 
 from .events import JOBS_GROUP, job_group
 from .models import TERMINAL_STATES, EpochMillis, Job, JobLogLine, join_frames, lines_frame, spoken_state
@@ -53,9 +52,8 @@ def still_may_view(scope: dict[str, Any]) -> bool:
 def viewer_language(scope: dict[str, Any]) -> str:
     """The language of the viewer's pages: the one chosen in "My account" (kept in the session by
     console.preferences), else the browser's (Accept-Language), else the console's default."""
-    session = scope.get("session")
-    chosen = str(session.get(LANGUAGE_SESSION_KEY, "") or "") if session is not None else ""
-    if known_language(chosen):
+    chosen = chosen_language(scope.get("session"))
+    if chosen:
         return chosen
     headers = dict(scope.get("headers") or [])
     for code, _quality in parse_accept_lang_header(headers.get(b"accept-language", b"").decode("latin-1")):
