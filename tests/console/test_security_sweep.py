@@ -3,7 +3,7 @@
 The routes are not listed by hand: they are read from the project's URL resolver (and the websocket router), and
 their path converters are filled with ids of real rows, so a page someone adds tomorrow is swept too. What every
 route must do:
-- anonymous: sent to the login page (only the login page and static files are public); the REST API answers 401;
+- anonymous: sent to the login page (only the login page, static files and their translations are public); the REST API answers 401;
 - a user without a role, or with a role lacking the view's permission (read from its `console.roles.require`): 403,
   or 405 for a view that does not answer that method at all — never the page, never a 500;
 - a role with the permission: the page (or a redirect, or 405 for POST-only views) — never 403, 404 or 500,
@@ -49,7 +49,8 @@ from jobs.models import Job, JobLogLine
 ROLES = ("anonymous", "nobody", "viewer", "operator", "admin")
 # Single sign-on's steps: they send the browser on (to the provider, back to the login page), never show a page.
 SIGN_IN_STEPS = {"oidc_authentication_init", "oidc_authentication_callback"}
-PUBLIC = {"login", "logout", "static", *SIGN_IN_STEPS}  # reachable without login by design
+# Reachable without login by design; the scripts' translations (/jsi18n/) are as public as the scripts themselves.
+PUBLIC = {"login", "logout", "static", "javascript-catalog", *SIGN_IN_STEPS}
 # One's own account: for anyone logged in, whatever their role.
 SELF_SERVICE = {
     "password_change",
