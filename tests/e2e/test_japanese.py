@@ -37,8 +37,15 @@ VISIBLE_TEXT = """(() => {
 ENGLISH_RUN = re.compile(r"\b[A-Za-z]{2,}\b[ ,]+\b[a-z]{2,}\b[ ,]+\b[a-z]{2,}\b")
 
 
+# What Windows itself says, quoted (「The key protector could not be unwrapped」), is shown as Windows says it.
+QUOTED = re.compile(r"「[^」]*」|“[^”]*”|'[^']*'")
+# Lines the host itself wrote into the job log (its progress stream): a Japanese Windows writes them in Japanese.
+HOST_SAYS = {"Preparing modules for first use."}
+
+
 def untranslated(page: Any) -> list[str]:
-    return [text for text in page.evaluate(VISIBLE_TEXT) if ENGLISH_RUN.search(text)]
+    shown = [text for text in page.evaluate(VISIBLE_TEXT) if text not in HOST_SAYS]
+    return [text for text in shown if ENGLISH_RUN.search(QUOTED.sub("", text))]
 
 
 def shoot(page: Any, name: str) -> None:
