@@ -3,7 +3,8 @@
 The routes are not listed by hand: they are read from the project's URL resolver (and the websocket router), and
 their path converters are filled with ids of real rows, so a page someone adds tomorrow is swept too. What every
 route must do:
-- anonymous: sent to the login page (only the login page, static files and their translations are public); the REST API answers 401;
+- anonymous: sent to the login page (only the login page, static files and their translations are public); the
+  REST API answers 401;
 - a user without a role, or with a role lacking the view's permission (read from its `console.roles.require`): 403,
   or 405 for a view that does not answer that method at all — never the page, never a 500;
 - a role with the permission: the page (or a redirect, or 405 for POST-only views) — never 403, 404 or 500,
