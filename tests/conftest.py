@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.utils import translation
 
 pytest_plugins = [
     "tests.plugins.users",
@@ -35,3 +36,13 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
+
+
+@pytest.fixture(autouse=True)
+def _language_of_each_test() -> Iterator[None]:
+    """Each test starts in the default language. Django's LocaleMiddleware activates the request's language for
+    the thread and leaves it active after the response (the next request activates its own), so a test client's
+    Japanese request would otherwise leave the rest of the test, and the next test, speaking Japanese."""
+    translation.deactivate()
+    yield
+    translation.deactivate()

@@ -90,9 +90,7 @@ def browser_page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     # `@pytest.mark.browser_locale("ja-JP")`: the browser's language (its Accept-Language), as a Japanese user's.
     locale = request.node.get_closest_marker("browser_locale")
     context = _chromium.browser.new_context(
-        viewport={"width": 1280, "height": 900},
-        bypass_csp=bypass_csp,
-        locale=locale.args[0] if locale else "en-US",
+        viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp, **({"locale": locale.args[0]} if locale else {})
     )
     try:
         page = context.new_page()
