@@ -77,6 +77,11 @@ XDIST := -n 2 --dist loadfile
 test: $(VENV)/.installed chromium sso-test-servers kerberos-test-servers redis-test-server i18n-tools
 	$(MAKE) --jobs=3 --keep-going --output-sync=target test-sqlite test-postgres lint
 
+# Python's bytecode caches stay on for the test passes even where the environment turns them off
+# (PYTHONDONTWRITEBYTECODE): otherwise each pytest process rewrites every test module's asserts again (~5 s of CPU)
+# and each worker, daphne and settings subprocess compiles the console again. The caches are in .gitignore.
+test-sqlite test-postgres: export PYTHONDONTWRITEBYTECODE :=
+
 test-sqlite:
 	$(PYTEST) -p no:cacheprovider $(XDIST)
 
