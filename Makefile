@@ -66,9 +66,10 @@ lint: $(VENV)/.installed
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 
 # SQLite runs everything; PostgreSQL runs everything but what cannot differ between the two: the browser tests (they
-# exercise pages, not the database), the simulator's own tests (tests/sim: no database at all) and the refusals of
-# roles and methods (decided before any query). Every page's GET by every role and the hostile-input sweep (which
-# found a PostgreSQL-only error) run on both.
+# exercise pages, not the database), the simulator's own tests (tests/sim: no database at all), the refusals of
+# roles and methods (decided before any query) and every test that never touches the test database (tests/conftest.py
+# marks those same_on_every_database). Every page's GET by every role and the hostile-input sweep (which found a
+# PostgreSQL-only error) run on both.
 # `make test` runs both passes and the linters at the same time, each pass in two pytest processes that take whole
 # files (pytest-xdist): the tests mostly wait on sockets, subprocesses and the browser, so it takes about as long as
 # the slowest part, not the sum. Each part's output is printed when that part ends.
@@ -76,6 +77,11 @@ XDIST := -n 2 --dist loadfile
 
 test: $(VENV)/.installed chromium sso-test-servers kerberos-test-servers redis-test-server i18n-tools
 	$(MAKE) --jobs=3 --keep-going --output-sync=target test-sqlite test-postgres lint
+
+# Python's bytecode caches stay on for the test passes even where the environment turns them off
+# (PYTHONDONTWRITEBYTECODE): otherwise each pytest process rewrites every test module's asserts again (~5 s of CPU)
+# and each worker, daphne and settings subprocess compiles the console again. The caches are in .gitignore.
+test-sqlite test-postgres: export PYTHONDONTWRITEBYTECODE :=
 
 test-sqlite:
 	$(PYTEST) -p no:cacheprovider $(XDIST)

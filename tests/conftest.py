@@ -24,6 +24,44 @@ pytest_plugins = [
 ]
 
 
+# What lets a fixture or test reach the test database other than through a fixture built on it (django_db_setup):
+# unblocking the database itself, or looking fixtures up by name at run time (request.getfixturevalue("admin")).
+BACK_DOORS = {"django_db_blocker", "request"}
+DATABASE_FREE = pytest.StashKey[bool]()
+
+
+def never_touches_the_database(item: pytest.Item) -> bool:
+    """No fixture of the test is built on the test database (django_db_setup), no django_db mark, and neither the
+    test nor any of the project's fixtures it uses takes a back door (pytest-django's own fixtures take them all)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None or item.get_closest_marker("django_db") is not None or "django_db_setup" in info.names_closure:
+        return False
+    ours = [d for name in info.names_closure for d in info.name2fixturedefs.get(name, ()) if is_ours(d)]
+    return not BACK_DOORS & {*info.argnames, *(arg for d in ours for arg in d.argnames)}
+
+
+def is_ours(fixturedef: pytest.FixtureDef[Any]) -> bool:
+    return str(getattr(fixturedef.func, "__module__", "")).startswith("tests.")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that never touches the test database is the same on every database: pytest-django refuses its queries,
+    and the tests that start subprocesses of their own take DATABASE_URL out of their environment. Marked so, the
+    PostgreSQL pass leaves it to the SQLite one (tryfirst: before `-m` deselects by marker)."""
+    for item in items:
+        if never_touches_the_database(item):
+            item.add_marker(pytest.mark.same_on_every_database)
+            item.stash[DATABASE_FREE] = True
+
+
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> None:
+    """Keeps the rule above honest: a test it took for database-free that gets the database after all fails here
+    (on SQLite, where it runs) instead of silently leaving PostgreSQL out."""
+    if fixturedef.argname in ("db", "transactional_db") and request.node.stash.get(DATABASE_FREE, False):
+        pytest.fail(f"{request.node.nodeid} reaches the database: see never_touches_the_database (tests/conftest.py)")
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """Let the test database be dropped at the end: on PostgreSQL, connections left open by threads (channels'

@@ -28,11 +28,19 @@ from tests.hosts.test_vault_support import PASSWORD, certificate, make_pair, rsa
 HOSTILE_ROUNDS = 20_000_000
 
 
-@cache  # building a 20M-round file runs the rounds once; the tests need it several times
+@cache
 def guardian_pfx(
     rounds: int, *, role: str = "Signing", slot: int = 0, extra_certs: int = 0, legacy: bool = False
 ) -> bytes:
-    """A Windows-style guardian PFX whose key derivations (MAC, encrypted part, key) ask for `rounds` rounds."""
+    """A Windows-style guardian PFX whose key derivations (encrypted part, key) ask for `rounds` rounds.
+
+    Past the limit the file is written with 2,000 rounds and its round counts are then rewritten: it is refused
+    before any derivation runs, so what it would decrypt to does not matter, and writing it for real would run the
+    20 million rounds (seconds of CPU in each pytest process)."""
+    if rounds > MAX_KDF_ROUNDS:
+        data = with_kdf_rounds(guardian_pfx(2000, role=role, slot=slot, extra_certs=extra_certs, legacy=legacy), rounds)
+        assert dict(pfx_cost(data).derivations) == {"MAC": 2048, "encrypted part": rounds, "private key": rounds}
+        return data
     key = rsa_key(slot)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
     cert = certificate(key, role, "UntrustedGuardian", "HV01", start, 3650)
@@ -71,6 +79,32 @@ def with_mac_rounds(data: bytes, rounds: int) -> bytes:
         0x30, b"".join(der(part.tag, part.body) for part in (digest, salt)) + der(0x02, rounds.to_bytes(4, "big"))
     )
     return der(0x30, der(version.tag, version.body) + der(auth_safe.tag, auth_safe.body) + mac)
+
+
+def with_kdf_rounds(data: bytes, rounds: int, written: int = 2000) -> bytes:
+    """The PFX with each round count `written` (the INTEGER after a salt's OCTET STRING, in PBKDF2's and PKCS#12's
+    parameters) replaced by `rounds`, in the OCTET STRINGs that hold the authenticated safe and its parts too."""
+
+    def rewrite(element: Element) -> bytes:
+        if element.tag == 0x04:  # an OCTET STRING: DER inside (the safe and its parts), or bytes (salts, keys)
+            with contextlib.suppress(ValueError, IndexError):
+                inner, end = read_element(element.body)
+                if end == len(element.body) and inner.constructed:
+                    return der(0x04, rewrite(inner))
+            return reencode(element)
+        if not element.constructed:
+            return reencode(element)
+        parts, previous = [], None
+        for child in children(element):
+            after_salt = previous is not None and previous.tag == 0x04
+            if after_salt and child.tag == 0x02 and int.from_bytes(child.body, "big") == written:
+                parts.append(der(0x02, rounds.to_bytes(rounds.bit_length() // 8 + 1, "big")))
+            else:
+                parts.append(rewrite(child))
+            previous = child
+        return der(element.tag, b"".join(parts))
+
+    return rewrite(read_element(data)[0])
 
 
 def test_indefinite_lengths_as_some_exporters_write_them_are_read_too() -> None:

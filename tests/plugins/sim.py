@@ -9,14 +9,18 @@ def test_y(sim_lab):
 
 from __future__ import annotations
 
+import functools
 import itertools
 import shutil
 import time
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pypsrp.powershell
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
@@ -26,6 +30,18 @@ from hypervsim import Lab, SimHost, start_host, start_lab
 from hypervsim.scenarios import previous_guardian_backup
 
 LabT = TypeVar("LabT", bound=Lab)
+
+
+@functools.cache
+def exchange_key(public_exponent: int, key_size: int) -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=public_exponent, key_size=key_size)
+
+
+# pypsrp makes a new 2048-bit RSA key for every runspace pool that sends a SecureString (a password, a PFX password):
+# ~70 ms of CPU each, hundreds of times in a run. The key only carries the session key the host sends back, so the
+# test processes make one and reuse it; every exchange still runs (the simulated host encrypts to it, the pool
+# decrypts). The console's own worker and daphne processes make theirs as in production.
+pypsrp.powershell.rsa = types.SimpleNamespace(**{**vars(rsa), "generate_private_key": exchange_key})  # type: ignore[assignment]
 
 
 def sim_wsman(h: SimHost, **overrides: Any) -> WSMan:
