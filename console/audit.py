@@ -149,7 +149,59 @@ def actor(event: AuditEvent) -> str:
 def unsaid_detail(event: AuditEvent) -> list[tuple[str, str]]:
     """The detail the sentence does not say, as (words, value), for the line under it."""
     said = set(placeholders(str(SENTENCES.get(event.action, ""))))
-    return [(key.replace("_", " "), plain(value)) for key, value in event.detail.items() if key not in said]
+    return [(detail_words(key), plain(value)) for key, value in event.detail.items() if key not in said]
+
+
+# The words for the keys of job parameters, job results and audit details, in the reader's language; a key not
+# listed reads as itself with spaces ("guardian_name" → "guardian name").
+DETAIL_WORDS = {
+    "guardian_name": gettext_lazy("guardian name"),
+    "signing_thumbprint": gettext_lazy("signing thumbprint"),
+    "encryption_thumbprint": gettext_lazy("encryption thumbprint"),
+    "vault_entry": gettext_lazy("vault pair"),
+    "policy": gettext_lazy("started by the escrow policy"),
+    "exportable": gettext_lazy("private keys exportable"),
+    "reset_job": gettext_lazy("reset job"),
+    "action": gettext_lazy("action"),
+    "confirmed": gettext_lazy("confirmed"),
+    "method": gettext_lazy("method"),
+    "unseal": gettext_lazy("unsealing"),
+    "new_id": gettext_lazy("new VM ID"),
+    "start": gettext_lazy("start afterwards"),
+    "source_after": gettext_lazy("source afterwards"),
+    "share": gettext_lazy("share"),
+    "files_path": gettext_lazy("VM files"),
+    "remove_saved_state": gettext_lazy("discard saved state"),
+    "failed_hosts": gettext_lazy("failed hosts"),
+    "escrow_jobs": gettext_lazy("escrow jobs"),
+    "already_escrowed": gettext_lazy("already escrowed"),
+    "restored_vms": gettext_lazy("restored VMs"),
+    "sealed_vms": gettext_lazy("sealed VMs"),
+    "removed_guardian": gettext_lazy("removed guardian"),
+    "stored": gettext_lazy("stored"),
+    "steps_done_before_cancel": gettext_lazy("steps done before the cancel"),
+    "host": gettext_lazy("host"),
+    "hosts": gettext_lazy("hosts"),
+    "vms": gettext_lazy("VMs"),
+    "guardians": gettext_lazy("guardians"),
+    "job": gettext_lazy("job"),
+    "jobs": gettext_lazy("jobs"),
+    "kind": gettext_lazy("kind"),
+    "params": gettext_lazy("parameters"),
+    "role": gettext_lazy("role"),
+    "path": gettext_lazy("path"),
+    "address": gettext_lazy("address"),
+    "account": gettext_lazy("account"),
+    "user_agent": gettext_lazy("browser"),
+    "via": gettext_lazy("via"),
+    "trigger": gettext_lazy("trigger"),
+    "source_host": gettext_lazy("source host"),
+    "required": gettext_lazy("required"),
+}
+
+
+def detail_words(key: str) -> str:
+    return str(DETAIL_WORDS.get(key, key.replace("_", " ")))
 
 
 def action_words(action: str) -> str:

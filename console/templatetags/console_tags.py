@@ -16,6 +16,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
 from console import roles
+from console.audit import detail_words
 from console.roles import can
 from hosts.templatetags.hosts_tags import humane_ago, is_a_date
 from jobs.kinds import get_kind
@@ -70,7 +71,7 @@ def role_title(role: str) -> str:
 @register.inclusion_tag("console/_detail.html")
 def detail(data: dict[str, Any] | None) -> dict[str, Any]:
     """Render a JSON object (audit detail, job parameters or results) as labelled lines."""
-    items = [(key.replace("_", " "), plain(value)) for key, value in (data or {}).items()]
+    items = [(detail_words(key), plain(value)) for key, value in (data or {}).items()]
     return {"items": items}
 
 

@@ -129,6 +129,12 @@ def vtpm_flight(request: HttpRequest) -> Any:
     return flight
 
 
+def restore_all_flight(request: HttpRequest) -> Any:
+    """Every restorable VM of a host in one job, as /jobs/new/restore/all/ starts it (each VM's own preflight)."""
+    form = pages.HostForm(request)
+    return restore.preflight_all(**form.cleaned_data) if form.is_valid() else pages.Preflight.refused(form)
+
+
 def migrate_flight(request: HttpRequest) -> Any:
     """The wizard's live check of both hosts, which is what allows its job ("Check both hosts" ticked)."""
     choices = request.POST.copy()
@@ -150,6 +156,7 @@ WORKFLOWS: dict[str, Workflow] = {
     "escrow": Workflow("escrow_guardian", guardian_page(escrow.EscrowForm, escrow.preflight)),
     "import": Workflow("import_guardian", guardian_page(import_guardian.ImportForm, import_guardian.preflight)),
     "restore": Workflow("restore_vm", restore_flight),
+    "restore_all": Workflow("restore_vm", restore_all_flight),
     "rescue": Workflow("rescue_vm", guardian_page(rescue.RescueForm, rescue.preflight)),
     "reset": Workflow("reset_guardian", reset_flight),
     "reset_undo": Workflow("undo_guardian_reset", undo_flight),

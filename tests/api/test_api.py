@@ -16,6 +16,7 @@ from hosts.models import Host
 from jobs.inventory import INVENTORY_REFRESH
 from jobs.models import Job, JobLogLine
 from jobs.workflows.reset import page as reset_page
+from tests.plugins.sim import reinstalled_with_backup_in_vault
 from tests.plugins.users import client_for
 
 
@@ -189,3 +190,20 @@ def test_risks_come_from_the_stored_analysis_kind_by_kind_in_pages(viewer: Any) 
     assert one_kind["count"] == codes.count(first_code)
     assert {r["code"] for r in one_kind["results"]} == {first_code}
     assert api.get("/api/risks/", {"code": "no_such_risk"}).json()["count"] == 0
+
+
+def test_every_restorable_vm_of_a_host_in_one_job_as_its_page_starts_it(
+    sim_host: Any, registered_host: Any, admin: Any
+) -> None:
+    _sim, host, _pair, _password = reinstalled_with_backup_in_vault(sim_host, registered_host, admin)
+    assert refresh_host(host).ok
+    api = api_as(admin, "admin")
+    answer = start(api, "restore_all", {"host": host.pk}, dry_run=True)
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["job"]["vms"] == ["Win11-A", "Win11-B"] and not Job.objects.exists()
+    started = start(api, "restore_all", {"host": host.pk})
+    assert started.status_code == 201 and Job.objects.get().vms == ["Win11-A", "Win11-B"]
+    healthy = registered_host(sim_host("healthy", name="HV09"), name="HV09")
+    assert refresh_host(healthy).ok
+    refused = start(api, "restore_all", {"host": healthy.pk})
+    assert refused.status_code == 400 and "No VM of this host is restorable" in refused.json()["problems"][0]

@@ -101,5 +101,6 @@ def test_the_dashboard_to_reset_journey_in_japanese(
     assert page.get_attribute("html", "lang") == "en"
     page.goto(f"{live_console.url}/jobs/{job.pk}/")
     assert "Dashboard" in page.locator("nav").inner_text()
+    page.wait_for_function("window.guardianJobLog && window.guardianJobLog.snapshot().ended", timeout=30_000)
     # A log is written once, in its requester's words.
     assert first_line.text in page.locator("section.joblog").inner_text()

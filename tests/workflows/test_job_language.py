@@ -18,8 +18,10 @@ GUARDIAN = "UntrustedGuardian"
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.urls("tests.hosts.test_vault_support")
 def test_a_reset_asked_for_in_japanese_logs_and_sums_up_in_japanese(
-    sim_host: Any, registered_host: Any, admin: Any
+    sim_host: Any, registered_host: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # This test runs the job in-process: no task, so no worker another test left running takes it first.
+    monkeypatch.setattr("jobs.models.send_run_task", lambda job_id: None)
     host = registered_host(sim_host("deleted-certs"))
     Preferences.objects.update_or_create(user=admin, defaults={"language": "ja"})
     response = client_for(admin).post("/jobs/new/reset/", {"host": host.pk, "guardian": GUARDIAN})
