@@ -19,7 +19,10 @@ HIDDEN = frozenset({"next_url", "next_label"})
 
 
 def names(values: Any) -> str:
-    return ", ".join(f"'{value}'" for value in values) if isinstance(values, list) else str(values)
+    """VM names as a sentence quotes them: 'Win11-A', 'Win11-B' (「Win11-A」、「Win11-B」 in Japanese)."""
+    if not isinstance(values, list):
+        return str(values)
+    return _(", ").join(_("'%(name)s'") % {"name": value} for value in values)
 
 
 def removed_guardian(value: dict[str, Any]) -> SafeString:
