@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
+from console.notifications.models import Destination, EventKind
 from hosts.inventory.models import VirtualMachine
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
@@ -41,6 +42,9 @@ def every_page(admin: Any) -> dict[str, str]:
         kind="reset_guardian", state=JobState.AWAITING_APPROVAL, host_names=[host.name], approval_reason="A reset."
     )
     waiting.hosts.add(host)
+    destination = Destination(name="Team chat", type=Destination.WEBHOOK, kinds=[EventKind.JOB_FAILED.value])
+    destination.set_url("https://hooks.lab.example/console")
+    destination.save()
     wizard = f"/jobs/new/migrate/?host={host.pk}&vm={vm.name}&target={target.pk}"
     return {
         "dashboard": "/",
@@ -82,6 +86,7 @@ def every_page(admin: Any) -> dict[str, str]:
         "new-user": "/users/new/",
         "user": f"/users/{admin.pk}/",
         "team-notifications": "/notifications/",
+        "destination": f"/notifications/destinations/{destination.pk}/",
         "my-notifications": "/account/notifications/",
         "account": "/account/",
         "api-tokens": "/account/tokens/",
