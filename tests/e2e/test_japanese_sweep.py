@@ -16,10 +16,8 @@ from hosts.inventory.models import VirtualMachine
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
 from jobs.models import Job, JobState
-from tests.e2e.test_japanese import untranslated
-from tests.e2e.test_progress_and_phones import PHONE, WIDEST
 from tests.hosts.test_vault_support import make_pair
-from tests.plugins.browser import ARTIFACTS, login
+from tests.plugins.browser import ARTIFACTS, PHONE, WIDEST, login, untranslated
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser_locale("ja-JP"), pytest.mark.timeout(180)]
 
