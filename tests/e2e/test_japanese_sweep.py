@@ -13,6 +13,7 @@ from django.core.management import call_command
 
 from console.notifications.models import Destination, EventKind
 from hosts.inventory.models import VirtualMachine
+from hosts.inventory.rules import RISK_TITLES
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
 from jobs.models import Job, JobState
@@ -44,7 +45,7 @@ def every_page(admin: Any) -> dict[str, str]:
     destination.set_url("https://hooks.lab.example/console")
     destination.save()
     wizard = f"/jobs/new/migrate/?host={host.pk}&vm={vm.name}&target={target.pk}"
-    return {
+    return every_kind_of(host) | {
         "dashboard": "/",
         "hosts": "/hosts/",
         "host": f"/hosts/{host.pk}/",
@@ -92,6 +93,17 @@ def every_page(admin: Any) -> dict[str, str]:
         "password": "/account/password/",
         "missing": "/hosts/999999/",
     }
+
+
+def every_kind_of(first: Host) -> dict[str, str]:
+    """The other hosts' pages (the generated lab's first four hosts differ: healthy, stale, never read…), a VM with
+    each kind of risk, and each kind of risk's list."""
+    pages = {f"host-{h.name}": f"/hosts/{h.pk}/" for h in Host.objects.exclude(pk=first.pk).order_by("name")}
+    for code in RISK_TITLES:
+        pages[f"risks-{code}"] = f"/risks/?code={code}"
+        if vm := VirtualMachine.objects.filter(facts__risk=code).order_by("name").first():
+            pages[f"vm-{code}"] = f"/vms/{vm.pk}/"
+    return pages
 
 
 def shoot(page: Any, name: str) -> None:
