@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.utils import translation
 
 from console.notifications.models import Destination, EventKind
 from hosts.inventory.models import VirtualMachine
@@ -17,6 +18,7 @@ from hosts.inventory.rules import RISK_TITLES
 from hosts.models import Host
 from hosts.vault.models import EscrowedPair
 from jobs.models import Job, JobState
+from jobs.workflows.reset.kind import reset_approval
 from tests.hosts.test_vault_support import make_pair
 from tests.plugins.browser import ARTIFACTS, PHONE, WIDEST, login, untranslated
 
@@ -37,8 +39,17 @@ def every_page(admin: Any) -> dict[str, str]:
     pair = EscrowedPair.objects.order_by("pk").first()
     job = Job.objects.order_by("-pk").first()
     assert host and target and vm and pair and job
+    # Asked for by an English-speaking operator: the approval page says why in its reader's words (its job page
+    # titles the steps in the job's language, as the log that will record them).
+    with translation.override("en"):
+        reason = reset_approval([host], {})
     waiting = Job.objects.create(
-        kind="reset_guardian", state=JobState.AWAITING_APPROVAL, host_names=[host.name], approval_reason="A reset."
+        kind="reset_guardian",
+        state=JobState.AWAITING_APPROVAL,
+        host_names=[host.name],
+        requested_by_name="otto",
+        language="en",
+        approval_reason=reason,
     )
     waiting.hosts.add(host)
     destination = Destination(name="Team chat", type=Destination.WEBHOOK, kinds=[EventKind.JOB_FAILED.value])
