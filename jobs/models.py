@@ -35,7 +35,7 @@ from hosts.remoting.operation import render_powershell
 
 from .events import job_group, publish, publish_state
 from .progress import Progress, progress, spoken_progress
-from .registry import label_of
+from .registry import approval_of, label_of
 
 if TYPE_CHECKING:
     from hosts.models import Host
@@ -172,6 +172,15 @@ class Job(models.Model):
     @property
     def label(self) -> str:
         return label_of(self.kind)
+
+    @property
+    def approval_reason_shown(self) -> str:
+        """Why it waits for approval, in the reader's language: its kind's rule said again on its hosts and
+        parameters (approval_reason, in its requester's language, stays what was decided on: shown when the rule
+        no longer says it)."""
+        if not self.approval_reason:
+            return ""
+        return approval_of(self) or self.approval_reason
 
     @property
     def is_finished(self) -> bool:

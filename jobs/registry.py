@@ -126,6 +126,17 @@ def label_of(name: str) -> str:
     return str(kind.label) if kind else name
 
 
+def approval_of(job: Job) -> str:
+    """Why the job's kind asks a second admin to approve it, said again now in the active language ("" when the
+    kind is gone, has no such rule, or its rule no longer applies)."""
+    kind = KINDS.get(job.kind)
+    if kind is None or kind.approval is None:
+        return ""
+    order = {name: i for i, name in enumerate(job.host_names)}
+    hosts = sorted(job.hosts.all(), key=lambda host: order.get(host.name, len(order)))
+    return kind.approval(hosts, job.params)
+
+
 def outline_of(job: Job) -> list[PlannedStep]:
     """The steps the job's kind plans for it; none for a kind without an outline (or no longer known).
 

@@ -89,6 +89,12 @@ class Destination(models.Model):
     def has_secret(self) -> bool:
         return bool(self.secret)
 
+    @property
+    def kind_labels(self) -> list[str]:
+        """The events it is told, as the form names them, in the active language (a code no longer known as is)."""
+        labels = dict(EventKind.choices)
+        return [str(labels.get(kind, kind)) for kind in self.kinds]
+
 
 def shown_address(url: str) -> str:
     """scheme://host[:port] of a URL: where it goes, without the user, password, path or query that may hold a

@@ -187,6 +187,10 @@ class RiskGroup:
     def more(self) -> int:
         return self.count - len(self.first)
 
+    @property
+    def tile(self) -> str:
+        return rules.risk_tile(self.code, self.count)
+
 
 def risk_groups(first: int = 5, host: Host | None = None, now: dt.datetime | None = None) -> list[RiskGroup]:
     """Every kind of risk in a fixed order, with its count and first items: two queries a kind."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_noop
+from django.utils.translation import gettext_noop, ngettext
 
 from hosts.models import Host
 
@@ -44,6 +44,31 @@ VM_RISKS = ("vm_cannot_start", "single_copy")
 def risk_title(code: str) -> str:
     """The title of a kind of risk in the active language (the code itself for an unknown kind)."""
     return _(RISK_TITLES[code]) if code in RISK_TITLES else code
+
+
+# The dashboard's tiles put the count before the words ("5 VMs that can start on no registered host"): a title that
+# reads well after any number, in the active language.
+RISK_TILES: dict[str, Callable[[int], str]] = {
+    "vm_cannot_start": lambda n: ngettext(
+        "VM that can start on no registered host", "VMs that can start on no registered host", n
+    ),
+    "single_copy": lambda n: ngettext(
+        "VM whose keys are on one host only, not escrowed", "VMs whose keys are on one host only, not escrowed", n
+    ),
+    "guardian_without_keys": lambda n: ngettext("Guardian without private keys", "Guardians without private keys", n),
+    "cert_expiring": lambda n: ngettext(
+        "Certificate expiring within 12 months", "Certificates expiring within 12 months", n
+    ),
+    "hgs_mode": lambda n: ngettext("Host in HGS mode", "Hosts in HGS mode", n),
+    "stale_inventory": lambda n: ngettext(
+        "Host whose inventory is out of date", "Hosts whose inventory is out of date", n
+    ),
+}
+
+
+def risk_tile(code: str, count: int) -> str:
+    """The words after `count` on the dashboard's tile of a kind of risk, in the active language."""
+    return RISK_TILES[code](count) if code in RISK_TILES else risk_title(code)
 
 
 @dataclass

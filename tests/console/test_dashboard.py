@@ -54,3 +54,23 @@ def test_dashboard_lists_hosts_with_last_refresh_and_health(viewer_client: Clien
 def test_empty_dashboard_invites_to_register_a_host(admin_client: Client) -> None:
     page = admin_client.get("/").content.decode()
     assert "No hosts registered yet" in page and "/hosts/new/" in page
+
+
+def tile_words(page: str, code: str) -> str:
+    match = re.search(rf'data-risk="{code}">\s*<div class="count">\d+</div><div>(.*?)</div>', page)
+    assert match, code
+    return match.group(1)
+
+
+def test_each_tile_reads_right_after_its_count(viewer_client: Client) -> None:
+    """ "1 VM that…", "2 VMs that…", "0 hosts in HGS mode": the tile's words agree with its number."""
+    hv01, hv02 = make_host("HV01"), make_host("HV02")
+    give_vm(hv01, "Win11-A", (thumb("goneS"), thumb("goneE")))
+    page = viewer_client.get("/").content.decode()
+    assert tile_words(page, "vm_cannot_start") == "VM that can start on no registered host"
+    assert tile_words(page, "hgs_mode") == "Hosts in HGS mode"
+    give_vm(hv02, "Win11-B", (thumb("lostS"), thumb("lostE")))
+    page = viewer_client.get("/").content.decode()
+    assert tile_words(page, "vm_cannot_start") == "VMs that can start on no registered host"
+    japanese = viewer_client.get("/", HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    assert tile_words(japanese, "vm_cannot_start") == "登録済みのどのホストでも起動できない VM"

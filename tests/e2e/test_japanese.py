@@ -15,37 +15,9 @@ import pytest
 
 from hosts.inventory.refresh import refresh_host
 from jobs.models import Job
-from tests.plugins.browser import ARTIFACTS, login
+from tests.plugins.browser import ARTIFACTS, login, untranslated
 
 pytestmark = [pytest.mark.e2e, pytest.mark.worker, pytest.mark.browser_locale("ja-JP"), pytest.mark.timeout(180)]
-
-# The visible text of the page, without what is never translated (commands, paths, names marked translate="no").
-VISIBLE_TEXT = """(() => {
-  const skip = el => el.closest('code, pre, kbd, samp, script, style, [translate="no"], [hidden]');
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  const parts = [];
-  while (walker.nextNode()) {
-    const node = walker.currentNode;
-    if (node.parentElement && !skip(node.parentElement) && node.parentElement.offsetParent !== null) {
-      parts.push(node.textContent.trim());
-    }
-  }
-  return parts.filter(Boolean);
-})()"""
-# Three English words in a row: a sentence or label nobody translated. Names of things (HV03, Win11-A,
-# UntrustedGuardian, Hyper-V, PowerShell) are single words and pass.
-ENGLISH_RUN = re.compile(r"\b[A-Za-z]{2,}\b[ ,]+\b[a-z]{2,}\b[ ,]+\b[a-z]{2,}\b")
-
-
-# What Windows itself says, quoted (「The key protector could not be unwrapped」), is shown as Windows says it.
-QUOTED = re.compile(r"「[^」]*」|“[^”]*”|'[^']*'")
-# Lines the host itself wrote into the job log (its progress stream): a Japanese Windows writes them in Japanese.
-HOST_SAYS = {"Preparing modules for first use."}
-
-
-def untranslated(page: Any) -> list[str]:
-    shown = [text for text in page.evaluate(VISIBLE_TEXT) if text not in HOST_SAYS]
-    return [text for text in shown if ENGLISH_RUN.search(QUOTED.sub("", text))]
 
 
 def shoot(page: Any, name: str) -> None:

@@ -23,18 +23,12 @@ from jobs.kinds import JobContext, JobFailed, JobPartlyFailed, job_kind
 from jobs.models import Job, JobState
 from jobs.registry import PlannedStep, each
 from jobs.services import create_job
-from tests.plugins.browser import ARTIFACTS, login
+from tests.plugins.browser import ARTIFACTS, PHONE, WIDEST, login
 from tests.plugins.jobs import wait_for_job
 
 WORKER_JOB_KINDS = True  # the worker process imports this module for the kind below
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-PHONE = {"width": 390, "height": 844}
-# The elements that reach past the right edge of the screen, for the failure message.
-WIDEST = """[...document.querySelectorAll('body *')]
-  .filter(e => e.getBoundingClientRect().right > innerWidth + 1)
-  .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"""
 
 
 def shoot(page: Any, name: str) -> None:

@@ -309,3 +309,16 @@ def test_the_approver_sees_the_migration_preflight_run_live_again(
     assert client_for(admin).post(f"/jobs/{job.pk}/approval/", {"decision": "approve"}).status_code == 302
     job.refresh_from_db()
     assert job.state == JobState.QUEUED and job.decided_by_name == "ada"
+
+
+def test_why_a_job_waits_is_said_in_the_readers_language(policy: Any, admin: Any, second_admin: Any) -> None:
+    """The reason is stored as its requester read it; the approver reads it in their own language."""
+    host = Host.objects.create(name="HV01", address="hv01.lab.example", username="LAB\\hv")
+    job = create_job(admin, "reset_guardian", [host], params={"guardian_name": GUARDIAN})
+    assert job.approval_reason.startswith("A guardian reset removes guardian 'UntrustedGuardian' from HV01")
+    japanese = client_for(second_admin)
+    japanese.post("/account/", {"language": "ja", "time_zone": "UTC"})
+    page = japanese.get(f"/jobs/{job.pk}/approval/", HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    reason = re.search(r'<td id="approval-reason">(.*?)</td>', page, re.S)
+    assert reason and "ガーディアン" in reason.group(1) and "A guardian reset" not in page
+    assert "A guardian reset removes guardian" in client_for(admin).get(f"/jobs/{job.pk}/").content.decode()

@@ -32,6 +32,42 @@ CHROMIUM_ARGS = [
 ]
 
 
+# A phone's screen: every page must fit its width.
+PHONE = {"width": 390, "height": 844}
+# The elements that reach past the right edge of the screen, for the failure message.
+WIDEST = """[...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > innerWidth + 1)
+  .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"""
+
+
+# The visible text of the page, without what is never translated (commands, paths, names marked translate="no").
+VISIBLE_TEXT = """(() => {
+  const skip = el => el.closest('code, pre, kbd, samp, script, style, [translate="no"], [hidden]');
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const parts = [];
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (node.parentElement && !skip(node.parentElement) && node.parentElement.offsetParent !== null) {
+      parts.push(node.textContent.trim());
+    }
+  }
+  return parts.filter(Boolean);
+})()"""
+# Three English words in a row: a sentence or label nobody translated. Names of things (HV03, Win11-A,
+# UntrustedGuardian, Hyper-V, PowerShell) are single words and pass.
+ENGLISH_RUN = re.compile(r"\b[A-Za-z]{2,}\b[ ,]+\b[a-z]{2,}\b[ ,]+\b[a-z]{2,}\b")
+# What Windows itself says, quoted (「The key protector could not be unwrapped」), is shown as Windows says it.
+QUOTED = re.compile(r"「[^」]*」|“[^”]*”|'[^']*'")
+# Lines the host itself wrote into the job log (its progress stream): a Japanese Windows writes them in Japanese.
+HOST_SAYS = {"Preparing modules for first use."}
+
+
+def untranslated(page: Any) -> list[str]:
+    """The texts of the page that hold English nobody translated (for pages shown in another language)."""
+    shown = [text for text in page.evaluate(VISIBLE_TEXT) if text not in HOST_SAYS]
+    return [text for text in shown if ENGLISH_RUN.search(QUOTED.sub("", text))]
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield

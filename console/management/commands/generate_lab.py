@@ -23,8 +23,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PrivateFormat, pkcs12
 from cryptography.x509.oid import NameOID
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 
 from console.models import AuditEvent
 from hosts.inventory.refresh import HostReading, mark_stale, save_reading
@@ -277,12 +280,19 @@ def register(plan: HostPlan) -> Host:
 
 
 def refresh(lab: LabPlan, plan: HostPlan, host: Host) -> None:
+    # The words a failed refresh stores, in the lab's language (as a real refresh writes its requester's).
+    where = {"where": f"{host.address}:5985"}
     if plan.kind == "never":
-        mark_stale(host, f"{host.address}:5985 did not answer within 30 s", "timeout")
+        mark_stale(host, _("%(where)s did not accept a connection within the connect timeout.") % where, "timeout")
         return
     save_reading(host, reading_of(lab, plan), requests=8)
     if plan.kind == "stale":
-        mark_stale(host, f"{host.address}:5985 refused the connection", "refused")
+        mark_stale(host, refused(host), "refused")
+
+
+def refused(host: Host) -> str:
+    where = {"where": f"{host.address}:5985"}
+    return _("%(where)s refused the connection: nothing listens there, or a firewall rejects it.") % where
 
 
 def escrow(lab: LabPlan) -> int:
@@ -311,7 +321,7 @@ def history(lab: LabPlan, jobs_per_host: int, audit_per_host: int) -> tuple[int,
     """Finished jobs with a short log each, and audit events, spread over the last 90 days."""
     rng, hosts = lab.rng, [plan.host for plan in lab.hosts if plan.host is not None]
     jobs = []
-    for _ in range(jobs_per_host * len(hosts)):
+    for _job in range(jobs_per_host * len(hosts)):
         host = rng.choice(hosts)
         created = lab.now - dt.timedelta(seconds=rng.randint(60, 90 * 86400))
         state = rng.choices([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED], weights=[85, 10, 5])[0]
@@ -324,8 +334,9 @@ def history(lab: LabPlan, jobs_per_host: int, audit_per_host: int) -> tuple[int,
                 created_at=created,
                 started_at=created + dt.timedelta(seconds=1),
                 finished_at=created + dt.timedelta(seconds=rng.randint(3, 90)),
-                summary=f"Done on {host.name}" if state == JobState.SUCCEEDED else "",
-                error=f"{host.address}:5985 refused the connection" if state == JobState.FAILED else "",
+                summary=_("Done on %(host)s") % {"host": host.name} if state == JobState.SUCCEEDED else "",
+                error=refused(host) if state == JobState.FAILED else "",
+                language=get_language(),
                 last_seq=4,
             )
         )
@@ -337,7 +348,7 @@ def history(lab: LabPlan, jobs_per_host: int, audit_per_host: int) -> tuple[int,
         JobLogLine(job=job, seq=seq, at=job.created_at, level="info", text=text)
         for job in jobs
         for seq, text in enumerate(
-            ["Job started", f"→ Get-HgsGuardian ({job.host_names[0]})", "Step done", "Job ended"], start=1
+            [_("Job started"), f"→ Get-HgsGuardian ({job.host_names[0]})", _("Step done"), _("Job ended")], start=1
         )
     ]
     JobLogLine.objects.bulk_create(lines, batch_size=2000)
@@ -347,7 +358,7 @@ def history(lab: LabPlan, jobs_per_host: int, audit_per_host: int) -> tuple[int,
 def audit(lab: LabPlan, hosts: list[Host], per_host: int) -> int:
     rng = lab.rng
     events = []
-    for _ in range(per_host * len(hosts)):
+    for _event in range(per_host * len(hosts)):
         host = rng.choice(hosts)
         events.append(
             AuditEvent(
@@ -379,6 +390,12 @@ class Command(BaseCommand):
         parser.add_argument("--prefix", default="HV", help="host names are PREFIX001, PREFIX002, …")
         parser.add_argument("--jobs-per-host", type=int, default=25)
         parser.add_argument("--audit-per-host", type=int, default=100)
+        parser.add_argument(
+            "--language",
+            default=settings.LANGUAGE_CODE,
+            choices=[code for code, _name in settings.LANGUAGES],
+            help="the language its jobs and failed refreshes were written in",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["hosts"] < 1 or options["vms_per_host"] < 0:
@@ -387,13 +404,14 @@ class Command(BaseCommand):
         taken = Host.objects.filter(name__in=[plan.name for plan in lab.hosts]).values_list("name", flat=True)
         if taken:
             raise CommandError(f"Hosts {', '.join(sorted(taken)[:5])}… exist already: choose another --prefix.")
-        for plan in lab.hosts:
-            plan.host = register(plan)
-        for plan in lab.hosts:
-            assert plan.host is not None
-            refresh(lab, plan, plan.host)
-        pairs = escrow(lab)
-        jobs, events = history(lab, options["jobs_per_host"], options["audit_per_host"])
+        with translation.override(options["language"]):
+            for plan in lab.hosts:
+                plan.host = register(plan)
+            for plan in lab.hosts:
+                assert plan.host is not None
+                refresh(lab, plan, plan.host)
+            pairs = escrow(lab)
+            jobs, events = history(lab, options["jobs_per_host"], options["audit_per_host"])
         self.stdout.write(
             f"Generated {len(lab.hosts)} hosts with {len(lab.hosts) * lab.vms_per_host} VMs, {pairs} vault pairs, "
             f"{jobs} jobs and {events} audit events (seed {options['seed']})."

@@ -15,6 +15,7 @@ from .. import labmap, reading, rules
 from ..actions import Action, permitted
 from ..dependents import dependents, sealed_vm_rows
 from ..models import Certificate, Guardian, HostInventory, KnownGuardian, VirtualMachine
+from ..vmstates import vm_state_words
 
 register = template.Library()
 
@@ -108,3 +109,9 @@ def risk_title(code: str) -> str:
 def guardian_name(guardian: KnownGuardian) -> str:
     """A known guardian's name in the reader's language (rules.shown_name)."""
     return rules.shown_name(guardian.display_name, guardian.subject)
+
+
+@register.filter
+def vm_state(state: str | None) -> str:
+    """A VM's state (Hyper-V's name: Running, Off, Saved…) as Hyper-V Manager shows it in the active language."""
+    return vm_state_words(state or "")

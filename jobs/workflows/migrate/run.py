@@ -16,6 +16,7 @@ from typing import Any
 from django.utils.translation import gettext as _
 
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN
+from hosts.inventory.vmstates import vm_state_words
 from hosts.models import Host
 from hosts.remoting.catalog.guardians import (
     TEMP_DIR,
@@ -277,7 +278,7 @@ class Migration:
                 )
                 continue
             if vm is not None:
-                found.append(f"{side} ({vm.state})")
+                found.append(f"{side} ({vm_state_words(vm.state)})")
         if len(found) == 2:
             return _("%(first)s and %(second)s") % {"first": found[0], "second": found[1]}
         return found[0] if found else _("neither host: look at the lab share and Get-VM on both hosts")
@@ -554,7 +555,7 @@ class Migration:
             if vm.state != "Running":
                 raise JobFailed(
                     _("'%(vm)s' is %(state)s on %(target)s after Start-VM")
-                    % {"vm": self.vm.name, "state": vm.state, "target": self.target}
+                    % {"vm": self.vm.name, "state": vm_state_words(vm.state), "target": self.target}
                 )
         self.log.info(_("'%(vm)s' is running on %(target)s"), {"vm": self.vm.name, "target": self.target})
         return _(", running there")

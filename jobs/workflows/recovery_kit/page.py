@@ -7,8 +7,9 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.functional import lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
@@ -20,19 +21,23 @@ from hosts.vault.recovery_kit import MIN_PASSPHRASE, check_passphrase
 from .kit import build, file_name
 
 
+def passphrase_help() -> str:
+    """Made when the form is shown, in its reader's language (ngettext_lazy % {...} would translate at import)."""
+    return ngettext(
+        "At least %(n)d character, not a common password. The console does not keep it: without it the kit "
+        "cannot be opened.",
+        "At least %(n)d characters, not a common password. The console does not keep it: without it the kit "
+        "cannot be opened.",
+        MIN_PASSPHRASE,
+    ) % {"n": MIN_PASSPHRASE}
+
+
 class PassphraseForm(forms.Form):
     passphrase = forms.CharField(
         label=gettext_lazy("Passphrase"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password", "minlength": MIN_PASSPHRASE}),
-        help_text=ngettext_lazy(
-            "At least %(n)d character, not a common password. The console does not keep it: without it the kit "
-            "cannot be opened.",
-            "At least %(n)d characters, not a common password. The console does not keep it: without it the kit "
-            "cannot be opened.",
-            "n",
-        )
-        % {"n": MIN_PASSPHRASE},
+        help_text=lazy(passphrase_help, str)(),
     )
     repeat = forms.CharField(label=gettext_lazy("The passphrase again"), strip=False, widget=forms.PasswordInput)
 

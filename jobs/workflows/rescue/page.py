@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from hosts.inventory.models import VirtualMachine
+from hosts.inventory.vmstates import vm_state_words
 from hosts.models import Host
 from hosts.remoting.errors import RemotingError
 from hosts.remoting.session import HostSession
@@ -26,7 +27,10 @@ def lost_vms(host: Host | None) -> list[tuple[str, str]]:
         return []
     rows = VirtualMachine.objects.filter(host=host, has_key_protector=True, facts__startable=False)
     label = _("%(vm)s (%(state)s, starts nowhere)")
-    return [(vm.name, label % {"vm": vm.name, "state": vm.state or _("state unknown")}) for vm in rows.order_by("name")]
+    return [
+        (vm.name, label % {"vm": vm.name, "state": vm_state_words(vm.state) or _("state unknown")})
+        for vm in rows.order_by("name")
+    ]
 
 
 def any_vm_name(name: str) -> bool:

@@ -22,6 +22,7 @@ from django.utils.translation import ngettext
 from console.params import parse_id
 from hosts.inventory.analysis import UNTRUSTED_GUARDIAN, Pair
 from hosts.inventory.models import Guardian, VirtualMachine
+from hosts.inventory.vmstates import vm_state_words
 from hosts.models import Host
 from hosts.remoting.catalog.guardians import (
     TEMP_DIR,
@@ -313,7 +314,7 @@ def describe_plan(host: Host, plan: ResetPlan) -> None:
         log.log(
             level,
             _("VM '%(vm)s' (%(state)s) is sealed to it: %(where)s; %(keys)s"),
-            {"vm": vm.name, "state": vm.state, "where": where, "keys": keys},
+            {"vm": vm.name, "state": vm_state_words(vm.state), "where": where, "keys": keys},
         )
     count = len(plan.to_escrow)
     if not count:

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy
 from hosts.inventory import reading
 from hosts.inventory.models import VirtualMachine
 from hosts.inventory.reading import restorable_vms
+from hosts.inventory.vmstates import vm_state_words
 from hosts.models import Host
 from hosts.remoting.keyprotector import GuardianRef
 from hosts.vault.models import EscrowedPair
@@ -34,7 +35,7 @@ def vm_choices(host: Host | None) -> list[tuple[str, str]]:
     choices = []
     for vm, (starts, _why) in zip(rows, answers, strict=True):
         label = _("%(vm)s (%(state)s, starts here)") if starts else _("%(vm)s (%(state)s, does not start here)")
-        choices.append((vm.name, label % {"vm": vm.name, "state": vm.state or _("state unknown")}))
+        choices.append((vm.name, label % {"vm": vm.name, "state": vm_state_words(vm.state) or _("state unknown")}))
     return choices
 
 

@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy
 
 from hosts.inventory.models import Guardian, VirtualMachine
 from hosts.inventory.refresh import refresh_host
+from hosts.inventory.vmstates import vm_state_words
 from hosts.models import Host
 from hosts.remoting.catalog.vms import StopVM
 
@@ -77,7 +78,7 @@ def vm_rows(host: Host, chosen: list[str], action: str) -> list[VmRow]:
         elif vm.state not in ("Off", "Saved"):
             row.blocker = _(
                 "%(state)s: shut it down from inside the guest (or, on %(host)s: %(command)s), then check again."
-            ) % {"state": vm.state, "host": host, "command": by_hand(StopVM(vm.name))}
+            ) % {"state": vm_state_words(vm.state), "host": host, "command": by_hand(StopVM(vm.name))}
         elif action == "enable" and vm.tpm_enabled:
             row.blocker = _("TPM already on: nothing to do.")
         elif action == "disable" and not vm.tpm_enabled:

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from hosts.inventory.models import VirtualMachine
+from hosts.inventory.vmstates import vm_state_words
 from hosts.models import Host
 from hosts.remoting.catalog.vms import (
     DisableTpm,
@@ -110,7 +111,7 @@ class TpmChange:
             return _(
                 "'%(vm)s' is %(state)s: a TPM change needs it Off. Shut it down from the guest (or %(command)s) and "
                 "run this again."
-            ) % {"vm": self.vm_name, "state": state, "command": by_hand(StopVM(self.vm_name))}
+            ) % {"vm": self.vm_name, "state": vm_state_words(state), "command": by_hand(StopVM(self.vm_name))}
         return ""
 
     def steps(self, now: VmNow, host: Host) -> list[TpmStep]:
