@@ -74,6 +74,8 @@ lint: $(VENV)/.installed
 # files (pytest-xdist): the tests mostly wait on sockets, subprocesses and the browser, so it takes about as long as
 # the slowest part, not the sum. Each part's output is printed when that part ends.
 XDIST := -n 2 --dist loadfile
+# Every pass prints its 25 slowest tests (setup, call and teardown each): where the next minute of `make test` is.
+DURATIONS := --durations=25
 
 test: $(VENV)/.installed chromium sso-test-servers kerberos-test-servers redis-test-server i18n-tools
 	$(MAKE) --jobs=3 --keep-going --output-sync=target test-sqlite test-postgres lint
@@ -84,8 +86,8 @@ test: $(VENV)/.installed chromium sso-test-servers kerberos-test-servers redis-t
 test-sqlite test-postgres: export PYTHONDONTWRITEBYTECODE :=
 
 test-sqlite:
-	$(PYTEST) -p no:cacheprovider $(XDIST)
+	$(PYTEST) -p no:cacheprovider $(XDIST) $(DURATIONS)
 
 test-postgres:
-	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) -p no:cacheprovider $(XDIST) -m "not e2e and not same_on_every_database" \
+	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) -p no:cacheprovider $(XDIST) $(DURATIONS) -m "not e2e and not same_on_every_database" \
 		--ignore=tests/sim
