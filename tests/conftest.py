@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 from django.apps import apps
+from django.core.management.color import Style
 from django.core.management.commands import flush
 from django.db import connection, models, transaction
+from django.db.backends.postgresql.operations import DatabaseOperations as PostgresOperations
 from django.utils import translation
 
 pytest_plugins = [
@@ -107,6 +109,28 @@ def _refill_after_flush(verbosity: int, interactive: bool, database: str) -> Non
 
 
 flush.emit_post_migrate_signal = _refill_after_flush  # type: ignore[attr-defined]
+_truncate = PostgresOperations.sql_flush
+
+
+def _delete_rows(
+    ops: PostgresOperations,
+    style: Style,
+    tables: list[str],
+    *,
+    reset_sequences: bool = False,
+    allow_cascade: bool = False,
+) -> list[str]:
+    """PostgreSQL empties the tables after a transactional test with DELETE instead of TRUNCATE: the same empty
+    tables (the sequences go on either way), but a TRUNCATE of the ~50 tables costs PostgreSQL ~1 s and ~150 ms of CPU
+    per test, the DELETEs of the few rows a test leaves a few milliseconds. The foreign keys are deferred (Django makes
+    them DEFERRABLE), so the order does not matter; flush runs it all in one transaction."""
+    if not tables or reset_sequences:
+        return _truncate(ops, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+    deletes = [f"{style.SQL_KEYWORD('DELETE FROM')} {style.SQL_FIELD(ops.quote_name(table))};" for table in tables]
+    return ["SET CONSTRAINTS ALL DEFERRED;", *deletes]
+
+
+PostgresOperations.sql_flush = _delete_rows  # type: ignore[method-assign,assignment]
 
 
 @pytest.fixture(autouse=True)
