@@ -67,13 +67,16 @@ lint: $(VENV)/.installed
 
 # SQLite runs everything; PostgreSQL runs everything but what cannot differ between the two: the browser tests (they
 # exercise pages, not the database), the simulator's own tests (tests/sim: no database at all), the refusals of
-# roles and methods (decided before any query) and every test that never touches the test database (tests/conftest.py
-# marks those same_on_every_database). Every page's GET by every role and the hostile-input sweep (which found a
-# PostgreSQL-only error) run on both.
+# roles and methods (decided before any query), the Show PowerShell comparisons (tests/workflows/test_*_shown.py), the
+# cells of the migration worlds table that differ only in the simulated hosts' logons (each method and refusal runs
+# once) and every test that never touches the test database (tests/conftest.py marks those same_on_every_database).
+# Every page's GET by every role and the hostile-input sweep (which found a PostgreSQL-only error) run on both.
 # `make test` runs both passes and the linters at the same time, each pass in two pytest processes that take whole
 # files (pytest-xdist): the tests mostly wait on sockets, subprocesses and the browser, so it takes about as long as
 # the slowest part, not the sum. Each part's output is printed when that part ends.
 XDIST := -n 2 --dist loadfile
+# Every pass prints its 25 slowest tests (setup, call and teardown each): where the next minute of `make test` is.
+DURATIONS := --durations=25
 
 test: $(VENV)/.installed chromium sso-test-servers kerberos-test-servers redis-test-server i18n-tools
 	$(MAKE) --jobs=3 --keep-going --output-sync=target test-sqlite test-postgres lint
@@ -84,8 +87,8 @@ test: $(VENV)/.installed chromium sso-test-servers kerberos-test-servers redis-t
 test-sqlite test-postgres: export PYTHONDONTWRITEBYTECODE :=
 
 test-sqlite:
-	$(PYTEST) -p no:cacheprovider $(XDIST)
+	$(PYTEST) -p no:cacheprovider $(XDIST) $(DURATIONS)
 
 test-postgres:
-	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) -p no:cacheprovider $(XDIST) -m "not e2e and not same_on_every_database" \
+	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) -p no:cacheprovider $(XDIST) $(DURATIONS) -m "not e2e and not same_on_every_database" \
 		--ignore=tests/sim

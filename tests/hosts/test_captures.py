@@ -15,7 +15,6 @@ from console.models import AuditEvent
 from hosts.remoting import capture
 from hosts.remoting.errors import RemotingError
 
-pytestmark = pytest.mark.django_db
 CAPTURES = sorted((Path(__file__).parents[1] / "captures").glob("*.json"))
 
 
@@ -120,6 +119,7 @@ def test_placeholders_for_an_fqdn_and_a_domain_account() -> None:
     assert capture.anonymise({"clixml": clixml}, hidden)["clixml"] == anonymised  # bytes stay bytes
 
 
+@pytest.mark.django_db  # looks the host up; the other tests read capture files (or get the database with a host)
 def test_an_unknown_host_is_refused() -> None:
     with pytest.raises(CommandError, match="No registered host is called 'HV99'"):
         call_command("capture_host", "HV99")

@@ -1,9 +1,11 @@
 """Fixtures: real receivers of notifications on loopback, and a worker that sends to them.
 
-smtp_server         an aiosmtpd SMTP server; `.messages` (email.message.Message), `.wait_for(n)`
+smtp_server         an aiosmtpd SMTP server (one per test module, emptied for each test); `.messages`
+                    (email.message.Message), `.wait_for(n)`
 webhook_receiver    an http.server in a thread; `.requests`, `.wait_for(n)`, `.answer(status, delay)`,
                     `.url(path)`; `valid_signature(request, secret)` checks a request as a receiver would
-notifying_worker    a real Celery worker whose mail goes to smtp_server, with short timeouts and back-off
+notifying_worker    a real Celery worker whose mail goes to smtp_server, with short timeouts and back-off (one per
+                    test module: each start costs 1.5 s of CPU, and so does the session worker's restart after it)
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.plugins.worker import WorkerPool, WorkerProcess, free_port, settle_jobs
+from tests.plugins.worker import WorkerPool, WorkerProcess, free_port, settle_jobs, start_worker
 
 # A send that waits longer than this gives up (the webhook that never answers sleeps past it).
 TIMEOUT_SECONDS = 1.0
@@ -58,18 +60,25 @@ class SmtpServer:
         return self.messages
 
 
-@pytest.fixture
-def smtp_server(settings: Any) -> Iterator[SmtpServer]:
-    """A real SMTP server on 127.0.0.1; the console's mail settings point at it (and Django's SMTP backend, which the
-    test environment replaces with its in-memory one, is put back)."""
+@pytest.fixture(scope="module")
+def _smtp_listener() -> Iterator[SmtpServer]:
     server = SmtpServer(port=free_port())
     controller = Controller(server, hostname="127.0.0.1", port=server.port)
     controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     yield server
     controller.stop()
+
+
+@pytest.fixture
+def smtp_server(settings: Any, _smtp_listener: SmtpServer) -> SmtpServer:
+    """A real SMTP server on 127.0.0.1, with no mail yet; the console's mail settings point at it (and Django's SMTP
+    backend, which the test environment replaces with its in-memory one, is put back)."""
+    _smtp_listener.messages.clear()
+    _smtp_listener.recipients.clear()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", _smtp_listener.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    return _smtp_listener
 
 
 def body_of(message: Message) -> str:
@@ -149,21 +158,44 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
 # -- a worker that sends to them --------------------------------------------------------------------------------------
 
 
+class NotifyingWorker:
+    """The module's notifying worker, started again if a test's jobs outlived it (settle_jobs killed it)."""
+
+    def __init__(self, session: pytest.Session, smtp: SmtpServer) -> None:
+        self.session, self.smtp = session, smtp
+        self.current: WorkerProcess | None = None
+
+    def ensure(self) -> WorkerProcess:
+        if self.current is None or not self.current.alive():
+            self.current = start_worker(
+                self.session,
+                CONSOLE_SMTP_HOST="127.0.0.1",
+                CONSOLE_SMTP_PORT=str(self.smtp.port),
+                CONSOLE_NOTIFY_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
+                CONSOLE_NOTIFY_RETRY_SECONDS=str(RETRY_SECONDS),
+                CONSOLE_NOTIFY_ATTEMPTS=str(ATTEMPTS),
+            )
+        return self.current
+
+
+@pytest.fixture(scope="module")
+def _notifying_workers(
+    request: pytest.FixtureRequest, django_db_setup: None, _smtp_listener: SmtpServer
+) -> Iterator[NotifyingWorker]:
+    workers = NotifyingWorker(request.session, _smtp_listener)
+    yield workers
+    if workers.current is not None:
+        workers.current.stop()
+
+
 @pytest.fixture
 def notifying_worker(
-    transactional_db: None, _worker_pool: WorkerPool, smtp_server: SmtpServer
+    transactional_db: None, _worker_pool: WorkerPool, _notifying_workers: NotifyingWorker, smtp_server: SmtpServer
 ) -> Iterator[WorkerProcess]:
     """A real Celery worker process whose mail goes to `smtp_server`, with short timeouts and back-off. The session's
-    worker is stopped first (the next test that needs it gets a new one), so this one alone takes the queue's tasks."""
+    worker is stopped first (the next test that needs it gets a new one), so this one alone takes the queue's tasks;
+    it serves every test of the module that asks for it, the database flushed between them as for the session's."""
     if _worker_pool.current is not None:
         _worker_pool.current.stop()
-    worker = _worker_pool.start_another(
-        CONSOLE_SMTP_HOST="127.0.0.1",
-        CONSOLE_SMTP_PORT=str(smtp_server.port),
-        CONSOLE_NOTIFY_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
-        CONSOLE_NOTIFY_RETRY_SECONDS=str(RETRY_SECONDS),
-        CONSOLE_NOTIFY_ATTEMPTS=str(ATTEMPTS),
-    )
-    yield worker
-    settle_jobs(_worker_pool)
-    _worker_pool.stop_extra()
+    yield _notifying_workers.ensure()
+    settle_jobs(_notifying_workers.current)  # a worker still busy is killed: the next test starts another

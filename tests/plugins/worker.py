@@ -208,10 +208,10 @@ def celery_worker_process(transactional_db: None, _worker_pool: WorkerPool) -> I
     worker.pool = _worker_pool  # type: ignore[attr-defined]
     yield worker
     _worker_pool.stop_extra()
-    settle_jobs(_worker_pool)
+    settle_jobs(_worker_pool.current)
 
 
-def settle_jobs(pool: WorkerPool, timeout: float = 5) -> None:
+def settle_jobs(worker: WorkerProcess | None, timeout: float = 5) -> None:
     """Let the test's jobs end before the database is flushed; a worker still busy after `timeout` is killed (the
     next test gets a fresh one), so no job of this test writes into the next one's tables."""
     from jobs.models import ACTIVE_STATES, Job
@@ -219,8 +219,8 @@ def settle_jobs(pool: WorkerPool, timeout: float = 5) -> None:
     deadline = time.monotonic() + timeout
     while Job.objects.filter(state__in=ACTIVE_STATES).exists():
         if time.monotonic() > deadline:
-            if pool.current is not None:
-                pool.current.kill()
+            if worker is not None:
+                worker.kill()
             return
         time.sleep(0.05)
 

@@ -22,7 +22,9 @@ from tests.plugins.runs import DirectRun
 from tests.plugins.sim import files_copied_to, kind_to_the_second_hop
 from tests.plugins.worlds import registered
 
-pytestmark = pytest.mark.django_db
+# Preview text against the commands a simulated host received: the rows behind both are read by the same queries
+# as in the workflow's own tests, which run on PostgreSQL too, so this module runs on SQLite only.
+pytestmark = [pytest.mark.django_db, pytest.mark.same_on_every_database]
 
 
 @pytest.fixture

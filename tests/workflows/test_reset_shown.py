@@ -26,7 +26,13 @@ from tests.plugins.powershell import TEMP_TOKEN, assert_shown_is_sent, sent_comm
 from tests.plugins.runs import DirectRun
 from tests.workflows.test_reset import lose_signing_key_but_keep_an_older_pair
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.hosts.test_vault_support")]
+# Preview text against the commands a simulated host received: the rows behind both are read by the same queries
+# as in the workflow's own tests, which run on PostgreSQL too, so this module runs on SQLite only.
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.urls("tests.hosts.test_vault_support"),
+    pytest.mark.same_on_every_database,
+]
 GUARDIAN = "UntrustedGuardian"
 
 

@@ -16,7 +16,9 @@ from jobs.workflows.restore.plan import restore_script, restore_vm
 from tests.plugins.powershell import assert_shown_is_sent, sent_commands, shown_commands
 from tests.plugins.runs import DirectRun
 
-pytestmark = pytest.mark.django_db
+# Preview text against the commands a simulated host received: the rows behind both are read by the same queries
+# as in the workflow's own tests, which run on PostgreSQL too, so this module runs on SQLite only.
+pytestmark = [pytest.mark.django_db, pytest.mark.same_on_every_database]
 
 
 def reinstalled_with_backup_in_vault(sim: Any, registered_host: Any) -> Host:

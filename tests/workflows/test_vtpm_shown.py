@@ -16,7 +16,13 @@ from jobs.workflows.vtpm.plan import change_vtpms, changes_from, vtpm_script
 from tests.plugins.powershell import assert_shown_is_sent, sent_commands, shown_commands, shown_powershell
 from tests.plugins.runs import DirectRun
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.hosts.test_vault_support")]
+# Preview text against the commands a simulated host received: the rows behind both are read by the same queries
+# as in the workflow's own tests, which run on PostgreSQL too, so this module runs on SQLite only.
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.urls("tests.hosts.test_vault_support"),
+    pytest.mark.same_on_every_database,
+]
 
 
 def previewed_and_run(sim: Any, host: Host, client: Client, params: dict[str, Any], vms: list[str]) -> str:
