@@ -19,8 +19,8 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.http import HttpRequest
 from django.utils import translation
-from django.utils.translation.trans_real import get_supported_language_variant, parse_accept_lang_header
 
 from console.params import parse_id
 from console.roles import can
@@ -55,15 +55,12 @@ def viewer_language(scope: dict[str, Any]) -> str:
     chosen = chosen_language(scope.get("session"))
     if chosen:
         return chosen
-    headers = dict(scope.get("headers") or [])
-    for code, _quality in parse_accept_lang_header(headers.get(b"accept-language", b"").decode("latin-1")):
-        if code == "*":
-            break
-        try:
-            return get_supported_language_variant(code)
-        except LookupError:
-            continue
-    return settings.LANGUAGE_CODE
+    # Django's own reading of the browser's languages (as LocaleMiddleware does for pages), from the handshake's.
+    handshake = HttpRequest()
+    handshake.META["HTTP_ACCEPT_LANGUAGE"] = (
+        dict(scope.get("headers") or []).get(b"accept-language", b"").decode("latin-1")
+    )
+    return translation.get_language_from_request(handshake)
 
 
 def recheck_seconds() -> float:
