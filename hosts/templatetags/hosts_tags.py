@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from django import template
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -32,7 +33,7 @@ def humane_ago(moment: datetime | None, now: datetime | None = None) -> str:
         return _("never")
     now = now or timezone.now()
     if is_a_date(moment, now):
-        return _("on %(date)s") % {"date": timezone.localtime(moment).strftime("%Y-%m-%d")}
+        return _("on %(date)s") % {"date": date_format(timezone.localtime(moment), "DATE_FORMAT")}
     elapsed = now - moment
     if elapsed < JUST_NOW:  # a clock slightly ahead (negative elapsed) is "just now" too
         return _("just now")
