@@ -10,9 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
-from django.utils import translation
-
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
 
@@ -145,5 +142,5 @@ def outline_of(job: Job) -> list[PlannedStep]:
     kind = KINDS.get(job.kind)
     if kind is None or kind.outline is None:
         return []
-    with translation.override(job.language or settings.LANGUAGE_CODE):
+    with job.in_its_language():
         return [PlannedStep(str(step.title), step.of) for step in kind.outline(job)]

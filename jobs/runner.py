@@ -25,7 +25,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from hosts.inventory.refresh import refresh_host
@@ -301,7 +301,7 @@ def execute(job_id: int) -> str:
     if claimed is None:
         return "skipped"
     # The whole log, from the first line to the last, in the language of whoever asked for the job.
-    with translation.override(claimed.job.language or settings.LANGUAGE_CODE):
+    with claimed.job.in_its_language():
         return run_claimed(claimed)
 
 

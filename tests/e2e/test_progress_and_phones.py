@@ -204,6 +204,7 @@ def test_every_main_page_fits_a_390_px_phone(browser_page: Any, live_console: An
     page.wait_for_function("document.querySelector('.copy-button').textContent === 'Copied'", timeout=5000)
     assert page.evaluate("navigator.clipboard.readText()").startswith("Enable-PSRemoting")
     page.goto(f"{live_console.url}{pages['job']}")
+    page.wait_for_selector(".jl-row")  # the viewer (a deferred script) has replayed the log
     page.check(".jl-wrap")
     assert "jl-wrapped" in (page.get_attribute("[data-joblog]", "class") or "")
     assert page.evaluate("getComputedStyle(document.querySelector('.jl-row')).whiteSpace") == "pre-wrap"

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.conf import settings
-from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -52,13 +50,12 @@ def migrate_approval(hosts: Sequence[Host], params: dict[str, Any]) -> str:
 
 
 def planned_migration(job: Job) -> list[PlannedStep]:
-    """The steps the job's options decide (run.migration_outline), titled in the job's language as its recorded
-    steps are (the runner logs in it), whoever looks at the job."""
+    """The steps the job's options decide (run.migration_outline); registry.outline_of asks for them in the job's
+    language, as its recorded steps are titled."""
     if len(job.host_names) != 2 or len(job.vms) != 1:
         return []
     opts = MigrationOptions.from_params(job.vms[0], job.params)
-    with translation.override(job.language or settings.LANGUAGE_CODE):
-        return [PlannedStep(title) for title in migration_outline(opts, *job.host_names)]
+    return [PlannedStep(title) for title in migration_outline(opts, *job.host_names)]
 
 
 @job_kind(
